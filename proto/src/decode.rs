@@ -1,0 +1,77 @@
+//! Decoding a message body into the version this build speaks, telling apart the ways it can
+//! be unreadable: the worker dead-letters each with its own reason.
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+/// Why a body could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The body is not JSON at all.
+    #[error("body is not valid JSON: {0}")]
+    NotJson(String),
+    /// JSON without a numeric `version` field.
+    #[error("body has no numeric \"version\" field")]
+    MissingVersion,
+    /// A `version` this build does not speak.
+    #[error("message version {0} is not supported (this worker speaks version {v})", v = crate::MESSAGE_VERSION)]
+    UnknownVersion(u64),
+    /// The right version, but a field is missing or of the wrong type.
+    #[error("message does not match the version 1 schema: {0}")]
+    Invalid(String),
+}
+
+impl DecodeError {
+    /// A stable machine reason, used as the dead-letter header value.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NotJson(_) => "invalid_json",
+            Self::MissingVersion => "missing_version",
+            Self::UnknownVersion(_) => "unknown_version",
+            Self::Invalid(_) => "invalid_message",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct VersionPeek {
+    version: Option<serde_json::Value>,
+}
+
+/// Decodes `body` as a message of [`crate::MESSAGE_VERSION`].
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    let peek = VersionPeek::deserialize(&value).map_err(|_| DecodeError::MissingVersion)?;
+    match peek.version.as_ref().and_then(serde_json::Value::as_u64) {
+        None => Err(DecodeError::MissingVersion),
+        Some(v) if v != u64::from(crate::MESSAGE_VERSION) => Err(DecodeError::UnknownVersion(v)),
+        Some(_) => T::deserialize(value).map_err(|e| DecodeError::Invalid(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ExecutionRequestV1;
+
+    #[test]
+    fn garbage_is_not_json() {
+        let e = decode::<ExecutionRequestV1>(b"{nope").unwrap_err();
+        assert_eq!(e.reason(), "invalid_json");
+    }
+
+    #[test]
+    fn a_future_version_is_named_in_the_error() {
+        let e = decode::<ExecutionRequestV1>(br#"{"version":7}"#).unwrap_err();
+        assert_eq!(e.reason(), "unknown_version");
+        assert!(e.to_string().contains("version 7"));
+    }
+
+    #[test]
+    fn a_missing_field_is_invalid_and_named() {
+        let e = decode::<ExecutionRequestV1>(br#"{"version":1}"#).unwrap_err();
+        assert_eq!(e.reason(), "invalid_message");
+        assert!(e.to_string().contains("execution_id"), "{e}");
+    }
+}

@@ -1,0 +1,152 @@
+//! What an automation does, as published: the definition event and the definition itself.
+
+use crate::ids::{AutomationId, ConnectionId, TenantId, VersionId};
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Announces that a new immutable version of an automation is live. Published to the
+/// definitions exchange with routing key `definition.published`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DefinitionPublishedV1 {
+    /// Always `1`.
+    pub version: u32,
+    /// Owner of the automation.
+    pub tenant_id: TenantId,
+    /// The automation.
+    pub automation_id: AutomationId,
+    /// The new immutable version.
+    pub version_id: VersionId,
+    /// 1, 2, 3… per automation.
+    pub version_number: i32,
+    /// Name given to the version.
+    pub version_name: String,
+    /// When it was published.
+    pub published_at: DateTime<Utc>,
+    /// The definition itself.
+    pub definition: AutomationDefinition,
+}
+
+/// A self-contained description of one vendor call: a worker needs nothing else (besides the
+/// connection's credentials) to run it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AutomationDefinition {
+    /// Catalogue app, e.g. `salesforce`.
+    pub app: String,
+    /// Template action, e.g. `create_lead`.
+    pub action: String,
+    /// The connection whose credentials and instance are used.
+    pub connection_id: ConnectionId,
+    /// HTTP method of the vendor call.
+    pub method: HttpMethod,
+    /// Path on the connection's instance, e.g. `/services/data/v62.0/sobjects/Lead/`.
+    pub path: String,
+    /// Parameters, each mapped to a vendor field of the JSON body.
+    pub parameters: Vec<ParameterSpec>,
+    /// How to tell whether a create whose answer was lost has landed at the vendor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedupe: Option<Dedupe>,
+}
+
+/// A vendor's handle for recognising a record the worker created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Dedupe {
+    /// ServiceNow: the execution id is written to `correlation_id` and queried before any re-send.
+    ServicenowCorrelationId,
+}
+
+/// HTTP methods a definition may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    /// POST
+    Post,
+    /// PATCH
+    Patch,
+    /// PUT
+    Put,
+}
+
+/// One row of an automation's parameter table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ParameterSpec {
+    /// Name the caller uses in `parameters`.
+    pub name: String,
+    /// Expected type; values are checked and coerced before any vendor call.
+    #[serde(rename = "type")]
+    pub kind: ParameterType,
+    /// Vendor field the value is written to (a dotted path for nested bodies).
+    pub target: String,
+    /// Whether the caller must supply it.
+    pub required: bool,
+    /// Shown to editors.
+    #[serde(default)]
+    pub description: String,
+    /// Longest accepted string, when the vendor field has a limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<u32>,
+    /// Where the value goes: the JSON body (default) or a `{placeholder}` of the path.
+    #[serde(default, skip_serializing_if = "ParameterLocation::is_body")]
+    pub location: ParameterLocation,
+    /// A reshaping the vendor needs, e.g. plain text to Atlassian Document Format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<Transform>,
+}
+
+/// Where a parameter's value is placed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ParameterLocation {
+    /// At `target` (a dotted path) in the JSON body; `target` `*` merges an object into the root.
+    #[default]
+    Body,
+    /// Into the `{target}` placeholder of the path, percent-encoded.
+    Path,
+}
+
+impl ParameterLocation {
+    fn is_body(&self) -> bool {
+        *self == Self::Body
+    }
+}
+
+/// Reshapings applied to a value before it is placed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Transform {
+    /// Plain text to an Atlassian Document Format document (one paragraph per line).
+    Adf,
+    /// `v` to `{"key": v}`.
+    KeyObject,
+    /// `v` to `{"name": v}`.
+    NameObject,
+    /// `v` to `{"id": v}`.
+    IdObject,
+    /// `v` to `{"accountId": v}`.
+    AccountIdObject,
+}
+
+/// Parameter types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ParameterType {
+    /// Any string.
+    String,
+    /// An e-mail address.
+    Email,
+    /// A whole number (a numeric string is accepted and converted).
+    Integer,
+    /// A decimal number (a numeric string is accepted and converted).
+    Number,
+    /// `true`/`false` (also the strings `"true"`/`"false"`).
+    Boolean,
+    /// A calendar date, `YYYY-MM-DD`.
+    Date,
+    /// An instant, RFC 3339.
+    DateTime,
+    /// A list of strings (a comma-separated string is accepted and split).
+    StringList,
+    /// Any JSON object or array, passed through (e.g. Slack blocks).
+    Json,
+}

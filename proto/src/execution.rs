@@ -1,0 +1,157 @@
+//! Execution request and execution result, version 1.
+
+use crate::ids::{AutomationId, ExecutionId, TenantId, VersionId};
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Asks a worker to run the published version of an automation once.
+///
+/// Published to the executions exchange with routing key `execute`, `delivery_mode` 2
+/// (persistent) and `content_type` `application/json`. An optional `reply_to` property gets
+/// the result too, with the request's `correlation_id`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionRequestV1 {
+    /// Always `1`.
+    pub version: u32,
+    /// Chosen by the client (a UUID); the key of the execution ledger: a request redelivered or
+    /// re-sent with the same id runs at most once.
+    pub execution_id: ExecutionId,
+    /// The tenant that owns the automation.
+    pub tenant_id: TenantId,
+    /// The automation to run; its currently published version is used.
+    pub automation_id: AutomationId,
+    /// Parameter values by parameter name.
+    #[serde(default)]
+    pub parameters: Map<String, Value>,
+    /// When the client enqueued the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_at: Option<DateTime<Utc>>,
+    /// Who triggered it, e.g. `flow:onboarding` or `actionbot:step-3` (free text, for audit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// Final state of an execution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionStatus {
+    /// The vendor confirmed the action.
+    Succeeded,
+    /// The action was refused or could not run; `error` says why.
+    Failed,
+    /// The request may or may not have reached the vendor; `error` holds the evidence.
+    UnknownOutcome,
+}
+
+impl ExecutionStatus {
+    /// The wire spelling, also used in routing keys and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::UnknownOutcome => "unknown_outcome",
+        }
+    }
+}
+
+/// The outcome of one execution, published to the results exchange with routing key
+/// `<tenant_id>.<status>` (and to the request's `reply_to`, if any).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ExecutionResultV1 {
+    /// Always `1`.
+    pub version: u32,
+    /// Absent only when the request was unreadable (then `error.code` says why).
+    pub execution_id: Option<ExecutionId>,
+    /// Absent only when the request was unreadable.
+    pub tenant_id: Option<TenantId>,
+    /// Absent only when the request was unreadable.
+    pub automation_id: Option<AutomationId>,
+    /// The immutable version that ran, when one was resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automation_version_id: Option<VersionId>,
+    /// `succeeded`, `failed` or `unknown_outcome`.
+    pub status: ExecutionStatus,
+    /// The mapped vendor response on success, e.g. `{"id":"00Q…"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Map<String, Value>>,
+    /// Why it did not succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ExecutionError>,
+    /// Vendor calls made (0 when refused before any call).
+    pub attempts: u32,
+    /// True when the answer to a create was lost and the record was found at the vendor through
+    /// its dedupe handle instead of being created again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deduplicated: bool,
+    /// When the worker finished it.
+    pub finished_at: DateTime<Utc>,
+}
+
+/// A machine-readable failure.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ExecutionError {
+    /// Stable machine code.
+    pub code: ExecutionErrorCode,
+    /// A human explanation naming the parameter, field or vendor code involved.
+    pub message: String,
+    /// The parameter at fault, for parameter errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+    /// What the vendor said, when the vendor refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<VendorError>,
+}
+
+/// The closed set of failure codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionErrorCode {
+    /// The request body was not JSON.
+    InvalidJson,
+    /// The request carried a `version` this worker does not speak, or none.
+    UnknownVersion,
+    /// The request did not match its schema.
+    InvalidMessage,
+    /// No such automation in this tenant.
+    UnknownAutomation,
+    /// The automation has no published version.
+    AutomationNotPublished,
+    /// The automation is paused.
+    AutomationPaused,
+    /// A required parameter is absent or null.
+    MissingParameter,
+    /// A parameter has the wrong type or format.
+    InvalidParameter,
+    /// A parameter the automation does not define.
+    UnknownParameter,
+    /// The connection's credentials were refused by the vendor's token endpoint.
+    VendorAuthFailed,
+    /// The connection must be re-authorised by an admin.
+    ConnectionNeedsReauthorization,
+    /// The vendor refused the request; `vendor` holds its code, message and fields.
+    VendorRejected,
+    /// The vendor kept failing transiently until the retry budget ran out.
+    VendorUnavailable,
+    /// The request may have reached the vendor, but no answer came back.
+    UnknownOutcome,
+    /// An internal failure of the platform (details are in the worker's logs).
+    Internal,
+}
+
+/// The vendor's own account of a refusal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct VendorError {
+    /// HTTP status the vendor answered with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// The vendor's error code, e.g. `REQUIRED_FIELD_MISSING` or `invalid_client`.
+    pub code: String,
+    /// The vendor's message.
+    pub message: String,
+    /// The vendor fields involved, e.g. `["Company"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+}

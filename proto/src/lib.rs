@@ -1,0 +1,26 @@
+//! The wire contract of the Action Integration Center, and nothing else.
+//!
+//! Every message that crosses RabbitMQ is defined here as a versioned serde type with a JSON
+//! Schema (checked in under `proto/schemas/`, see `AMQP.md`). No I/O lives in this crate, so a
+//! client in another language needs only the schemas and the contract document.
+#![forbid(unsafe_code)]
+
+pub mod decode;
+pub mod definition;
+pub mod execution;
+pub mod ids;
+pub mod topology;
+
+pub use decode::DecodeError;
+pub use definition::{
+    AutomationDefinition, Dedupe, DefinitionPublishedV1, HttpMethod, ParameterLocation,
+    ParameterSpec, ParameterType, Transform,
+};
+pub use execution::{
+    ExecutionError, ExecutionErrorCode, ExecutionRequestV1, ExecutionResultV1, ExecutionStatus,
+    VendorError,
+};
+pub use ids::{AutomationId, ConnectionId, ExecutionId, TenantId, VersionId};
+
+/// The only message version this build speaks; a message carrying another is refused.
+pub const MESSAGE_VERSION: u32 = 1;
