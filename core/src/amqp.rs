@@ -1,0 +1,253 @@
+//! The broker, spelled out: connection, the whole topology with a reason beside every flag,
+//! and publishing that waits for the broker's confirm.
+
+use aic_proto::topology::Names;
+use lapin::Confirmation;
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use secrecy::{ExposeSecret, SecretString};
+
+/// How many times a quorum queue hands out the same message before dead-lettering it: enough
+/// for a crash or two mid-flight, bounded so a message that kills workers cannot loop forever.
+pub const DELIVERY_LIMIT: i64 = 5;
+
+/// A publish that the broker did not take.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The channel or connection failed.
+    #[error("AMQP error: {0}")]
+    Amqp(#[from] lapin::Error),
+    /// The broker refused to store it.
+    #[error("the broker refused the message (nack)")]
+    Nacked,
+    /// The channel is not in confirm mode, so nothing was guaranteed.
+    #[error("the channel is not in confirm mode")]
+    NotConfirmed,
+    /// `mandatory` publish with no queue bound to take it.
+    #[error("no queue is bound to route the message to")]
+    Unroutable,
+}
+
+/// Connects with a connection name that shows in the management UI.
+pub async fn connect(
+    url: &SecretString,
+    connection_name: &str,
+) -> Result<Connection, lapin::Error> {
+    let props = ConnectionProperties::default().with_connection_name(connection_name.into());
+    Connection::connect(url.expose_secret(), props).await
+}
+
+/// A channel in confirm mode: every publish on it is acknowledged by the broker.
+pub async fn confirm_channel(conn: &Connection) -> Result<Channel, lapin::Error> {
+    let ch = conn.create_channel().await?;
+    ch.confirm_select(ConfirmSelectOptions::default()).await?;
+    Ok(ch)
+}
+
+fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in entries {
+        t.insert(ShortString::from(*k), v.clone());
+    }
+    t
+}
+
+fn text(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s))
+}
+
+/// Declares every exchange, queue and binding of the contract. Idempotent: both services run
+/// it at start-up, so whichever starts first leaves the broker ready for the other.
+pub async fn declare_topology(ch: &Channel, names: &Names) -> Result<(), lapin::Error> {
+    // Durable everywhere: the topology must outlive a broker restart.
+    let durable_exchange = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    // Topic, so later sharding by app (`execute.salesforce`) needs no client change.
+    ch.exchange_declare(
+        names.executions_exchange.as_str().into(),
+        ExchangeKind::Topic,
+        durable_exchange,
+        FieldTable::default(),
+    )
+    .await?;
+    // Topic: result consumers bind `<tenant_id>.#` or `#.failed`.
+    ch.exchange_declare(
+        names.results_exchange.as_str().into(),
+        ExchangeKind::Topic,
+        durable_exchange,
+        FieldTable::default(),
+    )
+    .await?;
+    ch.exchange_declare(
+        names.definitions_exchange.as_str().into(),
+        ExchangeKind::Topic,
+        durable_exchange,
+        FieldTable::default(),
+    )
+    .await?;
+    // Direct: dead letters carry one fixed routing key.
+    ch.exchange_declare(
+        names.dead_letter_exchange.as_str().into(),
+        ExchangeKind::Direct,
+        durable_exchange,
+        FieldTable::default(),
+    )
+    .await?;
+
+    let durable_queue = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    // Quorum queues replicate across a cluster and count deliveries, which bounds redelivery.
+    ch.queue_declare(
+        names.dead_letter_queue.as_str().into(),
+        durable_queue,
+        table(&[("x-queue-type", text("quorum"))]),
+    )
+    .await?;
+    ch.queue_bind(
+        names.dead_letter_queue.as_str().into(),
+        names.dead_letter_exchange.as_str().into(),
+        "executions".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+    ch.queue_declare(
+        names.executions_queue.as_str().into(),
+        durable_queue,
+        table(&[
+            ("x-queue-type", text("quorum")),
+            // A message redelivered this often (a worker crashing on it) goes to the DLQ.
+            ("x-delivery-limit", AMQPValue::LongLongInt(DELIVERY_LIMIT)),
+            ("x-dead-letter-exchange", text(&names.dead_letter_exchange)),
+            ("x-dead-letter-routing-key", text("executions")),
+        ]),
+    )
+    .await?;
+    ch.queue_bind(
+        names.executions_queue.as_str().into(),
+        names.executions_exchange.as_str().into(),
+        "execute.#".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Persistent JSON message properties with the contract's `type`.
+pub fn json_properties(message_type: &str) -> BasicProperties {
+    BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2)
+        .with_type(message_type.into())
+}
+
+/// Publishes on a confirm channel and waits for the broker's ack. With `mandatory`, a message
+/// no queue would take is an error instead of silently dropped.
+pub async fn publish_confirmed(
+    ch: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+    mandatory: bool,
+) -> Result<(), PublishError> {
+    let confirm = ch
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions {
+                mandatory,
+                ..BasicPublishOptions::default()
+            },
+            body,
+            properties,
+        )
+        .await?
+        .await?;
+    match confirm {
+        Confirmation::Ack(None) => Ok(()),
+        Confirmation::NotRequested => Err(PublishError::NotConfirmed),
+        Confirmation::Ack(Some(_)) => Err(PublishError::Unroutable),
+        Confirmation::Nack(_) => Err(PublishError::Nacked),
+    }
+}
+
+/// A broker connection that heals itself: callers ask for the confirm channel, and a dead
+/// connection is replaced (topology re-declared) on the next ask. One reconnect at a time.
+#[derive(Debug)]
+pub struct Broker {
+    url: SecretString,
+    name: String,
+    names: Names,
+    current: tokio::sync::Mutex<Option<(Connection, Channel)>>,
+}
+
+impl Broker {
+    /// Connects once now (so start-up fails loudly on a bad URL), healing later.
+    pub async fn connect(
+        url: &SecretString,
+        name: &str,
+        names: &Names,
+    ) -> Result<Self, lapin::Error> {
+        let b = Self {
+            url: url.clone(),
+            name: name.into(),
+            names: names.clone(),
+            current: tokio::sync::Mutex::new(None),
+        };
+        b.channel().await?;
+        Ok(b)
+    }
+
+    /// The live confirm channel, reconnecting first when the old one died.
+    pub async fn channel(&self) -> Result<Channel, lapin::Error> {
+        let mut current = self.current.lock().await;
+        if let Some((conn, ch)) = current.as_ref() {
+            if conn.status().connected() && ch.status().connected() {
+                return Ok(ch.clone());
+            }
+        }
+        let conn = connect(&self.url, &self.name).await?;
+        let ch = confirm_channel(&conn).await?;
+        declare_topology(&ch, &self.names).await?;
+        *current = Some((conn, ch.clone()));
+        tracing::info!(connection = %self.name, "connected to RabbitMQ");
+        Ok(ch)
+    }
+
+    /// A new channel on the live connection (for consuming).
+    pub async fn new_channel(&self) -> Result<Channel, lapin::Error> {
+        self.channel().await?;
+        let current = self.current.lock().await;
+        match current.as_ref() {
+            Some((conn, _)) => conn.create_channel().await,
+            None => {
+                Err(lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed).into())
+            }
+        }
+    }
+
+    /// True while the last known connection is open (readiness).
+    pub async fn is_up(&self) -> bool {
+        let current = self.current.lock().await;
+        current
+            .as_ref()
+            .is_some_and(|(c, ch)| c.status().connected() && ch.status().connected())
+    }
+
+    /// Closes the connection.
+    pub async fn close(&self) {
+        if let Some((conn, _)) = self.current.lock().await.take() {
+            let _ = conn.close(200, "shutdown".into()).await;
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! The Postgres pool both services use.
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use secrecy::{ExposeSecret, SecretString};
+use tokio_postgres::NoTls;
+
+/// Why a pool could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum DbSetupError {
+    /// The URL did not parse (the URL itself is not echoed: it may hold a password).
+    #[error("AIC_DATABASE_URL is not a valid PostgreSQL URL: {0}")]
+    BadUrl(tokio_postgres::Error),
+    /// The pool could not be built.
+    #[error("could not build the Postgres pool: {0}")]
+    Build(#[from] deadpool_postgres::BuildError),
+}
+
+/// Builds a lazily-connecting pool: a database that is down makes `/readyz` fail, not start-up.
+pub fn pool(url: &SecretString, size: usize) -> Result<Pool, DbSetupError> {
+    let config: tokio_postgres::Config =
+        url.expose_secret().parse().map_err(DbSetupError::BadUrl)?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            // Verified recycling costs a round-trip per checkout; Fast relies on the
+            // connection's own closed flag, and a broken query is retried by the caller.
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Ok(Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(std::time::Duration::from_secs(5)))
+        .create_timeout(Some(std::time::Duration::from_secs(5)))
+        .recycle_timeout(Some(std::time::Duration::from_secs(5)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()?)
+}
+
+/// True when Postgres answers a trivial query.
+pub async fn ping(pool: &Pool) -> bool {
+    match pool.get().await {
+        Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,249 @@
+//! Jira Cloud REST v3: Basic auth (e-mail + API token), and the classifier that reads Jira's
+//! `{"errorMessages":[…],"errors":{field: message}}` bodies, its differently-shaped login
+//! failures, and its 429/503 with `Retry-After`.
+
+use super::{AccessToken, ConnectionTarget, Credential, RetryClass, VendorFailure};
+use crate::egress::EgressPolicy;
+use aic_proto::ExecutionErrorCode;
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::time::{Duration, Instant};
+
+/// Atlassian's OAuth 2.0 token service (overridable by the operator for the sandbox).
+pub const TOKEN_URL: &str = "https://auth.atlassian.com/oauth/token";
+/// Atlassian's API gateway: 3LO calls go to `{API_GATEWAY}/ex/jira/{cloud_id}/rest/api/3/…`.
+pub const API_GATEWAY: &str = "https://api.atlassian.com";
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+/// Basic credentials need no round-trip; OAuth 2.0 (3LO) refreshes through Atlassian's token
+/// service, which rotates the refresh token on every use.
+pub async fn authenticate(
+    http: &reqwest::Client,
+    policy: &EgressPolicy,
+    target: &ConnectionTarget<'_>,
+) -> Result<AccessToken, VendorFailure> {
+    match target.auth_type {
+        "basic" => Ok(AccessToken {
+            credential: Credential::Basic {
+                user: target.secret("email")?.to_string(),
+                secret: SecretString::from(target.secret("api_token")?.to_string()),
+            },
+            api_base: target.instance.clone(),
+            expires_at: None,
+            rotated_refresh_token: None,
+        }),
+        "oauth2_3lo" => {
+            let url = policy.endpoint(TOKEN_URL).map_err(VendorFailure::egress)?;
+            let body = serde_json::json!({
+                "grant_type": "refresh_token",
+                "client_id": target.secret("client_id")?,
+                "client_secret": target.secret("client_secret")?,
+                "refresh_token": target.secret("refresh_token")?,
+            });
+            let resp = http
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| super::transport_failure(&e, false))?;
+            let status = resp.status();
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| super::transport_failure(&e, false))?;
+            if !status.is_success() {
+                return Err(classify_oauth(status, &bytes));
+            }
+            let token: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| {
+                VendorFailure::config(
+                    "Atlassian's token service answered with an unreadable body".into(),
+                )
+            })?;
+            let cloud = target.secret("cloud_id")?;
+            let api_base = policy
+                .endpoint(&format!("{API_GATEWAY}/ex/jira/{cloud}"))
+                .map_err(VendorFailure::egress)?;
+            Ok(AccessToken {
+                credential: Credential::Bearer(SecretString::from(token.access_token)),
+                api_base,
+                expires_at: token
+                    .expires_in
+                    .map(|s| Instant::now() + Duration::from_secs(s)),
+                rotated_refresh_token: token.refresh_token.map(SecretString::from),
+            })
+        }
+        other => Err(VendorFailure::config(format!(
+            "auth type '{other}' is not supported for Jira"
+        ))),
+    }
+}
+
+/// A refused refresh: `invalid_grant` means the refresh token is spent or revoked.
+pub fn classify_oauth(status: StatusCode, body: &[u8]) -> VendorFailure {
+    if status.is_server_error() {
+        return classify(status, body);
+    }
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let error = v["error"].as_str().unwrap_or("unknown_error").to_string();
+    let description = v["error_description"].as_str().unwrap_or("").to_string();
+    let reauth = error == "invalid_grant";
+    let code = if reauth {
+        ExecutionErrorCode::ConnectionNeedsReauthorization
+    } else {
+        ExecutionErrorCode::VendorAuthFailed
+    };
+    let message = format!(
+        "Atlassian refused the connection's credentials: {error}{}{}",
+        if description.is_empty() {
+            String::new()
+        } else {
+            format!(" ({description})")
+        },
+        if reauth {
+            "; the connection needs to be re-authorised"
+        } else {
+            ""
+        }
+    );
+    VendorFailure::vendor(
+        RetryClass::Permanent,
+        code,
+        message,
+        status,
+        error,
+        description,
+        vec![],
+    )
+}
+
+#[derive(Deserialize, Default)]
+struct Errors {
+    #[serde(default, rename = "errorMessages")]
+    error_messages: Vec<String>,
+    #[serde(default)]
+    errors: Map<String, Value>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// Success body, or the classified refusal.
+pub fn interpret(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Value, VendorFailure> {
+    if status.is_success() {
+        return Ok(serde_json::from_slice(body).unwrap_or(Value::Null));
+    }
+    Err(classify(status, body).with_retry_after(headers))
+}
+
+/// The Jira classifier.
+pub fn classify(status: StatusCode, body: &[u8]) -> VendorFailure {
+    let e: Errors = serde_json::from_slice(body).unwrap_or_default();
+    let mut parts: Vec<String> = e.error_messages.clone();
+    parts.extend(
+        e.errors
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or_default())),
+    );
+    if let Some(m) = &e.message {
+        parts.push(m.clone());
+    }
+    let text = parts.join("; ");
+    let fields: Vec<String> = e.errors.keys().cloned().collect();
+    let (class, code) = match status.as_u16() {
+        401 => (
+            RetryClass::RefreshAuth,
+            ExecutionErrorCode::VendorAuthFailed,
+        ),
+        429 | 503 | 502 | 504 => (RetryClass::Retryable, ExecutionErrorCode::VendorUnavailable),
+        // Any other 5xx on a create may have been applied.
+        500..=599 => (
+            RetryClass::UnknownOutcome,
+            ExecutionErrorCode::UnknownOutcome,
+        ),
+        _ => (RetryClass::Permanent, ExecutionErrorCode::VendorRejected),
+    };
+    let message = match class {
+        RetryClass::Retryable => format!(
+            "Jira is busy or unavailable (HTTP {}){}",
+            status.as_u16(),
+            suffix(&text)
+        ),
+        RetryClass::RefreshAuth => format!("Jira refused the credentials{}", suffix(&text)),
+        _ => format!(
+            "Jira refused the request (HTTP {}){}",
+            status.as_u16(),
+            suffix(&text)
+        ),
+    };
+    VendorFailure::vendor(
+        class,
+        code,
+        message,
+        status,
+        format!("HTTP_{}", status.as_u16()),
+        text,
+        fields,
+    )
+}
+
+fn suffix(text: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(": {text}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_errors_are_named_and_permanent() {
+        let f = classify(StatusCode::BAD_REQUEST, br#"{"errorMessages":[],"errors":{"summary":"You must specify a summary of the issue.","project":"valid project is required"}}"#);
+        assert_eq!(f.class, RetryClass::Permanent);
+        let v = f.vendor.expect("details");
+        assert_eq!(v.fields, ["project", "summary"]);
+        assert!(
+            f.message
+                .contains("summary: You must specify a summary of the issue."),
+            "{}",
+            f.message
+        );
+    }
+
+    #[test]
+    fn rate_limits_retry_after_the_vendors_delay() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", "3".parse().expect("v"));
+        let f = interpret(StatusCode::TOO_MANY_REQUESTS, &h, b"").unwrap_err();
+        assert_eq!(
+            (f.class, f.retry_after),
+            (
+                RetryClass::Retryable,
+                Some(std::time::Duration::from_secs(3))
+            )
+        );
+    }
+
+    #[test]
+    fn a_failed_login_reads_the_other_shape() {
+        let f = classify(StatusCode::UNAUTHORIZED, br#"{"message":"Client must be authenticated to access this resource.","status-code":401}"#);
+        assert_eq!(f.class, RetryClass::RefreshAuth);
+        assert!(f.message.contains("Client must be authenticated"));
+    }
+}

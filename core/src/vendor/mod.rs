@@ -1,0 +1,500 @@
+//! Vendor connectors: authenticate, call, and classify what came back. The HTTP call is the
+//! same for every vendor; what differs — how to obtain credentials, which call tests a
+//! connection, and how to read a refusal — lives in one module per vendor. Each vendor has one
+//! classifier that turns its status codes and error bodies into a [`VendorFailure`] that knows
+//! its retry class; nothing downstream matches on strings.
+
+pub mod jira;
+pub mod rotation;
+pub mod salesforce;
+pub mod servicenow;
+pub mod slack;
+
+use crate::credentials::SecretFields;
+use crate::egress::EgressPolicy;
+use aic_proto::{ExecutionErrorCode, HttpMethod, VendorError};
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use url::Url;
+
+/// What to do about a failure, decided once by the vendor's classifier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryClass {
+    /// Nothing was done; trying again later may work.
+    Retryable,
+    /// The access token was refused: refresh it once, then retry once.
+    RefreshAuth,
+    /// Trying again will fail the same way.
+    Permanent,
+    /// The request may have been applied: never blindly re-send a create.
+    UnknownOutcome,
+}
+
+impl RetryClass {
+    /// Label value for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Retryable => "retryable",
+            Self::RefreshAuth => "refresh_auth",
+            Self::Permanent => "permanent",
+            Self::UnknownOutcome => "unknown_outcome",
+        }
+    }
+}
+
+/// A failed vendor interaction, classified.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct VendorFailure {
+    /// Retry decision.
+    pub class: RetryClass,
+    /// Platform error code for the result.
+    pub code: ExecutionErrorCode,
+    /// Human explanation (never contains secrets).
+    pub message: String,
+    /// The vendor's own code, message and fields.
+    pub vendor: Option<VendorError>,
+    /// The vendor's `Retry-After`, when it sent one.
+    pub retry_after: Option<Duration>,
+}
+
+impl VendorFailure {
+    /// A failure with vendor details.
+    pub fn vendor(
+        class: RetryClass,
+        code: ExecutionErrorCode,
+        message: String,
+        status: StatusCode,
+        vendor_code: String,
+        vendor_message: String,
+        fields: Vec<String>,
+    ) -> Self {
+        Self {
+            class,
+            code,
+            message,
+            vendor: Some(VendorError {
+                http_status: Some(status.as_u16()),
+                code: vendor_code,
+                message: vendor_message,
+                fields,
+            }),
+            retry_after: None,
+        }
+    }
+
+    fn transport(class: RetryClass, message: String) -> Self {
+        let code = match class {
+            RetryClass::UnknownOutcome => ExecutionErrorCode::UnknownOutcome,
+            _ => ExecutionErrorCode::VendorUnavailable,
+        };
+        Self {
+            class,
+            code,
+            message,
+            vendor: None,
+            retry_after: None,
+        }
+    }
+
+    /// A connection whose configuration lacks something (never retried).
+    pub fn config(message: String) -> Self {
+        Self {
+            class: RetryClass::Permanent,
+            code: ExecutionErrorCode::VendorAuthFailed,
+            message,
+            vendor: None,
+            retry_after: None,
+        }
+    }
+
+    /// Refused by our own egress policy before any byte left.
+    pub fn egress(e: crate::egress::EgressError) -> Self {
+        Self {
+            class: RetryClass::Permanent,
+            code: ExecutionErrorCode::VendorRejected,
+            message: format!("egress refused: {e}"),
+            vendor: None,
+            retry_after: None,
+        }
+    }
+
+    /// With the vendor's `Retry-After`.
+    pub fn with_retry_after(mut self, headers: &HeaderMap) -> Self {
+        self.retry_after = retry_after(headers);
+        self
+    }
+}
+
+/// The apps with a connector (a closed set: adding one is code, adding an action is data).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Vendor {
+    /// Salesforce REST.
+    Salesforce,
+    /// Jira Cloud REST v3.
+    Jira,
+    /// ServiceNow Table API.
+    ServiceNow,
+    /// Slack Web API.
+    Slack,
+}
+
+impl Vendor {
+    /// Whether this auth type spends its refresh token on every refresh (rotation), so
+    /// refreshes must be serialised across the fleet and the new token stored.
+    pub fn rotates_refresh_token(self, auth_type: &str) -> bool {
+        matches!((self, auth_type), (Self::Jira, "oauth2_3lo"))
+    }
+
+    /// The connector for a catalogue app id or error convention.
+    pub fn for_app(app: &str) -> Option<Self> {
+        match app {
+            "salesforce" => Some(Self::Salesforce),
+            "jira" => Some(Self::Jira),
+            "servicenow" => Some(Self::ServiceNow),
+            "slack" => Some(Self::Slack),
+            _ => None,
+        }
+    }
+}
+
+/// Everything needed to authenticate against one connection.
+#[derive(Debug)]
+pub struct ConnectionTarget<'a> {
+    /// Which connector.
+    pub vendor: Vendor,
+    /// The instance base URL (already checked by the egress policy).
+    pub instance: &'a Url,
+    /// Auth type id from the catalogue.
+    pub auth_type: &'a str,
+    /// Opened secret fields.
+    pub secrets: &'a SecretFields,
+}
+
+impl ConnectionTarget<'_> {
+    /// A required secret field, or a failure naming it.
+    pub fn secret(&self, name: &str) -> Result<&str, VendorFailure> {
+        self.secrets
+            .get(name)
+            .map(|s| s.expose_secret())
+            .ok_or_else(|| {
+                VendorFailure::config(format!("connection secret field '{name}' is missing"))
+            })
+    }
+}
+
+/// How calls authenticate.
+#[derive(Clone, Debug)]
+pub enum Credential {
+    /// `Authorization: Bearer …`.
+    Bearer(SecretString),
+    /// `Authorization: Basic …`.
+    Basic {
+        /// User (or e-mail).
+        user: String,
+        /// Password (or API token).
+        secret: SecretString,
+    },
+}
+
+/// A credential and where to call with it.
+#[derive(Clone, Debug)]
+pub struct AccessToken {
+    /// The credential.
+    pub credential: Credential,
+    /// Base URL for API calls (Salesforce returns its own `instance_url`).
+    pub api_base: Url,
+    /// When the vendor said it expires (refreshed a little before).
+    pub expires_at: Option<Instant>,
+    /// A new refresh token the vendor rotated in: it replaces the stored one, which is now spent.
+    pub rotated_refresh_token: Option<SecretString>,
+}
+
+impl AccessToken {
+    /// Still usable, with a margin so a call does not start with a token about to die.
+    pub fn is_fresh(&self) -> bool {
+        self.expires_at
+            .is_none_or(|at| Instant::now() + Duration::from_secs(30) < at)
+    }
+}
+
+/// One vendor call, from a published definition.
+#[derive(Debug)]
+pub struct Call<'a> {
+    /// Method.
+    pub method: HttpMethod,
+    /// Path under the API base, placeholders already filled.
+    pub path: &'a str,
+    /// JSON body.
+    pub body: &'a Value,
+    /// Output field → JSON pointer into the success body.
+    pub output: &'a BTreeMap<String, String>,
+}
+
+/// What a successful call returned.
+#[derive(Clone, Debug, Default)]
+pub struct CallSuccess {
+    /// Mapped output.
+    pub output: Map<String, Value>,
+    /// The vendor's own quota reading, `(used, limit)`, when it sent one.
+    pub quota: Option<(u64, u64)>,
+}
+
+/// The HTTP client every vendor call goes through: bounded timeouts, no redirects (a redirect
+/// could lead a credential to a host the egress policy never saw), and a resolver that refuses
+/// private addresses.
+pub fn http_client(timeout: Duration, policy: &EgressPolicy) -> reqwest::Client {
+    reqwest::Client::builder()
+        .dns_resolver(policy.resolver())
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("aic/", env!("CARGO_PKG_VERSION")))
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap_or_default()
+}
+
+/// Obtains a credential for a connection.
+pub async fn authenticate(
+    http: &reqwest::Client,
+    policy: &EgressPolicy,
+    target: &ConnectionTarget<'_>,
+) -> Result<AccessToken, VendorFailure> {
+    match target.vendor {
+        Vendor::Salesforce => salesforce::authenticate(http, policy, target).await,
+        Vendor::Jira => jira::authenticate(http, policy, target).await,
+        Vendor::ServiceNow => servicenow::authenticate(http, policy, target).await,
+        Vendor::Slack => slack::authenticate(target),
+    }
+}
+
+fn method(m: HttpMethod) -> reqwest::Method {
+    match m {
+        HttpMethod::Post => reqwest::Method::POST,
+        HttpMethod::Patch => reqwest::Method::PATCH,
+        HttpMethod::Put => reqwest::Method::PUT,
+    }
+}
+
+async fn send(
+    http: &reqwest::Client,
+    policy: &EgressPolicy,
+    token: &AccessToken,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<(StatusCode, HeaderMap, Vec<u8>), VendorFailure> {
+    let url = join(policy, &token.api_base, path)?;
+    let writes = method != reqwest::Method::GET;
+    let mut req = http
+        .request(method, url)
+        .header(reqwest::header::ACCEPT, "application/json");
+    req = match &token.credential {
+        Credential::Bearer(t) => req.bearer_auth(t.expose_secret()),
+        Credential::Basic { user, secret } => req.basic_auth(user, Some(secret.expose_secret())),
+    };
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| transport_failure(&e, writes))?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| transport_failure(&e, writes))?;
+    Ok((status, headers, bytes.to_vec()))
+}
+
+/// Reads the vendor's answer: the success body, or the classified refusal.
+fn interpret(
+    vendor: Vendor,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Value, VendorFailure> {
+    match vendor {
+        Vendor::Salesforce if status.is_success() => {
+            Ok(serde_json::from_slice(body).unwrap_or(Value::Null))
+        }
+        Vendor::Salesforce => Err(salesforce::classify(status, body)),
+        Vendor::Jira => jira::interpret(status, headers, body),
+        Vendor::ServiceNow => servicenow::interpret(status, headers, body),
+        Vendor::Slack => slack::interpret(status, headers, body),
+    }
+}
+
+/// Runs one call with a credential.
+pub async fn call(
+    http: &reqwest::Client,
+    policy: &EgressPolicy,
+    vendor: Vendor,
+    token: &AccessToken,
+    call: &Call<'_>,
+) -> Result<CallSuccess, VendorFailure> {
+    let (status, headers, body) = send(
+        http,
+        policy,
+        token,
+        method(call.method),
+        call.path,
+        Some(call.body),
+    )
+    .await?;
+    let quota = match vendor {
+        Vendor::Salesforce => headers
+            .get("sforce-limit-info")
+            .and_then(|v| v.to_str().ok())
+            .and_then(salesforce::parse_limit_info),
+        _ => None,
+    };
+    let value = interpret(vendor, status, &headers, &body)?;
+    Ok(CallSuccess {
+        output: map_output(&value, call.output),
+        quota,
+    })
+}
+
+/// A read (GET) with a credential, interpreted by the vendor's classifier.
+pub async fn get(
+    http: &reqwest::Client,
+    policy: &EgressPolicy,
+    vendor: Vendor,
+    token: &AccessToken,
+    path: &str,
+) -> Result<Value, VendorFailure> {
+    let (status, headers, bytes) =
+        send(http, policy, token, reqwest::Method::GET, path, None).await?;
+    interpret(vendor, status, &headers, &bytes)
+}
+
+/// The vendor's cheap identity call, to test a connection.
+pub async fn test_connection(
+    http: &reqwest::Client,
+    policy: &EgressPolicy,
+    vendor: Vendor,
+    token: &AccessToken,
+) -> Result<(), VendorFailure> {
+    let (method, path) = match vendor {
+        Vendor::Salesforce => (
+            reqwest::Method::GET,
+            format!("/services/data/{}/limits", salesforce::API_VERSION),
+        ),
+        Vendor::Jira => (reqwest::Method::GET, "/rest/api/3/myself".to_string()),
+        Vendor::ServiceNow => (
+            reqwest::Method::GET,
+            "/api/now/table/sys_user?sysparm_limit=1".to_string(),
+        ),
+        Vendor::Slack => (reqwest::Method::POST, "/api/auth.test".to_string()),
+    };
+    let body = (method == reqwest::Method::POST).then(|| Value::Object(Map::new()));
+    let (status, headers, bytes) = send(http, policy, token, method, &path, body.as_ref()).await?;
+    interpret(vendor, status, &headers, &bytes).map(|_| ())
+}
+
+/// Classifies a transport error. Before the request was written (connect failures) retrying is
+/// safe; after, a create may have been applied, so `sent_write` makes it an unknown outcome.
+pub fn transport_failure(e: &reqwest::Error, sent_write: bool) -> VendorFailure {
+    if e.is_connect() {
+        return VendorFailure::transport(
+            RetryClass::Retryable,
+            "could not connect to the vendor".into(),
+        );
+    }
+    let what = if e.is_timeout() {
+        "the vendor did not answer in time"
+    } else {
+        "the connection to the vendor broke"
+    };
+    if sent_write {
+        VendorFailure::transport(
+            RetryClass::UnknownOutcome,
+            format!("{what} after the request was sent; it may have been applied"),
+        )
+    } else {
+        VendorFailure::transport(RetryClass::Retryable, what.to_string())
+    }
+}
+
+/// `Retry-After` in seconds or as an HTTP-date, as a delay from now.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let raw = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = raw.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(raw).ok()?;
+    let delta = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// Picks output fields out of a success body by JSON pointer.
+pub fn map_output(body: &Value, output: &BTreeMap<String, String>) -> Map<String, Value> {
+    output
+        .iter()
+        .filter_map(|(name, ptr)| body.pointer(ptr).map(|v| (name.clone(), v.clone())))
+        .collect()
+}
+
+/// Joins a definition path onto an API base, then checks the result against the egress policy.
+pub fn join(policy: &EgressPolicy, base: &Url, path: &str) -> Result<Url, VendorFailure> {
+    let mut joined = base.as_str().trim_end_matches('/').to_string();
+    joined.push_str(path);
+    let url = Url::parse(&joined)
+        .map_err(|_| VendorFailure::egress(crate::egress::EgressError::NotAUrl(path.into())))?;
+    policy.check(&url).map_err(VendorFailure::egress)?;
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", "7".parse().expect("value"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        let later = (chrono::Utc::now() + chrono::Duration::seconds(30))
+            .to_rfc2822()
+            .replace("+0000", "GMT");
+        h.insert("retry-after", later.parse().expect("value"));
+        let d = retry_after(&h).expect("a date");
+        assert!(
+            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
+        h.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().expect("value"),
+        );
+        assert_eq!(
+            retry_after(&h),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
+        h.insert("retry-after", "soon".parse().expect("value"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn paths_keep_the_base_path_of_the_instance() {
+        let p = EgressPolicy::default();
+        let base = Url::parse("https://api.atlassian.com/ex/jira/abc").expect("url");
+        assert_eq!(
+            join(&p, &base, "/rest/api/3/issue").expect("ok").as_str(),
+            "https://api.atlassian.com/ex/jira/abc/rest/api/3/issue"
+        );
+    }
+}

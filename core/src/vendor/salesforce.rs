@@ -1,0 +1,409 @@
+//! Salesforce REST: the OAuth token endpoint (client credentials, JWT bearer, refresh token,
+//! username-password) and the one classifier that reads Salesforce's error arrays
+//! (`[{"message","errorCode","fields"}]`) and OAuth errors.
+
+use super::{AccessToken, ConnectionTarget, Credential, RetryClass, VendorFailure};
+use crate::egress::EgressPolicy;
+use aic_proto::ExecutionErrorCode;
+use reqwest::StatusCode;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// API version used for identity and limit calls.
+pub const API_VERSION: &str = "v62.0";
+/// Default `aud` of a JWT bearer assertion (production orgs; sandboxes use test.salesforce.com).
+pub const DEFAULT_AUDIENCE: &str = "https://login.salesforce.com";
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    instance_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct OAuthError {
+    error: String,
+    #[serde(default)]
+    error_description: String,
+}
+
+#[derive(Deserialize)]
+struct ApiError {
+    #[serde(rename = "errorCode")]
+    error_code: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    fields: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct JwtClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    exp: i64,
+}
+
+/// Checks that a PEM private key can sign RS256 assertions (used at connection set-up).
+pub fn check_private_key(pem: &str) -> Result<(), String> {
+    jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes())
+        .map(|_| ())
+        .map_err(|e| format!("not an RSA private key in PEM format ({e})"))
+}
+
+/// An RS256 JWT bearer assertion: `iss` consumer key, `sub` username, `aud` login URL, `exp`.
+pub fn jwt_assertion(
+    client_id: &str,
+    username: &str,
+    private_key: &str,
+    audience: &str,
+) -> Result<String, VendorFailure> {
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_key.as_bytes()).map_err(|_| {
+        VendorFailure::config(
+            "connection secret field 'private_key' is not an RSA private key in PEM format".into(),
+        )
+    })?;
+    let claims = JwtClaims {
+        iss: client_id,
+        sub: username,
+        aud: audience,
+        exp: chrono::Utc::now().timestamp() + 180,
+    };
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &claims,
+        &key,
+    )
+    .map_err(|e| VendorFailure::config(format!("could not sign the JWT assertion: {e}")))
+}
+
+/// Obtains a token with the connection's grant.
+pub async fn authenticate(
+    http: &reqwest::Client,
+    policy: &EgressPolicy,
+    target: &ConnectionTarget<'_>,
+) -> Result<AccessToken, VendorFailure> {
+    let url = super::join(policy, target.instance, "/services/oauth2/token")?;
+    let s = |name: &str| target.secret(name).map(str::to_string);
+    let form: Vec<(&str, String)> = match target.auth_type {
+        "oauth2_client_credentials" => vec![
+            ("grant_type", "client_credentials".into()),
+            ("client_id", s("client_id")?),
+            ("client_secret", s("client_secret")?),
+        ],
+        "oauth2_refresh_token" => vec![
+            ("grant_type", "refresh_token".into()),
+            ("client_id", s("client_id")?),
+            ("client_secret", s("client_secret")?),
+            ("refresh_token", s("refresh_token")?),
+        ],
+        "username_password" => vec![
+            ("grant_type", "password".into()),
+            ("client_id", s("client_id")?),
+            ("client_secret", s("client_secret")?),
+            ("username", s("username")?),
+            ("password", s("password")?),
+        ],
+        "oauth2_jwt_bearer" => {
+            let audience = target
+                .secrets
+                .get("audience")
+                .map(|a| secrecy::ExposeSecret::expose_secret(a).to_string())
+                .unwrap_or_else(|| DEFAULT_AUDIENCE.into());
+            let assertion = jwt_assertion(
+                target.secret("client_id")?,
+                target.secret("username")?,
+                target.secret("private_key")?,
+                &audience,
+            )?;
+            vec![
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:jwt-bearer".into(),
+                ),
+                ("assertion", assertion),
+            ]
+        }
+        other => {
+            return Err(VendorFailure::config(format!(
+                "auth type '{other}' is not supported for Salesforce"
+            )));
+        }
+    };
+    // The token request changes nothing at the vendor: any transport failure is retryable.
+    let resp = http
+        .post(url)
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| super::transport_failure(&e, false))?;
+    let status = resp.status();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| super::transport_failure(&e, false))?;
+    if !status.is_success() {
+        // Grants that carry a user's consent die with it: the connection needs an admin.
+        let user_grant = target.auth_type != "oauth2_client_credentials";
+        return Err(classify_oauth(status, &bytes, user_grant));
+    }
+    let token: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| VendorFailure {
+        class: RetryClass::Retryable,
+        code: ExecutionErrorCode::VendorUnavailable,
+        message: "Salesforce's token endpoint answered with an unreadable body".into(),
+        vendor: None,
+        retry_after: None,
+    })?;
+    let api_base = match token.instance_url {
+        Some(u) => policy.instance_url(&u).map_err(VendorFailure::egress)?,
+        None => target.instance.clone(),
+    };
+    // No expires_in: a Salesforce session is valid until a call answers 401.
+    Ok(AccessToken {
+        credential: Credential::Bearer(SecretString::from(token.access_token)),
+        api_base,
+        expires_at: None,
+        rotated_refresh_token: None,
+    })
+}
+
+/// Classifies a token endpoint refusal (`{"error","error_description"}`). With `user_grant`,
+/// `invalid_grant` means the refresh token, key or password no longer works: re-authorise.
+pub fn classify_oauth(status: StatusCode, body: &[u8], user_grant: bool) -> VendorFailure {
+    if status.is_server_error() {
+        return server_error(status, body);
+    }
+    let (code, description) = match serde_json::from_slice::<OAuthError>(body) {
+        Ok(e) => (e.error, e.error_description),
+        Err(_) => (format!("http_{}", status.as_u16()), String::new()),
+    };
+    let reauth = user_grant && code == "invalid_grant";
+    let message = format!(
+        "Salesforce refused the connection's credentials: {code}{}{}",
+        if description.is_empty() {
+            String::new()
+        } else {
+            format!(" ({description})")
+        },
+        if reauth {
+            "; the connection needs to be re-authorised"
+        } else {
+            ""
+        }
+    );
+    let platform = if reauth {
+        ExecutionErrorCode::ConnectionNeedsReauthorization
+    } else {
+        ExecutionErrorCode::VendorAuthFailed
+    };
+    VendorFailure::vendor(
+        RetryClass::Permanent,
+        platform,
+        message,
+        status,
+        code,
+        description,
+        vec![],
+    )
+}
+
+/// Reads `Sforce-Limit-Info: api-usage=10018/100000[; api-bursts=…]`.
+pub fn parse_limit_info(header: &str) -> Option<(u64, u64)> {
+    let usage = header
+        .split(';')
+        .map(str::trim)
+        .find_map(|part| part.strip_prefix("api-usage="))?;
+    let (used, max) = usage.split_once('/')?;
+    Some((used.trim().parse().ok()?, max.trim().parse().ok()?))
+}
+
+fn server_error(status: StatusCode, body: &[u8]) -> VendorFailure {
+    let first = serde_json::from_slice::<Vec<ApiError>>(body)
+        .ok()
+        .and_then(|v| v.into_iter().next());
+    let (code, message) = match first {
+        Some(e) => (e.error_code, e.message),
+        None => (format!("HTTP_{}", status.as_u16()), String::new()),
+    };
+    VendorFailure {
+        class: RetryClass::Retryable,
+        code: ExecutionErrorCode::VendorUnavailable,
+        message: format!("Salesforce is unavailable: {code} {message}")
+            .trim()
+            .to_string(),
+        vendor: Some(aic_proto::VendorError {
+            http_status: Some(status.as_u16()),
+            code,
+            message,
+            fields: vec![],
+        }),
+        retry_after: None,
+    }
+}
+
+/// The Salesforce classifier: status and error array → retry class and platform code.
+pub fn classify(status: StatusCode, body: &[u8]) -> VendorFailure {
+    if status.is_server_error() {
+        return server_error(status, body);
+    }
+    let errors: Vec<ApiError> = serde_json::from_slice(body).unwrap_or_default();
+    let Some(first) = errors.first() else {
+        return VendorFailure {
+            class: RetryClass::Permanent,
+            code: ExecutionErrorCode::VendorRejected,
+            message: format!(
+                "Salesforce answered HTTP {} with no error details",
+                status.as_u16()
+            ),
+            vendor: Some(aic_proto::VendorError {
+                http_status: Some(status.as_u16()),
+                code: format!("HTTP_{}", status.as_u16()),
+                message: String::new(),
+                fields: vec![],
+            }),
+            retry_after: None,
+        };
+    };
+    let class = match (status.as_u16(), first.error_code.as_str()) {
+        (401, _) | (_, "INVALID_SESSION_ID") => RetryClass::RefreshAuth,
+        (_, "UNABLE_TO_LOCK_ROW") => RetryClass::Retryable,
+        // Concurrency limit: transient. Daily quota (TotalRequests): retrying burns nothing
+        // useful until the window rolls, so it is permanent for this execution.
+        (403, "REQUEST_LIMIT_EXCEEDED") if first.message.contains("Concurrent") => {
+            RetryClass::Retryable
+        }
+        _ => RetryClass::Permanent,
+    };
+    let code = match class {
+        RetryClass::Retryable => ExecutionErrorCode::VendorUnavailable,
+        _ => ExecutionErrorCode::VendorRejected,
+    };
+    let fields: Vec<String> = errors
+        .iter()
+        .flat_map(|e| e.fields.iter().cloned())
+        .collect();
+    let message = errors
+        .iter()
+        .map(|e| format!("{}: {}", e.error_code, e.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    VendorFailure {
+        class,
+        code,
+        message: format!("Salesforce refused the request: {message}"),
+        vendor: Some(aic_proto::VendorError {
+            http_status: Some(status.as_u16()),
+            code: first.error_code.clone(),
+            message: first.message.clone(),
+            fields,
+        }),
+        retry_after: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sf(status: u16, body: &str) -> VendorFailure {
+        classify(
+            StatusCode::from_u16(status).expect("valid status"),
+            body.as_bytes(),
+        )
+    }
+
+    #[test]
+    fn a_missing_required_field_is_permanent_and_names_the_field() {
+        let f = sf(
+            400,
+            r#"[{"message":"Required fields are missing: [Company]","errorCode":"REQUIRED_FIELD_MISSING","fields":["Company"]}]"#,
+        );
+        assert_eq!(f.class, RetryClass::Permanent);
+        let v = f.vendor.expect("vendor details");
+        assert_eq!(
+            (v.code.as_str(), v.fields.as_slice()),
+            ("REQUIRED_FIELD_MISSING", &["Company".to_string()][..])
+        );
+        assert!(f.message.contains("Required fields are missing: [Company]"));
+    }
+
+    #[test]
+    fn an_expired_session_asks_for_a_refresh() {
+        let f = sf(
+            401,
+            r#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#,
+        );
+        assert_eq!(f.class, RetryClass::RefreshAuth);
+    }
+
+    #[test]
+    fn transient_codes_retry_and_the_daily_quota_does_not() {
+        assert_eq!(
+            sf(
+                503,
+                r#"[{"message":"down","errorCode":"SERVER_UNAVAILABLE"}]"#
+            )
+            .class,
+            RetryClass::Retryable
+        );
+        assert_eq!(
+            sf(400, r#"[{"message":"x","errorCode":"UNABLE_TO_LOCK_ROW"}]"#).class,
+            RetryClass::Retryable
+        );
+        assert_eq!(sf(403, r#"[{"message":"ConcurrentPerOrgLongTxn Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#).class, RetryClass::Retryable);
+        assert_eq!(sf(403, r#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#).class, RetryClass::Permanent);
+    }
+
+    #[test]
+    fn oauth_refusals_carry_the_vendor_code() {
+        let f = classify_oauth(
+            StatusCode::BAD_REQUEST,
+            br#"{"error":"invalid_client","error_description":"invalid client credentials"}"#,
+            false,
+        );
+        assert_eq!(f.code, ExecutionErrorCode::VendorAuthFailed);
+        assert_eq!(f.vendor.expect("details").code, "invalid_client");
+        assert!(
+            f.message
+                .contains("invalid_client (invalid client credentials)")
+        );
+    }
+
+    #[test]
+    fn a_dead_refresh_token_needs_reauthorisation_but_a_client_credentials_refusal_does_not() {
+        let body =
+            br#"{"error":"invalid_grant","error_description":"expired access/refresh token"}"#;
+        assert_eq!(
+            classify_oauth(StatusCode::BAD_REQUEST, body, true).code,
+            ExecutionErrorCode::ConnectionNeedsReauthorization
+        );
+        assert_eq!(
+            classify_oauth(StatusCode::BAD_REQUEST, body, false).code,
+            ExecutionErrorCode::VendorAuthFailed
+        );
+    }
+
+    #[test]
+    fn a_malformed_private_key_is_named() {
+        assert!(
+            check_private_key("-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----")
+                .is_err()
+        );
+        let e = jwt_assertion("id", "user", "garbage", DEFAULT_AUDIENCE).unwrap_err();
+        assert!(e.message.contains("'private_key'"), "{}", e.message);
+    }
+
+    #[test]
+    fn limit_info_is_read_with_or_without_bursts() {
+        assert_eq!(
+            parse_limit_info("api-usage=10018/100000"),
+            Some((10018, 100000))
+        );
+        assert_eq!(
+            parse_limit_info("api-usage=5/15000; api-bursts=1/750"),
+            Some((5, 15000))
+        );
+        assert_eq!(parse_limit_info("garbage"), None);
+    }
+}
