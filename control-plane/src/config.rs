@@ -1,0 +1,124 @@
+//! The control plane's command line and environment (every flag has an `AIC_*` variable).
+
+use aic_core::config::{AmqpArgs, CredentialArgs, DatabaseArgs, EgressArgs};
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+
+/// aic-control-plane: the Action Integration Center's HTTP API.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the HTTP API.
+    Serve(ServeArgs),
+    /// Apply pending SQL migrations, then exit.
+    Migrate(MigrateArgs),
+    /// Create a tenant and its first admin token (printed once, as JSON).
+    CreateTenant(CreateTenantArgs),
+    /// Create an API token for an existing tenant (printed once, as JSON).
+    CreateToken(CreateTokenArgs),
+    /// List the dead-letter queue (reason, execution id, body) without removing anything.
+    DlqList(DlqArgs),
+    /// Replay dead letters to the executions exchange (all, or those of one reason or execution).
+    DlqReplay(DlqReplayArgs),
+    /// Print a fresh credential key entry for AIC_CREDENTIAL_KEYS.
+    Keygen {
+        /// Key id to print.
+        #[arg(long, default_value = "k1")]
+        id: String,
+    },
+}
+
+/// `serve`.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "AIC_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Log JSON lines instead of human-readable text.
+    #[arg(long, env = "AIC_LOG_JSON", default_value_t = false)]
+    pub log_json: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DatabaseArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub amqp: AmqpArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub credentials: CredentialArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub egress: EgressArgs,
+}
+
+/// `migrate`.
+#[derive(Args, Debug, Clone)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DatabaseArgs,
+}
+
+/// `create-tenant`.
+#[derive(Args, Debug, Clone)]
+pub struct CreateTenantArgs {
+    /// Unique tenant name.
+    #[arg(long)]
+    pub name: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DatabaseArgs,
+}
+
+/// `create-token`.
+#[derive(Args, Debug, Clone)]
+pub struct CreateTokenArgs {
+    /// Tenant name.
+    #[arg(long)]
+    pub tenant: String,
+    /// `admin`, `editor`, `viewer` or `service`.
+    #[arg(long)]
+    pub role: String,
+    /// A label for the token.
+    #[arg(long, default_value = "cli")]
+    pub name: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DatabaseArgs,
+}
+
+/// `dlq-list`.
+#[derive(Args, Debug, Clone)]
+pub struct DlqArgs {
+    /// Most messages to show.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub amqp: AmqpArgs,
+}
+
+/// `dlq-replay`.
+#[derive(Args, Debug, Clone)]
+pub struct DlqReplayArgs {
+    /// Only messages dead-lettered for this reason (e.g. `delivery_limit`).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Only the message of this execution id.
+    #[arg(long)]
+    pub execution_id: Option<String>,
+    /// Replay everything (required when no filter is given).
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub amqp: AmqpArgs,
+}

@@ -1,0 +1,18 @@
+//! The control plane: the `/v1` HTTP API through which admins and editors configure
+//! connections and automations, publish immutable versions, and enqueue executions.
+//!
+//! `main.rs` only parses configuration and calls [`startup::Application`]; tests build the same
+//! application on port 0.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod dlq;
+pub mod error;
+pub mod migrate;
+pub mod openapi;
+pub mod replies;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod tenants;

@@ -1,0 +1,76 @@
+//! The control plane binary: parse configuration, start telemetry, run.
+
+use aic_control_plane::config::{Cli, Command};
+use aic_control_plane::startup::Application;
+use clap::Parser;
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("aic-control-plane: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => {
+            aic_core::telemetry::init("aic-control-plane", args.log_json);
+            let app = Application::build(&args).await?;
+            app.run_until_stopped(aic_core::shutdown::signal()).await?;
+        }
+        Command::Migrate(args) => {
+            let n = aic_control_plane::migrate::run(&args.db.database_url).await?;
+            println!("migrations applied: {n}");
+        }
+        Command::CreateTenant(args) => {
+            let pool = aic_core::db::pool(&args.db.database_url, 2)?;
+            let issued = aic_control_plane::tenants::create_tenant(&pool, &args.name).await?;
+            println!("{}", serde_json::to_string(&issued)?);
+        }
+        Command::CreateToken(args) => {
+            let pool = aic_core::db::pool(&args.db.database_url, 2)?;
+            let issued = aic_control_plane::tenants::create_token(
+                &pool,
+                &args.tenant,
+                &args.role,
+                &args.name,
+            )
+            .await?;
+            println!("{}", serde_json::to_string(&issued)?);
+        }
+        Command::DlqList(args) => {
+            let conn = aic_core::amqp::connect(&args.amqp.amqp_url, "aic-dlq").await?;
+            let names = aic_proto::topology::Names::new(&args.amqp.amqp_namespace);
+            for d in aic_control_plane::dlq::list(&conn, &names, args.limit).await? {
+                println!("{}", serde_json::to_string(&d)?);
+            }
+        }
+        Command::DlqReplay(args) => {
+            anyhow::ensure!(
+                args.all || args.reason.is_some() || args.execution_id.is_some(),
+                "say what to replay: --reason REASON, --execution-id ID, or --all"
+            );
+            let conn = aic_core::amqp::connect(&args.amqp.amqp_url, "aic-dlq").await?;
+            let names = aic_proto::topology::Names::new(&args.amqp.amqp_namespace);
+            let n = aic_control_plane::dlq::replay(&conn, &names, |d| {
+                args.reason.as_ref().is_none_or(|r| &d.reason == r)
+                    && args
+                        .execution_id
+                        .as_ref()
+                        .is_none_or(|e| d.execution_id.as_ref() == Some(e))
+            })
+            .await?;
+            println!("replayed: {n}");
+        }
+        Command::Keygen { id } => {
+            println!("{}", aic_core::credentials::Keyring::generate_entry(&id))
+        }
+    }
+    Ok(())
+}

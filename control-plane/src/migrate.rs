@@ -1,0 +1,23 @@
+//! Applies the SQL migrations under `migrations/` (embedded at build time) with refinery.
+
+use secrecy::{ExposeSecret, SecretString};
+
+mod embedded {
+    refinery::embed_migrations!("../migrations");
+}
+
+/// Applies pending migrations on a dedicated connection; returns how many ran.
+pub async fn run(database_url: &SecretString) -> anyhow::Result<usize> {
+    let (mut client, connection) =
+        tokio_postgres::connect(database_url.expose_secret(), tokio_postgres::NoTls)
+            .await
+            .map_err(|e| anyhow::anyhow!("could not connect to PostgreSQL to migrate: {e}"))?;
+    let driver = tokio::spawn(connection);
+    let report = embedded::migrations::runner()
+        .run_async(&mut client)
+        .await
+        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+    drop(client);
+    let _ = driver.await;
+    Ok(report.applied_migrations().len())
+}

@@ -1,0 +1,244 @@
+//! The OpenAPI 3.1 document served at `/openapi.json`. Schemas come from the same `schemars`
+//! derives as the handlers' types, so the document cannot drift from what the code accepts.
+
+use crate::error::ErrorBody;
+use crate::routes::{automations, catalog, connections, executions};
+use axum::Json;
+use schemars::JsonSchema;
+use schemars::generate::{SchemaGenerator, SchemaSettings};
+use serde_json::{Map, Value, json};
+use std::sync::OnceLock;
+
+struct Op {
+    method: &'static str,
+    path: &'static str,
+    id: &'static str,
+    summary: &'static str,
+    roles: &'static str,
+    body: Option<Value>,
+    ok: (&'static str, Value),
+}
+
+fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
+    g.subschema_for::<T>().to_value()
+}
+
+fn array<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
+    json!({"type": "array", "items": schema::<T>(g)})
+}
+
+fn operations(g: &mut SchemaGenerator) -> Vec<Op> {
+    let status = json!({"type": "object"});
+    vec![
+        Op {
+            method: "get",
+            path: "/healthz",
+            id: "healthz",
+            summary: "Liveness",
+            roles: "none",
+            body: None,
+            ok: ("200", status.clone()),
+        },
+        Op {
+            method: "get",
+            path: "/readyz",
+            id: "readyz",
+            summary: "Readiness: 200 only when Postgres and RabbitMQ answer",
+            roles: "none",
+            body: None,
+            ok: ("200", status),
+        },
+        Op {
+            method: "get",
+            path: "/v1/apps",
+            id: "listApps",
+            summary: "The catalogue of apps",
+            roles: "any",
+            body: None,
+            ok: ("200", array::<catalog::AppView>(g)),
+        },
+        Op {
+            method: "get",
+            path: "/v1/apps/{app}/templates",
+            id: "listTemplates",
+            summary: "An app's automation templates",
+            roles: "any",
+            body: None,
+            ok: ("200", array::<catalog::TemplateView>(g)),
+        },
+        Op {
+            method: "post",
+            path: "/v1/connections",
+            id: "createConnection",
+            summary: "Create a connection (secrets are write-only)",
+            roles: "admin, editor",
+            body: Some(schema::<connections::ConnectionInput>(g)),
+            ok: ("201", schema::<connections::ConnectionView>(g)),
+        },
+        Op {
+            method: "get",
+            path: "/v1/connections",
+            id: "listConnections",
+            summary: "List connections",
+            roles: "admin, editor, viewer",
+            body: None,
+            ok: ("200", array::<connections::ConnectionView>(g)),
+        },
+        Op {
+            method: "get",
+            path: "/v1/connections/{id}",
+            id: "getConnection",
+            summary: "Read a connection",
+            roles: "admin, editor, viewer",
+            body: None,
+            ok: ("200", schema::<connections::ConnectionView>(g)),
+        },
+        Op {
+            method: "post",
+            path: "/v1/connections/{id}/test",
+            id: "testConnection",
+            summary: "Test a saved connection against the vendor and record its status",
+            roles: "admin, editor",
+            body: None,
+            ok: ("200", schema::<connections::TestOutcome>(g)),
+        },
+        Op {
+            method: "post",
+            path: "/v1/connection-tests",
+            id: "testUnsavedConnection",
+            summary: "Test credentials before saving them",
+            roles: "admin, editor",
+            body: Some(schema::<connections::ConnectionInput>(g)),
+            ok: ("200", schema::<connections::TestOutcome>(g)),
+        },
+        Op {
+            method: "post",
+            path: "/v1/automations",
+            id: "createAutomation",
+            summary: "Create a draft automation from a template",
+            roles: "admin, editor",
+            body: Some(schema::<automations::CreateAutomation>(g)),
+            ok: ("201", schema::<automations::AutomationView>(g)),
+        },
+        Op {
+            method: "get",
+            path: "/v1/automations",
+            id: "listAutomations",
+            summary: "List automations",
+            roles: "admin, editor, viewer",
+            body: None,
+            ok: ("200", array::<automations::AutomationView>(g)),
+        },
+        Op {
+            method: "get",
+            path: "/v1/automations/{id}",
+            id: "getAutomation",
+            summary: "Read an automation",
+            roles: "admin, editor, viewer",
+            body: None,
+            ok: ("200", schema::<automations::AutomationView>(g)),
+        },
+        Op {
+            method: "post",
+            path: "/v1/automations/{id}/publish",
+            id: "publishAutomation",
+            summary: "Publish the draft as a new immutable version",
+            roles: "admin, editor",
+            body: Some(schema::<automations::PublishInput>(g)),
+            ok: ("201", schema::<automations::VersionView>(g)),
+        },
+        Op {
+            method: "post",
+            path: "/v1/automations/{id}/executions",
+            id: "enqueueExecution",
+            summary: "Enqueue an execution; answered once the broker confirmed it",
+            roles: "admin, editor, service",
+            body: Some(schema::<executions::EnqueueInput>(g)),
+            ok: ("202", schema::<executions::Enqueued>(g)),
+        },
+        Op {
+            method: "get",
+            path: "/v1/executions/{id}",
+            id: "getExecution",
+            summary: "Read an execution's status and result",
+            roles: "any",
+            body: None,
+            ok: ("200", schema::<executions::ExecutionView>(g)),
+        },
+    ]
+}
+
+/// Builds the document.
+pub fn document() -> Value {
+    let mut settings = SchemaSettings::draft2020_12();
+    settings.definitions_path = "#/components/schemas/".into();
+    settings.meta_schema = None;
+    let mut g = settings.into_generator();
+    let error = schema::<ErrorBody>(&mut g);
+    let mut paths = Map::new();
+    for op in operations(&mut g) {
+        let mut o = json!({
+            "operationId": op.id,
+            "summary": op.summary,
+            "description": format!("Roles: {}.", op.roles),
+            "responses": {
+                op.ok.0: {"description": "Success", "content": {"application/json": {"schema": op.ok.1}}},
+                "default": {"description": "Error", "content": {"application/json": {"schema": error.clone()}}}
+            }
+        });
+        if op.roles == "none" {
+            o["security"] = json!([]);
+        }
+        let params: Vec<Value> = ["id", "app"]
+            .iter()
+            .filter(|p| op.path.contains(&format!("{{{p}}}")))
+            .map(|p| json!({"name": p, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        if !params.is_empty() {
+            o["parameters"] = Value::Array(params);
+        }
+        if let Some(body) = op.body {
+            o["requestBody"] =
+                json!({"required": true, "content": {"application/json": {"schema": body}}});
+        }
+        let entry = paths.entry(op.path).or_insert_with(|| json!({}));
+        entry[op.method] = o;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Action Integration Center control plane",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Connections, automations, versions and executions. Authenticate with `Authorization: Bearer <token>`."
+        },
+        "paths": paths,
+        "components": {
+            "schemas": g.take_definitions(true),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
+        },
+        "security": [{"bearer": []}]
+    })
+}
+
+/// `GET /openapi.json`.
+pub async fn serve() -> Json<Value> {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    Json(DOC.get_or_init(document).clone())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_reference_in_the_document_resolves() {
+        let doc = super::document();
+        let text = doc.to_string();
+        let schemas = doc["components"]["schemas"]
+            .as_object()
+            .expect("components");
+        for (i, _) in text.match_indices("#/components/schemas/") {
+            let name: String = text[i + 21..].chars().take_while(|c| *c != '"').collect();
+            assert!(schemas.contains_key(&name), "dangling $ref to {name}");
+        }
+        assert!(doc["paths"]["/v1/automations/{id}/executions"]["post"]["requestBody"].is_object());
+    }
+}

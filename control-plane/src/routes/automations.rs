@@ -1,0 +1,412 @@
+//! Automations: create from a template, list, read, and publish an immutable version (which
+//! also announces the definition on the broker).
+
+use super::parse_id;
+use crate::auth::{CONFIGURE, Caller, READ};
+use crate::error::{ApiError, ApiJson};
+use crate::state::AppState;
+use aic_core::catalog::Template;
+use aic_proto::topology::{DEFINITION_PUBLISHED_ROUTING_KEY, DEFINITION_PUBLISHED_TYPE};
+use aic_proto::{
+    AutomationDefinition, AutomationId, ConnectionId, DefinitionPublishedV1, ParameterSpec,
+    TenantId, VersionId,
+};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// Body of `POST /v1/automations`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAutomation {
+    /// Template id, `app.action`, e.g. `salesforce.create_lead`.
+    pub template: String,
+    /// The connection to run on (same app as the template).
+    pub connection_id: ConnectionId,
+    /// Unique name within the tenant (the tile title).
+    pub name: String,
+    /// Description shown on the tile.
+    #[serde(default)]
+    pub description: String,
+    /// The parameter table; defaults to the template's. The template's required parameters
+    /// must stay, required and mapped to the same field.
+    pub parameters: Option<Vec<ParameterSpec>>,
+}
+
+/// Body of `POST /v1/automations/{id}/publish` (optional).
+#[derive(Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PublishInput {
+    /// Name of the version (default `Version N`).
+    pub version_name: Option<String>,
+}
+
+/// A published version.
+#[derive(Serialize, JsonSchema)]
+pub struct VersionView {
+    /// Id.
+    pub id: VersionId,
+    /// 1, 2, 3…
+    pub number: i32,
+    /// Name.
+    pub name: String,
+    /// When.
+    pub published_at: DateTime<Utc>,
+}
+
+/// An automation.
+#[derive(Serialize, JsonSchema)]
+pub struct AutomationView {
+    /// Id.
+    pub id: AutomationId,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Template id.
+    pub template: String,
+    /// Connection.
+    pub connection_id: ConnectionId,
+    /// `running` or `paused`.
+    pub status: String,
+    /// The draft parameter table.
+    pub parameters: Vec<ParameterSpec>,
+    /// The live version, if published.
+    pub published_version: Option<VersionView>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+fn check_parameters(template: &Template, params: &[ParameterSpec]) -> Result<(), ApiError> {
+    let mut names = HashSet::new();
+    let mut targets = HashSet::new();
+    for (i, p) in params.iter().enumerate() {
+        let field = |f: &str| format!("parameters[{i}].{f}");
+        if p.name.trim().is_empty() || p.name.len() > 100 {
+            return Err(ApiError::invalid(
+                field("name"),
+                "parameter name must be 1 to 100 characters",
+            ));
+        }
+        if !names.insert(p.name.as_str()) {
+            return Err(ApiError::invalid(
+                field("name"),
+                format!("parameter '{}' is declared twice", p.name),
+            ));
+        }
+        let valid_target = p.target == "*" && p.kind == aic_proto::ParameterType::Json
+            || !p.target.is_empty()
+                && p.target.split('.').all(|s| {
+                    s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                });
+        if !valid_target {
+            return Err(ApiError::invalid(
+                field("target"),
+                format!("target field '{}' is not a valid field name", p.target),
+            ));
+        }
+        if !targets.insert((p.target.as_str(), p.location)) {
+            return Err(ApiError::invalid(
+                field("target"),
+                format!("target field '{}' is mapped twice", p.target),
+            ));
+        }
+    }
+    let path_params: Vec<_> = params
+        .iter()
+        .filter(|p| p.location == aic_proto::ParameterLocation::Path)
+        .collect();
+    if let Some(p) = path_params
+        .iter()
+        .find(|p| !template.path.contains(&format!("{{{}}}", p.target)))
+    {
+        return Err(ApiError::invalid(
+            "parameters",
+            format!(
+                "path parameter '{}' fills no placeholder of {}",
+                p.name, template.path
+            ),
+        ));
+    }
+    for req in template.parameters.iter().filter(|p| p.required) {
+        let kept = params
+            .iter()
+            .any(|p| p.target == req.target && p.location == req.location && p.required);
+        if !kept {
+            return Err(ApiError::invalid(
+                "parameters",
+                format!(
+                    "'{}' is required by the vendor: keep a required parameter mapped to it",
+                    req.target
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `POST /v1/automations`: a draft from a template.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant, template = %input.template))]
+pub async fn create(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiJson(input): ApiJson<CreateAutomation>,
+) -> Result<(StatusCode, Json<AutomationView>), ApiError> {
+    caller.require(CONFIGURE)?;
+    let (app, action) = input.template.split_once('.').ok_or_else(|| {
+        ApiError::invalid(
+            "template",
+            "template must be 'app.action', e.g. salesforce.create_lead",
+        )
+    })?;
+    let template = state.catalog.template(app, action).ok_or_else(|| {
+        ApiError::invalid("template", format!("unknown template '{}'", input.template))
+    })?;
+    let name = input.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::invalid(
+            "name",
+            "name must be 1 to 200 characters",
+        ));
+    }
+    let parameters = input
+        .parameters
+        .unwrap_or_else(|| template.parameters.clone());
+    check_parameters(template, &parameters)?;
+    let client = state.pool.get().await?;
+    let conn_app: String = client
+        .query_opt(
+            "SELECT app FROM connections WHERE tenant_id = $1 AND id = $2",
+            &[&caller.tenant.0, &input.connection_id.0],
+        )
+        .await?
+        .ok_or_else(|| ApiError::invalid("connection_id", "no such connection in this tenant"))?
+        .get(0);
+    if conn_app != app {
+        return Err(ApiError::invalid(
+            "connection_id",
+            format!("the connection is for '{conn_app}', the template for '{app}'"),
+        ));
+    }
+    let id = AutomationId::new();
+    let inserted = client
+        .execute(
+            "INSERT INTO automations (id, tenant_id, connection_id, app, action, name, description, parameters, created_by) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT (tenant_id, name) DO NOTHING",
+            &[
+                &id.0,
+                &caller.tenant.0,
+                &input.connection_id.0,
+                &app,
+                &action,
+                &name,
+                &input.description,
+                &serde_json::to_value(&parameters).map_err(|e| ApiError::internal("parameters", &e))?,
+                &caller.token_id,
+            ],
+        )
+        .await?;
+    if inserted == 0 {
+        return Err(ApiError::conflict(
+            "name_taken",
+            format!("an automation named '{name}' already exists"),
+        ));
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(fetch(&state, caller.tenant, id).await?),
+    ))
+}
+
+const SELECT: &str = "SELECT a.id, a.name, a.description, a.app || '.' || a.action, a.connection_id, a.status, \
+    a.parameters, a.created_at, a.updated_at, v.id, v.number, v.name, v.published_at \
+    FROM automations a LEFT JOIN automation_versions v ON v.id = a.published_version_id";
+
+fn view(row: &tokio_postgres::Row) -> AutomationView {
+    let version_id: Option<uuid::Uuid> = row.get(9);
+    AutomationView {
+        id: AutomationId(row.get(0)),
+        name: row.get(1),
+        description: row.get(2),
+        template: row.get(3),
+        connection_id: ConnectionId(row.get(4)),
+        status: row.get(5),
+        parameters: serde_json::from_value(row.get(6)).unwrap_or_default(),
+        created_at: row.get(7),
+        updated_at: row.get(8),
+        published_version: version_id.map(|id| VersionView {
+            id: VersionId(id),
+            number: row.get(10),
+            name: row.get(11),
+            published_at: row.get(12),
+        }),
+    }
+}
+
+async fn fetch(
+    state: &AppState,
+    tenant: TenantId,
+    id: AutomationId,
+) -> Result<AutomationView, ApiError> {
+    let client = state.pool.get().await?;
+    let row = client
+        .query_opt(
+            &format!("{SELECT} WHERE a.tenant_id = $1 AND a.id = $2"),
+            &[&tenant.0, &id.0],
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("automation"))?;
+    Ok(view(&row))
+}
+
+/// `GET /v1/automations`.
+pub async fn list(
+    caller: Caller,
+    State(state): State<AppState>,
+) -> Result<Json<Vec<AutomationView>>, ApiError> {
+    caller.require(READ)?;
+    let client = state.pool.get().await?;
+    let rows = client
+        .query(
+            &format!("{SELECT} WHERE a.tenant_id = $1 ORDER BY a.created_at"),
+            &[&caller.tenant.0],
+        )
+        .await?;
+    Ok(Json(rows.iter().map(view).collect()))
+}
+
+/// `GET /v1/automations/{id}`.
+pub async fn read(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<AutomationView>, ApiError> {
+    caller.require(READ)?;
+    Ok(Json(
+        fetch(&state, caller.tenant, parse_id(&id, "automation")?).await?,
+    ))
+}
+
+/// `POST /v1/automations/{id}/publish`: freezes the draft into a new immutable version and
+/// announces it. The event is confirmed by the broker before the transaction commits, so a
+/// committed version always has its event; a rare event for a version that then failed to
+/// commit is harmless, since workers resolve versions from Postgres.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant, automation = %id))]
+pub async fn publish(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<VersionView>), ApiError> {
+    caller.require(CONFIGURE)?;
+    let id: AutomationId = parse_id(&id, "automation")?;
+    let input: PublishInput = if body.iter().all(u8::is_ascii_whitespace) {
+        PublishInput::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("body", e.to_string()))?
+    };
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    let row = tx
+        .query_opt(
+            "SELECT app, action, connection_id, parameters FROM automations WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+            &[&caller.tenant.0, &id.0],
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("automation"))?;
+    let (app, action): (String, String) = (row.get(0), row.get(1));
+    let template = state.catalog.template(&app, &action).ok_or_else(|| {
+        ApiError::conflict(
+            "template_retired",
+            format!("template '{app}.{action}' no longer exists"),
+        )
+    })?;
+    let definition = AutomationDefinition {
+        app,
+        action,
+        connection_id: ConnectionId(row.get(2)),
+        method: template.method,
+        path: template.path.clone(),
+        parameters: serde_json::from_value(row.get(3))
+            .map_err(|e| ApiError::internal("stored parameters", &e))?,
+        dedupe: template.dedupe,
+    };
+    let number: i32 = tx
+        .query_one(
+            "SELECT coalesce(max(number), 0) + 1 FROM automation_versions WHERE automation_id = $1",
+            &[&id.0],
+        )
+        .await?
+        .get(0);
+    let version_name = input
+        .version_name
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| format!("Version {number}"));
+    let version = VersionId::new();
+    let def_json =
+        serde_json::to_value(&definition).map_err(|e| ApiError::internal("definition", &e))?;
+    let output =
+        serde_json::to_value(&template.output).map_err(|e| ApiError::internal("output", &e))?;
+    let published_at: DateTime<Utc> = tx
+        .query_one(
+            "INSERT INTO automation_versions (id, automation_id, tenant_id, number, name, definition, output, published_by) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8) RETURNING published_at",
+            &[&version.0, &id.0, &caller.tenant.0, &number, &version_name, &def_json, &output, &caller.token_id],
+        )
+        .await?
+        .get(0);
+    tx.execute(
+        "UPDATE automations SET published_version_id = $2, updated_at = now() WHERE id = $1",
+        &[&id.0, &version.0],
+    )
+    .await?;
+    let event = DefinitionPublishedV1 {
+        version: aic_proto::MESSAGE_VERSION,
+        tenant_id: caller.tenant,
+        automation_id: id,
+        version_id: version,
+        version_number: number,
+        version_name: version_name.clone(),
+        published_at,
+        definition,
+    };
+    let body = serde_json::to_vec(&event).map_err(|e| ApiError::internal("event", &e))?;
+    let channel = state.broker.channel().await;
+    let channel = channel.map_err(|e| {
+        tracing::error!(error = %e, "RabbitMQ unavailable");
+        ApiError::unavailable("the message broker is unavailable; nothing was changed, retry later")
+    });
+    aic_core::amqp::publish_confirmed(
+        &channel?,
+        &state.names.definitions_exchange,
+        DEFINITION_PUBLISHED_ROUTING_KEY,
+        &body,
+        aic_core::amqp::json_properties(DEFINITION_PUBLISHED_TYPE),
+        false,
+    )
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "definition event not confirmed; publish rolled back");
+        ApiError::unavailable("the message broker did not confirm the definition event; nothing was published, retry later")
+    })?;
+    tx.commit().await?;
+    tracing::info!(version = %version, number, "automation published");
+    Ok((
+        StatusCode::CREATED,
+        Json(VersionView {
+            id: version,
+            number,
+            name: version_name,
+            published_at,
+        }),
+    ))
+}

@@ -1,0 +1,429 @@
+//! Connections: create (secrets sealed, write-only), list, read, and test against the vendor.
+
+use super::parse_id;
+use crate::auth::{CONFIGURE, Caller, READ};
+use crate::error::{ApiError, ApiJson};
+use crate::state::AppState;
+use aic_core::credentials::SecretFields;
+use aic_core::vendor::{self, ConnectionTarget, Vendor};
+use aic_proto::{ConnectionId, TenantId};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use url::Url;
+use uuid::Uuid;
+
+/// Body of `POST /v1/connections` and `POST /v1/connection-tests`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionInput {
+    /// Unique name within the tenant.
+    pub name: String,
+    /// Catalogue app id, e.g. `salesforce`.
+    pub app: String,
+    /// Instance base URL or host, e.g. `https://acme.my.salesforce.com`.
+    pub domain: String,
+    /// One of the app's auth types, e.g. `oauth2_client_credentials`.
+    pub auth_type: String,
+    /// Secret fields of that auth type (see `GET /v1/apps`). Write-only: never returned, never
+    /// logged.
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub secrets: BTreeMap<String, SecretString>,
+}
+
+/// A connection as the API shows it: secrets are never included, only which fields are set.
+#[derive(Serialize, JsonSchema)]
+pub struct ConnectionView {
+    /// Id.
+    pub id: ConnectionId,
+    /// Name.
+    pub name: String,
+    /// App.
+    pub app: String,
+    /// Instance base URL.
+    pub domain: String,
+    /// Auth type.
+    pub auth_type: String,
+    /// `untested`, `connected`, `failing` or `needs_reauthorization`.
+    pub status: String,
+    /// Why, when not connected.
+    pub status_detail: Option<String>,
+    /// When the status was last checked.
+    pub status_checked_at: Option<DateTime<Utc>>,
+    /// Names of the secret fields stored (values are write-only).
+    pub secret_fields: Vec<String>,
+    /// Token that created it.
+    pub created_by: Option<Uuid>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Automations using it.
+    pub automations: i64,
+}
+
+/// Result of a connection test.
+#[derive(Serialize, JsonSchema)]
+pub struct TestOutcome {
+    /// True when the vendor accepted the credentials and the identity call.
+    pub ok: bool,
+    /// The connection status this implies.
+    pub status: String,
+    /// A plain sentence: what worked or what the vendor said.
+    pub message: String,
+    /// The vendor's own error code, e.g. `invalid_client`.
+    pub vendor_code: Option<String>,
+}
+
+struct Validated {
+    vendor: Vendor,
+    instance: Url,
+    secrets: SecretFields,
+}
+
+fn validate(state: &AppState, input: &ConnectionInput) -> Result<Validated, ApiError> {
+    let name = input.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::invalid(
+            "name",
+            "name must be 1 to 200 characters",
+        ));
+    }
+    let app = state
+        .catalog
+        .app(&input.app)
+        .ok_or_else(|| ApiError::invalid("app", format!("unknown app '{}'", input.app)))?;
+    let vendor = Vendor::for_app(&app.id).ok_or_else(|| {
+        ApiError::invalid("app", format!("app '{}' has no connector yet", app.id))
+    })?;
+    let auth = app
+        .auth_types
+        .iter()
+        .find(|a| a.id == input.auth_type)
+        .ok_or_else(|| {
+            let known: Vec<_> = app.auth_types.iter().map(|a| a.id.as_str()).collect();
+            ApiError::invalid(
+                "auth_type",
+                format!(
+                    "auth type '{}' is not supported by {} (supported: {})",
+                    input.auth_type,
+                    app.name,
+                    known.join(", ")
+                ),
+            )
+        })?;
+    let secrets = SecretFields::new(input.secrets.clone());
+    for field in &auth.secret_fields {
+        if secrets.get(field).is_none() {
+            return Err(ApiError::invalid(
+                format!("secrets.{field}"),
+                format!(
+                    "secret field '{field}' is required for auth type '{}'",
+                    auth.id
+                ),
+            ));
+        }
+    }
+    if let Some(extra) = secrets.names().find(|n| {
+        !auth
+            .secret_fields
+            .iter()
+            .chain(&auth.optional_fields)
+            .any(|f| f == n)
+    }) {
+        return Err(ApiError::invalid(
+            format!("secrets.{extra}"),
+            format!(
+                "secret field '{extra}' is not used by auth type '{}'",
+                auth.id
+            ),
+        ));
+    }
+    if let Some(pem) = secrets.get("private_key") {
+        aic_core::vendor::salesforce::check_private_key(secrecy::ExposeSecret::expose_secret(pem))
+            .map_err(|e| {
+                ApiError::invalid(
+                    "secrets.private_key",
+                    format!("secret field 'private_key' is {e}"),
+                )
+            })?;
+    }
+    let instance = state
+        .egress
+        .app_instance_url(&input.domain, &app.host_patterns)
+        .map_err(|e| ApiError::invalid("domain", e.to_string()))?;
+    Ok(Validated {
+        vendor,
+        instance,
+        secrets,
+    })
+}
+
+/// Resolves the domain now: a host that resolves to a private address is refused at set-up.
+async fn check_dns(state: &AppState, v: &Validated) -> Result<(), ApiError> {
+    state
+        .egress
+        .check_resolution(&v.instance)
+        .await
+        .map_err(|e| ApiError::invalid("domain", e.to_string()))
+}
+
+/// Tests credentials. A saved connection whose grant rotates its refresh token refreshes
+/// through the fleet-wide lock and stores the rotated token (`saved` names it).
+async fn run_test(
+    state: &AppState,
+    v: &Validated,
+    auth_type: &str,
+    saved: Option<(TenantId, ConnectionId)>,
+) -> TestOutcome {
+    let target = ConnectionTarget {
+        vendor: v.vendor,
+        instance: &v.instance,
+        auth_type,
+        secrets: &v.secrets,
+    };
+    let result = async {
+        let token = match saved {
+            Some((tenant, connection)) if v.vendor.rotates_refresh_token(auth_type) => {
+                let c = vendor::rotation::Rotating {
+                    vendor: v.vendor,
+                    instance: &v.instance,
+                    auth_type,
+                    tenant,
+                    connection,
+                };
+                vendor::rotation::refresh(
+                    &state.pool,
+                    &state.keyring,
+                    &state.http,
+                    &state.egress,
+                    &c,
+                )
+                .await?
+            }
+            _ => vendor::authenticate(&state.http, &state.egress, &target).await?,
+        };
+        vendor::test_connection(&state.http, &state.egress, v.vendor, &token).await
+    }
+    .await;
+    match result {
+        Ok(()) => TestOutcome {
+            ok: true,
+            status: "connected".into(),
+            message: "the vendor accepted the credentials".into(),
+            vendor_code: None,
+        },
+        Err(f) => TestOutcome {
+            ok: false,
+            status: "failing".into(),
+            message: f.message,
+            vendor_code: f.vendor.map(|v| v.code),
+        },
+    }
+}
+
+use aic_core::credentials::connection_aad as aad;
+
+/// `POST /v1/connections`: validates, seals the secrets and saves.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant, app = %input.app))]
+pub async fn create(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiJson(input): ApiJson<ConnectionInput>,
+) -> Result<(StatusCode, Json<ConnectionView>), ApiError> {
+    caller.require(CONFIGURE)?;
+    let v = validate(&state, &input)?;
+    check_dns(&state, &v).await?;
+    let id = ConnectionId::new();
+    let sealed = state.keyring.seal(&v.secrets, &aad(caller.tenant, id));
+    let client = state.pool.get().await?;
+    let inserted = client
+        .execute(
+            "INSERT INTO connections (id, tenant_id, name, app, domain, auth_type, secret_key_id, \
+             secret_nonce, secret_ciphertext, created_by) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) \
+             ON CONFLICT (tenant_id, name) DO NOTHING",
+            &[
+                &id.0,
+                &caller.tenant.0,
+                &input.name.trim(),
+                &input.app,
+                &v.instance.as_str().trim_end_matches('/'),
+                &input.auth_type,
+                &sealed.key_id,
+                &sealed.nonce,
+                &sealed.ciphertext,
+                &caller.token_id,
+            ],
+        )
+        .await?;
+    if inserted == 0 {
+        return Err(ApiError::conflict(
+            "name_taken",
+            format!("a connection named '{}' already exists", input.name.trim()),
+        ));
+    }
+    tracing::info!(connection = %id, "connection created");
+    Ok((
+        StatusCode::CREATED,
+        Json(fetch(&state, caller.tenant, id).await?),
+    ))
+}
+
+const SELECT: &str = "SELECT c.id, c.name, c.app, c.domain, c.auth_type, c.status, c.status_detail, \
+    c.status_checked_at, c.created_by, c.created_at, \
+    (SELECT count(*) FROM automations a WHERE a.connection_id = c.id) FROM connections c";
+
+fn view(state: &AppState, row: &tokio_postgres::Row) -> ConnectionView {
+    let app: String = row.get(2);
+    let auth_type: String = row.get(4);
+    let secret_fields = state
+        .catalog
+        .app(&app)
+        .and_then(|a| a.auth_types.iter().find(|t| t.id == auth_type))
+        .map(|t| t.secret_fields.clone())
+        .unwrap_or_default();
+    ConnectionView {
+        id: ConnectionId(row.get(0)),
+        name: row.get(1),
+        app,
+        domain: row.get(3),
+        auth_type,
+        status: row.get(5),
+        status_detail: row.get(6),
+        status_checked_at: row.get(7),
+        secret_fields,
+        created_by: row.get(8),
+        created_at: row.get(9),
+        automations: row.get(10),
+    }
+}
+
+async fn fetch(
+    state: &AppState,
+    tenant: TenantId,
+    id: ConnectionId,
+) -> Result<ConnectionView, ApiError> {
+    let client = state.pool.get().await?;
+    let row = client
+        .query_opt(
+            &format!("{SELECT} WHERE c.tenant_id = $1 AND c.id = $2"),
+            &[&tenant.0, &id.0],
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("connection"))?;
+    Ok(view(state, &row))
+}
+
+/// `GET /v1/connections`.
+pub async fn list(
+    caller: Caller,
+    State(state): State<AppState>,
+) -> Result<Json<Vec<ConnectionView>>, ApiError> {
+    caller.require(READ)?;
+    let client = state.pool.get().await?;
+    let rows = client
+        .query(
+            &format!("{SELECT} WHERE c.tenant_id = $1 ORDER BY c.created_at"),
+            &[&caller.tenant.0],
+        )
+        .await?;
+    Ok(Json(rows.iter().map(|r| view(&state, r)).collect()))
+}
+
+/// `GET /v1/connections/{id}`.
+pub async fn read(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ConnectionView>, ApiError> {
+    caller.require(READ)?;
+    Ok(Json(
+        fetch(&state, caller.tenant, parse_id(&id, "connection")?).await?,
+    ))
+}
+
+/// `POST /v1/connection-tests`: tests credentials before saving them.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant, app = %input.app))]
+pub async fn test_unsaved(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiJson(input): ApiJson<ConnectionInput>,
+) -> Result<Json<TestOutcome>, ApiError> {
+    caller.require(CONFIGURE)?;
+    let v = validate(&state, &input)?;
+    check_dns(&state, &v).await?;
+    if v.vendor.rotates_refresh_token(&input.auth_type) {
+        // Testing would spend the refresh token with nowhere to keep its successor.
+        return Err(ApiError::invalid(
+            "auth_type",
+            format!(
+                "auth type '{}' rotates its refresh token on every use: save the connection, then test it",
+                input.auth_type
+            ),
+        ));
+    }
+    Ok(Json(run_test(&state, &v, &input.auth_type, None).await))
+}
+
+/// `POST /v1/connections/{id}/test`: tests a saved connection and records its status.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant, connection = %id))]
+pub async fn test_saved(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TestOutcome>, ApiError> {
+    caller.require(CONFIGURE)?;
+    let id: ConnectionId = parse_id(&id, "connection")?;
+    let client = state.pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT app, domain, auth_type, secret_key_id, secret_nonce, secret_ciphertext \
+             FROM connections WHERE tenant_id = $1 AND id = $2",
+            &[&caller.tenant.0, &id.0],
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("connection"))?;
+    let app: String = row.get(0);
+    let auth_type: String = row.get(2);
+    let sealed = aic_core::credentials::Sealed {
+        key_id: row.get(3),
+        nonce: row.get(4),
+        ciphertext: row.get(5),
+    };
+    let secrets = state
+        .keyring
+        .open(&sealed, &aad(caller.tenant, id))
+        .map_err(|e| ApiError::internal("opening connection secrets", &e))?;
+    let vendor = Vendor::for_app(&app).ok_or_else(|| ApiError::internal("connector", &app))?;
+    let patterns = state
+        .catalog
+        .app(&app)
+        .map(|a| a.host_patterns.clone())
+        .unwrap_or_default();
+    let domain: String = row.get(1);
+    let instance = state
+        .egress
+        .app_instance_url(&domain, &patterns)
+        .map_err(|e| ApiError::invalid("domain", e.to_string()))?;
+    let outcome = run_test(
+        &state,
+        &Validated {
+            vendor,
+            instance,
+            secrets,
+        },
+        &auth_type,
+        Some((caller.tenant, id)),
+    )
+    .await;
+    client
+        .execute(
+            "UPDATE connections SET status = $3, status_detail = $4, status_checked_at = now() WHERE tenant_id = $1 AND id = $2",
+            &[&caller.tenant.0, &id.0, &outcome.status, &(!outcome.ok).then_some(&outcome.message)],
+        )
+        .await?;
+    Ok(Json(outcome))
+}

@@ -1,0 +1,279 @@
+//! Executions over HTTP: enqueue (answered only once the broker confirmed the request) and read
+//! status and result from the ledger.
+
+use super::parse_id;
+use crate::auth::{ANY, Caller, EXECUTE};
+use crate::error::{ApiError, ApiJson};
+use crate::state::AppState;
+use aic_proto::topology::{EXECUTE_ROUTING_KEY, EXECUTION_REQUEST_TYPE};
+use aic_proto::{AutomationDefinition, AutomationId, ExecutionId, ExecutionRequestV1, VersionId};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Body of `POST /v1/automations/{id}/executions`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueInput {
+    /// Parameter values by parameter name.
+    #[serde(default)]
+    pub parameters: Map<String, Value>,
+    /// Client-chosen id: re-sending the same id never runs the automation twice.
+    pub execution_id: Option<ExecutionId>,
+    /// Free-text origin for audit, e.g. `flow:onboarding`.
+    pub source: Option<String>,
+    /// Your own key for this action (per tenant, at most 200 characters): a repeated key
+    /// returns the first execution instead of running the automation again.
+    pub idempotency_key: Option<String>,
+    /// Wait up to this many milliseconds (at most 30000) for the result: answered 200 with the
+    /// result when it comes in time, else 202 as usual and the result arrives later.
+    pub wait_ms: Option<u64>,
+}
+
+/// Longest synchronous wait.
+const MAX_WAIT_MS: u64 = 30_000;
+
+/// Answer to an enqueue.
+#[derive(Serialize, JsonSchema)]
+pub struct Enqueued {
+    /// The execution's id.
+    pub execution_id: ExecutionId,
+    /// `queued`, or the current status when the id was already known.
+    pub status: String,
+    /// Where to read the outcome.
+    pub status_url: String,
+    /// The result (an `ExecutionResultV1`), when waited for and finished in time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<aic_proto::ExecutionResultV1>")]
+    pub result: Option<Value>,
+}
+
+/// An execution as recorded in the ledger.
+#[derive(Serialize, JsonSchema)]
+pub struct ExecutionView {
+    /// Id.
+    pub id: ExecutionId,
+    /// Automation.
+    pub automation_id: AutomationId,
+    /// The immutable version that ran (once resolved).
+    pub version_id: Option<VersionId>,
+    /// `queued`, `running`, `succeeded`, `failed` or `unknown_outcome`.
+    pub status: String,
+    /// The result as published (an `ExecutionResultV1`), once finished.
+    #[schemars(with = "Option<aic_proto::ExecutionResultV1>")]
+    pub result: Option<Value>,
+    /// Vendor calls made.
+    pub attempts: i32,
+    /// Enqueued.
+    pub enqueued_at: DateTime<Utc>,
+    /// Finished.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /v1/automations/{id}/executions`.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant, automation = %id))]
+pub async fn enqueue(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<EnqueueInput>,
+) -> Result<(StatusCode, Json<Enqueued>), ApiError> {
+    caller.require(EXECUTE)?;
+    if input
+        .idempotency_key
+        .as_ref()
+        .is_some_and(|k| k.trim().is_empty() || k.chars().count() > 200)
+    {
+        return Err(ApiError::invalid(
+            "idempotency_key",
+            "idempotency_key must be 1 to 200 characters",
+        ));
+    }
+    let wait = match input.wait_ms {
+        Some(ms) if ms > MAX_WAIT_MS => {
+            return Err(ApiError::invalid(
+                "wait_ms",
+                format!("wait_ms must be at most {MAX_WAIT_MS}"),
+            ));
+        }
+        other => other
+            .filter(|ms| *ms > 0)
+            .map(std::time::Duration::from_millis),
+    };
+    let automation: AutomationId = parse_id(&id, "automation")?;
+    let client = state.pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT a.status, v.definition FROM automations a \
+             LEFT JOIN automation_versions v ON v.id = a.published_version_id \
+             WHERE a.tenant_id = $1 AND a.id = $2",
+            &[&caller.tenant.0, &automation.0],
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("automation"))?;
+    let status: String = row.get(0);
+    let definition: Option<Value> = row.get(1);
+    let definition: AutomationDefinition = match definition {
+        None => {
+            return Err(ApiError::conflict(
+                "automation_not_published",
+                "the automation has no published version; publish it first",
+            ));
+        }
+        Some(d) => {
+            serde_json::from_value(d).map_err(|e| ApiError::internal("stored definition", &e))?
+        }
+    };
+    if status == "paused" {
+        return Err(ApiError::conflict(
+            "automation_paused",
+            "the automation is paused",
+        ));
+    }
+    // Early feedback for HTTP callers; the worker checks again, authoritatively.
+    aic_core::params::build_body(&definition.parameters, &input.parameters)
+        .map_err(|e| ApiError::invalid(format!("parameters.{}", e.parameter), e.message))?;
+
+    let execution = input.execution_id.unwrap_or_default();
+    // Any unique violation (the id, or the tenant's idempotency key) means "already known".
+    let inserted = client
+        .execute(
+            "INSERT INTO executions (id, tenant_id, automation_id, status, parameters, source, idempotency_key) \
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6) ON CONFLICT DO NOTHING",
+            &[&execution.0, &caller.tenant.0, &automation.0, &Value::Object(input.parameters.clone()), &input.source, &input.idempotency_key],
+        )
+        .await?;
+    if inserted == 0 {
+        let existing = client
+            .query_opt(
+                "SELECT id, status, result FROM executions WHERE tenant_id = $1 AND (id = $2 OR idempotency_key = $3) \
+                 ORDER BY (idempotency_key IS NOT DISTINCT FROM $3) DESC LIMIT 1",
+                &[&caller.tenant.0, &execution.0, &input.idempotency_key],
+            )
+            .await?
+            .ok_or_else(|| ApiError::conflict("execution_id_taken", "this execution id is already used"))?;
+        let first = ExecutionId(existing.get(0));
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(Enqueued {
+                execution_id: first,
+                status: existing.get(1),
+                status_url: format!("/v1/executions/{first}"),
+                result: existing.get(2),
+            }),
+        ));
+    }
+    let status_url = format!("/v1/executions/{execution}");
+    let request = ExecutionRequestV1 {
+        version: aic_proto::MESSAGE_VERSION,
+        execution_id: execution,
+        tenant_id: caller.tenant,
+        automation_id: automation,
+        parameters: input.parameters,
+        requested_at: Some(Utc::now()),
+        source: input.source,
+    };
+    let body = serde_json::to_vec(&request).map_err(|e| ApiError::internal("request", &e))?;
+    let mut properties = aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE)
+        .with_message_id(execution.to_string().into());
+    // Register before publishing, so a fast result cannot arrive before its waiter.
+    let reply_queue = state.replies.queue();
+    // No reply queue yet (start-up, or a broker reconnect in progress): answer 202 as usual.
+    let waiter = wait
+        .filter(|_| !reply_queue.is_empty())
+        .map(|_| state.replies.wait_for(&execution.to_string()));
+    if waiter.is_some() {
+        properties = properties
+            .with_reply_to(reply_queue.as_str().into())
+            .with_correlation_id(execution.to_string().into());
+    }
+    let published = match state.broker.channel().await {
+        Ok(channel) => {
+            aic_core::amqp::publish_confirmed(
+                &channel,
+                &state.names.executions_exchange,
+                EXECUTE_ROUTING_KEY,
+                &body,
+                properties,
+                true,
+            )
+            .await
+        }
+        Err(e) => Err(aic_core::amqp::PublishError::Amqp(e)),
+    };
+    if let Err(e) = published {
+        state.replies.forget(&execution.to_string());
+        tracing::error!(error = %e, execution = %execution, "execution request not confirmed");
+        // Forget the row so the client can retry with the same id.
+        client
+            .execute(
+                "DELETE FROM executions WHERE id = $1 AND status = 'queued'",
+                &[&execution.0],
+            )
+            .await?;
+        return Err(ApiError::unavailable(
+            "the message broker did not confirm the request; nothing was enqueued, retry later",
+        ));
+    }
+    tracing::info!(execution = %execution, "execution enqueued");
+    if let (Some(rx), Some(budget)) = (waiter, wait) {
+        match tokio::time::timeout(budget, rx).await {
+            Ok(Ok(result)) => {
+                let status = result["status"].as_str().unwrap_or("failed").to_string();
+                return Ok((
+                    StatusCode::OK,
+                    Json(Enqueued {
+                        execution_id: execution,
+                        status,
+                        status_url,
+                        result: Some(result),
+                    }),
+                ));
+            }
+            // Past the budget the caller gets the id; the result still arrives as usual.
+            _ => state.replies.forget(&execution.to_string()),
+        }
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Enqueued {
+            execution_id: execution,
+            status: "queued".into(),
+            status_url,
+            result: None,
+        }),
+    ))
+}
+
+/// `GET /v1/executions/{id}`.
+pub async fn read(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ExecutionView>, ApiError> {
+    caller.require(ANY)?;
+    let id: ExecutionId = parse_id(&id, "execution")?;
+    let client = state.pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT automation_id, version_id, status, result, attempts, enqueued_at, finished_at \
+             FROM executions WHERE tenant_id = $1 AND id = $2",
+            &[&caller.tenant.0, &id.0],
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("execution"))?;
+    Ok(Json(ExecutionView {
+        id,
+        automation_id: AutomationId(row.get(0)),
+        version_id: row.get::<_, Option<uuid::Uuid>>(1).map(VersionId),
+        status: row.get(2),
+        result: row.get(3),
+        attempts: row.get(4),
+        enqueued_at: row.get(5),
+        finished_at: row.get(6),
+    }))
+}

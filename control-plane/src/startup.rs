@@ -1,0 +1,76 @@
+//! Building and running the control plane: `Application::build` connects to Postgres and
+//! RabbitMQ, declares the topology and binds the listener (port 0 in tests).
+
+use crate::config::ServeArgs;
+use crate::state::AppState;
+use aic_core::catalog::Catalog;
+use aic_proto::topology::Names;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// A built, bound, not yet serving control plane.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects everything and binds the listener. Fails with a readable message when the
+    /// configuration is bad or the broker cannot be reached.
+    pub async fn build(args: &ServeArgs) -> anyhow::Result<Self> {
+        let catalog = Catalog::load()?;
+        let keyring = args.credentials.keyring()?;
+        let pool = aic_core::db::pool(&args.db.database_url, args.db.database_pool_size)?;
+        let names = Names::new(&args.amqp.amqp_namespace);
+        let broker = Arc::new(
+            aic_core::amqp::Broker::connect(&args.amqp.amqp_url, "aic-control-plane", &names)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("could not connect to RabbitMQ (AIC_AMQP_URL): {e}")
+                })?,
+        );
+        let replies = crate::replies::Replies::start(broker.clone());
+        let listener = TcpListener::bind(args.listen).await.map_err(|e| {
+            anyhow::anyhow!("could not listen on {} (AIC_LISTEN): {e}", args.listen)
+        })?;
+        let state = AppState {
+            pool,
+            catalog: Arc::new(catalog),
+            keyring: Arc::new(keyring),
+            http: aic_core::vendor::http_client(Duration::from_secs(20), &args.egress.policy()),
+            egress: args.egress.policy(),
+            broker,
+            names: Arc::new(names),
+            replies,
+        };
+        Ok(Self { listener, state })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The state handlers share (tests use its pool).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = crate::routes::router(self.state.clone());
+        tracing::info!(addr = %self.listener.local_addr()?, "control plane listening");
+        let result = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        self.state.broker.close().await;
+        result
+    }
+}
