@@ -1,0 +1,60 @@
+//! The worker's command line and environment (every flag has an `AIC_*` variable).
+
+use aic_core::config::{AmqpArgs, CredentialArgs, DatabaseArgs, EgressArgs};
+use clap::{Args, Parser};
+use std::net::SocketAddr;
+
+/// aic-worker: runs automations taken from RabbitMQ.
+#[derive(Parser, Debug, Clone)]
+#[command(version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub worker: WorkerArgs,
+}
+
+/// Everything the worker is configured with.
+#[derive(Args, Debug, Clone)]
+pub struct WorkerArgs {
+    /// Address of the admin server (`/metrics`, `/healthz`, `/readyz`).
+    #[arg(
+        long,
+        env = "AIC_WORKER_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9090"
+    )]
+    pub admin_listen: SocketAddr,
+    /// Unacknowledged deliveries held at once: the worker's concurrency.
+    #[arg(long, env = "AIC_WORKER_PREFETCH", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    pub prefetch: u16,
+    /// Time limit of one vendor HTTP call, in seconds.
+    #[arg(long, env = "AIC_WORKER_VENDOR_TIMEOUT_SECS", default_value_t = 30)]
+    pub vendor_timeout_secs: u64,
+    /// Vendor calls per execution for transient failures (including the first).
+    #[arg(long, env = "AIC_WORKER_MAX_ATTEMPTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub max_attempts: u32,
+    /// First retry delay, in milliseconds (doubles each time, with jitter).
+    #[arg(long, env = "AIC_WORKER_RETRY_BASE_MS", default_value_t = 200)]
+    pub retry_base_ms: u64,
+    /// Longest single retry delay, in milliseconds (also caps a vendor's Retry-After).
+    #[arg(long, env = "AIC_WORKER_RETRY_CAP_MS", default_value_t = 5_000)]
+    pub retry_cap_ms: u64,
+    /// Seconds to let in-flight executions finish after SIGTERM before leaving them to
+    /// redelivery.
+    #[arg(long, env = "AIC_WORKER_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+    /// Log JSON lines instead of human-readable text.
+    #[arg(long, env = "AIC_LOG_JSON", default_value_t = false)]
+    pub log_json: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DatabaseArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub amqp: AmqpArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub credentials: CredentialArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub egress: EgressArgs,
+}

@@ -1,0 +1,166 @@
+//! The consume loop: one task per delivery (the prefetch bounds how many), acks after the
+//! executor is done, reconnection with backoff when the broker goes away, and a drain bounded by
+//! the grace period on shutdown.
+
+use crate::executor::{self, Ctx, Disposition};
+use aic_core::amqp::Broker;
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
+use lapin::types::FieldTable;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+/// How the consumer runs.
+#[derive(Debug, Clone)]
+pub struct ConsumeSettings {
+    /// Queue to consume.
+    pub queue: String,
+    /// Unique consumer tag.
+    pub tag: String,
+    /// Unacknowledged deliveries at once.
+    pub prefetch: u16,
+    /// Drain time on shutdown.
+    pub grace: Duration,
+}
+
+/// Processes one delivery to its end. A failure of Postgres or the broker before the vendor was
+/// called is retried here, from the start, with backoff — not handed back to the broker, whose
+/// delivery limit would otherwise dead-letter good work during an outage.
+async fn process(ctx: Arc<Ctx>, delivery: Delivery) {
+    ctx.metrics.in_flight.inc();
+    let mut delay = Duration::from_millis(100);
+    let disposition = loop {
+        match executor::handle(&ctx, &delivery).await {
+            Disposition::Requeue(reason) if !ctx.stopping.load(Ordering::SeqCst) => {
+                tracing::warn!(
+                    reason,
+                    delay_ms = delay.as_millis() as u64,
+                    "infrastructure unavailable; retrying the delivery"
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            other => break other,
+        }
+    };
+    ctx.metrics.in_flight.dec();
+    let acked = match disposition {
+        Disposition::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
+        Disposition::Requeue(reason) => {
+            tracing::warn!(reason, "left for redelivery");
+            delivery
+                .acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                })
+                .await
+        }
+    };
+    if let Err(e) = acked {
+        tracing::warn!(error = %e, "ack/nack failed; the broker will redeliver");
+    }
+}
+
+/// Consumes until `shutdown` resolves, reconnecting whenever the broker goes away, then drains
+/// in-flight work for at most the grace period.
+pub async fn run(
+    ctx: Arc<Ctx>,
+    broker: Arc<Broker>,
+    s: ConsumeSettings,
+    consuming: Arc<AtomicBool>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let mut tasks = JoinSet::new();
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(200);
+    'session: loop {
+        let session = async {
+            let ch = broker.new_channel().await?;
+            // The prefetch is the worker's concurrency: at most this many unacked deliveries.
+            ch.basic_qos(s.prefetch, BasicQosOptions::default()).await?;
+            let consumer = ch
+                .basic_consume(
+                    s.queue.as_str().into(),
+                    s.tag.as_str().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            anyhow::Ok((ch, consumer))
+        };
+        let (ch, mut consumer) = tokio::select! {
+            _ = &mut shutdown => break 'session,
+            r = session => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot consume; RabbitMQ unavailable");
+                    tokio::select! {
+                        _ = &mut shutdown => break 'session,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue 'session;
+                }
+            }
+        };
+        consuming.store(true, Ordering::SeqCst);
+        backoff = Duration::from_millis(200);
+        tracing::info!(queue = %s.queue, tag = %s.tag, "consuming");
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => {
+                    consuming.store(false, Ordering::SeqCst);
+                    // Stop receiving first, so nothing new starts while we drain.
+                    let _ = ch.basic_cancel(s.tag.as_str().into(), BasicCancelOptions::default()).await;
+                    break 'session;
+                }
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                next = consumer.next() => match next {
+                    Some(Ok(delivery)) => {
+                        tasks.spawn(process(ctx.clone(), delivery));
+                    }
+                    other => {
+                        consuming.store(false, Ordering::SeqCst);
+                        let why = match other {
+                            Some(Err(e)) => e.to_string(),
+                            _ => "the broker closed the consumer".into(),
+                        };
+                        // In-flight deliveries of the dead channel will be redelivered; the
+                        // ledger answers those that finished.
+                        tracing::warn!(reason = %why, "consumer lost; reconnecting");
+                        continue 'session;
+                    }
+                }
+            }
+        }
+    }
+    consuming.store(false, Ordering::SeqCst);
+    ctx.stopping.store(true, Ordering::SeqCst);
+    let in_flight = tasks.len();
+    if in_flight > 0 {
+        tracing::info!(
+            in_flight,
+            grace_secs = s.grace.as_secs(),
+            "draining in-flight executions"
+        );
+    }
+    let drained = tokio::time::timeout(s.grace, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            left = tasks.len(),
+            "grace period over; unfinished executions return to the queue"
+        );
+        tasks.abort_all();
+    }
+    Ok(())
+}

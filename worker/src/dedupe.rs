@@ -1,0 +1,65 @@
+//! Whether a create whose answer was lost has landed at the vendor, asked through the vendor's
+//! dedupe handle. Without a handle the answer is "unknown", and the execution finishes as
+//! `unknown_outcome` rather than risk a duplicate.
+
+use crate::executor::Ctx;
+use crate::invoke::{self, Target};
+use aic_core::vendor::{self, RetryClass};
+use aic_proto::{Dedupe, ExecutionId};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+/// What the vendor says about a create in doubt.
+#[derive(Debug)]
+pub enum Landed {
+    /// It is there: the mapped output of the existing record.
+    Yes(Map<String, Value>),
+    /// It is not there: sending it is safe.
+    No,
+    /// No way to tell (no handle, or the lookup failed): why.
+    Unknown(String),
+}
+
+/// Looks the execution's record up at the vendor.
+pub async fn check(
+    ctx: &Ctx,
+    t: &Target<'_>,
+    dedupe: Option<Dedupe>,
+    path: &str,
+    id: ExecutionId,
+    output: &BTreeMap<String, String>,
+) -> Landed {
+    let Some(Dedupe::ServicenowCorrelationId) = dedupe else {
+        return Landed::Unknown(
+            "this vendor action has no dedupe handle, so it was not re-sent, to avoid a duplicate"
+                .into(),
+        );
+    };
+    let lookup = async {
+        let token = invoke::token(ctx, t).await?;
+        vendor::servicenow::find_by_correlation(
+            &ctx.http,
+            &ctx.egress,
+            &token,
+            path,
+            &id.to_string(),
+        )
+        .await
+    };
+    match lookup.await {
+        Ok(Some(record)) => {
+            tracing::info!(execution = %id, "a create in doubt had landed; answered from the vendor's record");
+            Landed::Yes(vendor::map_output(&json!({"result": record}), output))
+        }
+        Ok(None) => Landed::No,
+        Err(f) => Landed::Unknown(format!(
+            "the dedupe lookup failed ({}: {}), so it was not re-sent",
+            if f.class == RetryClass::Retryable {
+                "transient"
+            } else {
+                "refused"
+            },
+            f.message
+        )),
+    }
+}

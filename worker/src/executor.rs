@@ -1,0 +1,508 @@
+//! Processing one delivery, start to finish: decode, consult the ledger, resolve, validate,
+//! invoke the vendor, record, publish the result — and say whether to ack.
+
+use crate::dedupe::Landed;
+use crate::ledger::{self, Begin, LedgerError};
+use crate::metrics::Metrics;
+use crate::resolve::{self, Resolved};
+use crate::retry::RetryPolicy;
+use crate::tokens::TokenCache;
+use crate::{invoke, publish};
+use aic_core::credentials::{Keyring, connection_aad};
+use aic_core::egress::EgressPolicy;
+use aic_core::vendor::{Call, Vendor, VendorFailure};
+use aic_proto::topology::Names;
+use aic_proto::{
+    DecodeError, ExecutionError, ExecutionErrorCode, ExecutionRequestV1, ExecutionResultV1,
+    ExecutionStatus, TenantId,
+};
+use chrono::Utc;
+use deadpool_postgres::Pool;
+use lapin::message::Delivery;
+use serde_json::Value;
+use std::time::Instant;
+
+/// Everything processing needs, shared by all in-flight deliveries.
+#[derive(Debug)]
+pub struct Ctx {
+    /// Apps (host patterns).
+    pub catalog: aic_core::catalog::Catalog,
+    /// Postgres.
+    pub pool: Pool,
+    /// Opens connection secrets.
+    pub keyring: Keyring,
+    /// Egress rules.
+    pub egress: EgressPolicy,
+    /// Vendor HTTP client.
+    pub http: reqwest::Client,
+    /// Access tokens.
+    pub tokens: TokenCache,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// The broker (results and dead letters), reconnected on demand.
+    pub broker: std::sync::Arc<aic_core::amqp::Broker>,
+    /// Set when shutdown begins: infrastructure retries stop and leave work to redelivery.
+    pub stopping: std::sync::atomic::AtomicBool,
+    /// Names.
+    pub names: Names,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+}
+
+/// What to do with the delivery.
+#[derive(Debug)]
+pub enum Disposition {
+    /// Done (result recorded and published, or dead-lettered).
+    Ack,
+    /// An infrastructure failure: give the message back for a later attempt.
+    Requeue(String),
+}
+
+struct Outcome {
+    deduplicated: bool,
+    status: ExecutionStatus,
+    output: Option<serde_json::Map<String, Value>>,
+    error: Option<ExecutionError>,
+    attempts: u32,
+    version: Option<aic_proto::VersionId>,
+    app: String,
+    action: String,
+}
+
+fn failed(code: ExecutionErrorCode, message: String, parameter: Option<String>) -> Outcome {
+    Outcome {
+        deduplicated: false,
+        status: ExecutionStatus::Failed,
+        output: None,
+        error: Some(ExecutionError {
+            code,
+            message,
+            parameter,
+            vendor: None,
+        }),
+        attempts: 0,
+        version: None,
+        app: "unknown".into(),
+        action: "unknown".into(),
+    }
+}
+
+/// Handles one delivery.
+pub async fn handle(ctx: &Ctx, delivery: &Delivery) -> Disposition {
+    let started = Instant::now();
+    let req = match aic_proto::decode::decode::<ExecutionRequestV1>(&delivery.data) {
+        Ok(r) => r,
+        Err(e) => return reject(ctx, delivery, &e).await,
+    };
+    let span = tracing::info_span!("execution", execution = %req.execution_id, tenant = %req.tenant_id, automation = %req.automation_id);
+    let _enter = span.enter();
+    let outcome = match ledger::begin(&ctx.pool, &req).await {
+        Err(e) => return Disposition::Requeue(e.to_string()),
+        Ok(Begin::ForeignTenant) => {
+            let detail = format!(
+                "execution id {} is already used by another tenant",
+                req.execution_id
+            );
+            return dead_letter(ctx, delivery, "execution_id_conflict", &detail).await;
+        }
+        Ok(Begin::Finished(stored)) => {
+            let status = stored
+                .get("status")
+                .and_then(Value::as_str)
+                .unwrap_or("failed")
+                .to_string();
+            return match emit(ctx, delivery, &req, &status, &stored).await {
+                Ok(()) => {
+                    ctx.metrics
+                        .executions
+                        .with_label_values(&["unknown", "unknown", "replayed"])
+                        .inc();
+                    tracing::info!(status, "redelivered execution answered from the ledger");
+                    Disposition::Ack
+                }
+                Err(e) => Disposition::Requeue(e),
+            };
+        }
+        Ok(Begin::VendorCallInDoubt(at)) => match run(ctx, &req, Some(at)).await {
+            Ok(o) => o,
+            Err(e) => return Disposition::Requeue(e.to_string()),
+        },
+        Ok(Begin::Run) => match run(ctx, &req, None).await {
+            Ok(o) => o,
+            Err(e) => return Disposition::Requeue(e.to_string()),
+        },
+    };
+    let result = ExecutionResultV1 {
+        version: aic_proto::MESSAGE_VERSION,
+        execution_id: Some(req.execution_id),
+        tenant_id: Some(req.tenant_id),
+        automation_id: Some(req.automation_id),
+        automation_version_id: outcome.version,
+        status: outcome.status,
+        output: outcome.output,
+        error: outcome.error,
+        attempts: outcome.attempts,
+        deduplicated: outcome.deduplicated,
+        finished_at: Utc::now(),
+    };
+    // The outcome is known now: losing it to a Postgres or broker blip would turn a clear
+    // result into an unknown one on redelivery, so recording and publishing retry in place.
+    let Some(stored) = persist(ctx, "record the result", || {
+        ledger::finish(&ctx.pool, &result)
+    })
+    .await
+    else {
+        return Disposition::Requeue("stopping before the result was recorded".into());
+    };
+    let status = outcome.status.as_str();
+    if persist(ctx, "publish the result", || {
+        emit(ctx, delivery, &req, status, &stored)
+    })
+    .await
+    .is_none()
+    {
+        return Disposition::Requeue("stopping before the result was published".into());
+    }
+    ctx.metrics
+        .executions
+        .with_label_values(&[&outcome.app, &outcome.action, status])
+        .inc();
+    ctx.metrics
+        .execution_duration
+        .with_label_values(&[&outcome.app, status])
+        .observe(started.elapsed().as_secs_f64());
+    match &result.error {
+        None => tracing::info!(status, attempts = result.attempts, "execution finished"),
+        Some(e) => {
+            tracing::info!(status, attempts = result.attempts, code = ?e.code, reason = %e.message, "execution finished")
+        }
+    }
+    Disposition::Ack
+}
+
+/// Retries `op` with backoff (100 ms doubling to 5 s) until it succeeds, or returns `None`
+/// once shutdown begins.
+async fn persist<T, E: std::fmt::Display, F, Fut>(ctx: &Ctx, what: &str, mut op: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut delay = std::time::Duration::from_millis(100);
+    loop {
+        match op().await {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                if ctx.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                    return None;
+                }
+                tracing::warn!(error = %e, delay_ms = delay.as_millis() as u64, "could not {what}; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn emit(
+    ctx: &Ctx,
+    delivery: &Delivery,
+    req: &ExecutionRequestV1,
+    status: &str,
+    result: &Value,
+) -> Result<(), String> {
+    let body = serde_json::to_vec(result).map_err(|e| e.to_string())?;
+    publish::result(
+        &ctx.broker,
+        &ctx.names,
+        &delivery.properties,
+        Some(req.tenant_id),
+        status,
+        Some(req.execution_id.to_string()),
+        &body,
+    )
+    .await
+    .map_err(|e| format!("result not confirmed: {e}"))
+}
+
+/// Resolves, validates and invokes. `Err` only for infrastructure failures.
+async fn run(
+    ctx: &Ctx,
+    req: &ExecutionRequestV1,
+    in_doubt: Option<chrono::DateTime<Utc>>,
+) -> Result<Outcome, LedgerError> {
+    let resolved = match resolve::resolve(&ctx.pool, req).await? {
+        Ok(r) => r,
+        Err(refusal) => return Ok(failed(refusal.code, refusal.message, None)),
+    };
+    let mut outcome = execute(ctx, req, &resolved, in_doubt).await?;
+    outcome.version = Some(resolved.version_id);
+    outcome.app = resolved.definition.app.clone();
+    outcome.action = resolved.definition.action.clone();
+    Ok(outcome)
+}
+
+async fn execute(
+    ctx: &Ctx,
+    req: &ExecutionRequestV1,
+    r: &Resolved,
+    in_doubt: Option<chrono::DateTime<Utc>>,
+) -> Result<Outcome, LedgerError> {
+    let def = &r.definition;
+    if r.connection.status == "needs_reauthorization" {
+        return Ok(failed(
+            ExecutionErrorCode::ConnectionNeedsReauthorization,
+            "the connection needs to be re-authorised by an admin".into(),
+            None,
+        ));
+    }
+    let built = match aic_core::params::build(&def.parameters, &req.parameters) {
+        Ok(b) => b,
+        Err(e) => return Ok(failed(e.code, e.message, Some(e.parameter))),
+    };
+    let path = aic_core::params::render_path(&def.path, &built.path);
+    let mut body = built.body;
+    if def.dedupe == Some(aic_proto::Dedupe::ServicenowCorrelationId) {
+        body["correlation_id"] = Value::String(req.execution_id.to_string());
+    }
+    let Some(vendor) = Vendor::for_app(&def.app) else {
+        return Ok(failed(
+            ExecutionErrorCode::Internal,
+            format!("no connector for app '{}'", def.app),
+            None,
+        ));
+    };
+    let secrets = match ctx.keyring.open(
+        &r.connection.sealed,
+        &connection_aad(req.tenant_id, r.connection.id),
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(connection = %r.connection.id, error = %e, "connection secrets do not open");
+            return Ok(failed(
+                ExecutionErrorCode::Internal,
+                "the connection's credentials could not be opened".into(),
+                None,
+            ));
+        }
+    };
+    let patterns = ctx
+        .catalog
+        .app(&def.app)
+        .map(|a| a.host_patterns.as_slice())
+        .unwrap_or_default();
+    let instance = match ctx.egress.app_instance_url(&r.connection.domain, patterns) {
+        Ok(u) => u,
+        Err(e) => return Ok(from_failure(VendorFailure::egress(e), 0)),
+    };
+    let target = invoke::Target {
+        vendor,
+        app: &def.app,
+        key: (r.connection.id, r.connection.secret_version),
+        instance: &instance,
+        auth_type: &r.connection.auth_type,
+        secrets: &secrets,
+        tenant: req.tenant_id,
+    };
+    // A previous delivery may have sent this create: ask the vendor before sending again.
+    if let Some(at) = in_doubt {
+        match crate::dedupe::check(ctx, &target, def.dedupe, &path, req.execution_id, &r.output)
+            .await
+        {
+            Landed::Yes(output) => return Ok(deduplicated(output, 0)),
+            Landed::No => {}
+            Landed::Unknown(why) => {
+                return Ok(in_doubt_outcome(
+                    format!(
+                        "a previous delivery sent the vendor request at {at} and recorded no outcome; {why}"
+                    ),
+                    0,
+                ));
+            }
+        }
+    }
+    ledger::mark_vendor_call(&ctx.pool, req, r.version_id).await?;
+    let call = Call {
+        method: def.method,
+        path: &path,
+        body: &body,
+        output: &r.output,
+    };
+    let (mut result, mut attempts) = invoke::invoke(ctx, &target, &call).await;
+    // The answer to this create was lost: the dedupe handle tells whether it landed.
+    if matches!(&result, Err(f) if f.class == aic_core::vendor::RetryClass::UnknownOutcome)
+        && def.dedupe.is_some()
+    {
+        match crate::dedupe::check(ctx, &target, def.dedupe, &path, req.execution_id, &r.output)
+            .await
+        {
+            Landed::Yes(output) => return Ok(deduplicated(output, attempts)),
+            Landed::No => {
+                let (again, more) = invoke::invoke(ctx, &target, &call).await;
+                result = again;
+                attempts += more;
+            }
+            Landed::Unknown(_) => {}
+        }
+    }
+    Ok(match result {
+        Ok(success) => Outcome {
+            status: ExecutionStatus::Succeeded,
+            output: Some(success.output),
+            error: None,
+            attempts,
+            ..failed(ExecutionErrorCode::Internal, String::new(), None)
+        },
+        Err(f) => {
+            record_connection_failure(ctx, r, &f).await;
+            from_failure(f, attempts)
+        }
+    })
+}
+
+/// A connection whose credentials the vendor refused says so in its status, so admins see it
+/// and, once it needs re-authorisation, executions on it fail fast without a vendor call.
+async fn record_connection_failure(ctx: &Ctx, r: &Resolved, f: &VendorFailure) {
+    let status = match f.code {
+        ExecutionErrorCode::ConnectionNeedsReauthorization => "needs_reauthorization",
+        ExecutionErrorCode::VendorAuthFailed => "failing",
+        _ => return,
+    };
+    let updated = match ctx.pool.get().await {
+        Ok(client) => client
+            .execute(
+                "UPDATE connections SET status = $2, status_detail = $3, status_checked_at = now() WHERE id = $1",
+                &[&r.connection.id.0, &status, &f.message],
+            )
+            .await
+            .map(|_| ()),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not record the connection's status");
+            return;
+        }
+    };
+    if let Err(e) = updated {
+        tracing::warn!(error = %e, "could not record the connection's status");
+    }
+}
+
+fn deduplicated(output: serde_json::Map<String, Value>, attempts: u32) -> Outcome {
+    Outcome {
+        deduplicated: true,
+        status: ExecutionStatus::Succeeded,
+        output: Some(output),
+        error: None,
+        attempts,
+        ..failed(ExecutionErrorCode::Internal, String::new(), None)
+    }
+}
+
+fn in_doubt_outcome(message: String, attempts: u32) -> Outcome {
+    Outcome {
+        status: ExecutionStatus::UnknownOutcome,
+        error: Some(ExecutionError {
+            code: ExecutionErrorCode::UnknownOutcome,
+            message,
+            parameter: None,
+            vendor: None,
+        }),
+        attempts,
+        ..failed(ExecutionErrorCode::UnknownOutcome, String::new(), None)
+    }
+}
+
+fn from_failure(f: VendorFailure, attempts: u32) -> Outcome {
+    let status = if f.code == ExecutionErrorCode::UnknownOutcome {
+        ExecutionStatus::UnknownOutcome
+    } else {
+        ExecutionStatus::Failed
+    };
+    Outcome {
+        status,
+        attempts,
+        error: Some(ExecutionError {
+            code: f.code,
+            message: f.message,
+            parameter: None,
+            vendor: f.vendor,
+        }),
+        ..failed(ExecutionErrorCode::Internal, String::new(), None)
+    }
+}
+
+/// An unreadable message: dead-letter it, and answer the reply address if one can be read.
+async fn reject(ctx: &Ctx, delivery: &Delivery, e: &DecodeError) -> Disposition {
+    let disposition = dead_letter(ctx, delivery, e.reason(), &e.to_string()).await;
+    if matches!(disposition, Disposition::Ack) {
+        let peek: Value = serde_json::from_slice(&delivery.data).unwrap_or(Value::Null);
+        let id = |k: &str| {
+            peek.get(k)
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse::<uuid::Uuid>().ok())
+        };
+        let tenant = id("tenant_id").map(TenantId);
+        let code = match e {
+            DecodeError::NotJson(_) => ExecutionErrorCode::InvalidJson,
+            DecodeError::MissingVersion | DecodeError::UnknownVersion(_) => {
+                ExecutionErrorCode::UnknownVersion
+            }
+            DecodeError::Invalid(_) => ExecutionErrorCode::InvalidMessage,
+        };
+        let result = ExecutionResultV1 {
+            version: aic_proto::MESSAGE_VERSION,
+            execution_id: id("execution_id").map(Into::into),
+            tenant_id: tenant,
+            automation_id: id("automation_id").map(Into::into),
+            automation_version_id: None,
+            status: ExecutionStatus::Failed,
+            output: None,
+            error: Some(ExecutionError {
+                code,
+                message: e.to_string(),
+                parameter: None,
+                vendor: None,
+            }),
+            attempts: 0,
+            deduplicated: false,
+            finished_at: Utc::now(),
+        };
+        // Only a reader who can be addressed gets it: a reply queue, or a tenant's results.
+        if delivery.properties.reply_to().is_some() || tenant.is_some() {
+            let body = serde_json::to_vec(&result).unwrap_or_default();
+            let mid = result.execution_id.map(|i| i.to_string());
+            if let Err(err) = publish::result(
+                &ctx.broker,
+                &ctx.names,
+                &delivery.properties,
+                tenant,
+                "failed",
+                mid,
+                &body,
+            )
+            .await
+            {
+                tracing::warn!(error = %err, "could not publish the failure result of a rejected message");
+            }
+        }
+    }
+    disposition
+}
+
+async fn dead_letter(ctx: &Ctx, delivery: &Delivery, reason: &str, detail: &str) -> Disposition {
+    match publish::dead_letter(
+        &ctx.broker,
+        &ctx.names,
+        &delivery.properties,
+        &delivery.data,
+        reason,
+        detail,
+    )
+    .await
+    {
+        Ok(()) => {
+            ctx.metrics.dead_letters.with_label_values(&[reason]).inc();
+            tracing::warn!(reason, detail, "message dead-lettered");
+            Disposition::Ack
+        }
+        Err(e) => Disposition::Requeue(format!("dead letter not confirmed: {e}")),
+    }
+}

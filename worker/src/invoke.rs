@@ -1,0 +1,159 @@
+//! One execution's vendor interaction: a cached token, the call, one refresh on a refused
+//! token, and retries of transient failures under the policy.
+
+use crate::executor::Ctx;
+use crate::metrics::status_class;
+use crate::tokens::TokenKey;
+use aic_core::credentials::SecretFields;
+use aic_core::vendor::rotation;
+use aic_core::vendor::{
+    self, AccessToken, Call, CallSuccess, ConnectionTarget, RetryClass, Vendor, VendorFailure,
+};
+use aic_proto::ExecutionErrorCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use url::Url;
+
+/// The connection side of an invocation.
+#[derive(Debug)]
+pub struct Target<'a> {
+    /// Connector.
+    pub vendor: Vendor,
+    /// App id (metric label).
+    pub app: &'a str,
+    /// Token cache key.
+    pub key: TokenKey,
+    /// Instance base URL.
+    pub instance: &'a Url,
+    /// Auth type.
+    pub auth_type: &'a str,
+    /// Opened secrets.
+    pub secrets: &'a SecretFields,
+    /// Owner, for re-sealing a rotated refresh token.
+    pub tenant: aic_proto::TenantId,
+}
+
+/// The connection's cached credential (fetched once for all concurrent executions).
+pub(crate) async fn token(ctx: &Ctx, t: &Target<'_>) -> Result<Arc<AccessToken>, VendorFailure> {
+    ctx.tokens
+        .get(t.key, || async {
+            let r = if t.vendor.rotates_refresh_token(t.auth_type) {
+                rotate(ctx, t).await
+            } else {
+                authenticate(ctx, t, t.secrets).await
+            };
+            let outcome = match &r {
+                Ok(_) => "ok",
+                Err(f)
+                    if matches!(
+                        f.code,
+                        ExecutionErrorCode::VendorAuthFailed
+                            | ExecutionErrorCode::ConnectionNeedsReauthorization
+                    ) =>
+                {
+                    "refused"
+                }
+                Err(_) => "error",
+            };
+            ctx.metrics
+                .token_requests
+                .with_label_values(&[t.app, outcome])
+                .inc();
+            r
+        })
+        .await
+}
+
+async fn authenticate(
+    ctx: &Ctx,
+    t: &Target<'_>,
+    secrets: &SecretFields,
+) -> Result<AccessToken, VendorFailure> {
+    let target = ConnectionTarget {
+        vendor: t.vendor,
+        instance: t.instance,
+        auth_type: t.auth_type,
+        secrets,
+    };
+    vendor::authenticate(&ctx.http, &ctx.egress, &target).await
+}
+
+/// See [`aic_core::vendor::rotation`].
+async fn rotate(ctx: &Ctx, t: &Target<'_>) -> Result<AccessToken, VendorFailure> {
+    let c = rotation::Rotating {
+        vendor: t.vendor,
+        instance: t.instance,
+        auth_type: t.auth_type,
+        tenant: t.tenant,
+        connection: t.key.0,
+    };
+    rotation::refresh(&ctx.pool, &ctx.keyring, &ctx.http, &ctx.egress, &c).await
+}
+
+async fn call_once(
+    ctx: &Ctx,
+    t: &Target<'_>,
+    token: &AccessToken,
+    call: &Call<'_>,
+    attempts: &AtomicU32,
+) -> Result<CallSuccess, VendorFailure> {
+    attempts.fetch_add(1, Ordering::Relaxed);
+    let r = vendor::call(&ctx.http, &ctx.egress, t.vendor, token, call).await;
+    let class = match &r {
+        Ok(_) => "2xx",
+        Err(f) => f
+            .vendor
+            .as_ref()
+            .and_then(|v| v.http_status)
+            .map(status_class)
+            .unwrap_or("transport"),
+    };
+    ctx.metrics
+        .vendor_requests
+        .with_label_values(&[t.app, class])
+        .inc();
+    r
+}
+
+/// One attempt: call with the cached token; if the vendor refuses the token, refresh it once
+/// and call once more.
+async fn attempt(
+    ctx: &Ctx,
+    t: &Target<'_>,
+    call: &Call<'_>,
+    attempts: &AtomicU32,
+) -> Result<CallSuccess, VendorFailure> {
+    let first = token(ctx, t).await?;
+    match call_once(ctx, t, &first, call, attempts).await {
+        Err(f) if f.class == RetryClass::RefreshAuth => {
+            ctx.tokens.invalidate(t.key, &first).await;
+            let fresh = token(ctx, t).await?;
+            call_once(ctx, t, &fresh, call, attempts)
+                .await
+                .map_err(|mut f| {
+                    if f.class == RetryClass::RefreshAuth {
+                        // A brand-new token refused too: the credentials lost their access.
+                        f.class = RetryClass::Permanent;
+                        f.code = ExecutionErrorCode::VendorAuthFailed;
+                    }
+                    f
+                })
+        }
+        other => other,
+    }
+}
+
+/// Runs the call under the retry policy; returns the outcome and the number of vendor calls.
+pub async fn invoke(
+    ctx: &Ctx,
+    t: &Target<'_>,
+    call: &Call<'_>,
+) -> (Result<CallSuccess, VendorFailure>, u32) {
+    let attempts = AtomicU32::new(0);
+    let result = crate::retry::run(ctx.retry, || attempt(ctx, t, call, &attempts), |f, delay| {
+        ctx.metrics.retries.with_label_values(&[t.app]).inc();
+        tracing::info!(class = f.class.as_str(), delay_ms = delay.as_millis() as u64, reason = %f.message, "retrying vendor call");
+    })
+    .await;
+    (result, attempts.load(Ordering::Relaxed))
+}

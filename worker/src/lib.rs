@@ -1,0 +1,19 @@
+//! The execution engine. Competing consumers on the executions queue: each delivery is decoded,
+//! answered from the ledger if it already finished, resolved to its published definition and
+//! connection, validated, sent to the vendor with retries, recorded, published as a result with
+//! a publisher confirm, and only then acknowledged.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod consumer;
+pub mod dedupe;
+pub mod executor;
+pub mod invoke;
+pub mod ledger;
+pub mod metrics;
+pub mod publish;
+pub mod resolve;
+pub mod retry;
+pub mod startup;
+pub mod tokens;

@@ -1,0 +1,120 @@
+//! Building and running a worker: connect, declare the topology, bind the admin server, consume
+//! (reconnecting as needed) until told to stop.
+
+use crate::admin::{self, AdminState};
+use crate::config::WorkerArgs;
+use crate::consumer::ConsumeSettings;
+use crate::executor::Ctx;
+use crate::metrics::Metrics;
+use crate::retry::RetryPolicy;
+use crate::tokens::TokenCache;
+use aic_core::amqp::Broker;
+use aic_proto::topology::Names;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// A connected worker, not yet consuming.
+#[derive(Debug)]
+pub struct Worker {
+    ctx: Arc<Ctx>,
+    broker: Arc<Broker>,
+    admin: TcpListener,
+    settings: ConsumeSettings,
+}
+
+impl Worker {
+    /// Connects to RabbitMQ (Postgres connects lazily) and binds the admin listener.
+    pub async fn build(args: &WorkerArgs) -> anyhow::Result<Self> {
+        let keyring = args.credentials.keyring()?;
+        let catalog = aic_core::catalog::Catalog::load()?;
+        let pool = aic_core::db::pool(&args.db.database_url, args.db.database_pool_size)?;
+        let names = Names::new(&args.amqp.amqp_namespace);
+        let tag = format!("aic-worker-{}", uuid::Uuid::new_v4());
+        let broker = Arc::new(
+            Broker::connect(&args.amqp.amqp_url, &tag, &names)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("could not connect to RabbitMQ (AIC_AMQP_URL): {e}")
+                })?,
+        );
+        let admin = TcpListener::bind(args.admin_listen).await.map_err(|e| {
+            anyhow::anyhow!(
+                "could not listen on {} (AIC_WORKER_ADMIN_LISTEN): {e}",
+                args.admin_listen
+            )
+        })?;
+        let settings = ConsumeSettings {
+            queue: names.executions_queue.clone(),
+            tag,
+            prefetch: args.prefetch,
+            grace: Duration::from_secs(args.shutdown_grace_secs),
+        };
+        let ctx = Ctx {
+            catalog,
+            pool,
+            keyring,
+            http: aic_core::vendor::http_client(
+                Duration::from_secs(args.vendor_timeout_secs),
+                &args.egress.policy(),
+            ),
+            egress: args.egress.policy(),
+            tokens: TokenCache::default(),
+            metrics: Metrics::new(),
+            broker: broker.clone(),
+            stopping: AtomicBool::new(false),
+            names,
+            retry: RetryPolicy {
+                max_attempts: args.max_attempts,
+                base: Duration::from_millis(args.retry_base_ms),
+                cap: Duration::from_millis(args.retry_cap_ms),
+            },
+        };
+        Ok(Self {
+            ctx: Arc::new(ctx),
+            broker,
+            admin,
+            settings,
+        })
+    }
+
+    /// The admin server's address.
+    pub fn admin_addr(&self) -> std::io::Result<SocketAddr> {
+        self.admin.local_addr()
+    }
+
+    /// Consumes until `shutdown` resolves, drains, and closes the connection.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        let consuming = Arc::new(AtomicBool::new(false));
+        let admin_state = AdminState {
+            metrics: self.ctx.metrics.clone(),
+            pool: self.ctx.pool.clone(),
+            broker: self.broker.clone(),
+            consuming: consuming.clone(),
+        };
+        tracing::info!(addr = %self.admin.local_addr()?, "worker admin server listening");
+        let admin = tokio::spawn(async move {
+            if let Err(e) = axum::serve(self.admin, admin::router(admin_state)).await {
+                tracing::error!(error = %e, "admin server stopped");
+            }
+        });
+        let result = crate::consumer::run(
+            self.ctx.clone(),
+            self.broker.clone(),
+            self.settings,
+            consuming,
+            shutdown,
+        )
+        .await;
+        admin.abort();
+        self.broker.close().await;
+        tracing::info!("worker stopped");
+        result
+    }
+}
