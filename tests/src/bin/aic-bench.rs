@@ -1,0 +1,359 @@
+//! The benchmark of the whole pipeline, on this machine, against the local RabbitMQ and
+//! PostgreSQL and the sandbox in its fast mode. Prints a table, writes it as JSON, and exits
+//! non-zero if any execution was lost or failed. See BENCHMARKS.md.
+
+use aic_proto::topology::{EXECUTE_ROUTING_KEY, EXECUTION_REQUEST_TYPE};
+use aic_tests::harness::{Options, TestEnv};
+use clap::Parser;
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use serde::Serialize;
+use serde_json::json;
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// aic-bench: throughput, CPU and latency of the execution pipeline.
+#[derive(Parser, Debug)]
+struct Args {
+    /// Executions per scenario.
+    #[arg(long, default_value_t = 50_000)]
+    n: usize,
+    /// Worker prefetch for the fast scenarios.
+    #[arg(long, default_value_t = 256)]
+    prefetch: u16,
+    /// Executions in flight (and prefetch) for the slow-vendor scenario.
+    #[arg(long, default_value_t = 2_000)]
+    slow_in_flight: u16,
+    /// Vendor latency of the slow scenario, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    slow_latency_ms: u64,
+    /// Where to write the JSON.
+    #[arg(long, default_value = "target/bench.json")]
+    json: String,
+}
+
+#[derive(Serialize, Debug, Default)]
+struct Row {
+    scenario: String,
+    executions: usize,
+    per_second: f64,
+    ratio: Option<f64>,
+    worker_cpu_us_per_execution: Option<f64>,
+    worker_peak_rss_mib: Option<f64>,
+    latency_p50_ms: Option<f64>,
+    latency_p99_ms: Option<f64>,
+    latency_max_ms: Option<f64>,
+    lost: usize,
+    failed: usize,
+}
+
+fn proc_cpu_us(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks * 1_000_000.0 / 100.0)
+}
+
+fn proc_peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    (!sorted.is_empty()).then(|| sorted[((sorted.len() as f64 - 1.0) * p).round() as usize])
+}
+
+/// The broker alone: consume a persistent message, publish a persistent result with a confirm,
+/// ack — with the worker's prefetch and concurrency, no HTTP, no database.
+async fn ceiling(env: &TestEnv, n: usize, prefetch: u16) -> Row {
+    let conn = &env.amqp;
+    let q = format!("{}.bench-in", env.names.executions_queue);
+    let out = format!("{}.bench-out", env.names.executions_queue);
+    let setup = conn.create_channel().await.expect("channel");
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
+    for name in [&q, &out] {
+        setup
+            .queue_declare(
+                name.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                args.clone(),
+            )
+            .await
+            .expect("queue");
+    }
+    let publisher = aic_core::amqp::confirm_channel(conn)
+        .await
+        .expect("channel");
+    let body = vec![b'x'; 300];
+    let mut pending = Vec::new();
+    for _ in 0..n {
+        pending.push(
+            publisher
+                .basic_publish(
+                    "".into(),
+                    q.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    aic_core::amqp::json_properties("bench"),
+                )
+                .await
+                .expect("publish"),
+        );
+        if pending.len() >= 1000 {
+            for p in pending.drain(..) {
+                p.await.expect("confirm");
+            }
+        }
+    }
+    for p in pending.drain(..) {
+        p.await.expect("confirm");
+    }
+    let consume = conn.create_channel().await.expect("channel");
+    consume
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let results = aic_core::amqp::confirm_channel(conn)
+        .await
+        .expect("channel");
+    let mut consumer = consume
+        .basic_consume(
+            q.as_str().into(),
+            "bench".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut done = 0;
+    while done < n {
+        tokio::select! {
+            Some(d) = consumer.next() => {
+                let d = d.expect("delivery");
+                let results = results.clone();
+                let out = out.clone();
+                tasks.spawn(async move {
+                    aic_core::amqp::publish_confirmed(&results, "", &out, &d.data, aic_core::amqp::json_properties("bench"), false).await.expect("result");
+                    d.acker.ack(BasicAckOptions::default()).await.expect("ack");
+                });
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => done += 1,
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    for name in [&q, &out] {
+        let _ = setup
+            .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+    Row {
+        scenario: "ceiling (broker only)".into(),
+        executions: n,
+        per_second: n as f64 / elapsed,
+        ..Row::default()
+    }
+}
+
+/// Enqueues `n` executions as the AMQP contract says and waits for every result.
+async fn pipeline(env: &TestEnv, automation: &str, n: usize, workers: &[u32], label: &str) -> Row {
+    let mut results = env.listen(&env.names.results_exchange, "#").await;
+    let publisher = aic_core::amqp::confirm_channel(&env.amqp)
+        .await
+        .expect("channel");
+    let cpu_before: f64 = workers.iter().filter_map(|p| proc_cpu_us(*p)).sum();
+    let mut sent_at: HashMap<String, Instant> = HashMap::with_capacity(n);
+    let started = Instant::now();
+    let mut pending = Vec::new();
+    for i in 0..n {
+        let id = uuid::Uuid::now_v7().to_string();
+        let body = json!({"version": 1, "execution_id": id, "tenant_id": env.tenant.to_string(), "automation_id": automation,
+            "parameters": {"LastName": format!("B{i}"), "Company": "Bench"}});
+        sent_at.insert(id, Instant::now());
+        pending.push(
+            publisher
+                .basic_publish(
+                    env.names.executions_exchange.as_str().into(),
+                    EXECUTE_ROUTING_KEY.into(),
+                    BasicPublishOptions::default(),
+                    body.to_string().as_bytes(),
+                    aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE),
+                )
+                .await
+                .expect("publish"),
+        );
+        if pending.len() >= 500 {
+            for p in pending.drain(..) {
+                p.await.expect("confirm");
+            }
+        }
+    }
+    for p in pending.drain(..) {
+        p.await.expect("confirm");
+    }
+    let mut latencies = Vec::with_capacity(n);
+    let mut failed = 0;
+    let mut seen = 0;
+    while seen < n {
+        let Some(d) = results.next(Duration::from_secs(60)).await else {
+            break;
+        };
+        seen += 1;
+        let v: serde_json::Value = serde_json::from_slice(&d.data).unwrap_or_default();
+        if v["status"] != "succeeded" {
+            failed += 1;
+        }
+        if let Some(t) = v["execution_id"].as_str().and_then(|id| sent_at.get(id)) {
+            latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu_after: f64 = workers.iter().filter_map(|p| proc_cpu_us(*p)).sum();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    Row {
+        scenario: label.into(),
+        executions: n,
+        per_second: seen as f64 / elapsed,
+        worker_cpu_us_per_execution: Some((cpu_after - cpu_before) / seen.max(1) as f64),
+        worker_peak_rss_mib: workers
+            .iter()
+            .filter_map(|p| proc_peak_rss_mib(*p))
+            .reduce(f64::max),
+        latency_p50_ms: percentile(&latencies, 0.5),
+        latency_p99_ms: percentile(&latencies, 0.99),
+        latency_max_ms: latencies.last().copied(),
+        lost: n - seen,
+        failed,
+        ..Row::default()
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let env = TestEnv::start_with(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let automation = env.lead_automation().await;
+    env.sandbox.state.fast.store(true, Ordering::SeqCst);
+    let mut rows = vec![ceiling(&env, args.n, args.prefetch).await];
+    let ceiling_rate = rows[0].per_second;
+
+    let mut one = env.spawn_worker_process(args.prefetch);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    rows.push(
+        pipeline(
+            &env,
+            &automation,
+            args.n,
+            &[one.id()],
+            "full pipeline, fast vendor, 1 worker",
+        )
+        .await,
+    );
+
+    let mut two = env.spawn_worker_process(args.prefetch);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    rows.push(
+        pipeline(
+            &env,
+            &automation,
+            args.n,
+            &[one.id(), two.id()],
+            "full pipeline, fast vendor, 2 workers",
+        )
+        .await,
+    );
+    let _ = two.kill();
+    let _ = one.kill();
+
+    env.sandbox
+        .set_latency(Duration::from_millis(args.slow_latency_ms));
+    let mut slow = env.spawn_worker_process(args.slow_in_flight);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let slow_n = (args.n / 5).max(args.slow_in_flight as usize * 4);
+    let mut row = pipeline(
+        &env,
+        &automation,
+        slow_n,
+        &[slow.id()],
+        "slow vendor, 1 worker",
+    )
+    .await;
+    let littles_law = args.slow_in_flight as f64 / (args.slow_latency_ms as f64 / 1000.0);
+    row.ratio = Some(row.per_second / littles_law);
+    let _ = slow.kill();
+    for r in rows.iter_mut().skip(1) {
+        r.ratio = Some(r.per_second / ceiling_rate);
+    }
+    rows.push(row);
+
+    println!(
+        "{:<42} {:>8} {:>10} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>5} {:>6}",
+        "scenario",
+        "n",
+        "exec/s",
+        "ratio",
+        "cpu µs",
+        "RSS MiB",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "lost",
+        "failed"
+    );
+    let f = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
+    for r in &rows {
+        println!(
+            "{:<42} {:>8} {:>10.0} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>5} {:>6}",
+            r.scenario,
+            r.executions,
+            r.per_second,
+            r.ratio
+                .map(|x| format!("{x:.2}"))
+                .unwrap_or_else(|| "-".into()),
+            f(r.worker_cpu_us_per_execution),
+            f(r.worker_peak_rss_mib),
+            f(r.latency_p50_ms),
+            f(r.latency_p99_ms),
+            f(r.latency_max_ms),
+            r.lost,
+            r.failed
+        );
+    }
+    println!(
+        "ratio: to the ceiling for the fast rows; to Little's law ({} in flight / {} ms) for the slow row",
+        args.slow_in_flight, args.slow_latency_ms
+    );
+    let _ = std::fs::write(&args.json, serde_json::to_string_pretty(&json!({"machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)}, "rows": rows})).unwrap_or_default());
+    env.stop().await;
+    if rows.iter().any(|r| r.lost > 0 || r.failed > 0) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

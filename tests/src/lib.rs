@@ -1,0 +1,11 @@
+//! The vendor sandbox and the harness of the cross-service suites.
+//!
+//! The sandbox (`sandbox/`) is a local server speaking each vendor's real wire format — auth
+//! flows, success and error bodies, status codes, headers — and recording every request it
+//! receives. The harness (`harness.rs`) starts the real control plane and worker against the
+//! shared Postgres and RabbitMQ, isolated per test (a fresh database, a unique AMQP namespace).
+#![forbid(unsafe_code)]
+
+pub mod harness;
+pub mod private;
+pub mod sandbox;

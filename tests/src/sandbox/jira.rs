@@ -1,0 +1,354 @@
+//! Jira Cloud as the sandbox speaks it: Basic auth, create issue with Jira's field validation
+//! (a description must be Atlassian Document Format), add comment, `/myself`, and its error
+//! shapes (`errorMessages`/`errors`; a differently shaped 401).
+
+use super::SandboxState;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// One simulated Jira site.
+#[derive(Debug)]
+pub struct Site {
+    users: Mutex<HashMap<String, String>>,
+    oauth_clients: Mutex<HashMap<String, String>>,
+    refresh_tokens: Mutex<HashMap<String, bool>>,
+    access_tokens: Mutex<HashMap<String, bool>>,
+    /// Refresh grants served, and how many presented a spent or unknown refresh token.
+    pub refreshes: AtomicU64,
+    /// Refresh grants refused because the refresh token was spent or unknown.
+    pub refused_refreshes: AtomicU64,
+    issues: Mutex<HashMap<String, (String, Value)>>,
+    next_id: AtomicU64,
+    /// Project keys that exist.
+    pub projects: Mutex<Vec<String>>,
+}
+
+impl Default for Site {
+    fn default() -> Self {
+        Self {
+            users: Mutex::default(),
+            oauth_clients: Mutex::default(),
+            refresh_tokens: Mutex::default(),
+            access_tokens: Mutex::default(),
+            refreshes: AtomicU64::new(0),
+            refused_refreshes: AtomicU64::new(0),
+            issues: Mutex::default(),
+            next_id: AtomicU64::new(10000),
+            projects: Mutex::new(vec!["ENG".into(), "OPS".into()]),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Site {
+    /// Adds a user who can log in with `email` and `api_token`.
+    pub fn add_user(&self, email: &str, api_token: &str) {
+        lock(&self.users).insert(email.into(), api_token.into());
+    }
+
+    /// An OAuth 2.0 (3LO) app, and the first refresh token a user granted it.
+    pub fn add_oauth_app(&self, client_id: &str, client_secret: &str, refresh_token: &str) {
+        lock(&self.oauth_clients).insert(client_id.into(), client_secret.into());
+        lock(&self.refresh_tokens).insert(refresh_token.into(), true);
+    }
+
+    /// Expires every access token issued through OAuth.
+    pub fn expire_tokens(&self) {
+        lock(&self.access_tokens)
+            .values_mut()
+            .for_each(|v| *v = false);
+    }
+
+    /// Issues created, by key: `(id, fields)`.
+    pub fn issues(&self) -> HashMap<String, (String, Value)> {
+        lock(&self.issues).clone()
+    }
+}
+
+/// The vendor routes.
+pub fn routes() -> Router<Arc<SandboxState>> {
+    let api = || {
+        Router::new()
+            .route("/rest/api/3/issue", post(create_issue))
+            .route("/rest/api/3/issue/{key}/comment", post(add_comment))
+            .route("/rest/api/3/myself", get(myself))
+    };
+    // The site answers directly (Basic) and through Atlassian's gateway (OAuth 2.0 bearer).
+    Router::new()
+        .merge(api())
+        .nest("/ex/jira/{cloud}", api())
+        .route("/oauth/token", post(oauth_token))
+}
+
+fn random(len: usize) -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| {
+            b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                [rng.random_range(0..62)] as char
+        })
+        .collect()
+}
+
+/// Atlassian's token service: refresh grants only, and every refresh token works once.
+async fn oauth_token(
+    State(s): State<Arc<SandboxState>>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let site = &s.jira;
+    site.refreshes.fetch_add(1, Ordering::SeqCst);
+    let refuse = |status: StatusCode, error: &str, description: &str| {
+        (
+            status,
+            axum::Json(json!({"error": error, "error_description": description})),
+        )
+            .into_response()
+    };
+    if body["grant_type"] != "refresh_token" {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "Unsupported grant type",
+        );
+    }
+    let client_ok = body["client_id"]
+        .as_str()
+        .zip(body["client_secret"].as_str())
+        .is_some_and(|(id, sec)| {
+            lock(&site.oauth_clients).get(id).map(String::as_str) == Some(sec)
+        });
+    if !client_ok {
+        return refuse(StatusCode::UNAUTHORIZED, "access_denied", "Unauthorized");
+    }
+    let presented = body["refresh_token"].as_str().unwrap_or("").to_string();
+    let valid = lock(&site.refresh_tokens)
+        .get_mut(&presented)
+        .map(|v| std::mem::replace(v, false))
+        .unwrap_or(false);
+    if !valid {
+        site.refused_refreshes.fetch_add(1, Ordering::SeqCst);
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "invalid_grant",
+            "Unknown or invalid refresh token.",
+        );
+    }
+    let (access, refresh) = (format!("eyJ{}", random(120)), random(64));
+    lock(&site.access_tokens).insert(access.clone(), true);
+    lock(&site.refresh_tokens).insert(refresh.clone(), true);
+    axum::Json(json!({"access_token": access, "refresh_token": refresh, "expires_in": 3600, "scope": "read:jira-work write:jira-work offline_access", "token_type": "Bearer"})).into_response()
+}
+
+fn unauthorized() -> Response {
+    (StatusCode::UNAUTHORIZED, axum::Json(json!({"message": "Client must be authenticated to access this resource.", "status-code": 401}))).into_response()
+}
+
+fn authenticated(site: &Site, headers: &HeaderMap) -> Option<String> {
+    let header = headers.get("authorization")?.to_str().ok()?;
+    if let Some(bearer) = header.strip_prefix("Bearer ") {
+        let valid = lock(&site.access_tokens)
+            .get(bearer)
+            .copied()
+            .unwrap_or(false);
+        return valid.then(|| "oauth-user@acme.example".to_string());
+    }
+    let raw = header.strip_prefix("Basic ")?;
+    let decoded =
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(raw).ok()?).ok()?;
+    let (email, token) = decoded.split_once(':')?;
+    (lock(&site.users).get(email).map(String::as_str) == Some(token)).then(|| email.to_string())
+}
+
+fn errors(status: StatusCode, messages: &[&str], fields: Map<String, Value>) -> Response {
+    (
+        status,
+        axum::Json(json!({"errorMessages": messages, "errors": fields})),
+    )
+        .into_response()
+}
+
+/// True for a minimal valid ADF document.
+pub fn is_adf(v: &Value) -> bool {
+    v["type"] == "doc"
+        && v["version"] == 1
+        && v["content"]
+            .as_array()
+            .is_some_and(|c| c.iter().all(|n| n["type"].is_string()))
+}
+
+async fn myself(State(s): State<Arc<SandboxState>>, headers: HeaderMap) -> Response {
+    match authenticated(&s.jira, &headers) {
+        Some(email) => axum::Json(json!({"accountId": "5b10a2844c20165700ede21g", "emailAddress": email, "displayName": "AIC Bot", "active": true})).into_response(),
+        None => unauthorized(),
+    }
+}
+
+async fn create_issue(
+    State(s): State<Arc<SandboxState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if authenticated(&s.jira, &headers).is_none() {
+        return unauthorized();
+    }
+    let Ok(Value::Object(root)) = serde_json::from_slice::<Value>(&body) else {
+        return errors(
+            StatusCode::BAD_REQUEST,
+            &["Unexpected character in the request body; it must be a JSON object."],
+            Map::new(),
+        );
+    };
+    let fields = root
+        .get("fields")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let mut problems = Map::new();
+    let known = [
+        "project",
+        "issuetype",
+        "summary",
+        "description",
+        "priority",
+        "labels",
+        "assignee",
+    ];
+    for name in fields.keys().filter(|k| !known.contains(&k.as_str())) {
+        problems.insert(
+            name.clone(),
+            json!(format!(
+                "Field '{name}' cannot be set. It is not on the appropriate screen, or unknown."
+            )),
+        );
+    }
+    let project = fields
+        .get("project")
+        .and_then(|p| p["key"].as_str())
+        .map(str::to_string);
+    if !project
+        .as_ref()
+        .is_some_and(|p| lock(&s.jira.projects).contains(p))
+    {
+        problems.insert("project".into(), json!("valid project is required"));
+    }
+    if !fields
+        .get("issuetype")
+        .and_then(|t| t["name"].as_str())
+        .is_some_and(|t| ["Task", "Bug", "Story", "Epic"].contains(&t))
+    {
+        problems.insert("issuetype".into(), json!("valid issue type is required"));
+    }
+    match fields.get("summary").and_then(Value::as_str) {
+        None | Some("") => {
+            problems.insert(
+                "summary".into(),
+                json!("You must specify a summary of the issue."),
+            );
+        }
+        Some(s) if s.chars().count() > 255 => {
+            problems.insert(
+                "summary".into(),
+                json!("Summary must be less than 255 characters."),
+            );
+        }
+        Some(_) => {}
+    }
+    if fields.get("description").is_some_and(|d| !is_adf(d)) {
+        problems.insert(
+            "description".into(),
+            json!(
+                "Operation value must be an Atlassian Document (see the Atlassian Document Format)"
+            ),
+        );
+    }
+    if fields.get("priority").is_some_and(|p| {
+        !p["name"]
+            .as_str()
+            .is_some_and(|n| ["Highest", "High", "Medium", "Low", "Lowest"].contains(&n))
+    }) {
+        problems.insert("priority".into(), json!("Specify a valid priority name"));
+    }
+    if let Some(labels) = fields.get("labels") {
+        let bad = labels
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .find(|l| l.as_str().is_none_or(|t| t.contains(' ')))
+            })
+            .unwrap_or(Some(labels));
+        if let Some(l) = bad {
+            problems.insert(
+                "labels".into(),
+                json!(format!(
+                    "The label '{}' contains spaces which is invalid.",
+                    l.as_str().unwrap_or("?")
+                )),
+            );
+        }
+    }
+    if !problems.is_empty() {
+        return errors(StatusCode::BAD_REQUEST, &[], problems);
+    }
+    let id = s.jira.next_id.fetch_add(1, Ordering::SeqCst);
+    let project = project.unwrap_or_default();
+    let n = lock(&s.jira.issues)
+        .values()
+        .filter(|(_, f)| f["project"]["key"] == project.as_str())
+        .count()
+        + 1;
+    let key = format!("{project}-{n}");
+    lock(&s.jira.issues).insert(key.clone(), (id.to_string(), Value::Object(fields)));
+    let base = lock(&s.base_url).clone();
+    (StatusCode::CREATED, axum::Json(json!({"id": id.to_string(), "key": key, "self": format!("{base}/rest/api/3/issue/{id}")}))).into_response()
+}
+
+async fn add_comment(
+    State(s): State<Arc<SandboxState>>,
+    Path(params): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let key = params.get("key").cloned().unwrap_or_default();
+    if authenticated(&s.jira, &headers).is_none() {
+        return unauthorized();
+    }
+    let issue_id = lock(&s.jira.issues)
+        .iter()
+        .find(|(k, (id, _))| **k == key || *id == key)
+        .map(|(_, (id, _))| id.clone());
+    let Some(issue_id) = issue_id else {
+        return errors(
+            StatusCode::NOT_FOUND,
+            &["Issue does not exist or you do not have permission to see it."],
+            Map::new(),
+        );
+    };
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if !is_adf(&body["body"]) {
+        return errors(
+            StatusCode::BAD_REQUEST,
+            &["Comment body is not valid Atlassian Document Format."],
+            Map::new(),
+        );
+    }
+    let id = s.jira.next_id.fetch_add(1, Ordering::SeqCst);
+    let base = lock(&s.base_url).clone();
+    (
+        StatusCode::CREATED,
+        axum::Json(json!({"id": id.to_string(), "self": format!("{base}/rest/api/3/issue/{issue_id}/comment/{id}"), "body": body["body"], "created": chrono::Utc::now().to_rfc3339()})),
+    )
+        .into_response()
+}

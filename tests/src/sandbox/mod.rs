@@ -1,0 +1,191 @@
+//! The sandbox server: shared state, request recording, and `/__sandbox/*` admin endpoints for
+//! out-of-process users (the demo). Each vendor lives in its own module.
+
+pub mod faults;
+pub mod jira;
+pub mod salesforce;
+mod salesforce_schema;
+pub mod servicenow;
+pub mod slack;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// One request as the sandbox received it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Recorded {
+    /// HTTP method.
+    pub method: String,
+    /// Path.
+    pub path: String,
+    /// Query string.
+    pub query: Option<String>,
+    /// Headers, lower-cased names.
+    pub headers: HashMap<String, String>,
+    /// Raw body.
+    pub body: String,
+}
+
+impl Recorded {
+    /// The body as JSON (Null when it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// State shared by every vendor's routes.
+#[derive(Debug, Default)]
+pub struct SandboxState {
+    /// The sandbox's own base URL (Salesforce's `instance_url`).
+    pub base_url: Mutex<String>,
+    /// Salesforce org state.
+    pub salesforce: salesforce::Org,
+    /// Jira site state.
+    pub jira: jira::Site,
+    /// ServiceNow instance state.
+    pub servicenow: servicenow::Instance,
+    /// Slack workspace state.
+    pub slack: slack::Workspace,
+    /// Injected faults.
+    pub faults: Arc<faults::Faults>,
+    requests: Mutex<Vec<Recorded>>,
+    /// When set, validation is skipped and every create succeeds (benchmarks).
+    pub fast: AtomicBool,
+}
+
+/// A running sandbox.
+#[derive(Clone, Debug)]
+pub struct Sandbox {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its state, for tests in the same process.
+    pub state: Arc<SandboxState>,
+}
+
+impl Sandbox {
+    /// Starts a sandbox on `listen` (port 0 for tests) in the background.
+    pub async fn start(listen: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(SandboxState::default());
+        *state.base_url.lock().unwrap_or_else(|p| p.into_inner()) = format!("http://{addr}");
+        let app = router(state.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { addr, state })
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request received so far (admin endpoints excluded).
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Requests whose path contains `fragment`.
+    pub fn requests_to(&self, fragment: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path.contains(fragment))
+            .collect()
+    }
+
+    /// Adds latency before every vendor answer.
+    pub fn set_latency(&self, latency: Duration) {
+        self.state.faults.set_latency(latency);
+    }
+}
+
+/// The router: every vendor plus the admin endpoints.
+pub fn router(state: Arc<SandboxState>) -> Router {
+    // Faults run inside recording: a request that meets a fault is still recorded as received.
+    let vendors = salesforce::routes()
+        .merge(jira::routes())
+        .merge(servicenow::routes())
+        .merge(slack::routes())
+        .layer(middleware::from_fn_with_state(
+            state.faults.clone(),
+            faults::apply,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), record));
+    Router::new()
+        .merge(vendors)
+        .route(
+            "/__sandbox/requests",
+            get(admin_requests).delete(admin_clear),
+        )
+        .route(
+            "/__sandbox/salesforce/clients",
+            post(salesforce::admin_add_client),
+        )
+        .route(
+            "/__sandbox/salesforce/expire-tokens",
+            post(salesforce::admin_expire_tokens),
+        )
+        .with_state(state)
+}
+
+async fn record(State(state): State<Arc<SandboxState>>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes: Bytes = axum::body::to_bytes(body, 16 * 1024 * 1024)
+        .await
+        .unwrap_or_default();
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    if !state.fast.load(Ordering::Relaxed) {
+        state
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Recorded {
+                method: parts.method.to_string(),
+                path: parts.uri.path().to_string(),
+                query: parts.uri.query().map(str::to_string),
+                headers,
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            });
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+async fn admin_requests(State(state): State<Arc<SandboxState>>) -> axum::Json<Vec<Recorded>> {
+    axum::Json(
+        state
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone(),
+    )
+}
+
+async fn admin_clear(State(state): State<Arc<SandboxState>>) -> &'static str {
+    state
+        .requests
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clear();
+    "cleared"
+}

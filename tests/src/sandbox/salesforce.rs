@@ -1,0 +1,452 @@
+//! Salesforce as the sandbox speaks it: the OAuth token endpoint (client credentials), sObject
+//! create with Salesforce's own validation order and error arrays, `INVALID_SESSION_ID` on an
+//! expired token, the daily quota, and `Sforce-Limit-Info` on every data response.
+
+use super::SandboxState;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use rand::Rng;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// One simulated org.
+#[derive(Debug)]
+pub struct Org {
+    clients: Mutex<HashMap<String, String>>,
+    refresh_tokens: Mutex<HashMap<String, bool>>,
+    jwt_apps: Mutex<HashMap<String, (String, String)>>,
+    users: Mutex<HashMap<String, String>>,
+    /// Connected apps whose client-credentials flow has no run-as user.
+    no_run_as: Mutex<std::collections::HashSet<String>>,
+    tokens: Mutex<HashMap<String, bool>>,
+    records: Mutex<HashMap<String, (String, Value)>>,
+    usage: AtomicU64,
+    /// The daily API request allowance (`TotalRequests`).
+    pub daily_limit: AtomicU64,
+    /// Token endpoint hits, for tests of token caching.
+    pub token_requests: AtomicU64,
+}
+
+impl Default for Org {
+    fn default() -> Self {
+        Self {
+            clients: Mutex::default(),
+            no_run_as: Mutex::default(),
+            refresh_tokens: Mutex::default(),
+            jwt_apps: Mutex::default(),
+            users: Mutex::default(),
+            tokens: Mutex::default(),
+            records: Mutex::default(),
+            usage: AtomicU64::new(0),
+            daily_limit: AtomicU64::new(100_000),
+            token_requests: AtomicU64::new(0),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Org {
+    /// Registers a connected app (consumer key and secret) with client credentials enabled.
+    pub fn add_client(&self, id: &str, secret: &str) {
+        lock(&self.clients).insert(id.into(), secret.into());
+    }
+
+    /// Removes the run-as user of a connected app's client-credentials flow: Salesforce then
+    /// answers `invalid_grant` (the admin must fix the app, not the secret).
+    pub fn remove_run_as_user(&self, id: &str) {
+        lock(&self.no_run_as).insert(id.into());
+    }
+
+    /// Accepts `refresh_token` for the refresh grant until it is revoked.
+    pub fn add_refresh_token(&self, refresh_token: &str) {
+        lock(&self.refresh_tokens).insert(refresh_token.into(), true);
+    }
+
+    /// Revokes a refresh token: the refresh grant answers `invalid_grant` from then on.
+    pub fn revoke_refresh_token(&self, refresh_token: &str) {
+        lock(&self.refresh_tokens).insert(refresh_token.into(), false);
+    }
+
+    /// A connected app with a certificate (its RSA public key, PEM) pre-authorised for
+    /// `username`, for the JWT bearer flow.
+    pub fn add_jwt_app(&self, client_id: &str, public_key_pem: &str, username: &str) {
+        lock(&self.jwt_apps).insert(client_id.into(), (public_key_pem.into(), username.into()));
+    }
+
+    /// A user for the username-password grant (password + security token).
+    pub fn add_user(&self, username: &str, password: &str) {
+        lock(&self.users).insert(username.into(), password.into());
+    }
+
+    /// Expires every issued session, as an org's session timeout does.
+    pub fn expire_tokens(&self) {
+        lock(&self.tokens)
+            .values_mut()
+            .for_each(|valid| *valid = false);
+    }
+
+    /// Records created, as `(id, fields)`, for one sObject type.
+    pub fn records(&self, sobject: &str) -> Vec<(String, Value)> {
+        lock(&self.records)
+            .iter()
+            .filter(|(_, (t, _))| t == sobject)
+            .map(|(id, (_, v))| (id.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// The vendor routes.
+pub fn routes() -> Router<Arc<SandboxState>> {
+    Router::new()
+        .route("/services/oauth2/token", post(token))
+        .route("/services/oauth2/userinfo", get(userinfo))
+        .route("/services/data/{version}/limits", get(limits))
+        .route("/services/data/{version}/limits/", get(limits))
+        .route("/services/data/{version}/sobjects/{sobject}", post(create))
+        .route("/services/data/{version}/sobjects/{sobject}/", post(create))
+}
+
+#[derive(Deserialize, Debug)]
+struct JwtClaims {
+    iss: String,
+    sub: String,
+}
+
+#[derive(Deserialize, Debug)]
+struct TokenForm {
+    assertion: Option<String>,
+    grant_type: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    refresh_token: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+fn oauth_error(error: &str, description: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response()
+}
+
+const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// An 18-character Salesforce id with `prefix`, including the case-checksum suffix.
+pub fn new_id(prefix: &str) -> String {
+    let mut rng = rand::rng();
+    let mut id15: String = prefix.to_string();
+    id15.push_str("5g");
+    while id15.len() < 15 {
+        id15.push(BASE62[rng.random_range(0..62)] as char);
+    }
+    let suffix: String = id15
+        .as_bytes()
+        .chunks(5)
+        .map(|chunk| {
+            let bits = chunk.iter().enumerate().fold(0usize, |acc, (i, c)| {
+                acc | (usize::from(c.is_ascii_uppercase()) << i)
+            });
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"[bits] as char
+        })
+        .collect();
+    id15 + &suffix
+}
+
+async fn token(State(s): State<Arc<SandboxState>>, Form(form): Form<TokenForm>) -> Response {
+    s.salesforce.token_requests.fetch_add(1, Ordering::SeqCst);
+    let org = &s.salesforce;
+    let grant = form.grant_type.as_deref().unwrap_or("");
+    if grant == "urn:ietf:params:oauth:grant-type:jwt-bearer" {
+        if let Err(e) = check_assertion(&s, form.assertion.as_deref().unwrap_or("")) {
+            return e;
+        }
+        return issue_token(&s);
+    }
+    if !["client_credentials", "refresh_token", "password"].contains(&grant) {
+        return oauth_error("unsupported_grant_type", "grant type not supported");
+    }
+    let (Some(id), Some(secret)) = (form.client_id, form.client_secret) else {
+        return oauth_error("invalid_client_id", "client identifier invalid");
+    };
+    match lock(&org.clients).get(&id) {
+        None => return oauth_error("invalid_client_id", "client identifier invalid"),
+        Some(expected) if *expected != secret => {
+            return oauth_error("invalid_client", "invalid client credentials");
+        }
+        Some(_) => {}
+    }
+    match grant {
+        "client_credentials" if lock(&org.no_run_as).contains(&id) => {
+            return oauth_error("invalid_grant", "no client credentials user enabled");
+        }
+        "refresh_token" => {
+            let ok = form
+                .refresh_token
+                .as_ref()
+                .and_then(|t| lock(&org.refresh_tokens).get(t).copied())
+                .unwrap_or(false);
+            if !ok {
+                return oauth_error("invalid_grant", "expired access/refresh token");
+            }
+        }
+        "password" => {
+            let ok = matches!((&form.username, &form.password), (Some(u), Some(p)) if lock(&org.users).get(u) == Some(p));
+            if !ok {
+                return oauth_error("invalid_grant", "authentication failure");
+            }
+        }
+        _ => {}
+    }
+    issue_token(&s)
+}
+
+fn issue_token(s: &SandboxState) -> Response {
+    let mut rng = rand::rng();
+    let tail: String = (0..96)
+        .map(|_| BASE62[rng.random_range(0..62)] as char)
+        .collect();
+    let access = format!("00D5g000004SbX!{tail}");
+    lock(&s.salesforce.tokens).insert(access.clone(), true);
+    let base = lock(&s.base_url).clone();
+    let issued_at = chrono::Utc::now().timestamp_millis().to_string();
+    axum::Json(json!({
+        "access_token": access,
+        "instance_url": base,
+        "id": format!("{base}/id/00D5g000004SbXEAU/0055g00000A1b2CAAR"),
+        "token_type": "Bearer",
+        "issued_at": issued_at,
+        "signature": "fJ0f4y1yXlK1ZJdu8hDAfkGZp7HPiLnSGGQqW7IhuBM="
+    }))
+    .into_response()
+}
+
+/// Verifies an RS256 JWT bearer assertion as Salesforce does: a known consumer key (`iss`), a
+/// signature by its certificate, an accepted audience, an unexpired `exp`, the approved user.
+fn check_assertion(s: &SandboxState, assertion: &str) -> Result<(), Response> {
+    let base = lock(&s.base_url).clone();
+    let unverified = jsonwebtoken::dangerous::insecure_decode::<JwtClaims>(assertion)
+        .map_err(|_| oauth_error("invalid_grant", "invalid assertion"))?;
+    let Some((public, user)) = lock(&s.salesforce.jwt_apps)
+        .get(&unverified.claims.iss)
+        .cloned()
+    else {
+        return Err(oauth_error(
+            "invalid_client_id",
+            "client identifier invalid",
+        ));
+    };
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(public.as_bytes())
+        .map_err(|_| oauth_error("invalid_grant", "invalid assertion"))?;
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&[
+        "https://login.salesforce.com",
+        "https://test.salesforce.com",
+        base.as_str(),
+    ]);
+    validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+    let claims = jsonwebtoken::decode::<JwtClaims>(assertion, &key, &validation).map_err(|e| {
+        match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidAudience => {
+                oauth_error("invalid_grant", "audience is invalid")
+            }
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                oauth_error("invalid_grant", "expired authorization code")
+            }
+            _ => oauth_error("invalid_grant", "invalid assertion"),
+        }
+    })?;
+    if claims.claims.sub != user {
+        return Err(oauth_error(
+            "invalid_grant",
+            "user hasn't approved this consumer",
+        ));
+    }
+    Ok(())
+}
+
+fn errors(status: StatusCode, list: Vec<Value>) -> (StatusCode, Value) {
+    (status, Value::Array(list))
+}
+
+fn error(code: &str, message: String, fields: &[&str]) -> Value {
+    if fields.is_empty() {
+        json!({"message": message, "errorCode": code})
+    } else {
+        json!({"message": message, "errorCode": code, "fields": fields})
+    }
+}
+
+/// Common front of every data API call: session check, quota, and the limit header.
+fn with_limits(
+    s: &SandboxState,
+    headers: &HeaderMap,
+    handler: impl FnOnce() -> (StatusCode, Value),
+) -> Response {
+    let session_ok = headers
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .is_some_and(|t| lock(&s.salesforce.tokens).get(t).copied().unwrap_or(false));
+    let limit = s.salesforce.daily_limit.load(Ordering::SeqCst);
+    let (status, body) = if !session_ok {
+        errors(
+            StatusCode::UNAUTHORIZED,
+            vec![error(
+                "INVALID_SESSION_ID",
+                "Session expired or invalid".into(),
+                &[],
+            )],
+        )
+    } else if s.salesforce.usage.fetch_add(1, Ordering::SeqCst) >= limit {
+        errors(
+            StatusCode::FORBIDDEN,
+            vec![error(
+                "REQUEST_LIMIT_EXCEEDED",
+                "TotalRequests Limit exceeded.".into(),
+                &[],
+            )],
+        )
+    } else {
+        handler()
+    };
+    let used = s.salesforce.usage.load(Ordering::SeqCst).min(limit.max(1));
+    let mut resp = (status, axum::Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("api-usage={used}/{limit}")) {
+        resp.headers_mut().insert("sforce-limit-info", v);
+    }
+    resp
+}
+
+async fn userinfo(State(s): State<Arc<SandboxState>>, headers: HeaderMap) -> Response {
+    with_limits(&s, &headers, || {
+        (
+            StatusCode::OK,
+            json!({"sub": "0055g00000A1b2CAAR", "organization_id": "00D5g000004SbXEAU"}),
+        )
+    })
+}
+
+async fn limits(
+    State(s): State<Arc<SandboxState>>,
+    Path(_version): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let limit = s.salesforce.daily_limit.load(Ordering::SeqCst);
+    with_limits(&s, &headers, || {
+        let used = s.salesforce.usage.load(Ordering::SeqCst);
+        (
+            StatusCode::OK,
+            json!({"DailyApiRequests": {"Max": limit, "Remaining": limit.saturating_sub(used)}}),
+        )
+    })
+}
+
+async fn create(
+    State(s): State<Arc<SandboxState>>,
+    Path((version, sobject)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let fast = s.fast.load(Ordering::Relaxed);
+    with_limits(&s, &headers, || {
+        if !valid_version(&version) {
+            return errors(
+                StatusCode::NOT_FOUND,
+                vec![error(
+                    "NOT_FOUND",
+                    "The requested resource does not exist".into(),
+                    &[],
+                )],
+            );
+        }
+        let Some(schema) = super::salesforce_schema::schema(&sobject) else {
+            return errors(
+                StatusCode::NOT_FOUND,
+                vec![error(
+                    "INVALID_TYPE",
+                    format!("sObject type '{sobject}' is not supported."),
+                    &[],
+                )],
+            );
+        };
+        if fast {
+            return (
+                StatusCode::CREATED,
+                json!({"id": new_id(schema.prefix), "success": true, "errors": []}),
+            );
+        }
+        let fields: Map<String, Value> = match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => return errors(StatusCode::BAD_REQUEST, vec![error("JSON_PARSER_ERROR", "Cannot deserialize instance of sObject from non-object value at [line:1, column:1]".into(), &[])]),
+            Err(e) => return errors(StatusCode::BAD_REQUEST, vec![error("JSON_PARSER_ERROR", format!("Unexpected character: {e}"), &[])]),
+        };
+        let exists = |id: &str| lock(&s.salesforce.records).contains_key(id);
+        if let Err(list) = super::salesforce_schema::validate(schema, &sobject, &fields, &exists) {
+            return errors(StatusCode::BAD_REQUEST, list);
+        }
+        let id = new_id(schema.prefix);
+        lock(&s.salesforce.records).insert(id.clone(), (sobject.clone(), Value::Object(fields)));
+        (
+            StatusCode::CREATED,
+            json!({"id": id, "success": true, "errors": []}),
+        )
+    })
+}
+
+fn valid_version(v: &str) -> bool {
+    v.strip_prefix('v')
+        .and_then(|n| n.split_once('.'))
+        .is_some_and(|(a, b)| {
+            !a.is_empty() && !b.is_empty() && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
+        })
+}
+
+#[derive(Deserialize, Debug)]
+pub(super) struct ClientInput {
+    client_id: String,
+    client_secret: String,
+}
+
+pub(super) async fn admin_add_client(
+    State(s): State<Arc<SandboxState>>,
+    axum::Json(c): axum::Json<ClientInput>,
+) -> &'static str {
+    s.salesforce.add_client(&c.client_id, &c.client_secret);
+    "added"
+}
+
+pub(super) async fn admin_expire_tokens(State(s): State<Arc<SandboxState>>) -> &'static str {
+    s.salesforce.expire_tokens();
+    "expired"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_have_the_prefix_and_eighteen_characters() {
+        let id = new_id("00Q");
+        assert_eq!(id.len(), 18);
+        assert!(id.starts_with("00Q"));
+        assert!(id.bytes().all(|c| c.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn api_versions_look_like_salesforce_ones() {
+        assert!(valid_version("v62.0"));
+        assert!(!valid_version("62.0") && !valid_version("v62") && !valid_version("vX.0"));
+    }
+}

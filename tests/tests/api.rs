@@ -1,0 +1,430 @@
+//! The control plane's API contract: authentication, roles, tenant isolation, write-only
+//! secrets, and connection set-up errors that name the field.
+
+use aic_control_plane::auth::Role;
+use aic_tests::harness::TestEnv;
+use reqwest::Method;
+use serde_json::json;
+
+#[tokio::test]
+async fn requests_without_a_valid_token_are_refused() {
+    let env = TestEnv::start_with(aic_tests::harness::Options {
+        worker: false,
+        ..Default::default()
+    })
+    .await;
+    let (status, body) = env.call_as("", Method::GET, "/v1/connections", None).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = env
+        .call_as("aic_not-a-real-token", Method::GET, "/v1/connections", None)
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (401, Some("unauthenticated"))
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn each_role_does_only_what_it_may() {
+    let env = TestEnv::start_with(aic_tests::harness::Options {
+        worker: false,
+        ..Default::default()
+    })
+    .await;
+    let automation = env.lead_automation().await;
+    let viewer = env.token(Role::Viewer).await;
+    let service = env.token(Role::Service).await;
+    let conn = json!({"name": "x", "app": "salesforce", "domain": env.sandbox.url(), "auth_type": "oauth2_client_credentials", "secrets": {"client_id": "a", "client_secret": "b"}});
+
+    let (status, body) = env
+        .call_as(&viewer, Method::POST, "/v1/connections", Some(conn.clone()))
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("admin, editor")
+    );
+    assert_eq!(
+        env.call_as(&viewer, Method::GET, "/v1/connections", None)
+            .await
+            .0,
+        200
+    );
+    let run = Some(json!({"parameters": {"LastName": "A", "Company": "B"}}));
+    assert_eq!(
+        env.call_as(
+            &viewer,
+            Method::POST,
+            &format!("/v1/automations/{automation}/executions"),
+            run.clone()
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        env.call_as(
+            &service,
+            Method::POST,
+            &format!("/v1/automations/{automation}/executions"),
+            run
+        )
+        .await
+        .0,
+        202
+    );
+    assert_eq!(
+        env.call_as(&service, Method::POST, "/v1/connections", Some(conn))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        env.call_as(&service, Method::GET, "/v1/connections", None)
+            .await
+            .0,
+        403
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn another_tenant_sees_nothing_of_this_one() {
+    let env = TestEnv::start_with(aic_tests::harness::Options {
+        worker: false,
+        ..Default::default()
+    })
+    .await;
+    let automation = env.lead_automation().await;
+    let execution = env
+        .enqueue(&automation, json!({"LastName": "A", "Company": "B"}))
+        .await;
+    let other = aic_control_plane::tenants::create_tenant(&env.pool, "globex")
+        .await
+        .expect("tenant")
+        .token;
+    let (_, list) = env
+        .call_as(&other, Method::GET, "/v1/connections", None)
+        .await;
+    assert_eq!(list, json!([]));
+    assert_eq!(
+        env.call_as(
+            &other,
+            Method::GET,
+            &format!("/v1/automations/{automation}"),
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        env.call_as(
+            &other,
+            Method::GET,
+            &format!("/v1/executions/{execution}"),
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    let run = Some(json!({"parameters": {"LastName": "A", "Company": "B"}}));
+    assert_eq!(
+        env.call_as(
+            &other,
+            Method::POST,
+            &format!("/v1/automations/{automation}/executions"),
+            run
+        )
+        .await
+        .0,
+        404
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn secrets_are_write_only_and_sealed_at_rest() {
+    let env = TestEnv::start_with(aic_tests::harness::Options {
+        worker: false,
+        ..Default::default()
+    })
+    .await;
+    let secret = "very-secret-client-secret-0042";
+    let conn = env.salesforce_connection("Sealed", secret, secret).await;
+    let id = conn["id"].as_str().expect("id");
+    assert_eq!(conn["secret_fields"], json!(["client_id", "client_secret"]));
+    for path in [
+        "/v1/connections".to_string(),
+        format!("/v1/connections/{id}"),
+    ] {
+        let (_, body) = env.call(Method::GET, &path, None).await;
+        assert!(
+            !body.to_string().contains(secret),
+            "secret returned by {path}"
+        );
+    }
+    let (_, test) = env
+        .call(Method::POST, &format!("/v1/connections/{id}/test"), None)
+        .await;
+    assert_eq!(test["ok"], true, "{test}");
+    let client = env.pool.get().await.expect("db");
+    let row = client
+        .query_one(
+            "SELECT secret_ciphertext, secret_key_id FROM connections WHERE id = $1::text::uuid",
+            &[&id],
+        )
+        .await
+        .expect("row");
+    let ciphertext: Vec<u8> = row.get(0);
+    assert!(
+        !ciphertext
+            .windows(secret.len())
+            .any(|w| w == secret.as_bytes()),
+        "stored in clear"
+    );
+    assert_eq!(row.get::<_, String>(1), "test");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn connection_setup_errors_name_the_field() {
+    let env = TestEnv::start_with(aic_tests::harness::Options {
+        worker: false,
+        ..Default::default()
+    })
+    .await;
+    let base = json!({"name": "n", "app": "salesforce", "domain": "https://acme.my.salesforce.com", "auth_type": "oauth2_client_credentials", "secrets": {"client_id": "a", "client_secret": "b"}});
+    let cases = [
+        ("/auth_type", json!("kerberos"), "auth_type"),
+        ("/app", json!("nope"), "app"),
+        ("/domain", json!("http://acme.my.salesforce.com"), "domain"),
+        ("/domain", json!("https://evil.example.com"), "domain"),
+        ("/domain", json!("https://169.254.169.254"), "domain"),
+        (
+            "/secrets",
+            json!({"client_id": "a"}),
+            "secrets.client_secret",
+        ),
+        (
+            "/secrets",
+            json!({"client_id": "a", "client_secret": "b", "password": "c"}),
+            "secrets.password",
+        ),
+    ];
+    for (pointer, value, field) in cases {
+        let mut body = base.clone();
+        *body.pointer_mut(pointer).expect("pointer") = value;
+        let (status, err) = env.call(Method::POST, "/v1/connections", Some(body)).await;
+        assert_eq!(status, 422, "{err}");
+        assert_eq!(err["error"]["field"], field, "{err}");
+    }
+    let (status, err) = env
+        .call(Method::POST, "/v1/connections", Some(json!({"name": "n"})))
+        .await;
+    assert_eq!(status, 422);
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("missing field"),
+        "{err}"
+    );
+    let mut base = base;
+    base["domain"] = json!(env.sandbox.url());
+    let (_, ok) = env
+        .call(Method::POST, "/v1/connections", Some(base.clone()))
+        .await;
+    assert_eq!(ok["status"], "untested");
+    let (status, err) = env.call(Method::POST, "/v1/connections", Some(base)).await;
+    assert_eq!(
+        (status.as_u16(), err["error"]["code"].as_str()),
+        (409, Some("name_taken"))
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn the_catalogue_filters_by_domain_and_searches_without_case_or_accents() {
+    let env = TestEnv::start_with(aic_tests::harness::Options {
+        worker: false,
+        ..Default::default()
+    })
+    .await;
+    let (_, domains) = env.call(Method::GET, "/v1/domains", None).await;
+    assert!(
+        domains.as_array().map(Vec::len).unwrap_or(0) >= 20,
+        "{domains}"
+    );
+    let itsm = domains
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|d| d["id"] == "it_service_management")
+        .expect("ITSM");
+    assert_eq!(itsm["apps"], 2);
+
+    let ids = |v: &serde_json::Value| {
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|a| a["id"].as_str().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+    };
+    let (_, all) = env.call(Method::GET, "/v1/apps", None).await;
+    assert_eq!(ids(&all), ["salesforce", "jira", "servicenow", "slack"]);
+    let sf = &all[0];
+    assert_eq!(sf["automations"], 4);
+    let auth: Vec<_> = sf["auth_types"]
+        .as_array()
+        .expect("auth")
+        .iter()
+        .map(|a| a["id"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        auth,
+        [
+            "oauth2_client_credentials",
+            "oauth2_jwt_bearer",
+            "oauth2_refresh_token",
+            "username_password"
+        ]
+    );
+    let (_, found) = env.call(Method::GET, "/v1/apps?q=TICK%C3%89T", None).await;
+    assert_eq!(ids(&found), ["jira", "servicenow"]);
+    let (_, found) = env
+        .call(Method::GET, "/v1/apps?domain=communications", None)
+        .await;
+    assert_eq!(ids(&found), ["slack"]);
+    let (_, found) = env
+        .call(Method::GET, "/v1/apps?domain=sales&q=crm", None)
+        .await;
+    assert_eq!(ids(&found), ["salesforce"]);
+    let (status, err) = env
+        .call(Method::GET, "/v1/apps?domain=astrology", None)
+        .await;
+    assert_eq!(
+        (status.as_u16(), err["error"]["field"].as_str()),
+        (422, Some("domain"))
+    );
+
+    let (_, templates) = env
+        .call(Method::GET, "/v1/apps/salesforce/templates", None)
+        .await;
+    assert_eq!(
+        ids(&templates),
+        [
+            "salesforce.create_lead",
+            "salesforce.create_opportunity",
+            "salesforce.create_contact",
+            "salesforce.create_quote"
+        ]
+    );
+    let (_, found) = env
+        .call(Method::GET, "/v1/templates?q=incident", None)
+        .await;
+    assert_eq!(ids(&found), ["servicenow.create_incident"]);
+    let (_, found) = env.call(Method::GET, "/v1/templates?app=jira", None).await;
+    assert_eq!(ids(&found), ["jira.create_issue", "jira.add_comment"]);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn each_vendors_setup_mistakes_are_named() {
+    let env = TestEnv::start_with(aic_tests::harness::Options {
+        worker: false,
+        ..Default::default()
+    })
+    .await;
+    let sandbox = env.sandbox.url();
+    let cases = [
+        (
+            json!({"app": "jira", "auth_type": "oauth1", "secrets": {}}),
+            "auth_type",
+            "not supported by Jira Cloud",
+        ),
+        (
+            json!({"app": "jira", "auth_type": "basic", "secrets": {"email": "a@b.c"}}),
+            "secrets.api_token",
+            "'api_token' is required",
+        ),
+        (
+            json!({"app": "servicenow", "auth_type": "basic", "secrets": {"username": "u"}}),
+            "secrets.password",
+            "'password' is required",
+        ),
+        (
+            json!({"app": "slack", "auth_type": "bot_token", "secrets": {"bot_token": "  "}}),
+            "secrets.bot_token",
+            "'bot_token' is required",
+        ),
+        (
+            json!({"app": "salesforce", "auth_type": "oauth2_jwt_bearer", "secrets": {"client_id": "a", "username": "u", "private_key": "-----BEGIN RSA PRIVATE KEY-----\nnot a key\n-----END RSA PRIVATE KEY-----"}}),
+            "secrets.private_key",
+            "not an RSA private key in PEM format",
+        ),
+        (
+            json!({"app": "jira", "auth_type": "basic", "secrets": {"email": "a", "api_token": "t"}, "domain": "https://acme.my.salesforce.com"}),
+            "domain",
+            "not where this app's instances live",
+        ),
+        (
+            json!({"app": "slack", "auth_type": "bot_token", "secrets": {"bot_token": "t"}, "domain": "https://127.0.0.2"}),
+            "domain",
+            "loopback, private",
+        ),
+    ];
+    for (case, field, message) in cases {
+        let mut body = json!({"name": "n", "domain": sandbox});
+        for (k, v) in case.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        let (status, err) = env.call(Method::POST, "/v1/connections", Some(body)).await;
+        assert_eq!(status, 422, "{err}");
+        assert_eq!(err["error"]["field"], field, "{err}");
+        assert!(
+            err["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains(message),
+            "{err}"
+        );
+    }
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn published_versions_are_immutable_and_numbered() {
+    let env = TestEnv::start_with(aic_tests::harness::Options {
+        worker: false,
+        ..Default::default()
+    })
+    .await;
+    let automation = env.lead_automation().await;
+    let (status, v2) = env
+        .call(
+            Method::POST,
+            &format!("/v1/automations/{automation}/publish"),
+            Some(json!({"version_name": "Second"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(
+        (v2["number"].as_i64(), v2["name"].as_str()),
+        (Some(2), Some("Second"))
+    );
+    let client = env.pool.get().await.expect("db");
+    let err = client
+        .execute("UPDATE automation_versions SET definition = '{}'::jsonb WHERE automation_id = $1::text::uuid", &[&automation])
+        .await
+        .expect_err("versions cannot change");
+    assert!(
+        err.to_string().contains("immutable") || format!("{err:?}").contains("immutable"),
+        "{err:?}"
+    );
+    env.stop().await;
+}

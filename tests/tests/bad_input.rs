@@ -1,0 +1,350 @@
+//! Bad input of every kind ends in a clear, specific failure — never a panic, a hang, a vendor
+//! call that should not happen, or a stuck worker.
+
+use aic_proto::topology::{DEAD_LETTER_REASON_HEADER, EXECUTION_REQUEST_TYPE};
+use aic_tests::harness::TestEnv;
+use lapin::BasicProperties;
+use lapin::options::{BasicAckOptions, BasicGetOptions};
+use lapin::types::AMQPValue;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+fn request(env: &TestEnv, automation: &str, parameters: Value) -> (String, Vec<u8>) {
+    let id = uuid::Uuid::now_v7().to_string();
+    let body = json!({"version": 1, "execution_id": id, "tenant_id": env.tenant.to_string(), "automation_id": automation, "parameters": parameters});
+    (id, serde_json::to_vec(&body).expect("json"))
+}
+
+fn props(reply_to: &str) -> BasicProperties {
+    aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE)
+        .with_reply_to(reply_to.into())
+        .with_correlation_id("corr-1".into())
+}
+
+async fn dead_letter(env: &TestEnv) -> lapin::message::BasicGetMessage {
+    let ch = env.amqp.create_channel().await.expect("channel");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(m) = ch
+            .basic_get(
+                env.names.dead_letter_queue.as_str().into(),
+                BasicGetOptions::default(),
+            )
+            .await
+            .expect("get")
+        {
+            m.delivery
+                .acker
+                .ack(BasicAckOptions::default())
+                .await
+                .expect("ack");
+            return m;
+        }
+        assert!(Instant::now() < deadline, "nothing dead-lettered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn header(m: &lapin::message::BasicGetMessage, name: &str) -> String {
+    match m
+        .delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(name))
+    {
+        Some(AMQPValue::LongString(s)) => s.to_string(),
+        other => panic!("header {name} missing: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_message_that_is_not_json_is_dead_lettered_with_its_reason_and_the_worker_keeps_going() {
+    let env = TestEnv::start().await;
+    let automation = env.lead_automation().await;
+    let mut replies = env.listen("", "").await;
+    env.publish_raw(b"{this is not json", props(&replies.queue))
+        .await;
+
+    let dead = dead_letter(&env).await;
+    assert_eq!(header(&dead, DEAD_LETTER_REASON_HEADER), "invalid_json");
+    assert_eq!(dead.delivery.data, b"{this is not json");
+    let reply = replies
+        .next(Duration::from_secs(10))
+        .await
+        .expect("a failure reply");
+    assert_eq!(
+        reply
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|c| c.as_str()),
+        Some("corr-1")
+    );
+    let body: Value = serde_json::from_slice(&reply.data).expect("json");
+    assert_eq!(body["status"], "failed");
+    assert_eq!(body["error"]["code"], "invalid_json");
+
+    // The worker is still consuming.
+    let e = env
+        .enqueue(
+            &automation,
+            json!({"LastName": "Still", "Company": "Alive"}),
+        )
+        .await;
+    assert_eq!(env.wait_final(&e).await["status"], "succeeded");
+    assert!(
+        env.metrics()
+            .await
+            .contains(r#"aic_dead_letters_total{reason="invalid_json"} 1"#)
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_of_an_unknown_version_is_dead_lettered_and_its_tenant_told() {
+    let env = TestEnv::start().await;
+    let mut results = env
+        .listen(&env.names.results_exchange, &format!("{}.#", env.tenant))
+        .await;
+    let body = json!({"version": 2, "execution_id": uuid::Uuid::now_v7().to_string(), "tenant_id": env.tenant.to_string()});
+    env.publish_raw(
+        body.to_string().as_bytes(),
+        aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE),
+    )
+    .await;
+
+    let dead = dead_letter(&env).await;
+    assert_eq!(header(&dead, DEAD_LETTER_REASON_HEADER), "unknown_version");
+    assert!(header(&dead, "x-aic-dead-letter-detail").contains("version 2"));
+    let result = results
+        .next_json(Duration::from_secs(10))
+        .await
+        .expect("a failure result");
+    assert_eq!(result["error"]["code"], "unknown_version");
+    assert_eq!(result["execution_id"], body["execution_id"]);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn parameter_errors_name_the_parameter_and_never_reach_the_vendor() {
+    let env = TestEnv::start().await;
+    let conn = env.salesforce_connection("Org", "pw", "pw").await;
+    let conn_id = conn["id"].as_str().expect("id");
+    let lead = env
+        .published_automation("salesforce.create_lead", conn_id, "Lead", None)
+        .await;
+    let opportunity = env
+        .published_automation(
+            "salesforce.create_opportunity",
+            conn_id,
+            "Opportunity",
+            None,
+        )
+        .await;
+    let mut replies = env.listen("", "").await;
+
+    let cases = [
+        (
+            &lead,
+            json!({"LastName": "Only"}),
+            "missing_parameter",
+            "Company",
+            "required parameter 'Company' is missing",
+        ),
+        (
+            &opportunity,
+            json!({"Name": "Deal", "StageName": "Prospecting", "CloseDate": 20261231}),
+            "invalid_parameter",
+            "CloseDate",
+            "parameter 'CloseDate' must be a date (YYYY-MM-DD), got the number 20261231",
+        ),
+        (
+            &lead,
+            json!({"LastName": "A", "Company": "B", "Email": "not-an-address"}),
+            "invalid_parameter",
+            "Email",
+            "parameter 'Email' must be an e-mail address, got the string \"not-an-address\"",
+        ),
+        (
+            &lead,
+            json!({"LastName": "A", "Company": "B", "Colour": "red"}),
+            "unknown_parameter",
+            "Colour",
+            "parameter 'Colour' is not defined",
+        ),
+    ];
+    for (automation, params, code, parameter, message) in cases {
+        let (_, body) = request(&env, automation, params.clone());
+        env.publish_raw(&body, props(&replies.queue)).await;
+        let result = replies
+            .next_json(Duration::from_secs(10))
+            .await
+            .expect("a result");
+        assert_eq!(result["status"], "failed", "{result}");
+        assert_eq!(result["error"]["code"], code, "{result}");
+        assert_eq!(result["error"]["parameter"], parameter, "{result}");
+        assert!(
+            result["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains(message),
+            "{result}"
+        );
+        assert_eq!(result["attempts"], 0);
+
+        // Over HTTP the same mistake is refused at once, naming the field.
+        let (status, err) = env
+            .call(
+                Method::POST,
+                &format!("/v1/automations/{automation}/executions"),
+                Some(json!({"parameters": params})),
+            )
+            .await;
+        assert_eq!(status, 422, "{err}");
+        assert_eq!(err["error"]["field"], format!("parameters.{parameter}"));
+    }
+    assert!(
+        env.sandbox.requests_to("/sobjects/").is_empty(),
+        "no call may reach the vendor"
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_and_unpublished_automations_fail_with_their_own_codes() {
+    let env = TestEnv::start().await;
+    let conn = env.salesforce_connection("Org", "pw", "pw").await;
+    let (status, draft) = env
+        .call(Method::POST, "/v1/automations", Some(json!({"template": "salesforce.create_lead", "connection_id": conn["id"], "name": "Draft"})))
+        .await;
+    assert_eq!(status, 201);
+    let mut replies = env.listen("", "").await;
+    for (automation, code) in [
+        (uuid::Uuid::now_v7().to_string(), "unknown_automation"),
+        (
+            draft["id"].as_str().expect("id").to_string(),
+            "automation_not_published",
+        ),
+    ] {
+        let (id, body) = request(&env, &automation, json!({"LastName": "A", "Company": "B"}));
+        env.publish_raw(&body, props(&replies.queue)).await;
+        let result = replies
+            .next_json(Duration::from_secs(10))
+            .await
+            .expect("a result");
+        assert_eq!(result["error"]["code"], code, "{result}");
+        assert_eq!(result["execution_id"], id.as_str());
+        assert!(
+            result["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains(&automation)
+        );
+    }
+    let (status, err) = env
+        .call(
+            Method::POST,
+            &format!(
+                "/v1/automations/{}/executions",
+                draft["id"].as_str().expect("id")
+            ),
+            Some(json!({"parameters": {}})),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), err["error"]["code"].as_str()),
+        (409, Some("automation_not_published"))
+    );
+    assert!(env.sandbox.requests_to("/sobjects/").is_empty());
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_connection_secret_is_reported_plainly_by_the_test_and_by_executions() {
+    let env = TestEnv::start().await;
+    let conn = env
+        .salesforce_connection("Wrong secret", "the-real-secret", "a-wrong-secret")
+        .await;
+    let id = conn["id"].as_str().expect("id");
+    let (status, test) = env
+        .call(Method::POST, &format!("/v1/connections/{id}/test"), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(test["ok"], false);
+    assert_eq!(test["vendor_code"], "invalid_client");
+    assert_eq!(
+        test["message"],
+        "Salesforce refused the connection's credentials: invalid_client (invalid client credentials)"
+    );
+    let (_, saved) = env
+        .call(Method::GET, &format!("/v1/connections/{id}"), None)
+        .await;
+    assert_eq!(saved["status"], "failing");
+
+    let automation = env
+        .published_automation("salesforce.create_lead", id, "Lead", None)
+        .await;
+    let e = env
+        .enqueue(&automation, json!({"LastName": "A", "Company": "B"}))
+        .await;
+    let done = env.wait_final(&e).await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["result"]["error"]["code"], "vendor_auth_failed");
+    assert_eq!(done["result"]["error"]["vendor"]["code"], "invalid_client");
+    assert!(env.sandbox.requests_to("/sobjects/").is_empty());
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_blank_required_field_comes_back_as_salesforces_required_field_missing() {
+    let env = TestEnv::start().await;
+    let automation = env.lead_automation().await;
+    let e = env
+        .enqueue(
+            &automation,
+            json!({"LastName": "Blank company", "Company": ""}),
+        )
+        .await;
+    let done = env.wait_final(&e).await;
+    assert_eq!(done["status"], "failed");
+    let err = &done["result"]["error"];
+    assert_eq!(err["code"], "vendor_rejected");
+    assert_eq!(
+        err["vendor"],
+        json!({"http_status": 400, "code": "REQUIRED_FIELD_MISSING", "message": "Required fields are missing: [Company]", "fields": ["Company"]})
+    );
+    assert_eq!(
+        done["result"]["attempts"], 1,
+        "validation errors are never retried"
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_redelivered_execution_is_answered_from_the_ledger_without_a_second_vendor_call() {
+    let env = TestEnv::start().await;
+    let automation = env.lead_automation().await;
+    let mut replies = env.listen("", "").await;
+    let (id, body) = request(
+        &env,
+        &automation,
+        json!({"LastName": "Once", "Company": "Only"}),
+    );
+    env.publish_raw(&body, props(&replies.queue)).await;
+    let first = replies
+        .next_json(Duration::from_secs(10))
+        .await
+        .expect("first result");
+    env.publish_raw(&body, props(&replies.queue)).await;
+    let second = replies
+        .next_json(Duration::from_secs(10))
+        .await
+        .expect("second result");
+    assert_eq!(first["status"], "succeeded");
+    assert_eq!(first, second, "the same result, re-published");
+    assert_eq!(second["execution_id"], id.as_str());
+    assert_eq!(env.sandbox.requests_to("/sobjects/Lead/").len(), 1);
+    env.stop().await;
+}

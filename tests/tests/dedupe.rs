@@ -1,0 +1,150 @@
+//! Creates whose answer was lost: resolved through the vendor's dedupe handle where one exists
+//! (ServiceNow `correlation_id`), reported as `unknown_outcome` where none does — never sent
+//! twice blindly.
+
+use aic_proto::topology::EXECUTION_REQUEST_TYPE;
+use aic_tests::harness::TestEnv;
+use aic_tests::sandbox::faults::Fault;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+async fn servicenow(env: &TestEnv) -> String {
+    env.sandbox.state.servicenow.add_user("u", "p");
+    let conn = env
+        .connection(
+            "SN",
+            "servicenow",
+            "basic",
+            json!({"username": "u", "password": "p"}),
+        )
+        .await;
+    env.published_automation(
+        "servicenow.create_incident",
+        conn["id"].as_str().expect("id"),
+        "Incident",
+        None,
+    )
+    .await
+}
+
+fn posts(env: &TestEnv) -> usize {
+    env.sandbox
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/api/now/table/incident")
+        .count()
+}
+
+#[tokio::test]
+async fn a_servicenow_create_whose_answer_was_lost_is_found_not_repeated() {
+    let env = TestEnv::start().await;
+    let incident = servicenow(&env).await;
+    env.sandbox.state.faults.push([Fault::ResetAfterApply]);
+    let done = env
+        .run(
+            &incident,
+            json!({"short_description": "applied, answer lost"}),
+        )
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["result"]["deduplicated"], true);
+    assert!(
+        done["result"]["output"]["number"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("INC"),
+        "{done}"
+    );
+    assert_eq!(posts(&env), 1, "not created twice");
+    let records = env.sandbox.state.servicenow.records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        records[0].1["correlation_id"], done["id"],
+        "the execution id is the correlation id"
+    );
+
+    // Lost before it was applied: the lookup finds nothing, so sending again is safe.
+    env.sandbox.state.faults.push([Fault::ResetAfterRequest]);
+    let done = env
+        .run(&incident, json!({"short_description": "never applied"}))
+        .await;
+    assert_eq!(
+        (
+            done["status"].as_str(),
+            done["result"]["deduplicated"].as_bool()
+        ),
+        (Some("succeeded"), None),
+        "{done}"
+    );
+    assert_eq!(done["result"]["attempts"], 2);
+    assert_eq!(posts(&env), 3);
+    assert_eq!(env.sandbox.state.servicenow.records().len(), 2);
+    env.stop().await;
+}
+
+/// Runs one execution over AMQP, then rewinds its ledger row to what a worker crash between the
+/// vendor call and the record leaves (running, vendor call started), and delivers it again.
+async fn crash_and_redeliver(env: &TestEnv, automation: &str, params: Value) -> (Value, Value) {
+    let mut replies = env.listen("", "").await;
+    let id = uuid::Uuid::now_v7().to_string();
+    let body = json!({"version": 1, "execution_id": id, "tenant_id": env.tenant.to_string(), "automation_id": automation, "parameters": params}).to_string();
+    let props = aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE)
+        .with_reply_to(replies.queue.as_str().into());
+    env.publish_raw(body.as_bytes(), props.clone()).await;
+    let first = replies
+        .next_json(Duration::from_secs(10))
+        .await
+        .expect("first result");
+    let client = env.pool.get().await.expect("db");
+    client
+        .execute("UPDATE executions SET status = 'running', result = NULL, finished_at = NULL WHERE id = $1::text::uuid", &[&id])
+        .await
+        .expect("rewound");
+    env.publish_raw(body.as_bytes(), props).await;
+    let second = replies
+        .next_json(Duration::from_secs(10))
+        .await
+        .expect("second result");
+    (first, second)
+}
+
+#[tokio::test]
+async fn after_a_crash_the_redelivered_create_is_resolved_by_the_dedupe_handle_or_reported_in_doubt()
+ {
+    let env = TestEnv::start().await;
+    let incident = servicenow(&env).await;
+    let (first, second) =
+        crash_and_redeliver(&env, &incident, json!({"short_description": "crash"})).await;
+    assert_eq!(first["status"], "succeeded");
+    assert_eq!(
+        (second["status"].as_str(), second["deduplicated"].as_bool()),
+        (Some("succeeded"), Some(true)),
+        "{second}"
+    );
+    assert_eq!(
+        second["output"]["sys_id"], first["output"]["sys_id"],
+        "the same record"
+    );
+    assert_eq!(second["attempts"], 0);
+    assert_eq!(posts(&env), 1);
+
+    // Salesforce create has no dedupe handle: in doubt, not re-sent.
+    let lead = env.lead_automation().await;
+    let (first, second) =
+        crash_and_redeliver(&env, &lead, json!({"LastName": "Crash", "Company": "C"})).await;
+    assert_eq!(first["status"], "succeeded");
+    assert_eq!(second["status"], "unknown_outcome", "{second}");
+    assert!(
+        second["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no dedupe handle"),
+        "{second}"
+    );
+    assert_eq!(
+        env.sandbox.requests_to("/sobjects/Lead/").len(),
+        1,
+        "never sent twice"
+    );
+    env.stop().await;
+}

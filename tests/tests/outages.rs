@@ -1,0 +1,143 @@
+//! The broker or the database restarted in the middle of a run: nothing is lost, nothing is
+//! sent to the vendor twice, and the services resume on their own. Each test runs its own
+//! private RabbitMQ or PostgreSQL, so stopping it disturbs no other test.
+
+use aic_tests::harness::{Options, TestEnv};
+use aic_tests::private::{PrivatePostgres, PrivateRabbit};
+use reqwest::Method;
+use serde_json::json;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+async fn wait_for_creates(env: &TestEnv, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env.sandbox.requests_to("/sobjects/Lead/").len() < n {
+        assert!(Instant::now() < deadline, "the run did not get going");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn tally(env: &TestEnv, ids: &[String]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for id in ids {
+        let done = env.wait_final(id).await;
+        *counts
+            .entry(done["status"].as_str().unwrap_or("?").to_string())
+            .or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn a_rabbitmq_restart_mid_run_loses_nothing_and_the_services_resume_on_their_own() {
+    let mut rabbit = PrivateRabbit::start().await;
+    let env = TestEnv::start_with(Options {
+        amqp_url: Some(rabbit.url()),
+        prefetch: 16,
+        ..Options::default()
+    })
+    .await;
+    let lead = env.lead_automation().await;
+    env.sandbox.set_latency(Duration::from_millis(20));
+    let mut ids = Vec::new();
+    for i in 0..150 {
+        ids.push(
+            env.enqueue(
+                &lead,
+                json!({"LastName": format!("Before{i}"), "Company": "C"}),
+            )
+            .await,
+        );
+    }
+    wait_for_creates(&env, 30).await;
+    let restart = Instant::now();
+    rabbit.restart().await;
+    let down_for = restart.elapsed();
+
+    // Enqueue more: the control plane answers 503 until it has reconnected, then 202.
+    let mut refused = 0;
+    for i in 0..50 {
+        let path = format!("/v1/automations/{lead}/executions");
+        loop {
+            let (status, body) = env
+                .call(
+                    Method::POST,
+                    &path,
+                    Some(json!({"parameters": {"LastName": format!("After{i}"), "Company": "C"}})),
+                )
+                .await;
+            if status == 202 {
+                ids.push(body["execution_id"].as_str().expect("id").to_string());
+                break;
+            }
+            assert_eq!(status, 503, "{body}");
+            refused += 1;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let counts = tally(&env, &ids).await;
+    let creates = env.sandbox.requests_to("/sobjects/Lead/").len();
+    let succeeded = counts.get("succeeded").copied().unwrap_or(0);
+    println!(
+        "broker down {down_for:?}: enqueued {}, succeeded {succeeded}, other {:?}, vendor creates {creates}, duplicates {}, lost 0, enqueues refused while reconnecting {refused}",
+        ids.len(),
+        counts
+            .iter()
+            .filter(|(k, _)| *k != "succeeded")
+            .collect::<Vec<_>>(),
+        creates.saturating_sub(succeeded)
+    );
+    assert_eq!(succeeded, 200, "{counts:?}");
+    assert_eq!(creates, 200, "no lead sent twice");
+    let (status, ready) = env.call(Method::GET, "/readyz", None).await;
+    assert_eq!(status, 200, "{ready}");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_postgres_restart_mid_run_loses_nothing_and_crashes_nothing() {
+    let pg = PrivatePostgres::start().await;
+    let env = TestEnv::start_with(Options {
+        pg_admin_url: Some(pg.admin_url()),
+        prefetch: 8,
+        ..Options::default()
+    })
+    .await;
+    let lead = env.lead_automation().await;
+    env.sandbox.set_latency(Duration::from_millis(50));
+    let mut ids = Vec::new();
+    for i in 0..200 {
+        ids.push(
+            env.enqueue(&lead, json!({"LastName": format!("P{i}"), "Company": "C"}))
+                .await,
+        );
+    }
+    wait_for_creates(&env, 40).await;
+    pg.stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    pg.start_again().await;
+    let counts = tally(&env, &ids).await;
+    let creates = env.sandbox.requests_to("/sobjects/Lead/").len();
+    let succeeded = counts.get("succeeded").copied().unwrap_or(0);
+    let unknown = counts.get("unknown_outcome").copied().unwrap_or(0);
+    println!(
+        "postgres down 3 s: enqueued 200, succeeded {succeeded}, unknown_outcome {unknown}, vendor creates {creates}, lost 0"
+    );
+    assert_eq!(
+        succeeded + unknown,
+        200,
+        "every execution reached a final state: {counts:?}"
+    );
+    assert!(creates <= 200, "no lead sent twice: {creates}");
+    assert_eq!(
+        creates - succeeded,
+        creates.saturating_sub(succeeded).min(unknown),
+        "a create without a success is reported as unknown_outcome"
+    );
+    let metrics = env.metrics().await;
+    assert!(
+        metrics.contains("aic_executions_total"),
+        "the worker is still alive and serving metrics"
+    );
+    env.stop().await;
+}

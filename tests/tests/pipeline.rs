@@ -1,0 +1,203 @@
+//! Control plane → RabbitMQ → worker → sandbox → result, for Salesforce Create Lead.
+
+use aic_tests::harness::TestEnv;
+use reqwest::Method;
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test]
+async fn a_lead_enqueued_over_http_is_created_in_salesforce_and_its_id_recorded() {
+    let env = TestEnv::start().await;
+    let automation = env.lead_automation().await;
+    let mut results = env.listen(&env.names.results_exchange, "#").await;
+
+    let execution = env
+        .enqueue(&automation, json!({"LastName": "Curie", "Company": "Radium Ltd", "Email": "marie@radium.example", "NumberOfEmployees": "12"}))
+        .await;
+    let done = env.wait_final(&execution).await;
+
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let lead_id = done["result"]["output"]["id"]
+        .as_str()
+        .expect("lead id")
+        .to_string();
+    assert!(
+        lead_id.starts_with("00Q") && lead_id.len() == 18,
+        "{lead_id}"
+    );
+    assert_eq!(done["result"]["attempts"], 1);
+    assert!(done["version_id"].is_string());
+
+    // The exact request Salesforce received.
+    let creates = env.sandbox.requests_to("/sobjects/Lead/");
+    assert_eq!(creates.len(), 1);
+    let req = &creates[0];
+    assert_eq!(req.method, "POST");
+    assert_eq!(req.path, "/services/data/v62.0/sobjects/Lead/");
+    assert!(
+        req.headers["authorization"].starts_with("Bearer 00D"),
+        "bearer token sent"
+    );
+    assert!(req.headers["content-type"].starts_with("application/json"));
+    assert_eq!(
+        req.json(),
+        json!({"LastName": "Curie", "Company": "Radium Ltd", "Email": "marie@radium.example", "NumberOfEmployees": 12})
+    );
+    let stored = env.sandbox.state.salesforce.records("Lead");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].0, lead_id);
+
+    // The result event, on the results exchange, routed by tenant and status.
+    let event = results
+        .next(Duration::from_secs(10))
+        .await
+        .expect("a result event");
+    assert_eq!(
+        event.routing_key.as_str(),
+        format!("{}.succeeded", env.tenant)
+    );
+    let body: serde_json::Value = serde_json::from_slice(&event.data).expect("json");
+    assert_eq!(body["execution_id"], execution.as_str());
+    assert_eq!(body["output"]["id"], lead_id.as_str());
+    assert_eq!(
+        event.properties.kind().as_ref().map(|s| s.as_str()),
+        Some("aic.execution_result.v1")
+    );
+
+    // Metrics count it.
+    let metrics = env.metrics().await;
+    assert!(
+        metrics.contains(
+            r#"aic_executions_total{action="create_lead",app="salesforce",outcome="succeeded"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("aic_execution_duration_seconds_bucket"),
+        "{metrics}"
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn the_token_is_fetched_once_and_refreshed_once_after_the_session_expires() {
+    let env = TestEnv::start().await;
+    let automation = env.lead_automation().await;
+    let org = &env.sandbox.state.salesforce;
+    let before = org.token_requests.load(std::sync::atomic::Ordering::SeqCst);
+    for i in 0..5 {
+        let e = env
+            .enqueue(
+                &automation,
+                json!({"LastName": format!("L{i}"), "Company": "C"}),
+            )
+            .await;
+        assert_eq!(env.wait_final(&e).await["status"], "succeeded");
+    }
+    let after_five = org.token_requests.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(after_five - before, 1, "one token for five executions");
+
+    org.expire_tokens();
+    let e = env
+        .enqueue(
+            &automation,
+            json!({"LastName": "After expiry", "Company": "C"}),
+        )
+        .await;
+    let done = env.wait_final(&e).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(
+        done["result"]["attempts"], 2,
+        "one refused call, one after refresh"
+    );
+    assert_eq!(
+        org.token_requests.load(std::sync::atomic::Ordering::SeqCst) - after_five,
+        1
+    );
+    let refused: Vec<_> = env.sandbox.requests_to("/sobjects/Lead/");
+    assert_eq!(refused.len(), 7);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn the_api_describes_itself_and_reports_readiness() {
+    let env = TestEnv::start().await;
+    let (status, doc) = env.call(Method::GET, "/openapi.json", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/v1/automations/{id}/executions"]["post"].is_object());
+    let (status, ready) = env.call(Method::GET, "/readyz", None).await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["postgres"], true);
+    assert_eq!(ready["rabbitmq"], true);
+    let worker = reqwest::get(format!(
+        "http://{}/readyz",
+        env.worker_admin.expect("worker")
+    ))
+    .await
+    .expect("answers");
+    assert_eq!(worker.status(), 200);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn publishing_announces_the_immutable_definition_on_the_broker() {
+    let env = TestEnv::start_with(aic_tests::harness::Options {
+        worker: false,
+        ..Default::default()
+    })
+    .await;
+    let conn = env.salesforce_connection("Org", "pw", "pw").await;
+    let params = json!([
+        {"name": "last", "type": "string", "target": "LastName", "required": true},
+        {"name": "company", "type": "string", "target": "Company", "required": true},
+        {"name": "revenue", "type": "number", "target": "AnnualRevenue", "required": false}
+    ]);
+    let (status, created) = env
+        .call(Method::POST, "/v1/automations", Some(json!({"template": "salesforce.create_lead", "connection_id": conn["id"], "name": "Mapped", "parameters": params})))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id");
+    let mut events = env
+        .listen(&env.names.definitions_exchange, "definition.published")
+        .await;
+    let (status, version) = env
+        .call(Method::POST, &format!("/v1/automations/{id}/publish"), None)
+        .await;
+    assert_eq!(status, 201, "{version}");
+
+    let event = events
+        .next_json(Duration::from_secs(10))
+        .await
+        .expect("a definition event");
+    assert_eq!(event["version"], 1);
+    assert_eq!(event["automation_id"], id);
+    assert_eq!(event["version_id"], version["id"]);
+    assert_eq!(event["version_number"], 1);
+    let def = &event["definition"];
+    assert_eq!(
+        (
+            def["app"].as_str(),
+            def["action"].as_str(),
+            def["method"].as_str()
+        ),
+        (Some("salesforce"), Some("create_lead"), Some("POST"))
+    );
+    assert_eq!(def["path"], "/services/data/v62.0/sobjects/Lead/");
+    assert_eq!(def["parameters"][2]["target"], "AnnualRevenue");
+
+    // A table that drops a field Salesforce requires is refused, naming it.
+    let (status, err) = env
+        .call(Method::POST, "/v1/automations", Some(json!({"template": "salesforce.create_lead", "connection_id": conn["id"], "name": "Broken",
+            "parameters": [{"name": "last", "type": "string", "target": "LastName", "required": true}]})))
+        .await;
+    assert_eq!(status, 422);
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("'Company' is required by the vendor"),
+        "{err}"
+    );
+    env.stop().await;
+}

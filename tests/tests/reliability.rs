@@ -1,0 +1,295 @@
+//! Execution semantics under pressure: idempotency keys, synchronous waits, the dead-letter
+//! queue and its replay, poison among good messages, and a graceful shutdown during load.
+
+use aic_proto::topology::{DEAD_LETTER_REASON_HEADER, EXECUTION_REQUEST_TYPE};
+use aic_tests::harness::{Options, TestEnv};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use reqwest::Method;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_returns_the_first_execution() {
+    let env = TestEnv::start().await;
+    let lead = env.lead_automation().await;
+    let path = format!("/v1/automations/{lead}/executions");
+    let (s1, first) = env.call(Method::POST, &path, Some(json!({"parameters": {"LastName": "A", "Company": "B"}, "idempotency_key": "order-42"}))).await;
+    let (s2, again) = env.call(Method::POST, &path, Some(json!({"parameters": {"LastName": "Other", "Company": "C"}, "idempotency_key": "order-42"}))).await;
+    assert_eq!((s1.as_u16(), s2.as_u16()), (202, 202));
+    assert_eq!(first["execution_id"], again["execution_id"], "{again}");
+    env.wait_final(first["execution_id"].as_str().expect("id"))
+        .await;
+    let (_, third) = env.call(Method::POST, &path, Some(json!({"parameters": {"LastName": "A", "Company": "B"}, "idempotency_key": "order-42"}))).await;
+    assert_eq!(
+        (third["execution_id"].clone(), third["status"].as_str()),
+        (first["execution_id"].clone(), Some("succeeded"))
+    );
+    assert_eq!(
+        third["result"]["status"], "succeeded",
+        "the first execution's result comes back"
+    );
+    assert_eq!(
+        env.sandbox.requests_to("/sobjects/Lead/").len(),
+        1,
+        "one lead, however often the key is sent"
+    );
+    let (status, err) = env
+        .call(
+            Method::POST,
+            &path,
+            Some(json!({"parameters": {}, "idempotency_key": ""})),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), err["error"]["field"].as_str()),
+        (422, Some("idempotency_key"))
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_caller_can_wait_for_the_result_within_a_budget() {
+    let env = TestEnv::start().await;
+    let lead = env.lead_automation().await;
+    let path = format!("/v1/automations/{lead}/executions");
+    let (status, done) = env
+        .call(
+            Method::POST,
+            &path,
+            Some(json!({"parameters": {"LastName": "Sync", "Company": "Now"}, "wait_ms": 10000})),
+        )
+        .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["status"], "succeeded");
+    assert!(
+        done["result"]["output"]["id"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("00Q"),
+        "{done}"
+    );
+
+    // Past the budget: the id now, the result later.
+    env.sandbox.set_latency(Duration::from_millis(1500));
+    let started = Instant::now();
+    let (status, later) = env
+        .call(
+            Method::POST,
+            &path,
+            Some(json!({"parameters": {"LastName": "Slow", "Company": "Later"}, "wait_ms": 300})),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), later["status"].as_str()),
+        (202, Some("queued")),
+        "{later}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1400),
+        "the budget bounds the wait"
+    );
+    let done = env
+        .wait_final(later["execution_id"].as_str().expect("id"))
+        .await;
+    assert_eq!(done["status"], "succeeded");
+    let (status, err) = env
+        .call(
+            Method::POST,
+            &path,
+            Some(json!({"parameters": {}, "wait_ms": 60000})),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), err["error"]["field"].as_str()),
+        (422, Some("wait_ms"))
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_without_loss_and_replayed_once_fixed() {
+    let env = TestEnv::start().await;
+    let lead = env.lead_automation().await;
+    env.publish_raw(
+        b"not json at all",
+        aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE),
+    )
+    .await;
+    // A valid request the broker dead-lettered (say, during an outage): replaying it runs it.
+    let id = uuid::Uuid::now_v7().to_string();
+    let body = json!({"version": 1, "execution_id": id, "tenant_id": env.tenant.to_string(), "automation_id": lead, "parameters": {"LastName": "Replayed", "Company": "DLQ"}});
+    let mut headers = FieldTable::default();
+    headers.insert(
+        DEAD_LETTER_REASON_HEADER.into(),
+        AMQPValue::LongString(LongString::from("delivery_limit")),
+    );
+    let ch = aic_core::amqp::confirm_channel(&env.amqp)
+        .await
+        .expect("channel");
+    aic_core::amqp::publish_confirmed(
+        &ch,
+        &env.names.dead_letter_exchange,
+        "executions",
+        body.to_string().as_bytes(),
+        aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE).with_headers(headers),
+        true,
+    )
+    .await
+    .expect("published");
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let listed = loop {
+        let l = aic_control_plane::dlq::list(&env.amqp, &env.names, 10)
+            .await
+            .expect("list");
+        if l.len() == 2 || Instant::now() > deadline {
+            break l;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut reasons: Vec<_> = listed.iter().map(|d| d.reason.as_str()).collect();
+    reasons.sort();
+    assert_eq!(reasons, ["delivery_limit", "invalid_json"]);
+    assert_eq!(
+        aic_control_plane::dlq::list(&env.amqp, &env.names, 10)
+            .await
+            .expect("list")
+            .len(),
+        2,
+        "listing removes nothing"
+    );
+
+    let replayed =
+        aic_control_plane::dlq::replay(&env.amqp, &env.names, |d| d.reason == "delivery_limit")
+            .await
+            .expect("replay");
+    assert_eq!(replayed, 1);
+    let done = env.wait_final(&id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let left = aic_control_plane::dlq::list(&env.amqp, &env.names, 10)
+        .await
+        .expect("list");
+    assert_eq!(
+        left.iter().map(|d| d.reason.as_str()).collect::<Vec<_>>(),
+        ["invalid_json"]
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn poison_messages_among_good_ones_are_dead_lettered_and_the_good_ones_unaffected() {
+    let env = TestEnv::start().await;
+    let lead = env.lead_automation().await;
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        if i % 6 == 5 {
+            let poison: &[u8] = if i % 12 == 5 {
+                b"\xff\xfe garbage"
+            } else {
+                br#"{"version": 99}"#
+            };
+            env.publish_raw(
+                poison,
+                aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE),
+            )
+            .await;
+        } else {
+            let id = uuid::Uuid::now_v7().to_string();
+            let body = json!({"version": 1, "execution_id": id, "tenant_id": env.tenant.to_string(), "automation_id": lead, "parameters": {"LastName": format!("L{i}"), "Company": "C"}});
+            env.publish_raw(
+                body.to_string().as_bytes(),
+                aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE),
+            )
+            .await;
+            ids.push(id);
+        }
+    }
+    for id in &ids {
+        assert_eq!(env.wait_final(id).await["status"], "succeeded");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let dead = loop {
+        let d = aic_control_plane::dlq::list(&env.amqp, &env.names, 50)
+            .await
+            .expect("list");
+        if d.len() >= 5 || Instant::now() > deadline {
+            break d;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!(
+        "enqueued 30: succeeded {}, dead-lettered {}, lost {}",
+        ids.len(),
+        dead.len(),
+        30 - ids.len() - dead.len()
+    );
+    assert_eq!((ids.len(), dead.len()), (25, 5));
+    assert_eq!(env.sandbox.requests_to("/sobjects/Lead/").len(), 25);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_shutdown_during_load_finishes_in_flight_work_and_leaves_the_rest_for_redelivery() {
+    let env = TestEnv::start_with(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let lead = env.lead_automation().await;
+    env.sandbox.set_latency(Duration::from_millis(300));
+    let first = env.start_worker(|a| a.prefetch = 8).await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        ids.push(
+            env.enqueue(&lead, json!({"LastName": format!("S{i}"), "Company": "C"}))
+                .await,
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while env.sandbox.requests_to("/sobjects/Lead/").len() < 8 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = first.shutdown().await;
+    let sent_by_first = env.sandbox.requests_to("/sobjects/Lead/").len();
+    let client = env.pool.get().await.expect("db");
+    let finished: i64 = client
+        .query_one(
+            "SELECT count(*) FROM executions WHERE status = 'succeeded'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    let in_doubt: i64 = client
+        .query_one(
+            "SELECT count(*) FROM executions WHERE status = 'running'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    println!(
+        "shutdown took {took:?}; the first worker sent {sent_by_first}, finished {finished}, left {in_doubt} running"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "exit within the grace period"
+    );
+    assert_eq!(
+        finished as usize, sent_by_first,
+        "every request it sent was finished and recorded"
+    );
+    assert_eq!(in_doubt, 0, "nothing left half-done");
+    assert!(finished < 40, "the rest was left to the queue");
+
+    let _second = env.start_worker(|_| {}).await;
+    for id in &ids {
+        assert_eq!(env.wait_final(id).await["status"], "succeeded");
+    }
+    assert_eq!(
+        env.sandbox.requests_to("/sobjects/Lead/").len(),
+        40,
+        "no lead created twice, none lost"
+    );
+    env.stop().await;
+}
