@@ -2,9 +2,9 @@
 //! invoke the vendor, record, publish the result — and say whether to ack.
 
 use crate::dedupe::Landed;
-use crate::ledger::{self, Begin, LedgerError};
+use crate::ledger::{Begin, Ledger, LedgerError};
 use crate::metrics::Metrics;
-use crate::resolve::{self, Resolved};
+use crate::resolve::{Refusal, Resolved};
 use crate::retry::RetryPolicy;
 use crate::tokens::TokenCache;
 use crate::{invoke, publish};
@@ -29,6 +29,8 @@ pub struct Ctx {
     pub catalog: aic_core::catalog::Catalog,
     /// Postgres.
     pub pool: Pool,
+    /// The execution ledger (group-committed).
+    pub ledger: Ledger,
     /// Opens connection secrets.
     pub keyring: Keyring,
     /// Egress rules.
@@ -96,7 +98,7 @@ pub async fn handle(ctx: &Ctx, delivery: &Delivery) -> Disposition {
     };
     let span = tracing::info_span!("execution", execution = %req.execution_id, tenant = %req.tenant_id, automation = %req.automation_id);
     let _enter = span.enter();
-    let outcome = match ledger::begin(&ctx.pool, &req).await {
+    let outcome = match ctx.ledger.begin(&req).await {
         Err(e) => return Disposition::Requeue(e.to_string()),
         Ok(Begin::ForeignTenant) => {
             let detail = format!(
@@ -123,11 +125,13 @@ pub async fn handle(ctx: &Ctx, delivery: &Delivery) -> Disposition {
                 Err(e) => Disposition::Requeue(e),
             };
         }
-        Ok(Begin::VendorCallInDoubt(at)) => match run(ctx, &req, Some(at)).await {
-            Ok(o) => o,
-            Err(e) => return Disposition::Requeue(e.to_string()),
-        },
-        Ok(Begin::Run) => match run(ctx, &req, None).await {
+        Ok(Begin::VendorCallInDoubt(at, resolved)) => {
+            match run(ctx, &req, resolved, Some(at)).await {
+                Ok(o) => o,
+                Err(e) => return Disposition::Requeue(e.to_string()),
+            }
+        }
+        Ok(Begin::Run(resolved)) => match run(ctx, &req, resolved, None).await {
             Ok(o) => o,
             Err(e) => return Disposition::Requeue(e.to_string()),
         },
@@ -147,10 +151,7 @@ pub async fn handle(ctx: &Ctx, delivery: &Delivery) -> Disposition {
     };
     // The outcome is known now: losing it to a Postgres or broker blip would turn a clear
     // result into an unknown one on redelivery, so recording and publishing retry in place.
-    let Some(stored) = persist(ctx, "record the result", || {
-        ledger::finish(&ctx.pool, &result)
-    })
-    .await
+    let Some(stored) = persist(ctx, "record the result", || ctx.ledger.finish(&result)).await
     else {
         return Disposition::Requeue("stopping before the result was recorded".into());
     };
@@ -228,9 +229,10 @@ async fn emit(
 async fn run(
     ctx: &Ctx,
     req: &ExecutionRequestV1,
+    resolved: Result<Resolved, Refusal>,
     in_doubt: Option<chrono::DateTime<Utc>>,
 ) -> Result<Outcome, LedgerError> {
-    let resolved = match resolve::resolve(&ctx.pool, req).await? {
+    let resolved = match resolved {
         Ok(r) => r,
         Err(refusal) => return Ok(failed(refusal.code, refusal.message, None)),
     };
@@ -320,7 +322,7 @@ async fn execute(
             }
         }
     }
-    ledger::mark_vendor_call(&ctx.pool, req, r.version_id).await?;
+    ctx.ledger.mark_vendor_call(req, r.version_id).await?;
     let call = Call {
         method: def.method,
         path: &path,

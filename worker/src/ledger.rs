@@ -1,11 +1,20 @@
 //! The execution ledger: one row per execution id, driven to exactly one final state. A
 //! redelivered execution that already finished is answered from here, and one whose vendor call
 //! may already have been sent is not blindly sent again.
+//!
+//! Each execution costs three ledger statements — begin (which also resolves the automation and
+//! its connection), the vendor-call mark, and finish — and each runs group-committed with those
+//! of other in-flight executions (`crate::batch`). A caller goes on only once its own row is
+//! committed, exactly as with one statement per execution.
 
+use crate::batch::Batcher;
+use crate::resolve::{self, Refusal, Resolved};
 use aic_proto::{ExecutionRequestV1, ExecutionResultV1, ExecutionStatus, VersionId};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde_json::Value;
+use std::collections::HashMap;
+use uuid::Uuid;
 
 /// Why the ledger could not be used (the delivery is retried later).
 #[derive(Debug, thiserror::Error)]
@@ -16,114 +25,273 @@ pub enum LedgerError {
     /// A query failed.
     #[error("Postgres query failed: {0}")]
     Query(#[from] tokio_postgres::Error),
+    /// The batch this operation ran in failed.
+    #[error("{0}")]
+    Batch(String),
 }
 
 /// What the ledger says about a delivery.
 #[derive(Debug)]
 pub enum Begin {
-    /// First run, or a rerun of one that never reached the vendor.
-    Run,
+    /// First run, or a rerun of one that never reached the vendor: here is what it runs (or why
+    /// it cannot).
+    Run(Result<Resolved, Refusal>),
     /// Already finished: re-publish this result, call nobody.
     Finished(Value),
     /// A previous delivery started the vendor call at this time and recorded no outcome.
-    VendorCallInDoubt(DateTime<Utc>),
+    VendorCallInDoubt(DateTime<Utc>, Result<Resolved, Refusal>),
     /// The id belongs to another tenant.
     ForeignTenant,
 }
 
-/// Records the delivery and says how to proceed.
-pub async fn begin(pool: &Pool, req: &ExecutionRequestV1) -> Result<Begin, LedgerError> {
-    let client = pool.get().await?;
-    let row = client
-        .query_opt(
-            "INSERT INTO executions (id, tenant_id, automation_id, status, parameters, source, deliveries, started_at) \
-             VALUES ($1, $2, $3, 'running', $4, $5, 1, now()) \
-             ON CONFLICT (id) DO UPDATE SET deliveries = executions.deliveries + 1, \
-               status = CASE WHEN executions.status = 'queued' THEN 'running' ELSE executions.status END, \
-               started_at = coalesce(executions.started_at, now()) \
-             WHERE executions.tenant_id = EXCLUDED.tenant_id \
-             RETURNING status, result, vendor_call_started_at",
-            &[
-                &req.execution_id.0,
-                &req.tenant_id.0,
-                &req.automation_id.0,
-                &Value::Object(req.parameters.clone()),
-                &req.source,
-            ],
-        )
-        .await?;
-    let Some(row) = row else {
-        return Ok(Begin::ForeignTenant);
-    };
-    let status: String = row.get(0);
-    let result: Option<Value> = row.get(1);
-    let vendor_call: Option<DateTime<Utc>> = row.get(2);
-    Ok(match (status.as_str(), result, vendor_call) {
-        ("running", _, Some(at)) => Begin::VendorCallInDoubt(at),
-        ("running", _, None) => Begin::Run,
-        (_, Some(result), _) => Begin::Finished(result),
-        // A final status without a stored result cannot be produced by this code; run again
-        // rather than answer with nothing.
-        (_, None, _) => Begin::Run,
-    })
+#[derive(Debug)]
+struct BeginInput {
+    id: Uuid,
+    tenant: Uuid,
+    automation: Uuid,
+    parameters: Value,
+    source: Option<String>,
 }
 
-/// Notes, before the first vendor call, that the request is about to leave: from here on a
-/// crash leaves the outcome in doubt.
-pub async fn mark_vendor_call(
-    pool: &Pool,
-    req: &ExecutionRequestV1,
-    version: VersionId,
-) -> Result<(), LedgerError> {
-    let client = pool.get().await?;
-    client
-        .execute(
-            "UPDATE executions SET vendor_call_started_at = coalesce(vendor_call_started_at, now()), version_id = $2 WHERE id = $1",
-            &[&req.execution_id.0, &version.0],
-        )
-        .await?;
-    Ok(())
+#[derive(Debug)]
+struct FinishInput {
+    id: Uuid,
+    status: &'static str,
+    result: Value,
+    code: Option<String>,
+    attempts: i32,
+    version: Option<Uuid>,
 }
 
-/// Records the final state. When another delivery finished first, returns that result instead,
-/// so every publish of one execution carries the same outcome.
-pub async fn finish(pool: &Pool, result: &ExecutionResultV1) -> Result<Value, LedgerError> {
-    let client = pool.get().await?;
-    let Some(id) = result.execution_id else {
-        return Ok(serde_json::to_value(result).unwrap_or(Value::Null));
-    };
-    let json = serde_json::to_value(result).unwrap_or(Value::Null);
-    let status = match result.status {
-        ExecutionStatus::Succeeded => "succeeded",
-        ExecutionStatus::Failed => "failed",
-        ExecutionStatus::UnknownOutcome => "unknown_outcome",
-    };
-    let code = result.error.as_ref().map(|e| {
-        serde_json::to_value(e.code)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-    });
-    let updated = client
-        .execute(
-            "UPDATE executions SET status = $2, result = $3, error_code = $4, attempts = $5, \
-             version_id = coalesce($6, version_id), finished_at = now() \
-             WHERE id = $1 AND status IN ('queued', 'running')",
-            &[
-                &id.0,
-                &status,
-                &json,
-                &code.flatten(),
-                &(result.attempts as i32),
-                &result.automation_version_id.map(|v| v.0),
-            ],
-        )
-        .await?;
-    if updated == 1 {
-        return Ok(json);
+/// The group-committed ledger.
+#[derive(Debug)]
+pub struct Ledger {
+    begin: Batcher<BeginInput, Option<tokio_postgres::Row>>,
+    mark: Batcher<(Uuid, Uuid), ()>,
+    finish: Batcher<FinishInput, Value>,
+    definitions: resolve::Definitions,
+}
+
+/// Largest batch of one statement.
+const MAX_BATCH: usize = 256;
+/// Batches of one kind in flight at once (each holds a pooled connection).
+const CONCURRENT_BATCHES: usize = 3;
+
+const BEGIN_SQL: &str = "WITH input AS ( \
+       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::jsonb[], $5::text[]) \
+         AS t(id, tenant_id, automation_id, parameters, source)), \
+     b AS ( \
+       INSERT INTO executions (id, tenant_id, automation_id, status, parameters, source, deliveries, started_at) \
+       SELECT id, tenant_id, automation_id, 'running', parameters, source, 1, now() FROM input \
+       ON CONFLICT (id) DO UPDATE SET deliveries = executions.deliveries + 1, \
+         status = CASE WHEN executions.status = 'queued' THEN 'running' ELSE executions.status END, \
+         started_at = coalesce(executions.started_at, now()) \
+       WHERE executions.tenant_id = EXCLUDED.tenant_id \
+       RETURNING id, tenant_id, automation_id, status, result, vendor_call_started_at) \
+     SELECT b.id, b.status, b.result, b.vendor_call_started_at, ";
+
+const FINISH_SQL: &str = "UPDATE executions e SET status = u.status, result = u.result, \
+       error_code = u.error_code, attempts = u.attempts, \
+       version_id = coalesce(u.version_id, e.version_id), finished_at = now() \
+     FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::int4[], $6::uuid[]) \
+       AS u(id, status, result, error_code, attempts, version_id) \
+     WHERE e.id = u.id AND e.status IN ('queued', 'running') \
+     RETURNING e.id";
+
+impl Ledger {
+    /// Starts the batchers (needs a Tokio runtime).
+    pub fn new(pool: Pool) -> Self {
+        let sql: std::sync::Arc<str> =
+            format!("{BEGIN_SQL}{} FROM b {}", resolve::COLUMNS, resolve::JOINS).into();
+        let p = pool.clone();
+        let begin = Batcher::spawn(
+            MAX_BATCH,
+            CONCURRENT_BATCHES,
+            |i: &BeginInput| i.id,
+            move |items: Vec<BeginInput>| {
+                let pool = p.clone();
+                let sql = sql.clone();
+                async move {
+                    let client = pool
+                        .get()
+                        .await
+                        .map_err(|e| LedgerError::from(e).to_string())?;
+                    let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
+                    let tenants: Vec<Uuid> = items.iter().map(|i| i.tenant).collect();
+                    let automations: Vec<Uuid> = items.iter().map(|i| i.automation).collect();
+                    let parameters: Vec<&Value> = items.iter().map(|i| &i.parameters).collect();
+                    let sources: Vec<Option<&str>> =
+                        items.iter().map(|i| i.source.as_deref()).collect();
+                    let rows = client
+                        .query(
+                            &*sql,
+                            &[&ids, &tenants, &automations, &parameters, &sources],
+                        )
+                        .await
+                        .map_err(|e| LedgerError::from(e).to_string())?;
+                    let mut by_id: HashMap<Uuid, tokio_postgres::Row> =
+                        rows.into_iter().map(|r| (r.get::<_, Uuid>(0), r)).collect();
+                    Ok(ids.iter().map(|id| by_id.remove(id)).collect())
+                }
+            },
+        );
+        let p = pool.clone();
+        let mark = Batcher::spawn(
+            MAX_BATCH,
+            CONCURRENT_BATCHES,
+            |i: &(Uuid, Uuid)| i.0,
+            move |items: Vec<(Uuid, Uuid)>| {
+                let pool = p.clone();
+                async move {
+                    let client = pool
+                        .get()
+                        .await
+                        .map_err(|e| LedgerError::from(e).to_string())?;
+                    let ids: Vec<Uuid> = items.iter().map(|i| i.0).collect();
+                    let versions: Vec<Uuid> = items.iter().map(|i| i.1).collect();
+                    client
+                    .execute(
+                        "UPDATE executions e SET vendor_call_started_at = coalesce(e.vendor_call_started_at, now()), \
+                         version_id = u.version_id FROM unnest($1::uuid[], $2::uuid[]) AS u(id, version_id) WHERE e.id = u.id",
+                        &[&ids, &versions],
+                    )
+                    .await
+                    .map_err(|e| LedgerError::from(e).to_string())?;
+                    Ok(vec![(); items.len()])
+                }
+            },
+        );
+        let p = pool;
+        let finish = Batcher::spawn(
+            MAX_BATCH,
+            CONCURRENT_BATCHES,
+            |i: &FinishInput| i.id,
+            move |items: Vec<FinishInput>| {
+                let pool = p.clone();
+                async move {
+                    let client = pool
+                        .get()
+                        .await
+                        .map_err(|e| LedgerError::from(e).to_string())?;
+                    let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
+                    let statuses: Vec<&str> = items.iter().map(|i| i.status).collect();
+                    let results: Vec<&Value> = items.iter().map(|i| &i.result).collect();
+                    let codes: Vec<Option<&str>> =
+                        items.iter().map(|i| i.code.as_deref()).collect();
+                    let attempts: Vec<i32> = items.iter().map(|i| i.attempts).collect();
+                    let versions: Vec<Option<Uuid>> = items.iter().map(|i| i.version).collect();
+                    let updated: std::collections::HashSet<Uuid> = client
+                        .query(
+                            FINISH_SQL,
+                            &[&ids, &statuses, &results, &codes, &attempts, &versions],
+                        )
+                        .await
+                        .map_err(|e| LedgerError::from(e).to_string())?
+                        .into_iter()
+                        .map(|r| r.get(0))
+                        .collect();
+                    // Another delivery finished first: every publish carries that first outcome.
+                    let lost: Vec<Uuid> = ids
+                        .iter()
+                        .filter(|id| !updated.contains(id))
+                        .copied()
+                        .collect();
+                    let mut stored: HashMap<Uuid, Value> = HashMap::new();
+                    if !lost.is_empty() {
+                        for row in client
+                        .query("SELECT id, result FROM executions WHERE id = ANY($1) AND result IS NOT NULL", &[&lost])
+                        .await
+                        .map_err(|e| LedgerError::from(e).to_string())?
+                    {
+                        stored.insert(row.get(0), row.get(1));
+                    }
+                    }
+                    Ok(items
+                        .into_iter()
+                        .map(|i| stored.remove(&i.id).unwrap_or(i.result))
+                        .collect())
+                }
+            },
+        );
+        Self {
+            begin,
+            mark,
+            finish,
+            definitions: resolve::Definitions::default(),
+        }
     }
-    let stored: Option<Value> = client
-        .query_opt("SELECT result FROM executions WHERE id = $1", &[&id.0])
-        .await?
-        .and_then(|r| r.get(0));
-    Ok(stored.unwrap_or(json))
+
+    /// Records the delivery and says how to proceed.
+    pub async fn begin(&self, req: &ExecutionRequestV1) -> Result<Begin, LedgerError> {
+        let row = self
+            .begin
+            .call(BeginInput {
+                id: req.execution_id.0,
+                tenant: req.tenant_id.0,
+                automation: req.automation_id.0,
+                parameters: Value::Object(req.parameters.clone()),
+                source: req.source.clone(),
+            })
+            .await
+            .map_err(LedgerError::Batch)?;
+        let Some(row) = row else {
+            return Ok(Begin::ForeignTenant);
+        };
+        let status: String = row.get(1);
+        let result: Option<Value> = row.get(2);
+        let vendor_call: Option<DateTime<Utc>> = row.get(3);
+        Ok(match (status.as_str(), result, vendor_call) {
+            ("running", _, Some(at)) => {
+                Begin::VendorCallInDoubt(at, resolve::from_row(&row, 4, req, &self.definitions))
+            }
+            ("running", _, None) => Begin::Run(resolve::from_row(&row, 4, req, &self.definitions)),
+            (_, Some(result), _) => Begin::Finished(result),
+            // A final status without a stored result cannot be produced by this code; run again
+            // rather than answer with nothing.
+            (_, None, _) => Begin::Run(resolve::from_row(&row, 4, req, &self.definitions)),
+        })
+    }
+
+    /// Notes, before the first vendor call, that the request is about to leave: from here on a
+    /// crash leaves the outcome in doubt.
+    pub async fn mark_vendor_call(
+        &self,
+        req: &ExecutionRequestV1,
+        version: VersionId,
+    ) -> Result<(), LedgerError> {
+        self.mark
+            .call((req.execution_id.0, version.0))
+            .await
+            .map_err(LedgerError::Batch)
+    }
+
+    /// Records the final state. When another delivery finished first, returns that result
+    /// instead, so every publish of one execution carries the same outcome.
+    pub async fn finish(&self, result: &ExecutionResultV1) -> Result<Value, LedgerError> {
+        let json = serde_json::to_value(result).unwrap_or(Value::Null);
+        let Some(id) = result.execution_id else {
+            return Ok(json);
+        };
+        let status = match result.status {
+            ExecutionStatus::Succeeded => "succeeded",
+            ExecutionStatus::Failed => "failed",
+            ExecutionStatus::UnknownOutcome => "unknown_outcome",
+        };
+        let code = result.error.as_ref().and_then(|e| {
+            serde_json::to_value(e.code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+        });
+        self.finish
+            .call(FinishInput {
+                id: id.0,
+                status,
+                result: json,
+                code,
+                attempts: result.attempts as i32,
+                version: result.automation_version_id.map(|v| v.0),
+            })
+            .await
+            .map_err(LedgerError::Batch)
+    }
 }

@@ -1,12 +1,14 @@
 //! Resolving an execution request to what it runs: the automation's published version (its
-//! definition) and the connection that version is pinned to, in one query, tenant-scoped.
+//! definition) and the connection that version is pinned to. The columns are read in the
+//! ledger's begin statement (one round-trip for both), tenant-scoped by the joins below.
 
 use aic_core::credentials::Sealed;
 use aic_proto::{
     AutomationDefinition, ConnectionId, ExecutionErrorCode, ExecutionRequestV1, VersionId,
 };
-use deadpool_postgres::Pool;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use tokio_postgres::Row;
 
 /// What an execution runs.
 #[derive(Debug)]
@@ -14,9 +16,9 @@ pub struct Resolved {
     /// The immutable version.
     pub version_id: VersionId,
     /// Its definition.
-    pub definition: AutomationDefinition,
+    pub definition: Arc<AutomationDefinition>,
     /// Output mapping.
-    pub output: BTreeMap<String, String>,
+    pub output: Arc<BTreeMap<String, String>>,
     /// The connection.
     pub connection: ConnectionRow,
 }
@@ -47,25 +49,53 @@ pub struct Refusal {
     pub message: String,
 }
 
-/// Looks the request up. `Ok(Err(_))` is a refusal to report; `Err(_)` an infrastructure failure.
-pub async fn resolve(
-    pool: &Pool,
+/// The columns resolution reads, after the ledger's own; `a` is `NULL` when the automation does
+/// not exist in the tenant.
+pub const COLUMNS: &str = "a.id, a.status, v.id, v.definition, v.output, c.id, c.domain, \
+    c.auth_type, c.secret_key_id, c.secret_nonce, c.secret_ciphertext, c.secret_version, c.status";
+
+/// Joins from the ledger row `b` (with `tenant_id` and `automation_id`) to what it runs.
+pub const JOINS: &str = "LEFT JOIN automations a ON a.tenant_id = b.tenant_id AND a.id = b.automation_id \
+    LEFT JOIN automation_versions v ON v.id = a.published_version_id \
+    LEFT JOIN connections c ON c.tenant_id = a.tenant_id AND c.id = (v.definition->>'connection_id')::uuid";
+
+type Parsed = (Arc<AutomationDefinition>, Arc<BTreeMap<String, String>>);
+
+/// Parsed definitions by version. Versions are immutable, so an entry never goes stale; the map
+/// is emptied when it grows past a bound, so it never grows without limit either.
+#[derive(Debug, Default)]
+pub struct Definitions(Mutex<HashMap<uuid::Uuid, Parsed>>);
+
+const MAX_DEFINITIONS: usize = 4096;
+
+impl Definitions {
+    fn get_or_parse(&self, version: uuid::Uuid, row: &Row, at: usize) -> Option<Parsed> {
+        if let Some(p) = self.0.lock().ok().and_then(|m| m.get(&version).cloned()) {
+            return Some(p);
+        }
+        let definition: AutomationDefinition = serde_json::from_value(row.get(at)).ok()?;
+        let output: BTreeMap<String, String> =
+            serde_json::from_value(row.get(at + 1)).unwrap_or_default();
+        let parsed = (Arc::new(definition), Arc::new(output));
+        if let Ok(mut m) = self.0.lock() {
+            if m.len() >= MAX_DEFINITIONS {
+                m.clear();
+            }
+            m.insert(version, parsed.clone());
+        }
+        Some(parsed)
+    }
+}
+
+/// Reads [`COLUMNS`] starting at column `at`.
+pub fn from_row(
+    row: &Row,
+    at: usize,
     req: &ExecutionRequestV1,
-) -> Result<Result<Resolved, Refusal>, crate::ledger::LedgerError> {
-    let client = pool.get().await?;
-    let row = client
-        .query_opt(
-            "SELECT a.status, v.id, v.definition, v.output, c.id, c.domain, c.auth_type, c.secret_key_id, \
-             c.secret_nonce, c.secret_ciphertext, c.secret_version, c.status \
-             FROM automations a \
-             LEFT JOIN automation_versions v ON v.id = a.published_version_id \
-             LEFT JOIN connections c ON c.tenant_id = a.tenant_id AND c.id = (v.definition->>'connection_id')::uuid \
-             WHERE a.tenant_id = $1 AND a.id = $2",
-            &[&req.tenant_id.0, &req.automation_id.0],
-        )
-        .await?;
-    let refuse = |code, message: String| Ok(Err(Refusal { code, message }));
-    let Some(row) = row else {
+    definitions: &Definitions,
+) -> Result<Resolved, Refusal> {
+    let refuse = |code, message: String| Err(Refusal { code, message });
+    if row.get::<_, Option<uuid::Uuid>>(at).is_none() {
         return refuse(
             ExecutionErrorCode::UnknownAutomation,
             format!(
@@ -73,9 +103,9 @@ pub async fn resolve(
                 req.automation_id
             ),
         );
-    };
-    let status: String = row.get(0);
-    let Some(version) = row.get::<_, Option<uuid::Uuid>>(1) else {
+    }
+    let status: String = row.get(at + 1);
+    let Some(version) = row.get::<_, Option<uuid::Uuid>>(at + 2) else {
         return refuse(
             ExecutionErrorCode::AutomationNotPublished,
             format!("automation {} has no published version", req.automation_id),
@@ -87,34 +117,33 @@ pub async fn resolve(
             format!("automation {} is paused", req.automation_id),
         );
     }
-    let Ok(definition) = serde_json::from_value::<AutomationDefinition>(row.get(2)) else {
+    let Some((definition, output)) = definitions.get_or_parse(version, row, at + 3) else {
         return refuse(
             ExecutionErrorCode::Internal,
             "the published definition could not be read".into(),
         );
     };
-    let output: BTreeMap<String, String> = serde_json::from_value(row.get(3)).unwrap_or_default();
-    let Some(conn_id) = row.get::<_, Option<uuid::Uuid>>(4) else {
+    let Some(conn_id) = row.get::<_, Option<uuid::Uuid>>(at + 5) else {
         return refuse(
             ExecutionErrorCode::Internal,
             "the automation's connection no longer exists".into(),
         );
     };
-    Ok(Ok(Resolved {
+    Ok(Resolved {
         version_id: VersionId(version),
         definition,
         output,
         connection: ConnectionRow {
             id: ConnectionId(conn_id),
-            domain: row.get(5),
-            auth_type: row.get(6),
+            domain: row.get(at + 6),
+            auth_type: row.get(at + 7),
             sealed: Sealed {
-                key_id: row.get(7),
-                nonce: row.get(8),
-                ciphertext: row.get(9),
+                key_id: row.get(at + 8),
+                nonce: row.get(at + 9),
+                ciphertext: row.get(at + 10),
             },
-            secret_version: row.get(10),
-            status: row.get(11),
+            secret_version: row.get(at + 11),
+            status: row.get(at + 12),
         },
-    }))
+    })
 }

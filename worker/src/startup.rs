@@ -55,6 +55,7 @@ impl Worker {
         };
         let ctx = Ctx {
             catalog,
+            ledger: crate::ledger::Ledger::new(pool.clone()),
             pool,
             keyring,
             http: aic_core::vendor::http_client(
