@@ -177,65 +177,79 @@ async fn ceiling(env: &TestEnv, n: usize, prefetch: u16) -> Row {
     }
 }
 
-/// Enqueues `n` executions as the AMQP contract says and waits for every result.
-async fn pipeline(env: &TestEnv, automation: &str, n: usize, workers: &[u32], label: &str) -> Row {
+/// Enqueues `n` executions as the AMQP contract says — as fast as confirms allow, or paced at
+/// `rate` per second — and waits for every result, timing each from its publish to its result.
+async fn pipeline(
+    env: &TestEnv,
+    automation: &str,
+    n: usize,
+    workers: &[u32],
+    rate: Option<f64>,
+    label: &str,
+) -> Row {
     let mut results = env.listen(&env.names.results_exchange, "#").await;
     let publisher = aic_core::amqp::confirm_channel(&env.amqp)
         .await
         .expect("channel");
+    // Results are read as they arrive, while publishing goes on.
+    let reader = tokio::spawn(async move {
+        let mut arrived: HashMap<String, (Instant, bool)> = HashMap::with_capacity(n);
+        while arrived.len() < n {
+            let Some(d) = results.next(Duration::from_secs(60)).await else {
+                break;
+            };
+            let at = Instant::now();
+            let v: serde_json::Value = serde_json::from_slice(&d.data).unwrap_or_default();
+            if let Some(id) = v["execution_id"].as_str() {
+                arrived.insert(id.to_string(), (at, v["status"] == "succeeded"));
+            }
+        }
+        arrived
+    });
     let cpu_before: f64 = workers.iter().filter_map(|p| proc_cpu_us(*p)).sum();
     let mut sent_at: HashMap<String, Instant> = HashMap::with_capacity(n);
     let started = Instant::now();
-    let mut pending = Vec::new();
+    let mut confirms = tokio::task::JoinSet::new();
     for i in 0..n {
+        if let Some(rate) = rate {
+            let due = started + Duration::from_secs_f64(i as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
         let id = uuid::Uuid::now_v7().to_string();
         let body = json!({"version": 1, "execution_id": id, "tenant_id": env.tenant.to_string(), "automation_id": automation,
             "parameters": {"LastName": format!("B{i}"), "Company": "Bench"}});
         sent_at.insert(id, Instant::now());
-        pending.push(
-            publisher
-                .basic_publish(
-                    env.names.executions_exchange.as_str().into(),
-                    EXECUTE_ROUTING_KEY.into(),
-                    BasicPublishOptions::default(),
-                    body.to_string().as_bytes(),
-                    aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE),
-                )
-                .await
-                .expect("publish"),
-        );
-        if pending.len() >= 500 {
-            for p in pending.drain(..) {
-                p.await.expect("confirm");
-            }
+        let confirm = publisher
+            .basic_publish(
+                env.names.executions_exchange.as_str().into(),
+                EXECUTE_ROUTING_KEY.into(),
+                BasicPublishOptions::default(),
+                body.to_string().as_bytes(),
+                aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE),
+            )
+            .await
+            .expect("publish");
+        confirms.spawn(async move { confirm.await.expect("confirm") });
+        // Bound the unconfirmed window, as a real publisher would.
+        while confirms.len() >= 1000 {
+            confirms.join_next().await;
         }
     }
-    for p in pending.drain(..) {
-        p.await.expect("confirm");
-    }
-    let mut latencies = Vec::with_capacity(n);
-    let mut failed = 0;
-    let mut seen = 0;
-    while seen < n {
-        let Some(d) = results.next(Duration::from_secs(60)).await else {
-            break;
-        };
-        seen += 1;
-        let v: serde_json::Value = serde_json::from_slice(&d.data).unwrap_or_default();
-        if v["status"] != "succeeded" {
-            failed += 1;
-        }
-        if let Some(t) = v["execution_id"].as_str().and_then(|id| sent_at.get(id)) {
-            latencies.push(t.elapsed().as_secs_f64() * 1000.0);
-        }
-    }
-    let elapsed = started.elapsed().as_secs_f64();
+    while confirms.join_next().await.is_some() {}
+    let arrived = reader.await.expect("results reader");
+    let last = arrived.values().map(|(t, _)| *t).max().unwrap_or(started);
+    let elapsed = (last - started).as_secs_f64();
     let cpu_after: f64 = workers.iter().filter_map(|p| proc_cpu_us(*p)).sum();
+    let mut latencies: Vec<f64> = arrived
+        .iter()
+        .filter_map(|(id, (at, _))| sent_at.get(id).map(|t| (*at - *t).as_secs_f64() * 1000.0))
+        .collect();
     latencies.sort_by(|a, b| a.total_cmp(b));
+    let seen = arrived.len();
     Row {
         scenario: label.into(),
         executions: n,
-        per_second: seen as f64 / elapsed,
+        per_second: seen as f64 / elapsed.max(1e-9),
         worker_cpu_us_per_execution: Some((cpu_after - cpu_before) / seen.max(1) as f64),
         worker_peak_rss_mib: workers
             .iter()
@@ -245,9 +259,15 @@ async fn pipeline(env: &TestEnv, automation: &str, n: usize, workers: &[u32], la
         latency_p99_ms: percentile(&latencies, 0.99),
         latency_max_ms: latencies.last().copied(),
         lost: n - seen,
-        failed,
+        failed: arrived.values().filter(|(_, ok)| !ok).count(),
         ..Row::default()
     }
+}
+
+/// Stops a worker process and reaps it.
+fn stop(mut child: std::process::Child) {
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[tokio::main]
@@ -263,53 +283,68 @@ async fn main() -> ExitCode {
     let mut rows = vec![ceiling(&env, args.n, args.prefetch).await];
     let ceiling_rate = rows[0].per_second;
 
-    let mut one = env.spawn_worker_process(args.prefetch);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    rows.push(
-        pipeline(
-            &env,
-            &automation,
-            args.n,
-            &[one.id()],
-            "full pipeline, fast vendor, 1 worker",
-        )
-        .await,
-    );
+    let one = env.spawn_worker_process(args.prefetch);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let full = pipeline(
+        &env,
+        &automation,
+        args.n,
+        &[one.id()],
+        None,
+        "full pipeline, fast vendor, 1 worker",
+    )
+    .await;
+    // Latency with headroom: the same worker, fed at half the rate it just sustained.
+    let half_rate = full.per_second / 2.0;
+    let half_n = ((half_rate * 15.0) as usize).clamp(500, args.n);
+    let half = pipeline(
+        &env,
+        &automation,
+        half_n,
+        &[one.id()],
+        Some(half_rate),
+        &format!("  same, paced at half of peak ({half_rate:.0}/s)"),
+    )
+    .await;
+    rows.push(full);
+    rows.push(half);
 
-    let mut two = env.spawn_worker_process(args.prefetch);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let two = env.spawn_worker_process(args.prefetch);
+    tokio::time::sleep(Duration::from_secs(2)).await;
     rows.push(
         pipeline(
             &env,
             &automation,
             args.n,
             &[one.id(), two.id()],
+            None,
             "full pipeline, fast vendor, 2 workers",
         )
         .await,
     );
-    let _ = two.kill();
-    let _ = one.kill();
+    stop(two);
+    stop(one);
+    for r in rows.iter_mut().skip(1) {
+        r.ratio = Some(r.per_second / ceiling_rate);
+    }
 
     env.sandbox
         .set_latency(Duration::from_millis(args.slow_latency_ms));
-    let mut slow = env.spawn_worker_process(args.slow_in_flight);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let slow = env.spawn_worker_process(args.slow_in_flight);
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let slow_n = (args.n / 5).max(args.slow_in_flight as usize * 4);
     let mut row = pipeline(
         &env,
         &automation,
         slow_n,
         &[slow.id()],
-        "slow vendor, 1 worker",
+        None,
+        &format!("slow vendor ({} ms), 1 worker", args.slow_latency_ms),
     )
     .await;
     let littles_law = args.slow_in_flight as f64 / (args.slow_latency_ms as f64 / 1000.0);
     row.ratio = Some(row.per_second / littles_law);
-    let _ = slow.kill();
-    for r in rows.iter_mut().skip(1) {
-        r.ratio = Some(r.per_second / ceiling_rate);
-    }
+    stop(slow);
     rows.push(row);
 
     println!(
