@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash deploy/local/services.sh
+# The process-level tests (kill -9, SIGTERM) start the real aic-worker binary.
+cargo build --workspace --bins
 cargo test --workspace --all-targets "$@"
