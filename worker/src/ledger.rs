@@ -74,8 +74,10 @@ pub struct Ledger {
 
 /// Largest batch of one statement.
 const MAX_BATCH: usize = 256;
-/// Batches of one kind in flight at once (each holds a pooled connection).
-const CONCURRENT_BATCHES: usize = 3;
+/// Batches of one kind in flight at once (each holds a pooled connection). One is best here:
+/// while it runs the next batch fills, and fewer, larger commits cost Postgres far less CPU
+/// (aic-bench: 3 → 1 took one worker from 4,957 to 5,873 exec/s and 98 → 86 µs CPU each).
+const CONCURRENT_BATCHES: usize = 1;
 
 const BEGIN_SQL: &str = "WITH input AS ( \
        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::jsonb[], $5::text[]) \

@@ -33,6 +33,9 @@ struct Args {
     /// Vendor latency of the slow scenario, in milliseconds.
     #[arg(long, default_value_t = 200)]
     slow_latency_ms: u64,
+    /// Rate of the paced latency run, per second (default: half of the measured peak).
+    #[arg(long)]
+    paced_rate: Option<f64>,
     /// Where to write the JSON.
     #[arg(long, default_value = "target/bench.json")]
     json: String,
@@ -295,15 +298,15 @@ async fn main() -> ExitCode {
     )
     .await;
     // Latency with headroom: the same worker, fed at half the rate it just sustained.
-    let half_rate = full.per_second / 2.0;
-    let half_n = ((half_rate * 15.0) as usize).clamp(500, args.n);
+    let half_rate = args.paced_rate.unwrap_or(full.per_second / 2.0);
+    let half_n = ((half_rate * 15.0) as usize).clamp(500.min(args.n), args.n);
     let half = pipeline(
         &env,
         &automation,
         half_n,
         &[one.id()],
         Some(half_rate),
-        &format!("  same, paced at half of peak ({half_rate:.0}/s)"),
+        &format!("  same, paced at {half_rate:.0}/s"),
     )
     .await;
     rows.push(full);
