@@ -46,6 +46,56 @@ pub struct AutomationDefinition {
     /// How to tell whether a create whose answer was lost has landed at the vendor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedupe: Option<Dedupe>,
+    /// How hard to retry this automation's transient vendor failures; unset fields take the
+    /// worker's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetrySpec>,
+}
+
+/// An automation's retry policy: full-jitter exponential backoff between `base_ms` and
+/// `cap_ms`, at most `max_attempts` vendor calls, and no retry that would end past `budget_ms`
+/// after the first call. A vendor's `Retry-After` replaces the backoff, clamped to `cap_ms`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    /// Vendor calls in all, including the first (1 to 10; 1 means never retry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Ceiling of the first retry delay, in milliseconds (10 to 60,000); doubles each retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_ms: Option<u64>,
+    /// Longest single delay, in milliseconds (at least `base_ms`, at most 300,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap_ms: Option<u64>,
+    /// Time for all attempts and waits, in milliseconds (1,000 to 900,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_ms: Option<u64>,
+}
+
+impl RetrySpec {
+    /// Checks the bounds; on failure names the field (`max_attempts`, `base_ms`, …).
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let range = |field: &'static str, v: Option<u64>, lo: u64, hi: u64| match v {
+            Some(v) if v < lo || v > hi => Err((
+                field,
+                format!("{field} must be between {lo} and {hi}, not {v}"),
+            )),
+            _ => Ok(()),
+        };
+        range("max_attempts", self.max_attempts.map(u64::from), 1, 10)?;
+        range("base_ms", self.base_ms, 10, 60_000)?;
+        range("cap_ms", self.cap_ms, 10, 300_000)?;
+        range("budget_ms", self.budget_ms, 1_000, 900_000)?;
+        if let (Some(base), Some(cap)) = (self.base_ms, self.cap_ms) {
+            if cap < base {
+                return Err((
+                    "cap_ms",
+                    format!("cap_ms ({cap}) must not be below base_ms ({base})"),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A vendor's handle for recognising a record the worker created.

@@ -14,7 +14,7 @@ pub mod topology;
 pub use decode::DecodeError;
 pub use definition::{
     AutomationDefinition, Dedupe, DefinitionPublishedV1, HttpMethod, ParameterLocation,
-    ParameterSpec, ParameterType, Transform,
+    ParameterSpec, ParameterType, RetrySpec, Transform,
 };
 pub use execution::{
     ExecutionError, ExecutionErrorCode, ExecutionRequestV1, ExecutionResultV1, ExecutionStatus,

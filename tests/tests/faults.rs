@@ -119,6 +119,74 @@ async fn a_vendor_that_keeps_failing_exhausts_the_attempts_then_fails() {
     env.stop().await;
 }
 
+/// An automation's own retry policy wins over the worker's, is copied into the published
+/// version, and out-of-range values are refused naming the field.
+#[tokio::test]
+async fn an_automation_can_set_its_own_retry_policy() {
+    let (env, default_policy) = slack_env().await;
+    let conn = env
+        .call(reqwest::Method::GET, "/v1/connections", None)
+        .await
+        .1[0]["id"]
+        .as_str()
+        .expect("connection id")
+        .to_string();
+    let create = |name: &str, retry| json!({"template": "slack.send_message", "connection_id": conn, "name": name, "retry": retry});
+    let (status, body) = env
+        .call(
+            reqwest::Method::POST,
+            "/v1/automations",
+            Some(create("Bad", json!({"max_attempts": 0}))),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "retry.max_attempts", "{body}");
+    let (status, body) = env
+        .call(
+            reqwest::Method::POST,
+            "/v1/automations",
+            Some(create("Bad cap", json!({"base_ms": 500, "cap_ms": 100}))),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "retry.cap_ms", "{body}");
+
+    let (status, created) = env
+        .call(
+            reqwest::Method::POST,
+            "/v1/automations",
+            Some(create(
+                "Patient",
+                json!({"max_attempts": 5, "base_ms": 10, "cap_ms": 20}),
+            )),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["retry"]["max_attempts"], 5);
+    let patient = created["id"].as_str().expect("id").to_string();
+    let (status, _) = env
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/automations/{patient}/publish"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 201);
+
+    env.sandbox.state.faults.set_error_rate(1.0);
+    let text = json!({"channel": "#general", "text": "hi"});
+    let patient_run = env.run(&patient, text.clone()).await;
+    let default_run = env.run(&default_policy, text).await;
+    println!(
+        "always-503 vendor: automation policy {} calls, worker default {} calls",
+        patient_run["result"]["attempts"], default_run["result"]["attempts"]
+    );
+    assert_eq!(patient_run["status"], "failed");
+    assert_eq!(patient_run["result"]["attempts"], 5, "{patient_run}");
+    assert_eq!(default_run["result"]["attempts"], 3, "{default_run}");
+    env.stop().await;
+}
+
 #[tokio::test]
 async fn a_salesforce_503_is_retried_but_a_validation_error_is_not() {
     let env = TestEnv::start().await;

@@ -38,6 +38,10 @@ pub struct WorkerArgs {
     /// Longest single retry delay, in milliseconds (also caps a vendor's Retry-After).
     #[arg(long, env = "AIC_WORKER_RETRY_CAP_MS", default_value_t = 5_000)]
     pub retry_cap_ms: u64,
+    /// Time for all of one execution's vendor attempts and waits, in milliseconds: no retry
+    /// starts that would end past it. Automations may set their own.
+    #[arg(long, env = "AIC_WORKER_RETRY_BUDGET_MS", default_value_t = 120_000)]
+    pub retry_budget_ms: u64,
     /// Seconds to let in-flight executions finish after SIGTERM before leaving them to
     /// redelivery.
     #[arg(long, env = "AIC_WORKER_SHUTDOWN_GRACE_SECS", default_value_t = 30)]

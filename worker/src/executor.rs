@@ -329,7 +329,8 @@ async fn execute(
         body: &body,
         output: &r.output,
     };
-    let (mut result, mut attempts) = invoke::invoke(ctx, &target, &call).await;
+    let policy = ctx.retry.with(def.retry.as_ref());
+    let (mut result, mut attempts) = invoke::invoke(ctx, &target, &call, policy).await;
     // The answer to this create was lost: the dedupe handle tells whether it landed.
     if matches!(&result, Err(f) if f.class == aic_core::vendor::RetryClass::UnknownOutcome)
         && def.dedupe.is_some()
@@ -339,7 +340,7 @@ async fn execute(
         {
             Landed::Yes(output) => return Ok(deduplicated(output, attempts)),
             Landed::No => {
-                let (again, more) = invoke::invoke(ctx, &target, &call).await;
+                let (again, more) = invoke::invoke(ctx, &target, &call, policy).await;
                 result = again;
                 attempts += more;
             }

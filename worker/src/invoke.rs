@@ -148,9 +148,10 @@ pub async fn invoke(
     ctx: &Ctx,
     t: &Target<'_>,
     call: &Call<'_>,
+    policy: crate::retry::RetryPolicy,
 ) -> (Result<CallSuccess, VendorFailure>, u32) {
     let attempts = AtomicU32::new(0);
-    let result = crate::retry::run(ctx.retry, || attempt(ctx, t, call, &attempts), |f, delay| {
+    let result = crate::retry::run(policy, || attempt(ctx, t, call, &attempts), |f, delay| {
         ctx.metrics.retries.with_label_values(&[t.app]).inc();
         tracing::info!(class = f.class.as_str(), delay_ms = delay.as_millis() as u64, reason = %f.message, "retrying vendor call");
     })

@@ -1,5 +1,6 @@
-//! The retry policy: exponential backoff with jitter (backon), honouring the vendor's
-//! `Retry-After` up to the cap, and retrying only what the classifier called retryable.
+//! The retry policy: exponential backoff with full jitter (backon), honouring the vendor's
+//! `Retry-After` up to the cap, within a total time budget, and retrying only what the
+//! classifier called retryable. Each automation may override the worker's defaults.
 
 use aic_core::vendor::{RetryClass, VendorFailure};
 use backon::{ExponentialBuilder, Retryable};
@@ -15,15 +16,31 @@ pub struct RetryPolicy {
     pub base: Duration,
     /// Longest delay (also caps `Retry-After`).
     pub cap: Duration,
+    /// No retry starts whose wait would end later than this after the first call.
+    pub budget: Duration,
 }
 
 impl RetryPolicy {
+    /// This policy with an automation's overrides applied.
+    pub fn with(self, spec: Option<&aic_proto::RetrySpec>) -> Self {
+        let Some(s) = spec else { return self };
+        let ms = Duration::from_millis;
+        let base = s.base_ms.map(ms).unwrap_or(self.base);
+        Self {
+            max_attempts: s.max_attempts.unwrap_or(self.max_attempts).max(1),
+            base,
+            cap: s.cap_ms.map(ms).unwrap_or(self.cap).max(base),
+            budget: s.budget_ms.map(ms).unwrap_or(self.budget),
+        }
+    }
+
     fn backoff(&self) -> ExponentialBuilder {
+        // No backon jitter: it adds up to one delay on top, where full jitter draws the whole
+        // delay from [0, delay] (see `run`), which spreads a fleet's retries best.
         ExponentialBuilder::default()
             .with_min_delay(self.base)
             .with_max_delay(self.cap)
             .with_factor(2.0)
-            .with_jitter()
             .with_max_times(self.max_attempts.saturating_sub(1) as usize)
     }
 }
@@ -40,15 +57,20 @@ where
     Fut: Future<Output = Result<T, VendorFailure>>,
 {
     let cap = policy.cap;
+    let started = std::time::Instant::now();
+    let budget = policy.budget;
     op.retry(policy.backoff())
         .sleep(tokio::time::sleep)
         .when(|e: &VendorFailure| e.class == RetryClass::Retryable)
         .adjust(move |e: &VendorFailure, planned: Option<Duration>| {
-            match (planned, e.retry_after) {
+            let delay = match (planned, e.retry_after) {
                 // The vendor knows best when it will take more, within our cap.
-                (Some(_), Some(after)) => Some(after.min(cap)),
-                (planned, _) => planned,
-            }
+                (Some(_), Some(after)) => after.min(cap),
+                (Some(d), None) => d.mul_f64(fastrand::f64()),
+                (None, _) => return None,
+            };
+            // A retry that would start past the budget is not worth starting.
+            (started.elapsed() + delay <= budget).then_some(delay)
         })
         .notify(|e: &VendorFailure, d: Duration| on_retry(e, d))
         .await
@@ -74,7 +96,76 @@ mod tests {
         max_attempts: 3,
         base: Duration::from_millis(1),
         cap: Duration::from_millis(50),
+        budget: Duration::from_secs(10),
     };
+
+    #[tokio::test]
+    async fn delays_are_full_jitter_within_the_exponential_bound() {
+        let policy = RetryPolicy {
+            max_attempts: 6,
+            base: Duration::from_millis(8),
+            cap: Duration::from_millis(40),
+            ..FAST
+        };
+        let mut delays = Vec::new();
+        let _: Result<(), _> = run(
+            policy,
+            || async { Err(failure(RetryClass::Retryable, None)) },
+            |_, d| delays.push(d),
+        )
+        .await;
+        assert_eq!(delays.len(), 5);
+        for (i, d) in delays.iter().enumerate() {
+            let bound =
+                Duration::from_millis(8 * 2u64.pow(i as u32)).min(Duration::from_millis(40));
+            assert!(*d <= bound, "retry {i} waited {d:?}, above {bound:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn no_retry_starts_past_the_budget() {
+        let policy = RetryPolicy {
+            max_attempts: 10,
+            budget: Duration::from_millis(100),
+            ..FAST
+        };
+        let calls = AtomicU32::new(0);
+        let started = std::time::Instant::now();
+        let r: Result<(), _> = run(
+            policy,
+            || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                // Each call takes 40 ms and asks for a 30 ms wait: the second retry would
+                // start at ~140 ms, past the 100 ms budget.
+                tokio::time::sleep(Duration::from_millis(40)).await;
+                Err(failure(
+                    RetryClass::Retryable,
+                    Some(Duration::from_millis(30)),
+                ))
+            },
+            |_, _| {},
+        )
+        .await;
+        assert!(r.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert!(started.elapsed() < Duration::from_millis(200));
+    }
+
+    #[test]
+    fn an_automation_overrides_only_what_it_sets() {
+        let spec = aic_proto::RetrySpec {
+            max_attempts: Some(1),
+            cap_ms: Some(5),
+            ..Default::default()
+        };
+        let p = FAST.with(Some(&spec));
+        assert_eq!(p.max_attempts, 1);
+        assert_eq!(p.base, FAST.base);
+        // A cap below the base would make no sense: the base wins.
+        assert_eq!(p.cap, Duration::from_millis(5).max(FAST.base));
+        assert_eq!(p.budget, FAST.budget);
+        assert_eq!(FAST.with(None).max_attempts, FAST.max_attempts);
+    }
 
     #[tokio::test]
     async fn retryable_failures_are_retried_until_the_attempts_run_out() {

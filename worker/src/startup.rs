@@ -72,6 +72,7 @@ impl Worker {
                 max_attempts: args.max_attempts,
                 base: Duration::from_millis(args.retry_base_ms),
                 cap: Duration::from_millis(args.retry_cap_ms),
+                budget: Duration::from_millis(args.retry_budget_ms),
             },
         };
         Ok(Self {

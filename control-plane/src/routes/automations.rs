@@ -9,7 +9,7 @@ use aic_core::catalog::Template;
 use aic_proto::topology::{DEFINITION_PUBLISHED_ROUTING_KEY, DEFINITION_PUBLISHED_TYPE};
 use aic_proto::{
     AutomationDefinition, AutomationId, ConnectionId, DefinitionPublishedV1, ParameterSpec,
-    TenantId, VersionId,
+    RetrySpec, TenantId, VersionId,
 };
 use axum::Json;
 use axum::body::Bytes;
@@ -36,6 +36,8 @@ pub struct CreateAutomation {
     /// The parameter table; defaults to the template's. The template's required parameters
     /// must stay, required and mapped to the same field.
     pub parameters: Option<Vec<ParameterSpec>>,
+    /// Retry policy for transient vendor failures; unset fields take the worker's defaults.
+    pub retry: Option<RetrySpec>,
 }
 
 /// Body of `POST /v1/automations/{id}/publish` (optional).
@@ -76,6 +78,9 @@ pub struct AutomationView {
     pub status: String,
     /// The draft parameter table.
     pub parameters: Vec<ParameterSpec>,
+    /// The draft retry policy (absent: the worker's defaults).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetrySpec>,
     /// The live version, if published.
     pub published_version: Option<VersionView>,
     /// Created.
@@ -181,6 +186,15 @@ pub async fn create(
         .parameters
         .unwrap_or_else(|| template.parameters.clone());
     check_parameters(template, &parameters)?;
+    if let Some(retry) = &input.retry {
+        retry
+            .check()
+            .map_err(|(field, message)| ApiError::invalid(format!("retry.{field}"), message))?;
+    }
+    let retry = input
+        .retry
+        .map(|r| serde_json::to_value(r).map_err(|e| ApiError::internal("retry", &e)))
+        .transpose()?;
     let client = state.pool.get().await?;
     let conn_app: String = client
         .query_opt(
@@ -199,8 +213,8 @@ pub async fn create(
     let id = AutomationId::new();
     let inserted = client
         .execute(
-            "INSERT INTO automations (id, tenant_id, connection_id, app, action, name, description, parameters, created_by) \
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT (tenant_id, name) DO NOTHING",
+            "INSERT INTO automations (id, tenant_id, connection_id, app, action, name, description, parameters, created_by, retry) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT (tenant_id, name) DO NOTHING",
             &[
                 &id.0,
                 &caller.tenant.0,
@@ -211,6 +225,7 @@ pub async fn create(
                 &input.description,
                 &serde_json::to_value(&parameters).map_err(|e| ApiError::internal("parameters", &e))?,
                 &caller.token_id,
+                &retry,
             ],
         )
         .await?;
@@ -227,7 +242,7 @@ pub async fn create(
 }
 
 const SELECT: &str = "SELECT a.id, a.name, a.description, a.app || '.' || a.action, a.connection_id, a.status, \
-    a.parameters, a.created_at, a.updated_at, v.id, v.number, v.name, v.published_at \
+    a.parameters, a.created_at, a.updated_at, v.id, v.number, v.name, v.published_at, a.retry \
     FROM automations a LEFT JOIN automation_versions v ON v.id = a.published_version_id";
 
 fn view(row: &tokio_postgres::Row) -> AutomationView {
@@ -240,6 +255,9 @@ fn view(row: &tokio_postgres::Row) -> AutomationView {
         connection_id: ConnectionId(row.get(4)),
         status: row.get(5),
         parameters: serde_json::from_value(row.get(6)).unwrap_or_default(),
+        retry: row
+            .get::<_, Option<serde_json::Value>>(13)
+            .and_then(|v| serde_json::from_value(v).ok()),
         created_at: row.get(7),
         updated_at: row.get(8),
         published_version: version_id.map(|id| VersionView {
@@ -317,7 +335,7 @@ pub async fn publish(
     let tx = client.transaction().await?;
     let row = tx
         .query_opt(
-            "SELECT app, action, connection_id, parameters FROM automations WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+            "SELECT app, action, connection_id, parameters, retry FROM automations WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
             &[&caller.tenant.0, &id.0],
         )
         .await?
@@ -338,6 +356,11 @@ pub async fn publish(
         parameters: serde_json::from_value(row.get(3))
             .map_err(|e| ApiError::internal("stored parameters", &e))?,
         dedupe: template.dedupe,
+        retry: row
+            .get::<_, Option<serde_json::Value>>(4)
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| ApiError::internal("stored retry policy", &e))?,
     };
     let number: i32 = tx
         .query_one(
