@@ -139,6 +139,30 @@ pub async fn declare_topology(ch: &Channel, names: &Names) -> Result<(), lapin::
         FieldTable::default(),
     )
     .await?;
+    // Long retry waits leave the worker: a request parked here expires after the tier's TTL and
+    // is dead-lettered back to the executions exchange — at least once, so a broker failure at
+    // expiry cannot drop it (which needs reject-publish overflow).
+    for (secs, queue) in &names.delay_queues {
+        ch.queue_declare(
+            queue.as_str().into(),
+            durable_queue,
+            table(&[
+                ("x-queue-type", text("quorum")),
+                (
+                    "x-message-ttl",
+                    AMQPValue::LongLongInt((*secs * 1000) as i64),
+                ),
+                ("x-dead-letter-exchange", text(&names.executions_exchange)),
+                (
+                    "x-dead-letter-routing-key",
+                    text(aic_proto::topology::EXECUTE_ROUTING_KEY),
+                ),
+                ("x-dead-letter-strategy", text("at-least-once")),
+                ("x-overflow", text("reject-publish")),
+            ]),
+        )
+        .await?;
+    }
     Ok(())
 }
 

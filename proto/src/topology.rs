@@ -15,6 +15,19 @@ pub const DEFINITION_PUBLISHED_TYPE: &str = "aic.definition_published.v1";
 pub const DEAD_LETTER_REASON_HEADER: &str = "x-aic-dead-letter-reason";
 /// Header set on a dead-lettered message: a human explanation of the reason.
 pub const DEAD_LETTER_DETAIL_HEADER: &str = "x-aic-dead-letter-detail";
+/// Header of a request re-queued for a later retry: vendor calls made so far.
+pub const RETRY_ATTEMPTS_HEADER: &str = "x-aic-attempts";
+/// Header of a request re-queued for a later retry: Unix ms of its first vendor call (the
+/// retry budget runs from there).
+pub const RETRY_FIRST_ATTEMPT_HEADER: &str = "x-aic-first-attempt-at";
+/// Header of a request re-queued for a later retry: Unix ms before which it must not run.
+pub const RETRY_NOT_BEFORE_HEADER: &str = "x-aic-not-before";
+/// Header of a request re-queued for a later retry: its hand-off number, matched against the
+/// ledger so that only the latest copy of an execution runs.
+pub const RETRY_SEQ_HEADER: &str = "x-aic-retry-seq";
+/// The delay queues' waits, in seconds: a wait is served by the longest tier that does not
+/// overshoot it, then the next, until what is left is short enough to sleep in the worker.
+pub const DELAY_TIERS_SECS: [u64; 5] = [1, 5, 30, 120, 600];
 
 /// The exchange, queue and key names for one namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +44,10 @@ pub struct Names {
     pub dead_letter_exchange: String,
     /// Durable quorum queue holding dead-lettered execution requests.
     pub dead_letter_queue: String,
+    /// Delay queues, one per [`DELAY_TIERS_SECS`] entry (`<ns>.executions.delay.<secs>s`):
+    /// a message expires after the tier's TTL and is dead-lettered back to the executions
+    /// exchange with routing key `execute`.
+    pub delay_queues: Vec<(u64, String)>,
 }
 
 impl Names {
@@ -43,7 +60,21 @@ impl Names {
             definitions_exchange: format!("{namespace}.definitions"),
             dead_letter_exchange: format!("{namespace}.dead-letter"),
             dead_letter_queue: format!("{namespace}.executions.dlq"),
+            delay_queues: DELAY_TIERS_SECS
+                .iter()
+                .map(|s| (*s, format!("{namespace}.executions.delay.{s}s")))
+                .collect(),
         }
+    }
+
+    /// The delay queue for the next hop of a wait of `ms` milliseconds: the longest tier that
+    /// does not overshoot it (`None` when even the shortest would).
+    pub fn delay_queue_for(&self, ms: u64) -> Option<(u64, &str)> {
+        self.delay_queues
+            .iter()
+            .rev()
+            .find(|(secs, _)| secs * 1000 <= ms)
+            .map(|(secs, q)| (*secs, q.as_str()))
     }
 
     /// Routing key of a result: consumers bind `<tenant_id>.#` or `#`.

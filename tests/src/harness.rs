@@ -76,6 +76,8 @@ pub struct Options {
     pub prefetch: u16,
     /// Longest retry delay, which also caps a vendor's Retry-After.
     pub retry_cap_ms: u64,
+    /// Longest retry wait slept in the worker (longer ones go through the delay queues).
+    pub retry_inline_max_ms: u64,
     /// Workers started (when `worker` is set); several compete on the same queue.
     pub workers: usize,
     /// Time limit of one vendor call.
@@ -92,6 +94,7 @@ impl Default for Options {
             worker: true,
             prefetch: 32,
             retry_cap_ms: 200,
+            retry_inline_max_ms: 5_000,
             workers: 1,
             vendor_timeout_secs: 10,
             amqp_url: None,
@@ -211,6 +214,7 @@ impl TestEnv {
             retry_base_ms: 10,
             retry_cap_ms: opts.retry_cap_ms,
             retry_budget_ms: 120_000,
+            retry_inline_max_ms: opts.retry_inline_max_ms,
             shutdown_grace_secs: 10,
             log_json: false,
             db: db.clone(),
@@ -227,6 +231,7 @@ impl TestEnv {
                 retry_base_ms: 10,
                 retry_cap_ms: opts.retry_cap_ms,
                 retry_budget_ms: 120_000,
+                retry_inline_max_ms: opts.retry_inline_max_ms,
                 shutdown_grace_secs: 10,
                 log_json: false,
                 db: db.clone(),
@@ -617,7 +622,11 @@ impl Drop for TestEnv {
                 .await
                 {
                     if let Ok(ch) = conn.create_channel().await {
-                        for q in [&c.names.executions_queue, &c.names.dead_letter_queue] {
+                        let delay = c.names.delay_queues.iter().map(|(_, q)| q);
+                        for q in [&c.names.executions_queue, &c.names.dead_letter_queue]
+                            .into_iter()
+                            .chain(delay)
+                        {
                             let _ = ch
                                 .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
                                 .await;

@@ -36,12 +36,16 @@ pub struct WorkerArgs {
     #[arg(long, env = "AIC_WORKER_RETRY_BASE_MS", default_value_t = 200)]
     pub retry_base_ms: u64,
     /// Longest single retry delay, in milliseconds (also caps a vendor's Retry-After).
-    #[arg(long, env = "AIC_WORKER_RETRY_CAP_MS", default_value_t = 5_000)]
+    #[arg(long, env = "AIC_WORKER_RETRY_CAP_MS", default_value_t = 300_000)]
     pub retry_cap_ms: u64,
     /// Time for all of one execution's vendor attempts and waits, in milliseconds: no retry
     /// starts that would end past it. Automations may set their own.
-    #[arg(long, env = "AIC_WORKER_RETRY_BUDGET_MS", default_value_t = 120_000)]
+    #[arg(long, env = "AIC_WORKER_RETRY_BUDGET_MS", default_value_t = 600_000)]
     pub retry_budget_ms: u64,
+    /// Longest retry wait slept in the worker, in milliseconds; a retry due later is handed to
+    /// a delay queue and its prefetch slot freed.
+    #[arg(long, env = "AIC_WORKER_RETRY_INLINE_MAX_MS", default_value_t = 5_000)]
+    pub retry_inline_max_ms: u64,
     /// Seconds to let in-flight executions finish after SIGTERM before leaving them to
     /// redelivery.
     #[arg(long, env = "AIC_WORKER_SHUTDOWN_GRACE_SECS", default_value_t = 30)]

@@ -69,6 +69,9 @@ struct Outcome {
     version: Option<aic_proto::VersionId>,
     app: String,
     action: String,
+    /// The next retry is due in this long, later than the worker waits in-process: hand it to
+    /// a delay queue. With the Unix ms of the first vendor call.
+    defer: Option<(std::time::Duration, i64)>,
 }
 
 fn failed(code: ExecutionErrorCode, message: String, parameter: Option<String>) -> Outcome {
@@ -86,6 +89,7 @@ fn failed(code: ExecutionErrorCode, message: String, parameter: Option<String>) 
         version: None,
         app: "unknown".into(),
         action: "unknown".into(),
+        defer: None,
     }
 }
 
@@ -98,8 +102,38 @@ pub async fn handle(ctx: &Ctx, delivery: &Delivery) -> Disposition {
     };
     let span = tracing::info_span!("execution", execution = %req.execution_id, tenant = %req.tenant_id, automation = %req.automation_id);
     let _enter = span.enter();
-    let outcome = match ctx.ledger.begin(&req).await {
+    let handoff = publish::Handoff::read(&delivery.properties);
+    // A retry parked in a delay queue came back: wait out what is left of its delay, in
+    // another hop when that is still long.
+    if let Some(not_before) = handoff.not_before_ms {
+        let now = Utc::now().timestamp_millis();
+        let left = std::time::Duration::from_millis(u64::try_from(not_before - now).unwrap_or(0));
+        if left > ctx.retry.inline_max {
+            return match publish::handoff(
+                &ctx.broker,
+                &ctx.names,
+                &delivery.properties,
+                &delivery.data,
+                handoff,
+                now,
+            )
+            .await
+            {
+                Ok(()) => Disposition::Ack,
+                Err(e) => Disposition::Requeue(format!("delay hop not confirmed: {e}")),
+            };
+        }
+        tokio::time::sleep(left).await;
+    }
+    let outcome = match ctx.ledger.begin(&req, handoff.seq).await {
         Err(e) => return Disposition::Requeue(e.to_string()),
+        Ok(Begin::Superseded) => {
+            tracing::info!(
+                seq = handoff.seq,
+                "an older copy of a request handed to a delay queue; the newer copy runs it"
+            );
+            return Disposition::Ack;
+        }
         Ok(Begin::ForeignTenant) => {
             let detail = format!(
                 "execution id {} is already used by another tenant",
@@ -126,16 +160,60 @@ pub async fn handle(ctx: &Ctx, delivery: &Delivery) -> Disposition {
             };
         }
         Ok(Begin::VendorCallInDoubt(at, resolved)) => {
-            match run(ctx, &req, resolved, Some(at)).await {
+            match run(ctx, &req, resolved, Some(at), handoff).await {
                 Ok(o) => o,
                 Err(e) => return Disposition::Requeue(e.to_string()),
             }
         }
-        Ok(Begin::Run(resolved)) => match run(ctx, &req, resolved, None).await {
+        Ok(Begin::Run(resolved)) => match run(ctx, &req, resolved, None, handoff).await {
             Ok(o) => o,
             Err(e) => return Disposition::Requeue(e.to_string()),
         },
     };
+    if let (Some((wait, first_ms)), Some(error)) = (outcome.defer, &outcome.error) {
+        // Park the copy first, then record the hand-off: a crash in between leaves the original
+        // to be redelivered with its vendor-call mark still set — finished as in doubt, never
+        // sent twice — and the copy then answered from the ledger.
+        let now = Utc::now().timestamp_millis();
+        let next = publish::Handoff {
+            attempts: outcome.attempts,
+            first_attempt_ms: Some(first_ms),
+            not_before_ms: Some(now + wait.as_millis() as i64),
+            seq: handoff.seq + 1,
+        };
+        if persist(ctx, "hand the retry to a delay queue", || {
+            publish::handoff(
+                &ctx.broker,
+                &ctx.names,
+                &delivery.properties,
+                &delivery.data,
+                next,
+                now,
+            )
+        })
+        .await
+        .is_none()
+            || persist(ctx, "record the hand-off", || {
+                ctx.ledger
+                    .defer(&ctx.pool, req.execution_id.0, next.seq, next.attempts)
+            })
+            .await
+            .is_none()
+        {
+            return Disposition::Requeue("stopping before the retry was handed off".into());
+        }
+        ctx.metrics
+            .deferred
+            .with_label_values(&[&outcome.app])
+            .inc();
+        tracing::info!(
+            wait_ms = wait.as_millis() as u64,
+            attempts = outcome.attempts,
+            reason = %error.message,
+            "retry due later; handed to a delay queue"
+        );
+        return Disposition::Ack;
+    }
     let result = ExecutionResultV1 {
         version: aic_proto::MESSAGE_VERSION,
         execution_id: Some(req.execution_id),
@@ -231,12 +309,14 @@ async fn run(
     req: &ExecutionRequestV1,
     resolved: Result<Resolved, Refusal>,
     in_doubt: Option<chrono::DateTime<Utc>>,
+    handoff: publish::Handoff,
 ) -> Result<Outcome, LedgerError> {
     let resolved = match resolved {
         Ok(r) => r,
         Err(refusal) => return Ok(failed(refusal.code, refusal.message, None)),
     };
-    let mut outcome = execute(ctx, req, &resolved, in_doubt).await?;
+    let mut outcome = execute(ctx, req, &resolved, in_doubt, handoff).await?;
+    outcome.attempts += handoff.attempts;
     outcome.version = Some(resolved.version_id);
     outcome.app = resolved.definition.app.clone();
     outcome.action = resolved.definition.action.clone();
@@ -248,6 +328,7 @@ async fn execute(
     req: &ExecutionRequestV1,
     r: &Resolved,
     in_doubt: Option<chrono::DateTime<Utc>>,
+    handoff: publish::Handoff,
 ) -> Result<Outcome, LedgerError> {
     let def = &r.definition;
     if r.connection.status == "needs_reauthorization" {
@@ -329,8 +410,21 @@ async fn execute(
         body: &body,
         output: &r.output,
     };
-    let policy = ctx.retry.with(def.retry.as_ref());
-    let (mut result, mut attempts) = invoke::invoke(ctx, &target, &call, policy).await;
+    let first_ms = handoff
+        .first_attempt_ms
+        .unwrap_or_else(|| Utc::now().timestamp_millis());
+    let since_first = Utc::now().timestamp_millis() - first_ms;
+    let policy = ctx.retry.with(def.retry.as_ref()).resume(
+        handoff.attempts,
+        std::time::Duration::from_millis(u64::try_from(since_first).unwrap_or(0)),
+    );
+    let (mut result, mut attempts, defer) = invoke::invoke(ctx, &target, &call, policy).await;
+    if let (Err(f), Some(wait)) = (&result, defer) {
+        return Ok(Outcome {
+            defer: Some((wait, first_ms)),
+            ..from_failure(f.clone(), attempts)
+        });
+    }
     // The answer to this create was lost: the dedupe handle tells whether it landed.
     if matches!(&result, Err(f) if f.class == aic_core::vendor::RetryClass::UnknownOutcome)
         && def.dedupe.is_some()
@@ -340,7 +434,7 @@ async fn execute(
         {
             Landed::Yes(output) => return Ok(deduplicated(output, attempts)),
             Landed::No => {
-                let (again, more) = invoke::invoke(ctx, &target, &call, policy).await;
+                let (again, more, _) = invoke::invoke(ctx, &target, &call, policy).await;
                 result = again;
                 attempts += more;
             }

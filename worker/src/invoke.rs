@@ -143,18 +143,23 @@ async fn attempt(
     }
 }
 
-/// Runs the call under the retry policy; returns the outcome and the number of vendor calls.
+/// Runs the call under the retry policy; returns the outcome, the number of vendor calls, and
+/// the wait of a retry left to a delay queue (see [`crate::retry::run`]).
 pub async fn invoke(
     ctx: &Ctx,
     t: &Target<'_>,
     call: &Call<'_>,
     policy: crate::retry::RetryPolicy,
-) -> (Result<CallSuccess, VendorFailure>, u32) {
+) -> (
+    Result<CallSuccess, VendorFailure>,
+    u32,
+    Option<std::time::Duration>,
+) {
     let attempts = AtomicU32::new(0);
-    let result = crate::retry::run(policy, || attempt(ctx, t, call, &attempts), |f, delay| {
+    let (result, deferred) = crate::retry::run(policy, || attempt(ctx, t, call, &attempts), |f, delay| {
         ctx.metrics.retries.with_label_values(&[t.app]).inc();
         tracing::info!(class = f.class.as_str(), delay_ms = delay.as_millis() as u64, reason = %f.message, "retrying vendor call");
     })
     .await;
-    (result, attempts.load(Ordering::Relaxed))
+    (result, attempts.load(Ordering::Relaxed), deferred)
 }

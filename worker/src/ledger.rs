@@ -42,6 +42,9 @@ pub enum Begin {
     VendorCallInDoubt(DateTime<Utc>, Result<Resolved, Refusal>),
     /// The id belongs to another tenant.
     ForeignTenant,
+    /// An older copy of a request since handed to a delay queue (the original redelivered
+    /// after a crash): the newer copy runs it, this one is dropped.
+    Superseded,
 }
 
 #[derive(Debug)]
@@ -89,8 +92,8 @@ const BEGIN_SQL: &str = "WITH input AS ( \
          status = CASE WHEN executions.status = 'queued' THEN 'running' ELSE executions.status END, \
          started_at = coalesce(executions.started_at, now()) \
        WHERE executions.tenant_id = EXCLUDED.tenant_id \
-       RETURNING id, tenant_id, automation_id, status, result, vendor_call_started_at) \
-     SELECT b.id, b.status, b.result, b.vendor_call_started_at, ";
+       RETURNING id, tenant_id, automation_id, status, result, vendor_call_started_at, retry_seq) \
+     SELECT b.id, b.status, b.result, b.vendor_call_started_at, b.retry_seq, ";
 
 const FINISH_SQL: &str = "UPDATE executions e SET status = u.status, result = u.result, \
        error_code = u.error_code, attempts = u.attempts, \
@@ -223,8 +226,9 @@ impl Ledger {
         }
     }
 
-    /// Records the delivery and says how to proceed.
-    pub async fn begin(&self, req: &ExecutionRequestV1) -> Result<Begin, LedgerError> {
+    /// Records the delivery and says how to proceed. `seq` is the hand-off number the delivery
+    /// carries (0 for a request as clients publish it).
+    pub async fn begin(&self, req: &ExecutionRequestV1, seq: i32) -> Result<Begin, LedgerError> {
         let row = self
             .begin
             .call(BeginInput {
@@ -242,16 +246,38 @@ impl Ledger {
         let status: String = row.get(1);
         let result: Option<Value> = row.get(2);
         let vendor_call: Option<DateTime<Utc>> = row.get(3);
+        let stored_seq: i32 = row.get(4);
+        let resolved = || resolve::from_row(&row, 5, req, &self.definitions);
         Ok(match (status.as_str(), result, vendor_call) {
-            ("running", _, Some(at)) => {
-                Begin::VendorCallInDoubt(at, resolve::from_row(&row, 4, req, &self.definitions))
-            }
-            ("running", _, None) => Begin::Run(resolve::from_row(&row, 4, req, &self.definitions)),
+            ("running", _, _) if seq < stored_seq => Begin::Superseded,
+            ("running", _, Some(at)) => Begin::VendorCallInDoubt(at, resolved()),
+            ("running", _, None) => Begin::Run(resolved()),
             (_, Some(result), _) => Begin::Finished(result),
             // A final status without a stored result cannot be produced by this code; run again
             // rather than answer with nothing.
-            (_, None, _) => Begin::Run(resolve::from_row(&row, 4, req, &self.definitions)),
+            (_, None, _) => Begin::Run(resolved()),
         })
+    }
+
+    /// Records that the execution's next retry was handed to a delay queue as copy number
+    /// `seq`: the failed call is known not to have landed (it was retryable), so the vendor-call
+    /// mark is cleared, and older copies of the request will be dropped.
+    pub async fn defer(
+        &self,
+        pool: &Pool,
+        id: Uuid,
+        seq: i32,
+        attempts: u32,
+    ) -> Result<(), LedgerError> {
+        pool.get()
+            .await?
+            .execute(
+                "UPDATE executions SET vendor_call_started_at = NULL, retry_seq = greatest(retry_seq, $2), attempts = $3 \
+                 WHERE id = $1 AND status = 'running'",
+                &[&id, &seq, &(attempts as i32)],
+            )
+            .await?;
+        Ok(())
     }
 
     /// Notes, before the first vendor call, that the request is about to leave: from here on a

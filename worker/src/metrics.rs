@@ -22,6 +22,8 @@ pub struct Metrics {
     pub retries: IntCounterVec,
     /// Messages dead-lettered, by reason.
     pub dead_letters: IntCounterVec,
+    /// Retries handed to a delay queue (due later than the worker waits in-process), by app.
+    pub deferred: IntCounterVec,
     /// Deliveries being processed now.
     pub in_flight: IntGauge,
 }
@@ -58,6 +60,11 @@ impl Metrics {
             "Vendor call retries scheduled.",
             &["app"],
         );
+        let deferred = counter(
+            "aic_execution_retries_deferred_total",
+            "Retries handed to a delay queue.",
+            &["app"],
+        );
         let dead_letters = counter(
             "aic_dead_letters_total",
             "Messages dead-lettered, by reason.",
@@ -90,6 +97,7 @@ impl Metrics {
             token_requests,
             retries,
             dead_letters,
+            deferred,
             in_flight,
         }
     }

@@ -4,7 +4,9 @@
 use aic_core::amqp::{Broker, PublishError, json_properties, publish_confirmed};
 use aic_proto::TenantId;
 use aic_proto::topology::{
-    DEAD_LETTER_DETAIL_HEADER, DEAD_LETTER_REASON_HEADER, EXECUTION_RESULT_TYPE, Names,
+    DEAD_LETTER_DETAIL_HEADER, DEAD_LETTER_REASON_HEADER, EXECUTE_ROUTING_KEY,
+    EXECUTION_RESULT_TYPE, Names, RETRY_ATTEMPTS_HEADER, RETRY_FIRST_ATTEMPT_HEADER,
+    RETRY_NOT_BEFORE_HEADER, RETRY_SEQ_HEADER,
 };
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, LongString, ShortString};
@@ -80,4 +82,100 @@ pub async fn dead_letter(
         false,
     )
     .await
+}
+
+/// Where a request waits before its next attempt, read from and written to its headers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Handoff {
+    /// Vendor calls made so far.
+    pub attempts: u32,
+    /// Unix ms of the first vendor call.
+    pub first_attempt_ms: Option<i64>,
+    /// Unix ms before which the request must not run.
+    pub not_before_ms: Option<i64>,
+    /// Hand-off number (0 for a request as clients publish it).
+    pub seq: i32,
+}
+
+fn header_i64(props: &BasicProperties, key: &str) -> Option<i64> {
+    match props.headers().as_ref()?.inner().get(key)? {
+        AMQPValue::LongLongInt(v) => Some(*v),
+        AMQPValue::LongInt(v) => Some(i64::from(*v)),
+        AMQPValue::LongUInt(v) => Some(i64::from(*v)),
+        AMQPValue::ShortInt(v) => Some(i64::from(*v)),
+        AMQPValue::ShortUInt(v) => Some(i64::from(*v)),
+        AMQPValue::Timestamp(v) => i64::try_from(*v).ok(),
+        _ => None,
+    }
+}
+
+impl Handoff {
+    /// Reads the retry headers (absent or unreadable ones read as a first delivery's).
+    pub fn read(props: &BasicProperties) -> Self {
+        Self {
+            attempts: header_i64(props, RETRY_ATTEMPTS_HEADER)
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(0),
+            first_attempt_ms: header_i64(props, RETRY_FIRST_ATTEMPT_HEADER),
+            not_before_ms: header_i64(props, RETRY_NOT_BEFORE_HEADER),
+            seq: header_i64(props, RETRY_SEQ_HEADER)
+                .and_then(|v| i32::try_from(v).ok())
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// Parks a copy of the request (same body and properties, `handoff` in its headers) until
+/// `handoff.not_before_ms`: in the longest delay queue that does not overshoot the wait, or,
+/// for a wait shorter than every tier, straight back on the executions queue (the worker sleeps
+/// the rest). Confirmed before it returns, so the caller may then ack the delivery it holds.
+pub async fn handoff(
+    broker: &Broker,
+    names: &Names,
+    request: &BasicProperties,
+    body: &[u8],
+    handoff: Handoff,
+    now_ms: i64,
+) -> Result<(), PublishError> {
+    let mut headers = request.headers().clone().unwrap_or_default();
+    let mut set = |k: &str, v: i64| {
+        headers.insert(k.into(), AMQPValue::LongLongInt(v));
+    };
+    set(RETRY_ATTEMPTS_HEADER, i64::from(handoff.attempts));
+    set(RETRY_SEQ_HEADER, i64::from(handoff.seq));
+    if let Some(v) = handoff.first_attempt_ms {
+        set(RETRY_FIRST_ATTEMPT_HEADER, v);
+    }
+    if let Some(v) = handoff.not_before_ms {
+        set(RETRY_NOT_BEFORE_HEADER, v);
+    }
+    // The broker's own death records would grow with every hop; the headers above say it all.
+    let mut headers = headers.inner().clone();
+    headers.remove("x-death");
+    headers.remove("x-first-death-exchange");
+    headers.remove("x-first-death-queue");
+    headers.remove("x-first-death-reason");
+    let props = request
+        .clone()
+        .with_headers(headers.into())
+        .with_delivery_mode(2);
+    let wait_ms = handoff
+        .not_before_ms
+        .map(|t| u64::try_from(t - now_ms).unwrap_or(0))
+        .unwrap_or(0);
+    let ch = broker.channel().await?;
+    match names.delay_queue_for(wait_ms) {
+        Some((_, queue)) => publish_confirmed(&ch, "", queue, body, props, true).await,
+        None => {
+            publish_confirmed(
+                &ch,
+                &names.executions_exchange,
+                EXECUTE_ROUTING_KEY,
+                body,
+                props,
+                true,
+            )
+            .await
+        }
+    }
 }

@@ -5,6 +5,7 @@
 use aic_core::vendor::{RetryClass, VendorFailure};
 use backon::{ExponentialBuilder, Retryable};
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How hard to try.
@@ -18,6 +19,8 @@ pub struct RetryPolicy {
     pub cap: Duration,
     /// No retry starts whose wait would end later than this after the first call.
     pub budget: Duration,
+    /// Longest wait slept in the worker; a retry due later leaves through a delay queue.
+    pub inline_max: Duration,
 }
 
 impl RetryPolicy {
@@ -31,6 +34,22 @@ impl RetryPolicy {
             base,
             cap: s.cap_ms.map(ms).unwrap_or(self.cap).max(base),
             budget: s.budget_ms.map(ms).unwrap_or(self.budget),
+            inline_max: self.inline_max,
+        }
+    }
+
+    /// What is left of this policy after `done` vendor calls that began `elapsed` ago (an
+    /// execution resumed from a delay queue): fewer attempts, a later backoff step, less budget.
+    pub fn resume(self, done: u32, elapsed: Duration) -> Self {
+        if done == 0 {
+            return self;
+        }
+        let step = 2u32.saturating_pow(done.saturating_sub(1).min(20));
+        Self {
+            max_attempts: self.max_attempts.saturating_sub(done).max(1),
+            base: self.base.saturating_mul(step).min(self.cap),
+            budget: self.budget.saturating_sub(elapsed),
+            ..self
         }
     }
 
@@ -46,12 +65,13 @@ impl RetryPolicy {
 }
 
 /// Runs `op` until it succeeds, fails non-retryably, or the policy is spent. `on_retry` sees
-/// each retry before its sleep.
+/// each retry before its sleep. When the next retry is due later than `inline_max`, it stops
+/// with the last failure and the wait (the caller hands the retry to a delay queue).
 pub async fn run<T, F, Fut>(
     policy: RetryPolicy,
     op: F,
     mut on_retry: impl FnMut(&VendorFailure, Duration),
-) -> Result<T, VendorFailure>
+) -> (Result<T, VendorFailure>, Option<Duration>)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, VendorFailure>>,
@@ -59,7 +79,11 @@ where
     let cap = policy.cap;
     let started = std::time::Instant::now();
     let budget = policy.budget;
-    op.retry(policy.backoff())
+    let inline_max = policy.inline_max;
+    // Milliseconds of a retry left to a delay queue; u64::MAX while there is none.
+    let deferred = &AtomicU64::new(u64::MAX);
+    let result = op
+        .retry(policy.backoff())
         .sleep(tokio::time::sleep)
         .when(|e: &VendorFailure| e.class == RetryClass::Retryable)
         .adjust(move |e: &VendorFailure, planned: Option<Duration>| {
@@ -70,17 +94,32 @@ where
                 (None, _) => return None,
             };
             // A retry that would start past the budget is not worth starting.
-            (started.elapsed() + delay <= budget).then_some(delay)
+            if started.elapsed() + delay > budget {
+                return None;
+            }
+            if delay > inline_max {
+                deferred.store(delay.as_millis() as u64, Ordering::SeqCst);
+                return None;
+            }
+            Some(delay)
         })
         .notify(|e: &VendorFailure, d: Duration| on_retry(e, d))
-        .await
+        .await;
+    let deferred = match deferred.load(Ordering::SeqCst) {
+        u64::MAX => None,
+        ms => Some(Duration::from_millis(ms)),
+    };
+    match result {
+        Ok(v) => (Ok(v), None),
+        Err(e) => (Err(e), deferred),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use aic_proto::ExecutionErrorCode;
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::atomic::AtomicU32;
 
     fn failure(class: RetryClass, retry_after: Option<Duration>) -> VendorFailure {
         VendorFailure {
@@ -97,7 +136,53 @@ mod tests {
         base: Duration::from_millis(1),
         cap: Duration::from_millis(50),
         budget: Duration::from_secs(10),
+        inline_max: Duration::from_secs(10),
     };
+
+    #[tokio::test]
+    async fn a_retry_due_later_than_the_inline_limit_is_handed_back() {
+        let policy = RetryPolicy {
+            inline_max: Duration::from_millis(100),
+            cap: Duration::from_secs(60),
+            budget: Duration::from_secs(120),
+            ..FAST
+        };
+        let calls = AtomicU32::new(0);
+        let (r, deferred): (Result<(), _>, _) = run(
+            policy,
+            || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(failure(
+                    RetryClass::Retryable,
+                    Some(Duration::from_secs(30)),
+                ))
+            },
+            |_, _| {},
+        )
+        .await;
+        assert!(r.is_err());
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "no in-process wait of 30 s"
+        );
+        assert_eq!(deferred, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn a_resumed_policy_has_what_is_left() {
+        let p = RetryPolicy {
+            max_attempts: 5,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+            budget: Duration::from_secs(60),
+            inline_max: Duration::from_secs(5),
+        }
+        .resume(3, Duration::from_secs(20));
+        assert_eq!(p.max_attempts, 2);
+        assert_eq!(p.base, Duration::from_millis(400));
+        assert_eq!(p.budget, Duration::from_secs(40));
+    }
 
     #[tokio::test]
     async fn delays_are_full_jitter_within_the_exponential_bound() {
@@ -108,7 +193,7 @@ mod tests {
             ..FAST
         };
         let mut delays = Vec::new();
-        let _: Result<(), _> = run(
+        let _: (Result<(), _>, _) = run(
             policy,
             || async { Err(failure(RetryClass::Retryable, None)) },
             |_, d| delays.push(d),
@@ -131,7 +216,7 @@ mod tests {
         };
         let calls = AtomicU32::new(0);
         let started = std::time::Instant::now();
-        let r: Result<(), _> = run(
+        let (r, _): (Result<(), _>, _) = run(
             policy,
             || async {
                 calls.fetch_add(1, Ordering::SeqCst);
@@ -170,7 +255,7 @@ mod tests {
     #[tokio::test]
     async fn retryable_failures_are_retried_until_the_attempts_run_out() {
         let calls = AtomicU32::new(0);
-        let r: Result<(), _> = run(
+        let (r, _): (Result<(), _>, _) = run(
             FAST,
             || async {
                 calls.fetch_add(1, Ordering::SeqCst);
@@ -186,7 +271,7 @@ mod tests {
     #[tokio::test]
     async fn permanent_failures_are_not_retried() {
         let calls = AtomicU32::new(0);
-        let r: Result<(), _> = run(
+        let (r, _): (Result<(), _>, _) = run(
             FAST,
             || async {
                 calls.fetch_add(1, Ordering::SeqCst);
@@ -203,7 +288,7 @@ mod tests {
     async fn retry_after_is_honoured_up_to_the_cap() {
         let mut delays = Vec::new();
         let calls = AtomicU32::new(0);
-        let _: Result<(), _> = run(
+        let _: (Result<(), _>, _) = run(
             FAST,
             || async {
                 let n = calls.fetch_add(1, Ordering::SeqCst);

@@ -73,6 +73,7 @@ impl Worker {
                 base: Duration::from_millis(args.retry_base_ms),
                 cap: Duration::from_millis(args.retry_cap_ms),
                 budget: Duration::from_millis(args.retry_budget_ms),
+                inline_max: Duration::from_millis(args.retry_inline_max_ms),
             },
         };
         Ok(Self {
