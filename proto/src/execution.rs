@@ -135,6 +135,9 @@ pub enum ExecutionErrorCode {
     VendorRejected,
     /// The vendor kept failing transiently until the retry budget ran out.
     VendorUnavailable,
+    /// The connection is cooling down (the vendor's rate limit or quota) for longer than the
+    /// execution's retry budget allows it to wait.
+    ConnectionThrottled,
     /// The request may have reached the vendor, but no answer came back.
     UnknownOutcome,
     /// An internal failure of the platform (details are in the worker's logs).

@@ -438,8 +438,26 @@ async fn a_long_retry_after_leaves_the_worker_through_the_delay_queues() {
         assert!(started.elapsed() < Duration::from_secs(10), "no first call");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // Another connection: the parked one's connection is cooling down, which holds its calls.
+    env.sandbox.state.slack.add_token("xoxb-other");
+    let other = env
+        .connection(
+            "Other Slack",
+            "slack",
+            "bot_token",
+            json!({"bot_token": "xoxb-other"}),
+        )
+        .await;
+    let other = env
+        .published_automation(
+            "slack.send_message",
+            other["id"].as_str().expect("id"),
+            "Notify elsewhere",
+            None,
+        )
+        .await;
     let quick = env
-        .run(&send, json!({"channel": "#general", "text": "now"}))
+        .run(&other, json!({"channel": "#general", "text": "now"}))
         .await;
     let quick_after = started.elapsed();
     let done = env.wait_final(&parked).await;

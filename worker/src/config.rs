@@ -46,6 +46,14 @@ pub struct WorkerArgs {
     /// a delay queue and its prefetch slot freed.
     #[arg(long, env = "AIC_WORKER_RETRY_INLINE_MAX_MS", default_value_t = 5_000)]
     pub retry_inline_max_ms: u64,
+    /// Vendor calls in flight at once on one connection over the whole fleet, for connections
+    /// without their own `max_concurrency`.
+    #[arg(long, env = "AIC_WORKER_CONNECTION_CONCURRENCY", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub connection_concurrency: u32,
+    /// When a vendor reports its quota (Salesforce `Sforce-Limit-Info`) this close to the limit,
+    /// in percent, the connection cools down for five minutes, leaving the rest to people.
+    #[arg(long, env = "AIC_WORKER_QUOTA_RESERVE_PERCENT", default_value_t = 2.0)]
+    pub quota_reserve_percent: f64,
     /// Seconds to let in-flight executions finish after SIGTERM before leaving them to
     /// redelivery.
     #[arg(long, env = "AIC_WORKER_SHUTDOWN_GRACE_SECS", default_value_t = 30)]

@@ -31,6 +31,10 @@ pub struct Ctx {
     pub pool: Pool,
     /// The execution ledger (group-committed).
     pub ledger: Ledger,
+    /// Per-connection concurrency and cool-downs, across the fleet.
+    pub budgets: std::sync::Arc<crate::budget::Budgets>,
+    /// Fraction of a vendor-reported quota kept in reserve.
+    pub quota_reserve: f64,
     /// Opens connection secrets.
     pub keyring: Keyring,
     /// Egress rules.
@@ -403,6 +407,29 @@ async fn execute(
             }
         }
     }
+    let first_ms = handoff
+        .first_attempt_ms
+        .unwrap_or_else(|| Utc::now().timestamp_millis());
+    let since_first = std::time::Duration::from_millis(
+        u64::try_from(Utc::now().timestamp_millis() - first_ms).unwrap_or(0),
+    );
+    let policy = ctx
+        .retry
+        .with(def.retry.as_ref())
+        .resume(handoff.attempts, since_first);
+    // Held until the vendor interaction is over.
+    let _slot = match crate::gate::admit(ctx, &r.connection, &policy, since_first).await {
+        Ok(permit) => permit,
+        Err(crate::gate::Hold::Wait(wait, why)) => {
+            return Ok(Outcome {
+                defer: Some((wait, first_ms)),
+                ..failed(ExecutionErrorCode::ConnectionThrottled, why, None)
+            });
+        }
+        Err(crate::gate::Hold::Fail(why)) => {
+            return Ok(failed(ExecutionErrorCode::ConnectionThrottled, why, None));
+        }
+    };
     ctx.ledger.mark_vendor_call(req, r.version_id).await?;
     let call = Call {
         method: def.method,
@@ -410,15 +437,8 @@ async fn execute(
         body: &body,
         output: &r.output,
     };
-    let first_ms = handoff
-        .first_attempt_ms
-        .unwrap_or_else(|| Utc::now().timestamp_millis());
-    let since_first = Utc::now().timestamp_millis() - first_ms;
-    let policy = ctx.retry.with(def.retry.as_ref()).resume(
-        handoff.attempts,
-        std::time::Duration::from_millis(u64::try_from(since_first).unwrap_or(0)),
-    );
     let (mut result, mut attempts, defer) = invoke::invoke(ctx, &target, &call, policy).await;
+    crate::gate::after_call(ctx, r.connection.id, policy.cap, &result).await;
     if let (Err(f), Some(wait)) = (&result, defer) {
         return Ok(Outcome {
             defer: Some((wait, first_ms)),

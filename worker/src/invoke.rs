@@ -158,6 +158,15 @@ pub async fn invoke(
     let attempts = AtomicU32::new(0);
     let (result, deferred) = crate::retry::run(policy, || attempt(ctx, t, call, &attempts), |f, delay| {
         ctx.metrics.retries.with_label_values(&[t.app]).inc();
+        // The vendor said when it will take more: every worker holds this connection till then.
+        // (For as long as this execution itself waits: the vendor's wait within the cap.)
+        if let Some(after) = f.retry_after {
+            let budgets = ctx.budgets.clone();
+            let conn = t.key.0;
+            let why = crate::gate::rate_limited(f, after);
+            let until = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+            tokio::spawn(async move { budgets.throttle(conn, until, &why).await });
+        }
         tracing::info!(class = f.class.as_str(), delay_ms = delay.as_millis() as u64, reason = %f.message, "retrying vendor call");
     })
     .await;

@@ -6,10 +6,12 @@
 
 pub mod admin;
 pub mod batch;
+pub mod budget;
 pub mod config;
 pub mod consumer;
 pub mod dedupe;
 pub mod executor;
+pub mod gate;
 pub mod invoke;
 pub mod ledger;
 pub mod metrics;

@@ -38,6 +38,8 @@ pub struct ConnectionRow {
     pub secret_version: i32,
     /// `needs_reauthorization` makes executions fail fast.
     pub status: String,
+    /// Fleet-wide cap of calls in flight (default: the worker's).
+    pub max_concurrency: Option<i32>,
 }
 
 /// Why a request cannot run.
@@ -52,7 +54,8 @@ pub struct Refusal {
 /// The columns resolution reads, after the ledger's own; `a` is `NULL` when the automation does
 /// not exist in the tenant.
 pub const COLUMNS: &str = "a.id, a.status, v.id, v.definition, v.output, c.id, c.domain, \
-    c.auth_type, c.secret_key_id, c.secret_nonce, c.secret_ciphertext, c.secret_version, c.status";
+    c.auth_type, c.secret_key_id, c.secret_nonce, c.secret_ciphertext, c.secret_version, c.status, \
+    c.max_concurrency";
 
 /// Joins from the ledger row `b` (with `tenant_id` and `automation_id`) to what it runs.
 pub const JOINS: &str = "LEFT JOIN automations a ON a.tenant_id = b.tenant_id AND a.id = b.automation_id \
@@ -144,6 +147,7 @@ pub fn from_row(
             },
             secret_version: row.get(at + 11),
             status: row.get(at + 12),
+            max_concurrency: row.get(at + 13),
         },
     })
 }

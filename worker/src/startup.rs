@@ -56,6 +56,13 @@ impl Worker {
         let ctx = Ctx {
             catalog,
             ledger: crate::ledger::Ledger::new(pool.clone()),
+            budgets: crate::budget::Budgets::start(
+                pool.clone(),
+                settings.tag.clone(),
+                args.connection_concurrency,
+                u32::from(args.prefetch),
+            ),
+            quota_reserve: args.quota_reserve_percent.clamp(0.0, 50.0) / 100.0,
             pool,
             keyring,
             http: aic_core::vendor::http_client(

@@ -34,6 +34,10 @@ pub struct ConnectionInput {
     /// logged.
     #[schemars(with = "BTreeMap<String, String>")]
     pub secrets: BTreeMap<String, SecretString>,
+    /// The most vendor calls in flight at once on this connection, over all workers (1 to
+    /// 10,000; default: the workers' `AIC_WORKER_CONNECTION_CONCURRENCY`).
+    #[serde(default)]
+    pub max_concurrency: Option<i32>,
 }
 
 /// A connection as the API shows it: secrets are never included, only which fields are set.
@@ -55,6 +59,12 @@ pub struct ConnectionView {
     pub status_detail: Option<String>,
     /// When the status was last checked.
     pub status_checked_at: Option<DateTime<Utc>>,
+    /// The connection's own concurrency cap, if set.
+    pub max_concurrency: Option<i32>,
+    /// While the vendor's rate limit or quota holds calls back: until when…
+    pub throttled_until: Option<DateTime<Utc>>,
+    /// …and why.
+    pub throttle_reason: Option<String>,
     /// Names of the secret fields stored (values are write-only).
     pub secret_fields: Vec<String>,
     /// Token that created it.
@@ -90,6 +100,12 @@ fn validate(state: &AppState, input: &ConnectionInput) -> Result<Validated, ApiE
         return Err(ApiError::invalid(
             "name",
             "name must be 1 to 200 characters",
+        ));
+    }
+    if let Some(n) = input.max_concurrency.filter(|n| !(1..=10_000).contains(n)) {
+        return Err(ApiError::invalid(
+            "max_concurrency",
+            format!("max_concurrency must be between 1 and 10000, not {n}"),
         ));
     }
     let app = state
@@ -243,7 +259,7 @@ pub async fn create(
     let inserted = client
         .execute(
             "INSERT INTO connections (id, tenant_id, name, app, domain, auth_type, secret_key_id, \
-             secret_nonce, secret_ciphertext, created_by) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) \
+             secret_nonce, secret_ciphertext, created_by, max_concurrency) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) \
              ON CONFLICT (tenant_id, name) DO NOTHING",
             &[
                 &id.0,
@@ -256,6 +272,7 @@ pub async fn create(
                 &sealed.nonce,
                 &sealed.ciphertext,
                 &caller.token_id,
+                &input.max_concurrency,
             ],
         )
         .await?;
@@ -274,7 +291,9 @@ pub async fn create(
 
 const SELECT: &str = "SELECT c.id, c.name, c.app, c.domain, c.auth_type, c.status, c.status_detail, \
     c.status_checked_at, c.created_by, c.created_at, \
-    (SELECT count(*) FROM automations a WHERE a.connection_id = c.id) FROM connections c";
+    (SELECT count(*) FROM automations a WHERE a.connection_id = c.id), c.max_concurrency, \
+    CASE WHEN c.throttled_until > now() THEN c.throttled_until END, \
+    CASE WHEN c.throttled_until > now() THEN c.throttle_reason END FROM connections c";
 
 fn view(state: &AppState, row: &tokio_postgres::Row) -> ConnectionView {
     let app: String = row.get(2);
@@ -298,6 +317,9 @@ fn view(state: &AppState, row: &tokio_postgres::Row) -> ConnectionView {
         created_by: row.get(8),
         created_at: row.get(9),
         automations: row.get(10),
+        max_concurrency: row.get(11),
+        throttled_until: row.get(12),
+        throttle_reason: row.get(13),
     }
 }
 

@@ -290,6 +290,14 @@ async fn main() -> ExitCode {
         .salesforce
         .daily_limit
         .store(u64::MAX / 2, Ordering::SeqCst);
+    // And its connection's fleet-wide cap must allow the slow scenario's calls in flight.
+    env.pool
+        .get()
+        .await
+        .expect("postgres")
+        .execute("UPDATE connections SET max_concurrency = 10000", &[])
+        .await
+        .expect("raise the connection's cap");
     let mut rows = vec![ceiling(&env, args.n, args.prefetch).await];
     let ceiling_rate = rows[0].per_second;
 

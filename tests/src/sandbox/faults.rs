@@ -42,6 +42,18 @@ pub struct Faults {
     script: Mutex<VecDeque<Fault>>,
     /// Faults served so far.
     pub injected: AtomicU64,
+    /// Data calls being answered now, and the most at once so far.
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
+}
+
+/// Counts a data call in flight until dropped.
+struct InFlight<'a>(&'a Faults);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Faults {
@@ -55,6 +67,11 @@ impl Faults {
     pub fn set_error_rate(&self, rate: f64) {
         self.error_rate_permille
             .store((rate.clamp(0.0, 1.0) * 1000.0) as u32, Ordering::SeqCst);
+    }
+
+    /// The most data calls the sandbox answered at once (a vendor's view of concurrency).
+    pub fn max_in_flight(&self) -> u64 {
+        self.max_in_flight.load(Ordering::SeqCst)
     }
 
     /// Queues faults for the next data calls, in order.
@@ -132,6 +149,11 @@ fn body_for(path: &str, status: StatusCode) -> Response {
 
 /// The middleware.
 pub async fn apply(State(faults): State<Arc<Faults>>, req: Request, next: Next) -> Response {
+    let _counted = (!is_token_endpoint(req.uri().path())).then(|| {
+        let now = faults.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        faults.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(&faults)
+    });
     let latency = faults.latency_ms.load(Ordering::Relaxed);
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;

@@ -1,0 +1,187 @@
+//! Per-connection budgets across the fleet: a connection's concurrency cap holds over several
+//! workers, a burst on one connection does not starve another, and a vendor's rate limit on a
+//! connection holds every execution on it — with the reason in the connection's status.
+
+use aic_tests::harness::{Options, TestEnv};
+use aic_tests::sandbox::faults::Fault;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+/// A Salesforce connection (with its own cap, if given) and a published Create Lead on it.
+async fn lead_on(env: &TestEnv, name: &str, cap: Option<i32>) -> String {
+    let client_id = format!("3MVG9{}", uuid::Uuid::new_v4().simple());
+    env.sandbox
+        .state
+        .salesforce
+        .add_client(&client_id, "s3cret-value");
+    let mut body = json!({"name": name, "app": "salesforce", "domain": env.sandbox.url(),
+        "auth_type": "oauth2_client_credentials",
+        "secrets": {"client_id": client_id, "client_secret": "s3cret-value"}});
+    if let Some(cap) = cap {
+        body["max_concurrency"] = json!(cap);
+    }
+    let (status, conn) = env.call(Method::POST, "/v1/connections", Some(body)).await;
+    assert_eq!(status, 201, "{conn}");
+    let id = conn["id"].as_str().expect("id").to_string();
+    env.published_automation("salesforce.create_lead", &id, name, None)
+        .await
+}
+
+/// A Slack connection and a published Send Message on it.
+async fn slack_on(env: &TestEnv, name: &str, token: &str) -> String {
+    env.sandbox.state.slack.add_token(token);
+    let conn = env
+        .connection(name, "slack", "bot_token", json!({"bot_token": token}))
+        .await;
+    env.published_automation(
+        "slack.send_message",
+        conn["id"].as_str().expect("id"),
+        name,
+        None,
+    )
+    .await
+}
+
+fn lead(i: usize) -> Value {
+    json!({"LastName": format!("L{i}"), "Company": "Acme"})
+}
+
+fn message(i: usize) -> Value {
+    json!({"channel": "#general", "text": format!("m{i}")})
+}
+
+#[tokio::test]
+async fn a_connection_cap_holds_across_workers_and_its_burst_does_not_starve_others() {
+    let env = TestEnv::start_with(Options {
+        workers: 2,
+        prefetch: 16,
+        ..Options::default()
+    })
+    .await;
+    env.sandbox.set_latency(Duration::from_millis(200));
+    let capped = lead_on(&env, "Capped", Some(3)).await;
+    let other = lead_on(&env, "Other", None).await;
+
+    // 60 on the capped connection: two workers with 32 prefetch slots between them.
+    let started = Instant::now();
+    let mut burst = Vec::new();
+    for i in 0..60 {
+        burst.push(env.enqueue(&capped, lead(i)).await);
+    }
+    // Then 5 on another connection, queued behind the whole burst.
+    let mut others = Vec::new();
+    for i in 0..5 {
+        others.push(env.enqueue(&other, lead(100 + i)).await);
+    }
+    for id in &others {
+        let done = env.wait_final(id).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    let others_done = started.elapsed();
+    let mut statuses = std::collections::HashMap::<String, usize>::new();
+    for id in &burst {
+        let done = env.wait_final(id).await;
+        *statuses
+            .entry(done["status"].as_str().unwrap_or("?").into())
+            .or_default() += 1;
+    }
+    let burst_done = started.elapsed();
+    let max = env.sandbox.state.faults.max_in_flight();
+    println!(
+        "cap 3 over 2 workers: 60 calls of 200 ms in {burst_done:?} (≥ {:?} at the cap), most at once at the vendor {max} (the other connection's included); 5 on another connection done after {others_done:?}; {statuses:?}",
+        Duration::from_millis(60 * 200 / 3)
+    );
+    assert_eq!(statuses.get("succeeded"), Some(&60), "{statuses:?}");
+    // The other connection's 5 may overlap the capped 3 at the vendor.
+    assert!(max <= 3 + 5, "the vendor saw {max} calls at once");
+    assert!(
+        burst_done >= Duration::from_millis(60 * 200 / 3),
+        "60 calls of 200 ms at 3 at once cannot finish in {burst_done:?}"
+    );
+    assert!(
+        others_done < burst_done / 2,
+        "the other connection waited behind the burst: {others_done:?} of {burst_done:?}"
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn the_cap_alone_bounds_what_the_vendor_sees() {
+    let env = TestEnv::start_with(Options {
+        workers: 2,
+        prefetch: 16,
+        ..Options::default()
+    })
+    .await;
+    env.sandbox.set_latency(Duration::from_millis(100));
+    let capped = lead_on(&env, "Capped", Some(4)).await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        ids.push(env.enqueue(&capped, lead(i)).await);
+    }
+    for id in &ids {
+        let done = env.wait_final(id).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    let max = env.sandbox.state.faults.max_in_flight();
+    println!("cap 4 over 2 workers × 16 prefetch: at most {max} calls at once at the vendor");
+    assert!(
+        max <= 4,
+        "the vendor saw {max} calls at once over a cap of 4"
+    );
+    assert!(max >= 2, "the cap was never used: {max}");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_rate_limit_holds_every_execution_on_the_connection_and_shows_in_its_status() {
+    // A cap above the vendor's 2 s, so Retry-After is honoured whole.
+    let env = TestEnv::start_with(Options {
+        retry_cap_ms: 10_000,
+        ..Options::default()
+    })
+    .await;
+    let send = slack_on(&env, "Limited", "xoxb-limited").await;
+    env.sandbox
+        .state
+        .faults
+        .push([Fault::RateLimited { retry_after: 2 }]);
+    let first = env.enqueue(&send, message(0)).await;
+    let started = Instant::now();
+    while env.sandbox.requests_to("chat.postMessage").is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(10), "no first call");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let limited_at = Instant::now();
+    let mut rest = Vec::new();
+    for i in 1..5 {
+        rest.push(env.enqueue(&send, message(i)).await);
+    }
+    // While the cool-down lasts, nothing more reaches the vendor, and the status says why.
+    let (_, conns) = env.call(Method::GET, "/v1/connections", None).await;
+    let reason = conns[0]["throttle_reason"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    while limited_at.elapsed() < Duration::from_millis(1_500) {
+        assert_eq!(
+            env.sandbox.requests_to("chat.postMessage").len(),
+            1,
+            "a call went out during the vendor's Retry-After"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for id in std::iter::once(&first).chain(&rest) {
+        let done = env.wait_final(id).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    println!(
+        "Retry-After 2 s: the connection said {reason:?}; 4 executions held, all 5 done after {:?}",
+        limited_at.elapsed()
+    );
+    assert!(reason.contains("Retry-After 2 s"), "{reason}");
+    assert!(limited_at.elapsed() >= Duration::from_millis(1_900));
+    assert_eq!(env.sandbox.requests_to("chat.postMessage").len(), 6);
+    env.stop().await;
+}

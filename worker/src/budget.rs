@@ -1,0 +1,363 @@
+//! Per-connection budgets across the fleet.
+//!
+//! - **Concurrency**: a connection allows at most `max_concurrency` vendor calls in flight over
+//!   all workers. Each worker leases a share in Postgres (`connection_leases`) for a few seconds
+//!   and renews it while in use; a share is what is left by the others' *actual* use, and a
+//!   worker holding more than its fair share gives the excess back as its calls finish, so a
+//!   busy worker cannot starve a newcomer. A crashed worker's lease simply expires.
+//! - **Cool-down**: when a vendor says stop — a 429 with `Retry-After`, Salesforce's daily quota
+//!   spent or nearly spent — the worker records `throttled_until` on the connection, and every
+//!   worker holds that connection's calls until then.
+//!
+//! An execution that finds no free slot does not hold its prefetch slot waiting: it is handed to
+//! a delay queue (see the executor), so a burst on one connection never starves the others.
+
+use aic_proto::ConnectionId;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// How long a lease lasts unless renewed.
+const LEASE: Duration = Duration::from_secs(10);
+/// How often leases in use are renewed (and shares rebalanced).
+const RENEW_EVERY: Duration = Duration::from_secs(2);
+/// A worker whose share is full asks for more at most this often.
+const RENEW_ON_DEMAND: Duration = Duration::from_millis(50);
+
+/// One connection's local state.
+#[derive(Debug, Default)]
+struct Slots {
+    /// Calls this worker may have in flight (its lease).
+    limit: AtomicUsize,
+    in_use: AtomicUsize,
+    waiting: AtomicUsize,
+    freed: Notify,
+    lease_until: Mutex<Option<Instant>>,
+    renewed_at: Mutex<Option<Instant>>,
+    renewing: std::sync::atomic::AtomicBool,
+    throttle: Mutex<Option<(DateTime<Utc>, String)>>,
+}
+
+/// A slot taken; dropping it gives it back.
+#[derive(Debug)]
+pub struct Permit(Arc<Slots>);
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0.in_use.fetch_sub(1, Ordering::SeqCst);
+        self.0.freed.notify_one();
+    }
+}
+
+/// Whether a call may go now.
+#[derive(Debug)]
+pub enum Admission {
+    /// Go; hold the permit for the call.
+    Go(Permit),
+    /// The connection is cooling down until then, for this reason.
+    Throttled(DateTime<Utc>, String),
+    /// Every slot of the connection is in use in the fleet.
+    Busy,
+}
+
+/// The worker's view of every connection's budget.
+#[derive(Debug)]
+pub struct Budgets {
+    pool: Pool,
+    worker: String,
+    default_cap: u32,
+    /// The most calls this worker could want on one connection (its prefetch).
+    capacity: u32,
+    conns: Mutex<HashMap<ConnectionId, Arc<Slots>>>,
+}
+
+impl Budgets {
+    /// Budgets for worker `worker` (unique per process), which holds at most `capacity`
+    /// deliveries at once; `default_cap` applies to connections without their own
+    /// `max_concurrency`. Starts the renewal task.
+    pub fn start(pool: Pool, worker: String, default_cap: u32, capacity: u32) -> Arc<Self> {
+        let b = Arc::new(Self {
+            pool,
+            worker,
+            default_cap: default_cap.max(1),
+            capacity: capacity.max(1),
+            conns: Mutex::default(),
+        });
+        let weak = Arc::downgrade(&b);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RENEW_EVERY);
+            loop {
+                tick.tick().await;
+                let Some(b) = weak.upgrade() else { return };
+                b.renew_all().await;
+            }
+        });
+        b
+    }
+
+    fn slots(&self, conn: ConnectionId) -> Arc<Slots> {
+        let mut m = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(conn).or_default().clone()
+    }
+
+    /// Asks for a slot on `conn` (whose own cap is `cap`), waiting at most `wait` for one.
+    pub async fn admit(&self, conn: ConnectionId, cap: Option<i32>, wait: Duration) -> Admission {
+        let slots = self.slots(conn);
+        slots.waiting.fetch_add(1, Ordering::SeqCst);
+        let admission = self.admit_inner(conn, cap, wait, &slots).await;
+        slots.waiting.fetch_sub(1, Ordering::SeqCst);
+        admission
+    }
+
+    async fn admit_inner(
+        &self,
+        conn: ConnectionId,
+        cap: Option<i32>,
+        wait: Duration,
+        slots: &Arc<Slots>,
+    ) -> Admission {
+        let expired = slots
+            .lease_until
+            .lock()
+            .map(|l| l.is_none_or(|at| at <= Instant::now()))
+            .unwrap_or(true);
+        if expired && !slots.renewing.swap(true, Ordering::SeqCst) {
+            if let Err(e) = self.renew(conn, cap, slots).await {
+                // Without Postgres nothing else works either; the ledger will say so. Run on
+                // the last known share rather than fail here.
+                tracing::warn!(error = %e, "could not renew the connection's lease");
+            }
+            slots.renewing.store(false, Ordering::SeqCst);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some((until, why)) = self.throttled(slots) {
+                return Admission::Throttled(until, why);
+            }
+            let limit = slots.limit.load(Ordering::SeqCst);
+            let used = slots.in_use.load(Ordering::SeqCst);
+            if used < limit
+                && slots
+                    .in_use
+                    .compare_exchange(used, used + 1, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+            {
+                return Admission::Go(Permit(slots.clone()));
+            }
+            if used < limit {
+                continue;
+            }
+            // The share is full: ask the fleet for more (demand grew), unless a renewal is
+            // under way or has just run.
+            let stale = slots
+                .renewed_at
+                .lock()
+                .map(|r| r.is_none_or(|at| at.elapsed() >= RENEW_ON_DEMAND))
+                .unwrap_or(true);
+            if stale && !slots.renewing.swap(true, Ordering::SeqCst) {
+                let renewed = self.renew(conn, cap, slots).await;
+                slots.renewing.store(false, Ordering::SeqCst);
+                if let Err(e) = renewed {
+                    tracing::warn!(error = %e, "could not renew the connection's lease");
+                    slots.freed.notify_waiters();
+                } else {
+                    continue;
+                }
+            }
+            if tokio::time::timeout_at(deadline, slots.freed.notified())
+                .await
+                .is_err()
+            {
+                return Admission::Busy;
+            }
+        }
+    }
+
+    fn throttled(&self, slots: &Slots) -> Option<(DateTime<Utc>, String)> {
+        let t = slots.throttle.lock().ok()?;
+        t.as_ref().filter(|(until, _)| *until > Utc::now()).cloned()
+    }
+
+    /// Holds every worker's calls on `conn` until `until`, saying why (kept in the
+    /// connection's status).
+    pub async fn throttle(&self, conn: ConnectionId, until: DateTime<Utc>, reason: &str) {
+        let slots = self.slots(conn);
+        if let Ok(mut t) = slots.throttle.lock() {
+            if t.as_ref().is_none_or(|(u, _)| *u < until) {
+                *t = Some((until, reason.to_string()));
+            }
+        }
+        let updated = async {
+            self.pool
+                .get()
+                .await?
+                .execute(
+                    "UPDATE connections SET throttled_until = $2, throttle_reason = $3 \
+                     WHERE id = $1 AND (throttled_until IS NULL OR throttled_until < $2)",
+                    &[&conn.0, &until, &reason],
+                )
+                .await?;
+            anyhow::Ok(())
+        };
+        if let Err(e) = updated.await {
+            tracing::warn!(error = %e, "could not record the connection's cool-down");
+        }
+        tracing::warn!(connection = %conn, %until, reason, "connection cooling down");
+    }
+
+    /// Leases this worker's share of `conn` and reads its cool-down.
+    async fn renew(
+        &self,
+        conn: ConnectionId,
+        cap: Option<i32>,
+        slots: &Slots,
+    ) -> anyhow::Result<()> {
+        let in_use = slots.in_use.load(Ordering::SeqCst) as i64;
+        // A connection in use may get every delivery this worker holds: ask for that much, and
+        // let the fair-share rule split the cap when other workers want it too.
+        let wanted = i64::from(self.capacity);
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // The row lock serialises the fleet's renewals of one connection.
+        let Some(row) = tx
+            .query_opt(
+                "SELECT max_concurrency, throttled_until, throttle_reason FROM connections WHERE id = $1 FOR UPDATE",
+                &[&conn.0],
+            )
+            .await?
+        else {
+            return Ok(());
+        };
+        let cap = i64::from(
+            row.get::<_, Option<i32>>(0)
+                .or(cap)
+                .unwrap_or(self.default_cap as i32),
+        );
+        let throttle: Option<DateTime<Utc>> = row.get(1);
+        let reason: Option<String> = row.get(2);
+        let others = tx
+            .query_one(
+                "SELECT coalesce(sum(slots), 0)::int8, coalesce(sum(wanted), 0)::int8, \
+                 count(*) FILTER (WHERE wanted > 0) FROM connection_leases \
+                 WHERE connection_id = $1 AND worker_id <> $2 AND expires_at > now()",
+                &[&conn.0, &self.worker],
+            )
+            .await?;
+        let (others_slots, others_wanted, others_active): (i64, i64, i64) =
+            (others.get(0), others.get(1), others.get(2));
+        let grant = share(cap, wanted, others_slots, others_wanted, others_active);
+        // What is in use stays counted until it finishes: the cap holds while shares shrink.
+        let recorded = grant.max(in_use);
+        tx.execute(
+            "INSERT INTO connection_leases (connection_id, worker_id, slots, wanted, expires_at) \
+             VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5)) \
+             ON CONFLICT (connection_id, worker_id) DO UPDATE SET slots = EXCLUDED.slots, \
+             wanted = EXCLUDED.wanted, expires_at = EXCLUDED.expires_at",
+            &[
+                &conn.0,
+                &self.worker,
+                &(recorded as i32),
+                &(wanted as i32),
+                &LEASE.as_secs_f64(),
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        slots.limit.store(grant as usize, Ordering::SeqCst);
+        if let Ok(mut l) = slots.lease_until.lock() {
+            // Renewed well before the database's expiry, so the two never disagree.
+            *l = Some(Instant::now() + LEASE / 2);
+        }
+        if let Ok(mut r) = slots.renewed_at.lock() {
+            *r = Some(Instant::now());
+        }
+        if let (Ok(mut t), Some(until)) = (slots.throttle.lock(), throttle) {
+            // Another worker's cool-down; a later local one (not yet written) stands.
+            if t.as_ref().is_none_or(|(u, _)| *u < until) {
+                *t = Some((until, reason.unwrap_or_default()));
+            }
+        }
+        slots.freed.notify_waiters();
+        Ok(())
+    }
+
+    async fn renew_all(&self) {
+        let conns: Vec<(ConnectionId, Arc<Slots>)> = {
+            let m = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+            m.iter().map(|(k, v)| (*k, v.clone())).collect()
+        };
+        for (conn, slots) in conns {
+            let idle = slots.in_use.load(Ordering::SeqCst) == 0
+                && slots.waiting.load(Ordering::SeqCst) == 0;
+            if idle {
+                // Give the share back at once rather than at expiry.
+                if let Ok(client) = self.pool.get().await {
+                    let _ = client
+                        .execute(
+                            "DELETE FROM connection_leases WHERE connection_id = $1 AND worker_id = $2",
+                            &[&conn.0, &self.worker],
+                        )
+                        .await;
+                }
+                let mut m = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+                if slots.in_use.load(Ordering::SeqCst) == 0
+                    && slots.waiting.load(Ordering::SeqCst) == 0
+                {
+                    m.remove(&conn);
+                }
+                continue;
+            }
+            if let Err(e) = self.renew(conn, None, &slots).await {
+                tracing::warn!(error = %e, "could not renew a connection lease");
+            }
+        }
+    }
+}
+
+/// This worker's share of a connection: what it wants, within what the others actually hold,
+/// and — when others want slots too — no more than its fair part.
+fn share(cap: i64, wanted: i64, others_slots: i64, others_wanted: i64, others_active: i64) -> i64 {
+    let fair = (cap + others_active) / (others_active + 1);
+    let left_by_others_wants = cap - others_wanted;
+    wanted
+        .min(cap - others_slots)
+        .min(fair.max(left_by_others_wants))
+        .max(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share;
+
+    #[test]
+    fn a_lone_worker_gets_what_it_wants_within_the_cap() {
+        assert_eq!(share(10, 4, 0, 0, 0), 4);
+        assert_eq!(share(10, 40, 0, 0, 0), 10);
+    }
+
+    #[test]
+    fn busy_workers_converge_to_fair_shares_that_never_exceed_the_cap() {
+        // Worker A holds all 10; B arrives wanting 50 and gets nothing yet.
+        let b = share(10, 50, 10, 50, 1);
+        assert_eq!(b, 0);
+        // A renews: B wants slots, so A's share drops to its fair half…
+        let a = share(10, 50, b, 50, 1);
+        assert_eq!(a, 5);
+        // …and once A's calls above 5 finish, B gets the rest.
+        let b = share(10, 50, a, 50, 1);
+        assert_eq!(b, 5);
+        assert!(a + b <= 10);
+    }
+
+    #[test]
+    fn a_small_demand_leaves_the_rest_to_a_big_one() {
+        // A wants 2, B wants 50: A takes 2, B gets 8, not a "fair" 5.
+        let a = share(10, 2, 0, 50, 1);
+        assert_eq!(a, 2);
+        assert_eq!(share(10, 50, a, 2, 1), 8);
+    }
+}

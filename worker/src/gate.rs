@@ -1,0 +1,127 @@
+//! The connection's budget around a vendor call: before it, a slot within the fleet-wide cap
+//! and no cool-down in force; after it, a cool-down when the vendor said stop or its quota is
+//! nearly spent (see [`crate::budget`]).
+
+use crate::budget::{Admission, Permit};
+use crate::executor::Ctx;
+use crate::resolve::ConnectionRow;
+use crate::retry::RetryPolicy;
+use aic_core::vendor::{CallSuccess, RetryClass, VendorFailure};
+use aic_proto::ConnectionId;
+use chrono::Utc;
+use std::time::Duration;
+
+/// How long an execution waits in the worker for a slot before leaving through a delay queue.
+const SLOT_WAIT: Duration = Duration::from_millis(250);
+/// The next look at a connection whose slots are all taken.
+const BUSY_RETRY: Duration = Duration::from_secs(1);
+/// Cool-down when the vendor's quota is within the reserve.
+const QUOTA_RESERVE_COOL_DOWN: Duration = Duration::from_secs(300);
+/// Cool-down when the vendor says the quota is spent.
+const QUOTA_SPENT_COOL_DOWN: Duration = Duration::from_secs(900);
+
+/// Why a call cannot go now.
+#[derive(Debug)]
+pub enum Hold {
+    /// Try again after this long (through a delay queue), for this reason.
+    Wait(Duration, String),
+    /// Give up: waiting would overrun the execution's retry budget.
+    Fail(String),
+}
+
+/// Takes a slot on the connection, sleeping out a short cool-down in the worker.
+pub async fn admit(
+    ctx: &Ctx,
+    conn: &ConnectionRow,
+    policy: &RetryPolicy,
+    since_first: Duration,
+) -> Result<Permit, Hold> {
+    loop {
+        match ctx
+            .budgets
+            .admit(conn.id, conn.max_concurrency, SLOT_WAIT)
+            .await
+        {
+            Admission::Go(permit) => return Ok(permit),
+            Admission::Busy => {
+                return Err(Hold::Wait(
+                    BUSY_RETRY,
+                    "every slot of the connection is in use across the workers".into(),
+                ));
+            }
+            Admission::Throttled(until, why) => {
+                let wait = (until - Utc::now()).to_std().unwrap_or_default();
+                if since_first + wait > policy.budget {
+                    return Err(Hold::Fail(format!(
+                        "the connection is cooling down until {until} ({why}), past this execution's retry budget"
+                    )));
+                }
+                if wait > policy.inline_max {
+                    return Err(Hold::Wait(
+                        wait,
+                        format!("the connection is cooling down until {until}: {why}"),
+                    ));
+                }
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Starts a cool-down when the vendor's answer calls for one (a `Retry-After` counts up to
+/// `cap`, as for the execution's own retries).
+pub async fn after_call(
+    ctx: &Ctx,
+    conn: ConnectionId,
+    cap: Duration,
+    result: &Result<CallSuccess, VendorFailure>,
+) {
+    let now = Utc::now();
+    let (wait, why) = match result {
+        Ok(s) => match s.quota {
+            Some((used, limit))
+                if limit > 0 && used as f64 >= limit as f64 * (1.0 - ctx.quota_reserve) =>
+            {
+                (
+                    QUOTA_RESERVE_COOL_DOWN,
+                    format!(
+                        "the vendor reports {used} of {limit} API requests used, within the {:.0}% kept in reserve",
+                        ctx.quota_reserve * 100.0
+                    ),
+                )
+            }
+            _ => return,
+        },
+        Err(f) => match (&f.vendor, f.retry_after) {
+            (Some(v), _)
+                if v.code == "REQUEST_LIMIT_EXCEEDED" && f.class == RetryClass::Permanent =>
+            {
+                (
+                    QUOTA_SPENT_COOL_DOWN,
+                    format!(
+                        "the vendor's API request quota is spent ({}: {})",
+                        v.code, v.message
+                    ),
+                )
+            }
+            (_, Some(after)) => (after.min(cap), rate_limited(f, after)),
+            _ => return,
+        },
+    };
+    let until = now + chrono::Duration::from_std(wait).unwrap_or_default();
+    ctx.budgets.throttle(conn, until, &why).await;
+}
+
+/// The reason recorded for a vendor's `Retry-After`.
+pub fn rate_limited(f: &VendorFailure, after: Duration) -> String {
+    let status = f
+        .vendor
+        .as_ref()
+        .and_then(|v| v.http_status)
+        .map(|s| format!("HTTP {s}, "))
+        .unwrap_or_default();
+    format!(
+        "the vendor's rate limit ({status}Retry-After {} s)",
+        after.as_secs_f64().ceil()
+    )
+}
