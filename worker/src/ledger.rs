@@ -95,6 +95,10 @@ const BEGIN_SQL: &str = "WITH input AS ( \
        RETURNING id, tenant_id, automation_id, status, result, vendor_call_started_at, retry_seq) \
      SELECT b.id, b.status, b.result, b.vendor_call_started_at, b.retry_seq, ";
 
+const MARK_SQL: &str = "UPDATE executions e SET \
+       vendor_call_started_at = coalesce(e.vendor_call_started_at, now()), version_id = u.version_id \
+     FROM unnest($1::uuid[], $2::uuid[]) AS u(id, version_id) WHERE e.id = u.id";
+
 const FINISH_SQL: &str = "UPDATE executions e SET status = u.status, result = u.result, \
        error_code = u.error_code, attempts = u.attempts, \
        version_id = coalesce(u.version_id, e.version_id), finished_at = now() \
@@ -127,9 +131,14 @@ impl Ledger {
                     let parameters: Vec<&Value> = items.iter().map(|i| &i.parameters).collect();
                     let sources: Vec<Option<&str>> =
                         items.iter().map(|i| i.source.as_deref()).collect();
+                    // Prepared once per pooled connection: one round-trip per batch, not two.
+                    let statement = client
+                        .prepare_cached(&sql)
+                        .await
+                        .map_err(|e| LedgerError::from(e).to_string())?;
                     let rows = client
                         .query(
-                            &*sql,
+                            &statement,
                             &[&ids, &tenants, &automations, &parameters, &sources],
                         )
                         .await
@@ -154,14 +163,14 @@ impl Ledger {
                         .map_err(|e| LedgerError::from(e).to_string())?;
                     let ids: Vec<Uuid> = items.iter().map(|i| i.0).collect();
                     let versions: Vec<Uuid> = items.iter().map(|i| i.1).collect();
+                    let statement = client
+                        .prepare_cached(MARK_SQL)
+                        .await
+                        .map_err(|e| LedgerError::from(e).to_string())?;
                     client
-                    .execute(
-                        "UPDATE executions e SET vendor_call_started_at = coalesce(e.vendor_call_started_at, now()), \
-                         version_id = u.version_id FROM unnest($1::uuid[], $2::uuid[]) AS u(id, version_id) WHERE e.id = u.id",
-                        &[&ids, &versions],
-                    )
-                    .await
-                    .map_err(|e| LedgerError::from(e).to_string())?;
+                        .execute(&statement, &[&ids, &versions])
+                        .await
+                        .map_err(|e| LedgerError::from(e).to_string())?;
                     Ok(vec![(); items.len()])
                 }
             },
@@ -185,9 +194,13 @@ impl Ledger {
                         items.iter().map(|i| i.code.as_deref()).collect();
                     let attempts: Vec<i32> = items.iter().map(|i| i.attempts).collect();
                     let versions: Vec<Option<Uuid>> = items.iter().map(|i| i.version).collect();
+                    let statement = client
+                        .prepare_cached(FINISH_SQL)
+                        .await
+                        .map_err(|e| LedgerError::from(e).to_string())?;
                     let updated: std::collections::HashSet<Uuid> = client
                         .query(
-                            FINISH_SQL,
+                            &statement,
                             &[&ids, &statuses, &results, &codes, &attempts, &versions],
                         )
                         .await
