@@ -99,11 +99,18 @@ impl RetrySpec {
 }
 
 /// A vendor's handle for recognising a record the worker created.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Dedupe {
     /// ServiceNow: the execution id is written to `correlation_id` and queried before any re-send.
     ServicenowCorrelationId,
+    /// Salesforce: the create is an upsert keyed by the execution id in this external id field
+    /// (`PATCH …/sobjects/{SObject}/{field}/{execution_id}`), so a re-send finds the first record
+    /// instead of creating a second one.
+    SalesforceExternalId {
+        /// The external id field's API name, e.g. `AIC_Execution_Id__c`.
+        field: String,
+    },
 }
 
 /// HTTP methods a definition may use.

@@ -11,12 +11,48 @@ const TOTAL: usize = 2000;
 
 #[tokio::test]
 async fn kill_9_of_a_worker_mid_run_loses_nothing_and_doubles_nothing() {
+    kill_9_mid_run(false).await;
+}
+
+/// The same with creates that upsert on an external id: what was in flight at the kill is sent
+/// again safely, so nothing ends in doubt.
+#[tokio::test]
+async fn kill_9_with_upserts_leaves_nothing_in_doubt() {
+    kill_9_mid_run(true).await;
+}
+
+async fn kill_9_mid_run(upsert: bool) {
     let env = TestEnv::start_with(Options {
         worker: false,
         ..Options::default()
     })
     .await;
-    let lead = env.lead_automation().await;
+    let lead = if upsert {
+        let conn = env.salesforce_connection("Org", "s3cret", "s3cret").await;
+        let (status, created) = env
+            .call(
+                reqwest::Method::POST,
+                "/v1/automations",
+                Some(
+                    json!({"template": "salesforce.create_lead", "name": "Upserted",
+                    "connection_id": conn["id"], "external_id_field": "AIC_Execution_Id__c"}),
+                ),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["id"].as_str().expect("id").to_string();
+        let (status, _) = env
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/automations/{id}/publish"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 201);
+        id
+    } else {
+        env.lead_automation().await
+    };
     env.sandbox.set_latency(Duration::from_millis(5));
     let mut victim = env.spawn_worker_process(32);
     // Enqueue while the victim works, and kill it a quarter of the way in.
@@ -64,7 +100,7 @@ async fn kill_9_of_a_worker_mid_run_loses_nothing_and_doubles_nothing() {
     let unknown = statuses.get("unknown_outcome").copied().unwrap_or(0);
     let lost = TOTAL - statuses.values().sum::<usize>();
     println!(
-        "kill -9 after {at_kill} vendor calls: enqueued {TOTAL}, succeeded {succeeded}, unknown_outcome {unknown}, failed {}, lost {lost}, duplicates at the vendor {duplicates}",
+        "kill -9 (upsert: {upsert}) after {at_kill} vendor calls: enqueued {TOTAL}, succeeded {succeeded}, unknown_outcome {unknown}, failed {}, lost {lost}, duplicates at the vendor {duplicates}",
         statuses.get("failed").copied().unwrap_or(0)
     );
     assert_eq!(lost, 0);
@@ -74,6 +110,12 @@ async fn kill_9_of_a_worker_mid_run_loses_nothing_and_doubles_nothing() {
         unknown <= 32,
         "only executions in flight at the kill can be in doubt (prefetch 32): {unknown}"
     );
+    if upsert {
+        assert_eq!(
+            unknown, 0,
+            "an upsert is re-sent safely, never left in doubt"
+        );
+    }
     env.stop().await;
 }
 

@@ -24,17 +24,23 @@ pub enum Landed {
 pub async fn check(
     ctx: &Ctx,
     t: &Target<'_>,
-    dedupe: Option<Dedupe>,
+    dedupe: Option<&Dedupe>,
     path: &str,
     id: ExecutionId,
     output: &BTreeMap<String, String>,
 ) -> Landed {
-    let Some(Dedupe::ServicenowCorrelationId) = dedupe else {
-        return Landed::Unknown(
-            "this vendor action has no dedupe handle, so it was not re-sent, to avoid a duplicate"
-                .into(),
-        );
-    };
+    match dedupe {
+        Some(Dedupe::ServicenowCorrelationId) => {}
+        // The create is an upsert keyed by the execution id: sending it again finds the record
+        // a previous attempt made, if any, and says so (`created: false`).
+        Some(Dedupe::SalesforceExternalId { .. }) => return Landed::No,
+        None => {
+            return Landed::Unknown(
+                "this vendor action has no dedupe handle, so it was not re-sent, to avoid a duplicate"
+                    .into(),
+            );
+        }
+    }
     let lookup = async {
         let token = invoke::token(ctx, t).await?;
         vendor::servicenow::find_by_correlation(

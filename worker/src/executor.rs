@@ -346,7 +346,17 @@ async fn execute(
         Ok(b) => b,
         Err(e) => return Ok(failed(e.code, e.message, Some(e.parameter))),
     };
-    let path = aic_core::params::render_path(&def.path, &built.path);
+    let mut path = aic_core::params::render_path(&def.path, &built.path);
+    let mut method = def.method;
+    // An upsert keyed by the execution id: whatever delivers it again finds the same record.
+    if let Some(aic_proto::Dedupe::SalesforceExternalId { field }) = &def.dedupe {
+        path = format!(
+            "{}/{field}/{}",
+            path.trim_end_matches('/'),
+            req.execution_id
+        );
+        method = aic_proto::HttpMethod::Patch;
+    }
     let mut body = built.body;
     if def.dedupe == Some(aic_proto::Dedupe::ServicenowCorrelationId) {
         body["correlation_id"] = Value::String(req.execution_id.to_string());
@@ -392,8 +402,15 @@ async fn execute(
     };
     // A previous delivery may have sent this create: ask the vendor before sending again.
     if let Some(at) = in_doubt {
-        match crate::dedupe::check(ctx, &target, def.dedupe, &path, req.execution_id, &r.output)
-            .await
+        match crate::dedupe::check(
+            ctx,
+            &target,
+            def.dedupe.as_ref(),
+            &path,
+            req.execution_id,
+            &r.output,
+        )
+        .await
         {
             Landed::Yes(output) => return Ok(deduplicated(output, 0)),
             Landed::No => {}
@@ -432,7 +449,7 @@ async fn execute(
     };
     ctx.ledger.mark_vendor_call(req, r.version_id).await?;
     let call = Call {
-        method: def.method,
+        method,
         path: &path,
         body: &body,
         output: &r.output,
@@ -449,8 +466,15 @@ async fn execute(
     if matches!(&result, Err(f) if f.class == aic_core::vendor::RetryClass::UnknownOutcome)
         && def.dedupe.is_some()
     {
-        match crate::dedupe::check(ctx, &target, def.dedupe, &path, req.execution_id, &r.output)
-            .await
+        match crate::dedupe::check(
+            ctx,
+            &target,
+            def.dedupe.as_ref(),
+            &path,
+            req.execution_id,
+            &r.output,
+        )
+        .await
         {
             Landed::Yes(output) => return Ok(deduplicated(output, attempts)),
             Landed::No => {
@@ -463,6 +487,7 @@ async fn execute(
     }
     Ok(match result {
         Ok(success) => Outcome {
+            deduplicated: success.created == Some(false),
             status: ExecutionStatus::Succeeded,
             output: Some(success.output),
             error: None,

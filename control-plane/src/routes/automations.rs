@@ -38,6 +38,10 @@ pub struct CreateAutomation {
     pub parameters: Option<Vec<ParameterSpec>>,
     /// Retry policy for transient vendor failures; unset fields take the worker's defaults.
     pub retry: Option<RetrySpec>,
+    /// Salesforce create templates only: an external id field (API name ending in `__c`) of the
+    /// object. Creates become upserts keyed by the execution id in that field, so a re-send
+    /// after a crash or a lost answer finds the first record instead of creating another.
+    pub external_id_field: Option<String>,
 }
 
 /// Body of `POST /v1/automations/{id}/publish` (optional).
@@ -81,6 +85,9 @@ pub struct AutomationView {
     /// The draft retry policy (absent: the worker's defaults).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetrySpec>,
+    /// Salesforce external id field the creates upsert on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id_field: Option<String>,
     /// The live version, if published.
     pub published_version: Option<VersionView>,
     /// Created.
@@ -158,6 +165,36 @@ fn check_parameters(template: &Template, params: &[ParameterSpec]) -> Result<(),
     Ok(())
 }
 
+/// An external id field applies to Salesforce creates (`POST …/sobjects/{SObject}/`) and must be
+/// a custom field's API name.
+fn check_external_id_field(app: &str, template: &Template, field: &str) -> Result<(), ApiError> {
+    let is_create = template.method == aic_proto::HttpMethod::Post
+        && template.path.contains("/sobjects/")
+        && template.path.ends_with('/');
+    if app != "salesforce" || !is_create {
+        return Err(ApiError::invalid(
+            "external_id_field",
+            format!(
+                "an external id field applies to Salesforce create templates, not '{app}.{}'",
+                template.action
+            ),
+        ));
+    }
+    let name = field.strip_suffix("__c").unwrap_or("");
+    let valid = name.len() <= 37
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.contains("__")
+        && !name.ends_with('_');
+    if !valid {
+        return Err(ApiError::invalid(
+            "external_id_field",
+            format!("'{field}' is not a custom field API name (e.g. AIC_Execution_Id__c)"),
+        ));
+    }
+    Ok(())
+}
+
 /// `POST /v1/automations`: a draft from a template.
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant, template = %input.template))]
 pub async fn create(
@@ -191,6 +228,9 @@ pub async fn create(
             .check()
             .map_err(|(field, message)| ApiError::invalid(format!("retry.{field}"), message))?;
     }
+    if let Some(field) = &input.external_id_field {
+        check_external_id_field(app, template, field)?;
+    }
     let retry = input
         .retry
         .map(|r| serde_json::to_value(r).map_err(|e| ApiError::internal("retry", &e)))
@@ -213,8 +253,8 @@ pub async fn create(
     let id = AutomationId::new();
     let inserted = client
         .execute(
-            "INSERT INTO automations (id, tenant_id, connection_id, app, action, name, description, parameters, created_by, retry) \
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT (tenant_id, name) DO NOTHING",
+            "INSERT INTO automations (id, tenant_id, connection_id, app, action, name, description, parameters, created_by, retry, external_id_field) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT (tenant_id, name) DO NOTHING",
             &[
                 &id.0,
                 &caller.tenant.0,
@@ -226,6 +266,7 @@ pub async fn create(
                 &serde_json::to_value(&parameters).map_err(|e| ApiError::internal("parameters", &e))?,
                 &caller.token_id,
                 &retry,
+                &input.external_id_field,
             ],
         )
         .await?;
@@ -242,7 +283,7 @@ pub async fn create(
 }
 
 const SELECT: &str = "SELECT a.id, a.name, a.description, a.app || '.' || a.action, a.connection_id, a.status, \
-    a.parameters, a.created_at, a.updated_at, v.id, v.number, v.name, v.published_at, a.retry \
+    a.parameters, a.created_at, a.updated_at, v.id, v.number, v.name, v.published_at, a.retry, a.external_id_field \
     FROM automations a LEFT JOIN automation_versions v ON v.id = a.published_version_id";
 
 fn view(row: &tokio_postgres::Row) -> AutomationView {
@@ -258,6 +299,7 @@ fn view(row: &tokio_postgres::Row) -> AutomationView {
         retry: row
             .get::<_, Option<serde_json::Value>>(13)
             .and_then(|v| serde_json::from_value(v).ok()),
+        external_id_field: row.get(14),
         created_at: row.get(7),
         updated_at: row.get(8),
         published_version: version_id.map(|id| VersionView {
@@ -335,7 +377,7 @@ pub async fn publish(
     let tx = client.transaction().await?;
     let row = tx
         .query_opt(
-            "SELECT app, action, connection_id, parameters, retry FROM automations WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+            "SELECT app, action, connection_id, parameters, retry, external_id_field FROM automations WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
             &[&caller.tenant.0, &id.0],
         )
         .await?
@@ -355,7 +397,10 @@ pub async fn publish(
         path: template.path.clone(),
         parameters: serde_json::from_value(row.get(3))
             .map_err(|e| ApiError::internal("stored parameters", &e))?,
-        dedupe: template.dedupe,
+        dedupe: match row.get::<_, Option<String>>(5) {
+            Some(field) => Some(aic_proto::Dedupe::SalesforceExternalId { field }),
+            None => template.dedupe.clone(),
+        },
         retry: row
             .get::<_, Option<serde_json::Value>>(4)
             .map(serde_json::from_value)

@@ -242,6 +242,8 @@ pub struct CallSuccess {
     pub output: Map<String, Value>,
     /// The vendor's own quota reading, `(used, limit)`, when it sent one.
     pub quota: Option<(u64, u64)>,
+    /// For an upsert: whether it created the record (`false`: it found one already there).
+    pub created: Option<bool>,
 }
 
 /// The HTTP client every vendor call goes through: bounded timeouts, no redirects (a redirect
@@ -356,10 +358,26 @@ pub async fn call(
             .and_then(salesforce::parse_limit_info),
         _ => None,
     };
-    let value = interpret(vendor, status, &headers, &body)?;
+    let mut value = interpret(vendor, status, &headers, &body)?;
+    // A Salesforce upsert that updated answers 204 without a body before API 46.0: the record
+    // it found is read back for its id.
+    if vendor == Vendor::Salesforce
+        && call.method == HttpMethod::Patch
+        && status == StatusCode::NO_CONTENT
+    {
+        let record = get(http, policy, vendor, token, call.path).await?;
+        value = serde_json::json!({"id": record.get("Id"), "success": true, "created": false});
+    }
+    let created = match vendor {
+        Vendor::Salesforce if call.method == HttpMethod::Patch => {
+            value.get("created").and_then(Value::as_bool)
+        }
+        _ => None,
+    };
     Ok(CallSuccess {
         output: map_output(&value, call.output),
         quota,
+        created,
     })
 }
 

@@ -32,6 +32,9 @@ pub struct Org {
     pub daily_limit: AtomicU64,
     /// Token endpoint hits, for tests of token caching.
     pub token_requests: AtomicU64,
+    /// Answer an upsert that updated a record with `204 No Content`, as API versions before
+    /// 46.0 do (later ones answer `200` with `"created": false`).
+    pub legacy_upsert_204: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Org {
@@ -47,6 +50,7 @@ impl Default for Org {
             usage: AtomicU64::new(0),
             daily_limit: AtomicU64::new(100_000),
             token_requests: AtomicU64::new(0),
+            legacy_upsert_204: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -114,6 +118,10 @@ pub fn routes() -> Router<Arc<SandboxState>> {
         .route("/services/data/{version}/limits/", get(limits))
         .route("/services/data/{version}/sobjects/{sobject}", post(create))
         .route("/services/data/{version}/sobjects/{sobject}/", post(create))
+        .route(
+            "/services/data/{version}/sobjects/{sobject}/{field}/{value}",
+            axum::routing::patch(upsert).get(by_external_id),
+        )
 }
 
 #[derive(Deserialize, Debug)]
@@ -402,6 +410,148 @@ async fn create(
             StatusCode::CREATED,
             json!({"id": id, "success": true, "errors": []}),
         )
+    })
+}
+
+/// `PATCH …/sobjects/{sobject}/{field}/{value}`: upsert by external id. Creates the record
+/// (201, `"created": true`) or updates the one holding that value (200, `"created": false`;
+/// 204 in legacy mode); several holders are a 300.
+async fn upsert(
+    State(s): State<Arc<SandboxState>>,
+    Path((version, sobject, field, value)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    with_limits(&s, &headers, || {
+        let Some(schema) =
+            super::salesforce_schema::schema(&sobject).filter(|_| valid_version(&version))
+        else {
+            return errors(
+                StatusCode::NOT_FOUND,
+                vec![error(
+                    "NOT_FOUND",
+                    "The requested resource does not exist".into(),
+                    &[],
+                )],
+            );
+        };
+        if !field.ends_with("__c") {
+            return errors(
+                StatusCode::BAD_REQUEST,
+                vec![error(
+                    "INVALID_FIELD",
+                    format!("Field {field} is not an external id or indexed field for {sobject}"),
+                    &[],
+                )],
+            );
+        }
+        let mut fields: Map<String, Value> = match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(m)) => m,
+            _ => {
+                return errors(
+                    StatusCode::BAD_REQUEST,
+                    vec![error(
+                        "JSON_PARSER_ERROR",
+                        "Cannot deserialize instance of sObject".into(),
+                        &[],
+                    )],
+                );
+            }
+        };
+        if fields.contains_key(&field) {
+            return errors(
+                StatusCode::BAD_REQUEST,
+                vec![error(
+                    "INVALID_FIELD",
+                    format!(
+                        "The external id field {field} may not be set in the body of an upsert"
+                    ),
+                    &[field.as_str()],
+                )],
+            );
+        }
+        let mut records = lock(&s.salesforce.records);
+        let holders: Vec<String> = records
+            .iter()
+            .filter(|(_, (t, v))| {
+                *t == sobject && v.get(&field) == Some(&Value::String(value.clone()))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        match holders.as_slice() {
+            [] => {
+                drop(records);
+                let exists = |id: &str| lock(&s.salesforce.records).contains_key(id);
+                if let Err(list) =
+                    super::salesforce_schema::validate(schema, &sobject, &fields, &exists)
+                {
+                    return errors(StatusCode::BAD_REQUEST, list);
+                }
+                fields.insert(field.clone(), Value::String(value.clone()));
+                let id = new_id(schema.prefix);
+                lock(&s.salesforce.records)
+                    .insert(id.clone(), (sobject.clone(), Value::Object(fields)));
+                (
+                    StatusCode::CREATED,
+                    json!({"id": id, "success": true, "errors": [], "created": true}),
+                )
+            }
+            [id] => {
+                if let Some((_, Value::Object(existing))) = records.get_mut(id) {
+                    existing.extend(fields);
+                }
+                if s.salesforce.legacy_upsert_204.load(Ordering::SeqCst) {
+                    (StatusCode::NO_CONTENT, Value::Null)
+                } else {
+                    (
+                        StatusCode::OK,
+                        json!({"id": id, "success": true, "errors": [], "created": false}),
+                    )
+                }
+            }
+            many => (
+                StatusCode::MULTIPLE_CHOICES,
+                Value::Array(
+                    many.iter()
+                        .map(|id| {
+                            Value::String(format!(
+                                "/services/data/{version}/sobjects/{sobject}/{id}"
+                            ))
+                        })
+                        .collect(),
+                ),
+            ),
+        }
+    })
+}
+
+/// `GET …/sobjects/{sobject}/{field}/{value}`: the record holding that external id.
+async fn by_external_id(
+    State(s): State<Arc<SandboxState>>,
+    Path((_version, sobject, field, value)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    with_limits(&s, &headers, || {
+        let records = lock(&s.salesforce.records);
+        let found = records.iter().find(|(_, (t, v))| {
+            *t == sobject && v.get(&field) == Some(&Value::String(value.clone()))
+        });
+        match found {
+            Some((id, (_, Value::Object(fields)))) => {
+                let mut record = fields.clone();
+                record.insert("Id".into(), Value::String(id.clone()));
+                record.insert("attributes".into(), json!({"type": sobject}));
+                (StatusCode::OK, Value::Object(record))
+            }
+            _ => errors(
+                StatusCode::NOT_FOUND,
+                vec![error(
+                    "NOT_FOUND",
+                    "The requested resource does not exist".into(),
+                    &[],
+                )],
+            ),
+        }
     })
 }
 
