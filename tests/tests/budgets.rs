@@ -185,3 +185,69 @@ async fn a_rate_limit_holds_every_execution_on_the_connection_and_shows_in_its_s
     assert_eq!(env.sandbox.requests_to("chat.postMessage").len(), 6);
     env.stop().await;
 }
+
+/// Jira's `X-RateLimit-*` headers feed the connection's quota: once a window's allowance is
+/// within the reserve, calls wait for `X-RateLimit-Reset` instead of running into 429s.
+#[tokio::test]
+async fn jira_rate_limit_headers_keep_the_worker_under_the_limit() {
+    let env = TestEnv::start_with(Options {
+        retry_cap_ms: 10_000,
+        ..Options::default()
+    })
+    .await;
+    let jira = &env.sandbox.state.jira;
+    jira.add_user("bot@acme.example", "jira-api-token");
+    jira.rate_limit
+        .store(5, std::sync::atomic::Ordering::SeqCst);
+    jira.rate_window_ms
+        .store(1_500, std::sync::atomic::Ordering::SeqCst);
+    let (status, conn) = env
+        .call(
+            Method::POST,
+            "/v1/connections",
+            Some(
+                json!({"name": "Jira", "app": "jira", "domain": env.sandbox.url(),
+                "auth_type": "basic", "max_concurrency": 1,
+                "secrets": {"email": "bot@acme.example", "api_token": "jira-api-token"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{conn}");
+    let create = env
+        .published_automation(
+            "jira.create_issue",
+            conn["id"].as_str().expect("id"),
+            "Open ticket",
+            None,
+        )
+        .await;
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        ids.push(
+            env.enqueue(
+                &create,
+                json!({"project": "ENG", "issue_type": "Task", "summary": format!("T{i}")}),
+            )
+            .await,
+        );
+    }
+    let mut reason = String::new();
+    for id in &ids {
+        let done = env.wait_final(id).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        if reason.is_empty() {
+            let (_, conns) = env.call(Method::GET, "/v1/connections", None).await;
+            reason = conns[0]["throttle_reason"].as_str().unwrap_or("").into();
+        }
+    }
+    let took = started.elapsed();
+    let refused = jira.rate_limited.load(std::sync::atomic::Ordering::SeqCst);
+    println!(
+        "12 issues at 5 per 1.5 s window: {took:?}, 429s answered {refused}; the connection said {reason:?}"
+    );
+    assert_eq!(refused, 0, "the worker ran into the vendor's rate limit");
+    assert!(took >= Duration::from_millis(3_000), "{took:?}");
+    assert_eq!(jira.issues().len(), 12);
+    env.stop().await;
+}

@@ -83,7 +83,10 @@ pub async fn after_call(
                 if limit > 0 && used as f64 >= limit as f64 * (1.0 - ctx.quota_reserve) =>
             {
                 (
-                    QUOTA_RESERVE_COOL_DOWN,
+                    // Until the vendor's window resets, when it says when.
+                    s.quota_resets_at
+                        .and_then(|at| (at - now).to_std().ok())
+                        .unwrap_or(QUOTA_RESERVE_COOL_DOWN),
                     format!(
                         "the vendor reports {used} of {limit} API requests used, within the {:.0}% kept in reserve",
                         ctx.quota_reserve * 100.0

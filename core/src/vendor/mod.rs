@@ -244,6 +244,8 @@ pub struct CallSuccess {
     pub quota: Option<(u64, u64)>,
     /// For an upsert: whether it created the record (`false`: it found one already there).
     pub created: Option<bool>,
+    /// When the vendor's quota window resets, when it said (`X-RateLimit-Reset`).
+    pub quota_resets_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The HTTP client every vendor call goes through: bounded timeouts, no redirects (a redirect
@@ -356,8 +358,13 @@ pub async fn call(
             .get("sforce-limit-info")
             .and_then(|v| v.to_str().ok())
             .and_then(salesforce::parse_limit_info),
-        _ => None,
+        _ => rate_limit_headers(&headers),
     };
+    let quota_resets_at = headers
+        .get("x-ratelimit-reset")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| chrono::DateTime::parse_from_rfc3339(v.trim()).ok())
+        .map(|t| t.with_timezone(&chrono::Utc));
     let mut value = interpret(vendor, status, &headers, &body)?;
     // A Salesforce upsert that updated answers 204 without a body before API 46.0: the record
     // it found is read back for its id.
@@ -378,7 +385,22 @@ pub async fn call(
         output: map_output(&value, call.output),
         quota,
         created,
+        quota_resets_at,
     })
+}
+
+/// `X-RateLimit-Limit` and `X-RateLimit-Remaining` (Jira, and others that use the convention) as
+/// `(used, limit)`.
+fn rate_limit_headers(headers: &HeaderMap) -> Option<(u64, u64)> {
+    let read = |k: &str| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let limit = read("x-ratelimit-limit")?;
+    let remaining = read("x-ratelimit-remaining")?;
+    Some((limit.saturating_sub(remaining), limit))
 }
 
 /// A read (GET) with a credential, interpreted by the vendor's classifier.

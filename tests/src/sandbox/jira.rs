@@ -30,6 +30,14 @@ pub struct Site {
     next_id: AtomicU64,
     /// Project keys that exist.
     pub projects: Mutex<Vec<String>>,
+    /// API requests allowed per rate-limit window (`X-RateLimit-Limit`).
+    pub rate_limit: AtomicU64,
+    /// Length of a rate-limit window, in milliseconds.
+    pub rate_window_ms: AtomicU64,
+    /// The current window's end and the requests counted in it.
+    window: Mutex<(chrono::DateTime<chrono::Utc>, u64)>,
+    /// Requests refused with 429 for the rate limit.
+    pub rate_limited: AtomicU64,
 }
 
 impl Default for Site {
@@ -44,6 +52,10 @@ impl Default for Site {
             issues: Mutex::default(),
             next_id: AtomicU64::new(10000),
             projects: Mutex::new(vec!["ENG".into(), "OPS".into()]),
+            rate_limit: AtomicU64::new(100_000),
+            rate_window_ms: AtomicU64::new(60_000),
+            window: Mutex::new((chrono::Utc::now(), 0)),
+            rate_limited: AtomicU64::new(0),
         }
     }
 }
@@ -90,6 +102,67 @@ pub fn routes() -> Router<Arc<SandboxState>> {
         .merge(api())
         .nest("/ex/jira/{cloud}", api())
         .route("/oauth/token", post(oauth_token))
+}
+
+/// Counts a request against the site's rate limit (a fixed window): its `X-RateLimit-*`
+/// headers, or Jira's 429 with `Retry-After` once the window's allowance is spent.
+fn meter(site: &Site) -> Result<HeaderMap, Response> {
+    let limit = site.rate_limit.load(Ordering::SeqCst);
+    let window = chrono::Duration::milliseconds(site.rate_window_ms.load(Ordering::SeqCst) as i64);
+    let now = chrono::Utc::now();
+    let (reset, count) = {
+        let mut w = lock(&site.window);
+        if now >= w.0 {
+            // Windows end on whole seconds, as the header's precision says.
+            let end = now + window;
+            let end = chrono::DateTime::from_timestamp(end.timestamp() + 1, 0).unwrap_or(end);
+            *w = (end, 0);
+        }
+        w.1 += 1;
+        *w
+    };
+    let mut headers = HeaderMap::new();
+    let mut put = |k: &'static str, v: String| {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&v) {
+            headers.insert(k, v);
+        }
+    };
+    put("x-ratelimit-limit", limit.to_string());
+    put(
+        "x-ratelimit-remaining",
+        limit.saturating_sub(count).to_string(),
+    );
+    put(
+        "x-ratelimit-reset",
+        reset.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    );
+    if count <= limit {
+        return Ok(headers);
+    }
+    site.rate_limited.fetch_add(1, Ordering::SeqCst);
+    let secs = ((reset - now).num_milliseconds().max(0) as f64 / 1000.0).ceil() as u64;
+    put("retry-after", secs.max(1).to_string());
+    let mut resp = errors(
+        StatusCode::TOO_MANY_REQUESTS,
+        &["Rate limit exceeded."],
+        Map::new(),
+    );
+    resp.headers_mut().extend(headers);
+    Err(resp)
+}
+
+async fn metered<F: std::future::Future<Output = Response>>(
+    site: &Site,
+    handler: impl FnOnce() -> F,
+) -> Response {
+    match meter(site) {
+        Err(refused) => refused,
+        Ok(headers) => {
+            let mut resp = handler().await;
+            resp.headers_mut().extend(headers);
+            resp
+        }
+    }
 }
 
 fn random(len: usize) -> String {
@@ -190,6 +263,11 @@ pub fn is_adf(v: &Value) -> bool {
 }
 
 async fn myself(State(s): State<Arc<SandboxState>>, headers: HeaderMap) -> Response {
+    let site = s.clone();
+    metered(&site.jira, || myself_inner(State(s), headers)).await
+}
+
+async fn myself_inner(State(s): State<Arc<SandboxState>>, headers: HeaderMap) -> Response {
     match authenticated(&s.jira, &headers) {
         Some(email) => axum::Json(json!({"accountId": "5b10a2844c20165700ede21g", "emailAddress": email, "displayName": "AIC Bot", "active": true})).into_response(),
         None => unauthorized(),
@@ -197,6 +275,15 @@ async fn myself(State(s): State<Arc<SandboxState>>, headers: HeaderMap) -> Respo
 }
 
 async fn create_issue(
+    State(s): State<Arc<SandboxState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let site = s.clone();
+    metered(&site.jira, || create_issue_inner(State(s), headers, body)).await
+}
+
+async fn create_issue_inner(
     State(s): State<Arc<SandboxState>>,
     headers: HeaderMap,
     body: Bytes,
@@ -316,6 +403,19 @@ async fn create_issue(
 }
 
 async fn add_comment(
+    State(s): State<Arc<SandboxState>>,
+    Path(params): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let site = s.clone();
+    metered(&site.jira, || {
+        add_comment_inner(State(s), Path(params), headers, body)
+    })
+    .await
+}
+
+async fn add_comment_inner(
     State(s): State<Arc<SandboxState>>,
     Path(params): Path<HashMap<String, String>>,
     headers: HeaderMap,
