@@ -251,3 +251,100 @@ async fn jira_rate_limit_headers_keep_the_worker_under_the_limit() {
     assert_eq!(jira.issues().len(), 12);
     env.stop().await;
 }
+
+/// Credentials the vendor keeps refusing trip a breaker: after three refusals in a row,
+/// executions fail fast without presenting them again, the connection says until when, and a
+/// passing connection test closes it.
+#[tokio::test]
+async fn refused_credentials_trip_a_breaker_that_a_passing_test_closes() {
+    let env = TestEnv::start().await;
+    let conn = env
+        .salesforce_connection("Org", "the-right-secret", "a-wrong-secret")
+        .await;
+    let conn_id = conn["id"].as_str().expect("id").to_string();
+    let lead = env
+        .published_automation("salesforce.create_lead", &conn_id, "Lead", None)
+        .await;
+    let token_requests = || {
+        env.sandbox
+            .state
+            .salesforce
+            .token_requests
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let mut messages = Vec::new();
+    for i in 0..3 {
+        let done = env.run(&lead, lead_params(i)).await;
+        assert_eq!(done["status"], "failed", "{done}");
+        assert_eq!(
+            done["result"]["error"]["code"], "vendor_auth_failed",
+            "{done}"
+        );
+        messages.push(done["result"]["error"]["message"].clone());
+    }
+    let asked = token_requests();
+    for i in 3..6 {
+        let done = env.run(&lead, lead_params(i)).await;
+        assert_eq!(
+            done["result"]["error"]["code"], "vendor_auth_failed",
+            "{done}"
+        );
+        messages.push(done["result"]["error"]["message"].clone());
+    }
+    let (_, view) = env
+        .call(Method::GET, &format!("/v1/connections/{conn_id}"), None)
+        .await;
+    println!(
+        "3 refusals then the breaker: token requests {asked} then {}, status {}, open until {}; last message {}",
+        token_requests(),
+        view["status"],
+        view["breaker_open_until"],
+        messages[5]
+    );
+    assert_eq!(
+        token_requests(),
+        asked,
+        "refused credentials were presented again"
+    );
+    assert!(
+        messages[5]
+            .as_str()
+            .unwrap_or("")
+            .contains("times in a row"),
+        "{}",
+        messages[5]
+    );
+    assert_eq!(view["status"], "failing");
+    assert!(view["breaker_open_until"].is_string(), "{view}");
+
+    // The admin fixes the secret at the vendor's side; a passing test closes the breaker.
+    let client_id = env
+        .sandbox
+        .requests_to("/services/oauth2/token")
+        .first()
+        .and_then(|r| {
+            r.body
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("client_id=").map(str::to_string))
+        })
+        .expect("client id sent");
+    env.sandbox
+        .state
+        .salesforce
+        .add_client(&client_id, "a-wrong-secret");
+    let (_, test) = env
+        .call(
+            Method::POST,
+            &format!("/v1/connections/{conn_id}/test"),
+            None,
+        )
+        .await;
+    assert_eq!(test["ok"], true, "{test}");
+    let done = env.run(&lead, lead_params(9)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    env.stop().await;
+}
+
+fn lead_params(i: usize) -> Value {
+    json!({"LastName": format!("B{i}"), "Company": "Acme"})
+}

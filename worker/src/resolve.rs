@@ -40,6 +40,12 @@ pub struct ConnectionRow {
     pub status: String,
     /// Fleet-wide cap of calls in flight (default: the worker's).
     pub max_concurrency: Option<i32>,
+    /// Credential refusals in a row.
+    pub auth_failures: i32,
+    /// While set and in the future, executions fail fast.
+    pub breaker_open_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Why the status is what it is.
+    pub status_detail: Option<String>,
 }
 
 /// Why a request cannot run.
@@ -55,7 +61,7 @@ pub struct Refusal {
 /// not exist in the tenant.
 pub const COLUMNS: &str = "a.id, a.status, v.id, v.definition, v.output, c.id, c.domain, \
     c.auth_type, c.secret_key_id, c.secret_nonce, c.secret_ciphertext, c.secret_version, c.status, \
-    c.max_concurrency";
+    c.max_concurrency, c.auth_failures, c.breaker_open_until, c.status_detail";
 
 /// Joins from the ledger row `b` (with `tenant_id` and `automation_id`) to what it runs.
 pub const JOINS: &str = "LEFT JOIN automations a ON a.tenant_id = b.tenant_id AND a.id = b.automation_id \
@@ -148,6 +154,9 @@ pub fn from_row(
             secret_version: row.get(at + 11),
             status: row.get(at + 12),
             max_concurrency: row.get(at + 13),
+            auth_failures: row.get(at + 14),
+            breaker_open_until: row.get(at + 15),
+            status_detail: row.get(at + 16),
         },
     })
 }

@@ -65,6 +65,9 @@ pub struct ConnectionView {
     pub throttled_until: Option<DateTime<Utc>>,
     /// …and why.
     pub throttle_reason: Option<String>,
+    /// While the vendor keeps refusing the credentials, executions fail fast until then (a
+    /// passing connection test closes the breaker).
+    pub breaker_open_until: Option<DateTime<Utc>>,
     /// Names of the secret fields stored (values are write-only).
     pub secret_fields: Vec<String>,
     /// Token that created it.
@@ -293,7 +296,8 @@ const SELECT: &str = "SELECT c.id, c.name, c.app, c.domain, c.auth_type, c.statu
     c.status_checked_at, c.created_by, c.created_at, \
     (SELECT count(*) FROM automations a WHERE a.connection_id = c.id), c.max_concurrency, \
     CASE WHEN c.throttled_until > now() THEN c.throttled_until END, \
-    CASE WHEN c.throttled_until > now() THEN c.throttle_reason END FROM connections c";
+    CASE WHEN c.throttled_until > now() THEN c.throttle_reason END, \
+    CASE WHEN c.breaker_open_until > now() THEN c.breaker_open_until END FROM connections c";
 
 fn view(state: &AppState, row: &tokio_postgres::Row) -> ConnectionView {
     let app: String = row.get(2);
@@ -320,6 +324,7 @@ fn view(state: &AppState, row: &tokio_postgres::Row) -> ConnectionView {
         max_concurrency: row.get(11),
         throttled_until: row.get(12),
         throttle_reason: row.get(13),
+        breaker_open_until: row.get(14),
     }
 }
 
@@ -443,8 +448,16 @@ pub async fn test_saved(
     .await;
     client
         .execute(
-            "UPDATE connections SET status = $3, status_detail = $4, status_checked_at = now() WHERE tenant_id = $1 AND id = $2",
-            &[&caller.tenant.0, &id.0, &outcome.status, &(!outcome.ok).then_some(&outcome.message)],
+            "UPDATE connections SET status = $3, status_detail = $4, status_checked_at = now(), \
+             auth_failures = CASE WHEN $3 = 'connected' THEN 0 ELSE auth_failures END, \
+             breaker_open_until = CASE WHEN $3 = 'connected' THEN NULL ELSE breaker_open_until END \
+             WHERE tenant_id = $1 AND id = $2",
+            &[
+                &caller.tenant.0,
+                &id.0,
+                &outcome.status,
+                &(!outcome.ok).then_some(&outcome.message),
+            ],
         )
         .await?;
     Ok(Json(outcome))
