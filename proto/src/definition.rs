@@ -70,6 +70,20 @@ pub struct RetrySpec {
     /// Time for all attempts and waits, in milliseconds (1,000 to 900,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_ms: Option<u64>,
+    /// While the connection cools down (the vendor's rate limit or quota): wait it out within
+    /// the budget (`wait`, the default) or fail at once with `connection_throttled` (`fail`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_throttle: Option<ThrottlePolicy>,
+}
+
+/// What an execution does while its connection cools down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ThrottlePolicy {
+    /// Wait until the cool-down ends, within the retry budget.
+    Wait,
+    /// Fail at once with `connection_throttled`.
+    Fail,
 }
 
 impl RetrySpec {

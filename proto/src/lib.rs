@@ -14,7 +14,7 @@ pub mod topology;
 pub use decode::DecodeError;
 pub use definition::{
     AutomationDefinition, Dedupe, DefinitionPublishedV1, HttpMethod, ParameterLocation,
-    ParameterSpec, ParameterType, RetrySpec, Transform,
+    ParameterSpec, ParameterType, RetrySpec, ThrottlePolicy, Transform,
 };
 pub use execution::{
     ExecutionError, ExecutionErrorCode, ExecutionRequestV1, ExecutionResultV1, ExecutionStatus,

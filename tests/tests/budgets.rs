@@ -348,3 +348,77 @@ async fn refused_credentials_trip_a_breaker_that_a_passing_test_closes() {
 fn lead_params(i: usize) -> Value {
     json!({"LastName": format!("B{i}"), "Company": "Acme"})
 }
+
+/// An automation whose policy is to fail rather than wait gets `connection_throttled` at once
+/// while its connection cools down; the default waits.
+#[tokio::test]
+async fn an_automation_may_fail_fast_instead_of_waiting_out_a_cool_down() {
+    let env = TestEnv::start_with(Options {
+        retry_cap_ms: 10_000,
+        ..Options::default()
+    })
+    .await;
+    env.sandbox.state.slack.add_token("xoxb-t");
+    let conn = env
+        .connection(
+            "Slack",
+            "slack",
+            "bot_token",
+            json!({"bot_token": "xoxb-t"}),
+        )
+        .await;
+    let waits = env
+        .published_automation(
+            "slack.send_message",
+            conn["id"].as_str().expect("id"),
+            "Waits",
+            None,
+        )
+        .await;
+    let (status, created) = env
+        .call(
+            Method::POST,
+            "/v1/automations",
+            Some(
+                json!({"template": "slack.send_message", "connection_id": conn["id"],
+                "name": "Fails", "retry": {"on_throttle": "fail"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let fails = created["id"].as_str().expect("id").to_string();
+    let (status, _) = env
+        .call(
+            Method::POST,
+            &format!("/v1/automations/{fails}/publish"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 201);
+    env.sandbox
+        .state
+        .faults
+        .push([Fault::RateLimited { retry_after: 2 }]);
+    let first = env.enqueue(&waits, message(0)).await;
+    let started = Instant::now();
+    while env.sandbox.requests_to("chat.postMessage").is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(10), "no first call");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let fast = env.run(&fails, message(1)).await;
+    let fast_after = started.elapsed();
+    let waited = env.wait_final(&first).await;
+    println!(
+        "cool-down of 2 s: the fail-fast automation answered after {fast_after:?} with {}",
+        fast["result"]["error"]["message"]
+    );
+    assert_eq!(fast["status"], "failed", "{fast}");
+    assert_eq!(
+        fast["result"]["error"]["code"], "connection_throttled",
+        "{fast}"
+    );
+    assert!(fast_after < Duration::from_millis(1_500), "{fast_after:?}");
+    assert_eq!(waited["status"], "succeeded", "{waited}");
+    env.stop().await;
+}

@@ -51,6 +51,11 @@ pub async fn admit(
             }
             Admission::Throttled(until, why) => {
                 let wait = (until - Utc::now()).to_std().unwrap_or_default();
+                if !policy.wait_on_throttle {
+                    return Err(Hold::Fail(format!(
+                        "the connection is cooling down until {until} ({why}), and this automation fails rather than waits"
+                    )));
+                }
                 if since_first + wait > policy.budget {
                     return Err(Hold::Fail(format!(
                         "the connection is cooling down until {until} ({why}), past this execution's retry budget"

@@ -21,6 +21,8 @@ pub struct RetryPolicy {
     pub budget: Duration,
     /// Longest wait slept in the worker; a retry due later leaves through a delay queue.
     pub inline_max: Duration,
+    /// Wait out a connection's cool-down (within the budget) rather than fail at once.
+    pub wait_on_throttle: bool,
 }
 
 impl RetryPolicy {
@@ -35,6 +37,9 @@ impl RetryPolicy {
             cap: s.cap_ms.map(ms).unwrap_or(self.cap).max(base),
             budget: s.budget_ms.map(ms).unwrap_or(self.budget),
             inline_max: self.inline_max,
+            wait_on_throttle: s.on_throttle.map_or(self.wait_on_throttle, |p| {
+                p == aic_proto::ThrottlePolicy::Wait
+            }),
         }
     }
 
@@ -137,6 +142,7 @@ mod tests {
         cap: Duration::from_millis(50),
         budget: Duration::from_secs(10),
         inline_max: Duration::from_secs(10),
+        wait_on_throttle: true,
     };
 
     #[tokio::test]
@@ -177,6 +183,7 @@ mod tests {
             cap: Duration::from_secs(1),
             budget: Duration::from_secs(60),
             inline_max: Duration::from_secs(5),
+            wait_on_throttle: true,
         }
         .resume(3, Duration::from_secs(20));
         assert_eq!(p.max_attempts, 2);

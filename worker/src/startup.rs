@@ -81,6 +81,7 @@ impl Worker {
                 cap: Duration::from_millis(args.retry_cap_ms),
                 budget: Duration::from_millis(args.retry_budget_ms),
                 inline_max: Duration::from_millis(args.retry_inline_max_ms),
+                wait_on_throttle: true,
             },
         };
         Ok(Self {
