@@ -168,7 +168,10 @@ pub fn classify(status: StatusCode, body: &[u8]) -> VendorFailure {
             RetryClass::RefreshAuth,
             ExecutionErrorCode::VendorAuthFailed,
         ),
-        429 | 503 | 502 | 504 => (RetryClass::Retryable, ExecutionErrorCode::VendorUnavailable),
+        // 408: the vendor gave up reading the request, so it was not applied.
+        408 | 429 | 503 | 502 | 504 => {
+            (RetryClass::Retryable, ExecutionErrorCode::VendorUnavailable)
+        }
         // Any other 5xx on a create may have been applied.
         500..=599 => (
             RetryClass::UnknownOutcome,
@@ -223,6 +226,24 @@ mod tests {
                 .contains("summary: You must specify a summary of the issue."),
             "{}",
             f.message
+        );
+    }
+
+    #[test]
+    fn a_request_timeout_is_retried() {
+        let f = classify(
+            StatusCode::REQUEST_TIMEOUT,
+            br#"{"errorMessages":["Request timeout"],"errors":{}}"#,
+        );
+        assert_eq!(f.class, RetryClass::Retryable);
+        let f = classify(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            br#"{"errorMessages":["boom"],"errors":{}}"#,
+        );
+        assert_eq!(
+            f.class,
+            RetryClass::UnknownOutcome,
+            "a 500 on a create may have been applied"
         );
     }
 

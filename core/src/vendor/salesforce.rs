@@ -247,6 +247,21 @@ pub fn classify(status: StatusCode, body: &[u8]) -> VendorFailure {
     if status.is_server_error() {
         return server_error(status, body);
     }
+    // The vendor gave up reading the request, so it was not applied: safe to send again.
+    if status == StatusCode::REQUEST_TIMEOUT {
+        return VendorFailure {
+            class: RetryClass::Retryable,
+            code: ExecutionErrorCode::VendorUnavailable,
+            message: "Salesforce answered HTTP 408: it timed out reading the request".into(),
+            vendor: Some(aic_proto::VendorError {
+                http_status: Some(408),
+                code: "REQUEST_TIMEOUT".into(),
+                message: String::new(),
+                fields: Vec::new(),
+            }),
+            retry_after: None,
+        };
+    }
     let errors: Vec<ApiError> = serde_json::from_slice(body).unwrap_or_default();
     let Some(first) = errors.first() else {
         return VendorFailure {
@@ -305,6 +320,16 @@ pub fn classify(status: StatusCode, body: &[u8]) -> VendorFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_timeout_is_retried() {
+        let f = sf(408, "");
+        assert_eq!(f.class, RetryClass::Retryable);
+        assert_eq!(
+            f.vendor.map(|v| v.code),
+            Some("REQUEST_TIMEOUT".to_string())
+        );
+    }
 
     fn sf(status: u16, body: &str) -> VendorFailure {
         classify(

@@ -143,7 +143,10 @@ pub fn classify(status: StatusCode, body: &[u8]) -> VendorFailure {
             RetryClass::RefreshAuth,
             ExecutionErrorCode::VendorAuthFailed,
         ),
-        429 | 502 | 503 | 504 => (RetryClass::Retryable, ExecutionErrorCode::VendorUnavailable),
+        // 408: the vendor gave up reading the request, so it was not applied.
+        408 | 429 | 502 | 503 | 504 => {
+            (RetryClass::Retryable, ExecutionErrorCode::VendorUnavailable)
+        }
         500..=599 => (
             RetryClass::UnknownOutcome,
             ExecutionErrorCode::UnknownOutcome,
@@ -199,6 +202,10 @@ mod tests {
         );
         assert_eq!(
             classify(StatusCode::BAD_GATEWAY, b"").class,
+            RetryClass::Retryable
+        );
+        assert_eq!(
+            classify(StatusCode::REQUEST_TIMEOUT, b"").class,
             RetryClass::Retryable
         );
         assert_eq!(

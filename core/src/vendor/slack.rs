@@ -62,7 +62,7 @@ pub fn classify(status: StatusCode, body: &Value) -> VendorFailure {
             RetryClass::UnknownOutcome,
             ExecutionErrorCode::UnknownOutcome,
         ),
-        _ if status.is_server_error() => {
+        _ if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT => {
             (RetryClass::Retryable, ExecutionErrorCode::VendorUnavailable)
         }
         _ => (RetryClass::Permanent, ExecutionErrorCode::VendorRejected),
@@ -108,6 +108,10 @@ mod tests {
 
     #[test]
     fn each_class_of_slack_error() {
+        assert_eq!(
+            classify(StatusCode::REQUEST_TIMEOUT, &json!(null)).class,
+            RetryClass::Retryable
+        );
         assert_eq!(
             classify(
                 StatusCode::TOO_MANY_REQUESTS,
