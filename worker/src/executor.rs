@@ -499,7 +499,7 @@ async fn execute(
     Ok(match result {
         Ok(success) => {
             if r.connection.auth_failures > 0 {
-                close_breaker(ctx, r).await;
+                crate::gate::close_breaker(ctx, r).await;
             }
             Outcome {
                 deduplicated: success.created == Some(false),
@@ -511,63 +511,10 @@ async fn execute(
             }
         }
         Err(f) => {
-            record_connection_failure(ctx, r, &f).await;
+            crate::gate::record_auth_failure(ctx, r, &f).await;
             from_failure(f, attempts)
         }
     })
-}
-
-/// A connection whose credentials the vendor refused says so in its status, so admins see it
-/// and, once it needs re-authorisation, executions on it fail fast without a vendor call.
-/// Refusals in a row also count towards the breaker: at the third, executions on the
-/// connection fail fast for a minute instead of presenting refused credentials again.
-async fn record_connection_failure(ctx: &Ctx, r: &Resolved, f: &VendorFailure) {
-    let status = match f.code {
-        ExecutionErrorCode::ConnectionNeedsReauthorization => "needs_reauthorization",
-        ExecutionErrorCode::VendorAuthFailed => "failing",
-        _ => return,
-    };
-    let updated = match ctx.pool.get().await {
-        Ok(client) => client
-            .execute(
-                "UPDATE connections SET status = $2, status_detail = $3, status_checked_at = now(), \
-                 auth_failures = auth_failures + 1, \
-                 breaker_open_until = CASE WHEN $2 = 'failing' AND auth_failures + 1 >= 3 \
-                   THEN now() + interval '60 seconds' ELSE breaker_open_until END \
-                 WHERE id = $1",
-                &[&r.connection.id.0, &status, &f.message],
-            )
-            .await
-            .map(|_| ()),
-        Err(e) => {
-            tracing::warn!(error = %e, "could not record the connection's status");
-            return;
-        }
-    };
-    if let Err(e) = updated {
-        tracing::warn!(error = %e, "could not record the connection's status");
-    }
-}
-
-/// The credentials work again: the refusal count and the breaker start over.
-async fn close_breaker(ctx: &Ctx, r: &Resolved) {
-    let closed = async {
-        ctx.pool
-            .get()
-            .await?
-            .execute(
-                "UPDATE connections SET auth_failures = 0, breaker_open_until = NULL, \
-                 status = CASE WHEN status = 'failing' THEN 'connected' ELSE status END, \
-                 status_detail = CASE WHEN status = 'failing' THEN NULL ELSE status_detail END, \
-                 status_checked_at = now() WHERE id = $1",
-                &[&r.connection.id.0],
-            )
-            .await?;
-        anyhow::Ok(())
-    };
-    if let Err(e) = closed.await {
-        tracing::warn!(error = %e, "could not record that the connection works again");
-    }
 }
 
 fn deduplicated(output: serde_json::Map<String, Value>, attempts: u32) -> Outcome {

@@ -1,13 +1,13 @@
-//! The connection's budget around a vendor call: before it, a slot within the fleet-wide cap
-//! and no cool-down in force; after it, a cool-down when the vendor said stop or its quota is
-//! nearly spent (see [`crate::budget`]).
+//! The connection's side of a vendor call: before it, a slot within the fleet-wide cap and no
+//! cool-down in force; after it, a cool-down when the vendor said stop or its quota is nearly
+//! spent (see [`crate::budget`]), and the connection's status and auth breaker.
 
 use crate::budget::{Admission, Permit};
 use crate::executor::Ctx;
-use crate::resolve::ConnectionRow;
+use crate::resolve::{ConnectionRow, Resolved};
 use crate::retry::RetryPolicy;
 use aic_core::vendor::{CallSuccess, RetryClass, VendorFailure};
-use aic_proto::ConnectionId;
+use aic_proto::{ConnectionId, ExecutionErrorCode};
 use chrono::Utc;
 use std::time::Duration;
 
@@ -132,4 +132,57 @@ pub fn rate_limited(f: &VendorFailure, after: Duration) -> String {
         "the vendor's rate limit ({status}Retry-After {} s)",
         after.as_secs_f64().ceil()
     )
+}
+
+/// A connection whose credentials the vendor refused says so in its status, so admins see it
+/// and, once it needs re-authorisation, executions on it fail fast without a vendor call.
+/// Refusals in a row also count towards the breaker: at the third, executions on the
+/// connection fail fast for a minute instead of presenting refused credentials again.
+pub async fn record_auth_failure(ctx: &Ctx, r: &Resolved, f: &VendorFailure) {
+    let status = match f.code {
+        ExecutionErrorCode::ConnectionNeedsReauthorization => "needs_reauthorization",
+        ExecutionErrorCode::VendorAuthFailed => "failing",
+        _ => return,
+    };
+    let updated = match ctx.pool.get().await {
+        Ok(client) => client
+            .execute(
+                "UPDATE connections SET status = $2, status_detail = $3, status_checked_at = now(), \
+                 auth_failures = auth_failures + 1, \
+                 breaker_open_until = CASE WHEN $2 = 'failing' AND auth_failures + 1 >= 3 \
+                   THEN now() + interval '60 seconds' ELSE breaker_open_until END \
+                 WHERE id = $1",
+                &[&r.connection.id.0, &status, &f.message],
+            )
+            .await
+            .map(|_| ()),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not record the connection's status");
+            return;
+        }
+    };
+    if let Err(e) = updated {
+        tracing::warn!(error = %e, "could not record the connection's status");
+    }
+}
+
+/// The credentials work again: the refusal count and the breaker start over.
+pub async fn close_breaker(ctx: &Ctx, r: &Resolved) {
+    let closed = async {
+        ctx.pool
+            .get()
+            .await?
+            .execute(
+                "UPDATE connections SET auth_failures = 0, breaker_open_until = NULL, \
+                 status = CASE WHEN status = 'failing' THEN 'connected' ELSE status END, \
+                 status_detail = CASE WHEN status = 'failing' THEN NULL ELSE status_detail END, \
+                 status_checked_at = now() WHERE id = $1",
+                &[&r.connection.id.0],
+            )
+            .await?;
+        anyhow::Ok(())
+    };
+    if let Err(e) = closed.await {
+        tracing::warn!(error = %e, "could not record that the connection works again");
+    }
 }
