@@ -393,6 +393,35 @@ impl TestEnv {
         id
     }
 
+    /// Creates an automation from a full `POST /v1/automations` body and publishes it; returns
+    /// its id.
+    pub async fn automation(&self, body: Value) -> String {
+        let (status, created) = self.call(Method::POST, "/v1/automations", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let id = created["id"].as_str().expect("id").to_string();
+        let (status, version) = self
+            .call(Method::POST, &format!("/v1/automations/{id}/publish"), None)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{version}");
+        id
+    }
+
+    /// A Slack connection with bot token `token` and a published Send Message on it; returns
+    /// the automation's id.
+    pub async fn slack_automation(&self, name: &str, token: &str) -> String {
+        self.sandbox.state.slack.add_token(token);
+        let conn = self
+            .connection(name, "slack", "bot_token", json!({"bot_token": token}))
+            .await;
+        self.published_automation(
+            "slack.send_message",
+            conn["id"].as_str().expect("id"),
+            name,
+            None,
+        )
+        .await
+    }
+
     /// A Salesforce connection (right secret) with a published Create Lead automation.
     pub async fn lead_automation(&self) -> String {
         let conn = self

@@ -28,21 +28,6 @@ async fn lead_on(env: &TestEnv, name: &str, cap: Option<i32>) -> String {
         .await
 }
 
-/// A Slack connection and a published Send Message on it.
-async fn slack_on(env: &TestEnv, name: &str, token: &str) -> String {
-    env.sandbox.state.slack.add_token(token);
-    let conn = env
-        .connection(name, "slack", "bot_token", json!({"bot_token": token}))
-        .await;
-    env.published_automation(
-        "slack.send_message",
-        conn["id"].as_str().expect("id"),
-        name,
-        None,
-    )
-    .await
-}
-
 fn lead(i: usize) -> Value {
     json!({"LastName": format!("L{i}"), "Company": "Acme"})
 }
@@ -142,7 +127,7 @@ async fn a_rate_limit_holds_every_execution_on_the_connection_and_shows_in_its_s
         ..Options::default()
     })
     .await;
-    let send = slack_on(&env, "Limited", "xoxb-limited").await;
+    let send = env.slack_automation("Limited", "xoxb-limited").await;
     env.sandbox
         .state
         .faults
@@ -375,26 +360,12 @@ async fn an_automation_may_fail_fast_instead_of_waiting_out_a_cool_down() {
             None,
         )
         .await;
-    let (status, created) = env
-        .call(
-            Method::POST,
-            "/v1/automations",
-            Some(
-                json!({"template": "slack.send_message", "connection_id": conn["id"],
-                "name": "Fails", "retry": {"on_throttle": "fail"}}),
-            ),
+    let fails = env
+        .automation(
+            json!({"template": "slack.send_message", "connection_id": conn["id"],
+            "name": "Fails", "retry": {"on_throttle": "fail"}}),
         )
         .await;
-    assert_eq!(status, 201, "{created}");
-    let fails = created["id"].as_str().expect("id").to_string();
-    let (status, _) = env
-        .call(
-            Method::POST,
-            &format!("/v1/automations/{fails}/publish"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 201);
     env.sandbox
         .state
         .faults

@@ -29,27 +29,11 @@ async fn kill_9_mid_run(upsert: bool) {
     .await;
     let lead = if upsert {
         let conn = env.salesforce_connection("Org", "s3cret", "s3cret").await;
-        let (status, created) = env
-            .call(
-                reqwest::Method::POST,
-                "/v1/automations",
-                Some(
-                    json!({"template": "salesforce.create_lead", "name": "Upserted",
-                    "connection_id": conn["id"], "external_id_field": "AIC_Execution_Id__c"}),
-                ),
-            )
-            .await;
-        assert_eq!(status, 201, "{created}");
-        let id = created["id"].as_str().expect("id").to_string();
-        let (status, _) = env
-            .call(
-                reqwest::Method::POST,
-                &format!("/v1/automations/{id}/publish"),
-                None,
-            )
-            .await;
-        assert_eq!(status, 201);
-        id
+        env.automation(
+            json!({"template": "salesforce.create_lead", "name": "Upserted",
+            "connection_id": conn["id"], "external_id_field": "AIC_Execution_Id__c"}),
+        )
+        .await
     } else {
         env.lead_automation().await
     };

@@ -152,27 +152,16 @@ async fn after_a_crash_the_redelivered_create_is_resolved_by_the_dedupe_handle_o
 /// A Create Lead automation whose creates upsert on an external id field.
 async fn upserting_lead(env: &TestEnv) -> String {
     let conn = env.salesforce_connection("Org", "s3cret", "s3cret").await;
-    let (status, created) = env
-        .call(
-            reqwest::Method::POST,
-            "/v1/automations",
-            Some(
-                json!({"template": "salesforce.create_lead", "name": "Upserted lead",
-                "connection_id": conn["id"], "external_id_field": "AIC_Execution_Id__c"}),
-            ),
+    let id = env
+        .automation(
+            json!({"template": "salesforce.create_lead", "name": "Upserted lead",
+            "connection_id": conn["id"], "external_id_field": "AIC_Execution_Id__c"}),
         )
         .await;
-    assert_eq!(status, 201, "{created}");
-    assert_eq!(created["external_id_field"], "AIC_Execution_Id__c");
-    let id = created["id"].as_str().expect("id").to_string();
-    let (status, _) = env
-        .call(
-            reqwest::Method::POST,
-            &format!("/v1/automations/{id}/publish"),
-            None,
-        )
+    let (_, view) = env
+        .call(reqwest::Method::GET, &format!("/v1/automations/{id}"), None)
         .await;
-    assert_eq!(status, 201);
+    assert_eq!(view["external_id_field"], "AIC_Execution_Id__c");
     id
 }
 

@@ -13,23 +13,7 @@ async fn slack_env() -> (TestEnv, String) {
 
 async fn slack_env_with(opts: Options) -> (TestEnv, String) {
     let env = TestEnv::start_with(opts).await;
-    env.sandbox.state.slack.add_token("xoxb-fault");
-    let conn = env
-        .connection(
-            "Slack",
-            "slack",
-            "bot_token",
-            json!({"bot_token": "xoxb-fault"}),
-        )
-        .await;
-    let send = env
-        .published_automation(
-            "slack.send_message",
-            conn["id"].as_str().expect("id"),
-            "Notify",
-            None,
-        )
-        .await;
+    let send = env.slack_automation("Notify", "xoxb-fault").await;
     (env, send)
 }
 
@@ -439,23 +423,7 @@ async fn a_long_retry_after_leaves_the_worker_through_the_delay_queues() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Another connection: the parked one's connection is cooling down, which holds its calls.
-    env.sandbox.state.slack.add_token("xoxb-other");
-    let other = env
-        .connection(
-            "Other Slack",
-            "slack",
-            "bot_token",
-            json!({"bot_token": "xoxb-other"}),
-        )
-        .await;
-    let other = env
-        .published_automation(
-            "slack.send_message",
-            other["id"].as_str().expect("id"),
-            "Notify elsewhere",
-            None,
-        )
-        .await;
+    let other = env.slack_automation("Notify elsewhere", "xoxb-other").await;
     let quick = env
         .run(&other, json!({"channel": "#general", "text": "now"}))
         .await;
