@@ -383,14 +383,7 @@ impl TestEnv {
         if let Some(p) = parameters {
             body["parameters"] = p;
         }
-        let (status, created) = self.call(Method::POST, "/v1/automations", Some(body)).await;
-        assert_eq!(status, StatusCode::CREATED, "{created}");
-        let id = created["id"].as_str().expect("id").to_string();
-        let (status, version) = self
-            .call(Method::POST, &format!("/v1/automations/{id}/publish"), None)
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{version}");
-        id
+        self.automation(body).await
     }
 
     /// Creates an automation from a full `POST /v1/automations` body and publishes it; returns
