@@ -39,6 +39,14 @@ struct Args {
     /// Where to write the JSON.
     #[arg(long, default_value = "target/bench.json")]
     json: String,
+    /// Scenarios to run, comma-separated (ceiling, full, paced, two, slow); all by default.
+    /// Ratios to the ceiling need `ceiling`; `paced` needs `full` unless `--paced-rate` is given.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ceiling,full,paced,two,slow"
+    )]
+    only: Vec<String>,
 }
 
 #[derive(Serialize, Debug, Default)]
@@ -298,72 +306,97 @@ async fn main() -> ExitCode {
         .execute("UPDATE connections SET max_concurrency = 10000", &[])
         .await
         .expect("raise the connection's cap");
-    let mut rows = vec![ceiling(&env, args.n, args.prefetch).await];
-    let ceiling_rate = rows[0].per_second;
+    let run = |name: &str| args.only.iter().any(|o| o == name);
+    let mut rows = Vec::new();
+    let ceiling_rate = if run("ceiling") {
+        let row = ceiling(&env, args.n, args.prefetch).await;
+        let rate = row.per_second;
+        rows.push(row);
+        Some(rate)
+    } else {
+        None
+    };
 
-    let one = env.spawn_worker_process(args.prefetch);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let full = pipeline(
-        &env,
-        &automation,
-        args.n,
-        &[one.id()],
-        None,
-        "full pipeline, fast vendor, 1 worker",
-    )
-    .await;
-    // Latency with headroom: the same worker, fed at half the rate it just sustained.
-    let half_rate = args.paced_rate.unwrap_or(full.per_second / 2.0);
-    let half_n = ((half_rate * 15.0) as usize).clamp(500.min(args.n), args.n);
-    let half = pipeline(
-        &env,
-        &automation,
-        half_n,
-        &[one.id()],
-        Some(half_rate),
-        &format!("  same, paced at {half_rate:.0}/s"),
-    )
-    .await;
-    rows.push(full);
-    rows.push(half);
-
-    let two = env.spawn_worker_process(args.prefetch);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    rows.push(
-        pipeline(
-            &env,
-            &automation,
-            args.n,
-            &[one.id(), two.id()],
-            None,
-            "full pipeline, fast vendor, 2 workers",
-        )
-        .await,
-    );
-    stop(two);
-    stop(one);
-    for r in rows.iter_mut().skip(1) {
-        r.ratio = Some(r.per_second / ceiling_rate);
+    if run("full") || run("paced") || run("two") {
+        let one = env.spawn_worker_process(args.prefetch);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut peak = None;
+        if run("full") {
+            let full = pipeline(
+                &env,
+                &automation,
+                args.n,
+                &[one.id()],
+                None,
+                "full pipeline, fast vendor, 1 worker",
+            )
+            .await;
+            peak = Some(full.per_second);
+            rows.push(full);
+        }
+        // Latency with headroom: the same worker, fed at half the rate it just sustained.
+        if let Some(half_rate) = args
+            .paced_rate
+            .or(peak.map(|p| p / 2.0))
+            .filter(|_| run("paced"))
+        {
+            let half_n = ((half_rate * 15.0) as usize).clamp(500.min(args.n), args.n);
+            rows.push(
+                pipeline(
+                    &env,
+                    &automation,
+                    half_n,
+                    &[one.id()],
+                    Some(half_rate),
+                    &format!("  same, paced at {half_rate:.0}/s"),
+                )
+                .await,
+            );
+        }
+        if run("two") {
+            let two = env.spawn_worker_process(args.prefetch);
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            rows.push(
+                pipeline(
+                    &env,
+                    &automation,
+                    args.n,
+                    &[one.id(), two.id()],
+                    None,
+                    "full pipeline, fast vendor, 2 workers",
+                )
+                .await,
+            );
+            stop(two);
+        }
+        stop(one);
+    }
+    if let Some(ceiling_rate) = ceiling_rate {
+        for r in rows.iter_mut().skip(1) {
+            r.ratio = Some(r.per_second / ceiling_rate);
+        }
     }
 
-    env.sandbox
-        .set_latency(Duration::from_millis(args.slow_latency_ms));
-    let slow = env.spawn_worker_process(args.slow_in_flight);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let slow_n = (args.n / 5).max(args.slow_in_flight as usize * 4);
-    let mut row = pipeline(
-        &env,
-        &automation,
-        slow_n,
-        &[slow.id()],
-        None,
-        &format!("slow vendor ({} ms), 1 worker", args.slow_latency_ms),
-    )
-    .await;
-    let littles_law = args.slow_in_flight as f64 / (args.slow_latency_ms as f64 / 1000.0);
-    row.ratio = Some(row.per_second / littles_law);
-    stop(slow);
-    rows.push(row);
+    if run("slow") {
+        env.sandbox
+            .set_latency(Duration::from_millis(args.slow_latency_ms));
+        let slow = env.spawn_worker_process(args.slow_in_flight);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let slow_n = (args.n / 5).max(args.slow_in_flight as usize * 4);
+        let mut row = pipeline(
+            &env,
+            &automation,
+            slow_n,
+            &[slow.id()],
+            None,
+            &format!("slow vendor ({} ms), 1 worker", args.slow_latency_ms),
+        )
+        .await;
+        let littles_law = args.slow_in_flight as f64 / (args.slow_latency_ms as f64 / 1000.0);
+        row.ratio = Some(row.per_second / littles_law);
+        stop(slow);
+        rows.push(row);
+    }
 
     println!(
         "{:<42} {:>8} {:>10} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>5} {:>6}",
