@@ -17,8 +17,18 @@ pub enum DbSetupError {
 
 /// Builds a lazily-connecting pool: a database that is down makes `/readyz` fail, not start-up.
 pub fn pool(url: &SecretString, size: usize) -> Result<Pool, DbSetupError> {
-    let config: tokio_postgres::Config =
+    let mut config: tokio_postgres::Config =
         url.expose_secret().parse().map_err(DbSetupError::BadUrl)?;
+    // Statements are prepared once per pooled connection, and Postgres would soon settle on one
+    // generic plan for each — planned while `executions` was still small, so a batch update
+    // joined to it by a sequential scan stays a sequential scan as the table grows to millions
+    // of rows (aic-bench: 400 scans of the whole ledger in 20 s). A custom plan per execution
+    // sees the current table and the batch's real size; planning costs far less than that scan.
+    let options = match config.get_options() {
+        Some(o) if !o.is_empty() => format!("{o} -c plan_cache_mode=force_custom_plan"),
+        _ => "-c plan_cache_mode=force_custom_plan".to_string(),
+    };
+    config.options(&options);
     let manager = Manager::from_config(
         config,
         NoTls,
