@@ -149,7 +149,23 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, state)
+            .await
+            .map_err(json_rejection)?;
+        // PostgreSQL cannot store a NUL character: say where it is instead of failing later.
+        if let Some(path) = aic_proto::text::nul_path(&value, "") {
+            return Err(ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid_body",
+                message: format!(
+                    "{path} contains a NUL character (\\u0000), which cannot be stored"
+                ),
+                field: Some(path),
+            });
+        }
+        // Decoded from the bytes again so that a type error names its field as before.
+        let bytes = serde_json::to_vec(&value).unwrap_or_default();
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Self(v)),
             Err(rejection) => Err(json_rejection(rejection)),
         }

@@ -42,6 +42,11 @@ struct VersionPeek {
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    if let Some(path) = crate::text::nul_path(&value, "") {
+        return Err(DecodeError::Invalid(format!(
+            "{path} contains a NUL character (\\u0000), which cannot be stored"
+        )));
+    }
     let peek = VersionPeek::deserialize(&value).map_err(|_| DecodeError::MissingVersion)?;
     match peek.version.as_ref().and_then(serde_json::Value::as_u64) {
         None => Err(DecodeError::MissingVersion),
@@ -66,6 +71,15 @@ mod tests {
         let e = decode::<ExecutionRequestV1>(br#"{"version":7}"#).unwrap_err();
         assert_eq!(e.reason(), "unknown_version");
         assert!(e.to_string().contains("version 7"));
+    }
+
+    #[test]
+    fn a_nul_character_is_refused_and_located() {
+        let body = br#"{"version":1,"execution_id":"0190b3a4-7b1c-7d2e-8f00-000000000001","tenant_id":"0190b3a4-7b1c-7d2e-8f00-000000000002","automation_id":"0190b3a4-7b1c-7d2e-8f00-000000000003","parameters":{"LastName":"a\u0000b"}}"#;
+        let e = decode::<ExecutionRequestV1>(body).unwrap_err();
+        assert_eq!(e.reason(), "invalid_message");
+        assert!(e.to_string().contains("parameters.LastName"), "{e}");
+        assert!(e.to_string().contains("NUL"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod decode;
 pub mod definition;
 pub mod execution;
 pub mod ids;
+pub mod text;
 pub mod topology;
 
 pub use decode::DecodeError;

@@ -348,3 +348,132 @@ async fn a_redelivered_execution_is_answered_from_the_ledger_without_a_second_ve
     assert_eq!(env.sandbox.requests_to("/sobjects/Lead/").len(), 1);
     env.stop().await;
 }
+
+#[tokio::test]
+async fn a_nul_character_is_refused_by_name_and_fails_only_its_own_execution() {
+    // PostgreSQL cannot store U+0000: one such request must not fail the ledger batch it would
+    // share with others, on every retry, forever.
+    let env = TestEnv::start().await;
+    let automation = env.lead_automation().await;
+    let mut replies = env.listen("", "").await;
+    let (bad, bad_body) = request(
+        &env,
+        &automation,
+        json!({"LastName": "Nul\u{0}Byte", "Company": "Acme"}),
+    );
+    let mut good = Vec::new();
+    for i in 0..20 {
+        let (id, body) = request(
+            &env,
+            &automation,
+            json!({"LastName": format!("Good{i}"), "Company": "Acme"}),
+        );
+        good.push(id);
+        env.publish_raw(&body, props(&replies.queue)).await;
+        // In the middle of the good ones, so that it would share one of their batches.
+        if i == 10 {
+            env.publish_raw(&bad_body, props(&replies.queue)).await;
+        }
+    }
+
+    let mut failed = None;
+    let mut succeeded = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (failed.is_none() || succeeded < good.len()) && Instant::now() < deadline {
+        let Some(r) = replies.next_json(Duration::from_secs(10)).await else {
+            break;
+        };
+        if r["execution_id"] == bad.as_str() {
+            failed = Some(r);
+        } else if r["status"] == "succeeded" {
+            succeeded += 1;
+        }
+    }
+    let failed = failed.expect("a failure result for the request with a NUL");
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["error"]["code"], "invalid_message", "{failed}");
+    let message = failed["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("parameters.LastName") && message.contains("NUL"),
+        "{failed}"
+    );
+    assert!(
+        succeeded >= good.len(),
+        "{succeeded} of {} succeeded",
+        good.len()
+    );
+    let dead = dead_letter(&env).await;
+    assert_eq!(header(&dead, DEAD_LETTER_REASON_HEADER), "invalid_message");
+
+    // Over HTTP the same request is refused at once, naming the field.
+    let (status, err) = env
+        .call(
+            Method::POST,
+            &format!("/v1/automations/{automation}/executions"),
+            Some(json!({"parameters": {"LastName": "Nul\u{0}Byte", "Company": "Acme"}})),
+        )
+        .await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(err["error"]["field"], "parameters.LastName", "{err}");
+    assert_eq!(
+        env.sandbox.requests_to("/sobjects/").len(),
+        good.len(),
+        "only the good requests reached the vendor"
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_vendor_answer_with_a_nul_character_is_stored_and_published_with_it_replaced() {
+    use aic_proto::{ExecutionRequestV1, ExecutionResultV1, ExecutionStatus};
+    let env = TestEnv::start().await;
+    let automation = env.lead_automation().await;
+    let ledger = aic_worker::ledger::Ledger::new(env.pool.clone());
+    let req: ExecutionRequestV1 = serde_json::from_value(json!({
+        "version": 1,
+        "execution_id": uuid::Uuid::now_v7().to_string(),
+        "tenant_id": env.tenant.to_string(),
+        "automation_id": automation,
+        "parameters": {"LastName": "A", "Company": "B"},
+    }))
+    .expect("request");
+    let begun = ledger.begin(&req, 0).await.expect("begin");
+    assert!(
+        matches!(begun, aic_worker::ledger::Begin::Run(Ok(_))),
+        "{begun:?}"
+    );
+    let mut output = serde_json::Map::new();
+    output.insert("id".into(), json!("00Q\u{0}X"));
+    let result = ExecutionResultV1 {
+        version: 1,
+        execution_id: Some(req.execution_id),
+        tenant_id: Some(req.tenant_id),
+        automation_id: Some(req.automation_id),
+        automation_version_id: None,
+        status: ExecutionStatus::Succeeded,
+        output: Some(output),
+        error: None,
+        attempts: 1,
+        deduplicated: false,
+        finished_at: chrono::Utc::now(),
+    };
+    let stored = ledger
+        .finish(&result)
+        .await
+        .expect("the result is recorded");
+    assert_eq!(stored["output"]["id"], "00Q\u{FFFD}X");
+    let row = env
+        .pool
+        .get()
+        .await
+        .expect("postgres")
+        .query_one(
+            "SELECT status, result FROM executions WHERE id = $1",
+            &[&req.execution_id.0],
+        )
+        .await
+        .expect("row");
+    assert_eq!(row.get::<_, String>(0), "succeeded");
+    assert_eq!(row.get::<_, Value>(1)["output"]["id"], "00Q\u{FFFD}X");
+    env.stop().await;
+}

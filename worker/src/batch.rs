@@ -13,13 +13,34 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 type Job<I, O> = (I, oneshot::Sender<Result<O, String>>);
 
+/// Why a batch failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What went wrong.
+    pub message: String,
+    /// The database refused the statement itself, which one input can cause: each input is
+    /// then run again on its own, so that one bad input fails alone instead of failing, on
+    /// every retry, whatever shares its batch. `false` for a failure of the connection.
+    pub refused: bool,
+}
+
+impl Failure {
+    /// A failure that has nothing to do with the inputs (no connection, a timeout).
+    pub fn infra(message: impl std::fmt::Display) -> Self {
+        Self {
+            message: message.to_string(),
+            refused: false,
+        }
+    }
+}
+
 /// Runs operations of one kind in batches.
 #[derive(Debug)]
 pub struct Batcher<I, O> {
     tx: mpsc::UnboundedSender<Job<I, O>>,
 }
 
-impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
+impl<I: Send + Sync + 'static, O: Send + 'static> Batcher<I, O> {
     /// Starts the batching task. `run` executes one batch and returns one output per input, in
     /// order; `key` names the row an input touches: two inputs on the same row never share a
     /// batch (one statement cannot update a row twice), the later one waits for the next.
@@ -27,8 +48,8 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     pub fn spawn<K, F, Fut>(max: usize, concurrency: usize, key: fn(&I) -> K, run: F) -> Self
     where
         K: Eq + Hash + 'static,
-        F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Vec<O>, String>> + Send + 'static,
+        F: Fn(Arc<Vec<I>>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<O>, Failure>> + Send + 'static,
     {
         let (tx, mut rx) = mpsc::unbounded_channel::<Job<I, O>>();
         let run = Arc::new(run);
@@ -66,20 +87,57 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                 let run = run.clone();
                 tokio::spawn(async move {
                     let (inputs, replies): (Vec<I>, Vec<_>) = batch.into_iter().unzip();
-                    let n = inputs.len();
-                    match run(inputs).await {
-                        Ok(outputs) if outputs.len() == n => {
+                    let inputs = Arc::new(inputs);
+                    let ran = run(inputs.clone()).await;
+                    match ran {
+                        Err(e) if e.refused && replies.len() > 1 => {
+                            // Nothing in the batch took effect: run each input on its own.
+                            let Ok(inputs) = Arc::try_unwrap(inputs) else {
+                                for reply in replies {
+                                    let _ = reply.send(Err(e.message.clone()));
+                                }
+                                return;
+                            };
+                            tracing::warn!(error = %e.message, inputs = replies.len(), "a batch was refused; running its inputs one by one");
+                            // Until the connection itself fails: the rest then fail with it
+                            // at once, rather than each waiting for a connection in turn.
+                            let mut down: Option<String> = None;
+                            for (input, reply) in inputs.into_iter().zip(replies) {
+                                if let Some(why) = &down {
+                                    let _ = reply.send(Err(why.clone()));
+                                    continue;
+                                }
+                                let one = match run(Arc::new(vec![input])).await {
+                                    Ok(mut out) if out.len() == 1 => Ok(out.remove(0)),
+                                    Ok(out) => {
+                                        Err(format!("a batch of 1 returned {} answers", out.len()))
+                                    }
+                                    Err(e) => {
+                                        if !e.refused {
+                                            down = Some(e.message.clone());
+                                        }
+                                        Err(e.message)
+                                    }
+                                };
+                                let _ = reply.send(one);
+                            }
+                        }
+                        Err(e) => {
+                            for reply in replies {
+                                let _ = reply.send(Err(e.message.clone()));
+                            }
+                        }
+                        Ok(outputs) if outputs.len() == replies.len() => {
                             for (reply, out) in replies.into_iter().zip(outputs) {
                                 let _ = reply.send(Ok(out));
                             }
                         }
                         Ok(outputs) => {
-                            let e = format!("a batch of {n} returned {} answers", outputs.len());
-                            for reply in replies {
-                                let _ = reply.send(Err(e.clone()));
-                            }
-                        }
-                        Err(e) => {
+                            let e = format!(
+                                "a batch of {} returned {} answers",
+                                replies.len(),
+                                outputs.len()
+                            );
                             for reply in replies {
                                 let _ = reply.send(Err(e.clone()));
                             }
@@ -116,11 +174,11 @@ mod tests {
             8,
             1,
             |i: &u32| *i % 5,
-            move |items: Vec<u32>| {
-                log.lock().unwrap().push(items.clone());
+            move |items: Arc<Vec<u32>>| {
+                log.lock().unwrap().push(items.to_vec());
                 async move {
                     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                    Ok(items.into_iter().map(|i| i * 10).collect())
+                    Ok(items.iter().map(|i| i * 10).collect())
                 }
             },
         ));
@@ -149,8 +207,58 @@ mod tests {
             4,
             2,
             |i: &u32| *i,
-            |_items: Vec<u32>| async { Err::<Vec<u32>, _>("Postgres went away".to_string()) },
+            |_items: Arc<Vec<u32>>| async {
+                Err::<Vec<u32>, _>(Failure::infra("Postgres went away"))
+            },
         );
         assert_eq!(b.call(1).await, Err("Postgres went away".to_string()));
+    }
+
+    #[tokio::test]
+    async fn a_refused_batch_is_split_so_one_bad_input_fails_alone() {
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = runs.clone();
+        let b = Arc::new(Batcher::spawn(
+            64,
+            1,
+            |i: &u32| *i,
+            move |items: Arc<Vec<u32>>| {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    if items.contains(&13) {
+                        Err(Failure {
+                            message: "invalid input 13".into(),
+                            refused: true,
+                        })
+                    } else {
+                        Ok(items.iter().map(|i| i + 1).collect())
+                    }
+                }
+            },
+        ));
+        // Hold the batcher busy so the next 20 calls share one batch.
+        let first = tokio::spawn({
+            let b = b.clone();
+            async move { b.call(100).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        let calls: Vec<_> = (0..20u32)
+            .map(|i| {
+                let b = b.clone();
+                tokio::spawn(async move { (i, b.call(i).await) })
+            })
+            .collect();
+        assert_eq!(first.await.unwrap(), Ok(101));
+        for c in calls {
+            let (i, out) = c.await.unwrap();
+            if i == 13 {
+                assert_eq!(out, Err("invalid input 13".to_string()));
+            } else {
+                assert_eq!(out, Ok(i + 1), "input {i} failed with the bad one");
+            }
+        }
+        // The first call's batch, the refused one, and runs of its inputs one by one.
+        assert!(runs.load(std::sync::atomic::Ordering::SeqCst) >= 3);
     }
 }

@@ -198,7 +198,7 @@ impl Budgets {
                 .execute(
                     "UPDATE connections SET throttled_until = $2, throttle_reason = $3 \
                      WHERE id = $1 AND (throttled_until IS NULL OR throttled_until < $2)",
-                    &[&conn.0, &until, &reason],
+                    &[&conn.0, &until, &aic_proto::text::without_nul(reason)],
                 )
                 .await?;
             anyhow::Ok(())

@@ -152,7 +152,11 @@ pub async fn record_auth_failure(ctx: &Ctx, r: &Resolved, f: &VendorFailure) {
                  breaker_open_until = CASE WHEN $2 = 'failing' AND auth_failures + 1 >= 3 \
                    THEN now() + interval '60 seconds' ELSE breaker_open_until END \
                  WHERE id = $1",
-                &[&r.connection.id.0, &status, &f.message],
+                &[
+                    &r.connection.id.0,
+                    &status,
+                    &aic_proto::text::without_nul(&f.message),
+                ],
             )
             .await
             .map(|_| ()),

@@ -7,13 +7,14 @@
 //! of other in-flight executions (`crate::batch`). A caller goes on only once its own row is
 //! committed, exactly as with one statement per execution.
 
-use crate::batch::Batcher;
+use crate::batch::{Batcher, Failure};
 use crate::resolve::{self, Refusal, Resolved};
 use aic_proto::{ExecutionRequestV1, ExecutionResultV1, ExecutionStatus, VersionId};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Why the ledger could not be used (the delivery is retried later).
@@ -117,14 +118,14 @@ impl Ledger {
             MAX_BATCH,
             CONCURRENT_BATCHES,
             |i: &BeginInput| i.id,
-            move |items: Vec<BeginInput>| {
+            move |items: Arc<Vec<BeginInput>>| {
                 let pool = p.clone();
                 let sql = sql.clone();
                 async move {
                     let client = pool
                         .get()
                         .await
-                        .map_err(|e| LedgerError::from(e).to_string())?;
+                        .map_err(|e| Failure::infra(LedgerError::from(e)))?;
                     let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
                     let tenants: Vec<Uuid> = items.iter().map(|i| i.tenant).collect();
                     let automations: Vec<Uuid> = items.iter().map(|i| i.automation).collect();
@@ -132,17 +133,14 @@ impl Ledger {
                     let sources: Vec<Option<&str>> =
                         items.iter().map(|i| i.source.as_deref()).collect();
                     // Prepared once per pooled connection: one round-trip per batch, not two.
-                    let statement = client
-                        .prepare_cached(&sql)
-                        .await
-                        .map_err(|e| LedgerError::from(e).to_string())?;
+                    let statement = client.prepare_cached(&sql).await.map_err(failure)?;
                     let rows = client
                         .query(
                             &statement,
                             &[&ids, &tenants, &automations, &parameters, &sources],
                         )
                         .await
-                        .map_err(|e| LedgerError::from(e).to_string())?;
+                        .map_err(failure)?;
                     let mut by_id: HashMap<Uuid, tokio_postgres::Row> =
                         rows.into_iter().map(|r| (r.get::<_, Uuid>(0), r)).collect();
                     Ok(ids.iter().map(|id| by_id.remove(id)).collect())
@@ -154,23 +152,20 @@ impl Ledger {
             MAX_BATCH,
             CONCURRENT_BATCHES,
             |i: &(Uuid, Uuid)| i.0,
-            move |items: Vec<(Uuid, Uuid)>| {
+            move |items: Arc<Vec<(Uuid, Uuid)>>| {
                 let pool = p.clone();
                 async move {
                     let client = pool
                         .get()
                         .await
-                        .map_err(|e| LedgerError::from(e).to_string())?;
+                        .map_err(|e| Failure::infra(LedgerError::from(e)))?;
                     let ids: Vec<Uuid> = items.iter().map(|i| i.0).collect();
                     let versions: Vec<Uuid> = items.iter().map(|i| i.1).collect();
-                    let statement = client
-                        .prepare_cached(MARK_SQL)
-                        .await
-                        .map_err(|e| LedgerError::from(e).to_string())?;
+                    let statement = client.prepare_cached(MARK_SQL).await.map_err(failure)?;
                     client
                         .execute(&statement, &[&ids, &versions])
                         .await
-                        .map_err(|e| LedgerError::from(e).to_string())?;
+                        .map_err(failure)?;
                     Ok(vec![(); items.len()])
                 }
             },
@@ -180,13 +175,13 @@ impl Ledger {
             MAX_BATCH,
             CONCURRENT_BATCHES,
             |i: &FinishInput| i.id,
-            move |items: Vec<FinishInput>| {
+            move |items: Arc<Vec<FinishInput>>| {
                 let pool = p.clone();
                 async move {
                     let client = pool
                         .get()
                         .await
-                        .map_err(|e| LedgerError::from(e).to_string())?;
+                        .map_err(|e| Failure::infra(LedgerError::from(e)))?;
                     let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
                     let statuses: Vec<&str> = items.iter().map(|i| i.status).collect();
                     let results: Vec<&Value> = items.iter().map(|i| &i.result).collect();
@@ -194,17 +189,14 @@ impl Ledger {
                         items.iter().map(|i| i.code.as_deref()).collect();
                     let attempts: Vec<i32> = items.iter().map(|i| i.attempts).collect();
                     let versions: Vec<Option<Uuid>> = items.iter().map(|i| i.version).collect();
-                    let statement = client
-                        .prepare_cached(FINISH_SQL)
-                        .await
-                        .map_err(|e| LedgerError::from(e).to_string())?;
+                    let statement = client.prepare_cached(FINISH_SQL).await.map_err(failure)?;
                     let updated: std::collections::HashSet<Uuid> = client
                         .query(
                             &statement,
                             &[&ids, &statuses, &results, &codes, &attempts, &versions],
                         )
                         .await
-                        .map_err(|e| LedgerError::from(e).to_string())?
+                        .map_err(failure)?
                         .into_iter()
                         .map(|r| r.get(0))
                         .collect();
@@ -219,14 +211,14 @@ impl Ledger {
                         for row in client
                         .query("SELECT id, result FROM executions WHERE id = ANY($1) AND result IS NOT NULL", &[&lost])
                         .await
-                        .map_err(|e| LedgerError::from(e).to_string())?
+                        .map_err(failure)?
                     {
                         stored.insert(row.get(0), row.get(1));
                     }
                     }
                     Ok(items
-                        .into_iter()
-                        .map(|i| stored.remove(&i.id).unwrap_or(i.result))
+                        .iter()
+                        .map(|i| stored.remove(&i.id).unwrap_or_else(|| i.result.clone()))
                         .collect())
                 }
             },
@@ -309,7 +301,10 @@ impl Ledger {
     /// Records the final state. When another delivery finished first, returns that result
     /// instead, so every publish of one execution carries the same outcome.
     pub async fn finish(&self, result: &ExecutionResultV1) -> Result<Value, LedgerError> {
-        let json = serde_json::to_value(result).unwrap_or(Value::Null);
+        let mut json = serde_json::to_value(result).unwrap_or(Value::Null);
+        // A vendor's answer may carry a NUL character, which Postgres cannot store: the result
+        // is stored, and published, with it replaced.
+        aic_proto::text::replace_nul(&mut json);
         let Some(id) = result.execution_id else {
             return Ok(json);
         };
@@ -334,5 +329,14 @@ impl Ledger {
             })
             .await
             .map_err(LedgerError::Batch)
+    }
+}
+
+/// A database error answers the statement (an input may be at fault: the batcher then runs
+/// each input on its own); anything else is the connection's.
+fn failure(e: tokio_postgres::Error) -> Failure {
+    Failure {
+        refused: e.as_db_error().is_some(),
+        message: LedgerError::from(e).to_string(),
     }
 }

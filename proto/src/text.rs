@@ -1,0 +1,93 @@
+//! Text the ledger can store. PostgreSQL refuses the NUL character in `text` and in `jsonb`
+//! strings (`\u0000`), so a message carrying one is refused up front, naming where it is, and a
+//! vendor answer carrying one is stored with it replaced — never left to fail a statement that
+//! other executions' rows share.
+
+use serde_json::Value;
+
+/// The path (`parameters.Name`, `parameters.Tags[2]`) of the first string or key in `v`
+/// holding a NUL character, if any. `root` prefixes the path.
+pub fn nul_path(v: &Value, root: &str) -> Option<String> {
+    match v {
+        Value::String(s) if s.contains('\0') => Some(root.to_string()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_path(item, &format!("{root}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, item)| {
+            let path = if root.is_empty() {
+                k.replace('\0', "\\u0000")
+            } else {
+                format!("{root}.{}", k.replace('\0', "\\u0000"))
+            };
+            if k.contains('\0') {
+                Some(path)
+            } else {
+                nul_path(item, &path)
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// Replaces every NUL character in the strings and keys of `v` with U+FFFD.
+pub fn replace_nul(v: &mut Value) {
+    match v {
+        Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
+        Value::Array(items) => items.iter_mut().for_each(replace_nul),
+        Value::Object(map) => {
+            if map.keys().any(|k| k.contains('\0')) {
+                let old = std::mem::take(map);
+                for (k, mut item) in old {
+                    replace_nul(&mut item);
+                    map.insert(k.replace('\0', "\u{FFFD}"), item);
+                }
+            } else {
+                map.values_mut().for_each(replace_nul);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `s` with every NUL character replaced with U+FFFD.
+pub fn without_nul(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}").into()
+    } else {
+        s.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn finds_the_nul_and_names_its_path() {
+        let v = json!({"parameters": {"LastName": "ok", "Tags": ["a", "b\u{0}c"]}});
+        assert_eq!(nul_path(&v, "").as_deref(), Some("parameters.Tags[1]"));
+        assert_eq!(
+            nul_path(&json!({"a\u{0}": 1}), "x").as_deref(),
+            Some("x.a\\u0000")
+        );
+        assert_eq!(nul_path(&json!({"a": [1, "two", {"b": null}]}), ""), None);
+    }
+
+    #[test]
+    fn replaces_every_nul() {
+        let mut v = json!({"k\u{0}": ["x\u{0}y", {"z": "\u{0}"}], "n": 1});
+        replace_nul(&mut v);
+        assert_eq!(nul_path(&v, ""), None);
+        assert_eq!(
+            v,
+            json!({"k\u{FFFD}": ["x\u{FFFD}y", {"z": "\u{FFFD}"}], "n": 1})
+        );
+        assert_eq!(without_nul("a\u{0}b"), "a\u{FFFD}b");
+        assert!(matches!(
+            without_nul("plain"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+}
