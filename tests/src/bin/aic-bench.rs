@@ -57,6 +57,8 @@ struct Row {
     ratio: Option<f64>,
     worker_cpu_us_per_execution: Option<f64>,
     worker_peak_rss_mib: Option<f64>,
+    /// Busy CPU of the whole machine per execution (all processes).
+    machine_cpu_us_per_execution: Option<f64>,
     latency_p50_ms: Option<f64>,
     latency_p99_ms: Option<f64>,
     latency_max_ms: Option<f64>,
@@ -70,6 +72,26 @@ fn proc_cpu_us(pid: u32) -> Option<f64> {
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
     Some(ticks * 1_000_000.0 / 100.0)
+}
+
+/// Busy CPU time of the whole machine so far (every process: broker, database, worker, this
+/// client and the sandbox), from `/proc/stat`, in microseconds.
+fn machine_busy_us() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<f64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: idle and iowait are not busy.
+    let busy: f64 = f
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4 && *i < 8)
+        .map(|(_, v)| v)
+        .sum();
+    Some(busy * 1_000_000.0 / 100.0)
 }
 
 fn proc_peak_rss_mib(pid: u32) -> Option<f64> {
@@ -157,6 +179,7 @@ async fn ceiling(env: &TestEnv, n: usize, prefetch: u16) -> Row {
         )
         .await
         .expect("consume");
+    let machine_before = machine_busy_us();
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     let mut done = 0;
@@ -175,6 +198,7 @@ async fn ceiling(env: &TestEnv, n: usize, prefetch: u16) -> Row {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let machine_after = machine_busy_us();
     for name in [&q, &out] {
         let _ = setup
             .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
@@ -184,6 +208,9 @@ async fn ceiling(env: &TestEnv, n: usize, prefetch: u16) -> Row {
         scenario: "ceiling (broker only)".into(),
         executions: n,
         per_second: n as f64 / elapsed,
+        machine_cpu_us_per_execution: machine_before
+            .zip(machine_after)
+            .map(|(b, a)| (a - b) / n.max(1) as f64),
         ..Row::default()
     }
 }
@@ -218,6 +245,7 @@ async fn pipeline(
         arrived
     });
     let cpu_before: f64 = workers.iter().filter_map(|p| proc_cpu_us(*p)).sum();
+    let machine_before = machine_busy_us();
     let mut sent_at: HashMap<String, Instant> = HashMap::with_capacity(n);
     let started = Instant::now();
     let mut confirms = tokio::task::JoinSet::new();
@@ -251,6 +279,7 @@ async fn pipeline(
     let last = arrived.values().map(|(t, _)| *t).max().unwrap_or(started);
     let elapsed = (last - started).as_secs_f64();
     let cpu_after: f64 = workers.iter().filter_map(|p| proc_cpu_us(*p)).sum();
+    let machine_after = machine_busy_us();
     let mut latencies: Vec<f64> = arrived
         .iter()
         .filter_map(|(id, (at, _))| sent_at.get(id).map(|t| (*at - *t).as_secs_f64() * 1000.0))
@@ -262,6 +291,9 @@ async fn pipeline(
         executions: n,
         per_second: seen as f64 / elapsed.max(1e-9),
         worker_cpu_us_per_execution: Some((cpu_after - cpu_before) / seen.max(1) as f64),
+        machine_cpu_us_per_execution: machine_before
+            .zip(machine_after)
+            .map(|(b, a)| (a - b) / seen.max(1) as f64),
         worker_peak_rss_mib: workers
             .iter()
             .filter_map(|p| proc_peak_rss_mib(*p))
@@ -399,12 +431,13 @@ async fn main() -> ExitCode {
     }
 
     println!(
-        "{:<42} {:>8} {:>10} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>5} {:>6}",
+        "{:<42} {:>8} {:>10} {:>8} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>5} {:>6}",
         "scenario",
         "n",
         "exec/s",
         "ratio",
         "cpu µs",
+        "mach µs",
         "RSS MiB",
         "p50 ms",
         "p99 ms",
@@ -415,7 +448,7 @@ async fn main() -> ExitCode {
     let f = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
     for r in &rows {
         println!(
-            "{:<42} {:>8} {:>10.0} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>5} {:>6}",
+            "{:<42} {:>8} {:>10.0} {:>8} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>5} {:>6}",
             r.scenario,
             r.executions,
             r.per_second,
@@ -423,6 +456,7 @@ async fn main() -> ExitCode {
                 .map(|x| format!("{x:.2}"))
                 .unwrap_or_else(|| "-".into()),
             f(r.worker_cpu_us_per_execution),
+            f(r.machine_cpu_us_per_execution),
             f(r.worker_peak_rss_mib),
             f(r.latency_p50_ms),
             f(r.latency_p99_ms),
@@ -432,7 +466,8 @@ async fn main() -> ExitCode {
         );
     }
     println!(
-        "ratio: to the ceiling for the fast rows; to Little's law ({} in flight / {} ms) for the slow row",
+        "ratio: to the ceiling for the fast rows; to Little's law ({} in flight / {} ms) for the slow row\n\
+         cpu µs: the worker's own CPU per execution; mach µs: the whole machine's busy CPU per execution",
         args.slow_in_flight, args.slow_latency_ms
     );
     let _ = std::fs::write(&args.json, serde_json::to_string_pretty(&json!({"machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)}, "rows": rows})).unwrap_or_default());
