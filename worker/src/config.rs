@@ -58,6 +58,12 @@ pub struct WorkerArgs {
     /// redelivery.
     #[arg(long, env = "AIC_WORKER_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+    /// Runtime threads. 1 (the default) runs the worker on one thread: its work is waiting on
+    /// the broker, Postgres and vendors, and one thread saves the wake-ups between threads
+    /// (aic-bench: 12-20% less CPU per execution, same throughput); scale out with processes.
+    /// 0 for one per core.
+    #[arg(long, env = "AIC_WORKER_THREADS", default_value_t = 1)]
+    pub threads: usize,
     /// Log JSON lines instead of human-readable text.
     #[arg(long, env = "AIC_LOG_JSON", default_value_t = false)]
     pub log_json: bool,

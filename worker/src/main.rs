@@ -5,9 +5,30 @@ use aic_worker::startup::Worker;
 use clap::Parser;
 use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    let runtime = match cli.worker.threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            if n > 1 {
+                b.worker_threads(n);
+            }
+            b.enable_all().build()
+        }
+    };
+    match runtime {
+        Ok(rt) => rt.block_on(run(cli)),
+        Err(e) => {
+            eprintln!("aic-worker: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> ExitCode {
     aic_core::telemetry::init("aic-worker", cli.worker.log_json);
     let result = async {
         let worker = Worker::build(&cli.worker).await?;
