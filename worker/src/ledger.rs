@@ -74,6 +74,7 @@ pub struct Ledger {
     mark: Batcher<(Uuid, Uuid), ()>,
     finish: Batcher<FinishInput, Value>,
     definitions: resolve::Definitions,
+    pool: Pool,
 }
 
 /// Largest batch of one statement.
@@ -170,7 +171,7 @@ impl Ledger {
                 }
             },
         );
-        let p = pool;
+        let p = pool.clone();
         let finish = Batcher::spawn(
             MAX_BATCH,
             CONCURRENT_BATCHES,
@@ -228,6 +229,7 @@ impl Ledger {
             mark,
             finish,
             definitions: resolve::Definitions::default(),
+            pool,
         }
     }
 
@@ -252,6 +254,10 @@ impl Ledger {
         let result: Option<Value> = row.get(2);
         let vendor_call: Option<DateTime<Utc>> = row.get(3);
         let stored_seq: i32 = row.get(4);
+        // Only what may run needs its definition.
+        if status == "running" || result.is_none() {
+            self.definitions.load_for(&self.pool, &row, 5).await?;
+        }
         let resolved = || resolve::from_row(&row, 5, req, &self.definitions);
         Ok(match (status.as_str(), result, vendor_call) {
             ("running", _, _) if seq < stored_seq => Begin::Superseded,

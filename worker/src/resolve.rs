@@ -1,6 +1,8 @@
 //! Resolving an execution request to what it runs: the automation's published version (its
 //! definition) and the connection that version is pinned to. The columns are read in the
-//! ledger's begin statement (one round-trip for both), tenant-scoped by the joins below.
+//! ledger's begin statement (one round-trip for both), tenant-scoped by the joins below. A
+//! version's definition is immutable: it is read once per worker, when first seen, not with
+//! every execution.
 
 use aic_core::credentials::Sealed;
 use aic_proto::{
@@ -59,7 +61,7 @@ pub struct Refusal {
 
 /// The columns resolution reads, after the ledger's own; `a` is `NULL` when the automation does
 /// not exist in the tenant.
-pub const COLUMNS: &str = "a.id, a.status, v.id, v.definition, v.output, c.id, c.domain, \
+pub const COLUMNS: &str = "a.id, a.status, v.id, c.id, c.domain, \
     c.auth_type, c.secret_key_id, c.secret_nonce, c.secret_ciphertext, c.secret_version, c.status, \
     c.max_concurrency, c.auth_failures, c.breaker_open_until, c.status_detail";
 
@@ -78,21 +80,49 @@ pub struct Definitions(Mutex<HashMap<uuid::Uuid, Parsed>>);
 const MAX_DEFINITIONS: usize = 4096;
 
 impl Definitions {
-    fn get_or_parse(&self, version: uuid::Uuid, row: &Row, at: usize) -> Option<Parsed> {
-        if let Some(p) = self.0.lock().ok().and_then(|m| m.get(&version).cloned()) {
-            return Some(p);
+    fn get(&self, version: uuid::Uuid) -> Option<Parsed> {
+        self.0.lock().ok().and_then(|m| m.get(&version).cloned())
+    }
+
+    /// Makes sure the version named in a begin row (column `at` + 2 of [`COLUMNS`]) is known,
+    /// reading it from Postgres the first time. A definition that does not parse is left out:
+    /// [`from_row`] then refuses the execution.
+    pub async fn load_for(
+        &self,
+        pool: &deadpool_postgres::Pool,
+        row: &Row,
+        at: usize,
+    ) -> Result<(), crate::ledger::LedgerError> {
+        let Some(version) = row.get::<_, Option<uuid::Uuid>>(at + 2) else {
+            return Ok(());
+        };
+        if self.get(version).is_some() {
+            return Ok(());
         }
-        let definition: AutomationDefinition = serde_json::from_value(row.get(at)).ok()?;
+        let Some(found) = pool
+            .get()
+            .await?
+            .query_opt(
+                "SELECT definition, output FROM automation_versions WHERE id = $1",
+                &[&version],
+            )
+            .await?
+        else {
+            return Ok(());
+        };
+        let Ok(definition) = serde_json::from_value::<AutomationDefinition>(found.get(0)) else {
+            tracing::error!(%version, "a published definition does not parse");
+            return Ok(());
+        };
         let output: BTreeMap<String, String> =
-            serde_json::from_value(row.get(at + 1)).unwrap_or_default();
-        let parsed = (Arc::new(definition), Arc::new(output));
+            serde_json::from_value(found.get(1)).unwrap_or_default();
         if let Ok(mut m) = self.0.lock() {
             if m.len() >= MAX_DEFINITIONS {
                 m.clear();
             }
-            m.insert(version, parsed.clone());
+            m.insert(version, (Arc::new(definition), Arc::new(output)));
         }
-        Some(parsed)
+        Ok(())
     }
 }
 
@@ -126,13 +156,13 @@ pub fn from_row(
             format!("automation {} is paused", req.automation_id),
         );
     }
-    let Some((definition, output)) = definitions.get_or_parse(version, row, at + 3) else {
+    let Some((definition, output)) = definitions.get(version) else {
         return refuse(
             ExecutionErrorCode::Internal,
             "the published definition could not be read".into(),
         );
     };
-    let Some(conn_id) = row.get::<_, Option<uuid::Uuid>>(at + 5) else {
+    let Some(conn_id) = row.get::<_, Option<uuid::Uuid>>(at + 3) else {
         return refuse(
             ExecutionErrorCode::Internal,
             "the automation's connection no longer exists".into(),
@@ -144,19 +174,19 @@ pub fn from_row(
         output,
         connection: ConnectionRow {
             id: ConnectionId(conn_id),
-            domain: row.get(at + 6),
-            auth_type: row.get(at + 7),
+            domain: row.get(at + 4),
+            auth_type: row.get(at + 5),
             sealed: Sealed {
-                key_id: row.get(at + 8),
-                nonce: row.get(at + 9),
-                ciphertext: row.get(at + 10),
+                key_id: row.get(at + 6),
+                nonce: row.get(at + 7),
+                ciphertext: row.get(at + 8),
             },
-            secret_version: row.get(at + 11),
-            status: row.get(at + 12),
-            max_concurrency: row.get(at + 13),
-            auth_failures: row.get(at + 14),
-            breaker_open_until: row.get(at + 15),
-            status_detail: row.get(at + 16),
+            secret_version: row.get(at + 9),
+            status: row.get(at + 10),
+            max_concurrency: row.get(at + 11),
+            auth_failures: row.get(at + 12),
+            breaker_open_until: row.get(at + 13),
+            status_detail: row.get(at + 14),
         },
     })
 }
