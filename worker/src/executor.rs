@@ -411,9 +411,9 @@ async fn execute(
         secrets: &secrets,
         tenant: req.tenant_id,
     };
-    // A previous delivery may have sent this create: ask the vendor before sending again.
-    if let Some(at) = in_doubt {
-        match crate::dedupe::check(
+    // Whether this execution's create already landed at the vendor (by its dedupe handle).
+    let landed = || {
+        crate::dedupe::check(
             ctx,
             &target,
             def.dedupe.as_ref(),
@@ -421,8 +421,10 @@ async fn execute(
             req.execution_id,
             &r.output,
         )
-        .await
-        {
+    };
+    // A previous delivery may have sent this create: ask the vendor before sending again.
+    if let Some(at) = in_doubt {
+        match landed().await {
             Landed::Yes(output) => return Ok(deduplicated(output, 0)),
             Landed::No => {}
             Landed::Unknown(why) => {
@@ -477,16 +479,7 @@ async fn execute(
     if matches!(&result, Err(f) if f.class == aic_core::vendor::RetryClass::UnknownOutcome)
         && def.dedupe.is_some()
     {
-        match crate::dedupe::check(
-            ctx,
-            &target,
-            def.dedupe.as_ref(),
-            &path,
-            req.execution_id,
-            &r.output,
-        )
-        .await
-        {
+        match landed().await {
             Landed::Yes(output) => return Ok(deduplicated(output, attempts)),
             Landed::No => {
                 let (again, more, _) = invoke::invoke(ctx, &target, &call, policy).await;

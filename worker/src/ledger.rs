@@ -112,7 +112,7 @@ const FINISH_SQL: &str = "UPDATE executions e SET status = u.status, result = u.
 impl Ledger {
     /// Starts the batchers (needs a Tokio runtime).
     pub fn new(pool: Pool) -> Self {
-        let sql: std::sync::Arc<str> =
+        let sql: Arc<str> =
             format!("{BEGIN_SQL}{} FROM b {}", resolve::COLUMNS, resolve::JOINS).into();
         let p = pool.clone();
         let begin = Batcher::spawn(
@@ -123,18 +123,14 @@ impl Ledger {
                 let pool = p.clone();
                 let sql = sql.clone();
                 async move {
-                    let client = pool
-                        .get()
-                        .await
-                        .map_err(|e| Failure::infra(LedgerError::from(e)))?;
+                    // Prepared once per pooled connection: one round-trip per batch, not two.
+                    let (client, statement) = prepared(&pool, &sql).await?;
                     let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
                     let tenants: Vec<Uuid> = items.iter().map(|i| i.tenant).collect();
                     let automations: Vec<Uuid> = items.iter().map(|i| i.automation).collect();
                     let parameters: Vec<&Value> = items.iter().map(|i| &i.parameters).collect();
                     let sources: Vec<Option<&str>> =
                         items.iter().map(|i| i.source.as_deref()).collect();
-                    // Prepared once per pooled connection: one round-trip per batch, not two.
-                    let statement = client.prepare_cached(&sql).await.map_err(failure)?;
                     let rows = client
                         .query(
                             &statement,
@@ -156,13 +152,9 @@ impl Ledger {
             move |items: Arc<Vec<(Uuid, Uuid)>>| {
                 let pool = p.clone();
                 async move {
-                    let client = pool
-                        .get()
-                        .await
-                        .map_err(|e| Failure::infra(LedgerError::from(e)))?;
+                    let (client, statement) = prepared(&pool, MARK_SQL).await?;
                     let ids: Vec<Uuid> = items.iter().map(|i| i.0).collect();
                     let versions: Vec<Uuid> = items.iter().map(|i| i.1).collect();
-                    let statement = client.prepare_cached(MARK_SQL).await.map_err(failure)?;
                     client
                         .execute(&statement, &[&ids, &versions])
                         .await
@@ -179,10 +171,7 @@ impl Ledger {
             move |items: Arc<Vec<FinishInput>>| {
                 let pool = p.clone();
                 async move {
-                    let client = pool
-                        .get()
-                        .await
-                        .map_err(|e| Failure::infra(LedgerError::from(e)))?;
+                    let (client, statement) = prepared(&pool, FINISH_SQL).await?;
                     let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
                     let statuses: Vec<&str> = items.iter().map(|i| i.status).collect();
                     let results: Vec<&Value> = items.iter().map(|i| &i.result).collect();
@@ -190,7 +179,6 @@ impl Ledger {
                         items.iter().map(|i| i.code.as_deref()).collect();
                     let attempts: Vec<i32> = items.iter().map(|i| i.attempts).collect();
                     let versions: Vec<Option<Uuid>> = items.iter().map(|i| i.version).collect();
-                    let statement = client.prepare_cached(FINISH_SQL).await.map_err(failure)?;
                     let updated: std::collections::HashSet<Uuid> = client
                         .query(
                             &statement,
@@ -345,4 +333,17 @@ fn failure(e: tokio_postgres::Error) -> Failure {
         refused: e.as_db_error().is_some(),
         message: LedgerError::from(e).to_string(),
     }
+}
+
+/// A pooled connection and `sql` prepared on it (cached per connection).
+async fn prepared(
+    pool: &Pool,
+    sql: &str,
+) -> Result<(deadpool_postgres::Object, tokio_postgres::Statement), Failure> {
+    let client = pool
+        .get()
+        .await
+        .map_err(|e| Failure::infra(LedgerError::from(e)))?;
+    let statement = client.prepare_cached(sql).await.map_err(failure)?;
+    Ok((client, statement))
 }
