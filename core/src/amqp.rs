@@ -32,13 +32,33 @@ pub enum PublishError {
     Unroutable,
 }
 
+/// The largest AMQP frame asked of the broker unless the URL says otherwise
+/// (`?frame_max=`). lapin keeps a send and a receive buffer of 32 frames per connection, zeroed
+/// up front: at RabbitMQ's default of 128 KiB that is 8 MiB resident per connection, at 32 KiB
+/// 2 MiB. Our messages are a few KiB; a larger one is split into frames.
+pub const FRAME_MAX: u32 = 32 * 1024;
+
 /// Connects with a connection name that shows in the management UI.
 pub async fn connect(
     url: &SecretString,
     connection_name: &str,
 ) -> Result<Connection, lapin::Error> {
+    let raw = url.expose_secret();
+    let mut uri: lapin::uri::AMQPUri = raw.parse().map_err(|e: String| {
+        // Some of the parser's messages quote the whole URL, password included.
+        let why = if e.contains(raw) {
+            "not of the form amqp[s]://user:password@host:port/vhost".to_string()
+        } else {
+            e
+        };
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("invalid AMQP URL: {why}"),
+        )
+    })?;
+    uri.query.frame_max.get_or_insert(FRAME_MAX);
     let props = ConnectionProperties::default().with_connection_name(connection_name.into());
-    Connection::connect(url.expose_secret(), props).await
+    Connection::connect_uri(uri, props).await
 }
 
 /// A channel in confirm mode: every publish on it is acknowledged by the broker.
