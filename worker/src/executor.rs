@@ -4,6 +4,8 @@
 use crate::dedupe::Landed;
 use crate::ledger::{Begin, Ledger, LedgerError};
 use crate::metrics::Metrics;
+use crate::outcome::{self, Outcome, deduplicated, failed, from_failure};
+use crate::refuse::{dead_letter, reject};
 use crate::resolve::{Refusal, Resolved};
 use crate::retry::RetryPolicy;
 use crate::tokens::TokenCache;
@@ -12,10 +14,7 @@ use aic_core::credentials::{Keyring, connection_aad};
 use aic_core::egress::EgressPolicy;
 use aic_core::vendor::{Call, Vendor, VendorFailure};
 use aic_proto::topology::Names;
-use aic_proto::{
-    DecodeError, ExecutionError, ExecutionErrorCode, ExecutionRequestV1, ExecutionResultV1,
-    ExecutionStatus, TenantId,
-};
+use aic_proto::{ExecutionErrorCode, ExecutionRequestV1, ExecutionResultV1, ExecutionStatus};
 use chrono::Utc;
 use deadpool_postgres::Pool;
 use lapin::message::Delivery;
@@ -62,39 +61,6 @@ pub enum Disposition {
     Ack,
     /// An infrastructure failure: give the message back for a later attempt.
     Requeue(String),
-}
-
-struct Outcome {
-    deduplicated: bool,
-    status: ExecutionStatus,
-    output: Option<serde_json::Map<String, Value>>,
-    error: Option<ExecutionError>,
-    attempts: u32,
-    version: Option<aic_proto::VersionId>,
-    app: String,
-    action: String,
-    /// The next retry is due in this long, later than the worker waits in-process: hand it to
-    /// a delay queue. With the Unix ms of the first vendor call.
-    defer: Option<(std::time::Duration, i64)>,
-}
-
-fn failed(code: ExecutionErrorCode, message: String, parameter: Option<String>) -> Outcome {
-    Outcome {
-        deduplicated: false,
-        status: ExecutionStatus::Failed,
-        output: None,
-        error: Some(ExecutionError {
-            code,
-            message,
-            parameter,
-            vendor: None,
-        }),
-        attempts: 0,
-        version: None,
-        app: "unknown".into(),
-        action: "unknown".into(),
-        defer: None,
-    }
 }
 
 /// Handles one delivery.
@@ -428,7 +394,7 @@ async fn execute(
             Landed::Yes(output) => return Ok(deduplicated(output, 0)),
             Landed::No => {}
             Landed::Unknown(why) => {
-                return Ok(in_doubt_outcome(
+                return Ok(outcome::unknown(
                     format!(
                         "a previous delivery sent the vendor request at {at} and recorded no outcome; {why}"
                     ),
@@ -508,126 +474,4 @@ async fn execute(
             from_failure(f, attempts)
         }
     })
-}
-
-fn deduplicated(output: serde_json::Map<String, Value>, attempts: u32) -> Outcome {
-    Outcome {
-        deduplicated: true,
-        status: ExecutionStatus::Succeeded,
-        output: Some(output),
-        error: None,
-        attempts,
-        ..failed(ExecutionErrorCode::Internal, String::new(), None)
-    }
-}
-
-fn in_doubt_outcome(message: String, attempts: u32) -> Outcome {
-    Outcome {
-        status: ExecutionStatus::UnknownOutcome,
-        error: Some(ExecutionError {
-            code: ExecutionErrorCode::UnknownOutcome,
-            message,
-            parameter: None,
-            vendor: None,
-        }),
-        attempts,
-        ..failed(ExecutionErrorCode::UnknownOutcome, String::new(), None)
-    }
-}
-
-fn from_failure(f: VendorFailure, attempts: u32) -> Outcome {
-    let status = if f.code == ExecutionErrorCode::UnknownOutcome {
-        ExecutionStatus::UnknownOutcome
-    } else {
-        ExecutionStatus::Failed
-    };
-    Outcome {
-        status,
-        attempts,
-        error: Some(ExecutionError {
-            code: f.code,
-            message: f.message,
-            parameter: None,
-            vendor: f.vendor,
-        }),
-        ..failed(ExecutionErrorCode::Internal, String::new(), None)
-    }
-}
-
-/// An unreadable message: dead-letter it, and answer the reply address if one can be read.
-async fn reject(ctx: &Ctx, delivery: &Delivery, e: &DecodeError) -> Disposition {
-    let disposition = dead_letter(ctx, delivery, e.reason(), &e.to_string()).await;
-    if matches!(disposition, Disposition::Ack) {
-        let peek: Value = serde_json::from_slice(&delivery.data).unwrap_or(Value::Null);
-        let id = |k: &str| {
-            peek.get(k)
-                .and_then(Value::as_str)
-                .and_then(|s| s.parse::<uuid::Uuid>().ok())
-        };
-        let tenant = id("tenant_id").map(TenantId);
-        let code = match e {
-            DecodeError::NotJson(_) => ExecutionErrorCode::InvalidJson,
-            DecodeError::MissingVersion | DecodeError::UnknownVersion(_) => {
-                ExecutionErrorCode::UnknownVersion
-            }
-            DecodeError::Invalid(_) => ExecutionErrorCode::InvalidMessage,
-        };
-        let result = ExecutionResultV1 {
-            version: aic_proto::MESSAGE_VERSION,
-            execution_id: id("execution_id").map(Into::into),
-            tenant_id: tenant,
-            automation_id: id("automation_id").map(Into::into),
-            automation_version_id: None,
-            status: ExecutionStatus::Failed,
-            output: None,
-            error: Some(ExecutionError {
-                code,
-                message: e.to_string(),
-                parameter: None,
-                vendor: None,
-            }),
-            attempts: 0,
-            deduplicated: false,
-            finished_at: Utc::now(),
-        };
-        // Only a reader who can be addressed gets it: a reply queue, or a tenant's results.
-        if delivery.properties.reply_to().is_some() || tenant.is_some() {
-            let body = serde_json::to_vec(&result).unwrap_or_default();
-            let mid = result.execution_id.map(|i| i.to_string());
-            if let Err(err) = publish::result(
-                &ctx.broker,
-                &ctx.names,
-                &delivery.properties,
-                tenant,
-                "failed",
-                mid,
-                &body,
-            )
-            .await
-            {
-                tracing::warn!(error = %err, "could not publish the failure result of a rejected message");
-            }
-        }
-    }
-    disposition
-}
-
-async fn dead_letter(ctx: &Ctx, delivery: &Delivery, reason: &str, detail: &str) -> Disposition {
-    match publish::dead_letter(
-        &ctx.broker,
-        &ctx.names,
-        &delivery.properties,
-        &delivery.data,
-        reason,
-        detail,
-    )
-    .await
-    {
-        Ok(()) => {
-            ctx.metrics.dead_letters.with_label_values(&[reason]).inc();
-            tracing::warn!(reason, detail, "message dead-lettered");
-            Disposition::Ack
-        }
-        Err(e) => Disposition::Requeue(format!("dead letter not confirmed: {e}")),
-    }
 }

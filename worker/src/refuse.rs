@@ -1,0 +1,95 @@
+//! Messages the worker cannot run: dead-lettered with a reason, and answered with a failure
+//! result where the sender can be addressed.
+
+use crate::executor::{Ctx, Disposition};
+use crate::publish;
+use aic_proto::{
+    DecodeError, ExecutionError, ExecutionErrorCode, ExecutionResultV1, ExecutionStatus, TenantId,
+};
+use chrono::Utc;
+use lapin::message::Delivery;
+use serde_json::Value;
+
+/// An unreadable message: dead-letter it, and answer the reply address if one can be read.
+pub(crate) async fn reject(ctx: &Ctx, delivery: &Delivery, e: &DecodeError) -> Disposition {
+    let disposition = dead_letter(ctx, delivery, e.reason(), &e.to_string()).await;
+    if matches!(disposition, Disposition::Ack) {
+        let peek: Value = serde_json::from_slice(&delivery.data).unwrap_or(Value::Null);
+        let id = |k: &str| {
+            peek.get(k)
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse::<uuid::Uuid>().ok())
+        };
+        let tenant = id("tenant_id").map(TenantId);
+        let code = match e {
+            DecodeError::NotJson(_) => ExecutionErrorCode::InvalidJson,
+            DecodeError::MissingVersion | DecodeError::UnknownVersion(_) => {
+                ExecutionErrorCode::UnknownVersion
+            }
+            DecodeError::Invalid(_) => ExecutionErrorCode::InvalidMessage,
+        };
+        let result = ExecutionResultV1 {
+            version: aic_proto::MESSAGE_VERSION,
+            execution_id: id("execution_id").map(Into::into),
+            tenant_id: tenant,
+            automation_id: id("automation_id").map(Into::into),
+            automation_version_id: None,
+            status: ExecutionStatus::Failed,
+            output: None,
+            error: Some(ExecutionError {
+                code,
+                message: e.to_string(),
+                parameter: None,
+                vendor: None,
+            }),
+            attempts: 0,
+            deduplicated: false,
+            finished_at: Utc::now(),
+        };
+        // Only a reader who can be addressed gets it: a reply queue, or a tenant's results.
+        if delivery.properties.reply_to().is_some() || tenant.is_some() {
+            let body = serde_json::to_vec(&result).unwrap_or_default();
+            let mid = result.execution_id.map(|i| i.to_string());
+            if let Err(err) = publish::result(
+                &ctx.broker,
+                &ctx.names,
+                &delivery.properties,
+                tenant,
+                "failed",
+                mid,
+                &body,
+            )
+            .await
+            {
+                tracing::warn!(error = %err, "could not publish the failure result of a rejected message");
+            }
+        }
+    }
+    disposition
+}
+
+/// Parks the message in the dead-letter queue with why; acks only once that publish is confirmed.
+pub(crate) async fn dead_letter(
+    ctx: &Ctx,
+    delivery: &Delivery,
+    reason: &str,
+    detail: &str,
+) -> Disposition {
+    match publish::dead_letter(
+        &ctx.broker,
+        &ctx.names,
+        &delivery.properties,
+        &delivery.data,
+        reason,
+        detail,
+    )
+    .await
+    {
+        Ok(()) => {
+            ctx.metrics.dead_letters.with_label_values(&[reason]).inc();
+            tracing::warn!(reason, detail, "message dead-lettered");
+            Disposition::Ack
+        }
+        Err(e) => Disposition::Requeue(format!("dead letter not confirmed: {e}")),
+    }
+}
