@@ -1,0 +1,207 @@
+//! The control plane's API as the tests drive it: connections, automations, executions,
+//! and the worker's metrics.
+
+use super::TestEnv;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+impl TestEnv {
+    /// Calls the API with the admin token.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.call_as(&self.admin_token, method, path, body).await
+    }
+
+    /// Calls the API with a given token.
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.api))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("control plane answers");
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// A token of another role for this tenant.
+    pub async fn token(&self, role: aic_control_plane::auth::Role) -> String {
+        aic_control_plane::tenants::issue(&self.pool, self.tenant, role, "test")
+            .await
+            .expect("token")
+            .token
+    }
+
+    /// Registers a connected app in the sandbox and creates a connection to it.
+    pub async fn salesforce_connection(
+        &self,
+        name: &str,
+        secret_in_sandbox: &str,
+        secret_given: &str,
+    ) -> Value {
+        let client_id = format!("3MVG9{}", uuid::Uuid::new_v4().simple());
+        self.sandbox
+            .state
+            .salesforce
+            .add_client(&client_id, secret_in_sandbox);
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/v1/connections",
+                Some(json!({
+                    "name": name, "app": "salesforce", "domain": self.sandbox.url(),
+                    "auth_type": "oauth2_client_credentials",
+                    "secrets": {"client_id": client_id, "client_secret": secret_given}
+                })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    /// Creates a connection to the sandbox for any app; returns the connection.
+    pub async fn connection(
+        &self,
+        name: &str,
+        app: &str,
+        auth_type: &str,
+        secrets: Value,
+    ) -> Value {
+        let (status, body) = self
+            .call(Method::POST, "/v1/connections", Some(json!({"name": name, "app": app, "domain": self.sandbox.url(), "auth_type": auth_type, "secrets": secrets})))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    /// Creates and publishes an automation from a template; returns its id.
+    pub async fn published_automation(
+        &self,
+        template: &str,
+        connection_id: &str,
+        name: &str,
+        parameters: Option<Value>,
+    ) -> String {
+        let mut body = json!({"template": template, "connection_id": connection_id, "name": name});
+        if let Some(p) = parameters {
+            body["parameters"] = p;
+        }
+        self.automation(body).await
+    }
+
+    /// Creates an automation from a full `POST /v1/automations` body and publishes it; returns
+    /// its id.
+    pub async fn automation(&self, body: Value) -> String {
+        let (status, created) = self.call(Method::POST, "/v1/automations", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let id = created["id"].as_str().expect("id").to_string();
+        let (status, version) = self
+            .call(Method::POST, &format!("/v1/automations/{id}/publish"), None)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{version}");
+        id
+    }
+
+    /// A Slack connection with bot token `token` and a published Send Message on it; returns
+    /// the automation's id.
+    pub async fn slack_automation(&self, name: &str, token: &str) -> String {
+        self.sandbox.state.slack.add_token(token);
+        let conn = self
+            .connection(name, "slack", "bot_token", json!({"bot_token": token}))
+            .await;
+        self.published_automation(
+            "slack.send_message",
+            conn["id"].as_str().expect("id"),
+            name,
+            None,
+        )
+        .await
+    }
+
+    /// A Salesforce connection (right secret) with a published Create Lead automation.
+    pub async fn lead_automation(&self) -> String {
+        let conn = self
+            .salesforce_connection("Sales org", "s3cret-value", "s3cret-value")
+            .await;
+        self.published_automation(
+            "salesforce.create_lead",
+            conn["id"].as_str().expect("id"),
+            "Create lead",
+            None,
+        )
+        .await
+    }
+
+    /// Enqueues over HTTP; returns the execution id.
+    pub async fn enqueue(&self, automation: &str, parameters: Value) -> String {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                &format!("/v1/automations/{automation}/executions"),
+                Some(json!({"parameters": parameters})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        body["execution_id"]
+            .as_str()
+            .expect("execution id")
+            .to_string()
+    }
+
+    /// Enqueues over HTTP and waits for the final state.
+    pub async fn run(&self, automation: &str, parameters: Value) -> Value {
+        let id = self.enqueue(automation, parameters).await;
+        self.wait_final(&id).await
+    }
+
+    /// Polls the API until the execution is final.
+    pub async fn wait_final(&self, execution: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = self
+                .call(Method::GET, &format!("/v1/executions/{execution}"), None)
+                .await;
+            if status == StatusCode::OK
+                && ["succeeded", "failed", "unknown_outcome"]
+                    .contains(&body["status"].as_str().unwrap_or(""))
+            {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "execution {execution} not final in 30 s: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Reads the worker's `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let addr = self.worker_admin.expect("a worker runs");
+        self.http
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+}

@@ -1,0 +1,104 @@
+//! The test client's side of the broker: listening on an exchange, publishing as an outside
+//! client would.
+
+use super::TestEnv;
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel};
+use serde_json::Value;
+use std::time::Duration;
+
+impl TestEnv {
+    /// An exclusive queue bound to `exchange` with `key`, consumed into a stream.
+    pub async fn listen(&self, exchange: &str, key: &str) -> Listener {
+        let ch = self.amqp.create_channel().await.expect("channel");
+        let q = ch
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("queue");
+        let name = q.name().to_string();
+        if !exchange.is_empty() {
+            ch.queue_bind(
+                name.as_str().into(),
+                exchange.into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind");
+        }
+        let consumer = ch
+            .basic_consume(
+                name.as_str().into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        Listener {
+            _channel: ch,
+            queue: name,
+            consumer,
+        }
+    }
+
+    /// Publishes raw bytes to the executions exchange, as an outside client would.
+    pub async fn publish_raw(&self, body: &[u8], props: BasicProperties) {
+        let ch = aic_core::amqp::confirm_channel(&self.amqp)
+            .await
+            .expect("channel");
+        ch.basic_publish(
+            self.names.executions_exchange.as_str().into(),
+            "execute".into(),
+            BasicPublishOptions::default(),
+            body,
+            props,
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+    }
+}
+
+/// Messages arriving on a test queue.
+#[derive(Debug)]
+pub struct Listener {
+    _channel: Channel,
+    /// The queue's name (usable as `reply_to`).
+    pub queue: String,
+    consumer: lapin::Consumer,
+}
+
+impl Listener {
+    /// The next message, or `None` after `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> Option<lapin::message::Delivery> {
+        match tokio::time::timeout(timeout, self.consumer.next()).await {
+            Ok(Some(Ok(d))) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// The next message body as JSON.
+    pub async fn next_json(&mut self, timeout: Duration) -> Option<Value> {
+        self.next(timeout)
+            .await
+            .map(|d| serde_json::from_slice(&d.data).unwrap_or(Value::Null))
+    }
+}

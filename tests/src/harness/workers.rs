@@ -1,0 +1,108 @@
+//! More workers on a test environment: in this process, or as the real `aic-worker` binary.
+
+use super::TestEnv;
+use aic_worker::config::WorkerArgs;
+use aic_worker::startup::Worker;
+use secrecy::ExposeSecret;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+impl TestEnv {
+    /// Starts one more worker on this environment, with its settings adjusted by `tweak`.
+    pub async fn start_worker(&self, tweak: impl FnOnce(&mut WorkerArgs)) -> RunningWorker {
+        let mut args = self.worker_args.clone();
+        tweak(&mut args);
+        let worker = Worker::build(&args).await.expect("worker builds");
+        let admin = worker.admin_addr().expect("bound");
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            if let Err(e) = worker
+                .run_until_stopped(async {
+                    let _ = rx.await;
+                })
+                .await
+            {
+                eprintln!("worker stopped with an error: {e:#}");
+            }
+        });
+        RunningWorker {
+            admin,
+            stop: Some(tx),
+            handle,
+        }
+    }
+
+    /// Starts the real `aic-worker` binary (built by `cargo test --workspace --all-targets` or
+    /// `cargo build --bins`) against this environment, as a separate process.
+    pub fn spawn_worker_process(&self, prefetch: u16) -> std::process::Child {
+        let a = &self.worker_args;
+        let exe = std::env::current_exe().expect("test binary path");
+        // Test binaries live in target/<profile>/deps, other binaries in target/<profile>.
+        let dir = exe.parent().expect("binary directory");
+        let bin = [
+            dir.join("aic-worker"),
+            dir.parent()
+                .map(|d| d.join("aic-worker"))
+                .unwrap_or_default(),
+        ]
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| dir.join("aic-worker"));
+        assert!(
+            bin.exists(),
+            "{} is missing: run `cargo build --bins` (the test command builds it)",
+            bin.display()
+        );
+        std::process::Command::new(bin)
+            .env("AIC_DATABASE_URL", a.db.database_url.expose_secret())
+            .env("AIC_AMQP_URL", a.amqp.amqp_url.expose_secret())
+            .env("AIC_AMQP_NAMESPACE", &a.amqp.amqp_namespace)
+            .env(
+                "AIC_CREDENTIAL_KEYS",
+                a.credentials.credential_keys.expose_secret(),
+            )
+            .env(
+                "AIC_EGRESS_ALLOW_HOSTS",
+                a.egress.egress_allow_hosts.join(","),
+            )
+            .env("AIC_WORKER_ADMIN_LISTEN", "127.0.0.1:0")
+            .env("AIC_WORKER_PREFETCH", prefetch.to_string())
+            .env("AIC_WORKER_RETRY_BASE_MS", "10")
+            .env("AIC_WORKER_RETRY_CAP_MS", "200")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("aic-worker starts")
+    }
+}
+
+/// A worker started by [`TestEnv::start_worker`].
+#[derive(Debug)]
+pub struct RunningWorker {
+    /// Its admin address.
+    pub admin: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<()>,
+}
+
+impl RunningWorker {
+    /// Sends the shutdown signal (what SIGTERM does) and waits for the worker to exit;
+    /// returns how long that took.
+    pub async fn shutdown(mut self) -> Duration {
+        let started = Instant::now();
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.handle).await;
+        started.elapsed()
+    }
+}
+
+impl Drop for RunningWorker {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
