@@ -1,14 +1,13 @@
-//! The consume loop: one task per delivery (the prefetch bounds how many), acks after the
-//! executor is done, reconnection with backoff when the broker goes away, and a drain bounded by
+//! The consume loop: one task per delivery (the prefetch bounds how many), acks (batched by
+//! `crate::acks`) after the executor is done, reconnection with backoff when the broker goes away, and a drain bounded by
 //! the grace period on shutdown.
 
+use crate::acks::{AckHandle, Acks, Settle};
 use crate::executor::{self, Ctx, Disposition};
 use aic_core::amqp::Broker;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use std::future::Future;
 use std::sync::Arc;
@@ -32,7 +31,7 @@ pub struct ConsumeSettings {
 /// Processes one delivery to its end. A failure of Postgres or the broker before the vendor was
 /// called is retried here, from the start, with backoff — not handed back to the broker, whose
 /// delivery limit would otherwise dead-letter good work during an outage.
-async fn process(ctx: Arc<Ctx>, delivery: Delivery) {
+async fn process(ctx: Arc<Ctx>, delivery: Delivery, acks: AckHandle) {
     ctx.metrics.in_flight.inc();
     let mut delay = Duration::from_millis(100);
     let disposition = loop {
@@ -50,21 +49,12 @@ async fn process(ctx: Arc<Ctx>, delivery: Delivery) {
         }
     };
     ctx.metrics.in_flight.dec();
-    let acked = match disposition {
-        Disposition::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
+    match disposition {
+        Disposition::Ack => acks.settle(delivery.delivery_tag, Settle::Ack),
         Disposition::Requeue(reason) => {
             tracing::warn!(reason, "left for redelivery");
-            delivery
-                .acker
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..BasicNackOptions::default()
-                })
-                .await
+            acks.settle(delivery.delivery_tag, Settle::Requeue);
         }
-    };
-    if let Err(e) = acked {
-        tracing::warn!(error = %e, "ack/nack failed; the broker will redeliver");
     }
 }
 
@@ -78,6 +68,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let mut tasks = JoinSet::new();
+    // The acker of the channel being consumed (a channel's delivery tags are its own).
+    let mut acker: Option<Acks> = None;
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(200);
     'session: loop {
@@ -110,6 +102,8 @@ pub async fn run(
                 }
             }
         };
+        // The previous channel's acker ends by itself once its deliveries' tasks have.
+        let acks = acker.insert(Acks::start(ch.clone())).handle();
         consuming.store(true, Ordering::SeqCst);
         backoff = Duration::from_millis(200);
         tracing::info!(queue = %s.queue, tag = %s.tag, "consuming");
@@ -124,7 +118,7 @@ pub async fn run(
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => {
-                        tasks.spawn(process(ctx.clone(), delivery));
+                        tasks.spawn(process(ctx.clone(), delivery, acks.clone()));
                     }
                     other => {
                         consuming.store(false, Ordering::SeqCst);
@@ -161,6 +155,10 @@ pub async fn run(
             "grace period over; unfinished executions return to the queue"
         );
         tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+    if let Some(acker) = acker {
+        acker.finish(Duration::from_secs(5)).await;
     }
     Ok(())
 }

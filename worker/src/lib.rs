@@ -4,6 +4,7 @@
 //! a publisher confirm, and only then acknowledged.
 #![forbid(unsafe_code)]
 
+pub mod acks;
 pub mod admin;
 pub mod batch;
 pub mod budget;
