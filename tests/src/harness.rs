@@ -9,7 +9,6 @@ use aic_core::config::{AmqpArgs, CredentialArgs, DatabaseArgs, EgressArgs};
 use aic_proto::TenantId;
 use aic_proto::topology::Names;
 use aic_worker::config::WorkerArgs;
-use aic_worker::startup::Worker;
 use lapin::Connection;
 use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use secrecy::{ExposeSecret, SecretString};
@@ -244,19 +243,8 @@ impl TestEnv {
                 credentials: credentials.clone(),
                 egress: egress.clone(),
             };
-            let worker = Worker::build(&args).await.expect("worker builds");
-            worker_admin.get_or_insert(worker.admin_addr().expect("bound"));
-            let (tx, rx) = oneshot::channel::<()>();
-            let handle = tokio::spawn(async move {
-                if let Err(e) = worker
-                    .run_until_stopped(async {
-                        let _ = rx.await;
-                    })
-                    .await
-                {
-                    eprintln!("worker stopped with an error: {e:#}");
-                }
-            });
+            let (admin, tx, handle) = workers::launch(&args).await;
+            worker_admin.get_or_insert(admin);
             stops.push((tx, handle));
         }
         let issued = aic_control_plane::tenants::create_tenant(&pool, "acme")

@@ -9,24 +9,31 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// Builds a worker in this process and runs it until the returned sender fires (or is
+/// dropped): its admin address, the stop signal, its task.
+pub(super) async fn launch(args: &WorkerArgs) -> (SocketAddr, oneshot::Sender<()>, JoinHandle<()>) {
+    let worker = Worker::build(args).await.expect("worker builds");
+    let admin = worker.admin_addr().expect("bound");
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        if let Err(e) = worker
+            .run_until_stopped(async {
+                let _ = rx.await;
+            })
+            .await
+        {
+            eprintln!("worker stopped with an error: {e:#}");
+        }
+    });
+    (admin, tx, handle)
+}
+
 impl TestEnv {
     /// Starts one more worker on this environment, with its settings adjusted by `tweak`.
     pub async fn start_worker(&self, tweak: impl FnOnce(&mut WorkerArgs)) -> RunningWorker {
         let mut args = self.worker_args.clone();
         tweak(&mut args);
-        let worker = Worker::build(&args).await.expect("worker builds");
-        let admin = worker.admin_addr().expect("bound");
-        let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(async move {
-            if let Err(e) = worker
-                .run_until_stopped(async {
-                    let _ = rx.await;
-                })
-                .await
-            {
-                eprintln!("worker stopped with an error: {e:#}");
-            }
-        });
+        let (admin, tx, handle) = launch(&args).await;
         RunningWorker {
             admin,
             stop: Some(tx),
