@@ -2,10 +2,12 @@
 //! create with Salesforce's own validation order and error arrays, `INVALID_SESSION_ID` on an
 //! expired token, the daily quota, and `Sforce-Limit-Info` on every data response.
 
+mod oauth;
+
 use super::SandboxState;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -112,7 +114,7 @@ impl Org {
 /// The vendor routes.
 pub fn routes() -> Router<Arc<SandboxState>> {
     Router::new()
-        .route("/services/oauth2/token", post(token))
+        .route("/services/oauth2/token", post(oauth::token))
         .route("/services/oauth2/userinfo", get(userinfo))
         .route("/services/data/{version}/limits", get(limits))
         .route("/services/data/{version}/limits/", get(limits))
@@ -122,31 +124,6 @@ pub fn routes() -> Router<Arc<SandboxState>> {
             "/services/data/{version}/sobjects/{sobject}/{field}/{value}",
             axum::routing::patch(upsert).get(by_external_id),
         )
-}
-
-#[derive(Deserialize, Debug)]
-struct JwtClaims {
-    iss: String,
-    sub: String,
-}
-
-#[derive(Deserialize, Debug)]
-struct TokenForm {
-    assertion: Option<String>,
-    grant_type: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
-    refresh_token: Option<String>,
-    username: Option<String>,
-    password: Option<String>,
-}
-
-fn oauth_error(error: &str, description: &str) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        axum::Json(json!({"error": error, "error_description": description})),
-    )
-        .into_response()
 }
 
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -170,118 +147,6 @@ pub fn new_id(prefix: &str) -> String {
         })
         .collect();
     id15 + &suffix
-}
-
-async fn token(State(s): State<Arc<SandboxState>>, Form(form): Form<TokenForm>) -> Response {
-    s.salesforce.token_requests.fetch_add(1, Ordering::SeqCst);
-    let org = &s.salesforce;
-    let grant = form.grant_type.as_deref().unwrap_or("");
-    if grant == "urn:ietf:params:oauth:grant-type:jwt-bearer" {
-        if let Err(e) = check_assertion(&s, form.assertion.as_deref().unwrap_or("")) {
-            return e;
-        }
-        return issue_token(&s);
-    }
-    if !["client_credentials", "refresh_token", "password"].contains(&grant) {
-        return oauth_error("unsupported_grant_type", "grant type not supported");
-    }
-    let (Some(id), Some(secret)) = (form.client_id, form.client_secret) else {
-        return oauth_error("invalid_client_id", "client identifier invalid");
-    };
-    match lock(&org.clients).get(&id) {
-        None => return oauth_error("invalid_client_id", "client identifier invalid"),
-        Some(expected) if *expected != secret => {
-            return oauth_error("invalid_client", "invalid client credentials");
-        }
-        Some(_) => {}
-    }
-    match grant {
-        "client_credentials" if lock(&org.no_run_as).contains(&id) => {
-            return oauth_error("invalid_grant", "no client credentials user enabled");
-        }
-        "refresh_token" => {
-            let ok = form
-                .refresh_token
-                .as_ref()
-                .and_then(|t| lock(&org.refresh_tokens).get(t).copied())
-                .unwrap_or(false);
-            if !ok {
-                return oauth_error("invalid_grant", "expired access/refresh token");
-            }
-        }
-        "password" => {
-            let ok = matches!((&form.username, &form.password), (Some(u), Some(p)) if lock(&org.users).get(u) == Some(p));
-            if !ok {
-                return oauth_error("invalid_grant", "authentication failure");
-            }
-        }
-        _ => {}
-    }
-    issue_token(&s)
-}
-
-fn issue_token(s: &SandboxState) -> Response {
-    let mut rng = rand::rng();
-    let tail: String = (0..96)
-        .map(|_| BASE62[rng.random_range(0..62)] as char)
-        .collect();
-    let access = format!("00D5g000004SbX!{tail}");
-    lock(&s.salesforce.tokens).insert(access.clone(), true);
-    let base = lock(&s.base_url).clone();
-    let issued_at = chrono::Utc::now().timestamp_millis().to_string();
-    axum::Json(json!({
-        "access_token": access,
-        "instance_url": base,
-        "id": format!("{base}/id/00D5g000004SbXEAU/0055g00000A1b2CAAR"),
-        "token_type": "Bearer",
-        "issued_at": issued_at,
-        "signature": "fJ0f4y1yXlK1ZJdu8hDAfkGZp7HPiLnSGGQqW7IhuBM="
-    }))
-    .into_response()
-}
-
-/// Verifies an RS256 JWT bearer assertion as Salesforce does: a known consumer key (`iss`), a
-/// signature by its certificate, an accepted audience, an unexpired `exp`, the approved user.
-fn check_assertion(s: &SandboxState, assertion: &str) -> Result<(), Response> {
-    let base = lock(&s.base_url).clone();
-    let unverified = jsonwebtoken::dangerous::insecure_decode::<JwtClaims>(assertion)
-        .map_err(|_| oauth_error("invalid_grant", "invalid assertion"))?;
-    let Some((public, user)) = lock(&s.salesforce.jwt_apps)
-        .get(&unverified.claims.iss)
-        .cloned()
-    else {
-        return Err(oauth_error(
-            "invalid_client_id",
-            "client identifier invalid",
-        ));
-    };
-    let key = jsonwebtoken::DecodingKey::from_rsa_pem(public.as_bytes())
-        .map_err(|_| oauth_error("invalid_grant", "invalid assertion"))?;
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
-    validation.set_audience(&[
-        "https://login.salesforce.com",
-        "https://test.salesforce.com",
-        base.as_str(),
-    ]);
-    validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
-    let claims = jsonwebtoken::decode::<JwtClaims>(assertion, &key, &validation).map_err(|e| {
-        match e.kind() {
-            jsonwebtoken::errors::ErrorKind::InvalidAudience => {
-                oauth_error("invalid_grant", "audience is invalid")
-            }
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                oauth_error("invalid_grant", "expired authorization code")
-            }
-            _ => oauth_error("invalid_grant", "invalid assertion"),
-        }
-    })?;
-    if claims.claims.sub != user {
-        return Err(oauth_error(
-            "invalid_grant",
-            "user hasn't approved this consumer",
-        ));
-    }
-    Ok(())
 }
 
 fn errors(status: StatusCode, list: Vec<Value>) -> (StatusCode, Value) {
