@@ -1,0 +1,123 @@
+//! Retries due later than the worker waits in process leave it through the delay queues: the
+//! delivery is handed to a delay tier (freeing its prefetch slot) and comes back when due, and
+//! a stale copy of a handed-off request never runs.
+
+use aic_tests::harness::{Options, TestEnv};
+use aic_tests::sandbox::faults::Fault;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+async fn slack_env_with(opts: Options) -> (TestEnv, String) {
+    let env = TestEnv::start_with(opts).await;
+    let send = env.slack_automation("Notify", "xoxb-fault").await;
+    (env, send)
+}
+
+/// A retry due later than the worker sleeps in-process leaves through the delay queues: its
+/// prefetch slot is freed at once (with a prefetch of 1, a second execution finishes meanwhile)
+/// and the retry runs no earlier than the vendor's Retry-After, after several hops.
+#[tokio::test]
+async fn a_long_retry_after_leaves_the_worker_through_the_delay_queues() {
+    let (env, send) = slack_env_with(Options {
+        prefetch: 1,
+        retry_cap_ms: 60_000,
+        retry_inline_max_ms: 500,
+        ..Options::default()
+    })
+    .await;
+    env.sandbox
+        .state
+        .faults
+        .push([Fault::RateLimited { retry_after: 3 }]);
+    let started = Instant::now();
+    let parked = env
+        .enqueue(&send, json!({"channel": "#general", "text": "later"}))
+        .await;
+    while env.sandbox.requests_to("chat.postMessage").is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(10), "no first call");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Another connection: the parked one's connection is cooling down, which holds its calls.
+    let other = env.slack_automation("Notify elsewhere", "xoxb-other").await;
+    let quick = env
+        .run(&other, json!({"channel": "#general", "text": "now"}))
+        .await;
+    let quick_after = started.elapsed();
+    let done = env.wait_final(&parked).await;
+    let parked_after = started.elapsed();
+    println!(
+        "Retry-After 3 s with a 500 ms in-process limit: the other execution finished after {quick_after:?}, the parked one after {parked_after:?} ({} calls)",
+        done["result"]["attempts"]
+    );
+    assert_eq!(quick["status"], "succeeded", "{quick}");
+    assert!(
+        quick_after < Duration::from_millis(2_500),
+        "the parked execution held the only prefetch slot: {quick_after:?}"
+    );
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["result"]["attempts"], 2, "{done}");
+    assert!(
+        parked_after >= Duration::from_millis(2_950),
+        "ran before Retry-After: {parked_after:?}"
+    );
+    assert_eq!(
+        env.sandbox.requests_to("chat.postMessage").len(),
+        3,
+        "one 429, its retry, the other message"
+    );
+    env.stop().await;
+}
+
+/// Once a retry is handed to a delay queue, the original request — redelivered, say, after a
+/// crash between the hand-off and the ack — is recognised as superseded and dropped: no second
+/// vendor call, the parked copy stays the one that runs.
+#[tokio::test]
+async fn an_original_redelivered_after_a_hand_off_is_dropped() {
+    let (env, send) = slack_env_with(Options {
+        retry_cap_ms: 60_000,
+        retry_inline_max_ms: 500,
+        ..Options::default()
+    })
+    .await;
+    env.sandbox
+        .state
+        .faults
+        .push([Fault::RateLimited { retry_after: 30 }]);
+    let id = env
+        .enqueue(&send, json!({"channel": "#general", "text": "later"}))
+        .await;
+    let started = Instant::now();
+    loop {
+        let (_, e) = env
+            .call(reqwest::Method::GET, &format!("/v1/executions/{id}"), None)
+            .await;
+        // The hand-off is recorded once the attempts of the first call are stored.
+        if e["attempts"] == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never handed off: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let original = json!({"version": 1, "execution_id": id, "tenant_id": env.tenant.to_string(),
+        "automation_id": send, "parameters": {"channel": "#general", "text": "later"}});
+    env.publish_raw(
+        original.to_string().as_bytes(),
+        aic_core::amqp::json_properties(aic_proto::topology::EXECUTION_REQUEST_TYPE),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let (_, e) = env
+        .call(reqwest::Method::GET, &format!("/v1/executions/{id}"), None)
+        .await;
+    let calls = env.sandbox.requests_to("chat.postMessage").len();
+    println!(
+        "after the hand-off and a redelivered original: {calls} vendor call(s), status {}",
+        e["status"]
+    );
+    assert_eq!(calls, 1, "the superseded original must not call the vendor");
+    assert_eq!(e["status"], "running", "{e}");
+    env.stop().await;
+}
