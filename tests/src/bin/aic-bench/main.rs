@@ -2,6 +2,8 @@
 //! PostgreSQL and the sandbox in its fast mode. Prints a table, writes it as JSON, and exits
 //! non-zero if any execution was lost or failed. See BENCHMARKS.md.
 
+mod machine;
+
 use aic_proto::topology::{EXECUTE_ROUTING_KEY, EXECUTION_REQUEST_TYPE};
 use aic_tests::harness::{Options, TestEnv};
 use clap::Parser;
@@ -11,6 +13,7 @@ use lapin::options::{
     QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
+use machine::{machine_busy_us, proc_cpu_us, proc_peak_rss_mib};
 use serde::Serialize;
 use serde_json::json;
 use std::collections::HashMap;
@@ -64,46 +67,6 @@ struct Row {
     latency_max_ms: Option<f64>,
     lost: usize,
     failed: usize,
-}
-
-fn proc_cpu_us(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    Some(ticks * 1_000_000.0 / 100.0)
-}
-
-/// Busy CPU time of the whole machine so far (every process: broker, database, worker, this
-/// client and the sandbox), from `/proc/stat`, in microseconds.
-fn machine_busy_us() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let cpu = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let f: Vec<f64> = cpu
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal: idle and iowait are not busy.
-    let busy: f64 = f
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != 3 && *i != 4 && *i < 8)
-        .map(|(_, v)| v)
-        .sum();
-    Some(busy * 1_000_000.0 / 100.0)
-}
-
-fn proc_peak_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
@@ -316,6 +279,7 @@ fn stop(mut child: std::process::Child) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    let started_at = chrono::Utc::now().to_rfc3339();
     let env = TestEnv::start_with(Options {
         worker: false,
         ..Options::default()
@@ -430,6 +394,14 @@ async fn main() -> ExitCode {
         rows.push(row);
     }
 
+    let machine = machine::describe();
+    println!(
+        "{} ({} cores, {} MiB), commit {}",
+        machine["cpu_model"].as_str().unwrap_or("unknown CPU"),
+        machine["cores"],
+        machine["memory_mib"],
+        machine["commit"].as_str().unwrap_or("unknown")
+    );
     println!(
         "{:<42} {:>8} {:>10} {:>8} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>5} {:>6}",
         "scenario",
@@ -470,9 +442,27 @@ async fn main() -> ExitCode {
          cpu µs: the worker's own CPU per execution; mach µs: the whole machine's busy CPU per execution",
         args.slow_in_flight, args.slow_latency_ms
     );
-    let _ = std::fs::write(&args.json, serde_json::to_string_pretty(&json!({"machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)}, "rows": rows})).unwrap_or_default());
+    let report = json!({
+        "started_at": started_at,
+        "machine": machine,
+        "settings": {
+            "n": args.n,
+            "prefetch": args.prefetch,
+            "slow_in_flight": args.slow_in_flight,
+            "slow_latency_ms": args.slow_latency_ms,
+            "paced_rate": args.paced_rate,
+            "only": args.only,
+        },
+        "rows": rows,
+    });
+    let written = serde_json::to_string_pretty(&report)
+        .map_err(|e| e.to_string())
+        .and_then(|text| std::fs::write(&args.json, text).map_err(|e| e.to_string()));
     env.stop().await;
-    if rows.iter().any(|r| r.lost > 0 || r.failed > 0) {
+    if let Err(e) = &written {
+        eprintln!("could not write {}: {e}", args.json);
+    }
+    if written.is_err() || rows.iter().any(|r| r.lost > 0 || r.failed > 0) {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
