@@ -72,16 +72,20 @@ pub const JOINS: &str = "LEFT JOIN automations a ON a.tenant_id = b.tenant_id AN
 
 type Parsed = (Arc<AutomationDefinition>, Arc<BTreeMap<String, String>>);
 
+/// One version's definition: read once, however many executions ask for it at once.
+type Slot = Arc<tokio::sync::OnceCell<Option<Parsed>>>;
+
 /// Parsed definitions by version. Versions are immutable, so an entry never goes stale; the map
 /// is emptied when it grows past a bound, so it never grows without limit either.
 #[derive(Debug, Default)]
-pub struct Definitions(Mutex<HashMap<uuid::Uuid, Parsed>>);
+pub struct Definitions(Mutex<HashMap<uuid::Uuid, Slot>>);
 
 const MAX_DEFINITIONS: usize = 4096;
 
 impl Definitions {
     fn get(&self, version: uuid::Uuid) -> Option<Parsed> {
-        self.0.lock().ok().and_then(|m| m.get(&version).cloned())
+        let slots = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        slots.get(&version)?.get()?.clone()
     }
 
     /// Makes sure the version named in a begin row (column `at` + 2 of [`COLUMNS`]) is known,
@@ -96,34 +100,55 @@ impl Definitions {
         let Some(version) = row.get::<_, Option<uuid::Uuid>>(at + 2) else {
             return Ok(());
         };
-        if self.get(version).is_some() {
-            return Ok(());
-        }
-        let Some(found) = pool
-            .get()
-            .await?
-            .query_opt(
-                "SELECT definition, output FROM automation_versions WHERE id = $1",
-                &[&version],
-            )
-            .await?
-        else {
-            return Ok(());
-        };
-        let Ok(definition) = serde_json::from_value::<AutomationDefinition>(found.get(0)) else {
-            tracing::error!(%version, "a published definition does not parse");
-            return Ok(());
-        };
-        let output: BTreeMap<String, String> =
-            serde_json::from_value(found.get(1)).unwrap_or_default();
-        if let Ok(mut m) = self.0.lock() {
-            if m.len() >= MAX_DEFINITIONS {
-                m.clear();
+        self.load(version, || read_definition(pool, version)).await
+    }
+
+    /// Runs `read` for `version` unless it already ran, or is running for another execution
+    /// (a new version's first batch would otherwise read it once per execution in the batch).
+    /// A failed read is not kept: the next execution tries again.
+    async fn load<F, Fut>(
+        &self,
+        version: uuid::Uuid,
+        read: F,
+    ) -> Result<(), crate::ledger::LedgerError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<Parsed>, crate::ledger::LedgerError>>,
+    {
+        let slot = {
+            let mut slots = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            if slots.len() >= MAX_DEFINITIONS && !slots.contains_key(&version) {
+                slots.clear();
             }
-            m.insert(version, (Arc::new(definition), Arc::new(output)));
-        }
+            slots.entry(version).or_default().clone()
+        };
+        slot.get_or_try_init(read).await?;
         Ok(())
     }
+}
+
+/// A version's definition and output mapping from Postgres; `None` when it does not parse.
+async fn read_definition(
+    pool: &deadpool_postgres::Pool,
+    version: uuid::Uuid,
+) -> Result<Option<Parsed>, crate::ledger::LedgerError> {
+    let Some(found) = pool
+        .get()
+        .await?
+        .query_opt(
+            "SELECT definition, output FROM automation_versions WHERE id = $1",
+            &[&version],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let Ok(definition) = serde_json::from_value::<AutomationDefinition>(found.get(0)) else {
+        tracing::error!(%version, "a published definition does not parse");
+        return Ok(None);
+    };
+    let output: BTreeMap<String, String> = serde_json::from_value(found.get(1)).unwrap_or_default();
+    Ok(Some((Arc::new(definition), Arc::new(output))))
 }
 
 /// Reads [`COLUMNS`] starting at column `at`.
@@ -189,4 +214,62 @@ pub fn from_row(
             status_detail: row.get(at + 14),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::LedgerError;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn parsed() -> Parsed {
+        let definition: AutomationDefinition = serde_json::from_value(serde_json::json!({
+            "app": "salesforce", "action": "create_lead", "connection_id": uuid::Uuid::nil(),
+            "method": "POST", "path": "/services/data/v62.0/sobjects/Lead/", "parameters": []
+        }))
+        .expect("a definition");
+        (Arc::new(definition), Arc::new(BTreeMap::new()))
+    }
+
+    #[tokio::test]
+    async fn a_new_version_is_read_once_however_many_executions_ask_at_once() {
+        let defs = Arc::new(Definitions::default());
+        let reads = Arc::new(AtomicUsize::new(0));
+        let version = uuid::Uuid::now_v7();
+        let asks: Vec<_> = (0..50)
+            .map(|_| {
+                let (defs, reads) = (defs.clone(), reads.clone());
+                tokio::spawn(async move {
+                    defs.load(version, || async {
+                        reads.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        Ok(Some(parsed()))
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for ask in asks {
+            ask.await.expect("joined").expect("loaded");
+        }
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        assert_eq!(defs.get(version).expect("known").0.action, "create_lead");
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_is_tried_again_by_the_next_execution() {
+        let defs = Definitions::default();
+        let version = uuid::Uuid::now_v7();
+        let failed = defs
+            .load(version, || async {
+                Err(LedgerError::Batch("Postgres went away".into()))
+            })
+            .await;
+        assert!(failed.is_err());
+        assert!(defs.get(version).is_none());
+        defs.load(version, || async { Ok(Some(parsed())) })
+            .await
+            .expect("loaded");
+        assert!(defs.get(version).is_some());
+    }
 }
