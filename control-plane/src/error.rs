@@ -149,23 +149,30 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, state)
-            .await
-            .map_err(json_rejection)?;
+        let (parts, body) = req.into_parts();
+        let bytes =
+            axum::body::Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+                .await
+                .map_err(|r| body_rejection(r.status(), r.body_text()))?;
         // PostgreSQL cannot store a NUL character: say where it is instead of failing later.
-        if let Some(path) = aic_proto::text::nul_path(&value, "") {
-            return Err(ApiError {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                code: "invalid_body",
-                message: format!(
-                    "{path} contains a NUL character (\\u0000), which cannot be stored"
-                ),
-                field: Some(path),
-            });
+        // JSON can only spell it `\u0000`, so the body is searched for that before anything is
+        // walked.
+        if aic_proto::text::may_hold_nul(&bytes) {
+            let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            if let Some(path) = aic_proto::text::nul_path(&value, "") {
+                return Err(ApiError {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    code: "invalid_body",
+                    message: format!(
+                        "{path} contains a NUL character (\\u0000), which cannot be stored"
+                    ),
+                    field: Some(path),
+                });
+            }
         }
-        // Decoded from the bytes again so that a type error names its field as before.
-        let bytes = serde_json::to_vec(&value).unwrap_or_default();
-        match axum::Json::<T>::from_bytes(&bytes) {
+        // axum's own extractor: the content type, and a type error naming its field.
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+        match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Self(v)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
@@ -173,8 +180,10 @@ where
 }
 
 fn json_rejection(r: JsonRejection) -> ApiError {
-    let status = r.status();
-    let message = r.body_text();
+    body_rejection(r.status(), r.body_text())
+}
+
+fn body_rejection(status: StatusCode, message: String) -> ApiError {
     ApiError {
         status: if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
             status

@@ -42,7 +42,10 @@ struct VersionPeek {
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| DecodeError::NotJson(e.to_string()))?;
-    if let Some(path) = crate::text::nul_path(&value, "") {
+    if let Some(path) = crate::text::may_hold_nul(body)
+        .then(|| crate::text::nul_path(&value, ""))
+        .flatten()
+    {
         return Err(DecodeError::Invalid(format!(
             "{path} contains a NUL character (\\u0000), which cannot be stored"
         )));

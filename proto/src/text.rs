@@ -5,6 +5,13 @@
 
 use serde_json::Value;
 
+/// Whether a JSON text may hold a NUL character: JSON can only spell it as the escape
+/// `\u0000`, so a text without that sequence holds none (one with it may still mean a
+/// backslash followed by `u0000`; [`nul_path`] then tells).
+pub fn may_hold_nul(json: &[u8]) -> bool {
+    json.windows(6).any(|w| w == b"\\u0000")
+}
+
 /// The path (`parameters.Name`, `parameters.Tags[2]`) of the first string or key in `v`
 /// holding a NUL character, if any. `root` prefixes the path.
 pub fn nul_path(v: &Value, root: &str) -> Option<String> {
@@ -73,6 +80,21 @@ mod tests {
             Some("x.a\\u0000")
         );
         assert_eq!(nul_path(&json!({"a": [1, "two", {"b": null}]}), ""), None);
+    }
+
+    #[test]
+    fn only_a_text_with_the_escape_may_hold_a_nul() {
+        assert!(may_hold_nul(br#"{"a":"x\u0000y"}"#));
+        assert!(!may_hold_nul(br#"{"a":"x\u0001y","b":"u0000"}"#));
+        // The escape spelled out as text is a candidate, and the walk says there is none.
+        let text = br#"{"a":"\\u0000"}"#;
+        assert!(may_hold_nul(text));
+        let v: Value = serde_json::from_slice(text).expect("json");
+        assert_eq!(nul_path(&v, ""), None);
+        // Every way serde_json reads a NUL comes from the escape.
+        let v: Value = serde_json::from_slice(br#"{"k\u0000":"\u0000"}"#).expect("json");
+        assert!(nul_path(&v, "").is_some());
+        assert!(serde_json::from_slice::<Value>(b"{\"a\":\"\0\"}").is_err());
     }
 
     #[test]

@@ -428,3 +428,46 @@ async fn published_versions_are_immutable_and_numbered() {
     );
     env.stop().await;
 }
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_refused_with_its_reason() {
+    let env = TestEnv::start_with(aic_tests::harness::Options {
+        worker: false,
+        ..Default::default()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let post = |content_type: &'static str, body: &'static str| {
+        http.post(format!("{}/v1/connections", env.api))
+            .bearer_auth(&env.admin_token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let resp = post("text/plain", r#"{"name": "n"}"#)
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), 415);
+    let resp = post("application/json", r#"{"name": "#)
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), 422);
+    let err: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(err["error"]["code"], "invalid_body", "{err}");
+    // The escape written out as text (a backslash, then `u0000`) is no NUL character: the body
+    // goes on to the usual checks, which name the missing field.
+    let resp = post("application/json", r#"{"name": "a\\u0000"}"#)
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), 422);
+    let err: serde_json::Value = resp.json().await.expect("json");
+    assert_ne!(err["error"]["field"], "name", "{err}");
+    assert!(
+        !err["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("NUL"),
+        "{err}"
+    );
+    env.stop().await;
+}
