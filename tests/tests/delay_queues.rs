@@ -7,9 +7,21 @@ use aic_tests::sandbox::faults::Fault;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-async fn slack_env_with(opts: Options) -> (TestEnv, String) {
-    let env = TestEnv::start_with(opts).await;
+/// A Slack automation whose first call is answered 429 with `Retry-After: retry_after` seconds,
+/// on a worker that waits at most 500 ms in process and honours Retry-After up to a minute.
+async fn rate_limited_once(prefetch: u16, retry_after: u64) -> (TestEnv, String) {
+    let env = TestEnv::start_with(Options {
+        prefetch,
+        retry_cap_ms: 60_000,
+        retry_inline_max_ms: 500,
+        ..Options::default()
+    })
+    .await;
     let send = env.slack_automation("Notify", "xoxb-fault").await;
+    env.sandbox
+        .state
+        .faults
+        .push([Fault::RateLimited { retry_after }]);
     (env, send)
 }
 
@@ -18,17 +30,7 @@ async fn slack_env_with(opts: Options) -> (TestEnv, String) {
 /// and the retry runs no earlier than the vendor's Retry-After, after several hops.
 #[tokio::test]
 async fn a_long_retry_after_leaves_the_worker_through_the_delay_queues() {
-    let (env, send) = slack_env_with(Options {
-        prefetch: 1,
-        retry_cap_ms: 60_000,
-        retry_inline_max_ms: 500,
-        ..Options::default()
-    })
-    .await;
-    env.sandbox
-        .state
-        .faults
-        .push([Fault::RateLimited { retry_after: 3 }]);
+    let (env, send) = rate_limited_once(1, 3).await;
     let started = Instant::now();
     let parked = env
         .enqueue(&send, json!({"channel": "#general", "text": "later"}))
@@ -73,16 +75,7 @@ async fn a_long_retry_after_leaves_the_worker_through_the_delay_queues() {
 /// vendor call, the parked copy stays the one that runs.
 #[tokio::test]
 async fn an_original_redelivered_after_a_hand_off_is_dropped() {
-    let (env, send) = slack_env_with(Options {
-        retry_cap_ms: 60_000,
-        retry_inline_max_ms: 500,
-        ..Options::default()
-    })
-    .await;
-    env.sandbox
-        .state
-        .faults
-        .push([Fault::RateLimited { retry_after: 30 }]);
+    let (env, send) = rate_limited_once(Options::default().prefetch, 30).await;
     let id = env
         .enqueue(&send, json!({"channel": "#general", "text": "later"}))
         .await;

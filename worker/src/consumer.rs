@@ -1,6 +1,6 @@
 //! The consume loop: one task per delivery (the prefetch bounds how many), acks (batched by
-//! `crate::acks`) after the executor is done, reconnection with backoff when the broker goes away, and a drain bounded by
-//! the grace period on shutdown.
+//! `crate::acks`) after the executor is done, reconnection with backoff when the broker goes
+//! away, and a drain bounded by the grace period on shutdown.
 
 use crate::acks::{AckHandle, Acks, Settle};
 use crate::executor::{self, Ctx, Disposition};
