@@ -6,8 +6,6 @@
 
 use aic_core::amqp::Broker;
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -40,29 +38,7 @@ impl Replies {
     async fn consume(&self, broker: &Broker) -> Result<(), lapin::Error> {
         let ch = broker.new_channel().await?;
         // Exclusive and server-named: it lives and dies with this process.
-        let q = ch
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        let name = q.name().to_string();
-        let mut consumer = ch
-            .basic_consume(
-                name.as_str().into(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        let (name, mut consumer) = aic_core::amqp::private_queue(&ch).await?;
         *self.queue.lock().unwrap_or_else(|p| p.into_inner()) = name;
         while let Some(Ok(delivery)) = consumer.next().await {
             let Some(id) = delivery

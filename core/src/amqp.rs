@@ -4,8 +4,8 @@
 use aic_proto::topology::Names;
 use lapin::Confirmation;
 use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -59,6 +59,36 @@ pub async fn connect(
     uri.query.frame_max.get_or_insert(FRAME_MAX);
     let props = ConnectionProperties::default().with_connection_name(connection_name.into());
     Connection::connect_uri(uri, props).await
+}
+
+/// A server-named, exclusive queue that lives and dies with `ch`'s connection, consumed
+/// without acks (replies and listeners: a lost message is the reader's own loss). Returns its
+/// name, for `reply_to` or a binding, and the consumer.
+pub async fn private_queue(ch: &Channel) -> Result<(String, lapin::Consumer), lapin::Error> {
+    let q = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let name = q.name().to_string();
+    let consumer = ch
+        .basic_consume(
+            name.as_str().into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((name, consumer))
 }
 
 /// A channel in confirm mode: every publish on it is acknowledged by the broker.

@@ -3,9 +3,7 @@
 
 use super::TestEnv;
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicPublishOptions, QueueBindOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
 use serde_json::Value;
@@ -15,19 +13,7 @@ impl TestEnv {
     /// An exclusive queue bound to `exchange` with `key`, consumed into a stream.
     pub async fn listen(&self, exchange: &str, key: &str) -> Listener {
         let ch = self.amqp.create_channel().await.expect("channel");
-        let q = ch
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("queue");
-        let name = q.name().to_string();
+        let (name, consumer) = aic_core::amqp::private_queue(&ch).await.expect("queue");
         if !exchange.is_empty() {
             ch.queue_bind(
                 name.as_str().into(),
@@ -39,18 +25,6 @@ impl TestEnv {
             .await
             .expect("bind");
         }
-        let consumer = ch
-            .basic_consume(
-                name.as_str().into(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("consume");
         Listener {
             _channel: ch,
             queue: name,

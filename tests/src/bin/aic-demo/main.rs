@@ -13,8 +13,6 @@ use aic_proto::topology::{EXECUTE_ROUTING_KEY, EXECUTION_REQUEST_TYPE, Names};
 use aic_proto::{AutomationId, ExecutionId, ExecutionRequestV1, TenantId};
 use clap::Parser;
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
 use secrecy::SecretString;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -295,29 +293,7 @@ async fn drive(
     let conn =
         aic_core::amqp::connect(&SecretString::from(args.amqp_url.clone()), "aic-demo").await?;
     let ch = aic_core::amqp::confirm_channel(&conn).await?;
-    let reply = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    let reply_queue = reply.name().to_string();
-    let mut consumer = ch
-        .basic_consume(
-            reply_queue.as_str().into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
+    let (reply_queue, mut consumer) = aic_core::amqp::private_queue(&ch).await?;
     let people = [
         ("Lovelace", "Analytical Engines Ltd", "ada@engines.example"),
         ("Hopper", "Compilers Inc", "grace@compilers.example"),
