@@ -3,33 +3,132 @@
 
 use serde_json::{Value, json};
 
-/// A process's CPU time so far (user + system), in microseconds, from `/proc/PID/stat`.
-pub fn proc_cpu_us(pid: u32) -> Option<f64> {
+/// Clock ticks per second of `/proc`'s CPU times (`USER_HZ`, 100 on Linux for every
+/// architecture this runs on: the kernel exports it in these units whatever its own `HZ`).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// A process's CPU time so far (user + system), in microseconds, from `/proc/PID/stat`, and its
+/// command name.
+fn proc_cpu(pid: u32) -> Option<(String, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = stat.rsplit_once(')')?.1;
+    let (head, after) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_string();
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    Some(ticks * 1_000_000.0 / 100.0)
+    Some((comm, ticks * 1_000_000.0 / TICKS_PER_SECOND))
 }
 
-/// Busy CPU time of the whole machine so far (every process: broker, database, worker, this
-/// client and the sandbox), from `/proc/stat`, in microseconds.
-pub fn machine_busy_us() -> Option<f64> {
+/// The machine's CPU time so far, from `/proc/stat`, in microseconds: (busy, all). Busy is
+/// every process's (broker, database, worker, this client and the sandbox) and the kernel's.
+fn machine_us() -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let cpu = stat.lines().find(|l| l.starts_with("cpu "))?;
     let f: Vec<f64> = cpu
         .split_whitespace()
         .skip(1)
+        .take(8)
         .filter_map(|x| x.parse().ok())
         .collect();
     // user nice system idle iowait irq softirq steal: idle and iowait are not busy.
-    let busy: f64 = f
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != 3 && *i != 4 && *i < 8)
-        .map(|(_, v)| v)
-        .sum();
-    Some(busy * 1_000_000.0 / 100.0)
+    let all: f64 = f.iter().sum();
+    let busy = all - f.get(3)? - f.get(4)?;
+    let us = 1_000_000.0 / TICKS_PER_SECOND;
+    Some((busy * us, all * us))
+}
+
+/// Where the machine's CPU goes, by whom.
+#[derive(Debug, Clone, Copy, Default)]
+struct Shares {
+    rabbitmq: f64,
+    postgres: f64,
+    workers: f64,
+    bench: f64,
+}
+
+fn shares(workers: &[u32]) -> Shares {
+    let me = std::process::id();
+    let mut s = Shares::default();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return s;
+    };
+    for pid in dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
+        let Some((comm, us)) = proc_cpu(pid) else {
+            continue;
+        };
+        if workers.contains(&pid) {
+            s.workers += us;
+        } else if pid == me {
+            s.bench += us;
+        } else if comm == "beam.smp" {
+            s.rabbitmq += us;
+        } else if comm == "postgres" {
+            s.postgres += us;
+        }
+    }
+    s
+}
+
+/// The CPU spent while a scenario ran: the workers' own (from their `/proc/PID/stat`), the
+/// whole machine's, and the machine's split between RabbitMQ, PostgreSQL, the workers, this
+/// process (the client publishing requests and reading results, and the sandbox answering as
+/// the vendor) and everything else (the kernel's threads: block I/O, network).
+#[derive(Debug)]
+pub struct CpuWindow {
+    workers: Vec<u32>,
+    machine: Option<(f64, f64)>,
+    shares: Shares,
+}
+
+/// What a [`CpuWindow`] measured, per execution.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CpuSpent {
+    /// The workers' own CPU per execution, µs.
+    pub workers_us: f64,
+    /// The machine's busy CPU per execution, µs (every process and the kernel).
+    pub machine_us: Option<f64>,
+    /// The machine's busy share of its cores while the scenario ran, %.
+    pub machine_busy_pct: Option<f64>,
+    /// The machine's CPU per execution by whom, µs.
+    pub by_process_us: Option<serde_json::Map<String, Value>>,
+}
+
+impl CpuWindow {
+    /// Starts measuring (`workers`: the worker processes' ids).
+    pub fn start(workers: &[u32]) -> Self {
+        Self {
+            workers: workers.to_vec(),
+            machine: machine_us(),
+            shares: shares(workers),
+        }
+    }
+
+    /// What was spent since the start, divided by `executions`.
+    pub fn end(&self, executions: usize) -> CpuSpent {
+        let n = executions.max(1) as f64;
+        let after = shares(&self.workers);
+        let machine = self.machine.zip(machine_us());
+        let busy = machine.map(|((b0, _), (b1, _))| b1 - b0);
+        CpuSpent {
+            workers_us: (after.workers - self.shares.workers) / n,
+            machine_us: busy.map(|b| b / n),
+            machine_busy_pct: machine
+                .map(|((b0, a0), (b1, a1))| 100.0 * (b1 - b0) / (a1 - a0).max(1.0)),
+            by_process_us: busy.map(|busy| {
+                let parts = [
+                    ("rabbitmq", after.rabbitmq - self.shares.rabbitmq),
+                    ("postgres", after.postgres - self.shares.postgres),
+                    ("workers", after.workers - self.shares.workers),
+                    ("bench_client_and_sandbox", after.bench - self.shares.bench),
+                ];
+                let named: f64 = parts.iter().map(|(_, v)| v).sum();
+                parts
+                    .into_iter()
+                    .chain([("other", (busy - named).max(0.0))])
+                    .map(|(k, v)| (k.to_string(), json!((v / n * 10.0).round() / 10.0)))
+                    .collect()
+            }),
+        }
+    }
 }
 
 /// A process's peak resident memory (`VmHWM`), in MiB.

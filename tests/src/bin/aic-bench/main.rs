@@ -3,6 +3,7 @@
 //! non-zero if any execution was lost or failed. See BENCHMARKS.md.
 
 mod machine;
+mod report;
 
 use aic_proto::topology::{EXECUTE_ROUTING_KEY, EXECUTION_REQUEST_TYPE};
 use aic_tests::harness::{Options, TestEnv};
@@ -13,8 +14,8 @@ use lapin::options::{
     QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use machine::{machine_busy_us, proc_cpu_us, proc_peak_rss_mib};
-use serde::Serialize;
+use machine::{CpuWindow, proc_peak_rss_mib};
+use report::Row;
 use serde_json::json;
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -50,23 +51,6 @@ struct Args {
         default_value = "ceiling,full,paced,two,slow"
     )]
     only: Vec<String>,
-}
-
-#[derive(Serialize, Debug, Default)]
-struct Row {
-    scenario: String,
-    executions: usize,
-    per_second: f64,
-    ratio: Option<f64>,
-    worker_cpu_us_per_execution: Option<f64>,
-    worker_peak_rss_mib: Option<f64>,
-    /// Busy CPU of the whole machine per execution (all processes).
-    machine_cpu_us_per_execution: Option<f64>,
-    latency_p50_ms: Option<f64>,
-    latency_p99_ms: Option<f64>,
-    latency_max_ms: Option<f64>,
-    lost: usize,
-    failed: usize,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
@@ -142,7 +126,7 @@ async fn ceiling(env: &TestEnv, n: usize, prefetch: u16) -> Row {
         )
         .await
         .expect("consume");
-    let machine_before = machine_busy_us();
+    let cpu = CpuWindow::start(&[]);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     let mut done = 0;
@@ -161,7 +145,7 @@ async fn ceiling(env: &TestEnv, n: usize, prefetch: u16) -> Row {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let machine_after = machine_busy_us();
+    let spent = cpu.end(n);
     for name in [&q, &out] {
         let _ = setup
             .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
@@ -171,9 +155,9 @@ async fn ceiling(env: &TestEnv, n: usize, prefetch: u16) -> Row {
         scenario: "ceiling (broker only)".into(),
         executions: n,
         per_second: n as f64 / elapsed,
-        machine_cpu_us_per_execution: machine_before
-            .zip(machine_after)
-            .map(|(b, a)| (a - b) / n.max(1) as f64),
+        machine_cpu_us_per_execution: spent.machine_us,
+        machine_busy_pct: spent.machine_busy_pct,
+        machine_cpu_us_by_process: spent.by_process_us,
         ..Row::default()
     }
 }
@@ -207,8 +191,7 @@ async fn pipeline(
         }
         arrived
     });
-    let cpu_before: f64 = workers.iter().filter_map(|p| proc_cpu_us(*p)).sum();
-    let machine_before = machine_busy_us();
+    let cpu = CpuWindow::start(workers);
     let mut sent_at: HashMap<String, Instant> = HashMap::with_capacity(n);
     let started = Instant::now();
     let mut confirms = tokio::task::JoinSet::new();
@@ -241,22 +224,21 @@ async fn pipeline(
     let arrived = reader.await.expect("results reader");
     let last = arrived.values().map(|(t, _)| *t).max().unwrap_or(started);
     let elapsed = (last - started).as_secs_f64();
-    let cpu_after: f64 = workers.iter().filter_map(|p| proc_cpu_us(*p)).sum();
-    let machine_after = machine_busy_us();
     let mut latencies: Vec<f64> = arrived
         .iter()
         .filter_map(|(id, (at, _))| sent_at.get(id).map(|t| (*at - *t).as_secs_f64() * 1000.0))
         .collect();
     latencies.sort_by(|a, b| a.total_cmp(b));
     let seen = arrived.len();
+    let spent = cpu.end(seen);
     Row {
         scenario: label.into(),
         executions: n,
         per_second: seen as f64 / elapsed.max(1e-9),
-        worker_cpu_us_per_execution: Some((cpu_after - cpu_before) / seen.max(1) as f64),
-        machine_cpu_us_per_execution: machine_before
-            .zip(machine_after)
-            .map(|(b, a)| (a - b) / seen.max(1) as f64),
+        worker_cpu_us_per_execution: Some(spent.workers_us),
+        machine_cpu_us_per_execution: spent.machine_us,
+        machine_busy_pct: spent.machine_busy_pct,
+        machine_cpu_us_by_process: spent.by_process_us,
         worker_peak_rss_mib: workers
             .iter()
             .filter_map(|p| proc_peak_rss_mib(*p))
@@ -395,53 +377,7 @@ async fn main() -> ExitCode {
     }
 
     let machine = machine::describe();
-    println!(
-        "{} ({} cores, {} MiB), commit {}",
-        machine["cpu_model"].as_str().unwrap_or("unknown CPU"),
-        machine["cores"],
-        machine["memory_mib"],
-        machine["commit"].as_str().unwrap_or("unknown")
-    );
-    println!(
-        "{:<42} {:>8} {:>10} {:>8} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>5} {:>6}",
-        "scenario",
-        "n",
-        "exec/s",
-        "ratio",
-        "cpu µs",
-        "mach µs",
-        "RSS MiB",
-        "p50 ms",
-        "p99 ms",
-        "max ms",
-        "lost",
-        "failed"
-    );
-    let f = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
-    for r in &rows {
-        println!(
-            "{:<42} {:>8} {:>10.0} {:>8} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>5} {:>6}",
-            r.scenario,
-            r.executions,
-            r.per_second,
-            r.ratio
-                .map(|x| format!("{x:.2}"))
-                .unwrap_or_else(|| "-".into()),
-            f(r.worker_cpu_us_per_execution),
-            f(r.machine_cpu_us_per_execution),
-            f(r.worker_peak_rss_mib),
-            f(r.latency_p50_ms),
-            f(r.latency_p99_ms),
-            f(r.latency_max_ms),
-            r.lost,
-            r.failed
-        );
-    }
-    println!(
-        "ratio: to the ceiling for the fast rows; to Little's law ({} in flight / {} ms) for the slow row\n\
-         cpu µs: the worker's own CPU per execution; mach µs: the whole machine's busy CPU per execution",
-        args.slow_in_flight, args.slow_latency_ms
-    );
+    report::print(&rows, &machine, args.slow_in_flight, args.slow_latency_ms);
     let report = json!({
         "started_at": started_at,
         "machine": machine,

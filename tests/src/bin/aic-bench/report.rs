@@ -1,0 +1,113 @@
+//! The table `aic-bench` prints, and the row it writes as JSON.
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// One scenario's figures.
+#[derive(Serialize, Debug, Default)]
+pub struct Row {
+    pub scenario: String,
+    pub executions: usize,
+    pub per_second: f64,
+    pub ratio: Option<f64>,
+    pub worker_cpu_us_per_execution: Option<f64>,
+    pub worker_peak_rss_mib: Option<f64>,
+    /// Busy CPU of the whole machine per execution (all processes).
+    pub machine_cpu_us_per_execution: Option<f64>,
+    /// How busy the machine's cores were while the scenario ran, %.
+    pub machine_busy_pct: Option<f64>,
+    /// The machine's busy CPU per execution by whom: RabbitMQ, PostgreSQL, the workers, this
+    /// benchmark's client and sandbox, the rest (the kernel's threads), µs.
+    pub machine_cpu_us_by_process: Option<serde_json::Map<String, serde_json::Value>>,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    pub latency_max_ms: Option<f64>,
+    pub lost: usize,
+    pub failed: usize,
+}
+
+/// Prints the machine, the table, and where the machine's CPU went.
+pub fn print(rows: &[Row], machine: &Value, slow_in_flight: u16, slow_latency_ms: u64) {
+    println!(
+        "{} ({} cores, {} MiB), commit {}",
+        machine["cpu_model"].as_str().unwrap_or("unknown CPU"),
+        machine["cores"],
+        machine["memory_mib"],
+        machine["commit"].as_str().unwrap_or("unknown")
+    );
+    println!(
+        "{:<42} {:>8} {:>10} {:>8} {:>9} {:>9} {:>6} {:>8} {:>8} {:>8} {:>8} {:>5} {:>6}",
+        "scenario",
+        "n",
+        "exec/s",
+        "ratio",
+        "cpu µs",
+        "mach µs",
+        "busy%",
+        "RSS MiB",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "lost",
+        "failed"
+    );
+    let f = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
+    for r in rows {
+        println!(
+            "{:<42} {:>8} {:>10.0} {:>8} {:>9} {:>9} {:>6} {:>8} {:>8} {:>8} {:>8} {:>5} {:>6}",
+            r.scenario,
+            r.executions,
+            r.per_second,
+            r.ratio
+                .map(|x| format!("{x:.2}"))
+                .unwrap_or_else(|| "-".into()),
+            f(r.worker_cpu_us_per_execution),
+            f(r.machine_cpu_us_per_execution),
+            r.machine_busy_pct
+                .map(|x| format!("{x:.0}"))
+                .unwrap_or_else(|| "-".into()),
+            f(r.worker_peak_rss_mib),
+            f(r.latency_p50_ms),
+            f(r.latency_p99_ms),
+            f(r.latency_max_ms),
+            r.lost,
+            r.failed
+        );
+    }
+    println!(
+        "ratio: to the ceiling for the fast rows; to Little's law ({} in flight / {} ms) for the slow row\n\
+         cpu µs: the worker's own CPU per execution; mach µs: the whole machine's busy CPU per execution; \
+         busy%: how busy the machine's cores were",
+        slow_in_flight, slow_latency_ms
+    );
+    print_breakdown(rows);
+}
+
+/// The machine's CPU per execution by whom, one line per scenario.
+fn print_breakdown(rows: &[Row]) {
+    const WHO: [(&str, &str); 5] = [
+        ("rabbitmq", "RabbitMQ"),
+        ("postgres", "PostgreSQL"),
+        ("workers", "worker(s)"),
+        ("bench_client_and_sandbox", "client+sandbox"),
+        ("other", "other"),
+    ];
+    print!("\n{:<42}", "machine CPU µs per execution, by whom");
+    for (_, title) in WHO {
+        print!(" {title:>14}");
+    }
+    println!();
+    for r in rows {
+        let Some(by) = &r.machine_cpu_us_by_process else {
+            continue;
+        };
+        print!("{:<42}", r.scenario);
+        for (key, _) in WHO {
+            match by.get(key).and_then(|v| v.as_f64()) {
+                Some(v) => print!(" {v:>14.1}"),
+                None => print!(" {:>14}", "-"),
+            }
+        }
+        println!();
+    }
+}
