@@ -36,18 +36,25 @@ fn machine_us() -> Option<(f64, f64)> {
     Some((busy * us, all * us))
 }
 
-/// Where the machine's CPU goes, by whom.
-#[derive(Debug, Clone, Copy, Default)]
-struct Shares {
-    rabbitmq: f64,
-    postgres: f64,
-    workers: f64,
-    bench: f64,
+/// The machine's CPU by whom, µs (in total, or per execution).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct ByProcess {
+    /// RabbitMQ (`beam.smp`).
+    pub rabbitmq: f64,
+    /// Every `postgres` process.
+    pub postgres: f64,
+    /// The worker processes.
+    pub workers: f64,
+    /// This process: the client publishing requests and reading results, and the sandbox.
+    pub bench_client_and_sandbox: f64,
+    /// The rest of the machine's busy time (the kernel's threads: block I/O, network).
+    pub other: f64,
 }
 
-fn shares(workers: &[u32]) -> Shares {
+/// Every process's CPU so far, by whom (`other` is left at 0: it is the machine's remainder).
+fn by_process(workers: &[u32]) -> ByProcess {
     let me = std::process::id();
-    let mut s = Shares::default();
+    let mut s = ByProcess::default();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return s;
     };
@@ -58,7 +65,7 @@ fn shares(workers: &[u32]) -> Shares {
         if workers.contains(&pid) {
             s.workers += us;
         } else if pid == me {
-            s.bench += us;
+            s.bench_client_and_sandbox += us;
         } else if comm == "beam.smp" {
             s.rabbitmq += us;
         } else if comm == "postgres" {
@@ -69,18 +76,16 @@ fn shares(workers: &[u32]) -> Shares {
 }
 
 /// The CPU spent while a scenario ran: the workers' own (from their `/proc/PID/stat`), the
-/// whole machine's, and the machine's split between RabbitMQ, PostgreSQL, the workers, this
-/// process (the client publishing requests and reading results, and the sandbox answering as
-/// the vendor) and everything else (the kernel's threads: block I/O, network).
+/// whole machine's, and the machine's split by whom ([`ByProcess`]).
 #[derive(Debug)]
 pub struct CpuWindow {
     workers: Vec<u32>,
     machine: Option<(f64, f64)>,
-    shares: Shares,
+    start: ByProcess,
 }
 
 /// What a [`CpuWindow`] measured, per execution.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug)]
 pub struct CpuSpent {
     /// The workers' own CPU per execution, µs.
     pub workers_us: f64,
@@ -89,7 +94,7 @@ pub struct CpuSpent {
     /// The machine's busy share of its cores while the scenario ran, %.
     pub machine_busy_pct: Option<f64>,
     /// The machine's CPU per execution by whom, µs.
-    pub by_process_us: Option<serde_json::Map<String, Value>>,
+    pub by_process_us: Option<ByProcess>,
 }
 
 impl CpuWindow {
@@ -98,34 +103,37 @@ impl CpuWindow {
         Self {
             workers: workers.to_vec(),
             machine: machine_us(),
-            shares: shares(workers),
+            start: by_process(workers),
         }
     }
 
     /// What was spent since the start, divided by `executions`.
     pub fn end(&self, executions: usize) -> CpuSpent {
         let n = executions.max(1) as f64;
-        let after = shares(&self.workers);
+        let (now, then) = (by_process(&self.workers), self.start);
+        let per = |after: f64, before: f64| (after - before) / n;
         let machine = self.machine.zip(machine_us());
-        let busy = machine.map(|((b0, _), (b1, _))| b1 - b0);
+        let busy = machine.map(|((b0, _), (b1, _))| (b1 - b0) / n);
+        let workers_us = per(now.workers, then.workers);
         CpuSpent {
-            workers_us: (after.workers - self.shares.workers) / n,
-            machine_us: busy.map(|b| b / n),
+            workers_us,
+            machine_us: busy,
             machine_busy_pct: machine
                 .map(|((b0, a0), (b1, a1))| 100.0 * (b1 - b0) / (a1 - a0).max(1.0)),
             by_process_us: busy.map(|busy| {
-                let parts = [
-                    ("rabbitmq", after.rabbitmq - self.shares.rabbitmq),
-                    ("postgres", after.postgres - self.shares.postgres),
-                    ("workers", after.workers - self.shares.workers),
-                    ("bench_client_and_sandbox", after.bench - self.shares.bench),
-                ];
-                let named: f64 = parts.iter().map(|(_, v)| v).sum();
-                parts
-                    .into_iter()
-                    .chain([("other", (busy - named).max(0.0))])
-                    .map(|(k, v)| (k.to_string(), json!((v / n * 10.0).round() / 10.0)))
-                    .collect()
+                let mut s = ByProcess {
+                    rabbitmq: per(now.rabbitmq, then.rabbitmq),
+                    postgres: per(now.postgres, then.postgres),
+                    workers: workers_us,
+                    bench_client_and_sandbox: per(
+                        now.bench_client_and_sandbox,
+                        then.bench_client_and_sandbox,
+                    ),
+                    other: 0.0,
+                };
+                s.other = (busy - s.rabbitmq - s.postgres - s.workers - s.bench_client_and_sandbox)
+                    .max(0.0);
+                s
             }),
         }
     }

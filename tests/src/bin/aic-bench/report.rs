@@ -1,5 +1,6 @@
 //! The table `aic-bench` prints, and the row it writes as JSON.
 
+use crate::machine::ByProcess;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -18,7 +19,7 @@ pub struct Row {
     pub machine_busy_pct: Option<f64>,
     /// The machine's busy CPU per execution by whom: RabbitMQ, PostgreSQL, the workers, this
     /// benchmark's client and sandbox, the rest (the kernel's threads), µs.
-    pub machine_cpu_us_by_process: Option<serde_json::Map<String, serde_json::Value>>,
+    pub machine_cpu_us_by_process: Option<ByProcess>,
     pub latency_p50_ms: Option<f64>,
     pub latency_p99_ms: Option<f64>,
     pub latency_max_ms: Option<f64>,
@@ -85,29 +86,26 @@ pub fn print(rows: &[Row], machine: &Value, slow_in_flight: u16, slow_latency_ms
 
 /// The machine's CPU per execution by whom, one line per scenario.
 fn print_breakdown(rows: &[Row]) {
-    const WHO: [(&str, &str); 5] = [
-        ("rabbitmq", "RabbitMQ"),
-        ("postgres", "PostgreSQL"),
-        ("workers", "worker(s)"),
-        ("bench_client_and_sandbox", "client+sandbox"),
-        ("other", "other"),
-    ];
-    print!("\n{:<42}", "machine CPU µs per execution, by whom");
-    for (_, title) in WHO {
-        print!(" {title:>14}");
-    }
-    println!();
+    println!(
+        "\n{:<42} {:>14} {:>14} {:>14} {:>14} {:>14}",
+        "machine CPU µs per execution, by whom",
+        "RabbitMQ",
+        "PostgreSQL",
+        "worker(s)",
+        "client+sandbox",
+        "other"
+    );
     for r in rows {
-        let Some(by) = &r.machine_cpu_us_by_process else {
-            continue;
-        };
-        print!("{:<42}", r.scenario);
-        for (key, _) in WHO {
-            match by.get(key).and_then(|v| v.as_f64()) {
-                Some(v) => print!(" {v:>14.1}"),
-                None => print!(" {:>14}", "-"),
-            }
+        if let Some(by) = &r.machine_cpu_us_by_process {
+            println!(
+                "{:<42} {:>14.1} {:>14.1} {:>14.1} {:>14.1} {:>14.1}",
+                r.scenario,
+                by.rabbitmq,
+                by.postgres,
+                by.workers,
+                by.bench_client_and_sandbox,
+                by.other
+            );
         }
-        println!();
     }
 }
