@@ -7,15 +7,35 @@ use serde_json::{Value, json};
 /// architecture this runs on: the kernel exports it in these units whatever its own `HZ`).
 const TICKS_PER_SECOND: f64 = 100.0;
 
-/// A process's CPU time so far (user + system), in microseconds, from `/proc/PID/stat`, and its
-/// command name.
-fn proc_cpu(pid: u32) -> Option<(String, f64)> {
+/// What `/proc/PID/stat` says of a process so far.
+struct ProcStat {
+    comm: String,
+    /// CPU time (user + system), µs.
+    cpu_us: f64,
+    /// Minor page faults: pages the kernel had to map (and zero) on first touch.
+    minor_faults: f64,
+}
+
+fn proc_stat(pid: u32) -> Option<ProcStat> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (head, after) = stat.rsplit_once(')')?;
     let comm = head.split_once('(')?.1.to_string();
     let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    Some((comm, ticks * 1_000_000.0 / TICKS_PER_SECOND))
+    let field = |i: usize| f.get(i)?.parse::<f64>().ok();
+    Some(ProcStat {
+        comm,
+        cpu_us: (field(11)? + field(12)?) * 1_000_000.0 / TICKS_PER_SECOND,
+        minor_faults: field(7)?,
+    })
+}
+
+/// The worker processes' minor page faults so far.
+fn workers_faults(workers: &[u32]) -> f64 {
+    workers
+        .iter()
+        .filter_map(|p| proc_stat(*p))
+        .map(|s| s.minor_faults)
+        .sum()
 }
 
 /// The machine's CPU time so far, from `/proc/stat`, in microseconds: (busy, all). Busy is
@@ -59,17 +79,17 @@ fn by_process(workers: &[u32]) -> ByProcess {
         return s;
     };
     for pid in dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
-        let Some((comm, us)) = proc_cpu(pid) else {
+        let Some(ProcStat { comm, cpu_us, .. }) = proc_stat(pid) else {
             continue;
         };
         if workers.contains(&pid) {
-            s.workers += us;
+            s.workers += cpu_us;
         } else if pid == me {
-            s.bench_client_and_sandbox += us;
+            s.bench_client_and_sandbox += cpu_us;
         } else if comm == "beam.smp" {
-            s.rabbitmq += us;
+            s.rabbitmq += cpu_us;
         } else if comm == "postgres" {
-            s.postgres += us;
+            s.postgres += cpu_us;
         }
     }
     s
@@ -82,6 +102,7 @@ pub struct CpuWindow {
     workers: Vec<u32>,
     machine: Option<(f64, f64)>,
     start: ByProcess,
+    faults: f64,
 }
 
 /// What a [`CpuWindow`] measured, per execution.
@@ -89,6 +110,8 @@ pub struct CpuWindow {
 pub struct CpuSpent {
     /// The workers' own CPU per execution, µs.
     pub workers_us: f64,
+    /// The workers' minor page faults per execution.
+    pub workers_faults: f64,
     /// The machine's busy CPU per execution, µs (every process and the kernel).
     pub machine_us: Option<f64>,
     /// The machine's busy share of its cores while the scenario ran, %.
@@ -104,6 +127,7 @@ impl CpuWindow {
             workers: workers.to_vec(),
             machine: machine_us(),
             start: by_process(workers),
+            faults: workers_faults(workers),
         }
     }
 
@@ -117,6 +141,7 @@ impl CpuWindow {
         let workers_us = per(now.workers, then.workers);
         CpuSpent {
             workers_us,
+            workers_faults: (workers_faults(&self.workers) - self.faults) / n,
             machine_us: busy,
             machine_busy_pct: machine
                 .map(|((b0, a0), (b1, a1))| 100.0 * (b1 - b0) / (a1 - a0).max(1.0)),

@@ -236,6 +236,7 @@ async fn pipeline(
         executions: n,
         per_second: seen as f64 / elapsed.max(1e-9),
         worker_cpu_us_per_execution: Some(spent.workers_us),
+        worker_page_faults_per_execution: Some(spent.workers_faults),
         machine_cpu_us_per_execution: spent.machine_us,
         machine_busy_pct: spent.machine_busy_pct,
         machine_cpu_us_by_process: spent.by_process_us,

@@ -13,6 +13,9 @@ pub struct Row {
     pub ratio: Option<f64>,
     pub worker_cpu_us_per_execution: Option<f64>,
     pub worker_peak_rss_mib: Option<f64>,
+    /// The workers' minor page faults per execution (memory the allocator handed back to the
+    /// kernel and touched again).
+    pub worker_page_faults_per_execution: Option<f64>,
     /// Busy CPU of the whole machine per execution (all processes).
     pub machine_cpu_us_per_execution: Option<f64>,
     /// How busy the machine's cores were while the scenario ran, %.
@@ -37,7 +40,7 @@ pub fn print(rows: &[Row], machine: &Value, slow_in_flight: u16, slow_latency_ms
         machine["commit"].as_str().unwrap_or("unknown")
     );
     println!(
-        "{:<42} {:>8} {:>10} {:>8} {:>9} {:>9} {:>6} {:>8} {:>8} {:>8} {:>8} {:>5} {:>6}",
+        "{:<42} {:>8} {:>10} {:>8} {:>9} {:>9} {:>6} {:>8} {:>7} {:>8} {:>8} {:>8} {:>5} {:>6}",
         "scenario",
         "n",
         "exec/s",
@@ -46,6 +49,7 @@ pub fn print(rows: &[Row], machine: &Value, slow_in_flight: u16, slow_latency_ms
         "mach µs",
         "busy%",
         "RSS MiB",
+        "flt/ex",
         "p50 ms",
         "p99 ms",
         "max ms",
@@ -55,7 +59,7 @@ pub fn print(rows: &[Row], machine: &Value, slow_in_flight: u16, slow_latency_ms
     let f = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
     for r in rows {
         println!(
-            "{:<42} {:>8} {:>10.0} {:>8} {:>9} {:>9} {:>6} {:>8} {:>8} {:>8} {:>8} {:>5} {:>6}",
+            "{:<42} {:>8} {:>10.0} {:>8} {:>9} {:>9} {:>6} {:>8} {:>7} {:>8} {:>8} {:>8} {:>5} {:>6}",
             r.scenario,
             r.executions,
             r.per_second,
@@ -68,6 +72,9 @@ pub fn print(rows: &[Row], machine: &Value, slow_in_flight: u16, slow_latency_ms
                 .map(|x| format!("{x:.0}"))
                 .unwrap_or_else(|| "-".into()),
             f(r.worker_peak_rss_mib),
+            r.worker_page_faults_per_execution
+                .map(|x| format!("{x:.2}"))
+                .unwrap_or_else(|| "-".into()),
             f(r.latency_p50_ms),
             f(r.latency_p99_ms),
             f(r.latency_max_ms),
@@ -78,7 +85,8 @@ pub fn print(rows: &[Row], machine: &Value, slow_in_flight: u16, slow_latency_ms
     println!(
         "ratio: to the ceiling for the fast rows; to Little's law ({} in flight / {} ms) for the slow row\n\
          cpu µs: the worker's own CPU per execution; mach µs: the whole machine's busy CPU per execution; \
-         busy%: how busy the machine's cores were",
+         busy%: how busy the machine's cores were; \
+         flt/ex: the worker's minor page faults per execution",
         slow_in_flight, slow_latency_ms
     );
     print_breakdown(rows);
