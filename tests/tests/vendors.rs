@@ -163,7 +163,33 @@ async fn servicenow_incidents_and_records_on_a_chosen_table() {
         Some(("sc_request".into(), json!("3")))
     );
 
-    // An expired OAuth token is refreshed once, transparently.
+    // The grants the token endpoint has seen, each as its form's field names and grant type.
+    let grants = || -> Vec<(String, Vec<String>)> {
+        env.sandbox
+            .requests_to("/oauth_token.do")
+            .iter()
+            .map(|r| {
+                let form: Vec<(String, String)> = url::form_urlencoded::parse(r.body.as_bytes())
+                    .into_owned()
+                    .collect();
+                let grant = form
+                    .iter()
+                    .find(|(k, _)| k == "grant_type")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default();
+                (grant, form.into_iter().map(|(k, _)| k).collect())
+            })
+            .collect()
+    };
+    assert_eq!(
+        grants().last().map(|g| g.0.as_str()),
+        Some("password"),
+        "the first token comes from the password grant"
+    );
+
+    // An expired OAuth token is renewed once, transparently, with the refresh token the password
+    // grant handed out: the password is not sent again.
+    let before = grants().len();
     i.expire_tokens();
     let done = env
         .run(
@@ -175,6 +201,43 @@ async fn servicenow_incidents_and_records_on_a_chosen_table() {
         (done["status"].as_str(), done["result"]["attempts"].as_u64()),
         (Some("succeeded"), Some(2)),
         "{done}"
+    );
+    let renewed = grants().split_off(before);
+    assert_eq!(
+        renewed.iter().map(|g| g.0.as_str()).collect::<Vec<_>>(),
+        ["refresh_token"]
+    );
+    assert!(
+        !renewed[0]
+            .1
+            .iter()
+            .any(|k| k == "password" || k == "username"),
+        "a refresh sends no password: {:?}",
+        renewed[0].1
+    );
+
+    // A refresh token ServiceNow no longer accepts falls back to the password grant.
+    let before = grants().len();
+    i.expire_tokens();
+    i.revoke_refresh_tokens();
+    let done = env
+        .run(
+            &record,
+            json!({"table": "problem", "fields": {"short_description": "Fan"}}),
+        )
+        .await;
+    assert_eq!(
+        (done["status"].as_str(), done["result"]["attempts"].as_u64()),
+        (Some("succeeded"), Some(2)),
+        "{done}"
+    );
+    assert_eq!(
+        grants()
+            .split_off(before)
+            .iter()
+            .map(|g| g.0.as_str())
+            .collect::<Vec<_>>(),
+        ["refresh_token", "password"]
     );
 
     let bad = env

@@ -33,14 +33,23 @@ pub struct Target<'a> {
     pub tenant: aic_proto::TenantId,
 }
 
-/// The connection's cached credential (fetched once for all concurrent executions).
+/// The connection's cached credential (fetched once for all concurrent executions; renewed
+/// from the one it replaces where the vendor allows).
 pub(crate) async fn token(ctx: &Ctx, t: &Target<'_>) -> Result<Arc<AccessToken>, VendorFailure> {
     ctx.tokens
-        .get(t.key, || async {
+        .get(t.key, |previous| async move {
+            let target = ConnectionTarget {
+                vendor: t.vendor,
+                instance: t.instance,
+                auth_type: t.auth_type,
+                secrets: t.secrets,
+            };
             let r = if t.vendor.rotates_refresh_token(t.auth_type) {
                 rotate(ctx, t).await
+            } else if let Some(previous) = previous {
+                vendor::renew(&ctx.http, &ctx.egress, &target, &previous).await
             } else {
-                authenticate(ctx, t, t.secrets).await
+                vendor::authenticate(&ctx.http, &ctx.egress, &target).await
             };
             let outcome = match &r {
                 Ok(_) => "ok",
@@ -62,20 +71,6 @@ pub(crate) async fn token(ctx: &Ctx, t: &Target<'_>) -> Result<Arc<AccessToken>,
             r
         })
         .await
-}
-
-async fn authenticate(
-    ctx: &Ctx,
-    t: &Target<'_>,
-    secrets: &SecretFields,
-) -> Result<AccessToken, VendorFailure> {
-    let target = ConnectionTarget {
-        vendor: t.vendor,
-        instance: t.instance,
-        auth_type: t.auth_type,
-        secrets,
-    };
-    vendor::authenticate(&ctx.http, &ctx.egress, &target).await
 }
 
 /// See [`aic_core::vendor::rotation`].

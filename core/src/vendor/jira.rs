@@ -42,6 +42,7 @@ pub async fn authenticate(
             api_base: target.instance.clone(),
             expires_at: None,
             rotated_refresh_token: None,
+            renewal: None,
         }),
         "oauth2_3lo" => {
             let url = policy.endpoint(TOKEN_URL).map_err(VendorFailure::egress)?;
@@ -81,6 +82,7 @@ pub async fn authenticate(
                     .expires_in
                     .map(|s| Instant::now() + Duration::from_secs(s)),
                 rotated_refresh_token: token.refresh_token.map(SecretString::from),
+                renewal: None,
             })
         }
         other => Err(VendorFailure::config(format!(

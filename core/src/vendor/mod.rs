@@ -106,6 +106,9 @@ pub struct AccessToken {
     pub expires_at: Option<Instant>,
     /// A new refresh token the vendor rotated in: it replaces the stored one, which is now spent.
     pub rotated_refresh_token: Option<SecretString>,
+    /// A refresh token handed out with this access token (ServiceNow's password grant), held in
+    /// memory only: the next access token is asked for with it instead of the stored password.
+    pub renewal: Option<SecretString>,
 }
 
 impl AccessToken {
@@ -168,6 +171,20 @@ pub async fn authenticate(
         Vendor::Jira => jira::authenticate(http, policy, target).await,
         Vendor::ServiceNow => servicenow::authenticate(http, policy, target).await,
         Vendor::Slack => slack::authenticate(target),
+    }
+}
+
+/// The next credential after `previous` expired or was refused: a renewal where the vendor
+/// handed one out with `previous`, else [`authenticate`] again.
+pub async fn renew(
+    http: &reqwest::Client,
+    policy: &EgressPolicy,
+    target: &ConnectionTarget<'_>,
+    previous: &AccessToken,
+) -> Result<AccessToken, VendorFailure> {
+    match target.vendor {
+        Vendor::ServiceNow => servicenow::renew(http, policy, target, previous).await,
+        _ => authenticate(http, policy, target).await,
     }
 }
 

@@ -165,6 +165,7 @@ pub async fn authenticate(
         api_base,
         expires_at: None,
         rotated_refresh_token: None,
+        renewal: None,
     })
 }
 

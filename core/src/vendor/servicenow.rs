@@ -1,12 +1,13 @@
 //! ServiceNow Table API: Basic auth, the OAuth password grant (`/oauth_token.do`, tokens that
-//! expire), and the classifier for `{"error":{"message","detail"},"status":"failure"}`.
+//! expire, renewed with the refresh token the grant handed out), and the classifier for
+//! `{"error":{"message","detail"},"status":"failure"}`.
 
 use super::{AccessToken, ConnectionTarget, Credential, RetryClass, VendorFailure};
 use crate::egress::EgressPolicy;
 use aic_proto::ExecutionErrorCode;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -14,6 +15,8 @@ use std::time::{Duration, Instant};
 #[derive(Deserialize)]
 struct TokenResponse {
     access_token: String,
+    #[serde(default)]
+    refresh_token: Option<String>,
     #[serde(default)]
     expires_in: Option<u64>,
 }
@@ -33,9 +36,9 @@ pub async fn authenticate(
             api_base: target.instance.clone(),
             expires_at: None,
             rotated_refresh_token: None,
+            renewal: None,
         }),
         "oauth2_password" => {
-            let url = super::join(policy, target.instance, "/oauth_token.do")?;
             let form = [
                 ("grant_type", "password"),
                 ("client_id", target.secret("client_id")?),
@@ -43,47 +46,114 @@ pub async fn authenticate(
                 ("username", target.secret("username")?),
                 ("password", target.secret("password")?),
             ];
-            let resp = http
-                .post(url)
-                .form(&form)
-                .send()
-                .await
-                .map_err(|e| super::transport_failure(&e, false))?;
-            let status = resp.status();
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|e| super::transport_failure(&e, false))?;
-            if !status.is_success() {
-                let mut f = classify(status, &bytes);
-                if f.class == RetryClass::RefreshAuth || status == StatusCode::BAD_REQUEST {
+            match token_grant(http, policy, target, &form).await {
+                Ok(token) => Ok(token),
+                Err(Grant::Refused(mut f)) => {
                     f.class = RetryClass::Permanent;
                     f.code = ExecutionErrorCode::VendorAuthFailed;
                     f.message = format!(
                         "ServiceNow refused the connection's credentials: {}",
                         f.vendor.as_ref().map(|v| v.code.as_str()).unwrap_or("")
                     );
+                    Err(f)
                 }
-                return Err(f);
+                Err(Grant::Failed(f)) => Err(f),
             }
-            let token: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| {
-                VendorFailure::config(
-                    "ServiceNow's token endpoint answered with an unreadable body".into(),
-                )
-            })?;
-            Ok(AccessToken {
-                credential: Credential::Bearer(SecretString::from(token.access_token)),
-                api_base: target.instance.clone(),
-                expires_at: token
-                    .expires_in
-                    .map(|s| Instant::now() + Duration::from_secs(s)),
-                rotated_refresh_token: None,
-            })
         }
         other => Err(VendorFailure::config(format!(
             "auth type '{other}' is not supported for ServiceNow"
         ))),
     }
+}
+
+/// The next access token after `previous` expired or was refused: the refresh-token grant with
+/// the refresh token the password grant handed out, so the password is sent once per refresh
+/// token's life rather than with every access token. A refresh token ServiceNow no longer
+/// accepts (expired, revoked, the OAuth entity's lifespan changed) falls back to the password
+/// grant; only a refused password fails the execution.
+pub async fn renew(
+    http: &reqwest::Client,
+    policy: &EgressPolicy,
+    target: &ConnectionTarget<'_>,
+    previous: &AccessToken,
+) -> Result<AccessToken, VendorFailure> {
+    let Some(refresh) = previous
+        .renewal
+        .as_ref()
+        .filter(|_| target.auth_type == "oauth2_password")
+    else {
+        return authenticate(http, policy, target).await;
+    };
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", target.secret("client_id")?),
+        ("client_secret", target.secret("client_secret")?),
+        ("refresh_token", refresh.expose_secret()),
+    ];
+    match token_grant(http, policy, target, &form).await {
+        Ok(mut token) => {
+            // ServiceNow may answer a refresh without a new refresh token: the old one lives on.
+            if token.renewal.is_none() {
+                token.renewal = Some(refresh.clone());
+            }
+            Ok(token)
+        }
+        Err(Grant::Refused(_)) => authenticate(http, policy, target).await,
+        Err(Grant::Failed(f)) => Err(f),
+    }
+}
+
+/// Why a token request gave no token.
+enum Grant {
+    /// The endpoint refused the grant (400 or 401: bad credentials or a dead refresh token).
+    Refused(VendorFailure),
+    /// Anything else: the endpoint unreachable, a 5xx, an unreadable answer.
+    Failed(VendorFailure),
+}
+
+/// `POST /oauth_token.do` with `form`.
+async fn token_grant(
+    http: &reqwest::Client,
+    policy: &EgressPolicy,
+    target: &ConnectionTarget<'_>,
+    form: &[(&str, &str)],
+) -> Result<AccessToken, Grant> {
+    let url = super::join(policy, target.instance, "/oauth_token.do").map_err(Grant::Failed)?;
+    let resp = http
+        .post(url)
+        .form(form)
+        .send()
+        .await
+        .map_err(|e| Grant::Failed(super::transport_failure(&e, false)))?;
+    let status = resp.status();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| Grant::Failed(super::transport_failure(&e, false)))?;
+    if !status.is_success() {
+        let f = classify(status, &bytes);
+        return Err(
+            if f.class == RetryClass::RefreshAuth || status == StatusCode::BAD_REQUEST {
+                Grant::Refused(f)
+            } else {
+                Grant::Failed(f)
+            },
+        );
+    }
+    let token: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| {
+        Grant::Failed(VendorFailure::config(
+            "ServiceNow's token endpoint answered with an unreadable body".into(),
+        ))
+    })?;
+    Ok(AccessToken {
+        credential: Credential::Bearer(SecretString::from(token.access_token)),
+        api_base: target.instance.clone(),
+        expires_at: token
+            .expires_in
+            .map(|s| Instant::now() + Duration::from_secs(s)),
+        rotated_refresh_token: None,
+        renewal: token.refresh_token.map(SecretString::from),
+    })
 }
 
 /// The record of `table_path` (`/api/now/table/incident`) whose `correlation_id` is

@@ -18,6 +18,7 @@ pub fn authenticate(target: &ConnectionTarget<'_>) -> Result<AccessToken, Vendor
             api_base: target.instance.clone(),
             expires_at: None,
             rotated_refresh_token: None,
+            renewal: None,
         }),
         other => Err(VendorFailure::config(format!(
             "auth type '{other}' is not supported for Slack"

@@ -1,5 +1,5 @@
-//! ServiceNow as the sandbox speaks it: Basic auth and the OAuth password grant
-//! (`/oauth_token.do`, tokens that expire), the Table API's create with `Location` and
+//! ServiceNow as the sandbox speaks it: Basic auth, the OAuth password and refresh-token grants
+//! (`/oauth_token.do`, access tokens that expire, refresh tokens that can be revoked), the Table API's create with `Location` and
 //! all-string values, `sys_user` for identity, and `{"error":{…},"status":"failure"}` refusals.
 
 use super::SandboxState;
@@ -33,6 +33,7 @@ pub struct Instance {
     users: Mutex<HashMap<String, String>>,
     clients: Mutex<HashMap<String, String>>,
     tokens: Mutex<HashMap<String, bool>>,
+    refresh_tokens: Mutex<HashMap<String, bool>>,
     records: Mutex<Vec<(String, Value)>>,
     counter: AtomicU64,
     /// Token endpoint hits.
@@ -45,6 +46,7 @@ impl Default for Instance {
             users: Mutex::default(),
             clients: Mutex::default(),
             tokens: Mutex::default(),
+            refresh_tokens: Mutex::default(),
             records: Mutex::default(),
             counter: AtomicU64::new(10001),
             token_requests: AtomicU64::new(0),
@@ -70,6 +72,13 @@ impl Instance {
     /// Expires every issued access token.
     pub fn expire_tokens(&self) {
         lock(&self.tokens).values_mut().for_each(|v| *v = false);
+    }
+
+    /// Revokes every issued refresh token (as when the OAuth entity's refresh lifespan ends).
+    pub fn revoke_refresh_tokens(&self) {
+        lock(&self.refresh_tokens)
+            .values_mut()
+            .for_each(|v| *v = false);
     }
 
     /// Records created, as `(table, record)`.
@@ -132,6 +141,7 @@ struct TokenForm {
     client_secret: Option<String>,
     username: Option<String>,
     password: Option<String>,
+    refresh_token: Option<String>,
 }
 
 async fn token(State(s): State<Arc<SandboxState>>, Form(f): Form<TokenForm>) -> Response {
@@ -144,23 +154,35 @@ async fn token(State(s): State<Arc<SandboxState>>, Form(f): Form<TokenForm>) -> 
         )
             .into_response()
     };
-    if f.grant_type.as_deref() != Some("password") {
-        return (
-            StatusCode::BAD_REQUEST,
-            axum::Json(
-                json!({"error_description": "unsupported grant type", "error": "invalid_request"}),
-            ),
-        )
-            .into_response();
-    }
     let client_ok = matches!((&f.client_id, &f.client_secret), (Some(id), Some(sec)) if lock(&i.clients).get(id) == Some(sec));
-    let user_ok = matches!((&f.username, &f.password), (Some(u), Some(p)) if lock(&i.users).get(u) == Some(p));
-    if !client_ok || !user_ok {
-        return denied();
-    }
+    let refresh = match f.grant_type.as_deref() {
+        Some("password") => {
+            let user_ok = matches!((&f.username, &f.password), (Some(u), Some(p)) if lock(&i.users).get(u) == Some(p));
+            if !client_ok || !user_ok {
+                return denied();
+            }
+            let refresh = random_token(86);
+            lock(&i.refresh_tokens).insert(refresh.clone(), true);
+            refresh
+        }
+        // The same refresh token comes back: ServiceNow does not rotate it.
+        Some("refresh_token") => match &f.refresh_token {
+            Some(r) if client_ok && lock(&i.refresh_tokens).get(r) == Some(&true) => r.clone(),
+            _ => return denied(),
+        },
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(
+                    json!({"error_description": "unsupported grant type", "error": "invalid_request"}),
+                ),
+            )
+                .into_response();
+        }
+    };
     let access = random_token(86);
     lock(&i.tokens).insert(access.clone(), true);
-    axum::Json(json!({"access_token": access, "refresh_token": random_token(86), "scope": "useraccount", "token_type": "Bearer", "expires_in": 1799})).into_response()
+    axum::Json(json!({"access_token": access, "refresh_token": refresh, "scope": "useraccount", "token_type": "Bearer", "expires_in": 1799})).into_response()
 }
 
 fn stringify(fields: &Map<String, Value>) -> Map<String, Value> {
