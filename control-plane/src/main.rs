@@ -20,7 +20,7 @@ async fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => {
-            aic_core::telemetry::init("aic-control-plane", args.log_json);
+            let _telemetry = aic_core::telemetry::init("aic-control-plane", args.log_json);
             let app = Application::build(&args).await?;
             app.run_until_stopped(aic_core::shutdown::signal()).await?;
         }

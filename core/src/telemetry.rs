@@ -1,22 +1,206 @@
-//! Logging set-up for both binaries: structured `tracing` events, JSON or human-readable.
+//! Logging and tracing set-up for both binaries: structured `tracing` events, JSON or
+//! human-readable, and — when an OTLP endpoint is configured — the same spans exported as
+//! OpenTelemetry traces, continued from and handed on through AMQP message headers.
+//!
+//! Traces follow the OpenTelemetry SDK's own environment variables: nothing is exported unless
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, and
+//! `OTEL_SDK_DISABLED=true` turns export off; `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`
+//! choose the sampler (default: follow the caller's decision, sample every new trace), and
+//! `OTEL_BSP_*` tune the batch exporter. Export is OTLP over HTTP with protobuf bodies.
 
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::io::IsTerminal;
+use tracing::Level;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::{Layer as _, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
 
-/// Installs the global subscriber. `RUST_LOG` filters (default `info`); `json` selects JSON lines.
-pub fn init(service: &'static str, json: bool) {
+/// Keeps the trace exporter alive; dropping it flushes the spans not yet sent.
+#[derive(Debug, Default)]
+#[must_use = "dropping the guard stops trace export"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(p) = self.provider.take()
+            && let Err(e) = p.shutdown()
+        {
+            eprintln!("trace export did not flush on shutdown: {e}");
+        }
+    }
+}
+
+fn env_set(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.trim().is_empty())
+}
+
+/// Whether the environment asks for traces to be exported.
+pub fn traces_configured() -> bool {
+    let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim() == "true");
+    !disabled
+        && (env_set("OTEL_EXPORTER_OTLP_ENDPOINT") || env_set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+}
+
+fn tracer_provider(service: &'static str) -> Result<SdkTracerProvider, String> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service)
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.version",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .build())
+}
+
+/// Installs the global subscriber. `RUST_LOG` filters (default `info`); `json` selects JSON
+/// lines. Keep the returned guard for the life of the process.
+pub fn init(service: &'static str, json: bool) -> Telemetry {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colour only for a person at a terminal: files and collectors get plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(true)
-        .with_ansi(std::io::stdout().is_terminal());
-    let result = if json {
-        builder.json().flatten_event(true).try_init()
+    let (provider, trace_error) = if traces_configured() {
+        match tracer_provider(service) {
+            Ok(p) => (Some(p), None),
+            Err(e) => (None, Some(e)),
+        }
     } else {
-        builder.try_init()
+        (None, None)
+    };
+    // Traces have their own filter: `RUST_LOG=warn` quiets the logs, not the traces. Without an
+    // exporter no layer asks for the spans below the log level, so they cost nothing.
+    let otel = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer(service))
+            .with_filter(Targets::new().with_targets([
+                ("aic_worker", Level::INFO),
+                ("aic_core", Level::INFO),
+                ("aic_control_plane", Level::INFO),
+            ]))
+    });
+    // Colour only for a person at a terminal: files and collectors get plain text.
+    let ansi = std::io::stdout().is_terminal();
+    let registry = tracing_subscriber::registry().with(otel);
+    let result = if json {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_target(true)
+                    .with_filter(filter),
+            )
+            .try_init()
+    } else {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(true)
+                    .with_ansi(ansi)
+                    .with_filter(filter),
+            )
+            .try_init()
     };
     if result.is_ok() {
-        tracing::info!(service, "telemetry initialised");
+        tracing::info!(
+            service,
+            traces = provider.is_some(),
+            "telemetry initialised"
+        );
+        if let Some(e) = trace_error {
+            tracing::error!(error = %e, "the OTLP trace exporter could not be built; traces are off");
+        }
+    }
+    Telemetry { provider }
+}
+
+struct Headers<'a>(&'a FieldTable);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        match self.0.inner().get(key)? {
+            AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
+            AMQPValue::ShortString(s) => Some(s.as_str()),
+            _ => None,
+        }
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.inner().keys().map(|k| k.as_str()).collect()
+    }
+}
+
+struct HeadersMut<'a>(&'a mut FieldTable);
+
+impl Injector for HeadersMut<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0
+            .insert(key.into(), AMQPValue::LongString(LongString::from(value)));
+    }
+}
+
+/// Makes `span` continue the W3C trace context (`traceparent`, `tracestate`) carried in an AMQP
+/// message's headers, so that a flow's or ActionBot's trace goes on through the worker. A
+/// message without one (or with an unreadable one) starts a new trace.
+pub fn continue_trace(span: &tracing::Span, headers: Option<&FieldTable>) {
+    let Some(headers) = headers.filter(|h| h.inner().contains_key("traceparent")) else {
+        return;
+    };
+    let cx = TraceContextPropagator::new().extract(&Headers(headers));
+    // Only fails when the span is disabled or already started; either way there is nothing to
+    // continue.
+    let _ = span.set_parent(cx);
+}
+
+/// Writes `span`'s trace context into `headers` (`traceparent`, and `tracestate` when set), so
+/// that whoever consumes the message can continue the trace. Writes nothing while no trace is
+/// exported.
+pub fn hand_on(span: &tracing::Span, headers: &mut FieldTable) {
+    let cx = span.context();
+    TraceContextPropagator::new().inject_context(&cx, &mut HeadersMut(headers));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_without_trace_context_injects_nothing_and_extracts_nothing() {
+        let span = tracing::Span::none();
+        continue_trace(&span, None);
+        continue_trace(&span, Some(&FieldTable::default()));
+        let mut headers = FieldTable::default();
+        hand_on(&span, &mut headers);
+        assert!(headers.inner().is_empty());
+    }
+
+    #[test]
+    fn trace_context_round_trips_through_amqp_headers() {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "traceparent".into(),
+            AMQPValue::LongString(LongString::from(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )),
+        );
+        let cx = TraceContextPropagator::new().extract(&Headers(&headers));
+        let mut out = FieldTable::default();
+        TraceContextPropagator::new().inject_context(&cx, &mut HeadersMut(&mut out));
+        assert_eq!(
+            Headers(&out).get("traceparent"),
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        );
     }
 }

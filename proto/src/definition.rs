@@ -139,6 +139,17 @@ pub enum HttpMethod {
     Put,
 }
 
+impl HttpMethod {
+    /// The method as HTTP spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Post => "POST",
+            Self::Patch => "PATCH",
+            Self::Put => "PUT",
+        }
+    }
+}
+
 /// One row of an automation's parameter table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ParameterSpec {

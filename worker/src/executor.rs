@@ -20,6 +20,7 @@ use deadpool_postgres::Pool;
 use lapin::message::Delivery;
 use serde_json::Value;
 use std::time::Instant;
+use tracing::Instrument;
 
 /// Everything processing needs, shared by all in-flight deliveries.
 #[derive(Debug)]
@@ -70,8 +71,28 @@ pub async fn handle(ctx: &Ctx, delivery: &Delivery) -> Disposition {
         Ok(r) => r,
         Err(e) => return reject(ctx, delivery, &e).await,
     };
-    let span = tracing::info_span!("execution", execution = %req.execution_id, tenant = %req.tenant_id, automation = %req.automation_id);
-    let _enter = span.enter();
+    // The span every log line and trace span of this execution sits in; it continues the
+    // trace of whoever published the request (W3C `traceparent` in the message headers).
+    let span = tracing::info_span!(
+        "execution",
+        execution = %req.execution_id,
+        tenant = %req.tenant_id,
+        automation = %req.automation_id,
+        otel.kind = "consumer",
+        status = tracing::field::Empty,
+        attempts = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    aic_core::telemetry::continue_trace(&span, delivery.properties.headers().as_ref());
+    process(ctx, delivery, req, started).instrument(span).await
+}
+
+async fn process(
+    ctx: &Ctx,
+    delivery: &Delivery,
+    req: ExecutionRequestV1,
+    started: Instant,
+) -> Disposition {
     let handoff = publish::Handoff::read(&delivery.properties);
     // A retry parked in a delay queue came back: wait out what is left of its delay, in
     // another hop when that is still long.
@@ -95,7 +116,12 @@ pub async fn handle(ctx: &Ctx, delivery: &Delivery) -> Disposition {
         }
         tokio::time::sleep(left).await;
     }
-    let outcome = match ctx.ledger.begin(&req, handoff.seq).await {
+    let outcome = match ctx
+        .ledger
+        .begin(&req, handoff.seq)
+        .instrument(tracing::info_span!("ledger.begin"))
+        .await
+    {
         Err(e) => return Disposition::Requeue(e.to_string()),
         Ok(Begin::Superseded) => {
             tracing::info!(
@@ -199,14 +225,23 @@ pub async fn handle(ctx: &Ctx, delivery: &Delivery) -> Disposition {
     };
     // The outcome is known now: losing it to a Postgres or broker blip would turn a clear
     // result into an unknown one on redelivery, so recording and publishing retry in place.
-    let Some(stored) = persist(ctx, "record the result", || ctx.ledger.finish(&result)).await
+    let Some(stored) = persist(ctx, "record the result", || ctx.ledger.finish(&result))
+        .instrument(tracing::info_span!("ledger.finish"))
+        .await
     else {
         return Disposition::Requeue("stopping before the result was recorded".into());
     };
     let status = outcome.status.as_str();
+    let span = tracing::Span::current();
+    span.record("status", status);
+    span.record("attempts", result.attempts);
+    if outcome.status != ExecutionStatus::Succeeded {
+        span.record("otel.status_code", "ERROR");
+    }
     if persist(ctx, "publish the result", || {
         emit(ctx, delivery, &req, status, &stored)
     })
+    .instrument(tracing::info_span!("result.publish"))
     .await
     .is_none()
     {
@@ -260,6 +295,9 @@ async fn emit(
     result: &Value,
 ) -> Result<(), String> {
     let body = serde_json::to_vec(result).map_err(|e| e.to_string())?;
+    // The result carries the execution's trace on to whoever consumes it.
+    let mut headers = lapin::types::FieldTable::default();
+    aic_core::telemetry::hand_on(&tracing::Span::current(), &mut headers);
     publish::result(
         &ctx.broker,
         &ctx.names,
@@ -267,6 +305,7 @@ async fn emit(
         Some(req.tenant_id),
         status,
         Some(req.execution_id.to_string()),
+        headers,
         &body,
     )
     .await
@@ -433,7 +472,22 @@ async fn execute(
         body: &body,
         output: &r.output,
     };
-    let (mut result, mut attempts, defer) = invoke::invoke(ctx, &target, &call, policy).await;
+    let vendor_span = tracing::info_span!(
+        "vendor.call",
+        app = %def.app,
+        action = %def.action,
+        http.request.method = method.as_str(),
+        otel.kind = "client",
+        attempts = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    let (mut result, mut attempts, defer) = invoke::invoke(ctx, &target, &call, policy)
+        .instrument(vendor_span.clone())
+        .await;
+    vendor_span.record("attempts", attempts);
+    if result.is_err() {
+        vendor_span.record("otel.status_code", "ERROR");
+    }
     crate::gate::after_call(ctx, r.connection.id, policy.cap, &result).await;
     if let (Err(f), Some(wait)) = (&result, defer) {
         return Ok(Outcome {

@@ -29,7 +29,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> ExitCode {
-    aic_core::telemetry::init("aic-worker", cli.worker.log_json);
+    // Dropped last: the spans of the shutdown itself are flushed too.
+    let _telemetry = aic_core::telemetry::init("aic-worker", cli.worker.log_json);
     let result = async {
         let worker = Worker::build(&cli.worker).await?;
         worker.run_until_stopped(aic_core::shutdown::signal()).await

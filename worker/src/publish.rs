@@ -9,10 +9,11 @@ use aic_proto::topology::{
     RETRY_NOT_BEFORE_HEADER, RETRY_SEQ_HEADER,
 };
 use lapin::BasicProperties;
-use lapin::types::{AMQPValue, LongString, ShortString};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 
 /// Publishes a result body. `request` is the request's properties (for `reply_to` and
-/// `correlation_id`).
+/// `correlation_id`); `headers` go on the result as they are (trace context).
+#[allow(clippy::too_many_arguments)]
 pub async fn result(
     broker: &Broker,
     names: &Names,
@@ -20,9 +21,13 @@ pub async fn result(
     tenant: Option<TenantId>,
     status: &str,
     message_id: Option<String>,
+    headers: FieldTable,
     body: &[u8],
 ) -> Result<(), PublishError> {
     let mut props = json_properties(EXECUTION_RESULT_TYPE);
+    if !headers.inner().is_empty() {
+        props = props.with_headers(headers);
+    }
     if let Some(id) = &message_id {
         props = props.with_message_id(id.as_str().into());
     }

@@ -57,6 +57,7 @@ pub(crate) async fn reject(ctx: &Ctx, delivery: &Delivery, e: &DecodeError) -> D
                 tenant,
                 "failed",
                 mid,
+                lapin::types::FieldTable::default(),
                 &body,
             )
             .await

@@ -44,6 +44,15 @@ impl TestEnv {
     /// Starts the real `aic-worker` binary (built by `cargo test --workspace --all-targets` or
     /// `cargo build --bins`) against this environment, as a separate process.
     pub fn spawn_worker_process(&self, prefetch: u16) -> std::process::Child {
+        self.spawn_worker_process_with(prefetch, &[])
+    }
+
+    /// [`Self::spawn_worker_process`] with more environment variables.
+    pub fn spawn_worker_process_with(
+        &self,
+        prefetch: u16,
+        env: &[(&str, &str)],
+    ) -> std::process::Child {
         let a = &self.worker_args;
         let exe = std::env::current_exe().expect("test binary path");
         // Test binaries live in target/<profile>/deps, other binaries in target/<profile>.
@@ -79,6 +88,7 @@ impl TestEnv {
             .env("AIC_WORKER_RETRY_BASE_MS", "10")
             .env("AIC_WORKER_RETRY_CAP_MS", "200")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
