@@ -172,6 +172,35 @@ pub fn hand_on(span: &tracing::Span, headers: &mut FieldTable) {
     TraceContextPropagator::new().inject_context(&cx, &mut HeadersMut(headers));
 }
 
+/// The trace context headers an enqueued request carries: the HTTP caller's own (`traceparent`,
+/// `tracestate`), passed through as they came so that its trace goes on in the worker; else the
+/// context of `span` (which writes nothing while no trace is exported).
+pub fn request_headers(http: &reqwest::header::HeaderMap, span: &tracing::Span) -> FieldTable {
+    let mut headers = FieldTable::default();
+    let valid = |name: &str| {
+        http.get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.len() <= 512)
+    };
+    match valid("traceparent") {
+        Some(parent) => {
+            headers.insert(
+                "traceparent".into(),
+                AMQPValue::LongString(LongString::from(parent)),
+            );
+            if let Some(state) = valid("tracestate") {
+                headers.insert(
+                    "tracestate".into(),
+                    AMQPValue::LongString(LongString::from(state)),
+                );
+            }
+        }
+        None => hand_on(span, &mut headers),
+    }
+    headers
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +213,28 @@ mod tests {
         let mut headers = FieldTable::default();
         hand_on(&span, &mut headers);
         assert!(headers.inner().is_empty());
+    }
+
+    #[test]
+    fn an_http_callers_trace_context_passes_through_as_it_came() {
+        let mut http = reqwest::header::HeaderMap::new();
+        assert!(
+            request_headers(&http, &tracing::Span::none())
+                .inner()
+                .is_empty()
+        );
+        // tracestate without traceparent means nothing.
+        http.insert("tracestate", "vendor=opaque".parse().expect("value"));
+        assert!(
+            request_headers(&http, &tracing::Span::none())
+                .inner()
+                .is_empty()
+        );
+        let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        http.insert("traceparent", parent.parse().expect("value"));
+        let headers = request_headers(&http, &tracing::Span::none());
+        assert_eq!(Headers(&headers).get("traceparent"), Some(parent));
+        assert_eq!(Headers(&headers).get("tracestate"), Some("vendor=opaque"));
     }
 
     #[test]

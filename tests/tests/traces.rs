@@ -1,7 +1,8 @@
 //! OpenTelemetry traces: the real `aic-worker` binary, given an OTLP endpoint, exports each
 //! execution as a trace that continues the publisher's (W3C `traceparent` in the request's
 //! headers), with a span per step, and hands the trace on in the result's headers. The
-//! collector here is a real OTLP/HTTP receiver decoding the protobuf the worker sends.
+//! collector here is a real OTLP/HTTP receiver decoding the protobuf the worker sends. A
+//! request enqueued over HTTP with a `traceparent` header is traced the same way.
 
 use aic_proto::topology::EXECUTION_REQUEST_TYPE;
 use aic_tests::harness::{Options, TestEnv};
@@ -63,6 +64,35 @@ fn attribute(span: &Span, key: &str) -> Option<String> {
             Any::IntValue(i) => i.to_string(),
             other => format!("{other:?}"),
         })
+}
+
+/// The spans of `trace_id` by name, once every one of `wanted` has arrived (the batch exporter
+/// sends them in its next rounds).
+async fn spans_of(
+    collector: &Collector,
+    trace_id: &str,
+    wanted: &[&str],
+) -> HashMap<String, (String, Span)> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let got: HashMap<String, (String, Span)> = collector
+            .spans
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(_, s)| hex(&s.trace_id) == trace_id)
+            .map(|(svc, s)| (s.name.clone(), (svc.clone(), s.clone())))
+            .collect();
+        if wanted.iter().all(|w| got.contains_key(*w)) {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "spans of trace {trace_id} received so far: {:?}",
+            got.keys().collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -136,7 +166,6 @@ async fn an_execution_continues_the_publishers_trace_and_hands_it_on_with_its_re
         "the result continues the publisher's trace: {handed_on}"
     );
 
-    // The spans arrive in the batch exporter's next rounds.
     let wanted = [
         "execution",
         "ledger.begin",
@@ -144,26 +173,7 @@ async fn an_execution_continues_the_publishers_trace_and_hands_it_on_with_its_re
         "ledger.finish",
         "result.publish",
     ];
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let spans: HashMap<String, (String, Span)> = loop {
-        let got: HashMap<String, (String, Span)> = collector
-            .spans
-            .lock()
-            .expect("lock")
-            .iter()
-            .filter(|(_, s)| hex(&s.trace_id) == trace_id)
-            .map(|(svc, s)| (s.name.clone(), (svc.clone(), s.clone())))
-            .collect();
-        if wanted.iter().all(|w| got.contains_key(*w)) {
-            break got;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "spans of the trace received so far: {:?}",
-            got.keys().collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let spans = spans_of(&collector, trace_id, &wanted).await;
     let (service, execution) = &spans["execution"];
     println!(
         "trace {trace_id}: {} spans from {service}; the result hands on {handed_on}",
@@ -217,6 +227,36 @@ async fn an_execution_continues_the_publishers_trace_and_hands_it_on_with_its_re
             );
         }
     }
+
+    // An HTTP caller (ActionBot's synchronous call) with its own trace: the control plane
+    // passes the trace context on in the request it enqueues, and the worker continues it.
+    let http_trace = "0af7651916cd43dd8448eb211c80319c";
+    let caller_span = "b7ad6b7169203331";
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/automations/{automation}/executions",
+            env.api
+        ))
+        .bearer_auth(&env.admin_token)
+        .header("traceparent", format!("00-{http_trace}-{caller_span}-01"))
+        .header("tracestate", "vendor=opaque")
+        .json(&json!({"parameters": {"LastName": "Bot", "Company": "Acme"}, "wait_ms": 20000}))
+        .send()
+        .await
+        .expect("control plane answers");
+    let answer: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(answer["status"], "succeeded", "{answer}");
+    let spans = spans_of(&collector, http_trace, &["execution", "vendor.call"]).await;
+    assert_eq!(
+        hex(&spans["execution"].1.parent_span_id),
+        caller_span,
+        "the worker continues the HTTP caller's trace"
+    );
+    assert_eq!(
+        spans["execution"].1.trace_state, "vendor=opaque",
+        "tracestate travels with it"
+    );
+
     let _ = worker.kill();
     let _ = worker.wait();
     env.stop().await;

@@ -80,6 +80,7 @@ pub async fn enqueue(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
+    http_headers: axum::http::HeaderMap,
     ApiJson(input): ApiJson<EnqueueInput>,
 ) -> Result<(StatusCode, Json<Enqueued>), ApiError> {
     caller.require(EXECUTE)?;
@@ -180,6 +181,11 @@ pub async fn enqueue(
     let body = serde_json::to_vec(&request).map_err(|e| ApiError::internal("request", &e))?;
     let mut properties = aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE)
         .with_message_id(execution.to_string().into());
+    // The caller's trace goes on in the worker (W3C trace context, `proto/AMQP.md`).
+    let trace = aic_core::telemetry::request_headers(&http_headers, &tracing::Span::current());
+    if !trace.inner().is_empty() {
+        properties = properties.with_headers(trace);
+    }
     // Register before publishing, so a fast result cannot arrive before its waiter.
     let reply_queue = state.replies.queue();
     // No reply queue yet (start-up, or a broker reconnect in progress): answer 202 as usual.
