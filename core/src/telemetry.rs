@@ -28,10 +28,14 @@ pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
 }
 
+/// How long the spans not yet exported may hold up the exit: a collector that does not answer
+/// must not keep a stopping worker past its grace period for long.
+const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Drop for Telemetry {
     fn drop(&mut self) {
         if let Some(p) = self.provider.take()
-            && let Err(e) = p.shutdown()
+            && let Err(e) = p.shutdown_with_timeout(FLUSH_TIMEOUT)
         {
             eprintln!("trace export did not flush on shutdown: {e}");
         }

@@ -261,3 +261,68 @@ async fn an_execution_continues_the_publishers_trace_and_hands_it_on_with_its_re
     let _ = worker.wait();
     env.stop().await;
 }
+
+/// A collector that takes the connection and never answers must not hold a stopping worker for
+/// the exporter's whole timeout: spans still unsent get a short, bounded flush, then the worker
+/// exits 0 as usual.
+#[tokio::test]
+async fn a_collector_that_never_answers_does_not_hold_up_the_workers_exit() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let endpoint = format!("http://{}", silent.local_addr().expect("addr"));
+    // Accepts and holds every connection, reading nothing, answering nothing.
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let env = TestEnv::start_with(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let automation = env.lead_automation().await;
+    let mut worker = env.spawn_worker_process_with(
+        8,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            // Without the bound on the final flush, the exit would wait for this.
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "30000"),
+            // Spans stay queued until the exit's flush.
+            ("OTEL_BSP_SCHEDULE_DELAY", "60000"),
+        ],
+    );
+    let done = env
+        .run(
+            &automation,
+            json!({"LastName": "Unflushed", "Company": "Acme"}),
+        )
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let signalled = Instant::now();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(kill.success());
+    let status = loop {
+        if let Some(status) = worker.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(20),
+            "the worker is still running 20 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let took = signalled.elapsed();
+    println!("SIGTERM with unsent spans and a silent collector: exit {status} after {took:?}");
+    assert!(status.success(), "{status}");
+    assert!(
+        took < Duration::from_secs(4),
+        "the final flush held the exit for {took:?}"
+    );
+    env.stop().await;
+}

@@ -143,6 +143,9 @@ async fn process(
                 .and_then(Value::as_str)
                 .unwrap_or("failed")
                 .to_string();
+            let span = tracing::Span::current();
+            span.record("status", status.as_str());
+            span.record("attempts", stored.get("attempts").and_then(Value::as_u64));
             return match emit(ctx, delivery, &req, &status, &stored).await {
                 Ok(()) => {
                     ctx.metrics
