@@ -73,7 +73,9 @@ async fn a_lead_enqueued_over_http_is_created_in_salesforce_and_its_id_recorded(
         "{metrics}"
     );
     assert!(
-        metrics.contains("aic_execution_duration_seconds_bucket"),
+        metrics.contains(
+            r#"aic_execution_duration_seconds_count{app="salesforce",outcome="succeeded"} 1"#
+        ),
         "{metrics}"
     );
     env.stop().await;

@@ -1,9 +1,31 @@
 //! Every metric the worker exports, declared in one place. Labels are bounded: app, action,
-//! outcome, status class, reason — never tenant ids, URLs or error strings.
+//! outcome, status class, reason, queue role — never tenant ids, URLs or error strings.
+//!
+//! Every series an alert or the dashboard (`deploy/`) reads exists from start-up at zero
+//! ([`Metrics::zero`]): `increase()` over a series that appears with its first event sees no
+//! increase, so the first dead letter or unknown outcome of a worker's life would not alert.
 
+use aic_core::catalog::Catalog;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
+
+/// Outcomes of `aic_executions_total` (besides `replayed`, counted under app `unknown`).
+pub const OUTCOMES: [&str; 3] = ["succeeded", "failed", "unknown_outcome"];
+/// Status classes of `aic_vendor_requests_total`.
+pub const STATUS_CLASSES: [&str; 5] = ["2xx", "3xx", "4xx", "5xx", "transport"];
+/// Outcomes of `aic_vendor_token_requests_total`.
+pub const TOKEN_OUTCOMES: [&str; 3] = ["ok", "refused", "error"];
+/// Reasons of `aic_dead_letters_total`: the decoder's, and an execution id owned by another
+/// tenant.
+pub const DEAD_LETTER_REASONS: [&str; 5] = [
+    "invalid_json",
+    "missing_version",
+    "unknown_version",
+    "invalid_message",
+    "execution_id_conflict",
+];
 
 /// The worker's metrics.
 #[derive(Clone, Debug)]
@@ -26,6 +48,13 @@ pub struct Metrics {
     pub deferred: IntCounterVec,
     /// Deliveries being processed now.
     pub in_flight: IntGauge,
+    /// Messages in the broker's queues by role (`executions` waiting to run, `delayed` retries
+    /// parked in the delay queues, `dead_letters`), read from RabbitMQ at each scrape: every
+    /// worker reports the same queues, so dashboards take the `max`, not the `sum`.
+    pub queue_messages: IntGaugeVec,
+    /// Consumers attached to the executions queue (the workers RabbitMQ sees), read with
+    /// [`Self::queue_messages`].
+    pub queue_consumers: IntGauge,
 }
 
 impl Metrics {
@@ -84,11 +113,29 @@ impl Metrics {
         registry
             .register(Box::new(execution_duration.clone()))
             .unwrap_or_else(|e| panic!("metric aic_execution_duration_seconds: {e}"));
-        let in_flight = IntGauge::new("aic_executions_in_flight", "Deliveries being processed.")
-            .unwrap_or_else(|e| panic!("metric aic_executions_in_flight: {e}"));
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+            registry
+                .register(Box::new(g.clone()))
+                .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+            g
+        };
+        let in_flight = gauge("aic_executions_in_flight", "Deliveries being processed.");
+        let queue_consumers = gauge(
+            "aic_queue_consumers",
+            "Consumers attached to the executions queue, as RabbitMQ reports them.",
+        );
+        let queue_messages = IntGaugeVec::new(
+            Opts::new(
+                "aic_queue_messages",
+                "Messages in the broker's queues, by role, as RabbitMQ reports them.",
+            ),
+            &["queue"],
+        )
+        .unwrap_or_else(|e| panic!("metric aic_queue_messages: {e}"));
         registry
-            .register(Box::new(in_flight.clone()))
-            .unwrap_or_else(|e| panic!("metric aic_executions_in_flight: {e}"));
+            .register(Box::new(queue_messages.clone()))
+            .unwrap_or_else(|e| panic!("metric aic_queue_messages: {e}"));
         Self {
             registry,
             executions,
@@ -99,6 +146,37 @@ impl Metrics {
             dead_letters,
             deferred,
             in_flight,
+            queue_messages,
+            queue_consumers,
+        }
+    }
+
+    /// Creates, at zero, every series the catalogue's apps and actions can produce.
+    pub fn zero(&self, catalog: &Catalog) {
+        for (app, templates) in catalog.apps() {
+            let app = app.id.as_str();
+            for t in templates {
+                for outcome in OUTCOMES {
+                    self.executions
+                        .with_label_values(&[app, &t.action, outcome]);
+                }
+            }
+            for outcome in OUTCOMES {
+                self.execution_duration.with_label_values(&[app, outcome]);
+            }
+            for class in STATUS_CLASSES {
+                self.vendor_requests.with_label_values(&[app, class]);
+            }
+            for outcome in TOKEN_OUTCOMES {
+                self.token_requests.with_label_values(&[app, outcome]);
+            }
+            self.retries.with_label_values(&[app]);
+            self.deferred.with_label_values(&[app]);
+        }
+        self.executions
+            .with_label_values(&["unknown", "unknown", "replayed"]);
+        for reason in DEAD_LETTER_REASONS {
+            self.dead_letters.with_label_values(&[reason]);
         }
     }
 

@@ -53,6 +53,8 @@ impl Worker {
             prefetch: args.prefetch,
             grace: Duration::from_secs(args.shutdown_grace_secs),
         };
+        let metrics = Metrics::new();
+        metrics.zero(&catalog);
         let ctx = Ctx {
             catalog,
             ledger: crate::ledger::Ledger::new(pool.clone()),
@@ -71,7 +73,7 @@ impl Worker {
             ),
             egress: args.egress.policy(),
             tokens: TokenCache::default(),
-            metrics: Metrics::new(),
+            metrics,
             broker: broker.clone(),
             stopping: AtomicBool::new(false),
             names,
@@ -108,6 +110,7 @@ impl Worker {
             pool: self.ctx.pool.clone(),
             broker: self.broker.clone(),
             consuming: consuming.clone(),
+            names: self.ctx.names.clone(),
         };
         tracing::info!(addr = %self.admin.local_addr()?, "worker admin server listening");
         let admin = tokio::spawn(async move {
