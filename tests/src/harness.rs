@@ -22,7 +22,7 @@ mod api;
 mod broker;
 mod workers;
 pub use broker::Listener;
-pub use workers::RunningWorker;
+pub use workers::{RunningWorker, binary};
 
 /// Postgres server URL the tests create their databases on.
 pub fn pg_admin_url() -> String {

@@ -54,24 +54,7 @@ impl TestEnv {
         env: &[(&str, &str)],
     ) -> std::process::Child {
         let a = &self.worker_args;
-        let exe = std::env::current_exe().expect("test binary path");
-        // Test binaries live in target/<profile>/deps, other binaries in target/<profile>.
-        let dir = exe.parent().expect("binary directory");
-        let bin = [
-            dir.join("aic-worker"),
-            dir.parent()
-                .map(|d| d.join("aic-worker"))
-                .unwrap_or_default(),
-        ]
-        .into_iter()
-        .find(|p| p.exists())
-        .unwrap_or_else(|| dir.join("aic-worker"));
-        assert!(
-            bin.exists(),
-            "{} is missing: run `cargo build --bins` (the test command builds it)",
-            bin.display()
-        );
-        std::process::Command::new(bin)
+        std::process::Command::new(binary("aic-worker"))
             .env("AIC_DATABASE_URL", a.db.database_url.expose_secret())
             .env("AIC_AMQP_URL", a.amqp.amqp_url.expose_secret())
             .env("AIC_AMQP_NAMESPACE", &a.amqp.amqp_namespace)
@@ -94,6 +77,27 @@ impl TestEnv {
             .spawn()
             .expect("aic-worker starts")
     }
+}
+
+/// The path of one of the workspace's binaries (built by `cargo test --workspace --all-targets`
+/// or `cargo build --bins`), in the same build profile as the running test.
+pub fn binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // Test binaries live in target/<profile>/deps, other binaries in target/<profile>.
+    let dir = exe.parent().expect("binary directory");
+    let bin = [
+        dir.join(name),
+        dir.parent().map(|d| d.join(name)).unwrap_or_default(),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+    .unwrap_or_else(|| dir.join(name));
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bins` (the test command builds it)",
+        bin.display()
+    );
+    bin
 }
 
 /// A worker started by [`TestEnv::start_worker`].

@@ -1,0 +1,467 @@
+//! What `deploy/` hands an SRE holds against the real binaries: every metric and label value the
+//! alert rules and the dashboard read is one a running worker exports, the queue gauges report
+//! RabbitMQ's real depths, every variable a manifest sets is one the binary it is given to
+//! reads, and the probes, ports, grace period and autoscaled queue match what the binaries do.
+//! Nothing here needs a cluster: the manifests are read as YAML and checked against the
+//! workspace's own binaries and a worker started on the shared RabbitMQ and PostgreSQL.
+
+use aic_proto::topology::Names;
+use aic_tests::harness::{TestEnv, binary};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+fn read(rel: &str) -> String {
+    let path = deploy_dir().join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn yaml_docs(rel: &str) -> Vec<Yaml> {
+    YamlLoader::load_from_str(&read(rel)).unwrap_or_else(|e| panic!("deploy/{rel}: {e}"))
+}
+
+/// Every Kubernetes document under `deploy/kubernetes`, with the file it came from.
+fn manifests() -> Vec<(String, Yaml)> {
+    let mut files: Vec<_> = std::fs::read_dir(deploy_dir().join("kubernetes"))
+        .expect("deploy/kubernetes")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no manifests in deploy/kubernetes");
+    files
+        .into_iter()
+        .flat_map(|p| {
+            let rel = format!(
+                "kubernetes/{}",
+                p.file_name().expect("name").to_string_lossy()
+            );
+            yaml_docs(&rel)
+                .into_iter()
+                .filter(|d| !d.is_null())
+                .map(move |d| (rel.clone(), d))
+        })
+        .collect()
+}
+
+fn kind_named<'a>(docs: &'a [(String, Yaml)], kind: &str, name: &str) -> &'a Yaml {
+    docs.iter()
+        .map(|(_, d)| d)
+        .find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("no {kind} named {name} in deploy/kubernetes"))
+}
+
+/// A PromQL selector as written: metric name and its label matchers `(label, op, value)`.
+#[derive(Debug)]
+struct Selector {
+    metric: String,
+    matchers: Vec<(String, String, String)>,
+}
+
+/// The `aic_*` selectors in a PromQL expression (a small scanner: names are `aic_` followed by
+/// `[a-z0-9_]`, matchers are `label op "value"` inside the braces that follow one).
+fn selectors(expr: &str) -> Vec<Selector> {
+    let b = expr.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(at) = expr[i..].find("aic_").map(|a| a + i) {
+        let word_start = at == 0 || !(b[at - 1].is_ascii_alphanumeric() || b[at - 1] == b'_');
+        let mut end = at;
+        while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_') {
+            end += 1;
+        }
+        i = end;
+        // `aic:` recording rules and names inside strings of other words are not metrics.
+        if !word_start {
+            continue;
+        }
+        let mut sel = Selector {
+            metric: expr[at..end].to_string(),
+            matchers: Vec::new(),
+        };
+        if b.get(end) == Some(&b'{') {
+            let close = expr[end..]
+                .find('}')
+                .map(|c| c + end)
+                .expect("closing brace");
+            for m in expr[end + 1..close]
+                .split(',')
+                .filter(|m| !m.trim().is_empty())
+            {
+                let op = ["=~", "!~", "!=", "="]
+                    .into_iter()
+                    .find(|op| m.contains(op))
+                    .unwrap_or_else(|| panic!("no operator in matcher {m:?} of {expr}"));
+                let (label, value) = m.split_once(op).expect("split");
+                sel.matchers.push((
+                    label.trim().to_string(),
+                    op.to_string(),
+                    value.trim().trim_matches('"').to_string(),
+                ));
+            }
+            i = close;
+        }
+        out.push(sel);
+    }
+    out
+}
+
+/// The series of a Prometheus text exposition: family name → label sets.
+fn exposition(text: &str) -> BTreeMap<String, Vec<BTreeMap<String, String>>> {
+    let mut series: BTreeMap<String, Vec<BTreeMap<String, String>>> = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (name_labels, _value) = line.rsplit_once(' ').expect("sample value");
+        let (name, labels) = match name_labels.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (name_labels, ""),
+        };
+        let labels = labels
+            .split(',')
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').expect("label");
+                (k.to_string(), v.trim_matches('"').to_string())
+            })
+            .collect();
+        series.entry(name.to_string()).or_default().push(labels);
+    }
+    series
+}
+
+/// Every PromQL expression of the rules file and the dashboard, with where it came from.
+fn expressions() -> Vec<(String, String)> {
+    let mut exprs = Vec::new();
+    let rules = yaml_docs("prometheus/aic-rules.yml");
+    for group in rules[0]["groups"].as_vec().expect("groups") {
+        for rule in group["rules"].as_vec().expect("rules") {
+            let name = rule["alert"]
+                .as_str()
+                .or(rule["record"].as_str())
+                .expect("alert or record");
+            exprs.push((
+                format!("rule {name}"),
+                rule["expr"].as_str().expect("expr").to_string(),
+            ));
+        }
+    }
+    let dash: serde_json::Value =
+        serde_json::from_str(&read("grafana/aic-workers.json")).expect("dashboard JSON");
+    for panel in dash["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            exprs.push((
+                format!("panel {}", panel["title"]),
+                target["expr"].as_str().expect("expr").to_string(),
+            ));
+        }
+    }
+    for var in dash["templating"]["list"].as_array().expect("variables") {
+        if let Some(q) = var["query"]["query"].as_str() {
+            exprs.push((format!("variable {}", var["name"]), q.to_string()));
+        }
+    }
+    exprs
+}
+
+#[test]
+fn the_promql_scanner_finds_names_and_matchers() {
+    let s = selectors(
+        r#"sum by (app) (rate(aic_executions_total{app=~"$app",outcome="failed"}[5m])) / aic:x:y + max(aic_queue_consumers)"#,
+    );
+    assert_eq!(s.len(), 2, "{s:?}");
+    assert_eq!(s[0].metric, "aic_executions_total");
+    assert_eq!(
+        s[0].matchers,
+        vec![
+            ("app".into(), "=~".into(), "$app".into()),
+            ("outcome".into(), "=".into(), "failed".into())
+        ]
+    );
+    assert_eq!(s[1].metric, "aic_queue_consumers");
+    assert!(s[1].matchers.is_empty());
+}
+
+#[tokio::test]
+async fn every_series_the_rules_and_dashboard_read_is_exported_with_real_queue_depths() {
+    let env = TestEnv::start().await;
+    // Two dead letters and three parked retries, put straight into the worker's queues.
+    let ch = aic_core::amqp::confirm_channel(&env.amqp)
+        .await
+        .expect("channel");
+    let delay_queue = &env.names.delay_queues.last().expect("a delay tier").1;
+    for (queue, n) in [(&env.names.dead_letter_queue, 2), (delay_queue, 3)] {
+        for _ in 0..n {
+            aic_core::amqp::publish_confirmed(
+                &ch,
+                "",
+                queue,
+                b"{}",
+                aic_core::amqp::json_properties("test"),
+                true,
+            )
+            .await
+            .expect("published");
+        }
+    }
+    let text = env.metrics().await;
+    let exported = exposition(&text);
+    let value = |line: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(line).map(str::trim))
+            .unwrap_or_else(|| panic!("no {line} in\n{text}"))
+            .to_string()
+    };
+    assert_eq!(value(r#"aic_queue_messages{queue="dead_letters"}"#), "2");
+    assert_eq!(value(r#"aic_queue_messages{queue="delayed"}"#), "3");
+    assert_eq!(value(r#"aic_queue_messages{queue="executions"}"#), "0");
+    assert_eq!(value("aic_queue_consumers"), "1");
+    // Series the alerts count exist from start-up, at zero.
+    assert_eq!(
+        value(r#"aic_dead_letters_total{reason="invalid_json"}"#),
+        "0"
+    );
+
+    let mut checked = 0;
+    for (whence, expr) in expressions() {
+        for sel in selectors(&expr) {
+            // Keyed by sample name: a histogram's `_bucket`, `_count` and `_sum` each have theirs.
+            let series = exported.get(&sel.metric).unwrap_or_else(|| {
+                panic!(
+                    "{whence} reads {}, which the worker does not export",
+                    sel.metric
+                )
+            });
+            for (label, op, value) in &sel.matchers {
+                if value.starts_with('$') || op.starts_with('!') {
+                    continue;
+                }
+                let wanted: Vec<&str> = if op == "=~" {
+                    value.split('|').collect()
+                } else {
+                    vec![value.as_str()]
+                };
+                for v in wanted.into_iter().filter(|v| !v.contains(['.', '*'])) {
+                    assert!(
+                        series
+                            .iter()
+                            .any(|s| s.get(label).map(String::as_str) == Some(v)),
+                        "{whence} matches {}{{{label}{op}\"{value}\"}}: no series has {label}=\"{v}\"",
+                        sel.metric
+                    );
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} selectors found");
+
+    // The probes and the scrape path the manifests name answer on a running worker.
+    let docs = manifests();
+    let worker =
+        &kind_named(&docs, "Deployment", "aic-worker")["spec"]["template"]["spec"]["containers"][0];
+    let http = reqwest::Client::new();
+    let admin = env.worker_admin.expect("a worker runs");
+    for probe in ["livenessProbe", "readinessProbe"] {
+        let path = worker[probe]["httpGet"]["path"]
+            .as_str()
+            .expect("probe path");
+        let status = http
+            .get(format!("http://{admin}{path}"))
+            .send()
+            .await
+            .expect("probe")
+            .status();
+        assert_eq!(status, 200, "worker {probe} {path}");
+    }
+    env.stop().await;
+}
+
+/// The `[env: NAME=…]` variables a binary's `--help` lists.
+fn variables_read_by(args: &[&str]) -> BTreeSet<String> {
+    let out = std::process::Command::new(binary(args[0]))
+        .args(&args[1..])
+        .arg("--help")
+        .output()
+        .expect("--help runs");
+    assert!(out.status.success(), "{args:?} --help failed");
+    let help = String::from_utf8_lossy(&out.stdout);
+    help.split("[env: ")
+        .skip(1)
+        .map(|s| s.split(['=', ']']).next().expect("name").to_string())
+        .collect()
+}
+
+/// Variables read by libraries rather than by the binaries' flags.
+const LIBRARY_VARIABLES: [&str; 4] = [
+    "RUST_LOG",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+];
+
+#[test]
+fn manifests_set_only_variables_their_binary_reads_and_agree_with_it() {
+    let docs = manifests();
+    let config_maps: BTreeMap<&str, &Yaml> = docs
+        .iter()
+        .filter(|(_, d)| d["kind"].as_str() == Some("ConfigMap"))
+        .map(|(_, d)| (d["metadata"]["name"].as_str().expect("name"), &d["data"]))
+        .collect();
+    let mut containers = 0;
+    for (file, doc) in &docs {
+        let pod = match doc["kind"].as_str() {
+            Some("Deployment") | Some("Job") => &doc["spec"]["template"]["spec"],
+            _ => continue,
+        };
+        for c in pod["containers"].as_vec().expect("containers") {
+            containers += 1;
+            let args: Vec<&str> = c["args"]
+                .as_vec()
+                .expect("args name the binary")
+                .iter()
+                .map(|a| a.as_str().expect("string arg"))
+                .collect();
+            let reads = variables_read_by(&args);
+            let mut set: BTreeMap<String, String> = BTreeMap::new();
+            for from in c["envFrom"].as_vec().into_iter().flatten() {
+                let name = from["configMapRef"]["name"].as_str().expect("configMapRef");
+                let data = config_maps
+                    .get(name)
+                    .unwrap_or_else(|| panic!("{file}: no ConfigMap {name}"));
+                for (k, v) in data.as_hash().expect("data") {
+                    let value = v
+                        .as_str()
+                        .unwrap_or_else(|| panic!("ConfigMap {name}: {k:?} must be a string"));
+                    set.insert(k.as_str().expect("key").into(), value.into());
+                }
+            }
+            for e in c["env"].as_vec().into_iter().flatten() {
+                set.insert(
+                    e["name"].as_str().expect("env name").into(),
+                    e["value"].as_str().unwrap_or("").into(),
+                );
+            }
+            for name in set.keys() {
+                assert!(
+                    reads.contains(name) || LIBRARY_VARIABLES.contains(&name.as_str()),
+                    "{file}: {args:?} is given {name}, which it does not read (it reads {reads:?})"
+                );
+            }
+            assert!(
+                set.contains_key("AIC_DATABASE_URL"),
+                "{file}: {args:?} lacks AIC_DATABASE_URL"
+            );
+            // A listening service listens on all interfaces, on the port the pod declares.
+            let listen = match args[0] {
+                "aic-worker" => Some("AIC_WORKER_ADMIN_LISTEN"),
+                _ if args.get(1) == Some(&"serve") => Some("AIC_LISTEN"),
+                _ => None,
+            };
+            if let Some(var) = listen {
+                let addr: std::net::SocketAddr = set[var].parse().expect("address");
+                assert!(addr.ip().is_unspecified(), "{file}: {var}={addr}");
+                let ports: Vec<i64> = c["ports"]
+                    .as_vec()
+                    .expect("ports")
+                    .iter()
+                    .filter_map(|p| p["containerPort"].as_i64())
+                    .collect();
+                assert_eq!(
+                    ports,
+                    vec![i64::from(addr.port())],
+                    "{file}: ports vs {var}"
+                );
+                for key in ["AIC_AMQP_URL", "AIC_CREDENTIAL_KEYS"] {
+                    assert!(set.contains_key(key), "{file}: {args:?} lacks {key}");
+                }
+            }
+            if args[0] == "aic-worker" {
+                let grace: i64 = set["AIC_WORKER_SHUTDOWN_GRACE_SECS"].parse().expect("secs");
+                let pod_grace = pod["terminationGracePeriodSeconds"]
+                    .as_i64()
+                    .expect("grace");
+                assert!(
+                    pod_grace >= grace + 5,
+                    "{file}: the pod is killed {pod_grace} s after SIGTERM, before the worker's {grace} s grace and its last publishes"
+                );
+                let namespace = &set["AIC_AMQP_NAMESPACE"];
+                let scaled = kind_named(&docs, "ScaledObject", "aic-worker");
+                assert_eq!(
+                    scaled["spec"]["scaleTargetRef"]["name"].as_str(),
+                    Some("aic-worker")
+                );
+                assert_eq!(
+                    scaled["spec"]["triggers"][0]["metadata"]["queueName"].as_str(),
+                    Some(Names::new(namespace).executions_queue.as_str()),
+                    "the autoscaler watches the queue the workers consume"
+                );
+            }
+        }
+    }
+    assert_eq!(containers, 3, "control plane, worker, migrations");
+
+    // The image ships the binaries the manifests run.
+    let dockerfile = read("container/Dockerfile");
+    for bin in ["aic-control-plane", "aic-worker"] {
+        assert!(
+            dockerfile.contains(&format!("target/release/{bin}")),
+            "the image does not build {bin}"
+        );
+        binary(bin);
+    }
+}
+
+#[test]
+fn alert_rules_are_well_formed() {
+    let rules = yaml_docs("prometheus/aic-rules.yml");
+    let mut recorded = BTreeSet::new();
+    let mut alerts = 0;
+    for group in rules[0]["groups"].as_vec().expect("groups") {
+        for rule in group["rules"].as_vec().expect("rules") {
+            let expr = rule["expr"].as_str().expect("expr");
+            assert!(!expr.trim().is_empty());
+            match (rule["alert"].as_str(), rule["record"].as_str()) {
+                (Some(name), None) => {
+                    alerts += 1;
+                    let severity = rule["labels"]["severity"].as_str();
+                    assert!(
+                        matches!(severity, Some("critical" | "warning" | "info")),
+                        "{name}: severity {severity:?}"
+                    );
+                    for key in ["summary", "description"] {
+                        assert!(
+                            rule["annotations"][key].as_str().is_some(),
+                            "{name}: no {key}"
+                        );
+                    }
+                    // A recording rule an alert reads is defined above it.
+                    for word in expr.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                    {
+                        if word.starts_with("aic:") {
+                            assert!(
+                                recorded.contains(word),
+                                "{name} reads {word}, never recorded"
+                            );
+                        }
+                    }
+                }
+                (None, Some(name)) => {
+                    assert_eq!(
+                        name.matches(':').count(),
+                        2,
+                        "level:metric:operations: {name}"
+                    );
+                    recorded.insert(name.to_string());
+                }
+                other => panic!("a rule is an alert or a record: {other:?}"),
+            }
+        }
+    }
+    assert!(alerts >= 8, "{alerts} alerts");
+}
