@@ -89,6 +89,12 @@ pub struct Template {
     /// The vendor's dedupe handle for this create, if it has one.
     #[serde(default)]
     pub dedupe: Option<aic_proto::Dedupe>,
+    /// Where the vendor's rate limit on this action applies: a JSON pointer into the request
+    /// body (Slack: `/channel`, about one message a second per channel). A `Retry-After` then
+    /// holds only the connection's calls with the same value there, not every call on the
+    /// connection. Without it, a rate limit holds the whole connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_scope: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -283,6 +289,18 @@ fn validate(source: &Source, domains: &BTreeSet<&str>) -> Result<(), String> {
                 placeholders(&t.path)
             )));
         }
+        if let Some(scope) = &t.rate_limit_scope {
+            let names_a_required_field = t.parameters.iter().any(|p| {
+                p.required
+                    && p.location == ParameterLocation::Body
+                    && format!("/{}", p.target.replace('.', "/")) == *scope
+            });
+            if !names_a_required_field {
+                return Err(at(format!(
+                    "rate_limit_scope '{scope}' must point at a required body parameter's target (JSON pointer, e.g. '/channel')"
+                )));
+            }
+        }
         for pointer in t.output.values() {
             if !pointer.starts_with('/') {
                 return Err(at(format!(
@@ -353,5 +371,19 @@ mod tests {
         assert!(e.contains("astrology"), "{e}");
         let e = broken(|v| v["templates"][0]["domain"] = "astrology".into());
         assert!(e.contains("jira.create_issue"), "{e}");
+        let e = broken(|v| v["templates"][0]["rate_limit_scope"] = "/fields/colour".into());
+        assert!(
+            e.contains("jira.create_issue") && e.contains("rate_limit_scope '/fields/colour'"),
+            "{e}"
+        );
+        // A scope on a required body field is accepted.
+        let mut v: serde_json::Value = serde_json::from_str(APPS[1].1).expect("parses");
+        v["templates"][0]["rate_limit_scope"] = "/fields/summary".into();
+        let text = v.to_string();
+        Catalog::from_sources(&[("domains.json", DOMAINS), ("jira.json", &text)])
+            .expect("a scope on fields.summary is valid");
+        let slack = Catalog::load().expect("valid catalogue");
+        let send = slack.template("slack", "send_message").expect("send");
+        assert_eq!(send.rate_limit_scope.as_deref(), Some("/channel"));
     }
 }

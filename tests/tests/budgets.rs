@@ -120,7 +120,7 @@ async fn the_cap_alone_bounds_what_the_vendor_sees() {
 }
 
 #[tokio::test]
-async fn a_rate_limit_holds_every_execution_on_the_connection_and_shows_in_its_status() {
+async fn a_rate_limit_holds_every_execution_in_its_scope_and_shows_in_the_connection() {
     // A cap above the vendor's 2 s, so Retry-After is honoured whole.
     let env = TestEnv::start_with(Options {
         retry_cap_ms: 10_000,
@@ -143,9 +143,15 @@ async fn a_rate_limit_holds_every_execution_on_the_connection_and_shows_in_its_s
     for i in 1..5 {
         rest.push(env.enqueue(&send, message(i)).await);
     }
-    // While the cool-down lasts, nothing more reaches the vendor, and the status says why.
+    // While the cool-down lasts, nothing more reaches the vendor, and the connection says why:
+    // Slack limits per channel, so the cool-down is the channel's, not the connection's.
     let (_, conns) = env.call(Method::GET, "/v1/connections", None).await;
-    let reason = conns[0]["throttle_reason"]
+    assert!(conns[0]["throttled_until"].is_null(), "{conns}");
+    assert_eq!(
+        conns[0]["cooldowns"][0]["scope"], "channel:#general",
+        "{conns}"
+    );
+    let reason = conns[0]["cooldowns"][0]["reason"]
         .as_str()
         .unwrap_or("")
         .to_string();
@@ -165,9 +171,89 @@ async fn a_rate_limit_holds_every_execution_on_the_connection_and_shows_in_its_s
         "Retry-After 2 s: the connection said {reason:?}; 4 executions held, all 5 done after {:?}",
         limited_at.elapsed()
     );
-    assert!(reason.contains("Retry-After 2 s"), "{reason}");
+    assert!(
+        reason.contains("Retry-After 2 s") && reason.contains("on channel:#general"),
+        "{reason}"
+    );
     assert!(limited_at.elapsed() >= Duration::from_millis(1_900));
     assert_eq!(env.sandbox.requests_to("chat.postMessage").len(), 6);
+    env.stop().await;
+}
+
+/// Slack limits messages per channel: a 429 on one channel holds that channel's messages for
+/// its `Retry-After`, across the fleet, and lets the other channels' messages go.
+#[tokio::test]
+async fn a_slack_rate_limit_on_one_channel_does_not_hold_the_others() {
+    let env = TestEnv::start_with(Options {
+        retry_cap_ms: 10_000,
+        workers: 2,
+        ..Options::default()
+    })
+    .await;
+    let send = env.slack_automation("Channels", "xoxb-channels").await;
+    let to =
+        |channel: &str, i: usize| json!({"channel": channel, "text": format!("{channel} {i}")});
+    env.sandbox
+        .state
+        .faults
+        .push([Fault::RateLimited { retry_after: 3 }]);
+    let first = env.enqueue(&send, to("#general", 0)).await;
+    let started = Instant::now();
+    while env.sandbox.requests_to("chat.postMessage").is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(10), "no first call");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let limited_at = Instant::now();
+    // Once the channel's cool-down is recorded, more of both channels arrive.
+    loop {
+        let (_, conns) = env.call(Method::GET, "/v1/connections", None).await;
+        if conns[0]["cooldowns"][0]["scope"] == "channel:#general" {
+            assert!(conns[0]["throttled_until"].is_null(), "{conns}");
+            break;
+        }
+        assert!(limited_at.elapsed() < Duration::from_secs(2), "{conns}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let general: Vec<String> =
+        futures_util::future::join_all((1..3).map(|i| env.enqueue(&send, to("#general", i)))).await;
+    let alerts: Vec<String> =
+        futures_util::future::join_all((0..3).map(|i| env.enqueue(&send, to("#alerts", i)))).await;
+    for id in &alerts {
+        let done = env.wait_final(id).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    let alerts_done = limited_at.elapsed();
+    let sent = |channel: &str| {
+        env.sandbox
+            .requests_to("chat.postMessage")
+            .iter()
+            .filter(|r| r.body.contains(&format!("\"channel\":\"{channel}\"")))
+            .count()
+    };
+    assert_eq!(sent("#alerts"), 3);
+    assert!(
+        alerts_done < Duration::from_millis(2_500),
+        "#alerts was held by #general's 3 s cool-down: done after {alerts_done:?}"
+    );
+    // #general's own messages waited out its Retry-After, on both workers.
+    while limited_at.elapsed() < Duration::from_millis(2_500) {
+        assert_eq!(
+            sent("#general"),
+            1,
+            "a #general message went out during its Retry-After"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for id in std::iter::once(&first).chain(&general) {
+        let done = env.wait_final(id).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    println!(
+        "#general rate-limited for 3 s: 3 #alerts messages done after {alerts_done:?}, #general's 3 after {:?}",
+        limited_at.elapsed()
+    );
+    assert!(limited_at.elapsed() >= Duration::from_millis(2_900));
+    assert_eq!(sent("#general"), 4);
     env.stop().await;
 }
 

@@ -7,7 +7,10 @@
 //!   busy worker cannot starve a newcomer. A crashed worker's lease simply expires.
 //! - **Cool-down**: when a vendor says stop — a 429 with `Retry-After`, Salesforce's daily quota
 //!   spent or nearly spent — the worker records `throttled_until` on the connection, and every
-//!   worker holds that connection's calls until then.
+//!   worker holds that connection's calls until then. Where the vendor's limit applies to a
+//!   part of the connection (Slack: per channel; the template's `rate_limit_scope`), the
+//!   cool-down is recorded for that scope alone (`connection_cooldowns`) and holds only the
+//!   calls in it: one busy channel does not stop the others.
 //!
 //! An execution that finds no free slot does not hold its prefetch slot waiting: it is handed to
 //! a delay queue (see the executor), so a burst on one connection never starves the others.
@@ -40,6 +43,8 @@ struct Slots {
     renewed_at: Mutex<Option<Instant>>,
     renewing: std::sync::atomic::AtomicBool,
     throttle: Mutex<Option<(DateTime<Utc>, String)>>,
+    /// Cool-downs of parts of the connection, by scope (`channel:C123`).
+    scoped: Mutex<HashMap<String, (DateTime<Utc>, String)>>,
 }
 
 /// A slot taken; dropping it gives it back.
@@ -104,11 +109,18 @@ impl Budgets {
         m.entry(conn).or_default().clone()
     }
 
-    /// Asks for a slot on `conn` (whose own cap is `cap`), waiting at most `wait` for one.
-    pub async fn admit(&self, conn: ConnectionId, cap: Option<i32>, wait: Duration) -> Admission {
+    /// Asks for a slot on `conn` (whose own cap is `cap`) for a call in `scope` (see
+    /// [`Self::throttle`]), waiting at most `wait` for one.
+    pub async fn admit(
+        &self,
+        conn: ConnectionId,
+        scope: Option<&str>,
+        cap: Option<i32>,
+        wait: Duration,
+    ) -> Admission {
         let slots = self.slots(conn);
         slots.waiting.fetch_add(1, Ordering::SeqCst);
-        let admission = self.admit_inner(conn, cap, wait, &slots).await;
+        let admission = self.admit_inner(conn, scope, cap, wait, &slots).await;
         slots.waiting.fetch_sub(1, Ordering::SeqCst);
         admission
     }
@@ -116,6 +128,7 @@ impl Budgets {
     async fn admit_inner(
         &self,
         conn: ConnectionId,
+        scope: Option<&str>,
         cap: Option<i32>,
         wait: Duration,
         slots: &Arc<Slots>,
@@ -135,7 +148,7 @@ impl Budgets {
         }
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            if let Some((until, why)) = self.throttled(slots) {
+            if let Some((until, why)) = throttled(slots, scope) {
                 return Admission::Throttled(until, why);
             }
             let limit = slots.limit.load(Ordering::SeqCst);
@@ -177,36 +190,67 @@ impl Budgets {
         }
     }
 
-    fn throttled(&self, slots: &Slots) -> Option<(DateTime<Utc>, String)> {
-        let t = slots.throttle.lock().ok()?;
-        t.as_ref().filter(|(until, _)| *until > Utc::now()).cloned()
-    }
-
     /// Holds every worker's calls on `conn` until `until`, saying why (kept in the
-    /// connection's status).
-    pub async fn throttle(&self, conn: ConnectionId, until: DateTime<Utc>, reason: &str) {
+    /// connection's status) — or, with a `scope`, only the calls in that scope.
+    pub async fn throttle(
+        &self,
+        conn: ConnectionId,
+        scope: Option<&str>,
+        until: DateTime<Utc>,
+        reason: &str,
+    ) {
         let slots = self.slots(conn);
-        if let Ok(mut t) = slots.throttle.lock() {
-            if t.as_ref().is_none_or(|(u, _)| *u < until) {
-                *t = Some((until, reason.to_string()));
+        let later = |t: Option<&(DateTime<Utc>, String)>| t.is_none_or(|(u, _)| *u < until);
+        match scope {
+            None => {
+                if let Ok(mut t) = slots.throttle.lock()
+                    && later(t.as_ref())
+                {
+                    *t = Some((until, reason.to_string()));
+                }
+            }
+            Some(scope) => {
+                if let Ok(mut m) = slots.scoped.lock()
+                    && later(m.get(scope))
+                {
+                    m.insert(scope.to_string(), (until, reason.to_string()));
+                }
             }
         }
+        let reason = aic_proto::text::without_nul(reason);
         let updated = async {
-            self.pool
-                .get()
-                .await?
-                .execute(
-                    "UPDATE connections SET throttled_until = $2, throttle_reason = $3 \
-                     WHERE id = $1 AND (throttled_until IS NULL OR throttled_until < $2)",
-                    &[&conn.0, &until, &aic_proto::text::without_nul(reason)],
-                )
-                .await?;
+            let client = self.pool.get().await?;
+            match scope {
+                None => {
+                    client
+                        .execute(
+                            "UPDATE connections SET throttled_until = $2, throttle_reason = $3 \
+                             WHERE id = $1 AND (throttled_until IS NULL OR throttled_until < $2)",
+                            &[&conn.0, &until, &reason],
+                        )
+                        .await?
+                }
+                Some(scope) => client
+                    .execute(
+                        "INSERT INTO connection_cooldowns (connection_id, scope, until, reason) \
+                             VALUES ($1, $4, $2, $3) ON CONFLICT (connection_id, scope) DO UPDATE \
+                             SET until = EXCLUDED.until, reason = EXCLUDED.reason \
+                             WHERE connection_cooldowns.until < EXCLUDED.until",
+                        &[
+                            &conn.0,
+                            &until,
+                            &reason,
+                            &aic_proto::text::without_nul(scope),
+                        ],
+                    )
+                    .await?,
+            };
             anyhow::Ok(())
         };
         if let Err(e) = updated.await {
             tracing::warn!(error = %e, "could not record the connection's cool-down");
         }
-        tracing::warn!(connection = %conn, %until, reason, "connection cooling down");
+        tracing::warn!(connection = %conn, scope, %until, %reason, "connection cooling down");
     }
 
     /// Leases this worker's share of `conn` and reads its cool-down.
@@ -239,6 +283,14 @@ impl Budgets {
         );
         let throttle: Option<DateTime<Utc>> = row.get(1);
         let reason: Option<String> = row.get(2);
+        // The scoped cool-downs other workers recorded (and the expired ones cleared away).
+        let scoped = tx
+            .query(
+                "WITH gone AS (DELETE FROM connection_cooldowns WHERE connection_id = $1 AND until <= now()) \
+                 SELECT scope, until, reason FROM connection_cooldowns WHERE connection_id = $1 AND until > now()",
+                &[&conn.0],
+            )
+            .await?;
         let others = tx
             .query_one(
                 "SELECT coalesce(sum(slots), 0)::int8, coalesce(sum(wanted), 0)::int8, \
@@ -281,6 +333,17 @@ impl Budgets {
                 *t = Some((until, reason.unwrap_or_default()));
             }
         }
+        if let Ok(mut m) = slots.scoped.lock() {
+            let now = Utc::now();
+            m.retain(|_, (until, _)| *until > now);
+            for row in scoped {
+                let (scope, until, why): (String, DateTime<Utc>, String) =
+                    (row.get(0), row.get(1), row.get(2));
+                if m.get(&scope).is_none_or(|(u, _)| *u < until) {
+                    m.insert(scope, (until, why));
+                }
+            }
+        }
         slots.freed.notify_waiters();
         Ok(())
     }
@@ -315,6 +378,25 @@ impl Budgets {
                 tracing::warn!(error = %e, "could not renew a connection lease");
             }
         }
+    }
+}
+
+/// The cool-down in force on `slots`' connection for a call in `scope`: the connection's own,
+/// or its scope's, whichever ends later.
+fn throttled(slots: &Slots, scope: Option<&str>) -> Option<(DateTime<Utc>, String)> {
+    let now = Utc::now();
+    let whole = slots
+        .throttle
+        .lock()
+        .ok()
+        .and_then(|t| t.as_ref().filter(|(until, _)| *until > now).cloned());
+    let part = scope.and_then(|s| {
+        let m = slots.scoped.lock().ok()?;
+        m.get(s).filter(|(until, _)| *until > now).cloned()
+    });
+    match (whole, part) {
+        (Some(w), Some(p)) => Some(if p.0 > w.0 { p } else { w }),
+        (w, p) => w.or(p),
     }
 }
 

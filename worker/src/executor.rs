@@ -410,6 +410,16 @@ async fn execute(
         Ok(u) => u,
         Err(e) => return Ok(from_failure(VendorFailure::egress(e), 0)),
     };
+    // Where the vendor limits this action by a value of the request (Slack: per channel), a
+    // rate limit holds only the calls with the same value.
+    let scope = ctx
+        .catalog
+        .template(&def.app, &def.action)
+        .and_then(|t| t.rate_limit_scope.as_deref())
+        .and_then(|pointer| {
+            let value: String = body.pointer(pointer)?.as_str()?.chars().take(200).collect();
+            Some(format!("{}:{value}", pointer.trim_start_matches('/')))
+        });
     let target = invoke::Target {
         vendor,
         app: &def.app,
@@ -418,6 +428,7 @@ async fn execute(
         auth_type: &r.connection.auth_type,
         secrets: &secrets,
         tenant: req.tenant_id,
+        scope: scope.as_deref(),
     };
     // Whether this execution's create already landed at the vendor (by its dedupe handle).
     let landed = || {
@@ -456,7 +467,9 @@ async fn execute(
         .with(def.retry.as_ref())
         .resume(handoff.attempts, since_first);
     // Held until the vendor interaction is over.
-    let _slot = match crate::gate::admit(ctx, &r.connection, &policy, since_first).await {
+    let _slot = match crate::gate::admit(ctx, &r.connection, scope.as_deref(), &policy, since_first)
+        .await
+    {
         Ok(permit) => permit,
         Err(crate::gate::Hold::Wait(wait, why)) => {
             return Ok(Outcome {
@@ -491,7 +504,7 @@ async fn execute(
     if result.is_err() {
         vendor_span.record("otel.status_code", "ERROR");
     }
-    crate::gate::after_call(ctx, r.connection.id, policy.cap, &result).await;
+    crate::gate::after_call(ctx, r.connection.id, scope.as_deref(), policy.cap, &result).await;
     if let (Err(f), Some(wait)) = (&result, defer) {
         return Ok(Outcome {
             defer: Some((wait, first_ms)),

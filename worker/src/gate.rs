@@ -29,17 +29,20 @@ pub enum Hold {
     Fail(String),
 }
 
-/// Takes a slot on the connection, sleeping out a short cool-down in the worker.
+/// Takes a slot on the connection for a call in `scope` (the part of the connection the
+/// vendor's rate limit applies to, if it is not the whole), sleeping out a short cool-down in
+/// the worker.
 pub async fn admit(
     ctx: &Ctx,
     conn: &ConnectionRow,
+    scope: Option<&str>,
     policy: &RetryPolicy,
     since_first: Duration,
 ) -> Result<Permit, Hold> {
     loop {
         match ctx
             .budgets
-            .admit(conn.id, conn.max_concurrency, SLOT_WAIT)
+            .admit(conn.id, scope, conn.max_concurrency, SLOT_WAIT)
             .await
         {
             Admission::Go(permit) => return Ok(permit),
@@ -74,15 +77,17 @@ pub async fn admit(
 }
 
 /// Starts a cool-down when the vendor's answer calls for one (a `Retry-After` counts up to
-/// `cap`, as for the execution's own retries).
+/// `cap`, as for the execution's own retries, and holds only `scope` when the call has one;
+/// a quota is the whole connection's).
 pub async fn after_call(
     ctx: &Ctx,
     conn: ConnectionId,
+    scope: Option<&str>,
     cap: Duration,
     result: &Result<CallSuccess, VendorFailure>,
 ) {
     let now = Utc::now();
-    let (wait, why) = match result {
+    let (wait, why, scope) = match result {
         Ok(s) => match s.quota {
             Some((used, limit))
                 if limit > 0 && used as f64 >= limit as f64 * (1.0 - ctx.quota_reserve) =>
@@ -96,6 +101,7 @@ pub async fn after_call(
                         "the vendor reports {used} of {limit} API requests used, within the {:.0}% kept in reserve",
                         ctx.quota_reserve * 100.0
                     ),
+                    None,
                 )
             }
             _ => return,
@@ -110,26 +116,28 @@ pub async fn after_call(
                         "the vendor's API request quota is spent ({}: {})",
                         v.code, v.message
                     ),
+                    None,
                 )
             }
-            (_, Some(after)) => (after.min(cap), rate_limited(f, after)),
+            (_, Some(after)) => (after.min(cap), rate_limited(f, after, scope), scope),
             _ => return,
         },
     };
     let until = now + chrono::Duration::from_std(wait).unwrap_or_default();
-    ctx.budgets.throttle(conn, until, &why).await;
+    ctx.budgets.throttle(conn, scope, until, &why).await;
 }
 
-/// The reason recorded for a vendor's `Retry-After`.
-pub fn rate_limited(f: &VendorFailure, after: Duration) -> String {
+/// The reason recorded for a vendor's `Retry-After` (on `scope`, when it holds only that).
+pub fn rate_limited(f: &VendorFailure, after: Duration, scope: Option<&str>) -> String {
     let status = f
         .vendor
         .as_ref()
         .and_then(|v| v.http_status)
         .map(|s| format!("HTTP {s}, "))
         .unwrap_or_default();
+    let on = scope.map(|s| format!(" on {s}")).unwrap_or_default();
     format!(
-        "the vendor's rate limit ({status}Retry-After {} s)",
+        "the vendor's rate limit ({status}Retry-After {} s){on}",
         after.as_secs_f64().ceil()
     )
 }

@@ -31,6 +31,9 @@ pub struct Target<'a> {
     pub secrets: &'a SecretFields,
     /// Owner, for re-sealing a rotated refresh token.
     pub tenant: aic_proto::TenantId,
+    /// The part of the connection a rate limit on this call applies to (`channel:C0123`), when
+    /// the vendor limits less than the whole connection.
+    pub scope: Option<&'a str>,
 }
 
 /// The connection's cached credential (fetched once for all concurrent executions; renewed
@@ -158,9 +161,10 @@ pub async fn invoke(
         if let Some(after) = f.retry_after {
             let budgets = ctx.budgets.clone();
             let conn = t.key.0;
-            let why = crate::gate::rate_limited(f, after);
+            let scope = t.scope.map(str::to_string);
+            let why = crate::gate::rate_limited(f, after, t.scope);
             let until = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-            tokio::spawn(async move { budgets.throttle(conn, until, &why).await });
+            tokio::spawn(async move { budgets.throttle(conn, scope.as_deref(), until, &why).await });
         }
         tracing::info!(class = f.class.as_str(), delay_ms = delay.as_millis() as u64, reason = %f.message, "retrying vendor call");
     })

@@ -40,6 +40,17 @@ pub struct ConnectionInput {
     pub max_concurrency: Option<i32>,
 }
 
+/// A cool-down on a part of a connection.
+#[derive(Serialize, JsonSchema)]
+pub struct ScopedCooldown {
+    /// What it holds, as `field:value` of the request (`channel:C0123`).
+    pub scope: String,
+    /// Until when.
+    pub until: DateTime<Utc>,
+    /// Why.
+    pub reason: String,
+}
+
 /// A connection as the API shows it: secrets are never included, only which fields are set.
 #[derive(Serialize, JsonSchema)]
 pub struct ConnectionView {
@@ -65,6 +76,9 @@ pub struct ConnectionView {
     pub throttled_until: Option<DateTime<Utc>>,
     /// …and why.
     pub throttle_reason: Option<String>,
+    /// Cool-downs in force on parts of the connection: where the vendor rate-limits per value
+    /// of a request field (Slack: per channel), only the calls with that value are held.
+    pub cooldowns: Vec<ScopedCooldown>,
     /// While the vendor keeps refusing the credentials, executions fail fast until then (a
     /// passing connection test closes the breaker).
     pub breaker_open_until: Option<DateTime<Utc>>,
@@ -297,7 +311,11 @@ const SELECT: &str = "SELECT c.id, c.name, c.app, c.domain, c.auth_type, c.statu
     (SELECT count(*) FROM automations a WHERE a.connection_id = c.id), c.max_concurrency, \
     CASE WHEN c.throttled_until > now() THEN c.throttled_until END, \
     CASE WHEN c.throttled_until > now() THEN c.throttle_reason END, \
-    CASE WHEN c.breaker_open_until > now() THEN c.breaker_open_until END FROM connections c";
+    CASE WHEN c.breaker_open_until > now() THEN c.breaker_open_until END, \
+    (SELECT coalesce(jsonb_agg(jsonb_build_object('scope', d.scope, 'until', d.until, 'reason', d.reason) \
+       ORDER BY d.until DESC), '[]') FROM (SELECT x.scope, x.until, x.reason FROM connection_cooldowns x \
+       WHERE x.connection_id = c.id AND x.until > now() ORDER BY x.until DESC LIMIT 100) d) \
+    FROM connections c";
 
 fn view(state: &AppState, row: &tokio_postgres::Row) -> ConnectionView {
     let app: String = row.get(2);
@@ -325,7 +343,24 @@ fn view(state: &AppState, row: &tokio_postgres::Row) -> ConnectionView {
         throttled_until: row.get(12),
         throttle_reason: row.get(13),
         breaker_open_until: row.get(14),
+        cooldowns: scoped_cooldowns(row.get(15)),
     }
+}
+
+/// The cool-downs column as JSON (`jsonb_agg` of scope, until, reason); a row that does not
+/// read is left out rather than failing the whole view.
+fn scoped_cooldowns(v: serde_json::Value) -> Vec<ScopedCooldown> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            Some(ScopedCooldown {
+                scope: c["scope"].as_str()?.to_string(),
+                until: c["until"].as_str()?.parse().ok()?,
+                reason: c["reason"].as_str()?.to_string(),
+            })
+        })
+        .collect()
 }
 
 async fn fetch(
