@@ -12,8 +12,11 @@
 //!   cool-down is recorded for that scope alone (`connection_cooldowns`) and holds only the
 //!   calls in it: one busy channel does not stop the others.
 //!
-//! An execution that finds no free slot does not hold its prefetch slot waiting: it is handed to
-//! a delay queue (see the executor), so a burst on one connection never starves the others.
+//! An execution that finds no free slot waits for one in the worker only while the connection's
+//! waiters hold less than half of the worker's prefetch (the waiting room): slots freed by
+//! finished calls go straight to them, so the cap stays in use through a burst. The rest are
+//! handed to a delay queue (see the executor) rather than hold their prefetch slots, so a
+//! burst on one connection never starves the others.
 
 use aic_proto::ConnectionId;
 use chrono::{DateTime, Utc};
@@ -30,6 +33,9 @@ const LEASE: Duration = Duration::from_secs(10);
 const RENEW_EVERY: Duration = Duration::from_secs(2);
 /// A worker whose share is full asks for more at most this often.
 const RENEW_ON_DEMAND: Duration = Duration::from_millis(50);
+/// An execution waiting in the worker for a slot looks again this often (a share may have
+/// come free at another worker, which no local wake-up would say).
+const WAITER_RECHECK: Duration = Duration::from_millis(200);
 
 /// One connection's local state.
 #[derive(Debug, Default)]
@@ -45,6 +51,12 @@ struct Slots {
     throttle: Mutex<Option<(DateTime<Utc>, String)>>,
     /// Cool-downs of parts of the connection, by scope (`channel:C123`).
     scoped: Mutex<HashMap<String, (DateTime<Utc>, String)>>,
+    /// At the last renewal, other workers wanted more of the connection than they held.
+    contended: std::sync::atomic::AtomicBool,
+    /// This worker holds slots it no longer needs while others want them: renew soon.
+    give_back: std::sync::atomic::AtomicBool,
+    /// Wakes the renewal task (shared by every connection of the worker).
+    wake: Arc<Notify>,
 }
 
 /// A slot taken; dropping it gives it back.
@@ -53,8 +65,19 @@ pub struct Permit(Arc<Slots>);
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.0.in_use.fetch_sub(1, Ordering::SeqCst);
-        self.0.freed.notify_one();
+        let s = &self.0;
+        let in_use = s.in_use.fetch_sub(1, Ordering::SeqCst) - 1;
+        s.freed.notify_one();
+        // Nobody here wants the slot, and another worker does (or may: this worker went idle
+        // holding several): hand the share back now rather than at the next periodic renewal,
+        // or it sits idle under a cap others are waiting on.
+        if s.waiting.load(Ordering::SeqCst) == 0
+            && (s.contended.load(Ordering::SeqCst)
+                || (in_use == 0 && s.limit.load(Ordering::SeqCst) > 1))
+            && !s.give_back.swap(true, Ordering::SeqCst)
+        {
+            s.wake.notify_one();
+        }
     }
 }
 
@@ -78,6 +101,8 @@ pub struct Budgets {
     /// The most calls this worker could want on one connection (its prefetch).
     capacity: u32,
     conns: Mutex<HashMap<ConnectionId, Arc<Slots>>>,
+    /// Wakes the renewal task when a connection has slots to give back.
+    wake: Arc<Notify>,
 }
 
 impl Budgets {
@@ -91,35 +116,95 @@ impl Budgets {
             default_cap: default_cap.max(1),
             capacity: capacity.max(1),
             conns: Mutex::default(),
+            wake: Arc::default(),
         });
         let weak = Arc::downgrade(&b);
+        let wake = b.wake.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(RENEW_EVERY);
             loop {
-                tick.tick().await;
+                let periodic = tokio::select! {
+                    _ = tick.tick() => true,
+                    () = wake.notified() => false,
+                };
                 let Some(b) = weak.upgrade() else { return };
-                b.renew_all().await;
+                if periodic {
+                    b.renew_all().await;
+                } else {
+                    b.give_back().await;
+                }
             }
         });
         b
     }
 
+    /// Renews the connections that hold slots other workers want and this one does not.
+    async fn give_back(&self) {
+        let conns: Vec<(ConnectionId, Arc<Slots>)> = {
+            let m = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+            m.iter()
+                .filter(|(_, s)| s.give_back.load(Ordering::SeqCst))
+                .map(|(k, v)| (*k, v.clone()))
+                .collect()
+        };
+        for (conn, slots) in conns {
+            // At most one renewal per RENEW_ON_DEMAND per connection: a burst of finished
+            // calls gives back in one go.
+            let since = slots
+                .renewed_at
+                .lock()
+                .ok()
+                .and_then(|r| r.map(|at| at.elapsed()));
+            if let Some(since) = since.filter(|s| *s < RENEW_ON_DEMAND) {
+                tokio::time::sleep(RENEW_ON_DEMAND - since).await;
+            }
+            slots.give_back.store(false, Ordering::SeqCst);
+            if slots.renewing.swap(true, Ordering::SeqCst) {
+                continue;
+            }
+            if let Err(e) = self.renew(conn, None, &slots).await {
+                tracing::warn!(error = %e, "could not give back a connection's unused share");
+            }
+            slots.renewing.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// How many executions may wait in this worker for one connection's slots: half of what it
+    /// holds, so the other half always serves other connections.
+    fn waiting_room(&self) -> usize {
+        (self.capacity as usize / 2).max(1)
+    }
+
     fn slots(&self, conn: ConnectionId) -> Arc<Slots> {
         let mut m = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        m.entry(conn).or_default().clone()
+        m.entry(conn)
+            .or_insert_with(|| {
+                Arc::new(Slots {
+                    wake: self.wake.clone(),
+                    ..Slots::default()
+                })
+            })
+            .clone()
     }
 
     /// Asks for a slot on `conn` (whose own cap is `cap`) for a call in `scope` (see
-    /// [`Self::throttle`]), waiting at most `wait` for one.
+    /// [`Self::throttle`]), waiting at most `room_wait` for one when the connection's waiting
+    /// room has space, `wait` otherwise.
     pub async fn admit(
         &self,
         conn: ConnectionId,
         scope: Option<&str>,
         cap: Option<i32>,
         wait: Duration,
+        room_wait: Duration,
     ) -> Admission {
         let slots = self.slots(conn);
-        slots.waiting.fetch_add(1, Ordering::SeqCst);
+        let ahead = slots.waiting.fetch_add(1, Ordering::SeqCst);
+        let wait = if ahead < self.waiting_room() {
+            room_wait.max(wait)
+        } else {
+            wait
+        };
         let admission = self.admit_inner(conn, scope, cap, wait, &slots).await;
         slots.waiting.fetch_sub(1, Ordering::SeqCst);
         admission
@@ -181,9 +266,11 @@ impl Budgets {
                     continue;
                 }
             }
-            if tokio::time::timeout_at(deadline, slots.freed.notified())
+            let recheck = tokio::time::Instant::now() + WAITER_RECHECK;
+            if tokio::time::timeout_at(deadline.min(recheck), slots.freed.notified())
                 .await
                 .is_err()
+                && tokio::time::Instant::now() >= deadline
             {
                 return Admission::Busy;
             }
@@ -261,9 +348,6 @@ impl Budgets {
         slots: &Slots,
     ) -> anyhow::Result<()> {
         let in_use = slots.in_use.load(Ordering::SeqCst) as i64;
-        // A connection in use may get every delivery this worker holds: ask for that much, and
-        // let the fair-share rule split the cap when other workers want it too.
-        let wanted = i64::from(self.capacity);
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         // The row lock serialises the fleet's renewals of one connection.
@@ -301,7 +385,20 @@ impl Budgets {
             .await?;
         let (others_slots, others_wanted, others_active): (i64, i64, i64) =
             (others.get(0), others.get(1), others.get(2));
+        // Alone on the connection, ask for every delivery this worker may hold, so that its
+        // share never lags its load. When others want slots too, ask for what this worker's
+        // calls in flight and waiting need, and let the fair-share rule split the cap: a share
+        // asked for but unused would sit idle while another worker's executions wait.
+        let capacity = i64::from(self.capacity);
+        let wanted = if others_wanted > 0 {
+            (in_use + slots.waiting.load(Ordering::SeqCst) as i64).min(capacity)
+        } else {
+            capacity
+        };
         let grant = share(cap, wanted, others_slots, others_wanted, others_active);
+        slots
+            .contended
+            .store(others_wanted > others_slots, Ordering::SeqCst);
         // What is in use stays counted until it finishes: the cap holds while shares shrink.
         let recorded = grant.max(in_use);
         tx.execute(

@@ -11,7 +11,9 @@ use aic_proto::{ConnectionId, ExecutionErrorCode};
 use chrono::Utc;
 use std::time::Duration;
 
-/// How long an execution waits in the worker for a slot before leaving through a delay queue.
+/// How long an execution waits in the worker for a slot before leaving through a delay queue,
+/// when the connection's waiting room is full (see [`crate::budget`]); within the room it may
+/// wait as long as a retry may sleep in the worker (`AIC_WORKER_RETRY_INLINE_MAX_MS`).
 const SLOT_WAIT: Duration = Duration::from_millis(250);
 /// The next look at a connection whose slots are all taken.
 const BUSY_RETRY: Duration = Duration::from_secs(1);
@@ -42,7 +44,13 @@ pub async fn admit(
     loop {
         match ctx
             .budgets
-            .admit(conn.id, scope, conn.max_concurrency, SLOT_WAIT)
+            .admit(
+                conn.id,
+                scope,
+                conn.max_concurrency,
+                SLOT_WAIT,
+                policy.inline_max,
+            )
             .await
         {
             Admission::Go(permit) => return Ok(permit),
