@@ -385,15 +385,16 @@ impl Budgets {
             .await?;
         let (others_slots, others_wanted, others_active): (i64, i64, i64) =
             (others.get(0), others.get(1), others.get(2));
-        // Alone on the connection, ask for every delivery this worker may hold, so that its
-        // share never lags its load. When others want slots too, ask for what this worker's
-        // calls in flight and waiting need, and let the fair-share rule split the cap: a share
-        // asked for but unused would sit idle while another worker's executions wait.
+        // Alone on the connection, or when the cap has room for every worker's whole prefetch,
+        // ask for every delivery this worker may hold, so that its share never lags its load.
+        // When workers compete for a tight cap, ask for what this worker's calls in flight and
+        // waiting need, and let the fair-share rule split it: a share asked for but unused
+        // would sit idle while another worker's executions wait.
         let capacity = i64::from(self.capacity);
-        let wanted = if others_wanted > 0 {
-            (in_use + slots.waiting.load(Ordering::SeqCst) as i64).min(capacity)
-        } else {
+        let wanted = if others_wanted == 0 || others_wanted + capacity <= cap {
             capacity
+        } else {
+            (in_use + slots.waiting.load(Ordering::SeqCst) as i64).min(capacity)
         };
         let grant = share(cap, wanted, others_slots, others_wanted, others_active);
         slots
