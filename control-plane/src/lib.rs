@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod dlq;
 pub mod error;
+pub mod metrics;
 pub mod migrate;
 pub mod openapi;
 pub mod replies;

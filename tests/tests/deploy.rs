@@ -1,5 +1,6 @@
 //! What `deploy/` hands an SRE holds against the real binaries: every metric and label value the
-//! alert rules and the dashboard read is one a running worker exports, the queue gauges report
+//! alert rules and the dashboard read is one a running worker or control plane exports (the
+//! control plane's by route template, never by id), the queue gauges report
 //! RabbitMQ's real depths, every variable a manifest sets is one the binary it is given to
 //! reads, and the probes, ports, grace period and autoscaled queue match what the binaries do.
 //! Nothing here needs a cluster: the manifests are read as YAML and checked against the
@@ -7,6 +8,7 @@
 
 use aic_proto::topology::Names;
 use aic_tests::harness::{TestEnv, binary};
+use reqwest::Method;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use yaml_rust2::{Yaml, YamlLoader};
@@ -152,7 +154,7 @@ fn expressions() -> Vec<(String, String)> {
         }
     }
     let dash: serde_json::Value =
-        serde_json::from_str(&read("grafana/aic-workers.json")).expect("dashboard JSON");
+        serde_json::from_str(&read("grafana/aic.json")).expect("dashboard JSON");
     for panel in dash["panels"].as_array().expect("panels") {
         for target in panel["targets"].as_array().expect("targets") {
             exprs.push((
@@ -210,7 +212,46 @@ async fn every_series_the_rules_and_dashboard_read_is_exported_with_real_queue_d
         }
     }
     let text = env.metrics().await;
-    let exported = exposition(&text);
+    let mut exported = exposition(&text);
+    // The control plane's, after a request or two of its own.
+    let (status, _) = env.call(Method::GET, "/v1/connections", None).await;
+    assert_eq!(status, 200);
+    let missing = uuid::Uuid::new_v4().to_string();
+    let (status, _) = env
+        .call(Method::GET, &format!("/v1/automations/{missing}"), None)
+        .await;
+    assert_eq!(status, 404);
+    let http = reqwest::Client::new();
+    let api_text = http
+        .get(format!("{}/metrics", env.api))
+        .send()
+        .await
+        .expect("control plane /metrics")
+        .text()
+        .await
+        .expect("text");
+    let api = exposition(&api_text);
+    let requests = &api["aic_http_requests_total"];
+    for (route, status) in [("/v1/connections", "200"), ("/v1/automations/{id}", "404")] {
+        assert!(
+            requests.iter().any(|s| {
+                s.get("route").map(String::as_str) == Some(route)
+                    && s.get("status").map(String::as_str) == Some(status)
+                    && s.get("method").map(String::as_str) == Some("GET")
+            }),
+            "no GET {route} {status} in\n{api_text}"
+        );
+    }
+    assert!(
+        !api_text.contains(&missing),
+        "an id in a label:\n{api_text}"
+    );
+    for (name, series) in api {
+        assert!(
+            exported.insert(name.clone(), series).is_none(),
+            "{name} is exported by both services"
+        );
+    }
     let value = |line: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(line).map(str::trim))
@@ -233,7 +274,7 @@ async fn every_series_the_rules_and_dashboard_read_is_exported_with_real_queue_d
             // Keyed by sample name: a histogram's `_bucket`, `_count` and `_sum` each have theirs.
             let series = exported.get(&sel.metric).unwrap_or_else(|| {
                 panic!(
-                    "{whence} reads {}, which the worker does not export",
+                    "{whence} reads {}, which neither the worker nor the control plane exports",
                     sel.metric
                 )
             });
@@ -263,21 +304,31 @@ async fn every_series_the_rules_and_dashboard_read_is_exported_with_real_queue_d
 
     // The probes and the scrape path the manifests name answer on a running worker.
     let docs = manifests();
-    let worker =
-        &kind_named(&docs, "Deployment", "aic-worker")["spec"]["template"]["spec"]["containers"][0];
-    let http = reqwest::Client::new();
     let admin = env.worker_admin.expect("a worker runs");
-    for probe in ["livenessProbe", "readinessProbe"] {
-        let path = worker[probe]["httpGet"]["path"]
-            .as_str()
-            .expect("probe path");
-        let status = http
-            .get(format!("http://{admin}{path}"))
-            .send()
-            .await
-            .expect("probe")
-            .status();
-        assert_eq!(status, 200, "worker {probe} {path}");
+    for (deployment, base) in [
+        ("aic-worker", format!("http://{admin}")),
+        ("aic-control-plane", env.api.clone()),
+    ] {
+        let pod = &kind_named(&docs, "Deployment", deployment)["spec"]["template"];
+        let container = &pod["spec"]["containers"][0];
+        let scraped = pod["metadata"]["annotations"]["prometheus.io/path"].as_str();
+        for path in ["livenessProbe", "readinessProbe"]
+            .map(|p| {
+                container[p]["httpGet"]["path"]
+                    .as_str()
+                    .expect("probe path")
+            })
+            .into_iter()
+            .chain(scraped)
+        {
+            let status = http
+                .get(format!("{base}{path}"))
+                .send()
+                .await
+                .expect("probe")
+                .status();
+            assert_eq!(status, 200, "{deployment} {path}");
+        }
     }
     env.stop().await;
 }
@@ -376,6 +427,15 @@ fn manifests_set_only_variables_their_binary_reads_and_agree_with_it() {
                     ports,
                     vec![i64::from(addr.port())],
                     "{file}: ports vs {var}"
+                );
+                let scrape_port =
+                    doc["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"]
+                        .as_str()
+                        .map(|p| p.parse::<u16>().expect("port"));
+                assert_eq!(
+                    scrape_port,
+                    Some(addr.port()),
+                    "{file}: scraped port vs {var}"
                 );
                 for key in ["AIC_AMQP_URL", "AIC_CREDENTIAL_KEYS"] {
                     assert!(set.contains_key(key), "{file}: {args:?} lacks {key}");

@@ -10,8 +10,21 @@ use crate::state::AppState;
 use axum::Router;
 use axum::routing::{get, post};
 
-/// Builds the router.
+/// Builds the router: the API, and `/metrics` counting every request to it.
 pub fn router(state: AppState) -> Router {
+    let metrics = std::sync::Arc::new(crate::metrics::HttpMetrics::new());
+    api(state)
+        .route(
+            "/metrics",
+            get(crate::metrics::serve).with_state(metrics.clone()),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::track,
+        ))
+}
+
+fn api(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
