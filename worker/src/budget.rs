@@ -138,34 +138,45 @@ impl Budgets {
         b
     }
 
-    /// Renews the connections that hold slots other workers want and this one does not.
+    /// Renews the connections that hold slots other workers want and this one does not. One
+    /// renewed less than RENEW_ON_DEMAND ago is looked at again after that (a burst of
+    /// finished calls gives back in one go), through a later wake-up rather than a sleep here:
+    /// the periodic renewals that keep every lease alive must never wait behind this.
     async fn give_back(&self) {
-        let conns: Vec<(ConnectionId, Arc<Slots>)> = {
+        let flagged: Vec<(ConnectionId, Arc<Slots>)> = {
             let m = self.conns.lock().unwrap_or_else(|e| e.into_inner());
             m.iter()
                 .filter(|(_, s)| s.give_back.load(Ordering::SeqCst))
                 .map(|(k, v)| (*k, v.clone()))
                 .collect()
         };
-        for (conn, slots) in conns {
-            // At most one renewal per RENEW_ON_DEMAND per connection: a burst of finished
-            // calls gives back in one go.
+        let mut later = Duration::ZERO;
+        for (conn, slots) in flagged {
             let since = slots
                 .renewed_at
                 .lock()
                 .ok()
                 .and_then(|r| r.map(|at| at.elapsed()));
             if let Some(since) = since.filter(|s| *s < RENEW_ON_DEMAND) {
-                tokio::time::sleep(RENEW_ON_DEMAND - since).await;
+                later = later.max(RENEW_ON_DEMAND - since);
+                continue;
             }
             slots.give_back.store(false, Ordering::SeqCst);
             if slots.renewing.swap(true, Ordering::SeqCst) {
+                // A renewal under way counts what is in use now.
                 continue;
             }
             if let Err(e) = self.renew(conn, None, &slots).await {
                 tracing::warn!(error = %e, "could not give back a connection's unused share");
             }
             slots.renewing.store(false, Ordering::SeqCst);
+        }
+        if !later.is_zero() {
+            let wake = self.wake.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(later).await;
+                wake.notify_one();
+            });
         }
     }
 
