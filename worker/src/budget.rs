@@ -31,8 +31,13 @@ use tokio::sync::Notify;
 const LEASE: Duration = Duration::from_secs(10);
 /// How often leases in use are renewed (and shares rebalanced).
 const RENEW_EVERY: Duration = Duration::from_secs(2);
-/// A worker whose share is full asks for more at most this often.
+/// A worker whose share is full asks for more at most this often, and one that holds slots
+/// other workers want gives them back at most this often.
 const RENEW_ON_DEMAND: Duration = Duration::from_millis(50);
+/// A worker that went idle holding several slots of a tight cap (which another worker may or
+/// may not want) gives them back at most this often: at a moderate rate a connection goes idle
+/// between most calls, and each give-back is a Postgres transaction.
+const IDLE_GIVE_BACK_EVERY: Duration = Duration::from_millis(250);
 /// An execution waiting in the worker for a slot looks again this often (a share may have
 /// come free at another worker, which no local wake-up would say).
 const WAITER_RECHECK: Duration = Duration::from_millis(200);
@@ -53,6 +58,10 @@ struct Slots {
     scoped: Mutex<HashMap<String, (DateTime<Utc>, String)>>,
     /// At the last renewal, other workers wanted more of the connection than they held.
     contended: std::sync::atomic::AtomicBool,
+    /// At the last renewal, the connection's cap could not give this worker its whole
+    /// prefetch, or not every worker holding a lease on it theirs: a share left idle may be
+    /// wanted elsewhere.
+    tight: std::sync::atomic::AtomicBool,
     /// This worker holds slots it no longer needs while others want them: renew soon.
     give_back: std::sync::atomic::AtomicBool,
     /// Wakes the renewal task (shared by every connection of the worker).
@@ -69,11 +78,14 @@ impl Drop for Permit {
         let in_use = s.in_use.fetch_sub(1, Ordering::SeqCst) - 1;
         s.freed.notify_one();
         // Nobody here wants the slot, and another worker does (or may: this worker went idle
-        // holding several): hand the share back now rather than at the next periodic renewal,
-        // or it sits idle under a cap others are waiting on.
+        // holding several of a tight cap it shares): hand the share back now rather than at
+        // the next periodic renewal, or it sits idle under a cap others are waiting on. A
+        // worker alone on a connection, or under a roomy cap, has nothing to give back.
         if s.waiting.load(Ordering::SeqCst) == 0
             && (s.contended.load(Ordering::SeqCst)
-                || (in_use == 0 && s.limit.load(Ordering::SeqCst) > 1))
+                || (in_use == 0
+                    && s.limit.load(Ordering::SeqCst) > 1
+                    && s.tight.load(Ordering::SeqCst)))
             && !s.give_back.swap(true, Ordering::SeqCst)
         {
             s.wake.notify_one();
@@ -139,8 +151,9 @@ impl Budgets {
     }
 
     /// Renews the connections that hold slots other workers want and this one does not. One
-    /// renewed less than RENEW_ON_DEMAND ago is looked at again after that (a burst of
-    /// finished calls gives back in one go), through a later wake-up rather than a sleep here:
+    /// renewed too recently (see RENEW_ON_DEMAND, IDLE_GIVE_BACK_EVERY) is looked at again
+    /// later (a burst of finished calls gives back in one go), through a wake-up rather than a
+    /// sleep here:
     /// the periodic renewals that keep every lease alive must never wait behind this.
     async fn give_back(&self) {
         let flagged: Vec<(ConnectionId, Arc<Slots>)> = {
@@ -157,8 +170,13 @@ impl Budgets {
                 .lock()
                 .ok()
                 .and_then(|r| r.map(|at| at.elapsed()));
-            if let Some(since) = since.filter(|s| *s < RENEW_ON_DEMAND) {
-                later = later.max(RENEW_ON_DEMAND - since);
+            let spacing = if slots.contended.load(Ordering::SeqCst) {
+                RENEW_ON_DEMAND
+            } else {
+                IDLE_GIVE_BACK_EVERY
+            };
+            if let Some(since) = since.filter(|s| *s < spacing) {
+                later = later.max(spacing - since);
                 continue;
             }
             slots.give_back.store(false, Ordering::SeqCst);
@@ -389,13 +407,13 @@ impl Budgets {
         let others = tx
             .query_one(
                 "SELECT coalesce(sum(slots), 0)::int8, coalesce(sum(wanted), 0)::int8, \
-                 count(*) FILTER (WHERE wanted > 0) FROM connection_leases \
+                 count(*) FILTER (WHERE wanted > 0), count(*) FROM connection_leases \
                  WHERE connection_id = $1 AND worker_id <> $2 AND expires_at > now()",
                 &[&conn.0, &self.worker],
             )
             .await?;
-        let (others_slots, others_wanted, others_active): (i64, i64, i64) =
-            (others.get(0), others.get(1), others.get(2));
+        let (others_slots, others_wanted, others_active, others_leases): (i64, i64, i64, i64) =
+            (others.get(0), others.get(1), others.get(2), others.get(3));
         // Alone on the connection, or when the cap has room for every worker's whole prefetch,
         // ask for every delivery this worker may hold, so that its share never lags its load.
         // When workers compete for a tight cap, ask for what this worker's calls in flight and
@@ -411,6 +429,10 @@ impl Budgets {
         slots
             .contended
             .store(others_wanted > others_slots, Ordering::SeqCst);
+        slots.tight.store(
+            capacity > cap || (others_leases > 0 && others_wanted + capacity > cap),
+            Ordering::SeqCst,
+        );
         // What is in use stays counted until it finishes: the cap holds while shares shrink.
         let recorded = grant.max(in_use);
         tx.execute(
