@@ -3,13 +3,12 @@
 //! status, and how long it took. Labels are bounded: an unknown path is `unmatched`, an unusual
 //! method `other`.
 
+use aic_core::metrics::{LATENCY_BUCKETS, register, render};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,46 +26,30 @@ impl HttpMetrics {
     /// Registers everything in a fresh registry.
     pub fn new() -> Self {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "aic_http_requests_total",
-                "API requests answered, by route, method and status.",
+        let name = "aic_http_requests_total";
+        let requests = register(
+            &registry,
+            name,
+            IntCounterVec::new(
+                Opts::new(name, "API requests answered, by route, method and status."),
+                &["route", "method", "status"],
             ),
-            &["route", "method", "status"],
-        )
-        .unwrap_or_else(|e| panic!("metric aic_http_requests_total: {e}"));
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "aic_http_request_duration_seconds",
-                "Time to answer an API request, by route and method.",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-            ]),
-            &["route", "method"],
-        )
-        .unwrap_or_else(|e| panic!("metric aic_http_request_duration_seconds: {e}"));
-        for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(duration.clone()),
-        ] {
-            registry
-                .register(c)
-                .unwrap_or_else(|e| panic!("control plane metric: {e}"));
-        }
+        );
+        let name = "aic_http_request_duration_seconds";
+        let duration = register(
+            &registry,
+            name,
+            HistogramVec::new(
+                HistogramOpts::new(name, "Time to answer an API request, by route and method.")
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                &["route", "method"],
+            ),
+        );
         Self {
             registry,
             requests,
             duration,
         }
-    }
-
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        // Encoding into a Vec cannot fail for well-formed metrics.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
-        String::from_utf8(buf).unwrap_or_default()
     }
 }
 
@@ -111,6 +94,6 @@ pub async fn track(State(m): State<Arc<HttpMetrics>>, req: Request, next: Next) 
 pub async fn serve(State(m): State<Arc<HttpMetrics>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        m.render(),
+        render(&m.registry),
     )
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod credentials;
 pub mod db;
 pub mod egress;
+pub mod metrics;
 pub mod params;
 pub mod shutdown;
 pub mod telemetry;

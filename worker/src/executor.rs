@@ -7,7 +7,7 @@ use crate::metrics::Metrics;
 use crate::outcome::{self, Outcome, deduplicated, failed, from_failure};
 use crate::refuse::{dead_letter, reject};
 use crate::resolve::{Refusal, Resolved};
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryPolicy, in_place};
 use crate::tokens::TokenCache;
 use crate::{invoke, publish};
 use aic_core::credentials::{Keyring, connection_aad};
@@ -146,7 +146,10 @@ async fn process(
             let span = tracing::Span::current();
             span.record("status", status.as_str());
             span.record("attempts", stored.get("attempts").and_then(Value::as_u64));
-            return match emit(ctx, delivery, &req, &status, &stored).await {
+            let (broker, names) = (&ctx.broker, &ctx.names);
+            let published =
+                publish::execution_result(broker, names, delivery, &req, &status, &stored);
+            return match published.await {
                 Ok(()) => {
                     ctx.metrics
                         .executions
@@ -180,7 +183,7 @@ async fn process(
             not_before_ms: Some(now + wait.as_millis() as i64),
             seq: handoff.seq + 1,
         };
-        if persist(ctx, "hand the retry to a delay queue", || {
+        if in_place(&ctx.stopping, "hand the retry to a delay queue", || {
             publish::handoff(
                 &ctx.broker,
                 &ctx.names,
@@ -192,7 +195,7 @@ async fn process(
         })
         .await
         .is_none()
-            || persist(ctx, "record the hand-off", || {
+            || in_place(&ctx.stopping, "record the hand-off", || {
                 ctx.ledger
                     .defer(&ctx.pool, req.execution_id.0, next.seq, next.attempts)
             })
@@ -228,9 +231,11 @@ async fn process(
     };
     // The outcome is known now: losing it to a Postgres or broker blip would turn a clear
     // result into an unknown one on redelivery, so recording and publishing retry in place.
-    let Some(stored) = persist(ctx, "record the result", || ctx.ledger.finish(&result))
-        .instrument(tracing::info_span!("ledger.finish"))
-        .await
+    let Some(stored) = in_place(&ctx.stopping, "record the result", || {
+        ctx.ledger.finish(&result)
+    })
+    .instrument(tracing::info_span!("ledger.finish"))
+    .await
     else {
         return Disposition::Requeue("stopping before the result was recorded".into());
     };
@@ -241,8 +246,8 @@ async fn process(
     if outcome.status != ExecutionStatus::Succeeded {
         span.record("otel.status_code", "ERROR");
     }
-    if persist(ctx, "publish the result", || {
-        emit(ctx, delivery, &req, status, &stored)
+    if in_place(&ctx.stopping, "publish the result", || {
+        publish::execution_result(&ctx.broker, &ctx.names, delivery, &req, status, &stored)
     })
     .instrument(tracing::info_span!("result.publish"))
     .await
@@ -265,54 +270,6 @@ async fn process(
         }
     }
     Disposition::Ack
-}
-
-/// Retries `op` with backoff (100 ms doubling to 5 s) until it succeeds, or returns `None`
-/// once shutdown begins.
-async fn persist<T, E: std::fmt::Display, F, Fut>(ctx: &Ctx, what: &str, mut op: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, E>>,
-{
-    let mut delay = std::time::Duration::from_millis(100);
-    loop {
-        match op().await {
-            Ok(v) => return Some(v),
-            Err(e) => {
-                if ctx.stopping.load(std::sync::atomic::Ordering::SeqCst) {
-                    return None;
-                }
-                tracing::warn!(error = %e, delay_ms = delay.as_millis() as u64, "could not {what}; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(std::time::Duration::from_secs(5));
-            }
-        }
-    }
-}
-
-async fn emit(
-    ctx: &Ctx,
-    delivery: &Delivery,
-    req: &ExecutionRequestV1,
-    status: &str,
-    result: &Value,
-) -> Result<(), String> {
-    let body = serde_json::to_vec(result).map_err(|e| e.to_string())?;
-    // The result carries the execution's trace on to whoever consumes it.
-    let mut headers = lapin::types::FieldTable::default();
-    aic_core::telemetry::hand_on(&tracing::Span::current(), &mut headers);
-    publish::result(
-        &ctx.broker,
-        &ctx.names,
-        &delivery.properties,
-        Some(req.tenant_id),
-        status,
-        Some(req.execution_id.to_string()),
-        headers,
-        &body,
-    )
-    .await
-    .map_err(|e| format!("result not confirmed: {e}"))
 }
 
 /// Resolves, validates and invokes. `Err` only for infrastructure failures.
@@ -410,16 +367,7 @@ async fn execute(
         Ok(u) => u,
         Err(e) => return Ok(from_failure(VendorFailure::egress(e), 0)),
     };
-    // Where the vendor limits this action by a value of the request (Slack: per channel), a
-    // rate limit holds only the calls with the same value.
-    let scope = ctx
-        .catalog
-        .template(&def.app, &def.action)
-        .and_then(|t| t.rate_limit_scope.as_deref())
-        .and_then(|pointer| {
-            let value: String = body.pointer(pointer)?.as_str()?.chars().take(200).collect();
-            Some(format!("{}:{value}", pointer.trim_start_matches('/')))
-        });
+    let scope = crate::gate::scope(&ctx.catalog, def, &body);
     let target = invoke::Target {
         vendor,
         app: &def.app,

@@ -31,6 +31,22 @@ pub enum Hold {
     Fail(String),
 }
 
+/// The part of the connection a rate limit on this call applies to, where the vendor limits
+/// the action by a value of the request (Slack: per channel; the template's
+/// `rate_limit_scope`): `channel:C0123`. `None`: the whole connection.
+pub fn scope(
+    catalog: &aic_core::catalog::Catalog,
+    def: &aic_proto::AutomationDefinition,
+    body: &serde_json::Value,
+) -> Option<String> {
+    let pointer = catalog
+        .template(&def.app, &def.action)?
+        .rate_limit_scope
+        .as_deref()?;
+    let value: String = body.pointer(pointer)?.as_str()?.chars().take(200).collect();
+    Some(format!("{}:{value}", pointer.trim_start_matches('/')))
+}
+
 /// Takes a slot on the connection for a call in `scope` (the part of the connection the
 /// vendor's rate limit applies to, if it is not the whole), sleeping out a short cool-down in
 /// the worker.

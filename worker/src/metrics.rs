@@ -6,9 +6,9 @@
 //! increase, so the first dead letter or unknown outcome of a worker's life would not alert.
 
 use aic_core::catalog::Catalog;
+use aic_core::metrics::{LATENCY_BUCKETS, register, render};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 /// Outcomes of `aic_executions_total` (besides `replayed`, counted under app `unknown`).
@@ -62,12 +62,11 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels)
-                .unwrap_or_else(|e| panic!("metric {name}: {e}"));
-            registry
-                .register(Box::new(c.clone()))
-                .unwrap_or_else(|e| panic!("metric {name}: {e}"));
-            c
+            register(
+                &registry,
+                name,
+                IntCounterVec::new(Opts::new(name, help), labels),
+            )
         };
         let executions = counter(
             "aic_executions_total",
@@ -99,43 +98,34 @@ impl Metrics {
             "Messages dead-lettered, by reason.",
             &["reason"],
         );
-        let execution_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "aic_execution_duration_seconds",
-                "Delivery to result published.",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-            ]),
-            &["app", "outcome"],
-        )
-        .unwrap_or_else(|e| panic!("metric aic_execution_duration_seconds: {e}"));
-        registry
-            .register(Box::new(execution_duration.clone()))
-            .unwrap_or_else(|e| panic!("metric aic_execution_duration_seconds: {e}"));
-        let gauge = |name: &str, help: &str| {
-            let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
-            registry
-                .register(Box::new(g.clone()))
-                .unwrap_or_else(|e| panic!("metric {name}: {e}"));
-            g
-        };
+        let name = "aic_execution_duration_seconds";
+        let execution_duration = register(
+            &registry,
+            name,
+            HistogramVec::new(
+                HistogramOpts::new(name, "Delivery to result published.")
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                &["app", "outcome"],
+            ),
+        );
+        let gauge = |name: &str, help: &str| register(&registry, name, IntGauge::new(name, help));
         let in_flight = gauge("aic_executions_in_flight", "Deliveries being processed.");
         let queue_consumers = gauge(
             "aic_queue_consumers",
             "Consumers attached to the executions queue, as RabbitMQ reports them.",
         );
-        let queue_messages = IntGaugeVec::new(
-            Opts::new(
-                "aic_queue_messages",
-                "Messages in the broker's queues, by role, as RabbitMQ reports them.",
+        let name = "aic_queue_messages";
+        let queue_messages = register(
+            &registry,
+            name,
+            IntGaugeVec::new(
+                Opts::new(
+                    name,
+                    "Messages in the broker's queues, by role, as RabbitMQ reports them.",
+                ),
+                &["queue"],
             ),
-            &["queue"],
-        )
-        .unwrap_or_else(|e| panic!("metric aic_queue_messages: {e}"));
-        registry
-            .register(Box::new(queue_messages.clone()))
-            .unwrap_or_else(|e| panic!("metric aic_queue_messages: {e}"));
+        );
         Self {
             registry,
             executions,
@@ -182,10 +172,7 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        // Encoding into a Vec cannot fail for well-formed metrics.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
-        String::from_utf8(buf).unwrap_or_default()
+        render(&self.registry)
     }
 }
 

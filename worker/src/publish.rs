@@ -56,6 +56,33 @@ pub async fn result(
     Ok(())
 }
 
+/// Publishes an execution's result (as the ledger stored it) for the delivery that asked,
+/// carrying the execution's trace on to whoever consumes it.
+pub async fn execution_result(
+    broker: &Broker,
+    names: &Names,
+    delivery: &lapin::message::Delivery,
+    req: &aic_proto::ExecutionRequestV1,
+    status: &str,
+    result: &serde_json::Value,
+) -> Result<(), String> {
+    let body = serde_json::to_vec(result).map_err(|e| e.to_string())?;
+    let mut headers = lapin::types::FieldTable::default();
+    aic_core::telemetry::hand_on(&tracing::Span::current(), &mut headers);
+    self::result(
+        broker,
+        names,
+        &delivery.properties,
+        Some(req.tenant_id),
+        status,
+        Some(req.execution_id.to_string()),
+        headers,
+        &body,
+    )
+    .await
+    .map_err(|e| format!("result not confirmed: {e}"))
+}
+
 /// Copies a message that can never be processed to the dead-letter exchange, adding why.
 pub async fn dead_letter(
     broker: &Broker,

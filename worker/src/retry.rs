@@ -120,6 +120,33 @@ where
     }
 }
 
+/// Retries an infrastructure operation (`op`: a ledger write, a publish) with backoff (100 ms
+/// doubling to 5 s) until it succeeds, or returns `None` once `stopping` is set.
+pub async fn in_place<T, E: std::fmt::Display, F, Fut>(
+    stopping: &std::sync::atomic::AtomicBool,
+    what: &str,
+    mut op: F,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut delay = std::time::Duration::from_millis(100);
+    loop {
+        match op().await {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                if stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                    return None;
+                }
+                tracing::warn!(error = %e, delay_ms = delay.as_millis() as u64, "could not {what}; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

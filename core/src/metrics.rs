@@ -1,0 +1,34 @@
+//! Prometheus plumbing both services share: registering a metric and writing the text
+//! exposition. Which metrics exist is each service's own (`worker/src/metrics.rs`,
+//! `control-plane/src/metrics.rs`).
+
+use prometheus::core::Collector;
+use prometheus::{Encoder, Registry, TextEncoder};
+
+/// Buckets of a time that runs from a millisecond to a synchronous wait's 30 s.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Registers the metric `made` as `name` in `registry` and hands it back. Metric definitions
+/// are constants of the code, so a bad one is a programming error: it stops start-up, naming
+/// the metric.
+pub fn register<C: Collector + Clone + 'static>(
+    registry: &Registry,
+    name: &str,
+    made: prometheus::Result<C>,
+) -> C {
+    let metric = made.unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry
+        .register(Box::new(metric.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    metric
+}
+
+/// The Prometheus text exposition of `registry`.
+pub fn render(registry: &Registry) -> String {
+    let mut buf = Vec::new();
+    // Encoding into a Vec cannot fail for well-formed metrics.
+    let _ = TextEncoder::new().encode(&registry.gather(), &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}

@@ -1,0 +1,246 @@
+//! Leases: how a worker's share of a connection's cap is negotiated with the fleet in Postgres
+//! (`connection_leases`), renewed while in use, handed back when idle or wanted elsewhere, and
+//! how the fleet's cool-downs reach this worker with each renewal.
+
+use super::{Budgets, IDLE_GIVE_BACK_EVERY, LEASE, RENEW_ON_DEMAND, Slots};
+use aic_proto::ConnectionId;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+impl Budgets {
+    /// The connections this worker knows whose local state passes `keep`.
+    fn connections(&self, keep: impl Fn(&Slots) -> bool) -> Vec<(ConnectionId, Arc<Slots>)> {
+        let m = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter()
+            .filter(|(_, s)| keep(s))
+            .map(|(k, v)| (*k, v.clone()))
+            .collect()
+    }
+
+    /// Renews the connections that hold slots other workers want and this one does not. One
+    /// renewed too recently (see RENEW_ON_DEMAND, IDLE_GIVE_BACK_EVERY) is looked at again
+    /// later (a burst of finished calls gives back in one go), through a wake-up rather than a
+    /// sleep here: the periodic renewals that keep every lease alive must never wait behind
+    /// this.
+    pub(super) async fn give_back(&self) {
+        let flagged = self.connections(|s| s.give_back.load(Ordering::SeqCst));
+        let mut later = Duration::ZERO;
+        for (conn, slots) in flagged {
+            let since = slots
+                .renewed_at
+                .lock()
+                .ok()
+                .and_then(|r| r.map(|at| at.elapsed()));
+            let spacing = if slots.contended.load(Ordering::SeqCst) {
+                RENEW_ON_DEMAND
+            } else {
+                IDLE_GIVE_BACK_EVERY
+            };
+            if let Some(since) = since.filter(|s| *s < spacing) {
+                later = later.max(spacing - since);
+                continue;
+            }
+            slots.give_back.store(false, Ordering::SeqCst);
+            if slots.renewing.swap(true, Ordering::SeqCst) {
+                // A renewal under way counts what is in use now.
+                continue;
+            }
+            if let Err(e) = self.renew(conn, None, &slots).await {
+                tracing::warn!(error = %e, "could not give back a connection's unused share");
+            }
+            slots.renewing.store(false, Ordering::SeqCst);
+        }
+        if !later.is_zero() {
+            let wake = self.wake.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(later).await;
+                wake.notify_one();
+            });
+        }
+    }
+
+    /// Leases this worker's share of `conn` and reads its cool-down.
+    pub(super) async fn renew(
+        &self,
+        conn: ConnectionId,
+        cap: Option<i32>,
+        slots: &Slots,
+    ) -> anyhow::Result<()> {
+        let in_use = slots.in_use.load(Ordering::SeqCst) as i64;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // The row lock serialises the fleet's renewals of one connection.
+        let Some(row) = tx
+            .query_opt(
+                "SELECT max_concurrency, throttled_until, throttle_reason FROM connections WHERE id = $1 FOR UPDATE",
+                &[&conn.0],
+            )
+            .await?
+        else {
+            return Ok(());
+        };
+        let cap = i64::from(
+            row.get::<_, Option<i32>>(0)
+                .or(cap)
+                .unwrap_or(self.default_cap as i32),
+        );
+        let throttle: Option<DateTime<Utc>> = row.get(1);
+        let reason: Option<String> = row.get(2);
+        // The scoped cool-downs other workers recorded (and the expired ones cleared away).
+        let scoped = tx
+            .query(
+                "WITH gone AS (DELETE FROM connection_cooldowns WHERE connection_id = $1 AND until <= now()) \
+                 SELECT scope, until, reason FROM connection_cooldowns WHERE connection_id = $1 AND until > now()",
+                &[&conn.0],
+            )
+            .await?;
+        let others = tx
+            .query_one(
+                "SELECT coalesce(sum(slots), 0)::int8, coalesce(sum(wanted), 0)::int8, \
+                 count(*) FILTER (WHERE wanted > 0), count(*) FROM connection_leases \
+                 WHERE connection_id = $1 AND worker_id <> $2 AND expires_at > now()",
+                &[&conn.0, &self.worker],
+            )
+            .await?;
+        let (others_slots, others_wanted, others_active, others_leases): (i64, i64, i64, i64) =
+            (others.get(0), others.get(1), others.get(2), others.get(3));
+        // Alone on the connection, or when the cap has room for every worker's whole prefetch,
+        // ask for every delivery this worker may hold, so that its share never lags its load.
+        // When workers compete for a tight cap, ask for what this worker's calls in flight and
+        // waiting need, and let the fair-share rule split it: a share asked for but unused
+        // would sit idle while another worker's executions wait.
+        let capacity = i64::from(self.capacity);
+        let wanted = if others_wanted == 0 || others_wanted + capacity <= cap {
+            capacity
+        } else {
+            (in_use + slots.waiting.load(Ordering::SeqCst) as i64).min(capacity)
+        };
+        let grant = share(cap, wanted, others_slots, others_wanted, others_active);
+        slots
+            .contended
+            .store(others_wanted > others_slots, Ordering::SeqCst);
+        slots.tight.store(
+            capacity > cap || (others_leases > 0 && others_wanted + capacity > cap),
+            Ordering::SeqCst,
+        );
+        // What is in use stays counted until it finishes: the cap holds while shares shrink.
+        let recorded = grant.max(in_use);
+        tx.execute(
+            "INSERT INTO connection_leases (connection_id, worker_id, slots, wanted, expires_at) \
+             VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5)) \
+             ON CONFLICT (connection_id, worker_id) DO UPDATE SET slots = EXCLUDED.slots, \
+             wanted = EXCLUDED.wanted, expires_at = EXCLUDED.expires_at",
+            &[
+                &conn.0,
+                &self.worker,
+                &(recorded as i32),
+                &(wanted as i32),
+                &LEASE.as_secs_f64(),
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        slots.limit.store(grant as usize, Ordering::SeqCst);
+        if let Ok(mut l) = slots.lease_until.lock() {
+            // Renewed well before the database's expiry, so the two never disagree.
+            *l = Some(Instant::now() + LEASE / 2);
+        }
+        if let Ok(mut r) = slots.renewed_at.lock() {
+            *r = Some(Instant::now());
+        }
+        if let (Ok(mut t), Some(until)) = (slots.throttle.lock(), throttle) {
+            // Another worker's cool-down; a later local one (not yet written) stands.
+            if t.as_ref().is_none_or(|(u, _)| *u < until) {
+                *t = Some((until, reason.unwrap_or_default()));
+            }
+        }
+        if let Ok(mut m) = slots.scoped.lock() {
+            let now = Utc::now();
+            m.retain(|_, (until, _)| *until > now);
+            for row in scoped {
+                let (scope, until, why): (String, DateTime<Utc>, String) =
+                    (row.get(0), row.get(1), row.get(2));
+                if m.get(&scope).is_none_or(|(u, _)| *u < until) {
+                    m.insert(scope, (until, why));
+                }
+            }
+        }
+        slots.freed.notify_waiters();
+        Ok(())
+    }
+
+    /// Renews every connection in use and gives back the leases of idle ones.
+    pub(super) async fn renew_all(&self) {
+        for (conn, slots) in self.connections(|_| true) {
+            let idle = slots.in_use.load(Ordering::SeqCst) == 0
+                && slots.waiting.load(Ordering::SeqCst) == 0;
+            if idle {
+                // Give the share back at once rather than at expiry.
+                if let Ok(client) = self.pool.get().await {
+                    let _ = client
+                        .execute(
+                            "DELETE FROM connection_leases WHERE connection_id = $1 AND worker_id = $2",
+                            &[&conn.0, &self.worker],
+                        )
+                        .await;
+                }
+                let mut m = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+                if slots.in_use.load(Ordering::SeqCst) == 0
+                    && slots.waiting.load(Ordering::SeqCst) == 0
+                {
+                    m.remove(&conn);
+                }
+                continue;
+            }
+            if let Err(e) = self.renew(conn, None, &slots).await {
+                tracing::warn!(error = %e, "could not renew a connection lease");
+            }
+        }
+    }
+}
+
+/// This worker's share of a connection: what it wants, within what the others actually hold,
+/// and — when others want slots too — no more than its fair part.
+fn share(cap: i64, wanted: i64, others_slots: i64, others_wanted: i64, others_active: i64) -> i64 {
+    let fair = (cap + others_active) / (others_active + 1);
+    let left_by_others_wants = cap - others_wanted;
+    wanted
+        .min(cap - others_slots)
+        .min(fair.max(left_by_others_wants))
+        .max(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share;
+
+    #[test]
+    fn a_lone_worker_gets_what_it_wants_within_the_cap() {
+        assert_eq!(share(10, 4, 0, 0, 0), 4);
+        assert_eq!(share(10, 40, 0, 0, 0), 10);
+    }
+
+    #[test]
+    fn busy_workers_converge_to_fair_shares_that_never_exceed_the_cap() {
+        // Worker A holds all 10; B arrives wanting 50 and gets nothing yet.
+        let b = share(10, 50, 10, 50, 1);
+        assert_eq!(b, 0);
+        // A renews: B wants slots, so A's share drops to its fair half…
+        let a = share(10, 50, b, 50, 1);
+        assert_eq!(a, 5);
+        // …and once A's calls above 5 finish, B gets the rest.
+        let b = share(10, 50, a, 50, 1);
+        assert_eq!(b, 5);
+        assert!(a + b <= 10);
+    }
+
+    #[test]
+    fn a_small_demand_leaves_the_rest_to_a_big_one() {
+        // A wants 2, B wants 50: A takes 2, B gets 8, not a "fair" 5.
+        let a = share(10, 2, 0, 50, 1);
+        assert_eq!(a, 2);
+        assert_eq!(share(10, 50, a, 2, 1), 8);
+    }
+}
