@@ -78,6 +78,20 @@ async fn a_lead_enqueued_over_http_is_created_in_salesforce_and_its_id_recorded(
         ),
         "{metrics}"
     );
+    // One vendor call timed (the token request is not one), and each of the three ledger
+    // statements ran once, for this one execution.
+    assert!(
+        metrics.contains(r#"aic_vendor_request_duration_seconds_count{app="salesforce"} 1"#),
+        "{metrics}"
+    );
+    for statement in ["begin", "mark", "finish"] {
+        for line in [
+            format!(r#"aic_ledger_batch_executions_sum{{statement="{statement}"}} 1"#),
+            format!(r#"aic_ledger_batch_duration_seconds_count{{statement="{statement}"}} 1"#),
+        ] {
+            assert!(metrics.contains(&line), "no `{line}` in {metrics}");
+        }
+    }
     env.stop().await;
 }
 

@@ -96,7 +96,13 @@ async fn call_once(
     attempts: &AtomicU32,
 ) -> Result<CallSuccess, VendorFailure> {
     attempts.fetch_add(1, Ordering::Relaxed);
+    let timer = ctx
+        .metrics
+        .vendor_request_duration
+        .with_label_values(&[t.app])
+        .start_timer();
     let r = vendor::call(&ctx.http, &ctx.egress, t.vendor, token, call).await;
+    drop(timer);
     let class = match &r {
         Ok(_) => "2xx",
         Err(f) => f

@@ -8,6 +8,7 @@
 //! committed, exactly as with one statement per execution.
 
 use crate::batch::{Batcher, Failure};
+use crate::metrics::Metrics;
 use crate::resolve::{self, Refusal, Resolved};
 use aic_proto::{ExecutionRequestV1, ExecutionResultV1, ExecutionStatus, VersionId};
 use chrono::{DateTime, Utc};
@@ -110,10 +111,12 @@ const FINISH_SQL: &str = "UPDATE executions e SET status = u.status, result = u.
      RETURNING e.id";
 
 impl Ledger {
-    /// Starts the batchers (needs a Tokio runtime).
-    pub fn new(pool: Pool) -> Self {
+    /// Starts the batchers (needs a Tokio runtime); each batch is timed in `metrics`.
+    pub fn new(pool: Pool, metrics: &Metrics) -> Self {
         let sql: Arc<str> =
             format!("{BEGIN_SQL}{} FROM b {}", resolve::COLUMNS, resolve::JOINS).into();
+        let [begin_timer, mark_timer, finish_timer] =
+            crate::metrics::LEDGER_STATEMENTS.map(|s| metrics.ledger_batch(s));
         let p = pool.clone();
         let begin = Batcher::spawn(
             MAX_BATCH,
@@ -122,7 +125,9 @@ impl Ledger {
             move |items: Arc<Vec<BeginInput>>| {
                 let pool = p.clone();
                 let sql = sql.clone();
+                let timer = begin_timer.start(items.len());
                 async move {
+                    let _timer = timer;
                     // Prepared once per pooled connection: one round-trip per batch, not two.
                     let (client, statement) = prepared(&pool, &sql).await?;
                     let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
@@ -151,7 +156,9 @@ impl Ledger {
             |i: &(Uuid, Uuid)| i.0,
             move |items: Arc<Vec<(Uuid, Uuid)>>| {
                 let pool = p.clone();
+                let timer = mark_timer.start(items.len());
                 async move {
+                    let _timer = timer;
                     let (client, statement) = prepared(&pool, MARK_SQL).await?;
                     let ids: Vec<Uuid> = items.iter().map(|i| i.0).collect();
                     let versions: Vec<Uuid> = items.iter().map(|i| i.1).collect();
@@ -170,7 +177,9 @@ impl Ledger {
             |i: &FinishInput| i.id,
             move |items: Arc<Vec<FinishInput>>| {
                 let pool = p.clone();
+                let timer = finish_timer.start(items.len());
                 async move {
+                    let _timer = timer;
                     let (client, statement) = prepared(&pool, FINISH_SQL).await?;
                     let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
                     let statuses: Vec<&str> = items.iter().map(|i| i.status).collect();

@@ -8,7 +8,8 @@
 use aic_core::catalog::Catalog;
 use aic_core::metrics::{LATENCY_BUCKETS, register, render};
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramTimer, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry,
 };
 
 /// Outcomes of `aic_executions_total` (besides `replayed`, counted under app `unknown`).
@@ -17,6 +18,10 @@ pub const OUTCOMES: [&str; 3] = ["succeeded", "failed", "unknown_outcome"];
 pub const STATUS_CLASSES: [&str; 5] = ["2xx", "3xx", "4xx", "5xx", "transport"];
 /// Outcomes of `aic_vendor_token_requests_total`.
 pub const TOKEN_OUTCOMES: [&str; 3] = ["ok", "refused", "error"];
+/// Statements of the ledger (`crate::ledger`), each group-committed in batches.
+pub const LEDGER_STATEMENTS: [&str; 3] = ["begin", "mark", "finish"];
+/// Buckets of `aic_ledger_batch_executions`: up to the largest batch (256).
+const BATCH_SIZE_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 /// Reasons of `aic_dead_letters_total`: the decoder's, and an execution id owned by another
 /// tenant.
 pub const DEAD_LETTER_REASONS: [&str; 5] = [
@@ -38,6 +43,13 @@ pub struct Metrics {
     pub execution_duration: HistogramVec,
     /// Vendor HTTP calls, by app and status class (`2xx`, `4xx`, `5xx`, `transport`).
     pub vendor_requests: IntCounterVec,
+    /// Time of one vendor HTTP call (not its retries' waits), by app, whatever its answer.
+    pub vendor_request_duration: HistogramVec,
+    /// Time of one group-committed ledger statement, by statement: waiting for a pooled
+    /// connection, the round-trip and the commit. Every execution waits on three of them.
+    ledger_batch_duration: HistogramVec,
+    /// Executions in one ledger statement, by statement: how much group commit is saving.
+    ledger_batch_executions: HistogramVec,
     /// Token requests, by app and outcome (`ok`, `refused`, `error`).
     pub token_requests: IntCounterVec,
     /// Retries scheduled, by app.
@@ -108,6 +120,34 @@ impl Metrics {
                 &["app", "outcome"],
             ),
         );
+        let histogram = |name: &str, help: &str, label: &str, buckets: &[f64]| {
+            register(
+                &registry,
+                name,
+                HistogramVec::new(
+                    HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+                    &[label],
+                ),
+            )
+        };
+        let vendor_request_duration = histogram(
+            "aic_vendor_request_duration_seconds",
+            "One vendor HTTP call, from send to answer (or failure).",
+            "app",
+            &LATENCY_BUCKETS,
+        );
+        let ledger_batch_duration = histogram(
+            "aic_ledger_batch_duration_seconds",
+            "One group-committed ledger statement, connection wait and commit included.",
+            "statement",
+            &LATENCY_BUCKETS,
+        );
+        let ledger_batch_executions = histogram(
+            "aic_ledger_batch_executions",
+            "Executions sharing one ledger statement.",
+            "statement",
+            &BATCH_SIZE_BUCKETS,
+        );
         let gauge = |name: &str, help: &str| register(&registry, name, IntGauge::new(name, help));
         let in_flight = gauge("aic_executions_in_flight", "Deliveries being processed.");
         let queue_consumers = gauge(
@@ -131,6 +171,9 @@ impl Metrics {
             executions,
             execution_duration,
             vendor_requests,
+            vendor_request_duration,
+            ledger_batch_duration,
+            ledger_batch_executions,
             token_requests,
             retries,
             dead_letters,
@@ -157,6 +200,7 @@ impl Metrics {
             for class in STATUS_CLASSES {
                 self.vendor_requests.with_label_values(&[app, class]);
             }
+            self.vendor_request_duration.with_label_values(&[app]);
             for outcome in TOKEN_OUTCOMES {
                 self.token_requests.with_label_values(&[app, outcome]);
             }
@@ -168,11 +212,38 @@ impl Metrics {
         for reason in DEAD_LETTER_REASONS {
             self.dead_letters.with_label_values(&[reason]);
         }
+        for statement in LEDGER_STATEMENTS {
+            self.ledger_batch(statement);
+        }
+    }
+
+    /// The histograms of one ledger statement.
+    pub fn ledger_batch(&self, statement: &str) -> BatchTimer {
+        BatchTimer {
+            seconds: self.ledger_batch_duration.with_label_values(&[statement]),
+            executions: self.ledger_batch_executions.with_label_values(&[statement]),
+        }
     }
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         render(&self.registry)
+    }
+}
+
+/// Times the batches of one ledger statement.
+#[derive(Clone, Debug)]
+pub struct BatchTimer {
+    seconds: Histogram,
+    executions: Histogram,
+}
+
+impl BatchTimer {
+    /// Counts a batch of `executions` and times it until the returned guard drops, on success
+    /// or failure alike.
+    pub fn start(&self, executions: usize) -> HistogramTimer {
+        self.executions.observe(executions as f64);
+        self.seconds.start_timer()
     }
 }
 

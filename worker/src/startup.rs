@@ -57,7 +57,7 @@ impl Worker {
         metrics.zero(&catalog);
         let ctx = Ctx {
             catalog,
-            ledger: crate::ledger::Ledger::new(pool.clone()),
+            ledger: crate::ledger::Ledger::new(pool.clone(), &metrics),
             budgets: crate::budget::Budgets::start(
                 pool.clone(),
                 settings.tag.clone(),
