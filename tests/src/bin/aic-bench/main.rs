@@ -223,7 +223,10 @@ async fn pipeline(
     while confirms.join_next().await.is_some() {}
     let arrived = reader.await.expect("results reader");
     let last = arrived.values().map(|(t, _)| *t).max().unwrap_or(started);
+    let first = arrived.values().map(|(t, _)| *t).min().unwrap_or(started);
     let elapsed = (last - started).as_secs_f64();
+    let steady = (arrived.len() > 1 && last > first)
+        .then(|| (arrived.len() - 1) as f64 / (last - first).as_secs_f64());
     let mut latencies: Vec<f64> = arrived
         .iter()
         .filter_map(|(id, (at, _))| sent_at.get(id).map(|t| (*at - *t).as_secs_f64() * 1000.0))
@@ -235,6 +238,7 @@ async fn pipeline(
         scenario: label.into(),
         executions: n,
         per_second: seen as f64 / elapsed.max(1e-9),
+        steady_per_second: steady,
         worker_cpu_us_per_execution: Some(spent.workers_us),
         worker_page_faults_per_execution: Some(spent.workers_faults),
         machine_cpu_us_per_execution: spent.machine_us,
@@ -373,6 +377,7 @@ async fn main() -> ExitCode {
         .await;
         let littles_law = args.slow_in_flight as f64 / (args.slow_latency_ms as f64 / 1000.0);
         row.ratio = Some(row.per_second / littles_law);
+        row.steady_ratio = row.steady_per_second.map(|r| r / littles_law);
         stop(slow);
         rows.push(row);
     }

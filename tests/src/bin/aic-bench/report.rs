@@ -10,7 +10,13 @@ pub struct Row {
     pub scenario: String,
     pub executions: usize,
     pub per_second: f64,
+    /// Results per second between the first result and the last: the rate once the pipeline is
+    /// full. `per_second` runs from the first publish, so it also carries the first execution's
+    /// own latency — 0.2 s of a slow-vendor run that lasts 1.2 s even at Little's law.
+    pub steady_per_second: Option<f64>,
     pub ratio: Option<f64>,
+    /// `steady_per_second` against Little's law, for the slow row.
+    pub steady_ratio: Option<f64>,
     pub worker_cpu_us_per_execution: Option<f64>,
     pub worker_peak_rss_mib: Option<f64>,
     /// The workers' minor page faults per execution (memory the allocator handed back to the
@@ -89,6 +95,14 @@ pub fn print(rows: &[Row], machine: &Value, slow_in_flight: u16, slow_latency_ms
          flt/ex: the worker's minor page faults per execution",
         slow_in_flight, slow_latency_ms
     );
+    for r in rows.iter().filter(|r| r.steady_ratio.is_some()) {
+        println!(
+            "{}: {:.0}/s between its first and last result, {:.2} of Little's law",
+            r.scenario.trim(),
+            r.steady_per_second.unwrap_or_default(),
+            r.steady_ratio.unwrap_or_default()
+        );
+    }
     print_breakdown(rows);
 }
 
