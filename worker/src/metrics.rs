@@ -262,3 +262,34 @@ pub fn status_class(status: u16) -> &'static str {
         _ => "5xx",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ledger_batch_is_counted_and_timed_even_when_it_fails() {
+        let metrics = Metrics::new();
+        metrics.zero(&Catalog::load().expect("the built-in catalogue"));
+        let finish = metrics.ledger_batch("finish");
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"aic_ledger_batch_duration_seconds_count{statement="finish"} 0"#),
+            "{text}"
+        );
+        let refused = || -> Result<(), &'static str> {
+            let _timer = finish.start(7);
+            Err("the database refused the statement")?;
+            Ok(())
+        };
+        assert!(refused().is_err());
+        let text = metrics.render();
+        for line in [
+            r#"aic_ledger_batch_executions_sum{statement="finish"} 7"#,
+            r#"aic_ledger_batch_duration_seconds_count{statement="finish"} 1"#,
+            r#"aic_ledger_batch_duration_seconds_count{statement="begin"} 0"#,
+        ] {
+            assert!(text.contains(line), "no `{line}` in {text}");
+        }
+    }
+}
