@@ -3,12 +3,12 @@
 //! status, and how long it took. Labels are bounded: an unknown path is `unmatched`, an unusual
 //! method `other`.
 
-use aic_core::metrics::{LATENCY_BUCKETS, register, render};
+use aic_core::metrics::{LATENCY_BUCKETS, histogram, register, render};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramVec, IntCounterVec, Opts, Registry};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -35,15 +35,12 @@ impl HttpMetrics {
                 &["route", "method", "status"],
             ),
         );
-        let name = "aic_http_request_duration_seconds";
-        let duration = register(
+        let duration = histogram(
             &registry,
-            name,
-            HistogramVec::new(
-                HistogramOpts::new(name, "Time to answer an API request, by route and method.")
-                    .buckets(LATENCY_BUCKETS.to_vec()),
-                &["route", "method"],
-            ),
+            "aic_http_request_duration_seconds",
+            "Time to answer an API request, by route and method.",
+            &["route", "method"],
+            &LATENCY_BUCKETS,
         );
         Self {
             registry,

@@ -3,7 +3,7 @@
 //! `control-plane/src/metrics.rs`).
 
 use prometheus::core::Collector;
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, Registry, TextEncoder};
 
 /// Buckets of a time that runs from a millisecond to a synchronous wait's 30 s.
 pub const LATENCY_BUCKETS: [f64; 14] = [
@@ -23,6 +23,24 @@ pub fn register<C: Collector + Clone + 'static>(
         .register(Box::new(metric.clone()))
         .unwrap_or_else(|e| panic!("metric {name}: {e}"));
     metric
+}
+
+/// Registers a histogram `name` with `buckets`, one series per value of `labels`.
+pub fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> HistogramVec {
+    register(
+        registry,
+        name,
+        HistogramVec::new(
+            HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+            labels,
+        ),
+    )
 }
 
 /// The Prometheus text exposition of `registry`.

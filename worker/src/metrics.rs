@@ -6,10 +6,9 @@
 //! increase, so the first dead letter or unknown outcome of a worker's life would not alert.
 
 use aic_core::catalog::Catalog;
-use aic_core::metrics::{LATENCY_BUCKETS, register, render};
+use aic_core::metrics::{LATENCY_BUCKETS, histogram, register, render};
 use prometheus::{
-    Histogram, HistogramOpts, HistogramTimer, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry,
+    Histogram, HistogramTimer, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 /// Outcomes of `aic_executions_total` (besides `replayed`, counted under app `unknown`).
@@ -110,42 +109,32 @@ impl Metrics {
             "Messages dead-lettered, by reason.",
             &["reason"],
         );
-        let name = "aic_execution_duration_seconds";
-        let execution_duration = register(
+        let execution_duration = histogram(
             &registry,
-            name,
-            HistogramVec::new(
-                HistogramOpts::new(name, "Delivery to result published.")
-                    .buckets(LATENCY_BUCKETS.to_vec()),
-                &["app", "outcome"],
-            ),
+            "aic_execution_duration_seconds",
+            "Delivery to result published.",
+            &["app", "outcome"],
+            &LATENCY_BUCKETS,
         );
-        let histogram = |name: &str, help: &str, label: &str, buckets: &[f64]| {
-            register(
-                &registry,
-                name,
-                HistogramVec::new(
-                    HistogramOpts::new(name, help).buckets(buckets.to_vec()),
-                    &[label],
-                ),
-            )
-        };
         let vendor_request_duration = histogram(
+            &registry,
             "aic_vendor_request_duration_seconds",
             "One vendor HTTP call, from send to answer (or failure).",
-            "app",
+            &["app"],
             &LATENCY_BUCKETS,
         );
         let ledger_batch_duration = histogram(
+            &registry,
             "aic_ledger_batch_duration_seconds",
             "One group-committed ledger statement, connection wait and commit included.",
-            "statement",
+            &["statement"],
             &LATENCY_BUCKETS,
         );
         let ledger_batch_executions = histogram(
+            &registry,
             "aic_ledger_batch_executions",
             "Executions sharing one ledger statement.",
-            "statement",
+            &["statement"],
             &BATCH_SIZE_BUCKETS,
         );
         let gauge = |name: &str, help: &str| register(&registry, name, IntGauge::new(name, help));
