@@ -2,6 +2,7 @@
 //! PostgreSQL and the sandbox in its fast mode. Prints a table, writes it as JSON, and exits
 //! non-zero if any execution was lost or failed. See BENCHMARKS.md.
 
+mod echo;
 mod machine;
 mod report;
 
@@ -43,12 +44,13 @@ struct Args {
     /// Where to write the JSON.
     #[arg(long, default_value = "target/bench.json")]
     json: String,
-    /// Scenarios to run, comma-separated (ceiling, full, paced, two, slow); all by default.
-    /// Ratios to the ceiling need `ceiling`; `paced` needs `full` unless `--paced-rate` is given.
+    /// Scenarios to run, comma-separated (ceiling, path, full, paced, two, slow); all by
+    /// default. Ratios to the ceiling need `ceiling`; `paced` needs `full` unless
+    /// `--paced-rate` is given.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ceiling,full,paced,two,slow"
+        default_value = "ceiling,path,full,paced,two,slow"
     )]
     only: Vec<String>,
 }
@@ -257,6 +259,9 @@ async fn pipeline(
     }
 }
 
+/// The scenario of the AMQP path alone (`echo`).
+const PATH_ROW: &str = "AMQP path alone (echo consumer)";
+
 /// Stops a worker process and reaps it.
 fn stop(mut child: std::process::Child) {
     let _ = child.kill();
@@ -299,6 +304,19 @@ async fn main() -> ExitCode {
     } else {
         None
     };
+    if run("path") {
+        let echo = echo::start(&env, args.prefetch).await;
+        let mut row = pipeline(&env, &automation, args.n, &[], None, PATH_ROW).await;
+        // No worker process: the echo consumer's CPU is this process's.
+        row.worker_cpu_us_per_execution = None;
+        row.worker_page_faults_per_execution = None;
+        let echoed = echo.stop().await;
+        assert_eq!(
+            echoed, args.n,
+            "the echo consumer answered every request once"
+        );
+        rows.push(row);
+    }
 
     if run("full") || run("paced") || run("two") {
         let one = env.spawn_worker_process(args.prefetch);
@@ -357,6 +375,18 @@ async fn main() -> ExitCode {
     if let Some(ceiling_rate) = ceiling_rate {
         for r in rows.iter_mut().skip(1) {
             r.ratio = Some(r.per_second / ceiling_rate);
+        }
+    }
+    if let Some(path_rate) = rows
+        .iter()
+        .find(|r| r.scenario == PATH_ROW)
+        .map(|r| r.per_second)
+    {
+        for r in rows
+            .iter_mut()
+            .filter(|r| r.scenario.starts_with("full pipeline"))
+        {
+            r.path_ratio = Some(r.per_second / path_rate);
         }
     }
 

@@ -17,6 +17,10 @@ pub struct Row {
     pub ratio: Option<f64>,
     /// `steady_per_second` against Little's law, for the slow row.
     pub steady_ratio: Option<f64>,
+    /// `per_second` against the AMQP path alone (an echo consumer instead of a worker), for the
+    /// full pipeline at full load: the share of the broker-bound rate the worker's own work
+    /// (ledger, credentials, vendor call, a second process) leaves.
+    pub path_ratio: Option<f64>,
     pub worker_cpu_us_per_execution: Option<f64>,
     pub worker_peak_rss_mib: Option<f64>,
     /// The workers' minor page faults per execution (memory the allocator handed back to the
@@ -101,6 +105,13 @@ pub fn print(rows: &[Row], machine: &Value, slow_in_flight: u16, slow_latency_ms
             r.scenario.trim(),
             r.steady_per_second.unwrap_or_default(),
             r.steady_ratio.unwrap_or_default()
+        );
+    }
+    for r in rows.iter().filter(|r| r.path_ratio.is_some()) {
+        println!(
+            "{}: {:.2} of the AMQP path alone",
+            r.scenario.trim(),
+            r.path_ratio.unwrap_or_default()
         );
     }
     print_breakdown(rows);

@@ -1,0 +1,105 @@
+//! The pipeline's own bound on this machine: an execution's AMQP path with nothing else. An
+//! echo consumer in this process takes each request off the real executions queue (quorum,
+//! manual acks, the worker's prefetch), publishes a minimal result to the results exchange with
+//! a confirm, then acks — so a run through it costs the broker what a worker's run does (the
+//! request published, confirmed, delivered and acked; the result published, confirmed and
+//! delivered) and nothing for the ledger, credentials, the vendor call or a second process.
+//! The full pipeline's throughput against this row is what the worker's own work costs it.
+
+use aic_proto::ExecutionRequestV1;
+use aic_proto::topology::EXECUTION_RESULT_TYPE;
+use aic_tests::harness::TestEnv;
+use futures_util::StreamExt;
+use lapin::Channel;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use serde_json::json;
+use tokio::task::{JoinHandle, JoinSet};
+
+const TAG: &str = "aic-bench-echo";
+
+/// A running echo consumer.
+pub struct Echo {
+    consume: Channel,
+    task: JoinHandle<usize>,
+}
+
+/// Declares the topology (no worker has run yet) and starts consuming.
+pub async fn start(env: &TestEnv, prefetch: u16) -> Echo {
+    let consume = env.amqp.create_channel().await.expect("channel");
+    aic_core::amqp::declare_topology(&consume, &env.names)
+        .await
+        .expect("topology");
+    consume
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let results = aic_core::amqp::confirm_channel(&env.amqp)
+        .await
+        .expect("channel");
+    let mut consumer = consume
+        .basic_consume(
+            env.names.executions_queue.as_str().into(),
+            TAG.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let exchange = env.names.results_exchange.clone();
+    let task = tokio::spawn(async move {
+        let mut in_flight = JoinSet::new();
+        let mut echoed = 0;
+        loop {
+            tokio::select! {
+                d = consumer.next() => {
+                    // The stream ends when `stop` cancels the consumer.
+                    let Some(d) = d else { break };
+                    let d = d.expect("delivery");
+                    let (results, exchange) = (results.clone(), exchange.clone());
+                    in_flight.spawn(async move {
+                        let req: ExecutionRequestV1 =
+                            serde_json::from_slice(&d.data).expect("a request as the contract says");
+                        let body = json!({"version": 1, "execution_id": req.execution_id,
+                            "tenant_id": req.tenant_id, "status": "succeeded"});
+                        aic_core::amqp::publish_confirmed(
+                            &results,
+                            &exchange,
+                            &format!("{}.succeeded", req.tenant_id),
+                            body.to_string().as_bytes(),
+                            aic_core::amqp::json_properties(EXECUTION_RESULT_TYPE),
+                            false,
+                        )
+                        .await
+                        .expect("result");
+                        d.acker.ack(BasicAckOptions::default()).await.expect("ack");
+                    });
+                }
+                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    done.expect("echo");
+                    echoed += 1;
+                }
+            }
+        }
+        while let Some(done) = in_flight.join_next().await {
+            done.expect("echo");
+            echoed += 1;
+        }
+        echoed
+    });
+    Echo { consume, task }
+}
+
+impl Echo {
+    /// Stops consuming and waits until every delivery taken was answered and acked, so that
+    /// nothing is left on the queue for the worker that runs next. Returns how many were.
+    pub async fn stop(self) -> usize {
+        self.consume
+            .basic_cancel(TAG.into(), BasicCancelOptions::default())
+            .await
+            .expect("cancel");
+        let echoed = self.task.await.expect("echo consumer");
+        let _ = self.consume.close(200, "done".into()).await;
+        echoed
+    }
+}
