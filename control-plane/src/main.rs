@@ -2,6 +2,7 @@
 
 use aic_control_plane::config::{Cli, Command};
 use aic_control_plane::startup::Application;
+use aic_core::db::Planning;
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -29,12 +30,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("migrations applied: {n}");
         }
         Command::CreateTenant(args) => {
-            let pool = aic_core::db::pool(&args.db.database_url, 2)?;
+            let pool = aic_core::db::pool(&args.db.database_url, 2, Planning::PerExecution)?;
             let issued = aic_control_plane::tenants::create_tenant(&pool, &args.name).await?;
             println!("{}", serde_json::to_string(&issued)?);
         }
         Command::CreateToken(args) => {
-            let pool = aic_core::db::pool(&args.db.database_url, 2)?;
+            let pool = aic_core::db::pool(&args.db.database_url, 2, Planning::PerExecution)?;
             let issued = aic_control_plane::tenants::create_token(
                 &pool,
                 &args.tenant,

@@ -4,6 +4,7 @@
 use crate::config::ServeArgs;
 use crate::state::AppState;
 use aic_core::catalog::Catalog;
+use aic_core::db::Planning;
 use aic_proto::topology::Names;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,7 +25,11 @@ impl Application {
     pub async fn build(args: &ServeArgs) -> anyhow::Result<Self> {
         let catalog = Catalog::load()?;
         let keyring = args.credentials.keyring()?;
-        let pool = aic_core::db::pool(&args.db.database_url, args.db.database_pool_size)?;
+        let pool = aic_core::db::pool(
+            &args.db.database_url,
+            args.db.database_pool_size,
+            Planning::PerExecution,
+        )?;
         let names = Names::new(&args.amqp.amqp_namespace);
         let broker = Arc::new(
             aic_core::amqp::Broker::connect(&args.amqp.amqp_url, "aic-control-plane", &names)

@@ -16,7 +16,8 @@ pub struct DatabaseArgs {
         default_value = "postgres://postgres@127.0.0.1:5432/aic"
     )]
     pub database_url: SecretString,
-    /// Largest number of pooled Postgres connections.
+    /// Largest number of pooled Postgres connections (a worker keeps up to 3 of them for its
+    /// ledger's batched statements, and holds at least 2).
     #[arg(long, env = "AIC_DATABASE_POOL_SIZE", default_value_t = 16)]
     pub database_pool_size: usize,
 }

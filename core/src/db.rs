@@ -15,18 +15,40 @@ pub enum DbSetupError {
     Build(#[from] deadpool_postgres::BuildError),
 }
 
+/// How a pool's connections plan the statements they prepare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Planning {
+    /// A custom plan at every execution: right for any statement, at the price of planning it
+    /// each time.
+    PerExecution,
+    /// One generic plan per prepared statement, made with sequential scans, hash joins and
+    /// merge joins priced out, so that it looks rows up by index whatever the tables held when
+    /// it was made. Only for a pool whose statements all find their rows by key (the worker's
+    /// ledger batches): planning them at every execution was a third of Postgres's CPU at
+    /// moderate rates (aic-bench, BENCHMARKS.md).
+    KeyLookups,
+}
+
 /// Builds a lazily-connecting pool: a database that is down makes `/readyz` fail, not start-up.
-pub fn pool(url: &SecretString, size: usize) -> Result<Pool, DbSetupError> {
+pub fn pool(url: &SecretString, size: usize, planning: Planning) -> Result<Pool, DbSetupError> {
     let mut config: tokio_postgres::Config =
         url.expose_secret().parse().map_err(DbSetupError::BadUrl)?;
     // Statements are prepared once per pooled connection, and Postgres would soon settle on one
     // generic plan for each — planned while `executions` was still small, so a batch update
     // joined to it by a sequential scan stays a sequential scan as the table grows to millions
-    // of rows (aic-bench: 400 scans of the whole ledger in 20 s). A custom plan per execution
-    // sees the current table and the batch's real size; planning costs far less than that scan.
+    // of rows (aic-bench: 400 scans of the whole ledger in 20 s). Either every execution gets
+    // a custom plan that sees the current table and the batch's real size, or, for key
+    // lookups, the generic plan is made without the scans and joins that would go stale.
+    let planner = match planning {
+        Planning::PerExecution => "-c plan_cache_mode=force_custom_plan",
+        Planning::KeyLookups => {
+            "-c plan_cache_mode=force_generic_plan -c enable_seqscan=off \
+             -c enable_hashjoin=off -c enable_mergejoin=off"
+        }
+    };
     let options = match config.get_options() {
-        Some(o) if !o.is_empty() => format!("{o} -c plan_cache_mode=force_custom_plan"),
-        _ => "-c plan_cache_mode=force_custom_plan".to_string(),
+        Some(o) if !o.is_empty() => format!("{o} {planner}"),
+        _ => planner.to_string(),
     };
     config.options(&options);
     let manager = Manager::from_config(

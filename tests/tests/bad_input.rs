@@ -428,8 +428,11 @@ async fn a_vendor_answer_with_a_nul_character_is_stored_and_published_with_it_re
     use aic_proto::{ExecutionRequestV1, ExecutionResultV1, ExecutionStatus};
     let env = TestEnv::start().await;
     let automation = env.lead_automation().await;
-    let ledger =
-        aic_worker::ledger::Ledger::new(env.pool.clone(), &aic_worker::metrics::Metrics::new());
+    let ledger = aic_worker::ledger::Ledger::new(
+        env.pool.clone(),
+        env.ledger_pool(),
+        &aic_worker::metrics::Metrics::new(),
+    );
     let req: ExecutionRequestV1 = serde_json::from_value(json!({
         "version": 1,
         "execution_id": uuid::Uuid::now_v7().to_string(),

@@ -84,6 +84,8 @@ const MAX_BATCH: usize = 256;
 /// while it runs the next batch fills, and fewer, larger commits cost Postgres far less CPU
 /// (aic-bench: 3 → 1 took one worker from 4,957 to 5,873 exec/s and 98 → 86 µs CPU each).
 const CONCURRENT_BATCHES: usize = 1;
+/// Connections the batches hold at most: one per statement kind in flight.
+pub const CONNECTIONS: usize = 3 * CONCURRENT_BATCHES;
 
 const BEGIN_SQL: &str = "WITH input AS ( \
        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::jsonb[], $5::text[]) \
@@ -110,14 +112,30 @@ const FINISH_SQL: &str = "UPDATE executions e SET status = u.status, result = u.
      WHERE e.id = u.id AND e.status IN ('queued', 'running') \
      RETURNING e.id";
 
+fn begin_sql() -> String {
+    format!("{BEGIN_SQL}{} FROM b {}", resolve::COLUMNS, resolve::JOINS)
+}
+
+/// The batched statements as the batchers prepare them, by kind (`begin`, `mark`, `finish`,
+/// as in [`crate::metrics::LEDGER_STATEMENTS`]): for checking their plans.
+pub fn statements() -> [(&'static str, String); 3] {
+    [
+        ("begin", begin_sql()),
+        ("mark", MARK_SQL.to_string()),
+        ("finish", FINISH_SQL.to_string()),
+    ]
+}
+
 impl Ledger {
-    /// Starts the batchers (needs a Tokio runtime); each batch is timed in `metrics`.
-    pub fn new(pool: Pool, metrics: &Metrics) -> Self {
-        let sql: Arc<str> =
-            format!("{BEGIN_SQL}{} FROM b {}", resolve::COLUMNS, resolve::JOINS).into();
+    /// Starts the batchers (needs a Tokio runtime): they run on `batches`, a pool of up to
+    /// [`CONNECTIONS`] planned for key lookups ([`aic_core::db::Planning::KeyLookups`]: every
+    /// batched statement finds its rows by primary key); `pool` serves the rest. Each batch is
+    /// timed in `metrics`.
+    pub fn new(pool: Pool, batches: Pool, metrics: &Metrics) -> Self {
+        let sql: Arc<str> = begin_sql().into();
         let [begin_timer, mark_timer, finish_timer] =
             crate::metrics::LEDGER_STATEMENTS.map(|s| metrics.ledger_batch(s));
-        let p = pool.clone();
+        let p = batches.clone();
         let begin = Batcher::spawn(
             MAX_BATCH,
             CONCURRENT_BATCHES,
@@ -149,7 +167,7 @@ impl Ledger {
                 }
             },
         );
-        let p = pool.clone();
+        let p = batches.clone();
         let mark = Batcher::spawn(
             MAX_BATCH,
             CONCURRENT_BATCHES,
@@ -170,7 +188,7 @@ impl Ledger {
                 }
             },
         );
-        let p = pool.clone();
+        let p = batches.clone();
         let finish = Batcher::spawn(
             MAX_BATCH,
             CONCURRENT_BATCHES,

@@ -9,6 +9,7 @@ use crate::metrics::Metrics;
 use crate::retry::RetryPolicy;
 use crate::tokens::TokenCache;
 use aic_core::amqp::Broker;
+use aic_core::db::Planning;
 use aic_proto::topology::Names;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -31,7 +32,13 @@ impl Worker {
     pub async fn build(args: &WorkerArgs) -> anyhow::Result<Self> {
         let keyring = args.credentials.keyring()?;
         let catalog = aic_core::catalog::Catalog::load()?;
-        let pool = aic_core::db::pool(&args.db.database_url, args.db.database_pool_size)?;
+        // The ledger's batched statements get connections of their own, planned once for key
+        // lookups; the rest of the pool serves everything else.
+        let size = args.db.database_pool_size.max(2);
+        let batches = crate::ledger::CONNECTIONS.min(size - 1);
+        let url = &args.db.database_url;
+        let pool = aic_core::db::pool(url, size - batches, Planning::PerExecution)?;
+        let batches = aic_core::db::pool(url, batches, Planning::KeyLookups)?;
         let names = Names::new(&args.amqp.amqp_namespace);
         let tag = format!("aic-worker-{}", uuid::Uuid::new_v4());
         let broker = Arc::new(
@@ -57,7 +64,7 @@ impl Worker {
         metrics.zero(&catalog);
         let ctx = Ctx {
             catalog,
-            ledger: crate::ledger::Ledger::new(pool.clone(), &metrics),
+            ledger: crate::ledger::Ledger::new(pool.clone(), batches, &metrics),
             budgets: crate::budget::Budgets::start(
                 pool.clone(),
                 settings.tag.clone(),

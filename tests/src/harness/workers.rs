@@ -41,6 +41,17 @@ impl TestEnv {
         }
     }
 
+    /// A pool on the test database like the one a worker's ledger batches run on (planned for
+    /// key lookups), of `aic_worker::ledger::CONNECTIONS` connections.
+    pub fn ledger_pool(&self) -> deadpool_postgres::Pool {
+        aic_core::db::pool(
+            &self.worker_args.db.database_url,
+            aic_worker::ledger::CONNECTIONS,
+            aic_core::db::Planning::KeyLookups,
+        )
+        .expect("pool")
+    }
+
     /// Starts the real `aic-worker` binary (built by `cargo test --workspace --all-targets` or
     /// `cargo build --bins`) against this environment, as a separate process.
     pub fn spawn_worker_process(&self, prefetch: u16) -> std::process::Child {
