@@ -46,7 +46,7 @@ struct Args {
     json: String,
     /// Scenarios to run, comma-separated (ceiling, path, full, paced, two, slow); all by
     /// default. Ratios to the ceiling need `ceiling`; `paced` needs `full` unless
-    /// `--paced-rate` is given.
+    /// `--paced-rate` is given, and with `path` also paces the AMQP path alone.
     #[arg(
         long,
         value_delimiter = ',',
@@ -262,6 +262,25 @@ async fn pipeline(
 /// The scenario of the AMQP path alone (`echo`).
 const PATH_ROW: &str = "AMQP path alone (echo consumer)";
 
+/// [`pipeline`] through the echo consumer instead of a worker (`echo`).
+async fn path(
+    env: &TestEnv,
+    automation: &str,
+    n: usize,
+    prefetch: u16,
+    rate: Option<f64>,
+    label: &str,
+) -> Row {
+    let echo = echo::start(env, prefetch).await;
+    let mut row = pipeline(env, automation, n, &[], rate, label).await;
+    // No worker process: the echo consumer's CPU is this process's.
+    row.worker_cpu_us_per_execution = None;
+    row.worker_page_faults_per_execution = None;
+    let echoed = echo.stop().await;
+    assert_eq!(echoed, n, "the echo consumer answered every request once");
+    row
+}
+
 /// Stops a worker process and reaps it.
 fn stop(mut child: std::process::Child) {
     let _ = child.kill();
@@ -305,18 +324,9 @@ async fn main() -> ExitCode {
         None
     };
     if run("path") {
-        let echo = echo::start(&env, args.prefetch).await;
-        let mut row = pipeline(&env, &automation, args.n, &[], None, PATH_ROW).await;
-        // No worker process: the echo consumer's CPU is this process's.
-        row.worker_cpu_us_per_execution = None;
-        row.worker_page_faults_per_execution = None;
-        let echoed = echo.stop().await;
-        assert_eq!(
-            echoed, args.n,
-            "the echo consumer answered every request once"
-        );
-        rows.push(row);
+        rows.push(path(&env, &automation, args.n, args.prefetch, None, PATH_ROW).await);
     }
+    let mut paced_at = None;
 
     if run("full") || run("paced") || run("two") {
         let one = env.spawn_worker_process(args.prefetch);
@@ -342,6 +352,7 @@ async fn main() -> ExitCode {
             .filter(|_| run("paced"))
         {
             let half_n = ((half_rate * 15.0) as usize).clamp(500.min(args.n), args.n);
+            paced_at = Some((half_rate, half_n));
             rows.push(
                 pipeline(
                     &env,
@@ -371,6 +382,11 @@ async fn main() -> ExitCode {
             stop(two);
         }
         stop(one);
+    }
+    // The broker's own share of that latency: the AMQP path alone at the same rate.
+    if let Some((rate, n)) = paced_at.filter(|_| run("path")) {
+        let label = format!("AMQP path alone, paced at {rate:.0}/s");
+        rows.push(path(&env, &automation, n, args.prefetch, Some(rate), &label).await);
     }
     if let Some(ceiling_rate) = ceiling_rate {
         for r in rows.iter_mut().skip(1) {
