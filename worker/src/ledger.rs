@@ -116,13 +116,14 @@ fn begin_sql() -> String {
     format!("{BEGIN_SQL}{} FROM b {}", resolve::COLUMNS, resolve::JOINS)
 }
 
-/// The batched statements as the batchers prepare them, by kind (`begin`, `mark`, `finish`,
-/// as in [`crate::metrics::LEDGER_STATEMENTS`]): for checking their plans.
+/// The batched statements as the batchers prepare them, by kind (the names of
+/// [`crate::metrics::LEDGER_STATEMENTS`]): for checking their plans.
 pub fn statements() -> [(&'static str, String); 3] {
+    let [begin, mark, finish] = crate::metrics::LEDGER_STATEMENTS;
     [
-        ("begin", begin_sql()),
-        ("mark", MARK_SQL.to_string()),
-        ("finish", FINISH_SQL.to_string()),
+        (begin, begin_sql()),
+        (mark, MARK_SQL.to_string()),
+        (finish, FINISH_SQL.to_string()),
     ]
 }
 
