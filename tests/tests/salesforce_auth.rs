@@ -1,0 +1,180 @@
+//! Salesforce's auth flows end to end: the OAuth refresh token (and what a revoked one does to
+//! the connection), the JWT bearer assertion and the username-password grant, each against the
+//! sandbox org as Salesforce answers them.
+
+use aic_tests::harness::TestEnv;
+use reqwest::Method;
+use serde_json::json;
+
+#[tokio::test]
+async fn a_revoked_salesforce_refresh_token_marks_the_connection_and_later_runs_fail_fast() {
+    let env = TestEnv::start().await;
+    let org = &env.sandbox.state.salesforce;
+    org.add_client("3MVG9refresh", "refresh-client-secret");
+    org.add_refresh_token("5Aep861-refresh-token");
+    let conn = env
+        .connection("SF refresh", "salesforce", "oauth2_refresh_token", json!({"client_id": "3MVG9refresh", "client_secret": "refresh-client-secret", "refresh_token": "5Aep861-refresh-token"}))
+        .await;
+    let conn_id = conn["id"].as_str().expect("id");
+    let lead = env
+        .published_automation("salesforce.create_lead", conn_id, "Lead", None)
+        .await;
+    assert_eq!(
+        env.run(&lead, json!({"LastName": "A", "Company": "B"}))
+            .await["status"],
+        "succeeded"
+    );
+
+    org.revoke_refresh_token("5Aep861-refresh-token");
+    org.expire_tokens();
+    let done = env
+        .run(&lead, json!({"LastName": "C", "Company": "D"}))
+        .await;
+    assert_eq!(
+        done["result"]["error"]["code"], "connection_needs_reauthorization",
+        "{done}"
+    );
+    assert_eq!(done["result"]["error"]["vendor"]["code"], "invalid_grant");
+    let (_, saved) = env
+        .call(Method::GET, &format!("/v1/connections/{conn_id}"), None)
+        .await;
+    assert_eq!(saved["status"], "needs_reauthorization");
+
+    let tokens_before = org.token_requests.load(std::sync::atomic::Ordering::SeqCst);
+    let creates_before = env.sandbox.requests_to("/sobjects/").len();
+    let fast = env
+        .run(&lead, json!({"LastName": "E", "Company": "F"}))
+        .await;
+    assert_eq!(
+        fast["result"]["error"]["code"],
+        "connection_needs_reauthorization"
+    );
+    assert_eq!(fast["result"]["attempts"], 0);
+    assert_eq!(
+        org.token_requests.load(std::sync::atomic::Ordering::SeqCst),
+        tokens_before,
+        "no token request"
+    );
+    assert_eq!(
+        env.sandbox.requests_to("/sobjects/").len(),
+        creates_before,
+        "no vendor call"
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn salesforce_jwt_bearer_signs_an_assertion_the_org_verifies() {
+    let env = TestEnv::start().await;
+    let private = include_str!("../fixtures/test-jwt-key.pem");
+    let public = include_str!("../fixtures/test-jwt-key.pub.pem");
+    env.sandbox
+        .state
+        .salesforce
+        .add_jwt_app("3MVG9jwt", public, "integration@acme.example");
+    let conn = env
+        .connection("SF JWT", "salesforce", "oauth2_jwt_bearer", json!({"client_id": "3MVG9jwt", "username": "integration@acme.example", "private_key": private}))
+        .await;
+    let conn_id = conn["id"].as_str().expect("id");
+    let (_, test) = env
+        .call(
+            Method::POST,
+            &format!("/v1/connections/{conn_id}/test"),
+            None,
+        )
+        .await;
+    assert_eq!(test["ok"], true, "{test}");
+    let lead = env
+        .published_automation("salesforce.create_lead", conn_id, "Lead", None)
+        .await;
+    assert_eq!(
+        env.run(&lead, json!({"LastName": "Jwt", "Company": "Signed"}))
+            .await["status"],
+        "succeeded"
+    );
+
+    let token_call = env
+        .sandbox
+        .requests_to("/services/oauth2/token")
+        .pop()
+        .expect("token call");
+    assert!(
+        token_call
+            .body
+            .contains("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"),
+        "{}",
+        token_call.body
+    );
+    assert!(
+        !token_call.body.contains("PRIVATE"),
+        "the key itself never leaves"
+    );
+
+    // A user the app is not approved for: invalid_grant, the connection needs an admin.
+    let other = env
+        .connection("SF JWT other", "salesforce", "oauth2_jwt_bearer", json!({"client_id": "3MVG9jwt", "username": "someone@acme.example", "private_key": private}))
+        .await;
+    let (_, test) = env
+        .call(
+            Method::POST,
+            &format!("/v1/connections/{}/test", other["id"].as_str().expect("id")),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (test["ok"].as_bool(), test["vendor_code"].as_str()),
+        (Some(false), Some("invalid_grant")),
+        "{test}"
+    );
+    assert!(
+        test["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("user hasn't approved this consumer"),
+        "{test}"
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn salesforce_username_password_grant_works_and_a_wrong_password_is_plain() {
+    let env = TestEnv::start().await;
+    let org = &env.sandbox.state.salesforce;
+    org.add_client("3MVG9pw", "pw-client-secret");
+    org.add_user("api@acme.example", "Passw0rdSECURITYTOKEN");
+    let good = env
+        .connection("SF password", "salesforce", "username_password", json!({"client_id": "3MVG9pw", "client_secret": "pw-client-secret", "username": "api@acme.example", "password": "Passw0rdSECURITYTOKEN"}))
+        .await;
+    let lead = env
+        .published_automation(
+            "salesforce.create_lead",
+            good["id"].as_str().expect("id"),
+            "Lead",
+            None,
+        )
+        .await;
+    assert_eq!(
+        env.run(&lead, json!({"LastName": "P", "Company": "W"}))
+            .await["status"],
+        "succeeded"
+    );
+    let bad = env
+        .connection("SF bad password", "salesforce", "username_password", json!({"client_id": "3MVG9pw", "client_secret": "pw-client-secret", "username": "api@acme.example", "password": "wrong"}))
+        .await;
+    let (_, test) = env
+        .call(
+            Method::POST,
+            &format!("/v1/connections/{}/test", bad["id"].as_str().expect("id")),
+            None,
+        )
+        .await;
+    assert_eq!(test["vendor_code"], "invalid_grant");
+    assert!(
+        test["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("authentication failure"),
+        "{test}"
+    );
+    env.stop().await;
+}
