@@ -52,7 +52,9 @@ impl TokenCache {
         {
             return Ok(token.clone());
         }
-        let token = Arc::new(fetch(guard.token.clone()).await?);
+        // Boxed: the fetch (an HTTP exchange) is rare, and inline it would enlarge every
+        // execution's future by its size, cache hit or not.
+        let token = Arc::new(Box::pin(fetch(guard.token.clone())).await?);
         *guard = Cached {
             token: Some(token.clone()),
             refused: false,
