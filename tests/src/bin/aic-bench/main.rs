@@ -316,8 +316,21 @@ async fn path(
     row
 }
 
-/// Stops a worker process and reaps it.
-fn stop(mut child: std::process::Child) {
+/// Stops a worker process as an orchestrator would, and reaps it: SIGTERM, which lets it send
+/// the acks it still holds (batched for up to 10 ms), then SIGKILL after ten seconds. Killed at
+/// once, its last unsent acks returned those deliveries to the queue, and the row after it
+/// (the echo consumer's) took them as requests of its own.
+async fn stop(mut child: std::process::Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -414,9 +427,9 @@ async fn main() -> ExitCode {
                 )
                 .await,
             );
-            stop(two);
+            stop(two).await;
         }
-        stop(one);
+        stop(one).await;
     }
     // The broker's own share of that latency: the AMQP path alone at the same rate.
     if let Some((rate, n)) = paced_at.filter(|_| run("path")) {
@@ -462,7 +475,7 @@ async fn main() -> ExitCode {
         let littles_law = args.slow_in_flight as f64 / (args.slow_latency_ms as f64 / 1000.0);
         row.ratio = Some(row.per_second / littles_law);
         row.steady_ratio = row.steady_per_second.map(|r| r / littles_law);
-        stop(slow);
+        stop(slow).await;
         rows.push(row);
     }
 
