@@ -8,20 +8,17 @@
 //! ~3 KiB and each phase's state lives only while that phase runs (`a_delivery_task_is_small`
 //! in `consumer.rs`).
 
-use crate::dedupe::Landed;
-use crate::ledger::{Begin, Ledger, LedgerError};
+use crate::ledger::{Begin, Ledger};
 use crate::metrics::Metrics;
-use crate::outcome::{self, Outcome, deduplicated, failed, from_failure};
+use crate::perform::perform;
+use crate::publish;
 use crate::refuse::{dead_letter, reject};
-use crate::resolve::{Refusal, Resolved};
 use crate::retry::{RetryPolicy, in_place};
 use crate::tokens::TokenCache;
-use crate::{invoke, publish};
-use aic_core::credentials::{Keyring, connection_aad};
+use aic_core::credentials::Keyring;
 use aic_core::egress::EgressPolicy;
-use aic_core::vendor::{Call, Vendor, VendorFailure};
 use aic_proto::topology::Names;
-use aic_proto::{ExecutionErrorCode, ExecutionRequestV1, ExecutionResultV1, ExecutionStatus};
+use aic_proto::{ExecutionRequestV1, ExecutionResultV1, ExecutionStatus};
 use chrono::Utc;
 use deadpool_postgres::Pool;
 use lapin::message::Delivery;
@@ -168,15 +165,17 @@ async fn process(
             };
         }
         Ok(Begin::VendorCallInDoubt(at, resolved)) => {
-            match Box::pin(run(ctx, &req, resolved, Some(at), handoff)).await {
+            match Box::pin(perform(ctx, &req, resolved, Some(at), handoff)).await {
                 Ok(o) => o,
                 Err(e) => return Disposition::Requeue(e.to_string()),
             }
         }
-        Ok(Begin::Run(resolved)) => match Box::pin(run(ctx, &req, resolved, None, handoff)).await {
-            Ok(o) => o,
-            Err(e) => return Disposition::Requeue(e.to_string()),
-        },
+        Ok(Begin::Run(resolved)) => {
+            match Box::pin(perform(ctx, &req, resolved, None, handoff)).await {
+                Ok(o) => o,
+                Err(e) => return Disposition::Requeue(e.to_string()),
+            }
+        }
     };
     if let (Some((wait, first_ms)), Some(error)) = (outcome.defer, &outcome.error) {
         // Park the copy first, then record the hand-off: a crash in between leaves the original
@@ -285,239 +284,4 @@ async fn process(
         }
     }
     Disposition::Ack
-}
-
-/// Resolves, validates and invokes. `Err` only for infrastructure failures.
-async fn run(
-    ctx: &Ctx,
-    req: &ExecutionRequestV1,
-    resolved: Result<Resolved, Refusal>,
-    in_doubt: Option<chrono::DateTime<Utc>>,
-    handoff: publish::Handoff,
-) -> Result<Outcome, LedgerError> {
-    let resolved = match resolved {
-        Ok(r) => r,
-        Err(refusal) => return Ok(failed(refusal.code, refusal.message, None)),
-    };
-    let mut outcome = execute(ctx, req, &resolved, in_doubt, handoff).await?;
-    outcome.attempts += handoff.attempts;
-    outcome.version = Some(resolved.version_id);
-    outcome.app = resolved.definition.app.clone();
-    outcome.action = resolved.definition.action.clone();
-    Ok(outcome)
-}
-
-async fn execute(
-    ctx: &Ctx,
-    req: &ExecutionRequestV1,
-    r: &Resolved,
-    in_doubt: Option<chrono::DateTime<Utc>>,
-    handoff: publish::Handoff,
-) -> Result<Outcome, LedgerError> {
-    let def = &r.definition;
-    if r.connection.status == "needs_reauthorization" {
-        return Ok(failed(
-            ExecutionErrorCode::ConnectionNeedsReauthorization,
-            "the connection needs to be re-authorised by an admin".into(),
-            None,
-        ));
-    }
-    if let Some(until) = r.connection.breaker_open_until.filter(|u| *u > Utc::now()) {
-        return Ok(failed(
-            ExecutionErrorCode::VendorAuthFailed,
-            format!(
-                "the vendor refused this connection's credentials {} times in a row ({}); executions fail fast until {until}, or until a connection test passes",
-                r.connection.auth_failures,
-                r.connection.status_detail.as_deref().unwrap_or("no detail")
-            ),
-            None,
-        ));
-    }
-    let built = match aic_core::params::build(&def.parameters, &req.parameters) {
-        Ok(b) => b,
-        Err(e) => return Ok(failed(e.code, e.message, Some(e.parameter))),
-    };
-    let mut path = aic_core::params::render_path(&def.path, &built.path);
-    let mut method = def.method;
-    // An upsert keyed by the execution id: whatever delivers it again finds the same record.
-    if let Some(aic_proto::Dedupe::SalesforceExternalId { field }) = &def.dedupe {
-        path = format!(
-            "{}/{field}/{}",
-            path.trim_end_matches('/'),
-            req.execution_id
-        );
-        method = aic_proto::HttpMethod::Patch;
-    }
-    let mut body = built.body;
-    if def.dedupe == Some(aic_proto::Dedupe::ServicenowCorrelationId) {
-        body["correlation_id"] = Value::String(req.execution_id.to_string());
-    }
-    let Some(vendor) = Vendor::for_app(&def.app) else {
-        return Ok(failed(
-            ExecutionErrorCode::Internal,
-            format!("no connector for app '{}'", def.app),
-            None,
-        ));
-    };
-    let secrets = match ctx.keyring.open(
-        &r.connection.sealed,
-        &connection_aad(req.tenant_id, r.connection.id),
-    ) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(connection = %r.connection.id, error = %e, "connection secrets do not open");
-            return Ok(failed(
-                ExecutionErrorCode::Internal,
-                "the connection's credentials could not be opened".into(),
-                None,
-            ));
-        }
-    };
-    let patterns = ctx
-        .catalog
-        .app(&def.app)
-        .map(|a| a.host_patterns.as_slice())
-        .unwrap_or_default();
-    let instance = match ctx.egress.app_instance_url(&r.connection.domain, patterns) {
-        Ok(u) => u,
-        Err(e) => return Ok(from_failure(VendorFailure::egress(e), 0)),
-    };
-    let scope = crate::gate::scope(&ctx.catalog, def, &body);
-    let target = invoke::Target {
-        vendor,
-        app: &def.app,
-        key: (r.connection.id, r.connection.secret_version),
-        instance: &instance,
-        auth_type: &r.connection.auth_type,
-        secrets: &secrets,
-        tenant: req.tenant_id,
-        scope: scope.as_deref(),
-    };
-    // Whether this execution's create already landed at the vendor (by its dedupe handle).
-    let landed = || {
-        Box::pin(crate::dedupe::check(
-            ctx,
-            &target,
-            def.dedupe.as_ref(),
-            &path,
-            req.execution_id,
-            &r.output,
-        ))
-    };
-    // A previous delivery may have sent this create: ask the vendor before sending again.
-    if let Some(at) = in_doubt {
-        match landed().await {
-            Landed::Yes(output) => return Ok(deduplicated(output, 0)),
-            Landed::No => {}
-            Landed::Unknown(why) => {
-                return Ok(outcome::unknown(
-                    format!(
-                        "a previous delivery sent the vendor request at {at} and recorded no outcome; {why}"
-                    ),
-                    0,
-                ));
-            }
-        }
-    }
-    let first_ms = handoff
-        .first_attempt_ms
-        .unwrap_or_else(|| Utc::now().timestamp_millis());
-    let since_first = std::time::Duration::from_millis(
-        u64::try_from(Utc::now().timestamp_millis() - first_ms).unwrap_or(0),
-    );
-    let policy = ctx
-        .retry
-        .with(def.retry.as_ref())
-        .resume(handoff.attempts, since_first);
-    // Held until the vendor interaction is over.
-    let _slot = match Box::pin(crate::gate::admit(
-        ctx,
-        &r.connection,
-        scope.as_deref(),
-        &policy,
-        since_first,
-    ))
-    .await
-    {
-        Ok(permit) => permit,
-        Err(crate::gate::Hold::Wait(wait, why)) => {
-            return Ok(Outcome {
-                defer: Some((wait, first_ms)),
-                ..failed(ExecutionErrorCode::ConnectionThrottled, why, None)
-            });
-        }
-        Err(crate::gate::Hold::Fail(why)) => {
-            return Ok(failed(ExecutionErrorCode::ConnectionThrottled, why, None));
-        }
-    };
-    ctx.ledger.mark_vendor_call(req, r.version_id).await?;
-    let call = Call {
-        method,
-        path: &path,
-        body: &body,
-        output: &r.output,
-    };
-    let vendor_span = tracing::info_span!(
-        "vendor.call",
-        app = %def.app,
-        action = %def.action,
-        http.request.method = method.as_str(),
-        otel.kind = "client",
-        attempts = tracing::field::Empty,
-        otel.status_code = tracing::field::Empty,
-    );
-    let (mut result, mut attempts, defer) = Box::pin(invoke::invoke(ctx, &target, &call, policy))
-        .instrument(vendor_span.clone())
-        .await;
-    vendor_span.record("attempts", attempts);
-    if result.is_err() {
-        vendor_span.record("otel.status_code", "ERROR");
-    }
-    Box::pin(crate::gate::after_call(
-        ctx,
-        r.connection.id,
-        scope.as_deref(),
-        policy.cap,
-        &result,
-    ))
-    .await;
-    if let (Err(f), Some(wait)) = (&result, defer) {
-        return Ok(Outcome {
-            defer: Some((wait, first_ms)),
-            ..from_failure(f.clone(), attempts)
-        });
-    }
-    // The answer to this create was lost: the dedupe handle tells whether it landed.
-    if matches!(&result, Err(f) if f.class == aic_core::vendor::RetryClass::UnknownOutcome)
-        && def.dedupe.is_some()
-    {
-        match landed().await {
-            Landed::Yes(output) => return Ok(deduplicated(output, attempts)),
-            Landed::No => {
-                let (again, more, _) = Box::pin(invoke::invoke(ctx, &target, &call, policy)).await;
-                result = again;
-                attempts += more;
-            }
-            Landed::Unknown(_) => {}
-        }
-    }
-    Ok(match result {
-        Ok(success) => {
-            if r.connection.auth_failures > 0 {
-                Box::pin(crate::gate::close_breaker(ctx, r)).await;
-            }
-            Outcome {
-                deduplicated: success.created == Some(false),
-                status: ExecutionStatus::Succeeded,
-                output: Some(success.output),
-                error: None,
-                attempts,
-                ..failed(ExecutionErrorCode::Internal, String::new(), None)
-            }
-        }
-        Err(f) => {
-            Box::pin(crate::gate::record_auth_failure(ctx, r, &f)).await;
-            from_failure(f, attempts)
-        }
-    })
 }

@@ -17,6 +17,7 @@ pub mod invoke;
 pub mod ledger;
 pub mod metrics;
 mod outcome;
+mod perform;
 pub mod publish;
 mod refuse;
 pub mod resolve;

@@ -2,6 +2,7 @@
 //! PostgreSQL and the sandbox in its fast mode. Prints a table, writes it as JSON, and exits
 //! non-zero if any execution was lost or failed. See BENCHMARKS.md.
 
+mod ceiling;
 mod echo;
 mod machine;
 mod report;
@@ -9,12 +10,7 @@ mod report;
 use aic_proto::topology::{EXECUTE_ROUTING_KEY, EXECUTION_REQUEST_TYPE};
 use aic_tests::harness::{Options, TestEnv};
 use clap::Parser;
-use futures_util::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
-};
-use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::options::BasicPublishOptions;
 use machine::{CpuWindow, proc_peak_rss_mib};
 use report::Row;
 use serde_json::json;
@@ -84,111 +80,6 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     (!sorted.is_empty()).then(|| sorted[((sorted.len() as f64 - 1.0) * p).round() as usize])
-}
-
-/// The broker alone: consume a persistent message, publish a persistent result with a confirm,
-/// ack — with the worker's prefetch and concurrency, no HTTP, no database.
-async fn ceiling(env: &TestEnv, n: usize, prefetch: u16) -> Row {
-    let conn = &env.amqp;
-    let q = format!("{}.bench-in", env.names.executions_queue);
-    let out = format!("{}.bench-out", env.names.executions_queue);
-    let setup = conn.create_channel().await.expect("channel");
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString(LongString::from("quorum")),
-    );
-    for name in [&q, &out] {
-        setup
-            .queue_declare(
-                name.as_str().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                args.clone(),
-            )
-            .await
-            .expect("queue");
-    }
-    let publisher = aic_core::amqp::confirm_channel(conn)
-        .await
-        .expect("channel");
-    let body = vec![b'x'; 300];
-    let mut pending = Vec::new();
-    for _ in 0..n {
-        pending.push(
-            publisher
-                .basic_publish(
-                    "".into(),
-                    q.as_str().into(),
-                    BasicPublishOptions::default(),
-                    &body,
-                    aic_core::amqp::json_properties("bench"),
-                )
-                .await
-                .expect("publish"),
-        );
-        if pending.len() >= 1000 {
-            for p in pending.drain(..) {
-                p.await.expect("confirm");
-            }
-        }
-    }
-    for p in pending.drain(..) {
-        p.await.expect("confirm");
-    }
-    let consume = conn.create_channel().await.expect("channel");
-    consume
-        .basic_qos(prefetch, BasicQosOptions::default())
-        .await
-        .expect("qos");
-    let results = aic_core::amqp::confirm_channel(conn)
-        .await
-        .expect("channel");
-    let mut consumer = consume
-        .basic_consume(
-            q.as_str().into(),
-            "bench".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
-    let cpu = CpuWindow::start(&[]);
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut done = 0;
-    while done < n {
-        tokio::select! {
-            Some(d) = consumer.next() => {
-                let d = d.expect("delivery");
-                let results = results.clone();
-                let out = out.clone();
-                tasks.spawn(async move {
-                    aic_core::amqp::publish_confirmed(&results, "", &out, &d.data, aic_core::amqp::json_properties("bench"), false).await.expect("result");
-                    d.acker.ack(BasicAckOptions::default()).await.expect("ack");
-                });
-            }
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => done += 1,
-        }
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let spent = cpu.end(n);
-    for name in [&q, &out] {
-        let _ = setup
-            .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
-            .await;
-    }
-    Row {
-        scenario: "ceiling (broker only)".into(),
-        executions: n,
-        per_second: n as f64 / elapsed,
-        machine_cpu_us_per_execution: spent.machine_us,
-        machine_busy_pct: spent.machine_busy_pct,
-        machine_cpu_us_by_process: spent.by_process_us,
-        ..Row::default()
-    }
 }
 
 /// Enqueues `n` executions as the AMQP contract says — as fast as confirms allow, or paced at
@@ -364,7 +255,7 @@ async fn main() -> ExitCode {
     let run = |name: &str| args.only.iter().any(|o| o == name);
     let mut rows = Vec::new();
     let ceiling_rate = if run("ceiling") {
-        let row = ceiling(&env, args.n, args.prefetch).await;
+        let row = ceiling::ceiling(&env, args.n, args.prefetch).await;
         let rate = row.per_second;
         rows.push(row);
         Some(rate)
