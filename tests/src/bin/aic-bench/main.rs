@@ -55,14 +55,12 @@ struct Args {
 const UNCONFIRMED: usize = 1000;
 
 /// Waits for a request's publisher confirm; a nack is a benchmark failure.
-async fn confirmed(confirm: Option<lapin::PublisherConfirm>) {
-    if let Some(confirm) = confirm {
-        let confirmation = confirm.await.expect("confirm");
-        assert!(
-            confirmation.is_ack(),
-            "the broker refused a request: {confirmation:?}"
-        );
-    }
+async fn confirmed(confirm: lapin::PublisherConfirm) {
+    let confirmation = confirm.await.expect("confirm");
+    assert!(
+        confirmation.is_ack(),
+        "the broker refused a request: {confirmation:?}"
+    );
 }
 
 /// What the results reader takes from an `ExecutionResultV1`.
@@ -142,12 +140,14 @@ async fn pipeline(
             .expect("publish");
         confirms.push_back(confirm);
         // Bound the unconfirmed window, as a real publisher would.
-        while confirms.len() >= UNCONFIRMED {
-            confirmed(confirms.pop_front()).await;
+        if confirms.len() >= UNCONFIRMED
+            && let Some(oldest) = confirms.pop_front()
+        {
+            confirmed(oldest).await;
         }
     }
-    while !confirms.is_empty() {
-        confirmed(confirms.pop_front()).await;
+    while let Some(confirm) = confirms.pop_front() {
+        confirmed(confirm).await;
     }
     let arrived = reader.await.expect("results reader");
     let last = arrived.values().map(|(t, _)| *t).max().unwrap_or(started);
