@@ -46,7 +46,8 @@ impl Application {
             pool,
             catalog: Arc::new(catalog),
             keyring: Arc::new(keyring),
-            http: aic_core::vendor::http_client(Duration::from_secs(20), &args.egress.policy()),
+            http: aic_core::vendor::http_client(Duration::from_secs(20), &args.egress.policy())
+                .map_err(|e| anyhow::anyhow!("could not build the vendor HTTP client: {e}"))?,
             egress: args.egress.policy(),
             broker,
             names: Arc::new(names),

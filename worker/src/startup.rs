@@ -38,7 +38,7 @@ impl Worker {
         let batches = crate::ledger::CONNECTIONS.min(size - 1);
         let url = &args.db.database_url;
         let pool = aic_core::db::pool(url, size - batches, Planning::PerExecution)?;
-        let batches = aic_core::db::pool(url, batches, Planning::KeyLookups)?;
+        let batches = crate::ledger::batch_pool(url, batches)?;
         let names = Names::new(&args.amqp.amqp_namespace);
         let tag = format!("aic-worker-{}", uuid::Uuid::new_v4());
         let broker = Arc::new(
@@ -77,7 +77,8 @@ impl Worker {
             http: aic_core::vendor::http_client(
                 Duration::from_secs(args.vendor_timeout_secs),
                 &args.egress.policy(),
-            ),
+            )
+            .map_err(|e| anyhow::anyhow!("could not build the vendor HTTP client: {e}"))?,
             egress: args.egress.policy(),
             tokens: TokenCache::default(),
             metrics,

@@ -147,8 +147,13 @@ pub struct CallSuccess {
 
 /// The HTTP client every vendor call goes through: bounded timeouts, no redirects (a redirect
 /// could lead a credential to a host the egress policy never saw), and a resolver that refuses
-/// private addresses.
-pub fn http_client(timeout: Duration, policy: &EgressPolicy) -> reqwest::Client {
+/// private addresses. An error (the TLS backend would not start) stops the service: a default
+/// client in its place would follow redirects and resolve any address, bypassing the egress
+/// policy.
+pub fn http_client(
+    timeout: Duration,
+    policy: &EgressPolicy,
+) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .dns_resolver(policy.resolver())
         .connect_timeout(Duration::from_secs(5))
@@ -157,7 +162,6 @@ pub fn http_client(timeout: Duration, policy: &EgressPolicy) -> reqwest::Client 
         .user_agent(concat!("aic/", env!("CARGO_PKG_VERSION")))
         .pool_max_idle_per_host(256)
         .build()
-        .unwrap_or_default()
 }
 
 /// Obtains a credential for a connection.
