@@ -87,6 +87,17 @@ const CONCURRENT_BATCHES: usize = 1;
 /// Connections the batches hold at most: one per statement kind in flight.
 pub const CONNECTIONS: usize = 3 * CONCURRENT_BATCHES;
 
+/// The pool the ledger's batches run on: `size` connections (more than [`CONNECTIONS`] would
+/// sit unused), each planning its statements for key lookups
+/// ([`aic_core::db::Planning::KeyLookups`]), as every batched statement finds its rows by
+/// primary key.
+pub fn batch_pool(
+    url: &secrecy::SecretString,
+    size: usize,
+) -> Result<Pool, aic_core::db::DbSetupError> {
+    aic_core::db::pool(url, size, aic_core::db::Planning::KeyLookups)
+}
+
 const BEGIN_SQL: &str = "WITH input AS ( \
        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::jsonb[], $5::text[]) \
          AS t(id, tenant_id, automation_id, parameters, source)), \

@@ -44,10 +44,9 @@ impl TestEnv {
     /// A pool on the test database like the one a worker's ledger batches run on (planned for
     /// key lookups), of `aic_worker::ledger::CONNECTIONS` connections.
     pub fn ledger_pool(&self) -> deadpool_postgres::Pool {
-        aic_core::db::pool(
+        aic_worker::ledger::batch_pool(
             &self.worker_args.db.database_url,
             aic_worker::ledger::CONNECTIONS,
-            aic_core::db::Planning::KeyLookups,
         )
         .expect("pool")
     }
