@@ -168,9 +168,7 @@ async fn secrets_are_write_only_and_sealed_at_rest() {
             "secret returned by {path}"
         );
     }
-    let (_, test) = env
-        .call(Method::POST, &format!("/v1/connections/{id}/test"), None)
-        .await;
+    let test = env.test_connection(id).await;
     assert_eq!(test["ok"], true, "{test}");
     let client = env.pool.get().await.expect("db");
     let row = client

@@ -268,10 +268,7 @@ async fn a_wrong_connection_secret_is_reported_plainly_by_the_test_and_by_execut
         .salesforce_connection("Wrong secret", "the-real-secret", "a-wrong-secret")
         .await;
     let id = conn["id"].as_str().expect("id");
-    let (status, test) = env
-        .call(Method::POST, &format!("/v1/connections/{id}/test"), None)
-        .await;
-    assert_eq!(status, 200);
+    let test = env.test_connection(id).await;
     assert_eq!(test["ok"], false);
     assert_eq!(test["vendor_code"], "invalid_client");
     assert_eq!(

@@ -410,13 +410,7 @@ async fn refused_credentials_trip_a_breaker_that_a_passing_test_closes() {
         .state
         .salesforce
         .add_client(&client_id, "a-wrong-secret");
-    let (_, test) = env
-        .call(
-            Method::POST,
-            &format!("/v1/connections/{conn_id}/test"),
-            None,
-        )
-        .await;
+    let test = env.test_connection(&conn_id).await;
     assert_eq!(test["ok"], true, "{test}");
     let done = env.run(&lead, lead_params(9)).await;
     assert_eq!(done["status"], "succeeded", "{done}");

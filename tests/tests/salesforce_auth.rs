@@ -76,13 +76,7 @@ async fn salesforce_jwt_bearer_signs_an_assertion_the_org_verifies() {
         .connection("SF JWT", "salesforce", "oauth2_jwt_bearer", json!({"client_id": "3MVG9jwt", "username": "integration@acme.example", "private_key": private}))
         .await;
     let conn_id = conn["id"].as_str().expect("id");
-    let (_, test) = env
-        .call(
-            Method::POST,
-            &format!("/v1/connections/{conn_id}/test"),
-            None,
-        )
-        .await;
+    let test = env.test_connection(conn_id).await;
     assert_eq!(test["ok"], true, "{test}");
     let lead = env
         .published_automation("salesforce.create_lead", conn_id, "Lead", None)
@@ -114,13 +108,7 @@ async fn salesforce_jwt_bearer_signs_an_assertion_the_org_verifies() {
     let other = env
         .connection("SF JWT other", "salesforce", "oauth2_jwt_bearer", json!({"client_id": "3MVG9jwt", "username": "someone@acme.example", "private_key": private}))
         .await;
-    let (_, test) = env
-        .call(
-            Method::POST,
-            &format!("/v1/connections/{}/test", other["id"].as_str().expect("id")),
-            None,
-        )
-        .await;
+    let test = env.test_connection(other["id"].as_str().expect("id")).await;
     assert_eq!(
         (test["ok"].as_bool(), test["vendor_code"].as_str()),
         (Some(false), Some("invalid_grant")),
@@ -161,13 +149,7 @@ async fn salesforce_username_password_grant_works_and_a_wrong_password_is_plain(
     let bad = env
         .connection("SF bad password", "salesforce", "username_password", json!({"client_id": "3MVG9pw", "client_secret": "pw-client-secret", "username": "api@acme.example", "password": "wrong"}))
         .await;
-    let (_, test) = env
-        .call(
-            Method::POST,
-            &format!("/v1/connections/{}/test", bad["id"].as_str().expect("id")),
-            None,
-        )
-        .await;
+    let test = env.test_connection(bad["id"].as_str().expect("id")).await;
     assert_eq!(test["vendor_code"], "invalid_grant");
     assert!(
         test["message"]

@@ -3,7 +3,6 @@
 //! admin token, the credential key and the vendor's access tokens.
 
 use aic_tests::harness::TestEnv;
-use reqwest::Method;
 use serde_json::json;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -39,13 +38,7 @@ async fn no_secret_or_token_appears_in_any_log_line() {
     let secret = "client-secret-that-must-stay-hidden-77";
     let conn = env.salesforce_connection("Org", secret, secret).await;
     let conn_id = conn["id"].as_str().expect("id");
-    let (_, test) = env
-        .call(
-            Method::POST,
-            &format!("/v1/connections/{conn_id}/test"),
-            None,
-        )
-        .await;
+    let test = env.test_connection(conn_id).await;
     assert_eq!(test["ok"], true);
     let automation = env
         .published_automation("salesforce.create_lead", conn_id, "Lead", None)
@@ -62,13 +55,7 @@ async fn no_secret_or_token_appears_in_any_log_line() {
     let wrong = env
         .salesforce_connection("Wrong", "right-one", "wrong-secret-also-hidden-99")
         .await;
-    let (_, test) = env
-        .call(
-            Method::POST,
-            &format!("/v1/connections/{}/test", wrong["id"].as_str().expect("id")),
-            None,
-        )
-        .await;
+    let test = env.test_connection(wrong["id"].as_str().expect("id")).await;
     assert_eq!(test["ok"], false);
     let admin_token = env.admin_token.clone();
     env.stop().await;

@@ -23,13 +23,7 @@ async fn two_workers_refreshing_one_connection_never_spend_the_same_refresh_toke
     let conn_id = conn["id"].as_str().expect("id");
 
     // Testing a saved connection rotates through the same lock and keeps the new token.
-    let (_, test) = env
-        .call(
-            Method::POST,
-            &format!("/v1/connections/{conn_id}/test"),
-            None,
-        )
-        .await;
+    let test = env.test_connection(conn_id).await;
     assert_eq!(test["ok"], true, "{test}");
     let issue = env
         .published_automation("jira.create_issue", conn_id, "Issue", None)

@@ -22,13 +22,7 @@ async fn jira_issues_get_an_adf_description_and_comments_land_on_them() {
         )
         .await;
     let conn_id = conn["id"].as_str().expect("id");
-    let (_, test) = env
-        .call(
-            Method::POST,
-            &format!("/v1/connections/{conn_id}/test"),
-            None,
-        )
-        .await;
+    let test = env.test_connection(conn_id).await;
     assert_eq!(test["ok"], true, "{test}");
     let create = env
         .published_automation("jira.create_issue", conn_id, "Open ticket", None)
@@ -261,13 +255,7 @@ async fn slack_messages_post_and_slack_refusals_at_http_200_fail_clearly() {
         )
         .await;
     let conn_id = conn["id"].as_str().expect("id");
-    let (_, test) = env
-        .call(
-            Method::POST,
-            &format!("/v1/connections/{conn_id}/test"),
-            None,
-        )
-        .await;
+    let test = env.test_connection(conn_id).await;
     assert_eq!(test["ok"], true, "{test}");
     let send = env
         .published_automation("slack.send_message", conn_id, "Notify", None)

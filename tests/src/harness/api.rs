@@ -41,6 +41,16 @@ impl TestEnv {
         )
     }
 
+    /// Tests a connection (`POST /v1/connections/{id}/test`): the answer, after checking the
+    /// call itself succeeded (a refused credential is `ok: false` in a 200, not an HTTP error).
+    pub async fn test_connection(&self, id: &str) -> Value {
+        let (status, test) = self
+            .call(Method::POST, &format!("/v1/connections/{id}/test"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{test}");
+        test
+    }
+
     /// A token of another role for this tenant.
     pub async fn token(&self, role: aic_control_plane::auth::Role) -> String {
         aic_control_plane::tenants::issue(&self.pool, self.tenant, role, "test")
