@@ -208,6 +208,7 @@ impl TestEnv {
             admin_listen: "127.0.0.1:0".parse().expect("addr"),
             prefetch: opts.prefetch,
             vendor_timeout_secs: opts.vendor_timeout_secs,
+            vendor_idle_connections: aic_core::vendor::IDLE_CONNECTIONS_PER_HOST,
             max_attempts: 3,
             retry_base_ms: 10,
             retry_cap_ms: opts.retry_cap_ms,
@@ -224,26 +225,7 @@ impl TestEnv {
             egress: egress.clone(),
         };
         for _ in 0..if opts.worker { opts.workers.max(1) } else { 0 } {
-            let args = WorkerArgs {
-                admin_listen: "127.0.0.1:0".parse().expect("addr"),
-                prefetch: opts.prefetch,
-                vendor_timeout_secs: opts.vendor_timeout_secs,
-                max_attempts: 3,
-                retry_base_ms: 10,
-                retry_cap_ms: opts.retry_cap_ms,
-                retry_budget_ms: 120_000,
-                retry_inline_max_ms: opts.retry_inline_max_ms,
-                connection_concurrency: 50,
-                quota_reserve_percent: 2.0,
-                shutdown_grace_secs: 10,
-                log_json: false,
-                threads: 1,
-                db: db.clone(),
-                amqp: amqp.clone(),
-                credentials: credentials.clone(),
-                egress: egress.clone(),
-            };
-            let (admin, tx, handle) = workers::launch(&args).await;
+            let (admin, tx, handle) = workers::launch(&worker_args).await;
             worker_admin.get_or_insert(admin);
             stops.push((tx, handle));
         }

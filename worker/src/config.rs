@@ -29,6 +29,12 @@ pub struct WorkerArgs {
     /// Time limit of one vendor HTTP call, in seconds.
     #[arg(long, env = "AIC_WORKER_VENDOR_TIMEOUT_SECS", default_value_t = 30)]
     pub vendor_timeout_secs: u64,
+    /// Idle connections kept open to each vendor host for the next call. Fewer than the calls
+    /// in flight means each wave of answers closes the surplus and the next wave opens (and
+    /// against a real vendor, TLS-handshakes) new ones; more keeps ~20-25 KiB of buffers per
+    /// connection (BENCHMARKS.md).
+    #[arg(long, env = "AIC_WORKER_VENDOR_IDLE_CONNECTIONS", default_value_t = aic_core::vendor::IDLE_CONNECTIONS_PER_HOST)]
+    pub vendor_idle_connections: usize,
     /// Vendor calls per execution for transient failures (including the first).
     #[arg(long, env = "AIC_WORKER_MAX_ATTEMPTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub max_attempts: u32,

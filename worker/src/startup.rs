@@ -77,6 +77,7 @@ impl Worker {
             http: aic_core::vendor::http_client(
                 Duration::from_secs(args.vendor_timeout_secs),
                 &args.egress.policy(),
+                args.vendor_idle_connections,
             )
             .map_err(|e| anyhow::anyhow!("could not build the vendor HTTP client: {e}"))?,
             egress: args.egress.policy(),

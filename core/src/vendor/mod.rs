@@ -145,14 +145,18 @@ pub struct CallSuccess {
     pub quota_resets_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// Idle connections an HTTP client keeps per vendor host, unless configured otherwise.
+pub const IDLE_CONNECTIONS_PER_HOST: usize = 256;
+
 /// The HTTP client every vendor call goes through: bounded timeouts, no redirects (a redirect
-/// could lead a credential to a host the egress policy never saw), and a resolver that refuses
-/// private addresses. An error (the TLS backend would not start) stops the service: a default
-/// client in its place would follow redirects and resolve any address, bypassing the egress
-/// policy.
+/// could lead a credential to a host the egress policy never saw), a resolver that refuses
+/// private addresses, and up to `idle_per_host` connections kept for reuse. An error (the TLS
+/// backend would not start) stops the service: a default client in its place would follow
+/// redirects and resolve any address, bypassing the egress policy.
 pub fn http_client(
     timeout: Duration,
     policy: &EgressPolicy,
+    idle_per_host: usize,
 ) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .dns_resolver(policy.resolver())
@@ -160,7 +164,7 @@ pub fn http_client(
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("aic/", env!("CARGO_PKG_VERSION")))
-        .pool_max_idle_per_host(256)
+        .pool_max_idle_per_host(idle_per_host)
         .build()
 }
 
