@@ -80,6 +80,8 @@ pub struct Options {
     pub workers: usize,
     /// Time limit of one vendor call.
     pub vendor_timeout_secs: u64,
+    /// Idle connections the worker keeps per vendor host.
+    pub vendor_idle_connections: usize,
     /// A private RabbitMQ instead of the shared one.
     pub amqp_url: Option<String>,
     /// A private PostgreSQL (a URL allowed to create databases) instead of the shared one.
@@ -95,6 +97,7 @@ impl Default for Options {
             retry_inline_max_ms: 5_000,
             workers: 1,
             vendor_timeout_secs: 10,
+            vendor_idle_connections: aic_core::vendor::IDLE_CONNECTIONS_PER_HOST,
             amqp_url: None,
             pg_admin_url: None,
         }
@@ -208,7 +211,7 @@ impl TestEnv {
             admin_listen: "127.0.0.1:0".parse().expect("addr"),
             prefetch: opts.prefetch,
             vendor_timeout_secs: opts.vendor_timeout_secs,
-            vendor_idle_connections: aic_core::vendor::IDLE_CONNECTIONS_PER_HOST,
+            vendor_idle_connections: opts.vendor_idle_connections,
             max_attempts: 3,
             retry_base_ms: 10,
             retry_cap_ms: opts.retry_cap_ms,

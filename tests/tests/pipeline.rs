@@ -1,8 +1,11 @@
-//! Control plane → RabbitMQ → worker → sandbox → result, for Salesforce Create Lead.
+//! Control plane → RabbitMQ → worker → sandbox → result, for Salesforce Create Lead; and the
+//! worker's vendor connections kept open for the next call, up to
+//! `AIC_WORKER_VENDOR_IDLE_CONNECTIONS` per host.
 
-use aic_tests::harness::TestEnv;
+use aic_tests::harness::{Options, TestEnv};
 use reqwest::Method;
 use serde_json::json;
+use std::collections::HashSet;
 use std::time::Duration;
 
 #[tokio::test]
@@ -158,7 +161,7 @@ async fn the_api_describes_itself_and_reports_readiness() {
 
 #[tokio::test]
 async fn publishing_announces_the_immutable_definition_on_the_broker() {
-    let env = TestEnv::start_with(aic_tests::harness::Options {
+    let env = TestEnv::start_with(Options {
         worker: false,
         ..Default::default()
     })
@@ -216,4 +219,45 @@ async fn publishing_announces_the_immutable_definition_on_the_broker() {
         "{err}"
     );
     env.stop().await;
+}
+
+/// Runs `calls` Create Lead executions one after another through a worker that keeps `idle`
+/// connections per host; returns how many TCP connections the sandbox saw them on.
+async fn connections_for(idle: usize, calls: usize) -> usize {
+    let env = TestEnv::start_with(Options {
+        vendor_idle_connections: idle,
+        ..Options::default()
+    })
+    .await;
+    let lead = env.lead_automation().await;
+    for i in 0..calls {
+        let done = env
+            .run(
+                &lead,
+                json!({"LastName": format!("R{i}"), "Company": "Acme"}),
+            )
+            .await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    let creates = env.sandbox.requests_to("/sobjects/Lead/");
+    assert_eq!(creates.len(), calls);
+    let peers: HashSet<_> = creates
+        .iter()
+        .map(|r| r.peer.expect("the sandbox records the caller's address"))
+        .collect();
+    env.stop().await;
+    peers.len()
+}
+
+#[tokio::test]
+async fn calls_in_sequence_reuse_one_vendor_connection() {
+    assert_eq!(
+        connections_for(aic_core::vendor::IDLE_CONNECTIONS_PER_HOST, 5).await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_worker_that_keeps_no_idle_connection_opens_one_per_call() {
+    assert_eq!(connections_for(0, 5).await, 5);
 }

@@ -35,6 +35,9 @@ pub struct Recorded {
     pub headers: HashMap<String, String>,
     /// Raw body.
     pub body: String,
+    /// The caller's address and port: one per TCP connection, so that tests can tell a
+    /// reused connection from a new one.
+    pub peer: Option<SocketAddr>,
 }
 
 impl Recorded {
@@ -82,6 +85,7 @@ impl Sandbox {
         *state.base_url.lock().unwrap_or_else(|p| p.into_inner()) = format!("http://{addr}");
         let app = router(state.clone());
         tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let _ = axum::serve(listener, app).await;
         });
         Ok(Self { addr, state })
@@ -165,6 +169,10 @@ async fn record(State(state): State<Arc<SandboxState>>, req: Request, next: Next
                 query: parts.uri.query().map(str::to_string),
                 headers,
                 body: String::from_utf8_lossy(&bytes).into_owned(),
+                peer: parts
+                    .extensions
+                    .get::<axum::extract::ConnectInfo<SocketAddr>>()
+                    .map(|info| info.0),
             });
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
