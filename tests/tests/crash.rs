@@ -2,7 +2,7 @@
 //! nothing is lost, and no lead is created twice — an execution whose vendor call was in
 //! flight at the kill finishes as `unknown_outcome` instead of being re-sent.
 
-use aic_tests::harness::{Options, TestEnv};
+use aic_tests::harness::{Options, TestEnv, sigterm};
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -133,11 +133,7 @@ async fn sigterm_under_load_finishes_in_flight_work_and_exits_cleanly() {
     }
     let signalled = Instant::now();
     let at_signal = env.sandbox.requests_to("/sobjects/Lead/").len();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &worker.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(kill.success());
+    assert!(sigterm(&worker));
     let status = loop {
         if let Some(s) = worker.try_wait().expect("wait") {
             break s;

@@ -5,7 +5,7 @@
 //! request enqueued over HTTP with a `traceparent` header is traced the same way.
 
 use aic_proto::topology::EXECUTION_REQUEST_TYPE;
-use aic_tests::harness::{Options, TestEnv};
+use aic_tests::harness::{Options, TestEnv, sigterm};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -302,11 +302,7 @@ async fn a_collector_that_never_answers_does_not_hold_up_the_workers_exit() {
         .await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let signalled = Instant::now();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &worker.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(kill.success());
+    assert!(sigterm(&worker));
     let status = loop {
         if let Some(status) = worker.try_wait().expect("wait") {
             break status;

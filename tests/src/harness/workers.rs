@@ -89,6 +89,32 @@ impl TestEnv {
     }
 }
 
+/// Sends SIGTERM to a worker process, as an orchestrator stopping it would; whether `kill`
+/// delivered it.
+pub fn sigterm(child: &std::process::Child) -> bool {
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs")
+        .success()
+}
+
+/// Stops a worker process and reaps it: SIGTERM, which lets it send the acks it still holds
+/// (batched for up to 10 ms), then SIGKILL after ten seconds. Killed at once, its unsent acks
+/// would return those deliveries to the queue for whoever consumes it next.
+pub async fn stop_worker_process(mut child: std::process::Child) {
+    sigterm(&child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// The path of one of the workspace's binaries (built by `cargo test --workspace --all-targets`
 /// or `cargo build --bins`), in the same build profile as the running test.
 pub fn binary(name: &str) -> std::path::PathBuf {

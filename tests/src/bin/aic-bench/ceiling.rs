@@ -55,14 +55,14 @@ pub async fn ceiling(env: &TestEnv, n: usize, prefetch: u16) -> Row {
                 .await
                 .expect("publish"),
         );
-        if pending.len() >= 1000 {
+        if pending.len() >= crate::UNCONFIRMED {
             for p in pending.drain(..) {
-                p.await.expect("confirm");
+                crate::confirmed(p).await;
             }
         }
     }
     for p in pending.drain(..) {
-        p.await.expect("confirm");
+        crate::confirmed(p).await;
     }
     let consume = conn.create_channel().await.expect("channel");
     consume

@@ -8,7 +8,7 @@ mod machine;
 mod report;
 
 use aic_proto::topology::{EXECUTE_ROUTING_KEY, EXECUTION_REQUEST_TYPE};
-use aic_tests::harness::{Options, TestEnv};
+use aic_tests::harness::{Options, TestEnv, stop_worker_process};
 use clap::Parser;
 use lapin::options::BasicPublishOptions;
 use machine::{CpuWindow, proc_peak_rss_mib};
@@ -207,25 +207,6 @@ async fn path(
     row
 }
 
-/// Stops a worker process as an orchestrator would, and reaps it: SIGTERM, which lets it send
-/// the acks it still holds (batched for up to 10 ms), then SIGKILL after ten seconds. Killed at
-/// once, its last unsent acks returned those deliveries to the queue, and the row after it
-/// (the echo consumer's) took them as requests of its own.
-async fn stop(mut child: std::process::Child) {
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -318,9 +299,9 @@ async fn main() -> ExitCode {
                 )
                 .await,
             );
-            stop(two).await;
+            stop_worker_process(two).await;
         }
-        stop(one).await;
+        stop_worker_process(one).await;
     }
     // The broker's own share of that latency: the AMQP path alone at the same rate.
     if let Some((rate, n)) = paced_at.filter(|_| run("path")) {
@@ -366,7 +347,7 @@ async fn main() -> ExitCode {
         let littles_law = args.slow_in_flight as f64 / (args.slow_latency_ms as f64 / 1000.0);
         row.ratio = Some(row.per_second / littles_law);
         row.steady_ratio = row.steady_per_second.map(|r| r / littles_law);
-        stop(slow).await;
+        stop_worker_process(slow).await;
         rows.push(row);
     }
 
