@@ -301,6 +301,29 @@ mod tests {
     }
 
     #[test]
+    fn numbers_reach_the_vendor_with_the_digits_they_were_sent_with() {
+        // Parsed as the worker parses a request, then written as it writes the vendor's body.
+        // Without serde_json's `float_roundtrip` the first became 10587.436593658977 and the
+        // second 1.0 (serde-rs/json#707, #1303): an amount changed on its way through.
+        let sent = r#"{"Amount": 10587.436593658975, "Share": 0.9999999999999999, "Note": 122.416294033786585}"#;
+        let values: Map<String, Value> = serde_json::from_str(sent).expect("valid JSON");
+        let specs = [
+            spec("Amount", ParameterType::Number, true),
+            spec("Share", ParameterType::Number, true),
+            ParameterSpec {
+                max_length: None,
+                ..spec("Note", ParameterType::String, true)
+            },
+        ];
+        let body = serde_json::to_string(&build_body(&specs, &values).expect("valid"))
+            .expect("serialises");
+        assert_eq!(
+            body,
+            r#"{"Amount":10587.436593658975,"Note":"122.41629403378658","Share":0.9999999999999999}"#
+        );
+    }
+
+    #[test]
     fn a_missing_required_parameter_is_named() {
         let e =
             build_body(&[spec("Company", ParameterType::String, true)], &Map::new()).unwrap_err();
