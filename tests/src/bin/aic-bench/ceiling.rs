@@ -112,6 +112,7 @@ pub async fn ceiling(env: &TestEnv, n: usize, prefetch: u16) -> Row {
         per_second: n as f64 / elapsed,
         machine_cpu_us_per_execution: spent.machine_us,
         machine_busy_pct: spent.machine_busy_pct,
+        machine_steal_pct: spent.machine_steal_pct,
         machine_cpu_us_by_process: spent.by_process_us,
         ..Row::default()
     }

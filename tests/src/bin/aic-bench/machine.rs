@@ -38,9 +38,20 @@ fn workers_faults(workers: &[u32]) -> f64 {
         .sum()
 }
 
-/// The machine's CPU time so far, from `/proc/stat`, in microseconds: (busy, all). Busy is
-/// every process's (broker, database, worker, this client and the sandbox) and the kernel's.
-fn machine_us() -> Option<(f64, f64)> {
+/// The machine's CPU time so far, from `/proc/stat`, in microseconds.
+#[derive(Debug, Clone, Copy)]
+struct MachineTimes {
+    /// Every process's (broker, database, worker, this client and the sandbox) and the
+    /// kernel's, and `steal`: the processes' own times carry some of it (the by-whom split
+    /// came out above the machine's busy time without it), so it stays in, as in earlier runs.
+    busy: f64,
+    /// Taken by the hypervisor for other guests while this one had work: a run with much of it
+    /// was measured on a disturbed machine.
+    steal: f64,
+    all: f64,
+}
+
+fn machine_us() -> Option<MachineTimes> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let cpu = stat.lines().find(|l| l.starts_with("cpu "))?;
     let f: Vec<f64> = cpu
@@ -51,9 +62,14 @@ fn machine_us() -> Option<(f64, f64)> {
         .collect();
     // user nice system idle iowait irq softirq steal: idle and iowait are not busy.
     let all: f64 = f.iter().sum();
+    let steal = *f.get(7)?;
     let busy = all - f.get(3)? - f.get(4)?;
     let us = 1_000_000.0 / TICKS_PER_SECOND;
-    Some((busy * us, all * us))
+    Some(MachineTimes {
+        busy: busy * us,
+        steal: steal * us,
+        all: all * us,
+    })
 }
 
 /// The machine's CPU by whom, µs (in total, or per execution).
@@ -100,7 +116,7 @@ fn by_process(workers: &[u32]) -> ByProcess {
 #[derive(Debug)]
 pub struct CpuWindow {
     workers: Vec<u32>,
-    machine: Option<(f64, f64)>,
+    machine: Option<MachineTimes>,
     start: ByProcess,
     faults: f64,
 }
@@ -116,6 +132,9 @@ pub struct CpuSpent {
     pub machine_us: Option<f64>,
     /// The machine's busy share of its cores while the scenario ran, %.
     pub machine_busy_pct: Option<f64>,
+    /// The share of the cores' time the hypervisor gave to other guests while the scenario
+    /// ran, %: a run with much of it was measured on a disturbed machine.
+    pub machine_steal_pct: Option<f64>,
     /// The machine's CPU per execution by whom, µs.
     pub by_process_us: Option<ByProcess>,
 }
@@ -137,14 +156,17 @@ impl CpuWindow {
         let (now, then) = (by_process(&self.workers), self.start);
         let per = |after: f64, before: f64| (after - before) / n;
         let machine = self.machine.zip(machine_us());
-        let busy = machine.map(|((b0, _), (b1, _))| (b1 - b0) / n);
+        let busy = machine.map(|(m0, m1)| (m1.busy - m0.busy) / n);
+        let share = |f: fn(&MachineTimes) -> f64| {
+            machine.map(|(m0, m1)| 100.0 * (f(&m1) - f(&m0)) / (m1.all - m0.all).max(1.0))
+        };
         let workers_us = per(now.workers, then.workers);
         CpuSpent {
             workers_us,
             workers_faults: (workers_faults(&self.workers) - self.faults) / n,
             machine_us: busy,
-            machine_busy_pct: machine
-                .map(|((b0, a0), (b1, a1))| 100.0 * (b1 - b0) / (a1 - a0).max(1.0)),
+            machine_busy_pct: share(|m| m.busy),
+            machine_steal_pct: share(|m| m.steal),
             by_process_us: busy.map(|busy| {
                 let mut s = ByProcess {
                     rabbitmq: per(now.rabbitmq, then.rabbitmq),

@@ -6,6 +6,7 @@ mod ceiling;
 mod echo;
 mod machine;
 mod report;
+mod stages;
 
 use aic_proto::topology::{EXECUTE_ROUTING_KEY, EXECUTION_REQUEST_TYPE};
 use aic_tests::harness::{Options, TestEnv, stop_worker_process};
@@ -15,6 +16,7 @@ use machine::{CpuWindow, proc_peak_rss_mib};
 use report::Row;
 use serde_json::json;
 use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -171,6 +173,7 @@ async fn pipeline(
         worker_page_faults_per_execution: Some(spent.workers_faults),
         machine_cpu_us_per_execution: spent.machine_us,
         machine_busy_pct: spent.machine_busy_pct,
+        machine_steal_pct: spent.machine_steal_pct,
         machine_cpu_us_by_process: spent.by_process_us,
         worker_peak_rss_mib: workers
             .iter()
@@ -204,6 +207,39 @@ async fn path(
     row.worker_page_faults_per_execution = None;
     let echoed = echo.stop().await;
     assert_eq!(echoed, n, "the echo consumer answered every request once");
+    row
+}
+
+/// A worker process with the admin address its `/metrics` are read from.
+struct Worker {
+    process: std::process::Child,
+    admin: SocketAddr,
+}
+
+/// Starts a worker process and gives it two seconds to declare and consume.
+async fn start_worker(env: &TestEnv, prefetch: u16) -> Worker {
+    let admin = stages::free_admin_address();
+    let process =
+        env.spawn_worker_process_with(prefetch, &[("AIC_WORKER_ADMIN_LISTEN", &admin.to_string())]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Worker { process, admin }
+}
+
+/// [`pipeline`] through worker processes, with where the time went inside them.
+async fn through(
+    env: &TestEnv,
+    automation: &str,
+    n: usize,
+    workers: &[&Worker],
+    rate: Option<f64>,
+    label: &str,
+) -> Row {
+    let pids: Vec<u32> = workers.iter().map(|w| w.process.id()).collect();
+    let admins: Vec<SocketAddr> = workers.iter().map(|w| w.admin).collect();
+    let before = stages::snapshot(&admins).await;
+    let mut row = pipeline(env, automation, n, &pids, rate, label).await;
+    let after = stages::snapshot(&admins).await;
+    row.stages = before.zip(after).map(|(b, a)| stages::between(&b, &a));
     row
 }
 
@@ -249,15 +285,14 @@ async fn main() -> ExitCode {
     let mut paced_at = None;
 
     if run("full") || run("paced") || run("two") {
-        let one = env.spawn_worker_process(args.prefetch);
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        let one = start_worker(&env, args.prefetch).await;
         let mut peak = None;
         if run("full") {
-            let full = pipeline(
+            let full = through(
                 &env,
                 &automation,
                 args.n,
-                &[one.id()],
+                &[&one],
                 None,
                 "full pipeline, fast vendor, 1 worker",
             )
@@ -274,11 +309,11 @@ async fn main() -> ExitCode {
             let half_n = ((half_rate * 15.0) as usize).clamp(500.min(args.n), args.n);
             paced_at = Some((half_rate, half_n));
             rows.push(
-                pipeline(
+                through(
                     &env,
                     &automation,
                     half_n,
-                    &[one.id()],
+                    &[&one],
                     Some(half_rate),
                     &format!("  same, paced at {half_rate:.0}/s"),
                 )
@@ -286,22 +321,21 @@ async fn main() -> ExitCode {
             );
         }
         if run("two") {
-            let two = env.spawn_worker_process(args.prefetch);
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            let two = start_worker(&env, args.prefetch).await;
             rows.push(
-                pipeline(
+                through(
                     &env,
                     &automation,
                     args.n,
-                    &[one.id(), two.id()],
+                    &[&one, &two],
                     None,
                     "full pipeline, fast vendor, 2 workers",
                 )
                 .await,
             );
-            stop_worker_process(two).await;
+            stop_worker_process(two.process).await;
         }
-        stop_worker_process(one).await;
+        stop_worker_process(one.process).await;
     }
     // The broker's own share of that latency: the AMQP path alone at the same rate.
     if let Some((rate, n)) = paced_at.filter(|_| run("path")) {
@@ -329,17 +363,16 @@ async fn main() -> ExitCode {
     if run("slow") {
         env.sandbox
             .set_latency(Duration::from_millis(args.slow_latency_ms));
-        let slow = env.spawn_worker_process(args.slow_in_flight);
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        let slow = start_worker(&env, args.slow_in_flight).await;
         // As many as the fast rows (the "the same"): over a fifth of them, the first
         // call's wait and the ramp to 2,000 in flight weighed on exec/s (a pipeline at exactly
         // Little's rate would have read 0.83). At least four windows of calls in flight.
         let slow_n = args.n.max(args.slow_in_flight as usize * 4);
-        let mut row = pipeline(
+        let mut row = through(
             &env,
             &automation,
             slow_n,
-            &[slow.id()],
+            &[&slow],
             None,
             &format!("slow vendor ({} ms), 1 worker", args.slow_latency_ms),
         )
@@ -347,7 +380,7 @@ async fn main() -> ExitCode {
         let littles_law = args.slow_in_flight as f64 / (args.slow_latency_ms as f64 / 1000.0);
         row.ratio = Some(row.per_second / littles_law);
         row.steady_ratio = row.steady_per_second.map(|r| r / littles_law);
-        stop_worker_process(slow).await;
+        stop_worker_process(slow.process).await;
         rows.push(row);
     }
 

@@ -30,6 +30,9 @@ pub struct Row {
     pub machine_cpu_us_per_execution: Option<f64>,
     /// How busy the machine's cores were while the scenario ran, %.
     pub machine_busy_pct: Option<f64>,
+    /// How much of the cores' time the hypervisor took for other guests (part of
+    /// `machine_busy_pct`), %.
+    pub machine_steal_pct: Option<f64>,
     /// The machine's busy CPU per execution by whom: RabbitMQ, PostgreSQL, the workers, this
     /// benchmark's client and sandbox, the rest (the kernel's threads), µs.
     pub machine_cpu_us_by_process: Option<ByProcess>,
@@ -38,6 +41,8 @@ pub struct Row {
     pub latency_max_ms: Option<f64>,
     pub lost: usize,
     pub failed: usize,
+    /// Where the time went inside the workers (their own metrics), for rows through workers.
+    pub stages: Option<crate::stages::Stages>,
 }
 
 /// Prints the machine, the table, and where the machine's CPU went.
@@ -50,7 +55,7 @@ pub fn print(rows: &[Row], machine: &Value, slow_in_flight: u16, slow_latency_ms
         machine["commit"].as_str().unwrap_or("unknown")
     );
     println!(
-        "{:<42} {:>8} {:>10} {:>8} {:>9} {:>9} {:>6} {:>8} {:>7} {:>8} {:>8} {:>8} {:>5} {:>6}",
+        "{:<42} {:>8} {:>10} {:>8} {:>9} {:>9} {:>6} {:>6} {:>8} {:>7} {:>8} {:>8} {:>8} {:>5} {:>6}",
         "scenario",
         "n",
         "exec/s",
@@ -58,6 +63,7 @@ pub fn print(rows: &[Row], machine: &Value, slow_in_flight: u16, slow_latency_ms
         "cpu µs",
         "mach µs",
         "busy%",
+        "steal%",
         "RSS MiB",
         "flt/ex",
         "p50 ms",
@@ -69,7 +75,7 @@ pub fn print(rows: &[Row], machine: &Value, slow_in_flight: u16, slow_latency_ms
     let f = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
     for r in rows {
         println!(
-            "{:<42} {:>8} {:>10.0} {:>8} {:>9} {:>9} {:>6} {:>8} {:>7} {:>8} {:>8} {:>8} {:>5} {:>6}",
+            "{:<42} {:>8} {:>10.0} {:>8} {:>9} {:>9} {:>6} {:>6} {:>8} {:>7} {:>8} {:>8} {:>8} {:>5} {:>6}",
             r.scenario,
             r.executions,
             r.per_second,
@@ -79,6 +85,9 @@ pub fn print(rows: &[Row], machine: &Value, slow_in_flight: u16, slow_latency_ms
             f(r.worker_cpu_us_per_execution),
             f(r.machine_cpu_us_per_execution),
             r.machine_busy_pct
+                .map(|x| format!("{x:.0}"))
+                .unwrap_or_else(|| "-".into()),
+            r.machine_steal_pct
                 .map(|x| format!("{x:.0}"))
                 .unwrap_or_else(|| "-".into()),
             f(r.worker_peak_rss_mib),
@@ -96,6 +105,7 @@ pub fn print(rows: &[Row], machine: &Value, slow_in_flight: u16, slow_latency_ms
         "ratio: to the ceiling for the fast rows; to Little's law ({} in flight / {} ms) for the slow row\n\
          cpu µs: the worker's own CPU per execution; mach µs: the whole machine's busy CPU per execution; \
          busy%: how busy the machine's cores were; \
+         steal%: the share of busy% the hypervisor gave to other guests (a disturbed run); \
          flt/ex: the worker's minor page faults per execution",
         slow_in_flight, slow_latency_ms
     );
@@ -115,6 +125,45 @@ pub fn print(rows: &[Row], machine: &Value, slow_in_flight: u16, slow_latency_ms
         );
     }
     print_breakdown(rows);
+    print_stages(rows);
+}
+
+/// Where an execution's time went inside the workers, one line per scenario through workers.
+fn print_stages(rows: &[Row]) {
+    println!(
+        "\n{:<42} {:>10} {:>10} {:>18} {:>18} {:>18}",
+        "inside the worker(s), means, ms",
+        "in worker",
+        "vendor",
+        "begin (per batch)",
+        "mark (per batch)",
+        "finish (per batch)"
+    );
+    let f = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
+    for r in rows {
+        let Some(s) = &r.stages else { continue };
+        let batch = |name: &str| {
+            s.ledger
+                .iter()
+                .find(|b| b.statement == name)
+                .map(|b| format!("{:.2} ({:.1})", b.mean_ms, b.mean_executions))
+                .unwrap_or_else(|| "-".into())
+        };
+        println!(
+            "{:<42} {:>10} {:>10} {:>18} {:>18} {:>18}",
+            r.scenario,
+            f(s.in_worker_ms),
+            f(s.vendor_call_ms),
+            batch("begin"),
+            batch("mark"),
+            batch("finish")
+        );
+    }
+    println!(
+        "in worker: delivery to result confirmed; a ledger column: one group commit, and in \
+         brackets the executions that shared it (each execution waits for the batch in flight, \
+         then its own)"
+    );
 }
 
 /// The machine's CPU per execution by whom, one line per scenario.

@@ -1,0 +1,166 @@
+//! Where an execution's time goes inside the worker processes, read from their own `/metrics`
+//! before and after a scenario: the mean time from delivery to published result, the mean
+//! vendor call, and for each ledger statement the mean group commit and how many executions
+//! shared it. Each execution waits for the batch in flight and then its own, three times.
+
+use serde::Serialize;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+/// The ledger's statements, in the order an execution runs them.
+const STATEMENTS: [&str; 3] = ["begin", "mark", "finish"];
+
+/// A worker's admin address that is free now: the bench hands it to the worker it starts, so
+/// that it can read that worker's `/metrics`.
+pub fn free_admin_address() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free local port")
+}
+
+/// The histogram sums and counts this module reads, added over the workers.
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot(HashMap<String, f64>);
+
+/// Reads every worker's `/metrics`; `None` if one does not answer.
+pub async fn snapshot(admins: &[SocketAddr]) -> Option<Snapshot> {
+    let http = reqwest::Client::new();
+    let mut totals = Snapshot::default();
+    for admin in admins {
+        let text = http
+            .get(format!("http://{admin}/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        for (key, value) in read(&text) {
+            *totals.0.entry(key).or_default() += value;
+        }
+    }
+    Some(totals)
+}
+
+/// The samples [`between`] needs, keyed as `<sample>` or `<sample>/<statement>`, each summed
+/// over its label sets.
+fn read(text: &str) -> Vec<(String, f64)> {
+    const SAMPLES: [&str; 6] = [
+        "aic_execution_duration_seconds_sum",
+        "aic_execution_duration_seconds_count",
+        "aic_vendor_request_duration_seconds_sum",
+        "aic_vendor_request_duration_seconds_count",
+        "aic_ledger_batch_duration_seconds_sum",
+        "aic_ledger_batch_duration_seconds_count",
+    ];
+    const BATCH_SIZE: &str = "aic_ledger_batch_executions_sum";
+    text.lines()
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+            if !SAMPLES.contains(&name) && name != BATCH_SIZE {
+                return None;
+            }
+            let value: f64 = value.parse().ok()?;
+            let key = match STATEMENTS
+                .iter()
+                .find(|s| labels.contains(&format!("statement=\"{s}\"")))
+            {
+                Some(statement) => format!("{name}/{statement}"),
+                None => name.to_string(),
+            };
+            Some((key, value))
+        })
+        .collect()
+}
+
+/// One ledger statement's group commits during a scenario.
+#[derive(Serialize, Debug, Default, Clone)]
+pub struct Batches {
+    pub statement: &'static str,
+    pub batches: f64,
+    /// Mean time of one batch, connection wait and commit included, ms.
+    pub mean_ms: f64,
+    /// Mean executions per batch.
+    pub mean_executions: f64,
+}
+
+/// Means over one scenario, from the workers' own metrics.
+#[derive(Serialize, Debug, Default, Clone)]
+pub struct Stages {
+    /// From the delivery's arrival in the worker to its result confirmed by the broker, ms.
+    pub in_worker_ms: Option<f64>,
+    /// One vendor call, send to answer, ms.
+    pub vendor_call_ms: Option<f64>,
+    pub ledger: Vec<Batches>,
+}
+
+/// What happened between two snapshots of the same workers.
+pub fn between(before: &Snapshot, after: &Snapshot) -> Stages {
+    let delta = |key: &str| {
+        after.0.get(key).copied().unwrap_or_default() - before.0.get(key).copied().unwrap_or(0.0)
+    };
+    let mean_ms = |name: &str| {
+        let count = delta(&format!("{name}_count"));
+        (count > 0.0).then(|| delta(&format!("{name}_sum")) * 1000.0 / count)
+    };
+    Stages {
+        in_worker_ms: mean_ms("aic_execution_duration_seconds"),
+        vendor_call_ms: mean_ms("aic_vendor_request_duration_seconds"),
+        ledger: STATEMENTS
+            .iter()
+            .filter_map(|statement| {
+                let batches = delta(&format!(
+                    "aic_ledger_batch_duration_seconds_count/{statement}"
+                ));
+                (batches > 0.0).then(|| Batches {
+                    statement,
+                    batches,
+                    mean_ms: delta(&format!(
+                        "aic_ledger_batch_duration_seconds_sum/{statement}"
+                    )) * 1000.0
+                        / batches,
+                    mean_executions: delta(&format!("aic_ledger_batch_executions_sum/{statement}"))
+                        / batches,
+                })
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn means_are_taken_over_the_scenario_and_its_statements() {
+        let before = "aic_execution_duration_seconds_sum{app=\"salesforce\",outcome=\"succeeded\"} 1\n\
+            aic_execution_duration_seconds_count{app=\"salesforce\",outcome=\"succeeded\"} 100\n\
+            aic_ledger_batch_duration_seconds_sum{statement=\"begin\"} 0.5\n\
+            aic_ledger_batch_duration_seconds_count{statement=\"begin\"} 10\n\
+            aic_ledger_batch_executions_sum{statement=\"begin\"} 100\n";
+        let after = "aic_execution_duration_seconds_sum{app=\"salesforce\",outcome=\"succeeded\"} 2\n\
+            aic_execution_duration_seconds_sum{app=\"salesforce\",outcome=\"failed\"} 1\n\
+            aic_execution_duration_seconds_count{app=\"salesforce\",outcome=\"succeeded\"} 250\n\
+            aic_execution_duration_seconds_count{app=\"salesforce\",outcome=\"failed\"} 50\n\
+            aic_execution_duration_seconds_bucket{app=\"salesforce\",outcome=\"failed\",le=\"1\"} 50\n\
+            aic_ledger_batch_duration_seconds_sum{statement=\"begin\"} 0.7\n\
+            aic_ledger_batch_duration_seconds_count{statement=\"begin\"} 20\n\
+            aic_ledger_batch_executions_sum{statement=\"begin\"} 300\n";
+        let snap = |t: &str| {
+            Snapshot(read(t).into_iter().fold(HashMap::new(), |mut m, (k, v)| {
+                *m.entry(k).or_default() += v;
+                m
+            }))
+        };
+        let s = between(&snap(before), &snap(after));
+        // 2 s over 200 executions; 0.2 s over 10 batches of 200 executions.
+        assert_eq!(s.in_worker_ms.map(|v| (v * 1e6).round() / 1e6), Some(10.0));
+        assert_eq!(s.vendor_call_ms, None);
+        assert_eq!(s.ledger.len(), 1);
+        assert_eq!(s.ledger[0].statement, "begin");
+        assert_eq!(s.ledger[0].batches, 10.0);
+        assert!((s.ledger[0].mean_ms - 20.0).abs() < 1e-9);
+        assert!((s.ledger[0].mean_executions - 20.0).abs() < 1e-9);
+    }
+}
