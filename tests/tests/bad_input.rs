@@ -462,6 +462,8 @@ async fn a_vendor_answer_with_a_nul_character_is_stored_and_published_with_it_re
         .finish(&result)
         .await
         .expect("the result is recorded");
+    // The text that is published.
+    let stored: serde_json::Value = serde_json::from_str(stored.get()).expect("JSON");
     assert_eq!(stored["output"]["id"], "00Q\u{FFFD}X");
     let row = env
         .pool

@@ -148,6 +148,10 @@ async fn process(
             let span = tracing::Span::current();
             span.record("status", status.as_str());
             span.record("attempts", stored.get("attempts").and_then(Value::as_u64));
+            let stored = match crate::ledger::raw_json(&stored) {
+                Ok(raw) => raw,
+                Err(e) => return Disposition::Requeue(e.to_string()),
+            };
             let (broker, names) = (&ctx.broker, &ctx.names);
             let published = Box::pin(publish::execution_result(
                 broker, names, delivery, &req, &status, &stored,

@@ -14,8 +14,10 @@ use aic_proto::{ExecutionRequestV1, ExecutionResultV1, ExecutionStatus, VersionI
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::sync::Arc;
+use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 /// Why the ledger could not be used (the delivery is retried later).
@@ -54,7 +56,8 @@ struct BeginInput {
     id: Uuid,
     tenant: Uuid,
     automation: Uuid,
-    parameters: Value,
+    /// Written once, as the row's jsonb: no copy of the parameters' tree per execution.
+    parameters: Box<RawValue>,
     source: Option<String>,
 }
 
@@ -62,7 +65,8 @@ struct BeginInput {
 struct FinishInput {
     id: Uuid,
     status: &'static str,
-    result: Value,
+    /// The result as published: the same text goes into the row and onto the results exchange.
+    result: Arc<RawValue>,
     code: Option<String>,
     attempts: i32,
     version: Option<Uuid>,
@@ -73,7 +77,8 @@ struct FinishInput {
 pub struct Ledger {
     begin: Batcher<BeginInput, Option<tokio_postgres::Row>>,
     mark: Batcher<(Uuid, Uuid), ()>,
-    finish: Batcher<FinishInput, Value>,
+    /// Answers `Some` with the stored result when another delivery finished first.
+    finish: Batcher<FinishInput, Option<Value>>,
     definitions: resolve::Definitions,
     pool: Pool,
 }
@@ -163,7 +168,8 @@ impl Ledger {
                     let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
                     let tenants: Vec<Uuid> = items.iter().map(|i| i.tenant).collect();
                     let automations: Vec<Uuid> = items.iter().map(|i| i.automation).collect();
-                    let parameters: Vec<&Value> = items.iter().map(|i| &i.parameters).collect();
+                    let parameters: Vec<Json<&RawValue>> =
+                        items.iter().map(|i| Json(&*i.parameters)).collect();
                     let sources: Vec<Option<&str>> =
                         items.iter().map(|i| i.source.as_deref()).collect();
                     let rows = client
@@ -213,7 +219,8 @@ impl Ledger {
                     let (client, statement) = prepared(&pool, FINISH_SQL).await?;
                     let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
                     let statuses: Vec<&str> = items.iter().map(|i| i.status).collect();
-                    let results: Vec<&Value> = items.iter().map(|i| &i.result).collect();
+                    let results: Vec<Json<&RawValue>> =
+                        items.iter().map(|i| Json(&*i.result)).collect();
                     let codes: Vec<Option<&str>> =
                         items.iter().map(|i| i.code.as_deref()).collect();
                     let attempts: Vec<i32> = items.iter().map(|i| i.attempts).collect();
@@ -244,10 +251,7 @@ impl Ledger {
                         stored.insert(row.get(0), row.get(1));
                     }
                     }
-                    Ok(items
-                        .iter()
-                        .map(|i| stored.remove(&i.id).unwrap_or_else(|| i.result.clone()))
-                        .collect())
+                    Ok(items.iter().map(|i| stored.remove(&i.id)).collect())
                 }
             },
         );
@@ -269,7 +273,8 @@ impl Ledger {
                 id: req.execution_id.0,
                 tenant: req.tenant_id.0,
                 automation: req.automation_id.0,
-                parameters: Value::Object(req.parameters.clone()),
+                parameters: serde_json::value::to_raw_value(&req.parameters)
+                    .map_err(|e| LedgerError::Batch(format!("parameters: {e}")))?,
                 source: req.source.clone(),
             })
             .await
@@ -331,15 +336,17 @@ impl Ledger {
             .map_err(LedgerError::Batch)
     }
 
-    /// Records the final state. When another delivery finished first, returns that result
-    /// instead, so every publish of one execution carries the same outcome.
-    pub async fn finish(&self, result: &ExecutionResultV1) -> Result<Value, LedgerError> {
+    /// Records the final state and returns the result's JSON to publish. When another
+    /// delivery finished first, returns that result instead, so every publish of one execution
+    /// carries the same outcome.
+    pub async fn finish(&self, result: &ExecutionResultV1) -> Result<Arc<RawValue>, LedgerError> {
         let mut json = serde_json::to_value(result).unwrap_or(Value::Null);
         // A vendor's answer may carry a NUL character, which Postgres cannot store: the result
         // is stored, and published, with it replaced.
         aic_proto::text::replace_nul(&mut json);
+        let raw: Arc<RawValue> = raw_json(&json)?.into();
         let Some(id) = result.execution_id else {
-            return Ok(json);
+            return Ok(raw);
         };
         let status = match result.status {
             ExecutionStatus::Succeeded => "succeeded",
@@ -351,18 +358,28 @@ impl Ledger {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
         });
-        self.finish
+        let first = self
+            .finish
             .call(FinishInput {
                 id: id.0,
                 status,
-                result: json,
+                result: raw.clone(),
                 code,
                 attempts: result.attempts as i32,
                 version: result.automation_version_id.map(|v| v.0),
             })
             .await
-            .map_err(LedgerError::Batch)
+            .map_err(LedgerError::Batch)?;
+        match first {
+            Some(stored) => Ok(raw_json(&stored)?.into()),
+            None => Ok(raw),
+        }
     }
+}
+
+/// A JSON value as text.
+pub fn raw_json(v: &Value) -> Result<Box<RawValue>, LedgerError> {
+    serde_json::value::to_raw_value(v).map_err(|e| LedgerError::Batch(format!("a result: {e}")))
 }
 
 /// A database error answers the statement (an input may be at fault: the batcher then runs

@@ -64,9 +64,9 @@ pub async fn execution_result(
     delivery: &lapin::message::Delivery,
     req: &aic_proto::ExecutionRequestV1,
     status: &str,
-    result: &serde_json::Value,
+    result: &serde_json::value::RawValue,
 ) -> Result<(), String> {
-    let body = serde_json::to_vec(result).map_err(|e| e.to_string())?;
+    let body = result.get().as_bytes();
     let mut headers = lapin::types::FieldTable::default();
     aic_core::telemetry::hand_on(&tracing::Span::current(), &mut headers);
     self::result(
@@ -77,7 +77,7 @@ pub async fn execution_result(
         status,
         Some(req.execution_id.to_string()),
         headers,
-        &body,
+        body,
     )
     .await
     .map_err(|e| format!("result not confirmed: {e}"))
