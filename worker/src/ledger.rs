@@ -340,11 +340,7 @@ impl Ledger {
     /// delivery finished first, returns that result instead, so every publish of one execution
     /// carries the same outcome.
     pub async fn finish(&self, result: &ExecutionResultV1) -> Result<Arc<RawValue>, LedgerError> {
-        let mut json = serde_json::to_value(result).unwrap_or(Value::Null);
-        // A vendor's answer may carry a NUL character, which Postgres cannot store: the result
-        // is stored, and published, with it replaced.
-        aic_proto::text::replace_nul(&mut json);
-        let raw: Arc<RawValue> = raw_json(&json)?.into();
+        let raw: Arc<RawValue> = published(result)?.into();
         let Some(id) = result.execution_id else {
             return Ok(raw);
         };
@@ -375,6 +371,20 @@ impl Ledger {
             None => Ok(raw),
         }
     }
+}
+
+/// The result's JSON as published and stored. A vendor's answer may carry a NUL character,
+/// which Postgres cannot store: the result is then stored, and published, with it replaced.
+/// serde_json writes NUL as `\u0000`, so text without that sequence has none.
+fn published(result: &ExecutionResultV1) -> Result<Box<RawValue>, LedgerError> {
+    let text = serde_json::value::to_raw_value(result)
+        .map_err(|e| LedgerError::Batch(format!("a result: {e}")))?;
+    if !text.get().contains("\\u0000") {
+        return Ok(text);
+    }
+    let mut json = serde_json::to_value(result).unwrap_or(Value::Null);
+    aic_proto::text::replace_nul(&mut json);
+    raw_json(&json)
 }
 
 /// A JSON value as text.
