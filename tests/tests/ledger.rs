@@ -52,20 +52,18 @@ async fn finish(ledger: &Ledger, result: &ExecutionResultV1) -> Value {
     serde_json::from_str(published.get()).expect("JSON")
 }
 
-/// The row's status and stored result.
-async fn row(env: &TestEnv, req: &ExecutionRequestV1) -> (String, Value) {
-    let row = env
-        .pool
+/// The ledger row of `req`, with `columns`.
+async fn row(env: &TestEnv, req: &ExecutionRequestV1, columns: &str) -> tokio_postgres::Row {
+    env.pool
         .get()
         .await
         .expect("postgres")
         .query_one(
-            "SELECT status, result FROM executions WHERE id = $1",
+            &format!("SELECT {columns} FROM executions WHERE id = $1"),
             &[&req.execution_id.0],
         )
         .await
-        .expect("row");
-    (row.get(0), row.get(1))
+        .expect("row")
 }
 
 #[tokio::test]
@@ -77,18 +75,7 @@ async fn the_row_keeps_the_parameters_as_sent_and_a_second_finish_gets_the_first
     )
     .await;
     // PostgreSQL's jsonb keeps numbers as decimals: its text shows the digits it was given.
-    let stored: String = env
-        .pool
-        .get()
-        .await
-        .expect("postgres")
-        .query_one(
-            "SELECT parameters::text FROM executions WHERE id = $1",
-            &[&req.execution_id.0],
-        )
-        .await
-        .expect("row")
-        .get(0);
+    let stored: String = row(&env, &req, "parameters::text").await.get(0);
     assert_eq!(
         stored,
         r#"{"Tags": ["x", 10587.436593658975], "Score": 0.9999999999999999, "Company": "B", "LastName": "Ada \"A\" Byron"}"#
@@ -102,9 +89,9 @@ async fn the_row_keeps_the_parameters_as_sent_and_a_second_finish_gets_the_first
     let second = finish(&ledger, &result(&req, ExecutionStatus::Failed, "00Q2")).await;
     assert_eq!(second["status"], "succeeded");
     assert_eq!(second["output"]["id"], "00Q1");
-    let (status, stored) = row(&env, &req).await;
-    assert_eq!(status, "succeeded");
-    assert_eq!(stored["output"]["id"], "00Q1");
+    let stored = row(&env, &req, "status, result").await;
+    assert_eq!(stored.get::<_, String>(0), "succeeded");
+    assert_eq!(stored.get::<_, Value>(1)["output"]["id"], "00Q1");
     env.stop().await;
 }
 
@@ -118,8 +105,8 @@ async fn a_vendor_answer_with_a_nul_character_is_stored_and_published_with_it_re
     )
     .await;
     assert_eq!(published["output"]["id"], "00Q\u{FFFD}X");
-    let (status, stored) = row(&env, &req).await;
-    assert_eq!(status, "succeeded");
-    assert_eq!(stored["output"]["id"], "00Q\u{FFFD}X");
+    let stored = row(&env, &req, "status, result").await;
+    assert_eq!(stored.get::<_, String>(0), "succeeded");
+    assert_eq!(stored.get::<_, Value>(1)["output"]["id"], "00Q\u{FFFD}X");
     env.stop().await;
 }

@@ -273,8 +273,7 @@ impl Ledger {
                 id: req.execution_id.0,
                 tenant: req.tenant_id.0,
                 automation: req.automation_id.0,
-                parameters: serde_json::value::to_raw_value(&req.parameters)
-                    .map_err(|e| LedgerError::Batch(format!("parameters: {e}")))?,
+                parameters: raw_json(&req.parameters)?,
                 source: req.source.clone(),
             })
             .await
@@ -377,8 +376,7 @@ impl Ledger {
 /// which Postgres cannot store: the result is then stored, and published, with it replaced.
 /// serde_json writes NUL as `\u0000`, so text without that sequence has none.
 fn published(result: &ExecutionResultV1) -> Result<Box<RawValue>, LedgerError> {
-    let text = serde_json::value::to_raw_value(result)
-        .map_err(|e| LedgerError::Batch(format!("a result: {e}")))?;
+    let text = raw_json(result)?;
     if !text.get().contains("\\u0000") {
         return Ok(text);
     }
@@ -387,9 +385,9 @@ fn published(result: &ExecutionResultV1) -> Result<Box<RawValue>, LedgerError> {
     raw_json(&json)
 }
 
-/// A JSON value as text.
-pub fn raw_json(v: &Value) -> Result<Box<RawValue>, LedgerError> {
-    serde_json::value::to_raw_value(v).map_err(|e| LedgerError::Batch(format!("a result: {e}")))
+/// A value as JSON text, as the ledger stores and the worker publishes it.
+pub fn raw_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<Box<RawValue>, LedgerError> {
+    serde_json::value::to_raw_value(v).map_err(|e| LedgerError::Batch(format!("not JSON: {e}")))
 }
 
 /// A database error answers the statement (an input may be at fault: the batcher then runs

@@ -35,11 +35,18 @@ pub async fn snapshot(admins: &[SocketAddr]) -> Option<Snapshot> {
             .text()
             .await
             .ok()?;
-        for (key, value) in read(&text) {
-            *totals.0.entry(key).or_default() += value;
-        }
+        totals.add(&text);
     }
     Some(totals)
+}
+
+impl Snapshot {
+    /// Adds one worker's `/metrics` text.
+    fn add(&mut self, text: &str) {
+        for (key, value) in read(text) {
+            *self.0.entry(key).or_default() += value;
+        }
+    }
 }
 
 /// The samples [`between`] needs, keyed as `<sample>` or `<sample>/<statement>`, each summed
@@ -148,10 +155,9 @@ mod tests {
             aic_ledger_batch_duration_seconds_count{statement=\"begin\"} 20\n\
             aic_ledger_batch_executions_sum{statement=\"begin\"} 300\n";
         let snap = |t: &str| {
-            Snapshot(read(t).into_iter().fold(HashMap::new(), |mut m, (k, v)| {
-                *m.entry(k).or_default() += v;
-                m
-            }))
+            let mut s = Snapshot::default();
+            s.add(t);
+            s
         };
         let s = between(&snap(before), &snap(after));
         // 2 s over 200 executions; 0.2 s over 10 batches of 200 executions.
