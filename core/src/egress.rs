@@ -4,8 +4,9 @@
 //! client's resolver (so a DNS answer that changes later is caught too). Redirects are never
 //! followed. The operator can allow named hosts explicitly (the local sandbox and tests).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use url::{Host, Url};
 
 /// The operator's egress rules.
@@ -13,6 +14,35 @@ use url::{Host, Url};
 pub struct EgressPolicy {
     allow: Arc<Vec<String>>,
     overrides: Arc<Vec<(String, String)>>,
+    instances: Arc<InstanceUrls>,
+}
+
+/// Connection domains already parsed and checked by [`EgressPolicy::app_instance_url`], with
+/// the host patterns they were checked against. The rules and the catalog do not change while
+/// a process runs, so the answer for the same domain and patterns is the same; parsing it again
+/// for every execution (the host's IDNA processing above all) was about 4% of a worker's
+/// instructions. Refusals are not kept: they are rare, and each one is logged afresh.
+#[derive(Debug, Default)]
+struct InstanceUrls(Mutex<HashMap<String, (Vec<String>, Url)>>);
+
+/// Distinct domains kept at most; past it the map starts again (a fleet has far fewer).
+const INSTANCE_URLS_KEPT: usize = 4096;
+
+impl InstanceUrls {
+    fn get(&self, raw: &str, patterns: &[String]) -> Option<Url> {
+        let kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.get(raw)
+            .filter(|(checked_against, _)| checked_against.as_slice() == patterns)
+            .map(|(_, url)| url.clone())
+    }
+
+    fn keep(&self, raw: &str, patterns: &[String], url: &Url) {
+        let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.len() >= INSTANCE_URLS_KEPT {
+            kept.clear();
+        }
+        kept.insert(raw.to_string(), (patterns.to_vec(), url.clone()));
+    }
 }
 
 /// A URL the policy refuses.
@@ -97,6 +127,7 @@ impl EgressPolicy {
                     .collect(),
             ),
             overrides: Arc::default(),
+            instances: Arc::default(),
         }
     }
 
@@ -139,15 +170,25 @@ impl EgressPolicy {
         self.allows_host(host, url.port())
     }
 
+    /// Whether an entry is `host` or `host:port`, ignoring case — compared in place, since
+    /// every vendor call checks its URL here.
     fn allows_host(&self, host: &str, port: Option<u16>) -> bool {
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase();
-        let with_port = port.map(|p| format!("{host}:{p}"));
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let with_port = |entry: &str| {
+            let (Some(port), Some(name), Some(rest)) =
+                (port, entry.get(..host.len()), entry.get(host.len()..))
+            else {
+                return false;
+            };
+            let digits = rest.strip_prefix(':').unwrap_or_default();
+            name.eq_ignore_ascii_case(host)
+                && !digits.starts_with('0')
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && digits.parse() == Ok(port)
+        };
         self.allow
             .iter()
-            .any(|a| *a == host || Some(a) == with_port.as_ref())
+            .any(|a| a.eq_ignore_ascii_case(host) || with_port(a))
     }
 
     /// Parses and checks an instance base URL (a connection's domain) without the app's host
@@ -172,8 +213,18 @@ impl EgressPolicy {
         Ok(url)
     }
 
-    /// As [`EgressPolicy::instance_url`], and the host must match one of `patterns`.
+    /// As [`EgressPolicy::instance_url`], and the host must match one of `patterns`. A domain
+    /// accepted once with the same patterns is answered from memory.
     pub fn app_instance_url(&self, raw: &str, patterns: &[String]) -> Result<Url, EgressError> {
+        if let Some(url) = self.instances.get(raw, patterns) {
+            return Ok(url);
+        }
+        let url = self.check_app_instance_url(raw, patterns)?;
+        self.instances.keep(raw, patterns, &url);
+        Ok(url)
+    }
+
+    fn check_app_instance_url(&self, raw: &str, patterns: &[String]) -> Result<Url, EgressError> {
         let url = self.instance_url(raw)?;
         if self.allows(&url) {
             return Ok(url);
@@ -366,6 +417,61 @@ mod tests {
                 .as_str(),
             "https://api.atlassian.com/ex/jira/x"
         );
+    }
+
+    #[test]
+    fn allowed_hosts_match_by_name_and_by_name_with_port() {
+        let p = EgressPolicy::new(vec![
+            "Sandbox.Local".into(),
+            "127.0.0.1:8080".into(),
+            "::1:9000".into(),
+        ]);
+        let allowed = |u: &str| p.allows(&Url::parse(u).expect("url"));
+        assert!(allowed("http://sandbox.local:1234/x"));
+        assert!(allowed("http://127.0.0.1:8080/x"));
+        assert!(allowed("http://[::1]:9000/x"));
+        for refused in [
+            "http://127.0.0.1:80/x",
+            "http://127.0.0.1:808/x",
+            "http://127.0.0.1/x",
+            "http://127.0.0.2:8080/x",
+            "http://sandbox.local.evil.io/x",
+            "http://[::1]:900/x",
+        ] {
+            assert!(!allowed(refused), "{refused}");
+        }
+        let padded = EgressPolicy::new(vec!["127.0.0.1:08080".into(), "10.0.0.1:+80".into()]);
+        assert!(!padded.allows(&Url::parse("http://127.0.0.1:8080").expect("url")));
+        assert!(!padded.allows(&Url::parse("https://10.0.0.1:80").expect("url")));
+    }
+
+    #[test]
+    fn a_remembered_instance_answers_only_for_the_patterns_it_was_checked_against() {
+        let p = EgressPolicy::default();
+        let jira = vec!["*.atlassian.net".to_string()];
+        for _ in 0..2 {
+            assert_eq!(
+                p.app_instance_url(" acme.my.salesforce.com", &sf())
+                    .expect("valid")
+                    .as_str(),
+                "https://acme.my.salesforce.com/"
+            );
+            assert!(matches!(
+                p.app_instance_url(" acme.my.salesforce.com", &jira),
+                Err(EgressError::HostNotAllowed { .. })
+            ));
+            assert!(matches!(
+                p.app_instance_url("http://acme.my.salesforce.com", &sf()),
+                Err(EgressError::NotHttps(_))
+            ));
+        }
+        let kept = p.instances.0.lock().expect("lock").len();
+        assert_eq!(kept, 1, "only the accepted domain is kept");
+        for i in 0..INSTANCE_URLS_KEPT + 10 {
+            let domain = format!("t{i}.my.salesforce.com");
+            assert!(p.app_instance_url(&domain, &sf()).is_ok());
+        }
+        assert!(p.instances.0.lock().expect("lock").len() <= INSTANCE_URLS_KEPT);
     }
 
     #[test]
