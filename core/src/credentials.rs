@@ -10,6 +10,7 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use zeroize::Zeroizing;
 
 /// The associated data a connection's secrets are sealed with: its tenant and its own id.
 pub fn connection_aad(tenant: aic_proto::TenantId, connection: aic_proto::ConnectionId) -> Vec<u8> {
@@ -20,11 +21,12 @@ pub fn connection_aad(tenant: aic_proto::TenantId, connection: aic_proto::Connec
     .concat()
 }
 
-/// The configured keys, by id.
+/// The configured keys, by id, each kept as its cipher: the AES key schedule is expanded once,
+/// not for every execution whose credentials are opened.
 #[derive(Clone)]
 pub struct Keyring {
     active: String,
-    keys: HashMap<String, Key<Aes256Gcm>>,
+    keys: HashMap<String, Aes256Gcm>,
 }
 
 impl fmt::Debug for Keyring {
@@ -133,14 +135,16 @@ impl Keyring {
             if id.is_empty() {
                 return Err(KeyringError::Malformed(i + 1));
             }
-            let bytes = STANDARD
-                .decode(b64.trim())
-                .map_err(|_| KeyringError::BadKey(id.clone()))?;
+            let bytes = Zeroizing::new(
+                STANDARD
+                    .decode(b64.trim())
+                    .map_err(|_| KeyringError::BadKey(id.clone()))?,
+            );
             if bytes.len() != 32 {
                 return Err(KeyringError::BadKey(id));
             }
             first.get_or_insert_with(|| id.clone());
-            keys.insert(id, *Key::<Aes256Gcm>::from_slice(&bytes));
+            keys.insert(id, Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes)));
         }
         let first = first.ok_or(KeyringError::Empty)?;
         let active = active.map(str::to_string).unwrap_or(first);
@@ -164,11 +168,10 @@ impl Keyring {
             .iter()
             .map(|(k, v)| (k.as_str(), v.expose_secret()))
             .collect();
-        let plaintext = serde_json::to_vec(&plain).unwrap_or_default();
+        let plaintext = Zeroizing::new(serde_json::to_vec(&plain).unwrap_or_default());
         let mut nonce = [0u8; 12];
         rand::rng().fill_bytes(&mut nonce);
-        let cipher = Aes256Gcm::new(&self.keys[&self.active]);
-        let ciphertext = cipher
+        let ciphertext = self.keys[&self.active]
             .encrypt(
                 Nonce::from_slice(&nonce),
                 Payload {
@@ -187,14 +190,15 @@ impl Keyring {
 
     /// Opens what [`Keyring::seal`] sealed with the same `aad`.
     pub fn open(&self, sealed: &Sealed, aad: &[u8]) -> Result<SecretFields, OpenError> {
-        let key = self
+        let cipher = self
             .keys
             .get(&sealed.key_id)
             .ok_or_else(|| OpenError::UnknownKey(sealed.key_id.clone()))?;
         if sealed.nonce.len() != 12 {
             return Err(OpenError::Tampered);
         }
-        let plaintext = Aes256Gcm::new(key)
+        // The opened text is wiped when dropped; the values live on in `SecretString`s.
+        let plaintext = cipher
             .decrypt(
                 Nonce::from_slice(&sealed.nonce),
                 Payload {
@@ -202,6 +206,7 @@ impl Keyring {
                     aad,
                 },
             )
+            .map(Zeroizing::new)
             .map_err(|_| OpenError::Tampered)?;
         let map: BTreeMap<String, String> =
             serde_json::from_slice(&plaintext).map_err(|_| OpenError::Tampered)?;
