@@ -9,7 +9,9 @@ use serde_json::Value;
 /// `\u0000`, so a text without that sequence holds none (one with it may still mean a
 /// backslash followed by `u0000`; [`nul_path`] then tells).
 pub fn may_hold_nul(json: &[u8]) -> bool {
-    json.windows(6).any(|w| w == b"\\u0000")
+    // Searched with memchr's vectorised substring search: every request, vendor answer and
+    // result is scanned, and a byte-by-byte window compare was ~1% of a worker's instructions.
+    memchr::memmem::find(json, b"\\u0000").is_some()
 }
 
 /// The path (`parameters.Name`, `parameters.Tags[2]`) of the first string or key in `v`

@@ -79,9 +79,27 @@ impl Names {
 
     /// Routing key of a result: consumers bind `<tenant_id>.#` or `#`.
     pub fn result_routing_key(tenant: Option<&crate::TenantId>, status: &str) -> String {
-        match tenant {
-            Some(t) => format!("{t}.{status}"),
-            None => format!("unknown.{status}"),
-        }
+        // Written in place rather than through `format!`, once for every result.
+        let mut buf = uuid::Uuid::encode_buffer();
+        let tenant = match tenant {
+            Some(t) => &*t.0.hyphenated().encode_lower(&mut buf),
+            None => "unknown",
+        };
+        [tenant, ".", status].concat()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_is_routed_by_its_tenant_then_its_status() {
+        let tenant = crate::TenantId(uuid::Uuid::new_v4());
+        assert_eq!(
+            Names::result_routing_key(Some(&tenant), "succeeded"),
+            format!("{}.succeeded", tenant.0.hyphenated())
+        );
+        assert_eq!(Names::result_routing_key(None, "failed"), "unknown.failed");
     }
 }

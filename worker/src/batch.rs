@@ -69,7 +69,9 @@ impl<I: Send + Sync + 'static, O: Send + 'static> Batcher<I, O> {
                         None => return,
                     },
                 };
-                let mut keys = HashSet::new();
+                // Sized for what is waiting, so that the set is not rehashed as it grows.
+                let waiting = (deferred.len() + rx.len() + 1).min(max);
+                let mut keys = HashSet::with_capacity(waiting);
                 keys.insert(key(&first.0));
                 let mut batch = vec![first];
                 let mut again = Vec::new();
