@@ -38,8 +38,32 @@ struct VersionPeek {
     version: Option<serde_json::Value>,
 }
 
+/// A message that says which version of the contract it is.
+pub trait Versioned {
+    /// Its `version` field.
+    fn version(&self) -> u32;
+}
+
 /// Decodes `body` as a message of [`crate::MESSAGE_VERSION`].
-pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
+///
+/// A well-formed message of this version is read straight into `T`. Anything else — text that
+/// is not `T` for any reason, another version, a possible NUL — is read again through a
+/// `serde_json::Value` to say precisely what is wrong. Reading into a `Value` first for every
+/// message, then into `T`, was twice the work on the worker's hot path. Whatever the direct
+/// read accepts, the `Value` read accepts as the same `T` (the reverse does not hold: a
+/// repeated key is refused by the one and kept last by the other, hence the second read).
+pub fn decode<T: DeserializeOwned + Versioned>(body: &[u8]) -> Result<T, DecodeError> {
+    if !crate::text::may_hold_nul(body)
+        && let Ok(message) = serde_json::from_slice::<T>(body)
+        && message.version() == crate::MESSAGE_VERSION
+    {
+        return Ok(message);
+    }
+    explain(body)
+}
+
+/// The `Value` read: the message, or precisely why it is not one.
+fn explain<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| DecodeError::NotJson(e.to_string()))?;
     if let Some(path) = crate::text::may_hold_nul(body)
@@ -83,6 +107,34 @@ mod tests {
         assert_eq!(e.reason(), "invalid_message");
         assert!(e.to_string().contains("parameters.LastName"), "{e}");
         assert!(e.to_string().contains("NUL"), "{e}");
+    }
+
+    #[test]
+    fn the_direct_read_and_the_explaining_read_agree() {
+        let ids = r#""execution_id":"0190b3a4-7b1c-7d2e-8f00-000000000001","tenant_id":"0190b3a4-7b1c-7d2e-8f00-000000000002","automation_id":"0190b3a4-7b1c-7d2e-8f00-000000000003""#;
+        let good = format!(
+            r#"{{"version":1,{ids},"parameters":{{"Amount":0.9999999999999999,"Big":18446744073709551615,"Tags":["a","é"],"N":null}},"requested_at":"2026-12-02T01:02:03.456Z","source":"flow:x"}}"#
+        );
+        let direct = decode::<ExecutionRequestV1>(good.as_bytes()).expect("decodes");
+        let explained = explain::<ExecutionRequestV1>(good.as_bytes()).expect("decodes");
+        assert_eq!(direct, explained);
+        for (body, reason) in [
+            (format!(r#"{{"version":2,{ids}}}"#), "unknown_version"),
+            (format!(r#"{{"version":1.0,{ids}}}"#), "missing_version"),
+            (format!(r#"{{"version":"1",{ids}}}"#), "missing_version"),
+            (
+                format!(r#"{{"version":1,{ids},"extra":1}}"#),
+                "invalid_message",
+            ),
+            (format!(r#"{{"version":1,{ids}}} trailing"#), "invalid_json"),
+        ] {
+            let e = decode::<ExecutionRequestV1>(body.as_bytes()).unwrap_err();
+            assert_eq!(e.reason(), reason, "{body}");
+        }
+        let repeated =
+            format!(r#"{{"version":1,{ids},"parameters":{{"A":1}},"parameters":{{"A":2}}}}"#);
+        let kept_last = decode::<ExecutionRequestV1>(repeated.as_bytes()).expect("decodes");
+        assert_eq!(kept_last.parameters["A"], 2);
     }
 
     #[test]

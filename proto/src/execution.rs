@@ -158,3 +158,15 @@ pub struct VendorError {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<String>,
 }
+
+impl crate::decode::Versioned for ExecutionRequestV1 {
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
+impl crate::decode::Versioned for ExecutionResultV1 {
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
