@@ -87,7 +87,15 @@ pub struct ExecutionResultV1 {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deduplicated: bool,
     /// When the worker finished it.
+    #[serde(serialize_with = "rfc3339")]
     pub finished_at: DateTime<Utc>,
+}
+
+/// A time as chrono's own `Serialize` writes it (RFC 3339, `Z`, as many fractional digits as
+/// needed), written to a string first and then escaped once: chrono's goes through
+/// `collect_str`, which escapes it piece by piece, ~1% of a worker's instructions per result.
+fn rfc3339<S: serde::Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
 }
 
 /// A machine-readable failure.
@@ -168,5 +176,26 @@ impl crate::decode::Versioned for ExecutionRequestV1 {
 impl crate::decode::Versioned for ExecutionResultV1 {
     fn version(&self) -> u32 {
         self.version
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn finished_at_is_written_as_chrono_writes_it() {
+        let second = Utc.with_ymd_and_hms(2026, 12, 2, 1, 2, 3).unwrap();
+        for nanos in [0, 456_000_000, 456_789_000, 456_789_012, 1, 999_999_999] {
+            let at = second + chrono::Duration::nanoseconds(nanos);
+            let mut ours = serde_json::Serializer::new(Vec::new());
+            rfc3339(&at, &mut ours).expect("serialises");
+            let chrono = serde_json::to_vec(&at).expect("serialises");
+            assert_eq!(
+                String::from_utf8_lossy(&ours.into_inner()),
+                String::from_utf8_lossy(&chrono)
+            );
+        }
     }
 }
