@@ -208,13 +208,11 @@ impl Keyring {
             )
             .map(Zeroizing::new)
             .map_err(|_| OpenError::Tampered)?;
-        let map: BTreeMap<String, String> =
-            serde_json::from_slice(&plaintext).map_err(|_| OpenError::Tampered)?;
-        Ok(SecretFields(
-            map.into_iter()
-                .map(|(k, v)| (k, SecretString::from(v)))
-                .collect(),
-        ))
+        // Each value goes straight into its `SecretString`, without a map of plain strings
+        // in between.
+        serde_json::from_slice(&plaintext)
+            .map(SecretFields)
+            .map_err(|_| OpenError::Tampered)
     }
 }
 
