@@ -232,9 +232,3 @@ pub enum ParameterType {
     /// Any JSON object or array, passed through (e.g. Slack blocks).
     Json,
 }
-
-impl crate::decode::Versioned for DefinitionPublishedV1 {
-    fn version(&self) -> u32 {
-        self.version
-    }
-}

@@ -173,12 +173,6 @@ impl crate::decode::Versioned for ExecutionRequestV1 {
     }
 }
 
-impl crate::decode::Versioned for ExecutionResultV1 {
-    fn version(&self) -> u32 {
-        self.version
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

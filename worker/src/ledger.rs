@@ -377,7 +377,7 @@ impl Ledger {
 /// serde_json writes NUL as `\u0000`, so text without that sequence has none.
 fn published(result: &ExecutionResultV1) -> Result<Box<RawValue>, LedgerError> {
     let text = raw_json(result)?;
-    if !text.get().contains("\\u0000") {
+    if !aic_proto::text::may_hold_nul(text.get().as_bytes()) {
         return Ok(text);
     }
     let mut json = serde_json::to_value(result).unwrap_or(Value::Null);
