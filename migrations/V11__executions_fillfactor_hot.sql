@@ -2,10 +2,10 @@
 -- inserted at ~200 bytes, re-written by the vendor-call mark (~200 more) and by the finish,
 -- which adds the result (~600 bytes for a typical create: ~400 of result JSON). At fillfactor
 -- 70 a page took ~28 new rows with room for a fraction of their later versions: half of the
--- updates (aic-bench, 50,000 executions) left their page, each adding an entry to every index
--- and the bottom-up index clean-up behind it. At 20 a page takes ~8 new rows; once the mark's
--- predecessor versions are pruned, their finished versions fit: 99.8% of the updates stay HOT,
--- WAL records per execution 9.6 → 6.4 (bytes 1,620 → 1,290), index pages −35%, and the heap
--- is no bigger, since the rows that left their pages had emptied those pages as much.
--- New pages only: existing ones keep their rows where they are.
+-- updates (aic-bench, 50,000 executions) left their page, each adding an entry to the key and
+-- tenant indexes, with the bottom-up index clean-up behind them. At 20 a page takes ~8 new
+-- rows; once the mark's predecessor versions are pruned, their finished versions fit: 99.8% of
+-- the updates stay HOT, WAL records per execution 9.6 → 6.4 (bytes 1,620 → 1,290), index pages
+-- −35%, and the heap is no bigger, since the rows that left their pages had emptied them as
+-- much. New pages only: existing ones keep their rows where they are.
 ALTER TABLE executions SET (fillfactor = 20);
