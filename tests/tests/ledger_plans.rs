@@ -5,6 +5,9 @@
 //! execution's row stays on its page through its two updates (HOT updates: no new index
 //! entries), which the table's fillfactor leaves room for.
 
+use aic_proto::{
+    AutomationId, ExecutionId, ExecutionResultV1, ExecutionStatus, TenantId, VersionId,
+};
 use aic_tests::harness::TestEnv;
 use serde_json::{Value, json};
 use tokio_postgres::types::Json;
@@ -134,20 +137,33 @@ async fn an_execution_row_stays_on_its_page_through_the_mark_and_the_finish() {
             .execute(&mark, &[&ids, &vec![version; 40]])
             .await
             .expect("mark runs");
-        // A result the size of a Salesforce create's, as published (~450 bytes of JSON).
+        // Results as the worker publishes and stores them, of a Salesforce create's size.
         let results: Vec<Json<Value>> = ids
             .iter()
             .map(|id| {
-                Json(json!({
-                    "schema": "aic.execution.result.v1", "execution_id": id,
-                    "automation_id": automation, "automation_version_id": version,
-                    "tenant_id": tenant, "status": "succeeded", "attempts": 1,
-                    "finished_at": "2026-12-02T04:05:06.123456Z",
-                    "output": {"id": "00Q5g00000AbCdEfGH", "success": true, "errors": []},
-                    "vendor": {"status": 201, "request_id": "4f9c2b7e-1d3a-4c55-9e0f-7a6b8c9d0e1f"},
-                }))
+                let result = ExecutionResultV1 {
+                    version: aic_proto::MESSAGE_VERSION,
+                    execution_id: Some(ExecutionId(*id)),
+                    tenant_id: Some(TenantId(tenant)),
+                    automation_id: Some(AutomationId(automation)),
+                    automation_version_id: Some(VersionId(version)),
+                    status: ExecutionStatus::Succeeded,
+                    output: json!({"id": "00Q5g00000AbCdEfGH", "success": true, "errors": []})
+                        .as_object()
+                        .cloned(),
+                    error: None,
+                    attempts: 1,
+                    deduplicated: false,
+                    finished_at: chrono::Utc::now(),
+                };
+                Json(serde_json::to_value(result).expect("JSON"))
             })
             .collect();
+        let size = results[0].0.to_string().len();
+        assert!(
+            size >= 350,
+            "a result as large as a real one ({size} bytes): the room it needs is the point"
+        );
         let updated = client
             .query(
                 &finish,
@@ -171,7 +187,7 @@ async fn an_execution_row_stays_on_its_page_through_the_mark_and_the_finish() {
             .count();
         assert_eq!(
             moved, 0,
-            "rows that left their page on an update (non-HOT: a new entry in every index): \
+            "rows that left their page on an update (not HOT: new index entries): \
              inserted on {inserted:?}, finished on {finished:?}"
         );
     }
