@@ -82,8 +82,16 @@ fn the_benchmark_runs_every_scenario_and_writes_its_table_as_json() {
                 .map(|l| l.iter().filter_map(|b| b["statement"].as_str()).collect())
                 .unwrap_or_default();
             assert_eq!(statements, ["begin", "mark", "finish"], "{name}");
+            // Every execution writes its ledger row: the server's WAL grew by some per execution.
+            assert!(
+                row["wal_bytes_per_execution"]
+                    .as_f64()
+                    .is_some_and(|b| b > 0.0),
+                "{name}: {row}"
+            );
         } else {
             assert!(stages.is_null(), "{name}: {stages}");
+            assert!(row["wal_bytes_per_execution"].is_null(), "{name}");
         }
     }
     assert!(report["machine"]["cores"].as_u64().is_some_and(|c| c > 0));

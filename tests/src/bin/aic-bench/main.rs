@@ -239,9 +239,15 @@ async fn through(
     let pids: Vec<u32> = workers.iter().map(|w| w.process.id()).collect();
     let admins: Vec<SocketAddr> = workers.iter().map(|w| w.admin).collect();
     let before = stages::snapshot(&admins).await;
+    let wal_before = stages::wal_position(&env.pool).await;
     let mut row = pipeline(env, automation, n, &pids, rate, label).await;
+    let wal_after = stages::wal_position(&env.pool).await;
     let after = stages::snapshot(&admins).await;
     row.stages = before.zip(after).map(|(b, a)| stages::between(&b, &a));
+    let finished = (row.executions - row.lost).max(1) as f64;
+    row.wal_bytes_per_execution = wal_before
+        .zip(wal_after)
+        .map(|(b, a)| a.saturating_sub(b) as f64 / finished);
     row
 }
 

@@ -18,6 +18,21 @@ pub fn free_admin_address() -> SocketAddr {
         .expect("a free local port")
 }
 
+/// Where PostgreSQL's write-ahead log stands, in bytes: the difference over a scenario is what
+/// the whole server wrote for it — a count the machine's speed does not move, unlike CPU time
+/// (other databases' writes on the same server count too). `None` if it cannot be read.
+pub async fn wal_position(pool: &deadpool_postgres::Pool) -> Option<u64> {
+    let client = pool.get().await.ok()?;
+    let row = client
+        .query_one(
+            "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::int8",
+            &[],
+        )
+        .await
+        .ok()?;
+    u64::try_from(row.get::<_, i64>(0)).ok()
+}
+
 /// The histogram sums and counts this module reads, added over the workers.
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot(HashMap<String, f64>);
