@@ -11,7 +11,10 @@ use serde_json::Value;
 pub fn may_hold_nul(json: &[u8]) -> bool {
     // Searched with memchr's vectorised substring search: every request, vendor answer and
     // result is scanned, and a byte-by-byte window compare was ~1% of a worker's instructions.
-    memchr::memmem::find(json, b"\\u0000").is_some()
+    // The searcher is built once: `memmem::find` builds one per call, most of a short scan.
+    static ESCAPE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\\u0000"));
+    ESCAPE.find(json).is_some()
 }
 
 /// The path (`parameters.Name`, `parameters.Tags[2]`) of the first string or key in `v`
