@@ -30,7 +30,7 @@ pub async fn wal_position(pool: &deadpool_postgres::Pool) -> Option<u64> {
         )
         .await
         .ok()?;
-    u64::try_from(row.get::<_, i64>(0)).ok()
+    u64::try_from(row.try_get::<_, i64>(0).ok()?).ok()
 }
 
 /// The histogram sums and counts this module reads, added over the workers.
