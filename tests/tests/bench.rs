@@ -77,6 +77,10 @@ fn the_benchmark_runs_every_scenario_and_writes_its_table_as_json() {
                 "{name}: {stages}"
             );
             assert!(stages["vendor_call_ms"].is_number(), "{name}: {stages}");
+            assert!(
+                stages["publish_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+                "{name}: {stages}"
+            );
             let statements: Vec<&str> = stages["ledger"]
                 .as_array()
                 .map(|l| l.iter().filter_map(|b| b["statement"].as_str()).collect())

@@ -95,6 +95,11 @@ async fn a_lead_enqueued_over_http_is_created_in_salesforce_and_its_id_recorded(
             assert!(metrics.contains(&line), "no `{line}` in {metrics}");
         }
     }
+    // Its result published once, and the wait for the broker's confirm timed.
+    assert!(
+        metrics.contains("aic_result_publish_duration_seconds_count 1"),
+        "{metrics}"
+    );
     env.stop().await;
 }
 

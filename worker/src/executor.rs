@@ -257,6 +257,7 @@ async fn process(
     if outcome.status != ExecutionStatus::Succeeded {
         span.record("otel.status_code", "ERROR");
     }
+    let publishing = Instant::now();
     if in_place(&ctx.stopping, "publish the result", || {
         Box::pin(publish::execution_result(
             &ctx.broker,
@@ -273,6 +274,9 @@ async fn process(
     {
         return Disposition::Requeue("stopping before the result was published".into());
     }
+    ctx.metrics
+        .result_publish_duration
+        .observe(publishing.elapsed().as_secs_f64());
     ctx.metrics
         .executions
         .with_label_values(&[&outcome.app, &outcome.action, status])

@@ -49,6 +49,10 @@ pub struct Metrics {
     ledger_batch_duration: HistogramVec,
     /// Executions in one ledger statement, by statement: how much group commit is saving.
     ledger_batch_executions: HistogramVec,
+    /// Time from an execution's result handed to the broker to its publish confirmed (retries
+    /// in place included): the last step before the ack, and the broker's share of
+    /// `aic_execution_duration_seconds`.
+    pub result_publish_duration: Histogram,
     /// Token requests, by app and outcome (`ok`, `refused`, `error`).
     pub token_requests: IntCounterVec,
     /// Retries scheduled, by app.
@@ -137,6 +141,14 @@ impl Metrics {
             &["statement"],
             &BATCH_SIZE_BUCKETS,
         );
+        let result_publish_duration = histogram(
+            &registry,
+            "aic_result_publish_duration_seconds",
+            "One execution's result, from its publish to the broker's confirm.",
+            &[],
+            &LATENCY_BUCKETS,
+        )
+        .with_label_values::<&str>(&[]);
         let gauge = |name: &str, help: &str| register(&registry, name, IntGauge::new(name, help));
         let in_flight = gauge("aic_executions_in_flight", "Deliveries being processed.");
         let queue_consumers = gauge(
@@ -163,6 +175,7 @@ impl Metrics {
             vendor_request_duration,
             ledger_batch_duration,
             ledger_batch_executions,
+            result_publish_duration,
             token_requests,
             retries,
             dead_letters,

@@ -134,13 +134,14 @@ pub fn print(rows: &[Row], machine: &Value, slow_in_flight: u16, slow_latency_ms
 /// Where an execution's time went inside the workers, one line per scenario through workers.
 fn print_stages(rows: &[Row]) {
     println!(
-        "\n{:<42} {:>10} {:>10} {:>18} {:>18} {:>18} {:>9}",
+        "\n{:<42} {:>10} {:>10} {:>18} {:>18} {:>18} {:>8} {:>9}",
         "inside the worker(s), means, ms",
         "in worker",
         "vendor",
         "begin (per batch)",
         "mark (per batch)",
         "finish (per batch)",
+        "publish",
         "WAL B/ex"
     );
     let f = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
@@ -154,13 +155,14 @@ fn print_stages(rows: &[Row]) {
                 .unwrap_or_else(|| "-".into())
         };
         println!(
-            "{:<42} {:>10} {:>10} {:>18} {:>18} {:>18} {:>9}",
+            "{:<42} {:>10} {:>10} {:>18} {:>18} {:>18} {:>8} {:>9}",
             r.scenario,
             f(s.in_worker_ms),
             f(s.vendor_call_ms),
             batch("begin"),
             batch("mark"),
             batch("finish"),
+            f(s.publish_ms),
             r.wal_bytes_per_execution
                 .map(|x| format!("{x:.0}"))
                 .unwrap_or_else(|| "-".into())
@@ -169,7 +171,7 @@ fn print_stages(rows: &[Row]) {
     println!(
         "in worker: delivery to result confirmed; a ledger column: one group commit, and in \
          brackets the executions that shared it (each execution waits for the batch in flight, \
-         then its own); WAL B/ex: PostgreSQL's write-ahead log per execution, the whole \
+         then its own); publish: a result's publish until the broker confirmed it; WAL B/ex: PostgreSQL's write-ahead log per execution, the whole \
          server's (a count, unmoved by the machine's speed)"
     );
 }

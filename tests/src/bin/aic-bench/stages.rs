@@ -67,11 +67,13 @@ impl Snapshot {
 /// The samples [`between`] needs, keyed as `<sample>` or `<sample>/<statement>`, each summed
 /// over its label sets.
 fn read(text: &str) -> Vec<(String, f64)> {
-    const SAMPLES: [&str; 6] = [
+    const SAMPLES: [&str; 8] = [
         "aic_execution_duration_seconds_sum",
         "aic_execution_duration_seconds_count",
         "aic_vendor_request_duration_seconds_sum",
         "aic_vendor_request_duration_seconds_count",
+        "aic_result_publish_duration_seconds_sum",
+        "aic_result_publish_duration_seconds_count",
         "aic_ledger_batch_duration_seconds_sum",
         "aic_ledger_batch_duration_seconds_count",
     ];
@@ -114,6 +116,8 @@ pub struct Stages {
     pub in_worker_ms: Option<f64>,
     /// One vendor call, send to answer, ms.
     pub vendor_call_ms: Option<f64>,
+    /// One result's publish until the broker confirmed it, ms.
+    pub publish_ms: Option<f64>,
     pub ledger: Vec<Batches>,
 }
 
@@ -129,6 +133,7 @@ pub fn between(before: &Snapshot, after: &Snapshot) -> Stages {
     Stages {
         in_worker_ms: mean_ms("aic_execution_duration_seconds"),
         vendor_call_ms: mean_ms("aic_vendor_request_duration_seconds"),
+        publish_ms: mean_ms("aic_result_publish_duration_seconds"),
         ledger: STATEMENTS
             .iter()
             .filter_map(|statement| {
