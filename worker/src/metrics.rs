@@ -8,7 +8,8 @@
 use aic_core::catalog::Catalog;
 use aic_core::metrics::{LATENCY_BUCKETS, histogram, register, render};
 use prometheus::{
-    Histogram, HistogramTimer, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramTimer, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry,
 };
 
 /// Outcomes of `aic_executions_total` (besides `replayed`, counted under app `unknown`).
@@ -141,14 +142,18 @@ impl Metrics {
             &["statement"],
             &BATCH_SIZE_BUCKETS,
         );
-        let result_publish_duration = histogram(
+        let name = "aic_result_publish_duration_seconds";
+        let result_publish_duration = register(
             &registry,
-            "aic_result_publish_duration_seconds",
-            "One execution's result, from its publish to the broker's confirm.",
-            &[],
-            &LATENCY_BUCKETS,
-        )
-        .with_label_values::<&str>(&[]);
+            name,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    name,
+                    "One execution's result, from its publish to the broker's confirm.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            ),
+        );
         let gauge = |name: &str, help: &str| register(&registry, name, IntGauge::new(name, help));
         let in_flight = gauge("aic_executions_in_flight", "Deliveries being processed.");
         let queue_consumers = gauge(
