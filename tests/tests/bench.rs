@@ -34,6 +34,7 @@ fn the_benchmark_runs_every_scenario_and_writes_its_table_as_json() {
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON is written"))
             .expect("the JSON parses");
+    compares_with_a_later_run(&dir, &report);
     let _ = std::fs::remove_dir_all(&dir);
 
     let rows = report["rows"].as_array().expect("rows");
@@ -100,4 +101,107 @@ fn the_benchmark_runs_every_scenario_and_writes_its_table_as_json() {
     }
     assert!(report["machine"]["cores"].as_u64().is_some_and(|c| c > 0));
     assert_eq!(report["settings"]["n"], 300);
+}
+
+/// `aic-bench compare` on the report just written and a later run made from it (another
+/// machine, twice the full row's rate, a disturbed row): every scenario of the real report is
+/// matched across the two, whatever rate its label carries, with the change and the warnings.
+fn compares_with_a_later_run(dir: &std::path::Path, report: &Value) {
+    let mut later = report.clone();
+    later["machine"]["cpu_model"] = "Another CPU".into();
+    later["machine"]["commit"] = "0123456789ab-dirty".into();
+    for row in later["rows"].as_array_mut().expect("rows") {
+        let name = row["scenario"].as_str().unwrap_or_default().to_string();
+        if name == "full pipeline, fast vendor, 1 worker" {
+            let rate = row["per_second"].as_f64().expect("rate");
+            row["per_second"] = (rate * 2.0).into();
+            row["machine_steal_pct"] = 25.0.into();
+        }
+        // The paced rows' labels carry their rate, which differs from run to run.
+        if name.contains("paced at") {
+            row["scenario"] = name.replace("paced at", "paced at 1").into();
+        }
+    }
+    let (a, b) = (dir.join("a.json"), dir.join("b.json"));
+    std::fs::write(&a, report.to_string()).expect("write a");
+    std::fs::write(&b, later.to_string()).expect("write b");
+    let out = Command::new(env!("CARGO_BIN_EXE_aic-bench"))
+        .arg("compare")
+        .args([&a, &b])
+        .output()
+        .expect("aic-bench compare runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // One block per scenario, each with a figure in both columns.
+    let blocks: Vec<&str> = text.split("\n\n").skip(1).collect();
+    let rows = report["rows"].as_array().expect("rows");
+    assert_eq!(blocks.len(), rows.len() + 1, "{text}"); // and the closing note
+    for block in &blocks[..rows.len()] {
+        let exec = block
+            .lines()
+            .find(|l| l.trim_start().starts_with("exec/s"))
+            .unwrap_or_else(|| panic!("no exec/s in {block}"));
+        let columns: Vec<&str> = exec.split_whitespace().collect();
+        assert_eq!(columns.len(), 4, "{exec}");
+        assert!(
+            columns[1].parse::<f64>().is_ok() && columns[2].parse::<f64>().is_ok(),
+            "{exec}"
+        );
+    }
+    let full = blocks
+        .iter()
+        .find(|b| b.starts_with("full pipeline, fast vendor, 1 worker"))
+        .expect("the full row");
+    assert!(
+        full.lines()
+            .any(|l| l.contains("exec/s") && l.ends_with("+100.0%")),
+        "{full}"
+    );
+    for warning in [
+        "warning: the runs are from different machines",
+        "Another CPU",
+        "warning: run B (",
+        "uncommitted changes",
+        "`full pipeline, fast vendor, 1 worker` ran with 25% of the cores taken by other guests",
+    ] {
+        assert!(text.contains(warning), "no {warning:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn compare_names_the_file_it_cannot_use() {
+    let dir = std::env::temp_dir().join(format!("aic-bench-compare-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    let (text, rowless) = (dir.join("notes.txt"), dir.join("other.json"));
+    std::fs::write(&text, "not json").expect("write");
+    std::fs::write(&rowless, r#"{"machine": {}}"#).expect("write");
+    let missing = dir.join("missing.json");
+    for (file, expected) in [
+        (&text, "is not JSON"),
+        (&rowless, "has no `rows` array"),
+        (&missing, "cannot read"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_aic-bench"))
+            .arg("compare")
+            .args([file, file])
+            .output()
+            .expect("aic-bench compare runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{}", file.display());
+        assert!(
+            stderr.contains(&file.display().to_string()) && stderr.contains(expected),
+            "{stderr}"
+        );
+    }
+    // One report alone is a usage error, not an empty comparison.
+    let out = Command::new(env!("CARGO_BIN_EXE_aic-bench"))
+        .args(["compare", "only.json"])
+        .output()
+        .expect("aic-bench compare runs");
+    assert!(!out.status.success());
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,6 +3,7 @@
 //! non-zero if any execution was lost or failed. See BENCHMARKS.md.
 
 mod ceiling;
+mod compare;
 mod echo;
 mod machine;
 mod report;
@@ -23,7 +24,10 @@ use std::time::{Duration, Instant};
 
 /// aic-bench: throughput, CPU and latency of the execution pipeline.
 #[derive(Parser, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Executions per scenario.
     #[arg(long, default_value_t = 50_000)]
     n: usize,
@@ -51,6 +55,17 @@ struct Args {
         default_value = "ceiling,path,full,paced,two,slow"
     )]
     only: Vec<String>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Compare the JSON of earlier runs (`--json`): each row's figures side by side, the change
+    /// from the first run to the last, and a warning where runs are not comparable.
+    Compare {
+        /// Two or more reports, the oldest first.
+        #[arg(required = true, num_args = 2..)]
+        reports: Vec<String>,
+    },
 }
 
 /// Requests published and not yet confirmed, at most (`proto/AMQP.md`'s publisher).
@@ -254,6 +269,22 @@ async fn through(
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Compare { reports }) = &args.command {
+        return match reports
+            .iter()
+            .map(|p| compare::Report::read(p))
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(reports) => {
+                print!("{}", compare::render(&reports));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("aic-bench compare: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let started_at = chrono::Utc::now().to_rfc3339();
     let env = TestEnv::start_with(Options {
         worker: false,
