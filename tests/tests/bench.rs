@@ -46,6 +46,7 @@ fn the_benchmark_runs_every_scenario_and_writes_its_table_as_json() {
         "  same, paced at",
         "full pipeline, fast vendor, 2 workers",
         "AMQP path alone, paced at",
+        "ceiling (broker only), again",
         "slow vendor (50 ms), 1 worker",
     ] {
         assert!(
@@ -97,6 +98,32 @@ fn the_benchmark_runs_every_scenario_and_writes_its_table_as_json() {
         } else {
             assert!(stages.is_null(), "{name}: {stages}");
             assert!(row["wal_bytes_per_execution"].is_null(), "{name}");
+        }
+    }
+    // The broker alone ran before and after the rows measured against it; their ratios are to
+    // the better of its two runs.
+    let ceilings: Vec<f64> = rows
+        .iter()
+        .filter(|r| {
+            r["scenario"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("ceiling"))
+        })
+        .filter_map(|r| r["per_second"].as_f64())
+        .collect();
+    assert_eq!(ceilings.len(), 2, "{ceilings:?}");
+    let best = ceilings[0].max(ceilings[1]);
+    for row in rows {
+        let name = row["scenario"].as_str().unwrap_or_default();
+        if name.starts_with("ceiling") {
+            assert!(row["ratio"].is_null(), "{name}");
+        } else if !name.starts_with("slow") {
+            let expected = row["per_second"].as_f64().unwrap_or_default() / best;
+            let ratio = row["ratio"].as_f64().unwrap_or(f64::NAN);
+            assert!(
+                (ratio - expected).abs() < 1e-9,
+                "{name}: {ratio} against {expected}"
+            );
         }
     }
     assert!(report["machine"]["cores"].as_u64().is_some_and(|c| c > 0));

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 /// The broker alone: consume a persistent message, publish a persistent result with a confirm,
 /// ack — with the worker's prefetch and concurrency, no HTTP, no database.
-pub async fn ceiling(env: &TestEnv, n: usize, prefetch: u16) -> Row {
+pub async fn ceiling(env: &TestEnv, n: usize, prefetch: u16, label: &str) -> Row {
     let conn = &env.amqp;
     let q = format!("{}.bench-in", env.names.executions_queue);
     let out = format!("{}.bench-out", env.names.executions_queue);
@@ -107,7 +107,7 @@ pub async fn ceiling(env: &TestEnv, n: usize, prefetch: u16) -> Row {
             .await;
     }
     Row {
-        scenario: "ceiling (broker only)".into(),
+        scenario: label.into(),
         executions: n,
         per_second: n as f64 / elapsed,
         machine_cpu_us_per_execution: spent.machine_us,

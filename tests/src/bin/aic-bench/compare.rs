@@ -114,7 +114,9 @@ impl Report {
 /// its own kind, matched only by the same label.
 pub fn scenario_kind(scenario: &str) -> String {
     let s = scenario.trim();
-    let kind = if s.starts_with("ceiling") {
+    let kind = if s.starts_with("ceiling (broker only), again") {
+        "ceiling, again"
+    } else if s.starts_with("ceiling") {
         "ceiling"
     } else if s.starts_with("AMQP path alone, paced") {
         "path, paced"
@@ -316,6 +318,11 @@ mod tests {
             "path, paced"
         );
         assert_eq!(scenario_kind("AMQP path alone (echo consumer)"), "path");
+        assert_eq!(scenario_kind("ceiling (broker only)"), "ceiling");
+        assert_eq!(
+            scenario_kind("ceiling (broker only), again"),
+            "ceiling, again"
+        );
         assert_eq!(scenario_kind("slow vendor (50 ms), 1 worker"), "slow");
         assert_eq!(
             scenario_kind("full pipeline, fast vendor, 2 workers"),

@@ -105,7 +105,8 @@ pub fn print(rows: &[Row], machine: &Value, slow_in_flight: u16, slow_latency_ms
         );
     }
     println!(
-        "ratio: to the ceiling for the fast rows; to Little's law ({} in flight / {} ms) for the slow row\n\
+        "ratio: to the ceiling for the fast rows (the better of its two runs, before and after them); \
+         to Little's law ({} in flight / {} ms) for the slow row\n\
          cpu µs: the worker's own CPU per execution; mach µs: the whole machine's busy CPU per execution; \
          busy%: how busy the machine's cores were; \
          steal%: the share of busy% the hypervisor gave to other guests (a disturbed run); \
