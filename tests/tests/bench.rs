@@ -152,11 +152,7 @@ fn compares_with_a_later_run(dir: &std::path::Path, report: &Value) {
     let (a, b) = (dir.join("a.json"), dir.join("b.json"));
     std::fs::write(&a, report.to_string()).expect("write a");
     std::fs::write(&b, later.to_string()).expect("write b");
-    let out = Command::new(env!("CARGO_BIN_EXE_aic-bench"))
-        .arg("compare")
-        .args([&a, &b])
-        .output()
-        .expect("aic-bench compare runs");
+    let out = compare(&[&a, &b]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -212,11 +208,7 @@ fn compare_names_the_file_it_cannot_use() {
         (&rowless, "has no `rows` array"),
         (&missing, "cannot read"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_aic-bench"))
-            .arg("compare")
-            .args([file, file])
-            .output()
-            .expect("aic-bench compare runs");
+        let out = compare(&[file, file]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{}", file.display());
         assert!(
@@ -225,10 +217,16 @@ fn compare_names_the_file_it_cannot_use() {
         );
     }
     // One report alone is a usage error, not an empty comparison.
-    let out = Command::new(env!("CARGO_BIN_EXE_aic-bench"))
-        .args(["compare", "only.json"])
-        .output()
-        .expect("aic-bench compare runs");
+    let out = compare(&[std::path::Path::new("only.json")]);
     assert!(!out.status.success());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `aic-bench compare` on these reports.
+fn compare(reports: &[&std::path::Path]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_aic-bench"))
+        .arg("compare")
+        .args(reports)
+        .output()
+        .expect("aic-bench compare runs")
 }

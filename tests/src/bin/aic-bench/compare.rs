@@ -73,7 +73,7 @@ const SETTINGS: &[&str] = &["n", "prefetch", "slow_in_flight", "slow_latency_ms"
 
 /// One report: the file it came from, and its JSON.
 pub struct Report {
-    pub path: String,
+    path: String,
     json: Value,
 }
 
@@ -114,27 +114,24 @@ impl Report {
 /// its own kind, matched only by the same label.
 pub fn scenario_kind(scenario: &str) -> String {
     let s = scenario.trim();
-    let kind = if s.starts_with("ceiling (broker only), again") {
-        "ceiling, again"
-    } else if s.starts_with("ceiling") {
-        "ceiling"
-    } else if s.starts_with("AMQP path alone, paced") {
-        "path, paced"
-    } else if s.starts_with("AMQP path alone") {
-        "path"
-    } else if s.starts_with("same, paced") {
-        "full, paced"
-    } else if s.starts_with("full pipeline, fast vendor, 2 workers") {
-        "two workers"
-    } else if s.starts_with("full pipeline") {
-        "full"
-    } else if s.starts_with("slow vendor") {
-        "slow"
-    } else {
-        s
-    };
-    kind.to_string()
+    KINDS
+        .iter()
+        .find(|(prefix, _)| s.starts_with(prefix))
+        .map_or(s, |(_, kind)| kind)
+        .to_string()
 }
+
+/// A label's beginning and the kind of row it names; the first that matches counts.
+const KINDS: &[(&str, &str)] = &[
+    ("ceiling (broker only), again", "ceiling, again"),
+    ("ceiling", "ceiling"),
+    ("AMQP path alone, paced", "path, paced"),
+    ("AMQP path alone", "path"),
+    ("same, paced", "full, paced"),
+    ("full pipeline, fast vendor, 2 workers", "two workers"),
+    ("full pipeline", "full"),
+    ("slow vendor", "slow"),
+];
 
 /// Runs' letters: A for the first file, B for the second…
 fn letter(i: usize) -> String {
