@@ -188,6 +188,26 @@ pub fn warnings(reports: &[Report]) -> Vec<String> {
             }
         }
     }
+    // Since 01aa858 the ceiling runs twice and the ratios are to the better run; a report from
+    // before has one ceiling run, and its ratios are not on the same footing.
+    let twice: Vec<bool> = reports
+        .iter()
+        .map(|r| {
+            r.rows().iter().any(|row| {
+                scenario_kind(row["scenario"].as_str().unwrap_or_default()) == "ceiling, again"
+            })
+        })
+        .collect();
+    if twice.iter().any(|t| *t) && twice.iter().any(|t| !*t) {
+        let once: Vec<String> = (0..reports.len())
+            .filter(|i| !twice[*i])
+            .map(letter)
+            .collect();
+        out.push(format!(
+            "the ratios of run(s) {} are to a single ceiling run, the others' to the better of two",
+            once.join(", ")
+        ));
+    }
     out
 }
 
