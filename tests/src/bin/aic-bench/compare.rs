@@ -133,35 +133,44 @@ const KINDS: &[(&str, &str)] = &[
     ("slow vendor", "slow"),
 ];
 
-/// Runs' letters: A for the first file, B for the second…
+/// The kind of a report's row (its `scenario`, checked when the report was read).
+fn row_kind(row: &Value) -> String {
+    scenario_kind(row["scenario"].as_str().unwrap_or_default())
+}
+
+/// Runs' letters: A for the first file, B for the second… (numbers past Z).
 fn letter(i: usize) -> String {
-    char::from_u32('A' as u32 + (i % 26) as u32).map_or_else(|| i.to_string(), String::from)
+    u8::try_from(i)
+        .ok()
+        .filter(|i| *i < 26)
+        .map_or_else(|| (i + 1).to_string(), |i| char::from(b'A' + i).to_string())
+}
+
+/// "A: x, B: y" when the runs' values are not all the same.
+fn differing<T: PartialEq + std::fmt::Display>(values: &[T]) -> Option<String> {
+    values.iter().any(|v| *v != values[0]).then(|| {
+        let list: Vec<String> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("{}: {v}", letter(i)))
+            .collect();
+        list.join(", ")
+    })
 }
 
 /// Why the runs may not compare, one line each.
 pub fn warnings(reports: &[Report]) -> Vec<String> {
     let mut out = Vec::new();
     let machines: Vec<String> = reports.iter().map(Report::machine).collect();
-    if machines.iter().any(|m| m != &machines[0]) {
-        let list: Vec<String> = machines
-            .iter()
-            .enumerate()
-            .map(|(i, m)| format!("{}: {m}", letter(i)))
-            .collect();
+    if let Some(list) = differing(&machines) {
         out.push(format!(
-            "the runs are from different machines ({}): compare rows of one machine only",
-            list.join(", ")
+            "the runs are from different machines ({list}): compare rows of one machine only"
         ));
     }
     for key in SETTINGS {
         let values: Vec<&Value> = reports.iter().map(|r| &r.json["settings"][key]).collect();
-        if values.iter().any(|v| *v != values[0]) {
-            let list: Vec<String> = values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| format!("{}: {v}", letter(i)))
-                .collect();
-            out.push(format!("setting `{key}` differs ({})", list.join(", ")));
+        if let Some(list) = differing(&values) {
+            out.push(format!("setting `{key}` differs ({list})"));
         }
     }
     for (i, r) in reports.iter().enumerate() {
@@ -192,11 +201,7 @@ pub fn warnings(reports: &[Report]) -> Vec<String> {
     // before has one ceiling run, and its ratios are not on the same footing.
     let twice: Vec<bool> = reports
         .iter()
-        .map(|r| {
-            r.rows().iter().any(|row| {
-                scenario_kind(row["scenario"].as_str().unwrap_or_default()) == "ceiling, again"
-            })
-        })
+        .map(|r| r.rows().iter().any(|row| row_kind(row) == "ceiling, again"))
         .collect();
     if twice.iter().any(|t| *t) && twice.iter().any(|t| !*t) {
         let once: Vec<String> = (0..reports.len())
@@ -233,7 +238,7 @@ pub fn render(reports: &[Report]) -> String {
     let mut kinds: Vec<String> = Vec::new();
     for r in reports {
         for row in r.rows() {
-            let kind = scenario_kind(row["scenario"].as_str().unwrap_or_default());
+            let kind = row_kind(row);
             if !kinds.contains(&kind) {
                 kinds.push(kind);
             }
@@ -243,11 +248,7 @@ pub fn render(reports: &[Report]) -> String {
     for kind in &kinds {
         let rows: Vec<Option<&Value>> = reports
             .iter()
-            .map(|r| {
-                r.rows().iter().find(|row| {
-                    scenario_kind(row["scenario"].as_str().unwrap_or_default()) == *kind
-                })
-            })
+            .map(|r| r.rows().iter().find(|row| row_kind(row) == *kind))
             .collect();
         let title = rows
             .iter()
@@ -324,6 +325,13 @@ mod tests {
         assert_eq!(change(Some(0.0), Some(3.0)), "-");
         assert_eq!(change(None, Some(3.0)), "-");
         assert_eq!(points(Some(88.4), Some(91.0)), "+3 pt");
+    }
+
+    #[test]
+    fn runs_are_lettered_then_numbered() {
+        assert_eq!(letter(0), "A");
+        assert_eq!(letter(25), "Z");
+        assert_eq!(letter(26), "27");
     }
 
     #[test]
