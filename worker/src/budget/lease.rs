@@ -43,14 +43,10 @@ impl Budgets {
                 continue;
             }
             slots.give_back.store(false, Ordering::SeqCst);
-            if slots.renewing.swap(true, Ordering::SeqCst) {
-                // A renewal under way counts what is in use now.
-                continue;
-            }
+            // (A renewal under way counts what is in use now: this one is skipped.)
             if let Err(e) = self.renew(conn, None, &slots).await {
                 tracing::warn!(error = %e, "could not give back a connection's unused share");
             }
-            slots.renewing.store(false, Ordering::SeqCst);
         }
         if !later.is_zero() {
             let wake = self.wake.clone();
@@ -61,14 +57,17 @@ impl Budgets {
         }
     }
 
-    /// Leases this worker's share of `conn` and reads its cool-down.
+    /// Leases this worker's share of `conn` and reads its cool-down; says whether it did, or
+    /// found another renewal of the connection under way (which does the same).
     pub(super) async fn renew(
         &self,
         conn: ConnectionId,
         cap: Option<i32>,
         slots: &Slots,
-    ) -> anyhow::Result<()> {
-        let in_use = slots.in_use.load(Ordering::SeqCst) as i64;
+    ) -> anyhow::Result<bool> {
+        let Some(_renewal) = slots.begin_renewal() else {
+            return Ok(false);
+        };
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         // The row lock serialises the fleet's renewals of one connection.
@@ -79,7 +78,7 @@ impl Budgets {
             )
             .await?
         else {
-            return Ok(());
+            return Ok(true);
         };
         let cap = i64::from(
             row.get::<_, Option<i32>>(0)
@@ -115,7 +114,7 @@ impl Budgets {
         let wanted = if others_wanted == 0 || others_wanted + capacity <= cap {
             capacity
         } else {
-            (in_use + slots.waiting.load(Ordering::SeqCst) as i64).min(capacity)
+            ((slots.count.in_use() + slots.waiting.load(Ordering::SeqCst)) as i64).min(capacity)
         };
         let grant = share(cap, wanted, others_slots, others_wanted, others_active);
         slots
@@ -125,7 +124,11 @@ impl Budgets {
             capacity > cap || (others_leases > 0 && others_wanted + capacity > cap),
             Ordering::SeqCst,
         );
-        // What is in use stays counted until it finishes: the cap holds while shares shrink.
+        // A smaller share takes effect before the fleet can see it, and what is in use at that
+        // instant stays counted until it finishes: calls admitted under the old share while
+        // this transaction ran are in the record, none beyond it starts from here on, and the
+        // cap holds while shares shrink. A larger share takes effect only once committed.
+        let in_use = slots.count.lower(grant as usize) as i64;
         let recorded = grant.max(in_use);
         tx.execute(
             "INSERT INTO connection_leases (connection_id, worker_id, slots, wanted, expires_at) \
@@ -142,7 +145,7 @@ impl Budgets {
         )
         .await?;
         tx.commit().await?;
-        slots.limit.store(grant as usize, Ordering::SeqCst);
+        slots.count.set_limit(grant as usize);
         if let Ok(mut l) = slots.lease_until.lock() {
             // Renewed well before the database's expiry, so the two never disagree.
             *l = Some(Instant::now() + LEASE / 2);
@@ -168,36 +171,61 @@ impl Budgets {
             }
         }
         slots.freed.notify_waiters();
-        Ok(())
+        Ok(true)
     }
 
     /// Renews every connection in use and gives back the leases of idle ones.
     pub(super) async fn renew_all(&self) {
         for (conn, slots) in self.connections(|_| true) {
-            let idle = slots.in_use.load(Ordering::SeqCst) == 0
-                && slots.waiting.load(Ordering::SeqCst) == 0;
-            if idle {
-                // Give the share back at once rather than at expiry.
-                if let Ok(client) = self.pool.get().await {
-                    let _ = client
-                        .execute(
-                            "DELETE FROM connection_leases WHERE connection_id = $1 AND worker_id = $2",
-                            &[&conn.0, &self.worker],
-                        )
-                        .await;
-                }
-                let mut m = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-                if slots.in_use.load(Ordering::SeqCst) == 0
-                    && slots.waiting.load(Ordering::SeqCst) == 0
-                {
-                    m.remove(&conn);
-                }
+            if self.close_if_idle(conn, &slots).await {
                 continue;
             }
             if let Err(e) = self.renew(conn, None, &slots).await {
                 tracing::warn!(error = %e, "could not renew a connection lease");
             }
         }
+    }
+
+    /// Gives back the whole lease of a connection with nothing in flight or waiting, at once
+    /// rather than at expiry; says whether it did. The share drops to nothing first, so no
+    /// call starts on a lease the fleet no longer sees: an execution arriving meanwhile
+    /// renews first.
+    async fn close_if_idle(&self, conn: ConnectionId, slots: &Arc<Slots>) -> bool {
+        let Some(renewal) = slots.begin_renewal() else {
+            return false;
+        };
+        if slots.waiting.load(Ordering::SeqCst) != 0 || !slots.count.close_if_idle() {
+            return false;
+        }
+        if let Ok(mut l) = slots.lease_until.lock() {
+            *l = None;
+        }
+        let deleted = async {
+            self.pool
+                .get()
+                .await?
+                .execute(
+                    "DELETE FROM connection_leases WHERE connection_id = $1 AND worker_id = $2",
+                    &[&conn.0, &self.worker],
+                )
+                .await?;
+            anyhow::Ok(())
+        };
+        if let Err(e) = deleted.await {
+            // Harmless: the lease expires on its own.
+            tracing::debug!(error = %e, "could not give back an idle connection's lease");
+        }
+        // Executions count themselves as waiting under this lock (see `admit`), and none is
+        // in flight on a closed share: one that came meanwhile keeps the state here.
+        let mut m = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        if slots.waiting.load(Ordering::SeqCst) == 0 && slots.count.in_use() == 0 {
+            m.remove(&conn);
+        }
+        drop(m);
+        drop(renewal);
+        // One that came meanwhile found this under way: it may renew now.
+        slots.freed.notify_waiters();
+        true
     }
 }
 

@@ -22,11 +22,12 @@ use aic_proto::ConnectionId;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
+mod count;
 mod lease;
 
 /// How long a lease lasts unless renewed.
@@ -47,27 +48,47 @@ const WAITER_RECHECK: Duration = Duration::from_millis(200);
 /// One connection's local state.
 #[derive(Debug, Default)]
 struct Slots {
-    /// Calls this worker may have in flight (its lease).
-    limit: AtomicUsize,
-    in_use: AtomicUsize,
+    /// Calls this worker may have in flight (its lease), and those in flight.
+    count: count::Count,
+    /// Executions waiting in this worker for a slot.
     waiting: AtomicUsize,
     freed: Notify,
     lease_until: Mutex<Option<Instant>>,
     renewed_at: Mutex<Option<Instant>>,
-    renewing: std::sync::atomic::AtomicBool,
+    /// A renewal of the lease is under way (see [`Slots::begin_renewal`]).
+    renewing: AtomicBool,
     throttle: Mutex<Option<(DateTime<Utc>, String)>>,
     /// Cool-downs of parts of the connection, by scope (`channel:C123`).
     scoped: Mutex<HashMap<String, (DateTime<Utc>, String)>>,
     /// At the last renewal, other workers wanted more of the connection than they held.
-    contended: std::sync::atomic::AtomicBool,
+    contended: AtomicBool,
     /// At the last renewal, the connection's cap could not give this worker its whole
     /// prefetch, or not every worker holding a lease on it theirs: a share left idle may be
     /// wanted elsewhere.
-    tight: std::sync::atomic::AtomicBool,
+    tight: AtomicBool,
     /// This worker holds slots it no longer needs while others want them: renew soon.
-    give_back: std::sync::atomic::AtomicBool,
+    give_back: AtomicBool,
     /// Wakes the renewal task (shared by every connection of the worker).
     wake: Arc<Notify>,
+}
+
+impl Slots {
+    /// Starts a renewal of the lease, unless one is under way. One at a time: two renewals
+    /// of one worker, committed in one order and applied here in the other, would leave this
+    /// worker a share larger than its lease records. Dropping the guard (the renewal done or
+    /// abandoned) lets the next one start.
+    fn begin_renewal(&self) -> Option<Renewal<'_>> {
+        (!self.renewing.swap(true, Ordering::SeqCst)).then_some(Renewal(&self.renewing))
+    }
+}
+
+/// A renewal under way; see [`Slots::begin_renewal`].
+struct Renewal<'a>(&'a AtomicBool);
+
+impl Drop for Renewal<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 /// A slot taken; dropping it gives it back.
@@ -77,7 +98,7 @@ pub struct Permit(Arc<Slots>);
 impl Drop for Permit {
     fn drop(&mut self) {
         let s = &self.0;
-        let in_use = s.in_use.fetch_sub(1, Ordering::SeqCst) - 1;
+        let in_use = s.count.give();
         s.freed.notify_one();
         // Nobody here wants the slot, and another worker does (or may: this worker went idle
         // holding several of a tight cap it shares): hand the share back now rather than at
@@ -85,9 +106,7 @@ impl Drop for Permit {
         // worker alone on a connection, or under a roomy cap, has nothing to give back.
         if s.waiting.load(Ordering::SeqCst) == 0
             && (s.contended.load(Ordering::SeqCst)
-                || (in_use == 0
-                    && s.limit.load(Ordering::SeqCst) > 1
-                    && s.tight.load(Ordering::SeqCst)))
+                || (in_use == 0 && s.count.limit() > 1 && s.tight.load(Ordering::SeqCst)))
             && !s.give_back.swap(true, Ordering::SeqCst)
         {
             s.wake.notify_one();
@@ -159,15 +178,21 @@ impl Budgets {
     }
 
     fn slots(&self, conn: ConnectionId) -> Arc<Slots> {
+        self.slots_then(conn, |_| ())
+    }
+
+    /// `conn`'s local state, after `then` has run on it under the lock that also guards its
+    /// removal (see `renew_all`).
+    fn slots_then(&self, conn: ConnectionId, then: impl FnOnce(&Slots)) -> Arc<Slots> {
         let mut m = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        m.entry(conn)
-            .or_insert_with(|| {
-                Arc::new(Slots {
-                    wake: self.wake.clone(),
-                    ..Slots::default()
-                })
+        let slots = m.entry(conn).or_insert_with(|| {
+            Arc::new(Slots {
+                wake: self.wake.clone(),
+                ..Slots::default()
             })
-            .clone()
+        });
+        then(slots);
+        slots.clone()
     }
 
     /// Asks for a slot on `conn` (whose own cap is `cap`) for a call in `scope` (see
@@ -181,8 +206,10 @@ impl Budgets {
         wait: Duration,
         room_wait: Duration,
     ) -> Admission {
-        let slots = self.slots(conn);
-        let ahead = slots.waiting.fetch_add(1, Ordering::SeqCst);
+        // Counted as waiting under the map's lock, so that an idle connection is never dropped
+        // from the map between this look-up and the count.
+        let mut ahead = 0;
+        let slots = self.slots_then(conn, |s| ahead = s.waiting.fetch_add(1, Ordering::SeqCst));
         let wait = if ahead < self.waiting_room() {
             room_wait.max(wait)
         } else {
@@ -206,31 +233,18 @@ impl Budgets {
             .lock()
             .map(|l| l.is_none_or(|at| at <= Instant::now()))
             .unwrap_or(true);
-        if expired && !slots.renewing.swap(true, Ordering::SeqCst) {
-            if let Err(e) = self.renew(conn, cap, slots).await {
-                // Without Postgres nothing else works either; the ledger will say so. Run on
-                // the last known share rather than fail here.
-                tracing::warn!(error = %e, "could not renew the connection's lease");
-            }
-            slots.renewing.store(false, Ordering::SeqCst);
+        if expired && let Err(e) = self.renew(conn, cap, slots).await {
+            // Without Postgres nothing else works either; the ledger will say so. Run on the
+            // last known share rather than fail here.
+            tracing::warn!(error = %e, "could not renew the connection's lease");
         }
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             if let Some((until, why)) = throttled(slots, scope) {
                 return Admission::Throttled(until, why);
             }
-            let limit = slots.limit.load(Ordering::SeqCst);
-            let used = slots.in_use.load(Ordering::SeqCst);
-            if used < limit
-                && slots
-                    .in_use
-                    .compare_exchange(used, used + 1, Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok()
-            {
+            if slots.count.take() {
                 return Admission::Go(Permit(slots.clone()));
-            }
-            if used < limit {
-                continue;
             }
             // The share is full: ask the fleet for more (demand grew), unless a renewal is
             // under way or has just run.
@@ -239,14 +253,15 @@ impl Budgets {
                 .lock()
                 .map(|r| r.is_none_or(|at| at.elapsed() >= RENEW_ON_DEMAND))
                 .unwrap_or(true);
-            if stale && !slots.renewing.swap(true, Ordering::SeqCst) {
-                let renewed = self.renew(conn, cap, slots).await;
-                slots.renewing.store(false, Ordering::SeqCst);
-                if let Err(e) = renewed {
-                    tracing::warn!(error = %e, "could not renew the connection's lease");
-                    slots.freed.notify_waiters();
-                } else {
-                    continue;
+            if stale {
+                match self.renew(conn, cap, slots).await {
+                    Ok(true) => continue,
+                    // Another renewal is under way; it wakes the waiters when done.
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not renew the connection's lease");
+                        slots.freed.notify_waiters();
+                    }
                 }
             }
             let recheck = tokio::time::Instant::now() + WAITER_RECHECK;
