@@ -6,4 +6,5 @@ cd "$(dirname "$0")/../.."
 bash deploy/local/services.sh
 # The process-level tests (kill -9, SIGTERM) start the real aic-worker binary.
 cargo build --workspace --bins
-cargo test --workspace --all-targets "$@"
+# Every test binary runs even after one fails, so that one run shows every failure.
+cargo test --workspace --all-targets --no-fail-fast "$@"
