@@ -91,6 +91,16 @@ impl Drop for Renewal<'_> {
     }
 }
 
+/// An execution counted as waiting for a slot; dropping it — admitted, refused, or abandoned
+/// mid-wait — ends the count, which would otherwise keep the connection's lease wanted for good.
+struct Waiting(Arc<Slots>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// A slot taken; dropping it gives it back.
 #[derive(Debug)]
 pub struct Permit(Arc<Slots>);
@@ -210,14 +220,13 @@ impl Budgets {
         // from the map between this look-up and the count.
         let mut ahead = 0;
         let slots = self.slots_then(conn, |s| ahead = s.waiting.fetch_add(1, Ordering::SeqCst));
+        let _waiting = Waiting(slots.clone());
         let wait = if ahead < self.waiting_room() {
             room_wait.max(wait)
         } else {
             wait
         };
-        let admission = self.admit_inner(conn, scope, cap, wait, &slots).await;
-        slots.waiting.fetch_sub(1, Ordering::SeqCst);
-        admission
+        self.admit_inner(conn, scope, cap, wait, &slots).await
     }
 
     async fn admit_inner(
