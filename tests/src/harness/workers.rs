@@ -41,6 +41,11 @@ impl TestEnv {
         }
     }
 
+    /// The test database's URL.
+    pub fn database_url(&self) -> &secrecy::SecretString {
+        &self.worker_args.db.database_url
+    }
+
     /// A pool on the test database like the one a worker's ledger batches run on (planned for
     /// key lookups), of `aic_worker::ledger::CONNECTIONS` connections.
     pub fn ledger_pool(&self) -> deadpool_postgres::Pool {
