@@ -11,8 +11,14 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A Salesforce connection capped at `cap`.
-async fn connection(env: &TestEnv, cap: i32) -> ConnectionId {
+/// A test environment without workers (the test plays them), and a Salesforce connection in
+/// it capped at `cap`.
+async fn capped(cap: i32) -> (TestEnv, ConnectionId) {
+    let env = TestEnv::start_with(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
     let client_id = format!("3MVG9{}", uuid::Uuid::new_v4().simple());
     let (status, body) = env
         .call(
@@ -26,11 +32,8 @@ async fn connection(env: &TestEnv, cap: i32) -> ConnectionId {
         )
         .await;
     assert_eq!(status, 201, "{body}");
-    body["id"]
-        .as_str()
-        .expect("id")
-        .parse()
-        .expect("a connection id")
+    let id = body["id"].as_str().expect("id");
+    (env, id.parse().expect("a connection id"))
 }
 
 /// The budgets of worker `name` (prefetch 16) on a pool of their own, named so that the test
@@ -81,12 +84,7 @@ fn lease_slots(worker: &str) -> String {
 /// took a fifth slot under a cap of 4.)
 #[tokio::test]
 async fn calls_admitted_during_a_renewal_are_in_the_lease_it_records() {
-    let env = TestEnv::start_with(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
-    let conn = connection(&env, 4).await;
+    let (env, conn) = capped(4).await;
     let (a, b) = (budgets(&env, "budgets-a"), budgets(&env, "budgets-b"));
     let mut held = vec![
         admit(&a, conn, Duration::ZERO)
@@ -179,12 +177,7 @@ async fn calls_admitted_during_a_renewal_are_in_the_lease_it_records() {
 /// rather than keep it wanted for good.
 #[tokio::test]
 async fn an_abandoned_wait_does_not_keep_the_lease() {
-    let env = TestEnv::start_with(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
-    let conn = connection(&env, 1).await;
+    let (env, conn) = capped(1).await;
     let a = budgets(&env, "budgets-alone");
     let call = admit(&a, conn, Duration::ZERO).await.expect("the one slot");
     let abandoned = tokio::time::timeout(
