@@ -78,7 +78,13 @@ impl Slots {
     /// worker a share larger than its lease records. Dropping the guard (the renewal done or
     /// abandoned) lets the next one start.
     fn begin_renewal(&self) -> Option<Renewal<'_>> {
-        (!self.renewing.swap(true, Ordering::SeqCst)).then_some(Renewal(&self.renewing))
+        // Built only when started: a guard built and dropped on refusal would end the renewal
+        // under way.
+        if self.renewing.swap(true, Ordering::SeqCst) {
+            None
+        } else {
+            Some(Renewal(&self.renewing))
+        }
     }
 }
 
@@ -364,5 +370,23 @@ fn throttled(slots: &Slots, scope: Option<&str>) -> Option<(DateTime<Utc>, Strin
     match (whole, part) {
         (Some(w), Some(p)) => Some(if p.0 > w.0 { p } else { w }),
         (w, p) => w.or(p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Slots;
+
+    #[test]
+    fn one_renewal_at_a_time_and_a_refused_start_leaves_it_running() {
+        let s = Slots::default();
+        let first = s.begin_renewal().expect("the first renewal starts");
+        assert!(s.begin_renewal().is_none(), "a second alongside the first");
+        assert!(
+            s.begin_renewal().is_none(),
+            "the refused start ended the renewal under way"
+        );
+        drop(first);
+        assert!(s.begin_renewal().is_some(), "none after the first ended");
     }
 }
