@@ -99,9 +99,9 @@ impl Drop for Renewal<'_> {
 
 /// An execution counted as waiting for a slot; dropping it — admitted, refused, or abandoned
 /// mid-wait — ends the count, which would otherwise keep the connection's lease wanted for good.
-struct Waiting(Arc<Slots>);
+struct Waiting<'a>(&'a Slots);
 
-impl Drop for Waiting {
+impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.0.waiting.fetch_sub(1, Ordering::SeqCst);
     }
@@ -226,7 +226,7 @@ impl Budgets {
         // from the map between this look-up and the count.
         let mut ahead = 0;
         let slots = self.slots_then(conn, |s| ahead = s.waiting.fetch_add(1, Ordering::SeqCst));
-        let _waiting = Waiting(slots.clone());
+        let _waiting = Waiting(&slots);
         let wait = if ahead < self.waiting_room() {
             room_wait.max(wait)
         } else {
