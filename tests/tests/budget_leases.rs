@@ -55,6 +55,7 @@ async fn admit(b: &Budgets, conn: ConnectionId, wait: Duration) -> Option<Permit
         Admission::Go(p) => Some(p),
         Admission::Busy => None,
         Admission::Throttled(until, why) => panic!("throttled until {until}: {why}"),
+        Admission::Gone => panic!("the connection is gone"),
     }
 }
 
@@ -199,5 +200,44 @@ async fn an_abandoned_wait_does_not_keep_the_lease() {
     // And a later call leases again.
     let again = admit(&a, conn, Duration::ZERO).await;
     assert!(again.is_some(), "no slot after the lease was given back");
+    env.stop().await;
+}
+
+/// A connection deleted while executions use it (with its automations, which reference it)
+/// ends their wait for a slot at once, saying so: neither a hot loop of renewals that find no
+/// row nor a wait for slots that will never come.
+#[tokio::test]
+async fn a_deleted_connection_ends_the_wait_for_a_slot() {
+    let (env, conn) = capped(1).await;
+    let a = budgets(&env, "budgets-deleted-a");
+    let b = budgets(&env, "budgets-deleted-b");
+    let call = admit(&a, conn, Duration::ZERO).await.expect("the one slot");
+    let client = env.pool.get().await.expect("client");
+    let deleted = client
+        .execute("DELETE FROM connections WHERE id = $1", &[&conn.0])
+        .await
+        .expect("delete the connection");
+    assert_eq!(deleted, 1);
+    for (who, budgets) in [("a worker new to it", &b), ("the worker using it", &a)] {
+        let started = Instant::now();
+        let admission = tokio::time::timeout(
+            Duration::from_secs(5),
+            budgets.admit(
+                conn,
+                None,
+                None,
+                Duration::from_secs(30),
+                Duration::from_secs(30),
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{who} still waits for a slot of a deleted connection"));
+        assert!(
+            matches!(admission, Admission::Gone),
+            "{who}: {admission:?}, not Gone"
+        );
+        println!("{who} saw it gone after {:?}", started.elapsed());
+    }
+    drop(call);
     env.stop().await;
 }

@@ -27,8 +27,9 @@ const QUOTA_SPENT_COOL_DOWN: Duration = Duration::from_secs(900);
 pub enum Hold {
     /// Try again after this long (through a delay queue), for this reason.
     Wait(Duration, String),
-    /// Give up: waiting would overrun the execution's retry budget.
-    Fail(String),
+    /// Give up, with this code and reason: waiting would overrun the execution's retry
+    /// budget, or there is nothing left to call on.
+    Fail(ExecutionErrorCode, String),
 }
 
 /// The part of the connection a rate limit on this call applies to, where the vendor limits
@@ -76,17 +77,33 @@ pub async fn admit(
                     "every slot of the connection is in use across the workers".into(),
                 ));
             }
+            Admission::Gone => {
+                // Only with its automations, which reference it: the automation is gone too.
+                return Err(Hold::Fail(
+                    ExecutionErrorCode::UnknownAutomation,
+                    format!(
+                        "the connection {} was deleted while this execution waited to call the vendor",
+                        conn.id
+                    ),
+                ));
+            }
             Admission::Throttled(until, why) => {
                 let wait = (until - Utc::now()).to_std().unwrap_or_default();
                 if !policy.wait_on_throttle {
-                    return Err(Hold::Fail(format!(
-                        "the connection is cooling down until {until} ({why}), and this automation fails rather than waits"
-                    )));
+                    return Err(Hold::Fail(
+                        ExecutionErrorCode::ConnectionThrottled,
+                        format!(
+                            "the connection is cooling down until {until} ({why}), and this automation fails rather than waits"
+                        ),
+                    ));
                 }
                 if since_first + wait > policy.budget {
-                    return Err(Hold::Fail(format!(
-                        "the connection is cooling down until {until} ({why}), past this execution's retry budget"
-                    )));
+                    return Err(Hold::Fail(
+                        ExecutionErrorCode::ConnectionThrottled,
+                        format!(
+                            "the connection is cooling down until {until} ({why}), past this execution's retry budget"
+                        ),
+                    ));
                 }
                 if wait > policy.inline_max {
                     return Err(Hold::Wait(

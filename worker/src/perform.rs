@@ -175,8 +175,8 @@ async fn execute(
                 ..failed(ExecutionErrorCode::ConnectionThrottled, why, None)
             });
         }
-        Err(crate::gate::Hold::Fail(why)) => {
-            return Ok(failed(ExecutionErrorCode::ConnectionThrottled, why, None));
+        Err(crate::gate::Hold::Fail(code, why)) => {
+            return Ok(failed(code, why, None));
         }
     };
     ctx.ledger.mark_vendor_call(req, r.version_id).await?;

@@ -9,6 +9,18 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+/// What a renewal found.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Renewed {
+    /// The share is leased and the cool-downs read.
+    Done,
+    /// Another renewal of the connection is under way; it wakes the waiters when done.
+    UnderWay,
+    /// The connection's row is gone: deleted (with its automations) since the execution
+    /// resolved it.
+    Gone,
+}
+
 impl Budgets {
     /// The connections this worker knows whose local state passes `keep`.
     fn connections(&self, keep: impl Fn(&Slots) -> bool) -> Vec<(ConnectionId, Arc<Slots>)> {
@@ -43,7 +55,8 @@ impl Budgets {
                 continue;
             }
             slots.give_back.store(false, Ordering::SeqCst);
-            // (A renewal under way counts what is in use now: this one is skipped.)
+            // (A renewal under way counts what is in use now: this one is skipped; a connection
+            // gone has nothing to give back.)
             if let Err(e) = self.renew(conn, None, &slots).await {
                 tracing::warn!(error = %e, "could not give back a connection's unused share");
             }
@@ -57,16 +70,17 @@ impl Budgets {
         }
     }
 
-    /// Leases this worker's share of `conn` and reads its cool-down; says whether it did, or
-    /// found another renewal of the connection under way (which does the same).
+    /// Leases this worker's share of `conn` and reads its cool-down; says whether it did,
+    /// found another renewal of the connection under way (which does the same), or found the
+    /// connection deleted.
     pub(super) async fn renew(
         &self,
         conn: ConnectionId,
         cap: Option<i32>,
         slots: &Slots,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<Renewed> {
         let Some(_renewal) = slots.begin_renewal() else {
-            return Ok(false);
+            return Ok(Renewed::UnderWay);
         };
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -78,7 +92,10 @@ impl Budgets {
             )
             .await?
         else {
-            return Ok(true);
+            // No share to lease: none is left to call on (the connection's leases and
+            // cool-downs went with its row).
+            slots.count.lower(0);
+            return Ok(Renewed::Gone);
         };
         let cap = i64::from(
             row.get::<_, Option<i32>>(0)
@@ -171,7 +188,7 @@ impl Budgets {
             }
         }
         slots.freed.notify_waiters();
-        Ok(true)
+        Ok(Renewed::Done)
     }
 
     /// Renews every connection in use and gives back the leases of idle ones.

@@ -30,6 +30,8 @@ use tokio::sync::Notify;
 mod count;
 mod lease;
 
+use lease::Renewed;
+
 /// How long a lease lasts unless renewed.
 const LEASE: Duration = Duration::from_secs(10);
 /// How often leases in use are renewed (and shares rebalanced).
@@ -139,6 +141,8 @@ pub enum Admission {
     Throttled(DateTime<Utc>, String),
     /// Every slot of the connection is in use in the fleet.
     Busy,
+    /// The connection no longer exists: it was deleted since the execution resolved it.
+    Gone,
 }
 
 /// The worker's view of every connection's budget.
@@ -248,10 +252,14 @@ impl Budgets {
             .lock()
             .map(|l| l.is_none_or(|at| at <= Instant::now()))
             .unwrap_or(true);
-        if expired && let Err(e) = self.renew(conn, cap, slots).await {
-            // Without Postgres nothing else works either; the ledger will say so. Run on the
-            // last known share rather than fail here.
-            tracing::warn!(error = %e, "could not renew the connection's lease");
+        if expired {
+            match self.renew(conn, cap, slots).await {
+                Ok(Renewed::Gone) => return Admission::Gone,
+                Ok(Renewed::Done | Renewed::UnderWay) => {}
+                // Without Postgres nothing else works either; the ledger will say so. Run on
+                // the last known share rather than fail here.
+                Err(e) => tracing::warn!(error = %e, "could not renew the connection's lease"),
+            }
         }
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -270,9 +278,10 @@ impl Budgets {
                 .unwrap_or(true);
             if stale {
                 match self.renew(conn, cap, slots).await {
-                    Ok(true) => continue,
+                    Ok(Renewed::Done) => continue,
+                    Ok(Renewed::Gone) => return Admission::Gone,
                     // Another renewal is under way; it wakes the waiters when done.
-                    Ok(false) => {}
+                    Ok(Renewed::UnderWay) => {}
                     Err(e) => {
                         tracing::warn!(error = %e, "could not renew the connection's lease");
                         slots.freed.notify_waiters();
