@@ -235,13 +235,40 @@ struct Worker {
     admin: SocketAddr,
 }
 
-/// Starts a worker process and gives it two seconds to declare and consume.
+/// Starts a worker process and waits until it says it is ready (consuming, with Postgres and
+/// RabbitMQ up). The admin port is picked free just before the worker binds it: one taken
+/// meanwhile makes the worker exit, and another port is tried.
 async fn start_worker(env: &TestEnv, prefetch: u16) -> Worker {
-    let admin = stages::free_admin_address();
-    let process =
-        env.spawn_worker_process_with(prefetch, &[("AIC_WORKER_ADMIN_LISTEN", &admin.to_string())]);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    Worker { process, admin }
+    let http = reqwest::Client::new();
+    for _ in 0..3 {
+        let admin = stages::free_admin_address();
+        let mut process = env.spawn_worker_process_with(
+            prefetch,
+            &[("AIC_WORKER_ADMIN_LISTEN", &admin.to_string())],
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = process.try_wait() {
+                eprintln!("the worker exited at start ({status}); trying another admin port");
+                break;
+            }
+            let ready = http
+                .get(format!("http://{admin}/readyz"))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return Worker { process, admin };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if process.try_wait().ok().flatten().is_none() {
+            stop_worker_process(process).await;
+            panic!("the worker was not ready within 30 s");
+        }
+    }
+    panic!("the worker could not start (three tries)");
 }
 
 /// [`pipeline`] through worker processes, with where the time went inside them.
