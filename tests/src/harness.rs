@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 mod api;
 mod broker;
 mod workers;
-pub use broker::Listener;
+pub use broker::{Listener, dead_letter_header};
 pub use workers::{RunningWorker, binary, sigterm, stop_worker_process};
 
 /// Postgres server URL the tests create their databases on.

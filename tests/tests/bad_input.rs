@@ -1,11 +1,11 @@
 //! Bad input of every kind ends in a clear, specific failure — never a panic, a hang, a vendor
 //! call that should not happen, or a stuck worker.
 
-use aic_proto::topology::{DEAD_LETTER_REASON_HEADER, EXECUTION_REQUEST_TYPE};
-use aic_tests::harness::TestEnv;
+use aic_proto::topology::{
+    DEAD_LETTER_DETAIL_HEADER, DEAD_LETTER_REASON_HEADER, EXECUTION_REQUEST_TYPE,
+};
+use aic_tests::harness::{TestEnv, dead_letter_header};
 use lapin::BasicProperties;
-use lapin::options::{BasicAckOptions, BasicGetOptions};
-use lapin::types::AMQPValue;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -22,43 +22,6 @@ fn props(reply_to: &str) -> BasicProperties {
         .with_correlation_id("corr-1".into())
 }
 
-async fn dead_letter(env: &TestEnv) -> lapin::message::BasicGetMessage {
-    let ch = env.amqp.create_channel().await.expect("channel");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(m) = ch
-            .basic_get(
-                env.names.dead_letter_queue.as_str().into(),
-                BasicGetOptions::default(),
-            )
-            .await
-            .expect("get")
-        {
-            m.delivery
-                .acker
-                .ack(BasicAckOptions::default())
-                .await
-                .expect("ack");
-            return m;
-        }
-        assert!(Instant::now() < deadline, "nothing dead-lettered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn header(m: &lapin::message::BasicGetMessage, name: &str) -> String {
-    match m
-        .delivery
-        .properties
-        .headers()
-        .as_ref()
-        .and_then(|h| h.inner().get(name))
-    {
-        Some(AMQPValue::LongString(s)) => s.to_string(),
-        other => panic!("header {name} missing: {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn a_message_that_is_not_json_is_dead_lettered_with_its_reason_and_the_worker_keeps_going() {
     let env = TestEnv::start().await;
@@ -67,8 +30,11 @@ async fn a_message_that_is_not_json_is_dead_lettered_with_its_reason_and_the_wor
     env.publish_raw(b"{this is not json", props(&replies.queue))
         .await;
 
-    let dead = dead_letter(&env).await;
-    assert_eq!(header(&dead, DEAD_LETTER_REASON_HEADER), "invalid_json");
+    let dead = env.next_dead_letter().await;
+    assert_eq!(
+        dead_letter_header(&dead, DEAD_LETTER_REASON_HEADER),
+        "invalid_json"
+    );
     assert_eq!(dead.delivery.data, b"{this is not json");
     let reply = replies
         .next(Duration::from_secs(10))
@@ -115,9 +81,12 @@ async fn a_message_of_an_unknown_version_is_dead_lettered_and_its_tenant_told() 
     )
     .await;
 
-    let dead = dead_letter(&env).await;
-    assert_eq!(header(&dead, DEAD_LETTER_REASON_HEADER), "unknown_version");
-    assert!(header(&dead, "x-aic-dead-letter-detail").contains("version 2"));
+    let dead = env.next_dead_letter().await;
+    assert_eq!(
+        dead_letter_header(&dead, DEAD_LETTER_REASON_HEADER),
+        "unknown_version"
+    );
+    assert!(dead_letter_header(&dead, "x-aic-dead-letter-detail").contains("version 2"));
     let result = results
         .next_json(Duration::from_secs(10))
         .await
@@ -399,8 +368,11 @@ async fn a_nul_character_is_refused_by_name_and_fails_only_its_own_execution() {
         "{succeeded} of {} succeeded",
         good.len()
     );
-    let dead = dead_letter(&env).await;
-    assert_eq!(header(&dead, DEAD_LETTER_REASON_HEADER), "invalid_message");
+    let dead = env.next_dead_letter().await;
+    assert_eq!(
+        dead_letter_header(&dead, DEAD_LETTER_REASON_HEADER),
+        "invalid_message"
+    );
 
     // Over HTTP the same request is refused at once, naming the field.
     let (status, err) = env
@@ -412,6 +384,83 @@ async fn a_nul_character_is_refused_by_name_and_fails_only_its_own_execution() {
         .await;
     assert_eq!(status, 422, "{err}");
     assert_eq!(err["error"]["field"], "parameters.LastName", "{err}");
+    assert_eq!(
+        env.sandbox.requests_to("/sobjects/").len(),
+        good.len(),
+        "only the good requests reached the vendor"
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_the_ledger_refuses_is_dead_lettered_and_answered_not_retried_forever() {
+    // A rule of the database that one request breaks (here a constraint an operator added):
+    // the ledger refuses to record it on every try, so retrying it in the worker, as an outage
+    // is retried, would hold it there for good and answer nobody.
+    let env = TestEnv::start().await;
+    let automation = env.lead_automation().await;
+    env.pool
+        .get()
+        .await
+        .expect("client")
+        .batch_execute(
+            "ALTER TABLE executions ADD CONSTRAINT no_poison \
+             CHECK (parameters->>'LastName' IS DISTINCT FROM 'Poison') NOT VALID",
+        )
+        .await
+        .expect("constraint");
+    let mut replies = env.listen("", "").await;
+    let (bad, bad_body) = request(
+        &env,
+        &automation,
+        json!({"LastName": "Poison", "Company": "Acme"}),
+    );
+    let mut good = Vec::new();
+    for i in 0..10 {
+        let (id, body) = request(
+            &env,
+            &automation,
+            json!({"LastName": format!("Good{i}"), "Company": "Acme"}),
+        );
+        good.push(id);
+        env.publish_raw(&body, props(&replies.queue)).await;
+        if i == 5 {
+            env.publish_raw(&bad_body, props(&replies.queue)).await;
+        }
+    }
+
+    let mut failed = None;
+    let mut succeeded = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (failed.is_none() || succeeded < good.len()) && Instant::now() < deadline {
+        let Some(r) = replies.next_json(Duration::from_secs(10)).await else {
+            break;
+        };
+        if r["execution_id"] == bad.as_str() {
+            failed = Some(r);
+        } else if r["status"] == "succeeded" {
+            succeeded += 1;
+        }
+    }
+    let failed = failed.expect("a failure result for the request the ledger refuses");
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["error"]["code"], "internal", "{failed}");
+    let message = failed["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("no_poison") && message.contains("SQLSTATE 23514"),
+        "{failed}"
+    );
+    assert!(
+        succeeded >= good.len(),
+        "{succeeded} of {} succeeded",
+        good.len()
+    );
+    let dead = env.next_dead_letter().await;
+    assert_eq!(
+        dead_letter_header(&dead, DEAD_LETTER_REASON_HEADER),
+        "ledger_refused"
+    );
+    assert!(dead_letter_header(&dead, DEAD_LETTER_DETAIL_HEADER).contains("no_poison"));
     assert_eq!(
         env.sandbox.requests_to("/sobjects/").len(),
         good.len(),

@@ -11,7 +11,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-type Job<I, O> = (I, oneshot::Sender<Result<O, String>>);
+type Job<I, O> = (I, oneshot::Sender<Result<O, Failure>>);
 
 /// Why a batch failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +22,9 @@ pub struct Failure {
     /// then run again on its own, so that one bad input fails alone instead of failing, on
     /// every retry, whatever shares its batch. `false` for a failure of the connection.
     pub refused: bool,
+    /// The database refused the input itself (bad data, a violated constraint): running it
+    /// again cannot succeed. Said only of a batch of one input.
+    pub by_input: bool,
 }
 
 impl Failure {
@@ -30,6 +33,7 @@ impl Failure {
         Self {
             message: message.to_string(),
             refused: false,
+            by_input: false,
         }
     }
 }
@@ -95,15 +99,17 @@ impl<I: Send + Sync + 'static, O: Send + 'static> Batcher<I, O> {
                         Err(e) if e.refused && replies.len() > 1 => {
                             // Nothing in the batch took effect: run each input on its own.
                             let Ok(inputs) = Arc::try_unwrap(inputs) else {
+                                // Not one input's fault as far as anyone can tell.
+                                let e = Failure::infra(e.message);
                                 for reply in replies {
-                                    let _ = reply.send(Err(e.message.clone()));
+                                    let _ = reply.send(Err(e.clone()));
                                 }
                                 return;
                             };
                             tracing::warn!(error = %e.message, inputs = replies.len(), "a batch was refused; running its inputs one by one");
                             // Until the connection itself fails: the rest then fail with it
                             // at once, rather than each waiting for a connection in turn.
-                            let mut down: Option<String> = None;
+                            let mut down: Option<Failure> = None;
                             for (input, reply) in inputs.into_iter().zip(replies) {
                                 if let Some(why) = &down {
                                     let _ = reply.send(Err(why.clone()));
@@ -111,22 +117,25 @@ impl<I: Send + Sync + 'static, O: Send + 'static> Batcher<I, O> {
                                 }
                                 let one = match run(Arc::new(vec![input])).await {
                                     Ok(mut out) if out.len() == 1 => Ok(out.remove(0)),
-                                    Ok(out) => {
-                                        Err(format!("a batch of 1 returned {} answers", out.len()))
-                                    }
+                                    Ok(out) => Err(Failure::infra(format!(
+                                        "a batch of 1 returned {} answers",
+                                        out.len()
+                                    ))),
                                     Err(e) => {
                                         if !e.refused {
-                                            down = Some(e.message.clone());
+                                            down = Some(e.clone());
                                         }
-                                        Err(e.message)
+                                        Err(e)
                                     }
                                 };
                                 let _ = reply.send(one);
                             }
                         }
-                        Err(e) => {
+                        Err(mut e) => {
+                            // Only one input can be said to be at fault.
+                            e.by_input &= replies.len() == 1;
                             for reply in replies {
-                                let _ = reply.send(Err(e.message.clone()));
+                                let _ = reply.send(Err(e.clone()));
                             }
                         }
                         Ok(outputs) if outputs.len() == replies.len() => {
@@ -135,11 +144,11 @@ impl<I: Send + Sync + 'static, O: Send + 'static> Batcher<I, O> {
                             }
                         }
                         Ok(outputs) => {
-                            let e = format!(
+                            let e = Failure::infra(format!(
                                 "a batch of {} returned {} answers",
                                 replies.len(),
                                 outputs.len()
-                            );
+                            ));
                             for reply in replies {
                                 let _ = reply.send(Err(e.clone()));
                             }
@@ -153,13 +162,13 @@ impl<I: Send + Sync + 'static, O: Send + 'static> Batcher<I, O> {
     }
 
     /// Queues `input` and waits for its batch to commit.
-    pub async fn call(&self, input: I) -> Result<O, String> {
+    pub async fn call(&self, input: I) -> Result<O, Failure> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send((input, tx))
-            .map_err(|_| "the ledger batcher has stopped".to_string())?;
+            .map_err(|_| Failure::infra("the ledger batcher has stopped"))?;
         rx.await
-            .map_err(|_| "the ledger batch was abandoned".to_string())?
+            .map_err(|_| Failure::infra("the ledger batch was abandoned"))?
     }
 }
 
@@ -213,7 +222,7 @@ mod tests {
                 Err::<Vec<u32>, _>(Failure::infra("Postgres went away"))
             },
         );
-        assert_eq!(b.call(1).await, Err("Postgres went away".to_string()));
+        assert_eq!(b.call(1).await, Err(Failure::infra("Postgres went away")));
     }
 
     #[tokio::test]
@@ -232,6 +241,7 @@ mod tests {
                         Err(Failure {
                             message: "invalid input 13".into(),
                             refused: true,
+                            by_input: true,
                         })
                     } else {
                         Ok(items.iter().map(|i| i + 1).collect())
@@ -255,7 +265,9 @@ mod tests {
         for c in calls {
             let (i, out) = c.await.unwrap();
             if i == 13 {
-                assert_eq!(out, Err("invalid input 13".to_string()));
+                let e = out.expect_err("input 13 is refused");
+                assert_eq!(e.message, "invalid input 13");
+                assert!(e.by_input, "run alone, its refusal is its own");
             } else {
                 assert_eq!(out, Ok(i + 1), "input {i} failed with the bad one");
             }

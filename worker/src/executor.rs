@@ -8,11 +8,11 @@
 //! ~3 KiB and each phase's state lives only while that phase runs (`a_delivery_task_is_small`
 //! in `consumer.rs`).
 
-use crate::ledger::{Begin, Ledger};
+use crate::ledger::{Begin, Ledger, LedgerError};
 use crate::metrics::Metrics;
 use crate::perform::perform;
 use crate::publish;
-use crate::refuse::{dead_letter, reject};
+use crate::refuse::{dead_letter, ledger_refused, reject};
 use crate::retry::{RetryPolicy, in_place};
 use crate::tokens::TokenCache;
 use aic_core::credentials::Keyring;
@@ -124,6 +124,9 @@ async fn process(
         .instrument(tracing::info_span!("ledger.begin"))
         .await
     {
+        Err(LedgerError::Refused(why)) => {
+            return Box::pin(ledger_refused(ctx, delivery, &req, &why)).await;
+        }
         Err(e) => return Disposition::Requeue(e.to_string()),
         Ok(Begin::Superseded) => {
             tracing::info!(

@@ -32,6 +32,20 @@ pub enum LedgerError {
     /// The batch this operation ran in failed.
     #[error("{0}")]
     Batch(String),
+    /// The database refused this request's own values (bad data, a violated constraint):
+    /// running it again cannot succeed.
+    #[error("the execution ledger refused it: {0}")]
+    Refused(String),
+}
+
+impl From<Failure> for LedgerError {
+    fn from(f: Failure) -> Self {
+        if f.by_input {
+            Self::Refused(f.message)
+        } else {
+            Self::Batch(f.message)
+        }
+    }
 }
 
 /// What the ledger says about a delivery.
@@ -277,7 +291,7 @@ impl Ledger {
                 source: req.source.clone(),
             })
             .await
-            .map_err(LedgerError::Batch)?;
+            .map_err(LedgerError::from)?;
         let Some(row) = row else {
             return Ok(Begin::ForeignTenant);
         };
@@ -332,7 +346,7 @@ impl Ledger {
         self.mark
             .call((req.execution_id.0, version.0))
             .await
-            .map_err(LedgerError::Batch)
+            .map_err(LedgerError::from)
     }
 
     /// Records the final state and returns the result's JSON to publish. When another
@@ -364,7 +378,7 @@ impl Ledger {
                 version: result.automation_version_id.map(|v| v.0),
             })
             .await
-            .map_err(LedgerError::Batch)?;
+            .map_err(LedgerError::from)?;
         match first {
             Some(stored) => Ok(raw_json(&stored)?.into()),
             None => Ok(raw),
@@ -391,11 +405,25 @@ pub fn raw_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<Box<RawValue>, Le
 }
 
 /// A database error answers the statement (an input may be at fault: the batcher then runs
-/// each input on its own); anything else is the connection's.
+/// each input on its own); anything else is the connection's. Of a statement's errors, a data
+/// exception or an integrity violation (SQLSTATE classes 22 and 23) is about the values it
+/// wrote; the others (a deadlock, a serialisation failure, the server shutting down, a
+/// timeout) would pass on another try.
 fn failure(e: tokio_postgres::Error) -> Failure {
+    let Some(db) = e.as_db_error() else {
+        return Failure::infra(LedgerError::from(e));
+    };
+    let code = db.code().code();
+    let by_input = code.starts_with("22") || code.starts_with("23");
     Failure {
-        refused: e.as_db_error().is_some(),
-        message: LedgerError::from(e).to_string(),
+        refused: true,
+        by_input,
+        // The server's message and code, without its detail (which quotes the whole row).
+        message: if by_input {
+            format!("{} (SQLSTATE {code})", db.message())
+        } else {
+            LedgerError::from(e).to_string()
+        },
     }
 }
 

@@ -4,7 +4,8 @@
 use crate::executor::{Ctx, Disposition};
 use crate::publish;
 use aic_proto::{
-    DecodeError, ExecutionError, ExecutionErrorCode, ExecutionResultV1, ExecutionStatus, TenantId,
+    AutomationId, DecodeError, ExecutionError, ExecutionErrorCode, ExecutionId, ExecutionRequestV1,
+    ExecutionResultV1, ExecutionStatus, TenantId,
 };
 use chrono::Utc;
 use lapin::message::Delivery;
@@ -20,7 +21,6 @@ pub(crate) async fn reject(ctx: &Ctx, delivery: &Delivery, e: &DecodeError) -> D
                 .and_then(Value::as_str)
                 .and_then(|s| s.parse::<uuid::Uuid>().ok())
         };
-        let tenant = id("tenant_id").map(TenantId);
         let code = match e {
             DecodeError::NotJson(_) => ExecutionErrorCode::InvalidJson,
             DecodeError::MissingVersion | DecodeError::UnknownVersion(_) => {
@@ -28,45 +28,88 @@ pub(crate) async fn reject(ctx: &Ctx, delivery: &Delivery, e: &DecodeError) -> D
             }
             DecodeError::Invalid(_) => ExecutionErrorCode::InvalidMessage,
         };
-        let result = ExecutionResultV1 {
-            version: aic_proto::MESSAGE_VERSION,
-            execution_id: id("execution_id").map(Into::into),
-            tenant_id: tenant,
-            automation_id: id("automation_id").map(Into::into),
-            automation_version_id: None,
-            status: ExecutionStatus::Failed,
-            output: None,
-            error: Some(ExecutionError {
-                code,
-                message: e.to_string(),
-                parameter: None,
-                vendor: None,
-            }),
-            attempts: 0,
-            deduplicated: false,
-            finished_at: Utc::now(),
-        };
-        // Only a reader who can be addressed gets it: a reply queue, or a tenant's results.
-        if delivery.properties.reply_to().is_some() || tenant.is_some() {
-            let body = serde_json::to_vec(&result).unwrap_or_default();
-            let mid = result.execution_id.map(|i| i.to_string());
-            if let Err(err) = publish::result(
-                &ctx.broker,
-                &ctx.names,
-                &delivery.properties,
-                tenant,
-                "failed",
-                mid,
-                lapin::types::FieldTable::default(),
-                &body,
-            )
-            .await
-            {
-                tracing::warn!(error = %err, "could not publish the failure result of a rejected message");
-            }
-        }
+        let ids = (
+            id("execution_id").map(Into::into),
+            id("tenant_id").map(TenantId),
+            id("automation_id").map(Into::into),
+        );
+        answer(ctx, delivery, ids, code, e.to_string()).await;
     }
     disposition
+}
+
+/// A request the execution ledger refuses to record (its values break a rule of the
+/// database): it cannot run, now or on any redelivery. Dead-lettered, where operators can
+/// replay it once the cause is fixed, and answered as an internal failure.
+pub(crate) async fn ledger_refused(
+    ctx: &Ctx,
+    delivery: &Delivery,
+    req: &ExecutionRequestV1,
+    why: &str,
+) -> Disposition {
+    let detail = format!("the execution ledger refused to record this request: {why}");
+    let disposition = dead_letter(ctx, delivery, "ledger_refused", &detail).await;
+    if matches!(disposition, Disposition::Ack) {
+        let ids = (
+            Some(req.execution_id),
+            Some(req.tenant_id),
+            Some(req.automation_id),
+        );
+        answer(ctx, delivery, ids, ExecutionErrorCode::Internal, detail).await;
+    }
+    disposition
+}
+
+/// Publishes the failure result of a message that cannot run, when its sender can be
+/// addressed: a reply queue, or a tenant's results.
+async fn answer(
+    ctx: &Ctx,
+    delivery: &Delivery,
+    (execution_id, tenant, automation_id): (
+        Option<ExecutionId>,
+        Option<TenantId>,
+        Option<AutomationId>,
+    ),
+    code: ExecutionErrorCode,
+    message: String,
+) {
+    if delivery.properties.reply_to().is_none() && tenant.is_none() {
+        return;
+    }
+    let result = ExecutionResultV1 {
+        version: aic_proto::MESSAGE_VERSION,
+        execution_id,
+        tenant_id: tenant,
+        automation_id,
+        automation_version_id: None,
+        status: ExecutionStatus::Failed,
+        output: None,
+        error: Some(ExecutionError {
+            code,
+            message,
+            parameter: None,
+            vendor: None,
+        }),
+        attempts: 0,
+        deduplicated: false,
+        finished_at: Utc::now(),
+    };
+    let body = serde_json::to_vec(&result).unwrap_or_default();
+    let mid = result.execution_id.map(|i| i.to_string());
+    if let Err(err) = publish::result(
+        &ctx.broker,
+        &ctx.names,
+        &delivery.properties,
+        tenant,
+        "failed",
+        mid,
+        lapin::types::FieldTable::default(),
+        &body,
+    )
+    .await
+    {
+        tracing::warn!(error = %err, "could not publish the failure result of a message that cannot run");
+    }
 }
 
 /// Parks the message in the dead-letter queue with why; acks only once that publish is confirmed.

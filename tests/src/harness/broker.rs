@@ -3,11 +3,12 @@
 
 use super::TestEnv;
 use futures_util::StreamExt;
-use lapin::options::{BasicPublishOptions, QueueBindOptions};
-use lapin::types::FieldTable;
+use lapin::message::BasicGetMessage;
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, QueueBindOptions};
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel};
 use serde_json::Value;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 impl TestEnv {
     /// An exclusive queue bound to `exchange` with `key`, consumed into a stream.
@@ -32,6 +33,31 @@ impl TestEnv {
         }
     }
 
+    /// The next message in the dead-letter queue (taken off it), waiting up to 15 s for one.
+    pub async fn next_dead_letter(&self) -> BasicGetMessage {
+        let ch = self.amqp.create_channel().await.expect("channel");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(m) = ch
+                .basic_get(
+                    self.names.dead_letter_queue.as_str().into(),
+                    BasicGetOptions::default(),
+                )
+                .await
+                .expect("get")
+            {
+                m.delivery
+                    .acker
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .expect("ack");
+                return m;
+            }
+            assert!(Instant::now() < deadline, "nothing dead-lettered");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Publishes raw bytes to the executions exchange, as an outside client would.
     pub async fn publish_raw(&self, body: &[u8], props: BasicProperties) {
         let ch = aic_core::amqp::confirm_channel(&self.amqp)
@@ -48,6 +74,20 @@ impl TestEnv {
         .expect("publish")
         .await
         .expect("confirm");
+    }
+}
+
+/// A text header of a dead-lettered message (its reason, its detail).
+pub fn dead_letter_header(m: &BasicGetMessage, name: &str) -> String {
+    match m
+        .delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(name))
+    {
+        Some(AMQPValue::LongString(s)) => s.to_string(),
+        other => panic!("header {name} missing: {other:?}"),
     }
 }
 
