@@ -315,37 +315,32 @@ async fn a_redelivered_execution_is_answered_from_the_ledger_without_a_second_ve
     env.stop().await;
 }
 
-#[tokio::test]
-async fn a_nul_character_is_refused_by_name_and_fails_only_its_own_execution() {
-    // PostgreSQL cannot store U+0000: one such request must not fail the ledger batch it would
-    // share with others, on every retry, forever.
-    let env = TestEnv::start().await;
-    let automation = env.lead_automation().await;
+/// Publishes `good` good requests and, in their middle (so that it would share one of their
+/// ledger batches), one with `bad` parameters; returns the bad one's result, if any came within
+/// 30 s, and how many good ones succeeded.
+async fn one_bad_among_good(
+    env: &TestEnv,
+    automation: &str,
+    bad: Value,
+    good: usize,
+) -> (Option<Value>, usize) {
     let mut replies = env.listen("", "").await;
-    let (bad, bad_body) = request(
-        &env,
-        &automation,
-        json!({"LastName": "Nul\u{0}Byte", "Company": "Acme"}),
-    );
-    let mut good = Vec::new();
-    for i in 0..20 {
-        let (id, body) = request(
-            &env,
-            &automation,
+    let (bad, bad_body) = request(env, automation, bad);
+    for i in 0..good {
+        let (_, body) = request(
+            env,
+            automation,
             json!({"LastName": format!("Good{i}"), "Company": "Acme"}),
         );
-        good.push(id);
         env.publish_raw(&body, props(&replies.queue)).await;
-        // In the middle of the good ones, so that it would share one of their batches.
-        if i == 10 {
+        if i == good / 2 {
             env.publish_raw(&bad_body, props(&replies.queue)).await;
         }
     }
-
     let mut failed = None;
     let mut succeeded = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while (failed.is_none() || succeeded < good.len()) && Instant::now() < deadline {
+    while (failed.is_none() || succeeded < good) && Instant::now() < deadline {
         let Some(r) = replies.next_json(Duration::from_secs(10)).await else {
             break;
         };
@@ -355,19 +350,36 @@ async fn a_nul_character_is_refused_by_name_and_fails_only_its_own_execution() {
             succeeded += 1;
         }
     }
-    let failed = failed.expect("a failure result for the request with a NUL");
+    (failed, succeeded)
+}
+
+/// Checks that the bad request's result came, failed with `code`, and says each of `needles`.
+fn failed_with(failed: Option<Value>, code: &str, needles: &[&str]) {
+    let failed = failed.expect("a failure result for the bad request");
     assert_eq!(failed["status"], "failed", "{failed}");
-    assert_eq!(failed["error"]["code"], "invalid_message", "{failed}");
+    assert_eq!(failed["error"]["code"], code, "{failed}");
     let message = failed["error"]["message"].as_str().unwrap_or("");
-    assert!(
-        message.contains("parameters.LastName") && message.contains("NUL"),
-        "{failed}"
-    );
-    assert!(
-        succeeded >= good.len(),
-        "{succeeded} of {} succeeded",
-        good.len()
-    );
+    for needle in needles {
+        assert!(message.contains(needle), "no {needle:?} in {failed}");
+    }
+}
+
+#[tokio::test]
+async fn a_nul_character_is_refused_by_name_and_fails_only_its_own_execution() {
+    // PostgreSQL cannot store U+0000: one such request must not fail the ledger batch it would
+    // share with others, on every retry, forever.
+    let env = TestEnv::start().await;
+    let automation = env.lead_automation().await;
+    let good = 20;
+    let (failed, succeeded) = one_bad_among_good(
+        &env,
+        &automation,
+        json!({"LastName": "Nul\u{0}Byte", "Company": "Acme"}),
+        good,
+    )
+    .await;
+    failed_with(failed, "invalid_message", &["parameters.LastName", "NUL"]);
+    assert!(succeeded >= good, "{succeeded} of {good} succeeded");
     let dead = env.next_dead_letter().await;
     assert_eq!(
         dead_letter_header(&dead, DEAD_LETTER_REASON_HEADER),
@@ -386,7 +398,7 @@ async fn a_nul_character_is_refused_by_name_and_fails_only_its_own_execution() {
     assert_eq!(err["error"]["field"], "parameters.LastName", "{err}");
     assert_eq!(
         env.sandbox.requests_to("/sobjects/").len(),
-        good.len(),
+        good,
         "only the good requests reached the vendor"
     );
     env.stop().await;
@@ -409,52 +421,16 @@ async fn a_request_the_ledger_refuses_is_dead_lettered_and_answered_not_retried_
         )
         .await
         .expect("constraint");
-    let mut replies = env.listen("", "").await;
-    let (bad, bad_body) = request(
+    let good = 10;
+    let (failed, succeeded) = one_bad_among_good(
         &env,
         &automation,
         json!({"LastName": "Poison", "Company": "Acme"}),
-    );
-    let mut good = Vec::new();
-    for i in 0..10 {
-        let (id, body) = request(
-            &env,
-            &automation,
-            json!({"LastName": format!("Good{i}"), "Company": "Acme"}),
-        );
-        good.push(id);
-        env.publish_raw(&body, props(&replies.queue)).await;
-        if i == 5 {
-            env.publish_raw(&bad_body, props(&replies.queue)).await;
-        }
-    }
-
-    let mut failed = None;
-    let mut succeeded = 0;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while (failed.is_none() || succeeded < good.len()) && Instant::now() < deadline {
-        let Some(r) = replies.next_json(Duration::from_secs(10)).await else {
-            break;
-        };
-        if r["execution_id"] == bad.as_str() {
-            failed = Some(r);
-        } else if r["status"] == "succeeded" {
-            succeeded += 1;
-        }
-    }
-    let failed = failed.expect("a failure result for the request the ledger refuses");
-    assert_eq!(failed["status"], "failed", "{failed}");
-    assert_eq!(failed["error"]["code"], "internal", "{failed}");
-    let message = failed["error"]["message"].as_str().unwrap_or("");
-    assert!(
-        message.contains("no_poison") && message.contains("SQLSTATE 23514"),
-        "{failed}"
-    );
-    assert!(
-        succeeded >= good.len(),
-        "{succeeded} of {} succeeded",
-        good.len()
-    );
+        good,
+    )
+    .await;
+    failed_with(failed, "internal", &["no_poison", "SQLSTATE 23514"]);
+    assert!(succeeded >= good, "{succeeded} of {good} succeeded");
     let dead = env.next_dead_letter().await;
     assert_eq!(
         dead_letter_header(&dead, DEAD_LETTER_REASON_HEADER),
@@ -463,7 +439,7 @@ async fn a_request_the_ledger_refuses_is_dead_lettered_and_answered_not_retried_
     assert!(dead_letter_header(&dead, DEAD_LETTER_DETAIL_HEADER).contains("no_poison"));
     assert_eq!(
         env.sandbox.requests_to("/sobjects/").len(),
-        good.len(),
+        good,
         "only the good requests reached the vendor"
     );
     env.stop().await;
