@@ -20,7 +20,8 @@ use std::sync::Arc;
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
-/// Why the ledger could not be used (the delivery is retried later).
+/// Why the ledger could not be used: the delivery is retried later, unless the database refused
+/// its own values (`Refused`).
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     /// No connection.
