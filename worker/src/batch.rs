@@ -18,13 +18,23 @@ type Job<I, O> = (I, oneshot::Sender<Result<O, Failure>>);
 pub struct Failure {
     /// What went wrong.
     pub message: String,
-    /// The database refused the statement itself, which one input can cause: each input is
-    /// then run again on its own, so that one bad input fails alone instead of failing, on
-    /// every retry, whatever shares its batch. `false` for a failure of the connection.
-    pub refused: bool,
-    /// The database refused the input itself (bad data, a violated constraint): running it
-    /// again cannot succeed. Said only of a batch of one input.
-    pub by_input: bool,
+    /// What it is down to.
+    pub blame: Blame,
+}
+
+/// What a batch's failure is down to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The connection (none, a timeout): nothing to do with the inputs.
+    Connection,
+    /// The database refused the statement, which one input can cause: each input is then run
+    /// again on its own, so that one bad input fails alone instead of failing, on every retry,
+    /// whatever shares its batch.
+    Statement,
+    /// The database refused the input's own values (bad data, a violated constraint): running
+    /// it again cannot succeed. Said only of a batch of one input; in a larger batch it is the
+    /// statement's, and the batch is split.
+    Input,
 }
 
 impl Failure {
@@ -32,9 +42,13 @@ impl Failure {
     pub fn infra(message: impl std::fmt::Display) -> Self {
         Self {
             message: message.to_string(),
-            refused: false,
-            by_input: false,
+            blame: Blame::Connection,
         }
+    }
+
+    /// The database refused the statement (see [`Blame::Statement`]).
+    fn refused(&self) -> bool {
+        self.blame != Blame::Connection
     }
 }
 
@@ -96,7 +110,7 @@ impl<I: Send + Sync + 'static, O: Send + 'static> Batcher<I, O> {
                     let inputs = Arc::new(inputs);
                     let ran = run(inputs.clone()).await;
                     match ran {
-                        Err(e) if e.refused && replies.len() > 1 => {
+                        Err(e) if e.refused() && replies.len() > 1 => {
                             // Nothing in the batch took effect: run each input on its own.
                             let Ok(inputs) = Arc::try_unwrap(inputs) else {
                                 // Not one input's fault as far as anyone can tell.
@@ -122,7 +136,7 @@ impl<I: Send + Sync + 'static, O: Send + 'static> Batcher<I, O> {
                                         out.len()
                                     ))),
                                     Err(e) => {
-                                        if !e.refused {
+                                        if !e.refused() {
                                             down = Some(e.clone());
                                         }
                                         Err(e)
@@ -131,9 +145,7 @@ impl<I: Send + Sync + 'static, O: Send + 'static> Batcher<I, O> {
                                 let _ = reply.send(one);
                             }
                         }
-                        Err(mut e) => {
-                            // Only one input can be said to be at fault.
-                            e.by_input &= replies.len() == 1;
+                        Err(e) => {
                             for reply in replies {
                                 let _ = reply.send(Err(e.clone()));
                             }
@@ -240,8 +252,7 @@ mod tests {
                     if items.contains(&13) {
                         Err(Failure {
                             message: "invalid input 13".into(),
-                            refused: true,
-                            by_input: true,
+                            blame: Blame::Input,
                         })
                     } else {
                         Ok(items.iter().map(|i| i + 1).collect())
@@ -267,7 +278,7 @@ mod tests {
             if i == 13 {
                 let e = out.expect_err("input 13 is refused");
                 assert_eq!(e.message, "invalid input 13");
-                assert!(e.by_input, "run alone, its refusal is its own");
+                assert_eq!(e.blame, Blame::Input, "run alone, its refusal is its own");
             } else {
                 assert_eq!(out, Ok(i + 1), "input {i} failed with the bad one");
             }

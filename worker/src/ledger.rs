@@ -7,7 +7,7 @@
 //! of other in-flight executions (`crate::batch`). A caller goes on only once its own row is
 //! committed, exactly as with one statement per execution.
 
-use crate::batch::{Batcher, Failure};
+use crate::batch::{Batcher, Blame, Failure};
 use crate::metrics::Metrics;
 use crate::resolve::{self, Refusal, Resolved};
 use aic_proto::{ExecutionRequestV1, ExecutionResultV1, ExecutionStatus, VersionId};
@@ -41,7 +41,7 @@ pub enum LedgerError {
 
 impl From<Failure> for LedgerError {
     fn from(f: Failure) -> Self {
-        if f.by_input {
+        if f.blame == Blame::Input {
             Self::Refused(f.message)
         } else {
             Self::Batch(f.message)
@@ -415,16 +415,17 @@ fn failure(e: tokio_postgres::Error) -> Failure {
         return Failure::infra(LedgerError::from(e));
     };
     let code = db.code().code();
-    let by_input = code.starts_with("22") || code.starts_with("23");
-    Failure {
-        refused: true,
-        by_input,
-        // The server's message and code, without its detail (which quotes the whole row).
-        message: if by_input {
-            format!("{} (SQLSTATE {code})", db.message())
-        } else {
-            LedgerError::from(e).to_string()
-        },
+    if code.starts_with("22") || code.starts_with("23") {
+        Failure {
+            // The server's message and code, without its detail (which quotes the whole row).
+            message: format!("{} (SQLSTATE {code})", db.message()),
+            blame: Blame::Input,
+        }
+    } else {
+        Failure {
+            message: LedgerError::from(e).to_string(),
+            blame: Blame::Statement,
+        }
     }
 }
 
