@@ -110,6 +110,12 @@ fn text(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s))
 }
 
+/// The arguments of a plain durable quorum queue: the dead-letter queue's, and a benchmark's
+/// or test's own queue that must behave like the contract's.
+pub fn quorum_queue_arguments() -> FieldTable {
+    table(&[("x-queue-type", text("quorum"))])
+}
+
 /// Declares every exchange, queue and binding of the contract. Idempotent: both services run
 /// it at start-up, so whichever starts first leaves the broker ready for the other.
 pub async fn declare_topology(ch: &Channel, names: &Names) -> Result<(), lapin::Error> {
@@ -158,7 +164,7 @@ pub async fn declare_topology(ch: &Channel, names: &Names) -> Result<(), lapin::
     ch.queue_declare(
         names.dead_letter_queue.as_str().into(),
         durable_queue,
-        table(&[("x-queue-type", text("quorum"))]),
+        quorum_queue_arguments(),
     )
     .await?;
     ch.queue_bind(

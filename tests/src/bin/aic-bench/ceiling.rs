@@ -9,7 +9,7 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     QueueDeclareOptions, QueueDeleteOptions,
 };
-use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::types::FieldTable;
 use std::time::Instant;
 
 /// The broker alone: consume a persistent message, publish a persistent result with a confirm,
@@ -19,11 +19,7 @@ pub async fn ceiling(env: &TestEnv, n: usize, prefetch: u16, label: &str) -> Row
     let q = format!("{}.bench-in", env.names.executions_queue);
     let out = format!("{}.bench-out", env.names.executions_queue);
     let setup = conn.create_channel().await.expect("channel");
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString(LongString::from("quorum")),
-    );
+    let args = aic_core::amqp::quorum_queue_arguments();
     for name in [&q, &out] {
         setup
             .queue_declare(
