@@ -315,6 +315,9 @@ async fn main() -> ExitCode {
         };
     }
     let started_at = chrono::Utc::now().to_rfc3339();
+    // Read now, not after the run: the binaries were built from the checkout as it is at the
+    // start, and an edit made while the rows run must not mark their figures `-dirty`.
+    let machine = machine::describe();
     let env = TestEnv::start_with(Options {
         worker: false,
         ..Options::default()
@@ -462,7 +465,6 @@ async fn main() -> ExitCode {
         rows.push(row);
     }
 
-    let machine = machine::describe();
     report::print(&rows, &machine, args.slow_in_flight, args.slow_latency_ms);
     let report = json!({
         "started_at": started_at,
