@@ -19,6 +19,8 @@ fn the_benchmark_runs_every_scenario_and_writes_its_table_as_json() {
             "100",
             "--slow-latency-ms",
             "50",
+            "--scale-in-flight",
+            "50",
         ])
         .arg("--json")
         .arg(&json)
@@ -48,6 +50,8 @@ fn the_benchmark_runs_every_scenario_and_writes_its_table_as_json() {
         "AMQP path alone, paced at",
         "ceiling (broker only), again",
         "slow vendor (50 ms), 1 worker",
+        "scale-out: 50 ms, 50 each, 1 worker",
+        "scale-out: 50 ms, 50 each, 2 workers",
     ] {
         assert!(
             scenarios.iter().any(|s| s.starts_with(expected)),
@@ -117,7 +121,7 @@ fn the_benchmark_runs_every_scenario_and_writes_its_table_as_json() {
         let name = row["scenario"].as_str().unwrap_or_default();
         if name.starts_with("ceiling") {
             assert!(row["ratio"].is_null(), "{name}");
-        } else if !name.starts_with("slow") {
+        } else if !name.starts_with("slow") && !name.starts_with("scale-out") {
             let expected = row["per_second"].as_f64().unwrap_or_default() / best;
             let ratio = row["ratio"].as_f64().unwrap_or(f64::NAN);
             assert!(
@@ -126,8 +130,54 @@ fn the_benchmark_runs_every_scenario_and_writes_its_table_as_json() {
             );
         }
     }
+    scale_out_is_told_against_one_worker(rows, &stdout);
     assert!(report["machine"]["cores"].as_u64().is_some_and(|c| c > 0));
     assert_eq!(report["settings"]["n"], 300);
+}
+
+/// Each two-worker row says how many times its one-worker row's steady rate it reached, and
+/// the scale-out rows' ratios are to Little's law for all their workers' calls in flight.
+fn scale_out_is_told_against_one_worker(rows: &[Value], stdout: &str) {
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r["scenario"] == name)
+            .unwrap_or_else(|| panic!("no row {name:?}"))
+    };
+    let rate = |r: &Value| r["steady_per_second"].as_f64().expect("a steady rate");
+    for (two, one) in [
+        (
+            "full pipeline, fast vendor, 2 workers",
+            "full pipeline, fast vendor, 1 worker",
+        ),
+        (
+            "scale-out: 50 ms, 50 each, 2 workers",
+            "scale-out: 50 ms, 50 each, 1 worker",
+        ),
+    ] {
+        let expected = rate(row(two)) / rate(row(one));
+        let told = row(two)["vs_one_worker"].as_f64().unwrap_or(f64::NAN);
+        assert!(
+            (told - expected).abs() < 1e-9,
+            "{two}: {told} against {expected}"
+        );
+        assert!(
+            stdout.contains(&format!("{two}: {told:.2}x one worker")),
+            "{stdout}"
+        );
+        assert!(row(one)["vs_one_worker"].is_null(), "{one}");
+    }
+    for (name, workers) in [
+        ("scale-out: 50 ms, 50 each, 1 worker", 1.0),
+        ("scale-out: 50 ms, 50 each, 2 workers", 2.0),
+    ] {
+        // 50 calls in flight per worker, answered after 50 ms: 1,000/s per worker.
+        let expected = row(name)["per_second"].as_f64().unwrap_or_default() / (workers * 1000.0);
+        let ratio = row(name)["ratio"].as_f64().unwrap_or(f64::NAN);
+        assert!(
+            (ratio - expected).abs() < 1e-9,
+            "{name}: {ratio} against {expected}"
+        );
+    }
 }
 
 /// `aic-bench compare` on the report just written and a later run made from it (another

@@ -40,6 +40,7 @@ const FIGURES: &[Figure] = &[
     figure("exec/s", "/per_second", 0),
     figure("ratio", "/ratio", 2),
     figure("of the AMQP path alone", "/path_ratio", 2),
+    figure("x one worker", "/vs_one_worker", 2),
     figure("steady exec/s", "/steady_per_second", 0),
     figure("worker cpu µs", "/worker_cpu_us_per_execution", 1),
     figure("machine cpu µs", "/machine_cpu_us_per_execution", 1),

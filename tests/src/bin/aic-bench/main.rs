@@ -7,7 +7,9 @@ mod compare;
 mod echo;
 mod machine;
 mod report;
+mod scale;
 mod stages;
+mod workers;
 
 use aic_proto::topology::{EXECUTE_ROUTING_KEY, EXECUTION_REQUEST_TYPE};
 use aic_tests::harness::{Options, TestEnv, stop_worker_process};
@@ -17,10 +19,10 @@ use machine::{CpuWindow, proc_peak_rss_mib};
 use report::Row;
 use serde_json::json;
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use workers::{start_worker, through};
 
 /// aic-bench: throughput, CPU and latency of the execution pipeline.
 #[derive(Parser, Debug)]
@@ -37,22 +39,26 @@ struct Args {
     /// Executions in flight (and prefetch) for the slow-vendor scenario.
     #[arg(long, default_value_t = 2_000)]
     slow_in_flight: u16,
-    /// Vendor latency of the slow scenario, in milliseconds.
+    /// Vendor latency of the slow scenarios, in milliseconds.
     #[arg(long, default_value_t = 200)]
     slow_latency_ms: u64,
+    /// Executions in flight (and prefetch) of each worker in the scale-out scenario: few
+    /// enough that one worker is bound by them, not by the cores.
+    #[arg(long, default_value_t = 200)]
+    scale_in_flight: u16,
     /// Rate of the paced latency run, per second (default: half of the measured peak).
     #[arg(long)]
     paced_rate: Option<f64>,
     /// Where to write the JSON.
     #[arg(long, default_value = "target/bench.json")]
     json: String,
-    /// Scenarios to run, comma-separated (ceiling, path, full, paced, two, slow); all by
+    /// Scenarios to run, comma-separated (ceiling, path, full, paced, two, slow, scale); all by
     /// default. Ratios to the ceiling need `ceiling`; `paced` needs `full` unless
     /// `--paced-rate` is given, and with `path` also paces the AMQP path alone.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ceiling,path,full,paced,two,slow"
+        default_value = "ceiling,path,full,paced,two,slow,scale"
     )]
     only: Vec<String>,
 }
@@ -229,72 +235,6 @@ async fn path(
     row
 }
 
-/// A worker process with the admin address its `/metrics` are read from.
-struct Worker {
-    process: std::process::Child,
-    admin: SocketAddr,
-}
-
-/// Starts a worker process and waits until it says it is ready (consuming, with Postgres and
-/// RabbitMQ up). The admin port is picked free just before the worker binds it: one taken
-/// meanwhile makes the worker exit, and another port is tried.
-async fn start_worker(env: &TestEnv, prefetch: u16) -> Worker {
-    let http = reqwest::Client::new();
-    for _ in 0..3 {
-        let admin = stages::free_admin_address();
-        let mut process = env.spawn_worker_process_with(
-            prefetch,
-            &[("AIC_WORKER_ADMIN_LISTEN", &admin.to_string())],
-        );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = process.try_wait() {
-                eprintln!("the worker exited at start ({status}); trying another admin port");
-                break;
-            }
-            let ready = http
-                .get(format!("http://{admin}/readyz"))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                return Worker { process, admin };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        if process.try_wait().ok().flatten().is_none() {
-            stop_worker_process(process).await;
-            panic!("the worker was not ready within 30 s");
-        }
-    }
-    panic!("the worker could not start (three tries)");
-}
-
-/// [`pipeline`] through worker processes, with where the time went inside them.
-async fn through(
-    env: &TestEnv,
-    automation: &str,
-    n: usize,
-    workers: &[&Worker],
-    rate: Option<f64>,
-    label: &str,
-) -> Row {
-    let pids: Vec<u32> = workers.iter().map(|w| w.process.id()).collect();
-    let admins: Vec<SocketAddr> = workers.iter().map(|w| w.admin).collect();
-    let before = stages::snapshot(&admins).await;
-    let wal_before = stages::wal_position(&env.pool).await;
-    let mut row = pipeline(env, automation, n, &pids, rate, label).await;
-    let wal_after = stages::wal_position(&env.pool).await;
-    let after = stages::snapshot(&admins).await;
-    row.stages = before.zip(after).map(|(b, a)| stages::between(&b, &a));
-    let finished = (row.executions - row.lost).max(1) as f64;
-    row.wal_bytes_per_execution = wal_before
-        .zip(wal_after)
-        .map(|(b, a)| a.saturating_sub(b) as f64 / finished);
-    row
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -357,9 +297,9 @@ async fn main() -> ExitCode {
 
     if run("full") || run("paced") || run("two") {
         let one = start_worker(&env, args.prefetch).await;
-        let mut peak = None;
+        let mut full = None;
         if run("full") {
-            let full = through(
+            let row = through(
                 &env,
                 &automation,
                 args.n,
@@ -368,9 +308,10 @@ async fn main() -> ExitCode {
                 "full pipeline, fast vendor, 1 worker",
             )
             .await;
-            peak = Some(full.per_second);
-            rows.push(full);
+            full = Some(rows.len());
+            rows.push(row);
         }
+        let peak = full.map(|i| rows[i].per_second);
         // Latency with headroom: the same worker, fed at half the rate it just sustained.
         if let Some(half_rate) = args
             .paced_rate
@@ -393,17 +334,17 @@ async fn main() -> ExitCode {
         }
         if run("two") {
             let two = start_worker(&env, args.prefetch).await;
-            rows.push(
-                through(
-                    &env,
-                    &automation,
-                    args.n,
-                    &[&one, &two],
-                    None,
-                    "full pipeline, fast vendor, 2 workers",
-                )
-                .await,
-            );
+            let mut row = through(
+                &env,
+                &automation,
+                args.n,
+                &[&one, &two],
+                None,
+                "full pipeline, fast vendor, 2 workers",
+            )
+            .await;
+            row.vs_one_worker = full.map(|i| scale::vs_one(&row, &rows[i]));
+            rows.push(row);
             stop_worker_process(two.process).await;
         }
         stop_worker_process(one.process).await;
@@ -464,6 +405,22 @@ async fn main() -> ExitCode {
         stop_worker_process(slow.process).await;
         rows.push(row);
     }
+    if run("scale") {
+        // As many as ~40 windows of calls in flight (8 s for one worker at Little's law by
+        // default), and no more than the other rows.
+        let window = args.scale_in_flight as usize;
+        let scale_n = (window * 40).min(args.n.max(window * 4));
+        rows.extend(
+            scale::scale_out(
+                &env,
+                &automation,
+                scale_n,
+                args.scale_in_flight,
+                args.slow_latency_ms,
+            )
+            .await,
+        );
+    }
 
     report::print(&rows, &machine, args.slow_in_flight, args.slow_latency_ms);
     let report = json!({
@@ -474,6 +431,7 @@ async fn main() -> ExitCode {
             "prefetch": args.prefetch,
             "slow_in_flight": args.slow_in_flight,
             "slow_latency_ms": args.slow_latency_ms,
+            "scale_in_flight": args.scale_in_flight,
             "paced_rate": args.paced_rate,
             "only": args.only,
         },

@@ -21,6 +21,9 @@ pub struct Row {
     /// full pipeline at full load: the share of the broker-bound rate the worker's own work
     /// (ledger, credentials, vendor call, a second process) leaves.
     pub path_ratio: Option<f64>,
+    /// For a row through two workers: how many times the same scenario's one-worker rate it
+    /// reached (their steady rates).
+    pub vs_one_worker: Option<f64>,
     pub worker_cpu_us_per_execution: Option<f64>,
     pub worker_peak_rss_mib: Option<f64>,
     /// The workers' minor page faults per execution (memory the allocator handed back to the
@@ -106,7 +109,8 @@ pub fn print(rows: &[Row], machine: &Value, slow_in_flight: u16, slow_latency_ms
     }
     println!(
         "ratio: to the ceiling for the fast rows (the better of its two runs, before and after them); \
-         to Little's law ({} in flight / {} ms) for the slow row\n\
+         to Little's law for the slow rows (calls in flight / the vendor's latency: {} / {} ms for the slow \
+         vendor; for scale-out, the window each worker holds, in its label, times its workers)\n\
          cpu µs: the worker's own CPU per execution; mach µs: the whole machine's busy CPU per execution; \
          busy%: how busy the machine's cores were; \
          steal%: the share of busy% the hypervisor gave to other guests (a disturbed run); \
@@ -126,6 +130,13 @@ pub fn print(rows: &[Row], machine: &Value, slow_in_flight: u16, slow_latency_ms
             "{}: {:.2} of the AMQP path alone",
             r.scenario.trim(),
             r.path_ratio.unwrap_or_default()
+        );
+    }
+    for r in rows.iter().filter(|r| r.vs_one_worker.is_some()) {
+        println!(
+            "{}: {:.2}x one worker",
+            r.scenario.trim(),
+            r.vs_one_worker.unwrap_or_default()
         );
     }
     print_breakdown(rows);

@@ -1,0 +1,74 @@
+//! The worker processes the benchmark starts, and a run of the pipeline through them with
+//! where the time went inside them.
+
+use crate::report::Row;
+use crate::{pipeline, stages};
+use aic_tests::harness::{TestEnv, stop_worker_process};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// A worker process with the admin address its `/metrics` are read from.
+pub struct Worker {
+    pub process: std::process::Child,
+    pub admin: SocketAddr,
+}
+
+/// Starts a worker process and waits until it says it is ready (consuming, with Postgres and
+/// RabbitMQ up). The admin port is picked free just before the worker binds it: one taken
+/// meanwhile makes the worker exit, and another port is tried.
+pub async fn start_worker(env: &TestEnv, prefetch: u16) -> Worker {
+    let http = reqwest::Client::new();
+    for _ in 0..3 {
+        let admin = stages::free_admin_address();
+        let mut process = env.spawn_worker_process_with(
+            prefetch,
+            &[("AIC_WORKER_ADMIN_LISTEN", &admin.to_string())],
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = process.try_wait() {
+                eprintln!("the worker exited at start ({status}); trying another admin port");
+                break;
+            }
+            let ready = http
+                .get(format!("http://{admin}/readyz"))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return Worker { process, admin };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if process.try_wait().ok().flatten().is_none() {
+            stop_worker_process(process).await;
+            panic!("the worker was not ready within 30 s");
+        }
+    }
+    panic!("the worker could not start (three tries)");
+}
+
+/// [`pipeline`] through worker processes, with where the time went inside them.
+pub async fn through(
+    env: &TestEnv,
+    automation: &str,
+    n: usize,
+    workers: &[&Worker],
+    rate: Option<f64>,
+    label: &str,
+) -> Row {
+    let pids: Vec<u32> = workers.iter().map(|w| w.process.id()).collect();
+    let admins: Vec<SocketAddr> = workers.iter().map(|w| w.admin).collect();
+    let before = stages::snapshot(&admins).await;
+    let wal_before = stages::wal_position(&env.pool).await;
+    let mut row = pipeline(env, automation, n, &pids, rate, label).await;
+    let wal_after = stages::wal_position(&env.pool).await;
+    let after = stages::snapshot(&admins).await;
+    row.stages = before.zip(after).map(|(b, a)| stages::between(&b, &a));
+    let finished = (row.executions - row.lost).max(1) as f64;
+    row.wal_bytes_per_execution = wal_before
+        .zip(wal_after)
+        .map(|(b, a)| a.saturating_sub(b) as f64 / finished);
+    row
+}
