@@ -282,6 +282,33 @@ fn compare_names_the_file_it_cannot_use() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn bad_settings_are_refused_before_anything_runs() {
+    for (args, expected) in [
+        (
+            &["--only", "full,scael"][..],
+            "invalid value 'scael' for '--only",
+        ),
+        (
+            &["--slow-latency-ms", "0"][..],
+            "invalid value '0' for '--slow-latency-ms",
+        ),
+        (
+            &["--scale-in-flight", "0"][..],
+            "invalid value '0' for '--scale-in-flight",
+        ),
+        (&["--n", "0"][..], "invalid value '0' for '--n"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_aic-bench"))
+            .args(args)
+            .output()
+            .expect("aic-bench runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
 /// `aic-bench compare` on these reports.
 fn compare(reports: &[&std::path::Path]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_aic-bench"))

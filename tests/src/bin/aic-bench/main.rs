@@ -31,20 +31,20 @@ struct Args {
     #[command(subcommand)]
     command: Option<Command>,
     /// Executions per scenario.
-    #[arg(long, default_value_t = 50_000)]
+    #[arg(long, default_value_t = 50_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     n: usize,
     /// Worker prefetch for the fast scenarios.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
     prefetch: u16,
     /// Executions in flight (and prefetch) for the slow-vendor scenario.
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u16).range(1..))]
     slow_in_flight: u16,
     /// Vendor latency of the slow scenarios, in milliseconds.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
     slow_latency_ms: u64,
     /// Executions in flight (and prefetch) of each worker in the scale-out scenario: few
     /// enough that one worker is bound by them, not by the cores.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u16).range(1..))]
     scale_in_flight: u16,
     /// Rate of the paced latency run, per second (default: half of the measured peak).
     #[arg(long)]
@@ -58,7 +58,8 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ceiling,path,full,paced,two,slow,scale"
+        default_value = "ceiling,path,full,paced,two,slow,scale",
+        value_parser = ["ceiling", "path", "full", "paced", "two", "slow", "scale"]
     )]
     only: Vec<String>,
 }
@@ -406,8 +407,8 @@ async fn main() -> ExitCode {
         rows.push(row);
     }
     if run("scale") {
-        // As many as ~40 windows of calls in flight (8 s for one worker at Little's law by
-        // default), and no more than the other rows.
+        // 40 windows of calls in flight (8 s for one worker at Little's law by default), or
+        // fewer for a small --n, but at least four.
         let window = args.scale_in_flight as usize;
         let scale_n = (window * 40).min(args.n.max(window * 4));
         rows.extend(
