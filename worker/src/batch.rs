@@ -46,7 +46,9 @@ impl Failure {
         }
     }
 
-    /// The database refused the statement (see [`Blame::Statement`]).
+    /// The database refused the statement, for its own sake or an input's values
+    /// ([`Blame::Statement`], [`Blame::Input`]): nothing in the batch took effect, and a batch
+    /// of several inputs can be split to find which.
     fn refused(&self) -> bool {
         self.blame != Blame::Connection
     }
