@@ -46,8 +46,10 @@ fn the_benchmark_runs_every_scenario_and_writes_its_table_as_json() {
         "AMQP path alone (echo consumer)",
         "full pipeline, fast vendor, 1 worker",
         "  same, paced at",
+        "  same, light load at 100/s",
         "full pipeline, fast vendor, 2 workers",
         "AMQP path alone, paced at",
+        "AMQP path alone, light load at 100/s",
         "ceiling (broker only), again",
         "slow vendor (50 ms), 1 worker",
         "scale-out: 50 ms, 50 each, 1 worker",
@@ -133,6 +135,7 @@ fn the_benchmark_runs_every_scenario_and_writes_its_table_as_json() {
     scale_out_is_told_against_one_worker(rows, &stdout);
     assert!(report["machine"]["cores"].as_u64().is_some_and(|c| c > 0));
     assert_eq!(report["settings"]["n"], 300);
+    assert_eq!(report["settings"]["light_rate"], 100.0);
 }
 
 /// Each two-worker row says how many times its one-worker row's steady rate it reached, and
@@ -298,6 +301,19 @@ fn bad_settings_are_refused_before_anything_runs() {
             "invalid value '0' for '--scale-in-flight",
         ),
         (&["--n", "0"][..], "invalid value '0' for '--n"),
+        // A rate of 0, below 0 or not a number once panicked working out when to publish.
+        (
+            &["--light-rate", "0"][..],
+            "invalid value '0' for '--light-rate",
+        ),
+        (
+            &["--paced-rate=-5"][..],
+            "invalid value '-5' for '--paced-rate",
+        ),
+        (
+            &["--paced-rate", "NaN"][..],
+            "invalid value 'NaN' for '--paced-rate",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_aic-bench"))
             .args(args)

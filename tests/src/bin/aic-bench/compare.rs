@@ -112,7 +112,8 @@ impl Report {
 
 /// What a row measures, whatever rate or latency its label carries: the paced rows' labels
 /// hold the rate of their run, the slow row's the vendor's latency. A label not known here is
-/// its own kind, matched only by the same label.
+/// its own kind, matched only by the same label — so the light-load rows, whose rate is a
+/// setting (`--light-rate`), pair up only at the same rate.
 pub fn scenario_kind(scenario: &str) -> String {
     let s = scenario.trim();
     KINDS
@@ -127,7 +128,7 @@ const KINDS: &[(&str, &str)] = &[
     ("ceiling (broker only), again", "ceiling, again"),
     ("ceiling", "ceiling"),
     ("AMQP path alone, paced", "path, paced"),
-    ("AMQP path alone", "path"),
+    ("AMQP path alone (echo consumer)", "path"),
     ("same, paced", "full, paced"),
     ("full pipeline, fast vendor, 2 workers", "two workers"),
     ("full pipeline", "full"),
@@ -344,6 +345,13 @@ mod tests {
             "path, paced"
         );
         assert_eq!(scenario_kind("AMQP path alone (echo consumer)"), "path");
+        // A light-load row is its own kind: its rate is a setting, not a figure of the run.
+        for light in [
+            "  same, light load at 100/s",
+            "AMQP path alone, light load at 100/s",
+        ] {
+            assert_eq!(scenario_kind(light), light.trim());
+        }
         assert_eq!(scenario_kind("ceiling (broker only)"), "ceiling");
         assert_eq!(
             scenario_kind("ceiling (broker only), again"),

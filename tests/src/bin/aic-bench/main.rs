@@ -47,19 +47,23 @@ struct Args {
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u16).range(1..))]
     scale_in_flight: u16,
     /// Rate of the paced latency run, per second (default: half of the measured peak).
-    #[arg(long)]
+    #[arg(long, value_parser = rate)]
     paced_rate: Option<f64>,
+    /// Rate of the light-load latency run, per second: low enough that the cores are mostly
+    /// idle, so that its latency is the pipeline's own, not time spent waiting for a core.
+    #[arg(long, default_value_t = 100.0, value_parser = rate)]
+    light_rate: f64,
     /// Where to write the JSON.
     #[arg(long, default_value = "target/bench.json")]
     json: String,
-    /// Scenarios to run, comma-separated (ceiling, path, full, paced, two, slow, scale); all by
-    /// default. Ratios to the ceiling need `ceiling`; `paced` needs `full` unless
-    /// `--paced-rate` is given, and with `path` also paces the AMQP path alone.
+    /// Scenarios to run, comma-separated (ceiling, path, full, paced, light, two, slow, scale);
+    /// all by default. Ratios to the ceiling need `ceiling`; `paced` needs `full` unless
+    /// `--paced-rate` is given; with `path`, `paced` and `light` also pace the AMQP path alone.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ceiling,path,full,paced,two,slow,scale",
-        value_parser = ["ceiling", "path", "full", "paced", "two", "slow", "scale"]
+        default_value = "ceiling,path,full,paced,light,two,slow,scale",
+        value_parser = ["ceiling", "path", "full", "paced", "light", "two", "slow", "scale"]
     )]
     only: Vec<String>,
 }
@@ -73,6 +77,21 @@ enum Command {
         #[arg(required = true, num_args = 2..)]
         reports: Vec<String>,
     },
+}
+
+/// A rate of executions per second: finite and above zero (a publish is due every 1/rate s).
+fn rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        Ok(_) => Err("a rate must be a number of executions per second above 0".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Executions of a paced run at `rate`: ~`seconds` of it, within `n` and no fewer than
+/// `floor` (nor than `n` allows).
+fn paced_n(rate: f64, seconds: f64, floor: usize, n: usize) -> usize {
+    ((rate * seconds) as usize).clamp(floor.min(n), n)
 }
 
 /// Requests published and not yet confirmed, at most (`proto/AMQP.md`'s publisher).
@@ -294,9 +313,10 @@ async fn main() -> ExitCode {
     if run("path") {
         rows.push(path(&env, &automation, args.n, args.prefetch, None, PATH_ROW).await);
     }
-    let mut paced_at = None;
+    // The paced rows' kinds, rates and sizes, for the AMQP path alone at the same rates.
+    let mut paced_at = Vec::new();
 
-    if run("full") || run("paced") || run("two") {
+    if ["full", "paced", "light", "two"].into_iter().any(run) {
         let one = start_worker(&env, args.prefetch).await;
         let mut full = None;
         if run("full") {
@@ -319,8 +339,8 @@ async fn main() -> ExitCode {
             .or(peak.map(|p| p / 2.0))
             .filter(|_| run("paced"))
         {
-            let half_n = ((half_rate * 15.0) as usize).clamp(500.min(args.n), args.n);
-            paced_at = Some((half_rate, half_n));
+            let half_n = paced_n(half_rate, 15.0, 500, args.n);
+            paced_at.push(("paced at", half_rate, half_n));
             rows.push(
                 through(
                     &env,
@@ -332,6 +352,15 @@ async fn main() -> ExitCode {
                 )
                 .await,
             );
+        }
+        // Latency where the cores leave room: at half of peak they stay nearly as busy as at
+        // full load (smaller batches cost more per execution).
+        if run("light") {
+            let rate = args.light_rate;
+            let light_n = paced_n(rate, 10.0, 200, args.n);
+            paced_at.push(("light load at", rate, light_n));
+            let label = format!("  same, light load at {rate:.0}/s");
+            rows.push(through(&env, &automation, light_n, &[&one], Some(rate), &label).await);
         }
         if run("two") {
             let two = start_worker(&env, args.prefetch).await;
@@ -350,9 +379,9 @@ async fn main() -> ExitCode {
         }
         stop_worker_process(one.process).await;
     }
-    // The broker's own share of that latency: the AMQP path alone at the same rate.
-    if let Some((rate, n)) = paced_at.filter(|_| run("path")) {
-        let label = format!("AMQP path alone, paced at {rate:.0}/s");
+    // The broker's own share of that latency: the AMQP path alone at the same rates.
+    for (kind, rate, n) in paced_at.into_iter().filter(|_| run("path")) {
+        let label = format!("AMQP path alone, {kind} {rate:.0}/s");
         rows.push(path(&env, &automation, n, args.prefetch, Some(rate), &label).await);
     }
     // The broker alone again, after the rows measured against it: one run of it can fall in a
@@ -434,6 +463,7 @@ async fn main() -> ExitCode {
             "slow_latency_ms": args.slow_latency_ms,
             "scale_in_flight": args.scale_in_flight,
             "paced_rate": args.paced_rate,
+            "light_rate": args.light_rate,
             "only": args.only,
         },
         "rows": rows,
