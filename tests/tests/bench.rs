@@ -301,10 +301,15 @@ fn bad_settings_are_refused_before_anything_runs() {
             "invalid value '0' for '--scale-in-flight",
         ),
         (&["--n", "0"][..], "invalid value '0' for '--n"),
-        // A rate of 0, below 0 or not a number once panicked working out when to publish.
+        // A rate of 0, below 0 or not a number once panicked working out when to publish; one
+        // below 1/s would run for hours.
         (
             &["--light-rate", "0"][..],
             "invalid value '0' for '--light-rate",
+        ),
+        (
+            &["--light-rate", "0.01"][..],
+            "invalid value '0.01' for '--light-rate",
         ),
         (
             &["--paced-rate=-5"][..],

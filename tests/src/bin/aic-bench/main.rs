@@ -79,11 +79,12 @@ enum Command {
     },
 }
 
-/// A rate of executions per second: finite and above zero (a publish is due every 1/rate s).
+/// A rate of executions per second, at least one: a publish is due every 1/rate s, and a paced
+/// run holds at least a few hundred executions (at 0.01/s the light row would run for 5.5 hours).
 fn rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        Ok(_) => Err("a rate must be a number of executions per second above 0".into()),
+        Ok(r) if r.is_finite() && r >= 1.0 => Ok(r),
+        Ok(_) => Err("a rate must be a number of executions per second, at least 1".into()),
         Err(e) => Err(e.to_string()),
     }
 }
