@@ -95,6 +95,18 @@ fn paced_n(rate: f64, seconds: f64, floor: usize, n: usize) -> usize {
     ((rate * seconds) as usize).clamp(floor.min(n), n)
 }
 
+/// A paced run through `worker`: `(kind, rate, n)` — "paced at" or "light load at", per
+/// second, executions.
+async fn paced(
+    env: &TestEnv,
+    automation: &str,
+    worker: &workers::Worker,
+    (kind, rate, n): (&str, f64, usize),
+) -> Row {
+    let label = format!("  same, {kind} {rate:.0}/s");
+    through(env, automation, n, &[worker], Some(rate), &label).await
+}
+
 /// Requests published and not yet confirmed, at most (`proto/AMQP.md`'s publisher).
 const UNCONFIRMED: usize = 1000;
 
@@ -341,27 +353,17 @@ async fn main() -> ExitCode {
             .filter(|_| run("paced"))
         {
             let half_n = paced_n(half_rate, 15.0, 500, args.n);
-            paced_at.push(("paced at", half_rate, half_n));
-            rows.push(
-                through(
-                    &env,
-                    &automation,
-                    half_n,
-                    &[&one],
-                    Some(half_rate),
-                    &format!("  same, paced at {half_rate:.0}/s"),
-                )
-                .await,
-            );
+            let at = ("paced at", half_rate, half_n);
+            paced_at.push(at);
+            rows.push(paced(&env, &automation, &one, at).await);
         }
         // Latency where the cores leave room: at half of peak they stay nearly as busy as at
         // full load (smaller batches cost more per execution).
         if run("light") {
-            let rate = args.light_rate;
-            let light_n = paced_n(rate, 10.0, 200, args.n);
-            paced_at.push(("light load at", rate, light_n));
-            let label = format!("  same, light load at {rate:.0}/s");
-            rows.push(through(&env, &automation, light_n, &[&one], Some(rate), &label).await);
+            let light_n = paced_n(args.light_rate, 10.0, 200, args.n);
+            let at = ("light load at", args.light_rate, light_n);
+            paced_at.push(at);
+            rows.push(paced(&env, &automation, &one, at).await);
         }
         if run("two") {
             let two = start_worker(&env, args.prefetch).await;
@@ -430,9 +432,11 @@ async fn main() -> ExitCode {
             &format!("slow vendor ({} ms), 1 worker", args.slow_latency_ms),
         )
         .await;
-        let littles_law = args.slow_in_flight as f64 / (args.slow_latency_ms as f64 / 1000.0);
-        row.ratio = Some(row.per_second / littles_law);
-        row.steady_ratio = row.steady_per_second.map(|r| r / littles_law);
+        scale::against_littles_law(
+            &mut row,
+            usize::from(args.slow_in_flight),
+            args.slow_latency_ms,
+        );
         stop_worker_process(slow.process).await;
         rows.push(row);
     }

@@ -19,8 +19,6 @@ pub async fn scale_out(
     latency_ms: u64,
 ) -> [Row; 2] {
     env.sandbox.set_latency(Duration::from_millis(latency_ms));
-    let littles_law =
-        |workers: usize| workers as f64 * in_flight as f64 * 1000.0 / latency_ms as f64;
     let label = |workers: usize| {
         format!(
             "scale-out: {latency_ms} ms, {in_flight} each, {workers} worker{}",
@@ -34,8 +32,7 @@ pub async fn scale_out(
     stop_worker_process(two.process).await;
     stop_worker_process(one.process).await;
     for (row, workers) in [(&mut single, 1), (&mut double, 2)] {
-        row.ratio = Some(row.per_second / littles_law(workers));
-        row.steady_ratio = row.steady_per_second.map(|r| r / littles_law(workers));
+        against_littles_law(row, workers * usize::from(in_flight), latency_ms);
     }
     double.vs_one_worker = Some(vs_one(&double, &single));
     [single, double]
@@ -49,4 +46,12 @@ pub fn vs_one(more: &Row, one: &Row) -> f64 {
         (Some(m), Some(o)) if o > 0.0 => m / o,
         _ => more.per_second / one.per_second.max(1e-9),
     }
+}
+
+/// Sets a slow-vendor row's ratios (from the first publish, and at its steady rate) to Little's
+/// law: `in_flight` calls held at once against a vendor answering after `latency_ms`.
+pub fn against_littles_law(row: &mut Row, in_flight: usize, latency_ms: u64) {
+    let littles_law = in_flight as f64 * 1000.0 / latency_ms as f64;
+    row.ratio = Some(row.per_second / littles_law);
+    row.steady_ratio = row.steady_per_second.map(|r| r / littles_law);
 }
