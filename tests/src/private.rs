@@ -6,11 +6,19 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A port free now, below the kernel's ephemeral range (32768-60999 by default), where the
+/// tests' own outgoing connections and port-0 listeners take theirs: a port taken from that
+/// range could be handed to one of them before the private server binds it (one RabbitMQ node
+/// failed to start with `dist_port_already_used` that way). Skips the ports of this machine's
+/// services (RabbitMQ's 25672 among them).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    const TAKEN: [u16; 3] = [25672, 27017, 28015];
+    loop {
+        let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
+        if !TAKEN.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn temp_dir(prefix: &str) -> PathBuf {
@@ -45,7 +53,8 @@ pub struct PrivateRabbit {
 }
 
 impl PrivateRabbit {
-    /// Starts a node (about six seconds).
+    /// Starts a node (about six seconds). A node that exits while starting (a port taken
+    /// between choosing and binding it) is started again on other ports, three times at most.
     pub async fn start() -> Self {
         let dir = temp_dir("aic-rabbit");
         let mut r = Self {
@@ -55,8 +64,22 @@ impl PrivateRabbit {
             dir,
             child: None,
         };
-        r.up().await;
-        r
+        for attempt in 1..=3 {
+            match r.up().await {
+                Ok(()) => return r,
+                Err(why) if attempt < 3 => {
+                    eprintln!(
+                        "private RabbitMQ on port {} did not start ({why}); again on other ports",
+                        r.port
+                    );
+                    r.stop();
+                    r.port = free_port();
+                    r.dist_port = free_port();
+                }
+                Err(why) => panic!("private RabbitMQ did not start: {why}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
     }
 
     /// The AMQP URL.
@@ -64,7 +87,8 @@ impl PrivateRabbit {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
     }
 
-    async fn up(&mut self) {
+    /// Starts the node and waits until it accepts AMQP sessions; says why it did not.
+    async fn up(&mut self) -> Result<(), String> {
         // The system config names port 5672: this node reads its own.
         let conf = self.dir.join("rabbitmq.conf");
         let _ = std::fs::write(
@@ -86,28 +110,49 @@ impl PrivateRabbit {
                 self.dir.join("enabled_plugins"),
             )
             .env("HOME", &self.dir)
+            // Erlang writes its crash dump to the working directory otherwise: the test
+            // crate's own folder.
+            .env("ERL_CRASH_DUMP", self.dir.join("erl_crash.dump"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("rabbitmq-server starts (is RabbitMQ installed?)");
         self.child = Some(child);
-        assert!(
-            wait_port(self.port, Duration::from_secs(60)).await,
-            "private RabbitMQ did not open port {}",
-            self.port
-        );
         // The port opens a moment before the node accepts AMQP sessions.
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(90);
         while aic_core::amqp::connect(&secrecy::SecretString::from(self.url()), "probe")
             .await
             .is_err()
         {
-            assert!(
-                Instant::now() < deadline,
-                "private RabbitMQ never accepted a connection"
-            );
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                return Err(format!("the node exited ({status}){}", self.slogan()));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "no AMQP session on port {} within 90 s{}",
+                    self.port,
+                    self.slogan()
+                ));
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        Ok(())
+    }
+
+    /// The Erlang VM's own reason for stopping, from its crash dump, if it wrote one.
+    fn slogan(&self) -> String {
+        std::fs::read_to_string(self.dir.join("erl_crash.dump"))
+            .ok()
+            .and_then(|d| {
+                d.lines()
+                    .find_map(|l| l.strip_prefix("Slogan: ").map(str::to_owned))
+            })
+            .map(|s| format!(": {}", s.chars().take(300).collect::<String>()))
+            .unwrap_or_default()
     }
 
     /// Stops the node: SIGTERM to its Erlang VM (found by its private home directory, which
@@ -137,7 +182,10 @@ impl PrivateRabbit {
     /// Stops and starts again on the same data: durable queues and persistent messages survive.
     pub async fn restart(&mut self) {
         self.stop();
-        self.up().await;
+        let _ = std::fs::remove_file(self.dir.join("erl_crash.dump"));
+        if let Err(why) = self.up().await {
+            panic!("private RabbitMQ did not start again: {why}");
+        }
     }
 }
 
