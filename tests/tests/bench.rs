@@ -319,6 +319,12 @@ fn bad_settings_are_refused_before_anything_runs() {
             &["--paced-rate", "NaN"][..],
             "invalid value 'NaN' for '--paced-rate",
         ),
+        // Found only when the run of minutes was over, and the run was lost.
+        (
+            &["--json", "/nonexistent-aic-bench/run.json"][..],
+            "cannot write the report to --json /nonexistent-aic-bench/run.json",
+        ),
+        (&["--json", "/tmp"][..], "--json /tmp: it is a folder"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_aic-bench"))
             .args(args)

@@ -287,6 +287,13 @@ async fn main() -> ExitCode {
             }
         };
     }
+    if let Err(e) = report::check_writable(&args.json) {
+        eprintln!(
+            "aic-bench: cannot write the report to --json {}: {e}",
+            args.json
+        );
+        return ExitCode::from(2);
+    }
     let started_at = chrono::Utc::now().to_rfc3339();
     // Read now, not after the run: the binaries were built from the checkout as it is at the
     // start, and an edit made while the rows run must not mark their figures `-dirty`.
@@ -473,9 +480,7 @@ async fn main() -> ExitCode {
         },
         "rows": rows,
     });
-    let written = serde_json::to_string_pretty(&report)
-        .map_err(|e| e.to_string())
-        .and_then(|text| std::fs::write(&args.json, text).map_err(|e| e.to_string()));
+    let written = report::write(&args.json, &report);
     env.stop().await;
     if let Err(e) = &written {
         eprintln!("could not write {}: {e}", args.json);

@@ -51,6 +51,35 @@ pub struct Row {
     pub wal_bytes_per_execution: Option<f64>,
 }
 
+/// Refuses a `--json` path the report could not be written to — a folder, a missing folder, a
+/// file that cannot be opened for writing — before a run of minutes rather than after it. An
+/// existing file is left as it is; a probe file is removed again.
+pub fn check_writable(path: &str) -> Result<(), String> {
+    let path = std::path::Path::new(path);
+    if path.is_dir() {
+        return Err("it is a folder".into());
+    }
+    if path.exists() {
+        return std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+            .map_err(|e| e.to_string());
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    std::fs::remove_file(path).map_err(|e| e.to_string())
+}
+
+/// Writes the report as pretty JSON.
+pub fn write(path: &str, report: &Value) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+    std::fs::write(path, text).map_err(|e| e.to_string())
+}
+
 /// Prints the machine, the table, and where the machine's CPU went.
 pub fn print(rows: &[Row], machine: &Value, slow_in_flight: u16, slow_latency_ms: u64) {
     println!(
