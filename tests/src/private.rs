@@ -89,6 +89,8 @@ impl PrivateRabbit {
 
     /// Starts the node and waits until it accepts AMQP sessions; says why it did not.
     async fn up(&mut self) -> Result<(), String> {
+        // A dump of an earlier start would be read as this one's reason.
+        let _ = std::fs::remove_file(self.dir.join("erl_crash.dump"));
         // The system config names port 5672: this node reads its own.
         let conf = self.dir.join("rabbitmq.conf");
         let _ = std::fs::write(
@@ -182,7 +184,6 @@ impl PrivateRabbit {
     /// Stops and starts again on the same data: durable queues and persistent messages survive.
     pub async fn restart(&mut self) {
         self.stop();
-        let _ = std::fs::remove_file(self.dir.join("erl_crash.dump"));
         if let Err(why) = self.up().await {
             panic!("private RabbitMQ did not start again: {why}");
         }
