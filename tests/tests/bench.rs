@@ -24,6 +24,8 @@ fn the_benchmark_runs_every_scenario_and_writes_its_table_as_json() {
         ])
         .arg("--json")
         .arg(&json)
+        .arg("--latencies")
+        .arg(dir.join("latencies"))
         .output()
         .expect("aic-bench runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -37,6 +39,7 @@ fn the_benchmark_runs_every_scenario_and_writes_its_table_as_json() {
         serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON is written"))
             .expect("the JSON parses");
     compares_with_a_later_run(&dir, &report);
+    every_execution_of_a_row_is_in_its_latencies_file(&report);
     let _ = std::fs::remove_dir_all(&dir);
 
     let rows = report["rows"].as_array().expect("rows");
@@ -136,6 +139,53 @@ fn the_benchmark_runs_every_scenario_and_writes_its_table_as_json() {
     assert!(report["machine"]["cores"].as_u64().is_some_and(|c| c > 0));
     assert_eq!(report["settings"]["n"], 300);
     assert_eq!(report["settings"]["light_rate"], 100.0);
+}
+
+/// `--latencies`: every row through the pipeline names its CSV, which holds a line per
+/// execution, in publish order, each with its latency and outcome.
+fn every_execution_of_a_row_is_in_its_latencies_file(report: &Value) {
+    let rows = report["rows"].as_array().expect("rows");
+    let mut files = 0;
+    for row in rows {
+        let name = row["scenario"].as_str().unwrap_or_default();
+        let Some(file) = row["latencies_csv"].as_str() else {
+            // The broker alone runs without the pipeline's publisher and reader.
+            assert!(
+                name.starts_with("ceiling"),
+                "{name} names no latencies file"
+            );
+            continue;
+        };
+        files += 1;
+        let text = std::fs::read_to_string(file).expect("the latencies file is written");
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("sent_ms,latency_ms,outcome"), "{file}");
+        let mut sent = Vec::new();
+        for line in lines {
+            let fields: Vec<&str> = line.split(',').collect();
+            assert_eq!(fields.len(), 3, "{file}: {line}");
+            sent.push(fields[0].parse::<f64>().expect("sent_ms"));
+            assert!(
+                fields[1].parse::<f64>().is_ok_and(|ms| ms > 0.0),
+                "{file}: {line}"
+            );
+            assert_eq!(fields[2], "succeeded", "{file}: {line}");
+        }
+        assert_eq!(
+            Some(sent.len() as u64),
+            row["executions"].as_u64(),
+            "{file}"
+        );
+        assert!(
+            sent.windows(2).all(|w| w[0] <= w[1]),
+            "{file}: not in publish order"
+        );
+    }
+    assert_eq!(
+        files,
+        rows.len() - 2,
+        "every row but the two ceilings has its file"
+    );
 }
 
 /// Each two-worker row says how many times its one-worker row's steady rate it reached, and
@@ -325,6 +375,15 @@ fn bad_settings_are_refused_before_anything_runs() {
             "cannot write the report to --json /nonexistent-aic-bench/run.json",
         ),
         (&["--json", "/tmp"][..], "--json /tmp: it is a folder"),
+        (
+            &[
+                "--json",
+                "/tmp/aic-bench-latencies-check.json",
+                "--latencies",
+                "/proc/aic-bench",
+            ][..],
+            "cannot write latencies into --latencies /proc/aic-bench",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_aic-bench"))
             .args(args)

@@ -51,14 +51,14 @@ pub async fn ceiling(env: &TestEnv, n: usize, prefetch: u16, label: &str) -> Row
                 .await
                 .expect("publish"),
         );
-        if pending.len() >= crate::UNCONFIRMED {
+        if pending.len() >= crate::pipeline::UNCONFIRMED {
             for p in pending.drain(..) {
-                crate::confirmed(p).await;
+                crate::pipeline::confirmed(p).await;
             }
         }
     }
     for p in pending.drain(..) {
-        crate::confirmed(p).await;
+        crate::pipeline::confirmed(p).await;
     }
     let consume = conn.create_channel().await.expect("channel");
     consume

@@ -5,23 +5,21 @@
 mod ceiling;
 mod compare;
 mod echo;
+mod latency;
 mod machine;
+mod pipeline;
 mod report;
 mod scale;
 mod stages;
 mod workers;
 
-use aic_proto::topology::{EXECUTE_ROUTING_KEY, EXECUTION_REQUEST_TYPE};
 use aic_tests::harness::{Options, TestEnv, stop_worker_process};
 use clap::Parser;
-use lapin::options::BasicPublishOptions;
-use machine::{CpuWindow, proc_peak_rss_mib};
 use report::Row;
 use serde_json::json;
-use std::collections::{HashMap, VecDeque};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use workers::{start_worker, through};
 
 /// aic-bench: throughput, CPU and latency of the execution pipeline.
@@ -56,6 +54,10 @@ struct Args {
     /// Where to write the JSON.
     #[arg(long, default_value = "target/bench.json")]
     json: String,
+    /// Also write, into this folder (made if missing), a CSV per row of every execution's
+    /// publish time and enqueue-to-result latency, to see what makes a row's tail.
+    #[arg(long)]
+    latencies: Option<std::path::PathBuf>,
     /// Scenarios to run, comma-separated (ceiling, path, full, paced, light, two, slow, scale);
     /// all by default. Ratios to the ceiling need `ceiling`; `paced` needs `full` unless
     /// `--paced-rate` is given; with `path`, `paced` and `light` also pace the AMQP path alone.
@@ -107,149 +109,18 @@ async fn paced(
     through(env, automation, n, &[worker], Some(rate), &label).await
 }
 
-/// Requests published and not yet confirmed, at most (`proto/AMQP.md`'s publisher).
-const UNCONFIRMED: usize = 1000;
-
-/// Waits for a request's publisher confirm; a nack is a benchmark failure.
-async fn confirmed(confirm: lapin::PublisherConfirm) {
-    let confirmation = confirm.await.expect("confirm");
-    assert!(
-        confirmation.is_ack(),
-        "the broker refused a request: {confirmation:?}"
-    );
-}
-
-/// What the results reader takes from an `ExecutionResultV1`.
-#[derive(serde::Deserialize)]
-struct Outcome<'a> {
-    execution_id: Option<&'a str>,
-    status: &'a str,
-}
-
 /// jemalloc, with the worker's settings (`.cargo/config.toml`): under glibc's malloc this
 /// process (client and sandbox) spent ~14% of its CPU in malloc, free and consolidation —
 /// CPU taken from the two cores the pipeline it measures runs on.
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    (!sorted.is_empty()).then(|| sorted[((sorted.len() as f64 - 1.0) * p).round() as usize])
-}
-
-/// Enqueues `n` executions as the AMQP contract says — as fast as confirms allow, or paced at
-/// `rate` per second — and waits for every result, timing each from its publish to its result.
-async fn pipeline(
-    env: &TestEnv,
-    automation: &str,
-    n: usize,
-    workers: &[u32],
-    rate: Option<f64>,
-    label: &str,
-) -> Row {
-    let mut results = env.listen(&env.names.results_exchange, "#").await;
-    let publisher = aic_core::amqp::confirm_channel(&env.amqp)
-        .await
-        .expect("channel");
-    // Results are read as they arrive, while publishing goes on.
-    let reader = tokio::spawn(async move {
-        let mut arrived: HashMap<String, (Instant, bool)> = HashMap::with_capacity(n);
-        while arrived.len() < n {
-            let Some(d) = results.next(Duration::from_secs(60)).await else {
-                break;
-            };
-            let at = Instant::now();
-            // Only the two fields the table needs, borrowed from the body: the client's own
-            // CPU is taken from the cores the pipeline runs on.
-            if let Ok(Outcome {
-                execution_id: Some(id),
-                status,
-            }) = serde_json::from_slice(&d.data)
-            {
-                arrived.insert(id.to_string(), (at, status == "succeeded"));
-            }
-        }
-        arrived
-    });
-    let cpu = CpuWindow::start(workers);
-    let mut sent_at: HashMap<String, Instant> = HashMap::with_capacity(n);
-    let started = Instant::now();
-    // Confirms come back in publishing order: the oldest is awaited when the window is full.
-    let mut confirms = VecDeque::with_capacity(UNCONFIRMED);
-    for i in 0..n {
-        if let Some(rate) = rate {
-            let due = started + Duration::from_secs_f64(i as f64 / rate);
-            tokio::time::sleep_until(due.into()).await;
-        }
-        let id = uuid::Uuid::now_v7().to_string();
-        let body = json!({"version": 1, "execution_id": id, "tenant_id": env.tenant.to_string(), "automation_id": automation,
-            "parameters": {"LastName": format!("B{i}"), "Company": "Bench"}});
-        sent_at.insert(id, Instant::now());
-        let confirm = publisher
-            .basic_publish(
-                env.names.executions_exchange.as_str().into(),
-                EXECUTE_ROUTING_KEY.into(),
-                BasicPublishOptions::default(),
-                body.to_string().as_bytes(),
-                aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE),
-            )
-            .await
-            .expect("publish");
-        confirms.push_back(confirm);
-        // Bound the unconfirmed window, as a real publisher would.
-        if confirms.len() >= UNCONFIRMED
-            && let Some(oldest) = confirms.pop_front()
-        {
-            confirmed(oldest).await;
-        }
-    }
-    while let Some(confirm) = confirms.pop_front() {
-        confirmed(confirm).await;
-    }
-    let arrived = reader.await.expect("results reader");
-    // The window closes with the last result, before the latencies are worked out below
-    // (50,000 lookups and a sort, on the client's CPU).
-    let seen = arrived.len();
-    let spent = cpu.end(seen);
-    let last = arrived.values().map(|(t, _)| *t).max().unwrap_or(started);
-    let first = arrived.values().map(|(t, _)| *t).min().unwrap_or(started);
-    let elapsed = (last - started).as_secs_f64();
-    let steady = (arrived.len() > 1 && last > first)
-        .then(|| (arrived.len() - 1) as f64 / (last - first).as_secs_f64());
-    let mut latencies: Vec<f64> = arrived
-        .iter()
-        .filter_map(|(id, (at, _))| sent_at.get(id).map(|t| (*at - *t).as_secs_f64() * 1000.0))
-        .collect();
-    latencies.sort_by(|a, b| a.total_cmp(b));
-    Row {
-        scenario: label.into(),
-        executions: n,
-        per_second: seen as f64 / elapsed.max(1e-9),
-        steady_per_second: steady,
-        worker_cpu_us_per_execution: Some(spent.workers_us),
-        worker_page_faults_per_execution: Some(spent.workers_faults),
-        machine_cpu_us_per_execution: spent.machine_us,
-        machine_busy_pct: spent.machine_busy_pct,
-        machine_steal_pct: spent.machine_steal_pct,
-        machine_cpu_us_by_process: spent.by_process_us,
-        worker_peak_rss_mib: workers
-            .iter()
-            .filter_map(|p| proc_peak_rss_mib(*p))
-            .reduce(f64::max),
-        latency_p50_ms: percentile(&latencies, 0.5),
-        latency_p99_ms: percentile(&latencies, 0.99),
-        latency_max_ms: latencies.last().copied(),
-        lost: n - seen,
-        failed: arrived.values().filter(|(_, ok)| !ok).count(),
-        ..Row::default()
-    }
-}
-
 /// The scenario of the AMQP path alone (`echo`).
 const PATH_ROW: &str = "AMQP path alone (echo consumer)";
 const CEILING_ROW: &str = "ceiling (broker only)";
 const CEILING_AGAIN_ROW: &str = "ceiling (broker only), again";
 
-/// [`pipeline`] through the echo consumer instead of a worker (`echo`).
+/// [`pipeline::run`] through the echo consumer instead of a worker (`echo`).
 async fn path(
     env: &TestEnv,
     automation: &str,
@@ -259,7 +130,7 @@ async fn path(
     label: &str,
 ) -> Row {
     let echo = echo::start(env, prefetch).await;
-    let mut row = pipeline(env, automation, n, &[], rate, label).await;
+    let mut row = pipeline::run(env, automation, n, &[], rate, label).await;
     // No worker process: the echo consumer's CPU is this process's.
     row.worker_cpu_us_per_execution = None;
     row.worker_page_faults_per_execution = None;
@@ -291,6 +162,15 @@ async fn main() -> ExitCode {
         eprintln!(
             "aic-bench: cannot write the report to --json {}: {e}",
             args.json
+        );
+        return ExitCode::from(2);
+    }
+    if let Some(folder) = &args.latencies
+        && let Err(e) = latency::check_folder(folder)
+    {
+        eprintln!(
+            "aic-bench: cannot write latencies into --latencies {}: {e}",
+            folder.display()
         );
         return ExitCode::from(2);
     }
@@ -465,6 +345,12 @@ async fn main() -> ExitCode {
     }
 
     report::print(&rows, &machine, args.slow_in_flight, args.slow_latency_ms);
+    let latencies_written = match &args.latencies {
+        Some(folder) => latency::write_all(folder, &mut rows).map_err(|e| {
+            eprintln!("could not write the latencies: {e}");
+        }),
+        None => Ok(()),
+    };
     let report = json!({
         "started_at": started_at,
         "machine": machine,
@@ -485,7 +371,10 @@ async fn main() -> ExitCode {
     if let Err(e) = &written {
         eprintln!("could not write {}: {e}", args.json);
     }
-    if written.is_err() || rows.iter().any(|r| r.lost > 0 || r.failed > 0) {
+    if written.is_err()
+        || latencies_written.is_err()
+        || rows.iter().any(|r| r.lost > 0 || r.failed > 0)
+    {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

@@ -49,6 +49,12 @@ pub struct Row {
     /// PostgreSQL's write-ahead log written per execution (the whole server's), for rows
     /// through workers.
     pub wal_bytes_per_execution: Option<f64>,
+    /// Where `--latencies` wrote this row's executions, one per line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latencies_csv: Option<String>,
+    /// Each execution's publish time and latency (`--latencies` writes them; not in the JSON).
+    #[serde(skip)]
+    pub samples: Vec<crate::latency::Sample>,
 }
 
 /// Refuses a `--json` path the report could not be written to — a folder, a missing folder, a

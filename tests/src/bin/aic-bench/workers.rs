@@ -49,7 +49,7 @@ pub async fn start_worker(env: &TestEnv, prefetch: u16) -> Worker {
     panic!("the worker could not start (three tries)");
 }
 
-/// [`pipeline`] through worker processes, with where the time went inside them.
+/// [`pipeline::run`] through worker processes, with where the time went inside them.
 pub async fn through(
     env: &TestEnv,
     automation: &str,
@@ -62,7 +62,7 @@ pub async fn through(
     let admins: Vec<SocketAddr> = workers.iter().map(|w| w.admin).collect();
     let before = stages::snapshot(&admins).await;
     let wal_before = stages::wal_position(&env.pool).await;
-    let mut row = pipeline(env, automation, n, &pids, rate, label).await;
+    let mut row = pipeline::run(env, automation, n, &pids, rate, label).await;
     let wal_after = stages::wal_position(&env.pool).await;
     let after = stages::snapshot(&admins).await;
     row.stages = before.zip(after).map(|(b, a)| stages::between(&b, &a));
