@@ -51,9 +51,7 @@ fn csv(samples: &[Sample]) -> String {
 /// Makes sure `folder` exists and takes files, before a run of minutes rather than after it.
 pub fn check_folder(folder: &Path) -> Result<(), String> {
     std::fs::create_dir_all(folder).map_err(|e| e.to_string())?;
-    let probe = folder.join(format!(".aic-bench-probe-{}", std::process::id()));
-    std::fs::write(&probe, b"").map_err(|e| e.to_string())?;
-    std::fs::remove_file(&probe).map_err(|e| e.to_string())
+    crate::report::check_writable(folder.join(format!(".aic-bench-probe-{}", std::process::id())))
 }
 
 /// Writes a CSV into `folder` for every row that timed its executions, and names the file in

@@ -110,11 +110,6 @@ pub async fn run(
     let elapsed = (last - started).as_secs_f64();
     let steady = (arrived.len() > 1 && last > first)
         .then(|| (arrived.len() - 1) as f64 / (last - first).as_secs_f64());
-    let mut latencies: Vec<f64> = arrived
-        .iter()
-        .filter_map(|(id, (at, _))| sent_at.get(id).map(|t| (*at - *t).as_secs_f64() * 1000.0))
-        .collect();
-    latencies.sort_by(|a, b| a.total_cmp(b));
     let mut samples: Vec<Sample> = sent_at
         .iter()
         .map(|(id, t)| {
@@ -127,6 +122,8 @@ pub async fn run(
         })
         .collect();
     samples.sort_by(|a, b| a.sent_ms.total_cmp(&b.sent_ms));
+    let mut latencies: Vec<f64> = samples.iter().filter_map(|s| s.latency_ms).collect();
+    latencies.sort_by(|a, b| a.total_cmp(b));
     Row {
         scenario: label.into(),
         executions: n,

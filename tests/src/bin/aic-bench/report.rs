@@ -60,8 +60,8 @@ pub struct Row {
 /// Refuses a `--json` path the report could not be written to — a folder, a missing folder, a
 /// file that cannot be opened for writing — before a run of minutes rather than after it. An
 /// existing file is left as it is; a probe file is removed again.
-pub fn check_writable(path: &str) -> Result<(), String> {
-    let path = std::path::Path::new(path);
+pub fn check_writable(path: impl AsRef<std::path::Path>) -> Result<(), String> {
+    let path = path.as_ref();
     if path.is_dir() {
         return Err("it is a folder".into());
     }
