@@ -37,29 +37,21 @@ pub async fn ceiling(env: &TestEnv, n: usize, prefetch: u16, label: &str) -> Row
         .await
         .expect("channel");
     let body = vec![b'x'; 300];
-    let mut pending = Vec::new();
+    let mut window = crate::pipeline::Window::default();
     for _ in 0..n {
-        pending.push(
-            publisher
-                .basic_publish(
-                    "".into(),
-                    q.as_str().into(),
-                    BasicPublishOptions::default(),
-                    &body,
-                    aic_core::amqp::json_properties("bench"),
-                )
-                .await
-                .expect("publish"),
-        );
-        if pending.len() >= crate::pipeline::UNCONFIRMED {
-            for p in pending.drain(..) {
-                crate::pipeline::confirmed(p).await;
-            }
-        }
+        let confirm = publisher
+            .basic_publish(
+                "".into(),
+                q.as_str().into(),
+                BasicPublishOptions::default(),
+                &body,
+                aic_core::amqp::json_properties("bench"),
+            )
+            .await
+            .expect("publish");
+        window.push(confirm).await;
     }
-    for p in pending.drain(..) {
-        crate::pipeline::confirmed(p).await;
-    }
+    window.settle().await;
     let consume = conn.create_channel().await.expect("channel");
     consume
         .basic_qos(prefetch, BasicQosOptions::default())

@@ -4,6 +4,7 @@
 
 mod ceiling;
 mod compare;
+mod drain;
 mod echo;
 mod latency;
 mod machine;
@@ -58,14 +59,15 @@ struct Args {
     /// publish time and enqueue-to-result latency, to see what makes a row's tail.
     #[arg(long)]
     latencies: Option<std::path::PathBuf>,
-    /// Scenarios to run, comma-separated (ceiling, path, full, paced, light, two, slow, scale);
+    /// Scenarios to run, comma-separated (ceiling, path, drain, full, paced, light, two, slow,
+    /// scale);
     /// all by default. Ratios to the ceiling need `ceiling`; `paced` needs `full` unless
     /// `--paced-rate` is given; with `path`, `paced` and `light` also pace the AMQP path alone.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ceiling,path,full,paced,light,two,slow,scale",
-        value_parser = ["ceiling", "path", "full", "paced", "light", "two", "slow", "scale"]
+        default_value = "ceiling,path,drain,full,paced,light,two,slow,scale",
+        value_parser = ["ceiling", "path", "drain", "full", "paced", "light", "two", "slow", "scale"]
     )]
     only: Vec<String>,
 }
@@ -122,6 +124,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 const PATH_ROW: &str = "AMQP path alone (echo consumer)";
 const CEILING_ROW: &str = "ceiling (broker only)";
 const CEILING_AGAIN_ROW: &str = "ceiling (broker only), again";
+/// The pipeline measured as the ceiling is (`drain`).
+const DRAIN_ROW: &str = "queue drained, fast vendor, 1 worker";
 
 /// [`pipeline::run`] through the echo consumer instead of a worker (`echo`).
 async fn path(
@@ -219,8 +223,19 @@ async fn main() -> ExitCode {
     // The paced rows' kinds, rates and sizes, for the AMQP path alone at the same rates.
     let mut paced_at = Vec::new();
 
-    if ["full", "paced", "light", "two"].into_iter().any(run) {
-        let one = start_worker(&env, args.prefetch).await;
+    if ["drain", "full", "paced", "light", "two"]
+        .into_iter()
+        .any(run)
+    {
+        // The worker that drained the queue stays on for the rows after it, warmed up.
+        let (one, warmed) = if run("drain") {
+            let (row, worker) =
+                drain::drain(&env, &automation, args.n, args.prefetch, DRAIN_ROW).await;
+            rows.push(row);
+            (worker, true)
+        } else {
+            (start_worker(&env, args.prefetch).await, false)
+        };
         let mut full = None;
         if run("full") {
             let row = through(
@@ -235,9 +250,9 @@ async fn main() -> ExitCode {
             full = Some(rows.len());
             rows.push(row);
         }
-        // Without the full row before them, the paced rows would also time the worker's
+        // Without the drain or full row before them, the paced rows would also time the worker's
         // first calls (its vendor token, connections, prepared statements): warm it up first.
-        if full.is_none() && (run("paced") || run("light")) {
+        if !warmed && full.is_none() && (run("paced") || run("light")) {
             let warm = through(
                 &env,
                 &automation,

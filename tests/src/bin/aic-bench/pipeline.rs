@@ -7,16 +7,17 @@ use crate::machine::{CpuWindow, proc_peak_rss_mib};
 use crate::report::Row;
 use aic_proto::topology::{EXECUTE_ROUTING_KEY, EXECUTION_REQUEST_TYPE};
 use aic_tests::harness::TestEnv;
+use lapin::PublisherConfirm;
 use lapin::options::BasicPublishOptions;
 use serde_json::json;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// Requests published and not yet confirmed, at most (`proto/AMQP.md`'s publisher).
-pub const UNCONFIRMED: usize = 1000;
+const UNCONFIRMED: usize = 1000;
 
 /// Waits for a request's publisher confirm; a nack is a benchmark failure.
-pub async fn confirmed(confirm: lapin::PublisherConfirm) {
+async fn confirmed(confirm: PublisherConfirm) {
     let confirmation = confirm.await.expect("confirm");
     assert!(
         confirmation.is_ack(),
@@ -26,9 +27,69 @@ pub async fn confirmed(confirm: lapin::PublisherConfirm) {
 
 /// What the results reader takes from an `ExecutionResultV1`.
 #[derive(serde::Deserialize)]
-struct Outcome<'a> {
-    execution_id: Option<&'a str>,
-    status: &'a str,
+pub struct Outcome<'a> {
+    pub execution_id: Option<&'a str>,
+    pub status: &'a str,
+}
+
+/// The `i`th `ExecutionRequestV1` of a run of the lead automation: its execution id and body.
+fn request(env: &TestEnv, automation: &str, i: usize) -> (String, Vec<u8>) {
+    let id = uuid::Uuid::now_v7().to_string();
+    let body = json!({"version": 1, "execution_id": id, "tenant_id": env.tenant.to_string(), "automation_id": automation,
+        "parameters": {"LastName": format!("B{i}"), "Company": "Bench"}});
+    (id, body.to_string().into_bytes())
+}
+
+/// Publishes a request as `proto/AMQP.md` says; its confirm is to be awaited.
+async fn publish(publisher: &lapin::Channel, env: &TestEnv, body: &[u8]) -> PublisherConfirm {
+    publisher
+        .basic_publish(
+            env.names.executions_exchange.as_str().into(),
+            EXECUTE_ROUTING_KEY.into(),
+            BasicPublishOptions::default(),
+            body,
+            aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE),
+        )
+        .await
+        .expect("publish")
+}
+
+/// The confirms of published requests, at most [`UNCONFIRMED`] outstanding, as a real publisher
+/// bounds them. They come back in publishing order: the oldest is awaited when it is full.
+#[derive(Default)]
+pub struct Window(VecDeque<PublisherConfirm>);
+
+impl Window {
+    pub async fn push(&mut self, confirm: PublisherConfirm) {
+        self.0.push_back(confirm);
+        if self.0.len() >= UNCONFIRMED
+            && let Some(oldest) = self.0.pop_front()
+        {
+            confirmed(oldest).await;
+        }
+    }
+
+    pub async fn settle(&mut self) {
+        while let Some(confirm) = self.0.pop_front() {
+            confirmed(confirm).await;
+        }
+    }
+}
+
+/// Enqueues `n` executions as fast as confirms allow, every one confirmed on return: their ids.
+pub async fn enqueue(env: &TestEnv, automation: &str, n: usize) -> Vec<String> {
+    let publisher = aic_core::amqp::confirm_channel(&env.amqp)
+        .await
+        .expect("channel");
+    let mut window = Window::default();
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let (id, body) = request(env, automation, i);
+        ids.push(id);
+        window.push(publish(&publisher, env, &body).await).await;
+    }
+    window.settle().await;
+    ids
 }
 
 /// Enqueues `n` executions as the AMQP contract says — as fast as confirms allow, or paced at
@@ -68,38 +129,17 @@ pub async fn run(
     let cpu = CpuWindow::start(workers);
     let mut sent_at: HashMap<String, Instant> = HashMap::with_capacity(n);
     let started = Instant::now();
-    // Confirms come back in publishing order: the oldest is awaited when the window is full.
-    let mut confirms = VecDeque::with_capacity(UNCONFIRMED);
+    let mut window = Window::default();
     for i in 0..n {
         if let Some(rate) = rate {
             let due = started + Duration::from_secs_f64(i as f64 / rate);
             tokio::time::sleep_until(due.into()).await;
         }
-        let id = uuid::Uuid::now_v7().to_string();
-        let body = json!({"version": 1, "execution_id": id, "tenant_id": env.tenant.to_string(), "automation_id": automation,
-            "parameters": {"LastName": format!("B{i}"), "Company": "Bench"}});
+        let (id, body) = request(env, automation, i);
         sent_at.insert(id, Instant::now());
-        let confirm = publisher
-            .basic_publish(
-                env.names.executions_exchange.as_str().into(),
-                EXECUTE_ROUTING_KEY.into(),
-                BasicPublishOptions::default(),
-                body.to_string().as_bytes(),
-                aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE),
-            )
-            .await
-            .expect("publish");
-        confirms.push_back(confirm);
-        // Bound the unconfirmed window, as a real publisher would.
-        if confirms.len() >= UNCONFIRMED
-            && let Some(oldest) = confirms.pop_front()
-        {
-            confirmed(oldest).await;
-        }
+        window.push(publish(&publisher, env, &body).await).await;
     }
-    while let Some(confirm) = confirms.pop_front() {
-        confirmed(confirm).await;
-    }
+    window.settle().await;
     let arrived = reader.await.expect("results reader");
     // The window closes with the last result, before the latencies are worked out below
     // (50,000 lookups and a sort, on the client's CPU).

@@ -149,7 +149,10 @@ pub fn print(rows: &[Row], machine: &Value, slow_in_flight: u16, slow_latency_ms
          cpu µs: the worker's own CPU per execution; mach µs: the whole machine's busy CPU per execution; \
          busy%: how busy the machine's cores were; \
          steal%: the share of busy% the hypervisor gave to other guests (a disturbed run); \
-         flt/ex: the worker's minor page faults per execution",
+         flt/ex: the worker's minor page faults per execution\n\
+         queue drained: the requests queued before the worker starts, its results left in a quorum queue \
+         until it is done — the broker's work per execution as in the ceiling, so its ratio is like for like; \
+         in the full rows the client also publishes the requests and reads the results while the worker runs",
         slow_in_flight, slow_latency_ms
     );
     for r in rows.iter().filter(|r| r.steady_ratio.is_some()) {

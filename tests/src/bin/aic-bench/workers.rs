@@ -5,6 +5,7 @@ use crate::report::Row;
 use crate::{pipeline, stages};
 use aic_tests::harness::{TestEnv, stop_worker_process};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// A worker process with the admin address its `/metrics` are read from.
@@ -17,6 +18,12 @@ pub struct Worker {
 /// RabbitMQ up). The admin port is picked free just before the worker binds it: one taken
 /// meanwhile makes the worker exit, and another port is tried.
 pub async fn start_worker(env: &TestEnv, prefetch: u16) -> Worker {
+    start_worker_noting(env, prefetch, &AtomicU32::new(0)).await
+}
+
+/// [`start_worker`], storing each process's id in `spawned` as soon as it is spawned: a
+/// worker given a filled queue works before it is seen to be ready.
+pub async fn start_worker_noting(env: &TestEnv, prefetch: u16, spawned: &AtomicU32) -> Worker {
     let http = reqwest::Client::new();
     for _ in 0..3 {
         let admin = stages::free_admin_address();
@@ -24,6 +31,7 @@ pub async fn start_worker(env: &TestEnv, prefetch: u16) -> Worker {
             prefetch,
             &[("AIC_WORKER_ADMIN_LISTEN", &admin.to_string())],
         );
+        spawned.store(process.id(), Ordering::SeqCst);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = process.try_wait() {

@@ -1,0 +1,200 @@
+//! The full pipeline measured as the ceiling is: the requests queued first, then a worker
+//! started on them, timed while it drains the queue into a durable quorum queue of results that
+//! nobody reads until it is done. Per execution the broker then does what it does in the
+//! ceiling row — a persistent message consumed and acked, a persistent result published with a
+//! confirm into a quorum queue — so this row's ratio to the ceiling is the worker's own, like
+//! for like. In the full row the client's publishing and reading run at the same time, and
+//! the broker does about twice the ceiling's work per execution.
+
+use crate::machine::{CpuSpent, CpuWindow, proc_peak_rss_mib};
+use crate::pipeline::{Outcome, enqueue};
+use crate::report::Row;
+use crate::stages;
+use crate::workers::{Worker, start_worker_noting};
+use aic_tests::harness::TestEnv;
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicCancelOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// How often the results queue's depth is read while the worker drains: the row's clock.
+const POLL: Duration = Duration::from_millis(5);
+/// How long the results queue may stay the same before the executions not in it count as lost.
+const STALL: Duration = Duration::from_secs(60);
+
+/// What the poller saw: from the first result in the queue to the last.
+struct Drained {
+    /// When the first results were seen, and how many there were then.
+    first: Option<(Instant, usize)>,
+    /// When the queue last grew, and to how many.
+    last: (Instant, usize),
+    spent: Option<CpuSpent>,
+}
+
+/// Queues `n` executions, starts a worker with `prefetch` on them and times it draining them.
+/// Returns the row and the worker, warmed up, for the rows after it.
+pub async fn drain(
+    env: &TestEnv,
+    automation: &str,
+    n: usize,
+    prefetch: u16,
+    label: &str,
+) -> (Row, Worker) {
+    let ch = env.amqp.create_channel().await.expect("channel");
+    let results = format!("{}.bench-results", env.names.executions_queue);
+    ch.queue_declare(
+        results.as_str().into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        aic_core::amqp::quorum_queue_arguments(),
+    )
+    .await
+    .expect("results queue");
+    ch.queue_bind(
+        results.as_str().into(),
+        env.names.results_exchange.as_str().into(),
+        "#".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind the results queue");
+    let ids = enqueue(env, automation, n).await;
+    let wal_before = stages::wal_position(&env.pool).await;
+    let pid = Arc::new(AtomicU32::new(0));
+    let poller = tokio::spawn(watch(
+        env.amqp.create_channel().await.expect("channel"),
+        results.clone(),
+        n,
+        pid.clone(),
+    ));
+    let worker = start_worker_noting(env, prefetch, &pid).await;
+    let drained = poller.await.expect("the poller");
+    let wal_after = stages::wal_position(&env.pool).await;
+    let after = stages::snapshot(&[worker.admin]).await;
+    let (seen, failed) = read_results(&ch, &results, &ids, drained.last.1).await;
+    let _ = ch
+        .queue_delete(results.as_str().into(), QueueDeleteOptions::default())
+        .await;
+    let (end, total) = drained.last;
+    let (start, at_start) = drained.first.unwrap_or((end, total));
+    let timed = total.saturating_sub(at_start);
+    let spent = drained.spent;
+    let row = Row {
+        scenario: label.into(),
+        executions: n,
+        per_second: timed as f64 / (end - start).as_secs_f64().max(1e-9),
+        worker_cpu_us_per_execution: spent.as_ref().map(|s| s.workers_us),
+        worker_page_faults_per_execution: spent.as_ref().map(|s| s.workers_faults),
+        machine_cpu_us_per_execution: spent.as_ref().and_then(|s| s.machine_us),
+        machine_busy_pct: spent.as_ref().and_then(|s| s.machine_busy_pct),
+        machine_steal_pct: spent.as_ref().and_then(|s| s.machine_steal_pct),
+        machine_cpu_us_by_process: spent.and_then(|s| s.by_process_us),
+        worker_peak_rss_mib: proc_peak_rss_mib(worker.process.id()),
+        lost: n - seen,
+        failed,
+        // A fresh process: its metrics count from nothing.
+        stages: after.map(|a| stages::between(&stages::Snapshot::default(), &a)),
+        wal_bytes_per_execution: wal_before
+            .zip(wal_after)
+            .map(|(b, a)| a.saturating_sub(b) as f64 / seen.max(1) as f64),
+        ..Row::default()
+    };
+    (row, worker)
+}
+
+/// Reads the results queue's depth every [`POLL`] until it holds `n` results or has not grown
+/// for [`STALL`]; the worker's and the machine's CPU are measured from the first result seen,
+/// when the worker (its id in `pid`) is at work, to the last.
+async fn watch(ch: lapin::Channel, queue: String, n: usize, pid: Arc<AtomicU32>) -> Drained {
+    let mut first = None;
+    let mut cpu = None;
+    let mut last = (Instant::now(), 0);
+    while last.1 < n && last.0.elapsed() < STALL {
+        tokio::time::sleep(POLL).await;
+        let depth = ch
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("the results queue's depth")
+            .message_count() as usize;
+        if depth > last.1 {
+            let now = Instant::now();
+            if first.is_none() {
+                first = Some((now, depth));
+                cpu = Some(CpuWindow::start(&[pid.load(Ordering::SeqCst)]));
+            }
+            last = (now, depth);
+        }
+    }
+    let timed = last.1 - first.map_or(last.1, |(_, d)| d);
+    Drained {
+        first,
+        last,
+        spent: cpu.map(|c| c.end(timed)),
+    }
+}
+
+/// Takes the `expected` results off the queue: how many of `ids` have one, and how many of
+/// those did not succeed.
+async fn read_results(
+    ch: &lapin::Channel,
+    queue: &str,
+    ids: &[String],
+    expected: usize,
+) -> (usize, usize) {
+    let mut consumer = ch
+        .basic_consume(
+            queue.into(),
+            "bench-drain".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume the results");
+    let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    let mut seen = HashSet::with_capacity(ids.len());
+    let mut failed = 0;
+    let mut read = 0;
+    while read < expected {
+        let Ok(Some(Ok(d))) = tokio::time::timeout(Duration::from_secs(10), consumer.next()).await
+        else {
+            break;
+        };
+        read += 1;
+        if let Ok(Outcome {
+            execution_id: Some(id),
+            status,
+        }) = serde_json::from_slice(&d.data)
+            && wanted.contains(id)
+            && seen.insert(id.to_string())
+            && status != "succeeded"
+        {
+            failed += 1;
+        }
+    }
+    // Cancelled before the queue is deleted: RabbitMQ 3.10 closes the whole connection
+    // (`case_clause, {error, noproc}` in `rabbit_channel`) when a quorum queue is deleted on
+    // the channel that still consumes from it.
+    ch.basic_cancel("bench-drain".into(), BasicCancelOptions::default())
+        .await
+        .expect("cancel the results consumer");
+    (seen.len(), failed)
+}
