@@ -22,7 +22,7 @@ mod api;
 mod broker;
 mod workers;
 pub use broker::{Listener, dead_letter_header};
-pub use workers::{RunningWorker, binary, sigterm, stop_worker_process};
+pub use workers::{RunningWorker, binary, sigterm, stop_worker, stop_worker_process};
 
 /// Postgres server URL the tests create their databases on.
 pub fn pg_admin_url() -> String {

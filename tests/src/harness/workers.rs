@@ -108,7 +108,12 @@ pub fn sigterm(child: &std::process::Child) -> bool {
 /// (batched for up to 10 ms), then SIGKILL after ten seconds. Killed at once, its unsent acks
 /// would return those deliveries to the queue for whoever consumes it next.
 pub async fn stop_worker_process(mut child: std::process::Child) {
-    sigterm(&child);
+    stop_worker(&mut child).await;
+}
+
+/// [`stop_worker_process`] for a process its owner keeps (to kill it when dropped, say).
+pub async fn stop_worker(child: &mut std::process::Child) {
+    sigterm(child);
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {

@@ -14,7 +14,7 @@ mod scale;
 mod stages;
 mod workers;
 
-use aic_tests::harness::{Options, TestEnv, stop_worker_process};
+use aic_tests::harness::{Options, TestEnv};
 use clap::Parser;
 use report::Row;
 use serde_json::json;
@@ -299,9 +299,9 @@ async fn main() -> ExitCode {
             .await;
             row.vs_one_worker = full.map(|i| scale::vs_one(&row, &rows[i]));
             rows.push(row);
-            stop_worker_process(two.process).await;
+            two.stop().await;
         }
-        stop_worker_process(one.process).await;
+        one.stop().await;
     }
     // The broker's own share of that latency: the AMQP path alone at the same rates.
     for (kind, rate, n) in paced_at.into_iter().filter(|_| run("path")) {
@@ -358,7 +358,7 @@ async fn main() -> ExitCode {
             usize::from(args.slow_in_flight),
             args.slow_latency_ms,
         );
-        stop_worker_process(slow.process).await;
+        slow.stop().await;
         rows.push(row);
     }
     if run("scale") {

@@ -5,7 +5,7 @@
 
 use crate::report::Row;
 use crate::workers::{start_worker, through};
-use aic_tests::harness::{TestEnv, stop_worker_process};
+use aic_tests::harness::TestEnv;
 use std::time::Duration;
 
 /// One worker, then two, each with `in_flight` calls at most (its prefetch) against a vendor
@@ -29,8 +29,8 @@ pub async fn scale_out(
     let mut single = through(env, automation, n, &[&one], None, &label(1)).await;
     let two = start_worker(env, in_flight).await;
     let mut double = through(env, automation, n, &[&one, &two], None, &label(2)).await;
-    stop_worker_process(two.process).await;
-    stop_worker_process(one.process).await;
+    two.stop().await;
+    one.stop().await;
     for (row, workers) in [(&mut single, 1), (&mut double, 2)] {
         against_littles_law(row, workers * usize::from(in_flight), latency_ms);
     }

@@ -3,15 +3,32 @@
 
 use crate::report::Row;
 use crate::{pipeline, stages};
-use aic_tests::harness::{TestEnv, stop_worker_process};
+use aic_tests::harness::{TestEnv, stop_worker, stop_worker_process};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// A worker process with the admin address its `/metrics` are read from.
+/// A worker process with the admin address its `/metrics` are read from. Killed if dropped
+/// before [`Worker::stop`]: a run that panics leaves no worker behind (one left running kept
+/// taking CPU from the next runs on the same cores).
 pub struct Worker {
     pub process: std::process::Child,
     pub admin: SocketAddr,
+}
+
+impl Worker {
+    /// Stops the process as an orchestrator would (SIGTERM, then SIGKILL after 10 s).
+    pub async fn stop(mut self) {
+        stop_worker(&mut self.process).await;
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Nothing to do once it was reaped (`stop`): std signals only a child not yet waited for.
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
 }
 
 /// Starts a worker process and waits until it says it is ready (consuming, with Postgres and
