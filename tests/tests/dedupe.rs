@@ -8,25 +8,6 @@ use aic_tests::sandbox::faults::Fault;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-async fn servicenow(env: &TestEnv) -> String {
-    env.sandbox.state.servicenow.add_user("u", "p");
-    let conn = env
-        .connection(
-            "SN",
-            "servicenow",
-            "basic",
-            json!({"username": "u", "password": "p"}),
-        )
-        .await;
-    env.published_automation(
-        "servicenow.create_incident",
-        conn["id"].as_str().expect("id"),
-        "Incident",
-        None,
-    )
-    .await
-}
-
 fn posts(env: &TestEnv) -> usize {
     env.sandbox
         .requests()
@@ -38,7 +19,7 @@ fn posts(env: &TestEnv) -> usize {
 #[tokio::test]
 async fn a_servicenow_create_whose_answer_was_lost_is_found_not_repeated() {
     let env = TestEnv::start().await;
-    let incident = servicenow(&env).await;
+    let incident = env.incident_automation().await;
     env.sandbox.state.faults.push([Fault::ResetAfterApply]);
     let done = env
         .run(
@@ -112,7 +93,7 @@ async fn crash_and_redeliver(env: &TestEnv, automation: &str, params: Value) -> 
 async fn after_a_crash_the_redelivered_create_is_resolved_by_the_dedupe_handle_or_reported_in_doubt()
  {
     let env = TestEnv::start().await;
-    let incident = servicenow(&env).await;
+    let incident = env.incident_automation().await;
     let (first, second) =
         crash_and_redeliver(&env, &incident, json!({"short_description": "crash"})).await;
     assert_eq!(first["status"], "succeeded");

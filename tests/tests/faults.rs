@@ -232,40 +232,11 @@ async fn jira_and_servicenow_rate_limits_are_retried() {
         ..Options::default()
     })
     .await;
-    env.sandbox.state.jira.add_user("bot@acme.example", "t");
-    env.sandbox.state.servicenow.add_user("u", "p");
-    let jira = env
-        .connection(
-            "Jira",
-            "jira",
-            "basic",
-            json!({"email": "bot@acme.example", "api_token": "t"}),
-        )
-        .await;
-    let snow = env
-        .connection(
-            "SN",
-            "servicenow",
-            "basic",
-            json!({"username": "u", "password": "p"}),
-        )
-        .await;
+    let jira = env.jira_connection("t").await;
     let issue = env
-        .published_automation(
-            "jira.create_issue",
-            jira["id"].as_str().expect("id"),
-            "Issue",
-            None,
-        )
+        .published_automation("jira.create_issue", &jira, "Issue", None)
         .await;
-    let incident = env
-        .published_automation(
-            "servicenow.create_incident",
-            snow["id"].as_str().expect("id"),
-            "Incident",
-            None,
-        )
-        .await;
+    let incident = env.incident_automation().await;
     env.sandbox
         .state
         .faults
@@ -303,22 +274,9 @@ async fn under_mixed_vendor_faults_every_execution_ends_in_the_right_state() {
         ..Options::default()
     })
     .await;
-    env.sandbox.state.jira.add_user("bot@acme.example", "t");
-    let conn = env
-        .connection(
-            "Jira",
-            "jira",
-            "basic",
-            json!({"email": "bot@acme.example", "api_token": "t"}),
-        )
-        .await;
+    let jira = env.jira_connection("t").await;
     let issue = env
-        .published_automation(
-            "jira.create_issue",
-            conn["id"].as_str().expect("id"),
-            "Issue",
-            None,
-        )
+        .published_automation("jira.create_issue", &jira, "Issue", None)
         .await;
     let faults = &env.sandbox.state.faults;
     faults.push([

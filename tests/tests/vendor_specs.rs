@@ -52,16 +52,7 @@ async fn every_jira_request_the_worker_sends_matches_atlassians_schemas() {
     assert!(!comment.is_valid(&json!({"body": {"type": "doc"}, "visibility": "everyone"})));
 
     let env = TestEnv::start().await;
-    env.sandbox.state.jira.add_user("bot@acme.example", "t");
-    let conn = env
-        .connection(
-            "Jira",
-            "jira",
-            "basic",
-            json!({"email": "bot@acme.example", "api_token": "t"}),
-        )
-        .await;
-    let conn_id = conn["id"].as_str().expect("id");
+    let conn_id = &env.jira_connection("t").await;
     let issue = env
         .published_automation("jira.create_issue", conn_id, "Issue", None)
         .await;

@@ -9,19 +9,7 @@ use serde_json::json;
 #[tokio::test]
 async fn jira_issues_get_an_adf_description_and_comments_land_on_them() {
     let env = TestEnv::start().await;
-    env.sandbox
-        .state
-        .jira
-        .add_user("bot@acme.example", "jira-api-token");
-    let conn = env
-        .connection(
-            "Jira",
-            "jira",
-            "basic",
-            json!({"email": "bot@acme.example", "api_token": "jira-api-token"}),
-        )
-        .await;
-    let conn_id = conn["id"].as_str().expect("id");
+    let conn_id = &env.jira_connection("jira-api-token").await;
     let test = env.test_connection(conn_id).await;
     assert_eq!(test["ok"], true, "{test}");
     let create = env

@@ -145,6 +145,42 @@ impl TestEnv {
         .await
     }
 
+    /// A Jira connection by e-mail and API token (`bot@acme.example` and `token`, that user
+    /// added to the sandbox's site first); returns the connection's id.
+    pub async fn jira_connection(&self, token: &str) -> String {
+        self.sandbox.state.jira.add_user("bot@acme.example", token);
+        let conn = self
+            .connection(
+                "Jira",
+                "jira",
+                "basic",
+                json!({"email": "bot@acme.example", "api_token": token}),
+            )
+            .await;
+        conn["id"].as_str().expect("id").to_string()
+    }
+
+    /// A ServiceNow connection (Basic, a user added to the sandbox's instance) with a published
+    /// Create Incident automation; returns the automation's id.
+    pub async fn incident_automation(&self) -> String {
+        self.sandbox.state.servicenow.add_user("u", "p");
+        let conn = self
+            .connection(
+                "SN",
+                "servicenow",
+                "basic",
+                json!({"username": "u", "password": "p"}),
+            )
+            .await;
+        self.published_automation(
+            "servicenow.create_incident",
+            conn["id"].as_str().expect("id"),
+            "Incident",
+            None,
+        )
+        .await
+    }
+
     /// A Salesforce connection (right secret) with a published Create Lead automation.
     pub async fn lead_automation(&self) -> String {
         let conn = self
