@@ -34,6 +34,9 @@ struct Drained {
     first: Option<(Instant, usize)>,
     /// When the queue last grew, and to how many.
     last: (Instant, usize),
+    /// The last poll that found the queue empty.
+    quiet: Instant,
+    /// The CPU spent from the first result seen to the last, if they were not all seen at once.
     spent: Option<CpuSpent>,
 }
 
@@ -85,8 +88,11 @@ pub async fn drain(
         .queue_delete(results.as_str().into(), QueueDeleteOptions::default())
         .await;
     let (end, total) = drained.last;
-    let (start, at_start) = drained.first.unwrap_or((end, total));
-    let timed = total.saturating_sub(at_start);
+    let (start, timed) = match drained.first {
+        Some((at, seen_then)) if total > seen_then => (at, total - seen_then),
+        // Every result arrived between two polls (a few executions): timed from the poll before.
+        _ => (drained.quiet, total),
+    };
     let spent = drained.spent;
     let row = Row {
         scenario: label.into(),
@@ -118,6 +124,7 @@ async fn watch(ch: lapin::Channel, queue: String, n: usize, pid: Arc<AtomicU32>)
     let mut first = None;
     let mut cpu = None;
     let mut last = (Instant::now(), 0);
+    let mut quiet = last.0;
     while last.1 < n && last.0.elapsed() < STALL {
         tokio::time::sleep(POLL).await;
         let depth = ch
@@ -132,6 +139,9 @@ async fn watch(ch: lapin::Channel, queue: String, n: usize, pid: Arc<AtomicU32>)
             .await
             .expect("the results queue's depth")
             .message_count() as usize;
+        if depth == 0 {
+            quiet = Instant::now();
+        }
         if depth > last.1 {
             let now = Instant::now();
             if first.is_none() {
@@ -145,7 +155,8 @@ async fn watch(ch: lapin::Channel, queue: String, n: usize, pid: Arc<AtomicU32>)
     Drained {
         first,
         last,
-        spent: cpu.map(|c| c.end(timed)),
+        quiet,
+        spent: cpu.filter(|_| timed > 0).map(|c| c.end(timed)),
     }
 }
 
