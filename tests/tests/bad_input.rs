@@ -444,3 +444,102 @@ async fn a_request_the_ledger_refuses_is_dead_lettered_and_answered_not_retried_
     );
     env.stop().await;
 }
+
+/// Adds a rule to the ledger's table that only the request with `LastName` `name` breaks, at
+/// the step `when` (an SQL condition on the row) — as an operator's constraint might.
+async fn poison(env: &TestEnv, constraint: &str, name: &str, when: &str) {
+    env.pool
+        .get()
+        .await
+        .expect("client")
+        .batch_execute(&format!(
+            "ALTER TABLE executions ADD CONSTRAINT {constraint} \
+             CHECK (NOT ({when}) OR parameters->>'LastName' IS DISTINCT FROM '{name}') NOT VALID"
+        ))
+        .await
+        .expect("constraint");
+}
+
+#[tokio::test]
+async fn a_vendor_call_mark_the_ledger_refuses_fails_the_execution_without_calling() {
+    // The row is recorded, but the note that the call is about to leave is refused: the call
+    // must not go out unrecorded, and the request must not come back for ever.
+    let env = TestEnv::start().await;
+    let automation = env.lead_automation().await;
+    poison(
+        &env,
+        "no_poison_mark",
+        "PoisonMark",
+        "vendor_call_started_at IS NOT NULL",
+    )
+    .await;
+    let good = 10;
+    let (failed, succeeded) = one_bad_among_good(
+        &env,
+        &automation,
+        json!({"LastName": "PoisonMark", "Company": "Acme"}),
+        good,
+    )
+    .await;
+    failed_with(failed, "internal", &["no_poison_mark", "SQLSTATE 23514"]);
+    assert!(succeeded >= good, "{succeeded} of {good} succeeded");
+    let dead = env.next_dead_letter().await;
+    assert_eq!(
+        dead_letter_header(&dead, DEAD_LETTER_REASON_HEADER),
+        "ledger_refused"
+    );
+    assert_eq!(
+        env.sandbox.requests_to("/sobjects/").len(),
+        good,
+        "the refused request never reached the vendor"
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_result_the_ledger_refuses_is_published_as_it_stands_and_dead_lettered_once() {
+    // The vendor was called and answered; only the final state cannot be written. Retrying it
+    // in place would hold the execution for ever and answer nobody.
+    let env = TestEnv::start().await;
+    let automation = env.lead_automation().await;
+    poison(
+        &env,
+        "no_poison_result",
+        "PoisonResult",
+        "status NOT IN ('queued', 'running')",
+    )
+    .await;
+    let good = 10;
+    let (result, succeeded) = one_bad_among_good(
+        &env,
+        &automation,
+        json!({"LastName": "PoisonResult", "Company": "Acme"}),
+        good,
+    )
+    .await;
+    let result = result.expect("a result for the request whose result was refused");
+    assert_eq!(result["status"], "succeeded", "{result}");
+    assert!(
+        result["output"]["id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()),
+        "the vendor's record id is in the result: {result}"
+    );
+    assert!(succeeded >= good, "{succeeded} of {good} succeeded");
+    let dead = env.next_dead_letter().await;
+    assert_eq!(
+        dead_letter_header(&dead, DEAD_LETTER_REASON_HEADER),
+        "ledger_refused"
+    );
+    let detail = dead_letter_header(&dead, DEAD_LETTER_DETAIL_HEADER);
+    assert!(
+        detail.contains("no_poison_result") && detail.contains("published as it stands"),
+        "{detail}"
+    );
+    assert_eq!(
+        env.sandbox.requests_to("/sobjects/").len(),
+        good + 1,
+        "the vendor was called once for it, not again"
+    );
+    env.stop().await;
+}

@@ -12,7 +12,7 @@ use crate::ledger::{Begin, Ledger, LedgerError};
 use crate::metrics::Metrics;
 use crate::perform::perform;
 use crate::publish;
-use crate::refuse::{dead_letter, ledger_refused, reject};
+use crate::refuse::{dead_letter, ledger_refused, reject, result_refused};
 use crate::retry::{RetryPolicy, in_place};
 use crate::tokens::TokenCache;
 use aic_core::credentials::Keyring;
@@ -174,12 +174,19 @@ async fn process(
         Ok(Begin::VendorCallInDoubt(at, resolved)) => {
             match Box::pin(perform(ctx, &req, resolved, Some(at), handoff)).await {
                 Ok(o) => o,
+                // The vendor-call mark refused (no call made on this delivery): as with begin.
+                Err(LedgerError::Refused(why)) => {
+                    return Box::pin(ledger_refused(ctx, delivery, &req, &why)).await;
+                }
                 Err(e) => return Disposition::Requeue(e.to_string()),
             }
         }
         Ok(Begin::Run(resolved)) => {
             match Box::pin(perform(ctx, &req, resolved, None, handoff)).await {
                 Ok(o) => o,
+                Err(LedgerError::Refused(why)) => {
+                    return Box::pin(ledger_refused(ctx, delivery, &req, &why)).await;
+                }
                 Err(e) => return Disposition::Requeue(e.to_string()),
             }
         }
@@ -244,14 +251,23 @@ async fn process(
         finished_at: Utc::now(),
     };
     // The outcome is known now: losing it to a Postgres or broker blip would turn a clear
-    // result into an unknown one on redelivery, so recording and publishing retry in place.
-    let Some(stored) = in_place(&ctx.stopping, "record the result", || {
-        ctx.ledger.finish(&result)
+    // result into an unknown one on redelivery, so recording and publishing retry in place —
+    // all but a refusal of this result's own values, which no retry would get past.
+    let recorded = in_place(&ctx.stopping, "record the result", || async {
+        match ctx.ledger.finish(&result).await {
+            Ok(stored) => Ok(Ok(stored)),
+            Err(LedgerError::Refused(why)) => Ok(Err(why)),
+            Err(e) => Err(e),
+        }
     })
     .instrument(tracing::info_span!("ledger.finish"))
-    .await
-    else {
-        return Disposition::Requeue("stopping before the result was recorded".into());
+    .await;
+    let stored = match recorded {
+        Some(Ok(stored)) => stored,
+        Some(Err(why)) => {
+            return Box::pin(result_refused(ctx, delivery, &req, &result, &why)).await;
+        }
+        None => return Disposition::Requeue("stopping before the result was recorded".into()),
     };
     let status = outcome.status.as_str();
     let span = tracing::Span::current();

@@ -390,7 +390,7 @@ impl Ledger {
 /// The result's JSON as published and stored. A vendor's answer may carry a NUL character,
 /// which Postgres cannot store: the result is then stored, and published, with it replaced.
 /// serde_json writes NUL as `\u0000`, so text without that sequence has none.
-fn published(result: &ExecutionResultV1) -> Result<Box<RawValue>, LedgerError> {
+pub(crate) fn published(result: &ExecutionResultV1) -> Result<Box<RawValue>, LedgerError> {
     let text = raw_json(result)?;
     if !aic_proto::text::may_hold_nul(text.get().as_bytes()) {
         return Ok(text);

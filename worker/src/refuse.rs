@@ -60,6 +60,36 @@ pub(crate) async fn ledger_refused(
     disposition
 }
 
+/// An execution whose final state the ledger refuses to record (the result's values break a
+/// rule of the database) after its vendor call was made. Retrying would hold it forever and
+/// answer nobody; dropping the outcome would hide what the vendor did. So the result is
+/// published as it stands, and a copy of the request is dead-lettered with the reason for
+/// operators — the ledger's row stays as the vendor-call mark left it (in doubt), which the
+/// detail says.
+pub(crate) async fn result_refused(
+    ctx: &Ctx,
+    delivery: &Delivery,
+    req: &ExecutionRequestV1,
+    result: &ExecutionResultV1,
+    why: &str,
+) -> Disposition {
+    let body = match crate::ledger::published(result) {
+        Ok(body) => body,
+        Err(e) => return Disposition::Requeue(e.to_string()),
+    };
+    let status = result.status.as_str();
+    if let Err(e) =
+        publish::execution_result(&ctx.broker, &ctx.names, delivery, req, status, &body).await
+    {
+        return Disposition::Requeue(e);
+    }
+    let detail = format!(
+        "the execution ledger refused to record this execution's result ({why}); the result \
+         was published as it stands ({status}), and the ledger still shows its vendor call in doubt"
+    );
+    dead_letter(ctx, delivery, "ledger_refused", &detail).await
+}
+
 /// Publishes the failure result of a message that cannot run, when its sender can be
 /// addressed: a reply queue, or a tenant's results.
 async fn answer(
