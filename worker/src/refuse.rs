@@ -3,6 +3,7 @@
 
 use crate::executor::{Ctx, Disposition};
 use crate::publish;
+use crate::retry::in_place;
 use aic_proto::{
     AutomationId, DecodeError, ExecutionError, ExecutionErrorCode, ExecutionId, ExecutionRequestV1,
     ExecutionResultV1, ExecutionStatus, TenantId,
@@ -78,16 +79,44 @@ pub(crate) async fn result_refused(
         Err(e) => return Disposition::Requeue(e.to_string()),
     };
     let status = result.status.as_str();
-    if let Err(e) =
-        publish::execution_result(&ctx.broker, &ctx.names, delivery, req, status, &body).await
-    {
-        return Disposition::Requeue(e);
+    // Both retried in place, as the result of a recorded execution is: given back, the
+    // delivery would come again with its vendor call in doubt and be answered a second time,
+    // as an unknown outcome.
+    let published = in_place(&ctx.stopping, "publish the result", || {
+        Box::pin(publish::execution_result(
+            &ctx.broker,
+            &ctx.names,
+            delivery,
+            req,
+            status,
+            &body,
+        ))
+    })
+    .await;
+    if published.is_none() {
+        return Disposition::Requeue("stopping before the result was published".into());
     }
     let detail = format!(
         "the execution ledger refused to record this execution's result ({why}); the result \
          was published as it stands ({status}), and the ledger still shows its vendor call in doubt"
     );
-    dead_letter(ctx, delivery, "ledger_refused", &detail).await
+    let reason = "ledger_refused";
+    let parked = in_place(&ctx.stopping, "dead-letter the request", || {
+        Box::pin(publish::dead_letter(
+            &ctx.broker,
+            &ctx.names,
+            &delivery.properties,
+            &delivery.data,
+            reason,
+            &detail,
+        ))
+    })
+    .await;
+    if parked.is_none() {
+        return Disposition::Requeue("stopping before the request was dead-lettered".into());
+    }
+    dead_lettered(ctx, reason, &detail);
+    Disposition::Ack
 }
 
 /// Publishes the failure result of a message that cannot run, when its sender can be
@@ -160,10 +189,15 @@ pub(crate) async fn dead_letter(
     .await
     {
         Ok(()) => {
-            ctx.metrics.dead_letters.with_label_values(&[reason]).inc();
-            tracing::warn!(reason, detail, "message dead-lettered");
+            dead_lettered(ctx, reason, detail);
             Disposition::Ack
         }
         Err(e) => Disposition::Requeue(format!("dead letter not confirmed: {e}")),
     }
+}
+
+/// Counts and logs a message parked in the dead-letter queue.
+fn dead_lettered(ctx: &Ctx, reason: &str, detail: &str) {
+    ctx.metrics.dead_letters.with_label_values(&[reason]).inc();
+    tracing::warn!(reason, detail, "message dead-lettered");
 }
