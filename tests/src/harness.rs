@@ -20,8 +20,10 @@ use tokio::task::JoinHandle;
 
 mod api;
 mod broker;
+mod requests;
 mod workers;
 pub use broker::{Listener, dead_letter_header};
+pub use requests::{assert_failed_with, reply_properties};
 pub use workers::{RunningWorker, binary, sigterm, stop_worker, stop_worker_process};
 
 /// Postgres server URL the tests create their databases on.

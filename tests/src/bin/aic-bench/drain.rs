@@ -109,9 +109,7 @@ pub async fn drain(
         failed,
         // A fresh process: its metrics count from nothing.
         stages: after.map(|a| stages::between(&stages::Snapshot::default(), &a)),
-        wal_bytes_per_execution: wal_before
-            .zip(wal_after)
-            .map(|(b, a)| a.saturating_sub(b) as f64 / seen.max(1) as f64),
+        wal_bytes_per_execution: stages::wal_per_execution(wal_before, wal_after, seen),
         ..Row::default()
     };
     (row, worker)

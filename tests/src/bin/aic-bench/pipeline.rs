@@ -32,12 +32,12 @@ pub struct Outcome<'a> {
     pub status: &'a str,
 }
 
-/// The `i`th `ExecutionRequestV1` of a run of the lead automation: its execution id and body.
-fn request(env: &TestEnv, automation: &str, i: usize) -> (String, Vec<u8>) {
-    let id = uuid::Uuid::now_v7().to_string();
-    let body = json!({"version": 1, "execution_id": id, "tenant_id": env.tenant.to_string(), "automation_id": automation,
-        "parameters": {"LastName": format!("B{i}"), "Company": "Bench"}});
-    (id, body.to_string().into_bytes())
+/// The `i`th request of a run of the lead automation: its execution id and body.
+fn lead(env: &TestEnv, automation: &str, i: usize) -> (String, Vec<u8>) {
+    env.request(
+        automation,
+        json!({"LastName": format!("B{i}"), "Company": "Bench"}),
+    )
 }
 
 /// Publishes a request as `proto/AMQP.md` says; its confirm is to be awaited.
@@ -84,7 +84,7 @@ pub async fn enqueue(env: &TestEnv, automation: &str, n: usize) -> Vec<String> {
     let mut window = Window::default();
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
-        let (id, body) = request(env, automation, i);
+        let (id, body) = lead(env, automation, i);
         ids.push(id);
         window.push(publish(&publisher, env, &body).await).await;
     }
@@ -135,7 +135,7 @@ pub async fn run(
             let due = started + Duration::from_secs_f64(i as f64 / rate);
             tokio::time::sleep_until(due.into()).await;
         }
-        let (id, body) = request(env, automation, i);
+        let (id, body) = lead(env, automation, i);
         sent_at.insert(id, Instant::now());
         window.push(publish(&publisher, env, &body).await).await;
     }

@@ -33,6 +33,13 @@ pub async fn wal_position(pool: &deadpool_postgres::Pool) -> Option<u64> {
     u64::try_from(row.try_get::<_, i64>(0).ok()?).ok()
 }
 
+/// The WAL written between two [`wal_position`]s per finished execution (at least one).
+pub fn wal_per_execution(before: Option<u64>, after: Option<u64>, finished: usize) -> Option<f64> {
+    before
+        .zip(after)
+        .map(|(b, a)| a.saturating_sub(b) as f64 / finished.max(1) as f64)
+}
+
 /// The histogram sums and counts this module reads, added over the workers.
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot(HashMap<String, f64>);

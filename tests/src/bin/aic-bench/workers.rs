@@ -91,9 +91,7 @@ pub async fn through(
     let wal_after = stages::wal_position(&env.pool).await;
     let after = stages::snapshot(&admins).await;
     row.stages = before.zip(after).map(|(b, a)| stages::between(&b, &a));
-    let finished = (row.executions - row.lost).max(1) as f64;
-    row.wal_bytes_per_execution = wal_before
-        .zip(wal_after)
-        .map(|(b, a)| a.saturating_sub(b) as f64 / finished);
+    row.wal_bytes_per_execution =
+        stages::wal_per_execution(wal_before, wal_after, row.executions - row.lost);
     row
 }
