@@ -28,12 +28,7 @@ async fn kill_9_mid_run(upsert: bool) {
     })
     .await;
     let lead = if upsert {
-        let conn = env.salesforce_connection("Org", "s3cret", "s3cret").await;
-        env.automation(
-            json!({"template": "salesforce.create_lead", "name": "Upserted",
-            "connection_id": conn["id"], "external_id_field": "AIC_Execution_Id__c"}),
-        )
-        .await
+        env.upserting_lead_automation().await
     } else {
         env.lead_automation().await
     };

@@ -195,6 +195,17 @@ impl TestEnv {
         .await
     }
 
+    /// A published Create Lead automation whose creates upsert on the external id field
+    /// `AIC_Execution_Id__c` (keyed by the execution id); its id.
+    pub async fn upserting_lead_automation(&self) -> String {
+        let conn = self.salesforce_connection("Org", "s3cret", "s3cret").await;
+        self.automation(
+            json!({"template": "salesforce.create_lead", "name": "Upserted lead",
+            "connection_id": conn["id"], "external_id_field": "AIC_Execution_Id__c"}),
+        )
+        .await
+    }
+
     /// Enqueues over HTTP; returns the execution id.
     pub async fn enqueue(&self, automation: &str, parameters: Value) -> String {
         let (status, body) = self

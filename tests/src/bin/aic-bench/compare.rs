@@ -70,7 +70,23 @@ const FIGURES: &[Figure] = &[
 const DISTURBED_STEAL_PCT: f64 = 10.0;
 
 /// The settings that must match for rows to compare.
-const SETTINGS: &[&str] = &["n", "prefetch", "slow_in_flight", "slow_latency_ms"];
+const SETTINGS: &[&str] = &[
+    "n",
+    "prefetch",
+    "slow_in_flight",
+    "slow_latency_ms",
+    "reply_to",
+    "upsert",
+];
+
+/// A setting as `report` has it. Reports from before `--reply-to` and `--upsert` existed have
+/// neither: their requests named no reply queue, their automation created.
+fn setting(report: &Value, key: &str) -> Value {
+    match &report["settings"][key] {
+        Value::Null if ["reply_to", "upsert"].contains(&key) => Value::Bool(false),
+        v => v.clone(),
+    }
+}
 
 /// One report: the file it came from, and its JSON.
 pub struct Report {
@@ -170,7 +186,7 @@ pub fn warnings(reports: &[Report]) -> Vec<String> {
         ));
     }
     for key in SETTINGS {
-        let values: Vec<&Value> = reports.iter().map(|r| &r.json["settings"][key]).collect();
+        let values: Vec<Value> = reports.iter().map(|r| setting(&r.json, key)).collect();
         if let Some(list) = differing(&values) {
             out.push(format!("setting `{key}` differs ({list})"));
         }
@@ -319,6 +335,7 @@ fn points(a: Option<f64>, b: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn changes_are_relative_to_the_first_run() {
@@ -327,6 +344,26 @@ mod tests {
         assert_eq!(change(Some(0.0), Some(3.0)), "-");
         assert_eq!(change(None, Some(3.0)), "-");
         assert_eq!(points(Some(88.4), Some(91.0)), "+3 pt");
+    }
+
+    #[test]
+    fn runs_answered_or_automated_differently_do_not_compare() {
+        let report = |settings: Value| Report {
+            path: "run.json".into(),
+            json: json!({"machine": {"cpu": "x"}, "settings": settings, "rows": []}),
+        };
+        let before_the_options = report(json!({"n": 10}));
+        let without = report(json!({"n": 10, "reply_to": false, "upsert": false}));
+        assert!(warnings(&[before_the_options, without]).is_empty());
+        let without = report(json!({"n": 10, "reply_to": false, "upsert": false}));
+        let with = report(json!({"n": 10, "reply_to": true, "upsert": true}));
+        assert_eq!(
+            warnings(&[without, with]),
+            [
+                "setting `reply_to` differs (A: false, B: true)",
+                "setting `upsert` differs (A: false, B: true)"
+            ]
+        );
     }
 
     #[test]

@@ -7,15 +7,14 @@
 //! the broker does about twice the ceiling's work per execution.
 
 use crate::machine::{CpuSpent, CpuWindow, proc_peak_rss_mib};
-use crate::pipeline::{Outcome, enqueue};
+use crate::pipeline::{Outcome, enqueue, results_sink};
 use crate::report::Row;
 use crate::stages;
 use crate::workers::{Worker, start_worker_noting};
 use aic_tests::harness::TestEnv;
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicCancelOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
+    BasicCancelOptions, BasicConsumeOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use std::collections::HashSet;
@@ -50,26 +49,7 @@ pub async fn drain(
     label: &str,
 ) -> (Row, Worker) {
     let ch = env.amqp.create_channel().await.expect("channel");
-    let results = format!("{}.bench-results", env.names.executions_queue);
-    ch.queue_declare(
-        results.as_str().into(),
-        QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        aic_core::amqp::quorum_queue_arguments(),
-    )
-    .await
-    .expect("results queue");
-    ch.queue_bind(
-        results.as_str().into(),
-        env.names.results_exchange.as_str().into(),
-        "#".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("bind the results queue");
+    let results = results_sink(env, &ch, aic_core::amqp::quorum_queue_arguments()).await;
     let ids = enqueue(env, automation, n).await;
     let wal_before = stages::wal_position(&env.pool).await;
     let pid = Arc::new(AtomicU32::new(0));

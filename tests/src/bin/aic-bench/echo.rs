@@ -62,16 +62,24 @@ pub async fn start(env: &TestEnv, prefetch: u16) -> Echo {
                             serde_json::from_slice(&d.data).expect("a request as the contract says");
                         let body = json!({"version": 1, "execution_id": req.execution_id,
                             "tenant_id": req.tenant_id, "status": "succeeded"});
+                        let body = body.to_string();
+                        let properties = aic_core::amqp::json_properties(EXECUTION_RESULT_TYPE);
                         aic_core::amqp::publish_confirmed(
                             &results,
                             &exchange,
                             &format!("{}.succeeded", req.tenant_id),
-                            body.to_string().as_bytes(),
-                            aic_core::amqp::json_properties(EXECUTION_RESULT_TYPE),
+                            body.as_bytes(),
+                            properties.clone(),
                             false,
                         )
                         .await
                         .expect("result");
+                        // And to the requester's reply queue, as the worker does (`--reply-to`).
+                        if let Some(queue) = d.properties.reply_to() {
+                            aic_core::amqp::publish_confirmed(&results, "", queue.as_str(), body.as_bytes(), properties, false)
+                                .await
+                                .expect("reply");
+                        }
                         d.acker.ack(BasicAckOptions::default()).await.expect("ack");
                     });
                 }

@@ -52,6 +52,16 @@ struct Args {
     /// idle, so that its latency is the pipeline's own, not time spent waiting for a core.
     #[arg(long, default_value_t = 100.0, value_parser = rate)]
     light_rate: f64,
+    /// Requests name a reply queue (`reply_to`), as a chat bot waiting for its answer publishes
+    /// them, and the rows that time results read them there; a durable quorum queue bound to
+    /// the results exchange takes the exchange's copies meanwhile, as a listener there would.
+    #[arg(long)]
+    reply_to: bool,
+    /// The lead automation upserts on an external id field keyed by the execution id (the
+    /// dedupe Salesforce offers) instead of creating: its executions go without the ledger's
+    /// vendor-call mark.
+    #[arg(long)]
+    upsert: bool,
     /// Where to write the JSON.
     #[arg(long, default_value = "target/bench.json")]
     json: String,
@@ -190,7 +200,14 @@ async fn main() -> ExitCode {
         ..Options::default()
     })
     .await;
-    let automation = env.lead_automation().await;
+    let automation = if args.upsert {
+        env.upserting_lead_automation().await
+    } else {
+        env.lead_automation().await
+    };
+    if args.reply_to {
+        pipeline::answer_on_reply_queues(&env).await;
+    }
     env.sandbox.state.fast.store(true, Ordering::SeqCst);
     // The bench org's API allowance must outlast the run (a default org allows 100,000 calls a
     // day, and the sandbox answers REQUEST_LIMIT_EXCEEDED past it, as Salesforce does).
@@ -396,11 +413,14 @@ async fn main() -> ExitCode {
             "scale_in_flight": args.scale_in_flight,
             "paced_rate": args.paced_rate,
             "light_rate": args.light_rate,
+            "reply_to": args.reply_to,
+            "upsert": args.upsert,
             "only": args.only,
         },
         "rows": rows,
     });
     let written = report::write(&args.json, &report);
+    pipeline::close_sink(&env).await;
     env.stop().await;
     if let Err(e) = &written {
         eprintln!("could not write {}: {e}", args.json);

@@ -7,11 +7,79 @@ use crate::machine::{CpuWindow, proc_peak_rss_mib};
 use crate::report::Row;
 use aic_proto::topology::{EXECUTE_ROUTING_KEY, EXECUTION_REQUEST_TYPE};
 use aic_tests::harness::TestEnv;
-use lapin::PublisherConfirm;
-use lapin::options::BasicPublishOptions;
+use lapin::options::{
+    BasicPublishOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, PublisherConfirm};
 use serde_json::json;
 use std::collections::{HashMap, VecDeque};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+/// With `--reply-to`, the queue bound to the results exchange for the whole run.
+static SINK: OnceLock<String> = OnceLock::new();
+
+/// Results a sink for `--reply-to` holds at most: the oldest go first, as nobody reads them.
+const SINK_LENGTH: i64 = 10_000;
+
+/// From now on the rows that time results ask for them on a reply queue (`reply_to`), as a
+/// chat bot waiting for its answer does, and read them there (see [`run`]); a durable quorum
+/// queue bound to the results exchange meanwhile takes the exchange's copies, as a listener
+/// there would. It lasts the whole run ([`close_sink`] deletes it), so that no queue a worker
+/// publishes into is deleted between rows: with one per row, a trial build of the worker (both
+/// copies of a result in flight at once) lost every execution of the row after a deletion in 3
+/// runs of 28, its connection silent and nothing in either log; the worker as kept lost none in
+/// 27, and the trial build none in 16 with one queue for the run (BENCHMARKS.md).
+pub async fn answer_on_reply_queues(env: &TestEnv) {
+    let ch = env.amqp.create_channel().await.expect("channel");
+    let mut arguments = aic_core::amqp::quorum_queue_arguments();
+    arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(SINK_LENGTH));
+    let _ = SINK.set(results_sink(env, &ch, arguments).await);
+}
+
+/// Deletes the queue [`answer_on_reply_queues`] declared, if it did.
+pub async fn close_sink(env: &TestEnv) {
+    if let Some(queue) = SINK.get() {
+        let ch = env.amqp.create_channel().await.expect("channel");
+        let _ = ch
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+}
+
+/// Declares a durable queue with `arguments` (a quorum queue's at least), bound to the results
+/// exchange and taking every result as a listener there would (read, if at all, after the
+/// rows); its name. Delete it when done.
+pub async fn results_sink(env: &TestEnv, ch: &Channel, arguments: FieldTable) -> String {
+    static SINKS: AtomicUsize = AtomicUsize::new(0);
+    let results = format!(
+        "{}.bench-results-{}",
+        env.names.executions_queue,
+        SINKS.fetch_add(1, Ordering::Relaxed)
+    );
+    ch.queue_declare(
+        results.as_str().into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        arguments,
+    )
+    .await
+    .expect("results queue");
+    ch.queue_bind(
+        results.as_str().into(),
+        env.names.results_exchange.as_str().into(),
+        "#".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind the results queue");
+    results
+}
 
 /// Requests published and not yet confirmed, at most (`proto/AMQP.md`'s publisher).
 const UNCONFIRMED: usize = 1000;
@@ -40,15 +108,25 @@ fn lead(env: &TestEnv, automation: &str, i: usize) -> (String, Vec<u8>) {
     )
 }
 
-/// Publishes a request as `proto/AMQP.md` says; its confirm is to be awaited.
-async fn publish(publisher: &lapin::Channel, env: &TestEnv, body: &[u8]) -> PublisherConfirm {
+/// Publishes a request as `proto/AMQP.md` says, answered on `reply_to` if given; its confirm
+/// is to be awaited.
+async fn publish(
+    publisher: &Channel,
+    env: &TestEnv,
+    body: &[u8],
+    reply_to: Option<&str>,
+) -> PublisherConfirm {
+    let mut properties = aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE);
+    if let Some(queue) = reply_to {
+        properties = properties.with_reply_to(queue.into());
+    }
     publisher
         .basic_publish(
             env.names.executions_exchange.as_str().into(),
             EXECUTE_ROUTING_KEY.into(),
             BasicPublishOptions::default(),
             body,
-            aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE),
+            properties,
         )
         .await
         .expect("publish")
@@ -86,7 +164,9 @@ pub async fn enqueue(env: &TestEnv, automation: &str, n: usize) -> Vec<String> {
     for i in 0..n {
         let (id, body) = lead(env, automation, i);
         ids.push(id);
-        window.push(publish(&publisher, env, &body).await).await;
+        window
+            .push(publish(&publisher, env, &body, None).await)
+            .await;
     }
     window.settle().await;
     ids
@@ -94,6 +174,8 @@ pub async fn enqueue(env: &TestEnv, automation: &str, n: usize) -> Vec<String> {
 
 /// Enqueues `n` executions as the AMQP contract says — as fast as confirms allow, or paced at
 /// `rate` per second — and waits for every result, timing each from its publish to its result.
+/// Results are read from a queue bound to the results exchange, or with `--reply-to` from the
+/// reply queue the requests name (see [`answer_on_reply_queues`]).
 pub async fn run(
     env: &TestEnv,
     automation: &str,
@@ -102,7 +184,13 @@ pub async fn run(
     rate: Option<f64>,
     label: &str,
 ) -> Row {
-    let mut results = env.listen(&env.names.results_exchange, "#").await;
+    let reply_to = SINK.get().is_some();
+    let mut results = if reply_to {
+        env.listen("", "").await
+    } else {
+        env.listen(&env.names.results_exchange, "#").await
+    };
+    let reply_queue = reply_to.then(|| results.queue.clone());
     let publisher = aic_core::amqp::confirm_channel(&env.amqp)
         .await
         .expect("channel");
@@ -137,7 +225,9 @@ pub async fn run(
         }
         let (id, body) = lead(env, automation, i);
         sent_at.insert(id, Instant::now());
-        window.push(publish(&publisher, env, &body).await).await;
+        window
+            .push(publish(&publisher, env, &body, reply_queue.as_deref()).await)
+            .await;
     }
     window.settle().await;
     let arrived = reader.await.expect("results reader");
