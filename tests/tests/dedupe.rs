@@ -132,13 +132,7 @@ async fn after_a_crash_the_redelivered_create_is_resolved_by_the_dedupe_handle_o
 
 /// A Create Lead automation whose creates upsert on an external id field.
 async fn upserting_lead(env: &TestEnv) -> String {
-    let conn = env.salesforce_connection("Org", "s3cret", "s3cret").await;
-    let id = env
-        .automation(
-            json!({"template": "salesforce.create_lead", "name": "Upserted lead",
-            "connection_id": conn["id"], "external_id_field": "AIC_Execution_Id__c"}),
-        )
-        .await;
+    let id = env.upserting_lead_automation().await;
     let (_, view) = env
         .call(reqwest::Method::GET, &format!("/v1/automations/{id}"), None)
         .await;
@@ -191,6 +185,49 @@ async fn a_salesforce_upsert_on_an_external_id_is_re_sent_safely_after_a_lost_an
     assert_eq!(holding.len(), 1, "one record, not two");
     assert_eq!(done["result"]["output"]["id"], holding[0].0.as_str());
     assert_eq!(records.len(), 2, "the plain one and this one");
+    env.stop().await;
+}
+
+/// Whether the ledger's row of `execution` holds the vendor-call mark.
+async fn marked(env: &TestEnv, execution: &str) -> bool {
+    let id: uuid::Uuid = execution.parse().expect("execution id");
+    env.pool
+        .get()
+        .await
+        .expect("db")
+        .query_one(
+            "SELECT vendor_call_started_at IS NOT NULL FROM executions WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("the execution's row")
+        .get(0)
+}
+
+/// An upsert keyed by the execution id is sent again by any delivery that finds it unfinished,
+/// mark or no mark, so it goes without one: a ledger commit fewer per execution. A plain create
+/// is marked before it leaves.
+#[tokio::test]
+async fn an_upsert_goes_without_the_vendor_call_mark_a_plain_create_is_marked() {
+    let env = TestEnv::start().await;
+    let upsert = upserting_lead(&env).await;
+    let plain = env.lead_automation().await;
+    let upserted = env
+        .run(&upsert, json!({"LastName": "Upserted", "Company": "Acme"}))
+        .await;
+    let created = env
+        .run(&plain, json!({"LastName": "Created", "Company": "Acme"}))
+        .await;
+    for done in [&upserted, &created] {
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    let (upserted, created) = (
+        upserted["id"].as_str().expect("id"),
+        created["id"].as_str().expect("id"),
+    );
+    assert_eq!(upserts(&env, upserted), 1);
+    assert!(!marked(&env, upserted).await, "the upsert was not marked");
+    assert!(marked(&env, created).await, "the plain create was marked");
     env.stop().await;
 }
 

@@ -338,7 +338,8 @@ impl Ledger {
     }
 
     /// Notes, before the first vendor call, that the request is about to leave: from here on a
-    /// crash leaves the outcome in doubt.
+    /// crash leaves the outcome in doubt. (Not for an upsert keyed by the execution id, which
+    /// is safe to send again: see `perform`.)
     pub async fn mark_vendor_call(
         &self,
         req: &ExecutionRequestV1,

@@ -179,7 +179,15 @@ async fn execute(
             return Ok(failed(code, why, None));
         }
     };
-    ctx.ledger.mark_vendor_call(req, r.version_id).await?;
+    // An upsert keyed by the execution id goes without the mark, one ledger commit fewer: a
+    // delivery finding the mark would send it again anyway (`dedupe::check` answers `No` for
+    // it), and the vendor finds the record a first send made (`deduplicated`).
+    if !matches!(
+        def.dedupe,
+        Some(aic_proto::Dedupe::SalesforceExternalId { .. })
+    ) {
+        ctx.ledger.mark_vendor_call(req, r.version_id).await?;
+    }
     let call = Call {
         method,
         path: &path,
