@@ -194,7 +194,8 @@ async fn process(
     if let (Some((wait, first_ms)), Some(error)) = (outcome.defer, &outcome.error) {
         // Park the copy first, then record the hand-off: a crash in between leaves the original
         // to be redelivered with its vendor-call mark still set — finished as in doubt, never
-        // sent twice — and the copy then answered from the ledger.
+        // sent twice (an upsert keyed by the execution id, unmarked, is sent again: safely) —
+        // and the copy then answered from the ledger.
         let now = Utc::now().timestamp_millis();
         let next = publish::Handoff {
             attempts: outcome.attempts,
