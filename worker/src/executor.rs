@@ -120,7 +120,7 @@ async fn process(
         }
         tokio::time::sleep(left).await;
     }
-    let outcome = match Box::pin(ctx.ledger.begin(&req, handoff.seq))
+    let (resolved, in_doubt) = match Box::pin(ctx.ledger.begin(&req, handoff.seq))
         .instrument(tracing::info_span!("ledger.begin"))
         .await
     {
@@ -171,25 +171,16 @@ async fn process(
                 Err(e) => Disposition::Requeue(e),
             };
         }
-        Ok(Begin::VendorCallInDoubt(at, resolved)) => {
-            match Box::pin(perform(ctx, &req, resolved, Some(at), handoff)).await {
-                Ok(o) => o,
-                // The vendor-call mark refused (no call made on this delivery): as with begin.
-                Err(LedgerError::Refused(why)) => {
-                    return Box::pin(ledger_refused(ctx, delivery, &req, &why)).await;
-                }
-                Err(e) => return Disposition::Requeue(e.to_string()),
-            }
+        Ok(Begin::VendorCallInDoubt(at, resolved)) => (resolved, Some(at)),
+        Ok(Begin::Run(resolved)) => (resolved, None),
+    };
+    let outcome = match Box::pin(perform(ctx, &req, resolved, in_doubt, handoff)).await {
+        Ok(o) => o,
+        // The vendor-call mark refused (no call made on this delivery): as with begin.
+        Err(LedgerError::Refused(why)) => {
+            return Box::pin(ledger_refused(ctx, delivery, &req, &why)).await;
         }
-        Ok(Begin::Run(resolved)) => {
-            match Box::pin(perform(ctx, &req, resolved, None, handoff)).await {
-                Ok(o) => o,
-                Err(LedgerError::Refused(why)) => {
-                    return Box::pin(ledger_refused(ctx, delivery, &req, &why)).await;
-                }
-                Err(e) => return Disposition::Requeue(e.to_string()),
-            }
-        }
+        Err(e) => return Disposition::Requeue(e.to_string()),
     };
     if let (Some((wait, first_ms)), Some(error)) = (outcome.defer, &outcome.error) {
         // Park the copy first, then record the hand-off: a crash in between leaves the original
@@ -278,19 +269,10 @@ async fn process(
         span.record("otel.status_code", "ERROR");
     }
     let publishing = Instant::now();
-    if in_place(&ctx.stopping, "publish the result", || {
-        Box::pin(publish::execution_result(
-            &ctx.broker,
-            &ctx.names,
-            delivery,
-            &req,
-            status,
-            &stored,
-        ))
-    })
-    .instrument(tracing::info_span!("result.publish"))
-    .await
-    .is_none()
+    if Box::pin(publish_in_place(ctx, delivery, &req, status, &stored))
+        .instrument(tracing::info_span!("result.publish"))
+        .await
+        .is_none()
     {
         return Disposition::Requeue("stopping before the result was published".into());
     }
@@ -312,4 +294,27 @@ async fn process(
         }
     }
     Disposition::Ack
+}
+
+/// Publishes an execution's result, retried in place until confirmed (`None`: the worker began
+/// stopping first): given back instead, the delivery would come again with its outcome known
+/// and be answered a second time.
+pub(crate) async fn publish_in_place(
+    ctx: &Ctx,
+    delivery: &Delivery,
+    req: &ExecutionRequestV1,
+    status: &str,
+    result: &serde_json::value::RawValue,
+) -> Option<()> {
+    in_place(&ctx.stopping, "publish the result", || {
+        Box::pin(publish::execution_result(
+            &ctx.broker,
+            &ctx.names,
+            delivery,
+            req,
+            status,
+            result,
+        ))
+    })
+    .await
 }

@@ -82,16 +82,9 @@ pub(crate) async fn result_refused(
     // Both retried in place, as the result of a recorded execution is: given back, the
     // delivery would come again with its vendor call in doubt and be answered a second time,
     // as an unknown outcome.
-    let published = in_place(&ctx.stopping, "publish the result", || {
-        Box::pin(publish::execution_result(
-            &ctx.broker,
-            &ctx.names,
-            delivery,
-            req,
-            status,
-            &body,
-        ))
-    })
+    let published = Box::pin(crate::executor::publish_in_place(
+        ctx, delivery, req, status, &body,
+    ))
     .await;
     if published.is_none() {
         return Disposition::Requeue("stopping before the result was published".into());
