@@ -15,7 +15,6 @@ use lapin::{Channel, PublisherConfirm};
 use serde_json::json;
 use std::collections::{HashMap, VecDeque};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// With `--reply-to`, the queue bound to the results exchange for the whole run.
@@ -53,12 +52,8 @@ pub async fn close_sink(env: &TestEnv) {
 /// exchange and taking every result as a listener there would (read, if at all, after the
 /// rows); its name. Delete it when done.
 pub async fn results_sink(env: &TestEnv, ch: &Channel, arguments: FieldTable) -> String {
-    static SINKS: AtomicUsize = AtomicUsize::new(0);
-    let results = format!(
-        "{}.bench-results-{}",
-        env.names.executions_queue,
-        SINKS.fetch_add(1, Ordering::Relaxed)
-    );
+    // One at a time: the drained row's (deleted after it), or `--reply-to`'s for the whole run.
+    let results = format!("{}.bench-results", env.names.executions_queue);
     ch.queue_declare(
         results.as_str().into(),
         QueueDeclareOptions {
