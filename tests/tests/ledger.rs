@@ -4,7 +4,7 @@
 
 use aic_proto::{ExecutionRequestV1, ExecutionResultV1, ExecutionStatus};
 use aic_tests::harness::TestEnv;
-use aic_worker::ledger::{Begin, Ledger};
+use aic_worker::ledger::{Begin, Ledger, Mark};
 use serde_json::{Value, json};
 
 /// A ledger on the environment's database, and a request with these parameters (JSON text)
@@ -22,8 +22,12 @@ async fn begun(env: &TestEnv, parameters: &str) -> (Ledger, ExecutionRequestV1) 
         env.tenant,
     ))
     .expect("request");
-    let begin = ledger.begin(&req, 0).await.expect("begin");
-    assert!(matches!(begin, Begin::Run(Ok(_))), "{begin:?}");
+    let begin = ledger.begin(&req, 0, false).await.expect("begin");
+    // The request's first delivery: begin set the vendor-call mark.
+    assert!(
+        matches!(begin, Begin::Run(Ok(_), Mark::SetByBegin)),
+        "{begin:?}"
+    );
     (ledger, req)
 }
 

@@ -120,7 +120,7 @@ async fn process(
         }
         tokio::time::sleep(left).await;
     }
-    let (resolved, in_doubt) = match Box::pin(ctx.ledger.begin(&req, handoff.seq))
+    let (resolved, mark) = match Box::pin(ctx.ledger.begin(&req, handoff.seq, delivery.redelivered))
         .instrument(tracing::info_span!("ledger.begin"))
         .await
     {
@@ -134,6 +134,9 @@ async fn process(
                 "an older copy of a request handed to a delay queue; the newer copy runs it"
             );
             return Disposition::Ack;
+        }
+        Ok(Begin::RunningElsewhere) => {
+            return Box::pin(step_back(ctx, delivery, handoff)).await;
         }
         Ok(Begin::ForeignTenant) => {
             let detail = format!(
@@ -171,10 +174,9 @@ async fn process(
                 Err(e) => Disposition::Requeue(e),
             };
         }
-        Ok(Begin::VendorCallInDoubt(at, resolved)) => (resolved, Some(at)),
-        Ok(Begin::Run(resolved)) => (resolved, None),
+        Ok(Begin::Run(resolved, mark)) => (resolved, mark),
     };
-    let outcome = match Box::pin(perform(ctx, &req, resolved, in_doubt, handoff)).await {
+    let outcome = match Box::pin(perform(ctx, &req, resolved, mark, handoff)).await {
         Ok(o) => o,
         // The vendor-call mark refused (no call made on this delivery): as with begin.
         Err(LedgerError::Refused(why)) => {
@@ -293,6 +295,40 @@ async fn process(
             tracing::info!(status, attempts = result.attempts, code = ?e.code, reason = %e.message, "execution finished")
         }
     }
+    Disposition::Ack
+}
+
+/// How long a copy of a request steps back while another copy runs it.
+const STEP_BACK_MS: i64 = 1_000;
+
+/// A copy of a request that another copy is running now (its client published it twice):
+/// sending it too would run the automation twice, and settling it as in doubt would answer
+/// both with an unknown outcome while the other's call is still under way. So it steps back —
+/// parked in the shortest delay queue, then begun again — until the other copy has recorded
+/// the outcome, and is answered from the ledger with it.
+async fn step_back(ctx: &Ctx, delivery: &Delivery, handoff: publish::Handoff) -> Disposition {
+    let now = Utc::now().timestamp_millis();
+    let later = publish::Handoff {
+        not_before_ms: Some(now + STEP_BACK_MS),
+        ..handoff
+    };
+    let parked = in_place(&ctx.stopping, "step back for the copy running", || {
+        Box::pin(publish::handoff(
+            &ctx.broker,
+            &ctx.names,
+            &delivery.properties,
+            &delivery.data,
+            later,
+            now,
+        ))
+    })
+    .await;
+    if parked.is_none() {
+        return Disposition::Requeue("stopping before the copy stepped back".into());
+    }
+    tracing::info!(
+        "another copy of this request is running it; this one waits for its outcome in a delay queue"
+    );
     Disposition::Ack
 }
 

@@ -2,10 +2,12 @@
 //! redelivered execution that already finished is answered from here, and one whose vendor call
 //! may already have been sent is not blindly sent again.
 //!
-//! Each execution costs three ledger statements — begin (which also resolves the automation and
-//! its connection), the vendor-call mark, and finish — and each runs group-committed with those
-//! of other in-flight executions (`crate::batch`). A caller goes on only once its own row is
-//! committed, exactly as with one statement per execution.
+//! An execution costs two ledger statements — begin (which also resolves the automation and
+//! its connection, and on a request's first delivery sets the vendor-call mark) and finish —,
+//! and a third, the mark on its own, only when its call could not go straight after begin (see
+//! [`Mark`]). Each runs group-committed with those of other in-flight executions
+//! (`crate::batch`). A caller goes on only once its own row is committed, exactly as with one
+//! statement per execution.
 
 use crate::batch::{Batcher, Blame, Failure};
 use crate::metrics::Metrics;
@@ -49,16 +51,36 @@ impl From<Failure> for LedgerError {
     }
 }
 
+/// Where a delivery that may call the vendor stands with the vendor-call mark, which says that
+/// the request may have left: a delivery that finds it set with no outcome does not send the
+/// request blindly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// Begin set it (the request's first delivery): the call goes without another statement if
+    /// it can go straight away; before any wait the mark is taken back
+    /// ([`Ledger::unmark`]), so that a crash while waiting leaves a request that was not sent
+    /// to be sent, not reported in doubt.
+    SetByBegin,
+    /// Not set: it is set ([`Ledger::mark_vendor_call`]) just before the call.
+    Unset,
+    /// A previous delivery set it at this time and recorded no outcome.
+    InDoubt(DateTime<Utc>),
+}
+
 /// What the ledger says about a delivery.
 #[derive(Debug)]
+// Returned once per delivery and taken apart at once: boxing `Run` would cost an allocation for
+// nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Begin {
-    /// First run, or a rerun of one that never reached the vendor: here is what it runs (or why
-    /// it cannot).
-    Run(Result<Resolved, Refusal>),
+    /// First run, a rerun of one that never reached the vendor, or one in doubt: here is what
+    /// it runs (or why it cannot), and where it stands with the vendor-call mark.
+    Run(Result<Resolved, Refusal>, Mark),
     /// Already finished: re-publish this result, call nobody.
     Finished(Value),
-    /// A previous delivery started the vendor call at this time and recorded no outcome.
-    VendorCallInDoubt(DateTime<Utc>, Result<Resolved, Refusal>),
+    /// Another copy of this request (its client published it twice) is running it now: this
+    /// one steps back and is answered from the ledger once that one is done.
+    RunningElsewhere,
     /// The id belongs to another tenant.
     ForeignTenant,
     /// An older copy of a request since handed to a delay queue (the original redelivered
@@ -91,7 +113,8 @@ struct FinishInput {
 #[derive(Debug)]
 pub struct Ledger {
     begin: Batcher<BeginInput, Option<tokio_postgres::Row>>,
-    mark: Batcher<(Uuid, Uuid), ()>,
+    /// Sets the mark (`Some(version)`), or takes it back (`None`).
+    mark: Batcher<(Uuid, Option<Uuid>), ()>,
     /// Answers `Some` with the stored result when another delivery finished first.
     finish: Batcher<FinishInput, Option<Value>>,
     definitions: resolve::Definitions,
@@ -122,18 +145,23 @@ const BEGIN_SQL: &str = "WITH input AS ( \
        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::jsonb[], $5::text[]) \
          AS t(id, tenant_id, automation_id, parameters, source)), \
      b AS ( \
-       INSERT INTO executions (id, tenant_id, automation_id, status, parameters, source, deliveries, started_at) \
-       SELECT id, tenant_id, automation_id, 'running', parameters, source, 1, now() FROM input \
+       INSERT INTO executions (id, tenant_id, automation_id, status, parameters, source, deliveries, started_at, vendor_call_started_at) \
+       SELECT id, tenant_id, automation_id, 'running', parameters, source, 1, now(), now() FROM input \
        ON CONFLICT (id) DO UPDATE SET deliveries = executions.deliveries + 1, \
          status = CASE WHEN executions.status = 'queued' THEN 'running' ELSE executions.status END, \
-         started_at = coalesce(executions.started_at, now()) \
+         started_at = coalesce(executions.started_at, now()), \
+         vendor_call_started_at = CASE WHEN executions.status = 'queued' THEN now() ELSE executions.vendor_call_started_at END \
        WHERE executions.tenant_id = EXCLUDED.tenant_id \
-       RETURNING id, tenant_id, automation_id, status, result, vendor_call_started_at, retry_seq) \
-     SELECT b.id, b.status, b.result, b.vendor_call_started_at, b.retry_seq, ";
+       RETURNING id, tenant_id, automation_id, status, result, vendor_call_started_at, retry_seq, deliveries, started_at) \
+     SELECT b.id, b.status, b.result, b.vendor_call_started_at, b.retry_seq, b.deliveries, b.started_at, ";
 
+/// Sets the vendor-call mark of the rows given a version, takes it back from those given none.
 const MARK_SQL: &str = "UPDATE executions e SET \
-       vendor_call_started_at = coalesce(e.vendor_call_started_at, now()), version_id = u.version_id \
-     FROM unnest($1::uuid[], $2::uuid[]) AS u(id, version_id) WHERE e.id = u.id";
+       vendor_call_started_at = CASE WHEN u.version_id IS NULL THEN NULL \
+         ELSE coalesce(e.vendor_call_started_at, now()) END, \
+       version_id = coalesce(u.version_id, e.version_id) \
+     FROM unnest($1::uuid[], $2::uuid[]) AS u(id, version_id) \
+     WHERE e.id = u.id AND e.status = 'running'";
 
 const FINISH_SQL: &str = "UPDATE executions e SET status = u.status, result = u.result, \
        error_code = u.error_code, attempts = u.attempts, \
@@ -142,6 +170,13 @@ const FINISH_SQL: &str = "UPDATE executions e SET status = u.status, result = u.
        AS u(id, status, result, error_code, attempts, version_id) \
      WHERE e.id = u.id AND e.status IN ('queued', 'running') \
      RETURNING e.id";
+
+/// Where [`resolve::COLUMNS`] start in a begin row.
+const RESOLVED_AT: usize = 7;
+
+/// Longest a copy of a request is taken to be running elsewhere (see [`Begin::RunningElsewhere`]):
+/// past the default retry budget (10 minutes) of one delivery's attempts and waits.
+const ELSEWHERE_LIMIT: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
 
 fn begin_sql() -> String {
     format!("{BEGIN_SQL}{} FROM b {}", resolve::COLUMNS, resolve::JOINS)
@@ -204,15 +239,15 @@ impl Ledger {
         let mark = Batcher::spawn(
             MAX_BATCH,
             CONCURRENT_BATCHES,
-            |i: &(Uuid, Uuid)| i.0,
-            move |items: Arc<Vec<(Uuid, Uuid)>>| {
+            |i: &(Uuid, Option<Uuid>)| i.0,
+            move |items: Arc<Vec<(Uuid, Option<Uuid>)>>| {
                 let pool = p.clone();
                 let timer = mark_timer.start(items.len());
                 async move {
                     let _timer = timer;
                     let (client, statement) = prepared(&pool, MARK_SQL).await?;
                     let ids: Vec<Uuid> = items.iter().map(|i| i.0).collect();
-                    let versions: Vec<Uuid> = items.iter().map(|i| i.1).collect();
+                    let versions: Vec<Option<Uuid>> = items.iter().map(|i| i.1).collect();
                     client
                         .execute(&statement, &[&ids, &versions])
                         .await
@@ -280,8 +315,14 @@ impl Ledger {
     }
 
     /// Records the delivery and says how to proceed. `seq` is the hand-off number the delivery
-    /// carries (0 for a request as clients publish it).
-    pub async fn begin(&self, req: &ExecutionRequestV1, seq: i32) -> Result<Begin, LedgerError> {
+    /// carries (0 for a request as clients publish it); `redelivered` is the broker's flag (the
+    /// delivery was given back: its worker crashed, stopped or requeued it).
+    pub async fn begin(
+        &self,
+        req: &ExecutionRequestV1,
+        seq: i32,
+        redelivered: bool,
+    ) -> Result<Begin, LedgerError> {
         let row = self
             .begin
             .call(BeginInput {
@@ -300,20 +341,42 @@ impl Ledger {
         let result: Option<Value> = row.get(2);
         let vendor_call: Option<DateTime<Utc>> = row.get(3);
         let stored_seq: i32 = row.get(4);
+        let deliveries: i32 = row.get(5);
+        let started: Option<DateTime<Utc>> = row.get(6);
+        // A client's copy of the request, not given back by the broker, finding the row begun
+        // by an earlier delivery: another copy holds it — one running now, or one whose worker
+        // died, which the broker gives back (flagged) to settle it. Unless it has been at it
+        // for longer than any execution runs in one delivery.
+        let elsewhere = seq == 0
+            && !redelivered
+            && deliveries > 1
+            && started.is_some_and(|at| Utc::now() - at < ELSEWHERE_LIMIT);
         // Only what may run needs its definition.
-        if status == "running" || result.is_none() {
-            self.definitions.load_for(&self.pool, &row, 5).await?;
+        if (status == "running" && !elsewhere) || result.is_none() {
+            self.definitions
+                .load_for(&self.pool, &row, RESOLVED_AT)
+                .await?;
         }
-        let resolved = || resolve::from_row(&row, 5, req, &self.definitions);
+        let resolved = || resolve::from_row(&row, RESOLVED_AT, req, &self.definitions);
         Ok(match (status.as_str(), result, vendor_call) {
             ("running", _, _) if seq < stored_seq => Begin::Superseded,
-            ("running", _, Some(at)) => Begin::VendorCallInDoubt(at, resolved()),
-            ("running", _, None) => Begin::Run(resolved()),
+            ("running", _, _) if elsewhere => Begin::RunningElsewhere,
+            // This statement set the mark: the request's first delivery.
+            ("running", _, Some(_)) if deliveries == 1 => Begin::Run(resolved(), Mark::SetByBegin),
+            ("running", _, Some(at)) => Begin::Run(resolved(), Mark::InDoubt(at)),
+            ("running", _, None) => Begin::Run(resolved(), Mark::Unset),
             (_, Some(result), _) => Begin::Finished(result),
             // A final status without a stored result cannot be produced by this code; run again
             // rather than answer with nothing.
-            (_, None, _) => Begin::Run(resolved()),
+            (_, None, _) => Begin::Run(resolved(), Mark::Unset),
         })
+    }
+
+    /// Takes back the vendor-call mark begin set ([`Mark::SetByBegin`]) before the call waits
+    /// (for a slot, out a cool-down, for the fleet's lease): the request has not left.
+    /// Group-committed with the marks.
+    pub async fn unmark(&self, id: Uuid) -> Result<(), LedgerError> {
+        self.mark.call((id, None)).await.map_err(LedgerError::from)
     }
 
     /// Records that the execution's next retry was handed to a delay queue as copy number
@@ -346,7 +409,7 @@ impl Ledger {
         version: VersionId,
     ) -> Result<(), LedgerError> {
         self.mark
-            .call((req.execution_id.0, version.0))
+            .call((req.execution_id.0, Some(version.0)))
             .await
             .map_err(LedgerError::from)
     }

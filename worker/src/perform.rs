@@ -1,11 +1,11 @@
 //! The vendor side of one execution whose ledger row is begun: check the connection, build the
 //! request from the parameters, open the credentials, ask the vendor first when a previous
-//! delivery may have sent it, pass the connection's gate, mark the vendor call, invoke, and
-//! turn the answer into an outcome. Phases are boxed as `executor`'s module note says.
+//! delivery may have sent it, pass the connection's gate, mark the vendor call (unless begin
+//! did), invoke, and turn the answer into an outcome. Phases are boxed as `executor`'s module note says.
 
 use crate::dedupe::Landed;
 use crate::executor::Ctx;
-use crate::ledger::LedgerError;
+use crate::ledger::{LedgerError, Mark};
 use crate::outcome::{self, Outcome, deduplicated, failed, from_failure};
 use crate::resolve::{Refusal, Resolved};
 use crate::{invoke, publish};
@@ -21,14 +21,14 @@ pub(crate) async fn perform(
     ctx: &Ctx,
     req: &ExecutionRequestV1,
     resolved: Result<Resolved, Refusal>,
-    in_doubt: Option<chrono::DateTime<Utc>>,
+    mark: Mark,
     handoff: publish::Handoff,
 ) -> Result<Outcome, LedgerError> {
     let resolved = match resolved {
         Ok(r) => r,
         Err(refusal) => return Ok(failed(refusal.code, refusal.message, None)),
     };
-    let mut outcome = execute(ctx, req, &resolved, in_doubt, handoff).await?;
+    let mut outcome = execute(ctx, req, &resolved, mark, handoff).await?;
     outcome.attempts += handoff.attempts;
     outcome.version = Some(resolved.version_id);
     outcome.app = resolved.definition.app.clone();
@@ -40,7 +40,7 @@ async fn execute(
     ctx: &Ctx,
     req: &ExecutionRequestV1,
     r: &Resolved,
-    in_doubt: Option<chrono::DateTime<Utc>>,
+    mark: Mark,
     handoff: publish::Handoff,
 ) -> Result<Outcome, LedgerError> {
     let def = &r.definition;
@@ -134,7 +134,7 @@ async fn execute(
         ))
     };
     // A previous delivery may have sent this create: ask the vendor before sending again.
-    if let Some(at) = in_doubt {
+    if let Mark::InDoubt(at) = mark {
         match landed().await {
             Landed::Yes(output) => return Ok(deduplicated(output, 0)),
             Landed::No => {}
@@ -158,34 +158,58 @@ async fn execute(
         .retry
         .with(def.retry.as_ref())
         .resume(handoff.attempts, since_first);
-    // Held until the vendor interaction is over.
-    let _slot = match Box::pin(crate::gate::admit(
-        ctx,
-        &r.connection,
-        scope.as_deref(),
-        &policy,
-        since_first,
-    ))
-    .await
-    {
-        Ok(permit) => permit,
-        Err(crate::gate::Hold::Wait(wait, why)) => {
-            return Ok(Outcome {
-                defer: Some((wait, first_ms)),
-                ..failed(ExecutionErrorCode::ConnectionThrottled, why, None)
-            });
-        }
-        Err(crate::gate::Hold::Fail(code, why)) => {
-            return Ok(failed(code, why, None));
+    // Held until the vendor interaction is over. A slot free now lets the call go straight
+    // after begin, under the mark begin set; one that must be waited for (or asked of the
+    // fleet) is waited for unmarked, so that a crash meanwhile leaves a request that never
+    // left to be sent, not reported in doubt.
+    let mut mark = mark;
+    let free = (mark == Mark::SetByBegin)
+        .then(|| ctx.budgets.try_admit(r.connection.id, scope.as_deref()))
+        .flatten();
+    let _slot = match free {
+        Some(permit) => permit,
+        None => {
+            if mark == Mark::SetByBegin {
+                match ctx.ledger.unmark(req.execution_id.0).await {
+                    Ok(()) => mark = Mark::Unset,
+                    // It stays: a crash while waiting then ends the execution in doubt, never
+                    // sent twice.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not take back the vendor-call mark before waiting for the connection")
+                    }
+                }
+            }
+            match Box::pin(crate::gate::admit(
+                ctx,
+                &r.connection,
+                scope.as_deref(),
+                &policy,
+                since_first,
+            ))
+            .await
+            {
+                Ok(permit) => permit,
+                Err(crate::gate::Hold::Wait(wait, why)) => {
+                    return Ok(Outcome {
+                        defer: Some((wait, first_ms)),
+                        ..failed(ExecutionErrorCode::ConnectionThrottled, why, None)
+                    });
+                }
+                Err(crate::gate::Hold::Fail(code, why)) => {
+                    return Ok(failed(code, why, None));
+                }
+            }
         }
     };
-    // An upsert keyed by the execution id goes without the mark, one ledger commit fewer: a
-    // delivery finding the mark would send it again anyway (`dedupe::check` answers `No` for
-    // it), and the vendor finds the record a first send made (`deduplicated`).
-    if !matches!(
-        def.dedupe,
-        Some(aic_proto::Dedupe::SalesforceExternalId { .. })
-    ) {
+    // An upsert keyed by the execution id goes without the mark: a delivery finding it would
+    // send it again anyway (`dedupe::check` answers `No` for it), and the vendor finds the
+    // record a first send made (`deduplicated`).
+    if mark != Mark::SetByBegin
+        && !matches!(
+            def.dedupe,
+            Some(aic_proto::Dedupe::SalesforceExternalId { .. })
+        )
+    {
         ctx.ledger.mark_vendor_call(req, r.version_id).await?;
     }
     let call = Call {

@@ -215,6 +215,22 @@ impl Budgets {
         slots.clone()
     }
 
+    /// A slot on `conn` for a call in `scope` if one is free now, without waiting or asking the
+    /// fleet: `None` when the lease is due for renewal, a cool-down holds the call, others here
+    /// already wait, or the share is full — [`Self::admit`] then decides.
+    pub fn try_admit(&self, conn: ConnectionId, scope: Option<&str>) -> Option<Permit> {
+        let slots = self.slots(conn);
+        let live = slots
+            .lease_until
+            .lock()
+            .map(|l| l.is_some_and(|at| at > Instant::now()))
+            .unwrap_or(false);
+        if !live || slots.waiting.load(Ordering::SeqCst) > 0 || throttled(&slots, scope).is_some() {
+            return None;
+        }
+        slots.count.take().then(|| Permit(slots))
+    }
+
     /// Asks for a slot on `conn` (whose own cap is `cap`) for a call in `scope` (see
     /// [`Self::throttle`]), waiting at most `room_wait` for one when the connection's waiting
     /// room has space, `wait` otherwise.

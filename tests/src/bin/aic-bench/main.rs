@@ -59,8 +59,9 @@ struct Args {
     #[arg(long)]
     reply_to: bool,
     /// The lead automation upserts on an external id field keyed by the execution id (the
-    /// dedupe Salesforce offers) instead of creating: its executions go without the ledger's
-    /// vendor-call mark.
+    /// dedupe Salesforce offers) instead of creating: a delivery finding one unfinished sends it
+    /// again, and a call that waited for the connection goes without the ledger's vendor-call
+    /// mark.
     #[arg(long)]
     upsert: bool,
     /// Where to write the JSON.
