@@ -6,13 +6,35 @@
 use serde_json::Value;
 use std::process::Command;
 
+/// Runs `aic-bench` with `args`, its JSON written to `json`; fails the test unless it exits 0.
+/// Returns the report and what it printed.
+fn run(args: &[&str], json: &std::path::Path) -> (Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_aic-bench"))
+        .args(args)
+        .arg("--json")
+        .arg(json)
+        .output()
+        .expect("aic-bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "aic-bench failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = serde_json::from_str(&std::fs::read_to_string(json).expect("the JSON is written"))
+        .expect("the JSON parses");
+    (report, stdout)
+}
+
 #[test]
 fn the_benchmark_runs_every_scenario_and_writes_its_table_as_json() {
     let dir = std::env::temp_dir().join(format!("aic-bench-test-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).expect("temporary directory");
     let json = dir.join("bench.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_aic-bench"))
-        .args([
+    let latencies = dir.join("latencies");
+    let (report, stdout) = run(
+        &[
             "--n",
             "300",
             "--slow-in-flight",
@@ -21,23 +43,11 @@ fn the_benchmark_runs_every_scenario_and_writes_its_table_as_json() {
             "50",
             "--scale-in-flight",
             "50",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .arg("--latencies")
-        .arg(dir.join("latencies"))
-        .output()
-        .expect("aic-bench runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "aic-bench failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+            "--latencies",
+            latencies.to_str().expect("a UTF-8 path"),
+        ],
+        &json,
     );
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON is written"))
-            .expect("the JSON parses");
     compares_with_a_later_run(&dir, &report);
     every_execution_of_a_row_is_in_its_latencies_file(&report);
     let _ = std::fs::remove_dir_all(&dir);
@@ -425,29 +435,17 @@ fn the_benchmark_answers_on_reply_queues_and_upserts() {
     let dir = std::env::temp_dir().join(format!("aic-bench-reply-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).expect("temporary directory");
     let json = dir.join("bench.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_aic-bench"))
-        .args([
+    let (report, stdout) = run(
+        &[
             "--n",
             "200",
             "--reply-to",
             "--upsert",
             "--only",
             "drain,full,light",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("aic-bench runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "aic-bench failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        &json,
     );
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON is written"))
-            .expect("the JSON parses");
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(report["settings"]["reply_to"], true);
     assert_eq!(report["settings"]["upsert"], true);
