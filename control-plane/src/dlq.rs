@@ -4,6 +4,7 @@
 
 use aic_proto::topology::{
     DEAD_LETTER_DETAIL_HEADER, DEAD_LETTER_REASON_HEADER, EXECUTE_ROUTING_KEY, Names,
+    REPLAYED_HEADER,
 };
 use lapin::options::{BasicAckOptions, BasicGetOptions};
 use lapin::types::{AMQPValue, FieldTable};
@@ -120,6 +121,9 @@ pub async fn replay(
                 clean.insert(k.clone(), v.clone());
             }
         }
+        // Settled by whichever worker takes it, not taken for a second copy of a request under
+        // way (see the worker's ledger).
+        clean.insert(REPLAYED_HEADER.into(), AMQPValue::Boolean(true));
         headers = clean;
         let props = d.properties.clone().with_headers(headers);
         aic_core::amqp::publish_confirmed(

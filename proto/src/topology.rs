@@ -25,6 +25,10 @@ pub const RETRY_NOT_BEFORE_HEADER: &str = "x-aic-not-before";
 /// Header of a request re-queued for a later retry: its hand-off number, matched against the
 /// ledger so that only the latest copy of an execution runs.
 pub const RETRY_SEQ_HEADER: &str = "x-aic-retry-seq";
+/// Header of a request an operator replayed from the dead-letter queue (`dlq-replay`): like a
+/// broker redelivery, it settles its execution's ledger row itself (in doubt where a call may
+/// have left) instead of waiting for another copy of the request to finish it.
+pub const REPLAYED_HEADER: &str = "x-aic-replayed";
 /// The delay queues' waits, in seconds: a wait is served by the longest tier that does not
 /// overshoot it, then the next, until what is left is short enough to sleep in the worker.
 pub const DELAY_TIERS_SECS: [u64; 5] = [1, 5, 30, 120, 600];

@@ -176,6 +176,66 @@ async fn dead_letters_are_listed_without_loss_and_replayed_once_fixed() {
     env.stop().await;
 }
 
+/// A request the broker dead-lettered while its ledger row was left running with the vendor
+/// call in doubt (a worker crashing on it until the delivery limit), replayed by an operator:
+/// the replayed copy settles the row at once — in doubt, not sent again — instead of waiting
+/// for another copy of the request to finish it, as a client's second publish would.
+#[tokio::test]
+async fn a_replayed_request_settles_a_row_left_in_doubt_at_once() {
+    let env = TestEnv::start().await;
+    let lead = env.lead_automation().await;
+    let id = uuid::Uuid::now_v7().to_string();
+    let body = json!({"version": 1, "execution_id": id, "tenant_id": env.tenant.to_string(), "automation_id": lead, "parameters": {"LastName": "Stuck", "Company": "DLQ"}}).to_string();
+    env.publish_raw(
+        body.as_bytes(),
+        aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE),
+    )
+    .await;
+    assert_eq!(env.wait_final(&id).await["status"], "succeeded");
+    env.pool
+        .get()
+        .await
+        .expect("db")
+        .execute(
+            "UPDATE executions SET status = 'running', result = NULL, finished_at = NULL \
+             WHERE id = $1::text::uuid AND vendor_call_started_at IS NOT NULL",
+            &[&id],
+        )
+        .await
+        .expect("left running, in doubt");
+    let mut headers = FieldTable::default();
+    headers.insert(
+        DEAD_LETTER_REASON_HEADER.into(),
+        AMQPValue::LongString(LongString::from("delivery_limit")),
+    );
+    let ch = aic_core::amqp::confirm_channel(&env.amqp)
+        .await
+        .expect("channel");
+    aic_core::amqp::publish_confirmed(
+        &ch,
+        &env.names.dead_letter_exchange,
+        "executions",
+        body.as_bytes(),
+        aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE).with_headers(headers),
+        true,
+    )
+    .await
+    .expect("dead-lettered");
+    let replayed = aic_control_plane::dlq::replay(&env.amqp, &env.names, |_| true)
+        .await
+        .expect("replay");
+    assert_eq!(replayed, 1);
+    // Waiting for another copy, it would step back for 15 minutes: `wait_final` gives it 30 s.
+    let done = env.wait_final(&id).await;
+    assert_eq!(done["status"], "unknown_outcome", "{done}");
+    assert_eq!(
+        env.sandbox.requests_to("/sobjects/Lead/").len(),
+        1,
+        "not sent again"
+    );
+    env.stop().await;
+}
+
 #[tokio::test]
 async fn poison_messages_among_good_ones_are_dead_lettered_and_the_good_ones_unaffected() {
     let env = TestEnv::start().await;

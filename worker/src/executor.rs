@@ -120,7 +120,10 @@ async fn process(
         }
         tokio::time::sleep(left).await;
     }
-    let (resolved, mark) = match Box::pin(ctx.ledger.begin(&req, handoff.seq, delivery.redelivered))
+    // Given back by the broker (its worker died, stopped or requeued it) or replayed by an
+    // operator: this copy settles the row, whatever an earlier delivery left in it.
+    let given_back = delivery.redelivered || publish::replayed(&delivery.properties);
+    let (resolved, mark) = match Box::pin(ctx.ledger.begin(&req, handoff.seq, given_back))
         .instrument(tracing::info_span!("ledger.begin"))
         .await
     {

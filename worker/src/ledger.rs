@@ -315,13 +315,14 @@ impl Ledger {
     }
 
     /// Records the delivery and says how to proceed. `seq` is the hand-off number the delivery
-    /// carries (0 for a request as clients publish it); `redelivered` is the broker's flag (the
-    /// delivery was given back: its worker crashed, stopped or requeued it).
+    /// carries (0 for a request as clients publish it); `given_back` says the delivery came
+    /// back — the broker's `redelivered` flag (its worker crashed, stopped or requeued it) or an
+    /// operator's replay — so that it settles the row rather than wait for another copy.
     pub async fn begin(
         &self,
         req: &ExecutionRequestV1,
         seq: i32,
-        redelivered: bool,
+        given_back: bool,
     ) -> Result<Begin, LedgerError> {
         let row = self
             .begin
@@ -343,12 +344,12 @@ impl Ledger {
         let stored_seq: i32 = row.get(4);
         let deliveries: i32 = row.get(5);
         let started: Option<DateTime<Utc>> = row.get(6);
-        // A client's copy of the request, not given back by the broker, finding the row begun
-        // by an earlier delivery: another copy holds it — one running now, or one whose worker
-        // died, which the broker gives back (flagged) to settle it. Unless it has been at it
-        // for longer than any execution runs in one delivery.
+        // A client's copy of the request, not given back, finding the row begun by an earlier
+        // delivery: another copy holds it — one running now, or one whose worker died, which
+        // the broker gives back (flagged) to settle it. Unless it has been at it for longer
+        // than any execution runs in one delivery.
         let elsewhere = seq == 0
-            && !redelivered
+            && !given_back
             && deliveries > 1
             && started.is_some_and(|at| Utc::now() - at < ELSEWHERE_LIMIT);
         // Only what may run needs its definition.

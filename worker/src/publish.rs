@@ -141,6 +141,17 @@ fn header_i64(props: &BasicProperties, key: &str) -> Option<i64> {
     }
 }
 
+/// Whether the request was replayed from the dead-letter queue by an operator
+/// ([`aic_proto::topology::REPLAYED_HEADER`]).
+pub fn replayed(props: &BasicProperties) -> bool {
+    props.headers().as_ref().is_some_and(|h| {
+        matches!(
+            h.inner().get(aic_proto::topology::REPLAYED_HEADER),
+            Some(AMQPValue::Boolean(true))
+        )
+    })
+}
+
 impl Handoff {
     /// Reads the retry headers (absent or unreadable ones read as a first delivery's).
     pub fn read(props: &BasicProperties) -> Self {
