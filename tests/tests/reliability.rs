@@ -106,18 +106,8 @@ async fn a_caller_can_wait_for_the_result_within_a_budget() {
     env.stop().await;
 }
 
-#[tokio::test]
-async fn dead_letters_are_listed_without_loss_and_replayed_once_fixed() {
-    let env = TestEnv::start().await;
-    let lead = env.lead_automation().await;
-    env.publish_raw(
-        b"not json at all",
-        aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE),
-    )
-    .await;
-    // A valid request the broker dead-lettered (say, during an outage): replaying it runs it.
-    let id = uuid::Uuid::now_v7().to_string();
-    let body = json!({"version": 1, "execution_id": id, "tenant_id": env.tenant.to_string(), "automation_id": lead, "parameters": {"LastName": "Replayed", "Company": "DLQ"}});
+/// Parks a request in the dead-letter queue as the broker does past the delivery limit.
+async fn dead_letter(env: &TestEnv, body: &[u8]) {
     let mut headers = FieldTable::default();
     headers.insert(
         DEAD_LETTER_REASON_HEADER.into(),
@@ -130,12 +120,27 @@ async fn dead_letters_are_listed_without_loss_and_replayed_once_fixed() {
         &ch,
         &env.names.dead_letter_exchange,
         "executions",
-        body.to_string().as_bytes(),
+        body,
         aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE).with_headers(headers),
         true,
     )
     .await
-    .expect("published");
+    .expect("dead-lettered");
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_without_loss_and_replayed_once_fixed() {
+    let env = TestEnv::start().await;
+    let lead = env.lead_automation().await;
+    env.publish_raw(
+        b"not json at all",
+        aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE),
+    )
+    .await;
+    // A valid request the broker dead-lettered (say, during an outage): replaying it runs it.
+    let id = uuid::Uuid::now_v7().to_string();
+    let body = json!({"version": 1, "execution_id": id, "tenant_id": env.tenant.to_string(), "automation_id": lead, "parameters": {"LastName": "Replayed", "Company": "DLQ"}});
+    dead_letter(&env, body.to_string().as_bytes()).await;
 
     let deadline = Instant::now() + Duration::from_secs(15);
     let listed = loop {
@@ -203,24 +208,7 @@ async fn a_replayed_request_settles_a_row_left_in_doubt_at_once() {
         )
         .await
         .expect("left running, in doubt");
-    let mut headers = FieldTable::default();
-    headers.insert(
-        DEAD_LETTER_REASON_HEADER.into(),
-        AMQPValue::LongString(LongString::from("delivery_limit")),
-    );
-    let ch = aic_core::amqp::confirm_channel(&env.amqp)
-        .await
-        .expect("channel");
-    aic_core::amqp::publish_confirmed(
-        &ch,
-        &env.names.dead_letter_exchange,
-        "executions",
-        body.as_bytes(),
-        aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE).with_headers(headers),
-        true,
-    )
-    .await
-    .expect("dead-lettered");
+    dead_letter(&env, body.as_bytes()).await;
     let replayed = aic_control_plane::dlq::replay(&env.amqp, &env.names, |_| true)
         .await
         .expect("replay");
