@@ -1,7 +1,8 @@
 //! The vendor side of one execution whose ledger row is begun: check the connection, build the
 //! request from the parameters, open the credentials, ask the vendor first when a previous
 //! delivery may have sent it, pass the connection's gate, mark the vendor call (unless begin
-//! did), invoke, and turn the answer into an outcome. Phases are boxed as `executor`'s module note says.
+//! did), invoke, and turn the answer into an outcome. Phases are boxed as `executor`'s module
+//! note says.
 
 use crate::dedupe::Landed;
 use crate::executor::Ctx;
