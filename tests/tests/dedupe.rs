@@ -468,5 +468,12 @@ async fn a_request_published_twice_at_once_is_sent_once_and_answered_alike() {
     );
     assert_eq!(answers[0], answers[1], "answered alike");
     assert_eq!(answers[0]["status"], "succeeded", "{answers:?}");
+    assert!(
+        env.metrics()
+            .await
+            .lines()
+            .any(|l| l.starts_with("aic_duplicate_copies_total ") && !l.ends_with(" 0")),
+        "the copy that waited is counted"
+    );
     env.stop().await;
 }

@@ -329,6 +329,7 @@ async fn step_back(ctx: &Ctx, delivery: &Delivery, handoff: publish::Handoff) ->
     if parked.is_none() {
         return Disposition::Requeue("stopping before the copy stepped back".into());
     }
+    ctx.metrics.duplicate_copies.inc();
     tracing::info!(
         "another copy of this request is running it; this one waits for its outcome in a delay queue"
     );

@@ -8,8 +8,8 @@
 use aic_core::catalog::Catalog;
 use aic_core::metrics::{LATENCY_BUCKETS, histogram, register, render};
 use prometheus::{
-    Histogram, HistogramOpts, HistogramTimer, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry,
+    Histogram, HistogramOpts, HistogramTimer, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 /// Outcomes of `aic_executions_total` (besides `replayed`, counted under app `unknown`).
@@ -63,6 +63,9 @@ pub struct Metrics {
     pub dead_letters: IntCounterVec,
     /// Retries handed to a delay queue (due later than the worker waits in-process), by app.
     pub deferred: IntCounterVec,
+    /// Copies of a request that found another copy running it (its client published it twice)
+    /// and stepped back to wait for that one's outcome.
+    pub duplicate_copies: IntCounter,
     /// Deliveries being processed now.
     pub in_flight: IntGauge,
     /// Messages in the broker's queues by role (`executions` waiting to run, `delayed` retries
@@ -155,6 +158,15 @@ impl Metrics {
                 .buckets(LATENCY_BUCKETS.to_vec()),
             ),
         );
+        let name = "aic_duplicate_copies_total";
+        let duplicate_copies = register(
+            &registry,
+            name,
+            IntCounter::new(
+                name,
+                "Copies of a request found running elsewhere, waiting for its outcome.",
+            ),
+        );
         let gauge = |name: &str, help: &str| register(&registry, name, IntGauge::new(name, help));
         let in_flight = gauge("aic_executions_in_flight", "Deliveries being processed.");
         let queue_consumers = gauge(
@@ -186,6 +198,7 @@ impl Metrics {
             retries,
             dead_letters,
             deferred,
+            duplicate_copies,
             in_flight,
             queue_messages,
             queue_consumers,
