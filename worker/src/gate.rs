@@ -4,6 +4,7 @@
 
 use crate::budget::{Admission, Permit};
 use crate::executor::Ctx;
+use crate::ledger::Mark;
 use crate::resolve::{ConnectionRow, Resolved};
 use crate::retry::RetryPolicy;
 use aic_core::vendor::{CallSuccess, RetryClass, VendorFailure};
@@ -115,6 +116,34 @@ pub async fn admit(
             }
         }
     }
+}
+
+/// [`admit`] for an execution in `mark`'s state of the vendor-call mark. When begin set it,
+/// a slot free now lets the call go under it; one that must be waited for (or asked of the
+/// fleet) is waited for with the mark taken back — `mark` becomes [`Mark::Unset`] —, so that a
+/// crash meanwhile leaves a request that never left to be sent, not reported in doubt.
+pub async fn admit_marked(
+    ctx: &Ctx,
+    execution: uuid::Uuid,
+    conn: &ConnectionRow,
+    scope: Option<&str>,
+    (policy, since_first): (&RetryPolicy, Duration),
+    mark: &mut Mark,
+) -> Result<Permit, Hold> {
+    if *mark == Mark::SetByBegin {
+        if let Some(permit) = ctx.budgets.try_admit(conn.id, scope) {
+            return Ok(permit);
+        }
+        match ctx.ledger.unmark(execution).await {
+            Ok(()) => *mark = Mark::Unset,
+            // It stays: a crash while waiting then ends the execution in doubt, never sent
+            // twice.
+            Err(e) => {
+                tracing::warn!(error = %e, "could not take back the vendor-call mark before waiting for the connection")
+            }
+        }
+    }
+    admit(ctx, conn, scope, policy, since_first).await
 }
 
 /// Starts a cool-down when the vendor's answer calls for one (a `Retry-After` counts up to

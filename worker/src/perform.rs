@@ -159,47 +159,27 @@ async fn execute(
         .retry
         .with(def.retry.as_ref())
         .resume(handoff.attempts, since_first);
-    // Held until the vendor interaction is over. A slot free now lets the call go straight
-    // after begin, under the mark begin set; one that must be waited for (or asked of the
-    // fleet) is waited for unmarked, so that a crash meanwhile leaves a request that never
-    // left to be sent, not reported in doubt.
+    // Held until the vendor interaction is over.
     let mut mark = mark;
-    let free = (mark == Mark::SetByBegin)
-        .then(|| ctx.budgets.try_admit(r.connection.id, scope.as_deref()))
-        .flatten();
-    let _slot = match free {
-        Some(permit) => permit,
-        None => {
-            if mark == Mark::SetByBegin {
-                match ctx.ledger.unmark(req.execution_id.0).await {
-                    Ok(()) => mark = Mark::Unset,
-                    // It stays: a crash while waiting then ends the execution in doubt, never
-                    // sent twice.
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not take back the vendor-call mark before waiting for the connection")
-                    }
-                }
-            }
-            match Box::pin(crate::gate::admit(
-                ctx,
-                &r.connection,
-                scope.as_deref(),
-                &policy,
-                since_first,
-            ))
-            .await
-            {
-                Ok(permit) => permit,
-                Err(crate::gate::Hold::Wait(wait, why)) => {
-                    return Ok(Outcome {
-                        defer: Some((wait, first_ms)),
-                        ..failed(ExecutionErrorCode::ConnectionThrottled, why, None)
-                    });
-                }
-                Err(crate::gate::Hold::Fail(code, why)) => {
-                    return Ok(failed(code, why, None));
-                }
-            }
+    let _slot = match Box::pin(crate::gate::admit_marked(
+        ctx,
+        req.execution_id.0,
+        &r.connection,
+        scope.as_deref(),
+        (&policy, since_first),
+        &mut mark,
+    ))
+    .await
+    {
+        Ok(permit) => permit,
+        Err(crate::gate::Hold::Wait(wait, why)) => {
+            return Ok(Outcome {
+                defer: Some((wait, first_ms)),
+                ..failed(ExecutionErrorCode::ConnectionThrottled, why, None)
+            });
+        }
+        Err(crate::gate::Hold::Fail(code, why)) => {
+            return Ok(failed(code, why, None));
         }
     };
     // An upsert keyed by the execution id goes without the mark: a delivery finding it would

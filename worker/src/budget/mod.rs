@@ -75,6 +75,14 @@ struct Slots {
 }
 
 impl Slots {
+    /// This worker holds a lease on the connection that has not run out.
+    fn lease_live(&self) -> bool {
+        self.lease_until
+            .lock()
+            .map(|l| l.is_some_and(|at| at > Instant::now()))
+            .unwrap_or(false)
+    }
+
     /// Starts a renewal of the lease, unless one is under way. One at a time: two renewals
     /// of one worker, committed in one order and applied here in the other, would leave this
     /// worker a share larger than its lease records. Dropping the guard (the renewal done or
@@ -220,12 +228,10 @@ impl Budgets {
     /// already wait, or the share is full — [`Self::admit`] then decides.
     pub fn try_admit(&self, conn: ConnectionId, scope: Option<&str>) -> Option<Permit> {
         let slots = self.slots(conn);
-        let live = slots
-            .lease_until
-            .lock()
-            .map(|l| l.is_some_and(|at| at > Instant::now()))
-            .unwrap_or(false);
-        if !live || slots.waiting.load(Ordering::SeqCst) > 0 || throttled(&slots, scope).is_some() {
+        if !slots.lease_live()
+            || slots.waiting.load(Ordering::SeqCst) > 0
+            || throttled(&slots, scope).is_some()
+        {
             return None;
         }
         slots.count.take().then(|| Permit(slots))
@@ -263,12 +269,7 @@ impl Budgets {
         wait: Duration,
         slots: &Arc<Slots>,
     ) -> Admission {
-        let expired = slots
-            .lease_until
-            .lock()
-            .map(|l| l.is_none_or(|at| at <= Instant::now()))
-            .unwrap_or(true);
-        if expired {
+        if !slots.lease_live() {
             match self.renew(conn, cap, slots).await {
                 Ok(Renewed::Gone) => return Admission::Gone,
                 Ok(Renewed::Done | Renewed::UnderWay) => {}
