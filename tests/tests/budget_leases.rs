@@ -188,18 +188,55 @@ async fn an_abandoned_wait_does_not_keep_the_lease() {
     .await;
     assert!(abandoned.is_err(), "a second call under a cap of 1");
     drop(call);
-    // Idle leases are given back at the next periodic renewal (every 2 s).
+    // Idle leases are given back at the first periodic renewal (every 2 s) that finds no call
+    // started since the one before.
     until_count(
         &env,
         &lease_slots("budgets-alone"),
         -1,
-        Duration::from_secs(6),
+        Duration::from_secs(8),
         "the idle worker's lease (slots)",
     )
     .await;
     // And a later call leases again.
     let again = admit(&a, conn, Duration::ZERO).await;
     assert!(again.is_some(), "no slot after the lease was given back");
+    env.stop().await;
+}
+
+/// A connection in use keeps its lease across the periodic renewals even when no call happens
+/// to be in flight at one (calls of no time at all, 20 a second): every call finds the lease
+/// live and goes at once, without a renewal first. Once the calls stop, the lease is given
+/// back. (Given back whenever nothing was in flight, the lease went every 2 s.)
+#[tokio::test]
+async fn a_connection_in_use_keeps_its_lease_between_calls() {
+    let (env, conn) = capped(4).await;
+    let b = budgets(&env, "budgets-steady");
+    drop(
+        admit(&b, conn, Duration::ZERO)
+            .await
+            .expect("the first call leases"),
+    );
+    let started = Instant::now();
+    let mut calls = 0;
+    while started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let call = b.try_admit(conn, None);
+        assert!(
+            call.is_some(),
+            "call {calls}, {:?} in, found the lease given back",
+            started.elapsed()
+        );
+        calls += 1;
+    }
+    until_count(
+        &env,
+        &lease_slots("budgets-steady"),
+        -1,
+        Duration::from_secs(8),
+        "the lease once the calls stopped (slots)",
+    )
+    .await;
     env.stop().await;
 }
 

@@ -191,10 +191,12 @@ impl Budgets {
         Ok(Renewed::Done)
     }
 
-    /// Renews every connection in use and gives back the leases of idle ones.
+    /// Renews every connection in use and gives back the leases of idle ones: those with no
+    /// call in flight or waiting, and none started since the last pass.
     pub(super) async fn renew_all(&self) {
         for (conn, slots) in self.connections(|_| true) {
-            if self.close_if_idle(conn, &slots).await {
+            let used = slots.used.swap(false, Ordering::Relaxed);
+            if !used && self.close_if_idle(conn, &slots).await {
                 continue;
             }
             if let Err(e) = self.renew(conn, None, &slots).await {

@@ -34,7 +34,11 @@ use lease::Renewed;
 
 /// How long a lease lasts unless renewed.
 const LEASE: Duration = Duration::from_secs(10);
-/// How often leases in use are renewed (and shares rebalanced).
+/// How often leases in use are renewed (and shares rebalanced). A connection on which no call
+/// started since the last renewal is idle, and its lease is given back at this one. (Given back
+/// whenever no call happened to be in flight at a renewal, a lease went every 2 s at any rate
+/// under about one call in flight on average, and the next call paid a renewal transaction —
+/// and, for a create, two ledger marks — before it could go.)
 const RENEW_EVERY: Duration = Duration::from_secs(2);
 /// A worker whose share is full asks for more at most this often, and one that holds slots
 /// other workers want gives them back at most this often.
@@ -54,6 +58,8 @@ struct Slots {
     count: count::Count,
     /// Executions waiting in this worker for a slot.
     waiting: AtomicUsize,
+    /// A call started since the last periodic renewal (see [`Budgets::renew_all`]).
+    used: AtomicBool,
     freed: Notify,
     lease_until: Mutex<Option<Instant>>,
     renewed_at: Mutex<Option<Instant>>,
@@ -75,6 +81,15 @@ struct Slots {
 }
 
 impl Slots {
+    /// Takes a slot if the share has one free, for a call that starts now.
+    fn take(self: &Arc<Self>) -> Option<Permit> {
+        if !self.count.take() {
+            return None;
+        }
+        self.used.store(true, Ordering::Relaxed);
+        Some(Permit(self.clone()))
+    }
+
     /// This worker holds a lease on the connection that has not run out.
     fn lease_live(&self) -> bool {
         self.lease_until
@@ -234,7 +249,7 @@ impl Budgets {
         {
             return None;
         }
-        slots.count.take().then(|| Permit(slots))
+        slots.take()
     }
 
     /// Asks for a slot on `conn` (whose own cap is `cap`) for a call in `scope` (see
@@ -283,8 +298,8 @@ impl Budgets {
             if let Some((until, why)) = throttled(slots, scope) {
                 return Admission::Throttled(until, why);
             }
-            if slots.count.take() {
-                return Admission::Go(Permit(slots.clone()));
+            if let Some(permit) = slots.take() {
+                return Admission::Go(permit);
             }
             // The share is full: ask the fleet for more (demand grew), unless a renewal is
             // under way or has just run.
