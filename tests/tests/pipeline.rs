@@ -270,3 +270,71 @@ async fn calls_in_sequence_reuse_one_vendor_connection() {
 async fn a_worker_that_keeps_no_idle_connection_opens_one_per_call() {
     assert_eq!(connections_for(0, 5).await, 5);
 }
+
+/// A running execution shows the version it runs, whether the API queued its row or the
+/// request came straight over AMQP (the worker then inserts the row): the vendor answers in
+/// 800 ms, and the row is read while the call is out. (The version was recorded only by a
+/// separate mark or at the end, so calls that went at once ran with none.)
+#[tokio::test]
+async fn a_running_execution_shows_the_version_it_runs() {
+    let env = TestEnv::start().await;
+    let automation = env.lead_automation().await;
+    let (status, detail) = env
+        .call(Method::GET, &format!("/v1/automations/{automation}"), None)
+        .await;
+    assert_eq!(status, 200, "{detail}");
+    let version = detail["published_version"]["id"].clone();
+    assert!(version.is_string(), "{detail}");
+    // A first call, so that the worker holds its share of the connection: the calls below go
+    // at once (a call that waits for its share takes the mark back and sets it again later,
+    // with the version).
+    let first = env
+        .run(&automation, json!({"LastName": "First", "Company": "Acme"}))
+        .await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    env.sandbox.set_latency(Duration::from_millis(800));
+    let queued = env
+        .enqueue(
+            &automation,
+            json!({"LastName": "Queued", "Company": "Acme"}),
+        )
+        .await;
+    let (direct, body) = env.request(
+        &automation,
+        json!({"LastName": "Direct", "Company": "Acme"}),
+    );
+    env.publish_raw(
+        &body,
+        lapin::BasicProperties::default().with_delivery_mode(2),
+    )
+    .await;
+    let ids = [&queued, &direct];
+    let mut running = [None, None];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while running.iter().any(Option::is_none) {
+        for (id, seen) in ids.iter().zip(running.iter_mut()) {
+            if seen.is_some() {
+                continue;
+            }
+            let (status, body) = env
+                .call(Method::GET, &format!("/v1/executions/{id}"), None)
+                .await;
+            assert!(
+                std::time::Instant::now() < deadline && body["status"] != "succeeded",
+                "never seen running: {body}"
+            );
+            if status == 200 && body["status"] == "running" {
+                seen.get_or_insert(body);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (id, seen) in ids.iter().zip(running) {
+        let seen = seen.expect("seen running");
+        assert_eq!(seen["version_id"], version, "{seen}");
+        let done = env.wait_final(id).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        assert_eq!(done["version_id"], version, "{done}");
+    }
+    env.stop().await;
+}

@@ -3,16 +3,23 @@
 
 use crate::resolve;
 
+/// Begins each delivery: inserts its row, or counts one more delivery of it. A row it starts
+/// (inserted, or `queued` by the API) records the version it runs — the one the
+/// joins of [`resolve::JOINS`] resolve in the same snapshot —, so that a running execution
+/// shows it (a later delivery's mark or finish records the version that delivery resolved).
 const BEGIN_SQL: &str = "WITH input AS ( \
-       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::jsonb[], $5::text[]) \
-         AS t(id, tenant_id, automation_id, parameters, source)), \
+       SELECT t.*, a.published_version_id AS version_id \
+       FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::jsonb[], $5::text[]) \
+         AS t(id, tenant_id, automation_id, parameters, source) \
+       LEFT JOIN automations a ON a.tenant_id = t.tenant_id AND a.id = t.automation_id), \
      b AS ( \
-       INSERT INTO executions (id, tenant_id, automation_id, status, parameters, source, deliveries, started_at, vendor_call_started_at) \
-       SELECT id, tenant_id, automation_id, 'running', parameters, source, 1, now(), now() FROM input \
+       INSERT INTO executions (id, tenant_id, automation_id, version_id, status, parameters, source, deliveries, started_at, vendor_call_started_at) \
+       SELECT id, tenant_id, automation_id, version_id, 'running', parameters, source, 1, now(), now() FROM input \
        ON CONFLICT (id) DO UPDATE SET deliveries = executions.deliveries + 1, \
          status = CASE WHEN executions.status = 'queued' THEN 'running' ELSE executions.status END, \
          started_at = coalesce(executions.started_at, now()), \
-         vendor_call_started_at = CASE WHEN executions.status = 'queued' THEN now() ELSE executions.vendor_call_started_at END \
+         vendor_call_started_at = CASE WHEN executions.status = 'queued' THEN now() ELSE executions.vendor_call_started_at END, \
+         version_id = CASE WHEN executions.status = 'queued' THEN EXCLUDED.version_id ELSE executions.version_id END \
        WHERE executions.tenant_id = EXCLUDED.tenant_id \
        RETURNING id, tenant_id, automation_id, status, result, vendor_call_started_at, retry_seq, deliveries, started_at) \
      SELECT b.id, b.status, b.result, b.vendor_call_started_at, b.retry_seq, b.deliveries, b.started_at, ";
