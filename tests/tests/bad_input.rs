@@ -339,3 +339,37 @@ async fn a_nul_character_is_refused_by_name_and_fails_only_its_own_execution() {
     );
     env.stop().await;
 }
+
+/// A request for a paused automation (sent straight over AMQP: the API refuses it) fails with
+/// `automation_paused`, and neither its result nor its ledger row names a version: none ran,
+/// though begin had recorded the published one while the row was running.
+#[tokio::test]
+async fn a_paused_automation_fails_its_executions_without_a_version() {
+    let env = TestEnv::start().await;
+    let automation = env.lead_automation().await;
+    env.pool
+        .get()
+        .await
+        .expect("db")
+        .execute(
+            "UPDATE automations SET status = 'paused' WHERE id = $1",
+            &[&automation.parse::<uuid::Uuid>().expect("id")],
+        )
+        .await
+        .expect("paused");
+    let mut replies = env.listen("", "").await;
+    let (id, body) = env.request(&automation, json!({"LastName": "A", "Company": "B"}));
+    env.publish_raw(&body, reply_properties(&replies.queue))
+        .await;
+    let result = replies
+        .next_json(Duration::from_secs(10))
+        .await
+        .expect("a result");
+    assert_eq!(result["error"]["code"], "automation_paused", "{result}");
+    assert!(result["automation_version_id"].is_null(), "{result}");
+    let row = env.wait_final(&id).await;
+    assert_eq!(row["status"], "failed", "{row}");
+    assert!(row["version_id"].is_null(), "{row}");
+    assert!(env.sandbox.requests_to("/sobjects/Lead/").is_empty());
+    env.stop().await;
+}

@@ -32,9 +32,12 @@ pub(super) const MARK_SQL: &str = "UPDATE executions e SET \
      FROM unnest($1::uuid[], $2::uuid[]) AS u(id, version_id) \
      WHERE e.id = u.id AND e.status = 'running'";
 
+/// Records each execution's final state, with the version its result names: none for a
+/// request refused before it ran (the automation paused, say), though begin recorded the
+/// published one — so the row and the result always agree.
 pub(super) const FINISH_SQL: &str = "UPDATE executions e SET status = u.status, result = u.result, \
        error_code = u.error_code, attempts = u.attempts, \
-       version_id = coalesce(u.version_id, e.version_id), finished_at = now() \
+       version_id = u.version_id, finished_at = now() \
      FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::int4[], $6::uuid[]) \
        AS u(id, status, result, error_code, attempts, version_id) \
      WHERE e.id = u.id AND e.status IN ('queued', 'running') \
