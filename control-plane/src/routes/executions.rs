@@ -59,7 +59,8 @@ pub struct ExecutionView {
     pub id: ExecutionId,
     /// Automation.
     pub automation_id: AutomationId,
-    /// The immutable version that ran (once resolved).
+    /// The immutable version it runs or ran: recorded when a worker begins it (none while
+    /// queued), and none for a request refused before it ran (its result names none either).
     pub version_id: Option<VersionId>,
     /// `queued`, `running`, `succeeded`, `failed` or `unknown_outcome`.
     pub status: String,
