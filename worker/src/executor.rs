@@ -199,18 +199,9 @@ async fn process(
             not_before_ms: Some(now + wait.as_millis() as i64),
             seq: handoff.seq + 1,
         };
-        if in_place(&ctx.stopping, "hand the retry to a delay queue", || {
-            Box::pin(publish::handoff(
-                &ctx.broker,
-                &ctx.names,
-                &delivery.properties,
-                &delivery.data,
-                next,
-                now,
-            ))
-        })
-        .await
-        .is_none()
+        if park(ctx, delivery, next, now, "hand the retry to a delay queue")
+            .await
+            .is_none()
             || in_place(&ctx.stopping, "record the hand-off", || {
                 Box::pin(
                     ctx.ledger
@@ -315,18 +306,10 @@ async fn step_back(ctx: &Ctx, delivery: &Delivery, handoff: publish::Handoff) ->
         not_before_ms: Some(now + STEP_BACK_MS),
         ..handoff
     };
-    let parked = in_place(&ctx.stopping, "step back for the copy running", || {
-        Box::pin(publish::handoff(
-            &ctx.broker,
-            &ctx.names,
-            &delivery.properties,
-            &delivery.data,
-            later,
-            now,
-        ))
-    })
-    .await;
-    if parked.is_none() {
+    if park(ctx, delivery, later, now, "step back for the copy running")
+        .await
+        .is_none()
+    {
         return Disposition::Requeue("stopping before the copy stepped back".into());
     }
     ctx.metrics.duplicate_copies.inc();
@@ -334,6 +317,28 @@ async fn step_back(ctx: &Ctx, delivery: &Delivery, handoff: publish::Handoff) ->
         "another copy of this request is running it; this one waits for its outcome in a delay queue"
     );
     Disposition::Ack
+}
+
+/// Parks a copy of the delivery in a delay queue as hand-off `next` (its headers say when it is
+/// due and which copy it is), retried in place; `None`: the worker began stopping first.
+async fn park(
+    ctx: &Ctx,
+    delivery: &Delivery,
+    next: publish::Handoff,
+    now_ms: i64,
+    what: &str,
+) -> Option<()> {
+    in_place(&ctx.stopping, what, || {
+        Box::pin(publish::handoff(
+            &ctx.broker,
+            &ctx.names,
+            &delivery.properties,
+            &delivery.data,
+            next,
+            now_ms,
+        ))
+    })
+    .await
 }
 
 /// Publishes an execution's result, retried in place until confirmed (`None`: the worker began
