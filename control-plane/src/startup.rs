@@ -46,12 +46,13 @@ impl Application {
             pool,
             catalog: Arc::new(catalog),
             keyring: Arc::new(keyring),
-            http: aic_core::vendor::http_client(
-                Duration::from_secs(20),
-                &args.egress.policy(),
-                aic_core::vendor::IDLE_CONNECTIONS_PER_HOST,
-            )
-            .map_err(|e| anyhow::anyhow!("could not build the vendor HTTP client: {e}"))?,
+            http: Arc::new(
+                aic_core::vendor::VendorHttp::new(
+                    aic_core::vendor::HttpSettings::single(Duration::from_secs(20)),
+                    &args.egress.policy(),
+                )
+                .map_err(|e| anyhow::anyhow!("could not build the vendor HTTP client: {e}"))?,
+            ),
             egress: args.egress.policy(),
             broker,
             names: Arc::new(names),

@@ -19,7 +19,7 @@ pub struct AppState {
     /// Which vendor URLs may be called.
     pub egress: EgressPolicy,
     /// For connection tests.
-    pub http: reqwest::Client,
+    pub http: Arc<aic_core::vendor::VendorHttp>,
     /// The broker: a confirm channel for definition events and execution requests, reconnected
     /// on demand.
     pub broker: Arc<aic_core::amqp::Broker>,

@@ -84,6 +84,8 @@ pub struct Options {
     pub vendor_timeout_secs: u64,
     /// Idle connections the worker keeps per vendor host.
     pub vendor_idle_connections: usize,
+    /// Speak cleartext HTTP/2 to the sandbox, with this many calls per connection.
+    pub vendor_http2_streams: Option<usize>,
     /// A private RabbitMQ instead of the shared one.
     pub amqp_url: Option<String>,
     /// A private PostgreSQL (a URL allowed to create databases) instead of the shared one.
@@ -100,6 +102,7 @@ impl Default for Options {
             workers: 1,
             vendor_timeout_secs: 10,
             vendor_idle_connections: aic_core::vendor::IDLE_CONNECTIONS_PER_HOST,
+            vendor_http2_streams: None,
             amqp_url: None,
             pg_admin_url: None,
         }
@@ -214,6 +217,10 @@ impl TestEnv {
             prefetch: opts.prefetch,
             vendor_timeout_secs: opts.vendor_timeout_secs,
             vendor_idle_connections: opts.vendor_idle_connections,
+            vendor_http2_streams: opts
+                .vendor_http2_streams
+                .unwrap_or(aic_core::vendor::HTTP2_STREAMS_PER_CONNECTION),
+            vendor_http2_prior_knowledge: opts.vendor_http2_streams.is_some(),
             max_attempts: 3,
             retry_base_ms: 10,
             retry_cap_ms: opts.retry_cap_ms,

@@ -1,6 +1,7 @@
 //! Control plane → RabbitMQ → worker → sandbox → result, for Salesforce Create Lead; and the
 //! worker's vendor connections kept open for the next call, up to
-//! `AIC_WORKER_VENDOR_IDLE_CONNECTIONS` per host.
+//! `AIC_WORKER_VENDOR_IDLE_CONNECTIONS` per host, and spread past one HTTP/2 connection's
+//! streams.
 
 use aic_tests::harness::{Options, TestEnv};
 use reqwest::Method;
@@ -269,6 +270,69 @@ async fn calls_in_sequence_reuse_one_vendor_connection() {
 #[tokio::test]
 async fn a_worker_that_keeps_no_idle_connection_opens_one_per_call() {
     assert_eq!(connections_for(0, 5).await, 5);
+}
+
+/// Over HTTP/2 one connection would carry every call to a host, and the server holds calls
+/// past its stream limit waiting in it (the sandbox's limit: 200, hyper's default). The worker
+/// spreads an HTTP/2 host's calls over connections of `AIC_WORKER_VENDOR_HTTP2_STREAMS` calls
+/// each (100 here): 300 calls of 3 s reach the vendor together, over three connections or more.
+/// (On one connection at most 200 were at the vendor at once.)
+#[tokio::test]
+async fn calls_to_an_http2_vendor_spread_over_connections_past_its_stream_limit() {
+    let env = TestEnv::start_with(Options {
+        prefetch: 300,
+        vendor_http2_streams: Some(100),
+        ..Options::default()
+    })
+    .await;
+    let lead = env.lead_automation().await;
+    env.pool
+        .get()
+        .await
+        .expect("db")
+        .execute("UPDATE connections SET max_concurrency = 300", &[])
+        .await
+        .expect("a cap of 300");
+    // A first call: the worker learns that the host speaks HTTP/2, and takes its share.
+    let first = env
+        .run(&lead, json!({"LastName": "First", "Company": "Acme"}))
+        .await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    env.sandbox.set_latency(Duration::from_secs(3));
+    let ids = futures_util::future::join_all((0..300).map(|i| {
+        env.enqueue(
+            &lead,
+            json!({"LastName": format!("H{i}"), "Company": "Acme"}),
+        )
+    }))
+    .await;
+    for id in &ids {
+        let done = env.wait_final(id).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    let creates = env.sandbox.requests_to("/sobjects/Lead/");
+    assert_eq!(creates.len(), 301);
+    let versions: HashSet<_> = creates.iter().map(|r| r.version.as_str()).collect();
+    assert_eq!(
+        versions,
+        HashSet::from(["HTTP/2.0"]),
+        "every call over HTTP/2"
+    );
+    let peers: HashSet<_> = creates
+        .iter()
+        .map(|r| r.peer.expect("the sandbox records the caller's address"))
+        .collect();
+    let max = env.sandbox.state.faults.max_in_flight();
+    println!(
+        "300 calls of 3 s over HTTP/2: at most {max} at once at the vendor, over {} connections",
+        peers.len()
+    );
+    assert!(
+        max > 200,
+        "the vendor saw at most {max} calls at once: the rest waited for a stream"
+    );
+    assert!(peers.len() >= 3, "{} connections", peers.len());
+    env.stop().await;
 }
 
 /// A running execution shows the version it runs, whether the API queued its row or the

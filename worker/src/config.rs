@@ -35,6 +35,21 @@ pub struct WorkerArgs {
     /// connection (BENCHMARKS.md).
     #[arg(long, env = "AIC_WORKER_VENDOR_IDLE_CONNECTIONS", default_value_t = aic_core::vendor::IDLE_CONNECTIONS_PER_HOST)]
     pub vendor_idle_connections: usize,
+    /// Vendor calls in flight on one HTTP/2 connection before further calls to that host open
+    /// another. Over HTTP/2 (negotiated with vendors that offer it) one connection would carry
+    /// every call to a host, and a server holds calls past its own stream limit (commonly
+    /// 100-256) waiting; keep this at or under the vendors' limit.
+    #[arg(long, env = "AIC_WORKER_VENDOR_HTTP2_STREAMS", default_value_t = aic_core::vendor::HTTP2_STREAMS_PER_CONNECTION, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    pub vendor_http2_streams: usize,
+    /// Speak HTTP/2 to every vendor without negotiating it: cleartext HTTP/2, for an egress
+    /// proxy that speaks it. Every vendor host must then speak HTTP/2; over TLS it is
+    /// negotiated without this.
+    #[arg(
+        long,
+        env = "AIC_WORKER_VENDOR_HTTP2_PRIOR_KNOWLEDGE",
+        default_value_t = false
+    )]
+    pub vendor_http2_prior_knowledge: bool,
     /// Vendor calls per execution for transient failures (including the first).
     #[arg(long, env = "AIC_WORKER_MAX_ATTEMPTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub max_attempts: u32,

@@ -43,8 +43,8 @@ pub struct Ctx {
     pub keyring: Keyring,
     /// Egress rules.
     pub egress: EgressPolicy,
-    /// Vendor HTTP client.
-    pub http: reqwest::Client,
+    /// Vendor HTTP clients.
+    pub http: aic_core::vendor::VendorHttp,
     /// Access tokens.
     pub tokens: TokenCache,
     /// Metrics.

@@ -74,10 +74,15 @@ impl Worker {
             quota_reserve: args.quota_reserve_percent.clamp(0.0, 50.0) / 100.0,
             pool,
             keyring,
-            http: aic_core::vendor::http_client(
-                Duration::from_secs(args.vendor_timeout_secs),
+            http: aic_core::vendor::VendorHttp::new(
+                aic_core::vendor::HttpSettings {
+                    timeout: Duration::from_secs(args.vendor_timeout_secs),
+                    idle_per_host: args.vendor_idle_connections,
+                    max_in_flight: usize::from(args.prefetch),
+                    http2_streams: args.vendor_http2_streams,
+                    http2_prior_knowledge: args.vendor_http2_prior_knowledge,
+                },
                 &args.egress.policy(),
-                args.vendor_idle_connections,
             )
             .map_err(|e| anyhow::anyhow!("could not build the vendor HTTP client: {e}"))?,
             egress: args.egress.policy(),

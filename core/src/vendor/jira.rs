@@ -29,7 +29,7 @@ struct TokenResponse {
 /// Basic credentials need no round-trip; OAuth 2.0 (3LO) refreshes through Atlassian's token
 /// service, which rotates the refresh token on every use.
 pub async fn authenticate(
-    http: &reqwest::Client,
+    http: &super::VendorHttp,
     policy: &EgressPolicy,
     target: &ConnectionTarget<'_>,
 ) -> Result<AccessToken, VendorFailure> {
@@ -53,6 +53,7 @@ pub async fn authenticate(
                 "refresh_token": target.secret("refresh_token")?,
             });
             let resp = http
+                .primary()
                 .post(url)
                 .json(&body)
                 .send()

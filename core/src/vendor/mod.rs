@@ -4,6 +4,7 @@
 //! classifier that turns its status codes and error bodies into a [`VendorFailure`] that knows
 //! its retry class; nothing downstream matches on strings.
 
+mod client;
 mod failure;
 pub mod jira;
 pub mod rotation;
@@ -11,6 +12,7 @@ pub mod salesforce;
 pub mod servicenow;
 pub mod slack;
 
+pub use client::{HTTP2_STREAMS_PER_CONNECTION, HttpSettings, InFlight, VendorHttp};
 pub use failure::{RetryClass, VendorFailure, retry_after, transport_failure};
 
 use crate::credentials::SecretFields;
@@ -148,29 +150,9 @@ pub struct CallSuccess {
 /// Idle connections an HTTP client keeps per vendor host, unless configured otherwise.
 pub const IDLE_CONNECTIONS_PER_HOST: usize = 256;
 
-/// The HTTP client every vendor call goes through: bounded timeouts, no redirects (a redirect
-/// could lead a credential to a host the egress policy never saw), a resolver that refuses
-/// private addresses, and up to `idle_per_host` connections kept for reuse. An error (the TLS
-/// backend would not start) stops the service: a default client in its place would follow
-/// redirects and resolve any address, bypassing the egress policy.
-pub fn http_client(
-    timeout: Duration,
-    policy: &EgressPolicy,
-    idle_per_host: usize,
-) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .dns_resolver(policy.resolver())
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("aic/", env!("CARGO_PKG_VERSION")))
-        .pool_max_idle_per_host(idle_per_host)
-        .build()
-}
-
 /// Obtains a credential for a connection.
 pub async fn authenticate(
-    http: &reqwest::Client,
+    http: &VendorHttp,
     policy: &EgressPolicy,
     target: &ConnectionTarget<'_>,
 ) -> Result<AccessToken, VendorFailure> {
@@ -185,7 +167,7 @@ pub async fn authenticate(
 /// The next credential after `previous` expired or was refused: a renewal where the vendor
 /// handed one out with `previous`, else [`authenticate`] again.
 pub async fn renew(
-    http: &reqwest::Client,
+    http: &VendorHttp,
     policy: &EgressPolicy,
     target: &ConnectionTarget<'_>,
     previous: &AccessToken,
@@ -205,7 +187,7 @@ fn method(m: HttpMethod) -> reqwest::Method {
 }
 
 async fn send(
-    http: &reqwest::Client,
+    http: &VendorHttp,
     policy: &EgressPolicy,
     token: &AccessToken,
     method: reqwest::Method,
@@ -214,7 +196,8 @@ async fn send(
 ) -> Result<(StatusCode, HeaderMap, Vec<u8>), VendorFailure> {
     let url = join(policy, &token.api_base, path)?;
     let writes = method != reqwest::Method::GET;
-    let mut req = http
+    let (client, _in_flight) = http.for_call(&url);
+    let mut req = client
         .request(method, url)
         .header(reqwest::header::ACCEPT, "application/json");
     req = match &token.credential {
@@ -228,6 +211,7 @@ async fn send(
         .send()
         .await
         .map_err(|e| transport_failure(&e, writes))?;
+    http.answered(resp.url(), resp.version());
     let status = resp.status();
     let headers = resp.headers().clone();
     let bytes = resp
@@ -257,7 +241,7 @@ fn interpret(
 
 /// Runs one call with a credential.
 pub async fn call(
-    http: &reqwest::Client,
+    http: &VendorHttp,
     policy: &EgressPolicy,
     vendor: Vendor,
     token: &AccessToken,
@@ -324,7 +308,7 @@ fn rate_limit_headers(headers: &HeaderMap) -> Option<(u64, u64)> {
 
 /// A read (GET) with a credential, interpreted by the vendor's classifier.
 pub async fn get(
-    http: &reqwest::Client,
+    http: &VendorHttp,
     policy: &EgressPolicy,
     vendor: Vendor,
     token: &AccessToken,
@@ -337,7 +321,7 @@ pub async fn get(
 
 /// The vendor's cheap identity call, to test a connection.
 pub async fn test_connection(
-    http: &reqwest::Client,
+    http: &VendorHttp,
     policy: &EgressPolicy,
     vendor: Vendor,
     token: &AccessToken,

@@ -48,7 +48,7 @@ pub struct Rotating<'a> {
 pub async fn refresh(
     pool: &Pool,
     keyring: &Keyring,
-    http: &reqwest::Client,
+    http: &super::VendorHttp,
     policy: &EgressPolicy,
     c: &Rotating<'_>,
 ) -> Result<AccessToken, VendorFailure> {

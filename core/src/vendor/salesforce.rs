@@ -80,7 +80,7 @@ pub fn jwt_assertion(
 
 /// Obtains a token with the connection's grant.
 pub async fn authenticate(
-    http: &reqwest::Client,
+    http: &super::VendorHttp,
     policy: &EgressPolicy,
     target: &ConnectionTarget<'_>,
 ) -> Result<AccessToken, VendorFailure> {
@@ -133,6 +133,7 @@ pub async fn authenticate(
     };
     // The token request changes nothing at the vendor: any transport failure is retryable.
     let resp = http
+        .primary()
         .post(url)
         .form(&form)
         .send()

@@ -23,7 +23,7 @@ struct TokenResponse {
 
 /// Basic needs no round-trip; the password grant fetches a token that expires.
 pub async fn authenticate(
-    http: &reqwest::Client,
+    http: &super::VendorHttp,
     policy: &EgressPolicy,
     target: &ConnectionTarget<'_>,
 ) -> Result<AccessToken, VendorFailure> {
@@ -72,7 +72,7 @@ pub async fn authenticate(
 /// accepts (expired, revoked, the OAuth entity's lifespan changed) falls back to the password
 /// grant; only a refused password fails the execution.
 pub async fn renew(
-    http: &reqwest::Client,
+    http: &super::VendorHttp,
     policy: &EgressPolicy,
     target: &ConnectionTarget<'_>,
     previous: &AccessToken,
@@ -113,13 +113,14 @@ enum Grant {
 
 /// `POST /oauth_token.do` with `form`.
 async fn token_grant(
-    http: &reqwest::Client,
+    http: &super::VendorHttp,
     policy: &EgressPolicy,
     target: &ConnectionTarget<'_>,
     form: &[(&str, &str)],
 ) -> Result<AccessToken, Grant> {
     let url = super::join(policy, target.instance, "/oauth_token.do").map_err(Grant::Failed)?;
     let resp = http
+        .primary()
         .post(url)
         .form(form)
         .send()
@@ -159,7 +160,7 @@ async fn token_grant(
 /// The record of `table_path` (`/api/now/table/incident`) whose `correlation_id` is
 /// `correlation`, if one exists: how a create whose answer was lost is recognised.
 pub async fn find_by_correlation(
-    http: &reqwest::Client,
+    http: &super::VendorHttp,
     policy: &EgressPolicy,
     token: &AccessToken,
     table_path: &str,

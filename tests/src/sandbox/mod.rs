@@ -38,6 +38,8 @@ pub struct Recorded {
     /// The caller's address and port: one per TCP connection, so that tests can tell a
     /// reused connection from a new one.
     pub peer: Option<SocketAddr>,
+    /// The HTTP version it came in (`HTTP/1.1`, `HTTP/2.0`).
+    pub version: String,
 }
 
 impl Recorded {
@@ -171,6 +173,7 @@ async fn record(State(state): State<Arc<SandboxState>>, req: Request, next: Next
             method: parts.method.to_string(),
             path: parts.uri.path().to_string(),
             query: parts.uri.query().map(str::to_string),
+            version: format!("{:?}", parts.version),
             headers,
             body: String::from_utf8_lossy(&bytes).into_owned(),
             peer: parts
