@@ -299,13 +299,7 @@ async fn a_first_delivery_is_marked_by_begin_and_needs_no_mark_statement_when_a_
 async fn a_first_delivery_waiting_for_a_slot_waits_unmarked() {
     let env = TestEnv::start().await;
     let lead = env.lead_automation().await;
-    env.pool
-        .get()
-        .await
-        .expect("db")
-        .execute("UPDATE connections SET max_concurrency = 1", &[])
-        .await
-        .expect("a cap of one");
+    env.cap_connections(1).await;
     env.sandbox.set_latency(Duration::from_millis(1500));
     let holder = env
         .enqueue(&lead, json!({"LastName": "Holder", "Company": "Acme"}))

@@ -286,13 +286,7 @@ async fn calls_to_an_http2_vendor_spread_over_connections_past_its_stream_limit(
     })
     .await;
     let lead = env.lead_automation().await;
-    env.pool
-        .get()
-        .await
-        .expect("db")
-        .execute("UPDATE connections SET max_concurrency = 300", &[])
-        .await
-        .expect("a cap of 300");
+    env.cap_connections(300).await;
     // A first call: the worker learns that the host speaks HTTP/2, and takes its share.
     let first = env
         .run(&lead, json!({"LastName": "First", "Company": "Acme"}))

@@ -222,6 +222,18 @@ impl TestEnv {
             .to_string()
     }
 
+    /// Sets every connection's fleet-wide cap on calls in flight (`max_concurrency`) straight in
+    /// the database, past what the API allows or after the connection was made.
+    pub async fn cap_connections(&self, cap: i32) {
+        self.pool
+            .get()
+            .await
+            .expect("postgres")
+            .execute("UPDATE connections SET max_concurrency = $1", &[&cap])
+            .await
+            .expect("set the connections' cap");
+    }
+
     /// Enqueues over HTTP and waits for the final state.
     pub async fn run(&self, automation: &str, parameters: Value) -> Value {
         let id = self.enqueue(automation, parameters).await;

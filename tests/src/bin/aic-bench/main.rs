@@ -219,13 +219,7 @@ async fn main() -> ExitCode {
         .daily_limit
         .store(u64::MAX / 2, Ordering::SeqCst);
     // And its connection's fleet-wide cap must allow the slow scenario's calls in flight.
-    env.pool
-        .get()
-        .await
-        .expect("postgres")
-        .execute("UPDATE connections SET max_concurrency = 10000", &[])
-        .await
-        .expect("raise the connection's cap");
+    env.cap_connections(10000).await;
     // The drained row reads no result until the end, so no reply queue: with `--reply-to` it
     // would only carry a second results queue the ceiling it is measured against does not.
     let run =
