@@ -61,7 +61,7 @@ pub struct VendorHttp {
     settings: HttpSettings,
     policy: EgressPolicy,
     clients: Box<[OnceLock<reqwest::Client>]>,
-    /// Hosts (scheme and authority) that answered over HTTP/2: calls in flight per client.
+    /// Hosts (host and port) that answered over HTTP/2: calls in flight per client.
     http2: Mutex<HashMap<String, Arc<[AtomicUsize]>>>,
     any_http2: AtomicBool,
 }
@@ -176,9 +176,10 @@ impl VendorHttp {
     }
 }
 
-/// The scheme and authority of `url`: what a connection pool is keyed by.
+/// The host and port of `url`, as a connection pool tells hosts apart (without any user
+/// information a URL could carry, so that it can be logged).
 fn origin(url: &Url) -> &str {
-    &url[..url::Position::BeforePath]
+    &url[url::Position::BeforeHost..url::Position::AfterPort]
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -273,7 +274,7 @@ mod tests {
         );
         drop(held);
         let counts = lock(&http.http2)
-            .get("https://b.example.com")
+            .get("b.example.com")
             .cloned()
             .expect("known");
         assert!(counts.iter().all(|c| c.load(Ordering::Relaxed) == 0));
