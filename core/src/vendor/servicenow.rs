@@ -126,6 +126,8 @@ async fn token_grant(
         .send()
         .await
         .map_err(|e| Grant::Failed(super::transport_failure(&e, false)))?;
+    // A host that answers the token request over HTTP/2 has its first calls spread already.
+    http.answered(resp.url(), resp.version());
     let status = resp.status();
     let bytes = resp
         .bytes()
