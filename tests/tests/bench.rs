@@ -66,6 +66,7 @@ fn the_benchmark_runs_every_scenario_and_writes_its_table_as_json() {
         "AMQP path alone, light load at 100/s",
         "ceiling (broker only), again",
         "slow vendor (50 ms), 1 worker",
+        "slow vendor over HTTP/2 (50 ms), 1 worker",
         "scale-out: 50 ms, 50 each, 1 worker",
         "scale-out: 50 ms, 50 each, 2 workers",
     ] {

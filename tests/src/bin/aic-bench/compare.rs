@@ -148,6 +148,7 @@ const KINDS: &[(&str, &str)] = &[
     ("same, paced", "full, paced"),
     ("full pipeline, fast vendor, 2 workers", "two workers"),
     ("full pipeline", "full"),
+    ("slow vendor over HTTP/2", "slow, HTTP/2"),
     ("slow vendor", "slow"),
 ];
 
@@ -395,6 +396,10 @@ mod tests {
             "ceiling, again"
         );
         assert_eq!(scenario_kind("slow vendor (50 ms), 1 worker"), "slow");
+        assert_eq!(
+            scenario_kind("slow vendor over HTTP/2 (50 ms), 1 worker"),
+            "slow, HTTP/2"
+        );
         assert_eq!(
             scenario_kind("full pipeline, fast vendor, 2 workers"),
             "two workers"

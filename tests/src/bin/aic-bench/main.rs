@@ -21,7 +21,7 @@ use serde_json::json;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use workers::{start_worker, through};
+use workers::{start_worker, start_worker_with, through};
 
 /// aic-bench: throughput, CPU and latency of the execution pipeline.
 #[derive(Parser, Debug)]
@@ -72,14 +72,14 @@ struct Args {
     #[arg(long)]
     latencies: Option<std::path::PathBuf>,
     /// Scenarios to run, comma-separated (ceiling, path, drain, full, paced, light, two, slow,
-    /// scale);
+    /// slow-h2, scale);
     /// all by default. Ratios to the ceiling need `ceiling`; `paced` needs `full` unless
     /// `--paced-rate` is given; with `path`, `paced` and `light` also pace the AMQP path alone.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ceiling,path,drain,full,paced,light,two,slow,scale",
-        value_parser = ["ceiling", "path", "drain", "full", "paced", "light", "two", "slow", "scale"]
+        default_value = "ceiling,path,drain,full,paced,light,two,slow,slow-h2,scale",
+        value_parser = ["ceiling", "path", "drain", "full", "paced", "light", "two", "slow", "slow-h2", "scale"]
     )]
     only: Vec<String>,
 }
@@ -352,10 +352,23 @@ async fn main() -> ExitCode {
         }
     }
 
-    if run("slow") {
+    // The slow vendor over HTTP/1.1 (the sandbox's default), then over HTTP/2, as vendors
+    // answer over TLS: cleartext HTTP/2 here (the worker told to speak it), whose server holds
+    // calls past 200 streams per connection waiting.
+    for (name, protocol, extra) in [
+        ("slow", "", &[][..]),
+        (
+            "slow-h2",
+            " over HTTP/2",
+            &[("AIC_WORKER_VENDOR_HTTP2_PRIOR_KNOWLEDGE", "true")][..],
+        ),
+    ] {
+        if !run(name) {
+            continue;
+        }
         env.sandbox
             .set_latency(Duration::from_millis(args.slow_latency_ms));
-        let slow = start_worker(&env, args.slow_in_flight).await;
+        let slow = start_worker_with(&env, args.slow_in_flight, extra).await;
         // As many as the fast rows (the "the same"): over a fifth of them, the first
         // call's wait and the ramp to 2,000 in flight weighed on exec/s (a pipeline at exactly
         // Little's rate would have read 0.83). At least four windows of calls in flight.
@@ -366,7 +379,10 @@ async fn main() -> ExitCode {
             slow_n,
             &[&slow],
             None,
-            &format!("slow vendor ({} ms), 1 worker", args.slow_latency_ms),
+            &format!(
+                "slow vendor{protocol} ({} ms), 1 worker",
+                args.slow_latency_ms
+            ),
         )
         .await;
         scale::against_littles_law(

@@ -41,13 +41,27 @@ pub async fn start_worker(env: &TestEnv, prefetch: u16) -> Worker {
 /// [`start_worker`], storing each process's id in `spawned` as soon as it is spawned: a
 /// worker given a filled queue works before it is seen to be ready.
 pub async fn start_worker_noting(env: &TestEnv, prefetch: u16, spawned: &AtomicU32) -> Worker {
+    start_worker_noting_with(env, prefetch, spawned, &[]).await
+}
+
+/// [`start_worker`] with more environment variables (settings of the worker's own).
+pub async fn start_worker_with(env: &TestEnv, prefetch: u16, extra: &[(&str, &str)]) -> Worker {
+    start_worker_noting_with(env, prefetch, &AtomicU32::new(0), extra).await
+}
+
+async fn start_worker_noting_with(
+    env: &TestEnv,
+    prefetch: u16,
+    spawned: &AtomicU32,
+    extra: &[(&str, &str)],
+) -> Worker {
     let http = reqwest::Client::new();
     for _ in 0..3 {
         let admin = stages::free_admin_address();
-        let mut process = env.spawn_worker_process_with(
-            prefetch,
-            &[("AIC_WORKER_ADMIN_LISTEN", &admin.to_string())],
-        );
+        let listen = admin.to_string();
+        let mut vars = vec![("AIC_WORKER_ADMIN_LISTEN", listen.as_str())];
+        vars.extend_from_slice(extra);
+        let mut process = env.spawn_worker_process_with(prefetch, &vars);
         spawned.store(process.id(), Ordering::SeqCst);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
