@@ -131,12 +131,7 @@ async fn parameter_errors_name_the_parameter_and_never_reach_the_vendor() {
     ];
     for (automation, params, code, parameter, message) in cases {
         let (_, body) = env.request(automation, params.clone());
-        env.publish_raw(&body, reply_properties(&replies.queue))
-            .await;
-        let result = replies
-            .next_json(Duration::from_secs(10))
-            .await
-            .expect("a result");
+        let result = env.ask(&mut replies, &body).await;
         assert_eq!(result["status"], "failed", "{result}");
         assert_eq!(result["error"]["code"], code, "{result}");
         assert_eq!(result["error"]["parameter"], parameter, "{result}");
@@ -184,12 +179,7 @@ async fn unknown_and_unpublished_automations_fail_with_their_own_codes() {
         ),
     ] {
         let (id, body) = env.request(&automation, json!({"LastName": "A", "Company": "B"}));
-        env.publish_raw(&body, reply_properties(&replies.queue))
-            .await;
-        let result = replies
-            .next_json(Duration::from_secs(10))
-            .await
-            .expect("a result");
+        let result = env.ask(&mut replies, &body).await;
         assert_eq!(result["error"]["code"], code, "{result}");
         assert_eq!(result["execution_id"], id.as_str());
         assert!(
@@ -281,18 +271,8 @@ async fn a_redelivered_execution_is_answered_from_the_ledger_without_a_second_ve
     let automation = env.lead_automation().await;
     let mut replies = env.listen("", "").await;
     let (id, body) = env.request(&automation, json!({"LastName": "Once", "Company": "Only"}));
-    env.publish_raw(&body, reply_properties(&replies.queue))
-        .await;
-    let first = replies
-        .next_json(Duration::from_secs(10))
-        .await
-        .expect("first result");
-    env.publish_raw(&body, reply_properties(&replies.queue))
-        .await;
-    let second = replies
-        .next_json(Duration::from_secs(10))
-        .await
-        .expect("second result");
+    let first = env.ask(&mut replies, &body).await;
+    let second = env.ask(&mut replies, &body).await;
     assert_eq!(first["status"], "succeeded");
     assert_eq!(first, second, "the same result, re-published");
     assert_eq!(second["execution_id"], id.as_str());
@@ -359,12 +339,7 @@ async fn a_paused_automation_fails_its_executions_without_a_version() {
         .expect("paused");
     let mut replies = env.listen("", "").await;
     let (id, body) = env.request(&automation, json!({"LastName": "A", "Company": "B"}));
-    env.publish_raw(&body, reply_properties(&replies.queue))
-        .await;
-    let result = replies
-        .next_json(Duration::from_secs(10))
-        .await
-        .expect("a result");
+    let result = env.ask(&mut replies, &body).await;
     assert_eq!(result["error"]["code"], "automation_paused", "{result}");
     assert!(result["automation_version_id"].is_null(), "{result}");
     let row = env.wait_final(&id).await;

@@ -34,6 +34,17 @@ impl TestEnv {
         (id, serde_json::to_vec(&body).expect("json"))
     }
 
+    /// Publishes a request `body` straight to the broker, answered on `replies`, and waits up to
+    /// 10 s for its result there.
+    pub async fn ask(&self, replies: &mut super::Listener, body: &[u8]) -> Value {
+        self.publish_raw(body, reply_properties(&replies.queue))
+            .await;
+        replies
+            .next_json(Duration::from_secs(10))
+            .await
+            .expect("a result on the reply queue")
+    }
+
     /// Publishes `good` good requests and, in their middle (so that it would share one of their
     /// ledger batches), one with `bad` parameters; returns the bad one's result, if any came
     /// within 30 s, and how many good ones succeeded.
