@@ -12,6 +12,7 @@
 //! filling each to `streams` calls in flight before the next: connections grow with the calls
 //! in flight, one per `streams`, as they grow one per call over HTTP/1.1.
 
+use super::transport::Transport;
 use crate::egress::EgressPolicy;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -22,6 +23,20 @@ use url::Url;
 /// Calls in flight on one HTTP/2 connection before the next one opens, unless configured
 /// otherwise: the least a server should allow (RFC 9113 §6.5.2 recommends no less than 100).
 pub const HTTP2_STREAMS_PER_CONNECTION: usize = 100;
+
+/// How the worker and the control plane name themselves to vendors.
+pub const USER_AGENT: &str = concat!("aic/", env!("CARGO_PKG_VERSION"));
+
+/// Why the HTTP clients could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The token requests' client.
+    #[error(transparent)]
+    Client(#[from] reqwest::Error),
+    /// The calls' TLS set-up.
+    #[error("TLS set-up: {0}")]
+    Tls(#[from] rustls::Error),
+}
 
 /// How the vendor HTTP clients are built.
 #[derive(Clone, Debug)]
@@ -53,14 +68,15 @@ impl HttpSettings {
     }
 }
 
-/// The vendor HTTP clients: the first for every call to a host not known to speak HTTP/2, and
-/// for token requests; further ones, built when first needed, for an HTTP/2 host's calls past
-/// the first connection's `http2_streams`.
+/// The vendor HTTP clients: one for token requests; for calls, the first transport for every
+/// call to a host not known to speak HTTP/2, and further ones, built when first needed, for an
+/// HTTP/2 host's calls past the first connection's `http2_streams`.
 #[derive(Debug)]
 pub struct VendorHttp {
     settings: HttpSettings,
     policy: EgressPolicy,
-    clients: Box<[OnceLock<reqwest::Client>]>,
+    tokens: reqwest::Client,
+    clients: Box<[OnceLock<Transport>]>,
     /// Hosts (host and port) that answered over HTTP/2: calls in flight per client.
     http2: Mutex<HashMap<String, Arc<[AtomicUsize]>>>,
     any_http2: AtomicBool,
@@ -80,16 +96,16 @@ impl Drop for InFlight {
 }
 
 impl VendorHttp {
-    /// Builds the first client. An error (the TLS backend would not start) stops the service:
-    /// a default client in its place would follow redirects and resolve any address,
-    /// bypassing the egress policy.
-    pub fn new(settings: HttpSettings, policy: &EgressPolicy) -> Result<Self, reqwest::Error> {
+    /// Builds the token requests' client and the first transport. An error (the TLS backend
+    /// would not start) stops the service: a default client in its place would follow
+    /// redirects and resolve any address, bypassing the egress policy.
+    pub fn new(settings: HttpSettings, policy: &EgressPolicy) -> Result<Self, BuildError> {
         let streams = settings.http2_streams.max(1);
         let n = settings.max_in_flight.max(1).div_ceil(streams).max(1);
-        let clients: Box<[OnceLock<reqwest::Client>]> = (0..n).map(|_| OnceLock::new()).collect();
-        let first = build(&settings, policy)?;
-        let _ = clients[0].set(first);
+        let clients: Box<[OnceLock<Transport>]> = (0..n).map(|_| OnceLock::new()).collect();
+        let _ = clients[0].set(Transport::new(&settings, policy)?);
         Ok(Self {
+            tokens: build(&settings, policy)?,
             settings: HttpSettings {
                 http2_streams: streams,
                 ..settings
@@ -101,15 +117,20 @@ impl VendorHttp {
         })
     }
 
-    /// The first client: token requests, and every call to a host that speaks HTTP/1.1.
-    pub fn primary(&self) -> &reqwest::Client {
+    /// The client of token requests.
+    pub fn tokens(&self) -> &reqwest::Client {
+        &self.tokens
+    }
+
+    /// The first transport: every call to a host that speaks HTTP/1.1.
+    pub fn primary(&self) -> &Transport {
         self.clients[0].get().expect("built in new")
     }
 
-    /// The client for a call to `url`, and for an HTTP/2 host the call's place on it (hold it
-    /// until the answer is read): the first client with fewer than `http2_streams` calls in
-    /// flight to that host, else the least busy.
-    pub fn for_call(&self, url: &Url) -> (&reqwest::Client, Option<InFlight>) {
+    /// The transport for a call to `url`, and for an HTTP/2 host the call's place on it (hold
+    /// it until the answer is read): the first transport with fewer than `http2_streams` calls
+    /// in flight to that host, else the least busy.
+    pub fn for_call(&self, url: &Url) -> (&Transport, Option<InFlight>) {
         if !self.any_http2.load(Ordering::Relaxed) {
             return (self.primary(), None);
         }
@@ -160,13 +181,13 @@ impl VendorHttp {
         }
     }
 
-    /// Client `index`, built when first needed; the first client if building it fails (its
-    /// calls then share one connection, as without spreading).
-    fn client(&self, index: usize) -> &reqwest::Client {
+    /// Transport `index`, built when first needed; the first if building it fails (its calls
+    /// then share one connection, as without spreading).
+    fn client(&self, index: usize) -> &Transport {
         if let Some(client) = self.clients[index].get() {
             return client;
         }
-        match build(&self.settings, &self.policy) {
+        match Transport::new(&self.settings, &self.policy) {
             Ok(client) => self.clients[index].get_or_init(|| client),
             Err(e) => {
                 tracing::warn!(error = %e, "could not build another vendor HTTP client");
@@ -186,19 +207,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// One client: bounded timeouts, no redirects (a redirect could lead a credential to a host the
-/// egress policy never saw), a resolver that refuses private addresses, and idle connections
-/// kept for reuse.
+/// The token requests' client: bounded timeouts, no redirects (a redirect could lead a
+/// credential to a host the egress policy never saw), a resolver that refuses private
+/// addresses, and idle connections kept for reuse.
 fn build(
     settings: &HttpSettings,
     policy: &EgressPolicy,
 ) -> Result<reqwest::Client, reqwest::Error> {
     let mut builder = reqwest::Client::builder()
         .dns_resolver(policy.resolver())
-        .connect_timeout(Duration::from_secs(5))
+        .connect_timeout(super::transport::CONNECT_TIMEOUT)
         .timeout(settings.timeout)
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("aic/", env!("CARGO_PKG_VERSION")))
+        .user_agent(USER_AGENT)
         .pool_max_idle_per_host(settings.idle_per_host);
     if settings.http2_prior_knowledge {
         builder = builder.http2_prior_knowledge();

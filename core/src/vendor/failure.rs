@@ -1,6 +1,7 @@
 //! A vendor call's failure, classified once: what went wrong in our codes and the vendor's, and
 //! whether to retry, refresh the credential, give up, or report the outcome as unknown.
 
+use super::transport::{Broke, MAX_ANSWER_BYTES};
 use aic_proto::{ExecutionErrorCode, VendorError};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
@@ -115,27 +116,44 @@ impl VendorFailure {
     }
 }
 
-/// Classifies a transport error. Before the request was written (connect failures) retrying is
-/// safe; after, a create may have been applied, so `sent_write` makes it an unknown outcome.
+/// Classifies a transport error of reqwest (token requests); see [`broke`].
 pub fn transport_failure(e: &reqwest::Error, sent_write: bool) -> VendorFailure {
-    if e.is_connect() {
-        return VendorFailure::transport(
-            RetryClass::Retryable,
-            "could not connect to the vendor".into(),
-        );
-    }
-    let what = if e.is_timeout() {
-        "the vendor did not answer in time"
+    let how = if e.is_connect() {
+        Broke::Connect
+    } else if e.is_timeout() {
+        Broke::Timeout
     } else {
-        "the connection to the vendor broke"
+        Broke::Broken
     };
-    if sent_write {
-        VendorFailure::transport(
+    broke(how, sent_write)
+}
+
+/// Classifies a call that got no whole answer. Before the request was written (connect
+/// failures) retrying is safe; after, a create may have been applied, so `sent_write` makes it
+/// an unknown outcome.
+pub fn broke(how: Broke, sent_write: bool) -> VendorFailure {
+    let what = match how {
+        Broke::Connect => {
+            return VendorFailure::transport(
+                RetryClass::Retryable,
+                "could not connect to the vendor".into(),
+            );
+        }
+        Broke::Timeout => "the vendor did not answer in time".to_string(),
+        Broke::Broken => "the connection to the vendor broke".to_string(),
+        Broke::TooLarge => format!(
+            "the vendor's answer was larger than the {} MiB a worker reads",
+            MAX_ANSWER_BYTES >> 20
+        ),
+    };
+    match (sent_write, how) {
+        (true, _) => VendorFailure::transport(
             RetryClass::UnknownOutcome,
             format!("{what} after the request was sent; it may have been applied"),
-        )
-    } else {
-        VendorFailure::transport(RetryClass::Retryable, what.to_string())
+        ),
+        // The same read would bring the same answer again.
+        (false, Broke::TooLarge) => VendorFailure::transport(RetryClass::Permanent, what),
+        (false, _) => VendorFailure::transport(RetryClass::Retryable, what),
     }
 }
 

@@ -53,7 +53,7 @@ pub async fn authenticate(
                 "refresh_token": target.secret("refresh_token")?,
             });
             let resp = http
-                .primary()
+                .tokens()
                 .post(url)
                 .json(&body)
                 .send()

@@ -11,9 +11,13 @@ pub mod rotation;
 pub mod salesforce;
 pub mod servicenow;
 pub mod slack;
+mod transport;
 
-pub use client::{HTTP2_STREAMS_PER_CONNECTION, HttpSettings, InFlight, VendorHttp};
-pub use failure::{RetryClass, VendorFailure, retry_after, transport_failure};
+pub use client::{
+    BuildError, HTTP2_STREAMS_PER_CONNECTION, HttpSettings, InFlight, USER_AGENT, VendorHttp,
+};
+pub use failure::{RetryClass, VendorFailure, broke, retry_after, transport_failure};
+pub use transport::{Answer, Broke, MAX_ANSWER_BYTES, Transport};
 
 use crate::credentials::SecretFields;
 use crate::egress::EgressPolicy;
@@ -193,32 +197,63 @@ async fn send(
     method: reqwest::Method,
     path: &str,
     body: Option<&Value>,
-) -> Result<(StatusCode, HeaderMap, Vec<u8>), VendorFailure> {
+) -> Result<(StatusCode, HeaderMap, bytes::Bytes), VendorFailure> {
     let url = join(policy, &token.api_base, path)?;
     let writes = method != reqwest::Method::GET;
-    let (client, _in_flight) = http.for_call(&url);
-    let mut req = client
-        .request(method, url)
-        .header(reqwest::header::ACCEPT, "application/json");
-    req = match &token.credential {
-        Credential::Bearer(t) => req.bearer_auth(t.expose_secret()),
-        Credential::Basic { user, secret } => req.basic_auth(user, Some(secret.expose_secret())),
-    };
-    if let Some(b) = body {
-        req = req.json(b);
+    let request = request(method, &url, &token.credential, body)?;
+    let (transport, _in_flight) = http.for_call(&url);
+    let answer = transport
+        .send(request)
+        .await
+        .map_err(|how| broke(how, writes))?;
+    http.answered(&url, answer.version);
+    Ok((answer.status, answer.headers, answer.body))
+}
+
+/// A call's request: JSON in and out, the credential in a header marked sensitive (kept out of
+/// hyper's debug output and HTTP/2's header compression tables).
+fn request(
+    method: reqwest::Method,
+    url: &Url,
+    credential: &Credential,
+    body: Option<&Value>,
+) -> Result<http::Request<transport::Body>, VendorFailure> {
+    use base64::Engine;
+    use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+    let uri: http::Uri = url
+        .as_str()
+        .parse()
+        .map_err(|_| VendorFailure::egress(crate::egress::EgressError::NotAUrl(url.to_string())))?;
+    let mut authorization = match credential {
+        Credential::Bearer(t) => HeaderValue::try_from(format!("Bearer {}", t.expose_secret())),
+        Credential::Basic { user, secret } => HeaderValue::try_from(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("{user}:{}", secret.expose_secret()))
+        )),
     }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| transport_failure(&e, writes))?;
-    http.answered(resp.url(), resp.version());
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| transport_failure(&e, writes))?;
-    Ok((status, headers, bytes.to_vec()))
+    .map_err(|_| {
+        VendorFailure::config(
+            "the connection's credential holds characters an HTTP header cannot carry".into(),
+        )
+    })?;
+    authorization.set_sensitive(true);
+    let mut builder = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(ACCEPT, HeaderValue::from_static("application/json"))
+        .header(AUTHORIZATION, authorization);
+    let body = match body {
+        Some(b) => {
+            builder = builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            // Serialising a `Value` cannot fail: its map keys are strings.
+            serde_json::to_vec(b).unwrap_or_default().into()
+        }
+        None => bytes::Bytes::new(),
+    };
+    builder.body(transport::Body::new(body)).map_err(|e| {
+        VendorFailure::config(format!("the request to the vendor could not be built: {e}"))
+    })
 }
 
 /// Reads the vendor's answer: the success body, or the classified refusal.

@@ -133,7 +133,7 @@ pub async fn authenticate(
     };
     // The token request changes nothing at the vendor: any transport failure is retryable.
     let resp = http
-        .primary()
+        .tokens()
         .post(url)
         .form(&form)
         .send()

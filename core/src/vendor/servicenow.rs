@@ -120,7 +120,7 @@ async fn token_grant(
 ) -> Result<AccessToken, Grant> {
     let url = super::join(policy, target.instance, "/oauth_token.do").map_err(Grant::Failed)?;
     let resp = http
-        .primary()
+        .tokens()
         .post(url)
         .form(form)
         .send()

@@ -1,0 +1,314 @@
+//! The HTTP transport of vendor calls: hyper's pooled client over rustls, with the egress
+//! policy's resolver, no redirects, a time limit on the whole exchange and the answer read whole
+//! up to a size limit.
+//!
+//! reqwest builds on the same parts, and still makes the token requests; a vendor call skips
+//! its layers because they cost the worker ~14% of its instructions per execution (callgrind,
+//! BENCHMARKS.md): its redirect layer parses the request's URL twice more (once to strip
+//! credentials on a redirect, once to report the final URL), even with redirects off, and its
+//! retry and proxy layers copy and inspect every request.
+
+use super::client::{HttpSettings, USER_AGENT};
+use crate::egress::{EgressPolicy, SafeDns};
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode, Version};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A request's body.
+pub type Body = Full<Bytes>;
+
+/// Time to open a connection (as for token requests).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// An idle pooled connection is closed after this long (reqwest's default).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// TCP keep-alive probes on open connections (reqwest's default).
+const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
+/// The largest answer read: vendor answers are JSON documents of a few KiB; past this the
+/// answer is refused rather than held in memory.
+pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
+/// What a vendor answered.
+#[derive(Debug)]
+pub struct Answer {
+    /// Its status.
+    pub status: StatusCode,
+    /// The protocol it answered in.
+    pub version: Version,
+    /// Its headers.
+    pub headers: HeaderMap,
+    /// Its body, whole.
+    pub body: Bytes,
+}
+
+/// Why a call got no whole answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Broke {
+    /// No connection: the request never left.
+    Connect,
+    /// The time limit ran out.
+    Timeout,
+    /// The connection failed during the exchange.
+    Broken,
+    /// The answer was larger than [`MAX_ANSWER_BYTES`].
+    TooLarge,
+}
+
+/// One pool of connections to vendors.
+#[derive(Clone, Debug)]
+pub struct Transport {
+    client: Client<HttpsConnector<HttpConnector<SafeDns>>, Body>,
+    timeout: Duration,
+}
+
+impl Transport {
+    /// A pool with `settings`' limits, resolving through `policy`. TLS trusts the Web PKI's
+    /// roots (as the token requests' client does) and offers HTTP/2 and HTTP/1.1 by ALPN
+    /// (HTTP/2 alone with prior knowledge).
+    pub fn new(settings: &HttpSettings, policy: &EgressPolicy) -> Result<Self, rustls::Error> {
+        let mut http = HttpConnector::new_with_resolver(SafeDns(policy.resolver()));
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        http.set_nodelay(true);
+        http.set_keepalive(Some(TCP_KEEPALIVE));
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let schemes = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http();
+        let connector = if settings.http2_prior_knowledge {
+            schemes.enable_http2().wrap_connector(http)
+        } else {
+            schemes.enable_http1().enable_http2().wrap_connector(http)
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(IDLE_TIMEOUT)
+            .pool_max_idle_per_host(settings.idle_per_host)
+            .http2_only(settings.http2_prior_knowledge)
+            .build(connector);
+        Ok(Self {
+            client,
+            timeout: settings.timeout,
+        })
+    }
+
+    /// Sends `request` (its `User-Agent` added) and reads the whole answer, within the time
+    /// limit.
+    pub async fn send(&self, mut request: Request<Body>) -> Result<Answer, Broke> {
+        request.headers_mut().insert(
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static(USER_AGENT),
+        );
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| {
+                if e.is_connect() {
+                    Broke::Connect
+                } else {
+                    Broke::Broken
+                }
+            })?;
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, MAX_ANSWER_BYTES)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<LengthLimitError>() {
+                        Broke::TooLarge
+                    } else {
+                        Broke::Broken
+                    }
+                })?
+                .to_bytes();
+            Ok(Answer {
+                status: parts.status,
+                version: parts.version,
+                headers: parts.headers,
+                body,
+            })
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .unwrap_or(Err(Broke::Timeout))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    fn transport(timeout: Duration, http2_prior_knowledge: bool) -> Transport {
+        let settings = HttpSettings {
+            timeout,
+            http2_prior_knowledge,
+            ..HttpSettings::single(timeout)
+        };
+        Transport::new(&settings, &EgressPolicy::new(vec!["localhost".into()])).expect("built")
+    }
+
+    fn get(url: &str) -> Request<Body> {
+        Request::get(url).body(Body::default()).expect("request")
+    }
+
+    fn holds(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    /// The first bytes a client sends to a listener that then hangs up, and the call's end.
+    async fn first_bytes(url: impl Fn(u16) -> String, transport: Transport) -> (Vec<u8>, Broke) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut buf = vec![0; 4096];
+            let n = socket.read(&mut buf).await.expect("read");
+            buf.truncate(n);
+            buf
+        });
+        let broke = transport
+            .send(get(&url(port)))
+            .await
+            .expect_err("the listener never answers");
+        (server.await.expect("server"), broke)
+    }
+
+    #[tokio::test]
+    async fn https_speaks_tls_offering_http2_then_http1_with_the_host_name() {
+        let (hello, broke) = first_bytes(
+            |port| format!("https://localhost:{port}/x"),
+            transport(Duration::from_secs(5), false),
+        )
+        .await;
+        // A TLS handshake record carrying a ClientHello, never the request in clear.
+        assert_eq!(hello.get(0), Some(&0x16), "{hello:02x?}");
+        assert_eq!(hello.get(5), Some(&0x01), "{hello:02x?}");
+        assert!(!holds(&hello, b"GET /x"));
+        assert!(holds(&hello, b"localhost"), "SNI names the host");
+        assert!(holds(&hello, b"\x02h2\x08http/1.1"), "ALPN offers h2 first");
+        assert_eq!(broke, Broke::Connect, "a failed handshake sent nothing");
+    }
+
+    #[tokio::test]
+    async fn with_prior_knowledge_https_offers_http2_only() {
+        let (hello, _) = first_bytes(
+            |port| format!("https://localhost:{port}/x"),
+            transport(Duration::from_secs(5), true),
+        )
+        .await;
+        assert!(holds(&hello, b"\x02h2"));
+        assert!(!holds(&hello, b"http/1.1"));
+    }
+
+    #[tokio::test]
+    async fn cleartext_http2_with_prior_knowledge_opens_with_its_preface() {
+        let (preface, _) = first_bytes(
+            |port| format!("http://localhost:{port}/x"),
+            transport(Duration::from_secs(5), true),
+        )
+        .await;
+        assert!(preface.starts_with(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
+    }
+
+    #[tokio::test]
+    async fn no_listener_is_a_connect_failure() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        let broke = transport(Duration::from_secs(5), false)
+            .send(get(&format!("http://127.0.0.1:{port}/")))
+            .await
+            .expect_err("nobody listens");
+        assert_eq!(broke, Broke::Connect);
+    }
+
+    #[tokio::test]
+    async fn a_silent_vendor_runs_out_the_time_limit() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let _server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("accept");
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(socket);
+        });
+        let started = std::time::Instant::now();
+        let broke = transport(Duration::from_millis(300), false)
+            .send(get(&format!("http://127.0.0.1:{port}/")))
+            .await
+            .expect_err("no answer");
+        assert_eq!(broke, Broke::Timeout);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// Answers one request with `head` and then `body_len` bytes of body.
+    async fn answering(head: String, body_len: usize) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut buf = vec![0; 4096];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket.write_all(head.as_bytes()).await;
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut left = body_len;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                if socket.write_all(&chunk[..n]).await.is_err() {
+                    return;
+                }
+                left -= n;
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_read_whole_with_its_status_headers_and_protocol() {
+        let body = r#"{"id":"00Q1","success":true}"#;
+        let port = answering(
+            format!(
+                "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\nsforce-limit-info: api-usage=3/100\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+            0,
+        )
+        .await;
+        let answer = transport(Duration::from_secs(5), false)
+            .send(get(&format!("http://127.0.0.1:{port}/")))
+            .await
+            .expect("answered");
+        assert_eq!(answer.status, StatusCode::CREATED);
+        assert_eq!(answer.version, Version::HTTP_11);
+        assert_eq!(answer.headers["sforce-limit-info"], "api-usage=3/100");
+        assert_eq!(answer.body, body.as_bytes());
+    }
+
+    #[tokio::test]
+    async fn an_answer_past_the_limit_is_refused_unread() {
+        let len = MAX_ANSWER_BYTES + 1;
+        let port = answering(
+            format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n"),
+            len,
+        )
+        .await;
+        let broke = transport(Duration::from_secs(20), false)
+            .send(get(&format!("http://127.0.0.1:{port}/")))
+            .await
+            .expect_err("too large");
+        assert_eq!(broke, Broke::TooLarge);
+    }
+}
