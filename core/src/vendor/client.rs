@@ -210,7 +210,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The token requests' client: bounded timeouts, no redirects (a redirect could lead a
 /// credential to a host the egress policy never saw), a resolver that refuses private
 /// addresses, and idle connections kept for reuse.
-fn build(
+pub(super) fn build(
     settings: &HttpSettings,
     policy: &EgressPolicy,
 ) -> Result<reqwest::Client, reqwest::Error> {

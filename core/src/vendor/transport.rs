@@ -6,11 +6,13 @@
 //! its layers because they cost the worker ~14% of its instructions per execution (callgrind,
 //! BENCHMARKS.md): its redirect layer parses the request's URL twice more (once to strip
 //! credentials on a redirect, once to report the final URL), even with redirects off, and its
-//! retry and proxy layers copy and inspect every request.
+//! retry and proxy layers copy and inspect every request. Where the environment names an
+//! outbound proxy, calls go through reqwest as before: it speaks to proxies (tunnelling https
+//! through them), which the direct client does not.
 
-use super::client::{HttpSettings, USER_AGENT};
+use super::client::{BuildError, HttpSettings, USER_AGENT};
 use crate::egress::{EgressPolicy, SafeDns};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Request, StatusCode, Version};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -61,16 +63,48 @@ pub enum Broke {
 
 /// One pool of connections to vendors.
 #[derive(Clone, Debug)]
-pub struct Transport {
-    client: Client<HttpsConnector<HttpConnector<SafeDns>>, Body>,
-    timeout: Duration,
+pub enum Transport {
+    /// hyper's client.
+    Direct {
+        /// The pool (boxed: it is several times the size of reqwest's handle).
+        client: Box<Client<HttpsConnector<HttpConnector<SafeDns>>, Body>>,
+        /// Time limit of one call.
+        timeout: Duration,
+    },
+    /// reqwest's, built as the token requests' client is (it reads the proxy variables).
+    Proxied(reqwest::Client),
+}
+
+/// The variables reqwest reads an outbound proxy from.
+const PROXY_VARIABLES: [&str; 6] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// Whether `var` (the environment) names an outbound proxy.
+fn proxy_in(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> bool {
+    PROXY_VARIABLES
+        .iter()
+        .any(|name| var(name).is_some_and(|v| !v.is_empty()))
 }
 
 impl Transport {
-    /// A pool with `settings`' limits, resolving through `policy`. TLS trusts the Web PKI's
-    /// roots (as the token requests' client does) and offers HTTP/2 and HTTP/1.1 by ALPN
-    /// (HTTP/2 alone with prior knowledge).
-    pub fn new(settings: &HttpSettings, policy: &EgressPolicy) -> Result<Self, rustls::Error> {
+    /// A pool with `settings`' limits, resolving through `policy`: reqwest's where the
+    /// environment names an outbound proxy, else hyper's ([`Self::direct`]).
+    pub fn new(settings: &HttpSettings, policy: &EgressPolicy) -> Result<Self, BuildError> {
+        if proxy_in(|name| std::env::var_os(name)) {
+            return Ok(Self::Proxied(super::client::build(settings, policy)?));
+        }
+        Ok(Self::direct(settings, policy)?)
+    }
+
+    /// hyper's pooled client. TLS trusts the Web PKI's roots (as the token requests' client
+    /// does) and offers HTTP/2 and HTTP/1.1 by ALPN (HTTP/2 alone with prior knowledge).
+    pub fn direct(settings: &HttpSettings, policy: &EgressPolicy) -> Result<Self, rustls::Error> {
         let mut http = HttpConnector::new_with_resolver(SafeDns(policy.resolver()));
         http.enforce_http(false);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
@@ -99,8 +133,8 @@ impl Transport {
             .pool_max_idle_per_host(settings.idle_per_host)
             .http2_only(settings.http2_prior_knowledge)
             .build(connector);
-        Ok(Self {
-            client,
+        Ok(Self::Direct {
+            client: Box::new(client),
             timeout: settings.timeout,
         })
     }
@@ -112,8 +146,12 @@ impl Transport {
             http::header::USER_AGENT,
             http::HeaderValue::from_static(USER_AGENT),
         );
+        let (client, timeout) = match self {
+            Self::Direct { client, timeout } => (client, *timeout),
+            Self::Proxied(client) => return proxied(client, request).await,
+        };
         let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| {
+            let response = client.request(request).await.map_err(|e| {
                 if e.is_connect() {
                     Broke::Connect
                 } else {
@@ -139,10 +177,45 @@ impl Transport {
                 body,
             })
         };
-        tokio::time::timeout(self.timeout, exchange)
+        tokio::time::timeout(timeout, exchange)
             .await
             .unwrap_or(Err(Broke::Timeout))
     }
+}
+
+/// [`Transport::send`] through reqwest (its time limit is the client's).
+async fn proxied(client: &reqwest::Client, request: Request<Body>) -> Result<Answer, Broke> {
+    let how = |e: reqwest::Error| {
+        if e.is_connect() {
+            Broke::Connect
+        } else if e.is_timeout() {
+            Broke::Timeout
+        } else {
+            Broke::Broken
+        }
+    };
+    let (parts, body) = request.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(never) => match never {},
+    };
+    let request = reqwest::Request::try_from(Request::from_parts(parts, body)).map_err(how)?;
+    let mut response = client.execute(request).await.map_err(how)?;
+    let (status, version) = (response.status(), response.version());
+    let headers = std::mem::take(response.headers_mut());
+    let mut body = BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(how)? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(Broke::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Answer {
+        status,
+        version,
+        headers,
+        body: body.freeze(),
+    })
 }
 
 #[cfg(test)]
@@ -157,20 +230,102 @@ mod tests {
             http2_prior_knowledge,
             ..HttpSettings::single(timeout)
         };
-        Transport::new(&settings, &EgressPolicy::new(vec!["localhost".into()])).expect("built")
+        Transport::direct(&settings, &EgressPolicy::new(vec!["localhost".into()])).expect("built")
+    }
+
+    /// reqwest's transport, its proxy the listener on `port`.
+    fn through_proxy(port: u16) -> Transport {
+        let proxy = reqwest::Proxy::all(format!("http://127.0.0.1:{port}")).expect("proxy");
+        Transport::Proxied(
+            reqwest::Client::builder()
+                .proxy(proxy)
+                .build()
+                .expect("built"),
+        )
+    }
+
+    #[test]
+    fn a_proxy_in_the_environment_is_seen() {
+        let env = |set: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                set.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| std::ffi::OsString::from(*v))
+            }
+        };
+        assert!(!proxy_in(env(&[])));
+        assert!(!proxy_in(env(&[("HTTPS_PROXY", "")])));
+        assert!(!proxy_in(env(&[("NO_PROXY", "example.com")])));
+        assert!(proxy_in(env(&[("https_proxy", "http://proxy:3128")])));
+        assert!(proxy_in(env(&[("ALL_PROXY", "socks5://proxy:1080")])));
+    }
+
+    #[tokio::test]
+    async fn through_a_proxy_the_call_goes_to_the_proxy() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (request, _) = first_bytes(
+            |_| "http://vendor.example/services/data".into(),
+            through_proxy(port),
+            listener,
+        )
+        .await;
+        assert!(
+            request.starts_with(b"GET http://vendor.example/services/data HTTP/1.1\r\n"),
+            "{}",
+            String::from_utf8_lossy(&request)
+        );
+    }
+
+    #[tokio::test]
+    async fn through_a_proxy_an_answer_is_read_whole_up_to_the_limit() {
+        let body = r#"{"ok":true}"#;
+        let port = answering(
+            format!(
+                "HTTP/1.1 200 OK\r\nx-ratelimit-remaining: 9\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+            0,
+        )
+        .await;
+        let answer = through_proxy(port)
+            .send(get("http://vendor.example/"))
+            .await
+            .expect("answered");
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(answer.headers["x-ratelimit-remaining"], "9");
+        assert_eq!(answer.body, body.as_bytes());
+        let len = MAX_ANSWER_BYTES + 1;
+        let port = answering(
+            format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n"),
+            len,
+        )
+        .await;
+        let broke = through_proxy(port)
+            .send(get("http://vendor.example/"))
+            .await
+            .expect_err("too large");
+        assert_eq!(broke, Broke::TooLarge);
     }
 
     fn get(url: &str) -> Request<Body> {
         Request::get(url).body(Body::default()).expect("request")
     }
 
+    async fn listener() -> TcpListener {
+        TcpListener::bind("127.0.0.1:0").await.expect("bind")
+    }
+
     fn holds(haystack: &[u8], needle: &[u8]) -> bool {
         haystack.windows(needle.len()).any(|w| w == needle)
     }
 
-    /// The first bytes a client sends to a listener that then hangs up, and the call's end.
-    async fn first_bytes(url: impl Fn(u16) -> String, transport: Transport) -> (Vec<u8>, Broke) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    /// The first bytes a client sends to `listener`, which then hangs up, and the call's end.
+    async fn first_bytes(
+        url: impl Fn(u16) -> String,
+        transport: Transport,
+        listener: TcpListener,
+    ) -> (Vec<u8>, Broke) {
         let port = listener.local_addr().expect("addr").port();
         let server = tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.expect("accept");
@@ -191,10 +346,11 @@ mod tests {
         let (hello, broke) = first_bytes(
             |port| format!("https://localhost:{port}/x"),
             transport(Duration::from_secs(5), false),
+            listener().await,
         )
         .await;
         // A TLS handshake record carrying a ClientHello, never the request in clear.
-        assert_eq!(hello.get(0), Some(&0x16), "{hello:02x?}");
+        assert_eq!(hello.first(), Some(&0x16), "{hello:02x?}");
         assert_eq!(hello.get(5), Some(&0x01), "{hello:02x?}");
         assert!(!holds(&hello, b"GET /x"));
         assert!(holds(&hello, b"localhost"), "SNI names the host");
@@ -207,6 +363,7 @@ mod tests {
         let (hello, _) = first_bytes(
             |port| format!("https://localhost:{port}/x"),
             transport(Duration::from_secs(5), true),
+            listener().await,
         )
         .await;
         assert!(holds(&hello, b"\x02h2"));
@@ -218,6 +375,7 @@ mod tests {
         let (preface, _) = first_bytes(
             |port| format!("http://localhost:{port}/x"),
             transport(Duration::from_secs(5), true),
+            listener().await,
         )
         .await;
         assert!(preface.starts_with(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
