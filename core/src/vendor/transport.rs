@@ -382,6 +382,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_name_resolving_to_a_private_address_is_never_reached() {
+        let listener = listener().await;
+        let port = listener.local_addr().expect("addr").port();
+        let settings = HttpSettings::single(Duration::from_secs(5));
+        let strict = Transport::direct(&settings, &EgressPolicy::default()).expect("built");
+        let broke = strict
+            .send(get(&format!("http://localhost:{port}/")))
+            .await
+            .expect_err("egress refused at resolution");
+        assert_eq!(broke, Broke::Connect);
+        let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        assert!(accepted.is_err(), "no connection reached the listener");
+    }
+
+    #[tokio::test]
     async fn no_listener_is_a_connect_failure() {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
