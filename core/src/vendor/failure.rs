@@ -118,14 +118,7 @@ impl VendorFailure {
 
 /// Classifies a transport error of reqwest (token requests); see [`broke`].
 pub fn transport_failure(e: &reqwest::Error, sent_write: bool) -> VendorFailure {
-    let how = if e.is_connect() {
-        Broke::Connect
-    } else if e.is_timeout() {
-        Broke::Timeout
-    } else {
-        Broke::Broken
-    };
-    broke(how, sent_write)
+    broke(Broke::of(e), sent_write)
 }
 
 /// Classifies a call that got no whole answer. Before the request was written (connect

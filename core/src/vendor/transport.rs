@@ -12,7 +12,7 @@
 
 use super::client::{BuildError, HttpSettings, USER_AGENT};
 use crate::egress::{EgressPolicy, SafeDns};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode, Version};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -158,24 +158,7 @@ impl Transport {
                     Broke::Broken
                 }
             })?;
-            let (parts, body) = response.into_parts();
-            let body = Limited::new(body, MAX_ANSWER_BYTES)
-                .collect()
-                .await
-                .map_err(|e| {
-                    if e.is::<LengthLimitError>() {
-                        Broke::TooLarge
-                    } else {
-                        Broke::Broken
-                    }
-                })?
-                .to_bytes();
-            Ok(Answer {
-                status: parts.status,
-                version: parts.version,
-                headers: parts.headers,
-                body,
-            })
+            whole(response).await
         };
         tokio::time::timeout(timeout, exchange)
             .await
@@ -183,39 +166,57 @@ impl Transport {
     }
 }
 
+impl Broke {
+    /// How a reqwest call failed (token requests, and calls through a proxy).
+    pub fn of(e: &reqwest::Error) -> Self {
+        if e.is_connect() {
+            Self::Connect
+        } else if e.is_timeout() {
+            Self::Timeout
+        } else {
+            Self::Broken
+        }
+    }
+}
+
+/// `response` with its body read whole, up to [`MAX_ANSWER_BYTES`].
+async fn whole<B>(response: http::Response<B>) -> Result<Answer, Broke>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (parts, body) = response.into_parts();
+    let body = Limited::new(body, MAX_ANSWER_BYTES)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<LengthLimitError>() {
+                Broke::TooLarge
+            } else {
+                e.downcast_ref::<reqwest::Error>()
+                    .map_or(Broke::Broken, Broke::of)
+            }
+        })?
+        .to_bytes();
+    Ok(Answer {
+        status: parts.status,
+        version: parts.version,
+        headers: parts.headers,
+        body,
+    })
+}
+
 /// [`Transport::send`] through reqwest (its time limit is the client's).
 async fn proxied(client: &reqwest::Client, request: Request<Body>) -> Result<Answer, Broke> {
-    let how = |e: reqwest::Error| {
-        if e.is_connect() {
-            Broke::Connect
-        } else if e.is_timeout() {
-            Broke::Timeout
-        } else {
-            Broke::Broken
-        }
-    };
     let (parts, body) = request.into_parts();
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(never) => match never {},
     };
-    let request = reqwest::Request::try_from(Request::from_parts(parts, body)).map_err(how)?;
-    let mut response = client.execute(request).await.map_err(how)?;
-    let (status, version) = (response.status(), response.version());
-    let headers = std::mem::take(response.headers_mut());
-    let mut body = BytesMut::new();
-    while let Some(chunk) = response.chunk().await.map_err(how)? {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(Broke::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Answer {
-        status,
-        version,
-        headers,
-        body: body.freeze(),
-    })
+    let request =
+        reqwest::Request::try_from(Request::from_parts(parts, body)).map_err(|e| Broke::of(&e))?;
+    let response = client.execute(request).await.map_err(|e| Broke::of(&e))?;
+    whole(http::Response::from(response)).await
 }
 
 #[cfg(test)]
