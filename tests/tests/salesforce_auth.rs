@@ -160,3 +160,76 @@ async fn salesforce_username_password_grant_works_and_a_wrong_password_is_plain(
     );
     env.stop().await;
 }
+
+/// A connection's secrets are opened only to fetch a token: an execution served from the
+/// token cache never decrypts them (so a sealed row damaged after the token was fetched goes
+/// unnoticed until the next fetch), and one that must fetch and cannot open them fails with
+/// a clear error, without a vendor call and without the secret in the result.
+#[tokio::test]
+async fn secrets_are_opened_only_to_fetch_a_token_and_a_sealed_row_that_does_not_open_fails_clearly()
+ {
+    let env = TestEnv::start().await;
+    let org = &env.sandbox.state.salesforce;
+    let conn = env
+        .salesforce_connection("SF sealed", "sealed-secret-1", "sealed-secret-1")
+        .await;
+    let conn_id = conn["id"].as_str().expect("id");
+    let lead = env
+        .published_automation("salesforce.create_lead", conn_id, "Lead", None)
+        .await;
+    let first = env
+        .run(&lead, json!({"LastName": "A", "Company": "B"}))
+        .await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    let tokens = org.token_requests.load(std::sync::atomic::Ordering::SeqCst);
+
+    // Damage the sealed secrets (the authentication tag no longer matches), same version.
+    let db = env.pool.get().await.expect("postgres");
+    let damage = "UPDATE connections SET secret_ciphertext = \
+         set_byte(secret_ciphertext, 0, get_byte(secret_ciphertext, 0) # 1) WHERE id = $1::text::uuid";
+    db.execute(damage, &[&conn_id]).await.expect("damage");
+    let cached = env
+        .run(&lead, json!({"LastName": "C", "Company": "D"}))
+        .await;
+    assert_eq!(
+        cached["status"], "succeeded",
+        "served from the token cache: {cached}"
+    );
+    assert_eq!(
+        org.token_requests.load(std::sync::atomic::Ordering::SeqCst),
+        tokens,
+        "no token request"
+    );
+
+    // A new version of the secrets (as an edit makes) needs a token of its own: the worker
+    // must open them now, and cannot.
+    db.execute(
+        "UPDATE connections SET secret_version = secret_version + 1 WHERE id = $1::text::uuid",
+        &[&conn_id],
+    )
+    .await
+    .expect("new version");
+    let creates = env.sandbox.requests_to("/sobjects/").len();
+    let failed = env
+        .run(&lead, json!({"LastName": "E", "Company": "F"}))
+        .await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["result"]["error"]["code"], "internal", "{failed}");
+    assert_eq!(
+        failed["result"]["error"]["message"],
+        "the connection's credentials could not be opened"
+    );
+    assert_eq!(failed["result"]["attempts"], 0);
+    assert_eq!(
+        org.token_requests.load(std::sync::atomic::Ordering::SeqCst),
+        tokens,
+        "no token request"
+    );
+    assert_eq!(
+        env.sandbox.requests_to("/sobjects/").len(),
+        creates,
+        "no vendor call"
+    );
+    assert!(!failed.to_string().contains("sealed-secret-1"), "{failed}");
+    env.stop().await;
+}

@@ -1,8 +1,8 @@
 //! The vendor side of one execution whose ledger row is begun: check the connection, build the
-//! request from the parameters, open the credentials, ask the vendor first when a previous
-//! delivery may have sent it, pass the connection's gate, mark the vendor call (unless begin
-//! did), invoke, and turn the answer into an outcome. Phases are boxed as `executor`'s module
-//! note says.
+//! request from the parameters, ask the vendor first when a previous delivery may have sent
+//! it, pass the connection's gate, mark the vendor call (unless begin did), invoke (opening the
+//! credentials only if a token must be fetched), and turn the answer into an outcome. Phases
+//! are boxed as `executor`'s module note says.
 
 use crate::dedupe::Landed;
 use crate::executor::Ctx;
@@ -10,7 +10,6 @@ use crate::ledger::{LedgerError, Mark};
 use crate::outcome::{self, Outcome, deduplicated, failed, from_failure};
 use crate::resolve::{Refusal, Resolved};
 use crate::{invoke, publish};
-use aic_core::credentials::connection_aad;
 use aic_core::vendor::{Call, Vendor, VendorFailure};
 use aic_proto::{ExecutionErrorCode, ExecutionRequestV1, ExecutionStatus};
 use chrono::Utc;
@@ -89,20 +88,6 @@ async fn execute(
             None,
         ));
     };
-    let secrets = match ctx.keyring.open(
-        &r.connection.sealed,
-        &connection_aad(req.tenant_id, r.connection.id),
-    ) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(connection = %r.connection.id, error = %e, "connection secrets do not open");
-            return Ok(failed(
-                ExecutionErrorCode::Internal,
-                "the connection's credentials could not be opened".into(),
-                None,
-            ));
-        }
-    };
     let patterns = ctx
         .catalog
         .app(&def.app)
@@ -119,7 +104,12 @@ async fn execute(
         key: (r.connection.id, r.connection.secret_version),
         instance: &instance,
         auth_type: &r.connection.auth_type,
-        secrets: &secrets,
+        secrets: invoke::Secrets {
+            keyring: &ctx.keyring,
+            sealed: &r.connection.sealed,
+            tenant: req.tenant_id,
+            connection: r.connection.id,
+        },
         tenant: req.tenant_id,
         scope: scope.as_deref(),
     };
