@@ -80,13 +80,10 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn token(s: &str) -> AccessToken {
-        AccessToken {
-            credential: aic_core::vendor::Credential::Bearer(SecretString::from(s.to_string())),
-            api_base: url::Url::parse("https://x.example").expect("url"),
-            expires_at: None,
-            rotated_refresh_token: None,
-            renewal: None,
-        }
+        AccessToken::new(
+            aic_core::vendor::Credential::Bearer(SecretString::from(s.to_string())),
+            url::Url::parse("https://x.example").expect("url"),
+        )
     }
 
     #[tokio::test]

@@ -43,6 +43,7 @@ pub async fn authenticate(
             expires_at: None,
             rotated_refresh_token: None,
             renewal: None,
+            authorization: Default::default(),
         }),
         "oauth2_3lo" => {
             let url = policy.endpoint(TOKEN_URL).map_err(VendorFailure::egress)?;
@@ -86,6 +87,7 @@ pub async fn authenticate(
                     .map(|s| Instant::now() + Duration::from_secs(s)),
                 rotated_refresh_token: token.refresh_token.map(SecretString::from),
                 renewal: None,
+                authorization: Default::default(),
             })
         }
         other => Err(VendorFailure::config(format!(

@@ -25,10 +25,11 @@ use crate::credentials::SecretFields;
 use crate::egress::EgressPolicy;
 use aic_proto::HttpMethod;
 use reqwest::StatusCode;
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use url::Url;
 
@@ -117,9 +118,47 @@ pub struct AccessToken {
     /// A refresh token handed out with this access token (ServiceNow's password grant), held in
     /// memory only: the next access token is asked for with it instead of the stored password.
     pub renewal: Option<SecretString>,
+    /// The `Authorization` value, built at the first call and reused by the next ones (it was
+    /// formatted, and for Basic base64-encoded, on every call); marked sensitive.
+    authorization: OnceLock<HeaderValue>,
 }
 
 impl AccessToken {
+    /// A credential for calls to `api_base`, with no expiry, rotation or renewal.
+    pub fn new(credential: Credential, api_base: Url) -> Self {
+        Self {
+            credential,
+            api_base,
+            expires_at: None,
+            rotated_refresh_token: None,
+            renewal: None,
+            authorization: OnceLock::new(),
+        }
+    }
+
+    /// The header value calls send: `Bearer …` or `Basic base64(user:secret)`.
+    fn authorization(&self) -> Result<HeaderValue, VendorFailure> {
+        if let Some(value) = self.authorization.get() {
+            return Ok(value.clone());
+        }
+        use base64::Engine;
+        let mut value = match &self.credential {
+            Credential::Bearer(t) => HeaderValue::try_from(format!("Bearer {}", t.expose_secret())),
+            Credential::Basic { user, secret } => HeaderValue::try_from(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{user}:{}", secret.expose_secret()))
+            )),
+        }
+        .map_err(|_| {
+            VendorFailure::config(
+                "the connection's credential holds characters an HTTP header cannot carry".into(),
+            )
+        })?;
+        value.set_sensitive(true);
+        Ok(self.authorization.get_or_init(|| value).clone())
+    }
+
     /// Still usable, with a margin so a call does not start with a token about to die.
     pub fn is_fresh(&self) -> bool {
         self.expires_at
@@ -202,7 +241,7 @@ async fn send(
 ) -> Result<(StatusCode, HeaderMap, bytes::Bytes), VendorFailure> {
     let uri = call_uri(policy, &token.api_base, path)?;
     let writes = method != reqwest::Method::GET;
-    let request = request(method, uri, &token.credential, body)?;
+    let request = request(method, uri, token.authorization()?, body)?;
     // The base's origin is the call's: the path changes neither host nor port.
     let (transport, _in_flight) = http.for_call(&token.api_base);
     let answer = transport
@@ -218,25 +257,10 @@ async fn send(
 fn request(
     method: reqwest::Method,
     uri: http::Uri,
-    credential: &Credential,
+    authorization: HeaderValue,
     body: Option<&Value>,
 ) -> Result<http::Request<transport::Body>, VendorFailure> {
-    use base64::Engine;
-    use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
-    let mut authorization = match credential {
-        Credential::Bearer(t) => HeaderValue::try_from(format!("Bearer {}", t.expose_secret())),
-        Credential::Basic { user, secret } => HeaderValue::try_from(format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD
-                .encode(format!("{user}:{}", secret.expose_secret()))
-        )),
-    }
-    .map_err(|_| {
-        VendorFailure::config(
-            "the connection's credential holds characters an HTTP header cannot carry".into(),
-        )
-    })?;
-    authorization.set_sensitive(true);
+    use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
     let mut builder = http::Request::builder()
         .method(method)
         .uri(uri)
@@ -383,4 +407,41 @@ pub fn map_output(body: &Value, output: &BTreeMap<String, String>) -> Map<String
         .iter()
         .filter_map(|(name, ptr)| body.pointer(ptr).map(|v| (name.clone(), v.clone())))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_authorization_value_is_built_once_per_token_and_marked_sensitive() {
+        let base = Url::parse("https://acme.atlassian.net").expect("url");
+        let basic = AccessToken::new(
+            Credential::Basic {
+                user: "me@acme.example".into(),
+                secret: SecretString::from("api-token".to_string()),
+            },
+            base.clone(),
+        );
+        let first = basic.authorization().expect("value");
+        assert_eq!(first, "Basic bWVAYWNtZS5leGFtcGxlOmFwaS10b2tlbg==");
+        assert!(first.is_sensitive());
+        assert!(
+            basic.authorization.get().is_some(),
+            "kept for the next calls"
+        );
+        assert_eq!(basic.authorization().expect("again"), first);
+        let bearer = AccessToken::new(
+            Credential::Bearer(SecretString::from("t0k".to_string())),
+            base.clone(),
+        );
+        assert_eq!(bearer.authorization().expect("value"), "Bearer t0k");
+        let broken = AccessToken::new(
+            Credential::Bearer(SecretString::from("a\nb".to_string())),
+            base,
+        );
+        let refused = broken.authorization().expect_err("no header can carry it");
+        assert!(!refused.message.contains("a\nb"), "{}", refused.message);
+        assert!(broken.authorization.get().is_none());
+    }
 }

@@ -169,6 +169,7 @@ pub async fn authenticate(
         expires_at: None,
         rotated_refresh_token: None,
         renewal: None,
+        authorization: Default::default(),
     })
 }
 

@@ -37,6 +37,7 @@ pub async fn authenticate(
             expires_at: None,
             rotated_refresh_token: None,
             renewal: None,
+            authorization: Default::default(),
         }),
         "oauth2_password" => {
             let form = [
@@ -156,6 +157,7 @@ async fn token_grant(
             .map(|s| Instant::now() + Duration::from_secs(s)),
         rotated_refresh_token: None,
         renewal: token.refresh_token.map(SecretString::from),
+        authorization: Default::default(),
     })
 }
 

@@ -19,6 +19,7 @@ pub fn authenticate(target: &ConnectionTarget<'_>) -> Result<AccessToken, Vendor
             expires_at: None,
             rotated_refresh_token: None,
             renewal: None,
+            authorization: Default::default(),
         }),
         other => Err(VendorFailure::config(format!(
             "auth type '{other}' is not supported for Slack"
