@@ -49,18 +49,33 @@ async fn a_revoked_salesforce_refresh_token_marks_the_connection_and_later_runs_
         fast["result"]["error"]["code"],
         "connection_needs_reauthorization"
     );
-    assert_eq!(fast["result"]["attempts"], 0);
+    assert_settled_without_the_org(&env, &fast, tokens_before, creates_before);
+    env.stop().await;
+}
+
+/// The execution ended with no call counted, no token asked of the org since `tokens` and no
+/// create since `creates`.
+fn assert_settled_without_the_org(
+    env: &TestEnv,
+    done: &serde_json::Value,
+    tokens: u64,
+    creates: usize,
+) {
+    assert_eq!(done["result"]["attempts"], 0, "{done}");
     assert_eq!(
-        org.token_requests.load(std::sync::atomic::Ordering::SeqCst),
-        tokens_before,
+        env.sandbox
+            .state
+            .salesforce
+            .token_requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        tokens,
         "no token request"
     );
     assert_eq!(
         env.sandbox.requests_to("/sobjects/").len(),
-        creates_before,
+        creates,
         "no vendor call"
     );
-    env.stop().await;
 }
 
 #[tokio::test]
@@ -219,17 +234,7 @@ async fn secrets_are_opened_only_to_fetch_a_token_and_a_sealed_row_that_does_not
         failed["result"]["error"]["message"],
         "the connection's credentials could not be opened"
     );
-    assert_eq!(failed["result"]["attempts"], 0);
-    assert_eq!(
-        org.token_requests.load(std::sync::atomic::Ordering::SeqCst),
-        tokens,
-        "no token request"
-    );
-    assert_eq!(
-        env.sandbox.requests_to("/sobjects/").len(),
-        creates,
-        "no vendor call"
-    );
+    assert_settled_without_the_org(&env, &failed, tokens, creates);
     assert!(!failed.to_string().contains("sealed-secret-1"), "{failed}");
     env.stop().await;
 }

@@ -118,8 +118,9 @@ pub struct AccessToken {
     /// A refresh token handed out with this access token (ServiceNow's password grant), held in
     /// memory only: the next access token is asked for with it instead of the stored password.
     pub renewal: Option<SecretString>,
-    /// The `Authorization` value, built at the first call and reused by the next ones (it was
-    /// formatted, and for Basic base64-encoded, on every call); marked sensitive.
+    /// The `Authorization` value, built from `credential` at the first call and reused by the
+    /// next ones (it was formatted, and for Basic base64-encoded, on every call); marked
+    /// sensitive. A token is not changed once made: a new credential is a new token.
     authorization: OnceLock<HeaderValue>,
 }
 
