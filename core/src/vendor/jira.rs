@@ -34,17 +34,13 @@ pub async fn authenticate(
     target: &ConnectionTarget<'_>,
 ) -> Result<AccessToken, VendorFailure> {
     match target.auth_type {
-        "basic" => Ok(AccessToken {
-            credential: Credential::Basic {
+        "basic" => Ok(AccessToken::new(
+            Credential::Basic {
                 user: target.secret("email")?.to_string(),
                 secret: SecretString::from(target.secret("api_token")?.to_string()),
             },
-            api_base: target.instance.clone(),
-            expires_at: None,
-            rotated_refresh_token: None,
-            renewal: None,
-            authorization: Default::default(),
-        }),
+            target.instance.clone(),
+        )),
         "oauth2_3lo" => {
             let url = policy.endpoint(TOKEN_URL).map_err(VendorFailure::egress)?;
             let body = serde_json::json!({
@@ -80,14 +76,14 @@ pub async fn authenticate(
                 .endpoint(&format!("{API_GATEWAY}/ex/jira/{cloud}"))
                 .map_err(VendorFailure::egress)?;
             Ok(AccessToken {
-                credential: Credential::Bearer(SecretString::from(token.access_token)),
-                api_base,
                 expires_at: token
                     .expires_in
                     .map(|s| Instant::now() + Duration::from_secs(s)),
                 rotated_refresh_token: token.refresh_token.map(SecretString::from),
-                renewal: None,
-                authorization: Default::default(),
+                ..AccessToken::new(
+                    Credential::Bearer(SecretString::from(token.access_token)),
+                    api_base,
+                )
             })
         }
         other => Err(VendorFailure::config(format!(

@@ -163,14 +163,10 @@ pub async fn authenticate(
         None => target.instance.clone(),
     };
     // No expires_in: a Salesforce session is valid until a call answers 401.
-    Ok(AccessToken {
-        credential: Credential::Bearer(SecretString::from(token.access_token)),
+    Ok(AccessToken::new(
+        Credential::Bearer(SecretString::from(token.access_token)),
         api_base,
-        expires_at: None,
-        rotated_refresh_token: None,
-        renewal: None,
-        authorization: Default::default(),
-    })
+    ))
 }
 
 /// Classifies a token endpoint refusal (`{"error","error_description"}`). With `user_grant`,

@@ -28,17 +28,13 @@ pub async fn authenticate(
     target: &ConnectionTarget<'_>,
 ) -> Result<AccessToken, VendorFailure> {
     match target.auth_type {
-        "basic" => Ok(AccessToken {
-            credential: Credential::Basic {
+        "basic" => Ok(AccessToken::new(
+            Credential::Basic {
                 user: target.secret("username")?.to_string(),
                 secret: SecretString::from(target.secret("password")?.to_string()),
             },
-            api_base: target.instance.clone(),
-            expires_at: None,
-            rotated_refresh_token: None,
-            renewal: None,
-            authorization: Default::default(),
-        }),
+            target.instance.clone(),
+        )),
         "oauth2_password" => {
             let form = [
                 ("grant_type", "password"),
@@ -150,14 +146,14 @@ async fn token_grant(
         ))
     })?;
     Ok(AccessToken {
-        credential: Credential::Bearer(SecretString::from(token.access_token)),
-        api_base: target.instance.clone(),
         expires_at: token
             .expires_in
             .map(|s| Instant::now() + Duration::from_secs(s)),
-        rotated_refresh_token: None,
         renewal: token.refresh_token.map(SecretString::from),
-        authorization: Default::default(),
+        ..AccessToken::new(
+            Credential::Bearer(SecretString::from(token.access_token)),
+            target.instance.clone(),
+        )
     })
 }
 

@@ -11,16 +11,10 @@ use serde_json::Value;
 /// A bot token is the credential.
 pub fn authenticate(target: &ConnectionTarget<'_>) -> Result<AccessToken, VendorFailure> {
     match target.auth_type {
-        "bot_token" => Ok(AccessToken {
-            credential: Credential::Bearer(SecretString::from(
-                target.secret("bot_token")?.to_string(),
-            )),
-            api_base: target.instance.clone(),
-            expires_at: None,
-            rotated_refresh_token: None,
-            renewal: None,
-            authorization: Default::default(),
-        }),
+        "bot_token" => Ok(AccessToken::new(
+            Credential::Bearer(SecretString::from(target.secret("bot_token")?.to_string())),
+            target.instance.clone(),
+        )),
         other => Err(VendorFailure::config(format!(
             "auth type '{other}' is not supported for Slack"
         ))),
