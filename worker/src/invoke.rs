@@ -4,7 +4,7 @@
 use crate::executor::Ctx;
 use crate::metrics::status_class;
 use crate::tokens::TokenKey;
-use aic_core::credentials::{Keyring, Sealed, connection_aad};
+use aic_core::credentials::{Sealed, SecretFields, connection_aad};
 use aic_core::vendor::rotation;
 use aic_core::vendor::{
     self, AccessToken, Call, CallSuccess, ConnectionTarget, RetryClass, Vendor, VendorFailure,
@@ -21,55 +21,41 @@ pub struct Target<'a> {
     pub vendor: Vendor,
     /// App id (metric label).
     pub app: &'a str,
-    /// Token cache key.
+    /// Token cache key: the connection and the version of its secrets.
     pub key: TokenKey,
     /// Instance base URL.
     pub instance: &'a Url,
     /// Auth type.
     pub auth_type: &'a str,
     /// The connection's secrets, still sealed: opened only when a token must be fetched.
-    pub secrets: Secrets<'a>,
-    /// Owner, for re-sealing a rotated refresh token.
+    pub sealed: &'a Sealed,
+    /// Owner (bound into the sealed secrets; for re-sealing a rotated refresh token).
     pub tenant: aic_proto::TenantId,
     /// The part of the connection a rate limit on this call applies to (`channel:C0123`), when
     /// the vendor limits less than the whole connection.
     pub scope: Option<&'a str>,
 }
 
-/// A connection's sealed secrets and what opens them. They are opened only to fetch a token
-/// (a cache miss, an expiry, a refused token): an execution served from the token cache never
-/// holds its connection's plaintext secrets, and does not pay for the decryption and the
-/// parse of the opened fields (~3% of a worker's instructions per execution when every
-/// execution opened them).
-#[derive(Debug, Clone, Copy)]
-pub struct Secrets<'a> {
-    /// The worker's keys.
-    pub keyring: &'a Keyring,
-    /// The connection's sealed fields.
-    pub sealed: &'a Sealed,
-    /// Whose they are (the authenticated data they were sealed with).
-    pub tenant: aic_proto::TenantId,
-    /// Which connection.
-    pub connection: aic_proto::ConnectionId,
-}
-
-impl Secrets<'_> {
-    /// The opened fields, or the execution's permanent failure (the reason goes to the log,
-    /// never the key material or the fields).
-    pub fn open(&self) -> Result<aic_core::credentials::SecretFields, VendorFailure> {
-        self.keyring
-            .open(self.sealed, &connection_aad(self.tenant, self.connection))
-            .map_err(|e| {
-                tracing::error!(connection = %self.connection, error = %e, "connection secrets do not open");
-                VendorFailure {
-                    class: RetryClass::Permanent,
-                    code: ExecutionErrorCode::Internal,
-                    message: "the connection's credentials could not be opened".into(),
-                    vendor: None,
-                    retry_after: None,
-                }
-            })
-    }
+/// Opens the connection's sealed secrets — only to fetch a token (a cache miss, an expiry, a
+/// refused token): an execution served from the token cache never holds its connection's
+/// plaintext secrets, and does not pay for the decryption and the parse of the opened fields
+/// (~3% of a worker's instructions per execution when every execution opened them). A row
+/// that does not open is the execution's permanent failure; the reason goes to the log, never
+/// the key material or the fields.
+fn open_secrets(ctx: &Ctx, t: &Target<'_>) -> Result<SecretFields, VendorFailure> {
+    let connection = t.key.0;
+    ctx.keyring
+        .open(t.sealed, &connection_aad(t.tenant, connection))
+        .map_err(|e| {
+            tracing::error!(connection = %connection, error = %e, "connection secrets do not open");
+            VendorFailure {
+                class: RetryClass::Permanent,
+                code: ExecutionErrorCode::Internal,
+                message: "the connection's credentials could not be opened".into(),
+                vendor: None,
+                retry_after: None,
+            }
+        })
 }
 
 /// The connection's cached credential (fetched once for all concurrent executions; renewed
@@ -81,7 +67,7 @@ pub(crate) async fn token(ctx: &Ctx, t: &Target<'_>) -> Result<Arc<AccessToken>,
             let r = if t.vendor.rotates_refresh_token(t.auth_type) {
                 rotate(ctx, t).await
             } else {
-                let secrets = t.secrets.open()?;
+                let secrets = open_secrets(ctx, t)?;
                 let target = ConnectionTarget {
                     vendor: t.vendor,
                     instance: t.instance,

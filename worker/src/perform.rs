@@ -104,12 +104,7 @@ async fn execute(
         key: (r.connection.id, r.connection.secret_version),
         instance: &instance,
         auth_type: &r.connection.auth_type,
-        secrets: invoke::Secrets {
-            keyring: &ctx.keyring,
-            sealed: &r.connection.sealed,
-            tenant: req.tenant_id,
-            connection: r.connection.id,
-        },
+        sealed: &r.connection.sealed,
         tenant: req.tenant_id,
         scope: scope.as_deref(),
     };
