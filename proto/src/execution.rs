@@ -95,7 +95,12 @@ pub struct ExecutionResultV1 {
 /// needed), written to a string first and then escaped once: chrono's goes through
 /// `collect_str`, which escapes it piece by piece, ~1% of a worker's instructions per result.
 fn rfc3339<S: serde::Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+    s.serialize_str(&rfc3339_text(at))
+}
+
+/// A time as chrono's own `Serialize` writes it, without the quotes.
+pub(crate) fn rfc3339_text(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 /// A machine-readable failure.

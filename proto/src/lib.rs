@@ -9,6 +9,7 @@ pub mod decode;
 pub mod definition;
 pub mod execution;
 pub mod ids;
+mod result_json;
 pub mod text;
 pub mod topology;
 

@@ -157,7 +157,7 @@ async fn process(
             let span = tracing::Span::current();
             span.record("status", status.as_str());
             span.record("attempts", stored.get("attempts").and_then(Value::as_u64));
-            let stored = match crate::ledger::raw_json(&stored) {
+            let stored = match crate::ledger::json_text(&stored) {
                 Ok(raw) => raw,
                 Err(e) => return Disposition::Requeue(e.to_string()),
             };
@@ -349,7 +349,7 @@ pub(crate) async fn publish_in_place(
     delivery: &Delivery,
     req: &ExecutionRequestV1,
     status: &str,
-    result: &serde_json::value::RawValue,
+    result: &str,
 ) -> Option<()> {
     in_place(&ctx.stopping, "publish the result", || {
         Box::pin(publish::execution_result(

@@ -64,9 +64,9 @@ pub async fn execution_result(
     delivery: &lapin::message::Delivery,
     req: &aic_proto::ExecutionRequestV1,
     status: &str,
-    result: &serde_json::value::RawValue,
+    result: &str,
 ) -> Result<(), String> {
-    let body = result.get().as_bytes();
+    let body = result.as_bytes();
     let mut headers = lapin::types::FieldTable::default();
     aic_core::telemetry::hand_on(&tracing::Span::current(), &mut headers);
     self::result(

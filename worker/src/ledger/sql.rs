@@ -35,10 +35,12 @@ pub(super) const MARK_SQL: &str = "UPDATE executions e SET \
 /// Records each execution's final state, with the version its result names: none for a
 /// request refused before it ran (the automation paused, say), though begin recorded the
 /// published one — so the row and the result always agree.
-pub(super) const FINISH_SQL: &str = "UPDATE executions e SET status = u.status, result = u.result, \
+// The results come as text, which the cast parses as a jsonb parameter would be: the worker
+// wrote them itself (`published`), and checking them on its side cost as much again.
+pub(super) const FINISH_SQL: &str = "UPDATE executions e SET status = u.status, result = u.result::jsonb, \
        error_code = u.error_code, attempts = u.attempts, \
        version_id = u.version_id, finished_at = now() \
-     FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::int4[], $6::uuid[]) \
+     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int4[], $6::uuid[]) \
        AS u(id, status, result, error_code, attempts, version_id) \
      WHERE e.id = u.id AND e.status IN ('queued', 'running') \
      RETURNING e.id";
