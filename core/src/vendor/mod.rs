@@ -445,4 +445,27 @@ mod tests {
         assert!(!refused.message.contains("a\nb"), "{}", refused.message);
         assert!(broken.authorization.get().is_none());
     }
+
+    #[test]
+    fn output_fields_are_picked_by_pointer_and_absent_ones_left_out() {
+        let body = serde_json::json!({"id": "00Q1", "success": true, "errors": [],
+            "record": {"key": "ACME-7", "fields": {"n": [10, {"deep": null}]}}});
+        let output: BTreeMap<String, String> = [
+            ("id", "/id"),
+            ("key", "/record/key"),
+            ("deep", "/record/fields/n/1/deep"),
+            ("second", "/record/fields/n/0"),
+            ("missing", "/record/nope"),
+            ("whole", ""),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let mapped = map_output(&body, &output);
+        assert_eq!(
+            Value::Object(mapped),
+            serde_json::json!({"id": "00Q1", "key": "ACME-7", "deep": null, "second": 10,
+                "whole": body})
+        );
+    }
 }
