@@ -53,7 +53,7 @@ fn result(req: &ExecutionRequestV1, status: ExecutionStatus, id: &str) -> Execut
 /// Finishes `result` and parses the JSON that would be published.
 async fn finish(ledger: &Ledger, result: &ExecutionResultV1) -> Value {
     let published = ledger.finish(result).await.expect("finish answers");
-    serde_json::from_str(published.get()).expect("JSON")
+    serde_json::from_str(&published).expect("JSON")
 }
 
 /// The ledger row of `req`, with `columns`.
