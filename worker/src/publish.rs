@@ -41,19 +41,16 @@ pub async fn result(
     let key = Names::result_routing_key(tenant.as_ref(), status);
     let ch = broker.channel().await?;
     let ch = &ch;
-    publish_confirmed(
-        ch,
-        &names.results_exchange,
-        &key,
-        body,
-        props.clone(),
-        false,
-    )
-    .await?;
-    if let Some(reply_to) = request.reply_to() {
-        publish_confirmed(ch, "", reply_to.as_str(), body, props, false).await?;
+    let exchange = &names.results_exchange;
+    // The properties are copied only for a second publish: copying and dropping them for
+    // every result was ~0.9 k instructions of the worker's ~143 k per execution.
+    match request.reply_to() {
+        None => publish_confirmed(ch, exchange, &key, body, props, false).await,
+        Some(reply_to) => {
+            publish_confirmed(ch, exchange, &key, body, props.clone(), false).await?;
+            publish_confirmed(ch, "", reply_to.as_str(), body, props, false).await
+        }
     }
-    Ok(())
 }
 
 /// Publishes an execution's result (as the ledger stored it) for the delivery that asked,
