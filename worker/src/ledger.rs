@@ -17,7 +17,7 @@ use sql::{FINISH_SQL, MARK_SQL, begin_sql};
 use crate::batch::{Batcher, Blame, Failure};
 use crate::metrics::Metrics;
 use crate::resolve::{self, Refusal, Resolved};
-use aic_proto::{ExecutionRequestV1, ExecutionResultV1, ExecutionStatus, VersionId};
+use aic_proto::{ExecutionRequestV1, ExecutionResultV1, VersionId};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde_json::Value;
@@ -382,11 +382,7 @@ impl Ledger {
         let Some(id) = result.execution_id else {
             return Ok(raw);
         };
-        let status = match result.status {
-            ExecutionStatus::Succeeded => "succeeded",
-            ExecutionStatus::Failed => "failed",
-            ExecutionStatus::UnknownOutcome => "unknown_outcome",
-        };
+        let status = result.status.as_str();
         let code = result.error.as_ref().and_then(|e| {
             serde_json::to_value(e.code)
                 .ok()
