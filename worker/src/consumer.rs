@@ -108,16 +108,19 @@ pub async fn run(
         backoff = Duration::from_millis(200);
         tracing::info!(queue = %s.queue, tag = %s.tag, "consuming");
         loop {
+            // Deliveries first: the shutdown signal (two signal streams) is then polled once
+            // per wake-up, when no delivery is left, not once per delivery, and no random
+            // branch order is drawn. At most a prefetch of deliveries comes before it.
             tokio::select! {
-                _ = &mut shutdown => {
-                    consuming.store(false, Ordering::SeqCst);
-                    // Stop receiving first, so nothing new starts while we drain.
-                    let _ = ch.basic_cancel(s.tag.as_str().into(), BasicCancelOptions::default()).await;
-                    break 'session;
-                }
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                biased;
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => {
+                        // Finished tasks are reaped here rather than in a select branch of
+                        // their own: that branch woke this loop once more per execution to
+                        // join one task (~2 k instructions of a ~143 k execution). Until the
+                        // next delivery at most a prefetch of them wait, each its task's
+                        // allocation with the future already dropped.
+                        while tasks.try_join_next().is_some() {}
                         tasks.spawn(process(ctx.clone(), delivery, acks.clone()));
                     }
                     other => {
@@ -131,12 +134,19 @@ pub async fn run(
                         tracing::warn!(reason = %why, "consumer lost; reconnecting");
                         continue 'session;
                     }
+                },
+                _ = &mut shutdown => {
+                    consuming.store(false, Ordering::SeqCst);
+                    // Stop receiving first, so nothing new starts while we drain.
+                    let _ = ch.basic_cancel(s.tag.as_str().into(), BasicCancelOptions::default()).await;
+                    break 'session;
                 }
             }
         }
     }
     consuming.store(false, Ordering::SeqCst);
     ctx.stopping.store(true, Ordering::SeqCst);
+    while tasks.try_join_next().is_some() {}
     let in_flight = tasks.len();
     if in_flight > 0 {
         tracing::info!(
