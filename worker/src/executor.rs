@@ -4,9 +4,10 @@
 //! Each phase that awaits the database, the broker or the vendor is awaited through
 //! `Box::pin`. An async fn's future is as large as its largest phase, and a caller's holds its
 //! callee's again, so unboxed the delivery's task was 21 KiB whatever phase it was in — 43 MiB
-//! for 2,000 vendor calls in flight, and 21 KiB copied for every spawn. Boxed, the task is
-//! ~3 KiB and each phase's state lives only while that phase runs (`a_delivery_task_is_small`
-//! in `consumer.rs`).
+//! for 2,000 vendor calls in flight, and 21 KiB copied for every spawn. Boxed, an execution's
+//! future is ~3 KiB and each phase's state lives only while that phase runs; the delivery's
+//! task holds that future boxed in turn (`an_execution_future_is_small` and
+//! `a_delivery_task_is_smaller_still` in `consumer.rs`).
 
 use crate::ledger::{Begin, Ledger, LedgerError};
 use crate::metrics::Metrics;
