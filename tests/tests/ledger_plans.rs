@@ -9,17 +9,16 @@ use aic_proto::{
     AutomationId, ExecutionId, ExecutionResultV1, ExecutionStatus, TenantId, VersionId,
 };
 use aic_tests::harness::TestEnv;
-use serde_json::{Value, json};
-use tokio_postgres::types::Json;
+use serde_json::json;
 use uuid::Uuid;
 
 /// Typed empty arrays for each statement's parameters: the plan, not the data, is checked.
 fn arguments(kind: &str) -> &'static str {
     match kind {
-        "begin" => "'{}'::uuid[], '{}'::uuid[], '{}'::uuid[], '{}'::jsonb[], '{}'::text[]",
+        "begin" => "'{}'::uuid[], '{}'::uuid[], '{}'::uuid[], '{}'::text[], '{}'::text[]",
         "mark" => "'{}'::uuid[], '{}'::uuid[]",
         "finish" => {
-            "'{}'::uuid[], '{}'::text[], '{}'::jsonb[], '{}'::text[], '{}'::int4[], '{}'::uuid[]"
+            "'{}'::uuid[], '{}'::text[], '{}'::text[], '{}'::text[], '{}'::int4[], '{}'::uuid[]"
         }
         other => panic!("no arguments for the {other} statement"),
     }
@@ -114,9 +113,12 @@ async fn an_execution_row_stays_on_its_page_through_the_mark_and_the_finish() {
     // Three batches of 40, each statement committed on its own, as the worker's batches run.
     for _ in 0..3 {
         let ids: Vec<Uuid> = (0..40).map(|_| Uuid::new_v4()).collect();
-        let parameters: Vec<Json<Value>> = ids
+        // Parameters as the worker sends them: JSON text.
+        let parameters: Vec<String> = ids
             .iter()
-            .map(|_| Json(json!({"LastName": "Lovelace", "Company": "Analytical Engines Ltd"})))
+            .map(|_| {
+                json!({"LastName": "Lovelace", "Company": "Analytical Engines Ltd"}).to_string()
+            })
             .collect();
         let sources: Vec<Option<&str>> = vec![Some("flow:bench"); ids.len()];
         client

@@ -21,10 +21,8 @@ use aic_proto::{ExecutionRequestV1, ExecutionResultV1, VersionId};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde_json::Value;
-use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 /// Why the ledger could not be used: the delivery is retried later, unless the database refused
@@ -98,8 +96,9 @@ struct BeginInput {
     id: Uuid,
     tenant: Uuid,
     automation: Uuid,
-    /// Written once, as the row's jsonb: no copy of the parameters' tree per execution.
-    parameters: Box<RawValue>,
+    /// Written once, as JSON text the statement casts to the row's jsonb: no copy of the
+    /// parameters' tree per execution.
+    parameters: String,
     source: Option<String>,
 }
 
@@ -178,8 +177,8 @@ impl Ledger {
                     let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
                     let tenants: Vec<Uuid> = items.iter().map(|i| i.tenant).collect();
                     let automations: Vec<Uuid> = items.iter().map(|i| i.automation).collect();
-                    let parameters: Vec<Json<&RawValue>> =
-                        items.iter().map(|i| Json(&*i.parameters)).collect();
+                    let parameters: Vec<&str> =
+                        items.iter().map(|i| i.parameters.as_str()).collect();
                     let sources: Vec<Option<&str>> =
                         items.iter().map(|i| i.source.as_deref()).collect();
                     let rows = client
@@ -289,7 +288,7 @@ impl Ledger {
                 id: req.execution_id.0,
                 tenant: req.tenant_id.0,
                 automation: req.automation_id.0,
-                parameters: raw_json(&req.parameters)?,
+                parameters: json_text(&req.parameters)?,
                 source: req.source.clone(),
             })
             .await
@@ -423,18 +422,14 @@ pub(crate) fn published(result: &ExecutionResultV1) -> Result<String, LedgerErro
     json_text(&json)
 }
 
-/// A value as JSON text, as the ledger stores and the worker publishes a result.
+/// A value as JSON text, as the ledger stores it (parameters, results) and the worker publishes
+/// a result. Text, not a `RawValue`, for the reason [`published`] gives.
 pub(crate) fn json_text<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, LedgerError> {
     serde_json::to_string(v).map_err(not_json)
 }
 
 fn not_json(e: serde_json::Error) -> LedgerError {
     LedgerError::Batch(format!("not JSON: {e}"))
-}
-
-/// A request's parameters as the ledger stores them.
-fn raw_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<Box<RawValue>, LedgerError> {
-    serde_json::value::to_raw_value(v).map_err(not_json)
 }
 
 /// A database error answers the statement (an input may be at fault: the batcher then runs

@@ -3,18 +3,19 @@
 
 use crate::resolve;
 
-/// Begins each delivery: inserts its row, or counts one more delivery of it. A row it starts
+/// Begins each delivery: inserts its row, or counts one more delivery of it. The parameters
+/// come as JSON text, cast to jsonb as the results are in [`FINISH_SQL`]. A row it starts
 /// (inserted, or `queued` by the API) records the version it runs — the one the
 /// joins of [`resolve::JOINS`] resolve in the same snapshot —, so that a running execution
 /// shows it (a later delivery's mark or finish records the version that delivery resolved).
 const BEGIN_SQL: &str = "WITH input AS ( \
        SELECT t.*, a.published_version_id AS version_id \
-       FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::jsonb[], $5::text[]) \
+       FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[]) \
          AS t(id, tenant_id, automation_id, parameters, source) \
        LEFT JOIN automations a ON a.tenant_id = t.tenant_id AND a.id = t.automation_id), \
      b AS ( \
        INSERT INTO executions (id, tenant_id, automation_id, version_id, status, parameters, source, deliveries, started_at, vendor_call_started_at) \
-       SELECT id, tenant_id, automation_id, version_id, 'running', parameters, source, 1, now(), now() FROM input \
+       SELECT id, tenant_id, automation_id, version_id, 'running', parameters::jsonb, source, 1, now(), now() FROM input \
        ON CONFLICT (id) DO UPDATE SET deliveries = executions.deliveries + 1, \
          status = CASE WHEN executions.status = 'queued' THEN 'running' ELSE executions.status END, \
          started_at = coalesce(executions.started_at, now()), \
