@@ -214,10 +214,10 @@ async fn process(
         {
             return Disposition::Requeue("stopping before the retry was handed off".into());
         }
-        ctx.metrics
-            .deferred
-            .with_label_values(&[&outcome.app])
-            .inc();
+        match &outcome.series {
+            Some(series) => series.deferred.inc(),
+            None => ctx.metrics.deferred.with_label_values(&["unknown"]).inc(),
+        }
         tracing::info!(
             wait_ms = wait.as_millis() as u64,
             attempts = outcome.attempts,
@@ -276,14 +276,11 @@ async fn process(
     ctx.metrics
         .result_publish_duration
         .observe(publishing.elapsed().as_secs_f64());
-    ctx.metrics
-        .executions
-        .with_label_values(&[&outcome.app, &outcome.action, status])
-        .inc();
-    ctx.metrics
-        .execution_duration
-        .with_label_values(&[&outcome.app, status])
-        .observe(started.elapsed().as_secs_f64());
+    ctx.metrics.finished(
+        outcome.series.as_deref(),
+        outcome.status,
+        started.elapsed().as_secs_f64(),
+    );
     match &result.error {
         None => tracing::info!(status, attempts = result.attempts, "execution finished"),
         Some(e) => {

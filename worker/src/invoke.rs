@@ -2,7 +2,6 @@
 //! token, and retries of transient failures under the policy.
 
 use crate::executor::Ctx;
-use crate::metrics::status_class;
 use crate::tokens::TokenKey;
 use aic_core::credentials::{Sealed, SecretFields, connection_aad};
 use aic_core::vendor::rotation;
@@ -21,6 +20,8 @@ pub struct Target<'a> {
     pub vendor: Vendor,
     /// App id (metric label).
     pub app: &'a str,
+    /// The action's metric series.
+    pub series: &'a crate::metrics::ActionSeries,
     /// Token cache key: the connection and the version of its secrets.
     pub key: TokenKey,
     /// Instance base URL.
@@ -123,26 +124,13 @@ async fn call_once(
     attempts: &AtomicU32,
 ) -> Result<CallSuccess, VendorFailure> {
     attempts.fetch_add(1, Ordering::Relaxed);
-    let timer = ctx
-        .metrics
-        .vendor_request_duration
-        .with_label_values(&[t.app])
-        .start_timer();
+    let timer = t.series.vendor_request_duration.start_timer();
     let r = vendor::call(&ctx.http, &ctx.egress, t.vendor, token, call).await;
     drop(timer);
-    let class = match &r {
-        Ok(_) => "2xx",
-        Err(f) => f
-            .vendor
-            .as_ref()
-            .and_then(|v| v.http_status)
-            .map(status_class)
-            .unwrap_or("transport"),
-    };
-    ctx.metrics
-        .vendor_requests
-        .with_label_values(&[t.app, class])
-        .inc();
+    t.series.vendor_request(match &r {
+        Ok(_) => Some(200),
+        Err(f) => f.vendor.as_ref().and_then(|v| v.http_status),
+    });
     r
 }
 
@@ -188,7 +176,7 @@ pub async fn invoke(
 ) {
     let attempts = AtomicU32::new(0);
     let (result, deferred) = crate::retry::run(policy, || attempt(ctx, t, call, &attempts), |f, delay| {
-        ctx.metrics.retries.with_label_values(&[t.app]).inc();
+        t.series.retries.inc();
         // The vendor said when it will take more: every worker holds this connection till then.
         // (For as long as this execution itself waits: the vendor's wait within the cap.)
         if let Some(after) = f.retry_after {

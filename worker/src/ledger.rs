@@ -267,7 +267,7 @@ impl Ledger {
             begin,
             mark,
             finish,
-            definitions: resolve::Definitions::default(),
+            definitions: resolve::Definitions::new(metrics),
             pool,
         }
     }

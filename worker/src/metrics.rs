@@ -7,6 +7,7 @@
 
 use aic_core::catalog::Catalog;
 use aic_core::metrics::{LATENCY_BUCKETS, histogram, register, render};
+use aic_proto::ExecutionStatus;
 use prometheus::{
     Histogram, HistogramOpts, HistogramTimer, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
@@ -274,19 +275,135 @@ impl Default for Metrics {
     }
 }
 
-/// Status class label of an HTTP status.
-pub fn status_class(status: u16) -> &'static str {
+/// Where an HTTP status (`None`: no answer, a transport failure) falls in [`STATUS_CLASSES`].
+fn class_index(status: Option<u16>) -> usize {
     match status {
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+        Some(200..=299) => 0,
+        Some(300..=399) => 1,
+        Some(400..=499) => 2,
+        Some(_) => 3,
+        None => 4,
+    }
+}
+
+/// The series one action's executions move, resolved once when its published version is first
+/// read ([`Metrics::action`]), so that an execution moves them directly: looked up by label
+/// values, each of its four or five updates hashed the labels and took the vector's lock.
+#[derive(Debug)]
+pub struct ActionSeries {
+    /// By [`ExecutionStatus`] (the order of [`OUTCOMES`]).
+    executions: [IntCounter; 3],
+    execution_duration: [Histogram; 3],
+    /// By [`STATUS_CLASSES`].
+    vendor_requests: [IntCounter; 5],
+    /// Time of one vendor call.
+    pub vendor_request_duration: Histogram,
+    /// Retries scheduled.
+    pub retries: IntCounter,
+    /// Retries handed to a delay queue.
+    pub deferred: IntCounter,
+}
+
+impl ActionSeries {
+    /// Counts an execution finished with `status` after `seconds` from its delivery.
+    pub fn finished(&self, status: ExecutionStatus, seconds: f64) {
+        let i = status_index(status);
+        self.executions[i].inc();
+        self.execution_duration[i].observe(seconds);
+    }
+
+    /// Counts a vendor call answered with HTTP `status` (`None`: no answer).
+    pub fn vendor_request(&self, status: Option<u16>) {
+        self.vendor_requests[class_index(status)].inc();
+    }
+}
+
+fn status_index(status: ExecutionStatus) -> usize {
+    match status {
+        ExecutionStatus::Succeeded => 0,
+        ExecutionStatus::Failed => 1,
+        ExecutionStatus::UnknownOutcome => 2,
+    }
+}
+
+impl Metrics {
+    /// Counts an execution finished with `status` after `seconds`, in its action's `series`
+    /// (`None`: none was resolved, app and action `unknown`).
+    pub fn finished(&self, series: Option<&ActionSeries>, status: ExecutionStatus, seconds: f64) {
+        match series {
+            Some(series) => series.finished(status, seconds),
+            None => {
+                let status = status.as_str();
+                self.executions
+                    .with_label_values(&["unknown", "unknown", status])
+                    .inc();
+                self.execution_duration
+                    .with_label_values(&["unknown", status])
+                    .observe(seconds);
+            }
+        }
+    }
+
+    /// The series of `action` of `app` (created at zero if [`Self::zero`] did not).
+    pub fn action(&self, app: &str, action: &str) -> ActionSeries {
+        ActionSeries {
+            executions: OUTCOMES.map(|o| self.executions.with_label_values(&[app, action, o])),
+            execution_duration: OUTCOMES
+                .map(|o| self.execution_duration.with_label_values(&[app, o])),
+            vendor_requests: STATUS_CLASSES
+                .map(|c| self.vendor_requests.with_label_values(&[app, c])),
+            vendor_request_duration: self.vendor_request_duration.with_label_values(&[app]),
+            retries: self.retries.with_label_values(&[app]),
+            deferred: self.deferred.with_label_values(&[app]),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_actions_series_are_the_ones_its_labels_name() {
+        let metrics = Metrics::new();
+        metrics.zero(&Catalog::load().expect("the built-in catalogue"));
+        let series = metrics.action("salesforce", "create_lead");
+        for status in [
+            ExecutionStatus::Succeeded,
+            ExecutionStatus::Failed,
+            ExecutionStatus::UnknownOutcome,
+        ] {
+            assert_eq!(OUTCOMES[status_index(status)], status.as_str());
+        }
+        metrics.finished(Some(&series), ExecutionStatus::Failed, 0.25);
+        metrics.finished(Some(&series), ExecutionStatus::Failed, 0.25);
+        metrics.finished(None, ExecutionStatus::UnknownOutcome, 0.5);
+        for status in [Some(201), Some(302), Some(429), Some(503), Some(99), None] {
+            series.vendor_request(status);
+        }
+        series.vendor_request_duration.observe(0.1);
+        series.retries.inc();
+        series.deferred.inc();
+        let text = metrics.render();
+        for line in [
+            r#"aic_executions_total{action="create_lead",app="salesforce",outcome="failed"} 2"#,
+            r#"aic_executions_total{action="create_lead",app="salesforce",outcome="succeeded"} 0"#,
+            r#"aic_executions_total{action="unknown",app="unknown",outcome="unknown_outcome"} 1"#,
+            r#"aic_execution_duration_seconds_sum{app="salesforce",outcome="failed"} 0.5"#,
+            r#"aic_execution_duration_seconds_count{app="unknown",outcome="unknown_outcome"} 1"#,
+            r#"aic_vendor_requests_total{app="salesforce",status_class="2xx"} 1"#,
+            r#"aic_vendor_requests_total{app="salesforce",status_class="3xx"} 1"#,
+            r#"aic_vendor_requests_total{app="salesforce",status_class="4xx"} 1"#,
+            r#"aic_vendor_requests_total{app="salesforce",status_class="5xx"} 2"#,
+            r#"aic_vendor_requests_total{app="salesforce",status_class="transport"} 1"#,
+            r#"aic_vendor_request_duration_seconds_count{app="salesforce"} 1"#,
+            r#"aic_execution_retries_total{app="salesforce"} 1"#,
+            r#"aic_execution_retries_deferred_total{app="salesforce"} 1"#,
+            r#"aic_execution_retries_total{app="jira"} 0"#,
+        ] {
+            assert!(text.contains(line), "no `{line}` in {text}");
+        }
+    }
 
     #[test]
     fn a_ledger_batch_is_counted_and_timed_even_when_it_fails() {

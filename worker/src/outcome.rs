@@ -13,8 +13,9 @@ pub(crate) struct Outcome {
     pub(crate) error: Option<ExecutionError>,
     pub(crate) attempts: u32,
     pub(crate) version: Option<aic_proto::VersionId>,
-    pub(crate) app: String,
-    pub(crate) action: String,
+    /// The metric series of the action run (`None` before one is resolved: app and action
+    /// `unknown`).
+    pub(crate) series: Option<std::sync::Arc<crate::metrics::ActionSeries>>,
     /// The next retry is due in this long, later than the worker waits in-process: hand it to
     /// a delay queue. With the Unix ms of the first vendor call.
     pub(crate) defer: Option<(std::time::Duration, i64)>,
@@ -38,8 +39,7 @@ pub(crate) fn failed(
         }),
         attempts: 0,
         version: None,
-        app: "unknown".into(),
-        action: "unknown".into(),
+        series: None,
         defer: None,
     }
 }

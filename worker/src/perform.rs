@@ -31,8 +31,7 @@ pub(crate) async fn perform(
     let mut outcome = execute(ctx, req, &resolved, mark, handoff).await?;
     outcome.attempts += handoff.attempts;
     outcome.version = Some(resolved.version_id);
-    outcome.app = resolved.definition.app.clone();
-    outcome.action = resolved.definition.action.clone();
+    outcome.series = Some(resolved.series.clone());
     Ok(outcome)
 }
 
@@ -101,6 +100,7 @@ async fn execute(
     let target = invoke::Target {
         vendor,
         app: &def.app,
+        series: &r.series,
         key: (r.connection.id, r.connection.secret_version),
         instance: &instance,
         auth_type: &r.connection.auth_type,

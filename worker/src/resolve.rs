@@ -4,6 +4,7 @@
 //! version's definition is immutable: it is read once per worker, when first seen, not with
 //! every execution.
 
+use crate::metrics::{ActionSeries, Metrics};
 use aic_core::credentials::Sealed;
 use aic_proto::{
     AutomationDefinition, ConnectionId, ExecutionErrorCode, ExecutionRequestV1, VersionId,
@@ -21,6 +22,8 @@ pub struct Resolved {
     pub definition: Arc<AutomationDefinition>,
     /// Output mapping.
     pub output: Arc<BTreeMap<String, String>>,
+    /// The metric series of its app and action.
+    pub series: Arc<ActionSeries>,
     /// The connection.
     pub connection: ConnectionRow,
 }
@@ -70,7 +73,12 @@ pub const JOINS: &str = "LEFT JOIN automations a ON a.tenant_id = b.tenant_id AN
     LEFT JOIN automation_versions v ON v.id = a.published_version_id \
     LEFT JOIN connections c ON c.tenant_id = a.tenant_id AND c.id = (v.definition->>'connection_id')::uuid";
 
-type Parsed = (Arc<AutomationDefinition>, Arc<BTreeMap<String, String>>);
+/// A version's definition, its output mapping and its action's metric series.
+type Parsed = (
+    Arc<AutomationDefinition>,
+    Arc<BTreeMap<String, String>>,
+    Arc<ActionSeries>,
+);
 
 /// One version's definition: read once, however many executions ask for it at once.
 type Slot = Arc<tokio::sync::OnceCell<Option<Parsed>>>;
@@ -78,13 +86,24 @@ type Slot = Arc<tokio::sync::OnceCell<Option<Parsed>>>;
 /// Parsed definitions by version. Versions are immutable, so an entry never goes stale; the map
 /// is emptied when it grows past a bound, so it never grows without limit either.
 #[derive(Debug, Default)]
-pub struct Definitions(Mutex<HashMap<uuid::Uuid, Slot>>);
+pub struct Definitions {
+    slots: Mutex<HashMap<uuid::Uuid, Slot>>,
+    metrics: Metrics,
+}
 
 const MAX_DEFINITIONS: usize = 4096;
 
 impl Definitions {
+    /// No definition read yet; each one's series are registered in `metrics`.
+    pub fn new(metrics: &Metrics) -> Self {
+        Self {
+            slots: Mutex::default(),
+            metrics: metrics.clone(),
+        }
+    }
+
     fn get(&self, version: uuid::Uuid) -> Option<Parsed> {
-        let slots = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.get(&version)?.get()?.clone()
     }
 
@@ -100,7 +119,8 @@ impl Definitions {
         let Some(version) = row.get::<_, Option<uuid::Uuid>>(at + 2) else {
             return Ok(());
         };
-        self.load(version, || read_definition(pool, version)).await
+        self.load(version, || read_definition(pool, version, &self.metrics))
+            .await
     }
 
     /// Runs `read` for `version` unless it already ran, or is running for another execution
@@ -116,7 +136,7 @@ impl Definitions {
         Fut: std::future::Future<Output = Result<Option<Parsed>, crate::ledger::LedgerError>>,
     {
         let slot = {
-            let mut slots = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             if slots.len() >= MAX_DEFINITIONS && !slots.contains_key(&version) {
                 slots.clear();
             }
@@ -131,6 +151,7 @@ impl Definitions {
 async fn read_definition(
     pool: &deadpool_postgres::Pool,
     version: uuid::Uuid,
+    metrics: &Metrics,
 ) -> Result<Option<Parsed>, crate::ledger::LedgerError> {
     let Some(found) = pool
         .get()
@@ -148,7 +169,12 @@ async fn read_definition(
         return Ok(None);
     };
     let output: BTreeMap<String, String> = serde_json::from_value(found.get(1)).unwrap_or_default();
-    Ok(Some((Arc::new(definition), Arc::new(output))))
+    let series = metrics.action(&definition.app, &definition.action);
+    Ok(Some((
+        Arc::new(definition),
+        Arc::new(output),
+        Arc::new(series),
+    )))
 }
 
 /// Reads [`COLUMNS`] starting at column `at`.
@@ -181,7 +207,7 @@ pub fn from_row(
             format!("automation {} is paused", req.automation_id),
         );
     }
-    let Some((definition, output)) = definitions.get(version) else {
+    let Some((definition, output, series)) = definitions.get(version) else {
         return refuse(
             ExecutionErrorCode::Internal,
             "the published definition could not be read".into(),
@@ -197,6 +223,7 @@ pub fn from_row(
         version_id: VersionId(version),
         definition,
         output,
+        series,
         connection: ConnectionRow {
             id: ConnectionId(conn_id),
             domain: row.get(at + 4),
@@ -228,7 +255,12 @@ mod tests {
             "method": "POST", "path": "/services/data/v62.0/sobjects/Lead/", "parameters": []
         }))
         .expect("a definition");
-        (Arc::new(definition), Arc::new(BTreeMap::new()))
+        let series = Metrics::new().action(&definition.app, &definition.action);
+        (
+            Arc::new(definition),
+            Arc::new(BTreeMap::new()),
+            Arc::new(series),
+        )
     }
 
     #[tokio::test]
