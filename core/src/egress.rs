@@ -4,7 +4,7 @@
 //! client's resolver (so a DNS answer that changes later is caught too). Redirects are never
 //! followed. The operator can allow named hosts explicitly (the local sandbox and tests).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use url::{Host, Url};

@@ -5,7 +5,8 @@
 //! round-trip for many executions. Every caller still gets its own committed answer before it
 //! goes on, so batching weakens no guarantee of the ledger.
 
-use std::collections::{HashSet, VecDeque};
+use foldhash::{HashSet, HashSetExt};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;

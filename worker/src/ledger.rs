@@ -20,8 +20,8 @@ use crate::resolve::{self, Refusal, Resolved};
 use aic_proto::{ExecutionRequestV1, ExecutionResultV1, VersionId};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
+use foldhash::{HashMap, HashMapExt, HashSet};
 use serde_json::Value;
-use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -233,7 +233,7 @@ impl Ledger {
                         items.iter().map(|i| i.code.as_deref()).collect();
                     let attempts: Vec<i32> = items.iter().map(|i| i.attempts).collect();
                     let versions: Vec<Option<Uuid>> = items.iter().map(|i| i.version).collect();
-                    let updated: std::collections::HashSet<Uuid> = client
+                    let updated: HashSet<Uuid> = client
                         .query(
                             &statement,
                             &[&ids, &statuses, &results, &codes, &attempts, &versions],

@@ -9,7 +9,8 @@ use aic_core::credentials::Sealed;
 use aic_proto::{
     AutomationDefinition, ConnectionId, ExecutionErrorCode, ExecutionRequestV1, VersionId,
 };
-use std::collections::{BTreeMap, HashMap};
+use foldhash::HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio_postgres::Row;
 

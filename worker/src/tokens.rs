@@ -6,7 +6,7 @@
 
 use aic_core::vendor::{AccessToken, VendorFailure};
 use aic_proto::ConnectionId;
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 

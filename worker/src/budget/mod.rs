@@ -21,7 +21,7 @@
 use aic_proto::ConnectionId;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
