@@ -128,6 +128,7 @@ async fn call_once(
     let r = vendor::call(&ctx.http, &ctx.egress, t.vendor, token, call).await;
     drop(timer);
     t.series.vendor_request(match &r {
+        // Only a 2xx answer is a success (redirects are never followed).
         Ok(_) => Some(200),
         Err(f) => f.vendor.as_ref().and_then(|v| v.http_status),
     });
