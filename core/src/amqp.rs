@@ -30,6 +30,10 @@ pub enum PublishError {
     /// `mandatory` publish with no queue bound to take it.
     #[error("no queue is bound to route the message to")]
     Unroutable,
+    /// The task publishing on the caller's behalf ended before it answered: the message may or
+    /// may not have gone out.
+    #[error("the publishing task ended before the broker confirmed the message")]
+    Abandoned,
 }
 
 /// The largest AMQP frame asked of the broker unless the URL says otherwise
@@ -240,10 +244,23 @@ pub async fn publish_confirmed(
     properties: BasicProperties,
     mandatory: bool,
 ) -> Result<(), PublishError> {
+    let (exchange, routing_key) = (exchange.into(), routing_key.into());
+    publish_confirmed_to(ch, exchange, routing_key, body, properties, mandatory).await
+}
+
+/// [`publish_confirmed`], for names already in the protocol's type.
+pub async fn publish_confirmed_to(
+    ch: &Channel,
+    exchange: ShortString,
+    routing_key: ShortString,
+    body: &[u8],
+    properties: BasicProperties,
+    mandatory: bool,
+) -> Result<(), PublishError> {
     let confirm = ch
         .basic_publish(
-            exchange.into(),
-            routing_key.into(),
+            exchange,
+            routing_key,
             BasicPublishOptions {
                 mandatory,
                 ..BasicPublishOptions::default()

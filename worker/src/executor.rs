@@ -52,6 +52,8 @@ pub struct Ctx {
     pub metrics: Metrics,
     /// The broker (results and dead letters), reconnected on demand.
     pub broker: std::sync::Arc<aic_core::amqp::Broker>,
+    /// Publishes results (on `broker`).
+    pub funnel: crate::funnel::Funnel,
     /// Set when shutdown begins: infrastructure retries stop and leave work to redelivery.
     pub stopping: std::sync::atomic::AtomicBool,
     /// Names.
@@ -162,9 +164,14 @@ async fn process(
                 Ok(raw) => raw,
                 Err(e) => return Disposition::Requeue(e.to_string()),
             };
-            let (broker, names) = (&ctx.broker, &ctx.names);
+            let (funnel, names) = (&ctx.funnel, &ctx.names);
             let published = Box::pin(publish::execution_result(
-                broker, names, delivery, &req, &status, &stored,
+                funnel,
+                names,
+                delivery,
+                &req,
+                &status,
+                stored.into(),
             ));
             return match published.await {
                 Ok(()) => {
@@ -266,7 +273,7 @@ async fn process(
         span.record("otel.status_code", "ERROR");
     }
     let publishing = Instant::now();
-    if Box::pin(publish_in_place(ctx, delivery, &req, status, &stored))
+    if Box::pin(publish_in_place(ctx, delivery, &req, status, stored))
         .instrument(tracing::info_span!("result.publish"))
         .await
         .is_none()
@@ -347,16 +354,16 @@ pub(crate) async fn publish_in_place(
     delivery: &Delivery,
     req: &ExecutionRequestV1,
     status: &str,
-    result: &str,
+    result: std::sync::Arc<str>,
 ) -> Option<()> {
     in_place(&ctx.stopping, "publish the result", || {
         Box::pin(publish::execution_result(
-            &ctx.broker,
+            &ctx.funnel,
             &ctx.names,
             delivery,
             req,
             status,
-            result,
+            result.clone(),
         ))
     })
     .await

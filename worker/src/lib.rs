@@ -12,6 +12,7 @@ pub mod config;
 pub mod consumer;
 pub mod dedupe;
 pub mod executor;
+pub mod funnel;
 pub mod gate;
 pub mod invoke;
 pub mod ledger;

@@ -1,6 +1,7 @@
 //! Publishing what the worker produces: results (to the results exchange and to the request's
 //! `reply_to`) and dead letters (with the reason in headers). Every publish is confirmed.
 
+use crate::funnel::{Funnel, Job};
 use aic_core::amqp::{Broker, PublishError, json_properties, publish_confirmed};
 use aic_proto::TenantId;
 use aic_proto::topology::{
@@ -10,19 +11,20 @@ use aic_proto::topology::{
 };
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use std::sync::Arc;
 
 /// Publishes a result body. `request` is the request's properties (for `reply_to` and
 /// `correlation_id`); `headers` go on the result as they are (trace context).
 #[allow(clippy::too_many_arguments)]
 pub async fn result(
-    broker: &Broker,
+    funnel: &Funnel,
     names: &Names,
     request: &BasicProperties,
     tenant: Option<TenantId>,
     status: &str,
     message_id: Option<String>,
     headers: FieldTable,
-    body: &[u8],
+    body: Arc<[u8]>,
 ) -> Result<(), PublishError> {
     let mut props = json_properties(EXECUTION_RESULT_TYPE);
     if !headers.inner().is_empty() {
@@ -39,42 +41,38 @@ pub async fn result(
         props = props.with_correlation_id(c.clone());
     }
     let key = Names::result_routing_key(tenant.as_ref(), status);
-    let ch = broker.channel().await?;
-    let ch = &ch;
-    let exchange = &names.results_exchange;
-    // The properties are copied only for a second publish: copying and dropping them for
-    // every result was ~0.9 k instructions of the worker's ~143 k per execution.
-    match request.reply_to() {
-        None => publish_confirmed(ch, exchange, &key, body, props, false).await,
-        Some(reply_to) => {
-            publish_confirmed(ch, exchange, &key, body, props.clone(), false).await?;
-            publish_confirmed(ch, "", reply_to.as_str(), body, props, false).await
-        }
-    }
+    funnel
+        .publish(Job {
+            exchange: names.results_exchange.as_str().into(),
+            key: key.into(),
+            reply_to: request.reply_to().clone(),
+            body,
+            properties: props,
+        })
+        .await
 }
 
 /// Publishes an execution's result (as the ledger stored it) for the delivery that asked,
 /// carrying the execution's trace on to whoever consumes it.
 pub async fn execution_result(
-    broker: &Broker,
+    funnel: &Funnel,
     names: &Names,
     delivery: &lapin::message::Delivery,
     req: &aic_proto::ExecutionRequestV1,
     status: &str,
-    result: &str,
+    result: Arc<str>,
 ) -> Result<(), String> {
-    let body = result.as_bytes();
     let mut headers = lapin::types::FieldTable::default();
     aic_core::telemetry::hand_on(&tracing::Span::current(), &mut headers);
     self::result(
-        broker,
+        funnel,
         names,
         &delivery.properties,
         Some(req.tenant_id),
         status,
         Some(req.execution_id.to_string()),
         headers,
-        body,
+        result.into(),
     )
     .await
     .map_err(|e| format!("result not confirmed: {e}"))

@@ -83,7 +83,11 @@ pub(crate) async fn result_refused(
     // delivery would come again with its vendor call in doubt and be answered a second time,
     // as an unknown outcome.
     let published = Box::pin(crate::executor::publish_in_place(
-        ctx, delivery, req, status, &body,
+        ctx,
+        delivery,
+        req,
+        status,
+        body.into(),
     ))
     .await;
     if published.is_none() {
@@ -149,14 +153,14 @@ async fn answer(
     let body = serde_json::to_vec(&result).unwrap_or_default();
     let mid = result.execution_id.map(|i| i.to_string());
     if let Err(err) = publish::result(
-        &ctx.broker,
+        &ctx.funnel,
         &ctx.names,
         &delivery.properties,
         tenant,
         "failed",
         mid,
         lapin::types::FieldTable::default(),
-        &body,
+        body.into(),
     )
     .await
     {

@@ -88,6 +88,7 @@ impl Worker {
             egress: args.egress.policy(),
             tokens: TokenCache::default(),
             metrics,
+            funnel: crate::funnel::Funnel::start(broker.clone()),
             broker: broker.clone(),
             stopping: AtomicBool::new(false),
             names,
