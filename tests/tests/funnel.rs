@@ -2,18 +2,29 @@
 //! is confirmed and arrives once, a reply queue gets its copy, and once the task is gone the
 //! callers publish from their own tasks.
 
-use aic_core::amqp::Broker;
+use aic_core::amqp::{Broker, private_queue};
 use aic_tests::harness::{Options, TestEnv, amqp_url};
 use aic_worker::funnel::{Funnel, Job};
-use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
+use futures_util::StreamExt;
+use lapin::options::QueueBindOptions;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel};
+use lapin::{BasicProperties, Consumer};
 use secrecy::SecretString;
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-async fn env_and_broker() -> (TestEnv, Arc<Broker>) {
+/// A test's own namespace, a broker connection on it, and a queue bound to its results
+/// exchange for every key, with a spare queue for replies.
+struct Setup {
+    env: TestEnv,
+    broker: Arc<Broker>,
+    exchange: String,
+    results: Consumer,
+    replies: (String, Consumer),
+}
+
+async fn setup() -> Setup {
     let env = TestEnv::start_with(Options {
         worker: false,
         ..Options::default()
@@ -26,66 +37,51 @@ async fn env_and_broker() -> (TestEnv, Arc<Broker>) {
     )
     .await
     .expect("RabbitMQ is up");
-    (env, Arc::new(broker))
+    let ch = env.amqp.create_channel().await.expect("channel");
+    let exchange = env.names.results_exchange.clone();
+    let (bound, results) = private_queue(&ch).await.expect("queue");
+    ch.queue_bind(
+        bound.as_str().into(),
+        exchange.as_str().into(),
+        "#".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind");
+    let replies = private_queue(&ch).await.expect("queue");
+    Setup {
+        env,
+        broker: Arc::new(broker),
+        exchange,
+        results,
+        replies,
+    }
 }
 
-/// A server-named exclusive queue, bound to `exchange` for every key when one is given.
-async fn queue(ch: &Channel, exchange: Option<&str>) -> String {
-    let q = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("queue");
-    let name = q.name().as_str().to_string();
-    if let Some(exchange) = exchange {
-        ch.queue_bind(
-            name.as_str().into(),
-            exchange.into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("bind");
+/// The message ids of the next `n` messages (10 s at most for each), then whether one more
+/// came within 200 ms.
+async fn ids(messages: &mut Consumer, n: usize) -> (BTreeSet<String>, usize, bool) {
+    let mut got = BTreeSet::new();
+    let mut count = 0;
+    while count < n {
+        let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(10), messages.next()).await
+        else {
+            break;
+        };
+        count += 1;
+        got.insert(
+            m.properties
+                .message_id()
+                .as_ref()
+                .map(|id| id.as_str().to_string())
+                .unwrap_or_default(),
+        );
     }
-    name
-}
-
-/// The message ids of the first `n` messages in `queue` (10 s at most), and whether more came.
-async fn ids(ch: &Channel, queue: &str, n: usize) -> (Vec<String>, bool) {
-    let mut got = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while got.len() < n && Instant::now() < deadline {
-        match ch
-            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
-            .await
-            .expect("get")
-        {
-            Some(m) => got.push(
-                m.delivery
-                    .properties
-                    .message_id()
-                    .as_ref()
-                    .map(|id| id.as_str().to_string())
-                    .unwrap_or_default(),
-            ),
-            None => tokio::time::sleep(Duration::from_millis(10)).await,
-        }
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let more = ch
-        .basic_get(queue.into(), BasicGetOptions::default())
+    let more = tokio::time::timeout(Duration::from_millis(200), messages.next())
         .await
-        .expect("get")
-        .is_some();
-    (got, more)
+        .is_ok();
+    (got, count, more)
 }
 
 fn job(exchange: &str, i: usize, reply_to: Option<&str>) -> Job {
@@ -100,17 +96,13 @@ fn job(exchange: &str, i: usize, reply_to: Option<&str>) -> Job {
 
 #[tokio::test]
 async fn a_burst_of_publishes_is_confirmed_and_each_arrives_once() {
-    let (env, broker) = env_and_broker().await;
-    let ch = env.amqp.create_channel().await.expect("channel");
-    let exchange = env.names.results_exchange.clone();
-    let results = queue(&ch, Some(&exchange)).await;
-    let replies = queue(&ch, None).await;
-    let funnel = Funnel::start(broker);
+    let mut s = setup().await;
+    let funnel = Funnel::start(s.broker.clone());
     let n = 300;
     let publishes: Vec<_> = (0..n)
         .map(|i| {
-            let (funnel, exchange) = (funnel.clone(), exchange.clone());
-            let reply_to = (i % 10 == 0).then(|| replies.clone());
+            let (funnel, exchange) = (funnel.clone(), s.exchange.clone());
+            let reply_to = (i % 10 == 0).then(|| s.replies.0.clone());
             tokio::spawn(
                 async move { funnel.publish(job(&exchange, i, reply_to.as_deref())).await },
             )
@@ -119,24 +111,20 @@ async fn a_burst_of_publishes_is_confirmed_and_each_arrives_once() {
     for p in publishes {
         p.await.expect("joined").expect("confirmed");
     }
-    let (got, more) = ids(&ch, &results, n).await;
-    let expected: BTreeSet<String> = (0..n).map(|i| format!("m{i}")).collect();
-    assert_eq!(got.len(), n, "{got:?}");
-    assert_eq!(got.iter().cloned().collect::<BTreeSet<_>>(), expected);
+    let (got, count, more) = ids(&mut s.results, n).await;
+    assert_eq!(got, (0..n).map(|i| format!("m{i}")).collect());
+    assert_eq!(count, n);
     assert!(!more, "a publish arrived twice");
-    let (got, more) = ids(&ch, &replies, n / 10).await;
-    let expected: BTreeSet<String> = (0..n).step_by(10).map(|i| format!("m{i}")).collect();
-    assert_eq!(got.iter().cloned().collect::<BTreeSet<_>>(), expected);
+    let (got, count, more) = ids(&mut s.replies.1, n / 10).await;
+    assert_eq!(got, (0..n).step_by(10).map(|i| format!("m{i}")).collect());
+    assert_eq!(count, n / 10);
     assert!(!more, "a reply arrived twice");
-    env.stop().await;
+    s.env.stop().await;
 }
 
 #[tokio::test]
 async fn without_its_task_a_funnel_publishes_from_the_callers_task() {
-    let (env, broker) = env_and_broker().await;
-    let ch = env.amqp.create_channel().await.expect("channel");
-    let exchange = env.names.results_exchange.clone();
-    let results = queue(&ch, Some(&exchange)).await;
+    let mut s = setup().await;
     // The task starts on a runtime that then goes away, and the task with it.
     let other = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -144,15 +132,16 @@ async fn without_its_task_a_funnel_publishes_from_the_callers_task() {
         .expect("a runtime");
     let funnel = {
         let _on = other.enter();
-        Funnel::start(broker)
+        Funnel::start(s.broker.clone())
     };
     other.shutdown_background();
     funnel
-        .publish(job(&exchange, 7, None))
+        .publish(job(&s.exchange, 7, None))
         .await
         .expect("published from this task");
-    let (got, more) = ids(&ch, &results, 1).await;
-    assert_eq!(got, ["m7"]);
+    let (got, count, more) = ids(&mut s.results, 1).await;
+    assert_eq!(got, BTreeSet::from(["m7".to_string()]));
+    assert_eq!(count, 1);
     assert!(!more);
-    env.stop().await;
+    s.env.stop().await;
 }
