@@ -221,10 +221,7 @@ async fn process(
         {
             return Disposition::Requeue("stopping before the retry was handed off".into());
         }
-        match &outcome.series {
-            Some(series) => series.deferred.inc(),
-            None => ctx.metrics.deferred.with_label_values(&["unknown"]).inc(),
-        }
+        ctx.metrics.retry_deferred(outcome.series.as_deref());
         tracing::info!(
             wait_ms = wait.as_millis() as u64,
             attempts = outcome.attempts,

@@ -344,6 +344,14 @@ impl Metrics {
         }
     }
 
+    /// Counts a retry handed to a delay queue, in its action's `series` (`None`: app `unknown`).
+    pub fn retry_deferred(&self, series: Option<&ActionSeries>) {
+        match series {
+            Some(series) => series.deferred.inc(),
+            None => self.deferred.with_label_values(&["unknown"]).inc(),
+        }
+    }
+
     /// The series of `action` of `app` (created at zero if [`Self::zero`] did not).
     pub fn action(&self, app: &str, action: &str) -> ActionSeries {
         ActionSeries {
@@ -383,7 +391,8 @@ mod tests {
         }
         series.vendor_request_duration.observe(0.1);
         series.retries.inc();
-        series.deferred.inc();
+        metrics.retry_deferred(Some(&series));
+        metrics.retry_deferred(None);
         let text = metrics.render();
         for line in [
             r#"aic_executions_total{action="create_lead",app="salesforce",outcome="failed"} 2"#,
@@ -399,6 +408,7 @@ mod tests {
             r#"aic_vendor_request_duration_seconds_count{app="salesforce"} 1"#,
             r#"aic_execution_retries_total{app="salesforce"} 1"#,
             r#"aic_execution_retries_deferred_total{app="salesforce"} 1"#,
+            r#"aic_execution_retries_deferred_total{app="unknown"} 1"#,
             r#"aic_execution_retries_total{app="jira"} 0"#,
         ] {
             assert!(text.contains(line), "no `{line}` in {text}");

@@ -86,7 +86,7 @@ type Slot = Arc<tokio::sync::OnceCell<Option<Parsed>>>;
 
 /// Parsed definitions by version. Versions are immutable, so an entry never goes stale; the map
 /// is emptied when it grows past a bound, so it never grows without limit either.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Definitions {
     slots: Mutex<HashMap<uuid::Uuid, Slot>>,
     metrics: Metrics,
@@ -266,7 +266,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_new_version_is_read_once_however_many_executions_ask_at_once() {
-        let defs = Arc::new(Definitions::default());
+        let defs = Arc::new(Definitions::new(&Metrics::new()));
         let reads = Arc::new(AtomicUsize::new(0));
         let version = uuid::Uuid::now_v7();
         let asks: Vec<_> = (0..50)
@@ -291,7 +291,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_read_is_tried_again_by_the_next_execution() {
-        let defs = Definitions::default();
+        let defs = Definitions::new(&Metrics::new());
         let version = uuid::Uuid::now_v7();
         let failed = defs
             .load(version, || async {
