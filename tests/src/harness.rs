@@ -90,6 +90,9 @@ pub struct Options {
     pub amqp_url: Option<String>,
     /// A private PostgreSQL (a URL allowed to create databases) instead of the shared one.
     pub pg_admin_url: Option<String>,
+    /// Serve the sandbox from a runtime of its own, on its own thread (the benchmark's vendor
+    /// stand-in), rather than from the caller's.
+    pub sandbox_own_thread: bool,
 }
 
 impl Default for Options {
@@ -105,6 +108,7 @@ impl Default for Options {
             vendor_http2_streams: None,
             amqp_url: None,
             pg_admin_url: None,
+            sandbox_own_thread: false,
         }
     }
 }
@@ -163,9 +167,13 @@ impl TestEnv {
         aic_control_plane::migrate::run(&db_url)
             .await
             .expect("migrations apply");
-        let sandbox = Sandbox::start("127.0.0.1:0".parse().expect("addr"))
-            .await
-            .expect("sandbox starts");
+        let listen = "127.0.0.1:0".parse().expect("addr");
+        let sandbox = if opts.sandbox_own_thread {
+            Sandbox::start_on_own_thread(listen).await
+        } else {
+            Sandbox::start(listen).await
+        }
+        .expect("sandbox starts");
         let db = DatabaseArgs {
             database_url: db_url.clone(),
             database_pool_size: 8,

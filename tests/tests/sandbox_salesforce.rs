@@ -226,3 +226,31 @@ async fn malformed_bodies_and_unknown_objects_get_salesforces_codes() {
         "every request recorded, the token call included"
     );
 }
+
+#[tokio::test]
+async fn a_sandbox_on_its_own_thread_answers_while_the_callers_runtime_is_blocked() {
+    use std::io::{Read, Write};
+    let s = Sandbox::start_on_own_thread("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("starts");
+    // This test's runtime has one thread, and a blocking call holds it: only the sandbox's own
+    // runtime can answer.
+    let mut tcp = std::net::TcpStream::connect(s.addr).expect("connects");
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let form = "grant_type=client_credentials";
+    let call = format!(
+        "POST /services/oauth2/token HTTP/1.1\r\nhost: sandbox\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{form}",
+        form.len()
+    );
+    tcp.write_all(call.as_bytes()).expect("writes");
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer)
+        .expect("the sandbox answers from its own thread");
+    assert!(
+        answer.starts_with("HTTP/1.1 400"),
+        "an unknown client is refused as Salesforce does: {answer}"
+    );
+    assert!(answer.contains("invalid_client_id"), "{answer}");
+    assert_eq!(s.requests().len(), 1, "the call was recorded");
+}

@@ -93,6 +93,41 @@ impl Sandbox {
         Ok(Self { addr, state })
     }
 
+    /// Starts a sandbox on `listen` served by a runtime of its own: one thread, which lives
+    /// as long as the process. A vendor stand-in under load (the benchmark's) then costs what
+    /// serving its calls costs, not a multi-threaded runtime's hand-offs between its threads
+    /// and the tasks of whoever else shares it.
+    pub async fn start_on_own_thread(listen: SocketAddr) -> std::io::Result<Self> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("aic-sandbox".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let started = Self::start(listen).await;
+                    let serving = started.is_ok();
+                    let _ = tx.send(started);
+                    if serving {
+                        std::future::pending::<()>().await;
+                    }
+                });
+            })?;
+        rx.await.unwrap_or_else(|_| {
+            Err(std::io::Error::other(
+                "the sandbox's thread ended before it started",
+            ))
+        })
+    }
+
     /// Base URL, e.g. `http://127.0.0.1:41234`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
