@@ -59,6 +59,8 @@ impl Failure {
 #[derive(Debug)]
 pub struct Batcher<I, O> {
     tx: mpsc::UnboundedSender<Job<I, O>>,
+    /// Where each caller's wait, from queueing its input to its answer, is observed.
+    waits: Option<prometheus::Histogram>,
 }
 
 impl<I: Send + Sync + 'static, O: Send + 'static> Batcher<I, O> {
@@ -173,11 +175,23 @@ impl<I: Send + Sync + 'static, O: Send + 'static> Batcher<I, O> {
                 });
             }
         });
-        Self { tx }
+        Self { tx, waits: None }
+    }
+
+    /// Observes each caller's wait (behind the batch in flight, then in its own, until its
+    /// answer reached it) in `waits`: a batch's own duration does not tell it, since the
+    /// callers of a burst wait through several batches.
+    pub fn timed(self, waits: prometheus::Histogram) -> Self {
+        Self {
+            waits: Some(waits),
+            ..self
+        }
     }
 
     /// Queues `input` and waits for its batch to commit.
     pub async fn call(&self, input: I) -> Result<O, Failure> {
+        // Observed when dropped: on failure too.
+        let _waiting = self.waits.as_ref().map(|h| h.start_timer());
         let (tx, rx) = oneshot::channel();
         self.tx
             .send((input, tx))
@@ -288,5 +302,52 @@ mod tests {
         }
         // The first call's batch, the refused one, and runs of its inputs one by one.
         assert!(runs.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+    }
+
+    #[tokio::test]
+    async fn each_callers_wait_is_observed_failures_included() {
+        let waits = prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new("waits", "test").buckets(vec![0.004, 10.0]),
+        )
+        .unwrap();
+        let b = Arc::new(
+            Batcher::spawn(
+                64,
+                1,
+                |i: &u32| *i,
+                |items: Arc<Vec<u32>>| async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    if items.contains(&7) {
+                        Err(Failure::infra("Postgres went away"))
+                    } else {
+                        Ok(items.to_vec())
+                    }
+                },
+            )
+            .timed(waits.clone()),
+        );
+        // One batch runs while ten more calls queue behind it: each waits through at least one.
+        let calls: Vec<_> = (0..11u32)
+            .map(|i| {
+                let b = b.clone();
+                tokio::spawn(async move { b.call(i).await })
+            })
+            .collect();
+        let mut failed = 0;
+        for c in calls {
+            if c.await.unwrap().is_err() {
+                failed += 1;
+            }
+        }
+        assert!(failed >= 1, "the batch holding 7 failed");
+        assert_eq!(waits.get_sample_count(), 11, "every call observed once");
+        let metric = prometheus::core::Collector::collect(&waits);
+        let buckets = metric[0].get_metric()[0].get_histogram().get_bucket();
+        assert_eq!(
+            buckets[0].cumulative_count(),
+            0,
+            "no call waited less than its batch's 5 ms"
+        );
+        assert!(waits.get_sample_sum() >= 11.0 * 0.005);
     }
 }

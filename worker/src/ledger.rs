@@ -161,6 +161,8 @@ impl Ledger {
         let sql: Arc<str> = begin_sql().into();
         let [begin_timer, mark_timer, finish_timer] =
             crate::metrics::LEDGER_STATEMENTS.map(|s| metrics.ledger_batch(s));
+        let [begin_waits, mark_waits, finish_waits] =
+            [&begin_timer, &mark_timer, &finish_timer].map(|t| t.waits());
         let p = batches.clone();
         let begin = Batcher::spawn(
             MAX_BATCH,
@@ -193,7 +195,8 @@ impl Ledger {
                     Ok(ids.iter().map(|id| by_id.remove(id)).collect())
                 }
             },
-        );
+        )
+        .timed(begin_waits);
         let p = batches.clone();
         let mark = Batcher::spawn(
             MAX_BATCH,
@@ -214,7 +217,8 @@ impl Ledger {
                     Ok(vec![(); items.len()])
                 }
             },
-        );
+        )
+        .timed(mark_waits);
         let p = batches.clone();
         let finish = Batcher::spawn(
             MAX_BATCH,
@@ -262,7 +266,8 @@ impl Ledger {
                     Ok(items.iter().map(|i| stored.remove(&i.id)).collect())
                 }
             },
-        );
+        )
+        .timed(finish_waits);
         Self {
             begin,
             mark,

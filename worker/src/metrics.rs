@@ -52,6 +52,9 @@ pub struct Metrics {
     ledger_batch_duration: HistogramVec,
     /// Executions in one ledger statement, by statement: how much group commit is saving.
     ledger_batch_executions: HistogramVec,
+    /// Time one execution waited for a ledger statement, by statement: behind the batch in
+    /// flight, then in its own, until its answer reached it (what group commit costs it).
+    ledger_wait: HistogramVec,
     /// Time from an execution's result handed to the broker to its publish confirmed (retries
     /// in place included): the last step before the ack, and the broker's share of
     /// `aic_execution_duration_seconds`.
@@ -147,6 +150,13 @@ impl Metrics {
             &["statement"],
             &BATCH_SIZE_BUCKETS,
         );
+        let ledger_wait = histogram(
+            &registry,
+            "aic_ledger_wait_seconds",
+            "One execution's wait for a ledger statement: behind the batch in flight, then in its own, until its answer reached it.",
+            &["statement"],
+            &LATENCY_BUCKETS,
+        );
         let name = "aic_result_publish_duration_seconds";
         let result_publish_duration = register(
             &registry,
@@ -194,6 +204,7 @@ impl Metrics {
             vendor_request_duration,
             ledger_batch_duration,
             ledger_batch_executions,
+            ledger_wait,
             result_publish_duration,
             token_requests,
             retries,
@@ -244,6 +255,7 @@ impl Metrics {
         BatchTimer {
             seconds: self.ledger_batch_duration.with_label_values(&[statement]),
             executions: self.ledger_batch_executions.with_label_values(&[statement]),
+            waited: self.ledger_wait.with_label_values(&[statement]),
         }
     }
 
@@ -253,11 +265,12 @@ impl Metrics {
     }
 }
 
-/// Times the batches of one ledger statement.
+/// Times the batches of one ledger statement, and each execution's wait for it.
 #[derive(Clone, Debug)]
 pub struct BatchTimer {
     seconds: Histogram,
     executions: Histogram,
+    waited: Histogram,
 }
 
 impl BatchTimer {
@@ -266,6 +279,11 @@ impl BatchTimer {
     pub fn start(&self, executions: usize) -> HistogramTimer {
         self.executions.observe(executions as f64);
         self.seconds.start_timer()
+    }
+
+    /// Where each execution's wait for the statement is observed.
+    pub fn waits(&self) -> Histogram {
+        self.waited.clone()
     }
 }
 

@@ -184,13 +184,13 @@ pub fn print(rows: &[Row], machine: &Value, slow_in_flight: u16, slow_latency_ms
 /// Where an execution's time went inside the workers, one line per scenario through workers.
 fn print_stages(rows: &[Row]) {
     println!(
-        "\n{:<42} {:>10} {:>10} {:>18} {:>18} {:>18} {:>8} {:>9}",
+        "\n{:<42} {:>10} {:>10} {:>22} {:>22} {:>22} {:>8} {:>9}",
         "inside the worker(s), means, ms",
         "in worker",
         "vendor",
-        "begin (per batch)",
-        "mark (per batch)",
-        "finish (per batch)",
+        "begin: wait, batch (n)",
+        "mark: wait, batch (n)",
+        "finish: wait, batch (n)",
         "publish",
         "WAL B/ex"
     );
@@ -201,11 +201,18 @@ fn print_stages(rows: &[Row]) {
             s.ledger
                 .iter()
                 .find(|b| b.statement == name)
-                .map(|b| format!("{:.2} ({:.1})", b.mean_ms, b.mean_executions))
+                .map(|b| {
+                    format!(
+                        "{}, {:.2} ({:.1})",
+                        f(b.wait_ms),
+                        b.mean_ms,
+                        b.mean_executions
+                    )
+                })
                 .unwrap_or_else(|| "-".into())
         };
         println!(
-            "{:<42} {:>10} {:>10} {:>18} {:>18} {:>18} {:>8} {:>9}",
+            "{:<42} {:>10} {:>10} {:>22} {:>22} {:>22} {:>8} {:>9}",
             r.scenario,
             f(s.in_worker_ms),
             f(s.vendor_call_ms),
@@ -219,9 +226,9 @@ fn print_stages(rows: &[Row]) {
         );
     }
     println!(
-        "in worker: delivery to result confirmed; a ledger column: one group commit, and in \
-         brackets the executions that shared it (each execution waits for the batch in flight, \
-         then its own); publish: a result's publish until the broker confirmed it; WAL B/ex: PostgreSQL's write-ahead log per execution, the whole \
+        "in worker: delivery to result confirmed; a ledger column: an execution's wait for the \
+         statement (behind the batch in flight, then in its own, or several when a burst came at \
+         once), then one group commit, and in brackets the executions that shared it; publish: a result's publish until the broker confirmed it; WAL B/ex: PostgreSQL's write-ahead log per execution, the whole \
          server's (a count, unmoved by the machine's speed)"
     );
 }

@@ -1,7 +1,8 @@
 //! Where an execution's time goes inside the worker processes, read from their own `/metrics`
 //! before and after a scenario: the mean time from delivery to published result, the mean
-//! vendor call, and for each ledger statement the mean group commit and how many executions
-//! shared it. Each execution waits for the batch in flight and then its own, three times.
+//! vendor call, and for each ledger statement an execution's mean wait for it, the mean group
+//! commit and how many executions shared it. An execution waits for the batch in flight and
+//! then its own — or, when a burst arrives at once, for several.
 
 use serde::Serialize;
 use std::collections::HashMap;
@@ -74,7 +75,7 @@ impl Snapshot {
 /// The samples [`between`] needs, keyed as `<sample>` or `<sample>/<statement>`, each summed
 /// over its label sets.
 fn read(text: &str) -> Vec<(String, f64)> {
-    const SAMPLES: [&str; 8] = [
+    const SAMPLES: [&str; 10] = [
         "aic_execution_duration_seconds_sum",
         "aic_execution_duration_seconds_count",
         "aic_vendor_request_duration_seconds_sum",
@@ -83,6 +84,8 @@ fn read(text: &str) -> Vec<(String, f64)> {
         "aic_result_publish_duration_seconds_count",
         "aic_ledger_batch_duration_seconds_sum",
         "aic_ledger_batch_duration_seconds_count",
+        "aic_ledger_wait_seconds_sum",
+        "aic_ledger_wait_seconds_count",
     ];
     const BATCH_SIZE: &str = "aic_ledger_batch_executions_sum";
     text.lines()
@@ -114,6 +117,9 @@ pub struct Batches {
     pub mean_ms: f64,
     /// Mean executions per batch.
     pub mean_executions: f64,
+    /// Mean wait of one execution for the statement, ms (`None` from a worker that does not
+    /// report it).
+    pub wait_ms: Option<f64>,
 }
 
 /// Means over one scenario, from the workers' own metrics.
@@ -156,6 +162,13 @@ pub fn between(before: &Snapshot, after: &Snapshot) -> Stages {
                         / batches,
                     mean_executions: delta(&format!("aic_ledger_batch_executions_sum/{statement}"))
                         / batches,
+                    wait_ms: {
+                        let waits = delta(&format!("aic_ledger_wait_seconds_count/{statement}"));
+                        (waits > 0.0).then(|| {
+                            delta(&format!("aic_ledger_wait_seconds_sum/{statement}")) * 1000.0
+                                / waits
+                        })
+                    },
                 })
             })
             .collect(),
@@ -180,7 +193,9 @@ mod tests {
             aic_execution_duration_seconds_bucket{app=\"salesforce\",outcome=\"failed\",le=\"1\"} 50\n\
             aic_ledger_batch_duration_seconds_sum{statement=\"begin\"} 0.7\n\
             aic_ledger_batch_duration_seconds_count{statement=\"begin\"} 20\n\
-            aic_ledger_batch_executions_sum{statement=\"begin\"} 300\n";
+            aic_ledger_batch_executions_sum{statement=\"begin\"} 300\n\
+            aic_ledger_wait_seconds_sum{statement=\"begin\"} 1.5\n\
+            aic_ledger_wait_seconds_count{statement=\"begin\"} 200\n";
         let snap = |t: &str| {
             let mut s = Snapshot::default();
             s.add(t);
@@ -195,5 +210,7 @@ mod tests {
         assert_eq!(s.ledger[0].batches, 10.0);
         assert!((s.ledger[0].mean_ms - 20.0).abs() < 1e-9);
         assert!((s.ledger[0].mean_executions - 20.0).abs() < 1e-9);
+        // 1.5 s over the 200 executions that waited (none were counted before).
+        assert!((s.ledger[0].wait_ms.expect("reported") - 7.5).abs() < 1e-9);
     }
 }
