@@ -147,7 +147,7 @@ pub fn interpret(
     body: &[u8],
 ) -> Result<Value, VendorFailure> {
     if status.is_success() {
-        return Ok(serde_json::from_slice(body).unwrap_or(Value::Null));
+        return Ok(super::json_or_null(body));
     }
     Err(classify(status, body).with_retry_after(headers))
 }

@@ -280,6 +280,15 @@ fn request(
     })
 }
 
+/// A vendor's body as JSON, `Null` when it is not: checked as UTF-8 once, its strings are not
+/// checked one by one again (as `serde_json::from_slice` does).
+pub(crate) fn json_or_null(body: &[u8]) -> Value {
+    std::str::from_utf8(body)
+        .ok()
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or(Value::Null)
+}
+
 /// Reads the vendor's answer: the success body, or the classified refusal.
 fn interpret(
     vendor: Vendor,
@@ -288,9 +297,7 @@ fn interpret(
     body: &[u8],
 ) -> Result<Value, VendorFailure> {
     match vendor {
-        Vendor::Salesforce if status.is_success() => {
-            Ok(serde_json::from_slice(body).unwrap_or(Value::Null))
-        }
+        Vendor::Salesforce if status.is_success() => Ok(json_or_null(body)),
         Vendor::Salesforce => Err(salesforce::classify(status, body)),
         Vendor::Jira => jira::interpret(status, headers, body),
         Vendor::ServiceNow => servicenow::interpret(status, headers, body),
@@ -413,6 +420,17 @@ pub fn map_output(body: &Value, output: &BTreeMap<String, String>) -> Map<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_vendor_body_is_json_when_it_is_utf8_json_and_null_otherwise() {
+        let name = "Gr\u{e9}goire";
+        assert_eq!(
+            json_or_null(format!(r#"{{"id":"001","name":"{name}"}}"#).as_bytes())["name"],
+            name
+        );
+        assert_eq!(json_or_null(b"{\"name\":\"\xff\"}"), Value::Null);
+        assert_eq!(json_or_null(b"<html>"), Value::Null);
+    }
 
     #[test]
     fn the_authorization_value_is_built_once_per_token_and_marked_sensitive() {

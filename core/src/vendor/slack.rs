@@ -27,7 +27,7 @@ pub fn interpret(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Value, VendorFailure> {
-    let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let value = super::json_or_null(body);
     if status.is_success() && value["ok"] == true {
         return Ok(value);
     }
