@@ -101,7 +101,8 @@ mod tests {
         let ids = r#""execution_id":"0190b3a4-7b1c-7d2e-8f00-000000000001","tenant_id":"0190b3a4-7b1c-7d2e-8f00-000000000002","automation_id":"0190b3a4-7b1c-7d2e-8f00-000000000003""#;
         let mut bad =
             format!(r#"{{"version":1,{ids},"parameters":{{"LastName":"x"}}}}"#).into_bytes();
-        let at = bad.iter().position(|b| *b == b'x').expect("x");
+        // The parameter's value (the last `x`; `execution_id` holds one too).
+        let at = bad.iter().rposition(|b| *b == b'x').expect("x");
         bad[at] = 0xff;
         let e = decode::<ExecutionRequestV1>(&bad).unwrap_err();
         assert_eq!(e.reason(), "invalid_json", "{e:?}");
