@@ -2,13 +2,10 @@
 //! is confirmed and arrives once, a reply queue gets its copy, and once the task is gone the
 //! callers publish from their own tasks.
 
-use aic_core::amqp::{Broker, private_queue};
-use aic_tests::harness::{Options, TestEnv, amqp_url};
+use aic_core::amqp::Broker;
+use aic_tests::harness::{Listener, Options, TestEnv, amqp_url};
 use aic_worker::funnel::{Funnel, Job};
-use futures_util::StreamExt;
-use lapin::options::QueueBindOptions;
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Consumer};
+use lapin::BasicProperties;
 use secrecy::SecretString;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -20,8 +17,8 @@ struct Setup {
     env: TestEnv,
     broker: Arc<Broker>,
     exchange: String,
-    results: Consumer,
-    replies: (String, Consumer),
+    results: Listener,
+    replies: Listener,
 }
 
 async fn setup() -> Setup {
@@ -37,19 +34,9 @@ async fn setup() -> Setup {
     )
     .await
     .expect("RabbitMQ is up");
-    let ch = env.amqp.create_channel().await.expect("channel");
     let exchange = env.names.results_exchange.clone();
-    let (bound, results) = private_queue(&ch).await.expect("queue");
-    ch.queue_bind(
-        bound.as_str().into(),
-        exchange.as_str().into(),
-        "#".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("bind");
-    let replies = private_queue(&ch).await.expect("queue");
+    let results = env.listen(&exchange, "#").await;
+    let replies = env.listen("", "").await;
     Setup {
         env,
         broker: Arc::new(broker),
@@ -61,12 +48,11 @@ async fn setup() -> Setup {
 
 /// The message ids of the next `n` messages (10 s at most for each), then whether one more
 /// came within 200 ms.
-async fn ids(messages: &mut Consumer, n: usize) -> (BTreeSet<String>, usize, bool) {
+async fn ids(messages: &mut Listener, n: usize) -> (BTreeSet<String>, usize, bool) {
     let mut got = BTreeSet::new();
     let mut count = 0;
     while count < n {
-        let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(10), messages.next()).await
-        else {
+        let Some(m) = messages.next(Duration::from_secs(10)).await else {
             break;
         };
         count += 1;
@@ -78,9 +64,7 @@ async fn ids(messages: &mut Consumer, n: usize) -> (BTreeSet<String>, usize, boo
                 .unwrap_or_default(),
         );
     }
-    let more = tokio::time::timeout(Duration::from_millis(200), messages.next())
-        .await
-        .is_ok();
+    let more = messages.next(Duration::from_millis(200)).await.is_some();
     (got, count, more)
 }
 
@@ -102,7 +86,7 @@ async fn a_burst_of_publishes_is_confirmed_and_each_arrives_once() {
     let publishes: Vec<_> = (0..n)
         .map(|i| {
             let (funnel, exchange) = (funnel.clone(), s.exchange.clone());
-            let reply_to = (i % 10 == 0).then(|| s.replies.0.clone());
+            let reply_to = (i % 10 == 0).then(|| s.replies.queue.clone());
             tokio::spawn(
                 async move { funnel.publish(job(&exchange, i, reply_to.as_deref())).await },
             )
@@ -115,7 +99,7 @@ async fn a_burst_of_publishes_is_confirmed_and_each_arrives_once() {
     assert_eq!(got, (0..n).map(|i| format!("m{i}")).collect());
     assert_eq!(count, n);
     assert!(!more, "a publish arrived twice");
-    let (got, count, more) = ids(&mut s.replies.1, n / 10).await;
+    let (got, count, more) = ids(&mut s.replies, n / 10).await;
     assert_eq!(got, (0..n).step_by(10).map(|i| format!("m{i}")).collect());
     assert_eq!(count, n / 10);
     assert!(!more, "a reply arrived twice");
