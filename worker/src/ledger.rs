@@ -162,7 +162,7 @@ impl Ledger {
         let [begin_timer, mark_timer, finish_timer] =
             crate::metrics::LEDGER_STATEMENTS.map(|s| metrics.ledger_batch(s));
         let [begin_waits, mark_waits, finish_waits] =
-            [&begin_timer, &mark_timer, &finish_timer].map(|t| t.waits());
+            crate::metrics::LEDGER_STATEMENTS.map(|s| metrics.ledger_wait(s));
         let p = batches.clone();
         let begin = Batcher::spawn(
             MAX_BATCH,
