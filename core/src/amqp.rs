@@ -120,6 +120,18 @@ pub fn quorum_queue_arguments() -> FieldTable {
     table(&[("x-queue-type", text("quorum"))])
 }
 
+/// The executions queue's arguments: a quorum queue whose requests redelivered too often go to
+/// the dead-letter exchange.
+pub fn executions_queue_arguments(names: &Names) -> FieldTable {
+    table(&[
+        ("x-queue-type", text("quorum")),
+        // A message redelivered this often (a worker crashing on it) goes to the DLQ.
+        ("x-delivery-limit", AMQPValue::LongLongInt(DELIVERY_LIMIT)),
+        ("x-dead-letter-exchange", text(&names.dead_letter_exchange)),
+        ("x-dead-letter-routing-key", text("executions")),
+    ])
+}
+
 /// Declares every exchange, queue and binding of the contract. Idempotent: both services run
 /// it at start-up, so whichever starts first leaves the broker ready for the other.
 pub async fn declare_topology(ch: &Channel, names: &Names) -> Result<(), lapin::Error> {
@@ -182,13 +194,7 @@ pub async fn declare_topology(ch: &Channel, names: &Names) -> Result<(), lapin::
     ch.queue_declare(
         names.executions_queue.as_str().into(),
         durable_queue,
-        table(&[
-            ("x-queue-type", text("quorum")),
-            // A message redelivered this often (a worker crashing on it) goes to the DLQ.
-            ("x-delivery-limit", AMQPValue::LongLongInt(DELIVERY_LIMIT)),
-            ("x-dead-letter-exchange", text(&names.dead_letter_exchange)),
-            ("x-dead-letter-routing-key", text("executions")),
-        ]),
+        executions_queue_arguments(names),
     )
     .await?;
     ch.queue_bind(

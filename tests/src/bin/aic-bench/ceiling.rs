@@ -1,38 +1,90 @@
-//! The ceiling row: the broker alone, with the worker's prefetch and concurrency — everything
-//! else in the table is a ratio of it.
+//! The ceiling rows: the broker alone, with the worker's prefetch and concurrency — everything
+//! else in the table is a ratio of them.
 
 use crate::machine::CpuWindow;
 use crate::report::Row;
+use aic_proto::topology::Names;
 use aic_tests::harness::TestEnv;
 use futures_util::StreamExt;
+use lapin::ExchangeKind;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use std::time::Instant;
 
+/// How the broker routes the ceiling's messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Results straight into their queue (the default exchange): the least work a broker does
+    /// per message, and the ceiling every ratio is to.
+    Queue,
+    /// As the contract routes them (`proto/AMQP.md`): requests from a queue with the executions
+    /// queue's arguments (delivery limit, dead-lettering), results through a topic exchange
+    /// with a `<tenant_id>.<status>` key into a quorum queue bound `#`, as the drained row's
+    /// results go — the broker's work per execution in that row, whatever the worker does.
+    Contract,
+}
+
 /// The broker alone: consume a persistent message, publish a persistent result with a confirm,
 /// ack — with the worker's prefetch and concurrency, no HTTP, no database.
-pub async fn ceiling(env: &TestEnv, n: usize, prefetch: u16, label: &str) -> Row {
+pub async fn ceiling(env: &TestEnv, n: usize, prefetch: u16, route: Route, label: &str) -> Row {
     let conn = &env.amqp;
     let q = format!("{}.bench-in", env.names.executions_queue);
     let out = format!("{}.bench-out", env.names.executions_queue);
+    let exchange = format!("{}.bench-results", env.names.results_exchange);
     let setup = conn.create_channel().await.expect("channel");
-    let args = aic_core::amqp::quorum_queue_arguments();
-    for name in [&q, &out] {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let in_args = match route {
+        Route::Queue => aic_core::amqp::quorum_queue_arguments(),
+        Route::Contract => aic_core::amqp::executions_queue_arguments(&env.names),
+    };
+    for (name, args) in [
+        (&q, in_args),
+        (&out, aic_core::amqp::quorum_queue_arguments()),
+    ] {
         setup
-            .queue_declare(
-                name.as_str().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                args.clone(),
-            )
+            .queue_declare(name.as_str().into(), durable, args)
             .await
             .expect("queue");
     }
+    // Where each result is published: the default exchange and the queue's name, or the
+    // contract's topic exchange and key.
+    let (to_exchange, key) = match route {
+        Route::Queue => (String::new(), out.clone()),
+        Route::Contract => {
+            let options = ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            };
+            setup
+                .exchange_declare(
+                    exchange.as_str().into(),
+                    ExchangeKind::Topic,
+                    options,
+                    FieldTable::default(),
+                )
+                .await
+                .expect("exchange");
+            setup
+                .queue_bind(
+                    out.as_str().into(),
+                    exchange.as_str().into(),
+                    "#".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .expect("bind");
+            let key = Names::result_routing_key(Some(&env.tenant), "succeeded");
+            (exchange.clone(), key)
+        }
+    };
     let publisher = aic_core::amqp::confirm_channel(conn)
         .await
         .expect("channel");
@@ -78,9 +130,9 @@ pub async fn ceiling(env: &TestEnv, n: usize, prefetch: u16, label: &str) -> Row
             Some(d) = consumer.next() => {
                 let d = d.expect("delivery");
                 let results = results.clone();
-                let out = out.clone();
+                let (to_exchange, key) = (to_exchange.clone(), key.clone());
                 tasks.spawn(async move {
-                    aic_core::amqp::publish_confirmed(&results, "", &out, &d.data, aic_core::amqp::json_properties("bench"), false).await.expect("result");
+                    aic_core::amqp::publish_confirmed(&results, &to_exchange, &key, &d.data, aic_core::amqp::json_properties("bench"), false).await.expect("result");
                     d.acker.ack(BasicAckOptions::default()).await.expect("ack");
                 });
             }
@@ -92,6 +144,11 @@ pub async fn ceiling(env: &TestEnv, n: usize, prefetch: u16, label: &str) -> Row
     for name in [&q, &out] {
         let _ = setup
             .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+    if route == Route::Contract {
+        let _ = setup
+            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
             .await;
     }
     Row {

@@ -39,6 +39,7 @@ const fn share(label: &'static str, pointer: &'static str) -> Figure {
 const FIGURES: &[Figure] = &[
     figure("exec/s", "/per_second", 0),
     figure("ratio", "/ratio", 2),
+    figure("of the contract's ceiling", "/routed_ratio", 2),
     figure("of the AMQP path alone", "/path_ratio", 2),
     figure("x one worker", "/vs_one_worker", 2),
     figure("steady exec/s", "/steady_per_second", 0),
@@ -142,6 +143,11 @@ pub fn scenario_kind(scenario: &str) -> String {
 /// A label's beginning and the kind of row it names; the first that matches counts.
 const KINDS: &[(&str, &str)] = &[
     ("ceiling (broker only), again", "ceiling, again"),
+    (
+        "ceiling, the contract's routing, again",
+        "routed ceiling, again",
+    ),
+    ("ceiling, the contract's routing", "routed ceiling"),
     ("ceiling", "ceiling"),
     ("AMQP path alone, paced", "path, paced"),
     ("AMQP path alone (echo consumer)", "path"),
@@ -394,6 +400,15 @@ mod tests {
         assert_eq!(
             scenario_kind("ceiling (broker only), again"),
             "ceiling, again"
+        );
+        // The ceiling through the contract's routing is its own row, not a third plain one.
+        assert_eq!(
+            scenario_kind("ceiling, the contract's routing"),
+            "routed ceiling"
+        );
+        assert_eq!(
+            scenario_kind("ceiling, the contract's routing, again"),
+            "routed ceiling, again"
         );
         assert_eq!(scenario_kind("slow vendor (50 ms), 1 worker"), "slow");
         assert_eq!(

@@ -15,6 +15,7 @@ mod stages;
 mod workers;
 
 use aic_tests::harness::{Options, TestEnv};
+use ceiling::Route;
 use clap::Parser;
 use report::Row;
 use serde_json::json;
@@ -71,15 +72,16 @@ struct Args {
     /// publish time and enqueue-to-result latency, to see what makes a row's tail.
     #[arg(long)]
     latencies: Option<std::path::PathBuf>,
-    /// Scenarios to run, comma-separated (ceiling, path, drain, full, paced, light, two, slow,
-    /// slow-h2, scale);
-    /// all by default. Ratios to the ceiling need `ceiling`; `paced` needs `full` unless
-    /// `--paced-rate` is given; with `path`, `paced` and `light` also pace the AMQP path alone.
+    /// Scenarios to run, comma-separated (ceiling, ceiling-routed, path, drain, full, paced,
+    /// light, two, slow, slow-h2, scale);
+    /// all by default. Ratios to the ceiling need `ceiling` (to the contract's routing,
+    /// `ceiling-routed`); `paced` needs `full` unless `--paced-rate` is given; with `path`,
+    /// `paced` and `light` also pace the AMQP path alone.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ceiling,path,drain,full,paced,light,two,slow,slow-h2,scale",
-        value_parser = ["ceiling", "path", "drain", "full", "paced", "light", "two", "slow", "slow-h2", "scale"]
+        default_value = "ceiling,ceiling-routed,path,drain,full,paced,light,two,slow,slow-h2,scale",
+        value_parser = ["ceiling", "ceiling-routed", "path", "drain", "full", "paced", "light", "two", "slow", "slow-h2", "scale"]
     )]
     only: Vec<String>,
 }
@@ -136,6 +138,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 const PATH_ROW: &str = "AMQP path alone (echo consumer)";
 const CEILING_ROW: &str = "ceiling (broker only)";
 const CEILING_AGAIN_ROW: &str = "ceiling (broker only), again";
+const ROUTED_ROW: &str = "ceiling, the contract's routing";
+const ROUTED_AGAIN_ROW: &str = "ceiling, the contract's routing, again";
 /// The pipeline measured as the ceiling is (`drain`).
 const DRAIN_ROW: &str = "queue drained, fast vendor, 1 worker";
 
@@ -228,14 +232,17 @@ async fn main() -> ExitCode {
     let run =
         |name: &str| args.only.iter().any(|o| o == name) && !(args.reply_to && name == "drain");
     let mut rows = Vec::new();
-    let first_ceiling = if run("ceiling") {
-        let row = ceiling::ceiling(&env, args.n, args.prefetch, CEILING_ROW).await;
-        let rate = row.per_second;
-        rows.push(row);
-        Some(rate)
-    } else {
-        None
-    };
+    let mut first_ceilings = Vec::new();
+    for (name, route, label) in [
+        ("ceiling", Route::Queue, CEILING_ROW),
+        ("ceiling-routed", Route::Contract, ROUTED_ROW),
+    ] {
+        if run(name) {
+            let row = ceiling::ceiling(&env, args.n, args.prefetch, route, label).await;
+            first_ceilings.push((route, row.per_second));
+            rows.push(row);
+        }
+    }
     if run("path") {
         rows.push(path(&env, &automation, args.n, args.prefetch, None, PATH_ROW).await);
     }
@@ -331,15 +338,23 @@ async fn main() -> ExitCode {
     // slow spell of the machine (the ceiling moved 1.57x between runs in the thirteenth
     // session, more than any row measured against it). The ratios are to the better of the two,
     // the broker's best in this run.
-    if let Some(first) = first_ceiling {
-        let again = ceiling::ceiling(&env, args.n, args.prefetch, CEILING_AGAIN_ROW).await;
+    for (route, first) in first_ceilings {
+        let label = match route {
+            Route::Queue => CEILING_AGAIN_ROW,
+            Route::Contract => ROUTED_AGAIN_ROW,
+        };
+        let again = ceiling::ceiling(&env, args.n, args.prefetch, route, label).await;
         let best = first.max(again.per_second);
         rows.push(again);
         for r in rows
             .iter_mut()
             .filter(|r| !r.scenario.starts_with("ceiling"))
         {
-            r.ratio = Some(r.per_second / best);
+            let ratio = Some(r.per_second / best);
+            match route {
+                Route::Queue => r.ratio = ratio,
+                Route::Contract => r.routed_ratio = ratio,
+            }
         }
     }
     if let Some(path_rate) = rows
