@@ -170,7 +170,14 @@ pub fn print(rows: &[Row], machine: &Value, slow_in_flight: u16, slow_latency_ms
             r.steady_ratio.unwrap_or_default()
         );
     }
-    for r in rows.iter().filter(|r| r.routed_ratio.is_some()) {
+    // At full load only: a paced row's share of a ceiling says nothing (the JSON has it).
+    let at_full_load =
+        |r: &&Row| !r.scenario.contains("paced at") && !r.scenario.contains("light load at");
+    for r in rows
+        .iter()
+        .filter(|r| r.routed_ratio.is_some())
+        .filter(at_full_load)
+    {
         println!(
             "{}: {:.2} of the ceiling through the contract's routing",
             r.scenario.trim(),
