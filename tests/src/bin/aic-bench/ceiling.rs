@@ -54,8 +54,8 @@ pub async fn ceiling(env: &TestEnv, n: usize, prefetch: u16, route: Route, label
             .expect("queue");
     }
     // Where each result is published: the default exchange and the queue's name, or the
-    // contract's topic exchange and key.
-    let (to_exchange, key) = match route {
+    // contract's topic exchange and key (shared by the tasks, not copied for each).
+    let to = std::sync::Arc::new(match route {
         Route::Queue => (String::new(), out.clone()),
         Route::Contract => {
             let options = ExchangeDeclareOptions {
@@ -84,7 +84,7 @@ pub async fn ceiling(env: &TestEnv, n: usize, prefetch: u16, route: Route, label
             let key = Names::result_routing_key(Some(&env.tenant), "succeeded");
             (exchange.clone(), key)
         }
-    };
+    });
     let publisher = aic_core::amqp::confirm_channel(conn)
         .await
         .expect("channel");
@@ -130,9 +130,10 @@ pub async fn ceiling(env: &TestEnv, n: usize, prefetch: u16, route: Route, label
             Some(d) = consumer.next() => {
                 let d = d.expect("delivery");
                 let results = results.clone();
-                let (to_exchange, key) = (to_exchange.clone(), key.clone());
+                let to = to.clone();
                 tasks.spawn(async move {
-                    aic_core::amqp::publish_confirmed(&results, &to_exchange, &key, &d.data, aic_core::amqp::json_properties("bench"), false).await.expect("result");
+                    let (exchange, key) = &*to;
+                    aic_core::amqp::publish_confirmed(&results, exchange, key, &d.data, aic_core::amqp::json_properties("bench"), false).await.expect("result");
                     d.acker.ack(BasicAckOptions::default()).await.expect("ack");
                 });
             }
