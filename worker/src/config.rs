@@ -3,10 +3,22 @@
 use aic_core::config::{AmqpArgs, CredentialArgs, DatabaseArgs, EgressArgs};
 use clap::{Args, Parser};
 use std::net::SocketAddr;
+use std::sync::LazyLock;
+
+/// How this binary was compiled: `profile-guided` when `deploy/local/pgo.sh` built it with a
+/// profile of its own hot path (it sets `AIC_WORKER_BUILD` for the compiler), `standard`
+/// otherwise. `--version` names it, so that a benchmark's report says which build it measured.
+pub const BUILD: &str = match option_env!("AIC_WORKER_BUILD") {
+    Some(build) => build,
+    None => "standard",
+};
+
+static VERSION: LazyLock<String> =
+    LazyLock::new(|| format!("{} ({BUILD} build)", env!("CARGO_PKG_VERSION")));
 
 /// aic-worker: runs automations taken from RabbitMQ.
 #[derive(Parser, Debug, Clone)]
-#[command(version, about)]
+#[command(version = VERSION.as_str(), about)]
 pub struct Cli {
     #[command(flatten)]
     #[allow(missing_docs)]

@@ -127,7 +127,12 @@ impl Worker {
             consuming: consuming.clone(),
             names: self.ctx.names.clone(),
         };
-        tracing::info!(addr = %self.admin.local_addr()?, "worker admin server listening");
+        tracing::info!(
+            addr = %self.admin.local_addr()?,
+            version = env!("CARGO_PKG_VERSION"),
+            build = crate::config::BUILD,
+            "worker admin server listening"
+        );
         let admin = tokio::spawn(async move {
             if let Err(e) = axum::serve(self.admin, admin::router(admin_state)).await {
                 tracing::error!(error = %e, "admin server stopped");
