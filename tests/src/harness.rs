@@ -93,6 +93,9 @@ pub struct Options {
     /// Serve the sandbox from a runtime of its own, on its own thread (the benchmark's vendor
     /// stand-in), rather than from the caller's.
     pub sandbox_own_thread: bool,
+    /// The `aic-worker` binary worker processes run (the benchmark's `--worker`); by default
+    /// the workspace's, in the running binary's build profile.
+    pub worker_binary: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -109,6 +112,7 @@ impl Default for Options {
             amqp_url: None,
             pg_admin_url: None,
             sandbox_own_thread: false,
+            worker_binary: None,
         }
     }
 }
@@ -134,6 +138,7 @@ pub struct TestEnv {
     pub amqp: Connection,
     http: reqwest::Client,
     worker_args: WorkerArgs,
+    worker_binary: std::path::PathBuf,
     stops: Vec<(oneshot::Sender<()>, JoinHandle<()>)>,
     cleanup: Cleanup,
 }
@@ -268,6 +273,10 @@ impl TestEnv {
             amqp: conn,
             http: reqwest::Client::new(),
             worker_args,
+            worker_binary: opts
+                .worker_binary
+                .clone()
+                .unwrap_or_else(|| workers::binary("aic-worker")),
             stops,
             cleanup: Cleanup {
                 database,

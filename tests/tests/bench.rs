@@ -52,6 +52,19 @@ fn the_benchmark_runs_every_scenario_and_writes_its_table_as_json() {
     every_execution_of_a_row_is_in_its_latencies_file(&report);
     let _ = std::fs::remove_dir_all(&dir);
 
+    // The report names the worker build it measured, as the binary itself does.
+    let worker = report["worker"]["binary"]
+        .as_str()
+        .expect("the worker's path");
+    let version = Command::new(worker)
+        .arg("--version")
+        .output()
+        .expect("the worker answers --version");
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    assert!(version.ends_with(" build)"), "{version}");
+    assert_eq!(report["worker"]["version"], version.as_str());
+    assert!(stdout.contains(&format!("{version}, {worker}")), "{stdout}");
+
     let rows = report["rows"].as_array().expect("rows");
     let scenarios: Vec<&str> = rows.iter().filter_map(|r| r["scenario"].as_str()).collect();
     for expected in [
@@ -405,6 +418,15 @@ fn bad_settings_are_refused_before_anything_runs() {
             "cannot write the report to --json /nonexistent-aic-bench/run.json",
         ),
         (&["--json", "/tmp"][..], "--json /tmp: it is a folder"),
+        (
+            &["--worker", "/nonexistent-aic-bench/aic-worker"][..],
+            "--worker: cannot run /nonexistent-aic-bench/aic-worker",
+        ),
+        // A binary that runs but is not a worker: its figures would be another program's.
+        (
+            &["--worker", "/bin/true"][..],
+            "--worker: /bin/true is not an aic-worker binary",
+        ),
         (
             &[
                 "--json",

@@ -57,7 +57,8 @@ impl TestEnv {
     }
 
     /// Starts the real `aic-worker` binary (built by `cargo test --workspace --all-targets` or
-    /// `cargo build --bins`) against this environment, as a separate process.
+    /// `cargo build --bins`, or the one [`super::Options::worker_binary`] names) against this
+    /// environment, as a separate process.
     pub fn spawn_worker_process(&self, prefetch: u16) -> std::process::Child {
         self.spawn_worker_process_with(prefetch, &[])
     }
@@ -69,7 +70,7 @@ impl TestEnv {
         env: &[(&str, &str)],
     ) -> std::process::Child {
         let a = &self.worker_args;
-        std::process::Command::new(binary("aic-worker"))
+        std::process::Command::new(&self.worker_binary)
             .env("AIC_DATABASE_URL", a.db.database_url.expose_secret())
             .env("AIC_AMQP_URL", a.amqp.amqp_url.expose_secret())
             .env("AIC_AMQP_NAMESPACE", &a.amqp.amqp_namespace)

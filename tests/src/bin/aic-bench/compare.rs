@@ -1,6 +1,7 @@
 //! `aic-bench compare OLD.json NEW.json…`: the JSON of earlier runs side by side, each row's
 //! figures with the change from the first run to the last, and a warning wherever the runs are
-//! not comparable (another machine, other settings, a disturbed run, uncommitted changes).
+//! not comparable (another machine, other settings, another build of the worker, a disturbed
+//! run, uncommitted changes).
 //!
 //! It reads the reports as loose JSON, not as [`crate::report::Row`]s, so that reports written
 //! before a column existed still compare (the missing figure prints as `-`).
@@ -117,6 +118,20 @@ impl Report {
         self.json["rows"].as_array().map_or(&[], Vec::as_slice)
     }
 
+    /// How the measured worker was compiled (`standard build`, `profile-guided build`), from
+    /// what it answered to `--version`. Reports from before `--worker` existed measured the
+    /// standard build, the only one there was.
+    fn worker_build(&self) -> String {
+        let version = self.json["worker"]["version"]
+            .as_str()
+            .unwrap_or("aic-worker (standard build)");
+        version
+            .rsplit_once('(')
+            .and_then(|(_, build)| build.strip_suffix(')'))
+            .unwrap_or(version)
+            .to_string()
+    }
+
     fn machine(&self) -> String {
         let m = &self.json["machine"];
         format!(
@@ -192,6 +207,12 @@ pub fn warnings(reports: &[Report]) -> Vec<String> {
             "the runs are from different machines ({list}): compare rows of one machine only"
         ));
     }
+    let builds: Vec<String> = reports.iter().map(Report::worker_build).collect();
+    if let Some(list) = differing(&builds) {
+        out.push(format!(
+            "the runs measured differently compiled workers ({list}): a change between them is the build's too"
+        ));
+    }
     for key in SETTINGS {
         let values: Vec<Value> = reports.iter().map(|r| setting(&r.json, key)).collect();
         if let Some(list) = differing(&values) {
@@ -248,10 +269,11 @@ pub fn render(reports: &[Report]) -> String {
     for (i, r) in reports.iter().enumerate() {
         let _ = writeln!(
             out,
-            "  {}  {}: commit {}, {}, started {}",
+            "  {}  {}: commit {} ({}), {}, started {}",
             letter(i),
             r.path,
             r.json["machine"]["commit"].as_str().unwrap_or("unknown"),
+            r.worker_build(),
             r.machine(),
             r.json["started_at"].as_str().unwrap_or("unknown"),
         );
@@ -369,6 +391,26 @@ mod tests {
             [
                 "setting `reply_to` differs (A: false, B: true)",
                 "setting `upsert` differs (A: false, B: true)"
+            ]
+        );
+    }
+
+    #[test]
+    fn runs_of_differently_compiled_workers_do_not_compare() {
+        let report = |worker: Value| Report {
+            path: "run.json".into(),
+            json: json!({"machine": {"cpu": "x"}, "worker": worker, "settings": {}, "rows": []}),
+        };
+        let before_the_option = report(Value::Null);
+        let standard = report(json!({"version": "aic-worker 0.1.0 (standard build)"}));
+        assert_eq!(before_the_option.worker_build(), "standard build");
+        assert!(warnings(&[before_the_option, standard]).is_empty());
+        let standard = report(json!({"version": "aic-worker 0.1.0 (standard build)"}));
+        let guided = report(json!({"version": "aic-worker 0.1.0 (profile-guided build)"}));
+        assert_eq!(
+            warnings(&[standard, guided]),
+            [
+                "the runs measured differently compiled workers (A: standard build, B: profile-guided build): a change between them is the build's too"
             ]
         );
     }

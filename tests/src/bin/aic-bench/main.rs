@@ -65,6 +65,10 @@ struct Args {
     /// mark.
     #[arg(long)]
     upsert: bool,
+    /// The `aic-worker` binary to measure (default: the one built beside this benchmark), such
+    /// as the profile-guided build of `deploy/local/pgo.sh`, `target/pgo/aic-worker`.
+    #[arg(long)]
+    worker: Option<std::path::PathBuf>,
     /// Where to write the JSON.
     #[arg(long, default_value = "target/bench.json")]
     json: String,
@@ -188,6 +192,13 @@ async fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    let worker = match workers::identify(args.worker.as_deref()) {
+        Ok(worker) => worker,
+        Err(e) => {
+            eprintln!("aic-bench: --worker: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if let Some(folder) = &args.latencies
         && let Err(e) = latency::check_folder(folder)
     {
@@ -206,6 +217,7 @@ async fn main() -> ExitCode {
     let env = TestEnv::start_with(Options {
         worker: false,
         sandbox_own_thread: true,
+        worker_binary: Some(worker.binary.clone()),
         ..Options::default()
     })
     .await;
@@ -429,7 +441,13 @@ async fn main() -> ExitCode {
         );
     }
 
-    report::print(&rows, &machine, args.slow_in_flight, args.slow_latency_ms);
+    report::print(
+        &rows,
+        &machine,
+        &worker,
+        args.slow_in_flight,
+        args.slow_latency_ms,
+    );
     let latencies_written = match &args.latencies {
         Some(folder) => latency::write_all(folder, &mut rows).map_err(|e| {
             eprintln!("could not write the latencies: {e}");
@@ -439,6 +457,10 @@ async fn main() -> ExitCode {
     let report = json!({
         "started_at": started_at,
         "machine": machine,
+        "worker": {
+            "binary": worker.binary,
+            "version": worker.version,
+        },
         "settings": {
             "n": args.n,
             "prefetch": args.prefetch,

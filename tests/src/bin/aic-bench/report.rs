@@ -91,8 +91,14 @@ pub fn write(path: &str, report: &Value) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| e.to_string())
 }
 
-/// Prints the machine, the table, and where the machine's CPU went.
-pub fn print(rows: &[Row], machine: &Value, slow_in_flight: u16, slow_latency_ms: u64) {
+/// Prints the machine, the worker measured, the table, and where the machine's CPU went.
+pub fn print(
+    rows: &[Row],
+    machine: &Value,
+    worker: &crate::workers::Build,
+    slow_in_flight: u16,
+    slow_latency_ms: u64,
+) {
     println!(
         "{} ({} cores, {} MiB), commit {}",
         machine["cpu_model"].as_str().unwrap_or("unknown CPU"),
@@ -100,6 +106,7 @@ pub fn print(rows: &[Row], machine: &Value, slow_in_flight: u16, slow_latency_ms
         machine["memory_mib"],
         machine["commit"].as_str().unwrap_or("unknown")
     );
+    println!("{}, {}", worker.version, worker.binary.display());
     println!(
         "{:<42} {:>8} {:>10} {:>8} {:>9} {:>9} {:>6} {:>6} {:>8} {:>7} {:>8} {:>8} {:>8} {:>5} {:>6}",
         "scenario",

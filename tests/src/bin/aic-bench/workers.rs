@@ -3,10 +3,46 @@
 
 use crate::report::Row;
 use crate::{pipeline, stages};
-use aic_tests::harness::{TestEnv, stop_worker, stop_worker_process};
+use aic_tests::harness::{TestEnv, binary, stop_worker, stop_worker_process};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+/// The worker binary a run measures, as its report names it.
+pub struct Build {
+    pub binary: PathBuf,
+    /// What it answers to `--version`: its version and how it was compiled (`standard`, or
+    /// `profile-guided` from `deploy/local/pgo.sh`).
+    pub version: String,
+}
+
+/// The worker binary `path` names (`--worker`), by default the one built beside this
+/// benchmark, and what it says it is: asked before anything runs, so that a wrong path is
+/// refused at once rather than after the ceiling's minutes.
+pub fn identify(path: Option<&Path>) -> Result<Build, String> {
+    let binary = path.map_or_else(|| binary("aic-worker"), Path::to_path_buf);
+    let out = std::process::Command::new(&binary)
+        .arg("--version")
+        .output()
+        .map_err(|e| {
+            let hint = if path.is_none() {
+                " (build it: cargo build --release --bins)"
+            } else {
+                ""
+            };
+            format!("cannot run {}: {e}{hint}", binary.display())
+        })?;
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || !version.starts_with("aic-worker ") {
+        return Err(format!(
+            "{} is not an aic-worker binary: `--version` answered {version:?} ({})",
+            binary.display(),
+            out.status
+        ));
+    }
+    Ok(Build { binary, version })
+}
 
 /// A worker process with the admin address its `/metrics` are read from. Killed if dropped
 /// before [`Worker::stop`]: a run that panics leaves no worker behind (one left running kept
