@@ -382,6 +382,23 @@ fn manifests_set_only_variables_their_binary_reads_and_agree_with_it() {
     }
 }
 
+/// The image's profile-guided worker is compiled as `deploy/local/pgo.sh` compiles it: with the
+/// profile, with code the training never reached kept at full optimisation, and named
+/// `profile-guided` in its `--version`.
+#[test]
+fn the_image_builds_a_profiled_worker_as_the_script_does() {
+    let dockerfile = read("container/Dockerfile");
+    let script = read("local/pgo.sh");
+    for flag in ["-Cprofile-use=", "-Cllvm-args=-pgso=false", "--target-dir"] {
+        assert!(dockerfile.contains(flag), "the Dockerfile lacks {flag}");
+        assert!(script.contains(flag), "pgo.sh lacks {flag}");
+    }
+    assert!(dockerfile.contains("AIC_WORKER_BUILD=profile-guided"));
+    assert!(script.contains("AIC_WORKER_BUILD=\"$build\""));
+    assert!(script.contains("optimised profile-guided"));
+    assert!(dockerfile.contains("ARG WORKER_PROFILE="));
+}
+
 #[test]
 fn alert_rules_are_well_formed() {
     let rules = yaml_docs("prometheus/aic-rules.yml");
