@@ -419,12 +419,22 @@ fn bad_settings_are_refused_before_anything_runs() {
         ),
         (&["--json", "/tmp"][..], "--json /tmp: it is a folder"),
         (
-            &["--worker", "/nonexistent-aic-bench/aic-worker"][..],
+            &[
+                "--json",
+                "/tmp/aic-bench-worker-check.json",
+                "--worker",
+                "/nonexistent-aic-bench/aic-worker",
+            ][..],
             "--worker: cannot run /nonexistent-aic-bench/aic-worker",
         ),
         // A binary that runs but is not a worker: its figures would be another program's.
         (
-            &["--worker", "/bin/true"][..],
+            &[
+                "--json",
+                "/tmp/aic-bench-worker-check.json",
+                "--worker",
+                "/bin/true",
+            ][..],
             "--worker: /bin/true is not an aic-worker binary",
         ),
         (
