@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds target/pgo/aic-worker: the worker compiled with a profile of its own hot path
 # (profile-guided optimisation), taken from aic-bench runs against the local RabbitMQ and
-# PostgreSQL (started if stopped) and the sandbox. Per execution it runs ~19% fewer instructions
-# than the standard build and costs ~15% less CPU (BENCHMARKS.md, thirty-second session).
+# PostgreSQL (started if stopped) and the sandbox. Per execution it runs ~14% fewer instructions
+# than the standard build and costs ~11% less CPU (BENCHMARKS.md, thirty-second session).
 #
 #   bash deploy/local/pgo.sh          # then: target/release/aic-bench --worker target/pgo/aic-worker
 #
@@ -53,7 +53,13 @@ build_worker instrumented profile-generating "-Cprofile-generate=$out/raw"
 instrumented="$out/instrumented/$host/release/aic-worker"
 
 echo "pgo: training it (aic-bench: drained, full, paced, slow over HTTP/1.1 and HTTP/2, upserts, reply queues)"
-bench() { target/release/aic-bench --worker "$instrumented" "$@" >/dev/null; }
+: >"$out/training.log"
+bench() {
+  target/release/aic-bench --worker "$instrumented" "$@" >>"$out/training.log" 2>&1 || {
+    echo "pgo: the training run failed (aic-bench $*); its output: $out/training.log" >&2
+    exit 1
+  }
+}
 bench --only drain,full,paced,slow,slow-h2 --n 10000 --paced-rate 1000 --json "$out/training.json"
 bench --only full --upsert --n 2000 --json "$out/training-upsert.json"
 bench --only full --reply-to --n 2000 --json "$out/training-reply-to.json"
