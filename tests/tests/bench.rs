@@ -439,3 +439,44 @@ fn the_benchmark_answers_on_reply_queues_and_upserts() {
         );
     }
 }
+
+/// `--vendor`: the pipeline rows run another vendor's automation against the sandbox's fast
+/// mode for it, and a result counts as succeeded only with the output that automation maps
+/// (a Salesforce lead's result would not carry a Jira issue's key).
+#[test]
+fn the_benchmark_runs_each_vendors_automation() {
+    let dir = std::env::temp_dir().join(format!("aic-bench-vendor-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    for (vendor, template) in [
+        ("servicenow", "servicenow.create_incident"),
+        ("jira", "jira.create_issue"),
+        ("slack", "slack.send_message"),
+    ] {
+        let json = dir.join(format!("{vendor}.json"));
+        let (report, stdout) = run(
+            &["--vendor", vendor, "--n", "150", "--only", "drain,full"],
+            &json,
+        );
+        assert_eq!(report["settings"]["vendor"], vendor);
+        assert!(
+            stdout.contains(&format!("pipeline rows run {template}")),
+            "{stdout}"
+        );
+        let rows = report["rows"].as_array().expect("rows");
+        assert_eq!(rows.len(), 2, "{stdout}");
+        for row in rows {
+            let name = row["scenario"].as_str().unwrap_or_default();
+            assert_eq!(row["executions"], 150, "{vendor}: {name}");
+            assert_eq!(row["lost"], 0, "{vendor}: {name}");
+            assert_eq!(row["failed"], 0, "{vendor}: {name}");
+            // The worker's own metrics timed its calls to the vendor.
+            assert!(
+                row["stages"]["vendor_call_ms"]
+                    .as_f64()
+                    .is_some_and(|ms| ms > 0.0),
+                "{vendor}: {row}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -19,6 +19,15 @@ fn bad_settings_are_refused_before_anything_runs() {
             "invalid value '0' for '--scale-in-flight",
         ),
         (&["--n", "0"][..], "invalid value '0' for '--n"),
+        (
+            &["--vendor", "hubspot"][..],
+            "invalid value 'hubspot' for '--vendor",
+        ),
+        // Upserts on an external id field are Salesforce's Create Lead's.
+        (
+            &["--vendor", "jira", "--upsert"][..],
+            "--upsert upserts Salesforce leads on an external id field; --vendor jira has no such automation here",
+        ),
         // A rate of 0, below 0 or not a number once panicked working out when to publish; one
         // below 1/s would run for hours.
         (

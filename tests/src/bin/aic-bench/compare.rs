@@ -79,13 +79,16 @@ const SETTINGS: &[&str] = &[
     "slow_latency_ms",
     "reply_to",
     "upsert",
+    "vendor",
 ];
 
-/// A setting as `report` has it. Reports from before `--reply-to` and `--upsert` existed have
-/// neither: their requests named no reply queue, their automation created.
+/// A setting as `report` has it. Reports from before `--reply-to`, `--upsert` and `--vendor`
+/// existed have none of them: their requests named no reply queue, their automation created
+/// Salesforce leads.
 fn setting(report: &Value, key: &str) -> Value {
     match &report["settings"][key] {
         Value::Null if ["reply_to", "upsert"].contains(&key) => Value::Bool(false),
+        Value::Null if key == "vendor" => Value::from("salesforce"),
         v => v.clone(),
     }
 }
@@ -382,15 +385,17 @@ mod tests {
             json: json!({"machine": {"cpu": "x"}, "settings": settings, "rows": []}),
         };
         let before_the_options = report(json!({"n": 10}));
-        let without = report(json!({"n": 10, "reply_to": false, "upsert": false}));
+        let without =
+            report(json!({"n": 10, "reply_to": false, "upsert": false, "vendor": "salesforce"}));
         assert!(warnings(&[before_the_options, without]).is_empty());
         let without = report(json!({"n": 10, "reply_to": false, "upsert": false}));
-        let with = report(json!({"n": 10, "reply_to": true, "upsert": true}));
+        let with = report(json!({"n": 10, "reply_to": true, "upsert": true, "vendor": "jira"}));
         assert_eq!(
             warnings(&[without, with]),
             [
                 "setting `reply_to` differs (A: false, B: true)",
-                "setting `upsert` differs (A: false, B: true)"
+                "setting `upsert` differs (A: false, B: true)",
+                "setting `vendor` differs (A: \"salesforce\", B: \"jira\")"
             ]
         );
     }

@@ -7,10 +7,11 @@
 //! the broker does about twice the ceiling's work per execution.
 
 use crate::machine::{CpuSpent, CpuWindow, proc_peak_rss_mib};
-use crate::pipeline::{Outcome, enqueue, results_sink};
+use crate::pipeline::{enqueue, results_sink};
 use crate::report::Row;
 use crate::stages;
 use crate::workers::{Worker, start_worker_noting};
+use crate::workload::{Outcome, Workload};
 use aic_tests::harness::TestEnv;
 use futures_util::StreamExt;
 use lapin::options::{
@@ -43,14 +44,14 @@ struct Drained {
 /// Returns the row and the worker, warmed up, for the rows after it.
 pub async fn drain(
     env: &TestEnv,
-    automation: &str,
+    workload: &Workload,
     n: usize,
     prefetch: u16,
     label: &str,
 ) -> (Row, Worker) {
     let ch = env.amqp.create_channel().await.expect("channel");
     let results = results_sink(env, &ch, aic_core::amqp::quorum_queue_arguments()).await;
-    let ids = enqueue(env, automation, n).await;
+    let ids = enqueue(env, workload, n).await;
     let wal_before = stages::wal_position(&env.pool).await;
     let pid = Arc::new(AtomicU32::new(0));
     let poller = tokio::spawn(watch(
@@ -63,7 +64,7 @@ pub async fn drain(
     let drained = poller.await.expect("the poller");
     let wal_after = stages::wal_position(&env.pool).await;
     let after = stages::snapshot(&[worker.admin]).await;
-    let (seen, failed) = read_results(&ch, &results, &ids, drained.last.1).await;
+    let (seen, failed) = read_results(&ch, &results, workload, &ids, drained.last.1).await;
     let _ = ch
         .queue_delete(results.as_str().into(), QueueDeleteOptions::default())
         .await;
@@ -143,6 +144,7 @@ async fn watch(ch: lapin::Channel, queue: String, n: usize, pid: Arc<AtomicU32>)
 async fn read_results(
     ch: &lapin::Channel,
     queue: &str,
+    workload: &Workload,
     ids: &[String],
     expected: usize,
 ) -> (usize, usize) {
@@ -168,13 +170,15 @@ async fn read_results(
             break;
         };
         read += 1;
-        if let Ok(Outcome {
-            execution_id: Some(id),
-            status,
-        }) = serde_json::from_slice(&d.data)
+        if let Ok(
+            outcome @ Outcome {
+                execution_id: Some(id),
+                ..
+            },
+        ) = serde_json::from_slice(&d.data)
             && wanted.contains(id)
             && seen.insert(id.to_string())
-            && status != "succeeded"
+            && !workload.succeeded(&outcome)
         {
             failed += 1;
         }

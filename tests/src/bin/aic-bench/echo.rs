@@ -6,6 +6,9 @@
 //! delivered) and nothing for the ledger, credentials, the vendor call or a second process.
 //! The full pipeline's throughput against this row is what the worker's own work costs it.
 
+use crate::pipeline;
+use crate::report::Row;
+use crate::workload::Workload;
 use aic_proto::ExecutionRequestV1;
 use aic_proto::topology::EXECUTION_RESULT_TYPE;
 use aic_tests::harness::TestEnv;
@@ -110,4 +113,23 @@ impl Echo {
         let _ = self.consume.close(200, "done".into()).await;
         echoed
     }
+}
+
+/// [`pipeline::run`] through the echo consumer instead of a worker (`echo`).
+pub async fn path(
+    env: &TestEnv,
+    workload: &Workload,
+    n: usize,
+    prefetch: u16,
+    rate: Option<f64>,
+    label: &str,
+) -> Row {
+    let echo = start(env, prefetch).await;
+    let mut row = pipeline::run(env, &workload.echoed(), n, &[], rate, label).await;
+    // No worker process: the echo consumer's CPU is this process's.
+    row.worker_cpu_us_per_execution = None;
+    row.worker_page_faults_per_execution = None;
+    let echoed = echo.stop().await;
+    assert_eq!(echoed, n, "the echo consumer answered every request once");
+    row
 }

@@ -13,6 +13,7 @@ mod report;
 mod scale;
 mod stages;
 mod workers;
+mod workload;
 
 use aic_tests::harness::{Options, TestEnv};
 use ceiling::Route;
@@ -23,6 +24,7 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use workers::{start_worker, start_worker_with, through};
+use workload::{Vendor, Workload};
 
 /// aic-bench: throughput, CPU and latency of the execution pipeline.
 #[derive(Parser, Debug)]
@@ -59,10 +61,15 @@ struct Args {
     /// The drained row, which reads no result until the end, does not run.
     #[arg(long)]
     reply_to: bool,
+    /// The vendor whose automation the pipeline rows run, against the sandbox's fast mode for
+    /// it: Salesforce's Create Lead, ServiceNow's Create Incident, Jira's Create Issue or
+    /// Slack's Send Message.
+    #[arg(long, value_enum, default_value_t = Vendor::Salesforce)]
+    vendor: Vendor,
     /// The lead automation upserts on an external id field keyed by the execution id (the
     /// dedupe Salesforce offers) instead of creating: a delivery finding one unfinished sends it
     /// again, and a call that waited for the connection goes without the ledger's vendor-call
-    /// mark.
+    /// mark. Salesforce only.
     #[arg(long)]
     upsert: bool,
     /// The `aic-worker` binary to measure (default: the one built beside this benchmark), such
@@ -121,12 +128,12 @@ fn paced_n(rate: f64, seconds: f64, floor: usize, n: usize) -> usize {
 /// second, executions.
 async fn paced(
     env: &TestEnv,
-    automation: &str,
+    workload: &Workload,
     worker: &workers::Worker,
     (kind, rate, n): (&str, f64, usize),
 ) -> Row {
     let label = format!("  same, {kind} {rate:.0}/s");
-    through(env, automation, n, &[worker], Some(rate), &label).await
+    through(env, workload, n, &[worker], Some(rate), &label).await
 }
 
 /// Executions that warm a worker up before paced rows when no full row ran before them.
@@ -147,25 +154,6 @@ const ROUTED_AGAIN_ROW: &str = "ceiling, the contract's routing, again";
 /// The pipeline measured as the ceiling is (`drain`).
 const DRAIN_ROW: &str = "queue drained, fast vendor, 1 worker";
 
-/// [`pipeline::run`] through the echo consumer instead of a worker (`echo`).
-async fn path(
-    env: &TestEnv,
-    automation: &str,
-    n: usize,
-    prefetch: u16,
-    rate: Option<f64>,
-    label: &str,
-) -> Row {
-    let echo = echo::start(env, prefetch).await;
-    let mut row = pipeline::run(env, automation, n, &[], rate, label).await;
-    // No worker process: the echo consumer's CPU is this process's.
-    row.worker_cpu_us_per_execution = None;
-    row.worker_page_faults_per_execution = None;
-    let echoed = echo.stop().await;
-    assert_eq!(echoed, n, "the echo consumer answered every request once");
-    row
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -184,6 +172,13 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    if args.upsert && args.vendor != Vendor::Salesforce {
+        eprintln!(
+            "aic-bench: --upsert upserts Salesforce leads on an external id field; --vendor {} has no such automation here",
+            args.vendor.template().split('.').next().unwrap_or_default()
+        );
+        return ExitCode::from(2);
     }
     if let Err(e) = report::check_writable(&args.json) {
         eprintln!(
@@ -221,11 +216,7 @@ async fn main() -> ExitCode {
         ..Options::default()
     })
     .await;
-    let automation = if args.upsert {
-        env.upserting_lead_automation().await
-    } else {
-        env.lead_automation().await
-    };
+    let workload = Workload::set_up(&env, args.vendor, args.upsert).await;
     if args.reply_to {
         pipeline::answer_on_reply_queues(&env).await;
     }
@@ -261,7 +252,7 @@ async fn main() -> ExitCode {
         }
     }
     if run("path") {
-        rows.push(path(&env, &automation, args.n, args.prefetch, None, PATH_ROW).await);
+        rows.push(echo::path(&env, &workload, args.n, args.prefetch, None, PATH_ROW).await);
     }
     // The paced rows' kinds, rates and sizes, for the AMQP path alone at the same rates.
     let mut paced_at = Vec::new();
@@ -273,7 +264,7 @@ async fn main() -> ExitCode {
         // The worker that drained the queue stays on for the rows after it, warmed up.
         let (one, warmed) = if run("drain") {
             let (row, worker) =
-                drain::drain(&env, &automation, args.n, args.prefetch, DRAIN_ROW).await;
+                drain::drain(&env, &workload, args.n, args.prefetch, DRAIN_ROW).await;
             rows.push(row);
             (worker, true)
         } else {
@@ -283,7 +274,7 @@ async fn main() -> ExitCode {
         if run("full") {
             let row = through(
                 &env,
-                &automation,
+                &workload,
                 args.n,
                 &[&one],
                 None,
@@ -298,7 +289,7 @@ async fn main() -> ExitCode {
         if !warmed && full.is_none() && (run("paced") || run("light")) {
             let warm = through(
                 &env,
-                &automation,
+                &workload,
                 WARM_UP.min(args.n),
                 &[&one],
                 None,
@@ -319,7 +310,7 @@ async fn main() -> ExitCode {
             let half_n = paced_n(half_rate, 15.0, 500, args.n);
             let at = ("paced at", half_rate, half_n);
             paced_at.push(at);
-            rows.push(paced(&env, &automation, &one, at).await);
+            rows.push(paced(&env, &workload, &one, at).await);
         }
         // Latency where the cores leave room: at half of peak they stay nearly as busy as at
         // full load (smaller batches cost more per execution).
@@ -327,13 +318,13 @@ async fn main() -> ExitCode {
             let light_n = paced_n(args.light_rate, 10.0, 200, args.n);
             let at = ("light load at", args.light_rate, light_n);
             paced_at.push(at);
-            rows.push(paced(&env, &automation, &one, at).await);
+            rows.push(paced(&env, &workload, &one, at).await);
         }
         if run("two") {
             let two = start_worker(&env, args.prefetch).await;
             let mut row = through(
                 &env,
-                &automation,
+                &workload,
                 args.n,
                 &[&one, &two],
                 None,
@@ -349,7 +340,7 @@ async fn main() -> ExitCode {
     // The broker's own share of that latency: the AMQP path alone at the same rates.
     for (kind, rate, n) in paced_at.into_iter().filter(|_| run("path")) {
         let label = format!("AMQP path alone, {kind} {rate:.0}/s");
-        rows.push(path(&env, &automation, n, args.prefetch, Some(rate), &label).await);
+        rows.push(echo::path(&env, &workload, n, args.prefetch, Some(rate), &label).await);
     }
     // The broker alone again, after the rows measured against it: one run of it can fall in a
     // slow spell of the machine (the ceiling moved 1.57x between runs in the thirteenth
@@ -406,7 +397,7 @@ async fn main() -> ExitCode {
         let slow_n = args.n.max(args.slow_in_flight as usize * 4);
         let mut row = through(
             &env,
-            &automation,
+            &workload,
             slow_n,
             &[&slow],
             None,
@@ -432,7 +423,7 @@ async fn main() -> ExitCode {
         rows.extend(
             scale::scale_out(
                 &env,
-                &automation,
+                &workload,
                 scale_n,
                 args.scale_in_flight,
                 args.slow_latency_ms,
@@ -445,6 +436,7 @@ async fn main() -> ExitCode {
         &rows,
         &machine,
         &worker,
+        args.vendor.template(),
         args.slow_in_flight,
         args.slow_latency_ms,
     );
@@ -470,6 +462,7 @@ async fn main() -> ExitCode {
             "paced_rate": args.paced_rate,
             "light_rate": args.light_rate,
             "reply_to": args.reply_to,
+            "vendor": args.vendor,
             "upsert": args.upsert,
             "only": args.only,
         },

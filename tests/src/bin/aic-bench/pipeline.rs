@@ -5,6 +5,7 @@
 use crate::latency::{Sample, percentile};
 use crate::machine::{CpuWindow, proc_peak_rss_mib};
 use crate::report::Row;
+use crate::workload::{Outcome, Workload};
 use aic_proto::topology::{EXECUTE_ROUTING_KEY, EXECUTION_REQUEST_TYPE};
 use aic_tests::harness::TestEnv;
 use lapin::options::{
@@ -12,7 +13,6 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, PublisherConfirm};
-use serde_json::json;
 use std::collections::{HashMap, VecDeque};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -88,21 +88,6 @@ async fn confirmed(confirm: PublisherConfirm) {
     );
 }
 
-/// What the results reader takes from an `ExecutionResultV1`.
-#[derive(serde::Deserialize)]
-pub struct Outcome<'a> {
-    pub execution_id: Option<&'a str>,
-    pub status: &'a str,
-}
-
-/// The `i`th request of a run of the lead automation: its execution id and body.
-fn lead(env: &TestEnv, automation: &str, i: usize) -> (String, Vec<u8>) {
-    env.request(
-        automation,
-        json!({"LastName": format!("B{i}"), "Company": "Bench"}),
-    )
-}
-
 /// Publishes a request as `proto/AMQP.md` says, answered on `reply_to` if given; its confirm
 /// is to be awaited.
 async fn publish(
@@ -150,14 +135,14 @@ impl Window {
 }
 
 /// Enqueues `n` executions as fast as confirms allow, every one confirmed on return: their ids.
-pub async fn enqueue(env: &TestEnv, automation: &str, n: usize) -> Vec<String> {
+pub async fn enqueue(env: &TestEnv, workload: &Workload, n: usize) -> Vec<String> {
     let publisher = aic_core::amqp::confirm_channel(&env.amqp)
         .await
         .expect("channel");
     let mut window = Window::default();
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
-        let (id, body) = lead(env, automation, i);
+        let (id, body) = workload.request(env, i);
         ids.push(id);
         window
             .push(publish(&publisher, env, &body, None).await)
@@ -173,7 +158,7 @@ pub async fn enqueue(env: &TestEnv, automation: &str, n: usize) -> Vec<String> {
 /// reply queue the requests name (see [`answer_on_reply_queues`]).
 pub async fn run(
     env: &TestEnv,
-    automation: &str,
+    workload: &Workload,
     n: usize,
     workers: &[u32],
     rate: Option<f64>,
@@ -190,6 +175,7 @@ pub async fn run(
         .await
         .expect("channel");
     // Results are read as they arrive, while publishing goes on.
+    let expected = workload.clone();
     let reader = tokio::spawn(async move {
         let mut arrived: HashMap<String, (Instant, bool)> = HashMap::with_capacity(n);
         while arrived.len() < n {
@@ -197,14 +183,14 @@ pub async fn run(
                 break;
             };
             let at = Instant::now();
-            // Only the two fields the table needs, borrowed from the body: the client's own
-            // CPU is taken from the cores the pipeline runs on.
-            if let Ok(Outcome {
-                execution_id: Some(id),
-                status,
-            }) = serde_json::from_slice(&d.data)
+            if let Ok(
+                outcome @ Outcome {
+                    execution_id: Some(id),
+                    ..
+                },
+            ) = serde_json::from_slice(&d.data)
             {
-                arrived.insert(id.to_string(), (at, status == "succeeded"));
+                arrived.insert(id.to_string(), (at, expected.succeeded(&outcome)));
             }
         }
         arrived
@@ -218,7 +204,7 @@ pub async fn run(
             let due = started + Duration::from_secs_f64(i as f64 / rate);
             tokio::time::sleep_until(due.into()).await;
         }
-        let (id, body) = lead(env, automation, i);
+        let (id, body) = workload.request(env, i);
         sent_at.insert(id, Instant::now());
         window
             .push(publish(&publisher, env, &body, reply_queue.as_deref()).await)

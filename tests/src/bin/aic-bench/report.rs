@@ -96,6 +96,7 @@ pub fn print(
     rows: &[Row],
     machine: &Value,
     worker: &crate::workers::Build,
+    template: &str,
     slow_in_flight: u16,
     slow_latency_ms: u64,
 ) {
@@ -106,7 +107,11 @@ pub fn print(
         machine["memory_mib"],
         machine["commit"].as_str().unwrap_or("unknown")
     );
-    println!("{}, {}", worker.version, worker.binary.display());
+    println!(
+        "{}, {}; pipeline rows run {template}",
+        worker.version,
+        worker.binary.display()
+    );
     println!(
         "{:<42} {:>8} {:>10} {:>8} {:>9} {:>9} {:>6} {:>6} {:>8} {:>7} {:>8} {:>8} {:>8} {:>5} {:>6}",
         "scenario",

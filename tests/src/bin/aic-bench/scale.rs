@@ -5,6 +5,7 @@
 
 use crate::report::Row;
 use crate::workers::{start_worker, through};
+use crate::workload::Workload;
 use aic_tests::harness::TestEnv;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use std::time::Duration;
 /// flight, and the two-worker row says how many times one worker's steady rate it reached.
 pub async fn scale_out(
     env: &TestEnv,
-    automation: &str,
+    workload: &Workload,
     n: usize,
     in_flight: u16,
     latency_ms: u64,
@@ -26,9 +27,9 @@ pub async fn scale_out(
         )
     };
     let one = start_worker(env, in_flight).await;
-    let mut single = through(env, automation, n, &[&one], None, &label(1)).await;
+    let mut single = through(env, workload, n, &[&one], None, &label(1)).await;
     let two = start_worker(env, in_flight).await;
-    let mut double = through(env, automation, n, &[&one, &two], None, &label(2)).await;
+    let mut double = through(env, workload, n, &[&one, &two], None, &label(2)).await;
     two.stop().await;
     one.stop().await;
     for (row, workers) in [(&mut single, 1), (&mut double, 2)] {

@@ -2,6 +2,7 @@
 //! where the time went inside them.
 
 use crate::report::Row;
+use crate::workload::Workload;
 use crate::{pipeline, stages};
 use aic_tests::harness::{TestEnv, binary, stop_worker, stop_worker_process};
 use std::net::SocketAddr;
@@ -127,7 +128,7 @@ async fn start_worker_noting_with(
 /// [`pipeline::run`] through worker processes, with where the time went inside them.
 pub async fn through(
     env: &TestEnv,
-    automation: &str,
+    workload: &Workload,
     n: usize,
     workers: &[&Worker],
     rate: Option<f64>,
@@ -137,7 +138,7 @@ pub async fn through(
     let admins: Vec<SocketAddr> = workers.iter().map(|w| w.admin).collect();
     let before = stages::snapshot(&admins).await;
     let wal_before = stages::wal_position(&env.pool).await;
-    let mut row = pipeline::run(env, automation, n, &pids, rate, label).await;
+    let mut row = pipeline::run(env, workload, n, &pids, rate, label).await;
     let wal_after = stages::wal_position(&env.pool).await;
     let after = stages::snapshot(&admins).await;
     row.stages = before.zip(after).map(|(b, a)| stages::between(&b, &a));
