@@ -11,9 +11,10 @@
 # image's worker (deploy/container/Dockerfile, build argument WORKER_PROFILE). A profile fits
 # the source and compiler it was made with: make it again after changing either.
 #
-# The training runs the benchmark's Salesforce automation only; code it never reached (the other
-# vendors' requests and answers, the failure paths) keeps the standard build's optimisation
-# (`-pgso=false`: LLVM would otherwise compile code without counts for size).
+# The training runs each vendor's automation of the benchmark (`aic-bench --vendor`: Salesforce's
+# on every row, ServiceNow's, Jira's and Slack's on the drained and full rows); code it never
+# reached (the failure paths, the other templates' mappings) keeps the standard build's
+# optimisation (`-pgso=false`: LLVM would otherwise compile code without counts for size).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash deploy/local/services.sh
@@ -52,7 +53,7 @@ echo "pgo: building the instrumented worker"
 build_worker instrumented profile-generating "-Cprofile-generate=$out/raw"
 instrumented="$out/instrumented/$host/release/aic-worker"
 
-echo "pgo: training it (aic-bench: drained, full, paced, slow over HTTP/1.1 and HTTP/2, upserts, reply queues)"
+echo "pgo: training it (aic-bench: drained, full, paced, slow over HTTP/1.1 and HTTP/2, upserts, reply queues, every vendor)"
 : >"$out/training.log"
 bench() {
   target/release/aic-bench --worker "$instrumented" "$@" >>"$out/training.log" 2>&1 || {
@@ -63,6 +64,9 @@ bench() {
 bench --only drain,full,paced,slow,slow-h2 --n 10000 --paced-rate 1000 --json "$out/training.json"
 bench --only full --upsert --n 2000 --json "$out/training-upsert.json"
 bench --only full --reply-to --n 2000 --json "$out/training-reply-to.json"
+for vendor in servicenow jira slack; do
+  bench --vendor "$vendor" --only drain,full --n 2000 --json "$out/training-$vendor.json"
+done
 "$profdata" merge -o "$out/aic-worker.profdata" "$out/raw"
 
 echo "pgo: building the worker with the profile"
