@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds target/pgo/aic-worker: the worker compiled with a profile of its own hot path
 # (profile-guided optimisation), taken from aic-bench runs against the local RabbitMQ and
-# PostgreSQL (started if stopped) and the sandbox. Per execution it runs ~14% fewer instructions
-# than the standard build and costs ~11% less CPU (BENCHMARKS.md, thirty-second session).
+# PostgreSQL (started if stopped) and the sandbox. Per execution it runs 16-20% fewer instructions
+# than the standard build and costs 10-19% less CPU, on each vendor's automation of the benchmark
+# (BENCHMARKS.md, thirty-third session).
 #
 #   bash deploy/local/pgo.sh          # then: target/release/aic-bench --worker target/pgo/aic-worker
 #
