@@ -34,14 +34,15 @@ impl Vendor {
         }
     }
 
-    /// An output field the template maps that no other vendor's here does: a result without it
-    /// did not come from this vendor's automation.
-    fn output_field(self) -> &'static str {
+    /// An output field the template maps that no other vendor's here does (a Salesforce
+    /// record's `id`, a ServiceNow `number`, a Jira issue's `key`, a Slack message's `ts`): a
+    /// result without it did not come from this vendor's automation.
+    fn output_field<'o>(self, output: &'o Output<'_>) -> Option<&'o str> {
         match self {
-            Vendor::Salesforce => "id",
-            Vendor::Servicenow => "number",
-            Vendor::Jira => "key",
-            Vendor::Slack => "ts",
+            Vendor::Salesforce => output.id.as_deref(),
+            Vendor::Servicenow => output.number.as_deref(),
+            Vendor::Jira => output.key.as_deref(),
+            Vendor::Slack => output.ts.as_deref(),
         }
     }
 }
@@ -51,9 +52,9 @@ impl Vendor {
 pub struct Workload {
     pub vendor: Vendor,
     pub automation: String,
-    /// The output field each result must carry (none for the echo consumer's results, which
-    /// carry no output).
-    expects: Option<&'static str>,
+    /// Whether each result must carry the vendor's output field (not the echo consumer's
+    /// results, which carry no output).
+    expects_output: bool,
 }
 
 impl Workload {
@@ -74,14 +75,14 @@ impl Workload {
         Self {
             vendor,
             automation,
-            expects: Some(vendor.output_field()),
+            expects_output: true,
         }
     }
 
     /// The same requests, answered by the echo consumer: their results carry no output.
     pub fn echoed(&self) -> Self {
         Self {
-            expects: None,
+            expects_output: false,
             ..self.clone()
         }
     }
@@ -103,17 +104,12 @@ impl Workload {
     /// automation maps.
     pub fn succeeded(&self, outcome: &Outcome) -> bool {
         outcome.status == "succeeded"
-            && self.expects.is_none_or(|field| {
-                outcome.output.as_ref().is_some_and(|o| {
-                    let value = match field {
-                        "id" => &o.id,
-                        "number" => &o.number,
-                        "key" => &o.key,
-                        _ => &o.ts,
-                    };
-                    value.as_deref().is_some_and(|v| !v.is_empty())
-                })
-            })
+            && (!self.expects_output
+                || outcome
+                    .output
+                    .as_ref()
+                    .and_then(|o| self.vendor.output_field(o))
+                    .is_some_and(|v| !v.is_empty()))
     }
 }
 
@@ -127,7 +123,7 @@ pub struct Outcome<'a> {
     output: Option<Output<'a>>,
 }
 
-/// The output fields [`Vendor::output_field`] names; the others are skipped unread.
+/// The output fields [`Vendor::output_field`] reads; the others are skipped unread.
 #[derive(serde::Deserialize)]
 struct Output<'a> {
     #[serde(borrow)]
@@ -148,7 +144,7 @@ mod tests {
         Workload {
             vendor,
             automation: String::new(),
-            expects: Some(vendor.output_field()),
+            expects_output: true,
         }
     }
 
