@@ -11,6 +11,7 @@ pub mod db;
 pub mod egress;
 pub mod metrics;
 pub mod params;
+pub mod pointer;
 pub mod shutdown;
 pub mod telemetry;
 pub mod vendor;

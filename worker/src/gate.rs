@@ -45,7 +45,11 @@ pub fn scope(
         .template(&def.app, &def.action)?
         .rate_limit_scope
         .as_deref()?;
-    let value: String = body.pointer(pointer)?.as_str()?.chars().take(200).collect();
+    let value: String = aic_core::pointer::lookup(body, pointer)?
+        .as_str()?
+        .chars()
+        .take(200)
+        .collect();
     Some(format!("{}:{value}", pointer.trim_start_matches('/')))
 }
 

@@ -413,7 +413,9 @@ pub async fn test_connection(
 pub fn map_output(body: &Value, output: &BTreeMap<String, String>) -> Map<String, Value> {
     output
         .iter()
-        .filter_map(|(name, ptr)| body.pointer(ptr).map(|v| (name.clone(), v.clone())))
+        .filter_map(|(name, ptr)| {
+            crate::pointer::lookup(body, ptr).map(|v| (name.clone(), v.clone()))
+        })
         .collect()
 }
 
