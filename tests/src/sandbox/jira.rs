@@ -286,12 +286,7 @@ async fn create_issue(
             return unauthorized();
         }
         let id = s.jira.next_id.fetch_add(1, Ordering::SeqCst);
-        let base = lock(&s.base_url).clone();
-        return (
-            StatusCode::CREATED,
-            axum::Json(json!({"id": id.to_string(), "key": format!("ENG-{id}"), "self": format!("{base}/rest/api/3/issue/{id}")})),
-        )
-            .into_response();
+        return created(&s, id, &format!("ENG-{id}"));
     }
     let site = s.clone();
     metered(&site.jira, || create_issue_inner(State(s), headers, body)).await
@@ -412,8 +407,17 @@ async fn create_issue_inner(
         + 1;
     let key = format!("{project}-{n}");
     lock(&s.jira.issues).insert(key.clone(), (id.to_string(), Value::Object(fields)));
+    created(&s, id, &key)
+}
+
+/// Jira's answer to a created issue: its id, key and address.
+fn created(s: &SandboxState, id: u64, key: &str) -> Response {
     let base = lock(&s.base_url).clone();
-    (StatusCode::CREATED, axum::Json(json!({"id": id.to_string(), "key": key, "self": format!("{base}/rest/api/3/issue/{id}")}))).into_response()
+    (
+        StatusCode::CREATED,
+        axum::Json(json!({"id": id.to_string(), "key": key, "self": format!("{base}/rest/api/3/issue/{id}")})),
+    )
+        .into_response()
 }
 
 async fn add_comment(

@@ -153,11 +153,9 @@ async fn post_message(
     // The benchmark's fast mode (as Salesforce's): no channel's rate limit, the body unread,
     // nothing kept, the message's channel and timestamp answered.
     if s.fast.load(Ordering::Relaxed) {
-        let micros = w.clock.fetch_add(100, Ordering::SeqCst);
-        let ts = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
         return slack(
             StatusCode::OK,
-            json!({"ok": true, "channel": "C0GENERAL1", "ts": ts}),
+            json!({"ok": true, "channel": "C0GENERAL1", "ts": next_ts(w)}),
         );
     }
     let body: Value = match serde_json::from_slice(&body) {
@@ -223,8 +221,7 @@ async fn post_message(
         }
         return resp;
     }
-    let micros = w.clock.fetch_add(100, Ordering::SeqCst);
-    let ts = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
+    let ts = next_ts(w);
     let mut message = json!({"type": "message", "subtype": "bot_message", "text": text, "ts": ts, "bot_id": "B0AICBOT01", "username": "aicbot"});
     if let Some(b) = blocks {
         message["blocks"] = b;
@@ -237,6 +234,12 @@ async fn post_message(
         StatusCode::OK,
         json!({"ok": true, "channel": channel.id, "ts": ts, "message": message}),
     )
+}
+
+/// A new message's timestamp (`seconds.micros`, unique in the workspace).
+fn next_ts(w: &Workspace) -> String {
+    let micros = w.clock.fetch_add(100, Ordering::SeqCst);
+    format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
 }
 
 /// A token bucket per channel: `burst` at once, refilled at one a second. Returns the seconds

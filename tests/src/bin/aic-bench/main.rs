@@ -17,7 +17,7 @@ mod workload;
 
 use aic_tests::harness::{Options, TestEnv};
 use ceiling::Route;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use report::Row;
 use serde_json::json;
 use std::process::ExitCode;
@@ -176,7 +176,10 @@ async fn main() -> ExitCode {
     if args.upsert && args.vendor != Vendor::Salesforce {
         eprintln!(
             "aic-bench: --upsert upserts Salesforce leads on an external id field; --vendor {} has no such automation here",
-            args.vendor.template().split('.').next().unwrap_or_default()
+            args.vendor
+                .to_possible_value()
+                .map(|v| v.get_name().to_string())
+                .unwrap_or_default()
         );
         return ExitCode::from(2);
     }
