@@ -177,9 +177,40 @@ fn the_benchmark_runs_every_scenario_and_writes_its_table_as_json() {
         }
     }
     scale_out_is_told_against_one_worker(rows, &stdout);
+    the_vendor_stand_in_is_told_apart(rows, &stdout);
     assert!(report["machine"]["cores"].as_u64().is_some_and(|c| c > 0));
     assert_eq!(report["settings"]["n"], 300);
     assert_eq!(report["settings"]["light_rate"], 100.0);
+}
+
+/// The machine's split by whom gives the sandbox's thread (the vendor's stand-in) apart from
+/// the benchmark's client: part of its process's time, spent only where a worker called it.
+fn the_vendor_stand_in_is_told_apart(rows: &[Value], stdout: &str) {
+    let (mut called, mut idle) = (0.0, 0.0);
+    for row in rows {
+        let name = row["scenario"].as_str().unwrap_or_default();
+        let by = &row["machine_cpu_us_by_process"];
+        let stand_in = by["vendor_stand_in"].as_f64().expect("the stand-in's µs");
+        let process = by["bench_client_and_sandbox"]
+            .as_f64()
+            .expect("the process's µs");
+        assert!(
+            (0.0..=process + 1e-9).contains(&stand_in),
+            "{name}: {stand_in} of {process}"
+        );
+        let total = stand_in * row["executions"].as_f64().unwrap_or_default();
+        if row["worker_cpu_us_per_execution"].is_number() {
+            called += total;
+        } else if name.starts_with("ceiling") {
+            idle += total;
+        }
+    }
+    assert!(called > 0.0, "the stand-in answered every row's calls");
+    assert!(
+        idle < called,
+        "{idle} µs in the ceilings, {called} in the pipeline"
+    );
+    assert!(stdout.contains("stand-in"), "{stdout}");
 }
 
 /// `--latencies`: every row through the pipeline names its CSV, which holds a line per

@@ -54,6 +54,11 @@ const FIGURES: &[Figure] = &[
         "/machine_cpu_us_by_process/bench_client_and_sandbox",
         1,
     ),
+    figure(
+        "    of which the stand-in",
+        "/machine_cpu_us_by_process/vendor_stand_in",
+        1,
+    ),
     share("busy%", "/machine_busy_pct"),
     share("steal%", "/machine_steal_pct"),
     figure("RSS MiB", "/worker_peak_rss_mib", 1),

@@ -17,7 +17,11 @@ struct ProcStat {
 }
 
 fn proc_stat(pid: u32) -> Option<ProcStat> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// A `stat` file of `/proc`'s, a process's or one of its threads' (`/proc/PID/task/TID/stat`).
+fn parse_stat(stat: &str) -> Option<ProcStat> {
     let (head, after) = stat.rsplit_once(')')?;
     let comm = head.split_once('(')?.1.to_string();
     let f: Vec<&str> = after.split_whitespace().collect();
@@ -83,14 +87,34 @@ pub struct ByProcess {
     pub workers: f64,
     /// This process: the client publishing requests and reading results, and the sandbox.
     pub bench_client_and_sandbox: f64,
+    /// Of `bench_client_and_sandbox`, the sandbox's thread (`aic-sandbox`): the vendor's
+    /// stand-in, whose cost a real vendor pays on its own machines, not the pipeline's.
+    pub vendor_stand_in: f64,
     /// The rest of the machine's busy time (the kernel's threads: block I/O, network).
     pub other: f64,
+}
+
+/// The name the sandbox's thread runs under (`Sandbox::start_on_own_thread`).
+const SANDBOX_THREAD: &str = "aic-sandbox";
+
+/// The CPU time so far of this process's threads named `name`, µs.
+fn own_threads_us(name: &str) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    dir.filter_map(|e| parse_stat(&std::fs::read_to_string(e.ok()?.path().join("stat")).ok()?))
+        .filter(|s| s.comm == name)
+        .map(|s| s.cpu_us)
+        .sum()
 }
 
 /// Every process's CPU so far, by whom (`other` is left at 0: it is the machine's remainder).
 fn by_process(workers: &[u32]) -> ByProcess {
     let me = std::process::id();
-    let mut s = ByProcess::default();
+    let mut s = ByProcess {
+        vendor_stand_in: own_threads_us(SANDBOX_THREAD),
+        ..ByProcess::default()
+    };
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return s;
     };
@@ -176,6 +200,7 @@ impl CpuWindow {
                         now.bench_client_and_sandbox,
                         then.bench_client_and_sandbox,
                     ),
+                    vendor_stand_in: per(now.vendor_stand_in, then.vendor_stand_in),
                     other: 0.0,
                 };
                 s.other = (busy - s.rabbitmq - s.postgres - s.workers - s.bench_client_and_sandbox)
@@ -239,4 +264,41 @@ fn commit() -> Option<String> {
     let dirty =
         git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
     Some(if dirty { format!("{head}-dirty") } else { head })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A thread's own CPU is found by its name, and only its: the stand-in's column counts the
+    /// sandbox's thread, not the rest of the process.
+    #[test]
+    fn a_threads_cpu_is_read_by_its_name() {
+        const NAME: &str = "aic-test-spin";
+        let (done, spun) = std::sync::mpsc::channel();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let spinner = std::thread::Builder::new()
+            .name(NAME.into())
+            .spawn(move || {
+                // Spins until its own stat shows 50 ms of CPU (5 clock ticks), then stays alive,
+                // idle, until it is read.
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while own_threads_us(NAME) < 50_000.0 && Instant::now() < deadline {
+                    std::hint::black_box((0..10_000u64).sum::<u64>());
+                }
+                let _ = done.send(());
+                let _ = stopped.recv();
+            })
+            .expect("a thread");
+        spun.recv().expect("the thread spun");
+        let spent = own_threads_us(NAME);
+        stop.send(()).expect("the thread waits");
+        spinner.join().expect("the thread ends");
+        assert!(spent >= 50_000.0, "{spent} µs");
+        // Its CPU is part of the process's, which holds more (this test's thread, at least).
+        let process = proc_stat(std::process::id()).expect("own stat").cpu_us;
+        assert!(process >= spent, "{process} < {spent}");
+        assert_eq!(own_threads_us("aic-no-such-thread"), 0.0);
+    }
 }

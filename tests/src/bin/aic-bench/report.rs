@@ -269,25 +269,32 @@ fn print_stages(rows: &[Row]) {
 /// The machine's CPU per execution by whom, one line per scenario.
 fn print_breakdown(rows: &[Row]) {
     println!(
-        "\n{:<42} {:>14} {:>14} {:>14} {:>14} {:>14}",
+        "\n{:<42} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11}",
         "machine CPU µs per execution, by whom",
         "RabbitMQ",
         "PostgreSQL",
         "worker(s)",
-        "client+sandbox",
+        "client",
+        "stand-in",
         "other"
     );
     for r in rows {
         if let Some(by) = &r.machine_cpu_us_by_process {
             println!(
-                "{:<42} {:>14.1} {:>14.1} {:>14.1} {:>14.1} {:>14.1}",
+                "{:<42} {:>11.1} {:>11.1} {:>11.1} {:>11.1} {:>11.1} {:>11.1}",
                 r.scenario,
                 by.rabbitmq,
                 by.postgres,
                 by.workers,
-                by.bench_client_and_sandbox,
+                by.bench_client_and_sandbox - by.vendor_stand_in,
+                by.vendor_stand_in,
                 by.other
             );
         }
     }
+    println!(
+        "client: the benchmark publishing requests and reading results (and the ceilings' and the \
+         AMQP path's consumers); stand-in: the sandbox answering as the vendor, on its own thread \
+         of the benchmark's process — a real vendor's cost, on its own machines"
+    );
 }
