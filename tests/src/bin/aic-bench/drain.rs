@@ -64,7 +64,17 @@ pub async fn drain(
     let drained = poller.await.expect("the poller");
     let wal_after = stages::wal_position(&env.pool).await;
     let after = stages::snapshot(&[worker.admin]).await;
-    let (seen, failed) = read_results(&ch, &results, workload, &ids, drained.last.1).await;
+    let read = read_results(&ch, &results, workload, &ids).await;
+    if read.twice > 0 {
+        // The contract delivers at least once: a redelivered execution's result is published
+        // again. The queue's depth counted those too, so the window may have closed early.
+        eprintln!(
+            "aic-bench: {label}: {} results came twice (a redelivery's result published again); \
+             the window closed when the queue held {} results, these among them",
+            read.twice, drained.last.1
+        );
+    }
+    let (seen, failed) = (read.seen, read.failed);
     let _ = ch
         .queue_delete(results.as_str().into(), QueueDeleteOptions::default())
         .await;
@@ -139,15 +149,25 @@ async fn watch(ch: lapin::Channel, queue: String, n: usize, pid: Arc<AtomicU32>)
     }
 }
 
-/// Takes the `expected` results off the queue: how many of `ids` have one, and how many of
-/// those did not succeed.
+/// What the results queue held for the row's executions.
+struct Read {
+    /// Executions with a result.
+    seen: usize,
+    /// Of those, the ones whose result did not succeed.
+    failed: usize,
+    /// Results of an execution already seen.
+    twice: usize,
+}
+
+/// Takes the results off the queue until every one of `ids` has one, or none came for 10 s: an
+/// execution counts as lost only then, not for a result that came after a duplicate of another
+/// one (the queue's depth, which ended the row, counts both).
 async fn read_results(
     ch: &lapin::Channel,
     queue: &str,
     workload: &Workload,
     ids: &[String],
-    expected: usize,
-) -> (usize, usize) {
+) -> Read {
     let mut consumer = ch
         .basic_consume(
             queue.into(),
@@ -162,24 +182,27 @@ async fn read_results(
         .expect("consume the results");
     let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
     let mut seen = HashSet::with_capacity(ids.len());
-    let mut failed = 0;
-    let mut read = 0;
-    while read < expected {
+    let (mut failed, mut twice) = (0, 0);
+    while seen.len() < wanted.len() {
         let Ok(Some(Ok(d))) = tokio::time::timeout(Duration::from_secs(10), consumer.next()).await
         else {
             break;
         };
-        read += 1;
-        if let Ok(
+        let Ok(
             outcome @ Outcome {
                 execution_id: Some(id),
                 ..
             },
         ) = serde_json::from_slice(&d.data)
-            && wanted.contains(id)
-            && seen.insert(id.to_string())
-            && !workload.succeeded(&outcome)
-        {
+        else {
+            continue;
+        };
+        if !wanted.contains(id) {
+            continue;
+        }
+        if !seen.insert(id.to_string()) {
+            twice += 1;
+        } else if !workload.succeeded(&outcome) {
             failed += 1;
         }
     }
@@ -189,5 +212,9 @@ async fn read_results(
     ch.basic_cancel("bench-drain".into(), BasicCancelOptions::default())
         .await
         .expect("cancel the results consumer");
-    (seen.len(), failed)
+    Read {
+        seen: seen.len(),
+        failed,
+        twice,
+    }
 }
