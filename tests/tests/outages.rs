@@ -139,5 +139,17 @@ async fn a_postgres_restart_mid_run_loses_nothing_and_crashes_nothing() {
         metrics.contains("aic_executions_total"),
         "the worker is still alive and serving metrics"
     );
+    // The executions in flight waited the outage out in the worker, and said so.
+    let retried: Vec<(&str, f64)> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("aic_infrastructure_retries_total{step=\""))
+        .filter_map(|l| l.split_once("\"} "))
+        .map(|(step, n)| (step, n.parse().expect("a count")))
+        .collect();
+    println!("retried in place, by step: {retried:?}");
+    assert!(
+        retried.iter().map(|(_, n)| n).sum::<f64>() > 0.0,
+        "the outage's retries are counted: {retried:?}"
+    );
     env.stop().await;
 }

@@ -4,6 +4,7 @@
 
 use crate::acks::{AckHandle, Acks, Settle};
 use crate::executor::{self, Ctx, Disposition};
+use crate::metrics::Step;
 use aic_core::amqp::Broker;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -38,6 +39,7 @@ async fn process(ctx: Arc<Ctx>, delivery: Delivery, acks: AckHandle) {
         // Boxed: the task's own future stays small (`a_delivery_task_is_smaller_still`).
         match Box::pin(executor::handle(&ctx, &delivery)).await {
             Disposition::Requeue(reason) if !ctx.stopping.load(Ordering::SeqCst) => {
+                ctx.metrics.retried(Step::Delivery);
                 tracing::warn!(
                     reason,
                     delay_ms = delay.as_millis() as u64,

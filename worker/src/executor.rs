@@ -10,7 +10,7 @@
 //! `a_delivery_task_is_smaller_still` in `consumer.rs`).
 
 use crate::ledger::{Begin, Ledger, LedgerError};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Step};
 use crate::perform::perform;
 use crate::publish;
 use crate::refuse::{dead_letter, ledger_refused, reject, result_refused};
@@ -207,10 +207,10 @@ async fn process(
             not_before_ms: Some(now + wait.as_millis() as i64),
             seq: handoff.seq + 1,
         };
-        if park(ctx, delivery, next, now, "hand the retry to a delay queue")
+        if park(ctx, delivery, next, now, Step::HandOff)
             .await
             .is_none()
-            || in_place(&ctx.stopping, "record the hand-off", || {
+            || in_place(&ctx.stopping, &ctx.metrics, Step::RecordHandOff, || {
                 Box::pin(
                     ctx.ledger
                         .defer(&ctx.pool, req.execution_id.0, next.seq, next.attempts),
@@ -246,7 +246,7 @@ async fn process(
     // The outcome is known now: losing it to a Postgres or broker blip would turn a clear
     // result into an unknown one on redelivery, so recording and publishing retry in place —
     // all but a refusal of this result's own values, which no retry would get past.
-    let recorded = in_place(&ctx.stopping, "record the result", || async {
+    let recorded = in_place(&ctx.stopping, &ctx.metrics, Step::RecordResult, || async {
         match ctx.ledger.finish(&result).await {
             Ok(stored) => Ok(Ok(stored)),
             Err(LedgerError::Refused(why)) => Ok(Err(why)),
@@ -308,7 +308,7 @@ async fn step_back(ctx: &Ctx, delivery: &Delivery, handoff: publish::Handoff) ->
         not_before_ms: Some(now + STEP_BACK_MS),
         ..handoff
     };
-    if park(ctx, delivery, later, now, "step back for the copy running")
+    if park(ctx, delivery, later, now, Step::StepBack)
         .await
         .is_none()
     {
@@ -328,9 +328,9 @@ async fn park(
     delivery: &Delivery,
     next: publish::Handoff,
     now_ms: i64,
-    what: &str,
+    step: Step,
 ) -> Option<()> {
-    in_place(&ctx.stopping, what, || {
+    in_place(&ctx.stopping, &ctx.metrics, step, || {
         Box::pin(publish::handoff(
             &ctx.broker,
             &ctx.names,
@@ -353,7 +353,7 @@ pub(crate) async fn publish_in_place(
     status: &str,
     result: std::sync::Arc<str>,
 ) -> Option<()> {
-    in_place(&ctx.stopping, "publish the result", || {
+    in_place(&ctx.stopping, &ctx.metrics, Step::PublishResult, || {
         Box::pin(publish::execution_result(
             &ctx.funnel,
             &ctx.names,

@@ -34,6 +34,67 @@ pub const DEAD_LETTER_REASONS: [&str; 6] = [
     "ledger_refused",
 ];
 
+/// An infrastructure step the worker retries in place (`crate::retry::in_place`, or a whole
+/// delivery from its start) while PostgreSQL or RabbitMQ fails it: its label in
+/// `aic_infrastructure_retries_total` and what the warning logged with each retry says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// A delivery retried from its start: the ledger or the broker failed before its vendor
+    /// call.
+    Delivery,
+    /// Recording a finished execution's result in the ledger.
+    RecordResult,
+    /// Publishing an execution's result (until the broker confirms it).
+    PublishResult,
+    /// Parking a copy of the request in a delay queue for a retry due later.
+    HandOff,
+    /// Recording that hand-off in the ledger.
+    RecordHandOff,
+    /// Parking a copy of a request another copy is running, to wait for its outcome.
+    StepBack,
+    /// Copying a request to the dead-letter exchange.
+    DeadLetter,
+}
+
+impl Step {
+    /// Every step, in the order of their labels.
+    pub const ALL: [Step; 7] = [
+        Step::Delivery,
+        Step::RecordResult,
+        Step::PublishResult,
+        Step::HandOff,
+        Step::RecordHandOff,
+        Step::StepBack,
+        Step::DeadLetter,
+    ];
+
+    /// The `step` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Step::Delivery => "delivery",
+            Step::RecordResult => "record_result",
+            Step::PublishResult => "publish_result",
+            Step::HandOff => "hand_off",
+            Step::RecordHandOff => "record_hand_off",
+            Step::StepBack => "step_back",
+            Step::DeadLetter => "dead_letter",
+        }
+    }
+
+    /// What the step does, for the warning logged with each retry ("could not …").
+    pub fn what(self) -> &'static str {
+        match self {
+            Step::Delivery => "process the delivery",
+            Step::RecordResult => "record the result",
+            Step::PublishResult => "publish the result",
+            Step::HandOff => "hand the retry to a delay queue",
+            Step::RecordHandOff => "record the hand-off",
+            Step::StepBack => "step back for the copy running",
+            Step::DeadLetter => "dead-letter the request",
+        }
+    }
+}
+
 /// The worker's metrics.
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -70,6 +131,9 @@ pub struct Metrics {
     /// Copies of a request that found another copy running it (its client published it twice)
     /// and stepped back to wait for that one's outcome.
     pub duplicate_copies: IntCounter,
+    /// Infrastructure steps retried in place, by [`Step`]: each a failure of PostgreSQL or
+    /// RabbitMQ that an execution waited out in the worker instead of failing.
+    infrastructure_retries: IntCounterVec,
     /// Deliveries being processed now.
     pub in_flight: IntGauge,
     /// Messages in the broker's queues by role (`executions` waiting to run, `delayed` retries
@@ -116,6 +180,11 @@ impl Metrics {
             "aic_execution_retries_deferred_total",
             "Retries handed to a delay queue.",
             &["app"],
+        );
+        let infrastructure_retries = counter(
+            "aic_infrastructure_retries_total",
+            "Infrastructure steps (ledger writes, publishes) retried in place, by step.",
+            &["step"],
         );
         let dead_letters = counter(
             "aic_dead_letters_total",
@@ -211,6 +280,7 @@ impl Metrics {
             dead_letters,
             deferred,
             duplicate_copies,
+            infrastructure_retries,
             in_flight,
             queue_messages,
             queue_consumers,
@@ -249,6 +319,17 @@ impl Metrics {
             self.ledger_batch(statement);
             self.ledger_wait(statement);
         }
+        for step in Step::ALL {
+            self.infrastructure_retries
+                .with_label_values(&[step.label()]);
+        }
+    }
+
+    /// Counts one retry of `step` (looked up only then: a step that succeeds costs nothing).
+    pub fn retried(&self, step: Step) {
+        self.infrastructure_retries
+            .with_label_values(&[step.label()])
+            .inc();
     }
 
     /// The histograms of one ledger statement.
@@ -456,5 +537,27 @@ mod tests {
         ] {
             assert!(text.contains(line), "no `{line}` in {text}");
         }
+    }
+
+    #[test]
+    fn every_infrastructure_step_is_there_from_start_up_with_its_own_label() {
+        let metrics = Metrics::new();
+        metrics.zero(&Catalog::load().expect("the built-in catalogue"));
+        let text = metrics.render();
+        let labels: std::collections::HashSet<_> = Step::ALL.iter().map(|s| s.label()).collect();
+        assert_eq!(labels.len(), Step::ALL.len(), "two steps share a label");
+        for step in Step::ALL {
+            let line = format!(
+                r#"aic_infrastructure_retries_total{{step="{}"}} 0"#,
+                step.label()
+            );
+            assert!(text.contains(&line), "no `{line}` in {text}");
+        }
+        metrics.retried(Step::Delivery);
+        assert!(
+            metrics
+                .render()
+                .contains(r#"aic_infrastructure_retries_total{step="delivery"} 1"#)
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! result where the sender can be addressed.
 
 use crate::executor::{Ctx, Disposition};
+use crate::metrics::Step;
 use crate::publish;
 use crate::retry::in_place;
 use aic_proto::{
@@ -98,7 +99,7 @@ pub(crate) async fn result_refused(
          was published as it stands ({status}), and the ledger still shows its vendor call in doubt"
     );
     let reason = "ledger_refused";
-    let parked = in_place(&ctx.stopping, "dead-letter the request", || {
+    let parked = in_place(&ctx.stopping, &ctx.metrics, Step::DeadLetter, || {
         Box::pin(publish::dead_letter(
             &ctx.broker,
             &ctx.names,

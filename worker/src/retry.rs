@@ -121,10 +121,12 @@ where
 }
 
 /// Retries an infrastructure operation (`op`: a ledger write, a publish) with backoff (100 ms
-/// doubling to 5 s) until it succeeds, or returns `None` once `stopping` is set.
+/// doubling to 5 s) until it succeeds, or returns `None` once `stopping` is set. Each retry is
+/// logged and counted under `step` in `aic_infrastructure_retries_total`.
 pub async fn in_place<T, E: std::fmt::Display, F, Fut>(
     stopping: &std::sync::atomic::AtomicBool,
-    what: &str,
+    metrics: &crate::metrics::Metrics,
+    step: crate::metrics::Step,
     mut op: F,
 ) -> Option<T>
 where
@@ -139,7 +141,8 @@ where
                 if stopping.load(std::sync::atomic::Ordering::SeqCst) {
                     return None;
                 }
-                tracing::warn!(error = %e, delay_ms = delay.as_millis() as u64, "could not {what}; retrying");
+                metrics.retried(step);
+                tracing::warn!(error = %e, delay_ms = delay.as_millis() as u64, step = step.label(), "could not {}; retrying", step.what());
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(std::time::Duration::from_secs(5));
             }
@@ -340,5 +343,34 @@ mod tests {
             delays,
             vec![Duration::from_millis(20), Duration::from_millis(50)]
         );
+    }
+
+    #[tokio::test]
+    async fn a_step_retried_in_place_is_counted_under_its_own_label() {
+        use crate::metrics::{Metrics, Step};
+        let metrics = Metrics::new();
+        let stopping = std::sync::atomic::AtomicBool::new(false);
+        let calls = AtomicU32::new(0);
+        let got = in_place(&stopping, &metrics, Step::PublishResult, || {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            async move { if n < 2 { Err("not confirmed") } else { Ok(n) } }
+        })
+        .await;
+        assert_eq!(got, Some(2));
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"aic_infrastructure_retries_total{step="publish_result"} 2"#),
+            "{text}"
+        );
+        assert!(!text.contains(r#"step="record_result""#), "{text}");
+
+        // Stopping: the failure is left to redelivery, neither retried nor counted.
+        stopping.store(true, Ordering::SeqCst);
+        let got: Option<()> = in_place(&stopping, &metrics, Step::RecordResult, || async {
+            Err("database away")
+        })
+        .await;
+        assert_eq!(got, None);
+        assert!(!metrics.render().contains(r#"step="record_result""#));
     }
 }
