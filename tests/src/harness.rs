@@ -96,6 +96,9 @@ pub struct Options {
     /// The `aic-worker` binary worker processes run (the benchmark's `--worker`); by default
     /// the workspace's, in the running binary's build profile.
     pub worker_binary: Option<std::path::PathBuf>,
+    /// Worker processes write their warnings (`RUST_LOG=warn`) to this process's standard
+    /// error, rather than nowhere: the benchmark's, to say why a row saw what it saw.
+    pub worker_warnings: bool,
 }
 
 impl Default for Options {
@@ -113,6 +116,7 @@ impl Default for Options {
             pg_admin_url: None,
             sandbox_own_thread: false,
             worker_binary: None,
+            worker_warnings: false,
         }
     }
 }
@@ -139,6 +143,7 @@ pub struct TestEnv {
     http: reqwest::Client,
     worker_args: WorkerArgs,
     worker_binary: std::path::PathBuf,
+    worker_warnings: bool,
     stops: Vec<(oneshot::Sender<()>, JoinHandle<()>)>,
     cleanup: Cleanup,
 }
@@ -277,6 +282,7 @@ impl TestEnv {
                 .worker_binary
                 .clone()
                 .unwrap_or_else(|| workers::binary("aic-worker")),
+            worker_warnings: opts.worker_warnings,
             stops,
             cleanup: Cleanup {
                 database,

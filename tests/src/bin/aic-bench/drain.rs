@@ -68,9 +68,14 @@ pub async fn drain(
     if read.twice > 0 {
         // The contract delivers at least once: a redelivered execution's result is published
         // again. The queue's depth counted those too, so the window may have closed early.
+        let why = after
+            .as_ref()
+            .map(|a| stages::between(&stages::Snapshot::default(), a))
+            .and_then(|s| s.redone())
+            .unwrap_or_else(|| "the worker reported neither replays nor retries".into());
         eprintln!(
             "aic-bench: {label}: {} results came twice (a redelivery's result published again); \
-             the window closed when the queue held {} results, these among them",
+             the window closed when the queue held {} results, these among them; {why}",
             read.twice, drained.last.1
         );
     }

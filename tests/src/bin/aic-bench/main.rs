@@ -216,6 +216,9 @@ async fn main() -> ExitCode {
         worker: false,
         sandbox_own_thread: true,
         worker_binary: Some(worker.binary.clone()),
+        // A worker's warnings (a step retried in place, a delivery left for redelivery) say why
+        // a row lost time or saw a result twice.
+        worker_warnings: true,
         ..Options::default()
     })
     .await;

@@ -264,6 +264,11 @@ fn print_stages(rows: &[Row]) {
          once), then one group commit, and in brackets the executions that shared it; publish: a result's publish until the broker confirmed it; WAL B/ex: PostgreSQL's write-ahead log per execution, the whole \
          server's (a count, unmoved by the machine's speed)"
     );
+    for r in rows {
+        if let Some(line) = r.stages.as_ref().and_then(|s| s.redone()) {
+            println!("{}: {line}", r.scenario.trim());
+        }
+    }
 }
 
 /// The machine's CPU per execution by whom, one line per scenario.

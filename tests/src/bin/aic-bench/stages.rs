@@ -72,6 +72,13 @@ impl Snapshot {
     }
 }
 
+/// The workers' infrastructure steps retried in place, every step's.
+const RETRIED_IN_PLACE: &str = "aic_infrastructure_retries_total";
+/// Executions by outcome, of which [`REPLAYED`] is read.
+const EXECUTIONS: &str = "aic_executions_total";
+/// Redeliveries answered from the ledger (`aic_executions_total{outcome="replayed"}`).
+const REPLAYED: &str = "aic_executions_total/replayed";
+
 /// The samples [`between`] needs, keyed as `<sample>` or `<sample>/<statement>`, each summed
 /// over its label sets.
 fn read(text: &str) -> Vec<(String, f64)> {
@@ -92,10 +99,15 @@ fn read(text: &str) -> Vec<(String, f64)> {
         .filter_map(|line| {
             let (series, value) = line.rsplit_once(' ')?;
             let (name, labels) = series.split_once('{').unwrap_or((series, ""));
-            if !SAMPLES.contains(&name) && name != BATCH_SIZE {
-                return None;
-            }
             let value: f64 = value.parse().ok()?;
+            match name {
+                RETRIED_IN_PLACE => return Some((name.to_string(), value)),
+                EXECUTIONS if labels.contains(r#"outcome="replayed""#) => {
+                    return Some((REPLAYED.to_string(), value));
+                }
+                _ if !SAMPLES.contains(&name) && name != BATCH_SIZE => return None,
+                _ => {}
+            }
             let key = match STATEMENTS
                 .iter()
                 .find(|s| labels.contains(&format!("statement=\"{s}\"")))
@@ -132,6 +144,30 @@ pub struct Stages {
     /// One result's publish until the broker confirmed it, ms.
     pub publish_ms: Option<f64>,
     pub ledger: Vec<Batches>,
+    /// Redelivered executions answered from the ledger: each one's result was published again
+    /// (`None` from a worker that does not report it).
+    pub replayed: Option<f64>,
+    /// Ledger writes and publishes the workers retried in place after PostgreSQL or RabbitMQ
+    /// failed them (`None` from a worker that does not report it).
+    pub retried_in_place: Option<f64>,
+}
+
+impl Stages {
+    /// What the workers did twice or again, if anything: redeliveries answered from the ledger
+    /// (each one's result published again) and steps retried in place (their warnings say why).
+    pub fn redone(&self) -> Option<String> {
+        let (replayed, retried) = (
+            self.replayed.unwrap_or_default(),
+            self.retried_in_place.unwrap_or_default(),
+        );
+        (replayed > 0.0 || retried > 0.0).then(|| {
+            format!(
+                "the worker(s) answered {replayed:.0} redelivered executions from the ledger \
+                 (their results published again) and retried {retried:.0} ledger writes or \
+                 publishes in place"
+            )
+        })
+    }
 }
 
 /// What happened between two snapshots of the same workers.
@@ -143,7 +179,11 @@ pub fn between(before: &Snapshot, after: &Snapshot) -> Stages {
         let count = delta(&format!("{name}_count"));
         (count > 0.0).then(|| delta(&format!("{name}_sum")) * 1000.0 / count)
     };
+    // A count only where the workers report it.
+    let count = |key: &str| after.0.contains_key(key).then(|| delta(key));
     Stages {
+        replayed: count(REPLAYED),
+        retried_in_place: count(RETRIED_IN_PLACE),
         in_worker_ms: mean_ms("aic_execution_duration_seconds"),
         vendor_call_ms: mean_ms("aic_vendor_request_duration_seconds"),
         publish_ms: mean_ms("aic_result_publish_duration_seconds"),
@@ -212,5 +252,31 @@ mod tests {
         assert!((s.ledger[0].mean_executions - 20.0).abs() < 1e-9);
         // 1.5 s over the 200 executions that waited (none were counted before).
         assert!((s.ledger[0].wait_ms.expect("reported") - 7.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn replays_and_retries_in_place_are_counted_where_the_workers_report_them() {
+        let snap = |t: &str| {
+            let mut s = Snapshot::default();
+            s.add(t);
+            s
+        };
+        let before = "aic_executions_total{action=\"unknown\",app=\"unknown\",outcome=\"replayed\"} 1\n\
+            aic_executions_total{action=\"create_lead\",app=\"salesforce\",outcome=\"succeeded\"} 9\n\
+            aic_infrastructure_retries_total{step=\"delivery\"} 0\n\
+            aic_infrastructure_retries_total{step=\"publish_result\"} 2\n";
+        let after = "aic_executions_total{action=\"unknown\",app=\"unknown\",outcome=\"replayed\"} 4\n\
+            aic_executions_total{action=\"create_lead\",app=\"salesforce\",outcome=\"succeeded\"} 90\n\
+            aic_infrastructure_retries_total{step=\"delivery\"} 1\n\
+            aic_infrastructure_retries_total{step=\"publish_result\"} 7\n";
+        let s = between(&snap(before), &snap(after));
+        assert_eq!(s.replayed, Some(3.0));
+        assert_eq!(s.retried_in_place, Some(6.0));
+        // An older worker, without the series: not known, rather than none.
+        let s = between(
+            &Snapshot::default(),
+            &snap("aic_ledger_wait_seconds_count 1\n"),
+        );
+        assert_eq!((s.replayed, s.retried_in_place), (None, None));
     }
 }
