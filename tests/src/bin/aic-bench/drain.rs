@@ -79,6 +79,15 @@ pub async fn drain(
             read.twice, drained.last.1
         );
     }
+    if read.foreign > 0 {
+        // Their results counted in the queue's depth as well: the window may have closed early.
+        eprintln!(
+            "aic-bench: {label}: {} results of executions this row did not queue (an earlier \
+             row's requests, still queued or given back) came with its own; the window closed \
+             when the queue held {} results, these among them",
+            read.foreign, drained.last.1
+        );
+    }
     let (seen, failed) = (read.seen, read.failed);
     let _ = ch
         .queue_delete(results.as_str().into(), QueueDeleteOptions::default())
@@ -162,6 +171,9 @@ struct Read {
     failed: usize,
     /// Results of an execution already seen.
     twice: usize,
+    /// Results of executions this row did not queue (an earlier row's requests, still queued
+    /// or given back, run by this row's worker).
+    foreign: usize,
 }
 
 /// Takes the results off the queue until every one of `ids` has one, or none came for 10 s: an
@@ -187,7 +199,7 @@ async fn read_results(
         .expect("consume the results");
     let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
     let mut seen = HashSet::with_capacity(ids.len());
-    let (mut failed, mut twice) = (0, 0);
+    let (mut failed, mut twice, mut foreign) = (0, 0, 0);
     while seen.len() < wanted.len() {
         let Ok(Some(Ok(d))) = tokio::time::timeout(Duration::from_secs(10), consumer.next()).await
         else {
@@ -203,6 +215,7 @@ async fn read_results(
             continue;
         };
         if !wanted.contains(id) {
+            foreign += 1;
             continue;
         }
         if !seen.insert(id.to_string()) {
@@ -221,5 +234,56 @@ async fn read_results(
         seen: seen.len(),
         failed,
         twice,
+        foreign,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::Vendor;
+    use aic_tests::harness::Options;
+
+    #[tokio::test]
+    async fn results_are_read_until_each_has_one_and_repeats_and_strangers_are_told_apart() {
+        let env = TestEnv::start_with(Options {
+            worker: false,
+            ..Options::default()
+        })
+        .await;
+        let workload = Workload::set_up(&env, Vendor::Salesforce, false).await;
+        let ch = env.amqp.create_channel().await.expect("channel");
+        let results = results_sink(&env, &ch, aic_core::amqp::quorum_queue_arguments()).await;
+        let publisher = aic_core::amqp::confirm_channel(&env.amqp)
+            .await
+            .expect("a confirm channel");
+        // Row a's twice, a stranger's among them, b failed, c succeeded.
+        for (id, status) in [
+            ("a", "succeeded"),
+            ("x", "succeeded"),
+            ("a", "succeeded"),
+            ("b", "failed"),
+            ("c", "succeeded"),
+        ] {
+            let body =
+                serde_json::json!({"execution_id": id, "status": status, "output": {"id": "00Q1"}});
+            aic_core::amqp::publish_confirmed(
+                &publisher,
+                &env.names.results_exchange,
+                "t.succeeded",
+                body.to_string().as_bytes(),
+                lapin::BasicProperties::default(),
+                false,
+            )
+            .await
+            .expect("published");
+        }
+        let ids = ["a", "b", "c"].map(String::from);
+        let read = read_results(&ch, &results, &workload, &ids).await;
+        assert_eq!(
+            (read.seen, read.failed, read.twice, read.foreign),
+            (3, 1, 1, 1)
+        );
+        env.stop().await;
     }
 }
