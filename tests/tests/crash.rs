@@ -3,6 +3,7 @@
 //! flight at the kill finishes as `unknown_outcome` instead of being re-sent.
 
 use aic_tests::harness::{Options, TestEnv, sigterm};
+use lapin::options::BasicGetOptions;
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -59,7 +60,7 @@ async fn kill_9_mid_run(upsert: bool) {
         let at_kill = env.sandbox.requests_to("/sobjects/Lead/").len();
         (at_kill, env.start_worker(|a| a.prefetch = 32).await)
     };
-    let (ids, (at_kill, _survivor)) = tokio::join!(enqueue, kill);
+    let (ids, (at_kill, survivor)) = tokio::join!(enqueue, kill);
 
     let mut statuses: HashMap<String, usize> = HashMap::new();
     for id in &ids {
@@ -95,6 +96,25 @@ async fn kill_9_mid_run(upsert: bool) {
             "an upsert is re-sent safely, never left in doubt"
         );
     }
+    // What the victim held came back to the survivor flagged as redelivered, and was counted:
+    // every execution left in doubt is one of them.
+    let metrics = reqwest::get(format!("http://{}/metrics", survivor.admin))
+        .await
+        .expect("the survivor's metrics")
+        .text()
+        .await
+        .expect("text");
+    let redelivered: usize = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("aic_deliveries_redelivered_total "))
+        .expect("the redeliveries are exported")
+        .parse()
+        .expect("a count");
+    println!("the survivor took {redelivered} redelivered requests");
+    assert!(
+        redelivered >= unknown,
+        "{redelivered} redeliveries counted, {unknown} executions in doubt"
+    );
     env.stop().await;
 }
 
@@ -176,5 +196,55 @@ async fn sigterm_under_load_finishes_in_flight_work_and_exits_cleanly() {
         succeeded, N,
         "in-flight work finished, none left in doubt: {statuses:?}"
     );
+    env.stop().await;
+}
+
+/// A request another consumer took and gave back (its channel closed before any ack) comes back
+/// flagged as redelivered: the worker that runs it counts it, so operators see consumers dying.
+#[tokio::test]
+async fn a_request_given_back_is_counted_as_redelivered() {
+    let env = TestEnv::start_with(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let lead = env.lead_automation().await;
+    let id = env
+        .enqueue(&lead, json!({"LastName": "Given back", "Company": "C"}))
+        .await;
+    let ch = env.amqp.create_channel().await.expect("channel");
+    let taken = ch
+        .basic_get(
+            env.names.executions_queue.as_str().into(),
+            BasicGetOptions { no_ack: false },
+        )
+        .await
+        .expect("basic.get")
+        .expect("the request is queued");
+    assert!(!taken.delivery.redelivered, "a first delivery");
+    ch.close(200, "a consumer going away".into())
+        .await
+        .expect("closed");
+    let worker = env.start_worker(|a| a.prefetch = 8).await;
+    let done = env.wait_final(&id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let metrics = reqwest::get(format!("http://{}/metrics", worker.admin))
+        .await
+        .expect("the worker's metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "aic_deliveries_redelivered_total 1"),
+        "one redelivery counted: {}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("redelivered"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    worker.shutdown().await;
     env.stop().await;
 }

@@ -34,6 +34,9 @@ pub struct ConsumeSettings {
 /// delivery limit would otherwise dead-letter good work during an outage.
 async fn process(ctx: Arc<Ctx>, delivery: Delivery, acks: AckHandle) {
     ctx.metrics.in_flight.inc();
+    if delivery.redelivered {
+        ctx.metrics.redelivered.inc();
+    }
     let mut delay = Duration::from_millis(100);
     let disposition = loop {
         // Boxed: the task's own future stays small (`a_delivery_task_is_smaller_still`).

@@ -131,6 +131,10 @@ pub struct Metrics {
     /// Copies of a request that found another copy running it (its client published it twice)
     /// and stepped back to wait for that one's outcome.
     pub duplicate_copies: IntCounter,
+    /// Deliveries the broker flagged as redelivered: given back by a worker that stopped,
+    /// crashed or lost its connection (each is answered from the ledger, or run again if its
+    /// first delivery had not reached the vendor).
+    pub redelivered: IntCounter,
     /// Infrastructure steps retried in place, by [`Step`]: each a failure of PostgreSQL or
     /// RabbitMQ that an execution waited out in the worker instead of failing.
     infrastructure_retries: IntCounterVec,
@@ -247,6 +251,15 @@ impl Metrics {
                 "Copies of a request found running elsewhere, waiting for its outcome.",
             ),
         );
+        let name = "aic_deliveries_redelivered_total";
+        let redelivered = register(
+            &registry,
+            name,
+            IntCounter::new(
+                name,
+                "Deliveries the broker flagged as redelivered (given back by another consumer).",
+            ),
+        );
         let gauge = |name: &str, help: &str| register(&registry, name, IntGauge::new(name, help));
         let in_flight = gauge("aic_executions_in_flight", "Deliveries being processed.");
         let queue_consumers = gauge(
@@ -280,6 +293,7 @@ impl Metrics {
             dead_letters,
             deferred,
             duplicate_copies,
+            redelivered,
             infrastructure_retries,
             in_flight,
             queue_messages,

@@ -78,6 +78,8 @@ const RETRIED_IN_PLACE: &str = "aic_infrastructure_retries_total";
 const EXECUTIONS: &str = "aic_executions_total";
 /// Redeliveries answered from the ledger (`aic_executions_total{outcome="replayed"}`).
 const REPLAYED: &str = "aic_executions_total/replayed";
+/// Deliveries the broker flagged as redelivered, answered from the ledger or run again.
+const REDELIVERED: &str = "aic_deliveries_redelivered_total";
 
 /// The samples [`between`] needs, keyed as `<sample>` or `<sample>/<statement>`, each summed
 /// over its label sets.
@@ -101,7 +103,7 @@ fn read(text: &str) -> Vec<(String, f64)> {
             let (name, labels) = series.split_once('{').unwrap_or((series, ""));
             let value: f64 = value.parse().ok()?;
             match name {
-                RETRIED_IN_PLACE => return Some((name.to_string(), value)),
+                RETRIED_IN_PLACE | REDELIVERED => return Some((name.to_string(), value)),
                 EXECUTIONS if labels.contains(r#"outcome="replayed""#) => {
                     return Some((REPLAYED.to_string(), value));
                 }
@@ -144,8 +146,11 @@ pub struct Stages {
     /// One result's publish until the broker confirmed it, ms.
     pub publish_ms: Option<f64>,
     pub ledger: Vec<Batches>,
-    /// Redelivered executions answered from the ledger: each one's result was published again
-    /// (`None` from a worker that does not report it).
+    /// Deliveries the broker flagged as redelivered (`None` from a worker that does not report
+    /// them): each one's result is published again, whether answered from the ledger or run.
+    pub redelivered: Option<f64>,
+    /// Of those, the ones answered from the ledger (`None` from a worker that does not report
+    /// it).
     pub replayed: Option<f64>,
     /// Ledger writes and publishes the workers retried in place after PostgreSQL or RabbitMQ
     /// failed them (`None` from a worker that does not report it).
@@ -153,18 +158,20 @@ pub struct Stages {
 }
 
 impl Stages {
-    /// What the workers did twice or again, if anything: redeliveries answered from the ledger
-    /// (each one's result published again) and steps retried in place (their warnings say why).
+    /// What the workers did twice or again, if anything: redeliveries (each one's result
+    /// published again), those answered from the ledger, and steps retried in place (their
+    /// warnings say why).
     pub fn redone(&self) -> Option<String> {
-        let (replayed, retried) = (
+        let (redelivered, replayed, retried) = (
+            self.redelivered.unwrap_or_default(),
             self.replayed.unwrap_or_default(),
             self.retried_in_place.unwrap_or_default(),
         );
-        (replayed > 0.0 || retried > 0.0).then(|| {
+        (redelivered > 0.0 || replayed > 0.0 || retried > 0.0).then(|| {
             format!(
-                "the worker(s) answered {replayed:.0} redelivered executions from the ledger \
-                 (their results published again) and retried {retried:.0} ledger writes or \
-                 publishes in place"
+                "the worker(s) took {redelivered:.0} redelivered requests (their results \
+                 published again), answered {replayed:.0} executions from the ledger and \
+                 retried {retried:.0} ledger writes or publishes in place"
             )
         })
     }
@@ -182,6 +189,7 @@ pub fn between(before: &Snapshot, after: &Snapshot) -> Stages {
     // A count only where the workers report it.
     let count = |key: &str| after.0.contains_key(key).then(|| delta(key));
     Stages {
+        redelivered: count(REDELIVERED),
         replayed: count(REPLAYED),
         retried_in_place: count(RETRIED_IN_PLACE),
         in_worker_ms: mean_ms("aic_execution_duration_seconds"),
@@ -264,19 +272,26 @@ mod tests {
         let before = "aic_executions_total{action=\"unknown\",app=\"unknown\",outcome=\"replayed\"} 1\n\
             aic_executions_total{action=\"create_lead\",app=\"salesforce\",outcome=\"succeeded\"} 9\n\
             aic_infrastructure_retries_total{step=\"delivery\"} 0\n\
-            aic_infrastructure_retries_total{step=\"publish_result\"} 2\n";
+            aic_infrastructure_retries_total{step=\"publish_result\"} 2\n\
+            aic_deliveries_redelivered_total 1\n";
         let after = "aic_executions_total{action=\"unknown\",app=\"unknown\",outcome=\"replayed\"} 4\n\
             aic_executions_total{action=\"create_lead\",app=\"salesforce\",outcome=\"succeeded\"} 90\n\
             aic_infrastructure_retries_total{step=\"delivery\"} 1\n\
-            aic_infrastructure_retries_total{step=\"publish_result\"} 7\n";
+            aic_infrastructure_retries_total{step=\"publish_result\"} 7\n\
+            aic_deliveries_redelivered_total 5\n";
         let s = between(&snap(before), &snap(after));
         assert_eq!(s.replayed, Some(3.0));
         assert_eq!(s.retried_in_place, Some(6.0));
+        assert_eq!(s.redelivered, Some(4.0));
         // An older worker, without the series: not known, rather than none.
         let s = between(
             &Snapshot::default(),
             &snap("aic_ledger_wait_seconds_count 1\n"),
         );
-        assert_eq!((s.replayed, s.retried_in_place), (None, None));
+        assert_eq!(
+            (s.redelivered, s.replayed, s.retried_in_place),
+            (None, None, None)
+        );
+        assert_eq!(s.redone(), None);
     }
 }
