@@ -98,13 +98,9 @@ async fn kill_9_mid_run(upsert: bool) {
     }
     // What the victim held came back to the survivor flagged as redelivered, and was counted:
     // every execution left in doubt is one of them.
-    let metrics = reqwest::get(format!("http://{}/metrics", survivor.admin))
+    let redelivered: usize = survivor
+        .metrics()
         .await
-        .expect("the survivor's metrics")
-        .text()
-        .await
-        .expect("text");
-    let redelivered: usize = metrics
         .lines()
         .find_map(|l| l.strip_prefix("aic_deliveries_redelivered_total "))
         .expect("the redeliveries are exported")
@@ -228,12 +224,7 @@ async fn a_request_given_back_is_counted_as_redelivered() {
     let worker = env.start_worker(|a| a.prefetch = 8).await;
     let done = env.wait_final(&id).await;
     assert_eq!(done["status"], "succeeded", "{done}");
-    let metrics = reqwest::get(format!("http://{}/metrics", worker.admin))
-        .await
-        .expect("the worker's metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = worker.metrics().await;
     assert!(
         metrics
             .lines()

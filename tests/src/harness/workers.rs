@@ -161,6 +161,16 @@ pub struct RunningWorker {
 }
 
 impl RunningWorker {
+    /// Its `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.admin))
+            .await
+            .expect("the worker's metrics")
+            .text()
+            .await
+            .expect("the metrics' text")
+    }
+
     /// Sends the shutdown signal (what SIGTERM does) and waits for the worker to exit;
     /// returns how long that took.
     pub async fn shutdown(mut self) -> Duration {
