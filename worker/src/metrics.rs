@@ -242,23 +242,14 @@ impl Metrics {
                 .buckets(LATENCY_BUCKETS.to_vec()),
             ),
         );
-        let name = "aic_duplicate_copies_total";
-        let duplicate_copies = register(
-            &registry,
-            name,
-            IntCounter::new(
-                name,
-                "Copies of a request found running elsewhere, waiting for its outcome.",
-            ),
+        let plain = |name: &str, help: &str| register(&registry, name, IntCounter::new(name, help));
+        let duplicate_copies = plain(
+            "aic_duplicate_copies_total",
+            "Copies of a request found running elsewhere, waiting for its outcome.",
         );
-        let name = "aic_deliveries_redelivered_total";
-        let redelivered = register(
-            &registry,
-            name,
-            IntCounter::new(
-                name,
-                "Deliveries the broker flagged as redelivered (given back by another consumer).",
-            ),
+        let redelivered = plain(
+            "aic_deliveries_redelivered_total",
+            "Deliveries the broker flagged as redelivered (given back by another consumer).",
         );
         let gauge = |name: &str, help: &str| register(&registry, name, IntGauge::new(name, help));
         let in_flight = gauge("aic_executions_in_flight", "Deliveries being processed.");

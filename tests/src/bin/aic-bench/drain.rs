@@ -63,14 +63,16 @@ pub async fn drain(
     let worker = start_worker_noting(env, prefetch, &pid).await;
     let drained = poller.await.expect("the poller");
     let wal_after = stages::wal_position(&env.pool).await;
-    let after = stages::snapshot(&[worker.admin]).await;
+    // A fresh process: its metrics count from nothing.
+    let inside = stages::snapshot(&[worker.admin])
+        .await
+        .map(|a| stages::between(&stages::Snapshot::default(), &a));
     let read = read_results(&ch, &results, workload, &ids).await;
     if read.twice > 0 {
         // The contract delivers at least once: a redelivered execution's result is published
         // again. The queue's depth counted those too, so the window may have closed early.
-        let why = after
+        let why = inside
             .as_ref()
-            .map(|a| stages::between(&stages::Snapshot::default(), a))
             .and_then(|s| s.redone())
             .unwrap_or_else(|| "the worker reported neither replays nor retries".into());
         eprintln!(
@@ -112,8 +114,7 @@ pub async fn drain(
         worker_peak_rss_mib: proc_peak_rss_mib(worker.process.id()),
         lost: n - seen,
         failed,
-        // A fresh process: its metrics count from nothing.
-        stages: after.map(|a| stages::between(&stages::Snapshot::default(), &a)),
+        stages: inside,
         wal_bytes_per_execution: stages::wal_per_execution(wal_before, wal_after, seen),
         ..Row::default()
     };
