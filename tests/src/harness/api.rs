@@ -263,14 +263,6 @@ impl TestEnv {
 
     /// Reads the worker's `/metrics`.
     pub async fn metrics(&self) -> String {
-        let addr = self.worker_admin.expect("a worker runs");
-        self.http
-            .get(format!("http://{addr}/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text")
+        super::workers::metrics_at(&self.http, self.worker_admin.expect("a worker runs")).await
     }
 }

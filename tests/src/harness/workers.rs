@@ -163,12 +163,7 @@ pub struct RunningWorker {
 impl RunningWorker {
     /// Its `/metrics` text.
     pub async fn metrics(&self) -> String {
-        reqwest::get(format!("http://{}/metrics", self.admin))
-            .await
-            .expect("the worker's metrics")
-            .text()
-            .await
-            .expect("the metrics' text")
+        metrics_at(&reqwest::Client::new(), self.admin).await
     }
 
     /// Sends the shutdown signal (what SIGTERM does) and waits for the worker to exit;
@@ -187,4 +182,15 @@ impl Drop for RunningWorker {
     fn drop(&mut self) {
         self.handle.abort();
     }
+}
+
+/// The `/metrics` text of the worker whose admin server listens at `admin`.
+pub(super) async fn metrics_at(http: &reqwest::Client, admin: SocketAddr) -> String {
+    http.get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .expect("the worker's metrics")
+        .text()
+        .await
+        .expect("the metrics' text")
 }
