@@ -5,7 +5,8 @@
 # than the standard build and costs 10-19% less CPU, on each vendor's automation of the benchmark
 # (BENCHMARKS.md, thirty-third session). That was against the standard build before it had
 # link-time optimisation; since the thirty-sixth session both builds have it, and the profile
-# still takes 20% of the instructions (112.8 k -> 90.0 k per execution) and 9-20% of the CPU.
+# still takes 14-20% of the instructions (112.5-122.1 k -> 90.2-104.3 k per execution across the
+# four automations, thirty-seventh session) and 9-20% of the CPU.
 #
 #   bash deploy/local/pgo.sh          # then: target/release/aic-bench --worker target/pgo/aic-worker
 #
