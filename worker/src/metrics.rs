@@ -135,6 +135,9 @@ pub struct Metrics {
     /// crashed or lost its connection (each is answered from the ledger, or run again if its
     /// first delivery had not reached the vendor).
     pub redelivered: IntCounter,
+    /// Connections opened to vendor hosts: over HTTP/1.1, one per call beyond the idle
+    /// connections kept (`AIC_WORKER_VENDOR_IDLE_CONNECTIONS`).
+    pub vendor_connections_opened: IntCounter,
     /// Infrastructure steps retried in place, by [`Step`]: each a failure of PostgreSQL or
     /// RabbitMQ that an execution waited out in the worker instead of failing.
     infrastructure_retries: IntCounterVec,
@@ -251,6 +254,10 @@ impl Metrics {
             "aic_deliveries_redelivered_total",
             "Deliveries the broker flagged as redelivered (given back by another consumer).",
         );
+        let vendor_connections_opened = plain(
+            "aic_vendor_connections_opened_total",
+            "Connections opened to vendor hosts (connected, before TLS; not through a proxy).",
+        );
         let gauge = |name: &str, help: &str| register(&registry, name, IntGauge::new(name, help));
         let in_flight = gauge("aic_executions_in_flight", "Deliveries being processed.");
         let queue_consumers = gauge(
@@ -285,6 +292,7 @@ impl Metrics {
             deferred,
             duplicate_copies,
             redelivered,
+            vendor_connections_opened,
             infrastructure_retries,
             in_flight,
             queue_messages,

@@ -81,6 +81,7 @@ impl Worker {
                     max_in_flight: usize::from(args.prefetch),
                     http2_streams: args.vendor_http2_streams,
                     http2_prior_knowledge: args.vendor_http2_prior_knowledge,
+                    connections_opened: Some(metrics.vendor_connections_opened.clone()),
                 },
                 &args.egress.policy(),
             )

@@ -53,6 +53,9 @@ pub struct HttpSettings {
     /// Speak HTTP/2 to every vendor without negotiating it (cleartext HTTP/2, as some egress
     /// proxies do); over TLS it is negotiated anyway.
     pub http2_prior_knowledge: bool,
+    /// Where the calls' transports count the connections they open (not counted: calls through
+    /// an outbound proxy, and token requests).
+    pub connections_opened: Option<prometheus::IntCounter>,
 }
 
 impl HttpSettings {
@@ -64,6 +67,7 @@ impl HttpSettings {
             max_in_flight: HTTP2_STREAMS_PER_CONNECTION,
             http2_streams: HTTP2_STREAMS_PER_CONNECTION,
             http2_prior_knowledge: false,
+            connections_opened: None,
         }
     }
 }

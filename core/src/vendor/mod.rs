@@ -7,6 +7,7 @@
 mod client;
 mod failure;
 pub mod jira;
+mod opened;
 pub mod rotation;
 pub mod salesforce;
 pub mod servicenow;

@@ -11,6 +11,7 @@
 //! through them), which the direct client does not.
 
 use super::client::{BuildError, HttpSettings, USER_AGENT};
+use super::opened::Counted;
 use crate::egress::{EgressPolicy, SafeDns};
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode, Version};
@@ -67,7 +68,7 @@ pub enum Transport {
     /// hyper's client.
     Direct {
         /// The pool (boxed: it is several times the size of reqwest's handle).
-        client: Box<Client<HttpsConnector<HttpConnector<SafeDns>>, Body>>,
+        client: Box<Client<HttpsConnector<Counted<HttpConnector<SafeDns>>>, Body>>,
         /// Time limit of one call.
         timeout: Duration,
     },
@@ -121,6 +122,7 @@ impl Transport {
         let schemes = HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http();
+        let http = Counted::new(http, settings.connections_opened.clone());
         let connector = if settings.http2_prior_knowledge {
             schemes.enable_http2().wrap_connector(http)
         } else {
