@@ -217,7 +217,7 @@ pub fn print(
 /// Where an execution's time went inside the workers, one line per scenario through workers.
 fn print_stages(rows: &[Row]) {
     println!(
-        "\n{:<42} {:>10} {:>10} {:>22} {:>22} {:>22} {:>8} {:>9}",
+        "\n{:<42} {:>10} {:>10} {:>22} {:>22} {:>22} {:>8} {:>9} {:>8}",
         "inside the worker(s), means, ms",
         "in worker",
         "vendor",
@@ -225,7 +225,8 @@ fn print_stages(rows: &[Row]) {
         "mark: wait, batch (n)",
         "finish: wait, batch (n)",
         "publish",
-        "WAL B/ex"
+        "WAL B/ex",
+        "conn/ex"
     );
     let f = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
     for r in rows {
@@ -245,7 +246,7 @@ fn print_stages(rows: &[Row]) {
                 .unwrap_or_else(|| "-".into())
         };
         println!(
-            "{:<42} {:>10} {:>10} {:>22} {:>22} {:>22} {:>8} {:>9}",
+            "{:<42} {:>10} {:>10} {:>22} {:>22} {:>22} {:>8} {:>9} {:>8}",
             r.scenario,
             f(s.in_worker_ms),
             f(s.vendor_call_ms),
@@ -255,6 +256,9 @@ fn print_stages(rows: &[Row]) {
             f(s.publish_ms),
             r.wal_bytes_per_execution
                 .map(|x| format!("{x:.0}"))
+                .unwrap_or_else(|| "-".into()),
+            s.vendor_connections_opened
+                .map(|n| format!("{:.3}", n / r.executions.max(1) as f64))
                 .unwrap_or_else(|| "-".into())
         );
     }
@@ -262,7 +266,8 @@ fn print_stages(rows: &[Row]) {
         "in worker: delivery to result confirmed; a ledger column: an execution's wait for the \
          statement (behind the batch in flight, then in its own, or several when a burst came at \
          once), then one group commit, and in brackets the executions that shared it; publish: a result's publish until the broker confirmed it; WAL B/ex: PostgreSQL's write-ahead log per execution, the whole \
-         server's (a count, unmoved by the machine's speed)"
+         server's (a count, unmoved by the machine's speed); conn/ex: connections the worker(s) \
+         opened to the vendor per execution (over HTTP/1.1 one per call beyond the idle ones kept)"
     );
     for r in rows {
         if let Some(line) = r.stages.as_ref().and_then(|s| s.redone()) {

@@ -80,6 +80,9 @@ const EXECUTIONS: &str = "aic_executions_total";
 const REPLAYED: &str = "aic_executions_total/replayed";
 /// Deliveries the broker flagged as redelivered, answered from the ledger or run again.
 const REDELIVERED: &str = "aic_deliveries_redelivered_total";
+/// Connections the workers opened to the vendor (one per call beyond the idle ones kept, over
+/// HTTP/1.1).
+const CONNECTIONS_OPENED: &str = "aic_vendor_connections_opened_total";
 
 /// The samples [`between`] needs, keyed as `<sample>` or `<sample>/<statement>`, each summed
 /// over its label sets.
@@ -103,7 +106,9 @@ fn read(text: &str) -> Vec<(String, f64)> {
             let (name, labels) = series.split_once('{').unwrap_or((series, ""));
             let value: f64 = value.parse().ok()?;
             match name {
-                RETRIED_IN_PLACE | REDELIVERED => return Some((name.to_string(), value)),
+                RETRIED_IN_PLACE | REDELIVERED | CONNECTIONS_OPENED => {
+                    return Some((name.to_string(), value));
+                }
                 EXECUTIONS if labels.contains(r#"outcome="replayed""#) => {
                     return Some((REPLAYED.to_string(), value));
                 }
@@ -155,6 +160,9 @@ pub struct Stages {
     /// Ledger writes and publishes the workers retried in place after PostgreSQL or RabbitMQ
     /// failed them (`None` from a worker that does not report it).
     pub retried_in_place: Option<f64>,
+    /// Connections the workers opened to the vendor (`None` from a worker that does not report
+    /// them).
+    pub vendor_connections_opened: Option<f64>,
 }
 
 impl Stages {
@@ -192,6 +200,7 @@ pub fn between(before: &Snapshot, after: &Snapshot) -> Stages {
         redelivered: count(REDELIVERED),
         replayed: count(REPLAYED),
         retried_in_place: count(RETRIED_IN_PLACE),
+        vendor_connections_opened: count(CONNECTIONS_OPENED),
         in_worker_ms: mean_ms("aic_execution_duration_seconds"),
         vendor_call_ms: mean_ms("aic_vendor_request_duration_seconds"),
         publish_ms: mean_ms("aic_result_publish_duration_seconds"),
@@ -273,16 +282,19 @@ mod tests {
             aic_executions_total{action=\"create_lead\",app=\"salesforce\",outcome=\"succeeded\"} 9\n\
             aic_infrastructure_retries_total{step=\"delivery\"} 0\n\
             aic_infrastructure_retries_total{step=\"publish_result\"} 2\n\
-            aic_deliveries_redelivered_total 1\n";
+            aic_deliveries_redelivered_total 1\n\
+            aic_vendor_connections_opened_total 256\n";
         let after = "aic_executions_total{action=\"unknown\",app=\"unknown\",outcome=\"replayed\"} 4\n\
             aic_executions_total{action=\"create_lead\",app=\"salesforce\",outcome=\"succeeded\"} 90\n\
             aic_infrastructure_retries_total{step=\"delivery\"} 1\n\
             aic_infrastructure_retries_total{step=\"publish_result\"} 7\n\
-            aic_deliveries_redelivered_total 5\n";
+            aic_deliveries_redelivered_total 5\n\
+            aic_vendor_connections_opened_total 300\n";
         let s = between(&snap(before), &snap(after));
         assert_eq!(s.replayed, Some(3.0));
         assert_eq!(s.retried_in_place, Some(6.0));
         assert_eq!(s.redelivered, Some(4.0));
+        assert_eq!(s.vendor_connections_opened, Some(44.0));
         // An older worker, without the series: not known, rather than none.
         let s = between(
             &Snapshot::default(),
@@ -292,6 +304,7 @@ mod tests {
             (s.redelivered, s.replayed, s.retried_in_place),
             (None, None, None)
         );
+        assert_eq!(s.vendor_connections_opened, None);
         assert_eq!(s.redone(), None);
     }
 }
