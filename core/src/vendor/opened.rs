@@ -99,18 +99,23 @@ mod tests {
         address
     }
 
-    /// `calls` calls one after the other through a transport keeping `idle` connections per
-    /// host: the connections it opened.
-    async fn opened_by(calls: usize, idle: usize) -> u64 {
-        let address = keep_alive_server().await;
+    /// A transport keeping `idle` connections per host, and the count of those it opens.
+    fn counting(idle: usize) -> (Transport, IntCounter) {
         let opened = IntCounter::new("opened", "connections opened").expect("counter");
         let settings = HttpSettings {
             idle_per_host: idle,
             connections_opened: Some(opened.clone()),
             ..HttpSettings::single(Duration::from_secs(5))
         };
-        let policy = EgressPolicy::new(vec!["127.0.0.1".into()]);
-        let transport = Transport::direct(&settings, &policy).expect("built");
+        let transport = Transport::direct(&settings, &EgressPolicy::default()).expect("built");
+        (transport, opened)
+    }
+
+    /// `calls` calls one after the other through a transport keeping `idle` connections per
+    /// host: the connections it opened.
+    async fn opened_by(calls: usize, idle: usize) -> u64 {
+        let address = keep_alive_server().await;
+        let (transport, opened) = counting(idle);
         for _ in 0..calls {
             let request = http::Request::get(format!("http://{address}/x"))
                 .body(Default::default())
@@ -139,13 +144,7 @@ mod tests {
             .expect("bind")
             .local_addr()
             .expect("address");
-        let opened = IntCounter::new("opened", "connections opened").expect("counter");
-        let settings = HttpSettings {
-            connections_opened: Some(opened.clone()),
-            ..HttpSettings::single(Duration::from_secs(5))
-        };
-        let policy = EgressPolicy::new(vec!["127.0.0.1".into()]);
-        let transport = Transport::direct(&settings, &policy).expect("built");
+        let (transport, opened) = counting(8);
         let request = http::Request::get(format!("http://{address}/x"))
             .body(Default::default())
             .expect("request");
