@@ -243,7 +243,7 @@ async fn send(
 ) -> Result<(StatusCode, HeaderMap, bytes::Bytes), VendorFailure> {
     let uri = call_uri(policy, &token.api_base, path)?;
     let writes = method != reqwest::Method::GET;
-    let request = request(method, uri, token.authorization()?, body)?;
+    let request = request(method, uri, token.authorization()?, body);
     // The base's origin is the call's: the path changes neither host nor port.
     let (transport, _in_flight) = http.for_call(&token.api_base);
     let answer = transport
@@ -261,24 +261,28 @@ fn request(
     uri: http::Uri,
     authorization: HeaderValue,
     body: Option<&Value>,
-) -> Result<http::Request<transport::Body>, VendorFailure> {
+) -> http::Request<transport::Body> {
     use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-    let mut builder = http::Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(ACCEPT, HeaderValue::from_static("application/json"))
-        .header(AUTHORIZATION, authorization);
+    // Set on a request in place rather than through `http::request::Builder`: its parts are
+    // typed already, so nothing can fail, and each of the builder's steps moved the whole of
+    // it (~1.5 k instructions per call).
+    let json = HeaderValue::from_static("application/json");
+    let mut headers = HeaderMap::with_capacity(3);
+    headers.insert(ACCEPT, json.clone());
+    headers.insert(AUTHORIZATION, authorization);
     let body = match body {
         Some(b) => {
-            builder = builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(CONTENT_TYPE, json);
             // Serialising a `Value` cannot fail: its map keys are strings.
             serde_json::to_vec(b).unwrap_or_default().into()
         }
         None => bytes::Bytes::new(),
     };
-    builder.body(transport::Body::new(body)).map_err(|e| {
-        VendorFailure::config(format!("the request to the vendor could not be built: {e}"))
-    })
+    let mut request = http::Request::new(transport::Body::new(body));
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    request
 }
 
 /// A vendor's body as JSON, `Null` when it is not: checked as UTF-8 once, its strings are not
@@ -433,6 +437,47 @@ mod tests {
         );
         assert_eq!(json_or_null(b"{\"name\":\"\xff\"}"), Value::Null);
         assert_eq!(json_or_null(b"<html>"), Value::Null);
+    }
+
+    #[test]
+    fn a_call_carries_its_method_uri_json_headers_and_body() {
+        use http_body_util::BodyExt;
+        let mut authorization = HeaderValue::from_static("Bearer t0k");
+        authorization.set_sensitive(true);
+        let uri: http::Uri = "https://acme.my.salesforce.com/services/data/v62.0/sobjects/Lead/"
+            .parse()
+            .expect("uri");
+        let body = serde_json::json!({"LastName": "Doe"});
+        let call = request(
+            reqwest::Method::POST,
+            uri.clone(),
+            authorization,
+            Some(&body),
+        );
+        assert_eq!(call.method(), reqwest::Method::POST);
+        assert_eq!(call.uri(), &uri);
+        let headers = call.headers();
+        assert_eq!(headers.len(), 3, "{headers:?}");
+        assert_eq!(headers["accept"], "application/json");
+        assert_eq!(headers["content-type"], "application/json");
+        assert_eq!(headers["authorization"], "Bearer t0k");
+        assert!(headers["authorization"].is_sensitive());
+        let sent = futures_util::FutureExt::now_or_never(call.into_body().collect())
+            .expect("a full body is ready")
+            .expect("infallible")
+            .to_bytes();
+        assert_eq!(&sent[..], br#"{"LastName":"Doe"}"#);
+
+        let bare = request(
+            reqwest::Method::PATCH,
+            uri,
+            HeaderValue::from_static("Basic x"),
+            None,
+        );
+        assert_eq!(bare.method(), reqwest::Method::PATCH);
+        assert!(!bare.headers().contains_key("content-type"));
+        assert_eq!(bare.headers()["accept"], "application/json");
+        assert!(http_body::Body::is_end_stream(bare.body()));
     }
 
     #[test]
