@@ -265,7 +265,7 @@ fn request(
     use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
     // Set on a request in place rather than through `http::request::Builder`: its parts are
     // typed already, so nothing can fail, and each of the builder's steps moved the whole of
-    // it (~1.5 k instructions per call).
+    // it (this function took 2.33 k instructions per call through it, 1.67 k without).
     let json = HeaderValue::from_static("application/json");
     let mut headers = HeaderMap::with_capacity(3);
     headers.insert(ACCEPT, json.clone());
