@@ -4,7 +4,7 @@
 use crate::report::Row;
 use crate::workload::Workload;
 use crate::{pipeline, stages};
-use aic_tests::harness::{TestEnv, binary, stop_worker, stop_worker_process};
+use aic_tests::harness::{TestEnv, binary, stop_worker};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -98,11 +98,16 @@ async fn start_worker_noting_with(
         let listen = admin.to_string();
         let mut vars = vec![("AIC_WORKER_ADMIN_LISTEN", listen.as_str())];
         vars.extend_from_slice(extra);
-        let mut process = env.spawn_worker_process_with(prefetch, &vars);
-        spawned.store(process.id(), Ordering::SeqCst);
+        // Owned by a `Worker` from the start, so that a run stopped while it starts (its future
+        // dropped) kills it too: a bare `Child` dropped leaves the process running.
+        let mut worker = Worker {
+            process: env.spawn_worker_process_with(prefetch, &vars),
+            admin,
+        };
+        spawned.store(worker.process.id(), Ordering::SeqCst);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Ok(Some(status)) = process.try_wait() {
+            if let Ok(Some(status)) = worker.process.try_wait() {
                 eprintln!("the worker exited at start ({status}); trying another admin port");
                 break;
             }
@@ -113,12 +118,12 @@ async fn start_worker_noting_with(
                 .await
                 .is_ok_and(|r| r.status().is_success());
             if ready {
-                return Worker { process, admin };
+                return worker;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        if process.try_wait().ok().flatten().is_none() {
-            stop_worker_process(process).await;
+        if worker.process.try_wait().ok().flatten().is_none() {
+            worker.stop().await;
             panic!("the worker was not ready within 30 s");
         }
     }
