@@ -157,6 +157,11 @@ struct Cleanup {
 }
 
 impl TestEnv {
+    /// The name of the environment's own database, dropped with it.
+    pub fn database(&self) -> &str {
+        &self.cleanup.database
+    }
+
     /// Starts everything with default options.
     pub async fn start() -> Self {
         Self::start_with(Options::default()).await

@@ -32,9 +32,9 @@ pub enum Route {
 /// ack — with the worker's prefetch and concurrency, no HTTP, no database.
 pub async fn ceiling(env: &TestEnv, n: usize, prefetch: u16, route: Route, label: &str) -> Row {
     let conn = &env.amqp;
-    let q = format!("{}.bench-in", env.names.executions_queue);
-    let out = format!("{}.bench-out", env.names.executions_queue);
-    let exchange = format!("{}.bench-results", env.names.results_exchange);
+    let q = crate::pipeline::bench_queue(env, "in");
+    let out = crate::pipeline::bench_queue(env, "out");
+    let exchange = crate::pipeline::bench_exchange(env);
     let setup = conn.create_channel().await.expect("channel");
     let durable = QueueDeclareOptions {
         durable: true,

@@ -9,7 +9,8 @@ use crate::workload::{Outcome, Workload};
 use aic_proto::topology::{EXECUTE_ROUTING_KEY, EXECUTION_REQUEST_TYPE};
 use aic_tests::harness::TestEnv;
 use lapin::options::{
-    BasicPublishOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicPublishOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, PublisherConfirm};
@@ -26,7 +27,7 @@ const SINK_LENGTH: i64 = 10_000;
 /// From now on the rows that time results ask for them on a reply queue (`reply_to`), as a
 /// chat bot waiting for its answer does, and read them there (see [`run`]); a durable quorum
 /// queue bound to the results exchange meanwhile takes the exchange's copies, as a listener
-/// there would. It lasts the whole run ([`close_sink`] deletes it), so that no queue a worker
+/// there would. It lasts the whole run ([`remove_bench_queues`] deletes it), so that no queue a worker
 /// publishes into is deleted between rows: with one per row, a trial build of the worker (both
 /// copies of a result in flight at once) lost every execution of the row after a deletion in 3
 /// runs of 28, its connection silent and nothing in either log; the worker as kept lost none in
@@ -38,12 +39,36 @@ pub async fn answer_on_reply_queues(env: &TestEnv) {
     let _ = SINK.set(results_sink(env, &ch, arguments).await);
 }
 
-/// Deletes the queue [`answer_on_reply_queues`] declared, if it did.
-pub async fn close_sink(env: &TestEnv) {
-    if let Some(queue) = SINK.get() {
-        let ch = env.amqp.create_channel().await.expect("channel");
+/// A queue the rows declare beside the contract's topology, by its role: the ceiling's
+/// (`in`, `out`) and the results sink (`results`, [`results_sink`]).
+pub fn bench_queue(env: &TestEnv, role: &str) -> String {
+    format!("{}.bench-{role}", env.names.executions_queue)
+}
+
+/// The exchange the ceiling through the contract's routing publishes its results to.
+pub fn bench_exchange(env: &TestEnv) -> String {
+    format!("{}.bench-results", env.names.results_exchange)
+}
+
+/// Deletes what the rows declare beside the contract's topology, which the environment's own
+/// clean-up does not know: the results sink [`answer_on_reply_queues`] keeps for the whole run,
+/// and what an interrupted row had not deleted yet. Each on a channel of its own, as deleting
+/// what is not there may close one.
+pub async fn remove_bench_queues(env: &TestEnv) {
+    for role in ["in", "out", "results"] {
+        if let Ok(ch) = env.amqp.create_channel().await {
+            let queue = bench_queue(env, role);
+            let _ = ch
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+    }
+    if let Ok(ch) = env.amqp.create_channel().await {
         let _ = ch
-            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .exchange_delete(
+                bench_exchange(env).as_str().into(),
+                ExchangeDeleteOptions::default(),
+            )
             .await;
     }
 }
@@ -53,7 +78,7 @@ pub async fn close_sink(env: &TestEnv) {
 /// rows); its name. Delete it when done.
 pub async fn results_sink(env: &TestEnv, ch: &Channel, arguments: FieldTable) -> String {
     // One at a time: the drained row's (deleted after it), or `--reply-to`'s for the whole run.
-    let results = format!("{}.bench-results", env.names.executions_queue);
+    let results = bench_queue(env, "results");
     ch.queue_declare(
         results.as_str().into(),
         QueueDeclareOptions {
