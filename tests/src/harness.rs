@@ -13,7 +13,7 @@ use lapin::Connection;
 use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use secrecy::{ExposeSecret, SecretString};
 use std::net::SocketAddr;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -154,12 +154,43 @@ struct Cleanup {
     names: Names,
     amqp_url: String,
     pg_admin_url: String,
+    /// Queues and exchanges a test declared beside the contract's topology ([`TestEnv::owns`]).
+    declared: Arc<std::sync::Mutex<Vec<Declared>>>,
+}
+
+/// A queue or an exchange the clean-up deletes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Declared {
+    Queue(String),
+    Exchange(String),
 }
 
 impl TestEnv {
     /// The name of the environment's own database, dropped with it.
     pub fn database(&self) -> &str {
         &self.cleanup.database
+    }
+
+    /// Has the environment's clean-up (when it is dropped, however the test ends) also delete
+    /// `queue`, declared beside the contract's topology.
+    pub fn owns_queue(&self, queue: &str) {
+        self.owns(Declared::Queue(queue.to_string()));
+    }
+
+    /// [`Self::owns_queue`] for an exchange.
+    pub fn owns_exchange(&self, exchange: &str) {
+        self.owns(Declared::Exchange(exchange.to_string()));
+    }
+
+    fn owns(&self, declared: Declared) {
+        let mut list = self
+            .cleanup
+            .declared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if !list.contains(&declared) {
+            list.push(declared);
+        }
     }
 
     /// Starts everything with default options.
@@ -294,6 +325,7 @@ impl TestEnv {
                 names,
                 amqp_url: amqp_base,
                 pg_admin_url: pg_admin,
+                declared: Arc::default(),
             },
         }
     }
@@ -328,6 +360,39 @@ impl Drop for TestEnv {
                 )
                 .await
                 {
+                    let declared = c
+                        .declared
+                        .lock()
+                        .map(|l| l.clone())
+                        .unwrap_or_else(|p| p.into_inner().clone());
+                    // Queues before exchanges; each on a channel of its own, as deleting what a
+                    // test deleted already may close one.
+                    for d in declared
+                        .iter()
+                        .filter(|d| matches!(d, Declared::Queue(_)))
+                        .chain(
+                            declared
+                                .iter()
+                                .filter(|d| matches!(d, Declared::Exchange(_))),
+                        )
+                    {
+                        let Ok(ch) = conn.create_channel().await else {
+                            break;
+                        };
+                        let _ = match d {
+                            Declared::Queue(q) => ch
+                                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                                .await
+                                .map(drop),
+                            Declared::Exchange(e) => {
+                                ch.exchange_delete(
+                                    e.as_str().into(),
+                                    ExchangeDeleteOptions::default(),
+                                )
+                                .await
+                            }
+                        };
+                    }
                     if let Ok(ch) = conn.create_channel().await {
                         let delay = c.names.delay_queues.iter().map(|(_, q)| q);
                         for q in [&c.names.executions_queue, &c.names.dead_letter_queue]

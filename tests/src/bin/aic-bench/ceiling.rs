@@ -35,6 +35,10 @@ pub async fn ceiling(env: &TestEnv, n: usize, prefetch: u16, route: Route, label
     let q = crate::pipeline::bench_queue(env, "in");
     let out = crate::pipeline::bench_queue(env, "out");
     let exchange = crate::pipeline::bench_exchange(env);
+    // Deleted below, or by the environment's clean-up if the run stops before.
+    env.owns_queue(&q);
+    env.owns_queue(&out);
+    env.owns_exchange(&exchange);
     let setup = conn.create_channel().await.expect("channel");
     let durable = QueueDeclareOptions {
         durable: true,

@@ -285,8 +285,6 @@ mod tests {
             (read.seen, read.failed, read.twice, read.foreign),
             (3, 1, 1, 1)
         );
-        // The sink is the benchmark's, not the environment's: its clean-up does not know it.
-        crate::pipeline::remove_bench_queues(&env).await;
         env.stop().await;
     }
 }

@@ -224,7 +224,6 @@ async fn main() -> ExitCode {
         eprintln!(
             "aic-bench: interrupted: no report written; its workers were stopped, and its database and queues are removed"
         );
-        pipeline::remove_bench_queues(&env).await;
         env.stop().await;
         return ExitCode::from(130);
     };
@@ -265,7 +264,6 @@ async fn main() -> ExitCode {
         "rows": rows,
     });
     let written = report::write(&args.json, &report);
-    pipeline::remove_bench_queues(&env).await;
     env.stop().await;
     if let Err(e) = &written {
         eprintln!("could not write {}: {e}", args.json);

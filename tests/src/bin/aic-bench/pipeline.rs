@@ -8,10 +8,7 @@ use crate::report::Row;
 use crate::workload::{Outcome, Workload};
 use aic_proto::topology::{EXECUTE_ROUTING_KEY, EXECUTION_REQUEST_TYPE};
 use aic_tests::harness::TestEnv;
-use lapin::options::{
-    BasicPublishOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
-};
+use lapin::options::{BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, PublisherConfirm};
 use std::collections::{HashMap, VecDeque};
@@ -27,7 +24,7 @@ const SINK_LENGTH: i64 = 10_000;
 /// From now on the rows that time results ask for them on a reply queue (`reply_to`), as a
 /// chat bot waiting for its answer does, and read them there (see [`run`]); a durable quorum
 /// queue bound to the results exchange meanwhile takes the exchange's copies, as a listener
-/// there would. It lasts the whole run ([`remove_bench_queues`] deletes it), so that no queue a worker
+/// there would. It lasts the whole run (the environment's clean-up deletes it), so that no queue a worker
 /// publishes into is deleted between rows: with one per row, a trial build of the worker (both
 /// copies of a result in flight at once) lost every execution of the row after a deletion in 3
 /// runs of 28, its connection silent and nothing in either log; the worker as kept lost none in
@@ -50,35 +47,13 @@ pub fn bench_exchange(env: &TestEnv) -> String {
     format!("{}.bench-results", env.names.results_exchange)
 }
 
-/// Deletes what the rows declare beside the contract's topology, which the environment's own
-/// clean-up does not know: the results sink [`answer_on_reply_queues`] keeps for the whole run,
-/// and what an interrupted row had not deleted yet. Each on a channel of its own, as deleting
-/// what is not there may close one.
-pub async fn remove_bench_queues(env: &TestEnv) {
-    for role in ["in", "out", "results"] {
-        if let Ok(ch) = env.amqp.create_channel().await {
-            let queue = bench_queue(env, role);
-            let _ = ch
-                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                .await;
-        }
-    }
-    if let Ok(ch) = env.amqp.create_channel().await {
-        let _ = ch
-            .exchange_delete(
-                bench_exchange(env).as_str().into(),
-                ExchangeDeleteOptions::default(),
-            )
-            .await;
-    }
-}
-
 /// Declares a durable queue with `arguments` (a quorum queue's at least), bound to the results
 /// exchange and taking every result as a listener there would (read, if at all, after the
 /// rows); its name. Delete it when done.
 pub async fn results_sink(env: &TestEnv, ch: &Channel, arguments: FieldTable) -> String {
     // One at a time: the drained row's (deleted after it), or `--reply-to`'s for the whole run.
     let results = bench_queue(env, "results");
+    env.owns_queue(&results);
     ch.queue_declare(
         results.as_str().into(),
         QueueDeclareOptions {
