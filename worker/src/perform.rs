@@ -35,36 +35,85 @@ pub(crate) async fn perform(
     Ok(outcome)
 }
 
-async fn execute(
-    ctx: &Ctx,
-    req: &ExecutionRequestV1,
-    r: &Resolved,
-    mark: Mark,
-    handoff: publish::Handoff,
-) -> Result<Outcome, LedgerError> {
-    let def = &r.definition;
+/// Fails an execution before anything is built or sent: its connection needs re-authorising, or
+/// its breaker (the vendor refusing its credentials time after time) is open.
+#[inline(always)]
+fn refused_connection(r: &Resolved) -> Option<Outcome> {
     if r.connection.status == "needs_reauthorization" {
-        return Ok(failed(
+        return Some(failed(
             ExecutionErrorCode::ConnectionNeedsReauthorization,
             "the connection needs to be re-authorised by an admin".into(),
             None,
         ));
     }
-    if let Some(until) = r.connection.breaker_open_until.filter(|u| *u > Utc::now()) {
-        return Ok(failed(
-            ExecutionErrorCode::VendorAuthFailed,
-            format!(
-                "the vendor refused this connection's credentials {} times in a row ({}); executions fail fast until {until}, or until a connection test passes",
-                r.connection.auth_failures,
-                r.connection.status_detail.as_deref().unwrap_or("no detail")
-            ),
-            None,
-        ));
+    let until = r
+        .connection
+        .breaker_open_until
+        .filter(|u| *u > Utc::now())?;
+    Some(failed(
+        ExecutionErrorCode::VendorAuthFailed,
+        format!(
+            "the vendor refused this connection's credentials {} times in a row ({}); executions fail fast until {until}, or until a connection test passes",
+            r.connection.auth_failures,
+            r.connection.status_detail.as_deref().unwrap_or("no detail")
+        ),
+        None,
+    ))
+}
+
+/// The vendor request of one execution, before it is sent.
+struct Prepared {
+    vendor: Vendor,
+    method: aic_proto::HttpMethod,
+    path: String,
+    body: Value,
+    /// The connection's instance, as egress allows it.
+    instance: url::Url,
+    /// The part of the connection a rate limit on this call applies to.
+    scope: Option<String>,
+}
+
+impl Prepared {
+    /// Where the call goes, and with which connection's credentials.
+    #[inline(always)]
+    fn target<'a>(&'a self, req: &ExecutionRequestV1, r: &'a Resolved) -> invoke::Target<'a> {
+        invoke::Target {
+            vendor: self.vendor,
+            app: &r.definition.app,
+            series: &r.series,
+            key: (r.connection.id, r.connection.secret_version),
+            instance: &self.instance,
+            auth_type: &r.connection.auth_type,
+            sealed: &r.connection.sealed,
+            tenant: req.tenant_id,
+            scope: self.scope.as_deref(),
+        }
     }
-    let built = match aic_core::params::build(&def.parameters, &req.parameters) {
-        Ok(b) => b,
-        Err(e) => return Ok(failed(e.code, e.message, Some(e.parameter))),
-    };
+}
+
+/// The outcome of a create a previous delivery sent at `at` without recording what came of it,
+/// from what its dedupe handle found at the vendor: `None` when it did not land (send it).
+fn sent_before(landed: Landed, at: chrono::DateTime<Utc>) -> Option<Outcome> {
+    match landed {
+        Landed::Yes(output) => Some(deduplicated(output, 0)),
+        Landed::No => None,
+        Landed::Unknown(why) => Some(outcome::unknown(
+            format!(
+                "a previous delivery sent the vendor request at {at} and recorded no outcome; {why}"
+            ),
+            0,
+        )),
+    }
+}
+
+/// Builds the request from the definition and the request's parameters, keyed by the execution
+/// where the action deduplicates. `Err` is the execution's outcome: a parameter refused, an app
+/// without connector, an instance egress does not allow.
+#[inline(always)]
+fn prepare(ctx: &Ctx, req: &ExecutionRequestV1, r: &Resolved) -> Result<Prepared, Outcome> {
+    let def = &r.definition;
+    let built = aic_core::params::build(&def.parameters, &req.parameters)
+        .map_err(|e| failed(e.code, e.message, Some(e.parameter)))?;
     let mut path = aic_core::params::render_path(&def.path, &built.path);
     let mut method = def.method;
     // An upsert keyed by the execution id: whatever delivers it again finds the same record.
@@ -81,7 +130,7 @@ async fn execute(
         body["correlation_id"] = Value::String(req.execution_id.to_string());
     }
     let Some(vendor) = Vendor::for_app(&def.app) else {
-        return Ok(failed(
+        return Err(failed(
             ExecutionErrorCode::Internal,
             format!("no connector for app '{}'", def.app),
             None,
@@ -92,80 +141,69 @@ async fn execute(
         .app(&def.app)
         .map(|a| a.host_patterns.as_slice())
         .unwrap_or_default();
-    let instance = match ctx.egress.app_instance_url(&r.connection.domain, patterns) {
-        Ok(u) => u,
-        Err(e) => return Ok(from_failure(VendorFailure::egress(e), 0)),
-    };
+    let instance = ctx
+        .egress
+        .app_instance_url(&r.connection.domain, patterns)
+        .map_err(|e| from_failure(VendorFailure::egress(e), 0))?;
     let scope = crate::gate::scope(&ctx.catalog, def, &body);
-    let target = invoke::Target {
+    Ok(Prepared {
         vendor,
-        app: &def.app,
-        series: &r.series,
-        key: (r.connection.id, r.connection.secret_version),
-        instance: &instance,
-        auth_type: &r.connection.auth_type,
-        sealed: &r.connection.sealed,
-        tenant: req.tenant_id,
-        scope: scope.as_deref(),
+        method,
+        path,
+        body,
+        instance,
+        scope,
+    })
+}
+
+async fn execute(
+    ctx: &Ctx,
+    req: &ExecutionRequestV1,
+    r: &Resolved,
+    mark: Mark,
+    handoff: publish::Handoff,
+) -> Result<Outcome, LedgerError> {
+    let def = &r.definition;
+    if let Some(refused) = refused_connection(r) {
+        return Ok(refused);
+    }
+    let p = match prepare(ctx, req, r) {
+        Ok(p) => p,
+        Err(outcome) => return Ok(outcome),
     };
+    let target = p.target(req, r);
     // Whether this execution's create already landed at the vendor (by its dedupe handle).
     let landed = || {
         Box::pin(crate::dedupe::check(
             ctx,
             &target,
             def.dedupe.as_ref(),
-            &path,
+            &p.path,
             req.execution_id,
             &r.output,
         ))
     };
     // A previous delivery may have sent this create: ask the vendor before sending again.
-    if let Mark::InDoubt(at) = mark {
-        match landed().await {
-            Landed::Yes(output) => return Ok(deduplicated(output, 0)),
-            Landed::No => {}
-            Landed::Unknown(why) => {
-                return Ok(outcome::unknown(
-                    format!(
-                        "a previous delivery sent the vendor request at {at} and recorded no outcome; {why}"
-                    ),
-                    0,
-                ));
-            }
-        }
+    if let Mark::InDoubt(at) = mark
+        && let Some(sent) = sent_before(landed().await, at)
+    {
+        return Ok(sent);
     }
-    let first_ms = handoff
-        .first_attempt_ms
-        .unwrap_or_else(|| Utc::now().timestamp_millis());
-    let since_first = std::time::Duration::from_millis(
-        u64::try_from(Utc::now().timestamp_millis() - first_ms).unwrap_or(0),
-    );
-    let policy = ctx
-        .retry
-        .with(def.retry.as_ref())
-        .resume(handoff.attempts, since_first);
+    let (policy, first_ms, since_first) = retry_policy(ctx, def, handoff);
     // Held until the vendor interaction is over.
     let mut mark = mark;
     let _slot = match Box::pin(crate::gate::admit_marked(
         ctx,
         req.execution_id.0,
         &r.connection,
-        scope.as_deref(),
+        p.scope.as_deref(),
         (&policy, since_first),
         &mut mark,
     ))
     .await
     {
         Ok(permit) => permit,
-        Err(crate::gate::Hold::Wait(wait, why)) => {
-            return Ok(Outcome {
-                defer: Some((wait, first_ms)),
-                ..failed(ExecutionErrorCode::ConnectionThrottled, why, None)
-            });
-        }
-        Err(crate::gate::Hold::Fail(code, why)) => {
-            return Ok(failed(code, why, None));
-        }
+        Err(hold) => return Ok(held(hold, first_ms)),
     };
     // An upsert keyed by the execution id goes without the mark: a delivery finding it would
     // send it again anyway (`dedupe::check` answers `No` for it), and the vendor finds the
@@ -179,31 +217,23 @@ async fn execute(
         ctx.ledger.mark_vendor_call(req, r.version_id).await?;
     }
     let call = Call {
-        method,
-        path: &path,
-        body: &body,
+        method: p.method,
+        path: &p.path,
+        body: &p.body,
         output: &r.output,
     };
-    let vendor_span = tracing::info_span!(
-        "vendor.call",
-        app = %def.app,
-        action = %def.action,
-        http.request.method = method.as_str(),
-        otel.kind = "client",
-        attempts = tracing::field::Empty,
-        otel.status_code = tracing::field::Empty,
-    );
+    let span = vendor_span(&target, &def.action, &call);
     let (mut result, mut attempts, defer) = Box::pin(invoke::invoke(ctx, &target, &call, policy))
-        .instrument(vendor_span.clone())
+        .instrument(span.clone())
         .await;
-    vendor_span.record("attempts", attempts);
+    span.record("attempts", attempts);
     if result.is_err() {
-        vendor_span.record("otel.status_code", "ERROR");
+        span.record("otel.status_code", "ERROR");
     }
     Box::pin(crate::gate::after_call(
         ctx,
         r.connection.id,
-        scope.as_deref(),
+        p.scope.as_deref(),
         policy.cap,
         &result,
     ))
@@ -229,22 +259,88 @@ async fn execute(
         }
     }
     Ok(match result {
+        Ok(success) if r.connection.auth_failures == 0 => succeeded(success, attempts),
+        result => Box::pin(settle(ctx, r, result, attempts)).await,
+    })
+}
+
+/// The outcome of a vendor call that was answered (or given up on), when the connection's
+/// breaker has counted refusals or the call failed: a success closes the breaker; a failure
+/// counts toward it when the vendor refused the credentials.
+async fn settle(
+    ctx: &Ctx,
+    r: &Resolved,
+    result: Result<aic_core::vendor::CallSuccess, VendorFailure>,
+    attempts: u32,
+) -> Outcome {
+    match result {
         Ok(success) => {
             if r.connection.auth_failures > 0 {
                 Box::pin(crate::gate::close_breaker(ctx, r)).await;
             }
-            Outcome {
-                deduplicated: success.created == Some(false),
-                status: ExecutionStatus::Succeeded,
-                output: Some(success.output),
-                error: None,
-                attempts,
-                ..failed(ExecutionErrorCode::Internal, String::new(), None)
-            }
+            succeeded(success, attempts)
         }
         Err(f) => {
             Box::pin(crate::gate::record_auth_failure(ctx, r, &f)).await;
             from_failure(f, attempts)
         }
-    })
+    }
+}
+
+/// The outcome of a vendor call that succeeded.
+fn succeeded(success: aic_core::vendor::CallSuccess, attempts: u32) -> Outcome {
+    Outcome {
+        deduplicated: success.created == Some(false),
+        status: ExecutionStatus::Succeeded,
+        output: Some(success.output),
+        error: None,
+        attempts,
+        ..failed(ExecutionErrorCode::Internal, String::new(), None)
+    }
+}
+
+/// The retry policy of this delivery's attempts, resumed after those of the deliveries before
+/// it; with when the first attempt was made (Unix milliseconds) and how long ago.
+#[inline(always)]
+fn retry_policy(
+    ctx: &Ctx,
+    def: &aic_proto::AutomationDefinition,
+    handoff: publish::Handoff,
+) -> (crate::retry::RetryPolicy, i64, std::time::Duration) {
+    let first_ms = handoff
+        .first_attempt_ms
+        .unwrap_or_else(|| Utc::now().timestamp_millis());
+    let since_first = std::time::Duration::from_millis(
+        u64::try_from(Utc::now().timestamp_millis() - first_ms).unwrap_or(0),
+    );
+    let policy = ctx
+        .retry
+        .with(def.retry.as_ref())
+        .resume(handoff.attempts, since_first);
+    (policy, first_ms, since_first)
+}
+
+/// The outcome of an execution its connection's gate held back: throttled, to be retried after
+/// the wait (counted from the first attempt, `first_ms`), or failed.
+fn held(hold: crate::gate::Hold, first_ms: i64) -> Outcome {
+    match hold {
+        crate::gate::Hold::Wait(wait, why) => Outcome {
+            defer: Some((wait, first_ms)),
+            ..failed(ExecutionErrorCode::ConnectionThrottled, why, None)
+        },
+        crate::gate::Hold::Fail(code, why) => failed(code, why, None),
+    }
+}
+
+/// The client span a vendor call (with its retries) runs in.
+fn vendor_span(target: &invoke::Target<'_>, action: &str, call: &Call<'_>) -> tracing::Span {
+    tracing::info_span!(
+        "vendor.call",
+        app = %target.app,
+        action = %action,
+        http.request.method = call.method.as_str(),
+        otel.kind = "client",
+        attempts = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
 }
