@@ -79,23 +79,9 @@ pub async fn run(
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(200);
     'session: loop {
-        let session = async {
-            let ch = broker.new_channel().await?;
-            // The prefetch is the worker's concurrency: at most this many unacked deliveries.
-            ch.basic_qos(s.prefetch, BasicQosOptions::default()).await?;
-            let consumer = ch
-                .basic_consume(
-                    s.queue.as_str().into(),
-                    s.tag.as_str().into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-            anyhow::Ok((ch, consumer))
-        };
         let (ch, mut consumer) = tokio::select! {
             _ = &mut shutdown => break 'session,
-            r = session => match r {
+            r = subscribe(&broker, &s) => match r {
                 Ok(v) => v,
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot consume; RabbitMQ unavailable");
@@ -152,19 +138,46 @@ pub async fn run(
     }
     consuming.store(false, Ordering::SeqCst);
     ctx.stopping.store(true, Ordering::SeqCst);
+    drain(tasks, s.grace).await;
+    if let Some(acker) = acker {
+        acker.finish(Duration::from_secs(5)).await;
+    }
+    Ok(())
+}
+
+/// A channel consuming the queue, at most a prefetch of deliveries unacked: the worker's
+/// concurrency.
+async fn subscribe(
+    broker: &Broker,
+    s: &ConsumeSettings,
+) -> anyhow::Result<(lapin::Channel, lapin::Consumer)> {
+    let ch = broker.new_channel().await?;
+    ch.basic_qos(s.prefetch, BasicQosOptions::default()).await?;
+    let consumer = ch
+        .basic_consume(
+            s.queue.as_str().into(),
+            s.tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((ch, consumer))
+}
+
+/// Waits for the deliveries in flight for at most `grace`, then aborts what is left: their
+/// requests, unacked, return to the queue.
+async fn drain(mut tasks: JoinSet<()>, grace: Duration) {
     while tasks.try_join_next().is_some() {}
     let in_flight = tasks.len();
     if in_flight > 0 {
         tracing::info!(
             in_flight,
-            grace_secs = s.grace.as_secs(),
+            grace_secs = grace.as_secs(),
             "draining in-flight executions"
         );
     }
-    let drained = tokio::time::timeout(s.grace, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!(
             left = tasks.len(),
@@ -173,10 +186,6 @@ pub async fn run(
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }
-    if let Some(acker) = acker {
-        acker.finish(Duration::from_secs(5)).await;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
