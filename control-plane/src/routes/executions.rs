@@ -85,57 +85,10 @@ pub async fn enqueue(
     ApiJson(input): ApiJson<EnqueueInput>,
 ) -> Result<(StatusCode, Json<Enqueued>), ApiError> {
     caller.require(EXECUTE)?;
-    if input
-        .idempotency_key
-        .as_ref()
-        .is_some_and(|k| k.trim().is_empty() || k.chars().count() > 200)
-    {
-        return Err(ApiError::invalid(
-            "idempotency_key",
-            "idempotency_key must be 1 to 200 characters",
-        ));
-    }
-    let wait = match input.wait_ms {
-        Some(ms) if ms > MAX_WAIT_MS => {
-            return Err(ApiError::invalid(
-                "wait_ms",
-                format!("wait_ms must be at most {MAX_WAIT_MS}"),
-            ));
-        }
-        other => other
-            .filter(|ms| *ms > 0)
-            .map(std::time::Duration::from_millis),
-    };
+    let wait = checked_wait(&input)?;
     let automation: AutomationId = parse_id(&id, "automation")?;
     let client = state.pool.get().await?;
-    let row = client
-        .query_opt(
-            "SELECT a.status, v.definition FROM automations a \
-             LEFT JOIN automation_versions v ON v.id = a.published_version_id \
-             WHERE a.tenant_id = $1 AND a.id = $2",
-            &[&caller.tenant.0, &automation.0],
-        )
-        .await?
-        .ok_or_else(|| ApiError::not_found("automation"))?;
-    let status: String = row.get(0);
-    let definition: Option<Value> = row.get(1);
-    let definition: AutomationDefinition = match definition {
-        None => {
-            return Err(ApiError::conflict(
-                "automation_not_published",
-                "the automation has no published version; publish it first",
-            ));
-        }
-        Some(d) => {
-            serde_json::from_value(d).map_err(|e| ApiError::internal("stored definition", &e))?
-        }
-    };
-    if status == "paused" {
-        return Err(ApiError::conflict(
-            "automation_paused",
-            "the automation is paused",
-        ));
-    }
+    let definition = runnable_definition(&client, &caller, automation).await?;
     // Early feedback for HTTP callers; the worker checks again, authoritatively.
     aic_core::params::build_body(&definition.parameters, &input.parameters)
         .map_err(|e| ApiError::invalid(format!("parameters.{}", e.parameter), e.message))?;
@@ -150,26 +103,9 @@ pub async fn enqueue(
         )
         .await?;
     if inserted == 0 {
-        let existing = client
-            .query_opt(
-                "SELECT id, status, result FROM executions WHERE tenant_id = $1 AND (id = $2 OR idempotency_key = $3) \
-                 ORDER BY (idempotency_key IS NOT DISTINCT FROM $3) DESC LIMIT 1",
-                &[&caller.tenant.0, &execution.0, &input.idempotency_key],
-            )
-            .await?
-            .ok_or_else(|| ApiError::conflict("execution_id_taken", "this execution id is already used"))?;
-        let first = ExecutionId(existing.get(0));
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(Enqueued {
-                execution_id: first,
-                status: existing.get(1),
-                status_url: format!("/v1/executions/{first}"),
-                result: existing.get(2),
-            }),
-        ));
+        let known = already_known(&client, &caller, execution, &input.idempotency_key).await?;
+        return Ok((StatusCode::ACCEPTED, Json(known)));
     }
-    let status_url = format!("/v1/executions/{execution}");
     let request = ExecutionRequestV1 {
         version: aic_proto::MESSAGE_VERSION,
         execution_id: execution,
@@ -180,39 +116,14 @@ pub async fn enqueue(
         source: input.source,
     };
     let body = serde_json::to_vec(&request).map_err(|e| ApiError::internal("request", &e))?;
-    let mut properties = aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE)
-        .with_message_id(execution.to_string().into());
-    // The caller's trace goes on in the worker (W3C trace context, `proto/AMQP.md`).
-    let trace = aic_core::telemetry::request_headers(&http_headers, &tracing::Span::current());
-    if !trace.inner().is_empty() {
-        properties = properties.with_headers(trace);
-    }
     // Register before publishing, so a fast result cannot arrive before its waiter.
     let reply_queue = state.replies.queue();
     // No reply queue yet (start-up, or a broker reconnect in progress): answer 202 as usual.
     let waiter = wait
         .filter(|_| !reply_queue.is_empty())
         .map(|_| state.replies.wait_for(&execution.to_string()));
-    if waiter.is_some() {
-        properties = properties
-            .with_reply_to(reply_queue.as_str().into())
-            .with_correlation_id(execution.to_string().into());
-    }
-    let published = match state.broker.channel().await {
-        Ok(channel) => {
-            aic_core::amqp::publish_confirmed(
-                &channel,
-                &state.names.executions_exchange,
-                EXECUTE_ROUTING_KEY,
-                &body,
-                properties,
-                true,
-            )
-            .await
-        }
-        Err(e) => Err(aic_core::amqp::PublishError::Amqp(e)),
-    };
-    if let Err(e) = published {
+    let reply_to = waiter.is_some().then_some(reply_queue.as_str());
+    if let Err(e) = publish_request(&state, execution, &body, &http_headers, reply_to).await {
         state.replies.forget(&execution.to_string());
         tracing::error!(error = %e, execution = %execution, "execution request not confirmed");
         // Forget the row so the client can retry with the same id.
@@ -227,33 +138,145 @@ pub async fn enqueue(
         ));
     }
     tracing::info!(execution = %execution, "execution enqueued");
+    let mut answer = Enqueued {
+        execution_id: execution,
+        status: "queued".into(),
+        status_url: format!("/v1/executions/{execution}"),
+        result: None,
+    };
     if let (Some(rx), Some(budget)) = (waiter, wait) {
         match tokio::time::timeout(budget, rx).await {
             Ok(Ok(result)) => {
-                let status = result["status"].as_str().unwrap_or("failed").to_string();
-                return Ok((
-                    StatusCode::OK,
-                    Json(Enqueued {
-                        execution_id: execution,
-                        status,
-                        status_url,
-                        result: Some(result),
-                    }),
-                ));
+                answer.status = result["status"].as_str().unwrap_or("failed").to_string();
+                answer.result = Some(result);
+                return Ok((StatusCode::OK, Json(answer)));
             }
             // Past the budget the caller gets the id; the result still arrives as usual.
             _ => state.replies.forget(&execution.to_string()),
         }
     }
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Enqueued {
-            execution_id: execution,
-            status: "queued".into(),
-            status_url,
-            result: None,
-        }),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(answer)))
+}
+
+/// Checks the idempotency key and the wait of an enqueue: how long to wait for the result, if
+/// at all.
+fn checked_wait(input: &EnqueueInput) -> Result<Option<std::time::Duration>, ApiError> {
+    if input
+        .idempotency_key
+        .as_ref()
+        .is_some_and(|k| k.trim().is_empty() || k.chars().count() > 200)
+    {
+        return Err(ApiError::invalid(
+            "idempotency_key",
+            "idempotency_key must be 1 to 200 characters",
+        ));
+    }
+    match input.wait_ms {
+        Some(ms) if ms > MAX_WAIT_MS => Err(ApiError::invalid(
+            "wait_ms",
+            format!("wait_ms must be at most {MAX_WAIT_MS}"),
+        )),
+        other => Ok(other
+            .filter(|ms| *ms > 0)
+            .map(std::time::Duration::from_millis)),
+    }
+}
+
+/// The published definition of the caller's automation, refused when there is none or the
+/// automation is paused.
+async fn runnable_definition(
+    client: &deadpool_postgres::Object,
+    caller: &Caller,
+    automation: AutomationId,
+) -> Result<AutomationDefinition, ApiError> {
+    let row = client
+        .query_opt(
+            "SELECT a.status, v.definition FROM automations a \
+             LEFT JOIN automation_versions v ON v.id = a.published_version_id \
+             WHERE a.tenant_id = $1 AND a.id = $2",
+            &[&caller.tenant.0, &automation.0],
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("automation"))?;
+    let status: String = row.get(0);
+    let Some(definition) = row.get::<_, Option<Value>>(1) else {
+        return Err(ApiError::conflict(
+            "automation_not_published",
+            "the automation has no published version; publish it first",
+        ));
+    };
+    let definition: AutomationDefinition = serde_json::from_value(definition)
+        .map_err(|e| ApiError::internal("stored definition", &e))?;
+    if status == "paused" {
+        return Err(ApiError::conflict(
+            "automation_paused",
+            "the automation is paused",
+        ));
+    }
+    Ok(definition)
+}
+
+/// The execution an enqueue found already recorded (its id, or the tenant's idempotency key,
+/// taken): answered as it stands, and not run again.
+async fn already_known(
+    client: &deadpool_postgres::Object,
+    caller: &Caller,
+    execution: ExecutionId,
+    idempotency_key: &Option<String>,
+) -> Result<Enqueued, ApiError> {
+    let existing = client
+        .query_opt(
+            "SELECT id, status, result FROM executions WHERE tenant_id = $1 AND (id = $2 OR idempotency_key = $3) \
+             ORDER BY (idempotency_key IS NOT DISTINCT FROM $3) DESC LIMIT 1",
+            &[&caller.tenant.0, &execution.0, idempotency_key],
+        )
+        .await?
+        .ok_or_else(|| ApiError::conflict("execution_id_taken", "this execution id is already used"))?;
+    let first = ExecutionId(existing.get(0));
+    Ok(Enqueued {
+        execution_id: first,
+        status: existing.get(1),
+        status_url: format!("/v1/executions/{first}"),
+        result: existing.get(2),
+    })
+}
+
+/// Publishes an execution request (`body`) as `proto/AMQP.md` says, carrying the caller's trace, with
+/// `reply_to` when the caller waits for the result; `Ok` once the broker confirmed it.
+async fn publish_request(
+    state: &AppState,
+    execution: ExecutionId,
+    body: &[u8],
+    http_headers: &axum::http::HeaderMap,
+    reply_to: Option<&str>,
+) -> Result<(), aic_core::amqp::PublishError> {
+    let execution = execution.to_string();
+    let mut properties = aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE)
+        .with_message_id(execution.as_str().into());
+    // The caller's trace goes on in the worker (W3C trace context, `proto/AMQP.md`).
+    let trace = aic_core::telemetry::request_headers(http_headers, &tracing::Span::current());
+    if !trace.inner().is_empty() {
+        properties = properties.with_headers(trace);
+    }
+    if let Some(queue) = reply_to {
+        properties = properties
+            .with_reply_to(queue.into())
+            .with_correlation_id(execution.into());
+    }
+    let channel = state
+        .broker
+        .channel()
+        .await
+        .map_err(aic_core::amqp::PublishError::Amqp)?;
+    aic_core::amqp::publish_confirmed(
+        &channel,
+        &state.names.executions_exchange,
+        EXECUTE_ROUTING_KEY,
+        body,
+        properties,
+        true,
+    )
+    .await
 }
 
 /// `GET /v1/executions/{id}`.
