@@ -382,31 +382,7 @@ pub async fn publish(
         )
         .await?
         .ok_or_else(|| ApiError::not_found("automation"))?;
-    let (app, action): (String, String) = (row.get(0), row.get(1));
-    let template = state.catalog.template(&app, &action).ok_or_else(|| {
-        ApiError::conflict(
-            "template_retired",
-            format!("template '{app}.{action}' no longer exists"),
-        )
-    })?;
-    let definition = AutomationDefinition {
-        app,
-        action,
-        connection_id: ConnectionId(row.get(2)),
-        method: template.method,
-        path: template.path.clone(),
-        parameters: serde_json::from_value(row.get(3))
-            .map_err(|e| ApiError::internal("stored parameters", &e))?,
-        dedupe: match row.get::<_, Option<String>>(5) {
-            Some(field) => Some(aic_proto::Dedupe::SalesforceExternalId { field }),
-            None => template.dedupe.clone(),
-        },
-        retry: row
-            .get::<_, Option<serde_json::Value>>(4)
-            .map(serde_json::from_value)
-            .transpose()
-            .map_err(|e| ApiError::internal("stored retry policy", &e))?,
-    };
+    let (definition, template) = definition_of(&state.catalog, &row)?;
     let number: i32 = tx
         .query_one(
             "SELECT coalesce(max(number), 0) + 1 FROM automation_versions WHERE automation_id = $1",
@@ -447,25 +423,7 @@ pub async fn publish(
         published_at,
         definition,
     };
-    let body = serde_json::to_vec(&event).map_err(|e| ApiError::internal("event", &e))?;
-    let channel = state.broker.channel().await;
-    let channel = channel.map_err(|e| {
-        tracing::error!(error = %e, "RabbitMQ unavailable");
-        ApiError::unavailable("the message broker is unavailable; nothing was changed, retry later")
-    });
-    aic_core::amqp::publish_confirmed(
-        &channel?,
-        &state.names.definitions_exchange,
-        DEFINITION_PUBLISHED_ROUTING_KEY,
-        &body,
-        aic_core::amqp::json_properties(DEFINITION_PUBLISHED_TYPE),
-        false,
-    )
-    .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "definition event not confirmed; publish rolled back");
-        ApiError::unavailable("the message broker did not confirm the definition event; nothing was published, retry later")
-    })?;
+    announce(&state, &event).await?;
     tx.commit().await?;
     tracing::info!(version = %version, number, "automation published");
     Ok((
@@ -477,4 +435,62 @@ pub async fn publish(
             published_at,
         }),
     ))
+}
+
+/// The definition a draft's row (`app, action, connection_id, parameters, retry,
+/// external_id_field`) freezes into, with the template it is made from; refused when the
+/// template was retired.
+fn definition_of<'c>(
+    catalog: &'c aic_core::catalog::Catalog,
+    row: &tokio_postgres::Row,
+) -> Result<(AutomationDefinition, &'c Template), ApiError> {
+    let (app, action): (String, String) = (row.get(0), row.get(1));
+    let template = catalog.template(&app, &action).ok_or_else(|| {
+        ApiError::conflict(
+            "template_retired",
+            format!("template '{app}.{action}' no longer exists"),
+        )
+    })?;
+    let definition = AutomationDefinition {
+        app,
+        action,
+        connection_id: ConnectionId(row.get(2)),
+        method: template.method,
+        path: template.path.clone(),
+        parameters: serde_json::from_value(row.get(3))
+            .map_err(|e| ApiError::internal("stored parameters", &e))?,
+        dedupe: match row.get::<_, Option<String>>(5) {
+            Some(field) => Some(aic_proto::Dedupe::SalesforceExternalId { field }),
+            None => template.dedupe.clone(),
+        },
+        retry: row
+            .get::<_, Option<serde_json::Value>>(4)
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| ApiError::internal("stored retry policy", &e))?,
+    };
+    Ok((definition, template))
+}
+
+/// Announces a published version to the workers, confirmed by the broker: refused (and the
+/// caller's transaction rolled back) when the broker is unavailable or does not confirm.
+async fn announce(state: &AppState, event: &DefinitionPublishedV1) -> Result<(), ApiError> {
+    let body = serde_json::to_vec(event).map_err(|e| ApiError::internal("event", &e))?;
+    let channel = state.broker.channel().await.map_err(|e| {
+        tracing::error!(error = %e, "RabbitMQ unavailable");
+        ApiError::unavailable("the message broker is unavailable; nothing was changed, retry later")
+    })?;
+    aic_core::amqp::publish_confirmed(
+        &channel,
+        &state.names.definitions_exchange,
+        DEFINITION_PUBLISHED_ROUTING_KEY,
+        &body,
+        aic_core::amqp::json_properties(DEFINITION_PUBLISHED_TYPE),
+        false,
+    )
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "definition event not confirmed; publish rolled back");
+        ApiError::unavailable("the message broker did not confirm the definition event; nothing was published, retry later")
+    })
 }
