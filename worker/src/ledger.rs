@@ -174,25 +174,7 @@ impl Ledger {
                 let timer = begin_timer.start(items.len());
                 async move {
                     let _timer = timer;
-                    // Prepared once per pooled connection: one round-trip per batch, not two.
-                    let (client, statement) = prepared(&pool, &sql).await?;
-                    let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
-                    let tenants: Vec<Uuid> = items.iter().map(|i| i.tenant).collect();
-                    let automations: Vec<Uuid> = items.iter().map(|i| i.automation).collect();
-                    let parameters: Vec<&str> =
-                        items.iter().map(|i| i.parameters.as_str()).collect();
-                    let sources: Vec<Option<&str>> =
-                        items.iter().map(|i| i.source.as_deref()).collect();
-                    let rows = client
-                        .query(
-                            &statement,
-                            &[&ids, &tenants, &automations, &parameters, &sources],
-                        )
-                        .await
-                        .map_err(failure)?;
-                    let mut by_id: HashMap<Uuid, tokio_postgres::Row> =
-                        rows.into_iter().map(|r| (r.get::<_, Uuid>(0), r)).collect();
-                    Ok(ids.iter().map(|id| by_id.remove(id)).collect())
+                    begin_batch(&pool, &sql, &items).await
                 }
             },
         )
@@ -207,14 +189,7 @@ impl Ledger {
                 let timer = mark_timer.start(items.len());
                 async move {
                     let _timer = timer;
-                    let (client, statement) = prepared(&pool, MARK_SQL).await?;
-                    let ids: Vec<Uuid> = items.iter().map(|i| i.0).collect();
-                    let versions: Vec<Option<Uuid>> = items.iter().map(|i| i.1).collect();
-                    client
-                        .execute(&statement, &[&ids, &versions])
-                        .await
-                        .map_err(failure)?;
-                    Ok(vec![(); items.len()])
+                    mark_batch(&pool, &items).await
                 }
             },
         )
@@ -229,41 +204,7 @@ impl Ledger {
                 let timer = finish_timer.start(items.len());
                 async move {
                     let _timer = timer;
-                    let (client, statement) = prepared(&pool, FINISH_SQL).await?;
-                    let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
-                    let statuses: Vec<&str> = items.iter().map(|i| i.status).collect();
-                    let results: Vec<&str> = items.iter().map(|i| &*i.result).collect();
-                    let codes: Vec<Option<&str>> =
-                        items.iter().map(|i| i.code.as_deref()).collect();
-                    let attempts: Vec<i32> = items.iter().map(|i| i.attempts).collect();
-                    let versions: Vec<Option<Uuid>> = items.iter().map(|i| i.version).collect();
-                    let updated: HashSet<Uuid> = client
-                        .query(
-                            &statement,
-                            &[&ids, &statuses, &results, &codes, &attempts, &versions],
-                        )
-                        .await
-                        .map_err(failure)?
-                        .into_iter()
-                        .map(|r| r.get(0))
-                        .collect();
-                    // Another delivery finished first: every publish carries that first outcome.
-                    let lost: Vec<Uuid> = ids
-                        .iter()
-                        .filter(|id| !updated.contains(id))
-                        .copied()
-                        .collect();
-                    let mut stored: HashMap<Uuid, Value> = HashMap::new();
-                    if !lost.is_empty() {
-                        for row in client
-                        .query("SELECT id, result FROM executions WHERE id = ANY($1) AND result IS NOT NULL", &[&lost])
-                        .await
-                        .map_err(failure)?
-                    {
-                        stored.insert(row.get(0), row.get(1));
-                    }
-                    }
-                    Ok(items.iter().map(|i| stored.remove(&i.id)).collect())
+                    finish_batch(&pool, &items).await
                 }
             },
         )
@@ -435,6 +376,86 @@ pub(crate) fn json_text<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, L
 
 fn not_json(e: serde_json::Error) -> LedgerError {
     LedgerError::Batch(format!("not JSON: {e}"))
+}
+
+/// One begin batch: inserts or reads back each execution's row with what resolving it needs
+/// (`begin_sql`), prepared once per pooled connection (one round-trip per batch, not two); a
+/// row per input, in order (`None` for an id the statement did not return).
+async fn begin_batch(
+    pool: &Pool,
+    sql: &str,
+    items: &[BeginInput],
+) -> Result<Vec<Option<tokio_postgres::Row>>, Failure> {
+    let (client, statement) = prepared(pool, sql).await?;
+    let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
+    let tenants: Vec<Uuid> = items.iter().map(|i| i.tenant).collect();
+    let automations: Vec<Uuid> = items.iter().map(|i| i.automation).collect();
+    let parameters: Vec<&str> = items.iter().map(|i| i.parameters.as_str()).collect();
+    let sources: Vec<Option<&str>> = items.iter().map(|i| i.source.as_deref()).collect();
+    let rows = client
+        .query(
+            &statement,
+            &[&ids, &tenants, &automations, &parameters, &sources],
+        )
+        .await
+        .map_err(failure)?;
+    let mut by_id: HashMap<Uuid, tokio_postgres::Row> =
+        rows.into_iter().map(|r| (r.get::<_, Uuid>(0), r)).collect();
+    Ok(ids.iter().map(|id| by_id.remove(id)).collect())
+}
+
+/// One mark batch: sets (or takes back) the vendor-call mark of each execution.
+async fn mark_batch(pool: &Pool, items: &[(Uuid, Option<Uuid>)]) -> Result<Vec<()>, Failure> {
+    let (client, statement) = prepared(pool, MARK_SQL).await?;
+    let ids: Vec<Uuid> = items.iter().map(|i| i.0).collect();
+    let versions: Vec<Option<Uuid>> = items.iter().map(|i| i.1).collect();
+    client
+        .execute(&statement, &[&ids, &versions])
+        .await
+        .map_err(failure)?;
+    Ok(vec![(); items.len()])
+}
+
+/// One finish batch: records each execution's outcome; for one another delivery finished first,
+/// answers the result it recorded.
+async fn finish_batch(pool: &Pool, items: &[FinishInput]) -> Result<Vec<Option<Value>>, Failure> {
+    let (client, statement) = prepared(pool, FINISH_SQL).await?;
+    let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
+    let statuses: Vec<&str> = items.iter().map(|i| i.status).collect();
+    let results: Vec<&str> = items.iter().map(|i| &*i.result).collect();
+    let codes: Vec<Option<&str>> = items.iter().map(|i| i.code.as_deref()).collect();
+    let attempts: Vec<i32> = items.iter().map(|i| i.attempts).collect();
+    let versions: Vec<Option<Uuid>> = items.iter().map(|i| i.version).collect();
+    let updated: HashSet<Uuid> = client
+        .query(
+            &statement,
+            &[&ids, &statuses, &results, &codes, &attempts, &versions],
+        )
+        .await
+        .map_err(failure)?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect();
+    // Another delivery finished first: every publish carries that first outcome.
+    let lost: Vec<Uuid> = ids
+        .iter()
+        .filter(|id| !updated.contains(id))
+        .copied()
+        .collect();
+    let mut stored: HashMap<Uuid, Value> = HashMap::new();
+    if !lost.is_empty() {
+        for row in client
+            .query(
+                "SELECT id, result FROM executions WHERE id = ANY($1) AND result IS NOT NULL",
+                &[&lost],
+            )
+            .await
+            .map_err(failure)?
+        {
+            stored.insert(row.get(0), row.get(1));
+        }
+    }
+    Ok(items.iter().map(|i| stored.remove(&i.id)).collect())
 }
 
 /// A database error answers the statement (an input may be at fault: the batcher then runs
