@@ -122,17 +122,8 @@ impl Budgets {
             .await?;
         let (others_slots, others_wanted, others_active, others_leases): (i64, i64, i64, i64) =
             (others.get(0), others.get(1), others.get(2), others.get(3));
-        // Alone on the connection, or when the cap has room for every worker's whole prefetch,
-        // ask for every delivery this worker may hold, so that its share never lags its load.
-        // When workers compete for a tight cap, ask for what this worker's calls in flight and
-        // waiting need, and let the fair-share rule split it: a share asked for but unused
-        // would sit idle while another worker's executions wait.
         let capacity = i64::from(self.capacity);
-        let wanted = if others_wanted == 0 || others_wanted + capacity <= cap {
-            capacity
-        } else {
-            ((slots.count.in_use() + slots.waiting.load(Ordering::SeqCst)) as i64).min(capacity)
-        };
+        let wanted = wanted(slots, capacity, cap, others_wanted);
         let grant = share(cap, wanted, others_slots, others_wanted, others_active);
         slots
             .contended
@@ -162,32 +153,12 @@ impl Budgets {
         )
         .await?;
         tx.commit().await?;
-        slots.count.set_limit(grant as usize);
-        if let Ok(mut l) = slots.lease_until.lock() {
-            // Renewed well before the database's expiry, so the two never disagree.
-            *l = Some(Instant::now() + LEASE / 2);
-        }
-        if let Ok(mut r) = slots.renewed_at.lock() {
-            *r = Some(Instant::now());
-        }
-        if let (Ok(mut t), Some(until)) = (slots.throttle.lock(), throttle) {
-            // Another worker's cool-down; a later local one (not yet written) stands.
-            if t.as_ref().is_none_or(|(u, _)| *u < until) {
-                *t = Some((until, reason.unwrap_or_default()));
-            }
-        }
-        if let Ok(mut m) = slots.scoped.lock() {
-            let now = Utc::now();
-            m.retain(|_, (until, _)| *until > now);
-            for row in scoped {
-                let (scope, until, why): (String, DateTime<Utc>, String) =
-                    (row.get(0), row.get(1), row.get(2));
-                if m.get(&scope).is_none_or(|(u, _)| *u < until) {
-                    m.insert(scope, (until, why));
-                }
-            }
-        }
-        slots.freed.notify_waiters();
+        applied(
+            slots,
+            grant,
+            throttle.map(|until| (until, reason.unwrap_or_default())),
+            scoped,
+        );
         Ok(Renewed::Done)
     }
 
@@ -257,6 +228,57 @@ fn share(cap: i64, wanted: i64, others_slots: i64, others_wanted: i64, others_ac
         .min(cap - others_slots)
         .min(fair.max(left_by_others_wants))
         .max(0)
+}
+
+/// The share this worker asks of a connection's `cap`, holding at most `capacity` deliveries.
+/// Alone on the connection, or when the cap has room for every worker's whole prefetch, it asks
+/// for every delivery it may hold, so that its share never lags its load. When workers compete
+/// for a tight cap, it asks for what its calls in flight and waiting need, and lets the
+/// fair-share rule split it: a share asked for but unused would sit idle while another worker's
+/// executions wait.
+fn wanted(slots: &Slots, capacity: i64, cap: i64, others_wanted: i64) -> i64 {
+    if others_wanted == 0 || others_wanted + capacity <= cap {
+        capacity
+    } else {
+        ((slots.count.in_use() + slots.waiting.load(Ordering::SeqCst)) as i64).min(capacity)
+    }
+}
+
+/// Applies a committed renewal to this worker's slots: the share granted, the lease's
+/// expiry, and the connection's cool-downs (`throttle`, and `scoped` rows of scope, until and
+/// reason) that other workers recorded; then wakes the callers waiting for a slot.
+fn applied(
+    slots: &Slots,
+    grant: i64,
+    throttle: Option<(DateTime<Utc>, String)>,
+    scoped: Vec<tokio_postgres::Row>,
+) {
+    slots.count.set_limit(grant as usize);
+    if let Ok(mut l) = slots.lease_until.lock() {
+        // Renewed well before the database's expiry, so the two never disagree.
+        *l = Some(Instant::now() + LEASE / 2);
+    }
+    if let Ok(mut r) = slots.renewed_at.lock() {
+        *r = Some(Instant::now());
+    }
+    if let (Ok(mut t), Some((until, reason))) = (slots.throttle.lock(), throttle) {
+        // Another worker's cool-down; a later local one (not yet written) stands.
+        if t.as_ref().is_none_or(|(u, _)| *u < until) {
+            *t = Some((until, reason));
+        }
+    }
+    if let Ok(mut m) = slots.scoped.lock() {
+        let now = Utc::now();
+        m.retain(|_, (until, _)| *until > now);
+        for row in scoped {
+            let (scope, until, why): (String, DateTime<Utc>, String) =
+                (row.get(0), row.get(1), row.get(2));
+            if m.get(&scope).is_none_or(|(u, _)| *u < until) {
+                m.insert(scope, (until, why));
+            }
+        }
+    }
+    slots.freed.notify_waiters();
 }
 
 #[cfg(test)]
