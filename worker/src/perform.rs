@@ -156,6 +156,8 @@ fn prepare(ctx: &Ctx, req: &ExecutionRequestV1, r: &Resolved) -> Result<Prepared
     })
 }
 
+/// The vendor side of an execution whose definition resolved, from the connection's checks to
+/// the outcome of the call. `Err` only when the ledger could not mark the vendor call.
 async fn execute(
     ctx: &Ctx,
     req: &ExecutionRequestV1,
