@@ -10,7 +10,6 @@ use aic_proto::TenantId;
 use aic_proto::topology::Names;
 use aic_worker::config::WorkerArgs;
 use lapin::Connection;
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use secrecy::{ExposeSecret, SecretString};
 use std::net::SocketAddr;
 use std::sync::{Arc, Once};
@@ -20,9 +19,11 @@ use tokio::task::JoinHandle;
 
 mod api;
 mod broker;
+mod cleanup;
 mod requests;
 mod workers;
 pub use broker::{Listener, dead_letter_header};
+use cleanup::{Cleanup, Declared};
 pub use requests::{assert_failed_with, reply_properties};
 pub use workers::{RunningWorker, binary, sigterm, stop_worker, stop_worker_process};
 
@@ -99,6 +100,9 @@ pub struct Options {
     /// Worker processes write their warnings (`RUST_LOG=warn`) to this process's standard
     /// error, rather than nowhere: the benchmark's, to say why a row saw what it saw.
     pub worker_warnings: bool,
+    /// The environment's id, which names its database (`aic_test_<id>`) and its AMQP namespace
+    /// (`aic-test-<id>`); a fresh UUID by default.
+    pub id: Option<String>,
 }
 
 impl Default for Options {
@@ -117,6 +121,7 @@ impl Default for Options {
             sandbox_own_thread: false,
             worker_binary: None,
             worker_warnings: false,
+            id: None,
         }
     }
 }
@@ -148,23 +153,6 @@ pub struct TestEnv {
     cleanup: Cleanup,
 }
 
-#[derive(Debug, Clone)]
-struct Cleanup {
-    database: String,
-    names: Names,
-    amqp_url: String,
-    pg_admin_url: String,
-    /// Queues and exchanges a test declared beside the contract's topology ([`TestEnv::owns`]).
-    declared: Arc<std::sync::Mutex<Vec<Declared>>>,
-}
-
-/// A queue or an exchange the clean-up deletes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Declared {
-    Queue(String),
-    Exchange(String),
-}
-
 impl TestEnv {
     /// The name of the environment's own database, dropped with it.
     pub fn database(&self) -> &str {
@@ -183,14 +171,7 @@ impl TestEnv {
     }
 
     fn owns(&self, declared: Declared) {
-        let mut list = self
-            .cleanup
-            .declared
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if !list.contains(&declared) {
-            list.push(declared);
-        }
+        self.cleanup.owns(declared);
     }
 
     /// Starts everything with default options.
@@ -201,11 +182,29 @@ impl TestEnv {
     /// Starts everything. Panics (failing the test) when a shared service is unreachable.
     pub async fn start_with(opts: Options) -> Self {
         init_logs();
-        let id = uuid::Uuid::new_v4().simple().to_string();
+        // Before anything is made: a missing binary fails the test with nothing to clean up.
+        let worker_binary = opts
+            .worker_binary
+            .clone()
+            .unwrap_or_else(|| workers::binary("aic-worker"));
+        let id = opts
+            .id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         let database = format!("aic_test_{id}");
         let namespace = format!("aic-test-{id}");
         let pg_admin = opts.pg_admin_url.clone().unwrap_or_else(pg_admin_url);
         let amqp_base = opts.amqp_url.clone().unwrap_or_else(amqp_url);
+        let names = Names::new(&namespace);
+        // Owns the database and the AMQP names from before they exist: a start-up that panics
+        // midway (a service down, a migration refused) removes what it made as it unwinds.
+        let cleanup = Cleanup {
+            database: database.clone(),
+            names: names.clone(),
+            amqp_url: amqp_base.clone(),
+            pg_admin_url: pg_admin.clone(),
+            declared: Arc::default(),
+        };
         let db_url = fresh_database_on(&pg_admin, &database)
             .await
             .expect("Postgres must be running (bash deploy/local/services.sh start)");
@@ -302,7 +301,6 @@ impl TestEnv {
             aic_core::amqp::connect(&SecretString::from(amqp_base.clone()), "aic-test-client")
                 .await
                 .expect("broker");
-        let names = Names::new(&namespace);
         Self {
             sandbox,
             api,
@@ -314,19 +312,10 @@ impl TestEnv {
             amqp: conn,
             http: reqwest::Client::new(),
             worker_args,
-            worker_binary: opts
-                .worker_binary
-                .clone()
-                .unwrap_or_else(|| workers::binary("aic-worker")),
+            worker_binary,
             worker_warnings: opts.worker_warnings,
             stops,
-            cleanup: Cleanup {
-                database,
-                names,
-                amqp_url: amqp_base,
-                pg_admin_url: pg_admin,
-                declared: Arc::default(),
-            },
+            cleanup,
         }
     }
 
@@ -340,99 +329,11 @@ impl TestEnv {
 }
 
 impl Drop for TestEnv {
+    /// Stops the services at once; the clean-up then runs as the environment's last field drops.
     fn drop(&mut self) {
         for (_, handle) in &self.stops {
             handle.abort();
         }
-        let c = self.cleanup.clone();
-        // Runs on its own thread and runtime so it works from any context, including a panic.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok(conn) = aic_core::amqp::connect(
-                    &SecretString::from(c.amqp_url.clone()),
-                    "aic-test-cleanup",
-                )
-                .await
-                {
-                    let declared = c
-                        .declared
-                        .lock()
-                        .map(|l| l.clone())
-                        .unwrap_or_else(|p| p.into_inner().clone());
-                    // Queues before exchanges; each on a channel of its own, as deleting what a
-                    // test deleted already may close one.
-                    for d in declared
-                        .iter()
-                        .filter(|d| matches!(d, Declared::Queue(_)))
-                        .chain(
-                            declared
-                                .iter()
-                                .filter(|d| matches!(d, Declared::Exchange(_))),
-                        )
-                    {
-                        let Ok(ch) = conn.create_channel().await else {
-                            break;
-                        };
-                        let _ = match d {
-                            Declared::Queue(q) => ch
-                                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-                                .await
-                                .map(drop),
-                            Declared::Exchange(e) => {
-                                ch.exchange_delete(
-                                    e.as_str().into(),
-                                    ExchangeDeleteOptions::default(),
-                                )
-                                .await
-                            }
-                        };
-                    }
-                    if let Ok(ch) = conn.create_channel().await {
-                        let delay = c.names.delay_queues.iter().map(|(_, q)| q);
-                        for q in [&c.names.executions_queue, &c.names.dead_letter_queue]
-                            .into_iter()
-                            .chain(delay)
-                        {
-                            let _ = ch
-                                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-                                .await;
-                        }
-                        for e in [
-                            &c.names.executions_exchange,
-                            &c.names.results_exchange,
-                            &c.names.definitions_exchange,
-                            &c.names.dead_letter_exchange,
-                        ] {
-                            let _ = ch
-                                .exchange_delete(
-                                    e.as_str().into(),
-                                    ExchangeDeleteOptions::default(),
-                                )
-                                .await;
-                        }
-                    }
-                    let _ = conn.close(200, "cleanup".into()).await;
-                }
-                if let Ok((client, conn)) =
-                    tokio_postgres::connect(&c.pg_admin_url, tokio_postgres::NoTls).await
-                {
-                    tokio::spawn(conn);
-                    let _ = client
-                        .batch_execute(&format!(
-                            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                            c.database
-                        ))
-                        .await;
-                }
-            });
-        })
-        .join();
     }
 }
 
