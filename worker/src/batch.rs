@@ -92,85 +92,10 @@ impl<I: Send + Sync + 'static, O: Send + 'static> Batcher<I, O> {
                         None => return,
                     },
                 };
-                // Sized for what is waiting, so that the set is not rehashed as it grows.
-                let waiting = (deferred.len() + rx.len() + 1).min(max);
-                let mut keys = HashSet::with_capacity(waiting);
-                keys.insert(key(&first.0));
-                let mut batch = vec![first];
-                let mut again = Vec::new();
-                while batch.len() < max {
-                    let Some(job) = deferred.pop_front().or_else(|| rx.try_recv().ok()) else {
-                        break;
-                    };
-                    if keys.insert(key(&job.0)) {
-                        batch.push(job);
-                    } else {
-                        again.push(job);
-                    }
-                }
-                deferred.extend(again);
+                let batch = collect(first, &mut deferred, &mut rx, max, key);
                 let run = run.clone();
                 tokio::spawn(async move {
-                    let (inputs, replies): (Vec<I>, Vec<_>) = batch.into_iter().unzip();
-                    let inputs = Arc::new(inputs);
-                    let ran = run(inputs.clone()).await;
-                    match ran {
-                        Err(e) if e.refused() && replies.len() > 1 => {
-                            // Nothing in the batch took effect: run each input on its own.
-                            let Ok(inputs) = Arc::try_unwrap(inputs) else {
-                                // Not one input's fault as far as anyone can tell.
-                                let e = Failure::infra(e.message);
-                                for reply in replies {
-                                    let _ = reply.send(Err(e.clone()));
-                                }
-                                return;
-                            };
-                            tracing::warn!(error = %e.message, inputs = replies.len(), "a batch was refused; running its inputs one by one");
-                            // Until the connection itself fails: the rest then fail with it
-                            // at once, rather than each waiting for a connection in turn.
-                            let mut down: Option<Failure> = None;
-                            for (input, reply) in inputs.into_iter().zip(replies) {
-                                if let Some(why) = &down {
-                                    let _ = reply.send(Err(why.clone()));
-                                    continue;
-                                }
-                                let one = match run(Arc::new(vec![input])).await {
-                                    Ok(mut out) if out.len() == 1 => Ok(out.remove(0)),
-                                    Ok(out) => Err(Failure::infra(format!(
-                                        "a batch of 1 returned {} answers",
-                                        out.len()
-                                    ))),
-                                    Err(e) => {
-                                        if !e.refused() {
-                                            down = Some(e.clone());
-                                        }
-                                        Err(e)
-                                    }
-                                };
-                                let _ = reply.send(one);
-                            }
-                        }
-                        Err(e) => {
-                            for reply in replies {
-                                let _ = reply.send(Err(e.clone()));
-                            }
-                        }
-                        Ok(outputs) if outputs.len() == replies.len() => {
-                            for (reply, out) in replies.into_iter().zip(outputs) {
-                                let _ = reply.send(Ok(out));
-                            }
-                        }
-                        Ok(outputs) => {
-                            let e = Failure::infra(format!(
-                                "a batch of {} returned {} answers",
-                                replies.len(),
-                                outputs.len()
-                            ));
-                            for reply in replies {
-                                let _ = reply.send(Err(e.clone()));
-                            }
-                        }
-                    }
+                    run_batch(&*run, batch).await;
                     drop(permit);
                 });
             }
@@ -198,6 +123,110 @@ impl<I: Send + Sync + 'static, O: Send + 'static> Batcher<I, O> {
             .map_err(|_| Failure::infra("the ledger batcher has stopped"))?;
         rx.await
             .map_err(|_| Failure::infra("the ledger batch was abandoned"))?
+    }
+}
+
+/// A batch: `first`, then what waits (deferred jobs first, then the channel's), up to `max`
+/// jobs; a job whose row is in the batch already is deferred to a later one.
+fn collect<I, O, K: Eq + Hash>(
+    first: Job<I, O>,
+    deferred: &mut VecDeque<Job<I, O>>,
+    rx: &mut mpsc::UnboundedReceiver<Job<I, O>>,
+    max: usize,
+    key: fn(&I) -> K,
+) -> Vec<Job<I, O>> {
+    // Sized for what is waiting, so that the set is not rehashed as it grows.
+    let waiting = (deferred.len() + rx.len() + 1).min(max);
+    let mut keys = HashSet::with_capacity(waiting);
+    keys.insert(key(&first.0));
+    let mut batch = vec![first];
+    let mut again = Vec::new();
+    while batch.len() < max {
+        let Some(job) = deferred.pop_front().or_else(|| rx.try_recv().ok()) else {
+            break;
+        };
+        if keys.insert(key(&job.0)) {
+            batch.push(job);
+        } else {
+            again.push(job);
+        }
+    }
+    deferred.extend(again);
+    batch
+}
+
+/// Runs one batch and answers each of its callers. A batch the database refused took no
+/// effect, and its inputs run again one by one, so that one bad input fails alone.
+async fn run_batch<I, O, F, Fut>(run: &F, batch: Vec<Job<I, O>>)
+where
+    F: Fn(Arc<Vec<I>>) -> Fut,
+    Fut: Future<Output = Result<Vec<O>, Failure>>,
+{
+    let (inputs, replies): (Vec<I>, Vec<_>) = batch.into_iter().unzip();
+    let inputs = Arc::new(inputs);
+    match run(inputs.clone()).await {
+        Err(e) if e.refused() && replies.len() > 1 => match Arc::try_unwrap(inputs) {
+            Ok(inputs) => {
+                tracing::warn!(error = %e.message, inputs = replies.len(), "a batch was refused; running its inputs one by one");
+                one_by_one(run, inputs, replies).await;
+            }
+            // Not one input's fault as far as anyone can tell.
+            Err(_) => fail_all(replies, &Failure::infra(e.message)),
+        },
+        Err(e) => fail_all(replies, &e),
+        Ok(outputs) if outputs.len() == replies.len() => {
+            for (reply, out) in replies.into_iter().zip(outputs) {
+                let _ = reply.send(Ok(out));
+            }
+        }
+        Ok(outputs) => {
+            let e = Failure::infra(format!(
+                "a batch of {} returned {} answers",
+                replies.len(),
+                outputs.len()
+            ));
+            fail_all(replies, &e);
+        }
+    }
+}
+
+/// Runs each input of a refused batch on its own — until the connection itself fails: the rest
+/// then fail with it at once, rather than each waiting for a connection in turn.
+async fn one_by_one<I, O, F, Fut>(
+    run: &F,
+    inputs: Vec<I>,
+    replies: Vec<oneshot::Sender<Result<O, Failure>>>,
+) where
+    F: Fn(Arc<Vec<I>>) -> Fut,
+    Fut: Future<Output = Result<Vec<O>, Failure>>,
+{
+    let mut down: Option<Failure> = None;
+    for (input, reply) in inputs.into_iter().zip(replies) {
+        if let Some(why) = &down {
+            let _ = reply.send(Err(why.clone()));
+            continue;
+        }
+        let one = match run(Arc::new(vec![input])).await {
+            Ok(mut out) if out.len() == 1 => Ok(out.remove(0)),
+            Ok(out) => Err(Failure::infra(format!(
+                "a batch of 1 returned {} answers",
+                out.len()
+            ))),
+            Err(e) => {
+                if !e.refused() {
+                    down = Some(e.clone());
+                }
+                Err(e)
+            }
+        };
+        let _ = reply.send(one);
+    }
+}
+
+/// Answers every caller of a batch with the same failure.
+fn fail_all<O>(replies: Vec<oneshot::Sender<Result<O, Failure>>>, e: &Failure) {
+    for reply in replies {
+        let _ = reply.send(Err(e.clone()));
     }
 }
 
