@@ -68,6 +68,24 @@ pub async fn fresh_database_on(admin_url: &str, name: &str) -> anyhow::Result<St
     Ok(url.to_string())
 }
 
+/// Whether the shared PostgreSQL server holds a database named `name` (an environment's, left
+/// behind or not).
+pub async fn database_exists(name: &str) -> bool {
+    let (client, conn) = tokio_postgres::connect(&pg_admin_url(), tokio_postgres::NoTls)
+        .await
+        .expect("postgres");
+    tokio::spawn(conn);
+    let count: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&name],
+        )
+        .await
+        .expect("pg_database")
+        .get(0);
+    count > 0
+}
+
 /// Options of a test environment.
 #[derive(Clone, Debug)]
 pub struct Options {

@@ -2,7 +2,7 @@
 //! send; Ctrl-C's SIGINT takes the same path): it says so, writes no report, exits 130, and
 //! leaves nothing behind on the shared services — no worker process, no database, no queue.
 
-use aic_tests::harness::{amqp_url, pg_admin_url};
+use aic_tests::harness::{amqp_url, database_exists};
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use std::io::{BufRead, BufReader};
@@ -87,19 +87,10 @@ async fn an_interrupted_benchmark_stops_its_workers_and_removes_its_database_and
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         assert_ne!(comm.trim(), "aic-worker", "worker {pid} still runs");
     }
-    let (client, conn) = tokio_postgres::connect(&pg_admin_url(), tokio_postgres::NoTls)
-        .await
-        .expect("postgres");
-    tokio::spawn(conn);
-    let left: i64 = client
-        .query_one(
-            "SELECT count(*) FROM pg_database WHERE datname = $1",
-            &[&database],
-        )
-        .await
-        .expect("pg_database")
-        .get(0);
-    assert_eq!(left, 0, "database {database} is left");
+    assert!(
+        !database_exists(&database).await,
+        "database {database} is left"
+    );
     for queue in [executions, format!("{namespace}.executions.dlq")] {
         assert_eq!(
             consumers(&amqp, &queue).await,

@@ -140,7 +140,7 @@ impl Drop for Cleanup {
 
 #[cfg(test)]
 mod tests {
-    use crate::harness::{Options, TestEnv, pg_admin_url};
+    use crate::harness::{Options, TestEnv, database_exists};
 
     /// A start-up that fails after its database was made — here the broker is unreachable when
     /// the control plane connects, after the migrations ran — removes the database as the
@@ -164,19 +164,10 @@ mod tests {
             message.contains("control plane builds"),
             "it failed elsewhere: {message}"
         );
-        let (client, conn) = tokio_postgres::connect(&pg_admin_url(), tokio_postgres::NoTls)
-            .await
-            .expect("postgres");
-        tokio::spawn(conn);
         let database = format!("aic_test_{id}");
-        let left: i64 = client
-            .query_one(
-                "SELECT count(*) FROM pg_database WHERE datname = $1",
-                &[&database],
-            )
-            .await
-            .expect("pg_database")
-            .get(0);
-        assert_eq!(left, 0, "database {database} is left");
+        assert!(
+            !database_exists(&database).await,
+            "database {database} is left"
+        );
     }
 }
