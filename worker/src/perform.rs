@@ -2,7 +2,10 @@
 //! request from the parameters, ask the vendor first when a previous delivery may have sent
 //! it, pass the connection's gate, mark the vendor call (unless begin did), invoke (opening the
 //! credentials only if a token must be fetched), and turn the answer into an outcome. Phases
-//! are boxed as `executor`'s module note says.
+//! are boxed as `executor`'s module note says. The steps that do not await are plain fns, the
+//! ones called once per execution `#[inline(always)]`: as calls of their own, and as nested async
+//! fns, the same steps cost ~0.5 k instructions more per execution (callgrind, thirty-ninth
+//! session in `BENCHMARKS.md`).
 
 use crate::dedupe::Landed;
 use crate::executor::Ctx;
