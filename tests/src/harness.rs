@@ -180,16 +180,12 @@ impl TestEnv {
     /// Has the environment's clean-up (when it is dropped, however the test ends) also delete
     /// `queue`, declared beside the contract's topology.
     pub fn owns_queue(&self, queue: &str) {
-        self.owns(Declared::Queue(queue.to_string()));
+        self.cleanup.owns(Declared::Queue(queue.to_string()));
     }
 
     /// [`Self::owns_queue`] for an exchange.
     pub fn owns_exchange(&self, exchange: &str) {
-        self.owns(Declared::Exchange(exchange.to_string()));
-    }
-
-    fn owns(&self, declared: Declared) {
-        self.cleanup.owns(declared);
+        self.cleanup.owns(Declared::Exchange(exchange.to_string()));
     }
 
     /// Starts everything with default options.

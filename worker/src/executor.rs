@@ -148,11 +148,10 @@ async fn process(
         }
         Err(e) => return Disposition::Requeue(e.to_string()),
     };
-    if let Some((wait, first_ms)) = outcome.defer
-        && outcome.error.is_some()
-    {
+    if let (Some(defer), Some(error)) = (outcome.defer, &outcome.error) {
+        let reason = error.message.as_str();
         return Box::pin(hand_off(
-            ctx, delivery, &outcome, handoff, wait, first_ms, &req,
+            ctx, delivery, &req, &outcome, handoff, defer, reason,
         ))
         .await;
     }
@@ -268,15 +267,15 @@ async fn answer_from_ledger(
 
 /// A retry due later than the worker waits in-process (`wait`, counted from the first attempt
 /// at `first_ms`): a copy of the request goes to a delay queue and the ledger records the
-/// hand-off.
+/// hand-off; `reason`, the failure it retries, is logged.
 async fn hand_off(
     ctx: &Ctx,
     delivery: &Delivery,
+    req: &ExecutionRequestV1,
     outcome: &Outcome,
     handoff: publish::Handoff,
-    wait: std::time::Duration,
-    first_ms: i64,
-    req: &ExecutionRequestV1,
+    (wait, first_ms): (std::time::Duration, i64),
+    reason: &str,
 ) -> Disposition {
     // Park the copy first, then record the hand-off: a crash in between leaves the original
     // to be redelivered with its vendor-call mark still set — finished as in doubt, never
@@ -304,7 +303,6 @@ async fn hand_off(
         return Disposition::Requeue("stopping before the retry was handed off".into());
     }
     ctx.metrics.retry_deferred(outcome.series.as_deref());
-    let reason = outcome.error.as_ref().map_or("", |e| e.message.as_str());
     tracing::info!(
         wait_ms = wait.as_millis() as u64,
         attempts = outcome.attempts,

@@ -280,9 +280,7 @@ async fn settle(
 ) -> Outcome {
     match result {
         Ok(success) => {
-            if r.connection.auth_failures > 0 {
-                Box::pin(crate::gate::close_breaker(ctx, r)).await;
-            }
+            Box::pin(crate::gate::close_breaker(ctx, r)).await;
             succeeded(success, attempts)
         }
         Err(f) => {
