@@ -140,96 +140,97 @@ pub async fn declare_topology(ch: &Channel, names: &Names) -> Result<(), lapin::
         durable: true,
         ..ExchangeDeclareOptions::default()
     };
-    // Topic, so later sharding by app (`execute.salesforce`) needs no client change.
-    ch.exchange_declare(
-        names.executions_exchange.as_str().into(),
-        ExchangeKind::Topic,
-        durable_exchange,
-        FieldTable::default(),
-    )
-    .await?;
-    // Topic: result consumers bind `<tenant_id>.#` or `#.failed`.
-    ch.exchange_declare(
-        names.results_exchange.as_str().into(),
-        ExchangeKind::Topic,
-        durable_exchange,
-        FieldTable::default(),
-    )
-    .await?;
-    ch.exchange_declare(
-        names.definitions_exchange.as_str().into(),
-        ExchangeKind::Topic,
-        durable_exchange,
-        FieldTable::default(),
-    )
-    .await?;
-    // Direct: dead letters carry one fixed routing key.
-    ch.exchange_declare(
-        names.dead_letter_exchange.as_str().into(),
-        ExchangeKind::Direct,
-        durable_exchange,
-        FieldTable::default(),
-    )
-    .await?;
-
-    let durable_queue = QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    };
+    let exchanges = [
+        // Topic, so later sharding by app (`execute.salesforce`) needs no client change.
+        (&names.executions_exchange, ExchangeKind::Topic),
+        // Topic: result consumers bind `<tenant_id>.#` or `#.failed`.
+        (&names.results_exchange, ExchangeKind::Topic),
+        (&names.definitions_exchange, ExchangeKind::Topic),
+        // Direct: dead letters carry one fixed routing key.
+        (&names.dead_letter_exchange, ExchangeKind::Direct),
+    ];
+    for (name, kind) in exchanges {
+        ch.exchange_declare(
+            name.as_str().into(),
+            kind,
+            durable_exchange,
+            FieldTable::default(),
+        )
+        .await?;
+    }
     // Quorum queues replicate across a cluster and count deliveries, which bounds redelivery.
-    ch.queue_declare(
-        names.dead_letter_queue.as_str().into(),
-        durable_queue,
+    bound_queue(
+        ch,
+        &names.dead_letter_queue,
         quorum_queue_arguments(),
+        (&names.dead_letter_exchange, "executions"),
     )
     .await?;
-    ch.queue_bind(
-        names.dead_letter_queue.as_str().into(),
-        names.dead_letter_exchange.as_str().into(),
-        "executions".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await?;
-    ch.queue_declare(
-        names.executions_queue.as_str().into(),
-        durable_queue,
+    bound_queue(
+        ch,
+        &names.executions_queue,
         executions_queue_arguments(names),
-    )
-    .await?;
-    ch.queue_bind(
-        names.executions_queue.as_str().into(),
-        names.executions_exchange.as_str().into(),
-        "execute.#".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
+        (&names.executions_exchange, "execute.#"),
     )
     .await?;
     // Long retry waits leave the worker: a request parked here expires after the tier's TTL and
-    // is dead-lettered back to the executions exchange — at least once, so a broker failure at
-    // expiry cannot drop it (which needs reject-publish overflow).
+    // is dead-lettered back to the executions exchange.
     for (secs, queue) in &names.delay_queues {
         ch.queue_declare(
             queue.as_str().into(),
-            durable_queue,
-            table(&[
-                ("x-queue-type", text("quorum")),
-                (
-                    "x-message-ttl",
-                    AMQPValue::LongLongInt((*secs * 1000) as i64),
-                ),
-                ("x-dead-letter-exchange", text(&names.executions_exchange)),
-                (
-                    "x-dead-letter-routing-key",
-                    text(aic_proto::topology::EXECUTE_ROUTING_KEY),
-                ),
-                ("x-dead-letter-strategy", text("at-least-once")),
-                ("x-overflow", text("reject-publish")),
-            ]),
+            durable_queue(),
+            delay_queue_arguments(names, *secs),
         )
         .await?;
     }
     Ok(())
+}
+
+fn durable_queue() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    }
+}
+
+/// Declares the durable `queue` with `arguments` and binds it to `exchange` with `key`.
+async fn bound_queue(
+    ch: &Channel,
+    queue: &str,
+    arguments: FieldTable,
+    (exchange, key): (&str, &str),
+) -> Result<(), lapin::Error> {
+    ch.queue_declare(queue.into(), durable_queue(), arguments)
+        .await?;
+    ch.queue_bind(
+        queue.into(),
+        exchange.into(),
+        key.into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A delay tier's arguments: its requests expire after `secs` and go back to the executions
+/// exchange — at least once, so a broker failure at expiry cannot drop one (which needs
+/// reject-publish overflow).
+fn delay_queue_arguments(names: &Names, secs: u64) -> FieldTable {
+    table(&[
+        ("x-queue-type", text("quorum")),
+        (
+            "x-message-ttl",
+            AMQPValue::LongLongInt((secs * 1000) as i64),
+        ),
+        ("x-dead-letter-exchange", text(&names.executions_exchange)),
+        (
+            "x-dead-letter-routing-key",
+            text(aic_proto::topology::EXECUTE_ROUTING_KEY),
+        ),
+        ("x-dead-letter-strategy", text("at-least-once")),
+        ("x-overflow", text("reject-publish")),
+    ])
 }
 
 /// Persistent JSON message properties with the contract's `type`.
