@@ -126,6 +126,26 @@ impl VendorHttp {
         &self.tokens
     }
 
+    /// Sends `request`, built on [`Self::tokens`], and reads the answer's status and body. A
+    /// token request changes nothing at the vendor: any transport failure is retryable.
+    pub async fn token_answer(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::StatusCode, bytes::Bytes), super::VendorFailure> {
+        let resp = request
+            .send()
+            .await
+            .map_err(|e| super::transport_failure(&e, false))?;
+        // A host that answers the token request over HTTP/2 has its first calls spread already.
+        self.answered(resp.url(), resp.version());
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| super::transport_failure(&e, false))?;
+        Ok((status, bytes))
+    }
+
     /// The first transport: every call to a host that speaks HTTP/1.1.
     pub fn primary(&self) -> &Transport {
         self.clients[0].get().expect("built in new")

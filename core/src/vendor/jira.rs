@@ -49,20 +49,9 @@ pub async fn authenticate(
                 "client_secret": target.secret("client_secret")?,
                 "refresh_token": target.secret("refresh_token")?,
             });
-            let resp = http
-                .tokens()
-                .post(url)
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| super::transport_failure(&e, false))?;
-            // A host that answers the token request over HTTP/2 has its first calls spread already.
-            http.answered(resp.url(), resp.version());
-            let status = resp.status();
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|e| super::transport_failure(&e, false))?;
+            let (status, bytes) = http
+                .token_answer(http.tokens().post(url).json(&body))
+                .await?;
             if !status.is_success() {
                 return Err(classify_oauth(status, &bytes));
             }

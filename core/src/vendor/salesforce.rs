@@ -78,15 +78,10 @@ pub fn jwt_assertion(
     .map_err(|e| VendorFailure::config(format!("could not sign the JWT assertion: {e}")))
 }
 
-/// Obtains a token with the connection's grant.
-pub async fn authenticate(
-    http: &super::VendorHttp,
-    policy: &EgressPolicy,
-    target: &ConnectionTarget<'_>,
-) -> Result<AccessToken, VendorFailure> {
-    let url = super::join(policy, target.instance, "/services/oauth2/token")?;
+/// The token request's form for the connection's grant.
+fn token_form(target: &ConnectionTarget<'_>) -> Result<Vec<(&'static str, String)>, VendorFailure> {
     let s = |name: &str| target.secret(name).map(str::to_string);
-    let form: Vec<(&str, String)> = match target.auth_type {
+    Ok(match target.auth_type {
         "oauth2_client_credentials" => vec![
             ("grant_type", "client_credentials".into()),
             ("client_id", s("client_id")?),
@@ -130,22 +125,20 @@ pub async fn authenticate(
                 "auth type '{other}' is not supported for Salesforce"
             )));
         }
-    };
-    // The token request changes nothing at the vendor: any transport failure is retryable.
-    let resp = http
-        .tokens()
-        .post(url)
-        .form(&form)
-        .send()
-        .await
-        .map_err(|e| super::transport_failure(&e, false))?;
-    // A host that answers the token request over HTTP/2 has its first calls spread already.
-    http.answered(resp.url(), resp.version());
-    let status = resp.status();
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| super::transport_failure(&e, false))?;
+    })
+}
+
+/// Obtains a token with the connection's grant.
+pub async fn authenticate(
+    http: &super::VendorHttp,
+    policy: &EgressPolicy,
+    target: &ConnectionTarget<'_>,
+) -> Result<AccessToken, VendorFailure> {
+    let url = super::join(policy, target.instance, "/services/oauth2/token")?;
+    let form = token_form(target)?;
+    let (status, bytes) = http
+        .token_answer(http.tokens().post(url).form(&form))
+        .await?;
     if !status.is_success() {
         // Grants that carry a user's consent die with it: the connection needs an admin.
         let user_grant = target.auth_type != "oauth2_client_credentials";
@@ -250,18 +243,7 @@ pub fn classify(status: StatusCode, body: &[u8]) -> VendorFailure {
     }
     // The vendor gave up reading the request, so it was not applied: safe to send again.
     if status == StatusCode::REQUEST_TIMEOUT {
-        return VendorFailure {
-            class: RetryClass::Retryable,
-            code: ExecutionErrorCode::VendorUnavailable,
-            message: "Salesforce answered HTTP 408: it timed out reading the request".into(),
-            vendor: Some(aic_proto::VendorError {
-                http_status: Some(408),
-                code: "REQUEST_TIMEOUT".into(),
-                message: String::new(),
-                fields: Vec::new(),
-            }),
-            retry_after: None,
-        };
+        return request_timeout();
     }
     let errors: Vec<ApiError> = serde_json::from_slice(body).unwrap_or_default();
     let Some(first) = errors.first() else {
@@ -281,16 +263,7 @@ pub fn classify(status: StatusCode, body: &[u8]) -> VendorFailure {
             retry_after: None,
         };
     };
-    let class = match (status.as_u16(), first.error_code.as_str()) {
-        (401, _) | (_, "INVALID_SESSION_ID") => RetryClass::RefreshAuth,
-        (_, "UNABLE_TO_LOCK_ROW") => RetryClass::Retryable,
-        // Concurrency limit: transient. Daily quota (TotalRequests): retrying burns nothing
-        // useful until the window rolls, so it is permanent for this execution.
-        (403, "REQUEST_LIMIT_EXCEEDED") if first.message.contains("Concurrent") => {
-            RetryClass::Retryable
-        }
-        _ => RetryClass::Permanent,
-    };
+    let class = class_of(status, first);
     let code = match class {
         RetryClass::Retryable => ExecutionErrorCode::VendorUnavailable,
         _ => ExecutionErrorCode::VendorRejected,
@@ -315,6 +288,37 @@ pub fn classify(status: StatusCode, body: &[u8]) -> VendorFailure {
             fields,
         }),
         retry_after: None,
+    }
+}
+
+/// HTTP 408: the vendor gave up reading the request.
+fn request_timeout() -> VendorFailure {
+    VendorFailure {
+        class: RetryClass::Retryable,
+        code: ExecutionErrorCode::VendorUnavailable,
+        message: "Salesforce answered HTTP 408: it timed out reading the request".into(),
+        vendor: Some(aic_proto::VendorError {
+            http_status: Some(408),
+            code: "REQUEST_TIMEOUT".into(),
+            message: String::new(),
+            fields: Vec::new(),
+        }),
+        retry_after: None,
+    }
+}
+
+/// Whether a refusal whose first error is `first` may be sent again, after a new token or as
+/// it is.
+fn class_of(status: StatusCode, first: &ApiError) -> RetryClass {
+    match (status.as_u16(), first.error_code.as_str()) {
+        (401, _) | (_, "INVALID_SESSION_ID") => RetryClass::RefreshAuth,
+        (_, "UNABLE_TO_LOCK_ROW") => RetryClass::Retryable,
+        // Concurrency limit: transient. Daily quota (TotalRequests): retrying burns nothing
+        // useful until the window rolls, so it is permanent for this execution.
+        (403, "REQUEST_LIMIT_EXCEEDED") if first.message.contains("Concurrent") => {
+            RetryClass::Retryable
+        }
+        _ => RetryClass::Permanent,
     }
 }
 

@@ -116,20 +116,10 @@ async fn token_grant(
     form: &[(&str, &str)],
 ) -> Result<AccessToken, Grant> {
     let url = super::join(policy, target.instance, "/oauth_token.do").map_err(Grant::Failed)?;
-    let resp = http
-        .tokens()
-        .post(url)
-        .form(form)
-        .send()
+    let (status, bytes) = http
+        .token_answer(http.tokens().post(url).form(form))
         .await
-        .map_err(|e| Grant::Failed(super::transport_failure(&e, false)))?;
-    // A host that answers the token request over HTTP/2 has its first calls spread already.
-    http.answered(resp.url(), resp.version());
-    let status = resp.status();
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| Grant::Failed(super::transport_failure(&e, false)))?;
+        .map_err(Grant::Failed)?;
     if !status.is_success() {
         let f = classify(status, &bytes);
         return Err(
