@@ -227,6 +227,19 @@ fn placeholders(path: &str) -> BTreeSet<String> {
 
 fn validate(source: &Source, domains: &BTreeSet<&str>) -> Result<(), String> {
     let app = &source.app;
+    validate_app(app, domains)?;
+    let mut actions = HashSet::new();
+    for t in &source.templates {
+        let at = |p: String| format!("template '{}.{}': {p}", app.id, t.action);
+        if !actions.insert(&t.action) {
+            return Err(at("declared twice".into()));
+        }
+        validate_template(t, domains).map_err(at)?;
+    }
+    Ok(())
+}
+
+fn validate_app(app: &App, domains: &BTreeSet<&str>) -> Result<(), String> {
     if app.auth_types.is_empty() {
         return Err(format!("app '{}' declares no auth type", app.id));
     }
@@ -242,74 +255,74 @@ fn validate(source: &Source, domains: &BTreeSet<&str>) -> Result<(), String> {
     if let Some(d) = app.domains.iter().find(|d| !domains.contains(d.as_str())) {
         return Err(format!("app '{}': unknown business domain '{d}'", app.id));
     }
-    let mut actions = HashSet::new();
-    for t in &source.templates {
-        let at = |p: String| format!("template '{}.{}': {p}", app.id, t.action);
-        if !actions.insert(&t.action) {
-            return Err(at("declared twice".into()));
-        }
-        if !domains.contains(t.domain.as_str()) {
-            return Err(at(format!("unknown business domain '{}'", t.domain)));
-        }
-        if !t.path.starts_with('/') {
-            return Err(at(format!("path '{}' must start with '/'", t.path)));
-        }
-        let mut names = HashSet::new();
-        let mut targets = HashSet::new();
-        let mut path_params = BTreeSet::new();
-        for p in &t.parameters {
-            if !names.insert(&p.name) {
-                return Err(at(format!("parameter '{}' declared twice", p.name)));
-            }
-            if !targets.insert((&p.target, p.location)) {
-                return Err(at(format!("target field '{}' mapped twice", p.target)));
-            }
-            if p.location == ParameterLocation::Path {
-                path_params.insert(p.target.clone());
-                if !p.required {
-                    return Err(at(format!("path parameter '{}' must be required", p.name)));
-                }
-            }
-            if p.transform == Some(Transform::Adf) && p.kind != ParameterType::String {
-                return Err(at(format!(
-                    "parameter '{}': the adf transform needs a string",
-                    p.name
-                )));
-            }
-            if p.target == "*" && p.kind != ParameterType::Json {
-                return Err(at(format!(
-                    "parameter '{}': only a json parameter can fill the body root",
-                    p.name
-                )));
-            }
-        }
-        if placeholders(&t.path) != path_params {
-            return Err(at(format!(
-                "path placeholders {:?} and path parameters {path_params:?} differ",
-                placeholders(&t.path)
-            )));
-        }
-        if let Some(scope) = &t.rate_limit_scope {
-            let names_a_required_field = t.parameters.iter().any(|p| {
-                p.required
-                    && p.location == ParameterLocation::Body
-                    && format!("/{}", p.target.replace('.', "/")) == *scope
-            });
-            if !names_a_required_field {
-                return Err(at(format!(
-                    "rate_limit_scope '{scope}' must point at a required body parameter's target (JSON pointer, e.g. '/channel')"
-                )));
-            }
-        }
-        for pointer in t.output.values() {
-            if !pointer.starts_with('/') {
-                return Err(at(format!(
-                    "output pointer '{pointer}' must start with '/'"
-                )));
-            }
+    Ok(())
+}
+
+/// What is wrong with `t`, if anything, without naming it.
+fn validate_template(t: &Template, domains: &BTreeSet<&str>) -> Result<(), String> {
+    if !domains.contains(t.domain.as_str()) {
+        return Err(format!("unknown business domain '{}'", t.domain));
+    }
+    if !t.path.starts_with('/') {
+        return Err(format!("path '{}' must start with '/'", t.path));
+    }
+    let path_params = path_parameters(t)?;
+    if placeholders(&t.path) != path_params {
+        return Err(format!(
+            "path placeholders {:?} and path parameters {path_params:?} differ",
+            placeholders(&t.path)
+        ));
+    }
+    if let Some(scope) = &t.rate_limit_scope {
+        let names_a_required_field = t.parameters.iter().any(|p| {
+            p.required
+                && p.location == ParameterLocation::Body
+                && format!("/{}", p.target.replace('.', "/")) == *scope
+        });
+        if !names_a_required_field {
+            return Err(format!(
+                "rate_limit_scope '{scope}' must point at a required body parameter's target (JSON pointer, e.g. '/channel')"
+            ));
         }
     }
+    if let Some(pointer) = t.output.values().find(|p| !p.starts_with('/')) {
+        return Err(format!("output pointer '{pointer}' must start with '/'"));
+    }
     Ok(())
+}
+
+/// Checks each of `t`'s parameters, and returns the targets of those that fill the path.
+fn path_parameters(t: &Template) -> Result<BTreeSet<String>, String> {
+    let mut names = HashSet::new();
+    let mut targets = HashSet::new();
+    let mut path_params = BTreeSet::new();
+    for p in &t.parameters {
+        if !names.insert(&p.name) {
+            return Err(format!("parameter '{}' declared twice", p.name));
+        }
+        if !targets.insert((&p.target, p.location)) {
+            return Err(format!("target field '{}' mapped twice", p.target));
+        }
+        if p.location == ParameterLocation::Path {
+            path_params.insert(p.target.clone());
+            if !p.required {
+                return Err(format!("path parameter '{}' must be required", p.name));
+            }
+        }
+        if p.transform == Some(Transform::Adf) && p.kind != ParameterType::String {
+            return Err(format!(
+                "parameter '{}': the adf transform needs a string",
+                p.name
+            ));
+        }
+        if p.target == "*" && p.kind != ParameterType::Json {
+            return Err(format!(
+                "parameter '{}': only a json parameter can fill the body root",
+                p.name
+            ));
+        }
+    }
+    Ok(path_params)
 }
 
 #[cfg(test)]

@@ -162,61 +162,7 @@ fn transform(t: Option<Transform>, v: Value) -> Value {
 }
 
 fn coerce(spec: &ParameterSpec, v: &Value) -> Result<Value, ParamError> {
-    let out = match (spec.kind, v) {
-        (ParameterType::String, Value::String(_)) => v.clone(),
-        // A number where text is expected (a phone, a postcode) converts without loss.
-        (ParameterType::String, Value::Number(n)) => Value::String(n.to_string()),
-        (ParameterType::String, _) => return Err(invalid(spec, "a string", v)),
-        (ParameterType::Email, Value::String(s)) if looks_like_email(s) => v.clone(),
-        (ParameterType::Email, _) => return Err(invalid(spec, "an e-mail address", v)),
-        (ParameterType::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => v.clone(),
-        (ParameterType::Integer, Value::String(s)) => match s.trim().parse::<i64>() {
-            Ok(i) => Value::Number(i.into()),
-            Err(_) => return Err(invalid(spec, "a whole number", v)),
-        },
-        (ParameterType::Integer, _) => return Err(invalid(spec, "a whole number", v)),
-        (ParameterType::Number, Value::Number(_)) => v.clone(),
-        (ParameterType::Number, Value::String(s)) => {
-            match s.trim().parse::<f64>().ok().and_then(Number::from_f64) {
-                Some(n) => Value::Number(n),
-                None => return Err(invalid(spec, "a number", v)),
-            }
-        }
-        (ParameterType::Number, _) => return Err(invalid(spec, "a number", v)),
-        (ParameterType::Boolean, Value::Bool(_)) => v.clone(),
-        (ParameterType::Boolean, Value::String(s)) if s == "true" || s == "false" => {
-            Value::Bool(s == "true")
-        }
-        (ParameterType::Boolean, _) => return Err(invalid(spec, "true or false", v)),
-        (ParameterType::Date, Value::String(s))
-            if NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() =>
-        {
-            v.clone()
-        }
-        (ParameterType::Date, _) => return Err(invalid(spec, "a date (YYYY-MM-DD)", v)),
-        (ParameterType::DateTime, Value::String(s)) if DateTime::parse_from_rfc3339(s).is_ok() => {
-            v.clone()
-        }
-        (ParameterType::DateTime, _) => return Err(invalid(spec, "a date-time (RFC 3339)", v)),
-        (ParameterType::StringList, Value::Array(items)) if items.iter().all(Value::is_string) => {
-            v.clone()
-        }
-        (ParameterType::StringList, Value::String(s)) => Value::Array(
-            s.split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(|p| Value::String(p.into()))
-                .collect(),
-        ),
-        (ParameterType::StringList, _) => return Err(invalid(spec, "a list of strings", v)),
-        (ParameterType::Json, Value::Array(_) | Value::Object(_)) => v.clone(),
-        // Flows often carry JSON as text: accept it when it parses to an array or object.
-        (ParameterType::Json, Value::String(s)) => match serde_json::from_str::<Value>(s) {
-            Ok(parsed @ (Value::Array(_) | Value::Object(_))) => parsed,
-            _ => return Err(invalid(spec, "a JSON array or object", v)),
-        },
-        (ParameterType::Json, _) => return Err(invalid(spec, "a JSON array or object", v)),
-    };
+    let out = convert(spec.kind, v).map_err(|expected| invalid(spec, expected, v))?;
     if let (Some(max), Value::String(s)) = (spec.max_length, &out) {
         let len = s.chars().count();
         if len > max as usize {
@@ -231,6 +177,65 @@ fn coerce(spec: &ParameterSpec, v: &Value) -> Result<Value, ParamError> {
         }
     }
     Ok(out)
+}
+
+/// `v` as a value of `kind`, converted where that loses nothing, or what was expected.
+fn convert(kind: ParameterType, v: &Value) -> Result<Value, &'static str> {
+    Ok(match (kind, v) {
+        (ParameterType::String, Value::String(_)) => v.clone(),
+        // A number where text is expected (a phone, a postcode) converts without loss.
+        (ParameterType::String, Value::Number(n)) => Value::String(n.to_string()),
+        (ParameterType::String, _) => return Err("a string"),
+        (ParameterType::Email, Value::String(s)) if looks_like_email(s) => v.clone(),
+        (ParameterType::Email, _) => return Err("an e-mail address"),
+        (ParameterType::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => v.clone(),
+        (ParameterType::Integer, Value::String(s)) => match s.trim().parse::<i64>() {
+            Ok(i) => Value::Number(i.into()),
+            Err(_) => return Err("a whole number"),
+        },
+        (ParameterType::Integer, _) => return Err("a whole number"),
+        (ParameterType::Number, Value::Number(_)) => v.clone(),
+        (ParameterType::Number, Value::String(s)) => {
+            match s.trim().parse::<f64>().ok().and_then(Number::from_f64) {
+                Some(n) => Value::Number(n),
+                None => return Err("a number"),
+            }
+        }
+        (ParameterType::Number, _) => return Err("a number"),
+        (ParameterType::Boolean, Value::Bool(_)) => v.clone(),
+        (ParameterType::Boolean, Value::String(s)) if s == "true" || s == "false" => {
+            Value::Bool(s == "true")
+        }
+        (ParameterType::Boolean, _) => return Err("true or false"),
+        (ParameterType::Date, Value::String(s))
+            if NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() =>
+        {
+            v.clone()
+        }
+        (ParameterType::Date, _) => return Err("a date (YYYY-MM-DD)"),
+        (ParameterType::DateTime, Value::String(s)) if DateTime::parse_from_rfc3339(s).is_ok() => {
+            v.clone()
+        }
+        (ParameterType::DateTime, _) => return Err("a date-time (RFC 3339)"),
+        (ParameterType::StringList, Value::Array(items)) if items.iter().all(Value::is_string) => {
+            v.clone()
+        }
+        (ParameterType::StringList, Value::String(s)) => Value::Array(
+            s.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| Value::String(p.into()))
+                .collect(),
+        ),
+        (ParameterType::StringList, _) => return Err("a list of strings"),
+        (ParameterType::Json, Value::Array(_) | Value::Object(_)) => v.clone(),
+        // Flows often carry JSON as text: accept it when it parses to an array or object.
+        (ParameterType::Json, Value::String(s)) => match serde_json::from_str::<Value>(s) {
+            Ok(parsed @ (Value::Array(_) | Value::Object(_))) => parsed,
+            _ => return Err("a JSON array or object"),
+        },
+        (ParameterType::Json, _) => return Err("a JSON array or object"),
+    })
 }
 
 fn looks_like_email(s: &str) -> bool {
