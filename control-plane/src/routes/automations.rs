@@ -15,10 +15,12 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use checks::{check_connection_app, check_external_id_field, check_parameters, template_named};
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+
+mod checks;
 
 /// Body of `POST /v1/automations`.
 #[derive(Deserialize, JsonSchema)]
@@ -50,6 +52,16 @@ pub struct CreateAutomation {
 pub struct PublishInput {
     /// Name of the version (default `Version N`).
     pub version_name: Option<String>,
+}
+
+impl PublishInput {
+    /// The body as sent: none (or only whitespace) asks for the defaults.
+    fn read(body: &[u8]) -> Result<Self, ApiError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self::default());
+        }
+        serde_json::from_slice(body).map_err(|e| ApiError::invalid("body", e.to_string()))
+    }
 }
 
 /// A published version.
@@ -96,105 +108,6 @@ pub struct AutomationView {
     pub updated_at: DateTime<Utc>,
 }
 
-fn check_parameters(template: &Template, params: &[ParameterSpec]) -> Result<(), ApiError> {
-    let mut names = HashSet::new();
-    let mut targets = HashSet::new();
-    for (i, p) in params.iter().enumerate() {
-        let field = |f: &str| format!("parameters[{i}].{f}");
-        if p.name.trim().is_empty() || p.name.len() > 100 {
-            return Err(ApiError::invalid(
-                field("name"),
-                "parameter name must be 1 to 100 characters",
-            ));
-        }
-        if !names.insert(p.name.as_str()) {
-            return Err(ApiError::invalid(
-                field("name"),
-                format!("parameter '{}' is declared twice", p.name),
-            ));
-        }
-        let valid_target = p.target == "*" && p.kind == aic_proto::ParameterType::Json
-            || !p.target.is_empty()
-                && p.target.split('.').all(|s| {
-                    s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-                        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                });
-        if !valid_target {
-            return Err(ApiError::invalid(
-                field("target"),
-                format!("target field '{}' is not a valid field name", p.target),
-            ));
-        }
-        if !targets.insert((p.target.as_str(), p.location)) {
-            return Err(ApiError::invalid(
-                field("target"),
-                format!("target field '{}' is mapped twice", p.target),
-            ));
-        }
-    }
-    let path_params: Vec<_> = params
-        .iter()
-        .filter(|p| p.location == aic_proto::ParameterLocation::Path)
-        .collect();
-    if let Some(p) = path_params
-        .iter()
-        .find(|p| !template.path.contains(&format!("{{{}}}", p.target)))
-    {
-        return Err(ApiError::invalid(
-            "parameters",
-            format!(
-                "path parameter '{}' fills no placeholder of {}",
-                p.name, template.path
-            ),
-        ));
-    }
-    for req in template.parameters.iter().filter(|p| p.required) {
-        let kept = params
-            .iter()
-            .any(|p| p.target == req.target && p.location == req.location && p.required);
-        if !kept {
-            return Err(ApiError::invalid(
-                "parameters",
-                format!(
-                    "'{}' is required by the vendor: keep a required parameter mapped to it",
-                    req.target
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// An external id field applies to Salesforce creates (`POST …/sobjects/{SObject}/`) and must be
-/// a custom field's API name.
-fn check_external_id_field(app: &str, template: &Template, field: &str) -> Result<(), ApiError> {
-    let is_create = template.method == aic_proto::HttpMethod::Post
-        && template.path.contains("/sobjects/")
-        && template.path.ends_with('/');
-    if app != "salesforce" || !is_create {
-        return Err(ApiError::invalid(
-            "external_id_field",
-            format!(
-                "an external id field applies to Salesforce create templates, not '{app}.{}'",
-                template.action
-            ),
-        ));
-    }
-    let name = field.strip_suffix("__c").unwrap_or("");
-    let valid = name.len() <= 37
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.contains("__")
-        && !name.ends_with('_');
-    if !valid {
-        return Err(ApiError::invalid(
-            "external_id_field",
-            format!("'{field}' is not a custom field API name (e.g. AIC_Execution_Id__c)"),
-        ));
-    }
-    Ok(())
-}
-
 /// `POST /v1/automations`: a draft from a template.
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant, template = %input.template))]
 pub async fn create(
@@ -203,15 +116,7 @@ pub async fn create(
     ApiJson(input): ApiJson<CreateAutomation>,
 ) -> Result<(StatusCode, Json<AutomationView>), ApiError> {
     caller.require(CONFIGURE)?;
-    let (app, action) = input.template.split_once('.').ok_or_else(|| {
-        ApiError::invalid(
-            "template",
-            "template must be 'app.action', e.g. salesforce.create_lead",
-        )
-    })?;
-    let template = state.catalog.template(app, action).ok_or_else(|| {
-        ApiError::invalid("template", format!("unknown template '{}'", input.template))
-    })?;
+    let (app, action, template) = template_named(&state.catalog, &input.template)?;
     let name = input.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(ApiError::invalid(
@@ -236,20 +141,7 @@ pub async fn create(
         .map(|r| serde_json::to_value(r).map_err(|e| ApiError::internal("retry", &e)))
         .transpose()?;
     let client = state.pool.get().await?;
-    let conn_app: String = client
-        .query_opt(
-            "SELECT app FROM connections WHERE tenant_id = $1 AND id = $2",
-            &[&caller.tenant.0, &input.connection_id.0],
-        )
-        .await?
-        .ok_or_else(|| ApiError::invalid("connection_id", "no such connection in this tenant"))?
-        .get(0);
-    if conn_app != app {
-        return Err(ApiError::invalid(
-            "connection_id",
-            format!("the connection is for '{conn_app}', the template for '{app}'"),
-        ));
-    }
+    check_connection_app(&client, caller.tenant, input.connection_id, app).await?;
     let id = AutomationId::new();
     let inserted = client
         .execute(
@@ -368,11 +260,7 @@ pub async fn publish(
 ) -> Result<(StatusCode, Json<VersionView>), ApiError> {
     caller.require(CONFIGURE)?;
     let id: AutomationId = parse_id(&id, "automation")?;
-    let input: PublishInput = if body.iter().all(u8::is_ascii_whitespace) {
-        PublishInput::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("body", e.to_string()))?
-    };
+    let input = PublishInput::read(&body)?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
     let row = tx
@@ -383,18 +271,7 @@ pub async fn publish(
         .await?
         .ok_or_else(|| ApiError::not_found("automation"))?;
     let (definition, template) = definition_of(&state.catalog, &row)?;
-    let number: i32 = tx
-        .query_one(
-            "SELECT coalesce(max(number), 0) + 1 FROM automation_versions WHERE automation_id = $1",
-            &[&id.0],
-        )
-        .await?
-        .get(0);
-    let version_name = input
-        .version_name
-        .map(|n| n.trim().to_string())
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| format!("Version {number}"));
+    let (number, version_name) = next_version(&tx, id, input.version_name).await?;
     let version = VersionId::new();
     let def_json =
         serde_json::to_value(&definition).map_err(|e| ApiError::internal("definition", &e))?;
@@ -435,6 +312,27 @@ pub async fn publish(
             published_at,
         }),
     ))
+}
+
+/// The number of `automation`'s next version, and its name: `name` unless blank, else
+/// `Version <number>`.
+async fn next_version(
+    tx: &deadpool_postgres::Transaction<'_>,
+    automation: AutomationId,
+    name: Option<String>,
+) -> Result<(i32, String), ApiError> {
+    let number: i32 = tx
+        .query_one(
+            "SELECT coalesce(max(number), 0) + 1 FROM automation_versions WHERE automation_id = $1",
+            &[&automation.0],
+        )
+        .await?
+        .get(0);
+    let name = name
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| format!("Version {number}"));
+    Ok((number, name))
 }
 
 /// The definition a draft's row (`app, action, connection_id, parameters, retry,

@@ -4,19 +4,20 @@ use super::parse_id;
 use crate::auth::{CONFIGURE, Caller, READ};
 use crate::error::{ApiError, ApiJson};
 use crate::state::AppState;
-use aic_core::credentials::SecretFields;
 use aic_core::vendor::{self, ConnectionTarget, Vendor};
 use aic_proto::{ConnectionId, TenantId};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use checks::{Validated, check_dns, validate};
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use url::Url;
 use uuid::Uuid;
+
+mod checks;
 
 /// Body of `POST /v1/connections` and `POST /v1/connection-tests`.
 #[derive(Deserialize, JsonSchema)]
@@ -103,105 +104,6 @@ pub struct TestOutcome {
     pub message: String,
     /// The vendor's own error code, e.g. `invalid_client`.
     pub vendor_code: Option<String>,
-}
-
-struct Validated {
-    vendor: Vendor,
-    instance: Url,
-    secrets: SecretFields,
-}
-
-fn validate(state: &AppState, input: &ConnectionInput) -> Result<Validated, ApiError> {
-    let name = input.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::invalid(
-            "name",
-            "name must be 1 to 200 characters",
-        ));
-    }
-    if let Some(n) = input.max_concurrency.filter(|n| !(1..=10_000).contains(n)) {
-        return Err(ApiError::invalid(
-            "max_concurrency",
-            format!("max_concurrency must be between 1 and 10000, not {n}"),
-        ));
-    }
-    let app = state
-        .catalog
-        .app(&input.app)
-        .ok_or_else(|| ApiError::invalid("app", format!("unknown app '{}'", input.app)))?;
-    let vendor = Vendor::for_app(&app.id).ok_or_else(|| {
-        ApiError::invalid("app", format!("app '{}' has no connector yet", app.id))
-    })?;
-    let auth = app
-        .auth_types
-        .iter()
-        .find(|a| a.id == input.auth_type)
-        .ok_or_else(|| {
-            let known: Vec<_> = app.auth_types.iter().map(|a| a.id.as_str()).collect();
-            ApiError::invalid(
-                "auth_type",
-                format!(
-                    "auth type '{}' is not supported by {} (supported: {})",
-                    input.auth_type,
-                    app.name,
-                    known.join(", ")
-                ),
-            )
-        })?;
-    let secrets = SecretFields::new(input.secrets.clone());
-    for field in &auth.secret_fields {
-        if secrets.get(field).is_none() {
-            return Err(ApiError::invalid(
-                format!("secrets.{field}"),
-                format!(
-                    "secret field '{field}' is required for auth type '{}'",
-                    auth.id
-                ),
-            ));
-        }
-    }
-    if let Some(extra) = secrets.names().find(|n| {
-        !auth
-            .secret_fields
-            .iter()
-            .chain(&auth.optional_fields)
-            .any(|f| f == n)
-    }) {
-        return Err(ApiError::invalid(
-            format!("secrets.{extra}"),
-            format!(
-                "secret field '{extra}' is not used by auth type '{}'",
-                auth.id
-            ),
-        ));
-    }
-    if let Some(pem) = secrets.get("private_key") {
-        aic_core::vendor::salesforce::check_private_key(secrecy::ExposeSecret::expose_secret(pem))
-            .map_err(|e| {
-                ApiError::invalid(
-                    "secrets.private_key",
-                    format!("secret field 'private_key' is {e}"),
-                )
-            })?;
-    }
-    let instance = state
-        .egress
-        .app_instance_url(&input.domain, &app.host_patterns)
-        .map_err(|e| ApiError::invalid("domain", e.to_string()))?;
-    Ok(Validated {
-        vendor,
-        instance,
-        secrets,
-    })
-}
-
-/// Resolves the domain now: a host that resolves to a private address is refused at set-up.
-async fn check_dns(state: &AppState, v: &Validated) -> Result<(), ApiError> {
-    state
-        .egress
-        .check_resolution(&v.instance)
-        .await
-        .map_err(|e| ApiError::invalid("domain", e.to_string()))
 }
 
 /// Tests credentials. A saved connection whose grant rotates its refresh token refreshes
@@ -430,26 +332,22 @@ pub async fn test_unsaved(
     Ok(Json(run_test(&state, &v, &input.auth_type, None).await))
 }
 
-/// `POST /v1/connections/{id}/test`: tests a saved connection and records its status.
-#[tracing::instrument(skip_all, fields(tenant = %caller.tenant, connection = %id))]
-pub async fn test_saved(
-    caller: Caller,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<TestOutcome>, ApiError> {
-    caller.require(CONFIGURE)?;
-    let id: ConnectionId = parse_id(&id, "connection")?;
-    let client = state.pool.get().await?;
+/// A saved connection as its test needs it, secrets opened, and its auth type.
+async fn saved(
+    state: &AppState,
+    client: &deadpool_postgres::Client,
+    tenant: TenantId,
+    id: ConnectionId,
+) -> Result<(Validated, String), ApiError> {
     let row = client
         .query_opt(
             "SELECT app, domain, auth_type, secret_key_id, secret_nonce, secret_ciphertext \
              FROM connections WHERE tenant_id = $1 AND id = $2",
-            &[&caller.tenant.0, &id.0],
+            &[&tenant.0, &id.0],
         )
         .await?
         .ok_or_else(|| ApiError::not_found("connection"))?;
     let app: String = row.get(0);
-    let auth_type: String = row.get(2);
     let sealed = aic_core::credentials::Sealed {
         key_id: row.get(3),
         nonce: row.get(4),
@@ -457,7 +355,7 @@ pub async fn test_saved(
     };
     let secrets = state
         .keyring
-        .open(&sealed, &aad(caller.tenant, id))
+        .open(&sealed, &aad(tenant, id))
         .map_err(|e| ApiError::internal("opening connection secrets", &e))?;
     let vendor = Vendor::for_app(&app).ok_or_else(|| ApiError::internal("connector", &app))?;
     let patterns = state
@@ -470,17 +368,26 @@ pub async fn test_saved(
         .egress
         .app_instance_url(&domain, &patterns)
         .map_err(|e| ApiError::invalid("domain", e.to_string()))?;
-    let outcome = run_test(
-        &state,
-        &Validated {
-            vendor,
-            instance,
-            secrets,
-        },
-        &auth_type,
-        Some((caller.tenant, id)),
-    )
-    .await;
+    let validated = Validated {
+        vendor,
+        instance,
+        secrets,
+    };
+    Ok((validated, row.get(2)))
+}
+
+/// `POST /v1/connections/{id}/test`: tests a saved connection and records its status.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant, connection = %id))]
+pub async fn test_saved(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TestOutcome>, ApiError> {
+    caller.require(CONFIGURE)?;
+    let id: ConnectionId = parse_id(&id, "connection")?;
+    let client = state.pool.get().await?;
+    let (saved, auth_type) = saved(&state, &client, caller.tenant, id).await?;
+    let outcome = run_test(&state, &saved, &auth_type, Some((caller.tenant, id))).await;
     client
         .execute(
             "UPDATE connections SET status = $3, status_detail = $4, status_checked_at = now(), \

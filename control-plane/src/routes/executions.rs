@@ -106,7 +106,7 @@ pub async fn enqueue(
         let known = already_known(&client, &caller, execution, &input.idempotency_key).await?;
         return Ok((StatusCode::ACCEPTED, Json(known)));
     }
-    let request = ExecutionRequestV1 {
+    let body = serde_json::to_vec(&ExecutionRequestV1 {
         version: aic_proto::MESSAGE_VERSION,
         execution_id: execution,
         tenant_id: caller.tenant,
@@ -114,8 +114,8 @@ pub async fn enqueue(
         parameters: input.parameters,
         requested_at: Some(Utc::now()),
         source: input.source,
-    };
-    let body = serde_json::to_vec(&request).map_err(|e| ApiError::internal("request", &e))?;
+    })
+    .map_err(|e| ApiError::internal("request", &e))?;
     // Register before publishing, so a fast result cannot arrive before its waiter.
     let reply_queue = state.replies.queue();
     // No reply queue yet (start-up, or a broker reconnect in progress): answer 202 as usual.
@@ -138,24 +138,34 @@ pub async fn enqueue(
         ));
     }
     tracing::info!(execution = %execution, "execution enqueued");
+    Ok(answer(&state, execution, waiter.zip(wait)).await)
+}
+
+/// The answer to an enqueued execution: its result if it came within the caller's wait (200),
+/// else its id to follow (202).
+async fn answer(
+    state: &AppState,
+    execution: ExecutionId,
+    waiting: Option<(tokio::sync::oneshot::Receiver<Value>, std::time::Duration)>,
+) -> (StatusCode, Json<Enqueued>) {
     let mut answer = Enqueued {
         execution_id: execution,
         status: "queued".into(),
         status_url: format!("/v1/executions/{execution}"),
         result: None,
     };
-    if let (Some(rx), Some(budget)) = (waiter, wait) {
+    if let Some((rx, budget)) = waiting {
         match tokio::time::timeout(budget, rx).await {
             Ok(Ok(result)) => {
                 answer.status = result["status"].as_str().unwrap_or("failed").to_string();
                 answer.result = Some(result);
-                return Ok((StatusCode::OK, Json(answer)));
+                return (StatusCode::OK, Json(answer));
             }
             // Past the budget the caller gets the id; the result still arrives as usual.
             _ => state.replies.forget(&execution.to_string()),
         }
     }
-    Ok((StatusCode::ACCEPTED, Json(answer)))
+    (StatusCode::ACCEPTED, Json(answer))
 }
 
 /// Checks the idempotency key and the wait of an enqueue: how long to wait for the result, if

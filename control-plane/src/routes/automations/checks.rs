@@ -1,0 +1,168 @@
+//! The checks of an automation's draft: its template, its parameters, its external id field
+//! and its connection.
+
+use crate::error::ApiError;
+use aic_core::catalog::{Catalog, Template};
+use aic_proto::{ConnectionId, ParameterSpec, TenantId};
+use std::collections::HashSet;
+
+/// Checks an automation's parameters: each one on its own, then against the template's path
+/// and the fields the vendor requires.
+pub(super) fn check_parameters(
+    template: &Template,
+    params: &[ParameterSpec],
+) -> Result<(), ApiError> {
+    check_each(params)?;
+    check_against(template, params)
+}
+
+/// Each parameter's name and target, and that none is declared or mapped twice.
+fn check_each(params: &[ParameterSpec]) -> Result<(), ApiError> {
+    let mut names = HashSet::new();
+    let mut targets = HashSet::new();
+    for (i, p) in params.iter().enumerate() {
+        let field = |f: &str| format!("parameters[{i}].{f}");
+        if p.name.trim().is_empty() || p.name.len() > 100 {
+            return Err(ApiError::invalid(
+                field("name"),
+                "parameter name must be 1 to 100 characters",
+            ));
+        }
+        if !names.insert(p.name.as_str()) {
+            return Err(ApiError::invalid(
+                field("name"),
+                format!("parameter '{}' is declared twice", p.name),
+            ));
+        }
+        let valid_target = p.target == "*" && p.kind == aic_proto::ParameterType::Json
+            || !p.target.is_empty()
+                && p.target.split('.').all(|s| {
+                    s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                });
+        if !valid_target {
+            return Err(ApiError::invalid(
+                field("target"),
+                format!("target field '{}' is not a valid field name", p.target),
+            ));
+        }
+        if !targets.insert((p.target.as_str(), p.location)) {
+            return Err(ApiError::invalid(
+                field("target"),
+                format!("target field '{}' is mapped twice", p.target),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// That each path parameter fills a placeholder of the template's path, and that every field
+/// the vendor requires keeps a required parameter.
+fn check_against(template: &Template, params: &[ParameterSpec]) -> Result<(), ApiError> {
+    let path_params: Vec<_> = params
+        .iter()
+        .filter(|p| p.location == aic_proto::ParameterLocation::Path)
+        .collect();
+    if let Some(p) = path_params
+        .iter()
+        .find(|p| !template.path.contains(&format!("{{{}}}", p.target)))
+    {
+        return Err(ApiError::invalid(
+            "parameters",
+            format!(
+                "path parameter '{}' fills no placeholder of {}",
+                p.name, template.path
+            ),
+        ));
+    }
+    for req in template.parameters.iter().filter(|p| p.required) {
+        let kept = params
+            .iter()
+            .any(|p| p.target == req.target && p.location == req.location && p.required);
+        if !kept {
+            return Err(ApiError::invalid(
+                "parameters",
+                format!(
+                    "'{}' is required by the vendor: keep a required parameter mapped to it",
+                    req.target
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An external id field applies to Salesforce creates (`POST …/sobjects/{SObject}/`) and must be
+/// a custom field's API name.
+pub(super) fn check_external_id_field(
+    app: &str,
+    template: &Template,
+    field: &str,
+) -> Result<(), ApiError> {
+    let is_create = template.method == aic_proto::HttpMethod::Post
+        && template.path.contains("/sobjects/")
+        && template.path.ends_with('/');
+    if app != "salesforce" || !is_create {
+        return Err(ApiError::invalid(
+            "external_id_field",
+            format!(
+                "an external id field applies to Salesforce create templates, not '{app}.{}'",
+                template.action
+            ),
+        ));
+    }
+    let name = field.strip_suffix("__c").unwrap_or("");
+    let valid = name.len() <= 37
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.contains("__")
+        && !name.ends_with('_');
+    if !valid {
+        return Err(ApiError::invalid(
+            "external_id_field",
+            format!("'{field}' is not a custom field API name (e.g. AIC_Execution_Id__c)"),
+        ));
+    }
+    Ok(())
+}
+
+/// The catalogue's template named `app.action`, split into its app and action.
+pub(super) fn template_named<'c>(
+    catalog: &'c Catalog,
+    name: &'c str,
+) -> Result<(&'c str, &'c str, &'c Template), ApiError> {
+    let (app, action) = name.split_once('.').ok_or_else(|| {
+        ApiError::invalid(
+            "template",
+            "template must be 'app.action', e.g. salesforce.create_lead",
+        )
+    })?;
+    let template = catalog
+        .template(app, action)
+        .ok_or_else(|| ApiError::invalid("template", format!("unknown template '{name}'")))?;
+    Ok((app, action, template))
+}
+
+/// Refuses a connection that is not the tenant's, or is to another app than `app`.
+pub(super) async fn check_connection_app(
+    client: &deadpool_postgres::Client,
+    tenant: TenantId,
+    connection: ConnectionId,
+    app: &str,
+) -> Result<(), ApiError> {
+    let conn_app: String = client
+        .query_opt(
+            "SELECT app FROM connections WHERE tenant_id = $1 AND id = $2",
+            &[&tenant.0, &connection.0],
+        )
+        .await?
+        .ok_or_else(|| ApiError::invalid("connection_id", "no such connection in this tenant"))?
+        .get(0);
+    if conn_app != app {
+        return Err(ApiError::invalid(
+            "connection_id",
+            format!("the connection is for '{conn_app}', the template for '{app}'"),
+        ));
+    }
+    Ok(())
+}

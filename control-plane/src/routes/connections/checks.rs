@@ -1,0 +1,123 @@
+//! The checks of a connection's input: its app and auth type, its secret fields and its
+//! domain.
+
+use super::ConnectionInput;
+use crate::error::ApiError;
+use crate::state::AppState;
+use aic_core::catalog::{App, AuthTypeSpec};
+use aic_core::credentials::SecretFields;
+use aic_core::vendor::Vendor;
+use url::Url;
+
+/// A connection's input, checked: its connector, its instance's URL and its secrets.
+pub(super) struct Validated {
+    pub vendor: Vendor,
+    pub instance: Url,
+    pub secrets: SecretFields,
+}
+
+/// Checks a connection's input against the catalogue and the egress policy (the domain's
+/// resolution apart: [`check_dns`]).
+pub(super) fn validate(state: &AppState, input: &ConnectionInput) -> Result<Validated, ApiError> {
+    let name = input.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::invalid(
+            "name",
+            "name must be 1 to 200 characters",
+        ));
+    }
+    if let Some(n) = input.max_concurrency.filter(|n| !(1..=10_000).contains(n)) {
+        return Err(ApiError::invalid(
+            "max_concurrency",
+            format!("max_concurrency must be between 1 and 10000, not {n}"),
+        ));
+    }
+    let app = state
+        .catalog
+        .app(&input.app)
+        .ok_or_else(|| ApiError::invalid("app", format!("unknown app '{}'", input.app)))?;
+    let vendor = Vendor::for_app(&app.id).ok_or_else(|| {
+        ApiError::invalid("app", format!("app '{}' has no connector yet", app.id))
+    })?;
+    let auth = auth_spec(app, &input.auth_type)?;
+    let secrets = SecretFields::new(input.secrets.clone());
+    check_secrets(auth, &secrets)?;
+    let instance = state
+        .egress
+        .app_instance_url(&input.domain, &app.host_patterns)
+        .map_err(|e| ApiError::invalid("domain", e.to_string()))?;
+    Ok(Validated {
+        vendor,
+        instance,
+        secrets,
+    })
+}
+
+/// The app's auth type `auth_type`.
+fn auth_spec<'a>(app: &'a App, auth_type: &str) -> Result<&'a AuthTypeSpec, ApiError> {
+    app.auth_types
+        .iter()
+        .find(|a| a.id == auth_type)
+        .ok_or_else(|| {
+            let known: Vec<_> = app.auth_types.iter().map(|a| a.id.as_str()).collect();
+            ApiError::invalid(
+                "auth_type",
+                format!(
+                    "auth type '{}' is not supported by {} (supported: {})",
+                    auth_type,
+                    app.name,
+                    known.join(", ")
+                ),
+            )
+        })
+}
+
+/// Every secret field the auth type requires is there, no other, and a private key reads as
+/// one.
+fn check_secrets(auth: &AuthTypeSpec, secrets: &SecretFields) -> Result<(), ApiError> {
+    for field in &auth.secret_fields {
+        if secrets.get(field).is_none() {
+            return Err(ApiError::invalid(
+                format!("secrets.{field}"),
+                format!(
+                    "secret field '{field}' is required for auth type '{}'",
+                    auth.id
+                ),
+            ));
+        }
+    }
+    if let Some(extra) = secrets.names().find(|n| {
+        !auth
+            .secret_fields
+            .iter()
+            .chain(&auth.optional_fields)
+            .any(|f| f == n)
+    }) {
+        return Err(ApiError::invalid(
+            format!("secrets.{extra}"),
+            format!(
+                "secret field '{extra}' is not used by auth type '{}'",
+                auth.id
+            ),
+        ));
+    }
+    if let Some(pem) = secrets.get("private_key") {
+        aic_core::vendor::salesforce::check_private_key(secrecy::ExposeSecret::expose_secret(pem))
+            .map_err(|e| {
+                ApiError::invalid(
+                    "secrets.private_key",
+                    format!("secret field 'private_key' is {e}"),
+                )
+            })?;
+    }
+    Ok(())
+}
+
+/// Resolves the domain now: a host that resolves to a private address is refused at set-up.
+pub(super) async fn check_dns(state: &AppState, v: &Validated) -> Result<(), ApiError> {
+    state
+        .egress
+        .check_resolution(&v.instance)
+        .await
+        .map_err(|e| ApiError::invalid("domain", e.to_string()))
+}
