@@ -1,9 +1,12 @@
 //! The worker's command line and environment (every flag has an `AIC_*` variable).
 
+use crate::retry::RetryPolicy;
 use aic_core::config::{AmqpArgs, CredentialArgs, DatabaseArgs, EgressArgs};
+use aic_core::vendor::HttpSettings;
 use clap::{Args, Parser};
 use std::net::SocketAddr;
 use std::sync::LazyLock;
+use std::time::Duration;
 
 /// How this binary was compiled: `profile-guided` when `deploy/local/pgo.sh` built it with a
 /// profile of its own hot path (it sets `AIC_WORKER_BUILD` for the compiler), `standard`
@@ -112,4 +115,30 @@ pub struct WorkerArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub egress: EgressArgs,
+}
+
+impl WorkerArgs {
+    /// The retry policy of automations without their own.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts,
+            base: Duration::from_millis(self.retry_base_ms),
+            cap: Duration::from_millis(self.retry_cap_ms),
+            budget: Duration::from_millis(self.retry_budget_ms),
+            inline_max: Duration::from_millis(self.retry_inline_max_ms),
+            wait_on_throttle: true,
+        }
+    }
+
+    /// The vendor HTTP client's settings, counting the connections it opens in `opened`.
+    pub fn http_settings(&self, opened: prometheus::IntCounter) -> HttpSettings {
+        HttpSettings {
+            timeout: Duration::from_secs(self.vendor_timeout_secs),
+            idle_per_host: self.vendor_idle_connections,
+            max_in_flight: usize::from(self.prefetch),
+            http2_streams: self.vendor_http2_streams,
+            http2_prior_knowledge: self.vendor_http2_prior_knowledge,
+            connections_opened: Some(opened),
+        }
+    }
 }

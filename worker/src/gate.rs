@@ -9,7 +9,7 @@ use crate::resolve::{ConnectionRow, Resolved};
 use crate::retry::RetryPolicy;
 use aic_core::vendor::{CallSuccess, RetryClass, VendorFailure};
 use aic_proto::{ConnectionId, ExecutionErrorCode};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 /// How long an execution waits in the worker for a slot before leaving through a delay queue,
@@ -93,33 +93,45 @@ pub async fn admit(
                 ));
             }
             Admission::Throttled(until, why) => {
-                let wait = (until - Utc::now()).to_std().unwrap_or_default();
-                if !policy.wait_on_throttle {
-                    return Err(Hold::Fail(
-                        ExecutionErrorCode::ConnectionThrottled,
-                        format!(
-                            "the connection is cooling down until {until} ({why}), and this automation fails rather than waits"
-                        ),
-                    ));
-                }
-                if since_first + wait > policy.budget {
-                    return Err(Hold::Fail(
-                        ExecutionErrorCode::ConnectionThrottled,
-                        format!(
-                            "the connection is cooling down until {until} ({why}), past this execution's retry budget"
-                        ),
-                    ));
-                }
-                if wait > policy.inline_max {
-                    return Err(Hold::Wait(
-                        wait,
-                        format!("the connection is cooling down until {until}: {why}"),
-                    ));
-                }
-                tokio::time::sleep(wait).await;
+                tokio::time::sleep(cool_down(until, &why, policy, since_first)?).await;
             }
         }
     }
+}
+
+/// How long to sleep out the connection's cool-down until `until` in the worker; a hold when
+/// the automation fails rather than waits, when the wait would end past the execution's retry
+/// budget, or when it is too long to sleep (a delay queue takes it).
+fn cool_down(
+    until: DateTime<Utc>,
+    why: &str,
+    policy: &RetryPolicy,
+    since_first: Duration,
+) -> Result<Duration, Hold> {
+    let wait = (until - Utc::now()).to_std().unwrap_or_default();
+    if !policy.wait_on_throttle {
+        return Err(Hold::Fail(
+            ExecutionErrorCode::ConnectionThrottled,
+            format!(
+                "the connection is cooling down until {until} ({why}), and this automation fails rather than waits"
+            ),
+        ));
+    }
+    if since_first + wait > policy.budget {
+        return Err(Hold::Fail(
+            ExecutionErrorCode::ConnectionThrottled,
+            format!(
+                "the connection is cooling down until {until} ({why}), past this execution's retry budget"
+            ),
+        ));
+    }
+    if wait > policy.inline_max {
+        return Err(Hold::Wait(
+            wait,
+            format!("the connection is cooling down until {until}: {why}"),
+        ));
+    }
+    Ok(wait)
 }
 
 /// [`admit`] for an execution in `mark`'s state of the vendor-call mark. When begin set it,

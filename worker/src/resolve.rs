@@ -225,23 +225,31 @@ pub fn from_row(
         definition,
         output,
         series,
-        connection: ConnectionRow {
-            id: ConnectionId(conn_id),
-            domain: row.get(at + 4),
-            auth_type: row.get(at + 5),
-            sealed: Sealed {
-                key_id: row.get(at + 6),
-                nonce: row.get(at + 7),
-                ciphertext: row.get(at + 8),
-            },
-            secret_version: row.get(at + 9),
-            status: row.get(at + 10),
-            max_concurrency: row.get(at + 11),
-            auth_failures: row.get(at + 12),
-            breaker_open_until: row.get(at + 13),
-            status_detail: row.get(at + 14),
-        },
+        connection: ConnectionRow::at(row, ConnectionId(conn_id), at + 4),
     })
+}
+
+impl ConnectionRow {
+    /// The connection `id`'s columns of [`COLUMNS`] after its id, starting at column `at`.
+    #[inline(always)]
+    fn at(row: &Row, id: ConnectionId, at: usize) -> Self {
+        ConnectionRow {
+            id,
+            domain: row.get(at),
+            auth_type: row.get(at + 1),
+            sealed: Sealed {
+                key_id: row.get(at + 2),
+                nonce: row.get(at + 3),
+                ciphertext: row.get(at + 4),
+            },
+            secret_version: row.get(at + 5),
+            status: row.get(at + 6),
+            max_concurrency: row.get(at + 7),
+            auth_failures: row.get(at + 8),
+            breaker_open_until: row.get(at + 9),
+            status_detail: row.get(at + 10),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,17 +6,27 @@ use crate::config::WorkerArgs;
 use crate::consumer::ConsumeSettings;
 use crate::executor::Ctx;
 use crate::metrics::Metrics;
-use crate::retry::RetryPolicy;
 use crate::tokens::TokenCache;
 use aic_core::amqp::Broker;
+use aic_core::config::DatabaseArgs;
 use aic_core::db::Planning;
 use aic_proto::topology::Names;
+use deadpool_postgres::Pool;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tokio::net::TcpListener;
+
+/// The worker's two pools of Postgres connections: the ledger's batched statements get
+/// connections of their own, planned once for key lookups; the rest serve everything else.
+fn pools(db: &DatabaseArgs) -> anyhow::Result<(Pool, Pool)> {
+    let size = db.database_pool_size.max(2);
+    let batches = crate::ledger::CONNECTIONS.min(size - 1);
+    let pool = aic_core::db::pool(&db.database_url, size - batches, Planning::PerExecution)?;
+    Ok((pool, crate::ledger::batch_pool(&db.database_url, batches)?))
+}
 
 /// A connected worker, not yet consuming.
 #[derive(Debug)]
@@ -32,13 +42,7 @@ impl Worker {
     pub async fn build(args: &WorkerArgs) -> anyhow::Result<Self> {
         let keyring = args.credentials.keyring()?;
         let catalog = aic_core::catalog::Catalog::load()?;
-        // The ledger's batched statements get connections of their own, planned once for key
-        // lookups; the rest of the pool serves everything else.
-        let size = args.db.database_pool_size.max(2);
-        let batches = crate::ledger::CONNECTIONS.min(size - 1);
-        let url = &args.db.database_url;
-        let pool = aic_core::db::pool(url, size - batches, Planning::PerExecution)?;
-        let batches = crate::ledger::batch_pool(url, batches)?;
+        let (pool, batches) = pools(&args.db)?;
         let names = Names::new(&args.amqp.amqp_namespace);
         let tag = format!("aic-worker-{}", uuid::Uuid::new_v4());
         let broker = Arc::new(
@@ -49,10 +53,8 @@ impl Worker {
                 })?,
         );
         let admin = TcpListener::bind(args.admin_listen).await.map_err(|e| {
-            anyhow::anyhow!(
-                "could not listen on {} (AIC_WORKER_ADMIN_LISTEN): {e}",
-                args.admin_listen
-            )
+            let at = args.admin_listen;
+            anyhow::anyhow!("could not listen on {at} (AIC_WORKER_ADMIN_LISTEN): {e}")
         })?;
         let settings = ConsumeSettings {
             queue: names.executions_queue.clone(),
@@ -75,14 +77,7 @@ impl Worker {
             pool,
             keyring,
             http: aic_core::vendor::VendorHttp::new(
-                aic_core::vendor::HttpSettings {
-                    timeout: Duration::from_secs(args.vendor_timeout_secs),
-                    idle_per_host: args.vendor_idle_connections,
-                    max_in_flight: usize::from(args.prefetch),
-                    http2_streams: args.vendor_http2_streams,
-                    http2_prior_knowledge: args.vendor_http2_prior_knowledge,
-                    connections_opened: Some(metrics.vendor_connections_opened.clone()),
-                },
+                args.http_settings(metrics.vendor_connections_opened.clone()),
                 &args.egress.policy(),
             )
             .map_err(|e| anyhow::anyhow!("could not build the vendor HTTP client: {e}"))?,
@@ -93,14 +88,7 @@ impl Worker {
             broker: broker.clone(),
             stopping: AtomicBool::new(false),
             names,
-            retry: RetryPolicy {
-                max_attempts: args.max_attempts,
-                base: Duration::from_millis(args.retry_base_ms),
-                cap: Duration::from_millis(args.retry_cap_ms),
-                budget: Duration::from_millis(args.retry_budget_ms),
-                inline_max: Duration::from_millis(args.retry_inline_max_ms),
-                wait_on_throttle: true,
-            },
+            retry: args.retry_policy(),
         };
         Ok(Self {
             ctx: Arc::new(ctx),

@@ -112,16 +112,8 @@ impl Budgets {
                 &[&conn.0],
             )
             .await?;
-        let others = tx
-            .query_one(
-                "SELECT coalesce(sum(slots), 0)::int8, coalesce(sum(wanted), 0)::int8, \
-                 count(*) FILTER (WHERE wanted > 0), count(*) FROM connection_leases \
-                 WHERE connection_id = $1 AND worker_id <> $2 AND expires_at > now()",
-                &[&conn.0, &self.worker],
-            )
-            .await?;
-        let (others_slots, others_wanted, others_active, others_leases): (i64, i64, i64, i64) =
-            (others.get(0), others.get(1), others.get(2), others.get(3));
+        let (others_slots, others_wanted, others_active, others_leases) =
+            self.others(&tx, conn).await?;
         let capacity = i64::from(self.capacity);
         let wanted = wanted(slots, capacity, cap, others_wanted);
         let grant = share(cap, wanted, others_slots, others_wanted, others_active);
@@ -138,20 +130,7 @@ impl Budgets {
         // cap holds while shares shrink. A larger share takes effect only once committed.
         let in_use = slots.count.lower(grant as usize) as i64;
         let recorded = grant.max(in_use);
-        tx.execute(
-            "INSERT INTO connection_leases (connection_id, worker_id, slots, wanted, expires_at) \
-             VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5)) \
-             ON CONFLICT (connection_id, worker_id) DO UPDATE SET slots = EXCLUDED.slots, \
-             wanted = EXCLUDED.wanted, expires_at = EXCLUDED.expires_at",
-            &[
-                &conn.0,
-                &self.worker,
-                &(recorded as i32),
-                &(wanted as i32),
-                &LEASE.as_secs_f64(),
-            ],
-        )
-        .await?;
+        self.record(&tx, conn, recorded, wanted).await?;
         tx.commit().await?;
         applied(
             slots,
@@ -160,6 +139,48 @@ impl Budgets {
             scoped,
         );
         Ok(Renewed::Done)
+    }
+
+    /// The other workers' live leases of `conn`: their slots, the slots they want, how many
+    /// want any, and how many there are.
+    async fn others(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        conn: ConnectionId,
+    ) -> Result<(i64, i64, i64, i64), tokio_postgres::Error> {
+        let others = tx
+            .query_one(
+                "SELECT coalesce(sum(slots), 0)::int8, coalesce(sum(wanted), 0)::int8, \
+                 count(*) FILTER (WHERE wanted > 0), count(*) FROM connection_leases \
+                 WHERE connection_id = $1 AND worker_id <> $2 AND expires_at > now()",
+                &[&conn.0, &self.worker],
+            )
+            .await?;
+        Ok((others.get(0), others.get(1), others.get(2), others.get(3)))
+    }
+
+    /// Records this worker's lease of `conn`: `slots` held and `wanted`, for one [`LEASE`].
+    async fn record(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        conn: ConnectionId,
+        slots: i64,
+        wanted: i64,
+    ) -> Result<u64, tokio_postgres::Error> {
+        tx.execute(
+            "INSERT INTO connection_leases (connection_id, worker_id, slots, wanted, expires_at) \
+             VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5)) \
+             ON CONFLICT (connection_id, worker_id) DO UPDATE SET slots = EXCLUDED.slots, \
+             wanted = EXCLUDED.wanted, expires_at = EXCLUDED.expires_at",
+            &[
+                &conn.0,
+                &self.worker,
+                &(slots as i32),
+                &(wanted as i32),
+                &LEASE.as_secs_f64(),
+            ],
+        )
+        .await
     }
 
     /// Renews every connection in use and gives back the leases of idle ones: those with no
