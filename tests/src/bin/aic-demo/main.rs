@@ -8,14 +8,9 @@
 //! `/metrics` URL. Exits non-zero when the results are not what they should be.
 
 mod procs;
+mod steps;
 
-use aic_proto::topology::{EXECUTE_ROUTING_KEY, EXECUTION_REQUEST_TYPE, Names};
-use aic_proto::{AutomationId, ExecutionId, ExecutionRequestV1, TenantId};
 use clap::Parser;
-use futures_util::StreamExt;
-use secrecy::SecretString;
-use serde_json::{Map, Value, json};
-use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -150,18 +145,17 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             args.worker_port
         );
         println!("  logs in {}", logs.display());
-        drive(
-            &args,
-            &env,
-            &bin_dir,
-            &http,
-            &api,
-            &sandbox_url,
-            &client_id,
-            &client_secret,
-            &namespace,
-            &metrics_url,
-        )
+        steps::drive(&steps::System {
+            args: &args,
+            env: &env,
+            bin_dir: &bin_dir,
+            http,
+            api,
+            sandbox_url,
+            metrics_url,
+            namespace,
+            salesforce: (client_id, client_secret),
+        })
         .await
     }
     .await;
@@ -175,235 +169,6 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         p.terminate().await;
     }
     outcome
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn drive(
-    args: &Args,
-    env: &[(&str, String)],
-    bin_dir: &std::path::Path,
-    http: &reqwest::Client,
-    api: &str,
-    sandbox_url: &str,
-    client_id: &str,
-    client_secret: &str,
-    namespace: &str,
-    metrics_url: &str,
-) -> anyhow::Result<bool> {
-    step("Creating tenant `demo` and its admin token");
-    let issued: Value = serde_json::from_str(
-        procs::run(
-            bin_dir,
-            "aic-control-plane",
-            &["create-tenant", "--name", "demo"],
-            env,
-        )
-        .await?
-        .trim(),
-    )?;
-    let token = issued["token"].as_str().unwrap_or_default().to_string();
-    let tenant: TenantId = issued["tenant_id"].as_str().unwrap_or_default().parse()?;
-    println!("  tenant {tenant}, admin token aic_… (shown once, kept by the demo)");
-    let call = |method: reqwest::Method, path: &str, body: Option<Value>| {
-        let mut req = http
-            .request(method, format!("{api}{path}"))
-            .bearer_auth(&token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        async move {
-            let resp = req.send().await?;
-            let status = resp.status();
-            let body: Value = resp.json().await.unwrap_or(Value::Null);
-            anyhow::ensure!(status.is_success(), "{status}: {body}");
-            anyhow::Ok(body)
-        }
-    };
-
-    step("Salesforce connection (OAuth 2.0 client credentials, against the sandbox)");
-    let connection = json!({"name": "Salesforce (sandbox)", "app": "salesforce", "domain": sandbox_url,
-        "auth_type": "oauth2_client_credentials", "secrets": {"client_id": client_id, "client_secret": client_secret}});
-    let test = call(
-        reqwest::Method::POST,
-        "/v1/connection-tests",
-        Some(connection.clone()),
-    )
-    .await?;
-    println!(
-        "  test before saving: ok={} — {}",
-        test["ok"],
-        test["message"].as_str().unwrap_or("")
-    );
-    let saved = call(reqwest::Method::POST, "/v1/connections", Some(connection)).await?;
-    let conn_id = saved["id"].as_str().unwrap_or_default().to_string();
-    let tested = call(
-        reqwest::Method::POST,
-        &format!("/v1/connections/{conn_id}/test"),
-        None,
-    )
-    .await?;
-    println!(
-        "  saved as {conn_id}; status after test: {}",
-        tested["status"].as_str().unwrap_or("")
-    );
-
-    step(
-        "Automation “Create Lead” from template salesforce.create_lead, parameters mapped, published",
-    );
-    let parameters = json!([
-        {"name": "last_name", "type": "string", "target": "LastName", "required": true, "description": "Lead's last name", "max_length": 80},
-        {"name": "company", "type": "string", "target": "Company", "required": true, "description": "Lead's company", "max_length": 255},
-        {"name": "email", "type": "email", "target": "Email", "required": true, "description": "Work e-mail"},
-        {"name": "title", "type": "string", "target": "Title", "required": false, "description": "Job title"},
-        {"name": "employees", "type": "integer", "target": "NumberOfEmployees", "required": false, "description": "Head count"}
-    ]);
-    let automation = call(reqwest::Method::POST, "/v1/automations", Some(json!({"template": "salesforce.create_lead", "connection_id": conn_id,
-        "name": "Create Lead", "description": "Creates a Salesforce lead from the onboarding flow", "parameters": parameters}))).await?;
-    let automation_id: AutomationId = automation["id"].as_str().unwrap_or_default().parse()?;
-    for p in automation["parameters"].as_array().into_iter().flatten() {
-        println!(
-            "  {:<10} {:<8} → {:<18} {}",
-            p["name"].as_str().unwrap_or(""),
-            p["type"].as_str().unwrap_or(""),
-            p["target"].as_str().unwrap_or(""),
-            if p["required"] == true {
-                "required"
-            } else {
-                "optional"
-            }
-        );
-    }
-    let version = call(
-        reqwest::Method::POST,
-        &format!("/v1/automations/{automation_id}/publish"),
-        Some(json!({"version_name": "First release"})),
-    )
-    .await?;
-    println!(
-        "  published version {} (“{}”)",
-        version["number"],
-        version["name"].as_str().unwrap_or("")
-    );
-
-    step(&format!(
-        "Enqueuing {} executions through RabbitMQ (exchange {namespace}.executions, routing key execute)",
-        args.batch
-    ));
-    let names = Names::new(namespace);
-    let conn =
-        aic_core::amqp::connect(&SecretString::from(args.amqp_url.clone()), "aic-demo").await?;
-    let ch = aic_core::amqp::confirm_channel(&conn).await?;
-    let (reply_queue, mut consumer) = aic_core::amqp::private_queue(&ch).await?;
-    let people = [
-        ("Lovelace", "Analytical Engines Ltd", "ada@engines.example"),
-        ("Hopper", "Compilers Inc", "grace@compilers.example"),
-        ("Turing", "Bletchley Systems", "alan@bletchley.example"),
-        ("Hamilton", "Apollo Software", "margaret@apollo.example"),
-        ("Liskov", "Substitution Labs", "barbara@labs.example"),
-        ("Knuth", "Literate Programs", "don@tex.example"),
-    ];
-    let mut sent = HashMap::new();
-    for i in 0..args.batch.max(2) {
-        let (last, company, email) = people[i % people.len()];
-        // The last one leaves Company blank, as a careless form would: Salesforce refuses it.
-        let company = if i + 1 == args.batch.max(2) {
-            ""
-        } else {
-            company
-        };
-        let mut params = Map::new();
-        params.insert("last_name".into(), json!(last));
-        params.insert("company".into(), json!(company));
-        params.insert("email".into(), json!(email));
-        params.insert("employees".into(), json!(10 * (i + 1)));
-        let req = ExecutionRequestV1 {
-            version: 1,
-            execution_id: ExecutionId::new(),
-            tenant_id: tenant,
-            automation_id,
-            parameters: params,
-            requested_at: Some(chrono::Utc::now()),
-            source: Some("flow:demo".into()),
-        };
-        let props = aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE)
-            .with_reply_to(reply_queue.as_str().into())
-            .with_correlation_id(req.execution_id.to_string().into());
-        aic_core::amqp::publish_confirmed(
-            &ch,
-            &names.executions_exchange,
-            EXECUTE_ROUTING_KEY,
-            &serde_json::to_vec(&req)?,
-            props,
-            true,
-        )
-        .await?;
-        sent.insert(req.execution_id.to_string(), (last, company));
-    }
-    println!(
-        "  {} requests confirmed by the broker; results come back on reply queue {reply_queue}",
-        sent.len()
-    );
-
-    step("Results");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let (mut ok, mut expected_failure, mut other) = (0, 0, 0);
-    let mut received = 0;
-    while received < sent.len() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Ok(Some(Ok(d))) = tokio::time::timeout(left, consumer.next()).await else {
-            anyhow::bail!(
-                "only {received} of {} results arrived within 60 s",
-                sent.len()
-            );
-        };
-        received += 1;
-        let r: Value = serde_json::from_slice(&d.data)?;
-        let id = r["execution_id"].as_str().unwrap_or("");
-        let (last, company) = sent.get(id).copied().unwrap_or(("?", "?"));
-        match r["status"].as_str() {
-            Some("succeeded") => {
-                ok += 1;
-                println!(
-                    "  ✔ {last:<9} {company:<24} lead {}",
-                    r["output"]["id"].as_str().unwrap_or("?")
-                );
-            }
-            _ => {
-                let v = &r["error"]["vendor"];
-                if v["code"] == "REQUIRED_FIELD_MISSING" {
-                    expected_failure += 1
-                } else {
-                    other += 1
-                }
-                println!(
-                    "  ✘ {last:<9} {:<24} {}: {} {} (fields {})",
-                    format!("{company:?}"),
-                    r["error"]["code"].as_str().unwrap_or(""),
-                    v["code"].as_str().unwrap_or(""),
-                    v["message"]
-                        .as_str()
-                        .unwrap_or(r["error"]["message"].as_str().unwrap_or("")),
-                    v["fields"]
-                );
-            }
-        }
-    }
-    let metrics = http.get(metrics_url).send().await?.text().await?;
-    step(&format!("Worker metrics: {metrics_url}"));
-    for line in metrics.lines().filter(|l| {
-        l.starts_with("aic_executions_total")
-            || l.starts_with("aic_vendor_requests_total")
-            || l.starts_with("aic_execution_duration_seconds_count")
-    }) {
-        println!("  {line}");
-    }
-    let good = ok == sent.len() - 1 && expected_failure == 1 && other == 0;
-    println!(
-        "\n{} {ok} leads created, {expected_failure} refused by Salesforce with REQUIRED_FIELD_MISSING, {other} unexpected",
-        if good { "✔" } else { "✘" }
-    );
-    let _ = conn.close(200, "done".into()).await;
-    Ok(good)
 }
 
 async fn recreate_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
