@@ -1,7 +1,7 @@
 //! The ceiling rows: the broker alone, with the worker's prefetch and concurrency — everything
 //! else in the table is a ratio of them.
 
-use crate::machine::CpuWindow;
+use crate::machine::{CpuSpent, CpuWindow};
 use crate::report::Row;
 use aic_proto::topology::Names;
 use aic_tests::harness::TestEnv;
@@ -62,33 +62,65 @@ pub async fn ceiling(env: &TestEnv, n: usize, prefetch: u16, route: Route, label
     let to = std::sync::Arc::new(match route {
         Route::Queue => (String::new(), out.clone()),
         Route::Contract => {
-            let options = ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            };
-            setup
-                .exchange_declare(
-                    exchange.as_str().into(),
-                    ExchangeKind::Topic,
-                    options,
-                    FieldTable::default(),
-                )
-                .await
-                .expect("exchange");
-            setup
-                .queue_bind(
-                    out.as_str().into(),
-                    exchange.as_str().into(),
-                    "#".into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .expect("bind");
+            routed(&setup, &exchange, &out).await;
             let key = Names::result_routing_key(Some(&env.tenant), "succeeded");
             (exchange.clone(), key)
         }
     });
+    fill(conn, &q, n).await;
+    let (elapsed, spent) = answer(conn, &q, prefetch, to, n).await;
+    for name in [&q, &out] {
+        let _ = setup
+            .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+    if route == Route::Contract {
+        let _ = setup
+            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+            .await;
+    }
+    Row {
+        scenario: label.into(),
+        executions: n,
+        per_second: n as f64 / elapsed,
+        machine_cpu_us_per_execution: spent.machine_us,
+        machine_busy_pct: spent.machine_busy_pct,
+        machine_steal_pct: spent.machine_steal_pct,
+        machine_cpu_us_by_process: spent.by_process_us,
+        ..Row::default()
+    }
+}
+
+/// Declares the durable topic `exchange` the contract's results go through, `out` bound to it
+/// for every key.
+async fn routed(setup: &lapin::Channel, exchange: &str, out: &str) {
+    let options = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    setup
+        .exchange_declare(
+            exchange.into(),
+            ExchangeKind::Topic,
+            options,
+            FieldTable::default(),
+        )
+        .await
+        .expect("exchange");
+    setup
+        .queue_bind(
+            out.into(),
+            exchange.into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind");
+}
+
+/// Queues `n` persistent requests in `q`, each confirmed (not timed).
+async fn fill(conn: &lapin::Connection, q: &str, n: usize) {
     let publisher = aic_core::amqp::confirm_channel(conn)
         .await
         .expect("channel");
@@ -98,7 +130,7 @@ pub async fn ceiling(env: &TestEnv, n: usize, prefetch: u16, route: Route, label
         let confirm = publisher
             .basic_publish(
                 "".into(),
-                q.as_str().into(),
+                q.into(),
                 BasicPublishOptions::default(),
                 &body,
                 aic_core::amqp::json_properties("bench"),
@@ -108,6 +140,18 @@ pub async fn ceiling(env: &TestEnv, n: usize, prefetch: u16, route: Route, label
         window.push(confirm).await;
     }
     window.settle().await;
+}
+
+/// Takes the `n` requests off `q` with `prefetch`, each answered on its own task: its result
+/// published to `to` (exchange, key) and confirmed, then the request acked. The time it took,
+/// in seconds, and the machine's CPU over it.
+async fn answer(
+    conn: &lapin::Connection,
+    q: &str,
+    prefetch: u16,
+    to: std::sync::Arc<(String, String)>,
+    n: usize,
+) -> (f64, CpuSpent) {
     let consume = conn.create_channel().await.expect("channel");
     consume
         .basic_qos(prefetch, BasicQosOptions::default())
@@ -118,7 +162,7 @@ pub async fn ceiling(env: &TestEnv, n: usize, prefetch: u16, route: Route, label
         .expect("channel");
     let mut consumer = consume
         .basic_consume(
-            q.as_str().into(),
+            q.into(),
             "bench".into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
@@ -144,26 +188,5 @@ pub async fn ceiling(env: &TestEnv, n: usize, prefetch: u16, route: Route, label
             Some(_) = tasks.join_next(), if !tasks.is_empty() => done += 1,
         }
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    let spent = cpu.end(n);
-    for name in [&q, &out] {
-        let _ = setup
-            .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
-            .await;
-    }
-    if route == Route::Contract {
-        let _ = setup
-            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
-            .await;
-    }
-    Row {
-        scenario: label.into(),
-        executions: n,
-        per_second: n as f64 / elapsed,
-        machine_cpu_us_per_execution: spent.machine_us,
-        machine_busy_pct: spent.machine_busy_pct,
-        machine_steal_pct: spent.machine_steal_pct,
-        machine_cpu_us_by_process: spent.by_process_us,
-        ..Row::default()
-    }
+    (started.elapsed().as_secs_f64(), cpu.end(n))
 }

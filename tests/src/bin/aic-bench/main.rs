@@ -125,90 +125,20 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 async fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(Command::Compare { reports }) = &args.command {
-        return match reports
-            .iter()
-            .map(|p| compare::Report::read(p))
-            .collect::<Result<Vec<_>, _>>()
-        {
-            Ok(reports) => {
-                print!("{}", compare::render(&reports));
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("aic-bench compare: {e}");
-                ExitCode::FAILURE
-            }
-        };
+        return compare(reports);
     }
-    if args.upsert && args.vendor != Vendor::Salesforce {
-        eprintln!(
-            "aic-bench: --upsert upserts Salesforce leads on an external id field; --vendor {} has no such automation here",
-            args.vendor
-                .to_possible_value()
-                .map(|v| v.get_name().to_string())
-                .unwrap_or_default()
-        );
-        return ExitCode::from(2);
-    }
-    if let Err(e) = report::check_writable(&args.json) {
-        eprintln!(
-            "aic-bench: cannot write the report to --json {}: {e}",
-            args.json
-        );
-        return ExitCode::from(2);
-    }
-    let worker = match workers::identify(args.worker.as_deref()) {
+    let worker = match checked(&args) {
         Ok(worker) => worker,
         Err(e) => {
-            eprintln!("aic-bench: --worker: {e}");
+            eprintln!("aic-bench: {e}");
             return ExitCode::from(2);
         }
     };
-    if let Some(folder) = &args.latencies
-        && let Err(e) = latency::check_folder(folder)
-    {
-        eprintln!(
-            "aic-bench: cannot write latencies into --latencies {}: {e}",
-            folder.display()
-        );
-        return ExitCode::from(2);
-    }
     let started_at = chrono::Utc::now().to_rfc3339();
     // Read now, not after the run: the binaries were built from the checkout as it is at the
     // start, and an edit made while the rows run must not mark their figures `-dirty`.
     let machine = machine::describe();
-    // The sandbox stands in for the vendor, whose cost is not the pipeline's: it runs on a
-    // runtime of its own, not on this process's multi-threaded one beside the client.
-    let env = TestEnv::start_with(Options {
-        worker: false,
-        sandbox_own_thread: true,
-        worker_binary: Some(worker.binary.clone()),
-        // A worker's warnings (a step retried in place, a delivery left for redelivery) say why
-        // a row lost time or saw a result twice.
-        worker_warnings: true,
-        ..Options::default()
-    })
-    .await;
-    let workload = Workload::set_up(&env, args.vendor, args.upsert).await;
-    if args.reply_to {
-        pipeline::answer_on_reply_queues(&env).await;
-    }
-    env.sandbox.state.fast.store(true, Ordering::SeqCst);
-    // The bench org's API allowance must outlast the run (a default org allows 100,000 calls a
-    // day, and the sandbox answers REQUEST_LIMIT_EXCEEDED past it, as Salesforce does).
-    env.sandbox
-        .state
-        .salesforce
-        .daily_limit
-        .store(u64::MAX / 2, Ordering::SeqCst);
-    // And its connection's fleet-wide cap must allow the slow scenario's calls in flight.
-    env.cap_connections(10000).await;
-    // Where the run keeps its state, should a run killed outright leave any of it behind.
-    eprintln!(
-        "aic-bench: running in database {} and on queues {}.*",
-        env.database(),
-        env.names.executions_queue.trim_end_matches(".executions")
-    );
+    let (env, workload) = set_up(&args, &worker).await;
     // Stopped (SIGTERM, Ctrl-C), the run drops its rows — their workers are killed with them —
     // and removes what it set up, which a process killed by the signal itself would leave.
     let interrupted = tokio::select! {
@@ -248,19 +178,7 @@ async fn main() -> ExitCode {
             "binary": worker.binary,
             "version": worker.version,
         },
-        "settings": {
-            "n": args.n,
-            "prefetch": args.prefetch,
-            "slow_in_flight": args.slow_in_flight,
-            "slow_latency_ms": args.slow_latency_ms,
-            "scale_in_flight": args.scale_in_flight,
-            "paced_rate": args.paced_rate,
-            "light_rate": args.light_rate,
-            "reply_to": args.reply_to,
-            "vendor": args.vendor,
-            "upsert": args.upsert,
-            "only": args.only,
-        },
+        "settings": settings(&args),
         "rows": rows,
     });
     let written = report::write(&args.json, &report);
@@ -276,4 +194,102 @@ async fn main() -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// `aic-bench compare`: the saved reports side by side.
+fn compare(reports: &[String]) -> ExitCode {
+    match reports
+        .iter()
+        .map(|p| compare::Report::read(p))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(reports) => {
+            print!("{}", compare::render(&reports));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("aic-bench compare: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Refuses settings that cannot run, before anything runs; the worker build to measure.
+fn checked(args: &Args) -> Result<workers::Build, String> {
+    if args.upsert && args.vendor != Vendor::Salesforce {
+        return Err(format!(
+            "--upsert upserts Salesforce leads on an external id field; --vendor {} has no such automation here",
+            args.vendor
+                .to_possible_value()
+                .map(|v| v.get_name().to_string())
+                .unwrap_or_default()
+        ));
+    }
+    report::check_writable(&args.json)
+        .map_err(|e| format!("cannot write the report to --json {}: {e}", args.json))?;
+    let worker = workers::identify(args.worker.as_deref()).map_err(|e| format!("--worker: {e}"))?;
+    if let Some(folder) = &args.latencies {
+        latency::check_folder(folder).map_err(|e| {
+            format!(
+                "cannot write latencies into --latencies {}: {e}",
+                folder.display()
+            )
+        })?;
+    }
+    Ok(worker)
+}
+
+/// The run's environment (no worker of its own: the rows start theirs) and the workload it
+/// runs, with the vendor's stand-in in its fast mode and allowances that outlast the run.
+async fn set_up(args: &Args, worker: &workers::Build) -> (TestEnv, Workload) {
+    // The sandbox stands in for the vendor, whose cost is not the pipeline's: it runs on a
+    // runtime of its own, not on this process's multi-threaded one beside the client.
+    let env = TestEnv::start_with(Options {
+        worker: false,
+        sandbox_own_thread: true,
+        worker_binary: Some(worker.binary.clone()),
+        // A worker's warnings (a step retried in place, a delivery left for redelivery) say why
+        // a row lost time or saw a result twice.
+        worker_warnings: true,
+        ..Options::default()
+    })
+    .await;
+    let workload = Workload::set_up(&env, args.vendor, args.upsert).await;
+    if args.reply_to {
+        pipeline::answer_on_reply_queues(&env).await;
+    }
+    env.sandbox.state.fast.store(true, Ordering::SeqCst);
+    // The bench org's API allowance must outlast the run (a default org allows 100,000 calls a
+    // day, and the sandbox answers REQUEST_LIMIT_EXCEEDED past it, as Salesforce does).
+    env.sandbox
+        .state
+        .salesforce
+        .daily_limit
+        .store(u64::MAX / 2, Ordering::SeqCst);
+    // And its connection's fleet-wide cap must allow the slow scenario's calls in flight.
+    env.cap_connections(10000).await;
+    // Where the run keeps its state, should a run killed outright leave any of it behind.
+    eprintln!(
+        "aic-bench: running in database {} and on queues {}.*",
+        env.database(),
+        env.names.executions_queue.trim_end_matches(".executions")
+    );
+    (env, workload)
+}
+
+/// The settings the report names, so that runs compare only with runs alike.
+fn settings(args: &Args) -> serde_json::Value {
+    json!({
+        "n": args.n,
+        "prefetch": args.prefetch,
+        "slow_in_flight": args.slow_in_flight,
+        "slow_latency_ms": args.slow_latency_ms,
+        "scale_in_flight": args.scale_in_flight,
+        "paced_rate": args.paced_rate,
+        "light_rate": args.light_rate,
+        "reply_to": args.reply_to,
+        "vendor": args.vendor,
+        "upsert": args.upsert,
+        "only": args.only,
+    })
 }

@@ -7,7 +7,7 @@ use crate::machine::{CpuWindow, proc_peak_rss_mib};
 use crate::report::Row;
 use crate::workload::{Outcome, Workload};
 use aic_proto::topology::{EXECUTE_ROUTING_KEY, EXECUTION_REQUEST_TYPE};
-use aic_tests::harness::TestEnv;
+use aic_tests::harness::{Listener, TestEnv};
 use lapin::options::{BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, PublisherConfirm};
@@ -152,6 +152,54 @@ pub async fn enqueue(env: &TestEnv, workload: &Workload, n: usize) -> Vec<String
     ids
 }
 
+/// Each result's arrival and whether it succeeded, by execution id, read off `results` until
+/// `n` have come or none came for 60 s.
+async fn read_results(
+    mut results: Listener,
+    expected: Workload,
+    n: usize,
+) -> HashMap<String, (Instant, bool)> {
+    let mut arrived: HashMap<String, (Instant, bool)> = HashMap::with_capacity(n);
+    while arrived.len() < n {
+        let Some(d) = results.next(Duration::from_secs(60)).await else {
+            break;
+        };
+        let at = Instant::now();
+        if let Ok(
+            outcome @ Outcome {
+                execution_id: Some(id),
+                ..
+            },
+        ) = serde_json::from_slice(&d.data)
+        {
+            arrived.insert(id.to_string(), (at, expected.succeeded(&outcome)));
+        }
+    }
+    arrived
+}
+
+/// Every execution sent, in the order sent: when (from `started`), its latency if its result
+/// arrived, and whether it succeeded.
+fn samples(
+    sent_at: &HashMap<String, Instant>,
+    arrived: &HashMap<String, (Instant, bool)>,
+    started: Instant,
+) -> Vec<Sample> {
+    let mut samples: Vec<Sample> = sent_at
+        .iter()
+        .map(|(id, t)| {
+            let result = arrived.get(id);
+            Sample {
+                sent_ms: (*t - started).as_secs_f64() * 1000.0,
+                latency_ms: result.map(|(at, _)| (*at - *t).as_secs_f64() * 1000.0),
+                succeeded: result.is_some_and(|(_, ok)| *ok),
+            }
+        })
+        .collect();
+    samples.sort_by(|a, b| a.sent_ms.total_cmp(&b.sent_ms));
+    samples
+}
+
 /// Enqueues `n` executions as the AMQP contract says — as fast as confirms allow, or paced at
 /// `rate` per second — and waits for every result, timing each from its publish to its result.
 /// Results are read from a queue bound to the results exchange, or with `--reply-to` from the
@@ -165,7 +213,7 @@ pub async fn run(
     label: &str,
 ) -> Row {
     let reply_to = SINK.get().is_some();
-    let mut results = if reply_to {
+    let results = if reply_to {
         env.listen("", "").await
     } else {
         env.listen(&env.names.results_exchange, "#").await
@@ -175,26 +223,7 @@ pub async fn run(
         .await
         .expect("channel");
     // Results are read as they arrive, while publishing goes on.
-    let expected = workload.clone();
-    let reader = tokio::spawn(async move {
-        let mut arrived: HashMap<String, (Instant, bool)> = HashMap::with_capacity(n);
-        while arrived.len() < n {
-            let Some(d) = results.next(Duration::from_secs(60)).await else {
-                break;
-            };
-            let at = Instant::now();
-            if let Ok(
-                outcome @ Outcome {
-                    execution_id: Some(id),
-                    ..
-                },
-            ) = serde_json::from_slice(&d.data)
-            {
-                arrived.insert(id.to_string(), (at, expected.succeeded(&outcome)));
-            }
-        }
-        arrived
-    });
+    let reader = tokio::spawn(read_results(results, workload.clone(), n));
     let cpu = CpuWindow::start(workers);
     let mut sent_at: HashMap<String, Instant> = HashMap::with_capacity(n);
     let started = Instant::now();
@@ -221,18 +250,7 @@ pub async fn run(
     let elapsed = (last - started).as_secs_f64();
     let steady = (arrived.len() > 1 && last > first)
         .then(|| (arrived.len() - 1) as f64 / (last - first).as_secs_f64());
-    let mut samples: Vec<Sample> = sent_at
-        .iter()
-        .map(|(id, t)| {
-            let result = arrived.get(id);
-            Sample {
-                sent_ms: (*t - started).as_secs_f64() * 1000.0,
-                latency_ms: result.map(|(at, _)| (*at - *t).as_secs_f64() * 1000.0),
-                succeeded: result.is_some_and(|(_, ok)| *ok),
-            }
-        })
-        .collect();
-    samples.sort_by(|a, b| a.sent_ms.total_cmp(&b.sent_ms));
+    let samples = samples(&sent_at, &arrived, started);
     let mut latencies: Vec<f64> = samples.iter().filter_map(|s| s.latency_ms).collect();
     latencies.sort_by(|a, b| a.total_cmp(b));
     Row {

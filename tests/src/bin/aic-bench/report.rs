@@ -112,6 +112,15 @@ pub fn print(
         worker.version,
         worker.binary.display()
     );
+    print_table(rows);
+    print_legend(slow_in_flight, slow_latency_ms);
+    print_ratios(rows);
+    print_breakdown(rows);
+    print_stages(rows);
+}
+
+/// The table: one line per row.
+fn print_table(rows: &[Row]) {
     println!(
         "{:<42} {:>8} {:>10} {:>8} {:>9} {:>9} {:>6} {:>6} {:>8} {:>7} {:>8} {:>8} {:>8} {:>5} {:>6}",
         "scenario",
@@ -159,6 +168,10 @@ pub fn print(
             r.failed
         );
     }
+}
+
+/// What the table's columns and rows mean.
+fn print_legend(slow_in_flight: u16, slow_latency_ms: u64) {
     println!(
         "ratio: to the ceiling for the fast rows (the better of its two runs, before and after them); \
          to Little's law for the slow rows (calls in flight / the vendor's latency: {} / {} ms for the slow \
@@ -174,6 +187,11 @@ pub fn print(
          in the full rows the client also publishes the requests and reads the results while the worker runs",
         slow_in_flight, slow_latency_ms
     );
+}
+
+/// Each row's ratios beyond the table's: its steady rate, its share of the routed ceiling and
+/// of the AMQP path alone, and two workers against one.
+fn print_ratios(rows: &[Row]) {
     for r in rows.iter().filter(|r| r.steady_ratio.is_some()) {
         println!(
             "{}: {:.0}/s between its first and last result, {:.2} of Little's law",
@@ -210,8 +228,6 @@ pub fn print(
             r.vs_one_worker.unwrap_or_default()
         );
     }
-    print_breakdown(rows);
-    print_stages(rows);
 }
 
 /// Where an execution's time went inside the workers, one line per scenario through workers.
