@@ -233,76 +233,11 @@ impl TestEnv {
             Sandbox::start(listen).await
         }
         .expect("sandbox starts");
-        let db = DatabaseArgs {
-            database_url: db_url.clone(),
-            database_pool_size: 8,
-        };
-        let amqp = AmqpArgs {
-            amqp_url: SecretString::from(amqp_base.clone()),
-            amqp_namespace: namespace.clone(),
-        };
-        let credentials = CredentialArgs {
-            credential_keys: SecretString::from(aic_core::credentials::Keyring::generate_entry(
-                "test",
-            )),
-            credential_active_key: None,
-        };
-        let egress = EgressArgs {
-            egress_allow_hosts: vec!["127.0.0.1".into()],
-            // Atlassian's fixed OAuth and gateway hosts are served by the sandbox too.
-            vendor_endpoint_overrides: vec![
-                format!("https://auth.atlassian.com={}", sandbox.url()),
-                format!("https://api.atlassian.com={}", sandbox.url()),
-            ],
-        };
-        let serve = ServeArgs {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            log_json: false,
-            db: db.clone(),
-            amqp: amqp.clone(),
-            credentials: credentials.clone(),
-            egress: egress.clone(),
-        };
-        let app = Application::build(&serve)
-            .await
-            .expect("control plane builds (RabbitMQ must be running)");
-        let api = format!("http://{}", app.local_addr().expect("bound"));
-        let pool = app.state().pool.clone();
-        let mut stops = Vec::new();
-        let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(async move {
-            let _ = app
-                .run_until_stopped(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        stops.push((tx, handle));
+        let settings = Settings::new(db_url, &amqp_base, &namespace, &sandbox.url());
+        let (api, pool, control_plane) = control_plane(&settings).await;
+        let mut stops = vec![control_plane];
         let mut worker_admin = None;
-        let worker_args = WorkerArgs {
-            admin_listen: "127.0.0.1:0".parse().expect("addr"),
-            prefetch: opts.prefetch,
-            vendor_timeout_secs: opts.vendor_timeout_secs,
-            vendor_idle_connections: opts.vendor_idle_connections,
-            vendor_http2_streams: opts
-                .vendor_http2_streams
-                .unwrap_or(aic_core::vendor::HTTP2_STREAMS_PER_CONNECTION),
-            vendor_http2_prior_knowledge: opts.vendor_http2_streams.is_some(),
-            max_attempts: 3,
-            retry_base_ms: 10,
-            retry_cap_ms: opts.retry_cap_ms,
-            retry_budget_ms: 120_000,
-            retry_inline_max_ms: opts.retry_inline_max_ms,
-            connection_concurrency: 50,
-            quota_reserve_percent: 2.0,
-            shutdown_grace_secs: 10,
-            log_json: false,
-            threads: 1,
-            db: db.clone(),
-            amqp: amqp.clone(),
-            credentials: credentials.clone(),
-            egress: egress.clone(),
-        };
+        let worker_args = settings.worker(&opts);
         for _ in 0..if opts.worker { opts.workers.max(1) } else { 0 } {
             let (admin, tx, handle) = workers::launch(&worker_args).await;
             worker_admin.get_or_insert(admin);
@@ -357,4 +292,103 @@ pub fn assert_no_secret(haystack: &str, secret: &SecretString) {
         !haystack.contains(secret.expose_secret()),
         "a secret leaked into: {haystack}"
     );
+}
+
+/// What the environment's services share: its database, its namespace on the broker, a fresh
+/// credentials key, and egress to the sandbox only.
+struct Settings {
+    db: DatabaseArgs,
+    amqp: AmqpArgs,
+    credentials: CredentialArgs,
+    egress: EgressArgs,
+}
+
+impl Settings {
+    fn new(db_url: SecretString, amqp_url: &str, namespace: &str, sandbox: &str) -> Self {
+        Self {
+            db: DatabaseArgs {
+                database_url: db_url,
+                database_pool_size: 8,
+            },
+            amqp: AmqpArgs {
+                amqp_url: SecretString::from(amqp_url.to_string()),
+                amqp_namespace: namespace.to_string(),
+            },
+            credentials: CredentialArgs {
+                credential_keys: SecretString::from(
+                    aic_core::credentials::Keyring::generate_entry("test"),
+                ),
+                credential_active_key: None,
+            },
+            egress: EgressArgs {
+                egress_allow_hosts: vec!["127.0.0.1".into()],
+                // Atlassian's fixed OAuth and gateway hosts are served by the sandbox too.
+                vendor_endpoint_overrides: vec![
+                    format!("https://auth.atlassian.com={sandbox}"),
+                    format!("https://api.atlassian.com={sandbox}"),
+                ],
+            },
+        }
+    }
+
+    /// A worker's settings: `opts`' own, and short retries and grace for tests.
+    fn worker(&self, opts: &Options) -> WorkerArgs {
+        WorkerArgs {
+            admin_listen: "127.0.0.1:0".parse().expect("addr"),
+            prefetch: opts.prefetch,
+            vendor_timeout_secs: opts.vendor_timeout_secs,
+            vendor_idle_connections: opts.vendor_idle_connections,
+            vendor_http2_streams: opts
+                .vendor_http2_streams
+                .unwrap_or(aic_core::vendor::HTTP2_STREAMS_PER_CONNECTION),
+            vendor_http2_prior_knowledge: opts.vendor_http2_streams.is_some(),
+            max_attempts: 3,
+            retry_base_ms: 10,
+            retry_cap_ms: opts.retry_cap_ms,
+            retry_budget_ms: 120_000,
+            retry_inline_max_ms: opts.retry_inline_max_ms,
+            connection_concurrency: 50,
+            quota_reserve_percent: 2.0,
+            shutdown_grace_secs: 10,
+            log_json: false,
+            threads: 1,
+            db: self.db.clone(),
+            amqp: self.amqp.clone(),
+            credentials: self.credentials.clone(),
+            egress: self.egress.clone(),
+        }
+    }
+}
+
+/// Starts the control plane in this process: its API's base URL, its database pool, and what
+/// stops it.
+async fn control_plane(
+    settings: &Settings,
+) -> (
+    String,
+    deadpool_postgres::Pool,
+    (oneshot::Sender<()>, JoinHandle<()>),
+) {
+    let serve = ServeArgs {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        log_json: false,
+        db: settings.db.clone(),
+        amqp: settings.amqp.clone(),
+        credentials: settings.credentials.clone(),
+        egress: settings.egress.clone(),
+    };
+    let app = Application::build(&serve)
+        .await
+        .expect("control plane builds (RabbitMQ must be running)");
+    let api = format!("http://{}", app.local_addr().expect("bound"));
+    let pool = app.state().pool.clone();
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        let _ = app
+            .run_until_stopped(async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    (api, pool, (tx, handle))
 }
