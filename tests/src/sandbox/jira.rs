@@ -312,6 +312,33 @@ async fn create_issue_inner(
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
+    let project = fields
+        .get("project")
+        .and_then(|p| p["key"].as_str())
+        .map(str::to_string);
+    let problems = issue_problems(&s.jira, &fields, project.as_deref());
+    if !problems.is_empty() {
+        return errors(StatusCode::BAD_REQUEST, &[], problems);
+    }
+    let id = s.jira.next_id.fetch_add(1, Ordering::SeqCst);
+    let project = project.unwrap_or_default();
+    let n = lock(&s.jira.issues)
+        .values()
+        .filter(|(_, f)| f["project"]["key"] == project.as_str())
+        .count()
+        + 1;
+    let key = format!("{project}-{n}");
+    lock(&s.jira.issues).insert(key.clone(), (id.to_string(), Value::Object(fields)));
+    created(&s, id, &key)
+}
+
+/// What Jira would refuse in a new issue's `fields`, by field: a field it does not know, the
+/// project (`project`, its key) and issue type, and each value it checks.
+fn issue_problems(
+    jira: &Site,
+    fields: &Map<String, Value>,
+    project: Option<&str>,
+) -> Map<String, Value> {
     let mut problems = Map::new();
     let known = [
         "project",
@@ -330,14 +357,7 @@ async fn create_issue_inner(
             )),
         );
     }
-    let project = fields
-        .get("project")
-        .and_then(|p| p["key"].as_str())
-        .map(str::to_string);
-    if !project
-        .as_ref()
-        .is_some_and(|p| lock(&s.jira.projects).contains(p))
-    {
+    if !project.is_some_and(|p| lock(&jira.projects).iter().any(|k| k == p)) {
         problems.insert("project".into(), json!("valid project is required"));
     }
     if !fields
@@ -347,6 +367,13 @@ async fn create_issue_inner(
     {
         problems.insert("issuetype".into(), json!("valid issue type is required"));
     }
+    value_problems(fields, &mut problems);
+    problems
+}
+
+/// The summary, description (Atlassian Document Format), priority and labels Jira would
+/// refuse, added to `problems`.
+fn value_problems(fields: &Map<String, Value>, problems: &mut Map<String, Value>) {
     match fields.get("summary").and_then(Value::as_str) {
         None | Some("") => {
             problems.insert(
@@ -395,19 +422,6 @@ async fn create_issue_inner(
             );
         }
     }
-    if !problems.is_empty() {
-        return errors(StatusCode::BAD_REQUEST, &[], problems);
-    }
-    let id = s.jira.next_id.fetch_add(1, Ordering::SeqCst);
-    let project = project.unwrap_or_default();
-    let n = lock(&s.jira.issues)
-        .values()
-        .filter(|(_, f)| f["project"]["key"] == project.as_str())
-        .count()
-        + 1;
-    let key = format!("{project}-{n}");
-    lock(&s.jira.issues).insert(key.clone(), (id.to_string(), Value::Object(fields)));
-    created(&s, id, &key)
 }
 
 /// Jira's answer to a created issue: its id, key and address.

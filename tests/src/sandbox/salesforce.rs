@@ -317,7 +317,7 @@ async fn upsert(
                 json!({"id": new_id(schema.prefix), "success": true, "errors": [], "created": true}),
             );
         }
-        let mut fields: Map<String, Value> = match serde_json::from_slice::<Value>(&body) {
+        let fields: Map<String, Value> = match serde_json::from_slice::<Value>(&body) {
             Ok(Value::Object(m)) => m,
             _ => {
                 return errors(
@@ -342,59 +342,68 @@ async fn upsert(
                 )],
             );
         }
-        let mut records = lock(&s.salesforce.records);
-        let holders: Vec<String> = records
-            .iter()
-            .filter(|(_, (t, v))| {
-                *t == sobject && v.get(&field) == Some(&Value::String(value.clone()))
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
-        match holders.as_slice() {
-            [] => {
-                drop(records);
-                let exists = |id: &str| lock(&s.salesforce.records).contains_key(id);
-                if let Err(list) =
-                    super::salesforce_schema::validate(schema, &sobject, &fields, &exists)
-                {
-                    return errors(StatusCode::BAD_REQUEST, list);
-                }
-                fields.insert(field.clone(), Value::String(value.clone()));
-                let id = new_id(schema.prefix);
-                lock(&s.salesforce.records)
-                    .insert(id.clone(), (sobject.clone(), Value::Object(fields)));
+        upsert_into(&s, schema, (&version, &sobject), (&field, &value), fields)
+    })
+}
+
+/// Creates the `sobject` whose external id `field` is `value` from `fields`, or updates the
+/// one record holding it; several holding it: 300 with each one's address.
+fn upsert_into(
+    s: &SandboxState,
+    schema: &'static super::salesforce_schema::Schema,
+    (version, sobject): (&str, &str),
+    (field, value): (&str, &str),
+    mut fields: Map<String, Value>,
+) -> (StatusCode, Value) {
+    let mut records = lock(&s.salesforce.records);
+    let holders: Vec<String> = records
+        .iter()
+        .filter(|(_, (t, v))| {
+            *t == sobject && v.get(field) == Some(&Value::String(value.to_string()))
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    match holders.as_slice() {
+        [] => {
+            drop(records);
+            let exists = |id: &str| lock(&s.salesforce.records).contains_key(id);
+            if let Err(list) = super::salesforce_schema::validate(schema, sobject, &fields, &exists)
+            {
+                return errors(StatusCode::BAD_REQUEST, list);
+            }
+            fields.insert(field.to_string(), Value::String(value.to_string()));
+            let id = new_id(schema.prefix);
+            lock(&s.salesforce.records)
+                .insert(id.clone(), (sobject.to_string(), Value::Object(fields)));
+            (
+                StatusCode::CREATED,
+                json!({"id": id, "success": true, "errors": [], "created": true}),
+            )
+        }
+        [id] => {
+            if let Some((_, Value::Object(existing))) = records.get_mut(id) {
+                existing.extend(fields);
+            }
+            if s.salesforce.legacy_upsert_204.load(Ordering::SeqCst) {
+                (StatusCode::NO_CONTENT, Value::Null)
+            } else {
                 (
-                    StatusCode::CREATED,
-                    json!({"id": id, "success": true, "errors": [], "created": true}),
+                    StatusCode::OK,
+                    json!({"id": id, "success": true, "errors": [], "created": false}),
                 )
             }
-            [id] => {
-                if let Some((_, Value::Object(existing))) = records.get_mut(id) {
-                    existing.extend(fields);
-                }
-                if s.salesforce.legacy_upsert_204.load(Ordering::SeqCst) {
-                    (StatusCode::NO_CONTENT, Value::Null)
-                } else {
-                    (
-                        StatusCode::OK,
-                        json!({"id": id, "success": true, "errors": [], "created": false}),
-                    )
-                }
-            }
-            many => (
-                StatusCode::MULTIPLE_CHOICES,
-                Value::Array(
-                    many.iter()
-                        .map(|id| {
-                            Value::String(format!(
-                                "/services/data/{version}/sobjects/{sobject}/{id}"
-                            ))
-                        })
-                        .collect(),
-                ),
-            ),
         }
-    })
+        many => (
+            StatusCode::MULTIPLE_CHOICES,
+            Value::Array(
+                many.iter()
+                    .map(|id| {
+                        Value::String(format!("/services/data/{version}/sobjects/{sobject}/{id}"))
+                    })
+                    .collect(),
+            ),
+        ),
+    }
 }
 
 /// `GET …/sobjects/{sobject}/{field}/{value}`: the record holding that external id.

@@ -174,6 +174,18 @@ pub(super) fn validate(
     body: &Map<String, Value>,
     exists: &dyn Fn(&str) -> bool,
 ) -> Result<(), Vec<Value>> {
+    known_fields(schema, sobject, body)?;
+    typed(schema, body)?;
+    required(schema, body)?;
+    values(schema, body, exists)
+}
+
+/// Refuses a field the sobject does not have, or one no one may set (`Id`).
+fn known_fields(
+    schema: &Schema,
+    sobject: &str,
+    body: &Map<String, Value>,
+) -> Result<(), Vec<Value>> {
     for name in body.keys() {
         if name == "Id" {
             return Err(vec![
@@ -186,6 +198,11 @@ pub(super) fn validate(
             ]);
         }
     }
+    Ok(())
+}
+
+/// Refuses a value of the wrong JSON type for its field.
+fn typed(schema: &Schema, body: &Map<String, Value>) -> Result<(), Vec<Value>> {
     // Type errors surface from the JSON deserializer before anything else.
     for field in schema.fields {
         let Some(v) = body.get(field.name).filter(|v| !v.is_null()) else {
@@ -212,6 +229,11 @@ pub(super) fn validate(
             return Err(vec![json_parser(kind, v)]);
         }
     }
+    Ok(())
+}
+
+/// Refuses a record without its required fields.
+fn required(schema: &Schema, body: &Map<String, Value>) -> Result<(), Vec<Value>> {
     let missing: Vec<&str> = schema
         .fields
         .iter()
@@ -225,6 +247,16 @@ pub(super) fn validate(
             &missing,
         )]);
     }
+    Ok(())
+}
+
+/// Every value its field refuses: too long, not an e-mail address, not in the picklist, not
+/// an id of the referenced sobject, or of no record.
+fn values(
+    schema: &Schema,
+    body: &Map<String, Value>,
+    exists: &dyn Fn(&str) -> bool,
+) -> Result<(), Vec<Value>> {
     let mut problems = Vec::new();
     for field in schema.fields {
         let Some(text) = body.get(field.name).and_then(as_text) else {

@@ -162,55 +162,15 @@ async fn post_message(
         Ok(v @ Value::Object(_)) => v,
         _ => return fail("invalid_json"),
     };
-    let wanted = body["channel"]
-        .as_str()
-        .unwrap_or("")
-        .trim_start_matches('#')
-        .to_string();
-    let Some(channel) = lock(&w.channels)
-        .iter()
-        .find(|c| c.id == wanted || c.name == wanted)
-        .cloned()
-    else {
-        return fail("channel_not_found");
+    let channel = match postable_channel(w, &body) {
+        Ok(channel) => channel,
+        Err(refused) => return refused,
     };
-    if channel.archived {
-        return fail("is_archived");
-    }
-    if !channel.member {
-        return fail("not_in_channel");
+    if let Some(refused) = refused_content(&body) {
+        return refused;
     }
     let text = body["text"].as_str().unwrap_or("");
     let blocks = body.get("blocks").cloned();
-    if text.is_empty() && blocks.is_none() {
-        return fail("no_text");
-    }
-    if text.chars().count() > 40_000 {
-        return fail("msg_too_long");
-    }
-    if let Some(b) = &blocks {
-        let bad = b
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .position(|x| !x["type"].as_str().is_some_and(|t| BLOCK_TYPES.contains(&t)))
-            })
-            .unwrap_or(Some(0));
-        if let Some(i) = bad {
-            return slack(
-                StatusCode::OK,
-                json!({"ok": false, "error": "invalid_blocks", "response_metadata": {"messages": [format!("[ERROR] unsupported type [json-pointer:/blocks/{i}/type]")]}}),
-            );
-        }
-    }
-    if let Some(ts) = body["thread_ts"].as_str() {
-        let valid = ts.split_once('.').is_some_and(|(a, b)| {
-            !a.is_empty() && !b.is_empty() && a.chars().chain(b.chars()).all(|c| c.is_ascii_digit())
-        });
-        if !valid {
-            return fail("thread_not_found");
-        }
-    }
     if let Some(wait) = rate_limited(w, &channel.id) {
         let mut resp = slack(
             StatusCode::TOO_MANY_REQUESTS,
@@ -234,6 +194,66 @@ async fn post_message(
         StatusCode::OK,
         json!({"ok": true, "channel": channel.id, "ts": ts, "message": message}),
     )
+}
+
+/// The channel the message names (`#name` or id), if the app may post in it.
+fn postable_channel(w: &Workspace, body: &Value) -> Result<Channel, Response> {
+    let wanted = body["channel"]
+        .as_str()
+        .unwrap_or("")
+        .trim_start_matches('#')
+        .to_string();
+    let Some(channel) = lock(&w.channels)
+        .iter()
+        .find(|c| c.id == wanted || c.name == wanted)
+        .cloned()
+    else {
+        return Err(fail("channel_not_found"));
+    };
+    if channel.archived {
+        return Err(fail("is_archived"));
+    }
+    if !channel.member {
+        return Err(fail("not_in_channel"));
+    }
+    Ok(channel)
+}
+
+/// Slack's answer to a message it refuses for what it says: no text nor blocks, text too long,
+/// a block of an unknown type, or a thread timestamp that is not one.
+fn refused_content(body: &Value) -> Option<Response> {
+    let text = body["text"].as_str().unwrap_or("");
+    let blocks = body.get("blocks");
+    if text.is_empty() && blocks.is_none() {
+        return Some(fail("no_text"));
+    }
+    if text.chars().count() > 40_000 {
+        return Some(fail("msg_too_long"));
+    }
+    if let Some(b) = blocks {
+        let bad = b
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .position(|x| !x["type"].as_str().is_some_and(|t| BLOCK_TYPES.contains(&t)))
+            })
+            .unwrap_or(Some(0));
+        if let Some(i) = bad {
+            return Some(slack(
+                StatusCode::OK,
+                json!({"ok": false, "error": "invalid_blocks", "response_metadata": {"messages": [format!("[ERROR] unsupported type [json-pointer:/blocks/{i}/type]")]}}),
+            ));
+        }
+    }
+    if let Some(ts) = body["thread_ts"].as_str() {
+        let valid = ts.split_once('.').is_some_and(|(a, b)| {
+            !a.is_empty() && !b.is_empty() && a.chars().chain(b.chars()).all(|c| c.is_ascii_digit())
+        });
+        if !valid {
+            return Some(fail("thread_not_found"));
+        }
+    }
+    None
 }
 
 /// A new message's timestamp (`seconds.micros`, unique in the workspace).
