@@ -100,33 +100,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let sandbox_url = format!("http://127.0.0.1:{}", args.sandbox_port);
     let api = format!("http://127.0.0.1:{}", args.api_port);
     let metrics_url = format!("http://127.0.0.1:{}/metrics", args.worker_port);
-    let mut procs = vec![procs::spawn(
-        &bin_dir,
-        &logs,
-        "aic-sandbox",
-        &[
-            "--listen",
-            &format!("127.0.0.1:{}", args.sandbox_port),
-            "--salesforce-client",
-            &format!("{client_id}:{client_secret}"),
-        ],
-        &env,
-    )?];
-    let mut cp_env = env.clone();
-    cp_env.push(("AIC_LISTEN", format!("127.0.0.1:{}", args.api_port)));
-    procs.push(procs::spawn(
-        &bin_dir,
-        &logs,
-        "aic-control-plane",
-        &["serve"],
-        &cp_env,
-    )?);
-    let mut w_env = env.clone();
-    w_env.push((
-        "AIC_WORKER_ADMIN_LISTEN",
-        format!("127.0.0.1:{}", args.worker_port),
-    ));
-    procs.push(procs::spawn(&bin_dir, &logs, "aic-worker", &[], &w_env)?);
+    let salesforce_client = format!("{client_id}:{client_secret}");
+    let mut procs = spawn_all(&args, (&bin_dir, &logs), &env, &salesforce_client)?;
 
     let outcome = async {
         let http = reqwest::Client::new();
@@ -169,6 +144,46 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         p.terminate().await;
     }
     outcome
+}
+
+/// Spawns the sandbox (knowing the Salesforce client `salesforce_client`, `id:secret`), the
+/// control plane and one worker from `bin_dir`, each logging into `logs`.
+fn spawn_all(
+    args: &Args,
+    (bin_dir, logs): (&std::path::Path, &std::path::Path),
+    env: &[(&str, String)],
+    salesforce_client: &str,
+) -> anyhow::Result<Vec<procs::Proc>> {
+    let sandbox_listen = format!("127.0.0.1:{}", args.sandbox_port);
+    let sandbox_args = [
+        "--listen",
+        &sandbox_listen,
+        "--salesforce-client",
+        salesforce_client,
+    ];
+    let mut procs = vec![procs::spawn(
+        bin_dir,
+        logs,
+        "aic-sandbox",
+        &sandbox_args,
+        env,
+    )?];
+    let mut cp_env = env.to_vec();
+    cp_env.push(("AIC_LISTEN", format!("127.0.0.1:{}", args.api_port)));
+    procs.push(procs::spawn(
+        bin_dir,
+        logs,
+        "aic-control-plane",
+        &["serve"],
+        &cp_env,
+    )?);
+    let mut w_env = env.to_vec();
+    w_env.push((
+        "AIC_WORKER_ADMIN_LISTEN",
+        format!("127.0.0.1:{}", args.worker_port),
+    ));
+    procs.push(procs::spawn(bin_dir, logs, "aic-worker", &[], &w_env)?);
+    Ok(procs)
 }
 
 async fn recreate_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
