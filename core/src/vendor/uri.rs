@@ -38,9 +38,8 @@ fn plain_join(base: &Url, path: &str) -> Option<String> {
         None => (path, None),
     };
     let plain = path.starts_with('/')
-        && path.bytes().all(|b| KEPT[usize::from(b)] & IN_PATH != 0)
-        && query.is_none_or(|q| q.bytes().all(|b| KEPT[usize::from(b)] & IN_QUERY != 0))
-        && !path.split('/').any(dot_segment);
+        && plain_path(path.as_bytes())
+        && query.is_none_or(|q| q.bytes().all(|b| KEPT[usize::from(b)] & IN_QUERY != 0));
     if !plain {
         return None;
     }
@@ -59,9 +58,28 @@ fn plain_join(base: &Url, path: &str) -> Option<String> {
     Some(text)
 }
 
+/// Whether `url` keeps every byte of `path` as given and resolves none of its segments away,
+/// in one pass: splitting the path on `/` as a `str` and testing each segment cost ~1 k
+/// instructions per call (a search for the next `/` set up for every segment), ~0.9% of a
+/// worker's per execution.
+fn plain_path(path: &[u8]) -> bool {
+    let mut segment = 0;
+    for (at, &b) in path.iter().enumerate() {
+        if KEPT[usize::from(b)] & IN_PATH == 0 {
+            return false;
+        }
+        if b == b'/' {
+            if dot_segment(&path[segment..at]) {
+                return false;
+            }
+            segment = at + 1;
+        }
+    }
+    !dot_segment(&path[segment..])
+}
+
 /// A segment `url` would resolve away: `.` or `..`, a dot also written `%2e` or `%2E`.
-fn dot_segment(segment: &str) -> bool {
-    let s = segment.as_bytes();
+fn dot_segment(s: &[u8]) -> bool {
     let dot = |at: usize| match s.get(at) {
         Some(b'.') => Some(at + 1),
         Some(b'%')
