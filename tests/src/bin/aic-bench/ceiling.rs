@@ -68,7 +68,14 @@ pub async fn ceiling(env: &TestEnv, n: usize, prefetch: u16, route: Route, label
         }
     });
     fill(conn, &q, n).await;
-    let (elapsed, spent) = answer(conn, &q, prefetch, to, n).await;
+    // The consumer and its channels outlive the queues' deletion below, as the broker then
+    // cancels the consumer itself: dropped before, lapin would cancel it while the broker
+    // answers, and take the late cancel-ok for a protocol error that closes the connection.
+    let (_consume, mut consumer) = subscribe(conn, &q, prefetch).await;
+    let results = aic_core::amqp::confirm_channel(conn)
+        .await
+        .expect("channel");
+    let (elapsed, spent) = answer(&mut consumer, &results, to, n).await;
     for name in [&q, &out] {
         let _ = setup
             .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
@@ -142,25 +149,18 @@ async fn fill(conn: &lapin::Connection, q: &str, n: usize) {
     window.settle().await;
 }
 
-/// Takes the `n` requests off `q` with `prefetch`, each answered on its own task: its result
-/// published to `to` (exchange, key) and confirmed, then the request acked. The time it took,
-/// in seconds, and the machine's CPU over it.
-async fn answer(
+/// A consumer of `q` with `prefetch`, on a channel of its own.
+async fn subscribe(
     conn: &lapin::Connection,
     q: &str,
     prefetch: u16,
-    to: std::sync::Arc<(String, String)>,
-    n: usize,
-) -> (f64, CpuSpent) {
+) -> (lapin::Channel, lapin::Consumer) {
     let consume = conn.create_channel().await.expect("channel");
     consume
         .basic_qos(prefetch, BasicQosOptions::default())
         .await
         .expect("qos");
-    let results = aic_core::amqp::confirm_channel(conn)
-        .await
-        .expect("channel");
-    let mut consumer = consume
+    let consumer = consume
         .basic_consume(
             q.into(),
             "bench".into(),
@@ -169,6 +169,18 @@ async fn answer(
         )
         .await
         .expect("consume");
+    (consume, consumer)
+}
+
+/// Takes `n` requests off `consumer`, each answered on its own task: its result published on
+/// `results` to `to` (exchange, key) and confirmed, then the request acked. The time it took,
+/// in seconds, and the machine's CPU over it.
+async fn answer(
+    consumer: &mut lapin::Consumer,
+    results: &lapin::Channel,
+    to: std::sync::Arc<(String, String)>,
+    n: usize,
+) -> (f64, CpuSpent) {
     let cpu = CpuWindow::start(&[]);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
