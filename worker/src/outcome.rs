@@ -44,6 +44,15 @@ pub(crate) fn failed(
     }
 }
 
+/// The vendor call succeeded; `deduplicated` when the vendor says it found the record rather
+/// than created it (an upsert).
+pub(crate) fn succeeded(success: aic_core::vendor::CallSuccess, attempts: u32) -> Outcome {
+    Outcome {
+        deduplicated: success.created == Some(false),
+        ..deduplicated(success.output, attempts)
+    }
+}
+
 /// The record was already at the vendor (found by its dedupe handle).
 pub(crate) fn deduplicated(output: serde_json::Map<String, Value>, attempts: u32) -> Outcome {
     Outcome {

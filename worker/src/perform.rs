@@ -10,11 +10,11 @@
 use crate::dedupe::Landed;
 use crate::executor::Ctx;
 use crate::ledger::{LedgerError, Mark};
-use crate::outcome::{self, Outcome, deduplicated, failed, from_failure};
+use crate::outcome::{self, Outcome, deduplicated, failed, from_failure, succeeded};
 use crate::resolve::{Refusal, Resolved};
 use crate::{invoke, publish};
 use aic_core::vendor::{Call, Vendor, VendorFailure};
-use aic_proto::{ExecutionErrorCode, ExecutionRequestV1, ExecutionStatus};
+use aic_proto::{ExecutionErrorCode, ExecutionRequestV1};
 use chrono::Utc;
 use serde_json::Value;
 use tracing::Instrument;
@@ -290,18 +290,6 @@ async fn settle(
     }
 }
 
-/// The outcome of a vendor call that succeeded.
-fn succeeded(success: aic_core::vendor::CallSuccess, attempts: u32) -> Outcome {
-    Outcome {
-        deduplicated: success.created == Some(false),
-        status: ExecutionStatus::Succeeded,
-        output: Some(success.output),
-        error: None,
-        attempts,
-        ..failed(ExecutionErrorCode::Internal, String::new(), None)
-    }
-}
-
 /// The retry policy of this delivery's attempts, resumed after those of the deliveries before
 /// it; with when the first attempt was made (Unix milliseconds) and how long ago.
 #[inline(always)]
@@ -310,12 +298,9 @@ fn retry_policy(
     def: &aic_proto::AutomationDefinition,
     handoff: publish::Handoff,
 ) -> (crate::retry::RetryPolicy, i64, std::time::Duration) {
-    let first_ms = handoff
-        .first_attempt_ms
-        .unwrap_or_else(|| Utc::now().timestamp_millis());
-    let since_first = std::time::Duration::from_millis(
-        u64::try_from(Utc::now().timestamp_millis() - first_ms).unwrap_or(0),
-    );
+    let now = Utc::now().timestamp_millis();
+    let first_ms = handoff.first_attempt_ms.unwrap_or(now);
+    let since_first = std::time::Duration::from_millis(u64::try_from(now - first_ms).unwrap_or(0));
     let policy = ctx
         .retry
         .with(def.retry.as_ref())

@@ -63,6 +63,7 @@ impl Worker {
             grace: Duration::from_secs(args.shutdown_grace_secs),
         };
         let metrics = Metrics::new();
+        let egress = args.egress.policy();
         metrics.zero(&catalog);
         let ctx = Ctx {
             catalog,
@@ -78,10 +79,10 @@ impl Worker {
             keyring,
             http: aic_core::vendor::VendorHttp::new(
                 args.http_settings(metrics.vendor_connections_opened.clone()),
-                &args.egress.policy(),
+                &egress,
             )
             .map_err(|e| anyhow::anyhow!("could not build the vendor HTTP client: {e}"))?,
-            egress: args.egress.policy(),
+            egress,
             tokens: TokenCache::default(),
             metrics,
             funnel: crate::funnel::Funnel::start(broker.clone()),

@@ -358,9 +358,7 @@ fn upsert_into(
     let mut records = lock(&s.salesforce.records);
     let holders: Vec<String> = records
         .iter()
-        .filter(|(_, (t, v))| {
-            *t == sobject && v.get(field) == Some(&Value::String(value.to_string()))
-        })
+        .filter(|(_, (t, v))| *t == sobject && v.get(field).and_then(Value::as_str) == Some(value))
         .map(|(id, _)| id.clone())
         .collect();
     match holders.as_slice() {
