@@ -73,7 +73,7 @@ pub async fn drive(sys: &System<'_>) -> anyhow::Result<bool> {
     let conn =
         aic_core::amqp::connect(&SecretString::from(sys.args.amqp_url.clone()), "aic-demo").await?;
     let ch = aic_core::amqp::confirm_channel(&conn).await?;
-    let (reply_queue, consumer) = aic_core::amqp::private_queue(&ch).await?;
+    let (reply_queue, mut consumer) = aic_core::amqp::private_queue(&ch).await?;
     let sent = enqueue(sys, &ch, &reply_queue, tenant, automation).await?;
     println!(
         "  {} requests confirmed by the broker; results come back on reply queue {reply_queue}",
@@ -81,7 +81,7 @@ pub async fn drive(sys: &System<'_>) -> anyhow::Result<bool> {
     );
 
     step("Results");
-    let (ok, expected_failure, other) = results(&sent, consumer).await?;
+    let (ok, expected_failure, other) = results(&sent, &mut consumer).await?;
     show_metrics(sys).await?;
     let good = ok == sent.len() - 1 && expected_failure == 1 && other == 0;
     println!(
@@ -250,7 +250,7 @@ async fn enqueue(
 /// refusals expected of the blank Company, and anything else.
 async fn results(
     sent: &Sent,
-    mut consumer: lapin::Consumer,
+    consumer: &mut lapin::Consumer,
 ) -> anyhow::Result<(usize, usize, usize)> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let (mut ok, mut expected_failure, mut other) = (0, 0, 0);
