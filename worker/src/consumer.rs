@@ -78,19 +78,19 @@ pub async fn run(
     let mut acker: Option<Acks> = None;
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(200);
-    'session: loop {
+    loop {
         let (ch, mut consumer) = tokio::select! {
-            _ = &mut shutdown => break 'session,
+            _ = &mut shutdown => break,
             r = subscribe(&broker, &s) => match r {
                 Ok(v) => v,
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot consume; RabbitMQ unavailable");
                     tokio::select! {
-                        _ = &mut shutdown => break 'session,
+                        _ = &mut shutdown => break,
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(10));
-                    continue 'session;
+                    continue;
                 }
             }
         };
@@ -99,42 +99,21 @@ pub async fn run(
         consuming.store(true, Ordering::SeqCst);
         backoff = Duration::from_millis(200);
         tracing::info!(queue = %s.queue, tag = %s.tag, "consuming");
-        loop {
-            // Deliveries first: the shutdown signal (two signal streams) is then polled once
-            // per wake-up, when no delivery is left, not once per delivery, and no random
-            // branch order is drawn. At most a prefetch of deliveries comes before it.
-            tokio::select! {
-                biased;
-                next = consumer.next() => match next {
-                    Some(Ok(delivery)) => {
-                        // Finished tasks are reaped here rather than in a select branch of
-                        // their own: that branch woke this loop once more per execution to
-                        // join one task (~2 k instructions of a ~143 k execution). Until the
-                        // next delivery at most a prefetch of them wait, each its task's
-                        // allocation with the future already dropped.
-                        while tasks.try_join_next().is_some() {}
-                        tasks.spawn(process(ctx.clone(), delivery, acks.clone()));
-                    }
-                    other => {
-                        consuming.store(false, Ordering::SeqCst);
-                        let why = match other {
-                            Some(Err(e)) => e.to_string(),
-                            _ => "the broker closed the consumer".into(),
-                        };
-                        // In-flight deliveries of the dead channel will be redelivered; the
-                        // ledger answers those that finished.
-                        tracing::warn!(reason = %why, "consumer lost; reconnecting");
-                        continue 'session;
-                    }
-                },
-                _ = &mut shutdown => {
-                    consuming.store(false, Ordering::SeqCst);
-                    // Stop receiving first, so nothing new starts while we drain.
-                    let _ = ch.basic_cancel(s.tag.as_str().into(), BasicCancelOptions::default()).await;
-                    break 'session;
-                }
+        let ended = consume(&ctx, &mut consumer, &acks, &mut tasks, shutdown.as_mut()).await;
+        consuming.store(false, Ordering::SeqCst);
+        match ended {
+            // In-flight deliveries of the dead channel will be redelivered; the ledger answers
+            // those that finished.
+            Ended::Lost(why) => tracing::warn!(reason = %why, "consumer lost; reconnecting"),
+            Ended::Shutdown => {
+                // Stop receiving first, so nothing new starts while we drain.
+                let _ = ch
+                    .basic_cancel(s.tag.as_str().into(), BasicCancelOptions::default())
+                    .await;
+                break;
             }
         }
+        // The channel and its consumer are dropped here, as the next session starts.
     }
     consuming.store(false, Ordering::SeqCst);
     ctx.stopping.store(true, Ordering::SeqCst);
@@ -143,6 +122,46 @@ pub async fn run(
         acker.finish(Duration::from_secs(5)).await;
     }
     Ok(())
+}
+
+/// Why a channel's consuming ended.
+enum Ended {
+    /// `shutdown` resolved: the consumer is to be cancelled and the work drained.
+    Shutdown,
+    /// The consumer's stream failed or the broker closed it: consume again on a new channel.
+    Lost(String),
+}
+
+/// Spawns a task per delivery of `consumer` until `shutdown` resolves or the consumer is lost.
+async fn consume(
+    ctx: &Arc<Ctx>,
+    consumer: &mut lapin::Consumer,
+    acks: &AckHandle,
+    tasks: &mut JoinSet<()>,
+    mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Ended {
+    loop {
+        // Deliveries first: the shutdown signal (two signal streams) is then polled once per
+        // wake-up, when no delivery is left, not once per delivery, and no random branch order
+        // is drawn. At most a prefetch of deliveries comes before it.
+        tokio::select! {
+            biased;
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => {
+                    // Finished tasks are reaped here rather than in a select branch of their
+                    // own: that branch woke this loop once more per execution to join one task
+                    // (~2 k instructions of a ~143 k execution). Until the next delivery at
+                    // most a prefetch of them wait, each its task's allocation with the future
+                    // already dropped.
+                    while tasks.try_join_next().is_some() {}
+                    tasks.spawn(process(ctx.clone(), delivery, acks.clone()));
+                }
+                Some(Err(e)) => return Ended::Lost(e.to_string()),
+                None => return Ended::Lost("the broker closed the consumer".into()),
+            },
+            _ = &mut shutdown => return Ended::Shutdown,
+        }
+    }
 }
 
 /// A channel consuming the queue, at most a prefetch of deliveries unacked: the worker's

@@ -84,34 +84,14 @@ impl Budgets {
         };
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        // The row lock serialises the fleet's renewals of one connection.
-        let Some(row) = tx
-            .query_opt(
-                "SELECT max_concurrency, throttled_until, throttle_reason FROM connections WHERE id = $1 FOR UPDATE",
-                &[&conn.0],
-            )
-            .await?
-        else {
+        let Some((own_cap, throttle)) = Self::lock_connection(&tx, conn).await? else {
             // No share to lease: none is left to call on (the connection's leases and
             // cool-downs went with its row).
             slots.count.lower(0);
             return Ok(Renewed::Gone);
         };
-        let cap = i64::from(
-            row.get::<_, Option<i32>>(0)
-                .or(cap)
-                .unwrap_or(self.default_cap as i32),
-        );
-        let throttle: Option<DateTime<Utc>> = row.get(1);
-        let reason: Option<String> = row.get(2);
-        // The scoped cool-downs other workers recorded (and the expired ones cleared away).
-        let scoped = tx
-            .query(
-                "WITH gone AS (DELETE FROM connection_cooldowns WHERE connection_id = $1 AND until <= now()) \
-                 SELECT scope, until, reason FROM connection_cooldowns WHERE connection_id = $1 AND until > now()",
-                &[&conn.0],
-            )
-            .await?;
+        let cap = i64::from(own_cap.or(cap).unwrap_or(self.default_cap as i32));
+        let scoped = Self::cooldowns(&tx, conn).await?;
         let (others_slots, others_wanted, others_active, others_leases) =
             self.others(&tx, conn).await?;
         let capacity = i64::from(self.capacity);
@@ -132,13 +112,43 @@ impl Budgets {
         let recorded = grant.max(in_use);
         self.record(&tx, conn, recorded, wanted).await?;
         tx.commit().await?;
-        applied(
-            slots,
-            grant,
-            throttle.map(|until| (until, reason.unwrap_or_default())),
-            scoped,
-        );
+        applied(slots, grant, throttle, scoped);
         Ok(Renewed::Done)
+    }
+
+    /// Locks `conn`'s row, which serialises the fleet's renewals of one connection, and reads
+    /// its own cap and its cool-down; `None` once the row is gone.
+    async fn lock_connection(
+        tx: &deadpool_postgres::Transaction<'_>,
+        conn: ConnectionId,
+    ) -> Result<Option<(Option<i32>, Option<(DateTime<Utc>, String)>)>, tokio_postgres::Error> {
+        let row = tx
+            .query_opt(
+                "SELECT max_concurrency, throttled_until, throttle_reason FROM connections WHERE id = $1 FOR UPDATE",
+                &[&conn.0],
+            )
+            .await?;
+        Ok(row.map(|row| {
+            let throttle: Option<DateTime<Utc>> = row.get(1);
+            let reason: Option<String> = row.get(2);
+            (
+                row.get(0),
+                throttle.map(|until| (until, reason.unwrap_or_default())),
+            )
+        }))
+    }
+
+    /// The scoped cool-downs of `conn` other workers recorded, the expired ones cleared away.
+    async fn cooldowns(
+        tx: &deadpool_postgres::Transaction<'_>,
+        conn: ConnectionId,
+    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        tx.query(
+            "WITH gone AS (DELETE FROM connection_cooldowns WHERE connection_id = $1 AND until <= now()) \
+             SELECT scope, until, reason FROM connection_cooldowns WHERE connection_id = $1 AND until > now()",
+            &[&conn.0],
+        )
+        .await
     }
 
     /// The other workers' live leases of `conn`: their slots, the slots they want, how many
