@@ -40,23 +40,7 @@ pub async fn ceiling(env: &TestEnv, n: usize, prefetch: u16, route: Route, label
     env.owns_queue(&out);
     env.owns_exchange(&exchange);
     let setup = conn.create_channel().await.expect("channel");
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    let in_args = match route {
-        Route::Queue => aic_core::amqp::quorum_queue_arguments(),
-        Route::Contract => aic_core::amqp::executions_queue_arguments(&env.names),
-    };
-    for (name, args) in [
-        (&q, in_args),
-        (&out, aic_core::amqp::quorum_queue_arguments()),
-    ] {
-        setup
-            .queue_declare(name.as_str().into(), durable, args)
-            .await
-            .expect("queue");
-    }
+    declare(&setup, env, [&q, &out], route).await;
     // Where each result is published: the default exchange and the queue's name, or the
     // contract's topic exchange and key (shared by the tasks, not copied for each).
     let to = std::sync::Arc::new(match route {
@@ -95,6 +79,28 @@ pub async fn ceiling(env: &TestEnv, n: usize, prefetch: u16, route: Route, label
         machine_steal_pct: spent.machine_steal_pct,
         machine_cpu_us_by_process: spent.by_process_us,
         ..Row::default()
+    }
+}
+
+/// Declares the row's durable queues of requests and of results: the requests' with the
+/// executions queue's arguments on the contract's route.
+async fn declare(setup: &lapin::Channel, env: &TestEnv, [q, out]: [&String; 2], route: Route) {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let in_args = match route {
+        Route::Queue => aic_core::amqp::quorum_queue_arguments(),
+        Route::Contract => aic_core::amqp::executions_queue_arguments(&env.names),
+    };
+    for (name, args) in [
+        (q, in_args),
+        (out, aic_core::amqp::quorum_queue_arguments()),
+    ] {
+        setup
+            .queue_declare(name.as_str().into(), durable, args)
+            .await
+            .expect("queue");
     }
 }
 

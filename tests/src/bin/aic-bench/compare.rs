@@ -228,28 +228,7 @@ pub fn warnings(reports: &[Report]) -> Vec<String> {
         }
     }
     for (i, r) in reports.iter().enumerate() {
-        if r.json["machine"]["commit"]
-            .as_str()
-            .is_some_and(|c| c.ends_with("-dirty"))
-        {
-            out.push(format!(
-                "run {} ({}) was built with uncommitted changes",
-                letter(i),
-                r.path
-            ));
-        }
-        for row in r.rows() {
-            if let Some(steal) = row["machine_steal_pct"]
-                .as_f64()
-                .filter(|s| *s > DISTURBED_STEAL_PCT)
-            {
-                out.push(format!(
-                    "run {}: `{}` ran with {steal:.0}% of the cores taken by other guests (a disturbed run)",
-                    letter(i),
-                    row["scenario"].as_str().unwrap_or_default().trim()
-                ));
-            }
-        }
+        run_warnings(&mut out, i, r);
     }
     // Since 01aa858 the ceiling runs twice and the ratios are to the better run; a report from
     // before has one ceiling run, and its ratios are not on the same footing.
@@ -268,6 +247,33 @@ pub fn warnings(reports: &[Report]) -> Vec<String> {
         ));
     }
     out
+}
+
+/// Why run `i` may not compare with the others: built with uncommitted changes, or rows the
+/// hypervisor disturbed.
+fn run_warnings(out: &mut Vec<String>, i: usize, r: &Report) {
+    if r.json["machine"]["commit"]
+        .as_str()
+        .is_some_and(|c| c.ends_with("-dirty"))
+    {
+        out.push(format!(
+            "run {} ({}) was built with uncommitted changes",
+            letter(i),
+            r.path
+        ));
+    }
+    for row in r.rows() {
+        if let Some(steal) = row["machine_steal_pct"]
+            .as_f64()
+            .filter(|s| *s > DISTURBED_STEAL_PCT)
+        {
+            out.push(format!(
+                "run {}: `{}` ran with {steal:.0}% of the cores taken by other guests (a disturbed run)",
+                letter(i),
+                row["scenario"].as_str().unwrap_or_default().trim()
+            ));
+        }
+    }
 }
 
 /// The comparison as text: the runs, the warnings, then one block per scenario.
@@ -289,7 +295,20 @@ pub fn render(reports: &[Report]) -> String {
     for w in warnings(reports) {
         let _ = writeln!(out, "warning: {w}");
     }
-    // Scenarios in the order they first appear.
+    for kind in &scenarios(reports) {
+        block(&mut out, reports, kind);
+    }
+    let _ = writeln!(
+        out,
+        "\nchange: the last run against the first. Throughput moves ~±15% from run to run on one \
+         machine and paced latency several-fold (BENCHMARKS.md): alternate the builds and read \
+         ranges. WAL B/exec is a count the machine's speed does not move."
+    );
+    out
+}
+
+/// The runs' scenarios in the order they first appear.
+fn scenarios(reports: &[Report]) -> Vec<String> {
     let mut kinds: Vec<String> = Vec::new();
     for r in reports {
         for row in r.rows() {
@@ -299,57 +318,57 @@ pub fn render(reports: &[Report]) -> String {
             }
         }
     }
-    let last = letter(reports.len() - 1);
-    for kind in &kinds {
-        let rows: Vec<Option<&Value>> = reports
-            .iter()
-            .map(|r| r.rows().iter().find(|row| row_kind(row) == *kind))
-            .collect();
-        let title = rows
-            .iter()
-            .flatten()
-            .last()
-            .and_then(|row| row["scenario"].as_str())
-            .unwrap_or(kind)
-            .trim()
-            .to_string();
-        let _ = write!(out, "\n{title:<40}");
-        for i in 0..reports.len() {
-            let _ = write!(out, " {:>10}", letter(i));
-        }
-        let _ = writeln!(out, " {:>10}", format!("{last} vs A"));
-        for f in FIGURES {
-            let values: Vec<Option<f64>> = rows
-                .iter()
-                .map(|row| {
-                    row.and_then(|r| r.pointer(f.pointer))
-                        .and_then(Value::as_f64)
-                })
-                .collect();
-            if values.iter().all(Option::is_none) {
-                continue;
-            }
-            let _ = write!(out, "  {:<38}", f.label);
-            for v in &values {
-                let text = v.map_or_else(|| "-".into(), |x| format!("{x:.*}", f.decimals));
-                let _ = write!(out, " {text:>10}");
-            }
-            let (first, last) = (values[0], values[values.len() - 1]);
-            let change = if f.points {
-                points(first, last)
-            } else {
-                change(first, last)
-            };
-            let _ = writeln!(out, " {change:>10}");
-        }
+    kinds
+}
+
+/// One scenario's block: its title and the runs' letters, then a line per figure any run has,
+/// with the change from the first run to the last.
+fn block(out: &mut String, reports: &[Report], kind: &str) {
+    let rows: Vec<Option<&Value>> = reports
+        .iter()
+        .map(|r| r.rows().iter().find(|row| row_kind(row) == kind))
+        .collect();
+    let title = rows
+        .iter()
+        .flatten()
+        .last()
+        .and_then(|row| row["scenario"].as_str())
+        .unwrap_or(kind)
+        .trim()
+        .to_string();
+    let _ = write!(out, "\n{title:<40}");
+    for i in 0..reports.len() {
+        let _ = write!(out, " {:>10}", letter(i));
     }
     let _ = writeln!(
         out,
-        "\nchange: the last run against the first. Throughput moves ~±15% from run to run on one \
-         machine and paced latency several-fold (BENCHMARKS.md): alternate the builds and read \
-         ranges. WAL B/exec is a count the machine's speed does not move."
+        " {:>10}",
+        format!("{} vs A", letter(reports.len() - 1))
     );
-    out
+    for f in FIGURES {
+        let values: Vec<Option<f64>> = rows
+            .iter()
+            .map(|row| {
+                row.and_then(|r| r.pointer(f.pointer))
+                    .and_then(Value::as_f64)
+            })
+            .collect();
+        if values.iter().all(Option::is_none) {
+            continue;
+        }
+        let _ = write!(out, "  {:<38}", f.label);
+        for v in &values {
+            let text = v.map_or_else(|| "-".into(), |x| format!("{x:.*}", f.decimals));
+            let _ = write!(out, " {text:>10}");
+        }
+        let (first, last) = (values[0], values[values.len() - 1]);
+        let change = if f.points {
+            points(first, last)
+        } else {
+            change(first, last)
+        };
+        let _ = writeln!(out, " {change:>10}");
+    }
 }
 
 /// The change from `a` to `b`, in percent.

@@ -68,29 +68,7 @@ pub async fn drain(
         .await
         .map(|a| stages::between(&stages::Snapshot::default(), &a));
     let read = read_results(&ch, &results, workload, &ids).await;
-    if read.twice > 0 {
-        // The contract delivers at least once: a redelivered execution's result is published
-        // again. The queue's depth counted those too, so the window may have closed early.
-        let why = inside
-            .as_ref()
-            .and_then(|s| s.redone())
-            .unwrap_or_else(|| "the worker reported neither replays nor retries".into());
-        eprintln!(
-            "aic-bench: {label}: {} results came twice (a redelivery's result published again); \
-             the window closed when the queue held {} results, these among them; {why}",
-            read.twice, drained.last.1
-        );
-    }
-    if read.foreign > 0 {
-        // Their results counted in the queue's depth as well: the window may have closed early.
-        eprintln!(
-            "aic-bench: {label}: {} results of executions this row did not queue (an earlier \
-             row's requests, still queued or given back) came with its own; the window closed \
-             when the queue held {} results, these among them",
-            read.foreign, drained.last.1
-        );
-    }
-    let (seen, failed) = (read.seen, read.failed);
+    read.warn(label, inside.as_ref(), drained.last.1);
     let _ = ch
         .queue_delete(results.as_str().into(), QueueDeleteOptions::default())
         .await;
@@ -112,10 +90,10 @@ pub async fn drain(
         machine_steal_pct: spent.as_ref().and_then(|s| s.machine_steal_pct),
         machine_cpu_us_by_process: spent.and_then(|s| s.by_process_us),
         worker_peak_rss_mib: proc_peak_rss_mib(worker.process.id()),
-        lost: n - seen,
-        failed,
+        lost: n - read.seen,
+        failed: read.failed,
         stages: inside,
-        wal_bytes_per_execution: stages::wal_per_execution(wal_before, wal_after, seen),
+        wal_bytes_per_execution: stages::wal_per_execution(wal_before, wal_after, read.seen),
         ..Row::default()
     };
     (row, worker)
@@ -175,6 +153,35 @@ struct Read {
     /// Results of executions this row did not queue (an earlier row's requests, still queued
     /// or given back, run by this row's worker).
     foreign: usize,
+}
+
+impl Read {
+    /// Warns of results that came twice or belong to executions the row did not queue: the
+    /// queue's depth (`depth` when the window closed) counted them too, so the window may
+    /// have closed early.
+    fn warn(&self, label: &str, inside: Option<&stages::Stages>, depth: usize) {
+        if self.twice > 0 {
+            // The contract delivers at least once: a redelivered execution's result is
+            // published again.
+            let why = inside
+                .and_then(|s| s.redone())
+                .unwrap_or_else(|| "the worker reported neither replays nor retries".into());
+            eprintln!(
+                "aic-bench: {label}: {} results came twice (a redelivery's result published \
+                 again); the window closed when the queue held {depth} results, these among \
+                 them; {why}",
+                self.twice
+            );
+        }
+        if self.foreign > 0 {
+            eprintln!(
+                "aic-bench: {label}: {} results of executions this row did not queue (an earlier \
+                 row's requests, still queued or given back) came with its own; the window \
+                 closed when the queue held {depth} results, these among them",
+                self.foreign
+            );
+        }
+    }
 }
 
 /// Takes the results off the queue until every one of `ids` has one, or none came for 10 s: an

@@ -40,7 +40,7 @@ pub async fn start(env: &TestEnv, prefetch: u16) -> Echo {
     let results = aic_core::amqp::confirm_channel(&env.amqp)
         .await
         .expect("channel");
-    let mut consumer = consume
+    let consumer = consume
         .basic_consume(
             env.names.executions_queue.as_str().into(),
             TAG.into(),
@@ -49,56 +49,69 @@ pub async fn start(env: &TestEnv, prefetch: u16) -> Echo {
         )
         .await
         .expect("consume");
-    let exchange = env.names.results_exchange.clone();
-    let task = tokio::spawn(async move {
-        let mut in_flight = JoinSet::new();
-        let mut echoed = 0;
-        loop {
-            tokio::select! {
-                d = consumer.next() => {
-                    // The stream ends when `stop` cancels the consumer.
-                    let Some(d) = d else { break };
-                    let d = d.expect("delivery");
-                    let (results, exchange) = (results.clone(), exchange.clone());
-                    in_flight.spawn(async move {
-                        let req: ExecutionRequestV1 =
-                            serde_json::from_slice(&d.data).expect("a request as the contract says");
-                        let body = json!({"version": 1, "execution_id": req.execution_id,
-                            "tenant_id": req.tenant_id, "status": "succeeded"});
-                        let body = body.to_string();
-                        let properties = aic_core::amqp::json_properties(EXECUTION_RESULT_TYPE);
-                        aic_core::amqp::publish_confirmed(
-                            &results,
-                            &exchange,
-                            &format!("{}.succeeded", req.tenant_id),
-                            body.as_bytes(),
-                            properties.clone(),
-                            false,
-                        )
-                        .await
-                        .expect("result");
-                        // And to the requester's reply queue, as the worker does (`--reply-to`).
-                        if let Some(queue) = d.properties.reply_to() {
-                            aic_core::amqp::publish_confirmed(&results, "", queue.as_str(), body.as_bytes(), properties, false)
-                                .await
-                                .expect("reply");
-                        }
-                        d.acker.ack(BasicAckOptions::default()).await.expect("ack");
-                    });
-                }
-                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                    done.expect("echo");
-                    echoed += 1;
-                }
+    let task = tokio::spawn(serve(consumer, results, env.names.results_exchange.clone()));
+    Echo { consume, task }
+}
+
+/// Answers each delivery of `consumer` in a task of its own until the consumer is cancelled,
+/// then waits for those in flight; returns how many were answered.
+async fn serve(mut consumer: lapin::Consumer, results: Channel, exchange: String) -> usize {
+    let mut in_flight = JoinSet::new();
+    let mut echoed = 0;
+    loop {
+        tokio::select! {
+            d = consumer.next() => {
+                // The stream ends when `stop` cancels the consumer.
+                let Some(d) = d else { break };
+                let d = d.expect("delivery");
+                in_flight.spawn(echo(results.clone(), exchange.clone(), d));
+            }
+            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                done.expect("echo");
+                echoed += 1;
             }
         }
-        while let Some(done) = in_flight.join_next().await {
-            done.expect("echo");
-            echoed += 1;
-        }
-        echoed
-    });
-    Echo { consume, task }
+    }
+    while let Some(done) = in_flight.join_next().await {
+        done.expect("echo");
+        echoed += 1;
+    }
+    echoed
+}
+
+/// Publishes a minimal result of the request `d` carries to the results exchange (and to its
+/// reply queue, if it names one) with a confirm, then acks it.
+async fn echo(results: Channel, exchange: String, d: lapin::message::Delivery) {
+    let req: ExecutionRequestV1 =
+        serde_json::from_slice(&d.data).expect("a request as the contract says");
+    let body = json!({"version": 1, "execution_id": req.execution_id,
+        "tenant_id": req.tenant_id, "status": "succeeded"});
+    let body = body.to_string();
+    let properties = aic_core::amqp::json_properties(EXECUTION_RESULT_TYPE);
+    aic_core::amqp::publish_confirmed(
+        &results,
+        &exchange,
+        &format!("{}.succeeded", req.tenant_id),
+        body.as_bytes(),
+        properties.clone(),
+        false,
+    )
+    .await
+    .expect("result");
+    // And to the requester's reply queue, as the worker does (`--reply-to`).
+    if let Some(queue) = d.properties.reply_to() {
+        aic_core::amqp::publish_confirmed(
+            &results,
+            "",
+            queue.as_str(),
+            body.as_bytes(),
+            properties,
+            false,
+        )
+        .await
+        .expect("reply");
+    }
+    d.acker.ack(BasicAckOptions::default()).await.expect("ack");
 }
 
 impl Echo {

@@ -157,16 +157,34 @@ async fn main() -> ExitCode {
         env.stop().await;
         return ExitCode::from(130);
     };
+    let written = write_reports(&args, &mut rows, &machine, &worker, started_at);
+    env.stop().await;
+    if !written || rows.iter().any(|r| r.lost > 0 || r.failed > 0) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Prints the table and writes it as JSON (and the latencies, if asked); says whether every
+/// file was written.
+fn write_reports(
+    args: &Args,
+    rows: &mut [report::Row],
+    machine: &serde_json::Value,
+    worker: &workers::Build,
+    started_at: String,
+) -> bool {
     report::print(
-        &rows,
-        &machine,
-        &worker,
+        rows,
+        machine,
+        worker,
         args.vendor.template(),
         args.slow_in_flight,
         args.slow_latency_ms,
     );
     let latencies_written = match &args.latencies {
-        Some(folder) => latency::write_all(folder, &mut rows).map_err(|e| {
+        Some(folder) => latency::write_all(folder, rows).map_err(|e| {
             eprintln!("could not write the latencies: {e}");
         }),
         None => Ok(()),
@@ -178,22 +196,14 @@ async fn main() -> ExitCode {
             "binary": worker.binary,
             "version": worker.version,
         },
-        "settings": settings(&args),
+        "settings": settings(args),
         "rows": rows,
     });
     let written = report::write(&args.json, &report);
-    env.stop().await;
     if let Err(e) = &written {
         eprintln!("could not write {}: {e}", args.json);
     }
-    if written.is_err()
-        || latencies_written.is_err()
-        || rows.iter().any(|r| r.lost > 0 || r.failed > 0)
-    {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    written.is_ok() && latencies_written.is_ok()
 }
 
 /// `aic-bench compare`: the saved reports side by side.

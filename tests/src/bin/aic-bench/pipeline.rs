@@ -200,6 +200,34 @@ fn samples(
     samples
 }
 
+/// Publishes `n` executions, as fast as confirms allow or paced at `rate` per second, until
+/// every one is confirmed; returns when each was sent.
+async fn send_all(
+    env: &TestEnv,
+    workload: &Workload,
+    publisher: &Channel,
+    n: usize,
+    rate: Option<f64>,
+    reply_queue: Option<&str>,
+) -> HashMap<String, Instant> {
+    let mut sent_at: HashMap<String, Instant> = HashMap::with_capacity(n);
+    let started = Instant::now();
+    let mut window = Window::default();
+    for i in 0..n {
+        if let Some(rate) = rate {
+            let due = started + Duration::from_secs_f64(i as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let (id, body) = workload.request(env, i);
+        sent_at.insert(id, Instant::now());
+        window
+            .push(publish(publisher, env, &body, reply_queue).await)
+            .await;
+    }
+    window.settle().await;
+    sent_at
+}
+
 /// Enqueues `n` executions as the AMQP contract says — as fast as confirms allow, or paced at
 /// `rate` per second — and waits for every result, timing each from its publish to its result.
 /// Results are read from a queue bound to the results exchange, or with `--reply-to` from the
@@ -225,21 +253,8 @@ pub async fn run(
     // Results are read as they arrive, while publishing goes on.
     let reader = tokio::spawn(read_results(results, workload.clone(), n));
     let cpu = CpuWindow::start(workers);
-    let mut sent_at: HashMap<String, Instant> = HashMap::with_capacity(n);
     let started = Instant::now();
-    let mut window = Window::default();
-    for i in 0..n {
-        if let Some(rate) = rate {
-            let due = started + Duration::from_secs_f64(i as f64 / rate);
-            tokio::time::sleep_until(due.into()).await;
-        }
-        let (id, body) = workload.request(env, i);
-        sent_at.insert(id, Instant::now());
-        window
-            .push(publish(&publisher, env, &body, reply_queue.as_deref()).await)
-            .await;
-    }
-    window.settle().await;
+    let sent_at = send_all(env, workload, &publisher, n, rate, reply_queue.as_deref()).await;
     let arrived = reader.await.expect("results reader");
     // The window closes with the last result, before the latencies are worked out below
     // (50,000 lookups and a sort, on the client's CPU).
