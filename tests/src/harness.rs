@@ -68,6 +68,19 @@ pub async fn fresh_database_on(admin_url: &str, name: &str) -> anyhow::Result<St
     Ok(url.to_string())
 }
 
+/// Creates the database `name` on the server of `admin_url` and migrates it; panics (failing
+/// the test) when the server is unreachable or a migration is refused.
+async fn migrated_database(admin_url: &str, name: &str) -> SecretString {
+    let db_url = fresh_database_on(admin_url, name)
+        .await
+        .expect("Postgres must be running (bash deploy/local/services.sh start)");
+    let db_url = SecretString::from(db_url);
+    aic_control_plane::migrate::run(&db_url)
+        .await
+        .expect("migrations apply");
+    db_url
+}
+
 /// Whether the shared PostgreSQL server holds a database named `name` (an environment's, left
 /// behind or not).
 pub async fn database_exists(name: &str) -> bool {
@@ -219,13 +232,7 @@ impl TestEnv {
             pg_admin_url: pg_admin.clone(),
             declared: Arc::default(),
         };
-        let db_url = fresh_database_on(&pg_admin, &database)
-            .await
-            .expect("Postgres must be running (bash deploy/local/services.sh start)");
-        let db_url = SecretString::from(db_url);
-        aic_control_plane::migrate::run(&db_url)
-            .await
-            .expect("migrations apply");
+        let db_url = migrated_database(&pg_admin, &database).await;
         let listen = "127.0.0.1:0".parse().expect("addr");
         let sandbox = if opts.sandbox_own_thread {
             Sandbox::start_on_own_thread(listen).await

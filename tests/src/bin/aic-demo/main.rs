@@ -67,28 +67,12 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<bool> {
-    let exe = std::env::current_exe()?;
-    let bin_dir = exe
-        .parent()
-        .ok_or_else(|| anyhow::anyhow!("no binary directory"))?
-        .to_path_buf();
-    let logs = bin_dir.join("aic-demo-logs");
-    std::fs::create_dir_all(&logs)?;
+    let (bin_dir, logs) = folders()?;
 
     step("Preparing a fresh database `aic_demo`");
     let db_url = recreate_database(&args.postgres_url, "aic_demo").await?;
     let namespace = "aic-demo".to_string();
-    let env: Vec<(&str, String)> = vec![
-        ("AIC_DATABASE_URL", db_url.clone()),
-        ("AIC_AMQP_URL", args.amqp_url.clone()),
-        ("AIC_AMQP_NAMESPACE", namespace.clone()),
-        (
-            "AIC_CREDENTIAL_KEYS",
-            aic_core::credentials::Keyring::generate_entry("demo"),
-        ),
-        ("AIC_EGRESS_ALLOW_HOSTS", "127.0.0.1".into()),
-        ("RUST_LOG", "info".into()),
-    ];
+    let env = services_env(&args, db_url, &namespace);
     print!(
         "{}",
         procs::run(&bin_dir, "aic-control-plane", &["migrate"], &env).await?
@@ -144,6 +128,34 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         p.terminate().await;
     }
     outcome
+}
+
+/// The folder of the binaries (this one's) and the services' log folder in it, created.
+fn folders() -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let exe = std::env::current_exe()?;
+    let bin_dir = exe
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("no binary directory"))?
+        .to_path_buf();
+    let logs = bin_dir.join("aic-demo-logs");
+    std::fs::create_dir_all(&logs)?;
+    Ok((bin_dir, logs))
+}
+
+/// The services' environment: the demo's database and namespace, a fresh credential key, and
+/// egress to the sandbox only.
+fn services_env(args: &Args, db_url: String, namespace: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AIC_DATABASE_URL", db_url),
+        ("AIC_AMQP_URL", args.amqp_url.clone()),
+        ("AIC_AMQP_NAMESPACE", namespace.to_string()),
+        (
+            "AIC_CREDENTIAL_KEYS",
+            aic_core::credentials::Keyring::generate_entry("demo"),
+        ),
+        ("AIC_EGRESS_ALLOW_HOSTS", "127.0.0.1".into()),
+        ("RUST_LOG", "info".into()),
+    ]
 }
 
 /// Spawns the sandbox (knowing the Salesforce client `salesforce_client`, `id:secret`), the
