@@ -9,7 +9,7 @@
 //! task holds that future boxed in turn (`an_execution_future_is_small` and
 //! `a_delivery_task_is_smaller_still` in `consumer.rs`).
 
-use crate::ledger::{Begin, Ledger, LedgerError};
+use crate::ledger::{Begin, Ledger, LedgerError, NotRun};
 use crate::metrics::{Metrics, Step};
 use crate::outcome::Outcome;
 use crate::perform::perform;
@@ -114,31 +114,13 @@ async fn process(
         .instrument(tracing::info_span!("ledger.begin"))
         .await
     {
+        Ok(Begin::Run(resolved, mark)) => (resolved, mark),
+        // Boxed: built only when taken, and not part of the execution's own future.
+        Ok(Begin::Not(not)) => return Box::pin(not_run(ctx, delivery, &req, handoff, not)).await,
         Err(LedgerError::Refused(why)) => {
             return Box::pin(ledger_refused(ctx, delivery, &req, &why)).await;
         }
         Err(e) => return Disposition::Requeue(e.to_string()),
-        Ok(Begin::Superseded) => {
-            tracing::info!(
-                seq = handoff.seq,
-                "an older copy of a request handed to a delay queue; the newer copy runs it"
-            );
-            return Disposition::Ack;
-        }
-        Ok(Begin::RunningElsewhere) => {
-            return Box::pin(step_back(ctx, delivery, handoff)).await;
-        }
-        Ok(Begin::ForeignTenant) => {
-            let detail = format!(
-                "execution id {} is already used by another tenant",
-                req.execution_id
-            );
-            return Box::pin(dead_letter(ctx, delivery, "execution_id_conflict", &detail)).await;
-        }
-        Ok(Begin::Finished(stored)) => {
-            return Box::pin(answer_from_ledger(ctx, delivery, &req, &stored)).await;
-        }
-        Ok(Begin::Run(resolved, mark)) => (resolved, mark),
     };
     let mut outcome = match Box::pin(perform(ctx, &req, resolved, mark, handoff)).await {
         Ok(o) => o,
@@ -177,13 +159,7 @@ async fn process(
         }
         None => return Disposition::Requeue("stopping before the result was recorded".into()),
     };
-    let status = outcome.status.as_str();
-    let span = tracing::Span::current();
-    span.record("status", status);
-    span.record("attempts", result.attempts);
-    if outcome.status != ExecutionStatus::Succeeded {
-        span.record("otel.status_code", "ERROR");
-    }
+    let status = noted(outcome.status, result.attempts);
     let publishing = Instant::now();
     if Box::pin(publish_in_place(ctx, delivery, &req, status, stored))
         .instrument(tracing::info_span!("result.publish"))
@@ -194,6 +170,48 @@ async fn process(
     }
     finished(ctx, &outcome, &result, publishing, started);
     Disposition::Ack
+}
+
+/// Records the execution's status and attempts on its span (an error status for all but a
+/// success); returns the status's name.
+#[inline]
+fn noted(status: ExecutionStatus, attempts: u32) -> &'static str {
+    let span = tracing::Span::current();
+    span.record("status", status.as_str());
+    span.record("attempts", attempts);
+    if status != ExecutionStatus::Succeeded {
+        span.record("otel.status_code", "ERROR");
+    }
+    status.as_str()
+}
+
+/// What becomes of a delivery the ledger's begin found not to run: an older copy, one running
+/// elsewhere, another tenant's id, or an execution finished before.
+async fn not_run(
+    ctx: &Ctx,
+    delivery: &Delivery,
+    req: &ExecutionRequestV1,
+    handoff: publish::Handoff,
+    not: NotRun,
+) -> Disposition {
+    match not {
+        NotRun::Superseded => {
+            tracing::info!(
+                seq = handoff.seq,
+                "an older copy of a request handed to a delay queue; the newer copy runs it"
+            );
+            Disposition::Ack
+        }
+        NotRun::RunningElsewhere => step_back(ctx, delivery, handoff).await,
+        NotRun::ForeignTenant => {
+            let detail = format!(
+                "execution id {} is already used by another tenant",
+                req.execution_id
+            );
+            dead_letter(ctx, delivery, "execution_id_conflict", &detail).await
+        }
+        NotRun::Finished(stored) => answer_from_ledger(ctx, delivery, req, &stored).await,
+    }
 }
 
 /// A retry parked in a delay queue came back: waits out what is left of its delay, or, when that

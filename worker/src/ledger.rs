@@ -79,6 +79,13 @@ pub enum Begin {
     /// First run, a rerun of one that never reached the vendor, or one in doubt: here is what
     /// it runs (or why it cannot), and where it stands with the vendor-call mark.
     Run(Result<Resolved, Refusal>, Mark),
+    /// Not this delivery's to run.
+    Not(NotRun),
+}
+
+/// Why a delivery is not run, by what the ledger holds of its execution.
+#[derive(Debug)]
+pub enum NotRun {
     /// Already finished: re-publish this result, call nobody.
     Finished(Value),
     /// Another copy of this request (its client published it twice) is running it now: this
@@ -148,7 +155,7 @@ pub fn batch_pool(
 /// Where [`resolve::COLUMNS`] start in a begin row.
 const RESOLVED_AT: usize = 7;
 
-/// Longest a copy of a request is taken to be running elsewhere (see [`Begin::RunningElsewhere`]):
+/// Longest a copy of a request is taken to be running elsewhere (see [`NotRun::RunningElsewhere`]):
 /// past the default retry budget (10 minutes) of one delivery's attempts and waits.
 const ELSEWHERE_LIMIT: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
 
@@ -240,7 +247,7 @@ impl Ledger {
             .await
             .map_err(LedgerError::from)?;
         let Some(row) = row else {
-            return Ok(Begin::ForeignTenant);
+            return Ok(Begin::Not(NotRun::ForeignTenant));
         };
         let status: String = row.get(1);
         let result: Option<Value> = row.get(2);
@@ -264,13 +271,13 @@ impl Ledger {
         }
         let resolved = || resolve::from_row(&row, RESOLVED_AT, req, &self.definitions);
         Ok(match (status.as_str(), result, vendor_call) {
-            ("running", _, _) if seq < stored_seq => Begin::Superseded,
-            ("running", _, _) if elsewhere => Begin::RunningElsewhere,
+            ("running", _, _) if seq < stored_seq => Begin::Not(NotRun::Superseded),
+            ("running", _, _) if elsewhere => Begin::Not(NotRun::RunningElsewhere),
             // This statement set the mark: the request's first delivery.
             ("running", _, Some(_)) if deliveries == 1 => Begin::Run(resolved(), Mark::SetByBegin),
             ("running", _, Some(at)) => Begin::Run(resolved(), Mark::InDoubt(at)),
             ("running", _, None) => Begin::Run(resolved(), Mark::Unset),
-            (_, Some(result), _) => Begin::Finished(result),
+            (_, Some(result), _) => Begin::Not(NotRun::Finished(result)),
             // A final status without a stored result cannot be produced by this code; run again
             // rather than answer with nothing.
             (_, None, _) => Begin::Run(resolved(), Mark::Unset),
