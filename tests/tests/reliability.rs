@@ -1,5 +1,6 @@
 //! Execution semantics under pressure: idempotency keys, synchronous waits, the dead-letter
-//! queue and its replay, poison among good messages, and a graceful shutdown during load.
+//! queue and its replay, poison among good messages, an execution id reused by another tenant,
+//! and a graceful shutdown during load.
 
 use aic_proto::topology::{DEAD_LETTER_REASON_HEADER, EXECUTION_REQUEST_TYPE};
 use aic_tests::harness::{Options, TestEnv};
@@ -220,6 +221,81 @@ async fn a_replayed_request_settles_a_row_left_in_doubt_at_once() {
         env.sandbox.requests_to("/sobjects/Lead/").len(),
         1,
         "not sent again"
+    );
+    env.stop().await;
+}
+
+/// Nothing crosses tenants: a request naming another tenant's execution id is not run, not
+/// answered from that tenant's row and does not touch it; it is dead-lettered, named.
+#[tokio::test]
+async fn an_execution_id_another_tenant_used_is_dead_lettered_and_its_row_left_alone() {
+    let env = TestEnv::start().await;
+    let lead = env.lead_automation().await;
+    let id = uuid::Uuid::now_v7().to_string();
+    let request = |tenant: String, last_name: &str| {
+        json!({"version": 1, "execution_id": id, "tenant_id": tenant, "automation_id": lead,
+            "parameters": {"LastName": last_name, "Company": "Tenants"}})
+        .to_string()
+    };
+    env.publish_raw(
+        request(env.tenant.to_string(), "Owner").as_bytes(),
+        aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE),
+    )
+    .await;
+    let first = env.wait_final(&id).await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    let other = aic_control_plane::tenants::create_tenant(&env.pool, "globex")
+        .await
+        .expect("a second tenant");
+    env.publish_raw(
+        request(other.tenant_id.to_string(), "Intruder").as_bytes(),
+        aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let dead = loop {
+        let d = aic_control_plane::dlq::list(&env.amqp, &env.names, 10)
+            .await
+            .expect("list");
+        if !d.is_empty() || Instant::now() > deadline {
+            break d;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].reason, "execution_id_conflict");
+    assert_eq!(dead[0].execution_id.as_deref(), Some(id.as_str()));
+    assert!(
+        dead[0].detail.contains("another tenant"),
+        "{}",
+        dead[0].detail
+    );
+    let row = env
+        .pool
+        .get()
+        .await
+        .expect("db")
+        .query_one(
+            "SELECT tenant_id::text, deliveries, parameters->>'LastName' FROM executions WHERE id = $1::text::uuid",
+            &[&id],
+        )
+        .await
+        .expect("the first tenant's row");
+    let (tenant, deliveries, last_name): (String, i32, String) =
+        (row.get(0), row.get(1), row.get(2));
+    assert_eq!(
+        (tenant, deliveries, last_name.as_str()),
+        (env.tenant.to_string(), 1, "Owner")
+    );
+    assert_eq!(
+        env.wait_final(&id).await,
+        first,
+        "the owner's result unchanged"
+    );
+    assert_eq!(
+        env.sandbox.requests_to("/sobjects/Lead/").len(),
+        1,
+        "the other tenant's request reached no vendor"
     );
     env.stop().await;
 }
