@@ -21,6 +21,14 @@ pub(super) enum Renewed {
     Gone,
 }
 
+/// What a renewal reads of a connection's row under its lock.
+struct Locked {
+    /// The connection's own cap on calls at once, if set.
+    own_cap: Option<i32>,
+    /// Its cool-down, until when and why, if one is recorded.
+    throttle: Option<(DateTime<Utc>, String)>,
+}
+
 impl Budgets {
     /// The connections this worker knows whose local state passes `keep`.
     fn connections(&self, keep: impl Fn(&Slots) -> bool) -> Vec<(ConnectionId, Arc<Slots>)> {
@@ -84,7 +92,7 @@ impl Budgets {
         };
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let Some((own_cap, throttle)) = Self::lock_connection(&tx, conn).await? else {
+        let Some(Locked { own_cap, throttle }) = Self::lock_connection(&tx, conn).await? else {
             // No share to lease: none is left to call on (the connection's leases and
             // cool-downs went with its row).
             slots.count.lower(0);
@@ -121,7 +129,7 @@ impl Budgets {
     async fn lock_connection(
         tx: &deadpool_postgres::Transaction<'_>,
         conn: ConnectionId,
-    ) -> Result<Option<(Option<i32>, Option<(DateTime<Utc>, String)>)>, tokio_postgres::Error> {
+    ) -> Result<Option<Locked>, tokio_postgres::Error> {
         let row = tx
             .query_opt(
                 "SELECT max_concurrency, throttled_until, throttle_reason FROM connections WHERE id = $1 FOR UPDATE",
@@ -131,10 +139,10 @@ impl Budgets {
         Ok(row.map(|row| {
             let throttle: Option<DateTime<Utc>> = row.get(1);
             let reason: Option<String> = row.get(2);
-            (
-                row.get(0),
-                throttle.map(|until| (until, reason.unwrap_or_default())),
-            )
+            Locked {
+                own_cap: row.get(0),
+                throttle: throttle.map(|until| (until, reason.unwrap_or_default())),
+            }
         }))
     }
 
