@@ -117,13 +117,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<AutomationView>), ApiError> {
     caller.require(CONFIGURE)?;
     let (app, action, template) = template_named(&state.catalog, &input.template)?;
-    let name = input.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::invalid(
-            "name",
-            "name must be 1 to 200 characters",
-        ));
-    }
+    let name = crate::routes::checked_name(&input.name)?;
     let parameters = input
         .parameters
         .unwrap_or_else(|| template.parameters.clone());
@@ -263,13 +257,7 @@ pub async fn publish(
     let input = PublishInput::read(&body)?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    let row = tx
-        .query_opt(
-            "SELECT app, action, connection_id, parameters, retry, external_id_field FROM automations WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
-            &[&caller.tenant.0, &id.0],
-        )
-        .await?
-        .ok_or_else(|| ApiError::not_found("automation"))?;
+    let row = locked_draft(&tx, caller.tenant, id).await?;
     let (definition, template) = definition_of(&state.catalog, &row)?;
     let (number, version_name) = next_version(&tx, id, input.version_name).await?;
     let version = VersionId::new();
@@ -312,6 +300,21 @@ pub async fn publish(
             published_at,
         }),
     ))
+}
+
+/// The tenant's automation `id` as its draft stands, locked until the transaction ends (two
+/// publishes of one automation take their version numbers in turn).
+async fn locked_draft(
+    tx: &deadpool_postgres::Transaction<'_>,
+    tenant: aic_proto::TenantId,
+    id: AutomationId,
+) -> Result<tokio_postgres::Row, ApiError> {
+    tx.query_opt(
+        "SELECT app, action, connection_id, parameters, retry, external_id_field FROM automations WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+        &[&tenant.0, &id.0],
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found("automation"))
 }
 
 /// The number of `automation`'s next version, and its name: `name` unless blank, else

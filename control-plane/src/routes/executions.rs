@@ -124,21 +124,34 @@ pub async fn enqueue(
         .map(|_| state.replies.wait_for(&execution.to_string()));
     let reply_to = waiter.is_some().then_some(reply_queue.as_str());
     if let Err(e) = publish_request(&state, execution, &body, &http_headers, reply_to).await {
-        state.replies.forget(&execution.to_string());
-        tracing::error!(error = %e, execution = %execution, "execution request not confirmed");
-        // Forget the row so the client can retry with the same id.
-        client
-            .execute(
-                "DELETE FROM executions WHERE id = $1 AND status = 'queued'",
-                &[&execution.0],
-            )
-            .await?;
-        return Err(ApiError::unavailable(
-            "the message broker did not confirm the request; nothing was enqueued, retry later",
-        ));
+        return Err(not_enqueued(&state, &client, execution, &e).await);
     }
     tracing::info!(execution = %execution, "execution enqueued");
     Ok(answer(&state, execution, waiter.zip(wait)).await)
+}
+
+/// Undoes an enqueue the broker did not confirm (`e`): the reply waiter and the queued row go,
+/// so the client can retry with the same id; the caller is told to retry later.
+async fn not_enqueued(
+    state: &AppState,
+    client: &deadpool_postgres::Object,
+    execution: ExecutionId,
+    e: &aic_core::amqp::PublishError,
+) -> ApiError {
+    state.replies.forget(&execution.to_string());
+    tracing::error!(error = %e, execution = %execution, "execution request not confirmed");
+    if let Err(e) = client
+        .execute(
+            "DELETE FROM executions WHERE id = $1 AND status = 'queued'",
+            &[&execution.0],
+        )
+        .await
+    {
+        return e.into();
+    }
+    ApiError::unavailable(
+        "the message broker did not confirm the request; nothing was enqueued, retry later",
+    )
 }
 
 /// The answer to an enqueued execution: its result if it came within the caller's wait (200),

@@ -56,3 +56,15 @@ pub fn parse_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, crate:
     raw.parse()
         .map_err(|_| crate::error::ApiError::not_found(what))
 }
+
+/// A record's name, trimmed: 1 to 200 characters, else a 422 naming the `name` field.
+pub fn checked_name(name: &str) -> Result<&str, crate::error::ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(crate::error::ApiError::invalid(
+            "name",
+            "name must be 1 to 200 characters",
+        ));
+    }
+    Ok(name)
+}

@@ -19,13 +19,7 @@ pub(super) struct Validated {
 /// Checks a connection's input against the catalogue and the egress policy (the domain's
 /// resolution apart: [`check_dns`]).
 pub(super) fn validate(state: &AppState, input: &ConnectionInput) -> Result<Validated, ApiError> {
-    let name = input.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::invalid(
-            "name",
-            "name must be 1 to 200 characters",
-        ));
-    }
+    crate::routes::checked_name(&input.name)?;
     if let Some(n) = input.max_concurrency.filter(|n| !(1..=10_000).contains(n)) {
         return Err(ApiError::invalid(
             "max_concurrency",
