@@ -1,6 +1,6 @@
 //! Execution semantics under pressure: idempotency keys, synchronous waits, the dead-letter
 //! queue and its replay, poison among good messages, an execution id reused by another tenant,
-//! and a graceful shutdown during load.
+//! an older copy of a request handed to a delay queue, and a graceful shutdown during load.
 
 use aic_proto::topology::{DEAD_LETTER_REASON_HEADER, EXECUTION_REQUEST_TYPE};
 use aic_tests::harness::{Options, TestEnv};
@@ -297,6 +297,70 @@ async fn an_execution_id_another_tenant_used_is_dead_lettered_and_its_row_left_a
         1,
         "the other tenant's request reached no vendor"
     );
+    env.stop().await;
+}
+
+/// The original of a request since handed to a delay queue (its row's retry sequence moved on)
+/// arriving again — redelivered after its worker died — is dropped: the newer copy owns the
+/// execution. It is counted as a delivery, and nothing else: no call, no result, no dead letter.
+#[tokio::test]
+async fn an_older_copy_of_a_request_handed_to_a_delay_queue_is_dropped() {
+    let env = TestEnv::start().await;
+    let lead = env.lead_automation().await;
+    let id = uuid::Uuid::now_v7().to_string();
+    let body = json!({"version": 1, "execution_id": id, "tenant_id": env.tenant.to_string(), "automation_id": lead, "parameters": {"LastName": "Older", "Company": "Copies"}}).to_string();
+    let publish = || {
+        env.publish_raw(
+            body.as_bytes(),
+            aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE),
+        )
+    };
+    publish().await;
+    assert_eq!(env.wait_final(&id).await["status"], "succeeded");
+    let db = env.pool.get().await.expect("db");
+    // As a hand-off to a delay queue leaves it: running, its copy number 1.
+    db.execute(
+        "UPDATE executions SET status = 'running', result = NULL, finished_at = NULL, retry_seq = 1 \
+         WHERE id = $1::text::uuid",
+        &[&id],
+    )
+    .await
+    .expect("handed off");
+    publish().await;
+    let row = || async {
+        let r = db
+            .query_one(
+                "SELECT deliveries, status, result IS NULL FROM executions WHERE id = $1::text::uuid",
+                &[&id],
+            )
+            .await
+            .expect("the row");
+        (
+            r.get::<_, i32>(0),
+            r.get::<_, String>(1),
+            r.get::<_, bool>(2),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while row().await.0 < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Long enough for a requeue, a retry or a call to show.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        row().await,
+        (2, "running".to_string(), true),
+        "begun once more, left alone"
+    );
+    assert_eq!(
+        env.sandbox.requests_to("/sobjects/Lead/").len(),
+        1,
+        "not sent again"
+    );
+    let dead = aic_control_plane::dlq::list(&env.amqp, &env.names, 10)
+        .await
+        .expect("list");
+    assert!(dead.is_empty(), "{dead:?}");
     env.stop().await;
 }
 
