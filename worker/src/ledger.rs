@@ -12,7 +12,7 @@
 mod sql;
 
 pub use sql::statements;
-use sql::{FINISH_SQL, MARK_SQL, begin_sql};
+use sql::{begin_batch, begin_sql, finish_batch, mark_batch};
 
 use crate::batch::{Batcher, Blame, Failure};
 use crate::metrics::Metrics;
@@ -20,7 +20,6 @@ use crate::resolve::{self, Refusal, Resolved};
 use aic_proto::{ExecutionRequestV1, ExecutionResultV1, VersionId};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use foldhash::{HashMap, HashMapExt, HashSet};
 use serde_json::Value;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -383,121 +382,4 @@ pub(crate) fn json_text<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, L
 
 fn not_json(e: serde_json::Error) -> LedgerError {
     LedgerError::Batch(format!("not JSON: {e}"))
-}
-
-/// One begin batch: inserts or reads back each execution's row with what resolving it needs
-/// (`begin_sql`), prepared once per pooled connection (one round-trip per batch, not two); a
-/// row per input, in order (`None` for an id the statement did not return).
-async fn begin_batch(
-    pool: &Pool,
-    sql: &str,
-    items: &[BeginInput],
-) -> Result<Vec<Option<tokio_postgres::Row>>, Failure> {
-    let (client, statement) = prepared(pool, sql).await?;
-    let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
-    let tenants: Vec<Uuid> = items.iter().map(|i| i.tenant).collect();
-    let automations: Vec<Uuid> = items.iter().map(|i| i.automation).collect();
-    let parameters: Vec<&str> = items.iter().map(|i| i.parameters.as_str()).collect();
-    let sources: Vec<Option<&str>> = items.iter().map(|i| i.source.as_deref()).collect();
-    let rows = client
-        .query(
-            &statement,
-            &[&ids, &tenants, &automations, &parameters, &sources],
-        )
-        .await
-        .map_err(failure)?;
-    let mut by_id: HashMap<Uuid, tokio_postgres::Row> =
-        rows.into_iter().map(|r| (r.get::<_, Uuid>(0), r)).collect();
-    Ok(ids.iter().map(|id| by_id.remove(id)).collect())
-}
-
-/// One mark batch: sets (or takes back) the vendor-call mark of each execution.
-async fn mark_batch(pool: &Pool, items: &[(Uuid, Option<Uuid>)]) -> Result<Vec<()>, Failure> {
-    let (client, statement) = prepared(pool, MARK_SQL).await?;
-    let ids: Vec<Uuid> = items.iter().map(|i| i.0).collect();
-    let versions: Vec<Option<Uuid>> = items.iter().map(|i| i.1).collect();
-    client
-        .execute(&statement, &[&ids, &versions])
-        .await
-        .map_err(failure)?;
-    Ok(vec![(); items.len()])
-}
-
-/// One finish batch: records each execution's outcome; for one another delivery finished first,
-/// answers the result it recorded.
-async fn finish_batch(pool: &Pool, items: &[FinishInput]) -> Result<Vec<Option<Value>>, Failure> {
-    let (client, statement) = prepared(pool, FINISH_SQL).await?;
-    let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
-    let statuses: Vec<&str> = items.iter().map(|i| i.status).collect();
-    let results: Vec<&str> = items.iter().map(|i| &*i.result).collect();
-    let codes: Vec<Option<&str>> = items.iter().map(|i| i.code.as_deref()).collect();
-    let attempts: Vec<i32> = items.iter().map(|i| i.attempts).collect();
-    let versions: Vec<Option<Uuid>> = items.iter().map(|i| i.version).collect();
-    let updated: HashSet<Uuid> = client
-        .query(
-            &statement,
-            &[&ids, &statuses, &results, &codes, &attempts, &versions],
-        )
-        .await
-        .map_err(failure)?
-        .into_iter()
-        .map(|r| r.get(0))
-        .collect();
-    // Another delivery finished first: every publish carries that first outcome.
-    let lost: Vec<Uuid> = ids
-        .iter()
-        .filter(|id| !updated.contains(id))
-        .copied()
-        .collect();
-    let mut stored: HashMap<Uuid, Value> = HashMap::new();
-    if !lost.is_empty() {
-        for row in client
-            .query(
-                "SELECT id, result FROM executions WHERE id = ANY($1) AND result IS NOT NULL",
-                &[&lost],
-            )
-            .await
-            .map_err(failure)?
-        {
-            stored.insert(row.get(0), row.get(1));
-        }
-    }
-    Ok(items.iter().map(|i| stored.remove(&i.id)).collect())
-}
-
-/// A database error answers the statement (an input may be at fault: the batcher then runs
-/// each input on its own); anything else is the connection's. Of a statement's errors, a data
-/// exception or an integrity violation (SQLSTATE classes 22 and 23) is about the values it
-/// wrote; the others (a deadlock, a serialisation failure, the server shutting down, a
-/// timeout) would pass on another try.
-fn failure(e: tokio_postgres::Error) -> Failure {
-    let Some(db) = e.as_db_error() else {
-        return Failure::infra(LedgerError::from(e));
-    };
-    let code = db.code().code();
-    if code.starts_with("22") || code.starts_with("23") {
-        Failure {
-            // The server's message and code, without its detail (which quotes the whole row).
-            message: format!("{} (SQLSTATE {code})", db.message()),
-            blame: Blame::Input,
-        }
-    } else {
-        Failure {
-            message: LedgerError::from(e).to_string(),
-            blame: Blame::Statement,
-        }
-    }
-}
-
-/// A pooled connection and `sql` prepared on it (cached per connection).
-async fn prepared(
-    pool: &Pool,
-    sql: &str,
-) -> Result<(deadpool_postgres::Object, tokio_postgres::Statement), Failure> {
-    let client = pool
-        .get()
-        .await
-        .map_err(|e| Failure::infra(LedgerError::from(e)))?;
-    let statement = client.prepare_cached(sql).await.map_err(failure)?;
-    Ok((client, statement))
 }
