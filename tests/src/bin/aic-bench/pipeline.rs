@@ -200,18 +200,18 @@ fn samples(
     samples
 }
 
-/// Publishes `n` executions, as fast as confirms allow or paced at `rate` per second, until
-/// every one is confirmed; returns when each was sent.
+/// Publishes `n` executions from `started`, as fast as confirms allow or paced at `rate` per
+/// second, until every one is confirmed; returns when each was sent.
 async fn send_all(
     env: &TestEnv,
     workload: &Workload,
     publisher: &Channel,
     n: usize,
+    started: Instant,
     rate: Option<f64>,
     reply_queue: Option<&str>,
 ) -> HashMap<String, Instant> {
     let mut sent_at: HashMap<String, Instant> = HashMap::with_capacity(n);
-    let started = Instant::now();
     let mut window = Window::default();
     for i in 0..n {
         if let Some(rate) = rate {
@@ -254,7 +254,16 @@ pub async fn run(
     let reader = tokio::spawn(read_results(results, workload.clone(), n));
     let cpu = CpuWindow::start(workers);
     let started = Instant::now();
-    let sent_at = send_all(env, workload, &publisher, n, rate, reply_queue.as_deref()).await;
+    let sent_at = send_all(
+        env,
+        workload,
+        &publisher,
+        n,
+        started,
+        rate,
+        reply_queue.as_deref(),
+    )
+    .await;
     let arrived = reader.await.expect("results reader");
     // The window closes with the last result, before the latencies are worked out below
     // (50,000 lookups and a sort, on the client's CPU).
