@@ -2,6 +2,7 @@
 //! derives as the handlers' types, so the document cannot drift from what the code accepts.
 
 use crate::error::ErrorBody;
+use crate::routes::automations::{edit, versions};
 use crate::routes::{automations, catalog, connections, executions};
 use axum::Json;
 use schemars::JsonSchema;
@@ -28,6 +29,95 @@ fn array<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
 }
 
 fn operations(g: &mut SchemaGenerator) -> Vec<Op> {
+    let mut ops = core_operations(g);
+    ops.extend(lifecycle_operations(g));
+    ops
+}
+
+/// An automation's edits and its version history.
+fn lifecycle_operations(g: &mut SchemaGenerator) -> Vec<Op> {
+    let none = Value::Null;
+    let op = |method, path, id, summary, body, ok| Op {
+        method,
+        path,
+        id,
+        summary,
+        roles: "admin, editor",
+        body,
+        ok,
+    };
+    vec![
+        op(
+            "patch",
+            "/v1/automations/{id}",
+            "updateAutomation",
+            "Edit the draft, rename, pause or resume (the status takes effect at once)",
+            Some(schema::<edit::UpdateAutomation>(g)),
+            ("200", schema::<automations::AutomationView>(g)),
+        ),
+        op(
+            "delete",
+            "/v1/automations/{id}",
+            "deleteAutomation",
+            "Delete an automation and its versions (executions keep their records)",
+            None,
+            ("204", none.clone()),
+        ),
+        op(
+            "post",
+            "/v1/automations/{id}/duplicate",
+            "duplicateAutomation",
+            "Copy an automation into a new unpublished draft",
+            Some(schema::<edit::DuplicateInput>(g)),
+            ("201", schema::<automations::AutomationView>(g)),
+        ),
+        Op {
+            roles: "admin, editor, viewer",
+            ..op(
+                "get",
+                "/v1/automations/{id}/versions",
+                "listVersions",
+                "The version history, newest first",
+                None,
+                ("200", array::<versions::VersionEntry>(g)),
+            )
+        },
+        op(
+            "patch",
+            "/v1/automations/{id}/versions/{number}",
+            "renameVersion",
+            "Rename a version (nothing else of it can change)",
+            Some(schema::<versions::RenameVersion>(g)),
+            ("200", schema::<versions::VersionEntry>(g)),
+        ),
+        op(
+            "delete",
+            "/v1/automations/{id}/versions/{number}",
+            "deleteVersion",
+            "Delete a version other than the live one",
+            None,
+            ("204", none),
+        ),
+        op(
+            "post",
+            "/v1/automations/{id}/versions/{number}/restore",
+            "restoreVersion",
+            "Make a version live again and reset the draft to it",
+            None,
+            ("200", schema::<automations::AutomationView>(g)),
+        ),
+        op(
+            "post",
+            "/v1/automations/{id}/versions/delete",
+            "deleteVersions",
+            "Delete several versions, all or none (never the live one)",
+            Some(schema::<versions::DeleteVersions>(g)),
+            ("200", schema::<versions::DeletedVersions>(g)),
+        ),
+    ]
+}
+
+fn core_operations(g: &mut SchemaGenerator) -> Vec<Op> {
     let status = json!({"type": "object"});
     vec![
         Op {
@@ -177,22 +267,28 @@ pub fn document() -> Value {
     let error = schema::<ErrorBody>(&mut g);
     let mut paths = Map::new();
     for op in operations(&mut g) {
+        let success = match op.ok.0 {
+            "204" => json!({"description": "Done; no content"}),
+            _ => {
+                json!({"description": "Success", "content": {"application/json": {"schema": op.ok.1}}})
+            }
+        };
         let mut o = json!({
             "operationId": op.id,
             "summary": op.summary,
             "description": format!("Roles: {}.", op.roles),
             "responses": {
-                op.ok.0: {"description": "Success", "content": {"application/json": {"schema": op.ok.1}}},
+                op.ok.0: success,
                 "default": {"description": "Error", "content": {"application/json": {"schema": error.clone()}}}
             }
         });
         if op.roles == "none" {
             o["security"] = json!([]);
         }
-        let params: Vec<Value> = ["id", "app"]
+        let params: Vec<Value> = [("id", "string"), ("app", "string"), ("number", "integer")]
             .iter()
-            .filter(|p| op.path.contains(&format!("{{{p}}}")))
-            .map(|p| json!({"name": p, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .filter(|(p, _)| op.path.contains(&format!("{{{p}}}")))
+            .map(|(p, t)| json!({"name": p, "in": "path", "required": true, "schema": {"type": t}}))
             .collect();
         if !params.is_empty() {
             o["parameters"] = Value::Array(params);
@@ -240,5 +336,12 @@ mod tests {
             assert!(schemas.contains_key(&name), "dangling $ref to {name}");
         }
         assert!(doc["paths"]["/v1/automations/{id}/executions"]["post"]["requestBody"].is_object());
+        let restore = &doc["paths"]["/v1/automations/{id}/versions/{number}/restore"]["post"];
+        assert_eq!(
+            restore["parameters"][1]["schema"]["type"], "integer",
+            "{restore}"
+        );
+        let delete = &doc["paths"]["/v1/automations/{id}"]["delete"]["responses"]["204"];
+        assert!(delete.get("content").is_none(), "{delete}");
     }
 }

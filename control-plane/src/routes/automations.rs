@@ -21,6 +21,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 mod checks;
+pub mod edit;
+pub mod versions;
 
 /// Body of `POST /v1/automations`.
 #[derive(Deserialize, JsonSchema)]
@@ -52,16 +54,6 @@ pub struct CreateAutomation {
 pub struct PublishInput {
     /// Name of the version (default `Version N`).
     pub version_name: Option<String>,
-}
-
-impl PublishInput {
-    /// The body as sent: none (or only whitespace) asks for the defaults.
-    fn read(body: &[u8]) -> Result<Self, ApiError> {
-        if body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Self::default());
-        }
-        serde_json::from_slice(body).map_err(|e| ApiError::invalid("body", e.to_string()))
-    }
 }
 
 /// A published version.
@@ -254,7 +246,7 @@ pub async fn publish(
 ) -> Result<(StatusCode, Json<VersionView>), ApiError> {
     caller.require(CONFIGURE)?;
     let id: AutomationId = parse_id(&id, "automation")?;
-    let input = PublishInput::read(&body)?;
+    let input: PublishInput = crate::routes::optional_body(&body)?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
     let row = locked_draft(&tx, caller.tenant, id).await?;
@@ -317,24 +309,29 @@ async fn locked_draft(
     .ok_or_else(|| ApiError::not_found("automation"))
 }
 
-/// The number of `automation`'s next version, and its name: `name` unless blank, else
-/// `Version <number>`.
+/// The number of `automation`'s next version — one past every version it ever published, so
+/// that a deleted version's number is never given again — and its name: `name` unless blank
+/// (at most 200 characters), else `Version <number>`. The automation's row is locked.
 async fn next_version(
     tx: &deadpool_postgres::Transaction<'_>,
     automation: AutomationId,
     name: Option<String>,
 ) -> Result<(i32, String), ApiError> {
+    let name = match name.as_deref().map(str::trim) {
+        Some(n) if !n.is_empty() => {
+            Some(crate::routes::bounded_name("version_name", n)?.to_string())
+        }
+        _ => None,
+    };
     let number: i32 = tx
         .query_one(
-            "SELECT coalesce(max(number), 0) + 1 FROM automation_versions WHERE automation_id = $1",
+            "UPDATE automations SET versions_published = versions_published + 1 WHERE id = $1 \
+             RETURNING versions_published",
             &[&automation.0],
         )
         .await?
         .get(0);
-    let name = name
-        .map(|n| n.trim().to_string())
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| format!("Version {number}"));
+    let name = name.unwrap_or_else(|| format!("Version {number}"));
     Ok((number, name))
 }
 

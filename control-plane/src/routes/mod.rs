@@ -8,7 +8,7 @@ pub mod health;
 
 use crate::state::AppState;
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 
 /// Builds the router: the API, and `/metrics` counting every request to it.
 pub fn router(state: AppState) -> Router {
@@ -44,7 +44,32 @@ fn api(state: AppState) -> Router {
             "/v1/automations",
             post(automations::create).get(automations::list),
         )
-        .route("/v1/automations/{id}", get(automations::read))
+        .route(
+            "/v1/automations/{id}",
+            get(automations::read)
+                .patch(automations::edit::update)
+                .delete(automations::edit::delete),
+        )
+        .route(
+            "/v1/automations/{id}/duplicate",
+            post(automations::edit::duplicate),
+        )
+        .route(
+            "/v1/automations/{id}/versions",
+            get(automations::versions::list),
+        )
+        .route(
+            "/v1/automations/{id}/versions/delete",
+            post(automations::versions::delete_many),
+        )
+        .route(
+            "/v1/automations/{id}/versions/{number}",
+            patch(automations::versions::rename).delete(automations::versions::delete),
+        )
+        .route(
+            "/v1/automations/{id}/versions/{number}/restore",
+            post(automations::versions::restore),
+        )
         .route("/v1/automations/{id}/publish", post(automations::publish))
         .route("/v1/automations/{id}/executions", post(executions::enqueue))
         .route("/v1/executions/{id}", get(executions::read))
@@ -57,13 +82,38 @@ pub fn parse_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, crate:
         .map_err(|_| crate::error::ApiError::not_found(what))
 }
 
+/// For `#[serde(default, deserialize_with = "…")]`: a field that is present, `null` included
+/// (`Some(None)`, clear it), differs from an absent one (`None`, keep it).
+pub fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    serde::Deserialize::deserialize(d).map(Some)
+}
+
+/// An optional JSON body as sent: none (or only whitespace) asks for the defaults.
+pub fn optional_body<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+) -> Result<T, crate::error::ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| crate::error::ApiError::invalid("body", e.to_string()))
+}
+
 /// A record's name, trimmed: 1 to 200 characters, else a 422 naming the `name` field.
 pub fn checked_name(name: &str) -> Result<&str, crate::error::ApiError> {
+    bounded_name("name", name)
+}
+
+/// The name in `field`, trimmed: 1 to 200 characters, else a 422 naming `field`.
+pub fn bounded_name<'n>(field: &str, name: &'n str) -> Result<&'n str, crate::error::ApiError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(crate::error::ApiError::invalid(
-            "name",
-            "name must be 1 to 200 characters",
+            field,
+            format!("{field} must be 1 to 200 characters"),
         ));
     }
     Ok(name)

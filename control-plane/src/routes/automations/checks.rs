@@ -145,7 +145,7 @@ pub(super) fn template_named<'c>(
 
 /// Refuses a connection that is not the tenant's, or is to another app than `app`.
 pub(super) async fn check_connection_app(
-    client: &deadpool_postgres::Client,
+    client: &impl deadpool_postgres::GenericClient,
     tenant: TenantId,
     connection: ConnectionId,
     app: &str,

@@ -1,0 +1,347 @@
+//! An automation's own life: edit its draft, pause and resume it, duplicate it, delete it.
+//!
+//! The draft's fields (connection, parameters, retry policy, external id field) change what the
+//! next publish freezes, not the live version. The name, the description and the status are the
+//! automation's own and take effect at once: a paused automation's executions are refused by
+//! the API and, for requests already queued or sent straight over AMQP, by the worker
+//! (`automation_paused`).
+
+use super::checks::{check_connection_app, check_external_id_field, check_parameters};
+use super::{AutomationView, fetch};
+use crate::auth::{CONFIGURE, Caller};
+use crate::error::{ApiError, ApiJson};
+use crate::routes::{checked_name, parse_id};
+use crate::state::AppState;
+use aic_proto::{AutomationId, ConnectionId, ParameterSpec, RetrySpec};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tokio_postgres::error::SqlState;
+
+/// Whether an automation's executions run.
+#[derive(Deserialize, JsonSchema, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum AutomationStatus {
+    /// Executions run.
+    Running,
+    /// Executions are refused with `automation_paused` until it is resumed.
+    Paused,
+}
+
+impl AutomationStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Paused => "paused",
+        }
+    }
+}
+
+/// Body of `PATCH /v1/automations/{id}`: each field present is changed, the others are kept.
+#[derive(Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAutomation {
+    /// New unique name within the tenant.
+    pub name: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// `running` or `paused`, at once.
+    pub status: Option<AutomationStatus>,
+    /// The draft's connection (same app as the template).
+    pub connection_id: Option<ConnectionId>,
+    /// The draft's whole parameter table (add, edit and delete parameters by sending the table
+    /// as it should be). The template's required parameters must stay.
+    pub parameters: Option<Vec<ParameterSpec>>,
+    /// The draft's retry policy; `null` returns to the worker's defaults.
+    #[serde(default, deserialize_with = "crate::routes::present")]
+    pub retry: Option<Option<RetrySpec>>,
+    /// The draft's Salesforce external id field; `null` removes it.
+    #[serde(default, deserialize_with = "crate::routes::present")]
+    pub external_id_field: Option<Option<String>>,
+}
+
+/// Body of `POST /v1/automations/{id}/duplicate` (optional).
+#[derive(Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DuplicateInput {
+    /// The copy's name (default: the original's with ` (copy)`, then ` (copy 2)`…).
+    pub name: Option<String>,
+}
+
+/// The draft as stored, locked for the update.
+struct Draft {
+    app: String,
+    action: String,
+    connection_id: ConnectionId,
+    parameters: serde_json::Value,
+    retry: Option<serde_json::Value>,
+    external_id_field: Option<String>,
+}
+
+/// `PATCH /v1/automations/{id}`: edits the draft, renames, pauses or resumes.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant, automation = %id))]
+pub async fn update(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<UpdateAutomation>,
+) -> Result<Json<AutomationView>, ApiError> {
+    caller.require(CONFIGURE)?;
+    let id: AutomationId = parse_id(&id, "automation")?;
+    let name = input.name.as_deref().map(checked_name).transpose()?;
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    let mut draft = locked(&tx, caller.tenant, id).await?;
+    edit_draft(&state, &tx, caller.tenant, &mut draft, &input).await?;
+    tx.execute(
+        "UPDATE automations SET name = coalesce($2, name), description = coalesce($3, description), \
+         status = coalesce($4, status), connection_id = $5, parameters = $6, retry = $7, \
+         external_id_field = $8, updated_at = now() WHERE id = $1",
+        &[
+            &id.0,
+            &name,
+            &input.description,
+            &input.status.map(AutomationStatus::as_str),
+            &draft.connection_id.0,
+            &draft.parameters,
+            &draft.retry,
+            &draft.external_id_field,
+        ],
+    )
+    .await
+    .map_err(|e| name_taken(e, name.unwrap_or_default()))?;
+    tx.commit().await?;
+    if let Some(status) = input.status {
+        tracing::info!(status = status.as_str(), "automation status set");
+    }
+    Ok(Json(fetch(&state, caller.tenant, id).await?))
+}
+
+/// The tenant's automation `id`'s draft, its row locked until the transaction ends.
+async fn locked(
+    tx: &deadpool_postgres::Transaction<'_>,
+    tenant: aic_proto::TenantId,
+    id: AutomationId,
+) -> Result<Draft, ApiError> {
+    let row = tx
+        .query_opt(
+            "SELECT app, action, connection_id, parameters, retry, external_id_field \
+             FROM automations WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+            &[&tenant.0, &id.0],
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("automation"))?;
+    Ok(Draft {
+        app: row.get(0),
+        action: row.get(1),
+        connection_id: ConnectionId(row.get(2)),
+        parameters: row.get(3),
+        retry: row.get(4),
+        external_id_field: row.get(5),
+    })
+}
+
+/// Applies `input`'s draft fields to `draft`, each checked as a create checks it.
+async fn edit_draft(
+    state: &AppState,
+    tx: &deadpool_postgres::Transaction<'_>,
+    tenant: aic_proto::TenantId,
+    draft: &mut Draft,
+    input: &UpdateAutomation,
+) -> Result<(), ApiError> {
+    let touches_template =
+        input.parameters.is_some() || matches!(input.external_id_field, Some(Some(_)));
+    let template = state.catalog.template(&draft.app, &draft.action);
+    if touches_template && template.is_none() {
+        return Err(ApiError::conflict(
+            "template_retired",
+            format!("template '{}.{}' no longer exists", draft.app, draft.action),
+        ));
+    }
+    if let (Some(parameters), Some(template)) = (&input.parameters, template) {
+        check_parameters(template, parameters)?;
+        draft.parameters =
+            serde_json::to_value(parameters).map_err(|e| ApiError::internal("parameters", &e))?;
+    }
+    if let Some(retry) = &input.retry {
+        if let Some(retry) = retry {
+            retry
+                .check()
+                .map_err(|(field, message)| ApiError::invalid(format!("retry.{field}"), message))?;
+        }
+        draft.retry = retry
+            .as_ref()
+            .map(|r| serde_json::to_value(r).map_err(|e| ApiError::internal("retry", &e)))
+            .transpose()?;
+    }
+    if let Some(field) = &input.external_id_field {
+        if let (Some(field), Some(template)) = (field, template) {
+            check_external_id_field(&draft.app, template, field)?;
+        }
+        draft.external_id_field = field.clone();
+    }
+    if let Some(connection) = input.connection_id {
+        check_connection_app(tx, tenant, connection, &draft.app).await?;
+        draft.connection_id = connection;
+    }
+    Ok(())
+}
+
+/// A unique violation on the tenant's names as `name_taken`; any other error as it is.
+fn name_taken(e: tokio_postgres::Error, name: &str) -> ApiError {
+    if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+        ApiError::conflict(
+            "name_taken",
+            format!("an automation named '{name}' already exists"),
+        )
+    } else {
+        e.into()
+    }
+}
+
+/// `POST /v1/automations/{id}/duplicate`: a new, unpublished draft with the original's
+/// template, connection, description, parameters, retry policy and external id field.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant, automation = %id))]
+pub async fn duplicate(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<AutomationView>), ApiError> {
+    caller.require(CONFIGURE)?;
+    let id: AutomationId = parse_id(&id, "automation")?;
+    let input: DuplicateInput = crate::routes::optional_body(&body)?;
+    let client = state.pool.get().await?;
+    let not_found = || ApiError::not_found("automation");
+    let original = name_of(&client, &caller, id).await?.ok_or_else(not_found)?;
+    let names = match &input.name {
+        Some(name) => vec![checked_name(name)?.to_string()],
+        None => (1..=20).map(|n| copy_name(&original, n)).collect(),
+    };
+    let copy = AutomationId::new();
+    if insert_copy(&client, &caller, id, copy, &names).await? {
+        tracing::info!(copy = %copy, "automation duplicated");
+        let view = fetch(&state, caller.tenant, copy).await?;
+        return Ok((StatusCode::CREATED, Json(view)));
+    }
+    // Nothing inserted under any name: the original may have been deleted meanwhile.
+    name_of(&client, &caller, id).await?.ok_or_else(not_found)?;
+    Err(ApiError::conflict(
+        "name_taken",
+        match &input.name {
+            Some(_) => format!("an automation named '{}' already exists", names[0]),
+            None => format!("'{original}' has too many copies; name this one"),
+        },
+    ))
+}
+
+/// The name of the caller's tenant's automation `id`, if it exists.
+async fn name_of(
+    client: &deadpool_postgres::Client,
+    caller: &Caller,
+    id: AutomationId,
+) -> Result<Option<String>, ApiError> {
+    Ok(client
+        .query_opt(
+            "SELECT name FROM automations WHERE tenant_id = $1 AND id = $2",
+            &[&caller.tenant.0, &id.0],
+        )
+        .await?
+        .map(|row| row.get(0)))
+}
+
+/// Copies automation `id` into `copy` under the first of `names` that is free; false when none
+/// is (or the original is gone).
+async fn insert_copy(
+    client: &deadpool_postgres::Client,
+    caller: &Caller,
+    id: AutomationId,
+    copy: AutomationId,
+    names: &[String],
+) -> Result<bool, ApiError> {
+    for name in names {
+        let inserted = client
+            .execute(
+                "INSERT INTO automations (id, tenant_id, connection_id, app, action, name, description, parameters, created_by, retry, external_id_field) \
+                 SELECT $3, tenant_id, connection_id, app, action, $4, description, parameters, $5, retry, external_id_field \
+                 FROM automations WHERE tenant_id = $1 AND id = $2 ON CONFLICT (tenant_id, name) DO NOTHING",
+                &[&caller.tenant.0, &id.0, &copy.0, name, &caller.token_id],
+            )
+            .await?;
+        if inserted == 1 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The `n`th default name of a copy of `original`, within the 200 characters a name may have.
+fn copy_name(original: &str, n: u32) -> String {
+    let suffix = if n == 1 {
+        " (copy)".to_string()
+    } else {
+        format!(" (copy {n})")
+    };
+    let keep = 200 - suffix.chars().count();
+    let base: String = original.chars().take(keep).collect();
+    format!("{}{suffix}", base.trim_end())
+}
+
+/// `DELETE /v1/automations/{id}`: the automation and its versions. Executions keep their
+/// ledger rows (read by id as before); requests still queued for it fail with
+/// `unknown_automation`.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant, automation = %id))]
+pub async fn delete(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(CONFIGURE)?;
+    let id: AutomationId = parse_id(&id, "automation")?;
+    let deleted = state
+        .pool
+        .get()
+        .await?
+        .execute(
+            "DELETE FROM automations WHERE tenant_id = $1 AND id = $2",
+            &[&caller.tenant.0, &id.0],
+        )
+        .await?;
+    if deleted == 0 {
+        return Err(ApiError::not_found("automation"));
+    }
+    tracing::info!("automation deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_are_numbered_and_fit_the_name_limit() {
+        assert_eq!(copy_name("Lead", 1), "Lead (copy)");
+        assert_eq!(copy_name("Lead", 3), "Lead (copy 3)");
+        let long = "é".repeat(200);
+        let copy = copy_name(&long, 12);
+        assert_eq!(copy.chars().count(), 200);
+        assert!(copy.ends_with(" (copy 12)"), "{copy}");
+    }
+
+    #[test]
+    fn null_and_absent_fields_differ() {
+        let absent: UpdateAutomation = serde_json::from_str("{}").expect("empty");
+        assert!(absent.retry.is_none() && absent.external_id_field.is_none());
+        let cleared: UpdateAutomation =
+            serde_json::from_str(r#"{"retry": null, "external_id_field": null}"#).expect("nulls");
+        assert_eq!(cleared.retry.map(|r| r.is_none()), Some(true));
+        assert_eq!(cleared.external_id_field, Some(None));
+        let status: UpdateAutomation =
+            serde_json::from_str(r#"{"status": "paused"}"#).expect("status");
+        assert_eq!(status.status, Some(AutomationStatus::Paused));
+        assert!(serde_json::from_str::<UpdateAutomation>(r#"{"status": "stopped"}"#).is_err());
+    }
+}

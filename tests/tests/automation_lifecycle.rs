@@ -1,0 +1,316 @@
+//! An automation's life after its creation, through the API: pause and resume, draft edits that
+//! wait for a publish, duplicates and deletion — each checked by what the worker then does. Its
+//! version history: `automation_versions.rs`.
+
+use aic_control_plane::auth::Role;
+use aic_tests::harness::{Options, TestEnv, assert_failed_with};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+fn api_only() -> Options {
+    Options {
+        worker: false,
+        ..Default::default()
+    }
+}
+
+/// The automation's draft parameter table with its `Title` parameter renamed `JobTitle`.
+async fn title_renamed(env: &TestEnv, automation: &str) -> Value {
+    let (_, current) = env
+        .call(Method::GET, &format!("/v1/automations/{automation}"), None)
+        .await;
+    let mut params = current["parameters"].clone();
+    for p in params.as_array_mut().expect("parameters") {
+        if p["name"] == "Title" {
+            p["name"] = json!("JobTitle");
+        }
+    }
+    params
+}
+
+/// The JSON body of every Lead the sandbox received.
+fn leads(env: &TestEnv) -> Vec<Value> {
+    env.sandbox
+        .requests_to("/sobjects/Lead/")
+        .iter()
+        .map(|r| serde_json::from_str(&r.body).expect("a JSON body"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_paused_automation_refuses_its_executions_until_resumed() {
+    let env = TestEnv::start().await;
+    let automation = env.lead_automation().await;
+    let path = format!("/v1/automations/{automation}");
+    let (status, paused) = env
+        .call(Method::PATCH, &path, Some(json!({"status": "paused"})))
+        .await;
+    assert_eq!(
+        (status.as_u16(), paused["status"].as_str()),
+        (200, Some("paused")),
+        "{paused}"
+    );
+
+    let run = json!({"parameters": {"LastName": "A", "Company": "B"}});
+    let (status, refused) = env
+        .call(Method::POST, &format!("{path}/executions"), Some(run))
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"]["code"], "automation_paused", "{refused}");
+    // A request sent straight over AMQP reaches the worker, which reads the same status.
+    let mut replies = env.listen("", "").await;
+    let (_, body) = env.request(&automation, json!({"LastName": "A", "Company": "B"}));
+    let result = env.ask(&mut replies, &body).await;
+    assert_failed_with(Some(result), "automation_paused", &["paused"]);
+    assert!(leads(&env).is_empty());
+
+    let (status, resumed) = env
+        .call(Method::PATCH, &path, Some(json!({"status": "running"})))
+        .await;
+    assert_eq!(
+        (status.as_u16(), resumed["status"].as_str()),
+        (200, Some("running"))
+    );
+    let done = env
+        .run(&automation, json!({"LastName": "A", "Company": "B"}))
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(leads(&env).len(), 1);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn draft_edits_run_only_once_published() {
+    let env = TestEnv::start().await;
+    let automation = env.lead_automation().await;
+    let path = format!("/v1/automations/{automation}");
+    let params = title_renamed(&env, &automation).await;
+    let (status, edited) = env
+        .call(
+            Method::PATCH,
+            &path,
+            Some(json!({"parameters": params, "description": "Leads from the web"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{edited}");
+    assert_eq!(edited["description"], "Leads from the web");
+    assert_eq!(edited["published_version"]["number"], 1, "{edited}");
+
+    let with_job_title = json!({"LastName": "A", "Company": "B", "JobTitle": "CTO"});
+    // The live version still knows no JobTitle: the API checks a request against it.
+    let (status, before) = env
+        .call(
+            Method::POST,
+            &format!("{path}/executions"),
+            Some(json!({"parameters": with_job_title})),
+        )
+        .await;
+    assert_eq!(status, 422, "{before}");
+    assert_eq!(before["error"]["field"], "parameters.JobTitle", "{before}");
+
+    let (status, v2) = env
+        .call(Method::POST, &format!("{path}/publish"), None)
+        .await;
+    assert_eq!(status, 201, "{v2}");
+    let after = env.run(&automation, with_job_title).await;
+    assert_eq!(after["status"], "succeeded", "{after}");
+    assert_eq!(after["version_id"], v2["id"], "{after}");
+    assert_eq!(leads(&env)[0]["Title"], "CTO");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn bad_edits_are_refused_naming_the_field() {
+    let env = TestEnv::start_with(api_only()).await;
+    let automation = env.lead_automation().await;
+    let path = format!("/v1/automations/{automation}");
+    let (_, first) = env.call(Method::GET, &path, None).await;
+    let connection = first["connection_id"].as_str().expect("connection");
+    let other = env
+        .published_automation("salesforce.create_lead", connection, "Other lead", None)
+        .await;
+    let jira = env.jira_connection("t0k3n").await;
+    let no_last_name: Vec<Value> = title_renamed(&env, &automation)
+        .await
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .filter(|p| p["name"] != "LastName")
+        .cloned()
+        .collect();
+    let cases = [
+        (
+            json!({"name": "  "}),
+            422,
+            "validation_failed",
+            Some("name"),
+        ),
+        (json!({"name": "Other lead"}), 409, "name_taken", None),
+        (json!({"status": "stopped"}), 422, "invalid_body", None),
+        (
+            json!({"parameters": no_last_name}),
+            422,
+            "validation_failed",
+            Some("parameters"),
+        ),
+        (
+            json!({"connection_id": jira}),
+            422,
+            "validation_failed",
+            Some("connection_id"),
+        ),
+        (
+            json!({"retry": {"max_attempts": 0}}),
+            422,
+            "validation_failed",
+            Some("retry.max_attempts"),
+        ),
+        (
+            json!({"external_id_field": "Bad"}),
+            422,
+            "validation_failed",
+            Some("external_id_field"),
+        ),
+        (json!({"colour": "red"}), 422, "invalid_body", None),
+    ];
+    for (body, status, code, field) in cases {
+        let (got, err) = env.call(Method::PATCH, &path, Some(body.clone())).await;
+        assert_eq!(got.as_u16(), status, "{body}: {err}");
+        assert_eq!(err["error"]["code"], code, "{body}: {err}");
+        if let Some(field) = field {
+            assert_eq!(err["error"]["field"], field, "{body}: {err}");
+        }
+    }
+    let (_, unchanged) = env.call(Method::GET, &path, None).await;
+    assert_eq!(
+        unchanged["name"], "Create lead",
+        "nothing of a refused edit stays"
+    );
+    assert!(
+        unchanged["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .any(|p| p["name"] == "Title"),
+        "{unchanged}"
+    );
+    let viewer = env.token(Role::Viewer).await;
+    let (status, _) = env
+        .call_as(
+            &viewer,
+            Method::PATCH,
+            &path,
+            Some(json!({"status": "paused"})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = env
+        .call(Method::PATCH, "/v1/automations/not-an-id", Some(json!({})))
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = env
+        .call(
+            Method::PATCH,
+            &format!("/v1/automations/{other}"),
+            Some(json!({"name": "Create lead (copy)"})),
+        )
+        .await;
+    assert_eq!(status, 200, "a free name is taken");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn duplicates_are_unpublished_copies_under_free_names() {
+    let env = TestEnv::start_with(api_only()).await;
+    let automation = env.lead_automation().await;
+    let path = format!("/v1/automations/{automation}");
+    let (_, original) = env.call(Method::GET, &path, None).await;
+    let (status, copy) = env
+        .call(Method::POST, &format!("{path}/duplicate"), None)
+        .await;
+    assert_eq!(status, 201, "{copy}");
+    assert_eq!(copy["name"], "Create lead (copy)");
+    assert_ne!(copy["id"], original["id"]);
+    assert!(copy["published_version"].is_null(), "{copy}");
+    for field in [
+        "template",
+        "connection_id",
+        "parameters",
+        "description",
+        "status",
+    ] {
+        assert_eq!(copy[field], original[field], "{field}");
+    }
+    let (_, second) = env
+        .call(Method::POST, &format!("{path}/duplicate"), None)
+        .await;
+    assert_eq!(second["name"], "Create lead (copy 2)", "{second}");
+    let (status, named) = env
+        .call(
+            Method::POST,
+            &format!("{path}/duplicate"),
+            Some(json!({"name": "Web leads"})),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), named["name"].as_str()),
+        (201, Some("Web leads"))
+    );
+    let (status, taken) = env
+        .call(
+            Method::POST,
+            &format!("{path}/duplicate"),
+            Some(json!({"name": "Web leads"})),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), taken["error"]["code"].as_str()),
+        (409, Some("name_taken"))
+    );
+    let (_, all) = env.call(Method::GET, "/v1/automations", None).await;
+    assert_eq!(all.as_array().map(Vec::len), Some(4), "{all}");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_deleted_automation_keeps_its_executions_records() {
+    let env = TestEnv::start().await;
+    let automation = env.lead_automation().await;
+    let path = format!("/v1/automations/{automation}");
+    let done = env
+        .run(&automation, json!({"LastName": "A", "Company": "B"}))
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let (status, _) = env.call(Method::DELETE, &path, None).await;
+    assert_eq!(status, 204);
+    assert_eq!(env.call(Method::GET, &path, None).await.0, 404);
+    assert_eq!(env.call(Method::DELETE, &path, None).await.0, 404);
+    let (status, kept) = env
+        .call(
+            Method::GET,
+            &format!("/v1/executions/{}", done["id"].as_str().expect("id")),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), &kept["status"]),
+        (200, &json!("succeeded")),
+        "{kept}"
+    );
+    let versions: i64 = env
+        .pool
+        .get()
+        .await
+        .expect("db")
+        .query_one("SELECT count(*) FROM automation_versions", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(versions, 0, "its versions went with it");
+    let mut replies = env.listen("", "").await;
+    let (_, body) = env.request(&automation, json!({"LastName": "A", "Company": "B"}));
+    let result = env.ask(&mut replies, &body).await;
+    assert_failed_with(Some(result), "unknown_automation", &["does not exist"]);
+    assert_eq!(leads(&env).len(), 1);
+    env.stop().await;
+}
