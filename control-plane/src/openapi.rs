@@ -34,7 +34,7 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Op> {
     ops
 }
 
-/// An automation's edits and its version history.
+/// Edits of connections and automations, and the automations' version history.
 fn lifecycle_operations(g: &mut SchemaGenerator) -> Vec<Op> {
     let none = Value::Null;
     let op = |method, path, id, summary, body, ok| Op {
@@ -47,6 +47,22 @@ fn lifecycle_operations(g: &mut SchemaGenerator) -> Vec<Op> {
         ok,
     };
     vec![
+        op(
+            "patch",
+            "/v1/connections/{id}",
+            "updateConnection",
+            "Rename, re-authorise (new secrets, auth type or domain: status back to untested) or cap a connection",
+            Some(schema::<connections::edit::UpdateConnection>(g)),
+            ("200", schema::<connections::ConnectionView>(g)),
+        ),
+        op(
+            "delete",
+            "/v1/connections/{id}",
+            "deleteConnection",
+            "Delete a connection no automation runs on",
+            None,
+            ("204", none.clone()),
+        ),
         op(
             "patch",
             "/v1/automations/{id}",

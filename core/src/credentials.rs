@@ -114,6 +114,11 @@ impl SecretFields {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.0.keys().map(String::as_str)
     }
+
+    /// The fields as a map, to be checked or sealed again (an edit that keeps them).
+    pub fn into_map(self) -> BTreeMap<String, SecretString> {
+        self.0
+    }
 }
 
 impl Keyring {

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 mod checks;
+pub mod edit;
 
 /// Body of `POST /v1/connections` and `POST /v1/connection-tests`.
 #[derive(Deserialize, JsonSchema)]

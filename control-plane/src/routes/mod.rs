@@ -37,7 +37,12 @@ fn api(state: AppState) -> Router {
             "/v1/connections",
             post(connections::create).get(connections::list),
         )
-        .route("/v1/connections/{id}", get(connections::read))
+        .route(
+            "/v1/connections/{id}",
+            get(connections::read)
+                .patch(connections::edit::update)
+                .delete(connections::edit::delete),
+        )
         .route("/v1/connections/{id}/test", post(connections::test_saved))
         .route("/v1/connection-tests", post(connections::test_unsaved))
         .route(

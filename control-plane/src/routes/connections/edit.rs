@@ -1,0 +1,266 @@
+//! A connection after its creation: rename it, re-authorise it (new secrets, another auth type
+//! or domain), change its cap, or delete it once nothing runs on it.
+//!
+//! New credentials are a new version of the secrets: sealed again, `secret_version` moved on
+//! (so that no worker keeps using a token of the old ones), and the connection starts over as
+//! `untested`, its failure count and auth breaker cleared — the way out of
+//! `needs_reauthorization`, whose executions fail fast until then.
+
+use super::checks::{check_dns, validate};
+use super::{ConnectionInput, ConnectionView, aad, fetch};
+use crate::auth::{CONFIGURE, Caller};
+use crate::error::{ApiError, ApiJson};
+use crate::routes::parse_id;
+use crate::state::AppState;
+use aic_proto::{ConnectionId, TenantId};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use schemars::JsonSchema;
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use tokio_postgres::error::SqlState;
+
+/// Body of `PATCH /v1/connections/{id}`: each field present is changed, the others are kept.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConnection {
+    /// New unique name within the tenant.
+    pub name: Option<String>,
+    /// New instance base URL or host.
+    pub domain: Option<String>,
+    /// Another of the app's auth types; needs `secrets` for it.
+    pub auth_type: Option<String>,
+    /// The whole set of secret fields for the auth type, replacing the saved ones. Write-only.
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
+    pub secrets: Option<BTreeMap<String, SecretString>>,
+    /// The cap on vendor calls in flight over all workers (1 to 10,000); `null` returns to the
+    /// workers' default.
+    #[serde(default, deserialize_with = "crate::routes::present")]
+    #[schemars(with = "Option<i32>")]
+    pub max_concurrency: Option<Option<i32>>,
+}
+
+/// The saved connection, locked for the edit.
+struct Saved {
+    name: String,
+    app: String,
+    domain: String,
+    auth_type: String,
+    sealed: aic_core::credentials::Sealed,
+    max_concurrency: Option<i32>,
+}
+
+/// `PATCH /v1/connections/{id}`.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant, connection = %id))]
+pub async fn update(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<UpdateConnection>,
+) -> Result<Json<ConnectionView>, ApiError> {
+    caller.require(CONFIGURE)?;
+    let id: ConnectionId = parse_id(&id, "connection")?;
+    if input.auth_type.is_some() && input.secrets.is_none() {
+        return Err(ApiError::invalid(
+            "secrets",
+            "a new auth type needs its secret fields",
+        ));
+    }
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    let saved = locked(&tx, caller.tenant, id).await?;
+    let reauthorised =
+        input.secrets.is_some() || input.domain.as_deref().is_some_and(|d| d != saved.domain);
+    let merged = merge(&state, caller.tenant, id, &saved, input)?;
+    let checked = validate(&state, &merged)?;
+    if reauthorised {
+        check_dns(&state, &checked).await?;
+    }
+    let domain = checked.instance.as_str().trim_end_matches('/');
+    let sealed = reauthorised.then(|| {
+        state
+            .keyring
+            .seal(&checked.secrets, &aad(caller.tenant, id))
+    });
+    save(&tx, id, &merged, domain, sealed.as_ref()).await?;
+    tx.commit().await?;
+    tracing::info!(reauthorised, "connection updated");
+    Ok(Json(fetch(&state, caller.tenant, id).await?))
+}
+
+/// Writes the edited connection; `sealed`, when given, is a new version of its secrets, with
+/// which the connection starts over: untested, no failures, no open breaker.
+async fn save(
+    tx: &deadpool_postgres::Transaction<'_>,
+    id: ConnectionId,
+    merged: &ConnectionInput,
+    domain: &str,
+    sealed: Option<&aic_core::credentials::Sealed>,
+) -> Result<(), ApiError> {
+    let name = merged.name.trim();
+    let reauthorised = sealed.is_some();
+    tx.execute(
+        "UPDATE connections SET name = $2, max_concurrency = $3, domain = $4, auth_type = $5, \
+         secret_key_id = coalesce($6, secret_key_id), secret_nonce = coalesce($7, secret_nonce), \
+         secret_ciphertext = coalesce($8, secret_ciphertext), \
+         secret_version = secret_version + CASE WHEN $9 THEN 1 ELSE 0 END, \
+         status = CASE WHEN $9 THEN 'untested' ELSE status END, \
+         status_detail = CASE WHEN $9 THEN NULL ELSE status_detail END, \
+         status_checked_at = CASE WHEN $9 THEN NULL ELSE status_checked_at END, \
+         auth_failures = CASE WHEN $9 THEN 0 ELSE auth_failures END, \
+         breaker_open_until = CASE WHEN $9 THEN NULL ELSE breaker_open_until END, \
+         updated_at = now() WHERE id = $1",
+        &[
+            &id.0,
+            &name,
+            &merged.max_concurrency,
+            &domain,
+            &merged.auth_type,
+            &sealed.map(|s| &s.key_id),
+            &sealed.map(|s| &s.nonce),
+            &sealed.map(|s| &s.ciphertext),
+            &reauthorised,
+        ],
+    )
+    .await
+    .map_err(|e| match e.code() {
+        Some(&SqlState::UNIQUE_VIOLATION) => ApiError::conflict(
+            "name_taken",
+            format!("a connection named '{name}' already exists"),
+        ),
+        _ => e.into(),
+    })?;
+    Ok(())
+}
+
+/// The tenant's connection `id`, its row locked until the transaction ends.
+async fn locked(
+    tx: &deadpool_postgres::Transaction<'_>,
+    tenant: TenantId,
+    id: ConnectionId,
+) -> Result<Saved, ApiError> {
+    let row = tx
+        .query_opt(
+            "SELECT name, app, domain, auth_type, secret_key_id, secret_nonce, secret_ciphertext, \
+             max_concurrency FROM connections WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+            &[&tenant.0, &id.0],
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("connection"))?;
+    Ok(Saved {
+        name: row.get(0),
+        app: row.get(1),
+        domain: row.get(2),
+        auth_type: row.get(3),
+        sealed: aic_core::credentials::Sealed {
+            key_id: row.get(4),
+            nonce: row.get(5),
+            ciphertext: row.get(6),
+        },
+        max_concurrency: row.get(7),
+    })
+}
+
+/// The connection as it will be: `input`'s fields over the saved ones, the saved secrets opened
+/// when none are given, so that the whole is checked as a create checks it.
+fn merge(
+    state: &AppState,
+    tenant: TenantId,
+    id: ConnectionId,
+    saved: &Saved,
+    input: UpdateConnection,
+) -> Result<ConnectionInput, ApiError> {
+    let secrets = match input.secrets {
+        Some(secrets) => secrets,
+        None => state
+            .keyring
+            .open(&saved.sealed, &aad(tenant, id))
+            .map_err(|e| ApiError::internal("opening connection secrets", &e))?
+            .into_map(),
+    };
+    Ok(ConnectionInput {
+        name: input.name.unwrap_or_else(|| saved.name.clone()),
+        app: saved.app.clone(),
+        domain: input.domain.unwrap_or_else(|| saved.domain.clone()),
+        auth_type: input.auth_type.unwrap_or_else(|| saved.auth_type.clone()),
+        secrets,
+        max_concurrency: input.max_concurrency.unwrap_or(saved.max_concurrency),
+    })
+}
+
+/// `DELETE /v1/connections/{id}`: refused (409 `connection_in_use`, naming them) while an
+/// automation's draft or live version runs on it; its leases and cool-downs go with it.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant, connection = %id))]
+pub async fn delete(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(CONFIGURE)?;
+    let id: ConnectionId = parse_id(&id, "connection")?;
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    locked(&tx, caller.tenant, id).await?;
+    let users: Vec<String> = tx
+        .query(
+            "SELECT a.name FROM automations a \
+             LEFT JOIN automation_versions v ON v.id = a.published_version_id \
+             WHERE a.tenant_id = $1 AND (a.connection_id = $2 OR (v.definition->>'connection_id')::uuid = $2) \
+             ORDER BY a.name",
+            &[&caller.tenant.0, &id.0],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if !users.is_empty() {
+        return Err(in_use(&users));
+    }
+    tx.execute("DELETE FROM connections WHERE id = $1", &[&id.0])
+        .await?;
+    tx.commit().await?;
+    tracing::info!("connection deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// 409 naming the automations (the first five) that still run on a connection.
+fn in_use(users: &[String]) -> ApiError {
+    let mut named: Vec<String> = users.iter().take(5).map(|n| format!("'{n}'")).collect();
+    if users.len() > 5 {
+        named.push(format!("and {} more", users.len() - 5));
+    }
+    ApiError::conflict(
+        "connection_in_use",
+        format!(
+            "{} automation(s) run on this connection ({}): move them to another connection or delete them first",
+            users.len(),
+            named.join(", ")
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_names_at_most_five_users() {
+        let users: Vec<String> = (1..=7).map(|i| format!("A{i}")).collect();
+        let err = format!("{:?}", in_use(&users));
+        assert!(err.contains("\"connection_in_use\""), "{err}");
+        assert!(err.contains("7 automation(s)"), "{err}");
+        assert!(err.contains("'A5', and 2 more"), "{err}");
+        assert!(!err.contains("A6"), "{err}");
+    }
+
+    #[test]
+    fn a_null_cap_differs_from_no_cap_given() {
+        let none: UpdateConnection = serde_json::from_str("{}").expect("empty");
+        assert_eq!(none.max_concurrency, None);
+        let null: UpdateConnection =
+            serde_json::from_str(r#"{"max_concurrency": null}"#).expect("null");
+        assert_eq!(null.max_concurrency, Some(None));
+    }
+}

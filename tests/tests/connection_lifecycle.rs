@@ -1,0 +1,234 @@
+//! A connection's life after its creation, through the API: re-authorised after the vendor
+//! revoked its grant, renamed and capped with its edits checked, and deleted only once no
+//! automation runs on it.
+
+use aic_tests::harness::{Options, TestEnv};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// The connection's secret version and sealed ciphertext, straight from the database.
+async fn sealed(env: &TestEnv, id: &str) -> (i32, Vec<u8>) {
+    let row = env
+        .pool
+        .get()
+        .await
+        .expect("db")
+        .query_one(
+            "SELECT secret_version, secret_ciphertext FROM connections WHERE id = $1::text::uuid",
+            &[&id],
+        )
+        .await
+        .expect("connection row");
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test]
+async fn new_secrets_bring_a_connection_back_from_needing_reauthorisation() {
+    let env = TestEnv::start().await;
+    let org = &env.sandbox.state.salesforce;
+    org.add_client("3MVG9reauth", "reauth-client-secret");
+    org.add_refresh_token("5Aep861-first-grant");
+    let conn = env
+        .connection("SF", "salesforce", "oauth2_refresh_token", json!({"client_id": "3MVG9reauth", "client_secret": "reauth-client-secret", "refresh_token": "5Aep861-first-grant"}))
+        .await;
+    let id = conn["id"].as_str().expect("id");
+    let lead = env
+        .published_automation("salesforce.create_lead", id, "Lead", None)
+        .await;
+    org.revoke_refresh_token("5Aep861-first-grant");
+    org.expire_tokens();
+    let refused = env
+        .run(&lead, json!({"LastName": "A", "Company": "B"}))
+        .await;
+    assert_eq!(
+        refused["result"]["error"]["code"], "connection_needs_reauthorization",
+        "{refused}"
+    );
+    let before = sealed(&env, id).await;
+
+    org.add_refresh_token("5Aep861-second-grant");
+    let path = format!("/v1/connections/{id}");
+    let secrets = json!({"client_id": "3MVG9reauth", "client_secret": "reauth-client-secret", "refresh_token": "5Aep861-second-grant"});
+    let (status, updated) = env
+        .call(Method::PATCH, &path, Some(json!({"secrets": secrets})))
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["status"], "untested", "{updated}");
+    assert!(updated["status_detail"].is_null(), "{updated}");
+    for secret in ["5Aep861-second-grant", "reauth-client-secret"] {
+        assert!(!updated.to_string().contains(secret), "{updated}");
+    }
+    let after = sealed(&env, id).await;
+    assert_eq!(after.0, before.0 + 1, "a new version of the secrets");
+    assert_ne!(after.1, before.1, "sealed again");
+
+    let done = env
+        .run(&lead, json!({"LastName": "C", "Company": "D"}))
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let tested = env.test_connection(id).await;
+    assert_eq!(
+        (tested["ok"].as_bool(), tested["status"].as_str()),
+        (Some(true), Some("connected")),
+        "{tested}"
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn connection_edits_are_checked_field_by_field() {
+    let env = TestEnv::start_with(Options {
+        worker: false,
+        ..Default::default()
+    })
+    .await;
+    let conn = env
+        .salesforce_connection("Sales org", "s3cret", "s3cret")
+        .await;
+    env.salesforce_connection("Other org", "s3cret", "s3cret")
+        .await;
+    let id = conn["id"].as_str().expect("id");
+    let path = format!("/v1/connections/{id}");
+    let before = sealed(&env, id).await;
+    let cases: [(Value, u16, &str, Option<&str>); 7] = [
+        (json!({"name": ""}), 422, "validation_failed", Some("name")),
+        (json!({"name": "Other org"}), 409, "name_taken", None),
+        (
+            json!({"max_concurrency": 0}),
+            422,
+            "validation_failed",
+            Some("max_concurrency"),
+        ),
+        (
+            json!({"auth_type": "jwt_bearer"}),
+            422,
+            "validation_failed",
+            Some("secrets"),
+        ),
+        (
+            json!({"secrets": {"client_id": "x"}}),
+            422,
+            "validation_failed",
+            Some("secrets.client_secret"),
+        ),
+        (
+            json!({"domain": "http://10.0.0.1"}),
+            422,
+            "validation_failed",
+            Some("domain"),
+        ),
+        (json!({"app": "jira"}), 422, "invalid_body", None),
+    ];
+    for (body, status, code, field) in cases {
+        let (got, err) = env.call(Method::PATCH, &path, Some(body.clone())).await;
+        assert_eq!(got.as_u16(), status, "{body}: {err}");
+        assert_eq!(err["error"]["code"], code, "{body}: {err}");
+        if let Some(field) = field {
+            assert_eq!(err["error"]["field"], field, "{body}: {err}");
+        }
+    }
+    assert_eq!(
+        sealed(&env, id).await,
+        before,
+        "refused edits change nothing"
+    );
+
+    let (status, capped) = env
+        .call(
+            Method::PATCH,
+            &path,
+            Some(json!({"name": "Sales", "max_concurrency": 4})),
+        )
+        .await;
+    assert_eq!(status, 200, "{capped}");
+    assert_eq!(
+        (capped["name"].as_str(), capped["max_concurrency"].as_i64()),
+        (Some("Sales"), Some(4))
+    );
+    assert_eq!(
+        sealed(&env, id).await,
+        before,
+        "a rename keeps the secrets' version"
+    );
+    let (_, uncapped) = env
+        .call(Method::PATCH, &path, Some(json!({"max_concurrency": null})))
+        .await;
+    assert!(uncapped["max_concurrency"].is_null(), "{uncapped}");
+    assert_eq!(uncapped["name"], "Sales");
+    assert_eq!(
+        env.call(Method::PATCH, "/v1/connections/nope", Some(json!({})))
+            .await
+            .0,
+        404
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_is_deleted_only_once_nothing_runs_on_it() {
+    let env = TestEnv::start_with(Options {
+        worker: false,
+        ..Default::default()
+    })
+    .await;
+    let first = env
+        .salesforce_connection("First org", "s3cret", "s3cret")
+        .await;
+    let second = env
+        .salesforce_connection("Second org", "s3cret", "s3cret")
+        .await;
+    let (first, second) = (
+        first["id"].as_str().expect("id"),
+        second["id"].as_str().expect("id"),
+    );
+    let lead = env
+        .published_automation("salesforce.create_lead", first, "Lead", None)
+        .await;
+    let first_path = format!("/v1/connections/{first}");
+    let delete_first = || env.call(Method::DELETE, &first_path, None);
+
+    let (status, err) = delete_first().await;
+    assert_eq!(
+        (status.as_u16(), err["error"]["code"].as_str()),
+        (409, Some("connection_in_use")),
+        "{err}"
+    );
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("'Lead'"),
+        "{err}"
+    );
+    // The draft moves to the second connection; the live version still runs on the first.
+    let lead_path = format!("/v1/automations/{lead}");
+    env.call(
+        Method::PATCH,
+        &lead_path,
+        Some(json!({"connection_id": second})),
+    )
+    .await;
+    assert_eq!(delete_first().await.0, 409, "the live version runs on it");
+
+    env.call(Method::POST, &format!("{lead_path}/publish"), None)
+        .await;
+    assert_eq!(delete_first().await.0, 204);
+    assert_eq!(env.call(Method::GET, &first_path, None).await.0, 404);
+    // Version 1 ran on the deleted connection: it cannot be made live again.
+    let (status, err) = env
+        .call(
+            Method::POST,
+            &format!("{lead_path}/versions/1/restore"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), err["error"]["code"].as_str()),
+        (409, Some("connection_missing")),
+        "{err}"
+    );
+    let (_, still) = env.call(Method::GET, &lead_path, None).await;
+    assert_eq!(still["published_version"]["number"], 2, "{still}");
+    assert_eq!(delete_first().await.0, 404);
+    env.stop().await;
+}
