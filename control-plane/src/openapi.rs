@@ -2,7 +2,7 @@
 //! derives as the handlers' types, so the document cannot drift from what the code accepts.
 
 use crate::error::ErrorBody;
-use crate::routes::automations::{edit, versions};
+use crate::routes::automations::{edit, trial, versions};
 use crate::routes::{automations, catalog, connections, executions};
 use axum::Json;
 use schemars::JsonSchema;
@@ -78,6 +78,14 @@ fn lifecycle_operations(g: &mut SchemaGenerator) -> Vec<Op> {
             "Delete an automation and its versions (executions keep their records)",
             None,
             ("204", none.clone()),
+        ),
+        op(
+            "post",
+            "/v1/automations/{id}/test",
+            "testAutomation",
+            "Run the draft once against the vendor (a real call), before publishing it",
+            Some(schema::<trial::TestRunInput>(g)),
+            ("200", schema::<trial::TestRun>(g)),
         ),
         op(
             "post",

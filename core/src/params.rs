@@ -117,6 +117,41 @@ pub fn build(specs: &[ParameterSpec], values: &Map<String, Value>) -> Result<Bui
     })
 }
 
+/// The vendor request an execution sends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// Method.
+    pub method: aic_proto::HttpMethod,
+    /// Path under the instance, placeholders filled.
+    pub path: String,
+    /// JSON body.
+    pub body: Value,
+}
+
+/// Builds the request `definition` sends for `values`, keyed by `execution` where the action
+/// deduplicates: a Salesforce create with an external id field becomes an upsert on that field
+/// (whatever delivers it again finds the same record), a ServiceNow create carries the
+/// execution as its correlation id.
+#[inline]
+pub fn request(
+    definition: &aic_proto::AutomationDefinition,
+    values: &Map<String, Value>,
+    execution: aic_proto::ExecutionId,
+) -> Result<Request, ParamError> {
+    let built = build(&definition.parameters, values)?;
+    let mut path = render_path(&definition.path, &built.path);
+    let mut method = definition.method;
+    if let Some(aic_proto::Dedupe::SalesforceExternalId { field }) = &definition.dedupe {
+        path = format!("{}/{field}/{execution}", path.trim_end_matches('/'));
+        method = aic_proto::HttpMethod::Patch;
+    }
+    let mut body = built.body;
+    if definition.dedupe == Some(aic_proto::Dedupe::ServicenowCorrelationId) {
+        body["correlation_id"] = Value::String(execution.to_string());
+    }
+    Ok(Request { method, path, body })
+}
+
 /// Fills `{name}` placeholders, percent-encoding each value as one path segment (a value can
 /// never add segments or climb with `..`).
 pub fn render_path(template: &str, values: &BTreeMap<String, String>) -> String {

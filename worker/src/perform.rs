@@ -115,23 +115,9 @@ fn sent_before(landed: Landed, at: chrono::DateTime<Utc>) -> Option<Outcome> {
 #[inline(always)]
 fn prepare(ctx: &Ctx, req: &ExecutionRequestV1, r: &Resolved) -> Result<Prepared, Outcome> {
     let def = &r.definition;
-    let built = aic_core::params::build(&def.parameters, &req.parameters)
-        .map_err(|e| failed(e.code, e.message, Some(e.parameter)))?;
-    let mut path = aic_core::params::render_path(&def.path, &built.path);
-    let mut method = def.method;
-    // An upsert keyed by the execution id: whatever delivers it again finds the same record.
-    if let Some(aic_proto::Dedupe::SalesforceExternalId { field }) = &def.dedupe {
-        path = format!(
-            "{}/{field}/{}",
-            path.trim_end_matches('/'),
-            req.execution_id
-        );
-        method = aic_proto::HttpMethod::Patch;
-    }
-    let mut body = built.body;
-    if def.dedupe == Some(aic_proto::Dedupe::ServicenowCorrelationId) {
-        body["correlation_id"] = Value::String(req.execution_id.to_string());
-    }
+    let aic_core::params::Request { method, path, body } =
+        aic_core::params::request(def, &req.parameters, req.execution_id)
+            .map_err(|e| failed(e.code, e.message, Some(e.parameter)))?;
     let Some(vendor) = Vendor::for_app(&def.app) else {
         return Err(failed(
             ExecutionErrorCode::Internal,

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 mod checks;
 pub mod edit;
+pub mod trial;
 pub mod versions;
 
 /// Body of `POST /v1/automations`.

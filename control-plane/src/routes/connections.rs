@@ -9,7 +9,8 @@ use aic_proto::{ConnectionId, TenantId};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use checks::{Validated, check_dns, validate};
+pub(crate) use checks::Validated;
+use checks::{check_dns, validate};
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use secrecy::SecretString;
@@ -107,6 +108,38 @@ pub struct TestOutcome {
     pub vendor_code: Option<String>,
 }
 
+/// A credential for the connection `v`: a saved connection (`saved` names it) whose grant
+/// rotates its refresh token refreshes through the fleet-wide lock and stores the rotated token.
+pub(crate) async fn credential(
+    state: &AppState,
+    v: &Validated,
+    auth_type: &str,
+    saved: Option<(TenantId, ConnectionId)>,
+) -> Result<vendor::AccessToken, vendor::VendorFailure> {
+    match saved {
+        Some((tenant, connection)) if v.vendor.rotates_refresh_token(auth_type) => {
+            let c = vendor::rotation::Rotating {
+                vendor: v.vendor,
+                instance: &v.instance,
+                auth_type,
+                tenant,
+                connection,
+            };
+            vendor::rotation::refresh(&state.pool, &state.keyring, &state.http, &state.egress, &c)
+                .await
+        }
+        _ => {
+            let target = ConnectionTarget {
+                vendor: v.vendor,
+                instance: &v.instance,
+                auth_type,
+                secrets: &v.secrets,
+            };
+            vendor::authenticate(&state.http, &state.egress, &target).await
+        }
+    }
+}
+
 /// Tests credentials. A saved connection whose grant rotates its refresh token refreshes
 /// through the fleet-wide lock and stores the rotated token (`saved` names it).
 async fn run_test(
@@ -115,33 +148,8 @@ async fn run_test(
     auth_type: &str,
     saved: Option<(TenantId, ConnectionId)>,
 ) -> TestOutcome {
-    let target = ConnectionTarget {
-        vendor: v.vendor,
-        instance: &v.instance,
-        auth_type,
-        secrets: &v.secrets,
-    };
     let result = async {
-        let token = match saved {
-            Some((tenant, connection)) if v.vendor.rotates_refresh_token(auth_type) => {
-                let c = vendor::rotation::Rotating {
-                    vendor: v.vendor,
-                    instance: &v.instance,
-                    auth_type,
-                    tenant,
-                    connection,
-                };
-                vendor::rotation::refresh(
-                    &state.pool,
-                    &state.keyring,
-                    &state.http,
-                    &state.egress,
-                    &c,
-                )
-                .await?
-            }
-            _ => vendor::authenticate(&state.http, &state.egress, &target).await?,
-        };
+        let token = credential(state, v, auth_type, saved).await?;
         vendor::test_connection(&state.http, &state.egress, v.vendor, &token).await
     }
     .await;
@@ -333,8 +341,8 @@ pub async fn test_unsaved(
     Ok(Json(run_test(&state, &v, &input.auth_type, None).await))
 }
 
-/// A saved connection as its test needs it, secrets opened, and its auth type.
-async fn saved(
+/// A saved connection as a call needs it, secrets opened, and its auth type.
+pub(crate) async fn saved(
     state: &AppState,
     client: &deadpool_postgres::Client,
     tenant: TenantId,

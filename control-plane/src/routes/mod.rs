@@ -55,6 +55,7 @@ fn api(state: AppState) -> Router {
                 .patch(automations::edit::update)
                 .delete(automations::edit::delete),
         )
+        .route("/v1/automations/{id}/test", post(automations::trial::test))
         .route(
             "/v1/automations/{id}/duplicate",
             post(automations::edit::duplicate),

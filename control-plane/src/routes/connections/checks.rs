@@ -10,7 +10,7 @@ use aic_core::vendor::Vendor;
 use url::Url;
 
 /// A connection's input, checked: its connector, its instance's URL and its secrets.
-pub(super) struct Validated {
+pub(crate) struct Validated {
     pub vendor: Vendor,
     pub instance: Url,
     pub secrets: SecretFields,
