@@ -179,6 +179,34 @@ where
     }
 }
 
+/// `Query<T>` whose rejections use [`ApiError`]'s shape: an unknown filter or a value of the
+/// wrong type is a 422 `invalid_query` saying which, not a plain-text 400.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Self(v)),
+            Err(r) => Err(ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid_query",
+                message: r.body_text(),
+                field: None,
+            }),
+        }
+    }
+}
+
 fn json_rejection(r: JsonRejection) -> ApiError {
     body_rejection(r.status(), r.body_text())
 }

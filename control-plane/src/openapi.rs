@@ -282,6 +282,30 @@ fn core_operations(g: &mut SchemaGenerator) -> Vec<Op> {
     ]
 }
 
+/// The filters a list takes in its query string.
+fn query_parameters(method: &str, path: &str) -> &'static [(&'static str, &'static str)] {
+    const APP: (&str, &str) = ("app", "only this app's (id, e.g. `salesforce`)");
+    const DOMAIN: (&str, &str) = (
+        "domain",
+        "only this business domain's (id, see `/v1/domains`)",
+    );
+    const Q: (&str, &str) = ("q", "search text, case- and accent-insensitive");
+    match (method, path) {
+        ("get", "/v1/apps") => &[DOMAIN, Q],
+        ("get", "/v1/templates") => &[APP, DOMAIN, Q],
+        ("get", "/v1/automations") => &[APP, DOMAIN, ("status", "`running` or `paused`"), Q],
+        ("get", "/v1/connections") => &[
+            APP,
+            (
+                "status",
+                "`untested`, `connected`, `failing` or `needs_reauthorization`",
+            ),
+            Q,
+        ],
+        _ => &[],
+    }
+}
+
 /// Builds the document.
 pub fn document() -> Value {
     let mut settings = SchemaSettings::draft2020_12();
@@ -314,6 +338,10 @@ pub fn document() -> Value {
             .filter(|(p, _)| op.path.contains(&format!("{{{p}}}")))
             .map(|(p, t)| json!({"name": p, "in": "path", "required": true, "schema": {"type": t}}))
             .collect();
+        let mut params = params;
+        params.extend(query_parameters(op.method, op.path).iter().map(|(name, what)| {
+            json!({"name": name, "in": "query", "required": false, "description": what, "schema": {"type": "string"}})
+        }));
         if !params.is_empty() {
             o["parameters"] = Value::Array(params);
         }

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 mod checks;
 pub mod edit;
+pub mod listing;
 pub mod trial;
 pub mod versions;
 
@@ -162,8 +163,8 @@ pub async fn create(
 }
 
 const SELECT: &str = "SELECT a.id, a.name, a.description, a.app || '.' || a.action, a.connection_id, a.status, \
-    a.parameters, a.created_at, a.updated_at, v.id, v.number, v.name, v.published_at, a.retry, a.external_id_field \
-    FROM automations a LEFT JOIN automation_versions v ON v.id = a.published_version_id";
+    a.parameters, a.created_at, a.updated_at, v.id, v.number, v.name, v.published_at, a.retry, a.external_id_field, \
+    a.app, a.action FROM automations a LEFT JOIN automation_versions v ON v.id = a.published_version_id";
 
 fn view(row: &tokio_postgres::Row) -> AutomationView {
     let version_id: Option<uuid::Uuid> = row.get(9);
@@ -204,22 +205,6 @@ async fn fetch(
         .await?
         .ok_or_else(|| ApiError::not_found("automation"))?;
     Ok(view(&row))
-}
-
-/// `GET /v1/automations`.
-pub async fn list(
-    caller: Caller,
-    State(state): State<AppState>,
-) -> Result<Json<Vec<AutomationView>>, ApiError> {
-    caller.require(READ)?;
-    let client = state.pool.get().await?;
-    let rows = client
-        .query(
-            &format!("{SELECT} WHERE a.tenant_id = $1 ORDER BY a.created_at"),
-            &[&caller.tenant.0],
-        )
-        .await?;
-    Ok(Json(rows.iter().map(view).collect()))
 }
 
 /// `GET /v1/automations/{id}`.

@@ -99,8 +99,23 @@ pub async fn list_domains(
 }
 
 fn check_domain(state: &AppState, q: &CatalogQuery) -> Result<(), ApiError> {
-    match &q.domain {
-        Some(d) if !state.catalog.domains().iter().any(|x| &x.id == d) => Err(ApiError::invalid(
+    known_filters(state, None, q.domain.as_deref())
+}
+
+/// Refuses a filter naming an app or a business domain the catalogue does not have.
+pub fn known_filters(
+    state: &AppState,
+    app: Option<&str>,
+    domain: Option<&str>,
+) -> Result<(), ApiError> {
+    if let Some(a) = app.filter(|a| state.catalog.app(a).is_none()) {
+        return Err(ApiError::invalid(
+            "app",
+            format!("unknown app '{a}' (see GET /v1/apps)"),
+        ));
+    }
+    match domain {
+        Some(d) if !state.catalog.domains().iter().any(|x| x.id == d) => Err(ApiError::invalid(
             "domain",
             format!("unknown business domain '{d}' (see GET /v1/domains)"),
         )),

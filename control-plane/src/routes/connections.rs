@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 mod checks;
 pub mod edit;
+pub mod listing;
 
 /// Body of `POST /v1/connections` and `POST /v1/connection-tests`.
 #[derive(Deserialize, JsonSchema)]
@@ -288,22 +289,6 @@ async fn fetch(
         .await?
         .ok_or_else(|| ApiError::not_found("connection"))?;
     Ok(view(state, &row))
-}
-
-/// `GET /v1/connections`.
-pub async fn list(
-    caller: Caller,
-    State(state): State<AppState>,
-) -> Result<Json<Vec<ConnectionView>>, ApiError> {
-    caller.require(READ)?;
-    let client = state.pool.get().await?;
-    let rows = client
-        .query(
-            &format!("{SELECT} WHERE c.tenant_id = $1 ORDER BY c.created_at"),
-            &[&caller.tenant.0],
-        )
-        .await?;
-    Ok(Json(rows.iter().map(|r| view(&state, r)).collect()))
 }
 
 /// `GET /v1/connections/{id}`.

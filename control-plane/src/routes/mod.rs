@@ -35,7 +35,7 @@ fn api(state: AppState) -> Router {
         .route("/v1/apps/{app}/templates", get(catalog::list_templates))
         .route(
             "/v1/connections",
-            post(connections::create).get(connections::list),
+            post(connections::create).get(connections::listing::list),
         )
         .route(
             "/v1/connections/{id}",
@@ -47,7 +47,7 @@ fn api(state: AppState) -> Router {
         .route("/v1/connection-tests", post(connections::test_unsaved))
         .route(
             "/v1/automations",
-            post(automations::create).get(automations::list),
+            post(automations::create).get(automations::listing::list),
         )
         .route(
             "/v1/automations/{id}",
@@ -96,6 +96,31 @@ where
     T: serde::Deserialize<'de>,
 {
     serde::Deserialize::deserialize(d).map(Some)
+}
+
+/// Whether `needle` (already [`aic_core::catalog::fold`]ed) is in one of `haystacks`, without
+/// case or accents.
+pub fn found_in(needle: Option<&str>, haystacks: &[&str]) -> bool {
+    needle.is_none_or(|n| {
+        haystacks
+            .iter()
+            .any(|h| aic_core::catalog::fold(h).contains(n))
+    })
+}
+
+/// A filter's value that must be one of `allowed`, else a 422 naming `field`.
+pub fn one_of(
+    field: &str,
+    value: Option<&str>,
+    allowed: &[&str],
+) -> Result<(), crate::error::ApiError> {
+    match value {
+        Some(v) if !allowed.contains(&v) => Err(crate::error::ApiError::invalid(
+            field,
+            format!("{field} must be one of {}, not '{v}'", allowed.join(", ")),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// An optional JSON body as sent: none (or only whitespace) asks for the defaults.
