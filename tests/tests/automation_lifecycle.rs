@@ -14,20 +14,6 @@ fn api_only() -> Options {
     }
 }
 
-/// The automation's draft parameter table with its `Title` parameter renamed `JobTitle`.
-async fn title_renamed(env: &TestEnv, automation: &str) -> Value {
-    let (_, current) = env
-        .call(Method::GET, &format!("/v1/automations/{automation}"), None)
-        .await;
-    let mut params = current["parameters"].clone();
-    for p in params.as_array_mut().expect("parameters") {
-        if p["name"] == "Title" {
-            p["name"] = json!("JobTitle");
-        }
-    }
-    params
-}
-
 /// The JSON body of every Lead the sandbox received.
 fn leads(env: &TestEnv) -> Vec<Value> {
     env.sandbox
@@ -84,7 +70,9 @@ async fn draft_edits_run_only_once_published() {
     let env = TestEnv::start().await;
     let automation = env.lead_automation().await;
     let path = format!("/v1/automations/{automation}");
-    let params = title_renamed(&env, &automation).await;
+    let params = env
+        .parameters_renamed(&automation, "Title", "JobTitle")
+        .await;
     let (status, edited) = env
         .call(
             Method::PATCH,
@@ -130,7 +118,8 @@ async fn bad_edits_are_refused_naming_the_field() {
         .published_automation("salesforce.create_lead", connection, "Other lead", None)
         .await;
     let jira = env.jira_connection("t0k3n").await;
-    let no_last_name: Vec<Value> = title_renamed(&env, &automation)
+    let no_last_name: Vec<Value> = env
+        .parameters_renamed(&automation, "Title", "JobTitle")
         .await
         .as_array()
         .expect("parameters")
@@ -174,12 +163,8 @@ async fn bad_edits_are_refused_naming_the_field() {
         (json!({"colour": "red"}), 422, "invalid_body", None),
     ];
     for (body, status, code, field) in cases {
-        let (got, err) = env.call(Method::PATCH, &path, Some(body.clone())).await;
-        assert_eq!(got.as_u16(), status, "{body}: {err}");
-        assert_eq!(err["error"]["code"], code, "{body}: {err}");
-        if let Some(field) = field {
-            assert_eq!(err["error"]["field"], field, "{body}: {err}");
-        }
+        env.assert_refused(Method::PATCH, &path, Some(body), (status, code, field))
+            .await;
     }
     let (_, unchanged) = env.call(Method::GET, &path, None).await;
     assert_eq!(

@@ -30,13 +30,9 @@ async fn a_draft_is_tested_as_it_stands_not_as_published() {
     let env = TestEnv::start_with(api_only()).await;
     let automation = env.lead_automation().await;
     let path = format!("/v1/automations/{automation}");
-    let (_, current) = env.call(Method::GET, &path, None).await;
-    let mut params = current["parameters"].clone();
-    for p in params.as_array_mut().expect("parameters") {
-        if p["name"] == "Title" {
-            p["name"] = json!("JobTitle");
-        }
-    }
+    let params = env
+        .parameters_renamed(&automation, "Title", "JobTitle")
+        .await;
     env.call(Method::PATCH, &path, Some(json!({"parameters": params})))
         .await;
 

@@ -13,12 +13,9 @@ async fn two_versions(env: &TestEnv) -> (String, String, Value, Value) {
     let automation = env.lead_automation().await;
     let path = format!("/v1/automations/{automation}");
     let (_, current) = env.call(Method::GET, &path, None).await;
-    let mut params = current["parameters"].clone();
-    for p in params.as_array_mut().expect("parameters") {
-        if p["name"] == "Title" {
-            p["name"] = json!("JobTitle");
-        }
-    }
+    let params = env
+        .parameters_renamed(&automation, "Title", "JobTitle")
+        .await;
     let (status, edited) = env
         .call(Method::PATCH, &path, Some(json!({"parameters": params})))
         .await;

@@ -41,6 +41,39 @@ impl TestEnv {
         )
     }
 
+    /// The automation's draft parameter table with its parameter `from` renamed `to`.
+    pub async fn parameters_renamed(&self, automation: &str, from: &str, to: &str) -> Value {
+        let path = format!("/v1/automations/{automation}");
+        let (status, current) = self.call(Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::OK, "{current}");
+        let mut params = current["parameters"].clone();
+        for p in params.as_array_mut().expect("parameters") {
+            if p["name"] == from {
+                p["name"] = json!(to);
+            }
+        }
+        params
+    }
+
+    /// Calls the API and checks the call is refused with `status` and error `code`, naming
+    /// `field` when one is given; returns the error body.
+    pub async fn assert_refused(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        (status, code, field): (u16, &str, Option<&str>),
+    ) -> Value {
+        let shown = body.as_ref().map(Value::to_string).unwrap_or_default();
+        let (got, err) = self.call(method, path, body).await;
+        assert_eq!(got.as_u16(), status, "{path} {shown}: {err}");
+        assert_eq!(err["error"]["code"], code, "{path} {shown}: {err}");
+        if let Some(field) = field {
+            assert_eq!(err["error"]["field"], field, "{path} {shown}: {err}");
+        }
+        err
+    }
+
     /// Tests a connection (`POST /v1/connections/{id}/test`): the answer, after checking the
     /// call itself succeeded (a refused credential is `ok: false` in a 200, not an HTTP error).
     pub async fn test_connection(&self, id: &str) -> Value {
