@@ -205,6 +205,13 @@ async fn a_connection_is_deleted_only_once_nothing_runs_on_it() {
     )
     .await;
     assert_eq!(delete_first().await.0, 409, "the live version runs on it");
+    for (path, count) in [(&first_path, 1), (&format!("/v1/connections/{second}"), 1)] {
+        let (_, conn) = env.call(Method::GET, path, None).await;
+        assert_eq!(
+            conn["automations"], count,
+            "draft and live version each count: {conn}"
+        );
+    }
 
     env.call(Method::POST, &format!("{lead_path}/publish"), None)
         .await;

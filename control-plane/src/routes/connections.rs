@@ -92,7 +92,8 @@ pub struct ConnectionView {
     pub created_by: Option<Uuid>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
-    /// Automations using it.
+    /// Automations running on it: by their draft or their live version (what keeps it from
+    /// being deleted).
     pub automations: i64,
 }
 
@@ -220,7 +221,9 @@ pub async fn create(
 
 const SELECT: &str = "SELECT c.id, c.name, c.app, c.domain, c.auth_type, c.status, c.status_detail, \
     c.status_checked_at, c.created_by, c.created_at, \
-    (SELECT count(*) FROM automations a WHERE a.connection_id = c.id), c.max_concurrency, \
+    (SELECT count(*) FROM automations a LEFT JOIN automation_versions v ON v.id = a.published_version_id \
+       WHERE a.tenant_id = c.tenant_id \
+         AND (a.connection_id = c.id OR (v.definition->>'connection_id')::uuid = c.id)), c.max_concurrency, \
     CASE WHEN c.throttled_until > now() THEN c.throttled_until END, \
     CASE WHEN c.throttled_until > now() THEN c.throttle_reason END, \
     CASE WHEN c.breaker_open_until > now() THEN c.breaker_open_until END, \
