@@ -66,6 +66,11 @@ async fn new_secrets_bring_a_connection_back_from_needing_reauthorisation() {
         .run(&lead, json!({"LastName": "C", "Company": "D"}))
         .await;
     assert_eq!(done["status"], "succeeded", "{done}");
+    let (_, read) = env.call(Method::GET, &path, None).await;
+    assert_eq!(
+        read["status"], "connected",
+        "a success proves the new secrets: {read}"
+    );
     let tested = env.test_connection(id).await;
     assert_eq!(
         (tested["ok"].as_bool(), tested["status"].as_str()),

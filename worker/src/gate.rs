@@ -264,7 +264,10 @@ pub async fn record_auth_failure(ctx: &Ctx, r: &Resolved, f: &VendorFailure) {
     }
 }
 
-/// The credentials work again: the refusal count and the breaker start over.
+/// The credentials work: the refusal count and the breaker start over, and a connection that
+/// was `untested` (new, or given new credentials) or `failing` is `connected`. One that needs
+/// re-authorisation stays so: a call that still succeeds on a cached token proves the token,
+/// not the grant the vendor revoked.
 pub async fn close_breaker(ctx: &Ctx, r: &Resolved) {
     let closed = async {
         ctx.pool
@@ -272,9 +275,10 @@ pub async fn close_breaker(ctx: &Ctx, r: &Resolved) {
             .await?
             .execute(
                 "UPDATE connections SET auth_failures = 0, breaker_open_until = NULL, \
-                 status = CASE WHEN status = 'failing' THEN 'connected' ELSE status END, \
-                 status_detail = CASE WHEN status = 'failing' THEN NULL ELSE status_detail END, \
-                 status_checked_at = now() WHERE id = $1",
+                 status = CASE WHEN status IN ('failing', 'untested') THEN 'connected' ELSE status END, \
+                 status_detail = CASE WHEN status IN ('failing', 'untested') THEN NULL ELSE status_detail END, \
+                 status_checked_at = now() WHERE id = $1 \
+                 AND (auth_failures > 0 OR breaker_open_until IS NOT NULL OR status IN ('failing', 'untested'))",
                 &[&r.connection.id.0],
             )
             .await?;

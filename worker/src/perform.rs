@@ -250,14 +250,17 @@ async fn execute(
         }
     }
     Ok(match result {
-        Ok(success) if r.connection.auth_failures == 0 => succeeded(success, attempts),
+        Ok(success) if r.connection.auth_failures == 0 && r.connection.status == "connected" => {
+            succeeded(success, attempts)
+        }
         result => Box::pin(settle(ctx, r, result, attempts)).await,
     })
 }
 
 /// The outcome of a vendor call that was answered (or given up on), when the connection's
-/// breaker has counted refusals or the call failed: a success closes the breaker; a failure
-/// counts toward it when the vendor refused the credentials.
+/// breaker has counted refusals, its status is not `connected` yet, or the call failed: a
+/// success closes the breaker and records that the credentials work; a failure counts toward
+/// the breaker when the vendor refused the credentials.
 async fn settle(
     ctx: &Ctx,
     r: &Resolved,
