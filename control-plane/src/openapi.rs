@@ -79,6 +79,20 @@ fn lifecycle_operations(g: &mut SchemaGenerator) -> Vec<Op> {
             None,
             ("204", none.clone()),
         ),
+        Op {
+            roles: "admin, editor, viewer",
+            ..op(
+                "get",
+                "/v1/automations/{id}/executions",
+                "listExecutions",
+                "An automation's executions, newest first, by status, a page at a time",
+                None,
+                (
+                    "200",
+                    schema::<crate::routes::executions::history::ExecutionPage>(g),
+                ),
+            )
+        },
         op(
             "post",
             "/v1/automations/{id}/test",
@@ -294,6 +308,14 @@ fn query_parameters(method: &str, path: &str) -> &'static [(&'static str, &'stat
         ("get", "/v1/apps") => &[DOMAIN, Q],
         ("get", "/v1/templates") => &[APP, DOMAIN, Q],
         ("get", "/v1/automations") => &[APP, DOMAIN, ("status", "`running` or `paused`"), Q],
+        ("get", "/v1/automations/{id}/executions") => &[
+            (
+                "status",
+                "`queued`, `running`, `succeeded`, `failed` or `unknown_outcome`",
+            ),
+            ("limit", "executions per page, 1 to 200 (default 50)"),
+            ("after", "the `next` of the page before"),
+        ],
         ("get", "/v1/connections") => &[
             APP,
             (

@@ -2,6 +2,8 @@
 //! status and result from the ledger.
 
 use super::parse_id;
+
+pub mod history;
 use crate::auth::{ANY, Caller, EXECUTE};
 use crate::error::{ApiError, ApiJson};
 use crate::state::AppState;
@@ -73,6 +75,28 @@ pub struct ExecutionView {
     pub enqueued_at: DateTime<Utc>,
     /// Finished.
     pub finished_at: Option<DateTime<Utc>>,
+    /// Where the request came from, as its sender said (`flow:onboarding`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// The columns [`view`] reads.
+const COLUMNS: &str =
+    "id, automation_id, version_id, status, result, attempts, enqueued_at, finished_at, source";
+
+/// An execution's row of [`COLUMNS`].
+fn view(row: &tokio_postgres::Row) -> ExecutionView {
+    ExecutionView {
+        id: ExecutionId(row.get(0)),
+        automation_id: AutomationId(row.get(1)),
+        version_id: row.get::<_, Option<uuid::Uuid>>(2).map(VersionId),
+        status: row.get(3),
+        result: row.get(4),
+        attempts: row.get(5),
+        enqueued_at: row.get(6),
+        finished_at: row.get(7),
+        source: row.get(8),
+    }
 }
 
 /// `POST /v1/automations/{id}/executions`.
@@ -313,20 +337,10 @@ pub async fn read(
     let client = state.pool.get().await?;
     let row = client
         .query_opt(
-            "SELECT automation_id, version_id, status, result, attempts, enqueued_at, finished_at \
-             FROM executions WHERE tenant_id = $1 AND id = $2",
+            &format!("SELECT {COLUMNS} FROM executions WHERE tenant_id = $1 AND id = $2"),
             &[&caller.tenant.0, &id.0],
         )
         .await?
         .ok_or_else(|| ApiError::not_found("execution"))?;
-    Ok(Json(ExecutionView {
-        id,
-        automation_id: AutomationId(row.get(0)),
-        version_id: row.get::<_, Option<uuid::Uuid>>(1).map(VersionId),
-        status: row.get(2),
-        result: row.get(3),
-        attempts: row.get(4),
-        enqueued_at: row.get(5),
-        finished_at: row.get(6),
-    }))
+    Ok(Json(view(&row)))
 }

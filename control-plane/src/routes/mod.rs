@@ -77,7 +77,10 @@ fn api(state: AppState) -> Router {
             post(automations::versions::restore),
         )
         .route("/v1/automations/{id}/publish", post(automations::publish))
-        .route("/v1/automations/{id}/executions", post(executions::enqueue))
+        .route(
+            "/v1/automations/{id}/executions",
+            post(executions::enqueue).get(executions::history::list),
+        )
         .route("/v1/executions/{id}", get(executions::read))
         .with_state(state)
 }
