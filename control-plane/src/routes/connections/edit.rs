@@ -32,7 +32,9 @@ pub struct UpdateConnection {
     pub domain: Option<String>,
     /// Another of the app's auth types; needs `secrets` for it.
     pub auth_type: Option<String>,
-    /// The whole set of secret fields for the auth type, replacing the saved ones. Write-only.
+    /// Secret fields to change, write-only: each replaces the saved field of its name and the
+    /// others stay (they cannot be read back to be sent again). With another auth type, its
+    /// whole set.
     #[schemars(with = "Option<BTreeMap<String, String>>")]
     pub secrets: Option<BTreeMap<String, SecretString>>,
     /// The cap on vendor calls in flight over all workers (1 to 10,000); `null` returns to the
@@ -62,15 +64,19 @@ pub async fn update(
 ) -> Result<Json<ConnectionView>, ApiError> {
     caller.require(CONFIGURE)?;
     let id: ConnectionId = parse_id(&id, "connection")?;
-    if input.auth_type.is_some() && input.secrets.is_none() {
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    let saved = locked(&tx, caller.tenant, id).await?;
+    let new_auth_type = input
+        .auth_type
+        .as_ref()
+        .is_some_and(|a| *a != saved.auth_type);
+    if new_auth_type && input.secrets.is_none() {
         return Err(ApiError::invalid(
             "secrets",
             "a new auth type needs its secret fields",
         ));
     }
-    let mut client = state.pool.get().await?;
-    let tx = client.transaction().await?;
-    let saved = locked(&tx, caller.tenant, id).await?;
     let reauthorised =
         input.secrets.is_some() || input.domain.as_deref().is_some_and(|d| d != saved.domain);
     let merged = merge(&state, caller.tenant, id, &saved, input)?;
@@ -163,8 +169,9 @@ async fn locked(
     })
 }
 
-/// The connection as it will be: `input`'s fields over the saved ones, the saved secrets opened
-/// when none are given, so that the whole is checked as a create checks it.
+/// The connection as it will be: `input`'s fields over the saved ones — its secret fields over
+/// the saved secrets, opened, unless it changes the auth type — so that the whole is checked
+/// as a create checks it.
 fn merge(
     state: &AppState,
     tenant: TenantId,
@@ -172,19 +179,25 @@ fn merge(
     saved: &Saved,
     input: UpdateConnection,
 ) -> Result<ConnectionInput, ApiError> {
+    let auth_type = input.auth_type.unwrap_or_else(|| saved.auth_type.clone());
     let secrets = match input.secrets {
-        Some(secrets) => secrets,
-        None => state
-            .keyring
-            .open(&saved.sealed, &aad(tenant, id))
-            .map_err(|e| ApiError::internal("opening connection secrets", &e))?
-            .into_map(),
+        // Another auth type's secrets are its own, whole.
+        Some(given) if auth_type != saved.auth_type => given,
+        given => {
+            let mut secrets = state
+                .keyring
+                .open(&saved.sealed, &aad(tenant, id))
+                .map_err(|e| ApiError::internal("opening connection secrets", &e))?
+                .into_map();
+            secrets.extend(given.unwrap_or_default());
+            secrets
+        }
     };
     Ok(ConnectionInput {
         name: input.name.unwrap_or_else(|| saved.name.clone()),
         app: saved.app.clone(),
         domain: input.domain.unwrap_or_else(|| saved.domain.clone()),
-        auth_type: input.auth_type.unwrap_or_else(|| saved.auth_type.clone()),
+        auth_type,
         secrets,
         max_concurrency: input.max_concurrency.unwrap_or(saved.max_concurrency),
     })
