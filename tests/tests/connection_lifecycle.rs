@@ -35,6 +35,16 @@ async fn new_secrets_bring_a_connection_back_from_needing_reauthorisation() {
     let lead = env
         .published_automation("salesforce.create_lead", id, "Lead", None)
         .await;
+    let path = format!("/v1/connections/{id}");
+    let first = env
+        .run(&lead, json!({"LastName": "A", "Company": "B"}))
+        .await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    let (_, read) = env.call(Method::GET, &path, None).await;
+    assert_eq!(
+        read["status"], "connected",
+        "a first success proves a new connection: {read}"
+    );
     org.revoke_refresh_token("5Aep861-first-grant");
     org.expire_tokens();
     let refused = env
@@ -47,7 +57,6 @@ async fn new_secrets_bring_a_connection_back_from_needing_reauthorisation() {
     let before = sealed(&env, id).await;
 
     org.add_refresh_token("5Aep861-second-grant");
-    let path = format!("/v1/connections/{id}");
     // Only the field that changes: the others stay as saved (they cannot be read back).
     let secrets = json!({"refresh_token": "5Aep861-second-grant"});
     let (status, updated) = env

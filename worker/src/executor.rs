@@ -61,6 +61,8 @@ pub struct Ctx {
     pub names: Names,
     /// Retry policy.
     pub retry: RetryPolicy,
+    /// Connections this process recorded as working.
+    pub proven: crate::gate::Proven,
 }
 
 /// What to do with the delivery.

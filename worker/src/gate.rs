@@ -264,6 +264,35 @@ pub async fn record_auth_failure(ctx: &Ctx, r: &Resolved, f: &VendorFailure) {
     }
 }
 
+/// The connections, versions of their secrets and statuses this process already recorded as
+/// working. A new connection's first burst of executions all resolved it `untested`: only the
+/// first success records that it works, instead of each of them queueing on its row (and on the
+/// database pool) with the same update. Not shared and not needed for correctness: another
+/// worker records it once too, and a restart once more.
+#[derive(Debug, Default)]
+pub struct Proven(std::sync::Mutex<std::collections::HashSet<(ConnectionId, i32, String)>>);
+
+impl Proven {
+    /// True for the first success on `c` as resolved (its secrets' version and status), false
+    /// after: the update is on its way or done. Emptied when it grows past a bound.
+    pub fn first(&self, c: &ConnectionRow) -> bool {
+        let Ok(mut seen) = self.0.lock() else {
+            return true;
+        };
+        if seen.len() >= 10_000 {
+            seen.clear();
+        }
+        seen.insert((c.id, c.secret_version, c.status.clone()))
+    }
+}
+
+/// Whether a success on the connection has something to record: refusals counted (always), or
+/// a status other than `connected` not yet recorded by this process.
+#[inline]
+pub fn success_changes(ctx: &Ctx, c: &ConnectionRow) -> bool {
+    c.auth_failures > 0 || (c.status != "connected" && ctx.proven.first(c))
+}
+
 /// The credentials work: the refusal count and the breaker start over, and a connection that
 /// was `untested` (new, or given new credentials) or `failing` is `connected`. One that needs
 /// re-authorisation stays so: a call that still succeeds on a cached token proves the token,

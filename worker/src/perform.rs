@@ -250,7 +250,7 @@ async fn execute(
         }
     }
     Ok(match result {
-        Ok(success) if r.connection.auth_failures == 0 && r.connection.status == "connected" => {
+        Ok(success) if !crate::gate::success_changes(ctx, &r.connection) => {
             succeeded(success, attempts)
         }
         result => Box::pin(settle(ctx, r, result, attempts)).await,

@@ -90,6 +90,7 @@ impl Worker {
             stopping: AtomicBool::new(false),
             names,
             retry: args.retry_policy(),
+            proven: crate::gate::Proven::default(),
         };
         Ok(Self {
             ctx: Arc::new(ctx),
