@@ -97,9 +97,19 @@ pub async fn test(
     }
     .await;
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let request = format!("{} {}", request.method.as_str(), request.path);
     tracing::info!(ok = result.is_ok(), duration_ms, "draft tested");
-    Ok(Json(match result {
+    let request = format!("{} {}", request.method.as_str(), request.path);
+    Ok(Json(answer(result, request, duration_ms)))
+}
+
+/// The answer to a test run: the vendor's mapped output, or the failure an execution would end
+/// with.
+fn answer(
+    result: Result<vendor::CallSuccess, vendor::VendorFailure>,
+    request: String,
+    duration_ms: u64,
+) -> TestRun {
+    match result {
         Ok(success) => TestRun {
             ok: true,
             status: "succeeded".into(),
@@ -121,5 +131,5 @@ pub async fn test(
             }),
             duration_ms,
         },
-    }))
+    }
 }
