@@ -328,6 +328,29 @@ async fn the_catalogue_filters_by_domain_and_searches_without_case_or_accents() 
     assert_eq!(ids(&found), ["servicenow.create_incident"]);
     let (_, found) = env.call(Method::GET, "/v1/templates?app=jira", None).await;
     assert_eq!(ids(&found), ["jira.create_issue", "jira.add_comment"]);
+    // A mistaken filter is named, not ignored.
+    env.assert_refused(
+        Method::GET,
+        "/v1/templates?app=myspace",
+        None,
+        (422, "validation_failed", Some("app")),
+    )
+    .await;
+    let err = env
+        .assert_refused(
+            Method::GET,
+            "/v1/apps?domian=sales",
+            None,
+            (422, "invalid_query", None),
+        )
+        .await;
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("domian"),
+        "{err}"
+    );
     env.stop().await;
 }
 

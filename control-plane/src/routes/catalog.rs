@@ -1,11 +1,11 @@
 //! The catalogue: apps ("All integrations") and their automation templates.
 
 use crate::auth::{ANY, Caller};
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiQuery};
 use crate::state::AppState;
 use aic_proto::ParameterSpec;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -50,8 +50,9 @@ pub struct DomainView {
     pub apps: usize,
 }
 
-/// Filters of `GET /v1/apps` and `GET /v1/templates`.
+/// Filters of `GET /v1/apps` and `GET /v1/templates`; an unknown one is refused, not ignored.
 #[derive(Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
 pub struct CatalogQuery {
     /// Only items of this business domain (id).
     pub domain: Option<String>,
@@ -99,7 +100,7 @@ pub async fn list_domains(
 }
 
 fn check_domain(state: &AppState, q: &CatalogQuery) -> Result<(), ApiError> {
-    known_filters(state, None, q.domain.as_deref())
+    known_filters(state, q.app.as_deref(), q.domain.as_deref())
 }
 
 /// Refuses a filter naming an app or a business domain the catalogue does not have.
@@ -127,7 +128,7 @@ pub fn known_filters(
 pub async fn list_apps(
     caller: Caller,
     State(state): State<AppState>,
-    Query(q): Query<CatalogQuery>,
+    ApiQuery(q): ApiQuery<CatalogQuery>,
 ) -> Result<Json<Vec<AppView>>, ApiError> {
     caller.require(ANY)?;
     check_domain(&state, &q)?;
@@ -188,7 +189,7 @@ pub async fn list_templates(
 pub async fn search_templates(
     caller: Caller,
     State(state): State<AppState>,
-    Query(q): Query<CatalogQuery>,
+    ApiQuery(q): ApiQuery<CatalogQuery>,
 ) -> Result<Json<Vec<TemplateView>>, ApiError> {
     caller.require(ANY)?;
     check_domain(&state, &q)?;
