@@ -157,6 +157,7 @@ async fn connection_edits_are_checked_field_by_field() {
         "refused edits change nothing"
     );
 
+    assert_eq!(conn["creator"], "initial admin", "{conn}");
     let (status, capped) = env
         .call(
             Method::PATCH,

@@ -90,6 +90,8 @@ pub struct ConnectionView {
     pub secret_fields: Vec<String>,
     /// Token that created it.
     pub created_by: Option<Uuid>,
+    /// The name of the token that created it (absent once that token is deleted).
+    pub creator: Option<String>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Automations running on it: by their draft or their live version (what keeps it from
@@ -229,7 +231,8 @@ const SELECT: &str = "SELECT c.id, c.name, c.app, c.domain, c.auth_type, c.statu
     CASE WHEN c.breaker_open_until > now() THEN c.breaker_open_until END, \
     (SELECT coalesce(jsonb_agg(jsonb_build_object('scope', d.scope, 'until', d.until, 'reason', d.reason) \
        ORDER BY d.until DESC), '[]') FROM (SELECT x.scope, x.until, x.reason FROM connection_cooldowns x \
-       WHERE x.connection_id = c.id AND x.until > now() ORDER BY x.until DESC LIMIT 100) d) \
+       WHERE x.connection_id = c.id AND x.until > now() ORDER BY x.until DESC LIMIT 100) d), \
+    (SELECT t.name FROM api_tokens t WHERE t.id = c.created_by) \
     FROM connections c";
 
 fn view(state: &AppState, row: &tokio_postgres::Row) -> ConnectionView {
@@ -259,6 +262,7 @@ fn view(state: &AppState, row: &tokio_postgres::Row) -> ConnectionView {
         throttle_reason: row.get(13),
         breaker_open_until: row.get(14),
         cooldowns: scoped_cooldowns(row.get(15)),
+        creator: row.get(16),
     }
 }
 
