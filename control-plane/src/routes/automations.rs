@@ -151,10 +151,7 @@ pub async fn create(
         )
         .await?;
     if inserted == 0 {
-        return Err(ApiError::conflict(
-            "name_taken",
-            format!("an automation named '{name}' already exists"),
-        ));
+        return Err(crate::routes::name_taken("an automation", name));
     }
     Ok((
         StatusCode::CREATED,
@@ -235,7 +232,7 @@ pub async fn publish(
     let input: PublishInput = crate::routes::optional_body(&body)?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    let row = locked_draft(&tx, caller.tenant, id).await?;
+    let row = draft_row(&tx, caller.tenant, id, true).await?;
     let (definition, template) = definition_of(&state.catalog, &row)?;
     let (number, version_name) = next_version(&tx, id, input.version_name).await?;
     let version = VersionId::new();
@@ -280,19 +277,26 @@ pub async fn publish(
     ))
 }
 
-/// The tenant's automation `id` as its draft stands, locked until the transaction ends (two
-/// publishes of one automation take their version numbers in turn).
-async fn locked_draft(
-    tx: &deadpool_postgres::Transaction<'_>,
+/// The tenant's automation `id` as its draft stands (`app, action, connection_id, parameters,
+/// retry, external_id_field`, as [`definition_of`] reads it); with `lock`, its row locked until
+/// the transaction ends (two publishes, or a publish and an edit, of one automation take turns).
+async fn draft_row(
+    client: &impl deadpool_postgres::GenericClient,
     tenant: aic_proto::TenantId,
     id: AutomationId,
+    lock: bool,
 ) -> Result<tokio_postgres::Row, ApiError> {
-    tx.query_opt(
-        "SELECT app, action, connection_id, parameters, retry, external_id_field FROM automations WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
-        &[&tenant.0, &id.0],
-    )
-    .await?
-    .ok_or_else(|| ApiError::not_found("automation"))
+    let sql = "SELECT app, action, connection_id, parameters, retry, external_id_field \
+               FROM automations WHERE tenant_id = $1 AND id = $2";
+    let sql = if lock {
+        format!("{sql} FOR UPDATE")
+    } else {
+        sql.to_string()
+    };
+    client
+        .query_opt(&sql, &[&tenant.0, &id.0])
+        .await?
+        .ok_or_else(|| ApiError::not_found("automation"))
 }
 
 /// The number of `automation`'s next version — one past every version it ever published, so

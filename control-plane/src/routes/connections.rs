@@ -209,10 +209,7 @@ pub async fn create(
         )
         .await?;
     if inserted == 0 {
-        return Err(ApiError::conflict(
-            "name_taken",
-            format!("a connection named '{}' already exists", input.name.trim()),
-        ));
+        return Err(crate::routes::name_taken("a connection", input.name.trim()));
     }
     tracing::info!(connection = %id, "connection created");
     Ok((

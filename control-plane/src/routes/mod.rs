@@ -126,6 +126,24 @@ pub fn one_of(
     }
 }
 
+/// 409 `name_taken`: `what` (`"an automation"`) named `name` already exists in the tenant.
+pub fn name_taken(what: &str, name: &str) -> crate::error::ApiError {
+    crate::error::ApiError::conflict(
+        "name_taken",
+        format!("{what} named '{name}' already exists"),
+    )
+}
+
+/// A write's database error: [`name_taken`] when the tenant's unique name refused it, else as it
+/// is.
+pub fn unique_name(e: tokio_postgres::Error, what: &str, name: &str) -> crate::error::ApiError {
+    if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+        name_taken(what, name)
+    } else {
+        e.into()
+    }
+}
+
 /// An optional JSON body as sent: none (or only whitespace) asks for the defaults.
 pub fn optional_body<T: serde::de::DeserializeOwned + Default>(
     body: &[u8],

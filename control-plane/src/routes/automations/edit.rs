@@ -10,7 +10,7 @@ use super::checks::{check_connection_app, check_external_id_field, check_paramet
 use super::{AutomationView, fetch};
 use crate::auth::{CONFIGURE, Caller};
 use crate::error::{ApiError, ApiJson};
-use crate::routes::{checked_name, parse_id};
+use crate::routes::{checked_name, name_taken, parse_id, unique_name};
 use crate::state::AppState;
 use aic_proto::{AutomationId, ConnectionId, ParameterSpec, RetrySpec};
 use axum::Json;
@@ -19,7 +19,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tokio_postgres::error::SqlState;
 
 /// Whether an automation's executions run.
 #[derive(Deserialize, JsonSchema, Clone, Copy, PartialEq, Eq, Debug)]
@@ -112,7 +111,7 @@ pub async fn update(
         ],
     )
     .await
-    .map_err(|e| name_taken(e, name.unwrap_or_default()))?;
+    .map_err(|e| unique_name(e, "an automation", name.unwrap_or_default()))?;
     tx.commit().await?;
     if let Some(status) = input.status {
         tracing::info!(status = status.as_str(), "automation status set");
@@ -126,14 +125,7 @@ async fn locked(
     tenant: aic_proto::TenantId,
     id: AutomationId,
 ) -> Result<Draft, ApiError> {
-    let row = tx
-        .query_opt(
-            "SELECT app, action, connection_id, parameters, retry, external_id_field \
-             FROM automations WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
-            &[&tenant.0, &id.0],
-        )
-        .await?
-        .ok_or_else(|| ApiError::not_found("automation"))?;
+    let row = super::draft_row(tx, tenant, id, true).await?;
     Ok(Draft {
         app: row.get(0),
         action: row.get(1),
@@ -190,18 +182,6 @@ async fn edit_draft(
     Ok(())
 }
 
-/// A unique violation on the tenant's names as `name_taken`; any other error as it is.
-fn name_taken(e: tokio_postgres::Error, name: &str) -> ApiError {
-    if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
-        ApiError::conflict(
-            "name_taken",
-            format!("an automation named '{name}' already exists"),
-        )
-    } else {
-        e.into()
-    }
-}
-
 /// `POST /v1/automations/{id}/duplicate`: a new, unpublished draft with the original's
 /// template, connection, description, parameters, retry policy and external id field.
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant, automation = %id))]
@@ -229,13 +209,13 @@ pub async fn duplicate(
     }
     // Nothing inserted under any name: the original may have been deleted meanwhile.
     name_of(&client, &caller, id).await?.ok_or_else(not_found)?;
-    Err(ApiError::conflict(
-        "name_taken",
-        match &input.name {
-            Some(_) => format!("an automation named '{}' already exists", names[0]),
-            None => format!("'{original}' has too many copies; name this one"),
-        },
-    ))
+    Err(match &input.name {
+        Some(_) => name_taken("an automation", &names[0]),
+        None => ApiError::conflict(
+            "name_taken",
+            format!("'{original}' has too many copies; name this one"),
+        ),
+    })
 }
 
 /// The name of the caller's tenant's automation `id`, if it exists.

@@ -63,14 +63,7 @@ pub async fn test(
     caller.require(CONFIGURE)?;
     let id: AutomationId = parse_id(&id, "automation")?;
     let client = state.pool.get().await?;
-    let row = client
-        .query_opt(
-            "SELECT app, action, connection_id, parameters, retry, external_id_field \
-             FROM automations WHERE tenant_id = $1 AND id = $2",
-            &[&caller.tenant.0, &id.0],
-        )
-        .await?
-        .ok_or_else(|| ApiError::not_found("automation"))?;
+    let row = super::draft_row(&client, caller.tenant, id, false).await?;
     let (definition, template) = definition_of(&state.catalog, &row)?;
     let request = aic_core::params::request(&definition, &input.parameters, ExecutionId::new())
         .map_err(|e| ApiError::invalid(format!("parameters.{}", e.parameter), e.message))?;

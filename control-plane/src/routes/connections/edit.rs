@@ -20,7 +20,6 @@ use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use tokio_postgres::error::SqlState;
 
 /// Body of `PATCH /v1/connections/{id}`: each field present is changed, the others are kept.
 #[derive(Deserialize, JsonSchema)]
@@ -131,13 +130,7 @@ async fn save(
         ],
     )
     .await
-    .map_err(|e| match e.code() {
-        Some(&SqlState::UNIQUE_VIOLATION) => ApiError::conflict(
-            "name_taken",
-            format!("a connection named '{name}' already exists"),
-        ),
-        _ => e.into(),
-    })?;
+    .map_err(|e| crate::routes::unique_name(e, "a connection", name))?;
     Ok(())
 }
 
