@@ -103,6 +103,14 @@ pub fn new_token() -> String {
     format!("aic_{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// A working token by its hash; its use is recorded at most once a minute, in the same round
+/// trip, so that a busy service token costs no write per request.
+const LOOKUP: &str = "WITH t AS (SELECT id, tenant_id, role, last_used_at FROM api_tokens \
+    WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())), \
+    used AS (UPDATE api_tokens a SET last_used_at = now() FROM t WHERE a.id = t.id \
+    AND (t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute')) \
+    SELECT id, tenant_id, role FROM t";
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -127,12 +135,9 @@ impl FromRequestParts<AppState> for Caller {
             })?;
         let client = state.pool.get().await?;
         let row = client
-            .query_opt(
-                "SELECT id, tenant_id, role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
-                &[&hash_token(token)],
-            )
+            .query_opt(LOOKUP, &[&hash_token(token)])
             .await?
-            .ok_or_else(|| ApiError::unauthenticated("unknown or revoked token"))?;
+            .ok_or_else(|| ApiError::unauthenticated("unknown, expired or revoked token"))?;
         let role: String = row.get(2);
         Ok(Caller {
             token_id: row.get(0),

@@ -5,6 +5,7 @@
 //! application on port 0.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod dlq;

@@ -27,13 +27,16 @@ fn array<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
     json!({"type": "array", "items": schema::<T>(g)})
 }
 
+mod governance;
 mod lifecycle;
 
+use governance::governance_operations;
 use lifecycle::{lifecycle_operations, query_parameters};
 
 fn operations(g: &mut SchemaGenerator) -> Vec<Op> {
     let mut ops = core_operations(g);
     ops.extend(lifecycle_operations(g));
+    ops.extend(governance_operations(g));
     ops
 }
 
@@ -229,7 +232,7 @@ pub fn document() -> Value {
         "info": {
             "title": "Action Integration Center control plane",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Connections, automations, versions and executions. Authenticate with `Authorization: Bearer <token>`."
+            "description": "Connections, automations, versions, executions, tokens and the audit trail. Authenticate with `Authorization: Bearer <token>`."
         },
         "paths": paths,
         "components": {
@@ -267,5 +270,9 @@ mod tests {
         );
         let delete = &doc["paths"]["/v1/automations/{id}"]["delete"]["responses"]["204"];
         assert!(delete.get("content").is_none(), "{delete}");
+        let audit = &doc["paths"]["/v1/audit-events"]["get"];
+        assert_eq!(audit["parameters"].as_array().map(Vec::len), Some(6), "{audit}");
+        assert_eq!(audit["description"], "Roles: admin.");
+        assert!(doc["paths"]["/v1/tokens/{id}"]["delete"].is_object());
     }
 }

@@ -151,6 +151,18 @@ pub(super) fn query_parameters(
             ("limit", "executions per page, 1 to 200 (default 50)"),
             ("after", "the `next` of the page before"),
         ],
+        ("get", "/v1/tokens") => &[
+            ("role", "`admin`, `editor`, `viewer` or `service`"),
+            ("status", "`active`, `expired` or `revoked`"),
+        ],
+        ("get", "/v1/audit-events") => &[
+            ("action", "one action, e.g. `connection.reauthorised`"),
+            ("target_kind", "`connection`, `automation` or `token`"),
+            ("target_id", "one record's events"),
+            ("actor_id", "one token's doings"),
+            ("limit", "events per page, 1 to 200 (default 50)"),
+            ("after", "the `next` of the page before"),
+        ],
         ("get", "/v1/connections") => &[
             APP,
             (

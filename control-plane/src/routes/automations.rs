@@ -2,6 +2,7 @@
 //! also announces the definition on the broker).
 
 use super::parse_id;
+use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller, READ};
 use crate::error::{ApiError, ApiJson};
 use crate::state::AppState;
@@ -19,6 +20,7 @@ use checks::{check_connection_app, check_external_id_field, check_parameters, te
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 mod checks;
 pub mod edit;
@@ -128,10 +130,11 @@ pub async fn create(
         .retry
         .map(|r| serde_json::to_value(r).map_err(|e| ApiError::internal("retry", &e)))
         .transpose()?;
-    let client = state.pool.get().await?;
-    check_connection_app(&client, caller.tenant, input.connection_id, app).await?;
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    check_connection_app(&tx, caller.tenant, input.connection_id, app).await?;
     let id = AutomationId::new();
-    let inserted = client
+    let inserted = tx
         .execute(
             "INSERT INTO automations (id, tenant_id, connection_id, app, action, name, description, parameters, created_by, retry, external_id_field) \
              VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT (tenant_id, name) DO NOTHING",
@@ -153,6 +156,10 @@ pub async fn create(
     if inserted == 0 {
         return Err(crate::routes::name_taken("an automation", name));
     }
+    let detail = json!({"template": input.template, "connection_id": input.connection_id});
+    let target = Target { id: id.0, name };
+    audit::record(&tx, &caller, Action::AutomationCreated, target, detail).await?;
+    tx.commit().await?;
     Ok((
         StatusCode::CREATED,
         Json(fetch(&state, caller.tenant, id).await?),
@@ -248,11 +255,20 @@ pub async fn publish(
         )
         .await?
         .get(0);
-    tx.execute(
-        "UPDATE automations SET published_version_id = $2, updated_at = now() WHERE id = $1",
-        &[&id.0, &version.0],
-    )
-    .await?;
+    let name: String = tx
+        .query_one(
+            "UPDATE automations SET published_version_id = $2, updated_at = now() WHERE id = $1 \
+             RETURNING name",
+            &[&id.0, &version.0],
+        )
+        .await?
+        .get(0);
+    let target = Target {
+        id: id.0,
+        name: &name,
+    };
+    let detail = json!({"version": number, "version_name": version_name});
+    audit::record(&tx, &caller, Action::AutomationPublished, target, detail).await?;
     let event = DefinitionPublishedV1 {
         version: aic_proto::MESSAGE_VERSION,
         tenant_id: caller.tenant,
@@ -278,7 +294,7 @@ pub async fn publish(
 }
 
 /// The tenant's automation `id` as its draft stands (`app, action, connection_id, parameters,
-/// retry, external_id_field`, as [`definition_of`] reads it); with `lock`, its row locked until
+/// retry, external_id_field`, as [`definition_of`] reads it, then its `name`); with `lock`, its row locked until
 /// the transaction ends (two publishes, or a publish and an edit, of one automation take turns).
 async fn draft_row(
     client: &impl deadpool_postgres::GenericClient,
@@ -286,7 +302,7 @@ async fn draft_row(
     id: AutomationId,
     lock: bool,
 ) -> Result<tokio_postgres::Row, ApiError> {
-    let sql = "SELECT app, action, connection_id, parameters, retry, external_id_field \
+    let sql = "SELECT app, action, connection_id, parameters, retry, external_id_field, name \
                FROM automations WHERE tenant_id = $1 AND id = $2";
     let sql = if lock {
         format!("{sql} FOR UPDATE")

@@ -1,6 +1,7 @@
 //! Connections: create (secrets sealed, write-only), list, read, and test against the vendor.
 
 use super::parse_id;
+use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller, READ};
 use crate::error::{ApiError, ApiJson};
 use crate::state::AppState;
@@ -15,6 +16,7 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -187,8 +189,9 @@ pub async fn create(
     check_dns(&state, &v).await?;
     let id = ConnectionId::new();
     let sealed = state.keyring.seal(&v.secrets, &aad(caller.tenant, id));
-    let client = state.pool.get().await?;
-    let inserted = client
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    let inserted = tx
         .execute(
             "INSERT INTO connections (id, tenant_id, name, app, domain, auth_type, secret_key_id, \
              secret_nonce, secret_ciphertext, created_by, max_concurrency) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) \
@@ -211,6 +214,15 @@ pub async fn create(
     if inserted == 0 {
         return Err(crate::routes::name_taken("a connection", input.name.trim()));
     }
+    let detail = json!({"app": input.app, "auth_type": input.auth_type,
+        "domain": v.instance.as_str().trim_end_matches('/'),
+        "max_concurrency": input.max_concurrency, "secret_fields": input.secrets.keys().collect::<Vec<_>>()});
+    let target = Target {
+        id: id.0,
+        name: input.name.trim(),
+    };
+    audit::record(&tx, &caller, Action::ConnectionCreated, target, detail).await?;
+    tx.commit().await?;
     tracing::info!(connection = %id, "connection created");
     Ok((
         StatusCode::CREATED,
@@ -383,15 +395,16 @@ pub async fn test_saved(
 ) -> Result<Json<TestOutcome>, ApiError> {
     caller.require(CONFIGURE)?;
     let id: ConnectionId = parse_id(&id, "connection")?;
-    let client = state.pool.get().await?;
+    let mut client = state.pool.get().await?;
     let (saved, auth_type) = saved(&state, &client, caller.tenant, id).await?;
     let outcome = run_test(&state, &saved, &auth_type, Some((caller.tenant, id))).await;
-    client
-        .execute(
+    let tx = client.transaction().await?;
+    let name = tx
+        .query_opt(
             "UPDATE connections SET status = $3, status_detail = $4, status_checked_at = now(), \
              auth_failures = CASE WHEN $3 = 'connected' THEN 0 ELSE auth_failures END, \
              breaker_open_until = CASE WHEN $3 = 'connected' THEN NULL ELSE breaker_open_until END \
-             WHERE tenant_id = $1 AND id = $2",
+             WHERE tenant_id = $1 AND id = $2 RETURNING name",
             &[
                 &caller.tenant.0,
                 &id.0,
@@ -400,5 +413,16 @@ pub async fn test_saved(
             ],
         )
         .await?;
+    // Deleted while the vendor answered: nothing left to record the outcome on.
+    let Some(name) = name else {
+        return Err(ApiError::not_found("connection"));
+    };
+    let target = Target {
+        id: id.0,
+        name: name.get(0),
+    };
+    let detail = json!({"ok": outcome.ok, "status": outcome.status});
+    audit::record(&tx, &caller, Action::ConnectionTested, target, detail).await?;
+    tx.commit().await?;
     Ok(Json(outcome))
 }

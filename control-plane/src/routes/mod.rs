@@ -1,10 +1,13 @@
 //! The router: every route of the API, with the roles each needs decided in its handler.
 
+pub mod audit;
 pub mod automations;
 pub mod catalog;
 pub mod connections;
 pub mod executions;
 pub mod health;
+pub mod page;
+pub mod tokens;
 
 use crate::state::AppState;
 use axum::Router;
@@ -82,6 +85,9 @@ fn api(state: AppState) -> Router {
             post(executions::enqueue).get(executions::history::list),
         )
         .route("/v1/executions/{id}", get(executions::read))
+        .route("/v1/tokens", post(tokens::issue).get(tokens::list))
+        .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route("/v1/audit-events", get(audit::list))
         .with_state(state)
 }
 

@@ -8,6 +8,7 @@
 
 use super::checks::{check_connection_app, check_external_id_field, check_parameters};
 use super::{AutomationView, fetch};
+use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller};
 use crate::error::{ApiError, ApiJson};
 use crate::routes::{checked_name, name_taken, parse_id, unique_name};
@@ -17,8 +18,10 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use deadpool_postgres::GenericClient;
 use schemars::JsonSchema;
 use serde::Deserialize;
+use serde_json::{Value, json};
 
 /// Whether an automation's executions run.
 #[derive(Deserialize, JsonSchema, Clone, Copy, PartialEq, Eq, Debug)]
@@ -71,6 +74,7 @@ pub struct DuplicateInput {
 }
 
 /// The draft as stored, locked for the update.
+#[derive(Clone, PartialEq)]
 struct Draft {
     app: String,
     action: String,
@@ -93,12 +97,53 @@ pub async fn update(
     let name = input.name.as_deref().map(checked_name).transpose()?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    let mut draft = locked(&tx, caller.tenant, id).await?;
+    let before = locked(&tx, caller.tenant, id).await?;
+    let mut draft = before.clone();
     edit_draft(&state, &tx, caller.tenant, &mut draft, &input).await?;
-    tx.execute(
-        "UPDATE automations SET name = coalesce($2, name), description = coalesce($3, description), \
-         status = coalesce($4, status), connection_id = $5, parameters = $6, retry = $7, \
-         external_id_field = $8, updated_at = now() WHERE id = $1",
+    let row = save(&tx, id, name, &input, &draft).await?;
+    // What the row held before (its first three columns), against what the edit gave.
+    let given = [
+        ("name", name),
+        ("description", input.description.as_deref()),
+        ("status", input.status.map(AutomationStatus::as_str)),
+    ];
+    let mut detail = serde_json::Map::new();
+    for (i, (field, new)) in given.into_iter().enumerate() {
+        if new.is_some_and(|new| new != row.get::<_, &str>(i)) {
+            detail.insert(field.into(), json!(new));
+        }
+    }
+    draft_changes(&before, &draft, &mut detail);
+    if !detail.is_empty() {
+        let target = Target {
+            id: id.0,
+            name: row.get(3),
+        };
+        let detail = serde_json::Value::Object(detail);
+        audit::record(&tx, &caller, Action::AutomationUpdated, target, detail).await?;
+    }
+    tx.commit().await?;
+    if let Some(status) = input.status {
+        tracing::info!(status = status.as_str(), "automation status set");
+    }
+    Ok(Json(fetch(&state, caller.tenant, id).await?))
+}
+
+/// Writes an edit; answers the row's name, description and status as they were (the row is
+/// locked: `old` reads it before this update), then its new name.
+async fn save(
+    tx: &deadpool_postgres::Transaction<'_>,
+    id: AutomationId,
+    name: Option<&str>,
+    input: &UpdateAutomation,
+    draft: &Draft,
+) -> Result<tokio_postgres::Row, ApiError> {
+    tx.query_one(
+        "UPDATE automations a SET name = coalesce($2, a.name), \
+         description = coalesce($3, a.description), status = coalesce($4, a.status), \
+         connection_id = $5, parameters = $6, retry = $7, external_id_field = $8, \
+         updated_at = now() FROM (SELECT name, description, status FROM automations WHERE id = $1) old \
+         WHERE a.id = $1 RETURNING old.name, old.description, old.status, a.name",
         &[
             &id.0,
             &name,
@@ -111,12 +156,7 @@ pub async fn update(
         ],
     )
     .await
-    .map_err(|e| unique_name(e, "an automation", name.unwrap_or_default()))?;
-    tx.commit().await?;
-    if let Some(status) = input.status {
-        tracing::info!(status = status.as_str(), "automation status set");
-    }
-    Ok(Json(fetch(&state, caller.tenant, id).await?))
+    .map_err(|e| unique_name(e, "an automation", name.unwrap_or_default()))
 }
 
 /// The tenant's automation `id`'s draft, its row locked until the transaction ends.
@@ -134,6 +174,30 @@ async fn locked(
         retry: row.get(4),
         external_id_field: row.get(5),
     })
+}
+
+/// Adds to an edit's audit detail each draft field that changed, with its new value (the
+/// parameter table by its parameters' names).
+fn draft_changes(before: &Draft, after: &Draft, detail: &mut serde_json::Map<String, Value>) {
+    if after.connection_id != before.connection_id {
+        detail.insert("connection_id".into(), json!(after.connection_id));
+    }
+    if after.parameters != before.parameters {
+        let names: Vec<&Value> = after
+            .parameters
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| &p["name"])
+            .collect();
+        detail.insert("parameters".into(), json!(names));
+    }
+    if after.retry != before.retry {
+        detail.insert("retry".into(), json!(after.retry));
+    }
+    if after.external_id_field != before.external_id_field {
+        detail.insert("external_id_field".into(), json!(after.external_id_field));
+    }
 }
 
 /// Applies `input`'s draft fields to `draft`, each checked as a create checks it.
@@ -194,21 +258,26 @@ pub async fn duplicate(
     caller.require(CONFIGURE)?;
     let id: AutomationId = parse_id(&id, "automation")?;
     let input: DuplicateInput = crate::routes::optional_body(&body)?;
-    let client = state.pool.get().await?;
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
     let not_found = || ApiError::not_found("automation");
-    let original = name_of(&client, &caller, id).await?.ok_or_else(not_found)?;
+    let original = name_of(&tx, &caller, id).await?.ok_or_else(not_found)?;
     let names = match &input.name {
         Some(name) => vec![checked_name(name)?.to_string()],
         None => (1..=20).map(|n| copy_name(&original, n)).collect(),
     };
     let copy = AutomationId::new();
-    if insert_copy(&client, &caller, id, copy, &names).await? {
+    if let Some(name) = insert_copy(&tx, &caller, id, copy, &names).await? {
+        let target = Target { id: copy.0, name };
+        let detail = json!({"from": id, "from_name": original});
+        audit::record(&tx, &caller, Action::AutomationDuplicated, target, detail).await?;
+        tx.commit().await?;
         tracing::info!(copy = %copy, "automation duplicated");
         let view = fetch(&state, caller.tenant, copy).await?;
         return Ok((StatusCode::CREATED, Json(view)));
     }
     // Nothing inserted under any name: the original may have been deleted meanwhile.
-    name_of(&client, &caller, id).await?.ok_or_else(not_found)?;
+    name_of(&tx, &caller, id).await?.ok_or_else(not_found)?;
     Err(match &input.name {
         Some(_) => name_taken("an automation", &names[0]),
         None => ApiError::conflict(
@@ -220,7 +289,7 @@ pub async fn duplicate(
 
 /// The name of the caller's tenant's automation `id`, if it exists.
 async fn name_of(
-    client: &deadpool_postgres::Client,
+    client: &impl GenericClient,
     caller: &Caller,
     id: AutomationId,
 ) -> Result<Option<String>, ApiError> {
@@ -233,15 +302,15 @@ async fn name_of(
         .map(|row| row.get(0)))
 }
 
-/// Copies automation `id` into `copy` under the first of `names` that is free; false when none
-/// is (or the original is gone).
-async fn insert_copy(
-    client: &deadpool_postgres::Client,
+/// Copies automation `id` into `copy` under the first of `names` that is free, which it
+/// answers; none when none is (or the original is gone).
+async fn insert_copy<'n>(
+    client: &impl GenericClient,
     caller: &Caller,
     id: AutomationId,
     copy: AutomationId,
-    names: &[String],
-) -> Result<bool, ApiError> {
+    names: &'n [String],
+) -> Result<Option<&'n str>, ApiError> {
     for name in names {
         let inserted = client
             .execute(
@@ -252,10 +321,10 @@ async fn insert_copy(
             )
             .await?;
         if inserted == 1 {
-            return Ok(true);
+            return Ok(Some(name));
         }
     }
-    Ok(false)
+    Ok(None)
 }
 
 /// The `n`th default name of a copy of `original`, within the 200 characters a name may have.
@@ -281,18 +350,23 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     caller.require(CONFIGURE)?;
     let id: AutomationId = parse_id(&id, "automation")?;
-    let deleted = state
-        .pool
-        .get()
-        .await?
-        .execute(
-            "DELETE FROM automations WHERE tenant_id = $1 AND id = $2",
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    let deleted = tx
+        .query_opt(
+            "DELETE FROM automations WHERE tenant_id = $1 AND id = $2 \
+             RETURNING name, app || '.' || action",
             &[&caller.tenant.0, &id.0],
         )
-        .await?;
-    if deleted == 0 {
-        return Err(ApiError::not_found("automation"));
-    }
+        .await?
+        .ok_or_else(|| ApiError::not_found("automation"))?;
+    let target = Target {
+        id: id.0,
+        name: deleted.get(0),
+    };
+    let detail = json!({"template": deleted.get::<_, &str>(1)});
+    audit::record(&tx, &caller, Action::AutomationDeleted, target, detail).await?;
+    tx.commit().await?;
     tracing::info!("automation deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,6 +7,7 @@
 //! the ledger and no result event is published. Credentials never appear in the answer.
 
 use super::definition_of;
+use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller};
 use crate::error::{ApiError, ApiJson};
 use crate::routes::connections::{credential, saved};
@@ -92,7 +93,27 @@ pub async fn test(
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     tracing::info!(ok = result.is_ok(), duration_ms, "draft tested");
     let request = format!("{} {}", request.method.as_str(), request.path);
-    Ok(Json(answer(result, request, duration_ms)))
+    let run = answer(result, request, duration_ms);
+    let name: String = row.get(6);
+    recorded(&state, &caller, id, &name, &run).await;
+    Ok(Json(run))
+}
+
+/// Records a test run in the audit trail: a real call reached the vendor, whatever its outcome.
+/// The call cannot be undone, so a record that fails is logged and the outcome still answered.
+async fn recorded(state: &AppState, caller: &Caller, id: AutomationId, name: &str, run: &TestRun) {
+    let detail = serde_json::json!({"ok": run.ok, "request": run.request,
+        "error_code": run.error.as_ref().map(|e| &e.code)});
+    let target = Target { id: id.0, name };
+    let written = match state.pool.get().await {
+        Ok(client) => {
+            audit::record(&client, caller, Action::AutomationTested, target, detail).await
+        }
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = written {
+        tracing::error!(error = ?e, "a test run's audit event was not recorded");
+    }
 }
 
 /// The answer to a test run: the vendor's mapped output, or the failure an execution would end

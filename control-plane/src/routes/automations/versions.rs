@@ -6,6 +6,7 @@
 //! execution that ran it keeps naming its id in the ledger. Numbers are never given twice.
 
 use super::{AutomationView, announce, fetch};
+use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller, READ};
 use crate::error::{ApiError, ApiJson};
 use crate::routes::{bounded_name, parse_id};
@@ -19,6 +20,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 /// The connection a version runs on, as it stands now.
 #[derive(Serialize, JsonSchema)]
@@ -105,23 +107,24 @@ fn ids(automation: &str, number: &str) -> Result<(AutomationId, i32), ApiError> 
     ))
 }
 
-/// Refuses a missing automation of the tenant, so that an empty history and no automation differ.
+/// Refuses a missing automation of the tenant, so that an empty history and no automation
+/// differ; else its live version and its name.
 async fn exists(
     client: &impl deadpool_postgres::GenericClient,
     tenant: aic_proto::TenantId,
     id: AutomationId,
     lock: bool,
-) -> Result<Option<uuid::Uuid>, ApiError> {
+) -> Result<(Option<uuid::Uuid>, String), ApiError> {
     let sql = if lock {
-        "SELECT published_version_id FROM automations WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
+        "SELECT published_version_id, name FROM automations WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
     } else {
-        "SELECT published_version_id FROM automations WHERE tenant_id = $1 AND id = $2"
+        "SELECT published_version_id, name FROM automations WHERE tenant_id = $1 AND id = $2"
     };
-    Ok(client
+    let row = client
         .query_opt(sql, &[&tenant.0, &id.0])
         .await?
-        .ok_or_else(|| ApiError::not_found("automation"))?
-        .get(0))
+        .ok_or_else(|| ApiError::not_found("automation"))?;
+    Ok((row.get(0), row.get(1)))
 }
 
 /// `GET /v1/automations/{id}/versions`: the history, newest first.
@@ -155,24 +158,31 @@ pub async fn rename(
     caller.require(CONFIGURE)?;
     let (id, number) = ids(&id, &number)?;
     let name = bounded_name("name", &input.name)?;
-    let client = state.pool.get().await?;
-    let renamed = client
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    let (_, automation) = exists(&tx, caller.tenant, id, true).await?;
+    let renamed = tx
         .execute(
-            "UPDATE automation_versions v SET name = $4 FROM automations a \
-             WHERE a.id = v.automation_id AND a.tenant_id = $1 AND a.id = $2 AND v.number = $3",
-            &[&caller.tenant.0, &id.0, &number, &name],
+            "UPDATE automation_versions SET name = $3 WHERE automation_id = $1 AND number = $2",
+            &[&id.0, &number, &name],
         )
         .await?;
     if renamed == 0 {
-        exists(&client, caller.tenant, id, false).await?;
         return Err(ApiError::not_found("version"));
     }
-    let row = client
+    let target = Target {
+        id: id.0,
+        name: &automation,
+    };
+    let detail = json!({"version": number, "name": name});
+    audit::record(&tx, &caller, Action::VersionRenamed, target, detail).await?;
+    let row = tx
         .query_one(
             &format!("{ENTRY} AND v.number = $3"),
             &[&caller.tenant.0, &id.0, &number],
         )
         .await?;
+    tx.commit().await?;
     Ok(Json(entry(&row)))
 }
 
@@ -189,7 +199,7 @@ pub async fn restore(
     let (id, number) = ids(&id, &number)?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    exists(&tx, caller.tenant, id, true).await?;
+    let (_, automation) = exists(&tx, caller.tenant, id, true).await?;
     let row = tx
         .query_opt(
             "SELECT id, name, published_at, definition FROM automation_versions \
@@ -202,6 +212,12 @@ pub async fn restore(
     let definition: AutomationDefinition = serde_json::from_value(row.get(3))
         .map_err(|e| ApiError::internal("stored definition", &e))?;
     reset_draft(&state, &tx, id, version, &definition).await?;
+    let target = Target {
+        id: id.0,
+        name: &automation,
+    };
+    let detail = json!({"version": number, "version_name": row.get::<_, &str>(1)});
+    audit::record(&tx, &caller, Action::VersionRestored, target, detail).await?;
     let event = DefinitionPublishedV1 {
         version: aic_proto::MESSAGE_VERSION,
         tenant_id: caller.tenant,
@@ -311,7 +327,7 @@ async fn delete_numbers(
     caller.require(CONFIGURE)?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    let live = exists(&tx, caller.tenant, id, true).await?;
+    let (live, automation) = exists(&tx, caller.tenant, id, true).await?;
     let found = tx
         .query(
             "SELECT number, id FROM automation_versions WHERE automation_id = $1 AND number = ANY($2)",
@@ -341,9 +357,15 @@ async fn delete_numbers(
         &[&ids],
     )
     .await?;
-    tx.commit().await?;
     let mut deleted: Vec<i32> = known.into_iter().map(|(n, _)| n).collect();
     deleted.sort_unstable();
+    let target = Target {
+        id: id.0,
+        name: &automation,
+    };
+    let detail = json!({"versions": deleted});
+    audit::record(&tx, caller, Action::VersionsDeleted, target, detail).await?;
+    tx.commit().await?;
     tracing::info!(?deleted, "versions deleted");
     Ok(deleted)
 }

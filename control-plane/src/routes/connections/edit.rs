@@ -8,6 +8,7 @@
 
 use super::checks::{check_dns, validate};
 use super::{ConnectionInput, ConnectionView, aad, fetch};
+use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller};
 use crate::error::{ApiError, ApiJson};
 use crate::routes::parse_id;
@@ -19,6 +20,7 @@ use axum::http::StatusCode;
 use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::Deserialize;
+use serde_json::json;
 use std::collections::BTreeMap;
 
 /// Body of `PATCH /v1/connections/{id}`: each field present is changed, the others are kept.
@@ -78,6 +80,8 @@ pub async fn update(
     }
     let reauthorised =
         input.secrets.is_some() || input.domain.as_deref().is_some_and(|d| d != saved.domain);
+    let secret_fields: Option<Vec<String>> =
+        input.secrets.as_ref().map(|s| s.keys().cloned().collect());
     let merged = merge(&state, caller.tenant, id, &saved, input)?;
     let checked = validate(&state, &merged)?;
     if reauthorised {
@@ -90,9 +94,49 @@ pub async fn update(
             .seal(&checked.secrets, &aad(caller.tenant, id))
     });
     save(&tx, id, &merged, domain, sealed.as_ref()).await?;
+    let detail = changes(&saved, &merged, domain, secret_fields);
+    if detail.as_object().is_some_and(|d| !d.is_empty()) {
+        let action = match reauthorised {
+            true => Action::ConnectionReauthorised,
+            false => Action::ConnectionUpdated,
+        };
+        let target = Target {
+            id: id.0,
+            name: merged.name.trim(),
+        };
+        audit::record(&tx, &caller, action, target, detail).await?;
+    }
     tx.commit().await?;
     tracing::info!(reauthorised, "connection updated");
     Ok(Json(fetch(&state, caller.tenant, id).await?))
+}
+
+/// The audit detail of an edit: each field whose value changed, with its new value, and the
+/// names (only) of the secret fields given.
+fn changes(
+    saved: &Saved,
+    merged: &ConnectionInput,
+    domain: &str,
+    secret_fields: Option<Vec<String>>,
+) -> serde_json::Value {
+    let mut detail = serde_json::Map::new();
+    let name = merged.name.trim();
+    if name != saved.name {
+        detail.insert("name".into(), json!(name));
+    }
+    if domain != saved.domain {
+        detail.insert("domain".into(), json!(domain));
+    }
+    if merged.auth_type != saved.auth_type {
+        detail.insert("auth_type".into(), json!(merged.auth_type));
+    }
+    if merged.max_concurrency != saved.max_concurrency {
+        detail.insert("max_concurrency".into(), json!(merged.max_concurrency));
+    }
+    if let Some(fields) = secret_fields {
+        detail.insert("secret_fields".into(), json!(fields));
+    }
+    serde_json::Value::Object(detail)
 }
 
 /// Writes the edited connection; `sealed`, when given, is a new version of its secrets, with
@@ -208,7 +252,7 @@ pub async fn delete(
     let id: ConnectionId = parse_id(&id, "connection")?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    locked(&tx, caller.tenant, id).await?;
+    let saved = locked(&tx, caller.tenant, id).await?;
     let users: Vec<String> = tx
         .query(
             "SELECT a.name FROM automations a \
@@ -226,6 +270,12 @@ pub async fn delete(
     }
     tx.execute("DELETE FROM connections WHERE id = $1", &[&id.0])
         .await?;
+    let target = Target {
+        id: id.0,
+        name: &saved.name,
+    };
+    let detail = json!({"app": saved.app, "domain": saved.domain});
+    audit::record(&tx, &caller, Action::ConnectionDeleted, target, detail).await?;
     tx.commit().await?;
     tracing::info!("connection deleted");
     Ok(StatusCode::NO_CONTENT)

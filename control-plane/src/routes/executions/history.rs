@@ -1,19 +1,17 @@
 //! An automation's run history: its executions, newest first, filtered by status and paged by
 //! a cursor — what an admin reads to see whether an integration works.
 //!
-//! The ledger's index on (tenant, automation, enqueued time) serves it; a page continues after
-//! the last execution of the page before, by its enqueued time and id (executions begun in one
-//! batch share their enqueued time), so a page never skips or repeats one while others arrive.
+//! The ledger's index on (tenant, automation, enqueued time) serves it; pages as
+//! [`crate::routes::page`] says, by enqueued time.
 
 use super::{COLUMNS, ExecutionView, view};
 use crate::auth::{Caller, READ};
 use crate::error::{ApiError, ApiQuery};
-use crate::routes::{one_of, parse_id};
+use crate::routes::{one_of, page, parse_id};
 use crate::state::AppState;
 use aic_proto::AutomationId;
 use axum::Json;
 use axum::extract::{Path, State};
-use chrono::{DateTime, SecondsFormat, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -58,14 +56,8 @@ pub async fn list(
     caller.require(READ)?;
     let automation: AutomationId = parse_id(&id, "automation")?;
     one_of("status", q.status.as_deref(), &STATUSES)?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::invalid(
-            "limit",
-            format!("limit must be 1 to 200, not {limit}"),
-        ));
-    }
-    let after = q.after.as_deref().map(cursor).transpose()?;
+    let limit = page::limit(q.limit)?;
+    let after = page::after(q.after.as_deref())?;
     let client = state.pool.get().await?;
     let rows = client
         .query(
@@ -94,43 +86,8 @@ pub async fn list(
             .await?;
         known.ok_or_else(|| ApiError::not_found("automation"))?;
     }
-    let more = rows.len() > limit as usize;
-    let executions: Vec<ExecutionView> = rows.iter().take(limit as usize).map(view).collect();
-    let next = executions.last().filter(|_| more).map(|e| {
-        format!(
-            "{}_{}",
-            e.enqueued_at.to_rfc3339_opts(SecondsFormat::Micros, true),
-            e.id
-        )
+    let (executions, next) = page::split(rows.iter().map(view).collect(), limit, |e| {
+        (e.enqueued_at, e.id.0)
     });
     Ok(Json(ExecutionPage { executions, next }))
-}
-
-/// A page's `next`: the last execution's enqueued time and id.
-fn cursor(raw: &str) -> Result<(DateTime<Utc>, uuid::Uuid), ApiError> {
-    let bad = || ApiError::invalid("after", "after must be the 'next' of a page before");
-    let (at, id) = raw.split_once('_').ok_or_else(bad)?;
-    let at = DateTime::parse_from_rfc3339(at).map_err(|_| bad())?;
-    Ok((at.with_timezone(&Utc), id.parse().map_err(|_| bad())?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cursor_reads_back_what_a_page_wrote() {
-        let id = uuid::Uuid::now_v7();
-        let at: DateTime<Utc> = "2026-12-05T12:00:00.123456Z".parse().expect("time");
-        let raw = format!("{}_{id}", at.to_rfc3339_opts(SecondsFormat::Micros, true));
-        assert_eq!(cursor(&raw).expect("cursor"), (at, id));
-        for bad in [
-            "",
-            "yesterday",
-            "2026-12-05T12:00:00Z",
-            "2026-12-05T12:00:00Z_x",
-        ] {
-            assert!(cursor(bad).is_err(), "{bad}");
-        }
-    }
 }
