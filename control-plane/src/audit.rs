@@ -1,4 +1,5 @@
-//! The audit trail: who changed which connection, automation or token, when, and how. Each
+//! The audit trail: who changed which connection, automation, token or deployable item, when,
+//! and how. Each
 //! change writes its event in its own transaction, so that a change never lands without its
 //! record nor a record without its change. An event names its actor and target by id and by
 //! name as they were, since either may be gone when it is read; its detail names the fields
@@ -46,11 +47,17 @@ pub enum Action {
     TokenIssued,
     /// An API token revoked.
     TokenRevoked,
+    /// A flow, bot step or launcher registered as running an automation.
+    DeployableRegistered,
+    /// Registered again with a change.
+    DeployableUpdated,
+    /// No longer runs the automation.
+    DeployableRemoved,
 }
 
 impl Action {
     /// Every action, for the list's filter.
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 19] = [
         Self::ConnectionCreated,
         Self::ConnectionUpdated,
         Self::ConnectionReauthorised,
@@ -67,6 +74,9 @@ impl Action {
         Self::VersionsDeleted,
         Self::TokenIssued,
         Self::TokenRevoked,
+        Self::DeployableRegistered,
+        Self::DeployableUpdated,
+        Self::DeployableRemoved,
     ];
 
     /// The stored spelling: `<kind>.<past participle>`.
@@ -88,6 +98,9 @@ impl Action {
             Self::VersionsDeleted => "automation.versions_deleted",
             Self::TokenIssued => "token.issued",
             Self::TokenRevoked => "token.revoked",
+            Self::DeployableRegistered => "deployable.registered",
+            Self::DeployableUpdated => "deployable.updated",
+            Self::DeployableRemoved => "deployable.removed",
         }
     }
 
@@ -145,7 +158,7 @@ mod tests {
         for a in Action::ALL {
             assert!(seen.insert(a.as_str()), "{a:?} twice");
             assert!(
-                ["connection", "automation", "token"].contains(&a.target_kind()),
+                crate::routes::audit::TARGET_KINDS.contains(&a.target_kind()),
                 "{a:?}"
             );
         }

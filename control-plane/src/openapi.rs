@@ -271,7 +271,11 @@ mod tests {
         let delete = &doc["paths"]["/v1/automations/{id}"]["delete"]["responses"]["204"];
         assert!(delete.get("content").is_none(), "{delete}");
         let audit = &doc["paths"]["/v1/audit-events"]["get"];
-        assert_eq!(audit["parameters"].as_array().map(Vec::len), Some(6), "{audit}");
+        assert_eq!(
+            audit["parameters"].as_array().map(Vec::len),
+            Some(6),
+            "{audit}"
+        );
         assert_eq!(audit["description"], "Roles: admin.");
         assert!(doc["paths"]["/v1/tokens/{id}"]["delete"].is_object());
     }

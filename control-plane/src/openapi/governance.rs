@@ -1,8 +1,8 @@
-//! The operations that govern the tenant itself: its API tokens and its audit trail (admins
-//! only).
+//! The operations that govern the tenant itself — its API tokens and its audit trail (admins
+//! only) — and the deployable items that run its automations.
 
 use super::{Op, array, schema};
-use crate::routes::{audit, tokens};
+use crate::routes::{audit, deployables, tokens};
 use schemars::generate::SchemaGenerator;
 use serde_json::Value;
 
@@ -50,5 +50,38 @@ pub(super) fn governance_operations(g: &mut SchemaGenerator) -> Vec<Op> {
             None,
             ("200", schema::<audit::AuditPage>(g)),
         ),
+        Op {
+            roles: "admin, editor, service",
+            ..op(
+                "post",
+                "/v1/deployables",
+                "registerDeployable",
+                "Register a flow, bot step or launcher as running a published automation (again: update it)",
+                Some(schema::<deployables::RegisterDeployable>(g)),
+                ("201", schema::<deployables::DeployableView>(g)),
+            )
+        },
+        Op {
+            roles: "any",
+            ..op(
+                "get",
+                "/v1/deployables",
+                "listDeployables",
+                "The items running the tenant's automations, each with its link",
+                None,
+                ("200", array::<deployables::DeployableView>(g)),
+            )
+        },
+        Op {
+            roles: "admin, editor, service",
+            ..op(
+                "delete",
+                "/v1/deployables/{id}",
+                "removeDeployable",
+                "The item no longer runs the automation",
+                None,
+                ("204", Value::Null),
+            )
+        },
     ]
 }

@@ -157,11 +157,24 @@ pub(super) fn query_parameters(
         ],
         ("get", "/v1/audit-events") => &[
             ("action", "one action, e.g. `connection.reauthorised`"),
-            ("target_kind", "`connection`, `automation` or `token`"),
+            (
+                "target_kind",
+                "`connection`, `automation`, `token` or `deployable`",
+            ),
             ("target_id", "one record's events"),
             ("actor_id", "one token's doings"),
             ("limit", "events per page, 1 to 200 (default 50)"),
             ("after", "the `next` of the page before"),
+        ],
+        ("get", "/v1/deployables") => &[
+            ("automation_id", "items running this automation"),
+            (
+                "connection_id",
+                "items running an automation on this connection",
+            ),
+            ("system", "items of this system"),
+            ("kind", "`flow`, `bot_step`, `launcher` or `other`"),
+            Q,
         ],
         ("get", "/v1/connections") => &[
             APP,

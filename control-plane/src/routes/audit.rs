@@ -13,13 +13,16 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// What an event can be about.
+pub const TARGET_KINDS: [&str; 4] = ["connection", "automation", "token", "deployable"];
+
 /// Filters and paging of `GET /v1/audit-events`.
 #[derive(Deserialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// One action, e.g. `connection.reauthorised`.
     pub action: Option<String>,
-    /// `connection`, `automation` or `token`.
+    /// `connection`, `automation`, `token` or `deployable`.
     pub target_kind: Option<String>,
     /// One record's events.
     pub target_id: Option<Uuid>,
@@ -46,7 +49,7 @@ pub struct AuditEvent {
     pub actor_name: Option<String>,
     /// …and its role.
     pub actor_role: Option<String>,
-    /// `connection`, `automation` or `token`.
+    /// `connection`, `automation`, `token` or `deployable`.
     pub target_kind: String,
     /// The record's id.
     pub target_id: Uuid,
@@ -76,11 +79,7 @@ pub async fn list(
     caller.require(&[Role::Admin])?;
     let actions: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
     one_of("action", q.action.as_deref(), &actions)?;
-    one_of(
-        "target_kind",
-        q.target_kind.as_deref(),
-        &["connection", "automation", "token"],
-    )?;
+    one_of("target_kind", q.target_kind.as_deref(), &TARGET_KINDS)?;
     let limit = page::limit(q.limit)?;
     let after = page::after(q.after.as_deref())?;
     let client = state.pool.get().await?;

@@ -98,6 +98,8 @@ pub struct AutomationView {
     pub external_id_field: Option<String>,
     /// The live version, if published.
     pub published_version: Option<VersionView>,
+    /// Flows, bot steps and launchers running it (`GET /v1/deployables?automation_id=`).
+    pub deployables: i64,
     /// Created.
     pub created_at: DateTime<Utc>,
     /// Last changed.
@@ -168,7 +170,8 @@ pub async fn create(
 
 const SELECT: &str = "SELECT a.id, a.name, a.description, a.app || '.' || a.action, a.connection_id, a.status, \
     a.parameters, a.created_at, a.updated_at, v.id, v.number, v.name, v.published_at, a.retry, a.external_id_field, \
-    a.app, a.action FROM automations a LEFT JOIN automation_versions v ON v.id = a.published_version_id";
+    a.app, a.action, (SELECT count(*) FROM deployables d WHERE d.automation_id = a.id) \
+    FROM automations a LEFT JOIN automation_versions v ON v.id = a.published_version_id";
 
 fn view(row: &tokio_postgres::Row) -> AutomationView {
     let version_id: Option<uuid::Uuid> = row.get(9);
@@ -186,6 +189,7 @@ fn view(row: &tokio_postgres::Row) -> AutomationView {
         external_id_field: row.get(14),
         created_at: row.get(7),
         updated_at: row.get(8),
+        deployables: row.get(17),
         published_version: version_id.map(|id| VersionView {
             id: VersionId(id),
             number: row.get(10),

@@ -99,6 +99,9 @@ pub struct ConnectionView {
     /// Automations running on it: by their draft or their live version (what keeps it from
     /// being deleted).
     pub automations: i64,
+    /// Flows, bot steps and launchers running those automations (the tile's count of items
+    /// using the connection).
+    pub deployables: i64,
 }
 
 /// Result of a connection test.
@@ -241,7 +244,11 @@ const SELECT: &str = "SELECT c.id, c.name, c.app, c.domain, c.auth_type, c.statu
     (SELECT coalesce(jsonb_agg(jsonb_build_object('scope', d.scope, 'until', d.until, 'reason', d.reason) \
        ORDER BY d.until DESC), '[]') FROM (SELECT x.scope, x.until, x.reason FROM connection_cooldowns x \
        WHERE x.connection_id = c.id AND x.until > now() ORDER BY x.until DESC LIMIT 100) d), \
-    (SELECT t.name FROM api_tokens t WHERE t.id = c.created_by) \
+    (SELECT t.name FROM api_tokens t WHERE t.id = c.created_by), \
+    (SELECT count(*) FROM deployables d JOIN automations a ON a.id = d.automation_id \
+       LEFT JOIN automation_versions v ON v.id = a.published_version_id \
+       WHERE d.tenant_id = c.tenant_id \
+         AND (a.connection_id = c.id OR (v.definition->>'connection_id')::uuid = c.id)) \
     FROM connections c";
 
 fn view(state: &AppState, row: &tokio_postgres::Row) -> ConnectionView {
@@ -272,6 +279,7 @@ fn view(state: &AppState, row: &tokio_postgres::Row) -> ConnectionView {
         breaker_open_until: row.get(14),
         cooldowns: scoped_cooldowns(row.get(15)),
         creator: row.get(16),
+        deployables: row.get(17),
     }
 }
 

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod automations;
 pub mod catalog;
 pub mod connections;
+pub mod deployables;
 pub mod executions;
 pub mod health;
 pub mod page;
@@ -88,6 +89,14 @@ fn api(state: AppState) -> Router {
         .route("/v1/tokens", post(tokens::issue).get(tokens::list))
         .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/v1/audit-events", get(audit::list))
+        .route(
+            "/v1/deployables",
+            post(deployables::register).get(deployables::list),
+        )
+        .route(
+            "/v1/deployables/{id}",
+            axum::routing::delete(deployables::remove),
+        )
         .with_state(state)
 }
 
@@ -150,6 +159,24 @@ pub fn unique_name(e: tokio_postgres::Error, what: &str, name: &str) -> crate::e
     }
 }
 
+/// 409 `code`: `users` (the first five named) still use what is being deleted, e.g. "3
+/// automation(s) run on this connection ('A', 'B', 'C'): move them … first".
+pub fn in_use(
+    code: &'static str,
+    users: &[String],
+    what: &str,
+    advice: &str,
+) -> crate::error::ApiError {
+    let mut named: Vec<String> = users.iter().take(5).map(|n| format!("'{n}'")).collect();
+    if users.len() > 5 {
+        named.push(format!("and {} more", users.len() - 5));
+    }
+    crate::error::ApiError::conflict(
+        code,
+        format!("{} {what} ({}): {advice}", users.len(), named.join(", ")),
+    )
+}
+
 /// An optional JSON body as sent: none (or only whitespace) asks for the defaults.
 pub fn optional_body<T: serde::de::DeserializeOwned + Default>(
     body: &[u8],
@@ -175,4 +202,25 @@ pub fn bounded_name<'n>(field: &str, name: &'n str) -> Result<&'n str, crate::er
         ));
     }
     Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_refusal_names_at_most_five_users() {
+        let users: Vec<String> = (1..=7).map(|i| format!("A{i}")).collect();
+        let err = format!(
+            "{:?}",
+            super::in_use(
+                "connection_in_use",
+                &users,
+                "automation(s) run on it",
+                "move them"
+            )
+        );
+        assert!(err.contains("\"connection_in_use\""), "{err}");
+        assert!(err.contains("7 automation(s) run on it ('A1'"), "{err}");
+        assert!(err.contains("'A5', and 2 more): move them"), "{err}");
+        assert!(!err.contains("A6"), "{err}");
+    }
 }

@@ -11,7 +11,7 @@ use super::{AutomationView, fetch};
 use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller};
 use crate::error::{ApiError, ApiJson};
-use crate::routes::{checked_name, name_taken, parse_id, unique_name};
+use crate::routes::{checked_name, in_use, name_taken, parse_id, unique_name};
 use crate::state::AppState;
 use aic_proto::{AutomationId, ConnectionId, ParameterSpec, RetrySpec};
 use axum::Json;
@@ -352,14 +352,31 @@ pub async fn delete(
     let id: AutomationId = parse_id(&id, "automation")?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    let deleted = tx
-        .query_opt(
-            "DELETE FROM automations WHERE tenant_id = $1 AND id = $2 \
-             RETURNING name, app || '.' || action",
-            &[&caller.tenant.0, &id.0],
+    let _locked = locked(&tx, caller.tenant, id).await?;
+    let users: Vec<String> = tx
+        .query(
+            "SELECT name || ' (' || system || ')' FROM deployables WHERE automation_id = $1 \
+             ORDER BY system, name",
+            &[&id.0],
         )
         .await?
-        .ok_or_else(|| ApiError::not_found("automation"))?;
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if !users.is_empty() {
+        return Err(in_use(
+            "automation_in_use",
+            &users,
+            "deployable item(s) run this automation",
+            "remove them from their flows and bots (DELETE /v1/deployables/{id}) first",
+        ));
+    }
+    let deleted = tx
+        .query_one(
+            "DELETE FROM automations WHERE id = $1 RETURNING name, app || '.' || action",
+            &[&id.0],
+        )
+        .await?;
     let target = Target {
         id: id.0,
         name: deleted.get(0),
