@@ -47,6 +47,8 @@ pub struct App {
     pub keywords: Vec<String>,
     /// Hosts its instances live on (`*.` matches any subdomain); anything else is refused.
     pub host_patterns: Vec<String>,
+    /// What the connection form's domain is, and where to find it.
+    pub domain_help: String,
     /// Supported auth types and the secret fields each needs.
     pub auth_types: Vec<AuthTypeSpec>,
     /// Which vendor error convention its responses follow.
@@ -65,6 +67,11 @@ pub struct AuthTypeSpec {
     /// Secret fields it accepts but does not require.
     #[serde(default)]
     pub optional_fields: Vec<String>,
+    /// How to set it up at the vendor: what to create, which scopes, whose permissions the
+    /// calls get (the connection form's side panel).
+    pub instructions: String,
+    /// What each secret and optional field is, by name: every one of them, and no other.
+    pub field_help: BTreeMap<String, String>,
 }
 
 /// An automation template ("All automations").
@@ -255,6 +262,38 @@ fn validate_app(app: &App, domains: &BTreeSet<&str>) -> Result<(), String> {
     if let Some(d) = app.domains.iter().find(|d| !domains.contains(d.as_str())) {
         return Err(format!("app '{}': unknown business domain '{d}'", app.id));
     }
+    if app.domain_help.trim().is_empty() {
+        return Err(format!("app '{}' has no domain_help", app.id));
+    }
+    app.auth_types
+        .iter()
+        .try_for_each(validate_help)
+        .map_err(|e| format!("app '{}': {e}", app.id))
+}
+
+/// An auth type's set-up instructions, and one help text for each of its fields, no other.
+fn validate_help(t: &AuthTypeSpec) -> Result<(), String> {
+    if t.instructions.trim().is_empty() {
+        return Err(format!("auth type '{}' has no instructions", t.id));
+    }
+    let fields: BTreeSet<&str> = t
+        .secret_fields
+        .iter()
+        .chain(&t.optional_fields)
+        .map(String::as_str)
+        .collect();
+    let helped: BTreeSet<&str> = t
+        .field_help
+        .iter()
+        .filter(|(_, help)| !help.trim().is_empty())
+        .map(|(field, _)| field.as_str())
+        .collect();
+    if fields != helped {
+        return Err(format!(
+            "auth type '{}': field_help must describe exactly its fields {fields:?}, not {helped:?}",
+            t.id
+        ));
+    }
     Ok(())
 }
 
@@ -382,6 +421,15 @@ mod tests {
         assert!(e.contains("jira.json") && e.contains("colour"), "{e}");
         let e = broken(|v| v["app"]["domains"][0] = "astrology".into());
         assert!(e.contains("astrology"), "{e}");
+        let e = broken(|v| v["app"]["auth_types"][0]["field_help"]["api_token"] = "".into());
+        assert!(
+            e.contains("jira.json") && e.contains("'basic'") && e.contains("field_help"),
+            "{e}"
+        );
+        let e = broken(|v| v["app"]["auth_types"][1]["field_help"]["colour"] = "red".into());
+        assert!(e.contains("'oauth2_3lo'") && e.contains("colour"), "{e}");
+        let e = broken(|v| v["app"]["auth_types"][0]["instructions"] = " ".into());
+        assert!(e.contains("no instructions"), "{e}");
         let e = broken(|v| v["templates"][0]["domain"] = "astrology".into());
         assert!(e.contains("jira.create_issue"), "{e}");
         let e = broken(|v| v["templates"][0]["rate_limit_scope"] = "/fields/colour".into());

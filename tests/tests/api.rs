@@ -292,6 +292,44 @@ async fn the_catalogue_filters_by_domain_and_searches_without_case_or_accents() 
             "username_password"
         ]
     );
+    // The connection form's side panel: what the domain is, how to set each auth type up, and
+    // what each field is, required ones first.
+    assert!(
+        sf["domain_help"]
+            .as_str()
+            .expect("help")
+            .contains("My Domain"),
+        "{sf}"
+    );
+    let jwt = &sf["auth_types"][1];
+    assert!(
+        jwt["instructions"]
+            .as_str()
+            .expect("instructions")
+            .contains("certificate"),
+        "{jwt}"
+    );
+    let fields: Vec<(&str, bool)> = jwt["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .map(|f| {
+            assert!(
+                !f["description"].as_str().expect("description").is_empty(),
+                "{f}"
+            );
+            (f["name"].as_str().expect("name"), f["required"] == true)
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("client_id", true),
+            ("username", true),
+            ("private_key", true),
+            ("audience", false)
+        ]
+    );
     let (_, found) = env.call(Method::GET, "/v1/apps?q=TICK%C3%89T", None).await;
     assert_eq!(ids(&found), ["jira", "servicenow"]);
     let (_, found) = env

@@ -20,7 +20,9 @@ pub struct AppView {
     pub description: String,
     /// Business domains.
     pub domains: Vec<String>,
-    /// Supported auth types with their secret fields.
+    /// What the connection form's domain is, and where to find it.
+    pub domain_help: String,
+    /// Supported auth types with their secret fields and how to set each up.
     pub auth_types: Vec<AuthTypeView>,
     /// Number of automation templates.
     pub automations: usize,
@@ -37,6 +39,39 @@ pub struct AuthTypeView {
     pub secret_fields: Vec<String>,
     /// Secret fields accepted but not required.
     pub optional_fields: Vec<String>,
+    /// How to set it up at the vendor (the connection form's side panel).
+    pub instructions: String,
+    /// Every field of the form, required ones first, with what it is.
+    pub fields: Vec<FieldView>,
+}
+
+/// A field of the connection form.
+#[derive(Serialize, JsonSchema)]
+pub struct FieldView {
+    /// Its name in `secrets`.
+    pub name: String,
+    /// Whether the form needs it.
+    pub required: bool,
+    /// What it is and where to find it.
+    pub description: String,
+}
+
+fn auth_type_view(t: &aic_core::catalog::AuthTypeSpec) -> AuthTypeView {
+    let field = |name: &String, required| FieldView {
+        name: name.clone(),
+        required,
+        description: t.field_help.get(name).cloned().unwrap_or_default(),
+    };
+    AuthTypeView {
+        id: t.id.clone(),
+        name: t.name.clone(),
+        secret_fields: t.secret_fields.clone(),
+        optional_fields: t.optional_fields.clone(),
+        instructions: t.instructions.clone(),
+        fields: (t.secret_fields.iter().map(|f| field(f, true)))
+            .chain(t.optional_fields.iter().map(|f| field(f, false)))
+            .collect(),
+    }
 }
 
 /// A business domain.
@@ -142,16 +177,8 @@ pub async fn list_apps(
                 name: a.name.clone(),
                 description: a.description.clone(),
                 domains: a.domains.clone(),
-                auth_types: a
-                    .auth_types
-                    .iter()
-                    .map(|t| AuthTypeView {
-                        id: t.id.clone(),
-                        name: t.name.clone(),
-                        secret_fields: t.secret_fields.clone(),
-                        optional_fields: t.optional_fields.clone(),
-                    })
-                    .collect(),
+                domain_help: a.domain_help.clone(),
+                auth_types: a.auth_types.iter().map(auth_type_view).collect(),
                 automations: templates.len(),
             })
             .collect(),
