@@ -49,6 +49,23 @@ impl ApiError {
         }
     }
 
+    /// 502: the vendor refused or failed a call the API made on the caller's behalf; the code
+    /// is the one an execution would get (`vendor_auth_failed`, `vendor_rejected`…) and the
+    /// message says what the vendor said.
+    pub fn vendor(failure: &aic_core::vendor::VendorFailure) -> Self {
+        let said = failure
+            .vendor
+            .as_ref()
+            .map(|v| format!(" (vendor: {}: {})", v.code, v.message))
+            .unwrap_or_default();
+        Self {
+            status: StatusCode::BAD_GATEWAY,
+            code: failure.code.as_str(),
+            message: format!("{}{said}", failure.message),
+            field: None,
+        }
+    }
+
     /// 404.
     pub fn not_found(what: &str) -> Self {
         Self {

@@ -157,6 +157,30 @@ pub enum ExecutionErrorCode {
     Internal,
 }
 
+impl ExecutionErrorCode {
+    /// The wire spelling (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidJson => "invalid_json",
+            Self::UnknownVersion => "unknown_version",
+            Self::InvalidMessage => "invalid_message",
+            Self::UnknownAutomation => "unknown_automation",
+            Self::AutomationNotPublished => "automation_not_published",
+            Self::AutomationPaused => "automation_paused",
+            Self::MissingParameter => "missing_parameter",
+            Self::InvalidParameter => "invalid_parameter",
+            Self::UnknownParameter => "unknown_parameter",
+            Self::VendorAuthFailed => "vendor_auth_failed",
+            Self::ConnectionNeedsReauthorization => "connection_needs_reauthorization",
+            Self::VendorRejected => "vendor_rejected",
+            Self::VendorUnavailable => "vendor_unavailable",
+            Self::ConnectionThrottled => "connection_throttled",
+            Self::UnknownOutcome => "unknown_outcome",
+            Self::Internal => "internal",
+        }
+    }
+}
+
 /// The vendor's own account of a refusal.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct VendorError {
@@ -182,6 +206,23 @@ impl crate::decode::Versioned for ExecutionRequestV1 {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn every_error_code_is_spelled_as_serialised() {
+        let schema = schemars::schema_for!(ExecutionErrorCode).to_value();
+        let text = schema.to_string();
+        let spelled: Vec<&str> = text
+            .split("\"const\":\"")
+            .skip(1)
+            .map(|rest| rest.split('"').next().unwrap_or_default())
+            .collect();
+        assert_eq!(spelled.len(), 16, "{schema}");
+        for s in spelled {
+            let code: ExecutionErrorCode =
+                serde_json::from_value(serde_json::Value::from(s)).expect(s);
+            assert_eq!(code.as_str(), s);
+        }
+    }
 
     #[test]
     fn finished_at_is_written_as_chrono_writes_it() {

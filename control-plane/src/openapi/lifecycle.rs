@@ -67,6 +67,14 @@ pub(super) fn lifecycle_operations(g: &mut SchemaGenerator) -> Vec<Op> {
             )
         },
         op(
+            "get",
+            "/v1/automations/{id}/fields",
+            "listAutomationFields",
+            "The fields the automation's object can be given, from the vendor (or the catalogue), with the parameter mapped to each",
+            None,
+            ("200", schema::<automations::fields::FieldList>(g)),
+        ),
+        op(
             "post",
             "/v1/automations/{id}/test",
             "testAutomation",
@@ -151,6 +159,10 @@ pub(super) fn query_parameters(
             ("limit", "executions per page, 1 to 200 (default 50)"),
             ("after", "the `next` of the page before"),
         ],
+        ("get", "/v1/automations/{id}/fields") => &[(
+            "object",
+            "another object than the template's (Salesforce sObject or ServiceNow table)",
+        )],
         ("get", "/v1/tokens") => &[
             ("role", "`admin`, `editor`, `viewer` or `service`"),
             ("status", "`active`, `expired` or `revoked`"),

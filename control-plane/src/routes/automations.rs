@@ -24,6 +24,7 @@ use serde_json::json;
 
 mod checks;
 pub mod edit;
+pub mod fields;
 pub mod listing;
 pub mod trial;
 pub mod versions;

@@ -61,6 +61,10 @@ fn api(state: AppState) -> Router {
         )
         .route("/v1/automations/{id}/test", post(automations::trial::test))
         .route(
+            "/v1/automations/{id}/fields",
+            get(automations::fields::list),
+        )
+        .route(
             "/v1/automations/{id}/duplicate",
             post(automations::edit::duplicate),
         )

@@ -98,6 +98,17 @@ impl VendorFailure {
         }
     }
 
+    /// A request the vendor cannot serve, found out without its error (never retried).
+    pub fn rejected(message: String) -> Self {
+        Self {
+            class: RetryClass::Permanent,
+            code: ExecutionErrorCode::VendorRejected,
+            message,
+            vendor: None,
+            retry_after: None,
+        }
+    }
+
     /// Refused by our own egress policy before any byte left.
     pub fn egress(e: crate::egress::EgressError) -> Self {
         Self {

@@ -7,6 +7,7 @@
 mod client;
 mod exchange;
 mod failure;
+pub mod fields;
 pub mod jira;
 mod opened;
 pub mod rotation;

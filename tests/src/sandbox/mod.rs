@@ -6,6 +6,7 @@ pub mod jira;
 pub mod salesforce;
 mod salesforce_schema;
 pub mod servicenow;
+mod servicenow_meta;
 pub mod slack;
 
 use axum::Router;

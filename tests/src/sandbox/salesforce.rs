@@ -121,6 +121,10 @@ pub fn routes() -> Router<Arc<SandboxState>> {
         .route("/services/data/{version}/sobjects/{sobject}", post(create))
         .route("/services/data/{version}/sobjects/{sobject}/", post(create))
         .route(
+            "/services/data/{version}/sobjects/{sobject}/describe",
+            get(describe),
+        )
+        .route(
             "/services/data/{version}/sobjects/{sobject}/{field}/{value}",
             axum::routing::patch(upsert).get(by_external_id),
         )
@@ -208,6 +212,29 @@ async fn userinfo(State(s): State<Arc<SandboxState>>, headers: HeaderMap) -> Res
             StatusCode::OK,
             json!({"sub": "0055g00000A1b2CAAR", "organization_id": "00D5g000004SbXEAU"}),
         )
+    })
+}
+
+async fn describe(
+    State(s): State<Arc<SandboxState>>,
+    Path((_version, sobject)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    with_limits(&s, &headers, || {
+        match super::salesforce_schema::schema(&sobject) {
+            Some(found) => (
+                StatusCode::OK,
+                super::salesforce_schema::describe(&sobject, found),
+            ),
+            None => errors(
+                StatusCode::NOT_FOUND,
+                vec![error(
+                    "NOT_FOUND",
+                    "The requested resource does not exist".into(),
+                    &[],
+                )],
+            ),
+        }
     })
 }
 

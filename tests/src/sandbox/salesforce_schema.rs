@@ -130,6 +130,45 @@ pub(super) fn schema(sobject: &str) -> Option<&'static Schema> {
     }
 }
 
+/// `GET …/sobjects/{sobject}/describe`, as Salesforce answers it (the parts a connector
+/// reads): every field, with the system fields no create may set.
+pub(super) fn describe(sobject: &str, schema: &Schema) -> Value {
+    let system = |name: &str, label: &str, kind: &str| {
+        json!({"name": name, "label": label, "type": kind, "length": if kind == "id" { 18 } else { 0 },
+            "createable": false, "updateable": false, "nillable": false, "defaultedOnCreate": true,
+            "picklistValues": [], "referenceTo": []})
+    };
+    let mut fields = vec![system("Id", &format!("{sobject} ID"), "id")];
+    fields.extend(schema.fields.iter().map(|f| {
+        let (kind, length, values, to): (&str, usize, &[&str], Option<&str>) = match f.kind {
+            Kind::Text(n) if n > 255 => ("textarea", n, &[], None),
+            Kind::Text(n) => ("string", n, &[], None),
+            Kind::Email => ("email", 80, &[], None),
+            Kind::Date => ("date", 0, &[], None),
+            Kind::Integer => ("int", 0, &[], None),
+            Kind::Double => ("double", 0, &[], None),
+            Kind::Reference(prefix) => ("reference", 18, &[], Some(prefix)),
+            Kind::Picklist(values) => ("picklist", 255, values, None),
+        };
+        json!({"name": f.name, "label": f.label, "type": kind, "length": length,
+            "createable": true, "updateable": true, "nillable": !f.required,
+            "defaultedOnCreate": false,
+            "picklistValues": values.iter().map(|v| json!({"value": v, "label": v, "active": true, "defaultValue": false})).collect::<Vec<_>>(),
+            "referenceTo": to.map(referenced).into_iter().collect::<Vec<_>>()})
+    }));
+    fields.push(system("CreatedDate", "Created Date", "datetime"));
+    json!({"name": sobject, "label": sobject, "createable": true, "fields": fields})
+}
+
+/// The sObject whose ids start with `prefix`.
+fn referenced(prefix: &str) -> &'static str {
+    match prefix {
+        "001" => "Account",
+        "006" => "Opportunity",
+        _ => "Contact",
+    }
+}
+
 fn err(code: &str, message: String, fields: &[&str]) -> Value {
     json!({"message": message, "errorCode": code, "fields": fields})
 }

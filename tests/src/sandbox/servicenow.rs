@@ -304,6 +304,7 @@ async fn create(
 #[derive(Deserialize, Debug, Default)]
 struct ListQuery {
     sysparm_query: Option<String>,
+    sysparm_exclude_reference_link: Option<String>,
 }
 
 async fn list(
@@ -318,6 +319,12 @@ async fn list(
             "User Not Authenticated",
             Some("Required to provide Auth information"),
         );
+    }
+    let exclude_links = q.sysparm_exclude_reference_link.as_deref() == Some("true");
+    if let Some(meta) =
+        super::servicenow_meta::answer(&table, q.sysparm_query.as_deref(), exclude_links)
+    {
+        return axum::Json(meta).into_response();
     }
     if !TABLES.contains(&table.as_str()) {
         return failure(

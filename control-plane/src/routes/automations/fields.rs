@@ -1,0 +1,183 @@
+//! `GET /v1/automations/{id}/fields`: the fields the automation's object can be given on
+//! create — what the parameter table's `target` column picks from — read from the vendor
+//! through the draft's connection (Salesforce's describe, ServiceNow's dictionary: custom
+//! fields, labels, lengths, pick-list values and what this org requires), or from the
+//! catalogue's template where the vendor has no such description (Jira, Slack). Each field
+//! names the draft's parameter mapped to it, and the answer lists the required fields that
+//! none is, which a publish would leave the vendor to refuse.
+
+use super::definition_of;
+use crate::auth::{CONFIGURE, Caller};
+use crate::error::{ApiError, ApiQuery};
+use crate::routes::connections::{credential, saved};
+use crate::routes::parse_id;
+use crate::state::AppState;
+use aic_core::vendor::Vendor;
+use aic_core::vendor::fields::{self, VendorField};
+use aic_proto::{AutomationId, ParameterLocation, ParameterSpec, ParameterType};
+use axum::Json;
+use axum::extract::{Path, State};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Query of `GET /v1/automations/{id}/fields`.
+#[derive(Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FieldsQuery {
+    /// Another object than the template's (Salesforce sObject or ServiceNow table API name),
+    /// for templates whose object is a parameter (`servicenow.create_record`).
+    pub object: Option<String>,
+}
+
+/// The fields an automation's object can be given.
+#[derive(Serialize, JsonSchema)]
+pub struct FieldList {
+    /// `vendor` (read through the connection now) or `catalogue` (the template's).
+    pub source: String,
+    /// The object described, e.g. `Lead` or `incident`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    /// By name.
+    pub fields: Vec<FieldView>,
+    /// Fields the vendor requires that no parameter of the draft maps.
+    pub unmapped_required: Vec<String>,
+}
+
+/// One field.
+#[derive(Serialize, JsonSchema)]
+pub struct FieldView {
+    /// Its API name: a parameter's `target`.
+    pub target: String,
+    /// Its label.
+    pub label: String,
+    /// The parameter type that carries it.
+    #[serde(rename = "type")]
+    pub kind: ParameterType,
+    /// The vendor's own type (`picklist`, `reference`, `glide_date`…), when it said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vendor_type: Option<String>,
+    /// Whether a create without it is refused.
+    pub required: bool,
+    /// Its maximum length.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<u32>,
+    /// Its allowed values (pick-lists).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+    /// The draft's parameter mapped to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+}
+
+/// `GET /v1/automations/{id}/fields?object=`.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant, automation = %id))]
+pub async fn list(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<FieldsQuery>,
+) -> Result<Json<FieldList>, ApiError> {
+    caller.require(CONFIGURE)?;
+    let id: AutomationId = parse_id(&id, "automation")?;
+    let client = state.pool.get().await?;
+    let row = super::draft_row(&client, caller.tenant, id, false).await?;
+    let (definition, template) = definition_of(&state.catalog, &row)?;
+    let vendor = Vendor::for_app(&definition.app)
+        .ok_or_else(|| ApiError::internal("connector", &definition.app))?;
+    let object = match q.object.as_deref() {
+        Some(o) if !fields::describes(vendor) => {
+            return Err(ApiError::invalid(
+                "object",
+                format!(
+                    "{} describes no objects: its fields are the template's ({o})",
+                    definition.app
+                ),
+            ));
+        }
+        Some(o) if !fields::valid_object(o) => {
+            return Err(ApiError::invalid(
+                "object",
+                format!("'{o}' is not an object's API name"),
+            ));
+        }
+        Some(o) => Some(o.to_string()),
+        None => fields::object_of(vendor, &template.path).map(str::to_string),
+    };
+    let params = &definition.parameters;
+    let Some(object) = object else {
+        let fields = template
+            .parameters
+            .iter()
+            .map(|p| catalogued(p, params))
+            .collect();
+        return Ok(Json(answer("catalogue", None, fields)));
+    };
+    let (opened, auth_type) =
+        saved(&state, &client, caller.tenant, definition.connection_id).await?;
+    drop(client);
+    let described = async {
+        let connection = Some((caller.tenant, definition.connection_id));
+        let token = credential(&state, &opened, &auth_type, connection).await?;
+        fields::describe(&state.http, &state.egress, vendor, &token, &object).await
+    }
+    .await
+    .map_err(|f| ApiError::vendor(&f))?;
+    let fields = described
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| described_field(f, params))
+        .collect();
+    Ok(Json(answer("vendor", Some(object), fields)))
+}
+
+fn answer(source: &str, object: Option<String>, mut fields: Vec<FieldView>) -> FieldList {
+    fields.sort_by(|a, b| a.target.cmp(&b.target));
+    let unmapped_required = fields
+        .iter()
+        .filter(|f| f.required && f.parameter.is_none())
+        .map(|f| f.target.clone())
+        .collect();
+    FieldList {
+        source: source.to_string(),
+        object,
+        fields,
+        unmapped_required,
+    }
+}
+
+/// The draft's body parameter mapped to `target`.
+fn mapped(params: &[ParameterSpec], target: &str) -> Option<String> {
+    params
+        .iter()
+        .find(|p| p.location == ParameterLocation::Body && p.target == target)
+        .map(|p| p.name.clone())
+}
+
+fn described_field(f: VendorField, params: &[ParameterSpec]) -> FieldView {
+    FieldView {
+        parameter: mapped(params, &f.name),
+        target: f.name,
+        label: f.label,
+        kind: f.parameter_type,
+        vendor_type: Some(f.vendor_type),
+        required: f.required,
+        max_length: f.max_length,
+        values: f.values,
+    }
+}
+
+fn catalogued(p: &ParameterSpec, params: &[ParameterSpec]) -> FieldView {
+    FieldView {
+        target: p.target.clone(),
+        label: p.description.clone(),
+        kind: p.kind,
+        vendor_type: None,
+        required: p.required,
+        max_length: p.max_length,
+        values: Vec::new(),
+        parameter: params
+            .iter()
+            .find(|d| d.location == p.location && d.target == p.target)
+            .map(|d| d.name.clone()),
+    }
+}

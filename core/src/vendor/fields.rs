@@ -1,0 +1,300 @@
+//! What a vendor's object can be given on create, read from the vendor itself: the fields an
+//! admin maps parameters to ("the data of the app you integrate with"), with their labels,
+//! types, lengths, allowed values, and whether this org or instance requires them — custom
+//! fields included, which no catalogue can know.
+//!
+//! Salesforce describes an sObject (`GET …/sobjects/{object}/describe`: a field is required on
+//! create when it is `createable && !nillable && !defaultedOnCreate`). ServiceNow's dictionary
+//! holds a table's columns, inherited ones under its parent tables' names, so the table's
+//! ancestry is read first (`sys_db_object`'s `super_class`). Jira's create metadata depends
+//! on a project and an issue type, and Slack's message has fixed fields: for them the
+//! catalogue's template is the answer.
+
+use super::{AccessToken, Vendor, VendorFailure, get, salesforce};
+use crate::egress::EgressPolicy;
+use aic_proto::ParameterType;
+use serde_json::Value;
+
+/// One field of a vendor object, as the vendor describes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VendorField {
+    /// Its API name: a parameter's `target`.
+    pub name: String,
+    /// Its label in the vendor's UI.
+    pub label: String,
+    /// The vendor's own type name (`picklist`, `reference`, `glide_date`…).
+    pub vendor_type: String,
+    /// The parameter type that carries it.
+    pub parameter_type: ParameterType,
+    /// Whether a create without it is refused.
+    pub required: bool,
+    /// Its maximum length, for text.
+    pub max_length: Option<u32>,
+    /// Its allowed values, for a pick-list.
+    pub values: Vec<String>,
+}
+
+/// Whether the vendor describes its objects' fields (else the catalogue's template does).
+pub fn describes(vendor: Vendor) -> bool {
+    matches!(vendor, Vendor::Salesforce | Vendor::ServiceNow)
+}
+
+/// The object a template's path creates: the segment after `sobjects/` (Salesforce) or
+/// `table/` (ServiceNow), unless it is a placeholder.
+pub fn object_of(vendor: Vendor, path: &str) -> Option<&str> {
+    let marker = match vendor {
+        Vendor::Salesforce => "sobjects",
+        Vendor::ServiceNow => "table",
+        Vendor::Jira | Vendor::Slack => return None,
+    };
+    let mut segments = path.split('/').skip_while(|s| *s != marker).skip(1);
+    segments.next().filter(|s| valid_object(s))
+}
+
+/// An object's name as both vendors spell them: a letter, then letters, digits and `_`.
+pub fn valid_object(name: &str) -> bool {
+    name.len() <= 80
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The fields of `object` that a create may set; `None` for vendors that do not describe them.
+pub async fn describe(
+    http: &super::VendorHttp,
+    policy: &EgressPolicy,
+    vendor: Vendor,
+    token: &AccessToken,
+    object: &str,
+) -> Result<Option<Vec<VendorField>>, VendorFailure> {
+    if !valid_object(object) {
+        return Err(VendorFailure::rejected(format!(
+            "'{object}' is not an object name"
+        )));
+    }
+    match vendor {
+        Vendor::Salesforce => {
+            let path = format!(
+                "/services/data/{}/sobjects/{object}/describe",
+                salesforce::API_VERSION
+            );
+            let body = get(http, policy, vendor, token, &path).await?;
+            Ok(Some(salesforce_fields(&body)))
+        }
+        Vendor::ServiceNow => {
+            let tables = ancestry(http, policy, token, object).await?;
+            let path = format!(
+                "/api/now/table/sys_dictionary?sysparm_query=nameIN{}^elementISNOTEMPTY\
+                 &sysparm_fields=name,element,column_label,internal_type,mandatory,max_length,read_only\
+                 &sysparm_exclude_reference_link=true&sysparm_limit=10000",
+                tables.join(",")
+            );
+            let body = get(http, policy, vendor, token, &path).await?;
+            Ok(Some(servicenow_fields(&body, &tables)))
+        }
+        Vendor::Jira | Vendor::Slack => Ok(None),
+    }
+}
+
+/// `table` and its parent tables, nearest first (at most eight levels).
+async fn ancestry(
+    http: &super::VendorHttp,
+    policy: &EgressPolicy,
+    token: &AccessToken,
+    table: &str,
+) -> Result<Vec<String>, VendorFailure> {
+    let mut tables = vec![table.to_string()];
+    while tables.len() < 8 {
+        let path = format!(
+            "/api/now/table/sys_db_object?sysparm_query=name={}\
+             &sysparm_fields=name,super_class.name&sysparm_limit=1",
+            tables[tables.len() - 1]
+        );
+        let body = get(http, policy, Vendor::ServiceNow, token, &path).await?;
+        let row = &body["result"][0];
+        if row.is_null() && tables.len() == 1 {
+            return Err(VendorFailure::rejected(format!(
+                "ServiceNow has no table '{table}'"
+            )));
+        }
+        match text(&row["super_class.name"]) {
+            Some(parent) if valid_object(parent) && !tables.iter().any(|t| t == parent) => {
+                tables.push(parent.to_string())
+            }
+            _ => break,
+        }
+    }
+    Ok(tables)
+}
+
+/// A describe's createable fields.
+fn salesforce_fields(describe: &Value) -> Vec<VendorField> {
+    let fields = describe["fields"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    fields
+        .iter()
+        .filter(|f| f["createable"] == true)
+        .filter_map(|f| {
+            let vendor_type = f["type"].as_str()?.to_string();
+            let parameter_type = match vendor_type.as_str() {
+                "email" => ParameterType::Email,
+                "int" => ParameterType::Integer,
+                "double" | "currency" | "percent" => ParameterType::Number,
+                "boolean" => ParameterType::Boolean,
+                "date" => ParameterType::Date,
+                "datetime" => ParameterType::DateTime,
+                "multipicklist" => ParameterType::StringList,
+                _ => ParameterType::String,
+            };
+            let length = f["length"].as_u64().filter(|l| *l > 0);
+            Some(VendorField {
+                name: f["name"].as_str()?.to_string(),
+                label: f["label"].as_str().unwrap_or_default().to_string(),
+                required: f["nillable"] == false && f["defaultedOnCreate"] == false,
+                max_length: length.and_then(|l| u32::try_from(l).ok()),
+                values: f["picklistValues"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|v| v["active"] != false)
+                    .filter_map(|v| v["value"].as_str().map(str::to_string))
+                    .collect(),
+                vendor_type,
+                parameter_type,
+            })
+        })
+        .collect()
+}
+
+/// The dictionary's writable columns of `tables`: a column the nearer table redefines wins.
+fn servicenow_fields(dictionary: &Value, tables: &[String]) -> Vec<VendorField> {
+    let rows = dictionary["result"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut fields: Vec<(usize, VendorField)> = Vec::new();
+    for row in rows {
+        let (Some(table), Some(name)) = (text(&row["name"]), text(&row["element"])) else {
+            continue;
+        };
+        let Some(depth) = tables.iter().position(|t| t == table) else {
+            continue;
+        };
+        if name.starts_with("sys_") || text(&row["read_only"]) == Some("true") {
+            continue;
+        }
+        let vendor_type = text(&row["internal_type"]).unwrap_or("string").to_string();
+        let parameter_type = match vendor_type.as_str() {
+            "integer" | "longint" => ParameterType::Integer,
+            "decimal" | "float" | "currency" => ParameterType::Number,
+            "boolean" => ParameterType::Boolean,
+            "glide_date" => ParameterType::Date,
+            "glide_date_time" | "due_date" => ParameterType::DateTime,
+            "email" => ParameterType::Email,
+            _ => ParameterType::String,
+        };
+        let field = VendorField {
+            name: name.to_string(),
+            label: text(&row["column_label"]).unwrap_or(name).to_string(),
+            required: text(&row["mandatory"]) == Some("true"),
+            max_length: text(&row["max_length"]).and_then(|l| l.parse().ok()),
+            values: Vec::new(),
+            vendor_type,
+            parameter_type,
+        };
+        match fields.iter_mut().find(|(_, f)| f.name == field.name) {
+            Some(known) if known.0 > depth => *known = (depth, field),
+            Some(_) => {}
+            None => fields.push((depth, field)),
+        }
+    }
+    let mut fields: Vec<VendorField> = fields.into_iter().map(|(_, f)| f).collect();
+    fields.sort_by(|a, b| a.name.cmp(&b.name));
+    fields
+}
+
+/// A Table API value: a string, or a reference's `value`.
+fn text(v: &Value) -> Option<&str> {
+    v.as_str()
+        .or_else(|| v["value"].as_str())
+        .filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_object_is_read_from_the_templates_path() {
+        let sf = "/services/data/v62.0/sobjects/Lead/";
+        assert_eq!(object_of(Vendor::Salesforce, sf), Some("Lead"));
+        assert_eq!(
+            object_of(Vendor::ServiceNow, "/api/now/table/incident"),
+            Some("incident")
+        );
+        assert_eq!(
+            object_of(Vendor::ServiceNow, "/api/now/table/{table}"),
+            None
+        );
+        assert_eq!(object_of(Vendor::Jira, "/rest/api/3/issue"), None);
+        for bad in ["", "1st", "Lead/../x", "a b", "Lead?x=1"] {
+            assert!(!valid_object(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_salesforce_describe_gives_its_createable_fields_and_what_the_org_requires() {
+        let describe = json!({"fields": [
+            {"name": "Id", "label": "Lead ID", "type": "id", "createable": false, "nillable": false, "defaultedOnCreate": true},
+            {"name": "LastName", "label": "Last Name", "type": "string", "length": 80, "createable": true, "nillable": false, "defaultedOnCreate": false},
+            {"name": "Status", "label": "Status", "type": "picklist", "length": 255, "createable": true, "nillable": false, "defaultedOnCreate": true,
+             "picklistValues": [{"value": "Open", "active": true}, {"value": "Old", "active": false}]},
+            {"name": "Budget__c", "label": "Budget", "type": "currency", "length": 0, "createable": true, "nillable": true, "defaultedOnCreate": false}
+        ]});
+        let fields = salesforce_fields(&describe);
+        let names: Vec<(&str, bool)> = fields
+            .iter()
+            .map(|f| (f.name.as_str(), f.required))
+            .collect();
+        assert_eq!(
+            names,
+            [("LastName", true), ("Status", false), ("Budget__c", false)]
+        );
+        assert_eq!(fields[0].max_length, Some(80));
+        assert_eq!(fields[1].values, ["Open"]);
+        assert_eq!(
+            (fields[2].parameter_type, fields[2].max_length),
+            (ParameterType::Number, None)
+        );
+    }
+
+    #[test]
+    fn servicenow_columns_come_from_the_table_and_its_parents() {
+        let tables = vec!["incident".to_string(), "task".to_string()];
+        let dictionary = json!({"result": [
+            {"name": "task", "element": "short_description", "column_label": "Short description", "internal_type": "string", "mandatory": "false", "max_length": "160", "read_only": "false"},
+            {"name": "task", "element": "priority", "column_label": "Priority", "internal_type": "integer", "mandatory": "false", "max_length": "40", "read_only": "false"},
+            {"name": "incident", "element": "priority", "column_label": "Incident priority", "internal_type": "integer", "mandatory": "true", "max_length": "40", "read_only": "false"},
+            {"name": "task", "element": "number", "column_label": "Number", "internal_type": "string", "mandatory": "false", "max_length": "40", "read_only": "true"},
+            {"name": "task", "element": "sys_id", "column_label": "Sys ID", "internal_type": "GUID", "mandatory": "false", "max_length": "32", "read_only": "false"},
+            {"name": "incident", "element": "caller_id", "column_label": "Caller", "internal_type": {"value": "reference"}, "mandatory": "false", "max_length": "32", "read_only": "false"}
+        ]});
+        let fields = servicenow_fields(&dictionary, &tables);
+        let names: Vec<(&str, &str, bool)> = fields
+            .iter()
+            .map(|f| (f.name.as_str(), f.label.as_str(), f.required))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("caller_id", "Caller", false),
+                ("priority", "Incident priority", true),
+                ("short_description", "Short description", false)
+            ]
+        );
+        assert_eq!(fields[0].vendor_type, "reference");
+        assert_eq!(fields[1].parameter_type, ParameterType::Integer);
+    }
+}

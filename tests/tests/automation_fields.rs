@@ -1,0 +1,284 @@
+//! The parameter table's field picker: the fields an automation's object can be given, read
+//! from the vendor through the draft's connection — Salesforce's describe, ServiceNow's
+//! dictionary with the columns a table inherits — or from the catalogue where the vendor has
+//! no such description; each field names the parameter mapped to it, and the required fields
+//! none is are listed.
+
+use aic_control_plane::auth::Role;
+use aic_tests::harness::{Options, TestEnv};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+fn api_only() -> Options {
+    Options {
+        worker: false,
+        ..Default::default()
+    }
+}
+
+/// `GET /v1/automations/{id}/fields{query}`, checked to succeed.
+async fn fields(env: &TestEnv, automation: &str, query: &str) -> Value {
+    let path = format!("/v1/automations/{automation}/fields{query}");
+    let (status, list) = env.call(Method::GET, &path, None).await;
+    assert_eq!(status, 200, "{path}: {list}");
+    list
+}
+
+fn field<'a>(list: &'a Value, target: &str) -> &'a Value {
+    list["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .find(|f| f["target"] == target)
+        .unwrap_or_else(|| panic!("no {target} in {list}"))
+}
+
+fn targets(list: &Value) -> Vec<&str> {
+    list["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .map(|f| f["target"].as_str().expect("target"))
+        .collect()
+}
+
+#[tokio::test]
+async fn salesforce_describes_the_object_the_automation_creates() {
+    let env = TestEnv::start_with(api_only()).await;
+    let conn = env.salesforce_connection("Org", "s3cret", "s3cret").await;
+    let (status, draft) = env
+        .call(
+            Method::POST,
+            "/v1/automations",
+            Some(json!({"template": "salesforce.create_opportunity", "connection_id": conn["id"], "name": "Deal"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{draft}");
+    let id = draft["id"].as_str().expect("id");
+
+    let list = fields(&env, id, "").await;
+    assert_eq!(
+        (list["source"].as_str(), list["object"].as_str()),
+        (Some("vendor"), Some("Opportunity"))
+    );
+    assert_eq!(
+        targets(&list),
+        [
+            "AccountId",
+            "Amount",
+            "CloseDate",
+            "Description",
+            "Name",
+            "StageName"
+        ],
+        "createable fields only (no Id, no CreatedDate)"
+    );
+    let stage = field(&list, "StageName");
+    assert_eq!(
+        (
+            stage["required"].as_bool(),
+            stage["vendor_type"].as_str(),
+            stage["parameter"].as_str()
+        ),
+        (Some(true), Some("picklist"), Some("StageName"))
+    );
+    assert!(
+        stage["values"]
+            .as_array()
+            .expect("values")
+            .contains(&json!("Closed Won")),
+        "{stage}"
+    );
+    assert_eq!(field(&list, "CloseDate")["type"], "date");
+    assert_eq!(field(&list, "Name")["max_length"], 120);
+    assert_eq!(list["unmapped_required"], json!([]));
+    assert_eq!(
+        env.sandbox
+            .requests_to("/sobjects/Opportunity/describe")
+            .len(),
+        1
+    );
+
+    // Another object: a Quote needs an opportunity, which no parameter of this draft gives.
+    let quote = fields(&env, id, "?object=Quote").await;
+    assert_eq!(quote["object"], "Quote");
+    assert_eq!(
+        quote["unmapped_required"],
+        json!(["OpportunityId"]),
+        "{quote}"
+    );
+    assert_eq!(field(&quote, "Name")["parameter"], "Name");
+
+    let (status, err) = env
+        .call(
+            Method::GET,
+            &format!("/v1/automations/{id}/fields?object=Spaceship"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 502, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("NOT_FOUND"),
+        "{err}"
+    );
+    for (query, field) in [
+        ("?object=../limits", Some("object")),
+        ("?object=1x", Some("object")),
+        ("?shape=x", None),
+    ] {
+        let (status, err) = env
+            .call(
+                Method::GET,
+                &format!("/v1/automations/{id}/fields{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (status.as_u16(), err["error"]["field"].as_str()),
+            (422, field),
+            "{query}: {err}"
+        );
+    }
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn servicenow_reads_the_tables_dictionary_with_what_it_inherits() {
+    let env = TestEnv::start_with(api_only()).await;
+    let automation = env.incident_automation().await;
+    let list = fields(&env, &automation, "").await;
+    assert_eq!(
+        (list["source"].as_str(), list["object"].as_str()),
+        (Some("vendor"), Some("incident"))
+    );
+    let names = targets(&list);
+    for inherited in ["short_description", "correlation_id", "priority"] {
+        assert!(names.contains(&inherited), "task's {inherited}: {names:?}");
+    }
+    for own in ["caller_id", "urgency"] {
+        assert!(names.contains(&own), "{own}: {names:?}");
+    }
+    assert!(
+        !names.contains(&"number") && !names.contains(&"sys_id"),
+        "read-only and system columns: {names:?}"
+    );
+    let caller = field(&list, "caller_id");
+    assert_eq!(
+        (
+            caller["required"].as_bool(),
+            caller["vendor_type"].as_str(),
+            caller["parameter"].as_str()
+        ),
+        (Some(true), Some("reference"), Some("caller"))
+    );
+    assert_eq!(field(&list, "due_date")["type"], "date_time");
+    assert!(!env.sandbox.requests_to("/sys_db_object").is_empty());
+
+    // Without its `caller` parameter, the draft leaves the instance's mandatory caller unmapped.
+    let path = format!("/v1/automations/{automation}");
+    let (_, current) = env.call(Method::GET, &path, None).await;
+    let params: Vec<Value> = current["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .filter(|p| p["name"] != "caller")
+        .cloned()
+        .collect();
+    let (status, edited) = env
+        .call(Method::PATCH, &path, Some(json!({"parameters": params})))
+        .await;
+    assert_eq!(status, 200, "{edited}");
+    let list = fields(&env, &automation, "").await;
+    assert_eq!(list["unmapped_required"], json!(["caller_id"]), "{list}");
+    assert!(field(&list, "caller_id").get("parameter").is_none());
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn the_catalogue_answers_where_the_vendor_describes_nothing() {
+    let env = TestEnv::start_with(api_only()).await;
+    let conn = env.jira_connection("jira-api-token").await;
+    let automation = env
+        .published_automation("jira.create_issue", &conn, "Issue", None)
+        .await;
+    let before = env.sandbox.requests().len();
+    let list = fields(&env, &automation, "").await;
+    assert_eq!(list["source"], "catalogue");
+    assert!(list.get("object").is_none(), "{list}");
+    let summary = field(&list, "fields.summary");
+    assert_eq!(
+        (summary["required"].as_bool(), summary["parameter"].as_str()),
+        (Some(true), Some("summary"))
+    );
+    assert_eq!(env.sandbox.requests().len(), before, "no vendor call");
+    let (status, err) = env
+        .call(
+            Method::GET,
+            &format!("/v1/automations/{automation}/fields?object=Bug"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), err["error"]["field"].as_str()),
+        (422, Some("object")),
+        "{err}"
+    );
+
+    let viewer = env.token(Role::Viewer).await;
+    let (status, _) = env
+        .call_as(
+            &viewer,
+            Method::GET,
+            &format!("/v1/automations/{automation}/fields"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = env
+        .call(
+            Method::GET,
+            &format!("/v1/automations/{}/fields", uuid::Uuid::now_v7()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn refused_credentials_say_so_and_show_no_secret() {
+    let env = TestEnv::start_with(api_only()).await;
+    let conn = env
+        .salesforce_connection("Org", "right-secret", "wrong-secret")
+        .await;
+    let (status, draft) = env
+        .call(
+            Method::POST,
+            "/v1/automations",
+            Some(json!({"template": "salesforce.create_lead", "connection_id": conn["id"], "name": "Lead"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{draft}");
+    let (status, err) = env
+        .call(
+            Method::GET,
+            &format!(
+                "/v1/automations/{}/fields",
+                draft["id"].as_str().expect("id")
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), err["error"]["code"].as_str()),
+        (502, Some("vendor_auth_failed")),
+        "{err}"
+    );
+    for secret in ["right-secret", "wrong-secret"] {
+        assert!(!err.to_string().contains(secret), "{err}");
+    }
+    env.stop().await;
+}
