@@ -42,9 +42,8 @@ fn targets(list: &Value) -> Vec<&str> {
         .collect()
 }
 
-#[tokio::test]
-async fn salesforce_describes_the_object_the_automation_creates() {
-    let env = TestEnv::start_with(api_only()).await;
+/// A draft Create Opportunity automation on a Salesforce connection: its id.
+async fn opportunity_draft(env: &TestEnv) -> String {
     let conn = env.salesforce_connection("Org", "s3cret", "s3cret").await;
     let (status, draft) = env
         .call(
@@ -54,7 +53,14 @@ async fn salesforce_describes_the_object_the_automation_creates() {
         )
         .await;
     assert_eq!(status, 201, "{draft}");
-    let id = draft["id"].as_str().expect("id");
+    draft["id"].as_str().expect("id").to_string()
+}
+
+#[tokio::test]
+async fn salesforce_describes_the_object_the_automation_creates() {
+    let env = TestEnv::start_with(api_only()).await;
+    let id = opportunity_draft(&env).await;
+    let id = id.as_str();
 
     let list = fields(&env, id, "").await;
     assert_eq!(
@@ -99,7 +105,15 @@ async fn salesforce_describes_the_object_the_automation_creates() {
         1
     );
 
-    // Another object: a Quote needs an opportunity, which no parameter of this draft gives.
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn another_object_is_described_on_request_and_a_wrong_one_is_named() {
+    let env = TestEnv::start_with(api_only()).await;
+    let id = opportunity_draft(&env).await;
+    let id = id.as_str();
+    // A Quote needs an opportunity, which no parameter of this draft gives.
     let quote = fields(&env, id, "?object=Quote").await;
     assert_eq!(quote["object"], "Quote");
     assert_eq!(

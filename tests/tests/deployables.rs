@@ -32,19 +32,53 @@ async fn listed(env: &TestEnv, token: &str, query: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_flow_registers_the_automation_it_runs_and_the_tiles_count_it() {
-    let env = TestEnv::start_with(api_only()).await;
+/// Registers `body` with `token`.
+async fn register(env: &TestEnv, token: &str, body: &Value) -> (u16, Value) {
+    let (status, answer) = env
+        .call_as(token, Method::POST, "/v1/deployables", Some(body.clone()))
+        .await;
+    (status.as_u16(), answer)
+}
+
+/// A published lead automation run by a flow and a bot step, registered by the platform's
+/// service token: the automation, its connection and the token.
+async fn two_items(env: &TestEnv) -> (String, String, String) {
     let automation = env.lead_automation().await;
-    let path = format!("/v1/automations/{automation}");
-    let (_, view) = env.call(Method::GET, &path, None).await;
+    let (_, view) = env
+        .call(Method::GET, &format!("/v1/automations/{automation}"), None)
+        .await;
     assert_eq!(view["deployables"], 0, "{view}");
     let connection = view["connection_id"]
         .as_str()
         .expect("connection")
         .to_string();
     let platform = env.token(Role::Service).await;
+    for body in [
+        item(
+            &automation,
+            "flow-1",
+            "flow",
+            "Salesforce Lightning",
+            "Onboarding",
+        ),
+        item(
+            &automation,
+            "step-7",
+            "bot_step",
+            "ActionBot",
+            "Book a demo",
+        ),
+    ] {
+        let (status, registered) = register(env, &platform, &body).await;
+        assert_eq!(status, 201, "{registered}");
+    }
+    (automation, connection, platform)
+}
 
+#[tokio::test]
+async fn an_item_registered_again_is_updated_not_doubled() {
+    let env = TestEnv::start_with(api_only()).await;
+    let (automation, _, platform) = two_items(&env).await;
     let flow = item(
         &automation,
         "flow-1",
@@ -52,104 +86,22 @@ async fn a_flow_registers_the_automation_it_runs_and_the_tiles_count_it() {
         "Salesforce Lightning",
         "Onboarding",
     );
-    let (status, registered) = env
-        .call_as(
-            &platform,
-            Method::POST,
-            "/v1/deployables",
-            Some(flow.clone()),
-        )
-        .await;
-    assert_eq!(status, 201, "{registered}");
+    let (status, again) = register(&env, &platform, &flow).await;
+    assert_eq!(status, 200, "{again}");
     assert_eq!(
         (
-            registered["automation_name"].as_str(),
-            registered["registered_by"].as_str()
+            again["automation_name"].as_str(),
+            again["registered_by"].as_str()
         ),
         (Some("Create lead"), Some("test")),
-        "{registered}"
-    );
-    assert_eq!(registered["link"], "https://walkme.example/items/flow-1");
-    let bot = item(
-        &automation,
-        "step-7",
-        "bot_step",
-        "ActionBot",
-        "Book a demo",
-    );
-    let (status, _) = env
-        .call_as(&platform, Method::POST, "/v1/deployables", Some(bot))
-        .await;
-    assert_eq!(status, 201);
-    // Registered again: the same item, updated only when something changed.
-    let (status, again) = env
-        .call_as(
-            &platform,
-            Method::POST,
-            "/v1/deployables",
-            Some(flow.clone()),
-        )
-        .await;
-    assert_eq!(
-        (status.as_u16(), &again["id"]),
-        (200, &registered["id"]),
         "{again}"
     );
+    assert_eq!(again["link"], "https://walkme.example/items/flow-1");
     let mut renamed = flow;
     renamed["name"] = json!("Onboarding: first lead");
-    let (status, again) = env
-        .call_as(&platform, Method::POST, "/v1/deployables", Some(renamed))
-        .await;
-    assert_eq!(
-        (status.as_u16(), again["name"].as_str()),
-        (200, Some("Onboarding: first lead"))
-    );
-
-    let (_, view) = env.call(Method::GET, &path, None).await;
-    assert_eq!(view["deployables"], 2, "{view}");
-    let (_, conn) = env
-        .call(Method::GET, &format!("/v1/connections/{connection}"), None)
-        .await;
-    assert_eq!(conn["deployables"], 2, "{conn}");
-    let viewer = env.token(Role::Viewer).await;
-    for (query, names) in [
-        (
-            format!("?connection_id={connection}"),
-            vec!["Book a demo", "Onboarding: first lead"],
-        ),
-        ("?system=ActionBot".to_string(), vec!["Book a demo"]),
-        ("?kind=flow".to_string(), vec!["Onboarding: first lead"]),
-        ("?q=ONBOARDING".to_string(), vec!["Onboarding: first lead"]),
-        (format!("?automation_id={}", uuid::Uuid::now_v7()), vec![]),
-    ] {
-        assert_eq!(listed(&env, &viewer, &query).await, names, "{query}");
-    }
-
-    let err = env
-        .assert_refused(
-            Method::DELETE,
-            &path,
-            None,
-            (409, "automation_in_use", None),
-        )
-        .await;
-    let message = err["error"]["message"].as_str().expect("message");
-    assert!(message.contains("'Book a demo (ActionBot)'"), "{message}");
-    let (_, list) = env.call(Method::GET, "/v1/deployables", None).await;
-    for d in list.as_array().expect("list") {
-        let (status, _) = env
-            .call_as(
-                &platform,
-                Method::DELETE,
-                &format!("/v1/deployables/{}", d["id"].as_str().expect("id")),
-                None,
-            )
-            .await;
-        assert_eq!(status, 204);
-    }
-    let (status, _) = env.call(Method::DELETE, &path, None).await;
-    assert_eq!(status, 204, "nothing runs it any more");
-
+    let (status, updated) = register(&env, &platform, &renamed).await;
+    assert_eq!((status, &updated["id"]), (200, &again["id"]), "{updated}");
+    assert_eq!(updated["name"], "Onboarding: first lead");
     let (_, trail) = env
         .call(Method::GET, "/v1/audit-events?target_kind=deployable", None)
         .await;
@@ -167,13 +119,74 @@ async fn a_flow_registers_the_automation_it_runs_and_the_tiles_count_it() {
     assert_eq!(
         actions,
         [
-            ("deployable.removed", "service"),
-            ("deployable.removed", "service"),
             ("deployable.updated", "service"),
             ("deployable.registered", "service"),
             ("deployable.registered", "service"),
-        ]
+        ],
+        "registering the same item unchanged records nothing"
     );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn the_tiles_count_the_items_and_the_list_filters_them() {
+    let env = TestEnv::start_with(api_only()).await;
+    let (automation, connection, _) = two_items(&env).await;
+    let (_, view) = env
+        .call(Method::GET, &format!("/v1/automations/{automation}"), None)
+        .await;
+    assert_eq!(view["deployables"], 2, "{view}");
+    let (_, conn) = env
+        .call(Method::GET, &format!("/v1/connections/{connection}"), None)
+        .await;
+    assert_eq!(conn["deployables"], 2, "{conn}");
+    let viewer = env.token(Role::Viewer).await;
+    for (query, names) in [
+        (
+            format!("?connection_id={connection}"),
+            vec!["Book a demo", "Onboarding"],
+        ),
+        ("?system=ActionBot".to_string(), vec!["Book a demo"]),
+        ("?kind=flow".to_string(), vec!["Onboarding"]),
+        ("?q=ONBOARDING".to_string(), vec!["Onboarding"]),
+        (format!("?automation_id={}", uuid::Uuid::now_v7()), vec![]),
+    ] {
+        assert_eq!(listed(&env, &viewer, &query).await, names, "{query}");
+    }
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn an_automation_is_not_deleted_under_the_items_that_run_it() {
+    let env = TestEnv::start_with(api_only()).await;
+    let (automation, _, platform) = two_items(&env).await;
+    let path = format!("/v1/automations/{automation}");
+    let err = env
+        .assert_refused(
+            Method::DELETE,
+            &path,
+            None,
+            (409, "automation_in_use", None),
+        )
+        .await;
+    let message = err["error"]["message"].as_str().expect("message");
+    assert!(message.contains("'Book a demo (ActionBot)'"), "{message}");
+    let (_, list) = env.call(Method::GET, "/v1/deployables", None).await;
+    for d in list.as_array().expect("list") {
+        let item = format!("/v1/deployables/{}", d["id"].as_str().expect("id"));
+        let (status, _) = env.call_as(&platform, Method::DELETE, &item, None).await;
+        assert_eq!(status, 204);
+    }
+    let (status, _) = env.call(Method::DELETE, &path, None).await;
+    assert_eq!(status, 204, "nothing runs it any more");
+    let (_, trail) = env
+        .call(
+            Method::GET,
+            "/v1/audit-events?action=deployable.removed",
+            None,
+        )
+        .await;
+    assert_eq!(trail["events"].as_array().map(Vec::len), Some(2), "{trail}");
     env.stop().await;
 }
 
@@ -242,6 +255,14 @@ async fn a_registration_names_what_is_wrong_with_it() {
         (422, "invalid_body", None),
     )
     .await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn an_item_is_its_tenants_and_registered_by_those_who_run_automations() {
+    let env = TestEnv::start_with(api_only()).await;
+    let automation = env.lead_automation().await;
+    let good = item(&automation, "flow-1", "flow", "Web", "Tour");
     let viewer = env.token(Role::Viewer).await;
     let (status, _) = env
         .call_as(&viewer, Method::POST, "/v1/deployables", Some(good.clone()))

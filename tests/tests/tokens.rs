@@ -41,7 +41,7 @@ async fn listed(env: &TestEnv, id: &str) -> Value {
 }
 
 #[tokio::test]
-async fn a_flows_token_is_issued_once_used_for_its_role_and_revoked_at_once() {
+async fn a_flows_token_is_issued_once_and_used_for_its_role_only() {
     let env = TestEnv::start_with(api_only()).await;
     let (status, issued) = env
         .call(
@@ -91,14 +91,22 @@ async fn a_flows_token_is_issued_once_used_for_its_role_and_revoked_at_once() {
     // A second use within the minute writes nothing.
     env.call_as(token, Method::GET, "/v1/apps", None).await;
     assert_eq!(listed(&env, id).await["last_used_at"], used.as_str());
+    env.stop().await;
+}
 
+#[tokio::test]
+async fn a_revoked_token_is_refused_at_once() {
+    let env = TestEnv::start_with(api_only()).await;
+    let (id, token) = issue(&env, "onboarding flow", "service").await;
+    let (status, _) = env.call_as(&token, Method::GET, "/v1/apps", None).await;
+    assert_eq!(status, 200);
     let path = format!("/v1/tokens/{id}");
     let (status, _) = env.call(Method::DELETE, &path, None).await;
     assert_eq!(status, 204);
-    let (status, err) = env.call_as(token, Method::GET, "/v1/apps", None).await;
+    let (status, err) = env.call_as(&token, Method::GET, "/v1/apps", None).await;
     assert_eq!(status, 401, "revoked at once: {err}");
     assert_eq!(err["error"]["code"], "unauthenticated", "{err}");
-    let shown = listed(&env, id).await;
+    let shown = listed(&env, &id).await;
     assert_eq!(
         (shown["status"].as_str(), shown["revoked_by"].as_str()),
         (Some("revoked"), Some("initial admin")),

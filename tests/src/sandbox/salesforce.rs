@@ -122,7 +122,7 @@ pub fn routes() -> Router<Arc<SandboxState>> {
         .route("/services/data/{version}/sobjects/{sobject}/", post(create))
         .route(
             "/services/data/{version}/sobjects/{sobject}/describe",
-            get(describe),
+            get(super::salesforce_schema::serve_describe),
         )
         .route(
             "/services/data/{version}/sobjects/{sobject}/{field}/{value}",
@@ -153,11 +153,11 @@ pub fn new_id(prefix: &str) -> String {
     id15 + &suffix
 }
 
-fn errors(status: StatusCode, list: Vec<Value>) -> (StatusCode, Value) {
+pub(super) fn errors(status: StatusCode, list: Vec<Value>) -> (StatusCode, Value) {
     (status, Value::Array(list))
 }
 
-fn error(code: &str, message: String, fields: &[&str]) -> Value {
+pub(super) fn error(code: &str, message: String, fields: &[&str]) -> Value {
     if fields.is_empty() {
         json!({"message": message, "errorCode": code})
     } else {
@@ -166,7 +166,7 @@ fn error(code: &str, message: String, fields: &[&str]) -> Value {
 }
 
 /// Common front of every data API call: session check, quota, and the limit header.
-fn with_limits(
+pub(super) fn with_limits(
     s: &SandboxState,
     headers: &HeaderMap,
     handler: impl FnOnce() -> (StatusCode, Value),
@@ -212,29 +212,6 @@ async fn userinfo(State(s): State<Arc<SandboxState>>, headers: HeaderMap) -> Res
             StatusCode::OK,
             json!({"sub": "0055g00000A1b2CAAR", "organization_id": "00D5g000004SbXEAU"}),
         )
-    })
-}
-
-async fn describe(
-    State(s): State<Arc<SandboxState>>,
-    Path((_version, sobject)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    with_limits(&s, &headers, || {
-        match super::salesforce_schema::schema(&sobject) {
-            Some(found) => (
-                StatusCode::OK,
-                super::salesforce_schema::describe(&sobject, found),
-            ),
-            None => errors(
-                StatusCode::NOT_FOUND,
-                vec![error(
-                    "NOT_FOUND",
-                    "The requested resource does not exist".into(),
-                    &[],
-                )],
-            ),
-        }
     })
 }
 

@@ -1,8 +1,14 @@
 //! The sandbox org's sObject describe: fields, types, limits and required flags of the standard
-//! objects the seed's automations create, and Salesforce's validation of a create against them
-//! (in its order: unknown fields, then required fields, then field values).
+//! objects the seed's automations create, served as `…/sobjects/{sobject}/describe`, and
+//! Salesforce's validation of a create against them (in its order: unknown fields, then
+//! required fields, then field values).
 
+use super::SandboxState;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use serde_json::{Map, Value, json};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Kind {
@@ -158,6 +164,25 @@ pub(super) fn describe(sobject: &str, schema: &Schema) -> Value {
     }));
     fields.push(system("CreatedDate", "Created Date", "datetime"));
     json!({"name": sobject, "label": sobject, "createable": true, "fields": fields})
+}
+
+/// `GET /services/data/{version}/sobjects/{sobject}/describe`.
+pub(super) async fn serve_describe(
+    State(s): State<Arc<SandboxState>>,
+    Path((_version, sobject)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    super::salesforce::with_limits(&s, &headers, || match schema(&sobject) {
+        Some(found) => (StatusCode::OK, describe(&sobject, found)),
+        None => super::salesforce::errors(
+            StatusCode::NOT_FOUND,
+            vec![super::salesforce::error(
+                "NOT_FOUND",
+                "The requested resource does not exist".into(),
+                &[],
+            )],
+        ),
+    })
 }
 
 /// The sObject whose ids start with `prefix`.
