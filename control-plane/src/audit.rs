@@ -148,6 +148,20 @@ pub async fn record(
     Ok(())
 }
 
+/// Deletes the events (of every tenant) older than `keep_days` days, the retention an operator
+/// sets; how many went. Events are never rewritten, only deleted whole.
+pub async fn prune(pool: &deadpool_postgres::Pool, keep_days: u32) -> anyhow::Result<u64> {
+    anyhow::ensure!(keep_days >= 1, "keep at least one day of audit events");
+    let client = pool.get().await?;
+    let days = i32::try_from(keep_days)?;
+    Ok(client
+        .execute(
+            "DELETE FROM audit_events WHERE at < now() - make_interval(days => $1)",
+            &[&days],
+        )
+        .await?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,6 +28,8 @@ pub enum Command {
     DlqList(DlqArgs),
     /// Replay dead letters to the executions exchange (all, or those of one reason or execution).
     DlqReplay(DlqReplayArgs),
+    /// Delete audit events older than a retention period (every tenant's), then exit.
+    PruneAudit(PruneAuditArgs),
     /// Print a fresh credential key entry for AIC_CREDENTIAL_KEYS.
     Keygen {
         /// Key id to print.
@@ -121,4 +123,15 @@ pub struct DlqReplayArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub amqp: AmqpArgs,
+}
+
+/// `prune-audit`.
+#[derive(Args, Debug, Clone)]
+pub struct PruneAuditArgs {
+    /// Keep this many days of events (at least 1).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_days: u32,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DatabaseArgs,
 }

@@ -69,6 +69,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             .await?;
             println!("replayed: {n}");
         }
+        Command::PruneAudit(args) => {
+            let pool = aic_core::db::pool(&args.db.database_url, 2, Planning::PerExecution)?;
+            let n = aic_control_plane::audit::prune(&pool, args.keep_days).await?;
+            println!("audit events deleted: {n}");
+        }
         Command::Keygen { id } => {
             println!("{}", aic_core::credentials::Keyring::generate_entry(&id))
         }

@@ -324,3 +324,33 @@ async fn the_trail_is_the_admins_alone_and_refuses_what_it_cannot_filter() {
     );
     env.stop().await;
 }
+
+#[tokio::test]
+async fn retention_deletes_only_what_is_older_than_it_keeps() {
+    let env = TestEnv::start_with(api_only()).await;
+    let body = json!({"name": "bot", "role": "service"});
+    let (status, _) = env.call(Method::POST, "/v1/tokens", Some(body)).await;
+    assert_eq!(status, 201);
+    // An event of last year (an insert: nothing rewrites an event).
+    env.pool
+        .get()
+        .await
+        .expect("db")
+        .execute(
+            "INSERT INTO audit_events (id, tenant_id, at, action, target_kind, target_id, target_name) \
+             VALUES (gen_random_uuid(), $1, now() - interval '400 days', 'token.issued', 'token', gen_random_uuid(), 'old')",
+            &[&env.tenant.0],
+        )
+        .await
+        .expect("old event");
+    assert_eq!(events(&env, "").await.len(), 2);
+    assert!(aic_control_plane::audit::prune(&env.pool, 0).await.is_err());
+    let deleted = aic_control_plane::audit::prune(&env.pool, 365)
+        .await
+        .expect("prune");
+    assert_eq!(deleted, 1);
+    let kept = events(&env, "").await;
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0]["target_name"], "bot");
+    env.stop().await;
+}
