@@ -212,7 +212,7 @@ async fn servicenow_reads_the_tables_dictionary_with_what_it_inherits() {
 }
 
 #[tokio::test]
-async fn the_catalogue_answers_where_the_vendor_describes_nothing() {
+async fn jira_answers_from_the_catalogue_until_a_project_and_issue_type_are_named() {
     let env = TestEnv::start_with(api_only()).await;
     let conn = env.jira_connection("jira-api-token").await;
     let automation = env
@@ -228,25 +228,63 @@ async fn the_catalogue_answers_where_the_vendor_describes_nothing() {
         (Some(true), Some("summary"))
     );
     assert_eq!(env.sandbox.requests().len(), before, "no vendor call");
-    let (status, err) = env
-        .call(
-            Method::GET,
-            &format!("/v1/automations/{automation}/fields?object=Bug"),
-            None,
-        )
-        .await;
-    assert_eq!(
-        (status.as_u16(), err["error"]["field"].as_str()),
-        (422, Some("object")),
-        "{err}"
-    );
 
+    // The create screen of ENG's bugs, custom fields included.
+    let list = fields(&env, &automation, "?project=ENG&issue_type=bug").await;
+    assert_eq!(
+        (list["source"].as_str(), list["object"].as_str()),
+        (Some("vendor"), Some("ENG/bug"))
+    );
+    let team = field(&list, "fields.customfield_10010");
+    assert_eq!(team["label"], "Team");
+    assert!(
+        team["vendor_type"]
+            .as_str()
+            .expect("type")
+            .contains("textfield"),
+        "{team}"
+    );
+    assert!(team.get("parameter").is_none(), "{team}");
+    let priority = field(&list, "fields.priority");
+    assert_eq!(priority["required"], false, "it has a default: {priority}");
+    assert_eq!(priority["values"][0], "Highest");
+    assert_eq!(field(&list, "fields.labels")["type"], "string_list");
+    assert!(
+        !targets(&list).contains(&"fields.reporter"),
+        "not settable on create"
+    );
+    assert_eq!(list["unmapped_required"], json!([]), "{list}");
+    let screens = env.sandbox.requests_to("/createmeta/ENG/issuetypes");
+    assert_eq!(screens.len(), 2, "the issue types, then the bug's screen");
+
+    for (query, status, needle) in [
+        (
+            "?project=NOPE&issue_type=Bug",
+            502,
+            "No project could be found",
+        ),
+        ("?project=ENG&issue_type=Saga", 502, "no issue type 'Saga'"),
+        ("?project=ENG", 422, "issue_type"),
+        ("?object=Bug", 422, "object"),
+    ] {
+        let path = format!("/v1/automations/{automation}/fields{query}");
+        let (got, err) = env.call(Method::GET, &path, None).await;
+        assert_eq!(got.as_u16(), status, "{query}: {err}");
+        assert!(err.to_string().contains(needle), "{query}: {err}");
+    }
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn only_those_who_configure_read_fields_and_only_their_own() {
+    let env = TestEnv::start_with(api_only()).await;
+    let id = opportunity_draft(&env).await;
     let viewer = env.token(Role::Viewer).await;
     let (status, _) = env
         .call_as(
             &viewer,
             Method::GET,
-            &format!("/v1/automations/{automation}/fields"),
+            &format!("/v1/automations/{id}/fields"),
             None,
         )
         .await;
@@ -259,6 +297,18 @@ async fn the_catalogue_answers_where_the_vendor_describes_nothing() {
         )
         .await;
     assert_eq!(status, 404);
+    let (status, err) = env
+        .call(
+            Method::GET,
+            &format!("/v1/automations/{id}/fields?project=ENG&issue_type=Bug"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), err["error"]["field"].as_str()),
+        (422, Some("project")),
+        "{err}"
+    );
     env.stop().await;
 }
 

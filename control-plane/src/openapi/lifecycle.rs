@@ -159,10 +159,17 @@ pub(super) fn query_parameters(
             ("limit", "executions per page, 1 to 200 (default 50)"),
             ("after", "the `next` of the page before"),
         ],
-        ("get", "/v1/automations/{id}/fields") => &[(
-            "object",
-            "another object than the template's (Salesforce sObject or ServiceNow table)",
-        )],
+        ("get", "/v1/automations/{id}/fields") => &[
+            (
+                "object",
+                "another object than the template's (Salesforce sObject or ServiceNow table)",
+            ),
+            ("project", "Jira: the project whose create screen to read"),
+            (
+                "issue_type",
+                "Jira: the issue type (name or id) of that screen",
+            ),
+        ],
         ("get", "/v1/tokens") => &[
             ("role", "`admin`, `editor`, `viewer` or `service`"),
             ("status", "`active`, `expired` or `revoked`"),

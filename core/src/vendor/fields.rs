@@ -6,9 +6,9 @@
 //! Salesforce describes an sObject (`GET …/sobjects/{object}/describe`: a field is required on
 //! create when it is `createable && !nillable && !defaultedOnCreate`). ServiceNow's dictionary
 //! holds a table's columns, inherited ones under its parent tables' names, so the table's
-//! ancestry is read first (`sys_db_object`'s `super_class`). Jira's create metadata depends
-//! on a project and an issue type, and Slack's message has fixed fields: for them the
-//! catalogue's template is the answer.
+//! ancestry is read first (`sys_db_object`'s `super_class`). Jira's create metadata belongs to a
+//! project and an issue type (`…/createmeta/{project}/issuetypes/{id}`, paged), the type found
+//! by name first. Slack's message has fixed fields: the catalogue's template is the answer.
 
 use super::{AccessToken, Vendor, VendorFailure, get, salesforce};
 use crate::egress::EgressPolicy;
@@ -32,6 +32,20 @@ pub struct VendorField {
     pub max_length: Option<u32>,
     /// Its allowed values, for a pick-list.
     pub values: Vec<String>,
+}
+
+/// What to describe.
+#[derive(Clone, Copy, Debug)]
+pub enum Object<'a> {
+    /// A Salesforce sObject or a ServiceNow table, by API name.
+    Named(&'a str),
+    /// A Jira issue type of a project (key or id), the type by name or id.
+    JiraIssue {
+        /// Project key or id.
+        project: &'a str,
+        /// Issue type name or id.
+        issue_type: &'a str,
+    },
 }
 
 /// Whether the vendor describes its objects' fields (else the catalogue's template does).
@@ -64,13 +78,24 @@ pub async fn describe(
     policy: &EgressPolicy,
     vendor: Vendor,
     token: &AccessToken,
-    object: &str,
+    object: Object<'_>,
 ) -> Result<Option<Vec<VendorField>>, VendorFailure> {
-    if !valid_object(object) {
-        return Err(VendorFailure::rejected(format!(
-            "'{object}' is not an object name"
-        )));
-    }
+    let object = match object {
+        Object::JiraIssue {
+            project,
+            issue_type,
+        } if vendor == Vendor::Jira => {
+            return super::jira::create_fields(http, policy, token, project, issue_type)
+                .await
+                .map(Some);
+        }
+        Object::Named(name) if valid_object(name) => name,
+        _ => {
+            return Err(VendorFailure::rejected(format!(
+                "{object:?} is not an object of this vendor"
+            )));
+        }
+    };
     match vendor {
         Vendor::Salesforce => {
             let path = format!(

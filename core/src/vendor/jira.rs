@@ -2,9 +2,11 @@
 //! `{"errorMessages":[…],"errors":{field: message}}` bodies, its differently-shaped login
 //! failures, and its 429/503 with `Retry-After`.
 
+use super::fields::VendorField;
 use super::{AccessToken, ConnectionTarget, Credential, RetryClass, VendorFailure};
 use crate::egress::EgressPolicy;
 use aic_proto::ExecutionErrorCode;
+use aic_proto::ParameterType;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use secrecy::SecretString;
@@ -201,6 +203,112 @@ fn suffix(text: &str) -> String {
     } else {
         format!(": {text}")
     }
+}
+
+/// The fields the create screen of `issue_type` (name or id) in `project` (key or id) takes:
+/// the project's issue types are read first, for the type's id; then its fields, page by page.
+/// A field's target is `fields.<id>`, as a template's parameters name them; what cannot be set
+/// on create is left out; a field with a default is not required.
+pub async fn create_fields(
+    http: &super::VendorHttp,
+    policy: &EgressPolicy,
+    token: &AccessToken,
+    project: &str,
+    issue_type: &str,
+) -> Result<Vec<VendorField>, VendorFailure> {
+    if project.is_empty()
+        || project.len() > 80
+        || !project
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(VendorFailure::rejected(format!(
+            "'{project}' is not a project key or id"
+        )));
+    }
+    let base = format!("/rest/api/3/issue/createmeta/{project}/issuetypes");
+    let types = pages(http, policy, token, &base, "issueTypes").await?;
+    let id = types
+        .iter()
+        .find(|t| {
+            t["id"] == issue_type
+                || t["name"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(issue_type))
+        })
+        .and_then(|t| t["id"].as_str())
+        .ok_or_else(|| {
+            VendorFailure::rejected(format!(
+                "project {project} has no issue type '{issue_type}'"
+            ))
+        })?;
+    let fields = pages(http, policy, token, &format!("{base}/{id}"), "fields").await?;
+    Ok(fields.iter().filter_map(create_field).collect())
+}
+
+/// Every item of a paged Jira list under `key` (at most 10,000).
+async fn pages(
+    http: &super::VendorHttp,
+    policy: &EgressPolicy,
+    token: &AccessToken,
+    path: &str,
+    key: &str,
+) -> Result<Vec<Value>, VendorFailure> {
+    let mut items: Vec<Value> = Vec::new();
+    loop {
+        let page_path = format!("{path}?startAt={}&maxResults=200", items.len());
+        let body = super::get(http, policy, super::Vendor::Jira, token, &page_path).await?;
+        let page = body[key].as_array().cloned().unwrap_or_default();
+        let total = body["total"].as_u64().unwrap_or(0);
+        let done = page.is_empty();
+        items.extend(page);
+        if done || items.len() as u64 >= total || items.len() >= 10_000 {
+            return Ok(items);
+        }
+    }
+}
+
+/// One field of a create screen, unless it cannot be set.
+fn create_field(f: &Value) -> Option<VendorField> {
+    let settable = f["operations"]
+        .as_array()
+        .is_some_and(|ops| ops.iter().any(|o| o == "set"));
+    if !settable {
+        return None;
+    }
+    let schema = &f["schema"];
+    let kind = schema["type"].as_str().unwrap_or("any");
+    let parameter_type = match kind {
+        "number" => ParameterType::Number,
+        "date" => ParameterType::Date,
+        "datetime" => ParameterType::DateTime,
+        "array" if schema["items"] == "string" => ParameterType::StringList,
+        _ => ParameterType::String,
+    };
+    let vendor_type = match schema["custom"].as_str() {
+        Some(custom) => format!("{kind} ({custom})"),
+        None => kind.to_string(),
+    };
+    Some(VendorField {
+        name: format!("fields.{}", f["fieldId"].as_str()?),
+        label: f["name"].as_str().unwrap_or_default().to_string(),
+        vendor_type,
+        parameter_type,
+        required: f["required"] == true && f["hasDefaultValue"] != true,
+        max_length: None,
+        values: f["allowedValues"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| {
+                v["name"]
+                    .as_str()
+                    .or_else(|| v["value"].as_str())
+                    .or_else(|| v["key"].as_str())
+            })
+            .map(str::to_string)
+            .collect(),
+    })
 }
 
 #[cfg(test)]

@@ -83,6 +83,11 @@ impl Site {
             .for_each(|v| *v = false);
     }
 
+    /// Whether a project of key (or id) `project` exists.
+    pub fn has_project(&self, project: &str) -> bool {
+        lock(&self.projects).iter().any(|k| k == project)
+    }
+
     /// Issues created, by key: `(id, fields)`.
     pub fn issues(&self) -> HashMap<String, (String, Value)> {
         lock(&self.issues).clone()
@@ -96,6 +101,14 @@ pub fn routes() -> Router<Arc<SandboxState>> {
             .route("/rest/api/3/issue", post(create_issue))
             .route("/rest/api/3/issue/{key}/comment", post(add_comment))
             .route("/rest/api/3/myself", get(myself))
+            .route(
+                "/rest/api/3/issue/createmeta/{project}/issuetypes",
+                get(super::jira_meta::issue_types),
+            )
+            .route(
+                "/rest/api/3/issue/createmeta/{project}/issuetypes/{id}",
+                get(super::jira_meta::fields),
+            )
     };
     // The site answers directly (Basic) and through Atlassian's gateway (OAuth 2.0 bearer).
     Router::new()
@@ -151,7 +164,7 @@ fn meter(site: &Site) -> Result<HeaderMap, Response> {
     Err(resp)
 }
 
-async fn metered<F: std::future::Future<Output = Response>>(
+pub(super) async fn metered<F: std::future::Future<Output = Response>>(
     site: &Site,
     handler: impl FnOnce() -> F,
 ) -> Response {
@@ -225,11 +238,11 @@ async fn oauth_token(
     axum::Json(json!({"access_token": access, "refresh_token": refresh, "expires_in": 3600, "scope": "read:jira-work write:jira-work offline_access", "token_type": "Bearer"})).into_response()
 }
 
-fn unauthorized() -> Response {
+pub(super) fn unauthorized() -> Response {
     (StatusCode::UNAUTHORIZED, axum::Json(json!({"message": "Client must be authenticated to access this resource.", "status-code": 401}))).into_response()
 }
 
-fn authenticated(site: &Site, headers: &HeaderMap) -> Option<String> {
+pub(super) fn authenticated(site: &Site, headers: &HeaderMap) -> Option<String> {
     let header = headers.get("authorization")?.to_str().ok()?;
     if let Some(bearer) = header.strip_prefix("Bearer ") {
         let valid = lock(&site.access_tokens)
@@ -348,6 +361,7 @@ fn issue_problems(
         "priority",
         "labels",
         "assignee",
+        "customfield_10010",
     ];
     for name in fields.keys().filter(|k| !known.contains(&k.as_str())) {
         problems.insert(
@@ -357,7 +371,7 @@ fn issue_problems(
             )),
         );
     }
-    if !project.is_some_and(|p| lock(&jira.projects).iter().any(|k| k == p)) {
+    if !project.is_some_and(|p| jira.has_project(p)) {
         problems.insert("project".into(), json!("valid project is required"));
     }
     if !fields

@@ -1,8 +1,9 @@
 //! `GET /v1/automations/{id}/fields`: the fields the automation's object can be given on
 //! create — what the parameter table's `target` column picks from — read from the vendor
 //! through the draft's connection (Salesforce's describe, ServiceNow's dictionary: custom
-//! fields, labels, lengths, pick-list values and what this org requires), or from the
-//! catalogue's template where the vendor has no such description (Jira, Slack). Each field
+//! fields, labels, lengths, pick-list values and what this org requires; a Jira project's issue
+//! type's create screen when the query names them), or from the catalogue's template where
+//! the vendor has no such description (Slack; Jira without a project and issue type). Each field
 //! names the draft's parameter mapped to it, and the answer lists the required fields that
 //! none is, which a publish would leave the vendor to refuse.
 
@@ -13,7 +14,7 @@ use crate::routes::connections::{credential, saved};
 use crate::routes::parse_id;
 use crate::state::AppState;
 use aic_core::vendor::Vendor;
-use aic_core::vendor::fields::{self, VendorField};
+use aic_core::vendor::fields::{self, Object, VendorField};
 use aic_proto::{AutomationId, ParameterLocation, ParameterSpec, ParameterType};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -27,6 +28,10 @@ pub struct FieldsQuery {
     /// Another object than the template's (Salesforce sObject or ServiceNow table API name),
     /// for templates whose object is a parameter (`servicenow.create_record`).
     pub object: Option<String>,
+    /// Jira: the project (key or id) whose create screen to read, with `issue_type`.
+    pub project: Option<String>,
+    /// Jira: the issue type (name or id), with `project`.
+    pub issue_type: Option<String>,
 }
 
 /// The fields an automation's object can be given.
@@ -84,27 +89,8 @@ pub async fn list(
     let (definition, template) = definition_of(&state.catalog, &row)?;
     let vendor = Vendor::for_app(&definition.app)
         .ok_or_else(|| ApiError::internal("connector", &definition.app))?;
-    let object = match q.object.as_deref() {
-        Some(o) if !fields::describes(vendor) => {
-            return Err(ApiError::invalid(
-                "object",
-                format!(
-                    "{} describes no objects: its fields are the template's ({o})",
-                    definition.app
-                ),
-            ));
-        }
-        Some(o) if !fields::valid_object(o) => {
-            return Err(ApiError::invalid(
-                "object",
-                format!("'{o}' is not an object's API name"),
-            ));
-        }
-        Some(o) => Some(o.to_string()),
-        None => fields::object_of(vendor, &template.path).map(str::to_string),
-    };
     let params = &definition.parameters;
-    let Some(object) = object else {
+    let Some(object) = asked(vendor, &q, &template.path)? else {
         let fields = template
             .parameters
             .iter()
@@ -118,7 +104,7 @@ pub async fn list(
     let described = async {
         let connection = Some((caller.tenant, definition.connection_id));
         let token = credential(&state, &opened, &auth_type, connection).await?;
-        fields::describe(&state.http, &state.egress, vendor, &token, &object).await
+        fields::describe(&state.http, &state.egress, vendor, &token, object).await
     }
     .await
     .map_err(|f| ApiError::vendor(&f))?;
@@ -127,7 +113,62 @@ pub async fn list(
         .into_iter()
         .map(|f| described_field(f, params))
         .collect();
-    Ok(Json(answer("vendor", Some(object), fields)))
+    let described = match object {
+        Object::Named(name) => name.to_string(),
+        Object::JiraIssue {
+            project,
+            issue_type,
+        } => format!("{project}/{issue_type}"),
+    };
+    Ok(Json(answer("vendor", Some(described), fields)))
+}
+
+/// What the query asks to describe: the template's object unless another is named (`object`
+/// for Salesforce and ServiceNow, `project` and `issue_type` for Jira); `None` answers from the
+/// catalogue. Each parameter the vendor cannot take is refused by name.
+fn asked<'q>(
+    vendor: Vendor,
+    q: &'q FieldsQuery,
+    path: &'q str,
+) -> Result<Option<Object<'q>>, ApiError> {
+    let jira_only =
+        |field: &str| ApiError::invalid(field, format!("{field} names a Jira issue type's fields"));
+    match (
+        vendor,
+        q.object.as_deref(),
+        q.project.as_deref(),
+        q.issue_type.as_deref(),
+    ) {
+        (Vendor::Jira, None, Some(project), Some(issue_type)) => Ok(Some(Object::JiraIssue {
+            project,
+            issue_type,
+        })),
+        (Vendor::Jira, None, None, None) => Ok(None),
+        (Vendor::Jira, Some(_), _, _) => Err(ApiError::invalid(
+            "object",
+            "a Jira create screen is a project's issue type: give project and issue_type",
+        )),
+        (Vendor::Jira, None, None, Some(_)) => Err(ApiError::invalid(
+            "project",
+            "issue_type needs the project whose create screen to read",
+        )),
+        (Vendor::Jira, None, Some(_), None) => Err(ApiError::invalid(
+            "issue_type",
+            "project needs the issue type whose create screen to read",
+        )),
+        (_, _, Some(_), _) => Err(jira_only("project")),
+        (_, _, _, Some(_)) => Err(jira_only("issue_type")),
+        (_, Some(o), None, None) if !fields::describes(vendor) => Err(ApiError::invalid(
+            "object",
+            format!("this app describes no objects: its fields are the template's ({o})"),
+        )),
+        (_, Some(o), None, None) if !fields::valid_object(o) => Err(ApiError::invalid(
+            "object",
+            format!("'{o}' is not an object's API name"),
+        )),
+        (_, Some(o), None, None) => Ok(Some(Object::Named(o))),
+        (_, None, None, None) => Ok(fields::object_of(vendor, path).map(Object::Named)),
+    }
 }
 
 fn answer(source: &str, object: Option<String>, mut fields: Vec<FieldView>) -> FieldList {
