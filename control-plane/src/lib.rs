@@ -1,5 +1,6 @@
 //! The control plane: the `/v1` HTTP API through which admins and editors configure
-//! connections and automations, publish immutable versions, and enqueue executions.
+//! connections and automations, publish immutable versions, and enqueue executions, and the
+//! admin console (`/console`) that drives it from a browser.
 //!
 //! `main.rs` only parses configuration and calls [`startup::Application`]; tests build the same
 //! application on port 0.
@@ -8,6 +9,7 @@
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod dlq;
 pub mod error;
 pub mod metrics;

@@ -33,6 +33,7 @@ fn api(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(crate::openapi::serve))
+        .merge(crate::console::routes())
         .route("/v1/domains", get(catalog::list_domains))
         .route("/v1/apps", get(catalog::list_apps))
         .route("/v1/templates", get(catalog::search_templates))

@@ -108,6 +108,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             args: &args,
             env: &env,
             bin_dir: &bin_dir,
+            logs: &logs,
             http,
             api,
             sandbox_url,

@@ -18,6 +18,8 @@ pub struct System<'a> {
     /// The binaries' environment (database, broker, keys).
     pub env: &'a [(&'a str, String)],
     pub bin_dir: &'a Path,
+    /// Where the processes' logs go (and the console's token, when the demo keeps running).
+    pub logs: &'a Path,
     pub http: reqwest::Client,
     /// The control plane's base URL.
     pub api: String,
@@ -89,7 +91,44 @@ pub async fn drive(sys: &System<'_>) -> anyhow::Result<bool> {
         if good { "✔" } else { "✘" }
     );
     let _ = conn.close(200, "done".into()).await;
+    if !sys.args.exit {
+        console_token(sys, &api).await?;
+    }
     Ok(good)
+}
+
+/// A day's admin token for the console, written to a file only its owner reads (never printed).
+async fn console_token(sys: &System<'_>, api: &Api<'_>) -> anyhow::Result<()> {
+    let expires = chrono::Utc::now() + chrono::Duration::days(1);
+    let issued = api
+        .call(
+            reqwest::Method::POST,
+            "/v1/tokens",
+            Some(
+                serde_json::json!({"name": "demo console", "role": "admin", "expires_at": expires}),
+            ),
+        )
+        .await?;
+    let file = sys.logs.join("console-token");
+    let token = issued["token"].as_str().unwrap_or_default();
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::remove_file(&file);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&file)?;
+        writeln!(f, "{token}")?;
+    }
+    println!(
+        "
+Admin console: {}/console — sign in with the token in {} (valid one day)",
+        sys.api,
+        file.display()
+    );
+    Ok(())
 }
 
 /// The tenant `demo` and its admin token, issued by the control plane's command line.

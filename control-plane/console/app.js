@@ -1,0 +1,294 @@
+// The admin console: the seed's two pages (Connections, Automations) and the rest of the
+// configuration — deployables, tokens, the audit trail — over the same /v1 API as any client,
+// with the caller's own token (kept for the browser tab only). Everything the API returns is
+// put into the page as text, never as markup. This file: the helpers, sign-in, navigation and
+// the Connections page; automations.js and governance.js add the other pages.
+'use strict';
+
+// ---------------------------------------------------------------------------------------------
+// The page and the API
+
+/** An element: attributes (`on…` are listeners), then children (strings become text). */
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key.startsWith('on')) el.addEventListener(key.slice(2), value);
+    else if (key === 'class') el.className = value;
+    else if (key === 'value') el.value = value;
+    else if (key === 'checked') el.checked = Boolean(value);
+    else el.setAttribute(key, value === true ? '' : String(value));
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : String(child));
+  }
+  return el;
+}
+
+/** An API path template with each `{}` replaced by the next value, encoded. */
+function path(template, ...values) {
+  let i = 0;
+  return template.replace(/\{\}/g, () => encodeURIComponent(values[i++]));
+}
+
+/** A query string of the filters that are set. */
+function query(filters) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(filters)) if (v !== '' && v !== null && v !== undefined) q.set(k, v);
+  const s = q.toString();
+  return s ? `?${s}` : '';
+}
+
+class ApiError extends Error {
+  constructor(status, body) {
+    const e = (body && body.error) || {};
+    super(e.message || `HTTP ${status}`);
+    this.status = status;
+    this.code = e.code;
+    this.field = e.field;
+  }
+}
+
+const api = {
+  token: sessionStorage.getItem('aic.token') || '',
+  async call(method, url, body) {
+    const headers = { Authorization: `Bearer ${this.token}` };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    const res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    if (res.status === 204) return null;
+    const text = await res.text();
+    let data = null;
+    try { data = text ? JSON.parse(text) : null; } catch { data = { error: { message: text } }; }
+    if (res.status === 401) signOut('The token is unknown, expired or revoked.');
+    if (!res.ok) throw new ApiError(res.status, data);
+    return data;
+  },
+  get(url) { return this.call('GET', url); },
+  post(url, body) { return this.call('POST', url, body); },
+  patch(url, body) { return this.call('PATCH', url, body); },
+  del(url) { return this.call('DELETE', url); },
+};
+
+let flashTimer = null;
+
+/** Says what happened: a confirmation fades after a few seconds, an error stays. */
+function flash(message, kind = 'info') {
+  const box = document.getElementById('flash');
+  clearTimeout(flashTimer);
+  box.replaceChildren(h('div', { class: kind }, message));
+  if (kind === 'info') flashTimer = setTimeout(() => box.replaceChildren(), 5000);
+}
+
+function failure(err) {
+  const where = err.field ? ` (${err.field})` : '';
+  const code = err.code ? `${err.code}: ` : '';
+  flash(`${code}${err.message}${where}`, 'error');
+}
+
+/** Runs an action, showing what went wrong instead of failing silently. */
+async function attempt(action, done) {
+  if (document.querySelector('#flash .error')) document.getElementById('flash').replaceChildren();
+  try {
+    const result = await action();
+    if (done) flash(done);
+    return result;
+  } catch (err) {
+    failure(err);
+    return undefined;
+  }
+}
+
+function render(...nodes) {
+  document.getElementById('main').replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined && n !== false));
+}
+
+function tag(status) {
+  return h('span', { class: `tag ${status}` }, String(status).replace(/_/g, ' '));
+}
+
+function when(at) {
+  return at ? new Date(at).toLocaleString() : '—';
+}
+
+function tabs(current, entries) {
+  return h('div', { class: 'tabs' }, entries.map(([name, label, go]) =>
+    h('button', { class: name === current ? 'active' : null, onclick: go }, label)));
+}
+
+function select(options, value, onchange) {
+  return h('select', { onchange },
+    options.map(([v, label]) => h('option', { value: v, selected: v === value ? true : null }, label)));
+}
+
+function field(label, input, hint) {
+  return h('div', {}, h('label', {}, label), hint ? h('div', { class: 'hint' }, hint) : null, input);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sign-in and navigation
+
+const views = {};
+
+function signOut(message) {
+  api.token = '';
+  sessionStorage.removeItem('aic.token');
+  document.getElementById('nav').hidden = true;
+  signIn(message);
+}
+
+function signIn(message) {
+  const input = h('input', { type: 'password', size: 60, autocomplete: 'off', placeholder: 'aic_…' });
+  const go = async () => {
+    api.token = input.value.trim();
+    try {
+      await api.get('/v1/domains');
+    } catch (err) {
+      api.token = '';
+      failure(err);
+      return;
+    }
+    sessionStorage.setItem('aic.token', api.token);
+    document.getElementById('nav').hidden = false;
+    open('connections');
+  };
+  render(h('div', { class: 'panel' },
+    h('h2', {}, 'Sign in'),
+    message ? h('p', {}, message) : null,
+    field('API token', input, 'An admin, editor or viewer token (create-tenant prints the first admin token). It is kept for this tab only.'),
+    h('div', { class: 'bar' }, h('button', { class: 'primary', onclick: go }, 'Sign in'))));
+  input.addEventListener('keydown', (e) => { if (e.key === 'Enter') go(); });
+  input.focus();
+}
+
+function open(name, ...args) {
+  for (const b of document.querySelectorAll('#nav button[data-view]')) b.classList.toggle('active', b.dataset.view === name);
+  attempt(() => views[name](...args));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections: "All integrations" and "My connections"
+
+views.connections = async (tab = 'mine', filters = {}) => {
+  const nav = tabs(tab, [
+    ['mine', 'My connections', () => open('connections', 'mine')],
+    ['all', 'All integrations', () => open('connections', 'all')],
+  ]);
+  const domains = await api.get('/v1/domains');
+  const domain = select([['', 'Every business domain'], ...domains.map((d) => [d.id, `${d.name} (${d.apps})`])],
+    filters.domain || '', (e) => open('connections', tab, { ...filters, domain: e.target.value }));
+  const search = h('input', { type: 'search', placeholder: 'Search by name or keyword', value: filters.q || '' });
+  search.addEventListener('change', () => open('connections', tab, { ...filters, q: search.value }));
+  if (tab === 'all') {
+    const apps = await api.get(`/v1/apps${query({ domain: filters.domain, q: filters.q })}`);
+    render(h('h2', {}, 'Connections'), nav, h('div', { class: 'bar' }, domain, search),
+      h('div', { class: 'tiles' }, apps.map((app) => h('div', { class: 'tile' },
+        h('h4', {}, app.name), h('div', {}, app.description),
+        h('div', { class: 'meta' }, `${app.automations} automations · ${app.auth_types.map((a) => a.name).join(', ')}`),
+        h('div', { class: 'actions' }, h('button', { class: 'primary', onclick: () => setUpConnection(app) }, 'Set up'))))));
+    return;
+  }
+  const status = select([['', 'Any status'], ...['connected', 'untested', 'failing', 'needs_reauthorization'].map((s) => [s, s.replace(/_/g, ' ')])],
+    filters.status || '', (e) => open('connections', tab, { ...filters, status: e.target.value }));
+  const list = await api.get(`/v1/connections${query({ status: filters.status, q: filters.q })}`);
+  render(h('h2', {}, 'Connections'), nav,
+    h('div', { class: 'bar' }, status, search, h('button', { class: 'primary', onclick: () => open('connections', 'all') }, 'Add a new connection')),
+    list.length === 0 ? h('p', {}, 'No connection yet: set one up from All integrations.') : null,
+    h('div', { class: 'tiles' }, list.map(connectionTile)));
+};
+
+function connectionTile(c) {
+  return h('div', { class: 'tile' },
+    h('h4', {}, c.name), h('div', {}, tag(c.status)),
+    c.status_detail ? h('div', { class: 'hint' }, c.status_detail) : null,
+    h('div', { class: 'meta' }, `${c.app} · ${c.domain}`),
+    h('div', { class: 'meta' }, `Created by ${c.creator || 'a deleted token'} · ${c.automations} automations · ${c.deployables} deployed items`),
+    h('div', { class: 'actions' },
+      h('button', { onclick: () => attempt(async () => {
+        const t = await api.post(path('/v1/connections/{}/test', c.id));
+        flash(`${t.ok ? 'Connected' : 'Failed'}: ${t.message}`, t.ok ? 'info' : 'error');
+        if (t.ok) open('connections', 'mine');
+      }) }, 'Test'),
+      h('button', { onclick: () => editConnection(c) }, 'Edit'),
+      h('button', { class: 'danger', onclick: () => confirm(`Delete the connection "${c.name}"?`)
+        && attempt(() => api.del(path('/v1/connections/{}', c.id)), 'Connection deleted').then(() => open('connections', 'mine')) }, 'Delete')));
+}
+
+/** The secret fields of an auth type, as inputs, each with what it is. */
+function secretInputs(authType, optional) {
+  const inputs = {};
+  const nodes = authType.fields.map((f) => {
+    inputs[f.name] = h('input', { type: 'password', autocomplete: 'new-password', size: 50 });
+    const required = f.required && !optional;
+    return field(`${f.name}${required ? ' *' : ''}`, inputs[f.name], f.description);
+  });
+  const values = () => Object.fromEntries(Object.entries(inputs).filter(([, i]) => i.value !== '').map(([k, i]) => [k, i.value]));
+  return { nodes, values };
+}
+
+function setUpConnection(app) {
+  const name = h('input', { size: 40, value: `${app.name}` });
+  const domainInput = h('input', { size: 50, placeholder: 'https://…' });
+  const form = h('div');
+  const panel = h('div', { class: 'panel' });
+  let secrets = null;
+  const chooseAuth = (id) => {
+    const authType = app.auth_types.find((a) => a.id === id);
+    secrets = secretInputs(authType, false);
+    form.replaceChildren(...secrets.nodes);
+    panel.replaceChildren(h('h3', {}, `${app.name}: ${authType.name}`), h('p', {}, authType.instructions),
+      h('h3', {}, 'Domain'), h('p', {}, app.domain_help));
+  };
+  let authId = app.auth_types[0].id;
+  const auth = select(app.auth_types.map((a) => [a.id, a.name]), authId, (e) => { authId = e.target.value; chooseAuth(authId); });
+  const body = () => ({ name: name.value, app: app.id, domain: domainInput.value, auth_type: authId, secrets: secrets.values() });
+  chooseAuth(authId);
+  render(h('h2', {}, `Set up ${app.name}`), h('div', { class: 'split' },
+    h('div', { class: 'panel' },
+      field('Connection name', name), field('Domain', domainInput, app.domain_help), field('Authentication type', auth), form,
+      h('div', { class: 'bar' },
+        h('button', { onclick: () => attempt(async () => {
+          const t = await api.post('/v1/connection-tests', body());
+          flash(`${t.ok ? 'Connected' : 'Failed'}: ${t.message}`, t.ok ? 'info' : 'error');
+        }) }, 'Test connection'),
+        h('button', { class: 'primary', onclick: () => attempt(() => api.post('/v1/connections', body()), 'Connection saved')
+          .then((c) => c && open('connections', 'mine')) }, 'Save'),
+        h('button', { onclick: () => open('connections', 'all') }, 'Cancel'))),
+    panel));
+}
+
+async function editConnection(c) {
+  const app = (await api.get('/v1/apps')).find((a) => a.id === c.app);
+  const authType = app && app.auth_types.find((a) => a.id === c.auth_type);
+  const name = h('input', { size: 40, value: c.name });
+  const cap = h('input', { type: 'number', min: 1, max: 10000, value: c.max_concurrency ?? '' });
+  const secrets = authType ? secretInputs(authType, true) : { nodes: [], values: () => ({}) };
+  const save = () => {
+    const body = { name: name.value, max_concurrency: cap.value === '' ? null : Number(cap.value) };
+    const given = secrets.values();
+    if (Object.keys(given).length) body.secrets = given;
+    return attempt(() => api.patch(path('/v1/connections/{}', c.id), body), 'Connection saved')
+      .then((saved) => saved && open('connections', 'mine'));
+  };
+  render(h('h2', {}, `Edit ${c.name}`), h('div', { class: 'split' },
+    h('div', { class: 'panel' }, field('Connection name', name),
+      field('Most vendor calls in flight', cap, 'Empty: the workers\' default.'),
+      h('h3', {}, 'Re-authorise'), h('p', { class: 'hint' }, 'Only the fields given are replaced; the connection is tested again from untested.'),
+      secrets.nodes,
+      h('div', { class: 'bar' }, h('button', { class: 'primary', onclick: save }, 'Save'),
+        h('button', { onclick: () => open('connections', 'mine') }, 'Cancel'))),
+    h('div', { class: 'panel' }, authType ? [h('h3', {}, authType.name), h('p', {}, authType.instructions)] : null)));
+}
+
+// ---------------------------------------------------------------------------------------------
+
+document.addEventListener('DOMContentLoaded', () => {
+  for (const b of document.querySelectorAll('#nav button[data-view]')) b.addEventListener('click', () => open(b.dataset.view));
+  document.getElementById('sign-out').addEventListener('click', () => signOut('Signed out.'));
+  if (api.token) {
+    document.getElementById('nav').hidden = false;
+    open('connections');
+  } else {
+    signIn();
+  }
+});

@@ -1,0 +1,197 @@
+// The console's Automations page: "All automations" (the catalogue's templates), "My
+// automations", and the editor — general settings, the parameter table with the app's fields,
+// the test run, publishing, the version history, the runs and the deployables. Loaded after
+// app.js, whose helpers it uses.
+'use strict';
+
+const TYPES = ['string', 'email', 'integer', 'number', 'boolean', 'date', 'date_time', 'string_list', 'json'];
+
+
+views.automations = async (tab = 'mine', filters = {}) => {
+  const nav = tabs(tab, [
+    ['mine', 'My automations', () => open('automations', 'mine')],
+    ['all', 'All automations', () => open('automations', 'all')],
+  ]);
+  const [apps, domains] = await Promise.all([api.get('/v1/apps'), api.get('/v1/domains')]);
+  const refilter = (key) => (e) => open('automations', tab, { ...filters, [key]: e.target.value });
+  const app = select([['', 'Every app'], ...apps.map((a) => [a.id, a.name])], filters.app || '', refilter('app'));
+  const domain = select([['', 'Every business domain'], ...domains.map((d) => [d.id, d.name])], filters.domain || '', refilter('domain'));
+  const search = h('input', { type: 'search', placeholder: 'Search', value: filters.q || '' });
+  search.addEventListener('change', refilter('q'));
+  if (tab === 'all') {
+    const templates = await api.get(`/v1/templates${query({ app: filters.app, domain: filters.domain, q: filters.q })}`);
+    render(h('h2', {}, 'Automations'), nav, h('div', { class: 'bar' }, app, domain, search),
+      h('div', { class: 'tiles' }, templates.map((t) => h('div', { class: 'tile' },
+        h('h4', {}, t.name), h('div', {}, t.description), h('div', { class: 'meta' }, `${t.app} · ${t.domain}`),
+        h('div', { class: 'actions' }, h('button', { class: 'primary', onclick: () => setUpAutomation(t) }, 'Set up'))))));
+    return;
+  }
+  const status = select([['', 'Any status'], ['running', 'running'], ['paused', 'paused']], filters.status || '', refilter('status'));
+  const list = await api.get(`/v1/automations${query(filters)}`);
+  render(h('h2', {}, 'Automations'), nav, h('div', { class: 'bar' }, app, domain, status, search),
+    list.length === 0 ? h('p', {}, 'No automation yet: set one up from All automations.') : null,
+    h('div', { class: 'tiles' }, list.map((a) => h('div', { class: 'tile' },
+      h('h4', {}, a.name), h('div', {}, a.description), h('div', {}, tag(a.status)),
+      h('div', { class: 'meta' }, `${a.template} · ${a.published_version ? `live: version ${a.published_version.number}` : 'draft, never published'} · ${a.deployables} deployed items`),
+      h('div', { class: 'actions' },
+        h('button', { class: 'primary', onclick: () => open('editor', a.id) }, 'Edit'),
+        h('button', { onclick: () => attempt(() => api.post(path('/v1/automations/{}/duplicate', a.id)), 'Duplicated')
+          .then((copy) => copy && open('editor', copy.id)) }, 'Duplicate'),
+        h('button', { class: 'danger', onclick: () => confirm(`Delete "${a.name}" and its versions?`)
+          && attempt(() => api.del(path('/v1/automations/{}', a.id)), 'Automation deleted').then(() => open('automations', 'mine')) }, 'Delete'))))));
+};
+
+async function setUpAutomation(template) {
+  const connections = await api.get(`/v1/connections${query({ app: template.app })}`);
+  if (connections.length === 0) {
+    flash(`Set up a ${template.app} connection first.`, 'error');
+    return;
+  }
+  const connection = select(connections.map((c) => [c.id, `${c.name} (${c.status.replace(/_/g, ' ')})`]), connections[0].id, () => {});
+  const name = h('input', { size: 40, value: template.name });
+  const description = h('input', { size: 60, value: template.description });
+  const create = () => attempt(() => api.post('/v1/automations', {
+    template: template.id, connection_id: connection.value, name: name.value, description: description.value,
+  }), 'Draft saved').then((a) => a && open('editor', a.id));
+  render(h('h2', {}, `Set up ${template.name}`), h('div', { class: 'panel' },
+    field('Connection', connection), field('Unique name', name, 'The tile\'s title.'), field('Description', description),
+    h('div', { class: 'bar' }, h('button', { class: 'primary', onclick: create }, 'Create draft'),
+      h('button', { onclick: () => open('automations', 'all') }, 'Cancel'))));
+}
+
+views.editor = async (id) => {
+  const a = await api.get(path('/v1/automations/{}', id));
+  const app = a.template.split('.')[0];
+  const connections = await api.get(`/v1/connections${query({ app })}`);
+  const connection = select(connections.map((c) => [c.id, `${c.name} (${c.status.replace(/_/g, ' ')})`]), a.connection_id, () => {});
+  const name = h('input', { size: 40, value: a.name });
+  const description = h('input', { size: 60, value: a.description });
+  const status = select([['running', 'running'], ['paused', 'paused']], a.status, () => {});
+  const table = parameterTable(a.parameters);
+  const save = () => attempt(() => api.patch(path('/v1/automations/{}', id), {
+    name: name.value, description: description.value, status: status.value,
+    connection_id: connection.value, parameters: table.specs(),
+  }), 'Draft saved');
+  const publish = async () => {
+    if (await save() === undefined) return;
+    const version = prompt('Version name (empty: "Version N")', '');
+    if (version === null) return;
+    await attempt(() => api.post(path('/v1/automations/{}/publish', id), version ? { version_name: version } : {}), 'Published');
+    open('editor', id);
+  };
+  const live = a.published_version ? `Live: version ${a.published_version.number} (${a.published_version.name}), published ${when(a.published_version.published_at)}` : 'Never published';
+  render(h('h2', {}, a.name), h('div', { class: 'bar' }, tag(a.status), h('span', { class: 'meta' }, `${a.template} · ${live}`)),
+    h('div', { class: 'panel' }, h('h3', {}, 'General settings'),
+      field('Connection', connection), field('Unique name', name), field('Description', description),
+      field('Status', status, 'Paused: every execution is refused until it runs again (at once, not at the next publish).')),
+    h('div', { class: 'panel' }, h('h3', {}, 'Parameters'), table.node,
+      h('div', { class: 'bar' }, h('button', { onclick: table.add }, '+ Create'),
+        h('button', { onclick: () => attempt(() => table.loadFields(id)) }, 'Fields from the app'))),
+    h('div', { class: 'bar' }, h('button', { onclick: save }, 'Save as draft'),
+      h('button', { class: 'primary', onclick: publish }, 'Publish'),
+      h('button', { onclick: () => open('automations', 'mine') }, 'Back')),
+    testPanel(id, a.parameters), await versionPanel(id), await runPanel(id), await deployedPanel(id));
+};
+
+/** The parameter table, editable; `specs()` gives it back as the API takes it. */
+function parameterTable(parameters) {
+  const rows = [];
+  const body = h('tbody');
+  const options = h('datalist', { id: 'vendor-fields' });
+  const warning = h('div', { class: 'hint' });
+  const addRow = (p) => {
+    const row = {
+      original: p,
+      name: h('input', { value: p.name }),
+      type: select(TYPES.map((t) => [t, t]), p.type || 'string', () => {}),
+      target: h('input', { value: p.target, list: 'vendor-fields' }),
+      required: h('input', { type: 'checkbox', checked: p.required }),
+      description: h('input', { value: p.description || '' }),
+    };
+    const tr = h('tr', {}, h('td', {}, row.name), h('td', {}, row.type), h('td', {}, row.target),
+      h('td', {}, row.required), h('td', {}, row.description),
+      h('td', {}, h('button', { class: 'danger', onclick: () => { rows.splice(rows.indexOf(row), 1); tr.remove(); } }, 'Delete')));
+    rows.push(row);
+    body.append(tr);
+  };
+  parameters.forEach(addRow);
+  return {
+    node: h('div', {}, options, warning, h('table', {}, h('thead', {}, h('tr', {},
+      ['Parameter name', 'Type', 'Field', 'Required', 'Description', ''].map((c) => h('th', {}, c)))), body)),
+    add: () => addRow({ name: '', type: 'string', target: '', required: false, description: '' }),
+    specs: () => rows.map((r) => ({
+      ...r.original, name: r.name.value, type: r.type.value, target: r.target.value,
+      required: r.required.checked, description: r.description.value,
+    })),
+    async loadFields(id) {
+      const list = await api.get(path('/v1/automations/{}/fields', id));
+      options.replaceChildren(...list.fields.map((f) => h('option', { value: f.target }, `${f.label} (${f.type}${f.required ? ', required' : ''})`)));
+      warning.replaceChildren(list.unmapped_required.length
+        ? `Required by the app and mapped by no parameter: ${list.unmapped_required.join(', ')}`
+        : `${list.fields.length} fields from ${list.source === 'vendor' ? `the app (${list.object})` : 'the catalogue'}; pick one in a Field cell.`);
+    },
+  };
+}
+
+function testPanel(id, parameters) {
+  const example = Object.fromEntries(parameters.filter((p) => p.required).map((p) => [p.name, '']));
+  const values = h('textarea', {}, JSON.stringify(example, null, 2));
+  const out = h('div');
+  const run = () => attempt(async () => {
+    let parsed;
+    try { parsed = JSON.parse(values.value); } catch (err) { throw new ApiError(422, { error: { message: `not JSON: ${err.message}`, field: 'parameters' } }); }
+    const result = await api.post(path('/v1/automations/{}/test', id), { parameters: parsed });
+    out.replaceChildren(h('div', {}, tag(result.status), ` ${result.request} · ${result.duration_ms} ms`),
+      h('pre', {}, JSON.stringify(result.ok ? result.output : result.error, null, 2)));
+  });
+  return h('div', { class: 'panel' }, h('h3', {}, 'Test automation'),
+    h('p', { class: 'hint' }, 'Sends the saved draft once to the app, as an execution would: a real call that creates a real record.'),
+    values, h('div', { class: 'bar' }, h('button', { onclick: run }, 'Test automation')), out);
+}
+
+async function versionPanel(id) {
+  const versions = await api.get(path('/v1/automations/{}/versions', id));
+  const chosen = new Set();
+  const again = () => open('editor', id);
+  const rows = versions.map((v) => h('tr', {},
+    h('td', {}, v.live ? '' : h('input', { type: 'checkbox', onchange: (e) => (e.target.checked ? chosen.add(v.number) : chosen.delete(v.number)) })),
+    h('td', {}, `${v.number}`), h('td', {}, v.name, v.live ? [' ', tag('live')] : null),
+    h('td', {}, v.published_by || '—'), h('td', {}, v.connection ? v.connection.name : 'deleted'),
+    h('td', {}, v.connection ? tag(v.connection.status) : '—'), h('td', {}, when(v.published_at)),
+    h('td', {},
+      h('button', { onclick: () => { const n = prompt('New name', v.name); if (n) attempt(() => api.patch(path('/v1/automations/{}/versions/{}', id, v.number), { name: n }), 'Renamed').then(again); } }, 'Rename'),
+      v.live ? null : h('button', { onclick: () => attempt(() => api.post(path('/v1/automations/{}/versions/{}/restore', id, v.number)), 'Restored').then(again) }, 'Restore'),
+      v.live ? null : h('button', { class: 'danger', onclick: () => confirm(`Delete version ${v.number}?`) && attempt(() => api.del(path('/v1/automations/{}/versions/{}', id, v.number)), 'Deleted').then(again) }, 'Delete'))));
+  const bulk = () => chosen.size && confirm(`Delete ${chosen.size} versions?`)
+    && attempt(() => api.post(path('/v1/automations/{}/versions/delete', id), { numbers: [...chosen] }), 'Versions deleted').then(again);
+  return h('div', { class: 'panel' }, h('h3', {}, 'Version history'),
+    versions.length ? h('table', {}, h('thead', {}, h('tr', {}, ['', '#', 'Version name', 'Modified by', 'Connection', 'Connection status', 'Modified', ''].map((c) => h('th', {}, c)))), h('tbody', {}, rows))
+      : h('p', {}, 'Nothing published yet.'),
+    versions.length > 1 ? h('div', { class: 'bar' }, h('button', { class: 'danger', onclick: bulk }, 'Delete the selected versions')) : null);
+}
+
+async function runPanel(id, after) {
+  const page = await api.get(path('/v1/automations/{}/executions', id) + query({ limit: 20, after }));
+  const panel = h('div', { class: 'panel' }, h('h3', {}, 'Runs'));
+  const table = h('tbody');
+  const add = (p) => {
+    for (const e of p.executions) {
+      const error = e.result && e.result.error;
+      table.append(h('tr', {}, h('td', {}, when(e.enqueued_at)), h('td', {}, tag(e.status)), h('td', {}, `${e.attempts}`),
+        h('td', {}, e.source || '—'), h('td', {}, error ? `${error.code}: ${error.message}` : '')));
+    }
+    more.hidden = !p.next;
+    more.onclick = () => attempt(async () => add(await api.get(path('/v1/automations/{}/executions', id) + query({ limit: 20, after: p.next }))));
+  };
+  const more = h('button', {}, 'More');
+  panel.append(h('table', {}, h('thead', {}, h('tr', {}, ['Enqueued', 'Status', 'Attempts', 'Source', 'Error'].map((c) => h('th', {}, c)))), table), more);
+  add(page);
+  return panel;
+}
+
+async function deployedPanel(id) {
+  const items = await api.get(`/v1/deployables${query({ automation_id: id })}`);
+  return h('div', { class: 'panel' }, h('h3', {}, 'Deployables'), items.length ? deployableTable(items)
+    : h('p', { class: 'hint' }, 'No flow or bot step runs this automation yet.'));
+}
+

@@ -1,0 +1,70 @@
+// The console's governance pages: deployables, API tokens and the audit trail. Loaded after
+// app.js, whose helpers it uses.
+'use strict';
+
+
+function safeLink(url, text) {
+  return /^https?:\/\//i.test(url) ? h('a', { href: url, target: '_blank', rel: 'noopener noreferrer' }, text) : text;
+}
+
+function deployableTable(items) {
+  return h('table', {}, h('thead', {}, h('tr', {}, ['Name', 'Kind', 'System', 'Automation', 'Registered by'].map((c) => h('th', {}, c)))),
+    h('tbody', {}, items.map((d) => h('tr', {}, h('td', {}, safeLink(d.link, d.name)), h('td', {}, d.kind.replace(/_/g, ' ')),
+      h('td', {}, d.system), h('td', {}, d.automation_name), h('td', {}, d.registered_by || '—')))));
+}
+
+views.deployables = async (filters = {}) => {
+  const kind = select([['', 'Any kind'], ['flow', 'flow'], ['bot_step', 'bot step'], ['launcher', 'launcher'], ['other', 'other']],
+    filters.kind || '', (e) => open('deployables', { ...filters, kind: e.target.value }));
+  const search = h('input', { type: 'search', placeholder: 'Search by name or system', value: filters.q || '' });
+  search.addEventListener('change', () => open('deployables', { ...filters, q: search.value }));
+  const items = await api.get(`/v1/deployables${query(filters)}`);
+  render(h('h2', {}, 'Deployables'), h('p', { class: 'hint' }, 'The flows, bot steps and launchers that run your automations, as the digital-adoption platform registered them.'),
+    h('div', { class: 'bar' }, kind, search), items.length ? deployableTable(items) : h('p', {}, 'None registered.'));
+};
+
+views.tokens = async () => {
+  const list = await api.get('/v1/tokens');
+  const name = h('input', { size: 30, placeholder: 'e.g. onboarding flow' });
+  const role = select(['service', 'viewer', 'editor', 'admin'].map((r) => [r, r]), 'service', () => {});
+  const expires = h('input', { type: 'date' });
+  const shown = h('div');
+  const issue = () => attempt(async () => {
+    const body = { name: name.value, role: role.value };
+    if (expires.value) body.expires_at = new Date(`${expires.value}T00:00:00`).toISOString();
+    const issued = await api.post('/v1/tokens', body);
+    await views.tokens();
+    flash('Token issued: copy it now, it is shown once.');
+    document.getElementById('issued').replaceChildren(h('div', { class: 'secret' }, issued.token));
+  });
+  shown.id = 'issued';
+  render(h('h2', {}, 'API tokens'),
+    h('div', { class: 'panel' }, h('h3', {}, 'Issue a token'), h('div', { class: 'bar' }, name, role, h('span', { class: 'meta' }, 'expires'), expires,
+      h('button', { class: 'primary', onclick: issue }, 'Issue')), shown),
+    h('h3', {}, 'Tokens'),
+    h('table', {}, h('thead', {}, h('tr', {}, ['Name', 'Role', 'Status', 'Issued', 'By', 'Last used', 'Expires', ''].map((c) => h('th', {}, c)))),
+      h('tbody', {}, list.map((t) => h('tr', {}, h('td', {}, t.name), h('td', {}, t.role), h('td', {}, tag(t.status)),
+        h('td', {}, when(t.created_at)), h('td', {}, t.created_by || 'command line'), h('td', {}, when(t.last_used_at)), h('td', {}, when(t.expires_at)),
+        h('td', {}, t.status === 'active' ? h('button', { class: 'danger', onclick: () => confirm(`Revoke "${t.name}"? Requests with it are refused at once.`)
+          && attempt(() => api.del(path('/v1/tokens/{}', t.id)), 'Token revoked').then(() => open('tokens')) }, 'Revoke') : null))))));
+};
+
+views.audit = async (filters = {}) => {
+  const kind = select([['', 'Every record'], ...['connection', 'automation', 'token', 'deployable'].map((k) => [k, k])],
+    filters.target_kind || '', (e) => open('audit', { ...filters, target_kind: e.target.value }));
+  const rows = h('tbody');
+  const more = h('button', {}, 'More');
+  const add = (page) => {
+    for (const e of page.events) {
+      rows.append(h('tr', {}, h('td', {}, when(e.at)), h('td', {}, e.actor_name ? `${e.actor_name} (${e.actor_role})` : '—'),
+        h('td', {}, e.action), h('td', {}, `${e.target_kind}: ${e.target_name}`), h('td', {}, h('pre', {}, JSON.stringify(e.detail)))));
+    }
+    more.hidden = !page.next;
+    more.onclick = () => attempt(async () => add(await api.get(`/v1/audit-events${query({ ...filters, limit: 50, after: page.next })}`)));
+  };
+  const first = await api.get(`/v1/audit-events${query({ ...filters, limit: 50 })}`);
+  render(h('h2', {}, 'Audit trail'), h('div', { class: 'bar' }, kind),
+    h('table', {}, h('thead', {}, h('tr', {}, ['When', 'Who', 'What', 'On', 'Changed'].map((c) => h('th', {}, c)))), rows), more);
+  add(first);
+};
+
