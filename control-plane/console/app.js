@@ -132,6 +132,8 @@ const views = {};
 
 function signOut(message) {
   api.token = '';
+  delete document.body.dataset.role;
+  document.getElementById('who').textContent = '';
   sessionStorage.removeItem('aic.token');
   document.getElementById('nav').hidden = true;
   signIn(message);
@@ -141,16 +143,7 @@ function signIn(message) {
   const input = h('input', { type: 'password', size: 60, autocomplete: 'off', placeholder: 'aic_…' });
   const go = async () => {
     api.token = input.value.trim();
-    try {
-      await api.get('/v1/domains');
-    } catch (err) {
-      api.token = '';
-      failure(err);
-      return;
-    }
-    sessionStorage.setItem('aic.token', api.token);
-    document.getElementById('nav').hidden = false;
-    open('connections');
+    if (await start()) sessionStorage.setItem('aic.token', api.token);
   };
   render(h('div', { class: 'panel' },
     h('h2', {}, 'Sign in'),
@@ -159,6 +152,29 @@ function signIn(message) {
     h('div', { class: 'bar' }, h('button', { class: 'primary', onclick: go }, 'Sign in'))));
   input.addEventListener('keydown', (e) => { if (e.key === 'Enter') go(); });
   input.focus();
+}
+
+/** Reads who the token is and opens the console for its role; false when it cannot. */
+async function start() {
+  let me;
+  try {
+    me = await api.get('/v1/me');
+  } catch (err) {
+    api.token = '';
+    failure(err);
+    return false;
+  }
+  if (me.token.role === 'service') {
+    api.token = '';
+    flash('A service token only runs automations: sign in with an admin, editor or viewer token.', 'error');
+    return false;
+  }
+  // A viewer reads: the buttons that would write are not shown; tokens and audit are the admins'.
+  document.body.dataset.role = me.token.role;
+  document.getElementById('who').textContent = `${me.token.name} (${me.token.role}) · ${me.tenant_name}`;
+  document.getElementById('nav').hidden = false;
+  open('connections');
+  return true;
 }
 
 function open(name, ...args) {
@@ -185,14 +201,14 @@ views.connections = async (tab = 'mine', filters = {}) => {
       h('div', { class: 'tiles' }, apps.map((app) => h('div', { class: 'tile' },
         h('h4', {}, app.name), h('div', {}, app.description),
         h('div', { class: 'meta' }, `${app.automations} automations · ${app.auth_types.map((a) => a.name).join(', ')}`),
-        h('div', { class: 'actions' }, h('button', { class: 'primary', onclick: () => setUpConnection(app) }, 'Set up'))))));
+        h('div', { class: 'actions' }, h('button', { 'data-write': true, class: 'primary', onclick: () => setUpConnection(app) }, 'Set up'))))));
     return;
   }
   const status = select([['', 'Any status'], ...['connected', 'untested', 'failing', 'needs_reauthorization'].map((s) => [s, s.replace(/_/g, ' ')])],
     filters.status || '', (e) => open('connections', tab, { ...filters, status: e.target.value }));
   const list = await api.get(`/v1/connections${query({ status: filters.status, q: filters.q })}`);
   render(h('h2', {}, 'Connections'), nav,
-    h('div', { class: 'bar' }, status, search, h('button', { class: 'primary', onclick: () => open('connections', 'all') }, 'Add a new connection')),
+    h('div', { class: 'bar' }, status, search, h('button', { 'data-write': true, class: 'primary', onclick: () => open('connections', 'all') }, 'Add a new connection')),
     list.length === 0 ? h('p', {}, 'No connection yet: set one up from All integrations.') : null,
     h('div', { class: 'tiles' }, list.map(connectionTile)));
 };
@@ -204,13 +220,13 @@ function connectionTile(c) {
     h('div', { class: 'meta' }, `${c.app} · ${c.domain}`),
     h('div', { class: 'meta' }, `Created by ${c.creator || 'a deleted token'} · ${c.automations} automations · ${c.deployables} deployed items`),
     h('div', { class: 'actions' },
-      h('button', { onclick: () => attempt(async () => {
+      h('button', { 'data-write': true, onclick: () => attempt(async () => {
         const t = await api.post(path('/v1/connections/{}/test', c.id));
         flash(`${t.ok ? 'Connected' : 'Failed'}: ${t.message}`, t.ok ? 'info' : 'error');
         if (t.ok) open('connections', 'mine');
       }) }, 'Test'),
-      h('button', { onclick: () => editConnection(c) }, 'Edit'),
-      h('button', { class: 'danger', onclick: () => confirm(`Delete the connection "${c.name}"?`)
+      h('button', { 'data-write': true, onclick: () => editConnection(c) }, 'Edit'),
+      h('button', { 'data-write': true, class: 'danger', onclick: () => confirm(`Delete the connection "${c.name}"?`)
         && attempt(() => api.del(path('/v1/connections/{}', c.id)), 'Connection deleted').then(() => open('connections', 'mine')) }, 'Delete')));
 }
 
@@ -247,11 +263,11 @@ function setUpConnection(app) {
     h('div', { class: 'panel' },
       field('Connection name', name), field('Domain', domainInput, app.domain_help), field('Authentication type', auth), form,
       h('div', { class: 'bar' },
-        h('button', { onclick: () => attempt(async () => {
+        h('button', { 'data-write': true, onclick: () => attempt(async () => {
           const t = await api.post('/v1/connection-tests', body());
           flash(`${t.ok ? 'Connected' : 'Failed'}: ${t.message}`, t.ok ? 'info' : 'error');
         }) }, 'Test connection'),
-        h('button', { class: 'primary', onclick: () => attempt(() => api.post('/v1/connections', body()), 'Connection saved')
+        h('button', { 'data-write': true, class: 'primary', onclick: () => attempt(() => api.post('/v1/connections', body()), 'Connection saved')
           .then((c) => c && open('connections', 'mine')) }, 'Save'),
         h('button', { onclick: () => open('connections', 'all') }, 'Cancel'))),
     panel));
@@ -275,7 +291,7 @@ async function editConnection(c) {
       field('Most vendor calls in flight', cap, 'Empty: the workers\' default.'),
       h('h3', {}, 'Re-authorise'), h('p', { class: 'hint' }, 'Only the fields given are replaced; the connection is tested again from untested.'),
       secrets.nodes,
-      h('div', { class: 'bar' }, h('button', { class: 'primary', onclick: save }, 'Save'),
+      h('div', { class: 'bar' }, h('button', { 'data-write': true, class: 'primary', onclick: save }, 'Save'),
         h('button', { onclick: () => open('connections', 'mine') }, 'Cancel'))),
     h('div', { class: 'panel' }, authType ? [h('h3', {}, authType.name), h('p', {}, authType.instructions)] : null)));
 }
@@ -286,8 +302,7 @@ document.addEventListener('DOMContentLoaded', () => {
   for (const b of document.querySelectorAll('#nav button[data-view]')) b.addEventListener('click', () => open(b.dataset.view));
   document.getElementById('sign-out').addEventListener('click', () => signOut('Signed out.'));
   if (api.token) {
-    document.getElementById('nav').hidden = false;
-    open('connections');
+    start().then((ok) => ok || signOut());
   } else {
     signIn();
   }

@@ -23,7 +23,7 @@ views.automations = async (tab = 'mine', filters = {}) => {
     render(h('h2', {}, 'Automations'), nav, h('div', { class: 'bar' }, app, domain, search),
       h('div', { class: 'tiles' }, templates.map((t) => h('div', { class: 'tile' },
         h('h4', {}, t.name), h('div', {}, t.description), h('div', { class: 'meta' }, `${t.app} · ${t.domain}`),
-        h('div', { class: 'actions' }, h('button', { class: 'primary', onclick: () => setUpAutomation(t) }, 'Set up'))))));
+        h('div', { class: 'actions' }, h('button', { 'data-write': true, class: 'primary', onclick: () => setUpAutomation(t) }, 'Set up'))))));
     return;
   }
   const status = select([['', 'Any status'], ['running', 'running'], ['paused', 'paused']], filters.status || '', refilter('status'));
@@ -35,9 +35,9 @@ views.automations = async (tab = 'mine', filters = {}) => {
       h('div', { class: 'meta' }, `${a.template} · ${a.published_version ? `live: version ${a.published_version.number}` : 'draft, never published'} · ${a.deployables} deployed items`),
       h('div', { class: 'actions' },
         h('button', { class: 'primary', onclick: () => open('editor', a.id) }, 'Edit'),
-        h('button', { onclick: () => attempt(() => api.post(path('/v1/automations/{}/duplicate', a.id)), 'Duplicated')
+        h('button', { 'data-write': true, onclick: () => attempt(() => api.post(path('/v1/automations/{}/duplicate', a.id)), 'Duplicated')
           .then((copy) => copy && open('editor', copy.id)) }, 'Duplicate'),
-        h('button', { class: 'danger', onclick: () => confirm(`Delete "${a.name}" and its versions?`)
+        h('button', { 'data-write': true, class: 'danger', onclick: () => confirm(`Delete "${a.name}" and its versions?`)
           && attempt(() => api.del(path('/v1/automations/{}', a.id)), 'Automation deleted').then(() => open('automations', 'mine')) }, 'Delete'))))));
 };
 
@@ -55,7 +55,7 @@ async function setUpAutomation(template) {
   }), 'Draft saved').then((a) => a && open('editor', a.id));
   render(h('h2', {}, `Set up ${template.name}`), h('div', { class: 'panel' },
     field('Connection', connection), field('Unique name', name, 'The tile\'s title.'), field('Description', description),
-    h('div', { class: 'bar' }, h('button', { class: 'primary', onclick: create }, 'Create draft'),
+    h('div', { class: 'bar' }, h('button', { 'data-write': true, class: 'primary', onclick: create }, 'Create draft'),
       h('button', { onclick: () => open('automations', 'all') }, 'Cancel'))));
 }
 
@@ -85,10 +85,10 @@ views.editor = async (id) => {
       field('Connection', connection), field('Unique name', name), field('Description', description),
       field('Status', status, 'Paused: every execution is refused until it runs again (at once, not at the next publish).')),
     h('div', { class: 'panel' }, h('h3', {}, 'Parameters'), table.node,
-      h('div', { class: 'bar' }, h('button', { onclick: table.add }, '+ Create'),
-        h('button', { onclick: () => attempt(() => table.loadFields(id)) }, 'Fields from the app'))),
-    h('div', { class: 'bar' }, h('button', { onclick: save }, 'Save as draft'),
-      h('button', { class: 'primary', onclick: publish }, 'Publish'),
+      h('div', { class: 'bar' }, h('button', { 'data-write': true, onclick: table.add }, '+ Create'),
+        h('button', { 'data-write': true, onclick: () => attempt(() => table.loadFields(id)) }, 'Fields from the app'))),
+    h('div', { class: 'bar' }, h('button', { 'data-write': true, onclick: save }, 'Save as draft'),
+      h('button', { 'data-write': true, class: 'primary', onclick: publish }, 'Publish'),
       h('button', { onclick: () => open('automations', 'mine') }, 'Back')),
     testPanel(id, a.parameters), await versionPanel(id), await runPanel(id), await deployedPanel(id));
 };
@@ -110,7 +110,7 @@ function parameterTable(parameters) {
     };
     const tr = h('tr', {}, h('td', {}, row.name), h('td', {}, row.type), h('td', {}, row.target),
       h('td', {}, row.required), h('td', {}, row.description),
-      h('td', {}, h('button', { class: 'danger', onclick: () => { rows.splice(rows.indexOf(row), 1); tr.remove(); } }, 'Delete')));
+      h('td', {}, h('button', { 'data-write': true, class: 'danger', onclick: () => { rows.splice(rows.indexOf(row), 1); tr.remove(); } }, 'Delete')));
     rows.push(row);
     body.append(tr);
   };
@@ -146,7 +146,7 @@ function testPanel(id, parameters) {
   });
   return h('div', { class: 'panel' }, h('h3', {}, 'Test automation'),
     h('p', { class: 'hint' }, 'Sends the saved draft once to the app, as an execution would: a real call that creates a real record.'),
-    values, h('div', { class: 'bar' }, h('button', { onclick: run }, 'Test automation')), out);
+    values, h('div', { class: 'bar' }, h('button', { 'data-write': true, onclick: run }, 'Test automation')), out);
 }
 
 async function versionPanel(id) {
@@ -159,15 +159,15 @@ async function versionPanel(id) {
     h('td', {}, v.published_by || '—'), h('td', {}, v.connection ? v.connection.name : 'deleted'),
     h('td', {}, v.connection ? tag(v.connection.status) : '—'), h('td', {}, when(v.published_at)),
     h('td', {},
-      h('button', { onclick: () => { const n = prompt('New name', v.name); if (n) attempt(() => api.patch(path('/v1/automations/{}/versions/{}', id, v.number), { name: n }), 'Renamed').then(again); } }, 'Rename'),
-      v.live ? null : h('button', { onclick: () => attempt(() => api.post(path('/v1/automations/{}/versions/{}/restore', id, v.number)), 'Restored').then(again) }, 'Restore'),
-      v.live ? null : h('button', { class: 'danger', onclick: () => confirm(`Delete version ${v.number}?`) && attempt(() => api.del(path('/v1/automations/{}/versions/{}', id, v.number)), 'Deleted').then(again) }, 'Delete'))));
+      h('button', { 'data-write': true, onclick: () => { const n = prompt('New name', v.name); if (n) attempt(() => api.patch(path('/v1/automations/{}/versions/{}', id, v.number), { name: n }), 'Renamed').then(again); } }, 'Rename'),
+      v.live ? null : h('button', { 'data-write': true, onclick: () => attempt(() => api.post(path('/v1/automations/{}/versions/{}/restore', id, v.number)), 'Restored').then(again) }, 'Restore'),
+      v.live ? null : h('button', { 'data-write': true, class: 'danger', onclick: () => confirm(`Delete version ${v.number}?`) && attempt(() => api.del(path('/v1/automations/{}/versions/{}', id, v.number)), 'Deleted').then(again) }, 'Delete'))));
   const bulk = () => chosen.size && confirm(`Delete ${chosen.size} versions?`)
     && attempt(() => api.post(path('/v1/automations/{}/versions/delete', id), { numbers: [...chosen] }), 'Versions deleted').then(again);
   return h('div', { class: 'panel' }, h('h3', {}, 'Version history'),
     versions.length ? h('table', {}, h('thead', {}, h('tr', {}, ['', '#', 'Version name', 'Modified by', 'Connection', 'Connection status', 'Modified', ''].map((c) => h('th', {}, c)))), h('tbody', {}, rows))
       : h('p', {}, 'Nothing published yet.'),
-    versions.length > 1 ? h('div', { class: 'bar' }, h('button', { class: 'danger', onclick: bulk }, 'Delete the selected versions')) : null);
+    versions.length > 1 ? h('div', { class: 'bar' }, h('button', { 'data-write': true, class: 'danger', onclick: bulk }, 'Delete the selected versions')) : null);
 }
 
 async function runPanel(id, after) {

@@ -128,6 +128,7 @@ fn every_api_path_the_console_calls_is_in_the_openapi_document() {
     }
     // The seed's pages and the governance ones: the console reaches each.
     for needed in [
+        "/v1/me",
         "/v1/apps",
         "/v1/connection-tests",
         "/v1/connections/{}/test",

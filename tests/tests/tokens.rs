@@ -316,3 +316,28 @@ async fn a_mistaken_token_request_names_its_field() {
     }
     env.stop().await;
 }
+
+#[tokio::test]
+async fn a_token_reads_who_it_is() {
+    let env = TestEnv::start_with(api_only()).await;
+    for role in [Role::Admin, Role::Editor, Role::Viewer, Role::Service] {
+        let token = env.token(role).await;
+        let (status, me) = env.call_as(&token, Method::GET, "/v1/me", None).await;
+        assert_eq!(status, 200, "{me}");
+        assert_eq!(
+            (me["token"]["role"].as_str(), me["tenant_name"].as_str()),
+            (Some(role.as_str()), Some("acme")),
+            "{me}"
+        );
+        assert!(
+            me["token"].get("token").is_none() && !me.to_string().contains(&token),
+            "{me}"
+        );
+    }
+    let (status, me) = env.call(Method::GET, "/v1/me", None).await;
+    assert_eq!(
+        (status.as_u16(), me["token"]["name"].as_str()),
+        (200, Some("initial admin"))
+    );
+    env.stop().await;
+}

@@ -26,6 +26,17 @@ pub(super) fn governance_operations(g: &mut SchemaGenerator) -> Vec<Op> {
             Some(schema::<tokens::IssueToken>(g)),
             ("201", schema::<tokens::IssuedTokenView>(g)),
         ),
+        Op {
+            roles: "any",
+            ..op(
+                "get",
+                "/v1/me",
+                "me",
+                "The caller's own token (its role) and tenant",
+                None,
+                ("200", schema::<tokens::Me>(g)),
+            )
+        },
         op(
             "get",
             "/v1/tokens",

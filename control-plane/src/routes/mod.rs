@@ -91,6 +91,7 @@ fn api(state: AppState) -> Router {
             post(executions::enqueue).get(executions::history::list),
         )
         .route("/v1/executions/{id}", get(executions::read))
+        .route("/v1/me", get(tokens::me))
         .route("/v1/tokens", post(tokens::issue).get(tokens::list))
         .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/v1/audit-events", get(audit::list))

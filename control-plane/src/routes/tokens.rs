@@ -64,6 +64,17 @@ pub struct IssuedTokenView {
     pub token: String,
 }
 
+/// Answer of `GET /v1/me`: who the caller's token is.
+#[derive(Serialize, JsonSchema)]
+pub struct Me {
+    /// The tenant.
+    pub tenant_id: aic_proto::TenantId,
+    /// Its name.
+    pub tenant_name: String,
+    /// The token making the call (its role says what it may do).
+    pub token: TokenView,
+}
+
 /// Filters of `GET /v1/tokens`.
 #[derive(Deserialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
@@ -159,6 +170,27 @@ pub async fn issue(
             token,
         }),
     ))
+}
+
+/// `GET /v1/me` (any role): the caller's own token and tenant — what a client (the console, a
+/// flow) reads to know what it may do.
+pub async fn me(caller: Caller, State(state): State<AppState>) -> Result<Json<Me>, ApiError> {
+    let client = state.pool.get().await?;
+    let row = client
+        .query_one(&format!("{SELECT} WHERE t.id = $1"), &[&caller.token_id])
+        .await?;
+    let tenant: String = client
+        .query_one(
+            "SELECT name FROM tenants WHERE id = $1",
+            &[&caller.tenant.0],
+        )
+        .await?
+        .get(0);
+    Ok(Json(Me {
+        tenant_id: caller.tenant,
+        tenant_name: tenant,
+        token: view(&row),
+    }))
 }
 
 /// `GET /v1/tokens?role=&status=` (admin): newest first.
