@@ -136,6 +136,16 @@ pub struct Options {
     pub id: Option<String>,
 }
 
+impl Options {
+    /// The control plane alone, no worker: the API's own behaviour.
+    pub fn api_only() -> Self {
+        Self {
+            worker: false,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Self {

@@ -8,13 +8,6 @@ use aic_tests::harness::{Options, TestEnv};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-fn api_only() -> Options {
-    Options {
-        worker: false,
-        ..Default::default()
-    }
-}
-
 /// The trail as the admin reads it with `query`: its events.
 async fn events(env: &TestEnv, query: &str) -> Vec<Value> {
     let (status, page) = env
@@ -126,7 +119,7 @@ async fn automation_life(env: &TestEnv, eve: &str, id: &str) -> String {
 
 #[tokio::test]
 async fn every_change_leaves_one_event_and_none_holds_a_secret() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let (connection, eve) = change_everything(&env).await;
     let trail = events(&env, "?limit=200").await;
     let mut expected = vec![
@@ -173,7 +166,7 @@ async fn every_change_leaves_one_event_and_none_holds_a_secret() {
 
 #[tokio::test]
 async fn an_event_names_who_did_what_and_how() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     change_everything(&env).await;
     let trail = events(&env, "?limit=200").await;
     let find = |action: &str| trail.iter().find(|e| e["action"] == action).expect(action);
@@ -232,7 +225,7 @@ async fn an_event_names_who_did_what_and_how() {
 
 #[tokio::test]
 async fn the_trail_pages_without_a_gap_and_is_the_admins_alone() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     for i in 0..7 {
         let body = json!({"name": format!("bot {i}"), "role": "service"});
         let (status, _) = env.call(Method::POST, "/v1/tokens", Some(body)).await;
@@ -269,7 +262,7 @@ async fn the_trail_pages_without_a_gap_and_is_the_admins_alone() {
 
 #[tokio::test]
 async fn the_trail_is_the_admins_alone_and_refuses_what_it_cannot_filter() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let body = json!({"name": "bot", "role": "service"});
     let (status, _) = env.call(Method::POST, "/v1/tokens", Some(body)).await;
     assert_eq!(status, 201);
@@ -327,7 +320,7 @@ async fn the_trail_is_the_admins_alone_and_refuses_what_it_cannot_filter() {
 
 #[tokio::test]
 async fn retention_deletes_only_what_is_older_than_it_keeps() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let body = json!({"name": "bot", "role": "service"});
     let (status, _) = env.call(Method::POST, "/v1/tokens", Some(body)).await;
     assert_eq!(status, 201);

@@ -9,13 +9,6 @@ use aic_tests::harness::{Options, TestEnv};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-fn api_only() -> Options {
-    Options {
-        worker: false,
-        ..Default::default()
-    }
-}
-
 /// `GET /v1/automations/{id}/fields{query}`, checked to succeed.
 async fn fields(env: &TestEnv, automation: &str, query: &str) -> Value {
     let path = format!("/v1/automations/{automation}/fields{query}");
@@ -58,7 +51,7 @@ async fn opportunity_draft(env: &TestEnv) -> String {
 
 #[tokio::test]
 async fn salesforce_describes_the_object_the_automation_creates() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let id = opportunity_draft(&env).await;
     let id = id.as_str();
 
@@ -110,7 +103,7 @@ async fn salesforce_describes_the_object_the_automation_creates() {
 
 #[tokio::test]
 async fn another_object_is_described_on_request_and_a_wrong_one_is_named() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let id = opportunity_draft(&env).await;
     let id = id.as_str();
     // A Quote needs an opportunity, which no parameter of this draft gives.
@@ -161,7 +154,7 @@ async fn another_object_is_described_on_request_and_a_wrong_one_is_named() {
 
 #[tokio::test]
 async fn servicenow_reads_the_tables_dictionary_with_what_it_inherits() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let automation = env.incident_automation().await;
     let list = fields(&env, &automation, "").await;
     assert_eq!(
@@ -213,7 +206,7 @@ async fn servicenow_reads_the_tables_dictionary_with_what_it_inherits() {
 
 #[tokio::test]
 async fn jira_answers_from_the_catalogue_until_a_project_and_issue_type_are_named() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let conn = env.jira_connection("jira-api-token").await;
     let automation = env
         .published_automation("jira.create_issue", &conn, "Issue", None)
@@ -277,7 +270,7 @@ async fn jira_answers_from_the_catalogue_until_a_project_and_issue_type_are_name
 
 #[tokio::test]
 async fn only_those_who_configure_read_fields_and_only_their_own() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let id = opportunity_draft(&env).await;
     let viewer = env.token(Role::Viewer).await;
     let (status, _) = env
@@ -314,7 +307,7 @@ async fn only_those_who_configure_read_fields_and_only_their_own() {
 
 #[tokio::test]
 async fn refused_credentials_say_so_and_show_no_secret() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let conn = env
         .salesforce_connection("Org", "right-secret", "wrong-secret")
         .await;

@@ -7,13 +7,6 @@ use aic_tests::harness::{Options, TestEnv, assert_failed_with};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-fn api_only() -> Options {
-    Options {
-        worker: false,
-        ..Default::default()
-    }
-}
-
 /// The JSON body of every Lead the sandbox received.
 fn leads(env: &TestEnv) -> Vec<Value> {
     env.sandbox
@@ -109,7 +102,7 @@ async fn draft_edits_run_only_once_published() {
 
 #[tokio::test]
 async fn bad_edits_are_refused_naming_the_field() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let automation = env.lead_automation().await;
     let path = format!("/v1/automations/{automation}");
     let (_, first) = env.call(Method::GET, &path, None).await;
@@ -206,7 +199,7 @@ async fn bad_edits_are_refused_naming_the_field() {
 
 #[tokio::test]
 async fn duplicates_are_unpublished_copies_under_free_names() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let automation = env.lead_automation().await;
     let path = format!("/v1/automations/{automation}");
     let (_, original) = env.call(Method::GET, &path, None).await;

@@ -7,13 +7,6 @@ use aic_tests::harness::{Options, TestEnv};
 use reqwest::Method;
 use serde_json::json;
 
-fn api_only() -> Options {
-    Options {
-        worker: false,
-        ..Default::default()
-    }
-}
-
 async fn executions(env: &TestEnv) -> i64 {
     env.pool
         .get()
@@ -27,7 +20,7 @@ async fn executions(env: &TestEnv) -> i64 {
 
 #[tokio::test]
 async fn a_draft_is_tested_as_it_stands_not_as_published() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let automation = env.lead_automation().await;
     let path = format!("/v1/automations/{automation}");
     let params = env
@@ -76,7 +69,7 @@ async fn a_draft_is_tested_as_it_stands_not_as_published() {
 
 #[tokio::test]
 async fn test_runs_refuse_bad_parameters_and_report_the_vendors_refusal() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let automation = env.lead_automation().await;
     let test = format!("/v1/automations/{automation}/test");
     let (status, err) = env
@@ -148,7 +141,7 @@ async fn test_runs_refuse_bad_parameters_and_report_the_vendors_refusal() {
 
 #[tokio::test]
 async fn an_upserting_draft_is_tested_as_the_upsert_it_would_send() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let automation = env.upserting_lead_automation().await;
     let (status, tested) = env
         .call(

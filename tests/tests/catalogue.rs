@@ -6,13 +6,6 @@
 use aic_tests::harness::{Options, TestEnv};
 use reqwest::Method;
 
-fn api_only() -> Options {
-    Options {
-        worker: false,
-        ..Default::default()
-    }
-}
-
 fn ids(v: &serde_json::Value) -> Vec<String> {
     v.as_array()
         .expect("array")
@@ -23,7 +16,7 @@ fn ids(v: &serde_json::Value) -> Vec<String> {
 
 #[tokio::test]
 async fn the_catalogue_filters_by_domain_and_searches_without_case_or_accents() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let (_, domains) = env.call(Method::GET, "/v1/domains", None).await;
     assert!(
         domains.as_array().map(Vec::len).unwrap_or(0) >= 20,
@@ -79,7 +72,7 @@ async fn the_catalogue_filters_by_domain_and_searches_without_case_or_accents() 
 
 #[tokio::test]
 async fn templates_are_listed_by_app_and_searched_and_a_mistaken_filter_is_named() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let (_, templates) = env
         .call(Method::GET, "/v1/apps/salesforce/templates", None)
         .await;
@@ -126,7 +119,7 @@ async fn templates_are_listed_by_app_and_searched_and_a_mistaken_filter_is_named
 
 #[tokio::test]
 async fn each_auth_type_says_how_to_set_it_up_and_what_each_field_is() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let (_, all) = env.call(Method::GET, "/v1/apps", None).await;
     let sf = &all[0];
     // The connection form's side panel: what the domain is, how to set each auth type up, and

@@ -7,13 +7,6 @@ use aic_control_plane::console::{CONTENT_SECURITY_POLICY, FILES};
 use aic_tests::harness::{Options, TestEnv};
 use std::collections::BTreeSet;
 
-fn api_only() -> Options {
-    Options {
-        worker: false,
-        ..Default::default()
-    }
-}
-
 /// `{id}`, `{number}`… all written `{}`, so that the console's paths and the document's compare.
 fn shape(path: &str) -> String {
     let mut out = String::new();
@@ -51,7 +44,7 @@ fn api_paths(script: &str) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn the_console_is_served_with_a_policy_that_loads_only_itself() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let http = reqwest::Client::new();
     for (path, kind) in [
         ("/console", "text/html; charset=utf-8"),

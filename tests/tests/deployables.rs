@@ -7,13 +7,6 @@ use aic_tests::harness::{Options, TestEnv};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-fn api_only() -> Options {
-    Options {
-        worker: false,
-        ..Default::default()
-    }
-}
-
 fn item(automation: &str, external_id: &str, kind: &str, system: &str, name: &str) -> Value {
     json!({"automation_id": automation, "external_id": external_id, "kind": kind,
         "system": system, "name": name, "link": format!("https://walkme.example/items/{external_id}")})
@@ -77,7 +70,7 @@ async fn two_items(env: &TestEnv) -> (String, String, String) {
 
 #[tokio::test]
 async fn an_item_registered_again_is_updated_not_doubled() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let (automation, _, platform) = two_items(&env).await;
     let flow = item(
         &automation,
@@ -130,7 +123,7 @@ async fn an_item_registered_again_is_updated_not_doubled() {
 
 #[tokio::test]
 async fn the_tiles_count_the_items_and_the_list_filters_them() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let (automation, connection, _) = two_items(&env).await;
     let (_, view) = env
         .call(Method::GET, &format!("/v1/automations/{automation}"), None)
@@ -158,7 +151,7 @@ async fn the_tiles_count_the_items_and_the_list_filters_them() {
 
 #[tokio::test]
 async fn an_automation_is_not_deleted_under_the_items_that_run_it() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let (automation, _, platform) = two_items(&env).await;
     let path = format!("/v1/automations/{automation}");
     let err = env
@@ -192,7 +185,7 @@ async fn an_automation_is_not_deleted_under_the_items_that_run_it() {
 
 #[tokio::test]
 async fn a_registration_names_what_is_wrong_with_it() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let automation = env.lead_automation().await;
     let (_, view) = env
         .call(Method::GET, &format!("/v1/automations/{automation}"), None)
@@ -260,7 +253,7 @@ async fn a_registration_names_what_is_wrong_with_it() {
 
 #[tokio::test]
 async fn an_item_is_its_tenants_and_registered_by_those_who_run_automations() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let automation = env.lead_automation().await;
     let good = item(&automation, "flow-1", "flow", "Web", "Tour");
     let viewer = env.token(Role::Viewer).await;

@@ -7,13 +7,6 @@ use aic_tests::harness::{Options, TestEnv};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-fn api_only() -> Options {
-    Options {
-        worker: false,
-        ..Default::default()
-    }
-}
-
 /// Issues a token; answers its id and the token itself.
 async fn issue(env: &TestEnv, name: &str, role: &str) -> (String, String) {
     let (status, issued) = env
@@ -42,7 +35,7 @@ async fn listed(env: &TestEnv, id: &str) -> Value {
 
 #[tokio::test]
 async fn a_flows_token_is_issued_once_and_used_for_its_role_only() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let (status, issued) = env
         .call(
             Method::POST,
@@ -96,7 +89,7 @@ async fn a_flows_token_is_issued_once_and_used_for_its_role_only() {
 
 #[tokio::test]
 async fn a_revoked_token_is_refused_at_once() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let (id, token) = issue(&env, "onboarding flow", "service").await;
     let (status, _) = env.call_as(&token, Method::GET, "/v1/apps", None).await;
     assert_eq!(status, 200);
@@ -124,7 +117,7 @@ async fn a_revoked_token_is_refused_at_once() {
 
 #[tokio::test]
 async fn an_expired_token_stops_working_by_itself() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let tomorrow = chrono::Utc::now() + chrono::Duration::days(1);
     let (status, issued) = env
         .call(
@@ -167,7 +160,7 @@ async fn an_expired_token_stops_working_by_itself() {
 
 #[tokio::test]
 async fn the_last_working_admin_token_is_never_revoked() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let (_, list) = env.call(Method::GET, "/v1/tokens", None).await;
     let first = list[0]["id"]
         .as_str()
@@ -233,7 +226,7 @@ async fn the_last_working_admin_token_is_never_revoked() {
 
 #[tokio::test]
 async fn tokens_are_the_admins_own_and_the_tenants_own() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     for role in [Role::Editor, Role::Viewer, Role::Service] {
         let token = env.token(role).await;
         let (status, err) = env
@@ -269,7 +262,7 @@ async fn tokens_are_the_admins_own_and_the_tenants_own() {
 
 #[tokio::test]
 async fn a_mistaken_token_request_names_its_field() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     let yesterday = chrono::Utc::now() - chrono::Duration::days(1);
     for (body, field) in [
         (json!({"name": "x", "role": "owner"}), "role"),
@@ -319,7 +312,7 @@ async fn a_mistaken_token_request_names_its_field() {
 
 #[tokio::test]
 async fn a_token_reads_who_it_is() {
-    let env = TestEnv::start_with(api_only()).await;
+    let env = TestEnv::start_with(Options::api_only()).await;
     for role in [Role::Admin, Role::Editor, Role::Viewer, Role::Service] {
         let token = env.token(role).await;
         let (status, me) = env.call_as(&token, Method::GET, "/v1/me", None).await;

@@ -35,12 +35,17 @@ fn page(key: &str, items: Vec<Value>, p: &Page) -> Value {
     json!({ key: slice, "startAt": start, "maxResults": max, "total": total })
 }
 
-fn no_project(project: &str) -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(json!({"errorMessages": [format!("No project could be found with key '{project}'.")], "errors": {}})),
-    )
-        .into_response()
+/// Jira's refusal of a request without a valid credential, or for a project it does not have.
+fn refused(s: &SandboxState, headers: &HeaderMap, project: &str) -> Option<Response> {
+    if authenticated(&s.jira, headers).is_none() {
+        return Some(unauthorized());
+    }
+    if !s.jira.has_project(project) {
+        let message = format!("No project could be found with key '{project}'.");
+        let body = json!({"errorMessages": [message], "errors": {}});
+        return Some((StatusCode::NOT_FOUND, axum::Json(body)).into_response());
+    }
+    None
 }
 
 /// `GET /rest/api/3/issue/createmeta/{project}/issuetypes`.
@@ -52,11 +57,8 @@ pub(super) async fn issue_types(
 ) -> Response {
     let site = s.clone();
     metered(&site.jira, || async move {
-        if authenticated(&s.jira, &headers).is_none() {
-            return unauthorized();
-        }
-        if !s.jira.has_project(&project) {
-            return no_project(&project);
+        if let Some(refusal) = refused(&s, &headers, &project) {
+            return refusal;
         }
         let types = ISSUE_TYPES
             .iter()
@@ -76,11 +78,8 @@ pub(super) async fn fields(
 ) -> Response {
     let site = s.clone();
     metered(&site.jira, || async move {
-        if authenticated(&s.jira, &headers).is_none() {
-            return unauthorized();
-        }
-        if !s.jira.has_project(&project) {
-            return no_project(&project);
+        if let Some(refusal) = refused(&s, &headers, &project) {
+            return refusal;
         }
         if !ISSUE_TYPES.iter().any(|(known, _)| *known == id) {
             let message = "The issue type selected is invalid.";
@@ -95,84 +94,86 @@ pub(super) async fn fields(
     .await
 }
 
-fn field(id: &str, name: &str, required: bool, schema: Value, extra: Value) -> Value {
-    let mut f = json!({"fieldId": id, "key": id, "name": name, "required": required,
-        "hasDefaultValue": false, "operations": ["set"], "schema": schema});
-    if let (Some(f), Some(extra)) = (f.as_object_mut(), extra.as_object()) {
-        f.extend(extra.clone());
-    }
-    f
-}
+/// `(id, name, required, schema)` of the create screen's fields (the same for every issue
+/// type here); `priority` has a default and `reporter` cannot be set on create.
+const FIELDS: &[(&str, &str, bool, &str)] = &[
+    (
+        "summary",
+        "Summary",
+        true,
+        r#"{"type": "string", "system": "summary"}"#,
+    ),
+    (
+        "issuetype",
+        "Issue Type",
+        true,
+        r#"{"type": "issuetype", "system": "issuetype"}"#,
+    ),
+    (
+        "project",
+        "Project",
+        true,
+        r#"{"type": "project", "system": "project"}"#,
+    ),
+    (
+        "description",
+        "Description",
+        false,
+        r#"{"type": "string", "system": "description"}"#,
+    ),
+    (
+        "priority",
+        "Priority",
+        false,
+        r#"{"type": "priority", "system": "priority"}"#,
+    ),
+    (
+        "labels",
+        "Labels",
+        false,
+        r#"{"type": "array", "items": "string", "system": "labels"}"#,
+    ),
+    (
+        "assignee",
+        "Assignee",
+        false,
+        r#"{"type": "user", "system": "assignee"}"#,
+    ),
+    (
+        "customfield_10010",
+        "Team",
+        false,
+        r#"{"type": "string", "custom": "com.atlassian.jira.plugin.system.customfieldtypes:textfield", "customId": 10010}"#,
+    ),
+    (
+        "reporter",
+        "Reporter",
+        false,
+        r#"{"type": "user", "system": "reporter"}"#,
+    ),
+];
 
-/// The create screen's fields (the same for every issue type here).
+/// The create screen of `project`'s issue types, as Jira describes each field.
 fn create_fields(project: &str) -> Vec<Value> {
-    let priorities: Vec<Value> = ["Highest", "High", "Medium", "Low", "Lowest"]
+    FIELDS
         .iter()
-        .map(|p| json!({"name": p}))
-        .collect();
-    vec![
-        field(
-            "summary",
-            "Summary",
-            true,
-            json!({"type": "string", "system": "summary"}),
-            json!({}),
-        ),
-        field(
-            "issuetype",
-            "Issue Type",
-            true,
-            json!({"type": "issuetype", "system": "issuetype"}),
-            json!({}),
-        ),
-        field(
-            "project",
-            "Project",
-            true,
-            json!({"type": "project", "system": "project"}),
-            json!({"allowedValues": [{"key": project, "name": project}]}),
-        ),
-        field(
-            "description",
-            "Description",
-            false,
-            json!({"type": "string", "system": "description"}),
-            json!({}),
-        ),
-        field(
-            "priority",
-            "Priority",
-            false,
-            json!({"type": "priority", "system": "priority"}),
-            json!({"allowedValues": priorities, "hasDefaultValue": true}),
-        ),
-        field(
-            "labels",
-            "Labels",
-            false,
-            json!({"type": "array", "items": "string", "system": "labels"}),
-            json!({}),
-        ),
-        field(
-            "assignee",
-            "Assignee",
-            false,
-            json!({"type": "user", "system": "assignee"}),
-            json!({}),
-        ),
-        field(
-            "customfield_10010",
-            "Team",
-            false,
-            json!({"type": "string", "custom": "com.atlassian.jira.plugin.system.customfieldtypes:textfield", "customId": 10010}),
-            json!({}),
-        ),
-        field(
-            "reporter",
-            "Reporter",
-            false,
-            json!({"type": "user", "system": "reporter"}),
-            json!({"operations": [], "hasDefaultValue": true}),
-        ),
-    ]
+        .map(|(id, name, required, schema)| {
+            let schema: Value = serde_json::from_str(schema).unwrap_or_default();
+            let mut f = json!({"fieldId": id, "key": id, "name": name, "required": required,
+                "hasDefaultValue": false, "operations": ["set"], "schema": schema});
+            match *id {
+                "project" => f["allowedValues"] = json!([{"key": project, "name": project}]),
+                "priority" => {
+                    f["hasDefaultValue"] = json!(true);
+                    f["allowedValues"] = ["Highest", "High", "Medium", "Low", "Lowest"]
+                        .iter()
+                        .map(|p| json!({"name": p}))
+                        .collect();
+                }
+                "reporter" => f["operations"] = json!([]),
+                _ => {}
+            }
+            f
+        })
+        .collect()
 }
