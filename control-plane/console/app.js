@@ -218,7 +218,9 @@ function connectionTile(c) {
     h('h4', {}, c.name), h('div', {}, tag(c.status)),
     c.status_detail ? h('div', { class: 'hint' }, c.status_detail) : null,
     h('div', { class: 'meta' }, `${c.app} · ${c.domain}`),
-    h('div', { class: 'meta' }, `Created by ${c.creator || 'a deleted token'} · ${c.automations} automations · ${c.deployables} deployed items`),
+    h('div', { class: 'meta' }, `Created by ${c.creator || 'a deleted token'} · ${c.automations} automations · `,
+      c.deployables ? h('a', { href: '#', onclick: (e) => { e.preventDefault(); open('deployables', { connection_id: c.id }); } }, `${c.deployables} deployed items`)
+        : 'no deployed item'),
     h('div', { class: 'actions' },
       h('button', { 'data-write': true, onclick: () => attempt(async () => {
         const t = await api.post(path('/v1/connections/{}/test', c.id));

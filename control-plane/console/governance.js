@@ -14,13 +14,20 @@ function deployableTable(items) {
 }
 
 views.deployables = async (filters = {}) => {
+  const refilter = (key) => (e) => open('deployables', { ...filters, [key]: e.target.value });
   const kind = select([['', 'Any kind'], ['flow', 'flow'], ['bot_step', 'bot step'], ['launcher', 'launcher'], ['other', 'other']],
-    filters.kind || '', (e) => open('deployables', { ...filters, kind: e.target.value }));
+    filters.kind || '', refilter('kind'));
   const search = h('input', { type: 'search', placeholder: 'Search by name or system', value: filters.q || '' });
-  search.addEventListener('change', () => open('deployables', { ...filters, q: search.value }));
-  const items = await api.get(`/v1/deployables${query(filters)}`);
-  render(h('h2', {}, 'Deployables'), h('p', { class: 'hint' }, 'The flows, bot steps and launchers that run your automations, as the digital-adoption platform registered them.'),
-    h('div', { class: 'bar' }, kind, search), items.length ? deployableTable(items) : h('p', {}, 'None registered.'));
+  search.addEventListener('change', refilter('q'));
+  const all = await api.get(`/v1/deployables${query({ kind: filters.kind, q: filters.q, connection_id: filters.connection_id })}`);
+  // The systems the items live in: pick one to see its items.
+  const systems = [...new Set(all.map((d) => d.system))].sort();
+  const system = select([['', 'Every system'], ...systems.map((s) => [s, s])], filters.system || '', refilter('system'));
+  const items = filters.system ? all.filter((d) => d.system === filters.system) : all;
+  render(h('h2', {}, 'Deployables'),
+    h('p', { class: 'hint' }, 'The flows, bot steps and launchers that run your automations, as the digital-adoption platform registered them.'),
+    filters.connection_id ? h('p', {}, 'On one connection only. ', h('button', { onclick: () => open('deployables') }, 'Show all')) : null,
+    h('div', { class: 'bar' }, system, kind, search), items.length ? deployableTable(items) : h('p', {}, 'None registered.'));
 };
 
 views.tokens = async () => {
