@@ -270,11 +270,20 @@ pub async fn record_auth_failure(ctx: &Ctx, r: &Resolved, f: &VendorFailure) {
 /// database pool) with the same update. Not shared and not needed for correctness: another
 /// worker records it once too, and a restart once more.
 #[derive(Debug, Default)]
-pub struct Proven(std::sync::Mutex<std::collections::HashSet<(ConnectionId, i32, String)>>);
+pub struct Proven(std::sync::Mutex<std::collections::HashSet<ProvenKey>>);
+
+/// A connection as resolved: its id, secrets' version, status and when that status was
+/// written — a connection test that fails it again is a new spell to clear.
+type ProvenKey = (
+    ConnectionId,
+    i32,
+    String,
+    Option<chrono::DateTime<chrono::Utc>>,
+);
 
 impl Proven {
-    /// True for the first success on `c` as resolved (its secrets' version and status), false
-    /// after: the update is on its way or done. Emptied when it grows past a bound.
+    /// True for the first success on `c` as resolved (its secrets' version, status and that
+    /// status's time), false after: the update is on its way or done. Emptied when it grows past a bound.
     pub fn first(&self, c: &ConnectionRow) -> bool {
         let Ok(mut seen) = self.0.lock() else {
             return true;
@@ -282,7 +291,12 @@ impl Proven {
         if seen.len() >= 10_000 {
             seen.clear();
         }
-        seen.insert((c.id, c.secret_version, c.status.clone()))
+        seen.insert((
+            c.id,
+            c.secret_version,
+            c.status.clone(),
+            c.status_checked_at,
+        ))
     }
 }
 

@@ -52,6 +52,8 @@ pub struct ConnectionRow {
     pub breaker_open_until: Option<chrono::DateTime<chrono::Utc>>,
     /// Why the status is what it is.
     pub status_detail: Option<String>,
+    /// When the status was last written (a test, an execution): two `failing` spells differ.
+    pub status_checked_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Why a request cannot run.
@@ -67,7 +69,7 @@ pub struct Refusal {
 /// not exist in the tenant.
 pub const COLUMNS: &str = "a.id, a.status, v.id, c.id, c.domain, \
     c.auth_type, c.secret_key_id, c.secret_nonce, c.secret_ciphertext, c.secret_version, c.status, \
-    c.max_concurrency, c.auth_failures, c.breaker_open_until, c.status_detail";
+    c.max_concurrency, c.auth_failures, c.breaker_open_until, c.status_detail, c.status_checked_at";
 
 /// Joins from the ledger row `b` (with `tenant_id` and `automation_id`) to what it runs.
 pub const JOINS: &str = "LEFT JOIN automations a ON a.tenant_id = b.tenant_id AND a.id = b.automation_id \
@@ -248,6 +250,7 @@ impl ConnectionRow {
             auth_failures: row.get(at + 8),
             breaker_open_until: row.get(at + 9),
             status_detail: row.get(at + 10),
+            status_checked_at: row.get(at + 11),
         }
     }
 }
