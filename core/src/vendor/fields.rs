@@ -6,7 +6,8 @@
 //! Salesforce describes an sObject (`GET …/sobjects/{object}/describe`: a field is required on
 //! create when it is `createable && !nillable && !defaultedOnCreate`). ServiceNow's dictionary
 //! holds a table's columns, inherited ones under its parent tables' names, so the table's
-//! ancestry is read first (`sys_db_object`'s `super_class`). Jira's create metadata belongs to a
+//! ancestry is read first (`sys_db_object`'s `super_class`), and its choice lists
+//! (`sys_choice`) give the pick-lists' values. Jira's create metadata belongs to a
 //! project and an issue type (`…/createmeta/{project}/issuetypes/{id}`, paged), the type found
 //! by name first. Slack's message has fixed fields: the catalogue's template is the answer.
 
@@ -114,7 +115,15 @@ pub async fn describe(
                 tables.join(",")
             );
             let body = get(http, policy, vendor, token, &path).await?;
-            Ok(Some(servicenow_fields(&body, &tables)))
+            let mut fields = servicenow_fields(&body, &tables);
+            let path = format!(
+                "/api/now/table/sys_choice?sysparm_query=nameIN{}^inactive=false^language=en\
+                 &sysparm_fields=name,element,value,sequence&sysparm_limit=10000",
+                tables.join(",")
+            );
+            let choices = get(http, policy, vendor, token, &path).await?;
+            add_choices(&mut fields, &choices, &tables);
+            Ok(Some(fields))
         }
         Vendor::Jira | Vendor::Slack => Ok(None),
     }
@@ -239,6 +248,39 @@ fn servicenow_fields(dictionary: &Value, tables: &[String]) -> Vec<VendorField> 
     fields
 }
 
+/// Each choice list's values, by sequence, onto its field: the list of the nearest table that
+/// defines one (an incident's own `category` choices over task's).
+fn add_choices(fields: &mut [VendorField], choices: &Value, tables: &[String]) {
+    let rows = choices["result"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for field in fields.iter_mut() {
+        let of_table = |table: &String| {
+            let mut values: Vec<(i64, &str)> = rows
+                .iter()
+                .filter(|r| {
+                    text(&r["name"]) == Some(table) && text(&r["element"]) == Some(&field.name)
+                })
+                .filter_map(|r| {
+                    let sequence = text(&r["sequence"])
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0);
+                    Some((sequence, text(&r["value"])?))
+                })
+                .collect();
+            values.sort();
+            values
+                .into_iter()
+                .map(|(_, v)| v.to_string())
+                .collect::<Vec<_>>()
+        };
+        if let Some(values) = tables.iter().map(of_table).find(|v| !v.is_empty()) {
+            field.values = values;
+        }
+    }
+}
+
 /// A Table API value: a string, or a reference's `value`.
 fn text(v: &Value) -> Option<&str> {
     v.as_str()
@@ -321,5 +363,21 @@ mod tests {
         );
         assert_eq!(fields[0].vendor_type, "reference");
         assert_eq!(fields[1].parameter_type, ParameterType::Integer);
+        let mut fields = fields;
+        let choices = json!({"result": [
+            {"name": "task", "element": "priority", "value": "5", "sequence": "5"},
+            {"name": "task", "element": "priority", "value": "1", "sequence": "1"},
+            {"name": "incident", "element": "priority", "value": "2", "sequence": "2"},
+            {"name": "incident", "element": "priority", "value": "1", "sequence": "1"},
+            {"name": "task", "element": "short_description", "value": "x", "sequence": "1"}
+        ]});
+        add_choices(&mut fields, &choices, &tables);
+        assert_eq!(
+            fields[1].values,
+            ["1", "2"],
+            "the incident's own list over task's"
+        );
+        assert_eq!(fields[2].values, ["x"]);
+        assert!(fields[0].values.is_empty());
     }
 }

@@ -2,8 +2,9 @@
 //! table hierarchy (`sys_db_object`, each table's `super_class`) and the data dictionary
 //! (`sys_dictionary`: one row per column, under the name of the table that defines it — so an
 //! incident's `short_description` is `task`'s — plus one collection row per table with an
-//! empty `element`). Only the encoded queries a connector sends are understood: `name=X`, and
-//! `nameINa,b` with an optional `^elementISNOTEMPTY`.
+//! empty `element`), and the choice lists (`sys_choice`). Only the encoded queries a connector
+//! sends are understood: `name=X`, and `nameINa,b` with an optional `^elementISNOTEMPTY` (the
+//! choices' further conditions are taken as met).
 
 use serde_json::{Value, json};
 
@@ -108,6 +109,25 @@ const DICTIONARY: &[Column] = &[
     ),
 ];
 
+/// `(table, column, value, label, sequence)` of the choice lists (`sys_choice`).
+const CHOICES: &[(&str, &str, &str, &str, u32)] = &[
+    ("task", "priority", "1", "1 - Critical", 1),
+    ("task", "priority", "2", "2 - High", 2),
+    ("task", "priority", "3", "3 - Moderate", 3),
+    ("task", "priority", "4", "4 - Low", 4),
+    ("task", "priority", "5", "5 - Planning", 5),
+    ("incident", "urgency", "1", "1 - High", 1),
+    ("incident", "urgency", "2", "2 - Medium", 2),
+    ("incident", "urgency", "3", "3 - Low", 3),
+    ("incident", "impact", "1", "1 - High", 1),
+    ("incident", "impact", "2", "2 - Medium", 2),
+    ("incident", "impact", "3", "3 - Low", 3),
+    ("incident", "category", "inquiry", "Inquiry / Help", 1),
+    ("incident", "category", "software", "Software", 2),
+    ("incident", "category", "hardware", "Hardware", 3),
+    ("incident", "category", "network", "Network", 4),
+];
+
 /// The answer to `GET /api/now/table/{table}?sysparm_query=…` for a metadata table; `None`
 /// for any other table.
 pub(super) fn answer(table: &str, query: Option<&str>, exclude_links: bool) -> Option<Value> {
@@ -132,6 +152,22 @@ pub(super) fn answer(table: &str, query: Option<&str>, exclude_links: bool) -> O
                 .iter()
                 .filter(|c| names.contains(&c.0) && !(columns_only && c.1.is_empty()))
                 .map(|c| row(c, exclude_links))
+                .collect()
+        }
+        "sys_choice" => {
+            let names: Vec<&str> = query
+                .split('^')
+                .next()
+                .and_then(|n| n.strip_prefix("nameIN"))
+                .map(|n| n.split(',').collect())
+                .unwrap_or_default();
+            CHOICES
+                .iter()
+                .filter(|c| names.contains(&c.0))
+                .map(|(table, element, value, label, sequence)| {
+                    json!({"name": table, "element": element, "value": value, "label": label,
+                        "sequence": sequence.to_string(), "inactive": "false", "language": "en"})
+                })
                 .collect()
         }
         _ => return None,
