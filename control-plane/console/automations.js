@@ -177,14 +177,18 @@ async function runPanel(id, after) {
   const add = (p) => {
     for (const e of p.executions) {
       const error = e.result && e.result.error;
+      // The execution's whole record (its id, times and result as published), on request.
+      const detail = h('tr', { hidden: true }, h('td', { colspan: 6 },
+        h('pre', {}, JSON.stringify({ id: e.id, finished_at: e.finished_at, result: e.result }, null, 2))));
       table.append(h('tr', {}, h('td', {}, when(e.enqueued_at)), h('td', {}, tag(e.status)), h('td', {}, `${e.attempts}`),
-        h('td', {}, e.source || '—'), h('td', {}, error ? `${error.code}: ${error.message}` : '')));
+        h('td', {}, e.source || '—'), h('td', {}, error ? `${error.code}: ${error.message}` : ''),
+        h('td', {}, h('button', { onclick: () => { detail.hidden = !detail.hidden; } }, 'Details'))), detail);
     }
     more.hidden = !p.next;
     more.onclick = () => attempt(async () => add(await api.get(path('/v1/automations/{}/executions', id) + query({ limit: 20, after: p.next }))));
   };
   const more = h('button', {}, 'More');
-  panel.append(h('table', {}, h('thead', {}, h('tr', {}, ['Enqueued', 'Status', 'Attempts', 'Source', 'Error'].map((c) => h('th', {}, c)))), table), more);
+  panel.append(h('table', {}, h('thead', {}, h('tr', {}, ['Enqueued', 'Status', 'Attempts', 'Source', 'Error', ''].map((c) => h('th', {}, c)))), table), more);
   add(page);
   return panel;
 }
