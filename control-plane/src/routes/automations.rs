@@ -260,20 +260,11 @@ pub async fn publish(
         )
         .await?
         .get(0);
-    let name: String = tx
-        .query_one(
-            "UPDATE automations SET published_version_id = $2, updated_at = now() WHERE id = $1 \
-             RETURNING name",
-            &[&id.0, &version.0],
-        )
-        .await?
-        .get(0);
-    let target = Target {
-        id: id.0,
-        name: &name,
-    };
-    let detail = json!({"version": number, "version_name": version_name});
-    audit::record(&tx, &caller, Action::AutomationPublished, target, detail).await?;
+    tx.execute(
+        "UPDATE automations SET published_version_id = $2, updated_at = now() WHERE id = $1",
+        &[&id.0, &version.0],
+    )
+    .await?;
     let event = DefinitionPublishedV1 {
         version: aic_proto::MESSAGE_VERSION,
         tenant_id: caller.tenant,
@@ -284,7 +275,16 @@ pub async fn publish(
         published_at,
         definition,
     };
-    announce(&state, &event).await?;
+    let name: &str = row.get(6);
+    go_live(
+        &state,
+        &tx,
+        &caller,
+        Action::AutomationPublished,
+        name,
+        &event,
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(version = %version, number, "automation published");
     Ok((
@@ -379,6 +379,25 @@ fn definition_of<'c>(
             .map_err(|e| ApiError::internal("stored retry policy", &e))?,
     };
     Ok((definition, template))
+}
+
+/// Makes a version live, for a publish or a restore (`action`): its audit event in the caller's
+/// transaction, then its definition event, confirmed by the broker before the caller commits.
+async fn go_live(
+    state: &AppState,
+    tx: &deadpool_postgres::Transaction<'_>,
+    caller: &Caller,
+    action: Action,
+    name: &str,
+    event: &DefinitionPublishedV1,
+) -> Result<(), ApiError> {
+    let target = Target {
+        id: event.automation_id.0,
+        name,
+    };
+    let detail = json!({"version": event.version_number, "version_name": event.version_name});
+    audit::record(tx, caller, action, target, detail).await?;
+    announce(state, event).await
 }
 
 /// Announces a published version to the workers, confirmed by the broker: refused (and the

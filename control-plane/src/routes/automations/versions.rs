@@ -5,7 +5,7 @@
 //! and resets the draft to it. The live version cannot be deleted; any other can, and an
 //! execution that ran it keeps naming its id in the ledger. Numbers are never given twice.
 
-use super::{AutomationView, announce, fetch};
+use super::{AutomationView, fetch, go_live};
 use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller, READ};
 use crate::error::{ApiError, ApiJson};
@@ -212,12 +212,6 @@ pub async fn restore(
     let definition: AutomationDefinition = serde_json::from_value(row.get(3))
         .map_err(|e| ApiError::internal("stored definition", &e))?;
     reset_draft(&state, &tx, id, version, &definition).await?;
-    let target = Target {
-        id: id.0,
-        name: &automation,
-    };
-    let detail = json!({"version": number, "version_name": row.get::<_, &str>(1)});
-    audit::record(&tx, &caller, Action::VersionRestored, target, detail).await?;
     let event = DefinitionPublishedV1 {
         version: aic_proto::MESSAGE_VERSION,
         tenant_id: caller.tenant,
@@ -228,7 +222,15 @@ pub async fn restore(
         published_at: row.get(2),
         definition,
     };
-    announce(&state, &event).await?;
+    go_live(
+        &state,
+        &tx,
+        &caller,
+        Action::VersionRestored,
+        &automation,
+        &event,
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(version = %version, number, "version restored");
     Ok(Json(fetch(&state, caller.tenant, id).await?))
