@@ -17,6 +17,8 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     field: Option<String>,
+    /// Seconds to wait, sent as `Retry-After`.
+    retry_after: Option<u64>,
 }
 
 /// The JSON body of every error response.
@@ -46,6 +48,7 @@ impl ApiError {
             code: "validation_failed",
             message: message.into(),
             field: Some(field.into()),
+            retry_after: None,
         }
     }
 
@@ -63,6 +66,24 @@ impl ApiError {
             code: failure.code.as_str(),
             message: format!("{}{said}", failure.message),
             field: None,
+            retry_after: None,
+        }
+    }
+
+    /// 429: the vendor asked for no calls on the connection until `until` (its rate limit or
+    /// quota; see [`aic_core::cooldown`]), so none is made; `Retry-After` says when to try.
+    pub fn throttled(until: chrono::DateTime<chrono::Utc>, reason: &str) -> Self {
+        let ms = (until - chrono::Utc::now()).num_milliseconds();
+        let seconds = u64::try_from(ms).unwrap_or(0).div_ceil(1000);
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "connection_throttled",
+            message: format!(
+                "the connection is cooling down until {}: {reason}; no call is made to the vendor before then",
+                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            field: None,
+            retry_after: Some(seconds),
         }
     }
 
@@ -73,6 +94,7 @@ impl ApiError {
             code: "not_found",
             message: format!("{what} not found"),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -83,6 +105,7 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -93,6 +116,7 @@ impl ApiError {
             code: "unauthenticated",
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -103,6 +127,7 @@ impl ApiError {
             code: "forbidden",
             message,
             field: None,
+            retry_after: None,
         }
     }
 
@@ -113,6 +138,7 @@ impl ApiError {
             code: "unavailable",
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -124,6 +150,7 @@ impl ApiError {
             code: "internal",
             message: "internal error; see the control plane's logs".into(),
             field: None,
+            retry_after: None,
         }
     }
 }
@@ -150,7 +177,13 @@ impl IntoResponse for ApiError {
                 field: self.field,
             },
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -184,6 +217,7 @@ where
                         "{path} contains a NUL character (\\u0000), which cannot be stored"
                     ),
                     field: Some(path),
+                    retry_after: None,
                 });
             }
         }
@@ -219,6 +253,7 @@ where
                 code: "invalid_query",
                 message: r.body_text(),
                 field: None,
+                retry_after: None,
             }),
         }
     }
@@ -238,5 +273,6 @@ fn body_rejection(status: StatusCode, message: String) -> ApiError {
         code: "invalid_body",
         message,
         field: None,
+        retry_after: None,
     }
 }

@@ -199,6 +199,17 @@ fn core_operations(g: &mut SchemaGenerator) -> Vec<Op> {
     ]
 }
 
+/// The operations that call the vendor through a saved connection, held by its cool-downs
+/// (see `routes::connections::not_held`).
+fn calls_the_vendor(method: &str, path: &str) -> bool {
+    matches!(
+        (method, path),
+        ("post", "/v1/connections/{id}/test")
+            | ("post", "/v1/automations/{id}/test")
+            | ("get", "/v1/automations/{id}/fields")
+    )
+}
+
 /// Builds the document.
 pub fn document() -> Value {
     let mut settings = SchemaSettings::draft2020_12();
@@ -225,6 +236,13 @@ pub fn document() -> Value {
         });
         if op.roles == "none" {
             o["security"] = json!([]);
+        }
+        if calls_the_vendor(op.method, op.path) {
+            o["responses"]["429"] = json!({
+                "description": "The connection is cooling down (the vendor's rate limit or quota): no call was made",
+                "headers": {"Retry-After": {"description": "Seconds until the cool-down ends", "schema": {"type": "integer"}}},
+                "content": {"application/json": {"schema": error.clone()}}
+            });
         }
         let params: Vec<Value> = [("id", "string"), ("app", "string"), ("number", "integer")]
             .iter()
@@ -296,5 +314,16 @@ mod tests {
         );
         assert_eq!(audit["description"], "Roles: admin.");
         assert!(doc["paths"]["/v1/tokens/{id}"]["delete"].is_object());
+        for (method, path) in [
+            ("post", "/v1/connections/{id}/test"),
+            ("post", "/v1/automations/{id}/test"),
+            ("get", "/v1/automations/{id}/fields"),
+        ] {
+            let held = &doc["paths"][path][method]["responses"]["429"];
+            assert!(
+                held["headers"]["Retry-After"].is_object(),
+                "{method} {path}"
+            );
+        }
     }
 }

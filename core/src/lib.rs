@@ -6,6 +6,7 @@
 pub mod amqp;
 pub mod catalog;
 pub mod config;
+pub mod cooldown;
 pub mod credentials;
 pub mod db;
 pub mod egress;

@@ -7,7 +7,7 @@ use crate::executor::Ctx;
 use crate::ledger::Mark;
 use crate::resolve::{ConnectionRow, Resolved};
 use crate::retry::RetryPolicy;
-use aic_core::vendor::{CallSuccess, RetryClass, VendorFailure};
+use aic_core::vendor::{CallSuccess, VendorFailure};
 use aic_proto::{ConnectionId, ExecutionErrorCode};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -18,10 +18,6 @@ use std::time::Duration;
 const SLOT_WAIT: Duration = Duration::from_millis(250);
 /// The next look at a connection whose slots are all taken.
 const BUSY_RETRY: Duration = Duration::from_secs(1);
-/// Cool-down when the vendor's quota is within the reserve.
-const QUOTA_RESERVE_COOL_DOWN: Duration = Duration::from_secs(300);
-/// Cool-down when the vendor says the quota is spent.
-const QUOTA_SPENT_COOL_DOWN: Duration = Duration::from_secs(900);
 
 /// Why a call cannot go now.
 #[derive(Debug)]
@@ -33,24 +29,14 @@ pub enum Hold {
     Fail(ExecutionErrorCode, String),
 }
 
-/// The part of the connection a rate limit on this call applies to, where the vendor limits
-/// the action by a value of the request (Slack: per channel; the template's
-/// `rate_limit_scope`): `channel:C0123`. `None`: the whole connection.
+/// The part of the connection a rate limit on this call applies to (see
+/// [`aic_core::cooldown::scope`]). `None`: the whole connection.
 pub fn scope(
     catalog: &aic_core::catalog::Catalog,
     def: &aic_proto::AutomationDefinition,
     body: &serde_json::Value,
 ) -> Option<String> {
-    let pointer = catalog
-        .template(&def.app, &def.action)?
-        .rate_limit_scope
-        .as_deref()?;
-    let value: String = aic_core::pointer::lookup(body, pointer)?
-        .as_str()?
-        .chars()
-        .take(200)
-        .collect();
-    Some(format!("{}:{value}", pointer.trim_start_matches('/')))
+    aic_core::cooldown::scope(catalog.template(&def.app, &def.action)?, body)
 }
 
 /// Takes a slot on the connection for a call in `scope` (the part of the connection the
@@ -162,9 +148,9 @@ pub async fn admit_marked(
     admit(ctx, conn, scope, policy, since_first).await
 }
 
-/// Starts a cool-down when the vendor's answer calls for one (a `Retry-After` counts up to
-/// `cap`, as for the execution's own retries, and holds only `scope` when the call has one;
-/// a quota is the whole connection's).
+/// Starts a cool-down when the vendor's answer calls for one (see
+/// [`aic_core::cooldown::called_for`]; a `Retry-After` counts up to `cap`, as for the
+/// execution's own retries).
 pub async fn after_call(
     ctx: &Ctx,
     conn: ConnectionId,
@@ -173,59 +159,10 @@ pub async fn after_call(
     result: &Result<CallSuccess, VendorFailure>,
 ) {
     let now = Utc::now();
-    let (wait, why, scope) = match result {
-        Ok(s) => match s.quota {
-            Some((used, limit))
-                if limit > 0 && used as f64 >= limit as f64 * (1.0 - ctx.quota_reserve) =>
-            {
-                (
-                    // Until the vendor's window resets, when it says when.
-                    s.quota_resets_at
-                        .and_then(|at| (at - now).to_std().ok())
-                        .unwrap_or(QUOTA_RESERVE_COOL_DOWN),
-                    format!(
-                        "the vendor reports {used} of {limit} API requests used, within the {:.0}% kept in reserve",
-                        ctx.quota_reserve * 100.0
-                    ),
-                    None,
-                )
-            }
-            _ => return,
-        },
-        Err(f) => match (&f.vendor, f.retry_after) {
-            (Some(v), _)
-                if v.code == "REQUEST_LIMIT_EXCEEDED" && f.class == RetryClass::Permanent =>
-            {
-                (
-                    QUOTA_SPENT_COOL_DOWN,
-                    format!(
-                        "the vendor's API request quota is spent ({}: {})",
-                        v.code, v.message
-                    ),
-                    None,
-                )
-            }
-            (_, Some(after)) => (after.min(cap), rate_limited(f, after, scope), scope),
-            _ => return,
-        },
-    };
-    let until = now + chrono::Duration::from_std(wait).unwrap_or_default();
-    ctx.budgets.throttle(conn, scope, until, &why).await;
-}
-
-/// The reason recorded for a vendor's `Retry-After` (on `scope`, when it holds only that).
-pub fn rate_limited(f: &VendorFailure, after: Duration, scope: Option<&str>) -> String {
-    let status = f
-        .vendor
-        .as_ref()
-        .and_then(|v| v.http_status)
-        .map(|s| format!("HTTP {s}, "))
-        .unwrap_or_default();
-    let on = scope.map(|s| format!(" on {s}")).unwrap_or_default();
-    format!(
-        "the vendor's rate limit ({status}Retry-After {} s){on}",
-        after.as_secs_f64().ceil()
-    )
+    if let Some(c) = aic_core::cooldown::called_for(result, scope, cap, ctx.quota_reserve, now) {
+        let until = now + chrono::Duration::from_std(c.wait).unwrap_or_default();
+        ctx.budgets.throttle(conn, c.scope, until, &c.reason).await;
+    }
 }
 
 /// A connection whose credentials the vendor refused says so in its status, so admins see it

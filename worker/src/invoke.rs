@@ -184,7 +184,7 @@ pub async fn invoke(
             let budgets = ctx.budgets.clone();
             let conn = t.key.0;
             let scope = t.scope.map(str::to_string);
-            let why = crate::gate::rate_limited(f, after, t.scope);
+            let why = aic_core::cooldown::rate_limited(f, after, t.scope);
             let until = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
             tokio::spawn(async move { budgets.throttle(conn, scope.as_deref(), until, &why).await });
         }

@@ -21,8 +21,11 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 mod checks;
+mod cooling;
 pub mod edit;
 pub mod listing;
+
+pub(crate) use cooling::{after_refusal, not_held};
 
 /// Body of `POST /v1/connections` and `POST /v1/connection-tests`.
 #[derive(Deserialize, JsonSchema)]
@@ -162,6 +165,9 @@ async fn run_test(
         vendor::test_connection(&state.http, &state.egress, v.vendor, &token).await
     }
     .await;
+    if let (Err(f), Some((_, connection))) = (&result, saved) {
+        after_refusal(state, connection, None, f).await;
+    }
     match result {
         Ok(()) => TestOutcome {
             ok: true,
@@ -405,6 +411,7 @@ pub async fn test_saved(
     let id: ConnectionId = parse_id(&id, "connection")?;
     let mut client = state.pool.get().await?;
     let (saved, auth_type) = saved(&state, &client, caller.tenant, id).await?;
+    not_held(&client, id, None).await?;
     let outcome = run_test(&state, &saved, &auth_type, Some((caller.tenant, id))).await;
     let tx = client.transaction().await?;
     let name = tx

@@ -358,34 +358,9 @@ impl Budgets {
                 }
             }
         }
-        let reason = aic_proto::text::without_nul(reason);
         let updated = async {
             let client = self.pool.get().await?;
-            match scope {
-                None => {
-                    client
-                        .execute(
-                            "UPDATE connections SET throttled_until = $2, throttle_reason = $3 \
-                             WHERE id = $1 AND (throttled_until IS NULL OR throttled_until < $2)",
-                            &[&conn.0, &until, &reason],
-                        )
-                        .await?
-                }
-                Some(scope) => client
-                    .execute(
-                        "INSERT INTO connection_cooldowns (connection_id, scope, until, reason) \
-                             VALUES ($1, $4, $2, $3) ON CONFLICT (connection_id, scope) DO UPDATE \
-                             SET until = EXCLUDED.until, reason = EXCLUDED.reason \
-                             WHERE connection_cooldowns.until < EXCLUDED.until",
-                        &[
-                            &conn.0,
-                            &until,
-                            &reason,
-                            &aic_proto::text::without_nul(scope),
-                        ],
-                    )
-                    .await?,
-            };
+            aic_core::cooldown::record(&client, conn, scope, until, reason).await?;
             anyhow::Ok(())
         };
         if let Err(e) = updated.await {

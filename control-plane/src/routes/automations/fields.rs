@@ -10,7 +10,7 @@
 use super::definition_of;
 use crate::auth::{CONFIGURE, Caller};
 use crate::error::{ApiError, ApiQuery};
-use crate::routes::connections::{credential, saved};
+use crate::routes::connections::{after_refusal, credential, not_held, saved};
 use crate::routes::parse_id;
 use crate::state::AppState;
 use aic_core::vendor::Vendor;
@@ -98,16 +98,20 @@ pub async fn list(
             .collect();
         return Ok(Json(answer("catalogue", None, fields)));
     };
-    let (opened, auth_type) =
-        saved(&state, &client, caller.tenant, definition.connection_id).await?;
+    let connection = definition.connection_id;
+    let (opened, auth_type) = saved(&state, &client, caller.tenant, connection).await?;
+    not_held(&client, connection, None).await?;
     drop(client);
     let described = async {
-        let connection = Some((caller.tenant, definition.connection_id));
-        let token = credential(&state, &opened, &auth_type, connection).await?;
+        let saved = Some((caller.tenant, connection));
+        let token = credential(&state, &opened, &auth_type, saved).await?;
         fields::describe(&state.http, &state.egress, vendor, &token, object).await
     }
-    .await
-    .map_err(|f| ApiError::vendor(&f))?;
+    .await;
+    if let Err(f) = &described {
+        after_refusal(&state, connection, None, f).await;
+    }
+    let described = described.map_err(|f| ApiError::vendor(&f))?;
     let fields = described
         .unwrap_or_default()
         .into_iter()

@@ -2,15 +2,17 @@
 //!
 //! The call is real — a create creates a record — and goes out as an execution's would: the
 //! same parameter checks, the same request (an upsert keyed by a fresh id where the draft
-//! deduplicates), the draft's connection and credential, the egress policy. It is made once,
-//! without retries or the connection's budgets, and answered at once; nothing is recorded in
-//! the ledger and no result event is published. Credentials never appear in the answer.
+//! deduplicates), the draft's connection and credential, the egress policy, the connection's
+//! cool-downs (none is made while the vendor asked for none; its "stop" is recorded for the
+//! workers). It is made once, without retries or a slot of the connection's concurrency, and
+//! answered at once; nothing is recorded in the ledger and no result event is published.
+//! Credentials never appear in the answer.
 
 use super::definition_of;
 use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller};
 use crate::error::{ApiError, ApiJson};
-use crate::routes::connections::{credential, saved};
+use crate::routes::connections::{after_refusal, credential, not_held, saved};
 use crate::routes::parse_id;
 use crate::state::AppState;
 use aic_core::vendor::{self, Call};
@@ -70,6 +72,8 @@ pub async fn test(
         .map_err(|e| ApiError::invalid(format!("parameters.{}", e.parameter), e.message))?;
     let connection = definition.connection_id;
     let (opened, auth_type) = saved(&state, &client, caller.tenant, connection).await?;
+    let scope = aic_core::cooldown::scope(template, &request.body);
+    not_held(&client, connection, scope.as_deref()).await?;
     drop(client);
     let output: &BTreeMap<String, String> = &template.output;
     let call = Call {
@@ -90,6 +94,9 @@ pub async fn test(
         vendor::call(&state.http, &state.egress, opened.vendor, &token, &call).await
     }
     .await;
+    if let Err(f) = &result {
+        after_refusal(&state, connection, scope.as_deref(), f).await;
+    }
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     tracing::info!(ok = result.is_ok(), duration_ms, "draft tested");
     let request = format!("{} {}", request.method.as_str(), request.path);

@@ -1,0 +1,162 @@
+//! The control plane's own calls on a saved connection — a draft's test run, a connection test,
+//! the field picker — keep to the vendor's "stop" as the workers do: none goes out while a
+//! cool-down holds the connection (a 429 saying until when and why, with `Retry-After`), and a
+//! vendor's refusal of one is recorded for the whole fleet.
+
+use aic_tests::harness::{Options, TestEnv};
+use aic_tests::sandbox::faults::Fault;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+
+/// Calls the API as the admin; the status, the `Retry-After` header and the body.
+async fn call_held(
+    env: &TestEnv,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Option<u64>, Value) {
+    let mut req = reqwest::Client::new()
+        .request(method, format!("{}{path}", env.api))
+        .bearer_auth(&env.admin_token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("control plane answers");
+    let status = resp.status();
+    let after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    (status, after, resp.json().await.unwrap_or_default())
+}
+
+/// Checks the call was held by a cool-down of about `seconds` from now, for `why`.
+async fn assert_held(
+    env: &TestEnv,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    seconds: u64,
+    why: &str,
+) {
+    let (status, after, err) = call_held(env, method.clone(), path, body).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{method} {path}: {err}"
+    );
+    assert_eq!(err["error"]["code"], "connection_throttled", "{err}");
+    let message = err["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(why), "{message}");
+    let after = after.expect("a Retry-After header");
+    assert!(
+        (seconds.saturating_sub(5)..=seconds).contains(&after),
+        "Retry-After {after}, the cool-down {seconds} s"
+    );
+}
+
+#[tokio::test]
+async fn a_test_runs_rate_limit_holds_its_channel_for_the_next_calls_and_the_fleet() {
+    let env = TestEnv::start_with(Options::api_only()).await;
+    let send = env.slack_automation("Limited", "xoxb-limited").await;
+    let test = format!("/v1/automations/{send}/test");
+    let to = |channel: &str| json!({"parameters": {"channel": channel, "text": "hello"}});
+    env.sandbox
+        .state
+        .faults
+        .push([Fault::RateLimited { retry_after: 60 }]);
+    let (status, tested) = env.call(Method::POST, &test, Some(to("#general"))).await;
+    assert_eq!(status, 200, "{tested}");
+    assert_eq!(tested["ok"], false, "{tested}");
+    assert_eq!(tested["error"]["vendor"]["code"], "ratelimited", "{tested}");
+
+    // Recorded where the workers read it: the channel's cool-down, not the connection's.
+    let (_, conns) = env.call(Method::GET, "/v1/connections", None).await;
+    let conn = &conns[0];
+    assert!(conn["throttled_until"].is_null(), "{conns}");
+    assert_eq!(conn["cooldowns"][0]["scope"], "channel:#general", "{conns}");
+    let reason = conn["cooldowns"][0]["reason"].as_str().unwrap_or_default();
+    assert_eq!(
+        reason,
+        "the vendor's rate limit (HTTP 429, Retry-After 60 s) on channel:#general"
+    );
+
+    // The same channel is held without a call; another channel and the connection test go.
+    let why = "Retry-After 60 s) on channel:#general";
+    assert_held(&env, Method::POST, &test, Some(to("#general")), 60, why).await;
+    assert_eq!(env.sandbox.requests_to("chat.postMessage").len(), 1);
+    let (status, other) = env.call(Method::POST, &test, Some(to("#alerts"))).await;
+    assert_eq!(
+        (status.as_u16(), &other["ok"]),
+        (200, &json!(true)),
+        "{other}"
+    );
+    let conn_test = format!("/v1/connections/{}/test", conn["id"].as_str().expect("id"));
+    let (status, checked) = env.call(Method::POST, &conn_test, None).await;
+    assert_eq!(
+        (status.as_u16(), &checked["ok"]),
+        (200, &json!(true)),
+        "{checked}"
+    );
+    assert_eq!(env.sandbox.requests_to("chat.postMessage").len(), 2);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_spent_quota_found_by_a_connection_test_holds_every_call_on_the_connection() {
+    let env = TestEnv::start_with(Options::default()).await;
+    let automation = env.lead_automation().await;
+    let (_, conns) = env.call(Method::GET, "/v1/connections", None).await;
+    let conn = conns[0]["id"].as_str().expect("id").to_string();
+    env.sandbox
+        .state
+        .salesforce
+        .daily_limit
+        .store(0, Ordering::SeqCst);
+
+    let conn_test = format!("/v1/connections/{conn}/test");
+    let (status, checked) = env.call(Method::POST, &conn_test, None).await;
+    assert_eq!(status, 200, "{checked}");
+    assert_eq!(
+        checked["vendor_code"], "REQUEST_LIMIT_EXCEEDED",
+        "{checked}"
+    );
+    let (_, view) = env
+        .call(Method::GET, &format!("/v1/connections/{conn}"), None)
+        .await;
+    let reason = view["throttle_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("the vendor's API request quota is spent (REQUEST_LIMIT_EXCEEDED"),
+        "{view}"
+    );
+    let until: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(view["throttled_until"].clone()).expect("until");
+    let left = (until - chrono::Utc::now()).num_seconds();
+    assert!((890..=900).contains(&left), "held {left} s");
+    let data_calls = || env.sandbox.requests_to("/services/data/").len();
+    let called = data_calls();
+
+    // Every call the control plane would make on the connection is held, none sent.
+    let why = "quota is spent";
+    assert_held(&env, Method::POST, &conn_test, None, 900, why).await;
+    let params = json!({"parameters": {"LastName": "Lovelace", "Company": "Engines"}});
+    let test = format!("/v1/automations/{automation}/test");
+    assert_held(&env, Method::POST, &test, Some(params.clone()), 900, why).await;
+    let fields = format!("/v1/automations/{automation}/fields");
+    assert_held(&env, Method::GET, &fields, None, 900, why).await;
+    assert_eq!(data_calls(), called, "a held call went out");
+
+    // The workers hold it too: 900 s is past the execution's retry budget, so it fails at once
+    // naming the cool-down, without a call.
+    let id = env.enqueue(&automation, params["parameters"].clone()).await;
+    let done = env.wait_final(&id).await;
+    assert_eq!(
+        (done["status"].as_str(), done["result"]["error"]["code"].as_str()),
+        (Some("failed"), Some("connection_throttled")),
+        "{done}"
+    );
+    assert_eq!(data_calls(), called, "the worker called");
+    env.stop().await;
+}
