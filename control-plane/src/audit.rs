@@ -8,6 +8,7 @@
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use aic_proto::TenantId;
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
 use uuid::Uuid;
@@ -25,6 +26,8 @@ pub enum Action {
     ConnectionTested,
     /// Deleted.
     ConnectionDeleted,
+    /// Its secrets sealed again under the active credential key (`reseal-credentials`).
+    ConnectionResealed,
     /// An automation created from a template.
     AutomationCreated,
     /// Its draft, name, description or status changed.
@@ -57,12 +60,13 @@ pub enum Action {
 
 impl Action {
     /// Every action, for the list's filter.
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 20] = [
         Self::ConnectionCreated,
         Self::ConnectionUpdated,
         Self::ConnectionReauthorised,
         Self::ConnectionTested,
         Self::ConnectionDeleted,
+        Self::ConnectionResealed,
         Self::AutomationCreated,
         Self::AutomationUpdated,
         Self::AutomationDuplicated,
@@ -87,6 +91,7 @@ impl Action {
             Self::ConnectionReauthorised => "connection.reauthorised",
             Self::ConnectionTested => "connection.tested",
             Self::ConnectionDeleted => "connection.deleted",
+            Self::ConnectionResealed => "connection.resealed",
             Self::AutomationCreated => "automation.created",
             Self::AutomationUpdated => "automation.updated",
             Self::AutomationDuplicated => "automation.duplicated",
@@ -127,21 +132,64 @@ pub async fn record(
     target: Target<'_>,
     detail: Value,
 ) -> Result<(), ApiError> {
+    let actor = Actor {
+        id: Some(caller.token_id),
+        command: None,
+        role: caller.role.as_str(),
+    };
+    Ok(insert(client, caller.tenant, actor, action, target, detail).await?)
+}
+
+/// Records `action` on `target` of `tenant` by an operator's `command` (no token acts; the
+/// event names the command, with the role `operator`), in the change's transaction.
+pub async fn by_operator(
+    client: &impl GenericClient,
+    tenant: TenantId,
+    command: &str,
+    action: Action,
+    target: Target<'_>,
+    detail: Value,
+) -> Result<(), tokio_postgres::Error> {
+    let actor = Actor {
+        id: None,
+        command: Some(command),
+        role: "operator",
+    };
+    insert(client, tenant, actor, action, target, detail).await
+}
+
+/// Who acts: a token (named as it is now) or an operator's command.
+struct Actor<'a> {
+    id: Option<Uuid>,
+    command: Option<&'a str>,
+    role: &'a str,
+}
+
+async fn insert(
+    client: &impl GenericClient,
+    tenant: TenantId,
+    actor: Actor<'_>,
+    action: Action,
+    target: Target<'_>,
+    detail: Value,
+) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
             "INSERT INTO audit_events (id, tenant_id, actor_id, actor_name, actor_role, action, \
              target_kind, target_id, target_name, detail) \
-             SELECT $1, $2, $3, (SELECT name FROM api_tokens WHERE id = $3), $4, $5, $6, $7, $8, $9",
+             SELECT $1, $2, $3, COALESCE((SELECT name FROM api_tokens WHERE id = $3), $10), $4, \
+             $5, $6, $7, $8, $9",
             &[
                 &Uuid::now_v7(),
-                &caller.tenant.0,
-                &caller.token_id,
-                &caller.role.as_str(),
+                &tenant.0,
+                &actor.id,
+                &actor.role,
                 &action.as_str(),
                 &action.target_kind(),
                 &target.id,
                 &target.name,
                 &detail,
+                &actor.command,
             ],
         )
         .await?;

@@ -30,6 +30,9 @@ pub enum Command {
     DlqReplay(DlqReplayArgs),
     /// Delete audit events older than a retention period (every tenant's), then exit.
     PruneAudit(PruneAuditArgs),
+    /// Seal every connection's secrets again under the active credential key, so that an old
+    /// key can leave AIC_CREDENTIAL_KEYS (prints a JSON report; fails if a row does not open).
+    ResealCredentials(ResealArgs),
     /// Print a fresh credential key entry for AIC_CREDENTIAL_KEYS.
     Keygen {
         /// Key id to print.
@@ -123,6 +126,20 @@ pub struct DlqReplayArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub amqp: AmqpArgs,
+}
+
+/// `reseal-credentials`.
+#[derive(Args, Debug, Clone)]
+pub struct ResealArgs {
+    /// Open every row that would be re-sealed and report, writing nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DatabaseArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub credentials: CredentialArgs,
 }
 
 /// `prune-audit`.

@@ -74,6 +74,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let n = aic_control_plane::audit::prune(&pool, args.keep_days).await?;
             println!("audit events deleted: {n}");
         }
+        Command::ResealCredentials(args) => {
+            let keyring = args.credentials.keyring()?;
+            let pool = aic_core::db::pool(&args.db.database_url, 2, Planning::PerExecution)?;
+            let report = aic_control_plane::keys::reseal(&pool, &keyring, args.dry_run).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            anyhow::ensure!(
+                report.unopened.is_empty(),
+                "{} connection(s) did not open and keep their old key; see `unopened`",
+                report.unopened.len()
+            );
+        }
         Command::Keygen { id } => {
             println!("{}", aic_core::credentials::Keyring::generate_entry(&id))
         }

@@ -166,6 +166,11 @@ impl Keyring {
         format!("{id}:{}", STANDARD.encode(key))
     }
 
+    /// The id of the key new credentials are sealed with.
+    pub fn active_id(&self) -> &str {
+        &self.active
+    }
+
     /// Seals `fields` under the active key, bound to `aad` (the row's identity).
     pub fn seal(&self, fields: &SecretFields, aad: &[u8]) -> Sealed {
         let plain: BTreeMap<&str, &str> = fields

@@ -200,6 +200,22 @@ impl TestEnv {
         &self.cleanup.database
     }
 
+    /// The database and credential-key settings the environment's control plane and workers
+    /// run with, for a test that runs an operator's command on the same data.
+    pub fn settings(
+        &self,
+    ) -> (
+        &aic_core::config::DatabaseArgs,
+        &aic_core::config::CredentialArgs,
+    ) {
+        (&self.worker_args.db, &self.worker_args.credentials)
+    }
+
+    /// The path of a workspace binary built beside the tests (`aic-control-plane`).
+    pub fn binary(name: &str) -> std::path::PathBuf {
+        workers::binary(name)
+    }
+
     /// Has the environment's clean-up (when it is dropped, however the test ends) also delete
     /// `queue`, declared beside the contract's topology.
     pub fn owns_queue(&self, queue: &str) {
