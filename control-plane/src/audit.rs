@@ -196,18 +196,54 @@ async fn insert(
     Ok(())
 }
 
+/// Events deleted per statement when pruning: a year of a busy trail goes in short
+/// transactions, not one that holds its locks and WAL for minutes.
+const PRUNE_BATCH: i64 = 10_000;
+
 /// Deletes the events (of every tenant) older than `keep_days` days, the retention an operator
-/// sets; how many went. Events are never rewritten, only deleted whole.
+/// sets; how many went. Events are never rewritten, only deleted whole, a batch at a time.
+/// Two control planes pruning at once delete each event once (the second finds it gone).
 pub async fn prune(pool: &deadpool_postgres::Pool, keep_days: u32) -> anyhow::Result<u64> {
     anyhow::ensure!(keep_days >= 1, "keep at least one day of audit events");
     let client = pool.get().await?;
     let days = i32::try_from(keep_days)?;
-    Ok(client
-        .execute(
-            "DELETE FROM audit_events WHERE at < now() - make_interval(days => $1)",
-            &[&days],
-        )
-        .await?)
+    let cutoff: chrono::DateTime<chrono::Utc> = client
+        .query_one("SELECT now() - make_interval(days => $1)", &[&days])
+        .await?
+        .get(0);
+    let mut deleted = 0;
+    loop {
+        let n = client
+            .execute(
+                "DELETE FROM audit_events WHERE id IN \
+                 (SELECT id FROM audit_events WHERE at < $1 LIMIT $2)",
+                &[&cutoff, &PRUNE_BATCH],
+            )
+            .await?;
+        deleted += n;
+        if n < PRUNE_BATCH as u64 {
+            return Ok(deleted);
+        }
+    }
+}
+
+/// How often a control plane given a retention (`AIC_AUDIT_KEEP_DAYS`) prunes.
+pub const RETAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Prunes to `keep_days` now and then every `every`, for as long as it runs (the control
+/// plane's own retention, beside the `prune-audit` command). A failed run is logged and tried
+/// again at the next.
+pub async fn retain(pool: deadpool_postgres::Pool, keep_days: u32, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match prune(&pool, keep_days).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, keep_days, "audit events pruned"),
+            Err(e) => tracing::warn!(error = %e, "could not prune the audit trail"),
+        }
+    }
 }
 
 #[cfg(test)]

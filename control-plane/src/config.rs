@@ -62,6 +62,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub egress: EgressArgs,
+    /// Keep this many days of audit events, deleting older ones at start-up and every hour
+    /// (unset: kept until `prune-audit` deletes them).
+    #[arg(long, env = "AIC_AUDIT_KEEP_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub audit_keep_days: Option<u32>,
 }
 
 /// `migrate`.
@@ -151,4 +155,39 @@ pub struct PruneAuditArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub db: DatabaseArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Cli, Command};
+    use clap::Parser;
+
+    fn serve(extra: &[&str]) -> Result<Cli, clap::Error> {
+        let base = [
+            "aic-control-plane",
+            "serve",
+            "--database-url",
+            "postgres://localhost/aic",
+            "--amqp-url",
+            "amqp://localhost",
+            "--credential-keys",
+            "k1:AAAA",
+        ];
+        Cli::try_parse_from(base.iter().chain(extra))
+    }
+
+    #[test]
+    fn the_audit_retention_is_optional_and_at_least_a_day() {
+        let days = |cli: Cli| match cli.command {
+            Command::Serve(args) => args.audit_keep_days,
+            _ => panic!("not serve"),
+        };
+        assert_eq!(days(serve(&[]).expect("parses")), None);
+        let kept = serve(&["--audit-keep-days", "365"]).expect("parses");
+        assert_eq!(days(kept), Some(365));
+        let e = serve(&["--audit-keep-days", "0"])
+            .expect_err("0 days")
+            .to_string();
+        assert!(e.contains("--audit-keep-days"), "{e}");
+    }
 }

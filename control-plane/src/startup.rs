@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    audit_keep_days: Option<u32>,
 }
 
 impl Application {
@@ -58,7 +59,11 @@ impl Application {
             names: Arc::new(names),
             replies,
         };
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            audit_keep_days: args.audit_keep_days,
+        })
     }
 
     /// The bound address.
@@ -78,9 +83,16 @@ impl Application {
     ) -> std::io::Result<()> {
         let app = crate::routes::router(self.state.clone());
         tracing::info!(addr = %self.listener.local_addr()?, "control plane listening");
+        let retention = self.audit_keep_days.map(|days| {
+            let pool = self.state.pool.clone();
+            tokio::spawn(crate::audit::retain(pool, days, crate::audit::RETAIN_EVERY))
+        });
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
+        if let Some(task) = retention {
+            task.abort();
+        }
         self.state.broker.close().await;
         result
     }

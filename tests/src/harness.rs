@@ -409,6 +409,7 @@ async fn control_plane(
         amqp: settings.amqp.clone(),
         credentials: settings.credentials.clone(),
         egress: settings.egress.clone(),
+        audit_keep_days: None,
     };
     let app = Application::build(&serve)
         .await

@@ -153,7 +153,10 @@ async fn a_spent_quota_found_by_a_connection_test_holds_every_call_on_the_connec
     let id = env.enqueue(&automation, params["parameters"].clone()).await;
     let done = env.wait_final(&id).await;
     assert_eq!(
-        (done["status"].as_str(), done["result"]["error"]["code"].as_str()),
+        (
+            done["status"].as_str(),
+            done["result"]["error"]["code"].as_str()
+        ),
         (Some("failed"), Some("connection_throttled")),
         "{done}"
     );

@@ -347,3 +347,40 @@ async fn retention_deletes_only_what_is_older_than_it_keeps() {
     assert_eq!(kept[0]["target_name"], "bot");
     env.stop().await;
 }
+
+/// A control plane given a retention (`AIC_AUDIT_KEEP_DAYS`) prunes by itself, again and again.
+#[tokio::test]
+async fn a_retention_set_on_the_control_plane_prunes_on_its_own() {
+    let env = TestEnv::start_with(Options::api_only()).await;
+    let body = json!({"name": "bot", "role": "service"});
+    let (status, _) = env.call(Method::POST, "/v1/tokens", Some(body)).await;
+    assert_eq!(status, 201);
+    let every = std::time::Duration::from_millis(100);
+    let retention = tokio::spawn(aic_control_plane::audit::retain(
+        env.pool.clone(),
+        30,
+        every,
+    ));
+    let client = env.pool.get().await.expect("db");
+    for round in 0..2 {
+        client
+            .execute(
+                "INSERT INTO audit_events (id, tenant_id, at, action, target_kind, target_id, target_name) \
+                 VALUES (gen_random_uuid(), $1, now() - interval '31 days', 'token.issued', 'token', gen_random_uuid(), 'old')",
+                &[&env.tenant.0],
+            )
+            .await
+            .expect("old event");
+        let started = std::time::Instant::now();
+        while events(&env, "").await.len() > 1 {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "round {round}: not pruned"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(events(&env, "").await[0]["target_name"], "bot");
+    }
+    retention.abort();
+    env.stop().await;
+}
