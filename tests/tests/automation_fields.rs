@@ -270,6 +270,50 @@ async fn jira_answers_from_the_catalogue_until_a_project_and_issue_type_are_name
     env.stop().await;
 }
 
+/// Jira answers fewer items than `maxResults` asks when its own page limit is lower: the issue
+/// types and the create screen are read page by page, by `startAt`, until `total`.
+#[tokio::test]
+async fn jira_create_screens_are_read_across_pages() {
+    let env = TestEnv::start_with(Options::api_only()).await;
+    let conn = env.jira_connection("jira-api-token").await;
+    let automation = env
+        .published_automation("jira.create_issue", &conn, "Issue", None)
+        .await;
+    let whole = fields(&env, &automation, "?project=ENG&issue_type=Task").await;
+    env.sandbox
+        .state
+        .jira
+        .meta_page_max
+        .store(3, std::sync::atomic::Ordering::SeqCst);
+    let before = env.sandbox.requests_to("/createmeta/ENG/issuetypes").len();
+    // Epic is the fourth issue type: on the second page of three.
+    let paged = fields(&env, &automation, "?project=ENG&issue_type=Epic").await;
+    assert_eq!(paged["object"], "ENG/Epic");
+    assert_eq!(targets(&paged), targets(&whole));
+    assert_eq!(paged["fields"], whole["fields"]);
+    let asked: Vec<(String, String)> = env.sandbox.requests_to("/createmeta/ENG/issuetypes")
+        [before..]
+        .iter()
+        .map(|r| {
+            let query = r.query.clone().unwrap_or_default();
+            (r.path.rsplit('/').next().unwrap_or("").to_string(), query)
+        })
+        .collect();
+    let page = |of: &str, at: u32| (of.to_string(), format!("startAt={at}&maxResults=200"));
+    assert_eq!(
+        asked,
+        [
+            page("issuetypes", 0),
+            page("issuetypes", 3),
+            page("10004", 0),
+            page("10004", 3),
+            page("10004", 6)
+        ],
+        "the issue types in two pages, the Epic's nine fields in three"
+    );
+    env.stop().await;
+}
+
 #[tokio::test]
 async fn only_those_who_configure_read_fields_and_only_their_own() {
     let env = TestEnv::start_with(Options::api_only()).await;

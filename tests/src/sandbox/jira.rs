@@ -3,25 +3,25 @@
 //! shapes (`errorMessages`/`errors`; a differently shaped 401).
 
 use super::SandboxState;
+use super::jira_auth::{authenticated, unauthorized};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// One simulated Jira site.
 #[derive(Debug)]
 pub struct Site {
-    users: Mutex<HashMap<String, String>>,
-    oauth_clients: Mutex<HashMap<String, String>>,
-    refresh_tokens: Mutex<HashMap<String, bool>>,
-    access_tokens: Mutex<HashMap<String, bool>>,
+    pub(super) users: Mutex<HashMap<String, String>>,
+    pub(super) oauth_clients: Mutex<HashMap<String, String>>,
+    pub(super) refresh_tokens: Mutex<HashMap<String, bool>>,
+    pub(super) access_tokens: Mutex<HashMap<String, bool>>,
     /// Refresh grants served, and how many presented a spent or unknown refresh token.
     pub refreshes: AtomicU64,
     /// Refresh grants refused because the refresh token was spent or unknown.
@@ -38,6 +38,9 @@ pub struct Site {
     window: Mutex<(chrono::DateTime<chrono::Utc>, u64)>,
     /// Requests refused with 429 for the rate limit.
     pub rate_limited: AtomicU64,
+    /// The most items a create-metadata page holds, whatever `maxResults` asks: Jira Cloud
+    /// answers with fewer than asked when its own page limit is lower.
+    pub meta_page_max: AtomicUsize,
 }
 
 impl Default for Site {
@@ -56,11 +59,12 @@ impl Default for Site {
             rate_window_ms: AtomicU64::new(60_000),
             window: Mutex::new((chrono::Utc::now(), 0)),
             rate_limited: AtomicU64::new(0),
+            meta_page_max: AtomicUsize::new(200),
         }
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -114,7 +118,7 @@ pub fn routes() -> Router<Arc<SandboxState>> {
     Router::new()
         .merge(api())
         .nest("/ex/jira/{cloud}", api())
-        .route("/oauth/token", post(oauth_token))
+        .route("/oauth/token", post(super::jira_auth::oauth_token))
 }
 
 /// Counts a request against the site's rate limit (a fixed window): its `X-RateLimit-*`
@@ -176,86 +180,6 @@ pub(super) async fn metered<F: std::future::Future<Output = Response>>(
             resp
         }
     }
-}
-
-fn random(len: usize) -> String {
-    use rand::Rng;
-    let mut rng = rand::rng();
-    (0..len)
-        .map(|_| {
-            b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                [rng.random_range(0..62)] as char
-        })
-        .collect()
-}
-
-/// Atlassian's token service: refresh grants only, and every refresh token works once.
-async fn oauth_token(
-    State(s): State<Arc<SandboxState>>,
-    axum::Json(body): axum::Json<Value>,
-) -> Response {
-    let site = &s.jira;
-    site.refreshes.fetch_add(1, Ordering::SeqCst);
-    let refuse = |status: StatusCode, error: &str, description: &str| {
-        (
-            status,
-            axum::Json(json!({"error": error, "error_description": description})),
-        )
-            .into_response()
-    };
-    if body["grant_type"] != "refresh_token" {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "Unsupported grant type",
-        );
-    }
-    let client_ok = body["client_id"]
-        .as_str()
-        .zip(body["client_secret"].as_str())
-        .is_some_and(|(id, sec)| {
-            lock(&site.oauth_clients).get(id).map(String::as_str) == Some(sec)
-        });
-    if !client_ok {
-        return refuse(StatusCode::UNAUTHORIZED, "access_denied", "Unauthorized");
-    }
-    let presented = body["refresh_token"].as_str().unwrap_or("").to_string();
-    let valid = lock(&site.refresh_tokens)
-        .get_mut(&presented)
-        .map(|v| std::mem::replace(v, false))
-        .unwrap_or(false);
-    if !valid {
-        site.refused_refreshes.fetch_add(1, Ordering::SeqCst);
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "invalid_grant",
-            "Unknown or invalid refresh token.",
-        );
-    }
-    let (access, refresh) = (format!("eyJ{}", random(120)), random(64));
-    lock(&site.access_tokens).insert(access.clone(), true);
-    lock(&site.refresh_tokens).insert(refresh.clone(), true);
-    axum::Json(json!({"access_token": access, "refresh_token": refresh, "expires_in": 3600, "scope": "read:jira-work write:jira-work offline_access", "token_type": "Bearer"})).into_response()
-}
-
-pub(super) fn unauthorized() -> Response {
-    (StatusCode::UNAUTHORIZED, axum::Json(json!({"message": "Client must be authenticated to access this resource.", "status-code": 401}))).into_response()
-}
-
-pub(super) fn authenticated(site: &Site, headers: &HeaderMap) -> Option<String> {
-    let header = headers.get("authorization")?.to_str().ok()?;
-    if let Some(bearer) = header.strip_prefix("Bearer ") {
-        let valid = lock(&site.access_tokens)
-            .get(bearer)
-            .copied()
-            .unwrap_or(false);
-        return valid.then(|| "oauth-user@acme.example".to_string());
-    }
-    let raw = header.strip_prefix("Basic ")?;
-    let decoded =
-        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(raw).ok()?).ok()?;
-    let (email, token) = decoded.split_once(':')?;
-    (lock(&site.users).get(email).map(String::as_str) == Some(token)).then(|| email.to_string())
 }
 
 fn errors(status: StatusCode, messages: &[&str], fields: Map<String, Value>) -> Response {

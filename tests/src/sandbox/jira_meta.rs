@@ -3,13 +3,16 @@
 //! type's create screen takes (`…/issuetypes/{id}`), with the site's custom field `Team`.
 
 use super::SandboxState;
-use super::jira::{authenticated, metered, unauthorized};
+use super::jira::Site;
+use super::jira::metered;
+use super::jira_auth::{authenticated, unauthorized};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// `(id, name)` of the issue types every project has.
 const ISSUE_TYPES: &[(&str, &str)] = &[
@@ -26,10 +29,12 @@ pub(super) struct Page {
     max_results: Option<usize>,
 }
 
-/// A page of `items` under `key`, as Jira pages its lists.
-fn page(key: &str, items: Vec<Value>, p: &Page) -> Value {
+/// A page of `items` under `key`, as Jira pages its lists: `maxResults` of them (50 unless
+/// asked), at most the site's page limit.
+fn page(site: &Site, key: &str, items: Vec<Value>, p: &Page) -> Value {
     let start = p.start_at.unwrap_or(0);
-    let max = p.max_results.unwrap_or(50).clamp(1, 200);
+    let limit = site.meta_page_max.load(Ordering::SeqCst).max(1);
+    let max = p.max_results.unwrap_or(50).clamp(1, limit);
     let total = items.len();
     let slice: Vec<Value> = items.into_iter().skip(start).take(max).collect();
     json!({ key: slice, "startAt": start, "maxResults": max, "total": total })
@@ -64,7 +69,7 @@ pub(super) async fn issue_types(
             .iter()
             .map(|(id, name)| json!({"id": id, "name": name, "subtask": false}))
             .collect();
-        axum::Json(page("issueTypes", types, &p)).into_response()
+        axum::Json(page(&s.jira, "issueTypes", types, &p)).into_response()
     })
     .await
 }
@@ -89,7 +94,7 @@ pub(super) async fn fields(
             )
                 .into_response();
         }
-        axum::Json(page("fields", create_fields(&project), &p)).into_response()
+        axum::Json(page(&s.jira, "fields", create_fields(&project), &p)).into_response()
     })
     .await
 }

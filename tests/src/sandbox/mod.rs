@@ -3,6 +3,7 @@
 
 pub mod faults;
 pub mod jira;
+mod jira_auth;
 mod jira_meta;
 pub mod salesforce;
 mod salesforce_schema;
