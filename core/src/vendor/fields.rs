@@ -117,7 +117,7 @@ pub async fn describe(
             let body = get(http, policy, vendor, token, &path).await?;
             let mut fields = servicenow_fields(&body, &tables);
             let path = format!(
-                "/api/now/table/sys_choice?sysparm_query=nameIN{}^inactive=false^language=en\
+                "/api/now/table/sys_choice?sysparm_query=nameIN{}^inactive=false\
                  &sysparm_fields=name,element,value,sequence&sysparm_limit=10000",
                 tables.join(",")
             );
@@ -270,8 +270,11 @@ fn add_choices(fields: &mut [VendorField], choices: &Value, tables: &[String]) {
                 })
                 .collect();
             values.sort();
+            // One row per language a list is translated to, all of the same values: each once.
+            let mut seen = std::collections::HashSet::new();
             values
                 .into_iter()
+                .filter(|(_, v)| seen.insert(*v))
                 .map(|(_, v)| v.to_string())
                 .collect::<Vec<_>>()
         };

@@ -97,6 +97,7 @@ const DICTIONARY: &[Column] = &[
     (
         "incident", "urgency", "Urgency", "integer", false, 40, false,
     ),
+    ("incident", "u_region", "Région", "string", false, 40, false),
     ("problem", "", "Problem", "collection", false, 40, false),
     (
         "problem",
@@ -109,23 +110,30 @@ const DICTIONARY: &[Column] = &[
     ),
 ];
 
-/// `(table, column, value, label, sequence)` of the choice lists (`sys_choice`).
-const CHOICES: &[(&str, &str, &str, &str, u32)] = &[
-    ("task", "priority", "1", "1 - Critical", 1),
-    ("task", "priority", "2", "2 - High", 2),
-    ("task", "priority", "3", "3 - Moderate", 3),
-    ("task", "priority", "4", "4 - Low", 4),
-    ("task", "priority", "5", "5 - Planning", 5),
-    ("incident", "urgency", "1", "1 - High", 1),
-    ("incident", "urgency", "2", "2 - Medium", 2),
-    ("incident", "urgency", "3", "3 - Low", 3),
-    ("incident", "impact", "1", "1 - High", 1),
-    ("incident", "impact", "2", "2 - Medium", 2),
-    ("incident", "impact", "3", "3 - Low", 3),
-    ("incident", "category", "inquiry", "Inquiry / Help", 1),
-    ("incident", "category", "software", "Software", 2),
-    ("incident", "category", "hardware", "Hardware", 3),
-    ("incident", "category", "network", "Network", 4),
+/// `(table, column, value, label, sequence, language)` of the choice lists (`sys_choice`): an
+/// instance keeps one row per language a list is translated to, and a list made on a
+/// French-speaking instance may have French rows only (`u_region`).
+const CHOICES: &[(&str, &str, &str, &str, u32, &str)] = &[
+    ("task", "priority", "1", "1 - Critical", 1, "en"),
+    ("task", "priority", "2", "2 - High", 2, "en"),
+    ("task", "priority", "3", "3 - Moderate", 3, "en"),
+    ("task", "priority", "4", "4 - Low", 4, "en"),
+    ("task", "priority", "5", "5 - Planning", 5, "en"),
+    ("incident", "urgency", "1", "1 - High", 1, "en"),
+    ("incident", "urgency", "2", "2 - Medium", 2, "en"),
+    ("incident", "urgency", "3", "3 - Low", 3, "en"),
+    ("incident", "urgency", "1", "1 - Haute", 1, "fr"),
+    ("incident", "urgency", "2", "2 - Moyenne", 2, "fr"),
+    ("incident", "urgency", "3", "3 - Basse", 3, "fr"),
+    ("incident", "impact", "1", "1 - High", 1, "en"),
+    ("incident", "impact", "2", "2 - Medium", 2, "en"),
+    ("incident", "impact", "3", "3 - Low", 3, "en"),
+    ("incident", "category", "inquiry", "Inquiry / Help", 1, "en"),
+    ("incident", "category", "software", "Software", 2, "en"),
+    ("incident", "category", "hardware", "Hardware", 3, "en"),
+    ("incident", "category", "network", "Network", 4, "en"),
+    ("incident", "u_region", "nord", "Nord", 1, "fr"),
+    ("incident", "u_region", "sud", "Sud", 2, "fr"),
 ];
 
 /// The answer to `GET /api/now/table/{table}?sysparm_query=…` for a metadata table; `None`
@@ -161,12 +169,14 @@ pub(super) fn answer(table: &str, query: Option<&str>, exclude_links: bool) -> O
                 .and_then(|n| n.strip_prefix("nameIN"))
                 .map(|n| n.split(',').collect())
                 .unwrap_or_default();
+            // A `language=` condition keeps that language's rows only, as the Table API does.
+            let language = query.split('^').find_map(|c| c.strip_prefix("language="));
             CHOICES
                 .iter()
-                .filter(|c| names.contains(&c.0))
-                .map(|(table, element, value, label, sequence)| {
+                .filter(|c| names.contains(&c.0) && language.is_none_or(|l| l == c.5))
+                .map(|(table, element, value, label, sequence, language)| {
                     json!({"name": table, "element": element, "value": value, "label": label,
-                        "sequence": sequence.to_string(), "inactive": "false", "language": "en"})
+                        "sequence": sequence.to_string(), "inactive": "false", "language": language})
                 })
                 .collect()
         }
