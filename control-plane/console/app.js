@@ -217,6 +217,7 @@ function connectionTile(c) {
   return h('div', { class: 'tile' },
     h('h4', {}, c.name), h('div', {}, tag(c.status)),
     c.status_detail ? h('div', { class: 'hint' }, c.status_detail) : null,
+    ...holds(c),
     h('div', { class: 'meta' }, `${c.app} · ${c.domain}`),
     h('div', { class: 'meta' }, `Created by ${c.creator || 'a deleted token'} · ${c.automations} automations · `,
       c.deployables ? h('a', { href: '#', onclick: (e) => { e.preventDefault(); open('deployables', { connection_id: c.id }); } }, `${c.deployables} deployed items`)
@@ -230,6 +231,17 @@ function connectionTile(c) {
       h('button', { 'data-write': true, onclick: () => editConnection(c) }, 'Edit'),
       h('button', { 'data-write': true, class: 'danger', onclick: () => confirm(`Delete the connection "${c.name}"?`)
         && attempt(() => api.del(path('/v1/connections/{}', c.id)), 'Connection deleted').then(() => open('connections', 'mine')) }, 'Delete')));
+}
+
+/** What holds the connection's calls now: a vendor's cool-down, of all of it or of a part
+ * (a Slack channel), and the breaker opened by refused credentials. */
+function holds(c) {
+  const at = (t) => new Date(t).toLocaleString();
+  const lines = [];
+  if (c.throttled_until) lines.push(`Cooling down until ${at(c.throttled_until)}: ${c.throttle_reason || 'the vendor said stop'}`);
+  for (const d of c.cooldowns || []) lines.push(`${d.scope} cooling down until ${at(d.until)}: ${d.reason}`);
+  if (c.breaker_open_until) lines.push(`Executions fail fast until ${at(c.breaker_open_until)}: the vendor keeps refusing the credentials`);
+  return lines.map((line) => h('div', { class: 'hint held' }, line));
 }
 
 /** The secret fields of an auth type, as inputs, each with what it is. */
