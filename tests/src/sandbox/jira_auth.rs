@@ -12,16 +12,12 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+/// An Atlassian token's characters.
 fn random(len: usize) -> String {
-    use rand::Rng;
-    let mut rng = rand::rng();
-    (0..len)
-        .map(|_| {
-            b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                [rng.random_range(0..62)] as char
-        })
-        .collect()
+    super::random_text(len, ALPHANUMERIC)
 }
+
+const ALPHANUMERIC: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 
 /// Atlassian's token service: refresh grants only, and every refresh token works once.
 pub(super) async fn oauth_token(

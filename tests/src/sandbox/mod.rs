@@ -160,6 +160,15 @@ impl Sandbox {
 }
 
 /// The router: every vendor plus the admin endpoints.
+/// `len` characters drawn from `alphabet`: the vendors' opaque tokens.
+pub(super) fn random_text(len: usize, alphabet: &[u8]) -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
+        .collect()
+}
+
 pub fn router(state: Arc<SandboxState>) -> Router {
     // Faults run inside recording: a request that meets a fault is still recorded as received.
     let vendors = salesforce::routes()

@@ -125,13 +125,10 @@ fn authenticated(i: &Instance, headers: &HeaderMap) -> bool {
 }
 
 fn random_token(len: usize) -> String {
-    let mut rng = rand::rng();
-    (0..len)
-        .map(|_| {
-            b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
-                [rng.random_range(0..64)] as char
-        })
-        .collect()
+    super::random_text(
+        len,
+        b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_",
+    )
 }
 
 #[derive(Deserialize, Debug)]
