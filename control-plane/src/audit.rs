@@ -28,6 +28,8 @@ pub enum Action {
     ConnectionDeleted,
     /// Its secrets sealed again under the active credential key (`reseal-credentials`).
     ConnectionResealed,
+    /// Its cool-downs ended before the vendor's time.
+    CooldownsCleared,
     /// An automation created from a template.
     AutomationCreated,
     /// Its draft, name, description or status changed.
@@ -60,13 +62,14 @@ pub enum Action {
 
 impl Action {
     /// Every action, for the list's filter.
-    pub const ALL: [Action; 20] = [
+    pub const ALL: [Action; 21] = [
         Self::ConnectionCreated,
         Self::ConnectionUpdated,
         Self::ConnectionReauthorised,
         Self::ConnectionTested,
         Self::ConnectionDeleted,
         Self::ConnectionResealed,
+        Self::CooldownsCleared,
         Self::AutomationCreated,
         Self::AutomationUpdated,
         Self::AutomationDuplicated,
@@ -92,6 +95,7 @@ impl Action {
             Self::ConnectionTested => "connection.tested",
             Self::ConnectionDeleted => "connection.deleted",
             Self::ConnectionResealed => "connection.resealed",
+            Self::CooldownsCleared => "connection.cooldowns_cleared",
             Self::AutomationCreated => "automation.created",
             Self::AutomationUpdated => "automation.updated",
             Self::AutomationDuplicated => "automation.duplicated",

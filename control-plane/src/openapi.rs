@@ -134,6 +134,15 @@ fn core_operations(g: &mut SchemaGenerator) -> Vec<Op> {
             ok: ("200", schema::<connections::TestOutcome>(g)),
         },
         Op {
+            method: "delete",
+            path: "/v1/connections/{id}/cooldowns",
+            id: "clearConnectionCooldowns",
+            summary: "End the connection's cool-downs before the vendor's time (its limit raised, its quota bought up)",
+            roles: "admin, editor",
+            body: None,
+            ok: ("200", schema::<connections::ConnectionView>(g)),
+        },
+        Op {
             method: "post",
             path: "/v1/connection-tests",
             id: "testUnsavedConnection",

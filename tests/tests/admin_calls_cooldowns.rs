@@ -1,13 +1,15 @@
 //! The control plane's own calls on a saved connection — a draft's test run, a connection test,
 //! the field picker — keep to the vendor's "stop" as the workers do: none goes out while a
 //! cool-down holds the connection (a 429 saying until when and why, with `Retry-After`), and a
-//! vendor's refusal of one is recorded for the whole fleet.
+//! vendor's refusal of one is recorded for the whole fleet. An admin may end them early.
 
+use aic_control_plane::auth::Role;
 use aic_tests::harness::{Options, TestEnv};
 use aic_tests::sandbox::faults::Fault;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 /// Calls the API as the admin; the status, the `Retry-After` header and the body.
 async fn call_held(
@@ -162,4 +164,120 @@ async fn a_spent_quota_found_by_a_connection_test_holds_every_call_on_the_connec
     );
     assert_eq!(data_calls(), called, "the worker called");
     env.stop().await;
+}
+
+/// An admin who knows better (the vendor's limit raised) ends the cool-downs: the next test run
+/// goes, and a worker that keeps a channel's hold in memory while the connection is busy on
+/// other channels drops it at its next lease renewal; the trail says what was ended, and
+/// ending none records nothing.
+#[tokio::test]
+async fn an_admin_ends_the_cool_downs_and_the_workers_follow() {
+    let env = TestEnv::start_with(Options::default()).await;
+    env.sandbox.state.slack.add_token("xoxb-t");
+    let body = json!({"bot_token": "xoxb-t"});
+    let conn = env.connection("Slack", "slack", "bot_token", body).await;
+    let conn = conn["id"].as_str().expect("id").to_string();
+    let fails = env
+        .automation(
+            json!({"template": "slack.send_message", "connection_id": conn,
+            "name": "Fails fast", "retry": {"on_throttle": "fail"}}),
+        )
+        .await;
+    let general = json!({"channel": "#general", "text": "hello"});
+    env.sandbox
+        .state
+        .faults
+        .push([Fault::RateLimited { retry_after: 60 }]);
+    let test = format!("/v1/automations/{fails}/test");
+    let (_, tested) = env
+        .call(Method::POST, &test, Some(json!({"parameters": general})))
+        .await;
+    assert_eq!(tested["ok"], false, "{tested}");
+
+    // #alerts keeps the connection busy (a call under way at every renewal), so the worker
+    // keeps its state, #general's hold included, rather than drop it as idle.
+    env.sandbox.set_latency(Duration::from_millis(150));
+    // Slack takes about a message a second per channel after a burst: a burst as large as the
+    // test's messages to #alerts.
+    env.sandbox.state.slack.burst.store(1_000, Ordering::SeqCst);
+    let stop = AtomicBool::new(false);
+    let busy = async {
+        let mut sent = Vec::new();
+        while !stop.load(Ordering::SeqCst) {
+            let alert = json!({"channel": "#alerts", "text": "busy"});
+            sent.push(env.enqueue(&fails, alert).await);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        sent
+    };
+    let ended = async {
+        let held = env.run(&fails, general.clone()).await;
+        assert_eq!(
+            held["result"]["error"]["code"], "connection_throttled",
+            "{held}"
+        );
+        let ended = end_cool_downs(&env, &conn).await;
+        let (_, tested) = env
+            .call(Method::POST, &test, Some(json!({"parameters": general})))
+            .await;
+        assert_eq!(tested["ok"], true, "{tested}");
+        loop {
+            let run = env.run(&fails, general.clone()).await;
+            if run["status"] == "succeeded" {
+                break;
+            }
+            assert_eq!(
+                run["result"]["error"]["code"], "connection_throttled",
+                "{run}"
+            );
+            assert!(
+                ended.elapsed() < Duration::from_secs(10),
+                "the worker still holds: {run}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        println!(
+            "the worker followed the admin's end of the cool-down after {:?}",
+            ended.elapsed()
+        );
+        stop.store(true, Ordering::SeqCst);
+    };
+    let (sent, ()) = tokio::join!(busy, ended);
+    for id in &sent {
+        let done = env.wait_final(id).await;
+        assert_eq!(
+            done["status"], "succeeded",
+            "#alerts was never held: {done}"
+        );
+    }
+
+    let clear = format!("/v1/connections/{conn}/cooldowns");
+    let (_, again) = env.call(Method::DELETE, &clear, None).await;
+    assert_eq!(again["id"], json!(conn));
+    let (_, events) = env
+        .call(
+            Method::GET,
+            "/v1/audit-events?action=connection.cooldowns_cleared",
+            None,
+        )
+        .await;
+    let events = events["events"].as_array().cloned().unwrap_or_default();
+    assert_eq!(events.len(), 1, "ending none records nothing: {events:?}");
+    assert_eq!(
+        events[0]["detail"],
+        json!({"throttled_until": null, "scopes": ["channel:#general"]})
+    );
+    env.stop().await;
+}
+
+/// Ends the connection's cool-downs as an admin (a viewer may not); when it did.
+async fn end_cool_downs(env: &TestEnv, conn: &str) -> Instant {
+    let viewer = env.token(Role::Viewer).await;
+    let clear = format!("/v1/connections/{conn}/cooldowns");
+    let (status, _) = env.call_as(&viewer, Method::DELETE, &clear, None).await;
+    assert_eq!(status, 403);
+    let (status, view) = env.call(Method::DELETE, &clear, None).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["cooldowns"], json!([]), "{view}");
+    Instant::now()
 }

@@ -25,7 +25,7 @@ mod cooling;
 pub mod edit;
 pub mod listing;
 
-pub(crate) use cooling::{after_refusal, not_held};
+pub(crate) use cooling::{after_refusal, clear as clear_cooldowns, not_held};
 
 /// Body of `POST /v1/connections` and `POST /v1/connection-tests`.
 #[derive(Deserialize, JsonSchema)]

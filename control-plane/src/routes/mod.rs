@@ -49,6 +49,10 @@ fn api(state: AppState) -> Router {
                 .delete(connections::edit::delete),
         )
         .route("/v1/connections/{id}/test", post(connections::test_saved))
+        .route(
+            "/v1/connections/{id}/cooldowns",
+            axum::routing::delete(connections::clear_cooldowns),
+        )
         .route("/v1/connection-tests", post(connections::test_unsaved))
         .route(
             "/v1/automations",

@@ -2,7 +2,7 @@
 //! (`connection_leases`), renewed while in use, handed back when idle or wanted elsewhere, and
 //! how the fleet's cool-downs reach this worker with each renewal.
 
-use super::{Budgets, IDLE_GIVE_BACK_EVERY, LEASE, RENEW_ON_DEMAND, Slots};
+use super::{Budgets, Held, IDLE_GIVE_BACK_EVERY, LEASE, RENEW_ON_DEMAND, Slots};
 use aic_proto::ConnectionId;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -27,6 +27,8 @@ struct Locked {
     own_cap: Option<i32>,
     /// Its cool-down, until when and why, if one is recorded.
     throttle: Option<(DateTime<Utc>, String)>,
+    /// When an admin last ended its cool-downs.
+    cleared_at: Option<DateTime<Utc>>,
 }
 
 impl Budgets {
@@ -92,13 +94,13 @@ impl Budgets {
         };
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let Some(Locked { own_cap, throttle }) = Self::lock_connection(&tx, conn).await? else {
+        let Some(locked) = Self::lock_connection(&tx, conn).await? else {
             // No share to lease: none is left to call on (the connection's leases and
             // cool-downs went with its row).
             slots.count.lower(0);
             return Ok(Renewed::Gone);
         };
-        let cap = i64::from(own_cap.or(cap).unwrap_or(self.default_cap as i32));
+        let cap = i64::from(locked.own_cap.or(cap).unwrap_or(self.default_cap as i32));
         let scoped = Self::cooldowns(&tx, conn).await?;
         let (others_slots, others_wanted, others_active, others_leases) =
             self.others(&tx, conn).await?;
@@ -120,7 +122,7 @@ impl Budgets {
         let recorded = grant.max(in_use);
         self.record(&tx, conn, recorded, wanted).await?;
         tx.commit().await?;
-        applied(slots, grant, throttle, scoped);
+        applied(slots, grant, locked, scoped);
         Ok(Renewed::Done)
     }
 
@@ -132,7 +134,8 @@ impl Budgets {
     ) -> Result<Option<Locked>, tokio_postgres::Error> {
         let row = tx
             .query_opt(
-                "SELECT max_concurrency, throttled_until, throttle_reason FROM connections WHERE id = $1 FOR UPDATE",
+                "SELECT max_concurrency, throttled_until, throttle_reason, cooldowns_cleared_at \
+                 FROM connections WHERE id = $1 FOR UPDATE",
                 &[&conn.0],
             )
             .await?;
@@ -142,6 +145,7 @@ impl Budgets {
             Locked {
                 own_cap: row.get(0),
                 throttle: throttle.map(|until| (until, reason.unwrap_or_default())),
+                cleared_at: row.get(3),
             }
         }))
     }
@@ -284,14 +288,11 @@ fn wanted(slots: &Slots, capacity: i64, cap: i64, others_wanted: i64) -> i64 {
 }
 
 /// Applies a committed renewal to this worker's slots: the share granted, the lease's
-/// expiry, and the connection's cool-downs (`throttle`, and `scoped` rows of scope, until and
-/// reason) that other workers recorded; then wakes the callers waiting for a slot.
-fn applied(
-    slots: &Slots,
-    grant: i64,
-    throttle: Option<(DateTime<Utc>, String)>,
-    scoped: Vec<tokio_postgres::Row>,
-) {
+/// expiry, and the connection's cool-downs (`locked.throttle`, and `scoped` rows of scope,
+/// until and reason) that other workers recorded — those this worker kept from before an
+/// admin ended them (`locked.cleared_at`) dropped first; then wakes the callers waiting for a
+/// slot.
+fn applied(slots: &Slots, grant: i64, locked: Locked, scoped: Vec<tokio_postgres::Row>) {
     slots.count.set_limit(grant as usize);
     if let Ok(mut l) = slots.lease_until.lock() {
         // Renewed well before the database's expiry, so the two never disagree.
@@ -300,20 +301,38 @@ fn applied(
     if let Ok(mut r) = slots.renewed_at.lock() {
         *r = Some(Instant::now());
     }
-    if let (Ok(mut t), Some((until, reason))) = (slots.throttle.lock(), throttle) {
+    let now = Utc::now();
+    // Known since the admin's clearing: the vendor's say after it stands.
+    let current = |h: &Held| locked.cleared_at.is_none_or(|at| h.since > at);
+    if let Ok(mut t) = slots.throttle.lock() {
+        if t.as_ref().is_some_and(|h| !current(h)) {
+            *t = None;
+        }
         // Another worker's cool-down; a later local one (not yet written) stands.
-        if t.as_ref().is_none_or(|(u, _)| *u < until) {
-            *t = Some((until, reason));
+        if let Some((until, reason)) = locked.throttle
+            && t.as_ref().is_none_or(|h| h.until < until)
+        {
+            *t = Some(Held {
+                until,
+                reason,
+                since: now,
+            });
         }
     }
     if let Ok(mut m) = slots.scoped.lock() {
-        let now = Utc::now();
-        m.retain(|_, (until, _)| *until > now);
+        m.retain(|_, h| h.until > now && current(h));
         for row in scoped {
-            let (scope, until, why): (String, DateTime<Utc>, String) =
+            let (scope, until, reason): (String, DateTime<Utc>, String) =
                 (row.get(0), row.get(1), row.get(2));
-            if m.get(&scope).is_none_or(|(u, _)| *u < until) {
-                m.insert(scope, (until, why));
+            if m.get(&scope).is_none_or(|h| h.until < until) {
+                m.insert(
+                    scope,
+                    Held {
+                        until,
+                        reason,
+                        since: now,
+                    },
+                );
             }
         }
     }

@@ -51,6 +51,15 @@ const IDLE_GIVE_BACK_EVERY: Duration = Duration::from_millis(250);
 /// come free at another worker, which no local wake-up would say).
 const WAITER_RECHECK: Duration = Duration::from_millis(200);
 
+/// A cool-down this worker keeps: until when, why, and since when this worker knows of it
+/// (an admin's clearing drops those known from before it; see the lease's renewal).
+#[derive(Debug, Clone)]
+struct Held {
+    until: DateTime<Utc>,
+    reason: String,
+    since: DateTime<Utc>,
+}
+
 /// One connection's local state.
 #[derive(Debug, Default)]
 struct Slots {
@@ -65,9 +74,9 @@ struct Slots {
     renewed_at: Mutex<Option<Instant>>,
     /// A renewal of the lease is under way (see [`Slots::begin_renewal`]).
     renewing: AtomicBool,
-    throttle: Mutex<Option<(DateTime<Utc>, String)>>,
+    throttle: Mutex<Option<Held>>,
     /// Cool-downs of parts of the connection, by scope (`channel:C123`).
-    scoped: Mutex<HashMap<String, (DateTime<Utc>, String)>>,
+    scoped: Mutex<HashMap<String, Held>>,
     /// At the last renewal, other workers wanted more of the connection than they held.
     contended: AtomicBool,
     /// At the last renewal, the connection's cap could not give this worker its whole
@@ -341,20 +350,25 @@ impl Budgets {
         reason: &str,
     ) {
         let slots = self.slots(conn);
-        let later = |t: Option<&(DateTime<Utc>, String)>| t.is_none_or(|(u, _)| *u < until);
+        let later = |t: Option<&Held>| t.is_none_or(|h| h.until < until);
+        let held = Held {
+            until,
+            reason: reason.to_string(),
+            since: Utc::now(),
+        };
         match scope {
             None => {
                 if let Ok(mut t) = slots.throttle.lock()
                     && later(t.as_ref())
                 {
-                    *t = Some((until, reason.to_string()));
+                    *t = Some(held);
                 }
             }
             Some(scope) => {
                 if let Ok(mut m) = slots.scoped.lock()
                     && later(m.get(scope))
                 {
-                    m.insert(scope.to_string(), (until, reason.to_string()));
+                    m.insert(scope.to_string(), held);
                 }
             }
         }
@@ -374,14 +388,15 @@ impl Budgets {
 /// or its scope's, whichever ends later.
 fn throttled(slots: &Slots, scope: Option<&str>) -> Option<(DateTime<Utc>, String)> {
     let now = Utc::now();
+    let live = |h: &Held| (h.until > now).then(|| (h.until, h.reason.clone()));
     let whole = slots
         .throttle
         .lock()
         .ok()
-        .and_then(|t| t.as_ref().filter(|(until, _)| *until > now).cloned());
+        .and_then(|t| t.as_ref().and_then(live));
     let part = scope.and_then(|s| {
         let m = slots.scoped.lock().ok()?;
-        m.get(s).filter(|(until, _)| *until > now).cloned()
+        m.get(s).and_then(live)
     });
     match (whole, part) {
         (Some(w), Some(p)) => Some(if p.0 > w.0 { p } else { w }),

@@ -1,13 +1,22 @@
 //! The control plane's own calls on a saved connection — a connection test, a draft's test
 //! run, the field picker — keep to the fleet's cool-downs (see [`aic_core::cooldown`]): none
 //! goes to a vendor that asked for no calls until a later time, and a vendor's "stop" in answer
-//! to one is recorded for the workers as theirs would be.
+//! to one is recorded for the workers as theirs would be. An admin who knows better (the
+//! vendor's limit raised, its quota bought up) may end them all at once.
 
+use super::{ConnectionView, fetch};
+use crate::audit::{self, Action, Target};
+use crate::auth::{CONFIGURE, Caller};
 use crate::error::ApiError;
+use crate::routes::parse_id;
 use crate::state::AppState;
 use aic_core::cooldown;
 use aic_core::vendor::VendorFailure;
 use aic_proto::ConnectionId;
+use axum::Json;
+use axum::extract::{Path, State};
+use chrono::{DateTime, Utc};
+use serde_json::json;
 
 /// Refuses a call on `conn` in `scope` (`None`: the connection as a whole) while a cool-down
 /// holds it: a 429 saying until when and why, with `Retry-After`.
@@ -47,4 +56,57 @@ pub(crate) async fn after_refusal(
         }
         Err(e) => tracing::warn!(error = %e, "could not record the connection's cool-down"),
     }
+}
+
+/// `DELETE /v1/connections/{id}/cooldowns`: ends the connection's cool-downs, of the whole and
+/// of its parts, before the vendor's time. Every worker drops the holds it keeps from before
+/// this moment at its next lease renewal (within seconds), and keeps any the vendor imposes
+/// after; executions already waiting in a delay queue come back at their time. Audited with
+/// what was ended; ending none records nothing.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant, connection = %id))]
+pub async fn clear(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ConnectionView>, ApiError> {
+    caller.require(CONFIGURE)?;
+    let id: ConnectionId = parse_id(&id, "connection")?;
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    let row = tx
+        .query_opt(
+            "SELECT name, CASE WHEN throttled_until > now() THEN throttled_until END \
+             FROM connections WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+            &[&caller.tenant.0, &id.0],
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("connection"))?;
+    let whole: Option<DateTime<Utc>> = row.get(1);
+    let scopes: Vec<String> = tx
+        .query(
+            "DELETE FROM connection_cooldowns WHERE connection_id = $1 RETURNING scope, until > now()",
+            &[&id.0],
+        )
+        .await?
+        .iter()
+        .filter(|r| r.get::<_, bool>(1))
+        .map(|r| r.get(0))
+        .collect();
+    tx.execute(
+        "UPDATE connections SET throttled_until = NULL, throttle_reason = NULL, \
+         cooldowns_cleared_at = now() WHERE id = $1",
+        &[&id.0],
+    )
+    .await?;
+    if whole.is_some() || !scopes.is_empty() {
+        let detail = json!({"throttled_until": whole, "scopes": scopes});
+        let target = Target {
+            id: id.0,
+            name: row.get(0),
+        };
+        audit::record(&tx, &caller, Action::CooldownsCleared, target, detail).await?;
+        tracing::warn!(connection = %id, "connection's cool-downs ended by an admin");
+    }
+    tx.commit().await?;
+    Ok(Json(fetch(&state, caller.tenant, id).await?))
 }
