@@ -85,50 +85,10 @@ pub async fn reseal(
         let Some(end) = rows.last() else { break };
         last = end.get(0);
         for row in &rows {
-            let (id, tenant): (Uuid, Uuid) = (row.get(0), row.get(1));
-            let sealed = Sealed {
-                key_id: row.get(3),
-                nonce: row.get(4),
-                ciphertext: row.get(5),
-            };
-            let aad = connection_aad(TenantId(tenant), ConnectionId(id));
-            let secrets = match keyring.open(&sealed, &aad) {
-                Ok(secrets) => secrets,
-                Err(e) => {
-                    report.unopened.push(Unopened {
-                        connection_id: id,
-                        tenant_id: tenant,
-                        key_id: sealed.key_id,
-                        reason: e.to_string(),
-                    });
-                    continue;
-                }
-            };
-            report.resealed += 1;
-            if dry_run {
-                continue;
+            match one(&tx, keyring, row, dry_run).await? {
+                Ok(()) => report.resealed += 1,
+                Err(unopened) => report.unopened.push(unopened),
             }
-            let again = keyring.seal(&secrets, &aad);
-            tx.execute(
-                "UPDATE connections SET secret_key_id = $2, secret_nonce = $3, \
-                 secret_ciphertext = $4, updated_at = now() WHERE id = $1",
-                &[&id, &again.key_id, &again.nonce, &again.ciphertext],
-            )
-            .await?;
-            let detail = json!({"from_key": sealed.key_id, "to_key": again.key_id});
-            let target = Target {
-                id,
-                name: row.get(2),
-            };
-            audit::by_operator(
-                &tx,
-                TenantId(tenant),
-                "reseal-credentials",
-                Action::ConnectionResealed,
-                target,
-                detail,
-            )
-            .await?;
         }
         if dry_run {
             tx.rollback().await?;
@@ -138,6 +98,61 @@ pub async fn reseal(
     }
     report.after = by_key(&client).await?;
     Ok(report)
+}
+
+/// Re-seals one connection's row (`id, tenant_id, name, secret_key_id, secret_nonce,
+/// secret_ciphertext`) under the active key, with its audit event, in `tx`; with `dry_run`,
+/// only opens it. The inner `Err` is a row that does not open.
+async fn one(
+    tx: &deadpool_postgres::Transaction<'_>,
+    keyring: &Keyring,
+    row: &tokio_postgres::Row,
+    dry_run: bool,
+) -> Result<Result<(), Unopened>, tokio_postgres::Error> {
+    let (id, tenant): (Uuid, Uuid) = (row.get(0), row.get(1));
+    let sealed = Sealed {
+        key_id: row.get(3),
+        nonce: row.get(4),
+        ciphertext: row.get(5),
+    };
+    let aad = connection_aad(TenantId(tenant), ConnectionId(id));
+    let secrets = match keyring.open(&sealed, &aad) {
+        Ok(secrets) => secrets,
+        Err(e) => {
+            return Ok(Err(Unopened {
+                connection_id: id,
+                tenant_id: tenant,
+                key_id: sealed.key_id,
+                reason: e.to_string(),
+            }));
+        }
+    };
+    if dry_run {
+        return Ok(Ok(()));
+    }
+    let again = keyring.seal(&secrets, &aad);
+    tx.execute(
+        "UPDATE connections SET secret_key_id = $2, secret_nonce = $3, \
+         secret_ciphertext = $4, updated_at = now() WHERE id = $1",
+        &[&id, &again.key_id, &again.nonce, &again.ciphertext],
+    )
+    .await?;
+    let detail = json!({"from_key": sealed.key_id, "to_key": again.key_id});
+    let target = Target {
+        id,
+        name: row.get(2),
+    };
+    let action = Action::ConnectionResealed;
+    audit::by_operator(
+        tx,
+        TenantId(tenant),
+        "reseal-credentials",
+        action,
+        target,
+        detail,
+    )
+    .await?;
+    Ok(Ok(()))
 }
 
 /// Connections by the id of the key that sealed them.

@@ -201,15 +201,7 @@ async fn an_admin_ends_the_cool_downs_and_the_workers_follow() {
     // test's messages to #alerts.
     env.sandbox.state.slack.burst.store(1_000, Ordering::SeqCst);
     let stop = AtomicBool::new(false);
-    let busy = async {
-        let mut sent = Vec::new();
-        while !stop.load(Ordering::SeqCst) {
-            let alert = json!({"channel": "#alerts", "text": "busy"});
-            sent.push(env.enqueue(&fails, alert).await);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        sent
-    };
+    let busy = keep_busy(&env, &fails, &stop);
     let ended = async {
         let held = env.run(&fails, general.clone()).await;
         assert_eq!(
@@ -221,25 +213,8 @@ async fn an_admin_ends_the_cool_downs_and_the_workers_follow() {
             .call(Method::POST, &test, Some(json!({"parameters": general})))
             .await;
         assert_eq!(tested["ok"], true, "{tested}");
-        loop {
-            let run = env.run(&fails, general.clone()).await;
-            if run["status"] == "succeeded" {
-                break;
-            }
-            assert_eq!(
-                run["result"]["error"]["code"], "connection_throttled",
-                "{run}"
-            );
-            assert!(
-                ended.elapsed() < Duration::from_secs(10),
-                "the worker still holds: {run}"
-            );
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-        println!(
-            "the worker followed the admin's end of the cool-down after {:?}",
-            ended.elapsed()
-        );
+        let followed = runs_again(&env, &fails, &general, ended).await;
+        println!("the worker followed the admin's end of the cool-down after {followed:?}");
         stop.store(true, Ordering::SeqCst);
     };
     let (sent, ()) = tokio::join!(busy, ended);
@@ -251,6 +226,44 @@ async fn an_admin_ends_the_cool_downs_and_the_workers_follow() {
         );
     }
 
+    assert_one_clearing(&env, &conn).await;
+    env.stop().await;
+}
+
+/// Enqueues a message to #alerts every 100 ms until `stop`; their ids.
+async fn keep_busy(env: &TestEnv, automation: &str, stop: &AtomicBool) -> Vec<String> {
+    let mut sent = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        let alert = json!({"channel": "#alerts", "text": "busy"});
+        sent.push(env.enqueue(automation, alert).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sent
+}
+
+/// Runs `automation` (failing fast on a cool-down) with `message` until it succeeds, within
+/// 10 s of `since`; how long after `since` it did.
+async fn runs_again(env: &TestEnv, automation: &str, message: &Value, since: Instant) -> Duration {
+    loop {
+        let run = env.run(automation, message.clone()).await;
+        if run["status"] == "succeeded" {
+            return since.elapsed();
+        }
+        assert_eq!(
+            run["result"]["error"]["code"], "connection_throttled",
+            "{run}"
+        );
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "the worker still holds: {run}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Ending the cool-downs again, none held, answers the connection and records nothing: the
+/// trail holds the one clearing of #general.
+async fn assert_one_clearing(env: &TestEnv, conn: &str) {
     let clear = format!("/v1/connections/{conn}/cooldowns");
     let (_, again) = env.call(Method::DELETE, &clear, None).await;
     assert_eq!(again["id"], json!(conn));
@@ -267,7 +280,6 @@ async fn an_admin_ends_the_cool_downs_and_the_workers_follow() {
         events[0]["detail"],
         json!({"throttled_until": null, "scopes": ["channel:#general"]})
     );
-    env.stop().await;
 }
 
 /// Ends the connection's cool-downs as an admin (a viewer may not); when it did.

@@ -2,7 +2,7 @@
 //! active key — the same secrets, still bound to their row — so the old key can go; a row that
 //! does not open is reported and left alone, and a dry run writes nothing.
 
-use aic_core::credentials::{Keyring, Sealed, connection_aad};
+use aic_core::credentials::{Keyring, Sealed, SecretFields, connection_aad};
 use aic_proto::{ConnectionId, TenantId};
 use aic_tests::harness::{Options, TestEnv};
 use reqwest::Method;
@@ -34,6 +34,75 @@ fn keyring(entries: &[&str], active: &str) -> Keyring {
     Keyring::parse(&SecretString::from(entries.join(",")), Some(active)).expect("keyring")
 }
 
+/// Seals the connection `id`'s `secrets` under a key no process is given any more (`k0`).
+async fn reseal_under_a_gone_key(env: &TestEnv, id: Uuid, secrets: &SecretFields) {
+    let gone_key = keyring(&[&Keyring::generate_entry("k0")], "k0");
+    let stray = gone_key.seal(secrets, &connection_aad(env.tenant, ConnectionId(id)));
+    env.pool
+        .get()
+        .await
+        .expect("db")
+        .execute(
+            "UPDATE connections SET secret_key_id = $2, secret_nonce = $3, secret_ciphertext = $4 WHERE id = $1",
+            &[&id, &stray.key_id, &stray.nonce, &stray.ciphertext],
+        )
+        .await
+        .expect("stray key");
+}
+
+/// The same fields with the same values.
+fn assert_same(a: &SecretFields, b: &SecretFields) {
+    assert_eq!(a.names().collect::<Vec<_>>(), b.names().collect::<Vec<_>>());
+    for name in a.names() {
+        assert_eq!(
+            a.get(name).map(ExposeSecret::expose_secret),
+            b.get(name).map(ExposeSecret::expose_secret),
+            "{name}"
+        );
+    }
+}
+
+/// The one `connection.resealed` event of the tenant is `id`'s, by the command, keys only.
+async fn assert_audited(env: &TestEnv, id: Uuid) {
+    let path = "/v1/audit-events?action=connection.resealed";
+    let (_, events) = env.call(Method::GET, path, None).await;
+    let events = events["events"].as_array().cloned().unwrap_or_default();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["target_id"], json!(id));
+    assert_eq!(
+        events[0]["detail"],
+        json!({"from_key": "test", "to_key": "k2"})
+    );
+    let actor = (
+        events[0]["actor_name"].as_str(),
+        events[0]["actor_role"].as_str(),
+    );
+    assert_eq!(actor, (Some("reseal-credentials"), Some("operator")));
+}
+
+#[tokio::test]
+async fn a_dry_run_opens_every_row_and_writes_nothing() {
+    let env = TestEnv::start_with(Options::api_only()).await;
+    let conn = env
+        .salesforce_connection("Org", "s3cret-value", "s3cret-value")
+        .await;
+    let id: Uuid = conn["id"].as_str().expect("id").parse().expect("uuid");
+    let old_entry = env.settings().1.credential_keys.expose_secret().to_string();
+    let both = keyring(&[&old_entry, &Keyring::generate_entry("k2")], "k2");
+    let before = sealed(&env, id).await;
+    let dry = aic_control_plane::keys::reseal(&env.pool, &both, true)
+        .await
+        .expect("dry run");
+    assert_eq!((dry.resealed, dry.unopened.len()), (1, 0), "{dry:?}");
+    assert_eq!(dry.after.get("test"), Some(&1), "{dry:?}");
+    let after = sealed(&env, id).await;
+    assert_eq!(
+        (after.key_id, after.ciphertext),
+        (before.key_id, before.ciphertext)
+    );
+    env.stop().await;
+}
+
 #[tokio::test]
 async fn resealing_moves_every_connection_to_the_active_key_and_reports_what_does_not_open() {
     let env = TestEnv::start_with(Options::api_only()).await;
@@ -53,30 +122,12 @@ async fn resealing_moves_every_connection_to_the_active_key_and_reports_what_doe
     let both = keyring(&[&old_entry, &new_entry], "k2");
     let only_new = keyring(&[&new_entry], "k2");
     let aad = |id: Uuid| connection_aad(env.tenant, ConnectionId(id));
-    let before = sealed(&env, ids[0]).await;
-    let opened = old.open(&before, &aad(ids[0])).expect("opens");
-
-    // A dry run opens everything and writes nothing.
-    let dry = aic_control_plane::keys::reseal(&env.pool, &both, true)
-        .await
-        .expect("dry run");
-    assert_eq!((dry.resealed, dry.unopened.len()), (2, 0), "{dry:?}");
-    assert_eq!(dry.after.get("test"), Some(&2), "{dry:?}");
-    assert_eq!(sealed(&env, ids[0]).await.ciphertext, before.ciphertext);
+    let opened = old
+        .open(&sealed(&env, ids[0]).await, &aad(ids[0]))
+        .expect("opens");
 
     // A row whose key is not configured (a third key, long gone) is reported, not touched.
-    let gone_key = keyring(&[&Keyring::generate_entry("k0")], "k0");
-    let stray = gone_key.seal(&opened, &aad(ids[1]));
-    env.pool
-        .get()
-        .await
-        .expect("db")
-        .execute(
-            "UPDATE connections SET secret_key_id = $2, secret_nonce = $3, secret_ciphertext = $4 WHERE id = $1",
-            &[&ids[1], &stray.key_id, &stray.nonce, &stray.ciphertext],
-        )
-        .await
-        .expect("stray key");
+    reseal_under_a_gone_key(&env, ids[1], &opened).await;
     let run = aic_control_plane::keys::reseal(&env.pool, &both, false)
         .await
         .expect("reseal");
@@ -100,17 +151,7 @@ async fn resealing_moves_every_connection_to_the_active_key_and_reports_what_doe
     let after = sealed(&env, ids[0]).await;
     assert_eq!(after.key_id, "k2");
     let reopened = only_new.open(&after, &aad(ids[0])).expect("opens under k2");
-    assert_eq!(
-        reopened.names().collect::<Vec<_>>(),
-        opened.names().collect::<Vec<_>>()
-    );
-    for name in opened.names() {
-        assert_eq!(
-            reopened.get(name).map(ExposeSecret::expose_secret),
-            opened.get(name).map(ExposeSecret::expose_secret),
-            "{name}"
-        );
-    }
+    assert_same(&reopened, &opened);
     assert!(
         old.open(&after, &aad(ids[0])).is_err(),
         "the old key still opens it"
@@ -122,27 +163,7 @@ async fn resealing_moves_every_connection_to_the_active_key_and_reports_what_doe
     );
 
     // Each re-sealed row has its event in the tenant's trail, naming the keys only.
-    let (_, events) = env
-        .call(
-            Method::GET,
-            "/v1/audit-events?action=connection.resealed",
-            None,
-        )
-        .await;
-    let events = events["events"].as_array().cloned().unwrap_or_default();
-    assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!(events[0]["target_id"], json!(ids[0]));
-    assert_eq!(
-        events[0]["detail"],
-        json!({"from_key": "test", "to_key": "k2"})
-    );
-    assert_eq!(
-        (
-            events[0]["actor_name"].as_str(),
-            events[0]["actor_role"].as_str()
-        ),
-        (Some("reseal-credentials"), Some("operator"))
-    );
+    assert_audited(&env, ids[0]).await;
 
     // Run again: nothing left to do but the row that does not open.
     let again = aic_control_plane::keys::reseal(&env.pool, &both, false)
