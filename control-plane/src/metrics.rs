@@ -1,14 +1,16 @@
 //! The control plane's metrics, at `GET /metrics` on the API's listener: every request by
 //! route template (`/v1/automations/{id}/executions`, never the ids themselves), method and
 //! status, and how long it took. Labels are bounded: an unknown path is `unmatched`, an unusual
-//! method `other`.
+//! method `other`. And, read from PostgreSQL at each scrape, every tenant's connections by
+//! status and those a vendor's cool-down holds: what needs an admin (every control plane
+//! reports the same counts, so dashboards take the `max`, not the `sum`).
 
 use aic_core::metrics::{LATENCY_BUCKETS, histogram, register, render};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use prometheus::{HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,7 +22,14 @@ pub struct HttpMetrics {
     requests: IntCounterVec,
     /// Time to answer, by route and method (a synchronous execution waits up to 30 s).
     duration: HistogramVec,
+    /// Connections of every tenant, by status ([`STATUSES`]).
+    connections: IntGaugeVec,
+    /// Connections a vendor's cool-down holds now, as a whole or in a part.
+    cooling_down: IntGauge,
 }
+
+/// A connection's statuses, in the order the scrape's query counts them.
+const STATUSES: [&str; 4] = ["untested", "connected", "failing", "needs_reauthorization"];
 
 impl HttpMetrics {
     /// Registers everything in a fresh registry.
@@ -42,11 +51,62 @@ impl HttpMetrics {
             &["route", "method"],
             &LATENCY_BUCKETS,
         );
+        let name = "aic_connections";
+        let connections = register(
+            &registry,
+            name,
+            IntGaugeVec::new(
+                Opts::new(
+                    name,
+                    "Connections of every tenant, by status (read at each scrape).",
+                ),
+                &["status"],
+            ),
+        );
+        for status in STATUSES {
+            connections.with_label_values(&[status]).set(0);
+        }
+        let name = "aic_connections_cooling_down";
+        let cooling_down = register(
+            &registry,
+            name,
+            IntGauge::new(
+                name,
+                "Connections a vendor's cool-down holds now, whole or in part (read at each scrape).",
+            ),
+        );
         Self {
             registry,
             requests,
             duration,
+            connections,
+            cooling_down,
         }
+    }
+
+    /// Reads the connection gauges from the database.
+    async fn read_connections(&self, pool: &deadpool_postgres::Pool) -> anyhow::Result<()> {
+        let row = pool
+            .get()
+            .await?
+            .query_one(
+                "SELECT count(*) FILTER (WHERE status = 'untested'), \
+                 count(*) FILTER (WHERE status = 'connected'), \
+                 count(*) FILTER (WHERE status = 'failing'), \
+                 count(*) FILTER (WHERE status = 'needs_reauthorization'), \
+                 count(*) FILTER (WHERE throttled_until > now() OR EXISTS (SELECT 1 FROM \
+                   connection_cooldowns d WHERE d.connection_id = c.id AND d.until > now())) \
+                 FROM connections c",
+                &[],
+            )
+            .await?;
+        for (i, status) in STATUSES.iter().enumerate() {
+            self.connections
+                .with_label_values(&[status])
+                .set(row.get(i));
+        }
+        self.cooling_down.set(row.get(4));
+        Ok(())
     }
 }
 
@@ -87,8 +147,14 @@ pub async fn track(State(m): State<Arc<HttpMetrics>>, req: Request, next: Next) 
     response
 }
 
-/// `GET /metrics`.
-pub async fn serve(State(m): State<Arc<HttpMetrics>>) -> impl IntoResponse {
+/// `GET /metrics`. Without the database the connection gauges keep their last reading (the
+/// readiness probe says why).
+pub async fn serve(
+    State((m, pool)): State<(Arc<HttpMetrics>, deadpool_postgres::Pool)>,
+) -> impl IntoResponse {
+    if let Err(e) = m.read_connections(&pool).await {
+        tracing::warn!(error = %e, "could not read the connection gauges");
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         render(&m.registry),

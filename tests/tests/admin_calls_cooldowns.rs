@@ -11,6 +11,19 @@ use serde_json::{Value, json};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// The value of the control plane's sample `name` (with its labels) at a scrape.
+async fn scraped(env: &TestEnv, name: &str) -> String {
+    let text = reqwest::get(format!("{}/metrics", env.api))
+        .await
+        .expect("control plane /metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
 /// Calls the API as the admin; the status, the `Retry-After` header and the body.
 async fn call_held(
     env: &TestEnv,
@@ -83,6 +96,13 @@ async fn a_test_runs_rate_limit_holds_its_channel_for_the_next_calls_and_the_fle
     assert_eq!(
         reason,
         "the vendor's rate limit (HTTP 429, Retry-After 60 s) on channel:#general"
+    );
+
+    // SREs see it: the control plane counts the connections a cool-down holds.
+    assert_eq!(scraped(&env, "aic_connections_cooling_down").await, "1");
+    assert_eq!(
+        scraped(&env, r#"aic_connections{status="untested"}"#).await,
+        "1"
     );
 
     // The same channel is held without a call; another channel and the connection test go.
@@ -291,5 +311,6 @@ async fn end_cool_downs(env: &TestEnv, conn: &str) -> Instant {
     let (status, view) = env.call(Method::DELETE, &clear, None).await;
     assert_eq!(status, 200, "{view}");
     assert_eq!(view["cooldowns"], json!([]), "{view}");
+    assert_eq!(scraped(env, "aic_connections_cooling_down").await, "0");
     Instant::now()
 }

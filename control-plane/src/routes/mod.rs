@@ -17,11 +17,9 @@ use axum::routing::{get, patch, post};
 /// Builds the router: the API, and `/metrics` counting every request to it.
 pub fn router(state: AppState) -> Router {
     let metrics = std::sync::Arc::new(crate::metrics::HttpMetrics::new());
+    let scrape = (metrics.clone(), state.pool.clone());
     api(state)
-        .route(
-            "/metrics",
-            get(crate::metrics::serve).with_state(metrics.clone()),
-        )
+        .route("/metrics", get(crate::metrics::serve).with_state(scrape))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             crate::metrics::track,
