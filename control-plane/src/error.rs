@@ -41,15 +41,33 @@ pub struct ErrorDetail {
 }
 
 impl ApiError {
-    /// 422: a field of the request is wrong.
-    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+    /// An error of `status` and `code` saying `message`, about no field in particular.
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            code: "validation_failed",
+            status,
+            code,
             message: message.into(),
-            field: Some(field.into()),
+            field: None,
             retry_after: None,
         }
+    }
+
+    /// The same, naming the request field at fault.
+    fn at(self, field: impl Into<String>) -> Self {
+        Self {
+            field: Some(field.into()),
+            ..self
+        }
+    }
+
+    /// 422: a field of the request is wrong.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            message,
+        )
+        .at(field)
     }
 
     /// 502: the vendor refused or failed a call the API made on the caller's behalf; the code
@@ -61,13 +79,11 @@ impl ApiError {
             .as_ref()
             .map(|v| format!(" (vendor: {}: {})", v.code, v.message))
             .unwrap_or_default();
-        Self {
-            status: StatusCode::BAD_GATEWAY,
-            code: failure.code.as_str(),
-            message: format!("{}{said}", failure.message),
-            field: None,
-            retry_after: None,
-        }
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            failure.code.as_str(),
+            format!("{}{said}", failure.message),
+        )
     }
 
     /// 429: the vendor asked for no calls on the connection until `until` (its rate limit or
@@ -75,83 +91,57 @@ impl ApiError {
     pub fn throttled(until: chrono::DateTime<chrono::Utc>, reason: &str) -> Self {
         let ms = (until - chrono::Utc::now()).num_milliseconds();
         let seconds = u64::try_from(ms).unwrap_or(0).div_ceil(1000);
+        let message = format!(
+            "the connection is cooling down until {}: {reason}; no call is made to the vendor before then",
+            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
         Self {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            code: "connection_throttled",
-            message: format!(
-                "the connection is cooling down until {}: {reason}; no call is made to the vendor before then",
-                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            ),
-            field: None,
             retry_after: Some(seconds),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "connection_throttled",
+                message,
+            )
         }
     }
 
     /// 404.
     pub fn not_found(what: &str) -> Self {
-        Self {
-            status: StatusCode::NOT_FOUND,
-            code: "not_found",
-            message: format!("{what} not found"),
-            field: None,
-            retry_after: None,
-        }
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     /// 409.
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::CONFLICT,
-            code,
-            message: message.into(),
-            field: None,
-            retry_after: None,
-        }
+        Self::new(StatusCode::CONFLICT, code, message)
     }
 
     /// 401.
     pub fn unauthenticated(message: &str) -> Self {
-        Self {
-            status: StatusCode::UNAUTHORIZED,
-            code: "unauthenticated",
-            message: message.into(),
-            field: None,
-            retry_after: None,
-        }
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
     }
 
     /// 403.
     pub fn forbidden(message: String) -> Self {
-        Self {
-            status: StatusCode::FORBIDDEN,
-            code: "forbidden",
-            message,
-            field: None,
-            retry_after: None,
-        }
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
     /// 503: a dependency is down; the client may retry.
     pub fn unavailable(message: &str) -> Self {
-        Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "unavailable",
-            message: message.into(),
-            field: None,
-            retry_after: None,
-        }
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
 
     /// 500, logged with its cause; the client sees only that it happened.
     pub fn internal(context: &str, cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(context, cause = %cause, "internal error");
-        Self {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "internal",
-            message: "internal error; see the control plane's logs".into(),
-            field: None,
-            retry_after: None,
-        }
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the control plane's logs",
+        )
     }
 }
 
@@ -210,15 +200,14 @@ where
         if aic_proto::text::may_hold_nul(&bytes) {
             let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
             if let Some(path) = aic_proto::text::nul_path(&value, "") {
-                return Err(ApiError {
-                    status: StatusCode::UNPROCESSABLE_ENTITY,
-                    code: "invalid_body",
-                    message: format!(
-                        "{path} contains a NUL character (\\u0000), which cannot be stored"
-                    ),
-                    field: Some(path),
-                    retry_after: None,
-                });
+                let message =
+                    format!("{path} contains a NUL character (\\u0000), which cannot be stored");
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    message,
+                )
+                .at(path));
             }
         }
         // axum's own extractor: the content type, and a type error naming its field.
@@ -248,13 +237,11 @@ where
     ) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Self(v)),
-            Err(r) => Err(ApiError {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                code: "invalid_query",
-                message: r.body_text(),
-                field: None,
-                retry_after: None,
-            }),
+            Err(r) => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_query",
+                r.body_text(),
+            )),
         }
     }
 }
@@ -264,15 +251,10 @@ fn json_rejection(r: JsonRejection) -> ApiError {
 }
 
 fn body_rejection(status: StatusCode, message: String) -> ApiError {
-    ApiError {
-        status: if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
-            status
-        } else {
-            StatusCode::UNPROCESSABLE_ENTITY
-        },
-        code: "invalid_body",
-        message,
-        field: None,
-        retry_after: None,
-    }
+    let status = if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        status
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    ApiError::new(status, "invalid_body", message)
 }
