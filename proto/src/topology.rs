@@ -25,6 +25,10 @@ pub const RETRY_NOT_BEFORE_HEADER: &str = "x-aic-not-before";
 /// Header of a request re-queued for a later retry: its hand-off number, matched against the
 /// ledger so that only the latest copy of an execution runs.
 pub const RETRY_SEQ_HEADER: &str = "x-aic-retry-seq";
+/// Header of a request re-queued to wait out its connection's cool-down (`1`): it comes back at
+/// least every `AIC_WORKER_COOLDOWN_RECHECK_MS` to look at the cool-down again, and runs as soon
+/// as it has ended — at its time, or earlier when an admin ends it.
+pub const RETRY_HELD_HEADER: &str = "x-aic-held";
 /// Header of a request an operator replayed from the dead-letter queue (`dlq-replay`): like a
 /// broker redelivery, it settles its execution's ledger row itself (in doubt where a call may
 /// have left) instead of waiting for another copy of the request to finish it.

@@ -110,6 +110,9 @@ pub struct Options {
     pub retry_cap_ms: u64,
     /// Longest retry wait slept in the worker (longer ones go through the delay queues).
     pub retry_inline_max_ms: u64,
+    /// The worker's `cooldown_recheck_ms`: how long an execution parked behind a cool-down
+    /// waits before it looks again.
+    pub cooldown_recheck_ms: u64,
     /// Workers started (when `worker` is set); several compete on the same queue.
     pub workers: usize,
     /// Time limit of one vendor call.
@@ -153,6 +156,7 @@ impl Default for Options {
             prefetch: 32,
             retry_cap_ms: 200,
             retry_inline_max_ms: 5_000,
+            cooldown_recheck_ms: 120_000,
             workers: 1,
             vendor_timeout_secs: 10,
             vendor_idle_connections: aic_core::vendor::IDLE_CONNECTIONS_PER_HOST,
@@ -380,6 +384,7 @@ impl Settings {
             retry_cap_ms: opts.retry_cap_ms,
             retry_budget_ms: 120_000,
             retry_inline_max_ms: opts.retry_inline_max_ms,
+            cooldown_recheck_ms: opts.cooldown_recheck_ms,
             connection_concurrency: 50,
             quota_reserve_percent: 2.0,
             shutdown_grace_secs: 10,

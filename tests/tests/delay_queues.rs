@@ -114,3 +114,74 @@ async fn an_original_redelivered_after_a_hand_off_is_dropped() {
     assert_eq!(e["status"], "running", "{e}");
     env.stop().await;
 }
+
+/// Executions parked behind a long cool-down look at it again every `cooldown_recheck_ms`:
+/// while it holds they stay parked and call nothing, and once an admin ends it they run within
+/// about that long — not when the cool-down would have ended, 90 s later (within the test's 2 min retry budget).
+#[tokio::test]
+async fn parked_executions_run_soon_after_an_admin_ends_the_cool_down() {
+    let env = TestEnv::start_with(Options {
+        retry_inline_max_ms: 500,
+        cooldown_recheck_ms: 1_000,
+        ..Options::default()
+    })
+    .await;
+    let lead = env.lead_automation().await;
+    let db = env.pool.get().await.expect("db");
+    let automation = uuid::Uuid::parse_str(&lead).expect("uuid");
+    let conn: uuid::Uuid = db
+        .query_one(
+            "UPDATE connections SET throttled_until = now() + interval '90 seconds', \
+             throttle_reason = 'the vendor''s rate limit' \
+             WHERE id = (SELECT connection_id FROM automations WHERE id = $1) RETURNING id",
+            &[&automation],
+        )
+        .await
+        .expect("a cool-down")
+        .get(0);
+    let ids: Vec<String> = futures_util::future::join_all(
+        ["Curie", "Meitner", "Noether"]
+            .map(|name| env.enqueue(&lead, json!({"LastName": name, "Company": "Held Ltd"}))),
+    )
+    .await;
+    // Each parked, back after a second, the cool-down looked at and found holding, parked again.
+    let started = Instant::now();
+    loop {
+        let looked: i64 = db
+            .query_one(
+                "SELECT count(*) FROM executions WHERE automation_id = $1 AND retry_seq >= 2",
+                &[&automation],
+            )
+            .await
+            .expect("ledger")
+            .get(0);
+        if looked == 3 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{looked} of 3 looked at the cool-down twice"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let creates = env.sandbox.requests_to("/sobjects/Lead/");
+    assert!(creates.is_empty(), "called while held: {creates:?}");
+
+    let clear = format!("/v1/connections/{conn}/cooldowns");
+    let (status, view) = env.call(reqwest::Method::DELETE, &clear, None).await;
+    assert_eq!(status, 200, "{view}");
+    let ended = Instant::now();
+    for id in &ids {
+        let done = env.wait_final(id).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        assert_eq!(done["result"]["attempts"], 1, "{done}");
+    }
+    let ran_after = ended.elapsed();
+    println!("3 executions parked behind a 90 s cool-down ran {ran_after:?} after it was ended");
+    assert!(
+        ran_after < Duration::from_secs(8),
+        "parked executions ran {ran_after:?} after the cool-down was ended"
+    );
+    assert_eq!(env.sandbox.requests_to("/sobjects/Lead/").len(), 3);
+    env.stop().await;
+}

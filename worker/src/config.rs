@@ -82,6 +82,13 @@ pub struct WorkerArgs {
     /// a delay queue and its prefetch slot freed.
     #[arg(long, env = "AIC_WORKER_RETRY_INLINE_MAX_MS", default_value_t = 5_000)]
     pub retry_inline_max_ms: u64,
+    /// How long at most an execution parked to wait out its connection's cool-down stays in a
+    /// delay queue before it looks at the cool-down again, in milliseconds: once an admin ends
+    /// the cool-down (`DELETE /v1/connections/{id}/cooldowns`), the parked executions run
+    /// within about this long. Each look costs every parked execution a ledger write and a
+    /// publish. Served by the longest delay queue not past it; at least the shortest's 1 s.
+    #[arg(long, env = "AIC_WORKER_COOLDOWN_RECHECK_MS", default_value_t = 120_000, value_parser = clap::value_parser!(u64).range(1_000..=600_000))]
+    pub cooldown_recheck_ms: u64,
     /// Vendor calls in flight at once on one connection over the whole fleet, for connections
     /// without their own `max_concurrency`.
     #[arg(long, env = "AIC_WORKER_CONNECTION_CONCURRENCY", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]

@@ -61,6 +61,9 @@ pub struct Ctx {
     pub names: Names,
     /// Retry policy.
     pub retry: RetryPolicy,
+    /// A copy parked to wait out its connection's cool-down comes back at least this often to
+    /// look at it again (an admin may have ended it).
+    pub held_recheck: std::time::Duration,
     /// Connections this process recorded as working.
     pub proven: crate::gate::Proven,
 }
@@ -230,13 +233,18 @@ async fn wait_out_delay(
         tokio::time::sleep(left).await;
         return None;
     }
+    if handoff.held {
+        // The cool-down it waits out may be over early (an admin ended it): the gate looks
+        // again, and parks it anew while it holds.
+        return None;
+    }
     let hop = Box::pin(publish::handoff(
         &ctx.broker,
         &ctx.names,
-        &delivery.properties,
-        &delivery.data,
+        (&delivery.properties, &delivery.data),
         handoff,
         now,
+        ctx.held_recheck.as_millis() as u64,
     ));
     Some(match hop.await {
         Ok(()) => Disposition::Ack,
@@ -294,7 +302,7 @@ async fn hand_off(
     req: &ExecutionRequestV1,
     outcome: &Outcome,
     handoff: publish::Handoff,
-    (wait, first_ms): (std::time::Duration, i64),
+    defer: crate::outcome::Defer,
     reason: &str,
 ) -> Disposition {
     // Park the copy first, then record the hand-off: a crash in between leaves the original
@@ -302,11 +310,13 @@ async fn hand_off(
     // sent twice (an upsert keyed by the execution id, unmarked, is sent again: safely) —
     // and the copy then answered from the ledger.
     let now = Utc::now().timestamp_millis();
+    let wait = defer.wait;
     let next = publish::Handoff {
         attempts: outcome.attempts,
-        first_attempt_ms: Some(first_ms),
+        first_attempt_ms: Some(defer.first_ms),
         not_before_ms: Some(now + wait.as_millis() as i64),
         seq: handoff.seq + 1,
+        held: defer.held,
     };
     if park(ctx, delivery, next, now, Step::HandOff)
         .await
@@ -388,6 +398,7 @@ async fn step_back(ctx: &Ctx, delivery: &Delivery, handoff: publish::Handoff) ->
     let now = Utc::now().timestamp_millis();
     let later = publish::Handoff {
         not_before_ms: Some(now + STEP_BACK_MS),
+        held: false,
         ..handoff
     };
     if park(ctx, delivery, later, now, Step::StepBack)
@@ -416,10 +427,10 @@ async fn park(
         Box::pin(publish::handoff(
             &ctx.broker,
             &ctx.names,
-            &delivery.properties,
-            &delivery.data,
+            (&delivery.properties, &delivery.data),
             next,
             now_ms,
+            ctx.held_recheck.as_millis() as u64,
         ))
     })
     .await

@@ -24,6 +24,9 @@ const BUSY_RETRY: Duration = Duration::from_secs(1);
 pub enum Hold {
     /// Try again after this long (through a delay queue), for this reason.
     Wait(Duration, String),
+    /// The connection's cool-down holds the call this long, for this reason: wait (through a
+    /// delay queue), looking at it again now and then, since an admin may end it early.
+    CoolDown(Duration, String),
     /// Give up, with this code and reason: waiting would overrun the execution's retry
     /// budget, or there is nothing left to call on.
     Fail(ExecutionErrorCode, String),
@@ -112,7 +115,7 @@ fn cool_down(
         ));
     }
     if wait > policy.inline_max {
-        return Err(Hold::Wait(
+        return Err(Hold::CoolDown(
             wait,
             format!("the connection is cooling down until {until}: {why}"),
         ));

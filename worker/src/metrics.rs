@@ -185,7 +185,7 @@ impl Metrics {
         );
         let deferred = counter(
             "aic_execution_retries_deferred_total",
-            "Retries handed to a delay queue.",
+            "Retries handed to a delay queue (an execution parked behind a cool-down counts again each time it finds the cool-down still holding).",
             &["app"],
         );
         let infrastructure_retries = counter(

@@ -16,9 +16,20 @@ pub(crate) struct Outcome {
     /// The metric series of the action run (`None` before one is resolved: app and action
     /// `unknown`).
     pub(crate) series: Option<std::sync::Arc<crate::metrics::ActionSeries>>,
-    /// The next retry is due in this long, later than the worker waits in-process: hand it to
-    /// a delay queue. With the Unix ms of the first vendor call.
-    pub(crate) defer: Option<(std::time::Duration, i64)>,
+    /// The next retry is due later than the worker waits in-process: hand it to a delay queue.
+    pub(crate) defer: Option<Defer>,
+}
+
+/// A retry handed to a delay queue.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Defer {
+    /// Due in this long.
+    pub(crate) wait: std::time::Duration,
+    /// The Unix ms of the first vendor call (the retry budget runs from it).
+    pub(crate) first_ms: i64,
+    /// The wait is the connection's cool-down, which may end early (an admin ends it): the
+    /// copy comes back now and then to look again.
+    pub(crate) held: bool,
 }
 
 /// A failure with our own code (and the parameter at fault, when one is).

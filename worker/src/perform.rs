@@ -10,7 +10,7 @@
 use crate::dedupe::Landed;
 use crate::executor::Ctx;
 use crate::ledger::{LedgerError, Mark};
-use crate::outcome::{self, Outcome, deduplicated, failed, from_failure, succeeded};
+use crate::outcome::{self, Defer, Outcome, deduplicated, failed, from_failure, succeeded};
 use crate::resolve::{Refusal, Resolved};
 use crate::{invoke, publish};
 use aic_core::vendor::{Call, Vendor, VendorFailure};
@@ -231,7 +231,12 @@ async fn execute(
     .await;
     if let (Err(f), Some(wait)) = (&result, defer) {
         return Ok(Outcome {
-            defer: Some((wait, first_ms)),
+            defer: Some(Defer {
+                wait,
+                first_ms,
+                // The vendor's own wait, which `after_call` made the connection's cool-down.
+                held: f.retry_after.is_some(),
+            }),
             ..from_failure(f.clone(), attempts)
         });
     }
@@ -300,12 +305,19 @@ fn retry_policy(
 /// The outcome of an execution its connection's gate held back: throttled, to be retried after
 /// the wait (counted from the first attempt, `first_ms`), or failed.
 fn held(hold: crate::gate::Hold, first_ms: i64) -> Outcome {
-    match hold {
-        crate::gate::Hold::Wait(wait, why) => Outcome {
-            defer: Some((wait, first_ms)),
-            ..failed(ExecutionErrorCode::ConnectionThrottled, why, None)
-        },
-        crate::gate::Hold::Fail(code, why) => failed(code, why, None),
+    use crate::gate::Hold;
+    let (wait, why, held) = match hold {
+        Hold::Wait(wait, why) => (wait, why, false),
+        Hold::CoolDown(wait, why) => (wait, why, true),
+        Hold::Fail(code, why) => return failed(code, why, None),
+    };
+    Outcome {
+        defer: Some(Defer {
+            wait,
+            first_ms,
+            held,
+        }),
+        ..failed(ExecutionErrorCode::ConnectionThrottled, why, None)
     }
 }
 

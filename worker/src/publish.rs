@@ -7,7 +7,7 @@ use aic_proto::TenantId;
 use aic_proto::topology::{
     DEAD_LETTER_DETAIL_HEADER, DEAD_LETTER_REASON_HEADER, EXECUTE_ROUTING_KEY,
     EXECUTION_RESULT_TYPE, Names, RETRY_ATTEMPTS_HEADER, RETRY_FIRST_ATTEMPT_HEADER,
-    RETRY_NOT_BEFORE_HEADER, RETRY_SEQ_HEADER,
+    RETRY_HELD_HEADER, RETRY_NOT_BEFORE_HEADER, RETRY_SEQ_HEADER,
 };
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
@@ -122,6 +122,9 @@ pub struct Handoff {
     pub not_before_ms: Option<i64>,
     /// Hand-off number (0 for a request as clients publish it).
     pub seq: i32,
+    /// The wait is the connection's cool-down: the copy comes back at least every
+    /// `AIC_WORKER_COOLDOWN_RECHECK_MS` to look at it again.
+    pub held: bool,
 }
 
 fn header_i64(props: &BasicProperties, key: &str) -> Option<i64> {
@@ -159,21 +162,23 @@ impl Handoff {
             seq: header_i64(props, RETRY_SEQ_HEADER)
                 .and_then(|v| i32::try_from(v).ok())
                 .unwrap_or(0),
+            held: header_i64(props, RETRY_HELD_HEADER) == Some(1),
         }
     }
 }
 
 /// Parks a copy of the request (same body and properties, `handoff` in its headers) until
-/// `handoff.not_before_ms`: in the longest delay queue that does not overshoot the wait, or,
-/// for a wait shorter than every tier, straight back on the executions queue (the worker sleeps
-/// the rest). Confirmed before it returns, so the caller may then ack the delivery it holds.
+/// `handoff.not_before_ms`: in the longest delay queue that does not overshoot the wait (nor,
+/// for a copy held by a cool-down, `recheck_ms`), or, for a wait shorter than every tier,
+/// straight back on the executions queue (the worker sleeps the rest). Confirmed before it
+/// returns, so the caller may then ack the delivery it holds.
 pub async fn handoff(
     broker: &Broker,
     names: &Names,
-    request: &BasicProperties,
-    body: &[u8],
+    (request, body): (&BasicProperties, &[u8]),
     handoff: Handoff,
     now_ms: i64,
+    recheck_ms: u64,
 ) -> Result<(), PublishError> {
     let mut headers = request.headers().clone().unwrap_or_default();
     let mut set = |k: &str, v: i64| {
@@ -187,8 +192,15 @@ pub async fn handoff(
     if let Some(v) = handoff.not_before_ms {
         set(RETRY_NOT_BEFORE_HEADER, v);
     }
+    if handoff.held {
+        set(RETRY_HELD_HEADER, 1);
+    }
     // The broker's own death records would grow with every hop; the headers above say it all.
     let mut headers = headers.inner().clone();
+    if !handoff.held {
+        // Copied from the delivery: an earlier hop's.
+        headers.remove(RETRY_HELD_HEADER);
+    }
     headers.remove("x-death");
     headers.remove("x-first-death-exchange");
     headers.remove("x-first-death-queue");
@@ -197,10 +209,13 @@ pub async fn handoff(
         .clone()
         .with_headers(headers.into())
         .with_delivery_mode(2);
-    let wait_ms = handoff
+    let mut wait_ms = handoff
         .not_before_ms
         .map(|t| u64::try_from(t - now_ms).unwrap_or(0))
         .unwrap_or(0);
+    if handoff.held {
+        wait_ms = wait_ms.min(recheck_ms);
+    }
     let ch = broker.channel().await?;
     match names.delay_queue_for(wait_ms) {
         Some((_, queue)) => publish_confirmed(&ch, "", queue, body, props, true).await,

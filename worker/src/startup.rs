@@ -90,6 +90,7 @@ impl Worker {
             stopping: AtomicBool::new(false),
             names,
             retry: args.retry_policy(),
+            held_recheck: Duration::from_millis(args.cooldown_recheck_ms),
             proven: crate::gate::Proven::default(),
         };
         Ok(Self {
