@@ -1,8 +1,9 @@
-//! The Postgres pool both services use.
+//! The Postgres pool both services use, over TLS as the URL's `sslmode` asks ([`tls`]).
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use secrecy::{ExposeSecret, SecretString};
-use tokio_postgres::NoTls;
+
+pub mod tls;
 
 /// Why a pool could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -13,6 +14,12 @@ pub enum DbSetupError {
     /// The pool could not be built.
     #[error("could not build the Postgres pool: {0}")]
     Build(#[from] deadpool_postgres::BuildError),
+    /// The URL's TLS settings (`sslmode`, `sslrootcert`) cannot be followed.
+    #[error("AIC_DATABASE_URL: {0}")]
+    Tls(String),
+    /// A connection of its own ([`connect`]) could not be opened: why, with its causes.
+    #[error("{0}")]
+    Connect(String),
 }
 
 /// How a pool's connections plan the statements they prepare.
@@ -31,8 +38,7 @@ pub enum Planning {
 
 /// Builds a lazily-connecting pool: a database that is down makes `/readyz` fail, not start-up.
 pub fn pool(url: &SecretString, size: usize, planning: Planning) -> Result<Pool, DbSetupError> {
-    let mut config: tokio_postgres::Config =
-        url.expose_secret().parse().map_err(DbSetupError::BadUrl)?;
+    let (mut config, tls) = tls::connector(url.expose_secret())?;
     // Statements are prepared once per pooled connection, and Postgres would soon settle on one
     // generic plan for each — planned while `executions` was still small, so a batch update
     // joined to it by a sequential scan stays a sequential scan as the table grows to millions
@@ -53,7 +59,7 @@ pub fn pool(url: &SecretString, size: usize, planning: Planning) -> Result<Pool,
     config.options(&options);
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls,
         ManagerConfig {
             // Verified recycling costs a round-trip per checkout; Fast relies on the
             // connection's own closed flag, and a broken query is retried by the caller.
@@ -69,10 +75,54 @@ pub fn pool(url: &SecretString, size: usize, planning: Planning) -> Result<Pool,
         .build()?)
 }
 
-/// True when Postgres answers a trivial query.
-pub async fn ping(pool: &Pool) -> bool {
-    match pool.get().await {
-        Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
-        Err(_) => false,
+/// One connection of its own (a migration's), TLS as the URL asks; its connection task runs
+/// until the client is dropped.
+pub async fn connect(url: &SecretString) -> Result<tokio_postgres::Client, DbSetupError> {
+    let (config, tls) = tls::connector(url.expose_secret())?;
+    let (client, connection) = config
+        .connect(tls)
+        .await
+        .map_err(|e| DbSetupError::Connect(with_causes(&e)))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "a PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// An error and its causes, `: `-separated: tokio-postgres says "error performing TLS
+/// handshake" and leaves the reason (an unknown issuer, a name the certificate does not
+/// hold) to its source.
+pub fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.ends_with(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
     }
+    text
+}
+
+/// True when Postgres answers a trivial query. When it does not, says why in the log (at most
+/// every 30 s: readiness probes ask every few seconds) — a refused certificate, a password, a
+/// host — which `/readyz` itself keeps to a `false`.
+pub async fn ping(pool: &Pool) -> bool {
+    let why = match pool.get().await {
+        Ok(client) => match client.simple_query("SELECT 1").await {
+            Ok(_) => return true,
+            Err(e) => with_causes(&e),
+        },
+        Err(e) => with_causes(&e),
+    };
+    static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if last.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(30)) {
+        *last = Some(std::time::Instant::now());
+        tracing::warn!(error = %why, "PostgreSQL does not answer");
+    }
+    false
 }

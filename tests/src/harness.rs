@@ -58,8 +58,7 @@ pub async fn fresh_database(name: &str) -> anyhow::Result<String> {
 
 /// Creates an empty database on the server of `admin_url` and returns its URL.
 pub async fn fresh_database_on(admin_url: &str, name: &str) -> anyhow::Result<String> {
-    let (client, conn) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await?;
-    tokio::spawn(conn);
+    let client = aic_core::db::connect(&SecretString::from(admin_url.to_string())).await?;
     client
         .batch_execute(&format!("CREATE DATABASE \"{name}\""))
         .await?;
@@ -84,10 +83,9 @@ async fn migrated_database(admin_url: &str, name: &str) -> SecretString {
 /// Whether the shared PostgreSQL server holds a database named `name` (an environment's, left
 /// behind or not).
 pub async fn database_exists(name: &str) -> bool {
-    let (client, conn) = tokio_postgres::connect(&pg_admin_url(), tokio_postgres::NoTls)
+    let client = aic_core::db::connect(&SecretString::from(pg_admin_url()))
         .await
         .expect("postgres");
-    tokio::spawn(conn);
     let count: i64 = client
         .query_one(
             "SELECT count(*) FROM pg_database WHERE datname = $1",

@@ -224,6 +224,39 @@ fn as_postgres(args: &[&str]) -> bool {
 impl PrivatePostgres {
     /// Creates and starts a cluster (about a second).
     pub async fn start() -> Self {
+        let pg = Self::init();
+        pg.up().await;
+        pg
+    }
+
+    /// Creates and starts a cluster that takes TLS connections only (plain ones are refused by
+    /// its `pg_hba.conf`), presenting the certificate `cert` with its key `key` (PEM files).
+    pub async fn start_tls_only(cert: &std::path::Path, key: &std::path::Path) -> Self {
+        let pg = Self::init();
+        let data = pg.dir.join("data");
+        std::fs::copy(cert, data.join("server.crt")).expect("the certificate");
+        std::fs::copy(key, data.join("server.key")).expect("the key");
+        let settings = "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n";
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("postgresql.conf");
+        text.push_str(settings);
+        std::fs::write(&conf, text).expect("postgresql.conf");
+        let hba = "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n";
+        std::fs::write(data.join("pg_hba.conf"), hba).expect("pg_hba.conf");
+        let _ = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&data)
+            .status();
+        // PostgreSQL refuses a key others may read.
+        let _ = Command::new("chmod")
+            .arg("600")
+            .arg(data.join("server.key"))
+            .status();
+        pg.up().await;
+        pg
+    }
+
+    fn init() -> Self {
         let dir = temp_dir("aic-pg");
         let _ = Command::new("chown")
             .args(["-R", "postgres:postgres"])
@@ -242,12 +275,10 @@ impl PrivatePostgres {
             ]),
             "initdb failed"
         );
-        let pg = Self {
+        Self {
             port: free_port(),
             dir,
-        };
-        pg.up().await;
-        pg
+        }
     }
 
     fn data(&self) -> String {

@@ -97,10 +97,8 @@ impl Removal {
             }
             let _ = conn.close(200, "cleanup".into()).await;
         }
-        if let Ok((client, conn)) =
-            tokio_postgres::connect(&self.pg_admin_url, tokio_postgres::NoTls).await
-        {
-            tokio::spawn(conn);
+        let admin = secrecy::SecretString::from(self.pg_admin_url.clone());
+        if let Ok(client) = aic_core::db::connect(&admin).await {
             let _ = client
                 .batch_execute(&format!(
                     "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",

@@ -200,10 +200,9 @@ fn spawn_all(
 }
 
 async fn recreate_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
-    let (client, conn) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
+    let client = aic_core::db::connect(&secrecy::SecretString::from(admin_url.to_string()))
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach PostgreSQL at {admin_url}: {e} (is it running? bash deploy/local/services.sh)"))?;
-    tokio::spawn(conn);
     // Two statements: a multi-statement batch runs in one transaction, which DROP DATABASE refuses.
     client
         .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))

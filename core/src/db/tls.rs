@@ -1,0 +1,316 @@
+//! TLS to PostgreSQL, asked for as libpq asks: `sslmode` and `sslrootcert` in the database URL
+//! (`postgres://aic@db.internal/aic?sslmode=verify-full&sslrootcert=/etc/aic/db-ca.pem`).
+//!
+//! - `disable`: plain TCP.
+//! - `allow`, `prefer` (the default, as libpq's): TLS when the server offers it, plain TCP
+//!   when it does not. The certificate is not checked — libpq checks none either — so this
+//!   keeps eavesdroppers out, not an impostor.
+//! - `require`: TLS or no connection, the certificate unchecked; with `sslrootcert`, checked
+//!   as `verify-ca` (as libpq does).
+//! - `verify-ca`: TLS, and the server's certificate must chain to a CA of `sslrootcert`.
+//! - `verify-full`: that, and the certificate must name the host connected to.
+//!
+//! `sslrootcert` is a PEM file of CA certificates, or `system` for the public web CAs built in
+//! (webpki-roots). The checks need one of the two: without it, as libpq, they are refused
+//! rather than trust something unsaid. Client certificates (`sslcert`, `sslkey`) are not
+//! supported, and say so.
+
+use super::DbSetupError;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::sync::Arc;
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// How the connection is secured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Plain TCP.
+    Disable,
+    /// TLS when offered, unchecked.
+    Prefer,
+    /// TLS, unchecked.
+    Require,
+    /// TLS, the chain checked.
+    VerifyCa,
+    /// TLS, the chain and the host name checked.
+    VerifyFull,
+}
+
+impl Mode {
+    fn parse(value: &str) -> Result<Self, DbSetupError> {
+        Ok(match value {
+            "disable" => Self::Disable,
+            "allow" | "prefer" => Self::Prefer,
+            "require" => Self::Require,
+            "verify-ca" => Self::VerifyCa,
+            "verify-full" => Self::VerifyFull,
+            other => {
+                return Err(DbSetupError::Tls(format!(
+                    "sslmode `{other}` is not one of disable, allow, prefer, require, verify-ca, verify-full"
+                )));
+            }
+        })
+    }
+}
+
+/// The URL's TLS settings, and the URL without those tokio-postgres does not read.
+#[derive(Debug)]
+pub struct Settings {
+    /// What `sslmode` asks (`prefer` when unsaid).
+    pub mode: Mode,
+    /// `sslrootcert`: a PEM file, or `system`.
+    pub root: Option<String>,
+    /// The URL for tokio-postgres: `sslmode` as it reads it (disable, prefer or require),
+    /// `sslrootcert` taken out.
+    pub url: String,
+}
+
+/// Reads `sslmode` and `sslrootcert` from a database URL (the `postgres://` form; a
+/// `key=value` string goes to tokio-postgres as it is, where `sslmode` may be disable, prefer
+/// or require). Errors name the setting, never the URL, which may hold a password.
+pub fn settings(url: &str) -> Result<Settings, DbSetupError> {
+    let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    let Some((base, query)) = url.split_once('?').filter(|_| is_url) else {
+        return Ok(Settings {
+            mode: Mode::Prefer,
+            root: None,
+            url: url.to_string(),
+        });
+    };
+    let (mut mode, mut root, mut kept) = (None, None, Vec::new());
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = url::form_urlencoded::parse(pair.as_bytes())
+            .next()
+            .unwrap_or_default();
+        match &*key {
+            "sslmode" => mode = Some(Mode::parse(&value)?),
+            "sslrootcert" => root = Some(value.into_owned()),
+            "sslcert" | "sslkey" | "sslpassword" => {
+                return Err(DbSetupError::Tls(format!(
+                    "`{key}`: client certificates are not supported; authenticate with a password"
+                )));
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let mode = mode.unwrap_or(Mode::Prefer);
+    // `require` with a CA to check against checks it, as libpq does.
+    let mode = match (mode, &root) {
+        (Mode::Require, Some(_)) => Mode::VerifyCa,
+        (mode, _) => mode,
+    };
+    kept.push(match mode {
+        Mode::Disable => "sslmode=disable",
+        Mode::Prefer => "sslmode=prefer",
+        Mode::Require | Mode::VerifyCa | Mode::VerifyFull => "sslmode=require",
+    });
+    Ok(Settings {
+        mode,
+        root,
+        url: format!("{base}?{}", kept.join("&")),
+    })
+}
+
+/// The parsed configuration and the TLS connector for `url`.
+pub fn connector(url: &str) -> Result<(tokio_postgres::Config, MakeRustlsConnect), DbSetupError> {
+    let s = settings(url)?;
+    let config: tokio_postgres::Config = s.url.parse().map_err(DbSetupError::BadUrl)?;
+    // A `key=value` string's own sslmode: as tokio-postgres read it.
+    let mode = match (s.mode, config.get_ssl_mode()) {
+        (Mode::Prefer, SslMode::Disable) => Mode::Disable,
+        (Mode::Prefer, SslMode::Require) => Mode::Require,
+        (mode, _) => mode,
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let algorithms = provider.signature_verification_algorithms;
+    let verifier: Arc<dyn ServerCertVerifier> = match mode {
+        Mode::Disable | Mode::Prefer | Mode::Require => Arc::new(Unchecked(algorithms)),
+        Mode::VerifyCa | Mode::VerifyFull => {
+            let roots = roots(s.root.as_deref(), mode)?;
+            let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+                .build()
+                .map_err(|e| DbSetupError::Tls(format!("sslrootcert: {e}")))?;
+            if mode == Mode::VerifyFull {
+                webpki
+            } else {
+                Arc::new(AnyName(webpki))
+            }
+        }
+    };
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| DbSetupError::Tls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok((config, MakeRustlsConnect::new(tls)))
+}
+
+/// The CAs a certificate must chain to: `sslrootcert`'s file, or the public web's (`system`).
+fn roots(root: Option<&str>, mode: Mode) -> Result<Arc<RootCertStore>, DbSetupError> {
+    let mut store = RootCertStore::empty();
+    match root {
+        None => {
+            let name = if mode == Mode::VerifyFull {
+                "verify-full"
+            } else {
+                "verify-ca"
+            };
+            return Err(DbSetupError::Tls(format!(
+                "sslmode={name} checks the server's certificate against sslrootcert, which is not set: \
+                 name a PEM file of CA certificates, or `system` for the public web CAs"
+            )));
+        }
+        Some("system") => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| DbSetupError::Tls(format!("sslrootcert {path}: {e}")))?;
+            let (added, _) = store.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(DbSetupError::Tls(format!(
+                    "sslrootcert {path}: no CA certificate in it"
+                )));
+            }
+        }
+    }
+    Ok(Arc::new(store))
+}
+
+/// `prefer` and `require`: any certificate, though the handshake must still be signed by its key.
+#[derive(Debug)]
+struct Unchecked(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for Unchecked {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+/// `verify-ca`: the chain checked, whatever host name the certificate gives.
+#[derive(Debug)]
+struct AnyName(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for AnyName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Mode, settings};
+
+    #[test]
+    fn libpq_settings_are_read_and_taken_out_of_the_url() {
+        let s = settings("postgres://aic:p%40ss@db:5432/aic?application_name=x&sslmode=verify-full&sslrootcert=%2Fetc%2Fca%20dir%2Fca.pem")
+            .expect("settings");
+        assert_eq!(s.mode, Mode::VerifyFull);
+        assert_eq!(s.root.as_deref(), Some("/etc/ca dir/ca.pem"));
+        assert_eq!(
+            s.url,
+            "postgres://aic:p%40ss@db:5432/aic?application_name=x&sslmode=require"
+        );
+        let plain = settings("postgres://aic@db/aic").expect("settings");
+        assert_eq!(plain.mode, Mode::Prefer);
+        assert_eq!(plain.url, "postgres://aic@db/aic");
+        let dsn = settings("host=db sslmode=require").expect("settings");
+        assert_eq!(dsn.url, "host=db sslmode=require");
+    }
+
+    #[test]
+    fn require_with_a_ca_checks_it_as_libpq_does() {
+        let s = settings("postgres://db/aic?sslmode=require&sslrootcert=system").expect("ok");
+        assert_eq!(s.mode, Mode::VerifyCa);
+        assert_eq!(s.url, "postgres://db/aic?sslmode=require");
+    }
+
+    #[test]
+    fn bad_settings_are_named_and_the_url_is_not_echoed() {
+        let bad = |url: &str| settings(url).expect_err("refused").to_string();
+        let e = bad("postgres://aic:secret-pw@db/aic?sslmode=verify");
+        assert!(e.contains("sslmode `verify`"), "{e}");
+        assert!(!e.contains("secret-pw"), "{e}");
+        let e = bad("postgres://aic:secret-pw@db/aic?sslcert=/c.pem&sslkey=/k.pem");
+        assert!(e.contains("`sslcert`: client certificates"), "{e}");
+        let refused = |url: &str| match super::connector(url) {
+            Ok(_) => panic!("{url} accepted"),
+            Err(e) => e.to_string(),
+        };
+        let e = refused("postgres://db/aic?sslmode=verify-full");
+        assert!(e.contains("sslrootcert, which is not set"), "{e}");
+        let e = refused("postgres://db/aic?sslmode=verify-ca&sslrootcert=/nonexistent.pem");
+        assert!(e.contains("sslrootcert /nonexistent.pem"), "{e}");
+    }
+}

@@ -1,0 +1,238 @@
+//! PostgreSQL over TLS, as `sslmode` and `sslrootcert` in `AIC_DATABASE_URL` ask (libpq's
+//! modes), against a private cluster that takes TLS connections only, its certificate (for
+//! `localhost` alone) signed by a CA made for the test: the whole pipeline runs over a
+//! verified connection, and each mode connects or refuses as libpq would, saying why.
+
+use aic_tests::harness::{Options, TestEnv};
+use aic_tests::private::PrivatePostgres;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A CA, a second CA that signed nothing here, and a server certificate for `localhost`
+/// signed by the first, in a folder removed on drop.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("aic-pki-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("a folder");
+        let pki = Self { dir };
+        for ca in ["ca", "other-ca"] {
+            pki.openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=aic test {ca}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.pem"),
+            ]);
+        }
+        pki.openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        std::fs::write(
+            pki.dir.join("server.ext"),
+            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("extensions");
+        pki.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ]);
+        pki
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.join(file).display().to_string()
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn the_whole_pipeline_runs_over_a_verified_tls_connection() {
+    let pki = Pki::new();
+    let pg = PrivatePostgres::start_tls_only(
+        Path::new(&pki.path("server.crt")),
+        Path::new(&pki.path("server.key")),
+    )
+    .await;
+    let url = format!(
+        "postgres://postgres@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}",
+        pg.port,
+        pki.path("ca.pem")
+    );
+    let env = TestEnv::start_with(Options {
+        pg_admin_url: Some(url),
+        ..Options::default()
+    })
+    .await;
+    let lead = env.lead_automation().await;
+    let done = env
+        .run(&lead, json!({"LastName": "Hopper", "Company": "Navy"}))
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+
+    // Every session of the control plane's and the worker's pools is encrypted (the server
+    // refuses others anyway: this says the sessions are there).
+    let row = env
+        .pool
+        .get()
+        .await
+        .expect("db")
+        .query_one(
+            "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_ssl s \
+             JOIN pg_stat_activity a USING (pid) WHERE a.backend_type = 'client backend'",
+            &[],
+        )
+        .await
+        .expect("pg_stat_ssl");
+    let (encrypted, sessions): (i64, i64) = (row.get(0), row.get(1));
+    println!("{encrypted} of {sessions} sessions encrypted");
+    assert!(sessions >= 3, "{sessions} sessions");
+    assert_eq!(encrypted, sessions);
+    env.stop().await;
+}
+
+/// `aic-control-plane migrate` against the cluster with `query` after its URL: its exit and
+/// what it printed.
+fn migrate(pg: &PrivatePostgres, host: &str, query: &str) -> (bool, String) {
+    let url = format!(
+        "postgres://postgres:pw-not-echoed@{host}:{}/postgres{query}",
+        pg.port
+    );
+    let out = Command::new(TestEnv::binary("aic-control-plane"))
+        .arg("migrate")
+        .env("AIC_DATABASE_URL", &url)
+        .output()
+        .expect("aic-control-plane runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !text.contains("pw-not-echoed"),
+        "the password leaked: {text}"
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn each_sslmode_connects_or_refuses_as_libpq_would_saying_why() {
+    let pki = Pki::new();
+    let pg = PrivatePostgres::start_tls_only(
+        Path::new(&pki.path("server.crt")),
+        Path::new(&pki.path("server.key")),
+    )
+    .await;
+    let (ca, other) = (pki.path("ca.pem"), pki.path("other-ca.pem"));
+    let goes = |host: &str, query: String| {
+        let (ok, text) = migrate(&pg, host, &query);
+        assert!(ok, "{host} {query}: {text}");
+    };
+    // Unchecked: the default (prefer) and require take any certificate.
+    goes("localhost", String::new());
+    goes("127.0.0.1", "?sslmode=require".into());
+    // Checked: the chain, and for verify-full the name the certificate gives.
+    goes(
+        "localhost",
+        format!("?sslmode=verify-full&sslrootcert={ca}"),
+    );
+    goes("127.0.0.1", format!("?sslmode=verify-ca&sslrootcert={ca}"));
+    goes("127.0.0.1", format!("?sslmode=require&sslrootcert={ca}"));
+
+    let refused = |host: &str, query: String, why: &str| {
+        let (ok, text) = migrate(&pg, host, &query);
+        assert!(!ok, "{host} {query} connected: {text}");
+        assert!(
+            text.contains(why),
+            "{host} {query}: expected {why:?} in {text}"
+        );
+    };
+    refused("localhost", "?sslmode=disable".into(), "no encryption");
+    refused(
+        "127.0.0.1",
+        format!("?sslmode=verify-full&sslrootcert={ca}"),
+        "certificate not valid for name \"127.0.0.1\"",
+    );
+    refused(
+        "localhost",
+        format!("?sslmode=verify-full&sslrootcert={other}"),
+        "UnknownIssuer",
+    );
+    refused(
+        "localhost",
+        "?sslmode=require&sslrootcert=system".into(),
+        "UnknownIssuer",
+    );
+    refused(
+        "localhost",
+        "?sslmode=verify-full".into(),
+        "sslrootcert, which is not set",
+    );
+    refused(
+        "localhost",
+        "?sslmode=verify-ca&sslrootcert=/nonexistent/ca.pem".into(),
+        "sslrootcert /nonexistent/ca.pem",
+    );
+    refused("localhost", "?sslmode=always".into(), "sslmode `always`");
+}
