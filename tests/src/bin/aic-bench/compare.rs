@@ -85,15 +85,17 @@ const SETTINGS: &[&str] = &[
     "reply_to",
     "upsert",
     "vendor",
+    "database_sslmode",
 ];
 
-/// A setting as `report` has it. Reports from before `--reply-to`, `--upsert` and `--vendor`
-/// existed have none of them: their requests named no reply queue, their automation created
-/// Salesforce leads.
+/// A setting as `report` has it. Reports from before `--reply-to`, `--upsert`, `--vendor` and
+/// `--database-sslmode` existed have none of them: their requests named no reply queue, their
+/// automation created Salesforce leads, their database connections were plain.
 fn setting(report: &Value, key: &str) -> Value {
     match &report["settings"][key] {
         Value::Null if ["reply_to", "upsert"].contains(&key) => Value::Bool(false),
         Value::Null if key == "vendor" => Value::from("salesforce"),
+        Value::Null if key == "database_sslmode" => Value::from("disable"),
         v => v.clone(),
     }
 }

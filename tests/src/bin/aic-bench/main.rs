@@ -69,6 +69,12 @@ struct Args {
     /// mark. Salesforce only.
     #[arg(long)]
     upsert: bool,
+    /// TLS between the pipeline and PostgreSQL, as libpq's `sslmode` (a `sslmode` in
+    /// `AIC_TEST_DATABASE_URL` wins). Off by default, as every run before the services spoke
+    /// TLS to PostgreSQL: on loopback it costs the worker 12-20% more CPU per execution and
+    /// PostgreSQL 20-30% (BENCHMARKS.md, forty-fifth session).
+    #[arg(long, default_value = "disable", value_parser = ["disable", "prefer", "require"])]
+    database_sslmode: String,
     /// The `aic-worker` binary to measure (default: the one built beside this benchmark), such
     /// as the profile-guided build of `deploy/local/pgo.sh`, `target/pgo/aic-worker`.
     #[arg(long)]
@@ -257,6 +263,7 @@ async fn set_up(args: &Args, worker: &workers::Build) -> (TestEnv, Workload) {
     let env = TestEnv::start_with(Options {
         worker: false,
         sandbox_own_thread: true,
+        pg_admin_url: Some(database_url(args)),
         worker_binary: Some(worker.binary.clone()),
         // A worker's warnings (a step retried in place, a delivery left for redelivery) say why
         // a row lost time or saw a result twice.
@@ -287,6 +294,25 @@ async fn set_up(args: &Args, worker: &workers::Build) -> (TestEnv, Workload) {
     (env, workload)
 }
 
+/// The database server's URL (`AIC_TEST_DATABASE_URL` or the local one), with
+/// `--database-sslmode` unless the URL says its own.
+fn database_url(args: &Args) -> String {
+    let url = aic_tests::harness::pg_admin_url();
+    match database_sslmode(&url) {
+        Some(_) => url,
+        None if url.contains('?') => format!("{url}&sslmode={}", args.database_sslmode),
+        None => format!("{url}?sslmode={}", args.database_sslmode),
+    }
+}
+
+/// The `sslmode` a database URL names.
+fn database_sslmode(url: &str) -> Option<String> {
+    let (_, query) = url.split_once('?')?;
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "sslmode")
+        .map(|(_, v)| v.into_owned())
+}
+
 /// The settings the report names, so that runs compare only with runs alike.
 fn settings(args: &Args) -> serde_json::Value {
     json!({
@@ -300,6 +326,7 @@ fn settings(args: &Args) -> serde_json::Value {
         "reply_to": args.reply_to,
         "vendor": args.vendor,
         "upsert": args.upsert,
+        "database_sslmode": database_sslmode(&database_url(args)),
         "only": args.only,
     })
 }
