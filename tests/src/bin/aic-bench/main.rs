@@ -71,8 +71,8 @@ struct Args {
     upsert: bool,
     /// TLS between the pipeline and PostgreSQL, as libpq's `sslmode` (a `sslmode` in
     /// `AIC_TEST_DATABASE_URL` wins). Off by default, as every run before the services spoke
-    /// TLS to PostgreSQL: on loopback it costs the worker 12-20% more CPU per execution and
-    /// PostgreSQL 20-30% (BENCHMARKS.md, forty-fifth session).
+    /// TLS to PostgreSQL: on loopback it costs the worker and PostgreSQL each about 5-10%
+    /// more CPU per execution at full load (BENCHMARKS.md, forty-fifth session).
     #[arg(long, default_value = "disable", value_parser = ["disable", "prefer", "require"])]
     database_sslmode: String,
     /// The `aic-worker` binary to measure (default: the one built beside this benchmark), such
