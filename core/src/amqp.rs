@@ -11,6 +11,8 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use secrecy::{ExposeSecret, SecretString};
 
+mod tls;
+
 /// How many times a quorum queue hands out the same message before dead-lettering it: enough
 /// for a crash or two mid-flight, bounded so a message that kills workers cannot loop forever.
 pub const DELIVERY_LIMIT: i64 = 5;
@@ -42,7 +44,8 @@ pub enum PublishError {
 /// 2 MiB. Our messages are a few KiB; a larger one is split into frames.
 pub const FRAME_MAX: u32 = 32 * 1024;
 
-/// Connects with a connection name that shows in the management UI.
+/// Connects with a connection name that shows in the management UI; over TLS for `amqps://`,
+/// with the CA and client certificate files the URL names ([`tls`]).
 pub async fn connect(
     url: &SecretString,
     connection_name: &str,
@@ -62,7 +65,12 @@ pub async fn connect(
     })?;
     uri.query.frame_max.get_or_insert(FRAME_MAX);
     let props = ConnectionProperties::default().with_connection_name(connection_name.into());
-    Connection::connect_uri(uri, props).await
+    lapin::DefaultConnectionBuilder::new()?
+        .with_uri(uri)
+        .with_properties(props)
+        .with_tls_config(tls::config(raw)?)
+        .connect()
+        .await
 }
 
 /// A server-named, exclusive queue that lives and dies with `ch`'s connection, consumed

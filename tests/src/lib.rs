@@ -7,5 +7,6 @@
 #![forbid(unsafe_code)]
 
 pub mod harness;
+pub mod pki;
 pub mod private;
 pub mod sandbox;

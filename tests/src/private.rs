@@ -50,12 +50,29 @@ pub struct PrivateRabbit {
     dir: PathBuf,
     node: String,
     child: Option<Child>,
+    /// A TLS listener's port, with the CA, certificate and key it presents and checks.
+    tls: Option<(u16, [PathBuf; 3])>,
 }
 
 impl PrivateRabbit {
     /// Starts a node (about six seconds). A node that exits while starting (a port taken
     /// between choosing and binding it) is started again on other ports, three times at most.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Starts a node that also listens for TLS (`amqps://…:`[`Self::tls_port`]), presenting
+    /// `cert` (with its key `key`) and asking each client for a certificate signed by `ca`.
+    pub async fn start_tls(ca: PathBuf, cert: PathBuf, key: PathBuf) -> Self {
+        Self::start_with(Some((free_port(), [ca, cert, key]))).await
+    }
+
+    /// The TLS listener's port.
+    pub fn tls_port(&self) -> u16 {
+        self.tls.as_ref().expect("a node started with TLS").0
+    }
+
+    async fn start_with(tls: Option<(u16, [PathBuf; 3])>) -> Self {
         let dir = temp_dir("aic-rabbit");
         let mut r = Self {
             port: free_port(),
@@ -63,6 +80,7 @@ impl PrivateRabbit {
             node: format!("aic-test-{}@localhost", uuid::Uuid::new_v4().simple()),
             dir,
             child: None,
+            tls,
         };
         for attempt in 1..=3 {
             match r.up().await {
@@ -75,6 +93,9 @@ impl PrivateRabbit {
                     r.stop();
                     r.port = free_port();
                     r.dist_port = free_port();
+                    if let Some((port, _)) = &mut r.tls {
+                        *port = free_port();
+                    }
                 }
                 Err(why) => panic!("private RabbitMQ did not start: {why}"),
             }
@@ -93,13 +114,21 @@ impl PrivateRabbit {
         let _ = std::fs::remove_file(self.dir.join("erl_crash.dump"));
         // The system config names port 5672: this node reads its own.
         let conf = self.dir.join("rabbitmq.conf");
-        let _ = std::fs::write(
-            &conf,
-            format!(
-                "listeners.tcp.local = 127.0.0.1:{}\nloopback_users.guest = true\n",
-                self.port
-            ),
+        let mut settings = format!(
+            "listeners.tcp.local = 127.0.0.1:{}\nloopback_users.guest = true\n",
+            self.port
         );
+        if let Some((port, [ca, cert, key])) = &self.tls {
+            settings.push_str(&format!(
+                "listeners.ssl.local = 127.0.0.1:{port}\nssl_options.cacertfile = {}\n\
+                 ssl_options.certfile = {}\nssl_options.keyfile = {}\n\
+                 ssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = true\n",
+                ca.display(),
+                cert.display(),
+                key.display()
+            ));
+        }
+        let _ = std::fs::write(&conf, settings);
         let child = Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server")
             .env("RABBITMQ_NODENAME", &self.node)
             .env("RABBITMQ_NODE_PORT", self.port.to_string())
@@ -142,7 +171,12 @@ impl PrivateRabbit {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        Ok(())
+        match &self.tls {
+            Some((port, _)) if !wait_port(*port, Duration::from_secs(30)).await => {
+                Err(format!("the TLS listener did not open port {port}"))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The Erlang VM's own reason for stopping, from its crash dump, if it wrote one.
