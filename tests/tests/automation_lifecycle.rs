@@ -276,13 +276,8 @@ async fn a_deleted_automation_keeps_its_executions_records() {
         "{kept}"
     );
     let versions: i64 = env
-        .pool
-        .get()
-        .await
-        .expect("db")
         .query_one("SELECT count(*) FROM automation_versions", &[])
         .await
-        .expect("count")
         .get(0);
     assert_eq!(versions, 0, "its versions went with it");
     let mut replies = env.listen("", "").await;

@@ -13,16 +13,11 @@ use uuid::Uuid;
 /// The connection's sealed secrets as stored.
 async fn sealed(env: &TestEnv, id: Uuid) -> Sealed {
     let row = env
-        .pool
-        .get()
-        .await
-        .expect("db")
         .query_one(
             "SELECT secret_key_id, secret_nonce, secret_ciphertext FROM connections WHERE id = $1",
             &[&id],
         )
-        .await
-        .expect("row");
+        .await;
     Sealed {
         key_id: row.get(0),
         nonce: row.get(1),

@@ -37,17 +37,12 @@ async fn the_whole_pipeline_runs_over_a_verified_tls_connection() {
     // Every session of the control plane's and the worker's pools is encrypted (the server
     // refuses others anyway: this says the sessions are there).
     let row = env
-        .pool
-        .get()
-        .await
-        .expect("db")
         .query_one(
             "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_ssl s \
              JOIN pg_stat_activity a USING (pid) WHERE a.backend_type = 'client backend'",
             &[],
         )
-        .await
-        .expect("pg_stat_ssl");
+        .await;
     let (encrypted, sessions): (i64, i64) = (row.get(0), row.get(1));
     println!("{encrypted} of {sessions} sessions encrypted");
     assert!(sessions >= 3, "{sessions} sessions");

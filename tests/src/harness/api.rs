@@ -294,6 +294,20 @@ impl TestEnv {
         }
     }
 
+    /// The one row `sql` finds in the environment's database: a test's look at what the
+    /// services recorded. Panics, naming the statement, when there is not exactly one.
+    pub async fn query_one(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> tokio_postgres::Row {
+        let client = self.pool.get().await.expect("a database connection");
+        client
+            .query_one(sql, params)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     /// Reads the worker's `/metrics`.
     pub async fn metrics(&self) -> String {
         super::workers::metrics_at(&self.http, self.worker_admin.expect("a worker runs")).await
