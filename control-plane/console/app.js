@@ -229,7 +229,7 @@ function connectionTile(c) {
         if (t.ok) open('connections', 'mine');
       }) }, 'Test'),
       c.throttled_until || (c.cooldowns || []).length ? h('button', { 'data-write': true, onclick: () => confirm('End the cool-downs before the vendor\'s time? Do so only if its limit was raised.')
-        && attempt(() => api.del(path('/v1/connections/{}/cooldowns', c.id)), 'Cool-downs ended').then(() => open('connections', 'mine')) }, 'End cool-downs') : null,
+        && attempt(() => api.del(path('/v1/connections/{}/cooldowns', c.id)), 'Cool-downs ended: executions they held run within minutes').then(() => open('connections', 'mine')) }, 'End cool-downs') : null,
       h('button', { 'data-write': true, onclick: () => editConnection(c) }, 'Edit'),
       h('button', { 'data-write': true, class: 'danger', onclick: () => confirm(`Delete the connection "${c.name}"?`)
         && attempt(() => api.del(path('/v1/connections/{}', c.id)), 'Connection deleted').then(() => open('connections', 'mine')) }, 'Delete')));
