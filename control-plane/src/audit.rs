@@ -245,7 +245,9 @@ pub async fn retain(pool: deadpool_postgres::Pool, keep_days: u32, every: std::t
         match prune(&pool, keep_days).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, keep_days, "audit events pruned"),
-            Err(e) => tracing::warn!(error = %e, "could not prune the audit trail"),
+            Err(e) => {
+                tracing::warn!(error = %aic_core::with_causes(&*e), "could not prune the audit trail")
+            }
         }
     }
 }

@@ -147,13 +147,13 @@ impl ApiError {
 
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
-        Self::internal("postgres", &e)
+        Self::internal("postgres", &aic_core::with_causes(&e))
     }
 }
 
 impl From<deadpool_postgres::PoolError> for ApiError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        tracing::warn!(error = %e, "no Postgres connection available");
+        tracing::warn!(error = %aic_core::with_causes(&e), "no Postgres connection available");
         Self::unavailable("the database is unavailable; retry later")
     }
 }

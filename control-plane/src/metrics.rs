@@ -153,7 +153,7 @@ pub async fn serve(
     State((m, pool)): State<(Arc<HttpMetrics>, deadpool_postgres::Pool)>,
 ) -> impl IntoResponse {
     if let Err(e) = m.read_connections(&pool).await {
-        tracing::warn!(error = %e, "could not read the connection gauges");
+        tracing::warn!(error = %aic_core::with_causes(&*e), "could not read the connection gauges");
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -8,8 +8,9 @@ pub mod tls;
 /// Why a pool could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum DbSetupError {
-    /// The URL did not parse (the URL itself is not echoed: it may hold a password).
-    #[error("AIC_DATABASE_URL is not a valid PostgreSQL URL: {0}")]
+    /// The URL did not parse (the URL itself is not echoed: it may hold a password; the
+    /// cause names the option, never its value).
+    #[error("AIC_DATABASE_URL is not a valid PostgreSQL URL: {}", crate::with_causes(.0))]
     BadUrl(tokio_postgres::Error),
     /// The pool could not be built.
     #[error("could not build the Postgres pool: {0}")]
@@ -82,29 +83,13 @@ pub async fn connect(url: &SecretString) -> Result<tokio_postgres::Client, DbSet
     let (client, connection) = config
         .connect(tls)
         .await
-        .map_err(|e| DbSetupError::Connect(with_causes(&e)))?;
+        .map_err(|e| DbSetupError::Connect(crate::with_causes(&e)))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "a PostgreSQL connection ended");
         }
     });
     Ok(client)
-}
-
-/// An error and its causes, `: `-separated: tokio-postgres says "error performing TLS
-/// handshake" and leaves the reason (an unknown issuer, a name the certificate does not
-/// hold) to its source.
-pub fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.ends_with(&more) {
-            text = format!("{text}: {more}");
-        }
-        cause = c.source();
-    }
-    text
 }
 
 /// True when Postgres answers a trivial query. When it does not, says why in the log (at most
@@ -114,9 +99,9 @@ pub async fn ping(pool: &Pool) -> bool {
     let why = match pool.get().await {
         Ok(client) => match client.simple_query("SELECT 1").await {
             Ok(_) => return true,
-            Err(e) => with_causes(&e),
+            Err(e) => crate::with_causes(&e),
         },
-        Err(e) => with_causes(&e),
+        Err(e) => crate::with_causes(&e),
     };
     static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
     let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());

@@ -1,7 +1,8 @@
 //! PostgreSQL over TLS, as `sslmode` and `sslrootcert` in `AIC_DATABASE_URL` ask (libpq's
 //! modes), against a private cluster that takes TLS connections only, its certificate (for
 //! `localhost` alone) signed by a CA made for the test: the whole pipeline runs over a
-//! verified connection, and each mode connects or refuses as libpq would, saying why.
+//! verified connection, and each mode connects or refuses as libpq would, saying why. And what
+//! a failure says: the server's own words reach the logs, the failing row does not.
 
 use aic_tests::harness::{Options, TestEnv};
 use aic_tests::pki::Pki;
@@ -133,4 +134,40 @@ async fn each_sslmode_connects_or_refuses_as_libpq_would_saying_why() {
         "sslrootcert /nonexistent/ca.pem",
     );
     refused("localhost", "?sslmode=always".into(), "sslmode `always`");
+}
+
+/// What PostgreSQL said reaches the logs (tokio-postgres's own text is only "db error"), as
+/// severity, message and SQLSTATE — without the detail, which quotes the failing row.
+#[tokio::test]
+async fn a_database_error_says_what_the_server_said_but_not_the_row() {
+    let env = TestEnv::start_with(Options::api_only()).await;
+    let client = env.pool.get().await.expect("db");
+    let e = client
+        .query_one("SELECT 1 / 0", &[])
+        .await
+        .expect_err("division by zero");
+    assert_eq!(
+        e.to_string(),
+        "db error",
+        "tokio-postgres keeps the rest to its cause"
+    );
+    let said = aic_core::with_causes(&e);
+    assert_eq!(
+        said, "db error: ERROR: division by zero (SQLSTATE 22012)",
+        "{said}"
+    );
+    let e = client
+        .batch_execute(
+            "CREATE TEMP TABLE t (a text NOT NULL, b text NOT NULL); \
+             INSERT INTO t VALUES ('row-marker', NULL)",
+        )
+        .await
+        .expect_err("not null");
+    let said = aic_core::with_causes(&e);
+    assert!(said.contains("(SQLSTATE 23502)"), "{said}");
+    assert!(
+        !said.contains("row-marker"),
+        "the failing row leaked: {said}"
+    );
+    env.stop().await;
 }

@@ -195,12 +195,12 @@ pub async fn record_auth_failure(ctx: &Ctx, r: &Resolved, f: &VendorFailure) {
             .await
             .map(|_| ()),
         Err(e) => {
-            tracing::warn!(error = %e, "could not record the connection's status");
+            tracing::warn!(error = %aic_core::with_causes(&e), "could not record the connection's status");
             return;
         }
     };
     if let Err(e) = updated {
-        tracing::warn!(error = %e, "could not record the connection's status");
+        tracing::warn!(error = %aic_core::with_causes(&e), "could not record the connection's status");
     }
 }
 
@@ -268,6 +268,6 @@ pub async fn close_breaker(ctx: &Ctx, r: &Resolved) {
         anyhow::Ok(())
     };
     if let Err(e) = closed.await {
-        tracing::warn!(error = %e, "could not record that the connection works again");
+        tracing::warn!(error = %aic_core::with_causes(&*e), "could not record that the connection works again");
     }
 }

@@ -29,10 +29,10 @@ use uuid::Uuid;
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     /// No connection.
-    #[error("no Postgres connection: {0}")]
+    #[error("no Postgres connection: {}", aic_core::with_causes(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     /// A query failed.
-    #[error("Postgres query failed: {0}")]
+    #[error("Postgres query failed: {}", aic_core::with_causes(.0))]
     Query(#[from] tokio_postgres::Error),
     /// The batch this operation ran in failed.
     #[error("{0}")]

@@ -276,6 +276,10 @@ mod tests {
             Ok(_) => panic!("{url} accepted"),
             Err(e) => e.to_string(),
         };
+        // tokio-postgres says "invalid connection string" and keeps which option to its cause.
+        let e = refused("postgres://aic:secret-pw@db/aic?sslmode=require&bogus=1");
+        assert!(e.contains("unknown option `bogus`"), "{e}");
+        assert!(!e.contains("secret-pw"), "{e}");
         let e = refused("postgres://db/aic?sslmode=verify-full");
         assert!(e.contains("sslrootcert, which is not set"), "{e}");
         let e = refused("postgres://db/aic?sslmode=verify-ca&sslrootcert=/nonexistent.pem");

@@ -68,7 +68,7 @@ impl Budgets {
             // (A renewal under way counts what is in use now: this one is skipped; a connection
             // gone has nothing to give back.)
             if let Err(e) = self.renew(conn, None, &slots).await {
-                tracing::warn!(error = %e, "could not give back a connection's unused share");
+                tracing::warn!(error = %aic_core::with_causes(&*e), "could not give back a connection's unused share");
             }
         }
         if !later.is_zero() {
@@ -214,7 +214,7 @@ impl Budgets {
                 continue;
             }
             if let Err(e) = self.renew(conn, None, &slots).await {
-                tracing::warn!(error = %e, "could not renew a connection lease");
+                tracing::warn!(error = %aic_core::with_causes(&*e), "could not renew a connection lease");
             }
         }
     }
@@ -246,7 +246,7 @@ impl Budgets {
         };
         if let Err(e) = deleted.await {
             // Harmless: the lease expires on its own.
-            tracing::debug!(error = %e, "could not give back an idle connection's lease");
+            tracing::debug!(error = %aic_core::with_causes(&*e), "could not give back an idle connection's lease");
         }
         // Executions count themselves as waiting under this lock (see `admit`), and none is
         // in flight on a closed share: one that came meanwhile keeps the state here.

@@ -299,7 +299,9 @@ impl Budgets {
                 Ok(Renewed::Done | Renewed::UnderWay) => {}
                 // Without Postgres nothing else works either; the ledger will say so. Run on
                 // the last known share rather than fail here.
-                Err(e) => tracing::warn!(error = %e, "could not renew the connection's lease"),
+                Err(e) => {
+                    tracing::warn!(error = %aic_core::with_causes(&*e), "could not renew the connection's lease")
+                }
             }
         }
         let deadline = tokio::time::Instant::now() + wait;
@@ -324,7 +326,7 @@ impl Budgets {
                     // Another renewal is under way; it wakes the waiters when done.
                     Ok(Renewed::UnderWay) => {}
                     Err(e) => {
-                        tracing::warn!(error = %e, "could not renew the connection's lease");
+                        tracing::warn!(error = %aic_core::with_causes(&*e), "could not renew the connection's lease");
                         slots.freed.notify_waiters();
                     }
                 }
@@ -378,7 +380,7 @@ impl Budgets {
             anyhow::Ok(())
         };
         if let Err(e) = updated.await {
-            tracing::warn!(error = %e, "could not record the connection's cool-down");
+            tracing::warn!(error = %aic_core::with_causes(&*e), "could not record the connection's cool-down");
         }
         tracing::warn!(connection = %conn, scope, %until, %reason, "connection cooling down");
     }

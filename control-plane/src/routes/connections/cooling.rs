@@ -54,7 +54,9 @@ pub(crate) async fn after_refusal(
         Ok(()) => {
             tracing::warn!(connection = %conn, scope = c.scope, %until, reason = %c.reason, "connection cooling down")
         }
-        Err(e) => tracing::warn!(error = %e, "could not record the connection's cool-down"),
+        Err(e) => {
+            tracing::warn!(error = %aic_core::with_causes(&*e), "could not record the connection's cool-down")
+        }
     }
 }
 
