@@ -39,25 +39,22 @@ pub enum Planning {
 
 /// Builds a lazily-connecting pool: a database that is down makes `/readyz` fail, not start-up.
 pub fn pool(url: &SecretString, size: usize, planning: Planning) -> Result<Pool, DbSetupError> {
-    let (mut config, tls) = tls::connector(url.expose_secret())?;
+    let (config, tls) = tls::connector(url.expose_secret())?;
     // Statements are prepared once per pooled connection, and Postgres would soon settle on one
     // generic plan for each — planned while `executions` was still small, so a batch update
     // joined to it by a sequential scan stays a sequential scan as the table grows to millions
     // of rows (aic-bench: 400 scans of the whole ledger in 20 s). Either every execution gets
     // a custom plan that sees the current table and the batch's real size, or, for key
     // lookups, the generic plan is made without the scans and joins that would go stale.
+    // Set once per new connection rather than as the startup packet's `options`, which
+    // PgBouncer and other poolers refuse ("unsupported startup parameter: options").
     let planner = match planning {
-        Planning::PerExecution => "-c plan_cache_mode=force_custom_plan",
+        Planning::PerExecution => "SET plan_cache_mode = force_custom_plan",
         Planning::KeyLookups => {
-            "-c plan_cache_mode=force_generic_plan -c enable_seqscan=off \
-             -c enable_hashjoin=off -c enable_mergejoin=off"
+            "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off; \
+             SET enable_hashjoin = off; SET enable_mergejoin = off"
         }
     };
-    let options = match config.get_options() {
-        Some(o) if !o.is_empty() => format!("{o} {planner}"),
-        _ => planner.to_string(),
-    };
-    config.options(&options);
     let manager = Manager::from_config(
         config,
         tls,
@@ -73,6 +70,14 @@ pub fn pool(url: &SecretString, size: usize, planning: Planning) -> Result<Pool,
         .create_timeout(Some(std::time::Duration::from_secs(5)))
         .recycle_timeout(Some(std::time::Duration::from_secs(5)))
         .runtime(deadpool_postgres::Runtime::Tokio1)
+        .post_create(deadpool_postgres::Hook::async_fn(move |client, _| {
+            Box::pin(async move {
+                client
+                    .batch_execute(planner)
+                    .await
+                    .map_err(deadpool_postgres::HookError::Backend)
+            })
+        }))
         .build()?)
 }
 

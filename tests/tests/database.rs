@@ -1,8 +1,11 @@
-//! PostgreSQL over TLS, as `sslmode` and `sslrootcert` in `AIC_DATABASE_URL` ask (libpq's
-//! modes), against a private cluster that takes TLS connections only, its certificate (for
-//! `localhost` alone) signed by a CA made for the test: the whole pipeline runs over a
-//! verified connection, and each mode connects or refuses as libpq would, saying why. And what
-//! a failure says: the server's own words reach the logs, the failing row does not.
+//! The services' connections to PostgreSQL.
+//!
+//! TLS, as `sslmode` and `sslrootcert` in `AIC_DATABASE_URL` ask (libpq's modes), against a
+//! private cluster that takes TLS connections only, its certificate (for `localhost` alone)
+//! signed by a CA made for the test: the whole pipeline runs over a verified connection, and
+//! each mode connects or refuses as libpq would, saying why. What a failure says: the server's
+//! own words reach the logs, the failing row does not. And each pool's planner settings, made
+//! once per connection rather than in the startup packet, which poolers refuse.
 
 use aic_tests::harness::{Options, TestEnv};
 use aic_tests::pki::Pki;
@@ -169,5 +172,32 @@ async fn a_database_error_says_what_the_server_said_but_not_the_row() {
         !said.contains("row-marker"),
         "the failing row leaked: {said}"
     );
+    env.stop().await;
+}
+
+/// Each pool's connections plan as its statements need (`aic_core::db::Planning`), set by a
+/// statement once a connection is made: PgBouncer refuses them as the startup packet's
+/// `options` ("unsupported startup parameter: options").
+#[tokio::test]
+async fn each_pool_plans_as_its_statements_need() {
+    use aic_core::db::Planning;
+    let env = TestEnv::start_with(Options::api_only()).await;
+    let (db, _) = env.settings();
+    for (planning, expected) in [
+        (Planning::PerExecution, ["force_custom_plan", "on"]),
+        (Planning::KeyLookups, ["force_generic_plan", "off"]),
+    ] {
+        let pool = aic_core::db::pool(&db.database_url, 2, planning).expect("a pool");
+        let client = pool.get().await.expect("a connection");
+        let row = client
+            .query_one(
+                "SELECT current_setting('plan_cache_mode'), current_setting('enable_seqscan')",
+                &[],
+            )
+            .await
+            .expect("the settings");
+        let found = [row.get::<_, String>(0), row.get::<_, String>(1)];
+        assert_eq!(found, expected, "{planning:?}");
+    }
     env.stop().await;
 }
