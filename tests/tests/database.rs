@@ -14,14 +14,16 @@ use serde_json::json;
 use std::path::Path;
 use std::process::Command;
 
+/// A private cluster taking TLS only, with `pki`'s server certificate.
+async fn tls_only(pki: &Pki) -> PrivatePostgres {
+    let (cert, key) = (pki.path("server.crt"), pki.path("server.key"));
+    PrivatePostgres::start_tls_only(Path::new(&cert), Path::new(&key)).await
+}
+
 #[tokio::test]
 async fn the_whole_pipeline_runs_over_a_verified_tls_connection() {
     let pki = Pki::new();
-    let pg = PrivatePostgres::start_tls_only(
-        Path::new(&pki.path("server.crt")),
-        Path::new(&pki.path("server.key")),
-    )
-    .await;
+    let pg = tls_only(&pki).await;
     let url = format!(
         "postgres://postgres@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}",
         pg.port,
@@ -81,11 +83,7 @@ fn migrate(pg: &PrivatePostgres, host: &str, query: &str) -> (bool, String) {
 #[tokio::test]
 async fn each_sslmode_connects_or_refuses_as_libpq_would_saying_why() {
     let pki = Pki::new();
-    let pg = PrivatePostgres::start_tls_only(
-        Path::new(&pki.path("server.crt")),
-        Path::new(&pki.path("server.key")),
-    )
-    .await;
+    let pg = tls_only(&pki).await;
     let (ca, other) = (pki.path("ca.pem"), pki.path("other-ca.pem"));
     let goes = |host: &str, query: String| {
         let (ok, text) = migrate(&pg, host, &query);

@@ -63,7 +63,8 @@ pub(crate) async fn after_refusal(
 /// `DELETE /v1/connections/{id}/cooldowns`: ends the connection's cool-downs, of the whole and
 /// of its parts, before the vendor's time. Every worker drops the holds it keeps from before
 /// this moment at its next lease renewal (within seconds), and keeps any the vendor imposes
-/// after; executions already waiting in a delay queue come back at their time. Audited with
+/// after; executions parked in a delay queue behind a cool-down run at their next look
+/// (`AIC_WORKER_COOLDOWN_RECHECK_MS`, 2 minutes by default). Audited with
 /// what was ended; ending none records nothing.
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant, connection = %id))]
 pub async fn clear(
