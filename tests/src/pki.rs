@@ -33,17 +33,18 @@ impl Pki {
             args.extend(["-keyout", &key, "-out", &out]);
             pki.openssl(&args);
         }
-        pki.signed(
+        pki.sign(
             "server",
             "localhost",
             "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth",
         );
-        pki.signed("client", "aic-worker", "extendedKeyUsage=clientAuth");
+        pki.sign("client", "aic-worker", "extendedKeyUsage=clientAuth");
         pki
     }
 
-    /// `<name>.crt` and `<name>.key` for `cn`, with `extensions`, signed by the CA.
-    fn signed(&self, name: &str, cn: &str, extensions: &str) {
+    /// Makes `<name>.crt` and `<name>.key` for `cn`, with `extensions` (lines of an openssl
+    /// extension file), signed by the CA.
+    pub fn sign(&self, name: &str, cn: &str, extensions: &str) {
         let (subject, key, csr, ext, crt) = (
             format!("/CN={cn}"),
             format!("{name}.key"),
@@ -79,7 +80,8 @@ impl Pki {
         ]);
     }
 
-    fn openssl(&self, args: &[&str]) {
+    /// Runs `openssl` with `args` in the folder.
+    pub fn openssl(&self, args: &[&str]) {
         let out = Command::new("openssl")
             .args(args)
             .current_dir(&self.dir)

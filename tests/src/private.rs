@@ -2,7 +2,7 @@
 //! ports, own data directories, torn down on drop. The shared services are never touched.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -265,17 +265,30 @@ impl PrivatePostgres {
 
     /// Creates and starts a cluster that takes TLS connections only (plain ones are refused by
     /// its `pg_hba.conf`), presenting the certificate `cert` with its key `key` (PEM files).
-    pub async fn start_tls_only(cert: &std::path::Path, key: &std::path::Path) -> Self {
+    /// With `client_ca`, it authenticates by client certificate (`cert`): one that CA signed,
+    /// naming the user in its CN, and no password.
+    pub async fn start_tls_only(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Self {
         let pg = Self::init();
         let data = pg.dir.join("data");
         std::fs::copy(cert, data.join("server.crt")).expect("the certificate");
         std::fs::copy(key, data.join("server.key")).expect("the key");
-        let settings = "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n";
+        let mut settings =
+            "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n".to_string();
+        let method = match client_ca {
+            Some(ca) => {
+                std::fs::copy(ca, data.join("client-ca.pem")).expect("the CA");
+                settings.push_str("ssl_ca_file = 'client-ca.pem'\n");
+                "cert"
+            }
+            None => "trust",
+        };
         let conf = data.join("postgresql.conf");
         let mut text = std::fs::read_to_string(&conf).expect("postgresql.conf");
-        text.push_str(settings);
+        text.push_str(&settings);
         std::fs::write(&conf, text).expect("postgresql.conf");
-        let hba = "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n";
+        let hba = format!(
+            "local all all trust\nhostssl all all 127.0.0.1/32 {method}\nhostssl all all ::1/128 {method}\n"
+        );
         std::fs::write(data.join("pg_hba.conf"), hba).expect("pg_hba.conf");
         let _ = Command::new("chown")
             .args(["-R", "postgres:postgres"])

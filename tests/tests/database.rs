@@ -17,7 +17,7 @@ use std::process::Command;
 /// A private cluster taking TLS only, with `pki`'s server certificate.
 async fn tls_only(pki: &Pki) -> PrivatePostgres {
     let (cert, key) = (pki.path("server.crt"), pki.path("server.key"));
-    PrivatePostgres::start_tls_only(Path::new(&cert), Path::new(&key)).await
+    PrivatePostgres::start_tls_only(Path::new(&cert), Path::new(&key), None).await
 }
 
 #[tokio::test]
@@ -59,6 +59,16 @@ async fn the_whole_pipeline_runs_over_a_verified_tls_connection() {
 /// `aic-control-plane migrate` against the cluster with `query` after its URL: its exit and
 /// what it printed.
 fn migrate(pg: &PrivatePostgres, host: &str, query: &str) -> (bool, String) {
+    migrate_with(pg, host, query, &[])
+}
+
+/// [`migrate`] with more environment variables.
+fn migrate_with(
+    pg: &PrivatePostgres,
+    host: &str,
+    query: &str,
+    env: &[(&str, &str)],
+) -> (bool, String) {
     let url = format!(
         "postgres://postgres:pw-not-echoed@{host}:{}/postgres{query}",
         pg.port
@@ -66,6 +76,7 @@ fn migrate(pg: &PrivatePostgres, host: &str, query: &str) -> (bool, String) {
     let out = Command::new(TestEnv::binary("aic-control-plane"))
         .arg("migrate")
         .env("AIC_DATABASE_URL", &url)
+        .envs(env.iter().copied())
         .output()
         .expect("aic-control-plane runs");
     let text = format!(
@@ -99,6 +110,21 @@ async fn each_sslmode_connects_or_refuses_as_libpq_would_saying_why() {
     );
     goes("127.0.0.1", format!("?sslmode=verify-ca&sslrootcert={ca}"));
     goes("127.0.0.1", format!("?sslmode=require&sslrootcert={ca}"));
+    // `system` is the operating system's store, which OpenSSL's variables replace as for libpq.
+    let query = "?sslmode=verify-full&sslrootcert=system";
+    let only_ca = [("SSL_CERT_FILE", ca.as_str()), ("SSL_CERT_DIR", "")];
+    let (ok, text) = migrate_with(&pg, "localhost", query, &only_ca);
+    assert!(ok, "the system's store as SSL_CERT_FILE names it: {text}");
+    let empty = [
+        ("SSL_CERT_FILE", "/nonexistent/certs.pem"),
+        ("SSL_CERT_DIR", ""),
+    ];
+    let (ok, text) = migrate_with(&pg, "localhost", query, &empty);
+    assert!(!ok, "connected with no CA: {text}");
+    assert!(
+        text.contains("no CA certificate in the system's store"),
+        "{text}"
+    );
 
     let refused = |host: &str, query: String, why: &str| {
         let (ok, text) = migrate(&pg, host, &query);
@@ -198,4 +224,170 @@ async fn each_pool_plans_as_its_statements_need() {
         assert_eq!(found, expected, "{planning:?}");
     }
     env.stop().await;
+}
+
+/// A private cluster taking TLS only and authenticating by client certificate (`cert` in its
+/// `pg_hba.conf`: signed by `pki`'s CA, the user's name in its CN), with a certificate for
+/// the user `postgres` made as `pg.crt`, `pg.key`.
+async fn cert_auth(pki: &Pki) -> PrivatePostgres {
+    pki.sign("pg", "postgres", "extendedKeyUsage=clientAuth");
+    let (cert, key, ca) = (
+        pki.path("server.crt"),
+        pki.path("server.key"),
+        pki.path("ca.pem"),
+    );
+    PrivatePostgres::start_tls_only(Path::new(&cert), Path::new(&key), Some(Path::new(&ca))).await
+}
+
+#[tokio::test]
+async fn the_whole_pipeline_authenticates_by_client_certificate() {
+    let pki = Pki::new();
+    let pg = cert_auth(&pki).await;
+    let url = format!(
+        "postgres://postgres@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
+        pg.port,
+        pki.path("ca.pem"),
+        pki.path("pg.crt"),
+        pki.path("pg.key")
+    );
+    let env = TestEnv::start_with(Options {
+        pg_admin_url: Some(url),
+        ..Options::default()
+    })
+    .await;
+    let lead = env.lead_automation().await;
+    let done = env
+        .run(
+            &lead,
+            json!({"LastName": "Lovelace", "Company": "Analytical"}),
+        )
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    // The server lets in no session without a certificate: these say the services' are there.
+    let row = env
+        .query_one(
+            "SELECT count(*) FILTER (WHERE s.client_dn = '/CN=postgres'), count(*) FROM pg_stat_ssl s \
+             JOIN pg_stat_activity a USING (pid) WHERE a.backend_type = 'client backend'",
+            &[],
+        )
+        .await;
+    let (by_certificate, sessions): (i64, i64) = (row.get(0), row.get(1));
+    println!("{by_certificate} of {sessions} sessions presented the certificate");
+    assert!(sessions >= 3, "{sessions} sessions");
+    assert_eq!(by_certificate, sessions);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_wrong_or_unusable_client_certificate_is_refused_saying_why() {
+    let pki = Pki::new();
+    let pg = cert_auth(&pki).await;
+    let (ca, pg_crt, pg_key) = (pki.path("ca.pem"), pki.path("pg.crt"), pki.path("pg.key"));
+    let (other_crt, other_key) = (pki.path("client.crt"), pki.path("client.key"));
+    pki.openssl(&[
+        "pkey",
+        "-in",
+        "pg.key",
+        "-aes256",
+        "-passout",
+        "pass:x",
+        "-out",
+        "pg-enc.key",
+    ]);
+    let encrypted = pki.path("pg-enc.key");
+    let (ok, text) = migrate(
+        &pg,
+        "localhost",
+        &format!("?sslcert={pg_crt}&sslkey={pg_key}"),
+    );
+    assert!(ok, "{text}");
+
+    let refused = |query: String, why: &str| {
+        let (ok, text) = migrate(&pg, "localhost", &query);
+        assert!(!ok, "{query} connected: {text}");
+        assert!(text.contains(why), "{query}: expected {why:?} in {text}");
+    };
+    // What the server says.
+    refused(
+        format!("?sslmode=verify-full&sslrootcert={ca}"),
+        "connection requires a valid client certificate",
+    );
+    refused(
+        format!("?sslcert={other_crt}&sslkey={other_key}"),
+        "certificate authentication failed for user \"postgres\"",
+    );
+    // What the service says before it connects.
+    refused(
+        format!("?sslcert={pg_crt}&sslkey={other_key}"),
+        &format!("sslkey {other_key} is not the key of sslcert {pg_crt}"),
+    );
+    refused(
+        format!("?sslcert={pg_crt}&sslkey={encrypted}"),
+        "no unencrypted private key in it",
+    );
+    refused(
+        format!("?sslcert={pg_key}&sslkey={pg_key}"),
+        "no certificate in it",
+    );
+    refused(
+        format!("?sslcert={pg_crt}&sslkey={pg_key}&sslpassword=x"),
+        "`sslpassword`: encrypted keys are not supported",
+    );
+    refused(
+        format!("?sslcert={pg_crt}"),
+        "sslcert and sslkey go together",
+    );
+}
+
+/// The serial of the client certificate the session `client` presented.
+async fn presented(client: &tokio_postgres::Client) -> String {
+    let row = client
+        .query_one(
+            "SELECT client_serial::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("pg_stat_ssl");
+    row.get::<_, Option<String>>(0).expect("a certificate")
+}
+
+/// A certificate renewed in place (cert-manager, Vault) is presented from the pool's next
+/// connection, with no restart; one caught half-written leaves the last good one presented.
+#[tokio::test]
+async fn a_renewed_client_certificate_is_presented_from_the_next_connection() {
+    let pki = Pki::new();
+    let pg = cert_auth(&pki).await;
+    let (live_crt, live_key) = (pki.path("live.crt"), pki.path("live.key"));
+    let renew = |from: &str| {
+        std::fs::copy(pki.path(&format!("{from}.crt")), &live_crt).expect("crt");
+        std::fs::copy(pki.path(&format!("{from}.key")), &live_key).expect("key");
+    };
+    renew("pg");
+    let url = format!(
+        "postgres://postgres@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}&sslcert={live_crt}&sslkey={live_key}",
+        pg.port,
+        pki.path("ca.pem"),
+    );
+    let pool = aic_core::db::pool(
+        &secrecy::SecretString::from(url),
+        4,
+        aic_core::db::Planning::PerExecution,
+    )
+    .expect("a pool");
+    let first = pool.get().await.expect("a connection");
+    let before = presented(&first).await;
+
+    pki.sign("pg2", "postgres", "extendedKeyUsage=clientAuth");
+    renew("pg2");
+    let second = pool.get().await.expect("a connection after the renewal");
+    let after = presented(&second).await;
+    assert_ne!(after, before, "the renewed certificate was not presented");
+    assert_eq!(presented(&first).await, before);
+
+    std::fs::write(&live_crt, "-----BEGIN CERTIFICATE-----\nhalf").expect("a torn write");
+    let third = pool
+        .get()
+        .await
+        .expect("a connection with the last good certificate");
+    assert_eq!(presented(&third).await, after);
 }

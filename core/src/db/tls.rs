@@ -10,12 +10,17 @@
 //! - `verify-ca`: TLS, and the server's certificate must chain to a CA of `sslrootcert`.
 //! - `verify-full`: that, and the certificate must name the host connected to.
 //!
-//! `sslrootcert` is a PEM file of CA certificates, or `system` for the public web CAs built in
-//! (webpki-roots). The checks need one of the two: without it, as libpq, they are refused
-//! rather than trust something unsaid. Client certificates (`sslcert`, `sslkey`) are not
-//! supported, and say so.
+//! `sslrootcert` is a PEM file of CA certificates, or `system` for the operating system's
+//! store (as libpq's, which is OpenSSL's; `SSL_CERT_FILE` and `SSL_CERT_DIR` name another).
+//! The checks need one of the two: without it, as libpq, they are refused rather than trust
+//! something unsaid.
+//!
+//! `sslcert` and `sslkey` (the two together; no default files, unlike libpq's
+//! `~/.postgresql/`) present a client certificate whenever the connection is TLS
+//! ([`identity`]); `sslpassword` is refused by name: the key must be unencrypted.
 
 use super::DbSetupError;
+use identity::Identity;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -25,6 +30,8 @@ use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureSc
 use std::sync::Arc;
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
+
+mod identity;
 
 /// How the connection is secured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +72,8 @@ pub struct Settings {
     pub mode: Mode,
     /// `sslrootcert`: a PEM file, or `system`.
     pub root: Option<String>,
+    /// `sslcert` and `sslkey`: the client certificate's PEM file and its key's.
+    pub identity: Option<(String, String)>,
     /// The URL for tokio-postgres: `sslmode` as it reads it (disable, prefer or require),
     /// `sslrootcert` taken out.
     pub url: String,
@@ -79,10 +88,12 @@ pub fn settings(url: &str) -> Result<Settings, DbSetupError> {
         return Ok(Settings {
             mode: Mode::Prefer,
             root: None,
+            identity: None,
             url: url.to_string(),
         });
     };
     let (mut mode, mut root, mut kept) = (None, None, Vec::new());
+    let (mut cert, mut cert_key) = (None, None);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = url::form_urlencoded::parse(pair.as_bytes())
             .next()
@@ -90,14 +101,27 @@ pub fn settings(url: &str) -> Result<Settings, DbSetupError> {
         match &*key {
             "sslmode" => mode = Some(Mode::parse(&value)?),
             "sslrootcert" => root = Some(value.into_owned()),
-            "sslcert" | "sslkey" | "sslpassword" => {
-                return Err(DbSetupError::Tls(format!(
-                    "`{key}`: client certificates are not supported; authenticate with a password"
-                )));
+            "sslcert" => cert = Some(value.into_owned()),
+            "sslkey" => cert_key = Some(value.into_owned()),
+            "sslpassword" => {
+                return Err(DbSetupError::Tls(
+                    "`sslpassword`: encrypted keys are not supported; give sslkey unencrypted \
+                     (`openssl pkey -in encrypted.key -out sslkey.pem`), readable by the service only"
+                        .into(),
+                ));
             }
             _ => kept.push(pair),
         }
     }
+    let identity = match (cert, cert_key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(DbSetupError::Tls(
+                "sslcert and sslkey go together: the client certificate and its key".into(),
+            ));
+        }
+    };
     let mode = mode.unwrap_or(Mode::Prefer);
     // `require` with a CA to check against checks it, as libpq does.
     let mode = match (mode, &root) {
@@ -112,6 +136,7 @@ pub fn settings(url: &str) -> Result<Settings, DbSetupError> {
     Ok(Settings {
         mode,
         root,
+        identity,
         url: format!("{base}?{}", kept.join("&")),
     })
 }
@@ -143,16 +168,22 @@ pub fn connector(url: &str) -> Result<(tokio_postgres::Config, MakeRustlsConnect
         name: mode == Mode::VerifyFull,
         algorithms,
     });
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| DbSetupError::Tls(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(verifier);
+    let tls = match s.identity {
+        // Plain TCP presents nothing: the files are not even read.
+        Some((cert, key)) if mode != Mode::Disable => {
+            builder.with_client_cert_resolver(Arc::new(Identity::load(cert, key, provider)?))
+        }
+        _ => builder.with_no_client_auth(),
+    };
     Ok((config, MakeRustlsConnect::new(tls)))
 }
 
-/// The CAs a certificate must chain to: `sslrootcert`'s file, or the public web's (`system`).
+/// The CAs a certificate must chain to: `sslrootcert`'s file, or the system's store (`system`).
 fn roots(root: Option<&str>, mode: Mode) -> Result<Arc<RootCertStore>, DbSetupError> {
     let mut store = RootCertStore::empty();
     match root {
@@ -164,10 +195,26 @@ fn roots(root: Option<&str>, mode: Mode) -> Result<Arc<RootCertStore>, DbSetupEr
             };
             return Err(DbSetupError::Tls(format!(
                 "sslmode={name} checks the server's certificate against sslrootcert, which is not set: \
-                 name a PEM file of CA certificates, or `system` for the public web CAs"
+                 name a PEM file of CA certificates, or `system` for the system's store"
             )));
         }
-        Some("system") => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        Some("system") => {
+            // The operating system's store, as libpq's `system` (OpenSSL's): `SSL_CERT_FILE`
+            // and `SSL_CERT_DIR` name another, as they do for OpenSSL.
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = store.add_parsable_certificates(found.certs);
+            if added == 0 {
+                let why = found
+                    .errors
+                    .first()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
+                return Err(DbSetupError::Tls(format!(
+                    "sslrootcert=system: no CA certificate in the system's store{why} \
+                     (install ca-certificates, or name a PEM file)"
+                )));
+            }
+        }
         Some(path) => {
             let certs = CertificateDer::pem_file_iter(path)
                 .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
@@ -270,8 +317,10 @@ mod tests {
         let e = bad("postgres://aic:secret-pw@db/aic?sslmode=verify");
         assert!(e.contains("sslmode `verify`"), "{e}");
         assert!(!e.contains("secret-pw"), "{e}");
-        let e = bad("postgres://aic:secret-pw@db/aic?sslcert=/c.pem&sslkey=/k.pem");
-        assert!(e.contains("`sslcert`: client certificates"), "{e}");
+        let e = bad("postgres://aic:secret-pw@db/aic?sslcert=/c.pem");
+        assert!(e.contains("sslcert and sslkey go together"), "{e}");
+        let e = bad("postgres://aic:secret-pw@db/aic?sslcert=/c.pem&sslkey=/k.pem&sslpassword=x");
+        assert!(e.contains("`sslpassword`: encrypted keys"), "{e}");
         let refused = |url: &str| match super::connector(url) {
             Ok(_) => panic!("{url} accepted"),
             Err(e) => e.to_string(),
@@ -284,5 +333,12 @@ mod tests {
         assert!(e.contains("sslrootcert, which is not set"), "{e}");
         let e = refused("postgres://db/aic?sslmode=verify-ca&sslrootcert=/nonexistent.pem");
         assert!(e.contains("sslrootcert /nonexistent.pem"), "{e}");
+        let e = refused("postgres://db/aic?sslcert=/nonexistent/c.pem&sslkey=/nonexistent/k.pem");
+        assert!(e.contains("sslcert /nonexistent/c.pem"), "{e}");
+        // Plain TCP presents no certificate, so the files are not read.
+        assert!(
+            super::connector("postgres://db/aic?sslmode=disable&sslcert=/n/c.pem&sslkey=/n/k.pem")
+                .is_ok()
+        );
     }
 }
