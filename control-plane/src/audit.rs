@@ -231,27 +231,6 @@ pub async fn prune(pool: &deadpool_postgres::Pool, keep_days: u32) -> anyhow::Re
     }
 }
 
-/// How often a control plane given a retention (`AIC_AUDIT_KEEP_DAYS`) prunes.
-pub const RETAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
-
-/// Prunes to `keep_days` now and then every `every`, for as long as it runs (the control
-/// plane's own retention, beside the `prune-audit` command). A failed run is logged and tried
-/// again at the next.
-pub async fn retain(pool: deadpool_postgres::Pool, keep_days: u32, every: std::time::Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        match prune(&pool, keep_days).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, keep_days, "audit events pruned"),
-            Err(e) => {
-                tracing::warn!(error = %aic_core::with_causes(&*e), "could not prune the audit trail")
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

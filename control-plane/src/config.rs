@@ -30,6 +30,9 @@ pub enum Command {
     DlqReplay(DlqReplayArgs),
     /// Delete audit events older than a retention period (every tenant's), then exit.
     PruneAudit(PruneAuditArgs),
+    /// Delete executions finished longer ago than a retention period (every tenant's; never one
+    /// unfinished), then exit.
+    PruneExecutions(PruneAuditArgs),
     /// Seal every connection's secrets again under the active credential key, so that an old
     /// key can leave AIC_CREDENTIAL_KEYS (prints a JSON report; fails if a row does not open).
     ResealCredentials(ResealArgs),
@@ -66,6 +69,22 @@ pub struct ServeArgs {
     /// (unset: kept until `prune-audit` deletes them).
     #[arg(long, env = "AIC_AUDIT_KEEP_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
     pub audit_keep_days: Option<u32>,
+    /// Keep this many days of finished executions (their parameter values and results),
+    /// deleting older ones at start-up and every hour (unset: kept until `prune-executions`
+    /// deletes them). Also the window in which a repeated execution id or idempotency key is
+    /// answered with the first execution.
+    #[arg(long, env = "AIC_EXECUTIONS_KEEP_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub executions_keep_days: Option<u32>,
+}
+
+impl ServeArgs {
+    /// What it keeps.
+    pub fn retention(&self) -> crate::retention::Retention {
+        crate::retention::Retention {
+            audit_days: self.audit_keep_days,
+            executions_days: self.executions_keep_days,
+        }
+    }
 }
 
 /// `migrate`.
@@ -146,10 +165,10 @@ pub struct ResealArgs {
     pub credentials: CredentialArgs,
 }
 
-/// `prune-audit`.
+/// `prune-audit` and `prune-executions`.
 #[derive(Args, Debug, Clone)]
 pub struct PruneAuditArgs {
-    /// Keep this many days of events (at least 1).
+    /// Keep this many days of them (at least 1).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_days: u32,
     #[command(flatten)]
@@ -177,17 +196,21 @@ mod tests {
     }
 
     #[test]
-    fn the_audit_retention_is_optional_and_at_least_a_day() {
-        let days = |cli: Cli| match cli.command {
-            Command::Serve(args) => args.audit_keep_days,
+    fn each_retention_is_optional_and_at_least_a_day() {
+        let kept = |cli: Cli| match cli.command {
+            Command::Serve(args) => args.retention(),
             _ => panic!("not serve"),
         };
-        assert_eq!(days(serve(&[]).expect("parses")), None);
-        let kept = serve(&["--audit-keep-days", "365"]).expect("parses");
-        assert_eq!(days(kept), Some(365));
-        let e = serve(&["--audit-keep-days", "0"])
-            .expect_err("0 days")
-            .to_string();
-        assert!(e.contains("--audit-keep-days"), "{e}");
+        assert!(!kept(serve(&[]).expect("parses")).any());
+        let both = serve(&["--audit-keep-days", "365", "--executions-keep-days", "30"]);
+        let both = kept(both.expect("parses"));
+        assert_eq!(
+            (both.audit_days, both.executions_days),
+            (Some(365), Some(30))
+        );
+        for flag in ["--audit-keep-days", "--executions-keep-days"] {
+            let e = serve(&[flag, "0"]).expect_err("0 days").to_string();
+            assert!(e.contains(flag), "{e}");
+        }
     }
 }

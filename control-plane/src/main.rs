@@ -74,6 +74,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let n = aic_control_plane::audit::prune(&pool, args.keep_days).await?;
             println!("audit events deleted: {n}");
         }
+        Command::PruneExecutions(args) => {
+            let pool = aic_core::db::pool(&args.db.database_url, 2, Planning::PerExecution)?;
+            let n = aic_control_plane::retention::prune_executions(&pool, args.keep_days).await?;
+            println!("executions deleted: {n}");
+        }
         Command::ResealCredentials(args) => {
             let keyring = args.credentials.keyring()?;
             let pool = aic_core::db::pool(&args.db.database_url, 2, Planning::PerExecution)?;

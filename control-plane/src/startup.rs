@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    audit_keep_days: Option<u32>,
+    retention: crate::retention::Retention,
 }
 
 impl Application {
@@ -62,7 +62,7 @@ impl Application {
         Ok(Self {
             listener,
             state,
-            audit_keep_days: args.audit_keep_days,
+            retention: args.retention(),
         })
     }
 
@@ -83,9 +83,10 @@ impl Application {
     ) -> std::io::Result<()> {
         let app = crate::routes::router(self.state.clone());
         tracing::info!(addr = %self.listener.local_addr()?, "control plane listening");
-        let retention = self.audit_keep_days.map(|days| {
+        let retention = self.retention.any().then(|| {
             let pool = self.state.pool.clone();
-            tokio::spawn(crate::audit::retain(pool, days, crate::audit::RETAIN_EVERY))
+            let every = crate::retention::EVERY;
+            tokio::spawn(crate::retention::retain(pool, self.retention, every))
         });
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)

@@ -413,6 +413,7 @@ async fn control_plane(
         credentials: settings.credentials.clone(),
         egress: settings.egress.clone(),
         audit_keep_days: None,
+        executions_keep_days: None,
     };
     let app = Application::build(&serve)
         .await

@@ -356,9 +356,13 @@ async fn a_retention_set_on_the_control_plane_prunes_on_its_own() {
     let (status, _) = env.call(Method::POST, "/v1/tokens", Some(body)).await;
     assert_eq!(status, 201);
     let every = std::time::Duration::from_millis(100);
-    let retention = tokio::spawn(aic_control_plane::audit::retain(
+    let retention = aic_control_plane::retention::Retention {
+        audit_days: Some(30),
+        executions_days: None,
+    };
+    let retention = tokio::spawn(aic_control_plane::retention::retain(
         env.pool.clone(),
-        30,
+        retention,
         every,
     ));
     let client = env.pool.get().await.expect("db");
