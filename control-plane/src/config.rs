@@ -36,6 +36,9 @@ pub enum Command {
     /// Seal every connection's secrets again under the active credential key, so that an old
     /// key can leave AIC_CREDENTIAL_KEYS (prints a JSON report; fails if a row does not open).
     ResealCredentials(ResealArgs),
+    /// List the running workers and control planes (JSON lines: kind, host, version, the ids of
+    /// the credential keys each holds), as each reports itself in PostgreSQL.
+    Fleet(MigrateArgs),
     /// Print a fresh credential key entry for AIC_CREDENTIAL_KEYS.
     Keygen {
         /// Key id to print.
@@ -87,7 +90,7 @@ impl ServeArgs {
     }
 }
 
-/// `migrate`.
+/// `migrate` and `fleet`.
 #[derive(Args, Debug, Clone)]
 pub struct MigrateArgs {
     #[command(flatten)]
@@ -157,6 +160,10 @@ pub struct ResealArgs {
     /// Open every row that would be re-sealed and report, writing nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Re-seal even while a running process does not hold the active key (its executions on
+    /// the re-sealed connections will fail until it is given the key).
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub db: DatabaseArgs,

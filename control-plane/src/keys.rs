@@ -5,7 +5,11 @@
 //! bound to the same row — after which the old key can leave `AIC_CREDENTIAL_KEYS`.
 //!
 //! The order of a rotation: (1) give every control plane and worker both keys with the new one
-//! active and restart them; (2) run `reseal-credentials`; (3) drop the old key. A row is
+//! active and restart them; (2) run `reseal-credentials`; (3) drop the old key. Step (2)
+//! checks step (1): every running process reports the ids of the keys it holds
+//! ([`aic_core::fleet`]), and while one does not hold the active key — it could not open a row
+//! sealed under it: its executions on that connection would fail — nothing is re-sealed, and
+//! the report names it (`lacking_key`), unless forced. A row is
 //! re-sealed under its row lock, in batches of [`BATCH`] committed one by one, with one audit
 //! event each in the tenant's trail (key ids only); a row that does not open (its key missing
 //! from the configuration, or its data altered) is reported by id and left as it is, and the
@@ -37,6 +41,9 @@ pub struct Resealed {
     pub unopened: Vec<Unopened>,
     /// Connections by key after the run.
     pub after: BTreeMap<String, i64>,
+    /// Running processes that do not hold the active key: while there is one, nothing is
+    /// re-sealed unless forced.
+    pub lacking_key: Vec<aic_core::fleet::Process>,
 }
 
 /// A connection whose secrets did not open.
@@ -53,11 +60,13 @@ pub struct Unopened {
 }
 
 /// Re-seals every connection not sealed under `keyring`'s active key (see the module's notes);
-/// with `dry_run`, opens them all and writes nothing.
+/// with `dry_run`, opens them all and writes nothing. While a running process lacks the active
+/// key, writes nothing either, unless `force`.
 pub async fn reseal(
     pool: &deadpool_postgres::Pool,
     keyring: &Keyring,
     dry_run: bool,
+    force: bool,
 ) -> anyhow::Result<Resealed> {
     let mut client = pool.get().await?;
     let active = keyring.active_id().to_string();
@@ -65,11 +74,15 @@ pub async fn reseal(
     let mut report = Resealed {
         active_key: active.clone(),
         dry_run,
-        before,
+        before: before.clone(),
         resealed: 0,
         unopened: Vec::new(),
-        after: BTreeMap::new(),
+        after: before,
+        lacking_key: aic_core::fleet::lacking(&client, &active).await?,
     };
+    if !report.lacking_key.is_empty() && !force && !dry_run {
+        return Ok(report);
+    }
     // Keyset order: a row that did not open is not read again.
     let mut last = Uuid::nil();
     loop {

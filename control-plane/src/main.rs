@@ -82,13 +82,39 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::ResealCredentials(args) => {
             let keyring = args.credentials.keyring()?;
             let pool = aic_core::db::pool(&args.db.database_url, 2, Planning::PerExecution)?;
-            let report = aic_control_plane::keys::reseal(&pool, &keyring, args.dry_run).await?;
+            let report =
+                aic_control_plane::keys::reseal(&pool, &keyring, args.dry_run, args.force).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
+            let lacking: Vec<String> = report
+                .lacking_key
+                .iter()
+                .map(|p| format!("{} on {} ({})", p.kind, p.host, p.id))
+                .collect();
+            anyhow::ensure!(
+                lacking.is_empty() || args.force,
+                "{} running process(es) do not hold the active key '{}' and could not open \
+                 what is sealed under it: {}; give each the key (AIC_CREDENTIAL_KEYS) and restart \
+                 it, or pass --force; {}",
+                lacking.len(),
+                report.active_key,
+                lacking.join(", "),
+                if args.dry_run {
+                    "a dry run"
+                } else {
+                    "nothing was re-sealed"
+                }
+            );
             anyhow::ensure!(
                 report.unopened.is_empty(),
                 "{} connection(s) did not open and keep their old key; see `unopened`",
                 report.unopened.len()
             );
+        }
+        Command::Fleet(args) => {
+            let client = aic_core::db::connect(&args.db.database_url).await?;
+            for process in aic_core::fleet::running(&client).await? {
+                println!("{}", serde_json::to_string(&process)?);
+            }
         }
         Command::Keygen { id } => {
             println!("{}", aic_core::credentials::Keyring::generate_entry(&id))

@@ -88,9 +88,13 @@ impl Application {
             let every = crate::retention::EVERY;
             tokio::spawn(crate::retention::retain(pool, self.retention, every))
         });
+        let version = env!("CARGO_PKG_VERSION").to_string();
+        let pool = self.state.pool.clone();
+        let fleet = aic_core::fleet::report(pool, "control-plane", version, &self.state.keyring);
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
+        fleet.stop().await;
         if let Some(task) = retention {
             task.abort();
         }

@@ -171,6 +171,13 @@ impl Keyring {
         &self.active
     }
 
+    /// The ids of the keys it holds, sorted (never the keys).
+    pub fn key_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.keys.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
     /// Seals `fields` under the active key, bound to `aad` (the row's identity).
     pub fn seal(&self, fields: &SecretFields, aad: &[u8]) -> Sealed {
         let plain: BTreeMap<&str, &str> = fields

@@ -10,6 +10,7 @@ pub mod cooldown;
 pub mod credentials;
 pub mod db;
 pub mod egress;
+pub mod fleet;
 pub mod metrics;
 pub mod params;
 pub mod pointer;

@@ -1,6 +1,9 @@
 //! Retiring a credential key: `reseal-credentials` seals every connection again under the
 //! active key — the same secrets, still bound to their row — so the old key can go; a row that
-//! does not open is reported and left alone, and a dry run writes nothing.
+//! does not open is reported and left alone, and a dry run writes nothing. Nothing is re-sealed
+//! while a running worker or control plane lacks the new key, unless forced: the tests of the
+//! mechanics force it (their control plane, given the old key only, is not restarted), the
+//! last test checks the refusal.
 
 use aic_core::credentials::{Keyring, Sealed, SecretFields, connection_aad};
 use aic_proto::{ConnectionId, TenantId};
@@ -85,7 +88,7 @@ async fn a_dry_run_opens_every_row_and_writes_nothing() {
     let old_entry = env.settings().1.credential_keys.expose_secret().to_string();
     let both = keyring(&[&old_entry, &Keyring::generate_entry("k2")], "k2");
     let before = sealed(&env, id).await;
-    let dry = aic_control_plane::keys::reseal(&env.pool, &both, true)
+    let dry = aic_control_plane::keys::reseal(&env.pool, &both, true, true)
         .await
         .expect("dry run");
     assert_eq!((dry.resealed, dry.unopened.len()), (1, 0), "{dry:?}");
@@ -123,7 +126,7 @@ async fn resealing_moves_every_connection_to_the_active_key_and_reports_what_doe
 
     // A row whose key is not configured (a third key, long gone) is reported, not touched.
     reseal_under_a_gone_key(&env, ids[1], &opened).await;
-    let run = aic_control_plane::keys::reseal(&env.pool, &both, false)
+    let run = aic_control_plane::keys::reseal(&env.pool, &both, false, true)
         .await
         .expect("reseal");
     assert_eq!(run.resealed, 1, "{run:?}");
@@ -161,7 +164,7 @@ async fn resealing_moves_every_connection_to_the_active_key_and_reports_what_doe
     assert_audited(&env, ids[0]).await;
 
     // Run again: nothing left to do but the row that does not open.
-    let again = aic_control_plane::keys::reseal(&env.pool, &both, false)
+    let again = aic_control_plane::keys::reseal(&env.pool, &both, false, true)
         .await
         .expect("again");
     assert_eq!((again.resealed, again.unopened.len()), (0, 1), "{again:?}");
@@ -177,7 +180,7 @@ async fn the_command_prints_a_report_without_secrets_and_fails_while_a_row_does_
     let old_entry = keys.credential_keys.expose_secret().to_string();
     let run = |keys: String| {
         std::process::Command::new(TestEnv::binary("aic-control-plane"))
-            .args(["reseal-credentials"])
+            .args(["reseal-credentials", "--force"])
             .env_clear()
             .env("AIC_DATABASE_URL", db.database_url.expose_secret())
             .env("AIC_CREDENTIAL_KEYS", keys)
@@ -210,5 +213,133 @@ async fn the_command_prints_a_report_without_secrets_and_fails_while_a_row_does_
         let key = secret.split_once(':').map_or(secret, |(_, k)| k);
         assert!(!stdout.contains(key) && !String::from_utf8_lossy(&out.stderr).contains(key));
     }
+    env.stop().await;
+}
+
+/// The running processes as the fleet lists them: (kind, key ids) of each.
+async fn fleet(env: &TestEnv) -> Vec<(String, Vec<String>)> {
+    let client = env.pool.get().await.expect("db");
+    let running = aic_core::fleet::running(&client).await.expect("the fleet");
+    running.into_iter().map(|p| (p.kind, p.key_ids)).collect()
+}
+
+/// Waits until the fleet lists `expected`.
+async fn wait_for_fleet(env: &TestEnv, expected: &[(&str, &[&str])]) {
+    let expected: Vec<(String, Vec<String>)> = expected
+        .iter()
+        .map(|(kind, keys)| {
+            (
+                kind.to_string(),
+                keys.iter().map(|k| k.to_string()).collect(),
+            )
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    loop {
+        let now = fleet(env).await;
+        if now == expected {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the fleet is {now:?}, not {expected:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Re-sealing under a key a running process does not hold would fail that process's
+/// executions on every re-sealed connection: refused, naming the process, until each running
+/// process holds it (a stopped one leaves the fleet), or forced.
+#[tokio::test]
+async fn nothing_is_resealed_while_a_running_process_lacks_the_active_key() {
+    let env = TestEnv::start_with(Options::api_only()).await;
+    let conn = env
+        .salesforce_connection("Org", "s3cret-value", "s3cret-value")
+        .await;
+    let id: Uuid = conn["id"].as_str().expect("id").parse().expect("uuid");
+    let old_entry = env.settings().1.credential_keys.expose_secret().to_string();
+    let new_entry = Keyring::generate_entry("k2");
+    let both = keyring(&[&old_entry, &new_entry], "k2");
+    let worker = env.start_worker(|_| {}).await;
+    wait_for_fleet(&env, &[("control-plane", &["test"]), ("worker", &["test"])]).await;
+
+    let (db, _) = env.settings();
+    let out = std::process::Command::new(TestEnv::binary("aic-control-plane"))
+        .arg("fleet")
+        .env("AIC_DATABASE_URL", db.database_url.expose_secret())
+        .output()
+        .expect("runs");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{listed}");
+    let kinds: Vec<String> = listed
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("a JSON line")["kind"].to_string()
+        })
+        .collect();
+    assert_eq!(kinds, ["\"control-plane\"", "\"worker\""], "{listed}");
+
+    let refused = aic_control_plane::keys::reseal(&env.pool, &both, false, false)
+        .await
+        .expect("reseal");
+    let lacking: Vec<&str> = refused
+        .lacking_key
+        .iter()
+        .map(|p| p.kind.as_str())
+        .collect();
+    assert_eq!(
+        (refused.resealed, lacking),
+        (0, vec!["control-plane", "worker"])
+    );
+    assert_eq!(sealed(&env, id).await.key_id, "test");
+    let out = std::process::Command::new(TestEnv::binary("aic-control-plane"))
+        .arg("reseal-credentials")
+        .env("AIC_DATABASE_URL", db.database_url.expose_secret())
+        .env("AIC_CREDENTIAL_KEYS", format!("{old_entry},{new_entry}"))
+        .env("AIC_CREDENTIAL_ACTIVE_KEY", "k2")
+        .output()
+        .expect("runs");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("2 running process(es) do not hold the active key 'k2'")
+            && said.contains("worker on ")
+            && said.contains("nothing was re-sealed"),
+        "{said}"
+    );
+    assert_eq!(sealed(&env, id).await.key_id, "test");
+
+    // The worker restarted with both keys: only the control plane lacks it now.
+    worker.shutdown().await;
+    wait_for_fleet(&env, &[("control-plane", &["test"])]).await;
+    let keys = SecretString::from(format!("{old_entry},{new_entry}"));
+    let worker = env
+        .start_worker(|args| {
+            args.credentials.credential_keys = keys;
+            args.credentials.credential_active_key = Some("k2".into());
+        })
+        .await;
+    wait_for_fleet(
+        &env,
+        &[("control-plane", &["test"]), ("worker", &["k2", "test"])],
+    )
+    .await;
+    let refused = aic_control_plane::keys::reseal(&env.pool, &both, false, false)
+        .await
+        .expect("reseal");
+    let lacking: Vec<&str> = refused
+        .lacking_key
+        .iter()
+        .map(|p| p.kind.as_str())
+        .collect();
+    assert_eq!((refused.resealed, lacking), (0, vec!["control-plane"]));
+
+    let forced = aic_control_plane::keys::reseal(&env.pool, &both, false, true)
+        .await
+        .expect("reseal");
+    assert_eq!((forced.resealed, forced.lacking_key.len()), (1, 1));
+    assert_eq!(sealed(&env, id).await.key_id, "k2");
+    worker.shutdown().await;
     env.stop().await;
 }

@@ -16,7 +16,8 @@ pub const BUILD: &str = match option_env!("AIC_WORKER_BUILD") {
     None => "standard",
 };
 
-static VERSION: LazyLock<String> =
+/// The version and the build, as `--version` and the fleet say it.
+pub static VERSION: LazyLock<String> =
     LazyLock::new(|| format!("{} ({BUILD} build)", env!("CARGO_PKG_VERSION")));
 
 /// aic-worker: runs automations taken from RabbitMQ.

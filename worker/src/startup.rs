@@ -130,6 +130,9 @@ impl Worker {
                 tracing::error!(error = %e, "admin server stopped");
             }
         });
+        let version = crate::config::VERSION.clone();
+        let fleet =
+            aic_core::fleet::report(self.ctx.pool.clone(), "worker", version, &self.ctx.keyring);
         let result = crate::consumer::run(
             self.ctx.clone(),
             self.broker.clone(),
@@ -139,6 +142,7 @@ impl Worker {
         )
         .await;
         admin.abort();
+        fleet.stop().await;
         self.broker.close().await;
         tracing::info!("worker stopped");
         result
