@@ -200,37 +200,6 @@ async fn insert(
     Ok(())
 }
 
-/// Events deleted per statement when pruning: a year of a busy trail goes in short
-/// transactions, not one that holds its locks and WAL for minutes.
-const PRUNE_BATCH: i64 = 10_000;
-
-/// Deletes the events (of every tenant) older than `keep_days` days, the retention an operator
-/// sets; how many went. Events are never rewritten, only deleted whole, a batch at a time.
-/// Two control planes pruning at once delete each event once (the second finds it gone).
-pub async fn prune(pool: &deadpool_postgres::Pool, keep_days: u32) -> anyhow::Result<u64> {
-    anyhow::ensure!(keep_days >= 1, "keep at least one day of audit events");
-    let client = pool.get().await?;
-    let days = i32::try_from(keep_days)?;
-    let cutoff: chrono::DateTime<chrono::Utc> = client
-        .query_one("SELECT now() - make_interval(days => $1)", &[&days])
-        .await?
-        .get(0);
-    let mut deleted = 0;
-    loop {
-        let n = client
-            .execute(
-                "DELETE FROM audit_events WHERE id IN \
-                 (SELECT id FROM audit_events WHERE at < $1 LIMIT $2)",
-                &[&cutoff, &PRUNE_BATCH],
-            )
-            .await?;
-        deleted += n;
-        if n < PRUNE_BATCH as u64 {
-            return Ok(deleted);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

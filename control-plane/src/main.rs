@@ -71,7 +71,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::PruneAudit(args) => {
             let pool = aic_core::db::pool(&args.db.database_url, 2, Planning::PerExecution)?;
-            let n = aic_control_plane::audit::prune(&pool, args.keep_days).await?;
+            let n = aic_control_plane::retention::prune_audit(&pool, args.keep_days).await?;
             println!("audit events deleted: {n}");
         }
         Command::PruneExecutions(args) => {

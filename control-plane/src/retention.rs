@@ -1,4 +1,4 @@
-//! How long records are kept: the audit trail's events ([`crate::audit::prune`]) and the
+//! How long records are kept: the audit trail's events ([`prune_audit`]) and the
 //! execution ledger's finished executions ([`prune_executions`]) — each execution's parameter
 //! values and result, which hold the end users' data (names, e-mail addresses, the records
 //! created). An operator sets the days each is kept; the control plane prunes to them at
@@ -9,6 +9,43 @@ use deadpool_postgres::Pool;
 /// Rows deleted per statement: a long backlog goes in short transactions, not one that holds
 /// its locks and WAL for minutes.
 const BATCH: i64 = 10_000;
+
+/// The moment `keep_days` days ago, by the database's clock (the one its rows are stamped by),
+/// refusing to keep less than a day of `what`.
+async fn cutoff(
+    client: &tokio_postgres::Client,
+    keep_days: u32,
+    what: &str,
+) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    anyhow::ensure!(keep_days >= 1, "keep at least one day of {what}");
+    let days = i32::try_from(keep_days)?;
+    Ok(client
+        .query_one("SELECT now() - make_interval(days => $1)", &[&days])
+        .await?
+        .get(0))
+}
+
+/// Deletes the audit events (of every tenant) older than `keep_days` days; how many went.
+/// Events are never rewritten, only deleted whole, a batch at a time. Two control planes
+/// pruning at once delete each event once (the second finds it gone).
+pub async fn prune_audit(pool: &Pool, keep_days: u32) -> anyhow::Result<u64> {
+    let client = pool.get().await?;
+    let cutoff = cutoff(&client, keep_days, "audit events").await?;
+    let mut deleted = 0;
+    loop {
+        let n = client
+            .execute(
+                "DELETE FROM audit_events WHERE id IN \
+                 (SELECT id FROM audit_events WHERE at < $1 LIMIT $2)",
+                &[&cutoff, &BATCH],
+            )
+            .await?;
+        deleted += n;
+        if n < BATCH as u64 {
+            return Ok(deleted);
+        }
+    }
+}
 
 /// The (tenant, automation) pairs with executions in the ledger, read by walking the ledger's
 /// `(tenant_id, automation_id, enqueued_at)` index one pair at a time (a loose index scan):
@@ -40,13 +77,8 @@ const DELETE: &str = "DELETE FROM executions WHERE id IN ( \
 /// the retention is also the window in which a repeat is recognised. Two control planes
 /// pruning at once delete each execution once.
 pub async fn prune_executions(pool: &Pool, keep_days: u32) -> anyhow::Result<u64> {
-    anyhow::ensure!(keep_days >= 1, "keep at least one day of executions");
     let client = pool.get().await?;
-    let days = i32::try_from(keep_days)?;
-    let cutoff: chrono::DateTime<chrono::Utc> = client
-        .query_one("SELECT now() - make_interval(days => $1)", &[&days])
-        .await?
-        .get(0);
+    let cutoff = cutoff(&client, keep_days, "executions").await?;
     let delete = client.prepare(DELETE).await?;
     let mut deleted = 0;
     for pair in client.query(PAIRS, &[]).await? {
@@ -91,7 +123,7 @@ pub async fn retain(pool: Pool, retention: Retention, every: std::time::Duration
     loop {
         tick.tick().await;
         if let Some(days) = retention.audit_days {
-            match crate::audit::prune(&pool, days).await {
+            match prune_audit(&pool, days).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, keep_days = days, "audit events pruned"),
                 Err(e) => {

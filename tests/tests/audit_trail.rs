@@ -337,8 +337,12 @@ async fn retention_deletes_only_what_is_older_than_it_keeps() {
         .await
         .expect("old event");
     assert_eq!(events(&env, "").await.len(), 2);
-    assert!(aic_control_plane::audit::prune(&env.pool, 0).await.is_err());
-    let deleted = aic_control_plane::audit::prune(&env.pool, 365)
+    assert!(
+        aic_control_plane::retention::prune_audit(&env.pool, 0)
+            .await
+            .is_err()
+    );
+    let deleted = aic_control_plane::retention::prune_audit(&env.pool, 365)
         .await
         .expect("prune");
     assert_eq!(deleted, 1);

@@ -78,14 +78,21 @@ async fn assert_audited(env: &TestEnv, id: Uuid) {
     assert_eq!(actor, (Some("reseal-credentials"), Some("operator")));
 }
 
-#[tokio::test]
-async fn a_dry_run_opens_every_row_and_writes_nothing() {
+/// A control plane with one connection: it, the connection's id, and the key entry its
+/// secrets are sealed under (`test`).
+async fn one_connection() -> (TestEnv, Uuid, String) {
     let env = TestEnv::start_with(Options::api_only()).await;
     let conn = env
         .salesforce_connection("Org", "s3cret-value", "s3cret-value")
         .await;
     let id: Uuid = conn["id"].as_str().expect("id").parse().expect("uuid");
     let old_entry = env.settings().1.credential_keys.expose_secret().to_string();
+    (env, id, old_entry)
+}
+
+#[tokio::test]
+async fn a_dry_run_opens_every_row_and_writes_nothing() {
+    let (env, id, old_entry) = one_connection().await;
     let both = keyring(&[&old_entry, &Keyring::generate_entry("k2")], "k2");
     let before = sealed(&env, id).await;
     let dry = aic_control_plane::keys::reseal(&env.pool, &both, true, true)
@@ -253,12 +260,7 @@ async fn wait_for_fleet(env: &TestEnv, expected: &[(&str, &[&str])]) {
 /// process holds it (a stopped one leaves the fleet), or forced.
 #[tokio::test]
 async fn nothing_is_resealed_while_a_running_process_lacks_the_active_key() {
-    let env = TestEnv::start_with(Options::api_only()).await;
-    let conn = env
-        .salesforce_connection("Org", "s3cret-value", "s3cret-value")
-        .await;
-    let id: Uuid = conn["id"].as_str().expect("id").parse().expect("uuid");
-    let old_entry = env.settings().1.credential_keys.expose_secret().to_string();
+    let (env, id, old_entry) = one_connection().await;
     let new_entry = Keyring::generate_entry("k2");
     let both = keyring(&[&old_entry, &new_entry], "k2");
     let worker = env.start_worker(|_| {}).await;

@@ -29,6 +29,17 @@ async fn the_whole_pipeline_runs_over_a_verified_tls_connection() {
         pg.port,
         pki.path("ca.pem")
     );
+    // Every session of the control plane's and the worker's pools is encrypted (the server
+    // refuses others anyway: this says the sessions are there).
+    let (encrypted, sessions) = pipeline_sessions(url, "s.ssl").await;
+    println!("{encrypted} of {sessions} sessions encrypted");
+    assert!(sessions >= 3, "{sessions} sessions");
+    assert_eq!(encrypted, sessions);
+}
+
+/// Runs the pipeline (a Lead created) on the services connected to the database at `url`,
+/// then counts the sessions of its pools passing `filter` (over `pg_stat_ssl s`), and all.
+async fn pipeline_sessions(url: String, filter: &str) -> (i64, i64) {
     let env = TestEnv::start_with(Options {
         pg_admin_url: Some(url),
         ..Options::default()
@@ -39,21 +50,17 @@ async fn the_whole_pipeline_runs_over_a_verified_tls_connection() {
         .run(&lead, json!({"LastName": "Hopper", "Company": "Navy"}))
         .await;
     assert_eq!(done["status"], "succeeded", "{done}");
-
-    // Every session of the control plane's and the worker's pools is encrypted (the server
-    // refuses others anyway: this says the sessions are there).
     let row = env
         .query_one(
-            "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_ssl s \
-             JOIN pg_stat_activity a USING (pid) WHERE a.backend_type = 'client backend'",
+            &format!(
+                "SELECT count(*) FILTER (WHERE {filter}), count(*) FROM pg_stat_ssl s \
+                 JOIN pg_stat_activity a USING (pid) WHERE a.backend_type = 'client backend'"
+            ),
             &[],
         )
         .await;
-    let (encrypted, sessions): (i64, i64) = (row.get(0), row.get(1));
-    println!("{encrypted} of {sessions} sessions encrypted");
-    assert!(sessions >= 3, "{sessions} sessions");
-    assert_eq!(encrypted, sessions);
     env.stop().await;
+    (row.get(0), row.get(1))
 }
 
 /// `aic-control-plane migrate` against the cluster with `query` after its URL: its exit and
@@ -250,32 +257,11 @@ async fn the_whole_pipeline_authenticates_by_client_certificate() {
         pki.path("pg.crt"),
         pki.path("pg.key")
     );
-    let env = TestEnv::start_with(Options {
-        pg_admin_url: Some(url),
-        ..Options::default()
-    })
-    .await;
-    let lead = env.lead_automation().await;
-    let done = env
-        .run(
-            &lead,
-            json!({"LastName": "Lovelace", "Company": "Analytical"}),
-        )
-        .await;
-    assert_eq!(done["status"], "succeeded", "{done}");
     // The server lets in no session without a certificate: these say the services' are there.
-    let row = env
-        .query_one(
-            "SELECT count(*) FILTER (WHERE s.client_dn = '/CN=postgres'), count(*) FROM pg_stat_ssl s \
-             JOIN pg_stat_activity a USING (pid) WHERE a.backend_type = 'client backend'",
-            &[],
-        )
-        .await;
-    let (by_certificate, sessions): (i64, i64) = (row.get(0), row.get(1));
+    let (by_certificate, sessions) = pipeline_sessions(url, "s.client_dn = '/CN=postgres'").await;
     println!("{by_certificate} of {sessions} sessions presented the certificate");
     assert!(sessions >= 3, "{sessions} sessions");
     assert_eq!(by_certificate, sessions);
-    env.stop().await;
 }
 
 #[tokio::test]
