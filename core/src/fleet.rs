@@ -2,7 +2,7 @@
 //! (`processes`) — kind, host, version, the ids of the credential keys it holds — every
 //! [`BEAT`], and deletes its row when it stops cleanly. What is seen within [`ALIVE`] is
 //! running; a crashed process's row stops being renewed and is deleted after a day by the
-//! others. Before sealing rows under a key, `reseal-credentials` checks every running process
+//! others, and so are its connections' concurrency leases an hour after they expired. Before sealing rows under a key, `reseal-credentials` checks every running process
 //! holds it ([`lacking`]); `aic-control-plane fleet` lists them.
 
 use crate::credentials::Keyring;
@@ -17,6 +17,13 @@ pub const BEAT: Duration = Duration::from_secs(15);
 
 /// A process seen within this long is running.
 pub const ALIVE: Duration = Duration::from_secs(60);
+
+/// What every process sweeps at each beat: the rows of processes gone — its own report not
+/// renewed for a day, its connections' concurrency leases (which a crashed or killed worker
+/// leaves behind: each renewal reads a connection's leases, expired ones included) expired for
+/// an hour. Several processes sweeping at once delete each row once.
+const SWEEP: &str = "DELETE FROM processes WHERE seen_at < now() - interval '1 day'; \
+     DELETE FROM connection_leases WHERE expires_at < now() - interval '1 hour'";
 
 /// One process, as it reports itself.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -83,12 +90,7 @@ pub fn report(pool: Pool, kind: &'static str, version: String, keyring: &Keyring
                     &[&id, &kind, &host, &version, &keys, &active],
                 )
                 .await;
-            let swept = client
-                .execute(
-                    "DELETE FROM processes WHERE seen_at < now() - interval '1 day'",
-                    &[],
-                )
-                .await;
+            let swept = client.batch_execute(SWEEP).await;
             if let Err(e) = reported.and(swept) {
                 tracing::debug!(error = %crate::with_causes(&e), "could not report this process");
             }

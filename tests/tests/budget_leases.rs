@@ -278,3 +278,35 @@ async fn a_deleted_connection_ends_the_wait_for_a_slot() {
     drop(call);
     env.stop().await;
 }
+
+/// A worker that crashed or was killed leaves its leases behind, and every renewal on the
+/// connection reads them: each running process sweeps those expired for an hour at its beat,
+/// and no lease that may still be in use.
+#[tokio::test]
+async fn leases_a_gone_worker_left_are_swept() {
+    let (env, conn) = capped(4).await;
+    let client = env.pool.get().await.expect("client");
+    for (worker, expired) in [
+        ("crashed-long-ago", "2 hours"),
+        ("stopped-just-now", "1 minute"),
+    ] {
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO connection_leases (connection_id, worker_id, slots, wanted, expires_at) \
+                     VALUES ($1, $2, 2, 2, now() - interval '{expired}')"
+                ),
+                &[&conn.0, &worker],
+            )
+            .await
+            .expect("a lease");
+    }
+    let keyring = env.settings().1.keyring().expect("keyring");
+    let beat = aic_core::fleet::report(env.pool.clone(), "worker", "test".into(), &keyring);
+    let gone = "SELECT count(*) FROM connection_leases WHERE worker_id = 'crashed-long-ago'";
+    until_count(&env, gone, 0, Duration::from_secs(5), "the old lease").await;
+    let kept = "SELECT count(*) FROM connection_leases WHERE worker_id = 'stopped-just-now'";
+    until_count(&env, kept, 1, Duration::from_secs(1), "the recent lease").await;
+    beat.stop().await;
+    env.stop().await;
+}
