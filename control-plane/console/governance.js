@@ -31,14 +31,20 @@ views.deployables = async (filters = {}) => {
 };
 
 views.tokens = async () => {
-  const list = await api.get('/v1/tokens');
+  const [list, automations] = await Promise.all([api.get('/v1/tokens'), api.get('/v1/automations')]);
+  const named = new Map(automations.map((a) => [a.id, a.name]));
   const name = h('input', { size: 30, placeholder: 'e.g. onboarding flow' });
-  const role = select(['service', 'viewer', 'editor', 'admin'].map((r) => [r, r]), 'service', () => {});
+  // A service token may be limited to some automations: none chosen, it runs every one.
+  const scope = h('select', { multiple: true, size: Math.min(5, Math.max(2, automations.length)), title: 'Only these automations (none chosen: every one)' },
+    automations.map((a) => h('option', { value: a.id }, a.name)));
+  const role = select(['service', 'viewer', 'editor', 'admin'].map((r) => [r, r]), 'service', () => { scope.disabled = role.value !== 'service'; });
   const expires = h('input', { type: 'date' });
   const shown = h('div');
   const issue = () => attempt(async () => {
     const body = { name: name.value, role: role.value };
     if (expires.value) body.expires_at = new Date(`${expires.value}T00:00:00`).toISOString();
+    const chosen = [...scope.selectedOptions].map((o) => o.value);
+    if (role.value === 'service' && chosen.length) body.automations = chosen;
     const issued = await api.post('/v1/tokens', body);
     await views.tokens();
     flash('Token issued: copy it now, it is shown once.');
@@ -46,11 +52,12 @@ views.tokens = async () => {
   });
   shown.id = 'issued';
   render(h('h2', {}, 'API tokens'),
-    h('div', { class: 'panel' }, h('h3', {}, 'Issue a token'), h('div', { class: 'bar' }, name, role, h('span', { class: 'meta' }, 'expires'), expires,
+    h('div', { class: 'panel' }, h('h3', {}, 'Issue a token'), h('div', { class: 'bar' }, name, role, h('span', { class: 'meta' }, 'runs'), scope, h('span', { class: 'meta' }, 'expires'), expires,
       h('button', { class: 'primary', onclick: issue }, 'Issue')), shown),
     h('h3', {}, 'Tokens'),
     h('table', {}, h('thead', {}, h('tr', {}, ['Name', 'Role', 'Status', 'Issued', 'By', 'Last used', 'Expires', ''].map((c) => h('th', {}, c)))),
-      h('tbody', {}, list.map((t) => h('tr', {}, h('td', {}, t.name), h('td', {}, t.role), h('td', {}, tag(t.status)),
+      h('tbody', {}, list.map((t) => h('tr', {}, h('td', {}, t.name),
+        h('td', {}, t.automations ? `${t.role}: ${t.automations.map((id) => named.get(id) || id).join(', ') || 'no automation left'}` : t.role), h('td', {}, tag(t.status)),
         h('td', {}, when(t.created_at)), h('td', {}, t.created_by || 'command line'), h('td', {}, when(t.last_used_at)), h('td', {}, when(t.expires_at)),
         h('td', {}, t.status === 'active' ? h('button', { class: 'danger', onclick: () => confirm(`Revoke "${t.name}"? Requests with it are refused at once.`)
           && attempt(() => api.del(path('/v1/tokens/{}', t.id)), 'Token revoked').then(() => open('tokens')) }, 'Revoke') : null))))));

@@ -64,6 +64,9 @@ pub struct Caller {
     pub token_id: Uuid,
     /// Its role.
     pub role: Role,
+    /// Limited to some automations (a service token issued with `automations`): it reaches
+    /// those alone ([`Caller::may_reach`]).
+    pub scoped: bool,
 }
 
 /// Roles that configure.
@@ -76,6 +79,30 @@ pub const EXECUTE: &[Role] = &[Role::Admin, Role::Editor, Role::Service];
 pub const ANY: &[Role] = &[Role::Admin, Role::Editor, Role::Viewer, Role::Service];
 
 impl Caller {
+    /// Refuses unless the caller's token reaches `automation`: every automation of the tenant,
+    /// or, for a token limited to some, one of those. Costs a query only for a limited token.
+    pub async fn may_reach(
+        &self,
+        client: &tokio_postgres::Client,
+        automation: Uuid,
+    ) -> Result<(), ApiError> {
+        if !self.scoped {
+            return Ok(());
+        }
+        let found = client
+            .query_opt(
+                "SELECT 1 FROM api_token_automations WHERE token_id = $1 AND automation_id = $2",
+                &[&self.token_id, &automation],
+            )
+            .await?;
+        found.map(|_| ()).ok_or_else(|| {
+            ApiError::forbidden(format!(
+                "this token is limited to the automations it was issued for, and automation \
+                 {automation} is not one of them"
+            ))
+        })
+    }
+
     /// Refuses unless the caller has one of `roles`.
     pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
         if roles.contains(&self.role) {
@@ -105,11 +132,11 @@ pub fn new_token() -> String {
 
 /// A working token by its hash; its use is recorded at most once a minute, in the same round
 /// trip, so that a busy service token costs no write per request.
-const LOOKUP: &str = "WITH t AS (SELECT id, tenant_id, role, last_used_at FROM api_tokens \
+const LOOKUP: &str = "WITH t AS (SELECT id, tenant_id, role, scoped, last_used_at FROM api_tokens \
     WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())), \
     used AS (UPDATE api_tokens a SET last_used_at = now() FROM t WHERE a.id = t.id \
     AND (t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute')) \
-    SELECT id, tenant_id, role FROM t";
+    SELECT id, tenant_id, role, scoped FROM t";
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
@@ -143,6 +170,7 @@ impl FromRequestParts<AppState> for Caller {
             token_id: row.get(0),
             tenant: TenantId(row.get(1)),
             role: Role::parse(&role).ok_or_else(|| ApiError::internal("token role", &role))?,
+            scoped: row.get(3),
         })
     }
 }
@@ -166,6 +194,7 @@ mod tests {
             tenant: TenantId::new(),
             token_id: Uuid::nil(),
             role: Role::Viewer,
+            scoped: false,
         };
         assert!(c.require(READ).is_ok());
         assert!(c.require(CONFIGURE).is_err());

@@ -153,6 +153,16 @@ async fn live(
     }
 }
 
+/// The condition on deployable `d` that its automation is one the caller's token reaches
+/// ([`Caller::may_reach`]), the caller's `scoped` and token id being parameters `$scoped` and
+/// `$token`.
+fn reached(scoped: u8, token: u8) -> String {
+    format!(
+        "(NOT ${scoped} OR d.automation_id IN \
+         (SELECT automation_id FROM api_token_automations WHERE token_id = ${token}))"
+    )
+}
+
 /// `POST /v1/deployables` (admin, editor, service): registers an item, 201; registering it
 /// again (same system and external id) updates it, 200.
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant, automation = %input.automation_id))]
@@ -165,6 +175,7 @@ pub async fn register(
     let [kind, system, external_id, name, link] = checked(&input)?;
     let automation = input.automation_id;
     let mut client = state.pool.get().await?;
+    caller.may_reach(&client, automation.0).await?;
     let tx = client.transaction().await?;
     live(&tx, &caller, automation).await?;
     // Inserted, or updated when something differs; no row when nothing does.
@@ -240,7 +251,8 @@ pub async fn list(
                  AND ($3::uuid IS NULL OR a.connection_id = $3 \
                       OR (v.definition->>'connection_id')::uuid = $3) \
                  AND ($4::text IS NULL OR d.system = $4) AND ($5::text IS NULL OR d.kind = $5) \
-                 ORDER BY d.system, d.name, d.id"
+                 AND {} ORDER BY d.system, d.name, d.id",
+                reached(6, 7)
             ),
             &[
                 &caller.tenant.0,
@@ -248,6 +260,8 @@ pub async fn list(
                 &filter.connection_id.map(|c| c.0),
                 &filter.system,
                 &filter.kind,
+                &caller.scoped,
+                &caller.token_id,
             ],
         )
         .await?;
@@ -274,9 +288,12 @@ pub async fn remove(
     let tx = client.transaction().await?;
     let row = tx
         .query_opt(
-            "DELETE FROM deployables WHERE tenant_id = $1 AND id = $2 \
-             RETURNING name, automation_id, system, external_id",
-            &[&caller.tenant.0, &id],
+            &format!(
+                "DELETE FROM deployables d WHERE tenant_id = $1 AND id = $2 AND {} \
+                 RETURNING name, automation_id, system, external_id",
+                reached(3, 4)
+            ),
+            &[&caller.tenant.0, &id, &caller.scoped, &caller.token_id],
         )
         .await?
         .ok_or_else(|| ApiError::not_found("deployable"))?;

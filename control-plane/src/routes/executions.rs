@@ -112,6 +112,7 @@ pub async fn enqueue(
     let wait = checked_wait(&input)?;
     let automation: AutomationId = parse_id(&id, "automation")?;
     let client = state.pool.get().await?;
+    caller.may_reach(&client, automation.0).await?;
     let definition = runnable_definition(&client, &caller, automation).await?;
     // Early feedback for HTTP callers; the worker checks again, authoritatively.
     aic_core::params::build_body(&definition.parameters, &input.parameters)
@@ -342,5 +343,7 @@ pub async fn read(
         )
         .await?
         .ok_or_else(|| ApiError::not_found("execution"))?;
-    Ok(Json(view(&row)))
+    let found = view(&row);
+    caller.may_reach(&client, found.automation_id.0).await?;
+    Ok(Json(found))
 }

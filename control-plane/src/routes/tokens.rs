@@ -27,6 +27,10 @@ pub struct IssueToken {
     pub role: String,
     /// When it stops working by itself (RFC 3339, in the future); never when absent.
     pub expires_at: Option<DateTime<Utc>>,
+    /// For a `service` token: the only automations it may run (and read the executions and
+    /// register the deployables of), e.g. a bot's three; every automation of the tenant when
+    /// absent. Least privilege: a token that leaks runs these alone.
+    pub automations: Option<Vec<aic_proto::AutomationId>>,
 }
 
 /// A token as the API shows it: never the token itself, which only its issuance answers.
@@ -52,6 +56,10 @@ pub struct TokenView {
     pub revoked_at: Option<DateTime<Utc>>,
     /// …and by which token.
     pub revoked_by: Option<String>,
+    /// The automations it is limited to (absent: every automation of the tenant); an automation
+    /// deleted leaves the list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub automations: Option<Vec<Uuid>>,
 }
 
 /// Answer of `POST /v1/tokens`: the token, shown this once.
@@ -91,7 +99,9 @@ const STATUSES: [&str; 3] = ["active", "expired", "revoked"];
 const SELECT: &str = "SELECT t.id, t.name, t.role, t.created_at, c.name AS creator, \
     t.expires_at, t.last_used_at, t.revoked_at, r.name AS revoker, \
     CASE WHEN t.revoked_at IS NOT NULL THEN 'revoked' \
-    WHEN t.expires_at <= now() THEN 'expired' ELSE 'active' END AS status \
+    WHEN t.expires_at <= now() THEN 'expired' ELSE 'active' END AS status, \
+    CASE WHEN t.scoped THEN ARRAY(SELECT s.automation_id FROM api_token_automations s \
+    WHERE s.token_id = t.id ORDER BY s.automation_id) END AS automations \
     FROM api_tokens t LEFT JOIN api_tokens c ON c.id = t.created_by \
     LEFT JOIN api_tokens r ON r.id = t.revoked_by";
 
@@ -107,6 +117,7 @@ fn view(row: &tokio_postgres::Row) -> TokenView {
         revoked_at: row.get(7),
         revoked_by: row.get(8),
         status: row.get(9),
+        automations: row.get(10),
     }
 }
 
@@ -131,13 +142,14 @@ pub async fn issue(
             "expires_at must be in the future",
         ));
     }
+    let scope = checked_scope(role, input.automations.as_deref())?;
     let token = new_token();
     let id = Uuid::now_v7();
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
     tx.execute(
-        "INSERT INTO api_tokens (id, tenant_id, name, role, token_hash, created_by, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO api_tokens (id, tenant_id, name, role, token_hash, created_by, expires_at, scoped) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         &[
             &id,
             &caller.tenant.0,
@@ -146,10 +158,17 @@ pub async fn issue(
             &hash_token(&token),
             &caller.token_id,
             &input.expires_at,
+            &scope.is_some(),
         ],
     )
     .await?;
-    let detail = json!({"role": role.as_str(), "expires_at": input.expires_at});
+    if let Some(automations) = &scope {
+        limit(&tx, &caller, id, automations).await?;
+    }
+    let mut detail = json!({"role": role.as_str(), "expires_at": input.expires_at});
+    if let Some(automations) = &scope {
+        detail["automations"] = json!(automations);
+    }
     audit::record(
         &tx,
         &caller,
@@ -172,10 +191,65 @@ pub async fn issue(
     ))
 }
 
+/// The automations a token to issue is limited to, deduplicated: only a `service` token is,
+/// and to at least one (an empty list would be a token that can do nothing).
+fn checked_scope(
+    role: Role,
+    automations: Option<&[aic_proto::AutomationId]>,
+) -> Result<Option<Vec<Uuid>>, ApiError> {
+    let Some(automations) = automations else {
+        return Ok(None);
+    };
+    if role != Role::Service {
+        return Err(ApiError::invalid(
+            "automations",
+            format!(
+                "only a service token is limited to automations; a {role} token reaches every one"
+            ),
+        ));
+    }
+    let mut ids: Vec<Uuid> = automations.iter().map(|a| a.0).collect();
+    ids.sort();
+    ids.dedup();
+    if ids.is_empty() {
+        return Err(ApiError::invalid(
+            "automations",
+            "name at least one automation, or leave `automations` out for every one",
+        ));
+    }
+    Ok(Some(ids))
+}
+
+/// Records token `id`'s automations, each one of the caller's tenant (the first that is not
+/// is named).
+async fn limit(
+    tx: &deadpool_postgres::Transaction<'_>,
+    caller: &Caller,
+    id: Uuid,
+    automations: &[Uuid],
+) -> Result<(), ApiError> {
+    let known = tx
+        .query(
+            "INSERT INTO api_token_automations (token_id, automation_id) \
+             SELECT $1, a.id FROM automations a WHERE a.tenant_id = $2 AND a.id = ANY($3) \
+             RETURNING automation_id",
+            &[&id, &caller.tenant.0, &automations],
+        )
+        .await?;
+    let known: Vec<Uuid> = known.iter().map(|r| r.get(0)).collect();
+    match automations.iter().find(|a| !known.contains(a)) {
+        Some(missing) => Err(ApiError::invalid(
+            "automations",
+            format!("there is no automation {missing}"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// `GET /v1/me` (any role): the caller's own token and tenant — what a client (the console, a
 /// flow) reads to know what it may do.
 pub async fn me(caller: Caller, State(state): State<AppState>) -> Result<Json<Me>, ApiError> {
-    // The token's view (its first ten columns) and the tenant's name, in one round trip.
+    // The token's view (its first eleven columns) and the tenant's name, in one round trip.
     let row = state
         .pool
         .get()
@@ -190,7 +264,7 @@ pub async fn me(caller: Caller, State(state): State<AppState>) -> Result<Json<Me
         .await?;
     Ok(Json(Me {
         tenant_id: caller.tenant,
-        tenant_name: row.get(10),
+        tenant_name: row.get(11),
         token: view(&row),
     }))
 }
