@@ -26,14 +26,25 @@ pub struct HttpMetrics {
     connections: IntGaugeVec,
     /// Connections a vendor's cool-down holds now, as a whole or in a part.
     cooling_down: IntGauge,
+    /// Running processes, by kind, as the fleet reports itself ([`aic_core::fleet`]).
+    processes: IntGaugeVec,
+    /// Running processes that do not hold this control plane's active credential key: they
+    /// cannot open credentials saved since, nor any row `reseal-credentials` moved to it.
+    without_key: IntGauge,
+    /// This control plane's active credential key id.
+    active_key: String,
 }
+
+/// The fleet's kinds of process, in the order the scrape's query counts them.
+const KINDS: [&str; 2] = ["worker", "control-plane"];
 
 /// A connection's statuses, in the order the scrape's query counts them.
 const STATUSES: [&str; 4] = ["untested", "connected", "failing", "needs_reauthorization"];
 
 impl HttpMetrics {
-    /// Registers everything in a fresh registry.
-    pub fn new() -> Self {
+    /// Registers everything in a fresh registry; `active_key` is the id of the key this control
+    /// plane seals new credentials with.
+    pub fn new(active_key: &str) -> Self {
         let registry = Registry::new();
         let name = "aic_http_requests_total";
         let requests = register(
@@ -75,29 +86,62 @@ impl HttpMetrics {
                 "Connections a vendor's cool-down holds now, whole or in part (read at each scrape).",
             ),
         );
+        let name = "aic_processes";
+        let processes = register(
+            &registry,
+            name,
+            IntGaugeVec::new(
+                Opts::new(
+                    name,
+                    "Running workers and control planes, as each reports itself (read at each scrape).",
+                ),
+                &["kind"],
+            ),
+        );
+        for kind in KINDS {
+            processes.with_label_values(&[kind]).set(0);
+        }
+        let name = "aic_processes_without_active_key";
+        let without_key = register(
+            &registry,
+            name,
+            IntGauge::new(
+                name,
+                "Running processes that do not hold the active credential key: they cannot open \
+                 credentials sealed under it (read at each scrape).",
+            ),
+        );
         Self {
             registry,
             requests,
             duration,
             connections,
             cooling_down,
+            processes,
+            without_key,
+            active_key: active_key.to_string(),
         }
     }
 
-    /// Reads the connection gauges from the database.
-    async fn read_connections(&self, pool: &deadpool_postgres::Pool) -> anyhow::Result<()> {
+    /// Reads the connection and fleet gauges from the database.
+    async fn read_gauges(&self, pool: &deadpool_postgres::Pool) -> anyhow::Result<()> {
         let row = pool
             .get()
             .await?
             .query_one(
-                "SELECT count(*) FILTER (WHERE status = 'untested'), \
+                "WITH running AS (SELECT kind, key_ids FROM processes \
+                   WHERE seen_at > now() - make_interval(secs => $2)) \
+                 SELECT count(*) FILTER (WHERE status = 'untested'), \
                  count(*) FILTER (WHERE status = 'connected'), \
                  count(*) FILTER (WHERE status = 'failing'), \
                  count(*) FILTER (WHERE status = 'needs_reauthorization'), \
                  count(*) FILTER (WHERE throttled_until > now() OR EXISTS (SELECT 1 FROM \
-                   connection_cooldowns d WHERE d.connection_id = c.id AND d.until > now())) \
+                   connection_cooldowns d WHERE d.connection_id = c.id AND d.until > now())), \
+                 (SELECT count(*) FROM running WHERE kind = 'worker'), \
+                 (SELECT count(*) FROM running WHERE kind = 'control-plane'), \
+                 (SELECT count(*) FROM running WHERE NOT $1 = ANY(key_ids)) \
                  FROM connections c",
-                &[],
+                &[&self.active_key, &aic_core::fleet::ALIVE.as_secs_f64()],
             )
             .await?;
         for (i, status) in STATUSES.iter().enumerate() {
@@ -106,13 +150,13 @@ impl HttpMetrics {
                 .set(row.get(i));
         }
         self.cooling_down.set(row.get(4));
+        for (i, kind) in KINDS.iter().enumerate() {
+            self.processes
+                .with_label_values(&[kind])
+                .set(row.get(5 + i));
+        }
+        self.without_key.set(row.get(7));
         Ok(())
-    }
-}
-
-impl Default for HttpMetrics {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -152,8 +196,8 @@ pub async fn track(State(m): State<Arc<HttpMetrics>>, req: Request, next: Next) 
 pub async fn serve(
     State((m, pool)): State<(Arc<HttpMetrics>, deadpool_postgres::Pool)>,
 ) -> impl IntoResponse {
-    if let Err(e) = m.read_connections(&pool).await {
-        tracing::warn!(error = %aic_core::with_causes(&*e), "could not read the connection gauges");
+    if let Err(e) = m.read_gauges(&pool).await {
+        tracing::warn!(error = %aic_core::with_causes(&*e), "could not read the connection and fleet gauges");
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -345,3 +345,41 @@ async fn nothing_is_resealed_while_a_running_process_lacks_the_active_key() {
     worker.shutdown().await;
     env.stop().await;
 }
+
+/// The control plane's gauge of running processes without its active key, which an alert
+/// reads: such a process cannot open credentials saved since.
+#[tokio::test]
+async fn the_control_plane_counts_running_processes_without_its_active_key() {
+    let env = TestEnv::start_with(Options::api_only()).await;
+    let gauges = || async {
+        let text = reqwest::get(format!("{}/metrics", env.api))
+            .await
+            .expect("control plane /metrics")
+            .text()
+            .await
+            .expect("text");
+        [
+            "aic_processes{kind=\"worker\"}",
+            "aic_processes{kind=\"control-plane\"}",
+            "aic_processes_without_active_key",
+        ]
+        .map(|series| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series).map(|v| v.trim().to_string()))
+                .unwrap_or_else(|| panic!("{series} not in {text}"))
+        })
+    };
+    let lone = SecretString::from(Keyring::generate_entry("k9"));
+    let worker = env
+        .start_worker(|args| {
+            args.credentials.credential_keys = lone;
+            args.credentials.credential_active_key = None;
+        })
+        .await;
+    wait_for_fleet(&env, &[("control-plane", &["test"]), ("worker", &["k9"])]).await;
+    assert_eq!(gauges().await, ["1", "1", "1"]);
+    worker.shutdown().await;
+    wait_for_fleet(&env, &[("control-plane", &["test"])]).await;
+    assert_eq!(gauges().await, ["0", "1", "0"]);
+    env.stop().await;
+}

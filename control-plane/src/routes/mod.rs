@@ -16,7 +16,8 @@ use axum::routing::{get, patch, post};
 
 /// Builds the router: the API, and `/metrics` counting every request to it.
 pub fn router(state: AppState) -> Router {
-    let metrics = std::sync::Arc::new(crate::metrics::HttpMetrics::new());
+    let active_key = state.keyring.active_id();
+    let metrics = std::sync::Arc::new(crate::metrics::HttpMetrics::new(active_key));
     let scrape = (metrics.clone(), state.pool.clone());
     api(state)
         .route("/metrics", get(crate::metrics::serve).with_state(scrape))
