@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod openapi;
 pub mod replies;
+pub mod resend;
 pub mod retention;
 pub mod routes;
 pub mod startup;

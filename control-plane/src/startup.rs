@@ -91,9 +91,16 @@ impl Application {
         let version = env!("CARGO_PKG_VERSION").to_string();
         let pool = self.state.pool.clone();
         let fleet = aic_core::fleet::report(pool, "control-plane", version, &self.state.keyring);
+        let resend = tokio::spawn(crate::resend::run(
+            self.state.pool.clone(),
+            self.state.broker.clone(),
+            self.state.names.clone(),
+            crate::resend::EVERY,
+        ));
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
+        resend.abort();
         fleet.stop().await;
         if let Some(task) = retention {
             task.abort();

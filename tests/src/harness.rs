@@ -213,6 +213,11 @@ impl TestEnv {
         (&self.worker_args.db, &self.worker_args.credentials)
     }
 
+    /// The RabbitMQ settings (URL, namespace) the environment's services run with.
+    pub fn amqp(&self) -> &aic_core::config::AmqpArgs {
+        &self.worker_args.amqp
+    }
+
     /// The path of a workspace binary built beside the tests (`aic-control-plane`).
     pub fn binary(name: &str) -> std::path::PathBuf {
         workers::binary(name)

@@ -120,10 +120,13 @@ pub async fn enqueue(
 
     let execution = input.execution_id.unwrap_or_default();
     // Any unique violation (the id, or the tenant's idempotency key) means "already known".
+    // The outbox row, in the same statement, says the request is still to be confirmed
+    // published (`crate::resend`, should this process stop before the confirm).
     let inserted = client
         .execute(
-            "INSERT INTO executions (id, tenant_id, automation_id, status, parameters, source, idempotency_key) \
-             VALUES ($1, $2, $3, 'queued', $4, $5, $6) ON CONFLICT DO NOTHING",
+            "WITH e AS (INSERT INTO executions (id, tenant_id, automation_id, status, parameters, source, idempotency_key) \
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6) ON CONFLICT DO NOTHING RETURNING id) \
+             INSERT INTO execution_outbox (execution_id) SELECT id FROM e",
             &[&execution.0, &caller.tenant.0, &automation.0, &Value::Object(input.parameters.clone()), &input.source, &input.idempotency_key],
         )
         .await?;
@@ -152,6 +155,16 @@ pub async fn enqueue(
         return Err(not_enqueued(&state, &client, execution, &e).await);
     }
     tracing::info!(execution = %execution, "execution enqueued");
+    // Left behind, the row would only have the request published again, harmlessly.
+    if let Err(e) = client
+        .execute(
+            "DELETE FROM execution_outbox WHERE execution_id = $1",
+            &[&execution.0],
+        )
+        .await
+    {
+        tracing::warn!(error = %aic_core::with_causes(&e), execution = %execution, "could not clear a confirmed request's outbox row");
+    }
     Ok(answer(&state, execution, waiter.zip(wait)).await)
 }
 
@@ -167,7 +180,8 @@ async fn not_enqueued(
     tracing::error!(error = %e, execution = %execution, "execution request not confirmed");
     if let Err(e) = client
         .execute(
-            "DELETE FROM executions WHERE id = $1 AND status = 'queued'",
+            "WITH o AS (DELETE FROM execution_outbox WHERE execution_id = $1) \
+             DELETE FROM executions WHERE id = $1 AND status = 'queued'",
             &[&execution.0],
         )
         .await
