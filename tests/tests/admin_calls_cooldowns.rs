@@ -11,19 +11,6 @@ use serde_json::{Value, json};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// The value of the control plane's sample `name` (with its labels) at a scrape.
-async fn scraped(env: &TestEnv, name: &str) -> String {
-    let text = reqwest::get(format!("{}/metrics", env.api))
-        .await
-        .expect("control plane /metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
-}
-
 /// Calls the API as the admin; the status, the `Retry-After` header and the body.
 async fn call_held(
     env: &TestEnv,
@@ -99,9 +86,14 @@ async fn a_test_runs_rate_limit_holds_its_channel_for_the_next_calls_and_the_fle
     );
 
     // SREs see it: the control plane counts the connections a cool-down holds.
-    assert_eq!(scraped(&env, "aic_connections_cooling_down").await, "1");
     assert_eq!(
-        scraped(&env, r#"aic_connections{status="untested"}"#).await,
+        env.control_plane_sample("aic_connections_cooling_down")
+            .await,
+        "1"
+    );
+    assert_eq!(
+        env.control_plane_sample(r#"aic_connections{status="untested"}"#)
+            .await,
         "1"
     );
 
@@ -311,6 +303,10 @@ async fn end_cool_downs(env: &TestEnv, conn: &str) -> Instant {
     let (status, view) = env.call(Method::DELETE, &clear, None).await;
     assert_eq!(status, 200, "{view}");
     assert_eq!(view["cooldowns"], json!([]), "{view}");
-    assert_eq!(scraped(env, "aic_connections_cooling_down").await, "0");
+    assert_eq!(
+        env.control_plane_sample("aic_connections_cooling_down")
+            .await,
+        "0"
+    );
     Instant::now()
 }

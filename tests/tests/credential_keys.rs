@@ -255,6 +255,16 @@ async fn wait_for_fleet(env: &TestEnv, expected: &[(&str, &[&str])]) {
     }
 }
 
+/// A re-seal run without force: how many it re-sealed, and the kinds of the running processes
+/// it found without the key, comma-separated.
+async fn refused(env: &TestEnv, keyring: &Keyring) -> (u64, String) {
+    let run = aic_control_plane::keys::reseal(&env.pool, keyring, false, false)
+        .await
+        .expect("reseal");
+    let kinds: Vec<String> = run.lacking_key.into_iter().map(|p| p.kind).collect();
+    (run.resealed, kinds.join(","))
+}
+
 /// Re-sealing under a key a running process does not hold would fail that process's
 /// executions on every re-sealed connection: refused, naming the process, until each running
 /// process holds it (a stopped one leaves the fleet), or forced.
@@ -282,18 +292,8 @@ async fn nothing_is_resealed_while_a_running_process_lacks_the_active_key() {
         .collect();
     assert_eq!(kinds, ["\"control-plane\"", "\"worker\""], "{listed}");
 
-    let refused = aic_control_plane::keys::reseal(&env.pool, &both, false, false)
-        .await
-        .expect("reseal");
-    let lacking: Vec<&str> = refused
-        .lacking_key
-        .iter()
-        .map(|p| p.kind.as_str())
-        .collect();
-    assert_eq!(
-        (refused.resealed, lacking),
-        (0, vec!["control-plane", "worker"])
-    );
+    let expected = (0, "control-plane,worker".to_string());
+    assert_eq!(refused(&env, &both).await, expected);
     assert_eq!(sealed(&env, id).await.key_id, "test");
     let out = std::process::Command::new(TestEnv::binary("aic-control-plane"))
         .arg("reseal-credentials")
@@ -327,15 +327,7 @@ async fn nothing_is_resealed_while_a_running_process_lacks_the_active_key() {
         &[("control-plane", &["test"]), ("worker", &["k2", "test"])],
     )
     .await;
-    let refused = aic_control_plane::keys::reseal(&env.pool, &both, false, false)
-        .await
-        .expect("reseal");
-    let lacking: Vec<&str> = refused
-        .lacking_key
-        .iter()
-        .map(|p| p.kind.as_str())
-        .collect();
-    assert_eq!((refused.resealed, lacking), (0, vec!["control-plane"]));
+    assert_eq!(refused(&env, &both).await, (0, "control-plane".to_string()));
 
     let forced = aic_control_plane::keys::reseal(&env.pool, &both, false, true)
         .await
@@ -352,22 +344,15 @@ async fn nothing_is_resealed_while_a_running_process_lacks_the_active_key() {
 async fn the_control_plane_counts_running_processes_without_its_active_key() {
     let env = TestEnv::start_with(Options::api_only()).await;
     let gauges = || async {
-        let text = reqwest::get(format!("{}/metrics", env.api))
-            .await
-            .expect("control plane /metrics")
-            .text()
-            .await
-            .expect("text");
-        [
+        let mut found = Vec::new();
+        for series in [
             "aic_processes{kind=\"worker\"}",
             "aic_processes{kind=\"control-plane\"}",
             "aic_processes_without_active_key",
-        ]
-        .map(|series| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(series).map(|v| v.trim().to_string()))
-                .unwrap_or_else(|| panic!("{series} not in {text}"))
-        })
+        ] {
+            found.push(env.control_plane_sample(series).await);
+        }
+        found
     };
     let lone = SecretString::from(Keyring::generate_entry("k9"));
     let worker = env

@@ -5,7 +5,7 @@
 use aic_control_plane::auth::Role;
 use aic_tests::harness::{Options, TestEnv};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// Issues a token; answers its id and the token itself.
 async fn issue(env: &TestEnv, name: &str, role: &str) -> (String, String) {
@@ -19,18 +19,6 @@ async fn issue(env: &TestEnv, name: &str, role: &str) -> (String, String) {
     assert_eq!(status, 201, "{issued}");
     let token = issued["token"].as_str().expect("token").to_string();
     (issued["id"].as_str().expect("id").to_string(), token)
-}
-
-/// The tenant's tokens as the admin lists them, by id.
-async fn listed(env: &TestEnv, id: &str) -> Value {
-    let (status, list) = env.call(Method::GET, "/v1/tokens", None).await;
-    assert_eq!(status, 200, "{list}");
-    list.as_array()
-        .expect("list")
-        .iter()
-        .find(|t| t["id"] == id)
-        .cloned()
-        .unwrap_or_else(|| panic!("{id} not in {list}"))
 }
 
 #[tokio::test]
@@ -74,7 +62,7 @@ async fn a_flows_token_is_issued_once_and_used_for_its_role_only() {
             .await;
         assert_eq!(status, 403, "{path}: {err}");
     }
-    let shown = listed(&env, id).await;
+    let shown = env.listed_token(id).await;
     assert!(shown.get("token").is_none(), "shown once only: {shown}");
     let used = shown["last_used_at"].as_str().expect("used").to_string();
     let (list_status, list) = env.call(Method::GET, "/v1/tokens", None).await;
@@ -83,7 +71,7 @@ async fn a_flows_token_is_issued_once_and_used_for_its_role_only() {
 
     // A second use within the minute writes nothing.
     env.call_as(token, Method::GET, "/v1/apps", None).await;
-    assert_eq!(listed(&env, id).await["last_used_at"], used.as_str());
+    assert_eq!(env.listed_token(id).await["last_used_at"], used.as_str());
     env.stop().await;
 }
 
@@ -99,7 +87,7 @@ async fn a_revoked_token_is_refused_at_once() {
     let (status, err) = env.call_as(&token, Method::GET, "/v1/apps", None).await;
     assert_eq!(status, 401, "revoked at once: {err}");
     assert_eq!(err["error"]["code"], "unauthenticated", "{err}");
-    let shown = listed(&env, &id).await;
+    let shown = env.listed_token(&id).await;
     assert_eq!(
         (shown["status"].as_str(), shown["revoked_by"].as_str()),
         (Some("revoked"), Some("initial admin")),
@@ -150,7 +138,7 @@ async fn an_expired_token_stops_working_by_itself() {
         .call_as(token, Method::GET, "/v1/connections", None)
         .await;
     assert_eq!(status, 401, "{err}");
-    assert_eq!(listed(&env, id).await["status"], "expired");
+    assert_eq!(env.listed_token(id).await["status"], "expired");
     let (_, expired) = env
         .call(Method::GET, "/v1/tokens?status=expired&role=viewer", None)
         .await;
@@ -250,7 +238,7 @@ async fn tokens_are_the_admins_own_and_the_tenants_own() {
         .call_as(&other.token, Method::GET, "/v1/tokens", None)
         .await;
     assert_eq!(theirs.as_array().map(Vec::len), Some(1), "{theirs}");
-    assert_eq!(listed(&env, &id).await["status"], "active");
+    assert_eq!(env.listed_token(&id).await["status"], "active");
     for garbage in ["nope", "1234"] {
         let (status, _) = env
             .call(Method::DELETE, &format!("/v1/tokens/{garbage}"), None)
@@ -331,173 +319,6 @@ async fn a_token_reads_who_it_is() {
     assert_eq!(
         (status.as_u16(), me["token"]["name"].as_str()),
         (200, Some("initial admin"))
-    );
-    env.stop().await;
-}
-
-/// A service token limited to some automations runs those, reads their executions and
-/// registers their deployables — and is refused the others, which an unlimited token reaches.
-/// A scope is for service tokens only, names at least one automation of the tenant, is shown in
-/// the list and the audit trail, and shrinks when an automation is deleted.
-#[tokio::test]
-async fn a_service_token_limited_to_some_automations_reaches_those_alone() {
-    let env = TestEnv::start().await;
-    let bot_lead = env.lead_automation().await;
-    let conn = env
-        .salesforce_connection("Second org", "s3cret-value", "s3cret-value")
-        .await;
-    let conn = conn["id"].as_str().expect("id");
-    let other = env
-        .published_automation("salesforce.create_lead", conn, "Other lead", None)
-        .await;
-    let body = json!({"name": "bot", "role": "service", "automations": [bot_lead, bot_lead]});
-    let (status, issued) = env.call(Method::POST, "/v1/tokens", Some(body)).await;
-    assert_eq!(status, 201, "{issued}");
-    assert_eq!(issued["automations"], json!([bot_lead]), "{issued}");
-    let bot = issued["token"].as_str().expect("token");
-    let envr = &env;
-    let run = |automation: &str| {
-        let path = format!("/v1/automations/{automation}/executions");
-        let body = json!({"parameters": {"LastName": "Scoped", "Company": "Least Privilege"}});
-        async move { envr.call_as(bot, Method::POST, &path, Some(body)).await }
-    };
-
-    let (status, queued) = run(&bot_lead).await;
-    assert_eq!(status, 202, "{queued}");
-    let mine = queued["execution_id"].as_str().expect("id").to_string();
-    env.wait_final(&mine).await;
-    let (status, read) = env
-        .call_as(bot, Method::GET, &format!("/v1/executions/{mine}"), None)
-        .await;
-    assert_eq!(
-        (status.as_u16(), read["status"].as_str()),
-        (200, Some("succeeded"))
-    );
-
-    let (status, refused) = run(&other).await;
-    assert_eq!(status, 403, "{refused}");
-    assert!(
-        refused["error"]["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains(&other),
-        "{refused}"
-    );
-    let theirs = env
-        .enqueue(
-            &other,
-            json!({"LastName": "Admin", "Company": "Everything"}),
-        )
-        .await;
-    let (status, _) = env
-        .call_as(bot, Method::GET, &format!("/v1/executions/{theirs}"), None)
-        .await;
-    assert_eq!(status, 403, "another automation's execution");
-
-    let item = |automation: &str, id: &str| {
-        json!({"automation_id": automation, "kind": "bot_step", "system": "ActionBot",
-               "external_id": id, "name": id, "link": "https://example.com/bot"})
-    };
-    let (status, mine_item) = env
-        .call_as(
-            bot,
-            Method::POST,
-            "/v1/deployables",
-            Some(item(&bot_lead, "mine")),
-        )
-        .await;
-    assert_eq!(status, 201, "{mine_item}");
-    let (status, _) = env
-        .call_as(
-            bot,
-            Method::POST,
-            "/v1/deployables",
-            Some(item(&other, "not-mine")),
-        )
-        .await;
-    assert_eq!(status, 403);
-    let (status, theirs) = env
-        .call(
-            Method::POST,
-            "/v1/deployables",
-            Some(item(&other, "theirs")),
-        )
-        .await;
-    assert_eq!(status, 201, "{theirs}");
-    let (_, seen) = env.call_as(bot, Method::GET, "/v1/deployables", None).await;
-    let seen: Vec<&str> = seen
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter_map(|d| d["external_id"].as_str())
-        .collect();
-    assert_eq!(seen, ["mine"]);
-    let theirs = format!("/v1/deployables/{}", theirs["id"].as_str().expect("id"));
-    let (status, _) = env.call_as(bot, Method::DELETE, &theirs, None).await;
-    assert_eq!(status, 404, "not the bot's to remove");
-    let mine_item = format!("/v1/deployables/{}", mine_item["id"].as_str().expect("id"));
-    let (status, _) = env.call_as(bot, Method::DELETE, &mine_item, None).await;
-    assert_eq!(status, 204, "the bot's own");
-
-    let (_, trail) = env
-        .call(Method::GET, "/v1/audit-events?action=token.issued", None)
-        .await;
-    assert_eq!(
-        trail["events"][0]["detail"]["automations"],
-        json!([bot_lead]),
-        "{trail}"
-    );
-
-    // Its automation deleted, the token reaches none — not every one.
-    let (status, _) = env
-        .call(Method::DELETE, &format!("/v1/automations/{bot_lead}"), None)
-        .await;
-    assert_eq!(status, 204);
-    let listed = listed(&env, issued["id"].as_str().expect("id")).await;
-    assert_eq!(listed["automations"], json!([]), "{listed}");
-    assert_eq!(run(&other).await.0, 403);
-    env.stop().await;
-}
-
-#[tokio::test]
-async fn a_scope_names_automations_of_the_tenant_for_a_service_token() {
-    let env = TestEnv::start_with(Options::api_only()).await;
-    let unknown = uuid::Uuid::now_v7().to_string();
-    for (body, why) in [
-        (
-            json!({"name": "x", "role": "editor", "automations": [unknown]}),
-            "only a service token",
-        ),
-        (
-            json!({"name": "x", "role": "service", "automations": []}),
-            "name at least one",
-        ),
-        (
-            json!({"name": "x", "role": "service", "automations": [unknown]}),
-            "there is no automation",
-        ),
-        (
-            json!({"name": "x", "role": "service", "automations": ["nope"]}),
-            "automations[0]",
-        ),
-    ] {
-        let (status, err) = env
-            .call(Method::POST, "/v1/tokens", Some(body.clone()))
-            .await;
-        assert_eq!(status, 422, "{body}: {err}");
-        // A wrong value names its field; a body that does not decode names it in the message.
-        let named = err["error"]["field"]
-            .as_str()
-            .or(err["error"]["message"].as_str())
-            .unwrap_or("");
-        assert!(named.contains("automations"), "{err}");
-        assert!(err.to_string().contains(why), "{body}: {err}");
-    }
-    let (_, list) = env.call(Method::GET, "/v1/tokens", None).await;
-    assert_eq!(
-        list.as_array().map(Vec::len),
-        Some(1),
-        "nothing issued: {list}"
     );
     env.stop().await;
 }

@@ -239,6 +239,32 @@ impl TestEnv {
         .await
     }
 
+    /// The tenant's token `id` as the admin lists it (`GET /v1/tokens`).
+    pub async fn listed_token(&self, id: &str) -> Value {
+        let (status, list) = self.call(Method::GET, "/v1/tokens", None).await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        list.as_array()
+            .expect("list")
+            .iter()
+            .find(|t| t["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} not in {list}"))
+    }
+
+    /// The value of the control plane's sample `name` (with its labels, as `/metrics` prints
+    /// them) at a scrape.
+    pub async fn control_plane_sample(&self, name: &str) -> String {
+        let text = reqwest::get(format!("{}/metrics", self.api))
+            .await
+            .expect("control plane /metrics")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    }
+
     /// Enqueues over HTTP; returns the execution id.
     pub async fn enqueue(&self, automation: &str, parameters: Value) -> String {
         let (status, body) = self
