@@ -121,6 +121,10 @@ pub struct CreateTokenArgs {
     /// A label for the token.
     #[arg(long, default_value = "cli")]
     pub name: String,
+    /// Limit a service token to this automation (repeat for several); every automation of the
+    /// tenant when absent.
+    #[arg(long = "automation", value_name = "ID")]
+    pub automations: Vec<uuid::Uuid>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub db: DatabaseArgs,

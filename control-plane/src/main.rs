@@ -41,6 +41,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 &args.tenant,
                 &args.role,
                 &args.name,
+                &args.automations,
             )
             .await?;
             println!("{}", serde_json::to_string(&issued)?);

@@ -172,3 +172,69 @@ async fn a_scope_names_automations_of_the_tenant_for_a_service_token() {
     );
     env.stop().await;
 }
+
+/// `aic-control-plane create-token` issues the same limited tokens, recorded in the tenant's
+/// trail by the command, and refuses a limit it cannot honour, saying why.
+#[tokio::test]
+async fn the_command_line_issues_limited_tokens_too() {
+    use secrecy::ExposeSecret;
+    let env = TestEnv::start_with(Options::api_only()).await;
+    let automation = env.lead_automation().await;
+    let (db, _) = env.settings();
+    let create = |args: &[&str]| {
+        let out = std::process::Command::new(TestEnv::binary("aic-control-plane"))
+            .args(["create-token", "--tenant", "acme", "--name", "nightly bot"])
+            .args(args)
+            .env("AIC_DATABASE_URL", db.database_url.expose_secret())
+            .output()
+            .expect("runs");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), said)
+    };
+    let (ok, said) = create(&["--role", "service", "--automation", &automation]);
+    assert!(ok, "{said}");
+    let issued: serde_json::Value = serde_json::from_str(said.trim()).expect("json");
+    let id = issued["token_id"].as_str().expect("id");
+    assert_eq!(
+        env.listed_token(id).await["automations"],
+        json!([automation])
+    );
+    let (_, trail) = env
+        .call(Method::GET, "/v1/audit-events?action=token.issued", None)
+        .await;
+    let event = &trail["events"][0];
+    assert_eq!(
+        (event["actor_name"].as_str(), event["target_id"].as_str()),
+        (Some("create-token"), Some(id)),
+        "{trail}"
+    );
+    assert_eq!(
+        event["detail"]["automations"],
+        json!([automation]),
+        "{trail}"
+    );
+
+    let unknown = uuid::Uuid::now_v7().to_string();
+    for (args, why) in [
+        (
+            vec!["--role", "editor", "--automation", automation.as_str()],
+            "limits a service token only",
+        ),
+        (
+            vec!["--role", "service", "--automation", unknown.as_str()],
+            "there is no automation",
+        ),
+        (
+            vec!["--role", "service", "--automation", "nope"],
+            "--automation",
+        ),
+    ] {
+        let (ok, said) = create(&args);
+        assert!(!ok && said.contains(why), "{args:?}: {said}");
+    }
+    env.stop().await;
+}

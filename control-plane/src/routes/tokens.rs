@@ -228,16 +228,7 @@ async fn limit(
     id: Uuid,
     automations: &[Uuid],
 ) -> Result<(), ApiError> {
-    let known = tx
-        .query(
-            "INSERT INTO api_token_automations (token_id, automation_id) \
-             SELECT $1, a.id FROM automations a WHERE a.tenant_id = $2 AND a.id = ANY($3) \
-             RETURNING automation_id",
-            &[&id, &caller.tenant.0, &automations],
-        )
-        .await?;
-    let known: Vec<Uuid> = known.iter().map(|r| r.get(0)).collect();
-    match automations.iter().find(|a| !known.contains(a)) {
+    match crate::tenants::limit_token(tx, caller.tenant, id, automations).await? {
         Some(missing) => Err(ApiError::invalid(
             "automations",
             format!("there is no automation {missing}"),
