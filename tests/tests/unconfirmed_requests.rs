@@ -95,3 +95,83 @@ async fn a_request_recorded_but_never_published_is_published_again_and_runs() {
     broker.close().await;
     env.stop().await;
 }
+
+/// A publish the broker refuses (here: the executions exchange deleted) undoes the enqueue —
+/// 503, nothing recorded, the same id free to retry — unless the request was taken over
+/// meanwhile (here: a trigger drops its outbox row, as a control plane publishing it again
+/// would), when it is answered as queued rather than "nothing was enqueued".
+#[tokio::test]
+async fn an_unconfirmed_enqueue_is_undone_unless_it_was_taken_over() {
+    use lapin::options::ExchangeDeleteOptions;
+    let env = TestEnv::start_with(aic_tests::harness::Options::api_only()).await;
+    let automation = env.lead_automation().await;
+    let names = Names::new(&env.amqp().amqp_namespace);
+    let conn = aic_core::amqp::connect(&env.amqp().amqp_url, "test-refusing-broker")
+        .await
+        .expect("amqp");
+    let channel = conn.create_channel().await.expect("channel");
+    // The control plane declares its topology again when it reopens a channel after a failure:
+    // deleted again once it has.
+    let refuse = || async {
+        channel
+            .exchange_delete(
+                names.executions_exchange.as_str().into(),
+                ExchangeDeleteOptions::default(),
+            )
+            .await
+            .expect("the exchange deleted");
+    };
+    let enqueue = |id: Uuid| {
+        let path = format!("/v1/automations/{automation}/executions");
+        let body =
+            json!({"execution_id": id, "parameters": {"LastName": "Lost", "Company": "Confirm"}});
+        let env = &env;
+        async move { env.call(Method::POST, &path, Some(body)).await }
+    };
+
+    let undone = Uuid::now_v7();
+    refuse().await;
+    let (status, body) = enqueue(undone).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.to_string().contains("nothing was enqueued"), "{body}");
+    let (status, _) = env
+        .call(Method::GET, &format!("/v1/executions/{undone}"), None)
+        .await;
+    assert_eq!(status, 404, "undone");
+    assert_eq!(outbox(&env).await, 0);
+    // The control plane's next publish reopens its channel and declares the exchange again.
+    let (status, body) = enqueue(Uuid::now_v7()).await;
+    assert_eq!(status, 202, "{body}");
+
+    env.pool
+        .get()
+        .await
+        .expect("db")
+        .batch_execute(
+            "CREATE FUNCTION taken_over() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+               DELETE FROM execution_outbox WHERE execution_id = NEW.execution_id; RETURN NULL; \
+             END $$; \
+             CREATE TRIGGER taken_over AFTER INSERT ON execution_outbox \
+               FOR EACH ROW EXECUTE FUNCTION taken_over()",
+        )
+        .await
+        .expect("the trigger");
+    let kept = Uuid::now_v7();
+    refuse().await;
+    let (status, body) = enqueue(kept).await;
+    assert_eq!(
+        (status.as_u16(), body["status"].as_str()),
+        (202, Some("queued")),
+        "{body}"
+    );
+    let (status, row) = env
+        .call(Method::GET, &format!("/v1/executions/{kept}"), None)
+        .await;
+    assert_eq!(
+        (status.as_u16(), row["status"].as_str()),
+        (200, Some("queued")),
+        "{row}"
+    );
+    let _ = conn.close(0, "done".into()).await;
+    env.stop().await;
+}

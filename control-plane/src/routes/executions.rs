@@ -152,7 +152,9 @@ pub async fn enqueue(
         .map(|_| state.replies.wait_for(&execution.to_string()));
     let reply_to = waiter.is_some().then_some(reply_queue.as_str());
     if let Err(e) = publish_request(&state, execution, &body, &http_headers, reply_to).await {
-        return Err(not_enqueued(&state, &client, execution, &e).await);
+        not_enqueued(&state, &client, execution, &e).await?;
+        // Taken over: the request is queued after all.
+        return Ok(answer(&state, execution, None).await);
     }
     tracing::info!(execution = %execution, "execution enqueued");
     // Left behind, the row would only have the request published again, harmlessly.
@@ -169,28 +171,33 @@ pub async fn enqueue(
 }
 
 /// Undoes an enqueue the broker did not confirm (`e`): the reply waiter and the queued row go,
-/// so the client can retry with the same id; the caller is told to retry later.
+/// so the client can retry with the same id, and the caller is told to retry later (`Err`).
+/// Unless the request was taken over meanwhile — its outbox row claimed by a control plane that
+/// published it again ([`crate::resend`], past its grace), or its execution begun by a worker
+/// (the broker had it, only the confirm was lost): then it stays, and is answered as queued
+/// (`Ok`), not as "nothing was enqueued".
 async fn not_enqueued(
     state: &AppState,
     client: &deadpool_postgres::Object,
     execution: ExecutionId,
     e: &aic_core::amqp::PublishError,
-) -> ApiError {
+) -> Result<(), ApiError> {
     state.replies.forget(&execution.to_string());
     tracing::error!(error = %e, execution = %execution, "execution request not confirmed");
-    if let Err(e) = client
+    let undone = client
         .execute(
-            "WITH o AS (DELETE FROM execution_outbox WHERE execution_id = $1) \
-             DELETE FROM executions WHERE id = $1 AND status = 'queued'",
+            "WITH o AS (DELETE FROM execution_outbox WHERE execution_id = $1 RETURNING execution_id) \
+             DELETE FROM executions WHERE id IN (SELECT execution_id FROM o) AND status = 'queued'",
             &[&execution.0],
         )
-        .await
-    {
-        return e.into();
+        .await?;
+    if undone == 1 {
+        return Err(ApiError::unavailable(
+            "the message broker did not confirm the request; nothing was enqueued, retry later",
+        ));
     }
-    ApiError::unavailable(
-        "the message broker did not confirm the request; nothing was enqueued, retry later",
-    )
+    tracing::warn!(execution = %execution, "the request's publish was not confirmed, but it was taken over (published again, or begun): answered as queued");
+    Ok(())
 }
 
 /// The answer to an enqueued execution: its result if it came within the caller's wait (200),
