@@ -120,8 +120,14 @@ async fn a_connection_missing_a_part_of_its_tls_is_refused_saying_why() {
         println!("refused: {e}");
         assert!(e.contains(why), "expected {why:?} in {e}");
     }
-    // No client certificate: the node ends the handshake.
+    // No client certificate: the node ends the handshake. In TLS 1.3 the client's side of the
+    // handshake is over before the node checks its certificate, so the refusal is read as the
+    // node's alert, or — when the node has already reset the connection by then (seen in CI) —
+    // as that reset.
     let e = refused(url(&rabbit, "localhost", &format!("?cacertfile={ca}"))).await;
     println!("without a client certificate: {e}");
-    assert!(e.contains("CertificateRequired"), "{e}");
+    assert!(
+        e.contains("CertificateRequired") || e.contains("Connection reset by peer"),
+        "{e}"
+    );
 }
