@@ -35,7 +35,7 @@ pub struct HttpMetrics {
     active_key: String,
 }
 
-/// The fleet's kinds of process, in the order the scrape's query counts them.
+/// The fleet's kinds of process.
 const KINDS: [&str; 2] = ["worker", "control-plane"];
 
 /// A connection's statuses, in the order the scrape's query counts them.
@@ -125,23 +125,17 @@ impl HttpMetrics {
 
     /// Reads the connection and fleet gauges from the database.
     async fn read_gauges(&self, pool: &deadpool_postgres::Pool) -> anyhow::Result<()> {
-        let row = pool
-            .get()
-            .await?
+        let client = pool.get().await?;
+        let row = client
             .query_one(
-                "WITH running AS (SELECT kind, key_ids FROM processes \
-                   WHERE seen_at > now() - make_interval(secs => $2)) \
-                 SELECT count(*) FILTER (WHERE status = 'untested'), \
+                "SELECT count(*) FILTER (WHERE status = 'untested'), \
                  count(*) FILTER (WHERE status = 'connected'), \
                  count(*) FILTER (WHERE status = 'failing'), \
                  count(*) FILTER (WHERE status = 'needs_reauthorization'), \
                  count(*) FILTER (WHERE throttled_until > now() OR EXISTS (SELECT 1 FROM \
-                   connection_cooldowns d WHERE d.connection_id = c.id AND d.until > now())), \
-                 (SELECT count(*) FROM running WHERE kind = 'worker'), \
-                 (SELECT count(*) FROM running WHERE kind = 'control-plane'), \
-                 (SELECT count(*) FROM running WHERE NOT $1 = ANY(key_ids)) \
+                   connection_cooldowns d WHERE d.connection_id = c.id AND d.until > now())) \
                  FROM connections c",
-                &[&self.active_key, &aic_core::fleet::ALIVE.as_secs_f64()],
+                &[],
             )
             .await?;
         for (i, status) in STATUSES.iter().enumerate() {
@@ -150,12 +144,15 @@ impl HttpMetrics {
                 .set(row.get(i));
         }
         self.cooling_down.set(row.get(4));
-        for (i, kind) in KINDS.iter().enumerate() {
-            self.processes
-                .with_label_values(&[kind])
-                .set(row.get(5 + i));
+        let running = aic_core::fleet::running(&client).await?;
+        for kind in KINDS {
+            let n = running.iter().filter(|p| p.kind == kind).count();
+            self.processes.with_label_values(&[kind]).set(n as i64);
         }
-        self.without_key.set(row.get(7));
+        let without = running
+            .iter()
+            .filter(|p| !p.key_ids.contains(&self.active_key));
+        self.without_key.set(without.count() as i64);
         Ok(())
     }
 }

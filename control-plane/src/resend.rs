@@ -62,7 +62,7 @@ pub async fn once(
                 requested_at: Some(row.get(6)),
                 source: row.get(5),
             };
-            if let Err(e) = publish(broker, names, &request).await {
+            if let Err(e) = publish_again(broker, names, &request).await {
                 // What went before is done: kept, not published a third time.
                 tx.commit().await?;
                 return Err(e);
@@ -81,26 +81,45 @@ pub async fn once(
     Ok(resent)
 }
 
-/// Publishes `request` as the API does, `Ok` once the broker confirmed it.
-async fn publish(
+/// Publishes `request` as the API does ([`publish`]), without a trace or a reply queue.
+async fn publish_again(
     broker: &Broker,
     names: &Names,
     request: &ExecutionRequestV1,
 ) -> anyhow::Result<()> {
     let body = serde_json::to_vec(request)?;
-    let properties = aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE)
-        .with_message_id(request.execution_id.to_string().into());
-    let channel = broker.channel().await?;
+    publish(broker, names, &body, properties(request.execution_id)).await?;
+    Ok(())
+}
+
+/// An execution request's message properties (JSON, its type, the execution id as message
+/// id), before any trace or reply queue.
+pub(crate) fn properties(execution: ExecutionId) -> lapin::BasicProperties {
+    aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE)
+        .with_message_id(execution.to_string().into())
+}
+
+/// Publishes an execution request (`body`) to the executions exchange, as `proto/AMQP.md`
+/// says; `Ok` once the broker confirmed it.
+pub(crate) async fn publish(
+    broker: &Broker,
+    names: &Names,
+    body: &[u8],
+    properties: lapin::BasicProperties,
+) -> Result<(), aic_core::amqp::PublishError> {
+    let channel = broker
+        .channel()
+        .await
+        .map_err(aic_core::amqp::PublishError::Amqp)?;
     aic_core::amqp::publish_confirmed(
         &channel,
         &names.executions_exchange,
         EXECUTE_ROUTING_KEY,
-        &body,
+        body,
         properties,
         true,
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Runs [`once`] every `every` for as long as the control plane runs; a failed round is logged

@@ -123,22 +123,19 @@ pub async fn retain(pool: Pool, retention: Retention, every: std::time::Duration
     loop {
         tick.tick().await;
         if let Some(days) = retention.audit_days {
-            match prune_audit(&pool, days).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(deleted = n, keep_days = days, "audit events pruned"),
-                Err(e) => {
-                    tracing::warn!(error = %aic_core::with_causes(&*e), "could not prune the audit trail")
-                }
-            }
+            logged("audit events", days, prune_audit(&pool, days).await);
         }
         if let Some(days) = retention.executions_days {
-            match prune_executions(&pool, days).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(deleted = n, keep_days = days, "executions pruned"),
-                Err(e) => {
-                    tracing::warn!(error = %aic_core::with_causes(&*e), "could not prune the executions")
-                }
-            }
+            logged("executions", days, prune_executions(&pool, days).await);
         }
+    }
+}
+
+/// Logs what a prune of `what` to `days` did: nothing when nothing went.
+fn logged(what: &str, days: u32, pruned: anyhow::Result<u64>) {
+    match pruned {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deleted = n, keep_days = days, "{what} pruned"),
+        Err(e) => tracing::warn!(error = %aic_core::with_causes(&*e), "could not prune the {what}"),
     }
 }

@@ -58,73 +58,115 @@ pub async fn create_token(
         .query_opt("SELECT id FROM tenants WHERE name = $1", &[&tenant])
         .await?
         .ok_or_else(|| anyhow::anyhow!("no tenant named '{tenant}'"))?;
-    let tenant_name = tenant;
-    let tenant = TenantId(row.get(0));
-    let token = new_token();
-    let id = Uuid::now_v7();
-    tx.execute(
-        "INSERT INTO api_tokens (id, tenant_id, name, role, token_hash, scoped) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        &[
-            &id,
-            &tenant.0,
-            &label,
-            &role.as_str(),
-            &hash_token(&token),
-            &!automations.is_empty(),
-        ],
-    )
-    .await?;
-    let mut scope: Vec<Uuid> = automations.to_vec();
-    scope.sort();
-    scope.dedup();
-    if let Some(missing) = limit_token(&tx, tenant, id, &scope).await? {
-        anyhow::bail!("there is no automation {missing} in tenant '{tenant_name}'");
-    }
-    let mut detail = serde_json::json!({"role": role.as_str(), "expires_at": null});
-    if !scope.is_empty() {
-        detail["automations"] = serde_json::json!(scope);
-    }
+    let scope = (!automations.is_empty()).then(|| distinct(automations.iter().copied()));
+    let new = NewToken {
+        tenant: TenantId(row.get(0)),
+        role,
+        name: label,
+        created_by: None,
+        expires_at: None,
+        scope: scope.as_deref(),
+    };
+    let (id, token) = match insert_token(&tx, &new).await? {
+        Ok(issued) => issued,
+        Err(missing) => anyhow::bail!("there is no automation {missing} in tenant '{tenant}'"),
+    };
     let target = crate::audit::Target { id, name: label };
     crate::audit::by_operator(
         &tx,
-        tenant,
+        new.tenant,
         "create-token",
         crate::audit::Action::TokenIssued,
         target,
-        detail,
+        new.issued_detail(),
     )
     .await?;
     tx.commit().await?;
     Ok(IssuedToken {
-        tenant_id: tenant,
+        tenant_id: new.tenant,
         token_id: id,
         role: role.as_str(),
         token,
     })
 }
 
-/// Limits token `id` to `automations` of `tenant` (none: nothing to record); the first of them
-/// that is not the tenant's, if any.
-pub(crate) async fn limit_token(
-    client: &impl deadpool_postgres::GenericClient,
-    tenant: TenantId,
-    id: Uuid,
-    automations: &[Uuid],
-) -> Result<Option<Uuid>, tokio_postgres::Error> {
-    if automations.is_empty() {
-        return Ok(None);
+/// A token to issue.
+#[derive(Debug)]
+pub(crate) struct NewToken<'a> {
+    /// Its tenant.
+    pub tenant: TenantId,
+    /// Its role.
+    pub role: Role,
+    /// Who or what holds it.
+    pub name: &'a str,
+    /// The token that issued it (none from the command line).
+    pub created_by: Option<Uuid>,
+    /// When it stops working by itself.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The automations it is limited to ([`distinct`]; none: every one).
+    pub scope: Option<&'a [Uuid]>,
+}
+
+impl NewToken<'_> {
+    /// Its `token.issued` event's detail.
+    pub(crate) fn issued_detail(&self) -> serde_json::Value {
+        let mut detail =
+            serde_json::json!({"role": self.role.as_str(), "expires_at": self.expires_at});
+        if let Some(automations) = self.scope {
+            detail["automations"] = serde_json::json!(automations);
+        }
+        detail
     }
+}
+
+/// `ids` sorted, each once: a token's scope as it is stored and shown.
+pub(crate) fn distinct(ids: impl Iterator<Item = Uuid>) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = ids.collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Writes `new` (and its scope): its id and the bearer token, or the first automation of its
+/// scope that is not its tenant's (then nothing is to be committed).
+pub(crate) async fn insert_token(
+    client: &impl deadpool_postgres::GenericClient,
+    new: &NewToken<'_>,
+) -> Result<Result<(Uuid, String), Uuid>, tokio_postgres::Error> {
+    let token = new_token();
+    let id = Uuid::now_v7();
+    client
+        .execute(
+            "INSERT INTO api_tokens (id, tenant_id, name, role, token_hash, created_by, expires_at, scoped) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &id,
+                &new.tenant.0,
+                &new.name,
+                &new.role.as_str(),
+                &hash_token(&token),
+                &new.created_by,
+                &new.expires_at,
+                &new.scope.is_some(),
+            ],
+        )
+        .await?;
+    let Some(automations) = new.scope else {
+        return Ok(Ok((id, token)));
+    };
     let known = client
         .query(
             "INSERT INTO api_token_automations (token_id, automation_id) \
              SELECT $1, a.id FROM automations a WHERE a.tenant_id = $2 AND a.id = ANY($3) \
              RETURNING automation_id",
-            &[&id, &tenant.0, &automations],
+            &[&id, &new.tenant.0, &automations],
         )
         .await?;
     let known: Vec<Uuid> = known.iter().map(|r| r.get(0)).collect();
-    Ok(automations.iter().find(|a| !known.contains(a)).copied())
+    Ok(match automations.iter().find(|a| !known.contains(a)) {
+        Some(missing) => Err(*missing),
+        None => Ok((id, token)),
+    })
 }
 
 /// Issues a token for a tenant id.
@@ -135,14 +177,17 @@ pub async fn issue(
     label: &str,
 ) -> anyhow::Result<IssuedToken> {
     let client = pool.get().await?;
-    let token = new_token();
-    let id = Uuid::now_v7();
-    client
-        .execute(
-            "INSERT INTO api_tokens (id, tenant_id, name, role, token_hash) VALUES ($1, $2, $3, $4, $5)",
-            &[&id, &tenant.0, &label, &role.as_str(), &hash_token(&token)],
-        )
-        .await?;
+    let new = NewToken {
+        tenant,
+        role,
+        name: label,
+        created_by: None,
+        expires_at: None,
+        scope: None,
+    };
+    let (id, token) = insert_token(&client, &new)
+        .await?
+        .map_err(|missing| anyhow::anyhow!("there is no automation {missing}"))?;
     Ok(IssuedToken {
         tenant_id: tenant,
         token_id: id,

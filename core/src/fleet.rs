@@ -46,6 +46,13 @@ pub struct Process {
     pub seen_at: String,
 }
 
+impl Process {
+    /// Whether it holds the credential key `key_id` (could open what is sealed under it).
+    pub fn holds(&self, key_id: &str) -> bool {
+        self.key_ids.iter().any(|k| k == key_id)
+    }
+}
+
 /// The host name: `HOSTNAME` (a pod's name), else the kernel's.
 fn host() -> String {
     std::env::var("HOSTNAME")
@@ -153,6 +160,6 @@ pub async fn lacking(
     key_id: &str,
 ) -> Result<Vec<Process>, tokio_postgres::Error> {
     let mut all = running(client).await?;
-    all.retain(|p| !p.key_ids.iter().any(|k| k == key_id));
+    all.retain(|p| !p.holds(key_id));
     Ok(all)
 }

@@ -7,7 +7,6 @@ pub mod history;
 use crate::auth::{ANY, Caller, EXECUTE};
 use crate::error::{ApiError, ApiJson};
 use crate::state::AppState;
-use aic_proto::topology::{EXECUTE_ROUTING_KEY, EXECUTION_REQUEST_TYPE};
 use aic_proto::{AutomationDefinition, AutomationId, ExecutionId, ExecutionRequestV1, VersionId};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -319,9 +318,7 @@ async fn publish_request(
     http_headers: &axum::http::HeaderMap,
     reply_to: Option<&str>,
 ) -> Result<(), aic_core::amqp::PublishError> {
-    let execution = execution.to_string();
-    let mut properties = aic_core::amqp::json_properties(EXECUTION_REQUEST_TYPE)
-        .with_message_id(execution.as_str().into());
+    let mut properties = crate::resend::properties(execution);
     // The caller's trace goes on in the worker (W3C trace context, `proto/AMQP.md`).
     let trace = aic_core::telemetry::request_headers(http_headers, &tracing::Span::current());
     if !trace.inner().is_empty() {
@@ -330,22 +327,9 @@ async fn publish_request(
     if let Some(queue) = reply_to {
         properties = properties
             .with_reply_to(queue.into())
-            .with_correlation_id(execution.into());
+            .with_correlation_id(execution.to_string().into());
     }
-    let channel = state
-        .broker
-        .channel()
-        .await
-        .map_err(aic_core::amqp::PublishError::Amqp)?;
-    aic_core::amqp::publish_confirmed(
-        &channel,
-        &state.names.executions_exchange,
-        EXECUTE_ROUTING_KEY,
-        body,
-        properties,
-        true,
-    )
-    .await
+    crate::resend::publish(&state.broker, &state.names, body, properties).await
 }
 
 /// `GET /v1/executions/{id}`.

@@ -4,10 +4,11 @@
 //! would lock the tenant out of its own configuration.
 
 use crate::audit::{self, Action, Target};
-use crate::auth::{Caller, Role, hash_token, new_token};
+use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::routes::{checked_name, one_of, parse_id};
 use crate::state::AppState;
+use crate::tenants::{NewToken, insert_token};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -143,38 +144,25 @@ pub async fn issue(
         ));
     }
     let scope = checked_scope(role, input.automations.as_deref())?;
-    let token = new_token();
-    let id = Uuid::now_v7();
+    let new = NewToken {
+        tenant: caller.tenant,
+        role,
+        name,
+        created_by: Some(caller.token_id),
+        expires_at: input.expires_at,
+        scope: scope.as_deref(),
+    };
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    tx.execute(
-        "INSERT INTO api_tokens (id, tenant_id, name, role, token_hash, created_by, expires_at, scoped) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        &[
-            &id,
-            &caller.tenant.0,
-            &name,
-            &role.as_str(),
-            &hash_token(&token),
-            &caller.token_id,
-            &input.expires_at,
-            &scope.is_some(),
-        ],
-    )
-    .await?;
-    if let Some(automations) = &scope {
-        limit(&tx, &caller, id, automations).await?;
-    }
-    let mut detail = json!({"role": role.as_str(), "expires_at": input.expires_at});
-    if let Some(automations) = &scope {
-        detail["automations"] = json!(automations);
-    }
+    let (id, token) = insert_token(&tx, &new).await?.map_err(|missing| {
+        ApiError::invalid("automations", format!("there is no automation {missing}"))
+    })?;
     audit::record(
         &tx,
         &caller,
         Action::TokenIssued,
         Target { id, name },
-        detail,
+        new.issued_detail(),
     )
     .await?;
     let row = tx
@@ -208,9 +196,7 @@ fn checked_scope(
             ),
         ));
     }
-    let mut ids: Vec<Uuid> = automations.iter().map(|a| a.0).collect();
-    ids.sort();
-    ids.dedup();
+    let ids = crate::tenants::distinct(automations.iter().map(|a| a.0));
     if ids.is_empty() {
         return Err(ApiError::invalid(
             "automations",
@@ -218,23 +204,6 @@ fn checked_scope(
         ));
     }
     Ok(Some(ids))
-}
-
-/// Records token `id`'s automations, each one of the caller's tenant (the first that is not
-/// is named).
-async fn limit(
-    tx: &deadpool_postgres::Transaction<'_>,
-    caller: &Caller,
-    id: Uuid,
-    automations: &[Uuid],
-) -> Result<(), ApiError> {
-    match crate::tenants::limit_token(tx, caller.tenant, id, automations).await? {
-        Some(missing) => Err(ApiError::invalid(
-            "automations",
-            format!("there is no automation {missing}"),
-        )),
-        None => Ok(()),
-    }
 }
 
 /// `GET /v1/me` (any role): the caller's own token and tenant — what a client (the console, a
