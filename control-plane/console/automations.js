@@ -1,7 +1,7 @@
 // The console's Automations page: "All automations" (the catalogue's templates), "My
 // automations", and the editor — general settings, the parameter table with the app's fields,
-// the test run, publishing, the version history, the runs and the deployables. Loaded after
-// app.js, whose helpers it uses.
+// the test run, publishing, the version history, the runs and the deployables — and Runs, every
+// automation's executions. Loaded after app.js, whose helpers it uses.
 'use strict';
 
 const TYPES = ['string', 'email', 'integer', 'number', 'boolean', 'date', 'date_time', 'string_list', 'json'];
@@ -170,28 +170,52 @@ async function versionPanel(id) {
     versions.length > 1 ? h('div', { class: 'bar' }, h('button', { 'data-write': true, class: 'danger', onclick: bulk }, 'Delete the selected versions')) : null);
 }
 
-async function runPanel(id, after) {
-  const page = await api.get(path('/v1/automations/{}/executions', id) + query({ limit: 20, after }));
-  const panel = h('div', { class: 'panel' }, h('h3', {}, 'Runs'));
+// A table of executions a page at a time, `fetch(after)` reading each page; with `named` (the
+// tenant's automations by id), a column naming each one's automation, opening its editor.
+async function runTable(fetch, named) {
   const table = h('tbody');
+  const more = h('button', {}, 'More');
+  const columns = named ? 7 : 6;
+  const automation = (e) => (named.has(e.automation_id)
+    ? h('button', { class: 'link', onclick: () => open('editor', e.automation_id) }, named.get(e.automation_id)) : 'deleted automation');
   const add = (p) => {
     for (const e of p.executions) {
       const error = e.result && e.result.error;
       // The execution's whole record (its id, times and result as published), on request.
-      const detail = h('tr', { hidden: true }, h('td', { colspan: 6 },
-        h('pre', {}, JSON.stringify({ id: e.id, finished_at: e.finished_at, result: e.result }, null, 2))));
-      table.append(h('tr', {}, h('td', {}, when(e.enqueued_at)), h('td', {}, tag(e.status)), h('td', {}, `${e.attempts}`),
-        h('td', {}, e.source || '—'), h('td', {}, error ? `${error.code}: ${error.message}` : ''),
+      const detail = h('tr', { hidden: true }, h('td', { colspan: columns },
+        h('pre', {}, JSON.stringify({ id: e.id, automation_id: e.automation_id, finished_at: e.finished_at, result: e.result }, null, 2))));
+      table.append(h('tr', {}, h('td', {}, when(e.enqueued_at)), named ? h('td', {}, automation(e)) : null, h('td', {}, tag(e.status)),
+        h('td', {}, `${e.attempts}`), h('td', {}, e.source || '—'), h('td', {}, error ? `${error.code}: ${error.message}` : ''),
         h('td', {}, h('button', { onclick: () => { detail.hidden = !detail.hidden; } }, 'Details'))), detail);
     }
     more.hidden = !p.next;
-    more.onclick = () => attempt(async () => add(await api.get(path('/v1/automations/{}/executions', id) + query({ limit: 20, after: p.next }))));
+    more.onclick = () => attempt(async () => add(await fetch(p.next)));
   };
-  const more = h('button', {}, 'More');
-  panel.append(h('table', {}, h('thead', {}, h('tr', {}, ['Enqueued', 'Status', 'Attempts', 'Source', 'Error', ''].map((c) => h('th', {}, c)))), table), more);
-  add(page);
-  return panel;
+  const first = await fetch();
+  const heads = ['Enqueued', ...(named ? ['Automation'] : []), 'Status', 'Attempts', 'Source', 'Error', ''];
+  add(first);
+  return [first.executions.length ? h('table', {}, h('thead', {}, h('tr', {}, heads.map((c) => h('th', {}, c)))), table) : h('p', {}, 'No run yet.'), more];
 }
+
+async function runPanel(id) {
+  const fetch = (after) => api.get(path('/v1/automations/{}/executions', id) + query({ limit: 20, after }));
+  return h('div', { class: 'panel' }, h('h3', {}, 'Runs'), ...await runTable(fetch));
+}
+
+// Every automation's runs, newest first: what ran, and what failed, whichever automation it was.
+views.runs = async (filters = {}) => {
+  const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'unknown_outcome'];
+  const status = select([['', 'Any status'], ...STATUSES.map((s) => [s, s.replace(/_/g, ' ')])], filters.status || '',
+    (e) => open('runs', { ...filters, status: e.target.value }));
+  const SINCE = [['', 'Any time'], ['1', 'Last hour'], ['24', 'Last 24 hours'], ['168', 'Last 7 days']];
+  const hours = select(SINCE, filters.hours || '', (e) => open('runs', { ...filters, hours: e.target.value }));
+  const since = filters.hours ? new Date(Date.now() - filters.hours * 3600e3).toISOString() : undefined;
+  const automations = await api.get('/v1/automations');
+  const named = new Map(automations.map((a) => [a.id, a.name]));
+  const fetch = (after) => api.get(`/v1/executions${query({ status: filters.status, since, limit: 50, after })}`);
+  render(h('h2', {}, 'Runs'), h('p', { class: 'hint' }, 'Every automation\'s executions, newest first.'),
+    h('div', { class: 'bar' }, status, hours), ...await runTable(fetch, named));
+};
 
 async function deployedPanel(id) {
   const items = await api.get(`/v1/deployables${query({ automation_id: id })}`);

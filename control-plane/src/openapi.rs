@@ -198,6 +198,15 @@ fn core_operations(g: &mut SchemaGenerator) -> Vec<Op> {
         },
         Op {
             method: "get",
+            path: "/v1/executions",
+            id: "listTenantExecutions",
+            summary: "The tenant's executions across its automations, newest first, by status and time, a page at a time",
+            roles: "admin, editor, viewer",
+            body: None,
+            ok: ("200", schema::<executions::history::ExecutionPage>(g)),
+        },
+        Op {
+            method: "get",
             path: "/v1/executions/{id}",
             id: "getExecution",
             summary: "Read an execution's status and result",

@@ -128,6 +128,7 @@ fn every_api_path_the_console_calls_is_in_the_openapi_document() {
         "/v1/automations/{}/fields",
         "/v1/automations/{}/versions/delete",
         "/v1/automations/{}/executions",
+        "/v1/executions",
         "/v1/tokens/{}",
         "/v1/audit-events",
         "/v1/deployables",

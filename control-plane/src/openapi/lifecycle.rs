@@ -147,17 +147,25 @@ pub(super) fn query_parameters(
         "only this business domain's (id, see `/v1/domains`)",
     );
     const Q: (&str, &str) = ("q", "search text, case- and accent-insensitive");
+    const STATUS: (&str, &str) = (
+        "status",
+        "`queued`, `running`, `succeeded`, `failed` or `unknown_outcome`",
+    );
+    const LIMIT: (&str, &str) = ("limit", "executions per page, 1 to 200 (default 50)");
+    const AFTER: (&str, &str) = ("after", "the `next` of the page before");
     match (method, path) {
         ("get", "/v1/apps") => &[DOMAIN, Q],
         ("get", "/v1/templates") => &[APP, DOMAIN, Q],
         ("get", "/v1/automations") => &[APP, DOMAIN, ("status", "`running` or `paused`"), Q],
-        ("get", "/v1/automations/{id}/executions") => &[
+        ("get", "/v1/automations/{id}/executions") => &[STATUS, LIMIT, AFTER],
+        ("get", "/v1/executions") => &[
+            STATUS,
             (
-                "status",
-                "`queued`, `running`, `succeeded`, `failed` or `unknown_outcome`",
+                "since",
+                "only those enqueued at or after this time (RFC 3339, e.g. `2026-12-05T00:00:00Z`)",
             ),
-            ("limit", "executions per page, 1 to 200 (default 50)"),
-            ("after", "the `next` of the page before"),
+            LIMIT,
+            AFTER,
         ],
         ("get", "/v1/automations/{id}/fields") => &[
             (
@@ -183,7 +191,7 @@ pub(super) fn query_parameters(
             ("target_id", "one record's events"),
             ("actor_id", "one token's doings"),
             ("limit", "events per page, 1 to 200 (default 50)"),
-            ("after", "the `next` of the page before"),
+            AFTER,
         ],
         ("get", "/v1/deployables") => &[
             ("automation_id", "items running this automation"),

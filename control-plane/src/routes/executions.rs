@@ -3,6 +3,7 @@
 
 use super::parse_id;
 
+pub mod across;
 pub mod history;
 use crate::auth::{ANY, Caller, EXECUTE};
 use crate::error::{ApiError, ApiJson};

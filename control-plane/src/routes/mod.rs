@@ -93,6 +93,7 @@ fn api(state: AppState) -> Router {
             "/v1/automations/{id}/executions",
             post(executions::enqueue).get(executions::history::list),
         )
+        .route("/v1/executions", get(executions::across::list))
         .route("/v1/executions/{id}", get(executions::read))
         .route("/v1/me", get(tokens::me))
         .route("/v1/tokens", post(tokens::issue).get(tokens::list))

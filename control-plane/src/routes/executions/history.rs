@@ -37,7 +37,7 @@ pub struct ExecutionPage {
     pub next: Option<String>,
 }
 
-const STATUSES: [&str; 5] = [
+pub(super) const STATUSES: [&str; 5] = [
     "queued",
     "running",
     "succeeded",
