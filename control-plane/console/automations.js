@@ -170,6 +170,21 @@ async function versionPanel(id) {
     versions.length > 1 ? h('div', { class: 'bar' }, h('button', { 'data-write': true, class: 'danger', onclick: bulk }, 'Delete the selected versions')) : null);
 }
 
+// Runs a failed (or, confirmed, an in-doubt) execution again with its values, once its cause
+// is mended.
+function rerunButton(e) {
+  if (e.status !== 'failed' && e.status !== 'unknown_outcome') return null;
+  const again = () => {
+    const doubt = e.status === 'unknown_outcome';
+    if (doubt && !confirm('Whether this run did its action is unknown: running it again may do it twice. Run it again?')) return;
+    attempt(async () => {
+      const run = await api.post(path('/v1/executions/{}/rerun', e.id), doubt ? { allow: e.status } : {});
+      flash(`Running again as ${run.execution_id}`);
+    });
+  };
+  return h('button', { 'data-write': true, onclick: again }, 'Run again');
+}
+
 // A table of executions a page at a time, `fetch(after)` reading each page; with `named` (the
 // tenant's automations by id), a column naming each one's automation, opening its editor.
 async function runTable(fetch, named) {
@@ -186,7 +201,7 @@ async function runTable(fetch, named) {
         h('pre', {}, JSON.stringify({ id: e.id, automation_id: e.automation_id, finished_at: e.finished_at, result: e.result }, null, 2))));
       table.append(h('tr', {}, h('td', {}, when(e.enqueued_at)), named ? h('td', {}, automation(e)) : null, h('td', {}, tag(e.status)),
         h('td', {}, `${e.attempts}`), h('td', {}, e.source || '—'), h('td', {}, error ? `${error.code}: ${error.message}` : ''),
-        h('td', {}, h('button', { onclick: () => { detail.hidden = !detail.hidden; } }, 'Details'))), detail);
+        h('td', {}, h('button', { onclick: () => { detail.hidden = !detail.hidden; } }, 'Details'), rerunButton(e))), detail);
     }
     more.hidden = !p.next;
     more.onclick = () => attempt(async () => add(await fetch(p.next)));

@@ -214,6 +214,15 @@ fn core_operations(g: &mut SchemaGenerator) -> Vec<Op> {
             body: None,
             ok: ("200", schema::<executions::ExecutionView>(g)),
         },
+        Op {
+            method: "post",
+            path: "/v1/executions/{id}/rerun",
+            id: "rerunExecution",
+            summary: "Run a finished execution again with its parameter values, on the automation's live version",
+            roles: "admin, editor, service",
+            body: Some(schema::<executions::rerun::RerunInput>(g)),
+            ok: ("202", schema::<executions::Enqueued>(g)),
+        },
     ]
 }
 

@@ -323,6 +323,27 @@ async fn a_missing_wrong_or_unusable_client_certificate_is_refused_saying_why() 
         format!("?sslcert={pg_crt}"),
         "sslcert and sslkey go together",
     );
+    // A key others may read is a secret in name only, as libpq holds; one its group may read
+    // (a Kubernetes Secret's, mode 0440 with the pod's fsGroup) is used.
+    let with_mode = |name: &str, mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        let path = pki.path(name);
+        std::fs::copy(&pg_key, &path).expect("a copy of the key");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        path
+    };
+    let open = with_mode("pg-open.key", 0o644);
+    refused(
+        format!("?sslcert={pg_crt}&sslkey={open}"),
+        &format!("sslkey {open} has permissions 0644: others may read it"),
+    );
+    let grouped = with_mode("pg-group.key", 0o440);
+    let (ok, text) = migrate(
+        &pg,
+        "localhost",
+        &format!("?sslcert={pg_crt}&sslkey={grouped}"),
+    );
+    assert!(ok, "{text}");
 }
 
 /// The serial of the client certificate the session `client` presented.

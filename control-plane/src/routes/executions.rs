@@ -5,6 +5,7 @@ use super::parse_id;
 
 pub mod across;
 pub mod history;
+pub mod rerun;
 use crate::auth::{ANY, Caller, EXECUTE};
 use crate::error::{ApiError, ApiJson};
 use crate::state::AppState;
@@ -109,16 +110,46 @@ pub async fn enqueue(
     ApiJson(input): ApiJson<EnqueueInput>,
 ) -> Result<(StatusCode, Json<Enqueued>), ApiError> {
     caller.require(EXECUTE)?;
-    let wait = checked_wait(&input)?;
-    let automation: AutomationId = parse_id(&id, "automation")?;
+    checked_key(input.idempotency_key.as_deref())?;
+    let submission = Submission {
+        automation: parse_id(&id, "automation")?,
+        execution: input.execution_id.unwrap_or_default(),
+        parameters: input.parameters,
+        source: input.source,
+        idempotency_key: input.idempotency_key,
+        wait: checked_wait(input.wait_ms)?,
+    };
     let client = state.pool.get().await?;
-    caller.may_reach(&client, automation.0).await?;
-    let definition = runnable_definition(&client, &caller, automation).await?;
-    // Early feedback for HTTP callers; the worker checks again, authoritatively.
-    aic_core::params::build_body(&definition.parameters, &input.parameters)
-        .map_err(|e| ApiError::invalid(format!("parameters.{}", e.parameter), e.message))?;
+    submit(&state, &caller, &client, submission, &http_headers).await
+}
 
-    let execution = input.execution_id.unwrap_or_default();
+/// An execution to enqueue.
+struct Submission {
+    automation: AutomationId,
+    execution: ExecutionId,
+    parameters: Map<String, Value>,
+    source: Option<String>,
+    idempotency_key: Option<String>,
+    /// How long the caller waits for the result, if at all.
+    wait: Option<std::time::Duration>,
+}
+
+/// Enqueues `s` for the caller: checks the automation runs and the values fit its parameters,
+/// records the execution (or finds it already known), publishes the request and answers once
+/// the broker confirmed it — with the result when it came within the caller's wait.
+async fn submit(
+    state: &AppState,
+    caller: &Caller,
+    client: &deadpool_postgres::Object,
+    s: Submission,
+    http_headers: &axum::http::HeaderMap,
+) -> Result<(StatusCode, Json<Enqueued>), ApiError> {
+    let (automation, execution) = (s.automation, s.execution);
+    caller.may_reach(client, automation.0).await?;
+    let definition = runnable_definition(client, caller, automation).await?;
+    // Early feedback for HTTP callers; the worker checks again, authoritatively.
+    aic_core::params::build_body(&definition.parameters, &s.parameters)
+        .map_err(|e| ApiError::invalid(format!("parameters.{}", e.parameter), e.message))?;
     // Any unique violation (the id, or the tenant's idempotency key) means "already known".
     // The outbox row, in the same statement, says the request is still to be confirmed
     // published (`crate::resend`, should this process stop before the confirm).
@@ -127,11 +158,11 @@ pub async fn enqueue(
             "WITH e AS (INSERT INTO executions (id, tenant_id, automation_id, status, parameters, source, idempotency_key) \
              VALUES ($1, $2, $3, 'queued', $4, $5, $6) ON CONFLICT DO NOTHING RETURNING id) \
              INSERT INTO execution_outbox (execution_id) SELECT id FROM e",
-            &[&execution.0, &caller.tenant.0, &automation.0, &Value::Object(input.parameters.clone()), &input.source, &input.idempotency_key],
+            &[&execution.0, &caller.tenant.0, &automation.0, &Value::Object(s.parameters.clone()), &s.source, &s.idempotency_key],
         )
         .await?;
     if inserted == 0 {
-        let known = already_known(&client, &caller, execution, &input.idempotency_key).await?;
+        let known = already_known(client, caller, execution, &s.idempotency_key).await?;
         return Ok((StatusCode::ACCEPTED, Json(known)));
     }
     let body = serde_json::to_vec(&ExecutionRequestV1 {
@@ -139,22 +170,23 @@ pub async fn enqueue(
         execution_id: execution,
         tenant_id: caller.tenant,
         automation_id: automation,
-        parameters: input.parameters,
+        parameters: s.parameters,
         requested_at: Some(Utc::now()),
-        source: input.source,
+        source: s.source,
     })
     .map_err(|e| ApiError::internal("request", &e))?;
     // Register before publishing, so a fast result cannot arrive before its waiter.
     let reply_queue = state.replies.queue();
     // No reply queue yet (start-up, or a broker reconnect in progress): answer 202 as usual.
-    let waiter = wait
+    let waiter = s
+        .wait
         .filter(|_| !reply_queue.is_empty())
         .map(|_| state.replies.wait_for(&execution.to_string()));
     let reply_to = waiter.is_some().then_some(reply_queue.as_str());
-    if let Err(e) = publish_request(&state, execution, &body, &http_headers, reply_to).await {
-        not_enqueued(&state, &client, execution, &e).await?;
+    if let Err(e) = publish_request(state, execution, &body, http_headers, reply_to).await {
+        not_enqueued(state, client, execution, &e).await?;
         // Taken over: the request is queued after all.
-        return Ok(answer(&state, execution, None).await);
+        return Ok(answer(state, execution, None).await);
     }
     tracing::info!(execution = %execution, "execution enqueued");
     // Left behind, the row would only have the request published again, harmlessly.
@@ -167,7 +199,7 @@ pub async fn enqueue(
     {
         tracing::warn!(error = %aic_core::with_causes(&e), execution = %execution, "could not clear a confirmed request's outbox row");
     }
-    Ok(answer(&state, execution, waiter.zip(wait)).await)
+    Ok(answer(state, execution, waiter.zip(s.wait)).await)
 }
 
 /// Undoes an enqueue the broker did not confirm (`e`): the reply waiter and the queued row go,
@@ -227,20 +259,20 @@ async fn answer(
     (StatusCode::ACCEPTED, Json(answer))
 }
 
-/// Checks the idempotency key and the wait of an enqueue: how long to wait for the result, if
-/// at all.
-fn checked_wait(input: &EnqueueInput) -> Result<Option<std::time::Duration>, ApiError> {
-    if input
-        .idempotency_key
-        .as_ref()
-        .is_some_and(|k| k.trim().is_empty() || k.chars().count() > 200)
-    {
+/// Refuses an idempotency key that is blank or longer than 200 characters.
+fn checked_key(key: Option<&str>) -> Result<(), ApiError> {
+    if key.is_some_and(|k| k.trim().is_empty() || k.chars().count() > 200) {
         return Err(ApiError::invalid(
             "idempotency_key",
             "idempotency_key must be 1 to 200 characters",
         ));
     }
-    match input.wait_ms {
+    Ok(())
+}
+
+/// How long an enqueue waits for the result (`wait_ms`), if at all.
+fn checked_wait(wait_ms: Option<u64>) -> Result<Option<std::time::Duration>, ApiError> {
+    match wait_ms {
         Some(ms) if ms > MAX_WAIT_MS => Err(ApiError::invalid(
             "wait_ms",
             format!("wait_ms must be at most {MAX_WAIT_MS}"),

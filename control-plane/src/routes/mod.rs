@@ -95,6 +95,7 @@ fn api(state: AppState) -> Router {
         )
         .route("/v1/executions", get(executions::across::list))
         .route("/v1/executions/{id}", get(executions::read))
+        .route("/v1/executions/{id}/rerun", post(executions::rerun::rerun))
         .route("/v1/me", get(tokens::me))
         .route("/v1/tokens", post(tokens::issue).get(tokens::list))
         .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke))

@@ -4,8 +4,8 @@
 //! certificates do.
 //!
 //! The two files are read and checked at start-up — a missing file, a file without a PEM
-//! certificate or key, a key that is not the certificate's: each stops the process naming the
-//! parameter and the file — and read again at every new connection, so that a renewed
+//! certificate or key, a key that is not the certificate's, a key file others may read: each
+//! stops the process naming the parameter and the file — and read again at every new connection, so that a renewed
 //! certificate (cert-manager, Vault) is presented from the pool's next connection without a
 //! restart. A renewal caught half-written, or a bad one, is logged and the last good pair
 //! presented meanwhile.
@@ -54,6 +54,7 @@ fn read(cert: &str, key: &str, provider: &CryptoProvider) -> Result<Arc<Certifie
     if chain.is_empty() {
         return Err(format!("sslcert {cert}: no certificate in it"));
     }
+    private(key)?;
     let der = PrivateKeyDer::from_pem_file(key).map_err(|e| match e {
         rustls::pki_types::pem::Error::NoItemsFound => format!(
             "sslkey {key}: no unencrypted private key in it (PKCS#8, PKCS#1 or SEC1 PEM; \
@@ -76,6 +77,26 @@ fn read(cert: &str, key: &str, provider: &CryptoProvider) -> Result<Arc<Certifie
         Err(e) => return Err(format!("sslcert {cert}: {e}")),
     }
     Ok(Arc::new(pair))
+}
+
+/// Refuses a key file others may read, or the group write, as libpq does (which, for a file
+/// the process's own user owns, refuses group read as well): where it is, the key is a secret
+/// in name only.
+fn private(key: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(key).map_err(|e| format!("sslkey {key}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("sslkey {key}: not a file"));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o037 != 0 {
+        return Err(format!(
+            "sslkey {key} has permissions {mode:04o}: others may read it or its group change \
+             it; give it u=rw (0600), or u=rw,g=r (0640) for a group only this service is in \
+             (a Kubernetes Secret: defaultMode 0440 with the pod's fsGroup)"
+        ));
+    }
+    Ok(())
 }
 
 impl ResolvesClientCert for Identity {
