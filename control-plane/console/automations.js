@@ -228,8 +228,16 @@ views.runs = async (filters = {}) => {
   const automations = await api.get('/v1/automations');
   const named = new Map(automations.map((a) => [a.id, a.name]));
   const fetch = (after) => api.get(`/v1/executions${query({ status: filters.status, since, limit: 50, after })}`);
+  // Once a failure's cause is mended: every failure of the window that no run followed yet.
+  const again = since ? h('button', { 'data-write': true, onclick: () => attempt(async () => {
+    const done = await api.post('/v1/executions/rerun', { since, limit: 200 });
+    const ran = done.reruns.filter((r) => r.rerun_id).length;
+    const refused = done.reruns.filter((r) => r.error).map((r) => `${r.execution_id}: ${r.error.message}`);
+    await views.runs(filters);
+    flash(`${ran} run again${refused.length ? `; not: ${refused.join('; ')}` : ''}${done.more ? '; more are left: run again' : ''}`);
+  }) }, 'Run the failures again') : null;
   render(h('h2', {}, 'Runs'), h('p', { class: 'hint' }, 'Every automation\'s executions, newest first.'),
-    h('div', { class: 'bar' }, status, hours), ...await runTable(fetch, named));
+    h('div', { class: 'bar' }, status, hours, again), ...await runTable(fetch, named));
 };
 
 async function deployedPanel(id) {

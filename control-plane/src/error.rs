@@ -52,6 +52,20 @@ impl ApiError {
         }
     }
 
+    /// Whether the fault is the service's (a 5xx), not the request's.
+    pub fn is_server_error(&self) -> bool {
+        self.status.is_server_error()
+    }
+
+    /// What the client is told.
+    pub fn detail(&self) -> ErrorDetail {
+        ErrorDetail {
+            code: self.code.into(),
+            message: self.message.clone(),
+            field: self.field.clone(),
+        }
+    }
+
     /// The same, naming the request field at fault.
     fn at(self, field: impl Into<String>) -> Self {
         Self {
@@ -161,11 +175,7 @@ impl From<deadpool_postgres::PoolError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code.into(),
-                message: self.message,
-                field: self.field,
-            },
+            error: self.detail(),
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(seconds) = self.retry_after {

@@ -216,6 +216,15 @@ fn core_operations(g: &mut SchemaGenerator) -> Vec<Op> {
         },
         Op {
             method: "post",
+            path: "/v1/executions/rerun",
+            id: "rerunFailures",
+            summary: "Run the failures since a time again, each once, oldest first, a batch at a time",
+            roles: "admin, editor",
+            body: Some(schema::<executions::rerun::BulkRerunInput>(g)),
+            ok: ("200", schema::<executions::rerun::BulkRerun>(g)),
+        },
+        Op {
+            method: "post",
             path: "/v1/executions/{id}/rerun",
             id: "rerunExecution",
             summary: "Run a finished execution again with its parameter values, on the automation's live version",

@@ -110,6 +110,23 @@ async fn an_unfinished_or_unreachable_execution_is_not_run_again() {
     let message = refused["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("is queued"), "{refused}");
 
+    for (path, body, field) in [
+        ("/v1/executions/rerun", json!({}), "since"),
+        ("/v1/executions/rerun", json!({"since": "today"}), "since"),
+        (
+            "/v1/executions/rerun",
+            json!({"since": "2026-12-05T00:00:00Z", "limit": 0}),
+            "limit",
+        ),
+    ] {
+        let (status, err) = env.call(Method::POST, path, Some(body.clone())).await;
+        assert_eq!(status, 422, "{body}: {err}");
+        let message = err["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            err["error"]["field"] == field || message.contains(field),
+            "{body}: {err}"
+        );
+    }
     for (body, field) in [
         (json!({"allow": "yes"}), "allow"),
         (json!({"wait_ms": 40_000}), "wait_ms"),
@@ -148,5 +165,119 @@ async fn an_unfinished_or_unreachable_execution_is_not_run_again() {
     assert_eq!(status, 403, "{body}");
     let viewer = env.token(aic_control_plane::auth::Role::Viewer).await;
     assert_eq!(env.call_as(&viewer, Method::POST, &path, None).await.0, 403);
+    // Running every failure again is the admins' and editors' alone.
+    let bulk = json!({"since": "2026-12-05T00:00:00Z"});
+    let service = env.token(aic_control_plane::auth::Role::Service).await;
+    let (status, body) = env
+        .call_as(&service, Method::POST, "/v1/executions/rerun", Some(bulk))
+        .await;
+    assert_eq!(status, 403, "{body}");
+    env.stop().await;
+}
+
+/// `POST /v1/executions/rerun` with `body`: the ids it ran again (failed one, its re-run), the
+/// refusals, and `more`.
+async fn rerun_failures(env: &TestEnv, body: Value) -> (Vec<(String, String)>, Vec<Value>, bool) {
+    let (status, answer) = env
+        .call(Method::POST, "/v1/executions/rerun", Some(body))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let mut ran = Vec::new();
+    let mut refused = Vec::new();
+    for item in answer["reruns"].as_array().expect("reruns") {
+        match item["rerun_id"].as_str() {
+            Some(rerun) => ran.push((
+                item["execution_id"].as_str().expect("id").into(),
+                rerun.into(),
+            )),
+            None => refused.push(item.clone()),
+        }
+    }
+    (ran, refused, answer["more"].as_bool().expect("more"))
+}
+
+#[tokio::test]
+async fn the_failures_since_a_time_run_again_each_once() {
+    let env = TestEnv::start().await;
+    let lead = env.lead_automation().await;
+    let blank = json!({"LastName": "Lovelace", "Company": ""});
+    let mut failed = Vec::new();
+    for _ in 0..3 {
+        failed.push(env.enqueue(&lead, blank.clone()).await);
+    }
+    let good = env
+        .enqueue(&lead, json!({"LastName": "Ada", "Company": "Engines"}))
+        .await;
+    for id in failed.iter().chain([&good]) {
+        env.wait_final(id).await;
+    }
+    // One failed before the window; a paused automation's failure waits until it runs.
+    let old: uuid::Uuid = failed[0].parse().expect("uuid");
+    env.query_one(
+        "UPDATE executions SET enqueued_at = now() - interval '2 days' WHERE id = $1 RETURNING 1",
+        &[&old],
+    )
+    .await;
+    let (_, first) = env
+        .call(Method::GET, &format!("/v1/automations/{lead}"), None)
+        .await;
+    let connection = first["connection_id"].as_str().expect("connection");
+    let paused = env
+        .published_automation("salesforce.create_lead", connection, "Paused", None)
+        .await;
+    let held = env.enqueue(&paused, blank.clone()).await;
+    env.wait_final(&held).await;
+    let (status, _) = env
+        .call(
+            Method::PATCH,
+            &format!("/v1/automations/{paused}"),
+            Some(json!({"status": "paused"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let since = (chrono::Utc::now() - chrono::Duration::days(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (ran, refused, more) = rerun_failures(&env, json!({"since": since, "limit": 1})).await;
+    assert_eq!((ran.len(), refused.len(), more), (1, 0, true));
+    assert_eq!(ran[0].0, failed[1], "the oldest in the window first");
+    let r1 = ran[0].1.clone();
+    assert_eq!(env.wait_final(&r1).await["status"], "failed");
+    let (_, linked) = env
+        .call(Method::GET, &format!("/v1/executions/{}", failed[1]), None)
+        .await;
+    assert_eq!(linked["rerun_id"], r1.as_str(), "{linked}");
+
+    // The next call takes the failure left, and the re-run that failed again: each failure no
+    // run followed yet.
+    let (ran, refused, more) = rerun_failures(&env, json!({"since": since})).await;
+    assert_eq!(
+        refused,
+        Vec::<Value>::new(),
+        "the one run again before is not taken"
+    );
+    let taken: Vec<&str> = ran.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(
+        (taken, more),
+        (vec![failed[2].as_str(), r1.as_str()], false)
+    );
+    for (_, rerun) in &ran {
+        env.wait_final(rerun).await;
+    }
+
+    // Two at once run each of those once between them.
+    let body = json!({"since": since});
+    let (a, b) = tokio::join!(
+        rerun_failures(&env, body.clone()),
+        rerun_failures(&env, body)
+    );
+    let mut firsts: Vec<String> = a.0.iter().chain(&b.0).map(|(f, _)| f.clone()).collect();
+    firsts.sort();
+    let mut heads: Vec<String> = ran.iter().map(|(_, r)| r.clone()).collect();
+    heads.sort();
+    assert_eq!(firsts, heads, "each once: {a:?} {b:?}");
+    for refusal in a.1.iter().chain(&b.1) {
+        assert_eq!(refusal["error"]["code"], "already_rerun", "{refusal}");
+    }
     env.stop().await;
 }

@@ -94,6 +94,10 @@ fn api(state: AppState) -> Router {
             post(executions::enqueue).get(executions::history::list),
         )
         .route("/v1/executions", get(executions::across::list))
+        .route(
+            "/v1/executions/rerun",
+            post(executions::rerun::rerun_failures),
+        )
         .route("/v1/executions/{id}", get(executions::read))
         .route("/v1/executions/{id}/rerun", post(executions::rerun::rerun))
         .route("/v1/me", get(tokens::me))

@@ -116,7 +116,7 @@ fn too_long(e: tokio_postgres::Error, status: Option<&str>) -> ApiError {
 }
 
 /// The `since` parameter.
-fn since(raw: &str) -> Result<DateTime<Utc>, ApiError> {
+pub(super) fn since(raw: &str) -> Result<DateTime<Utc>, ApiError> {
     DateTime::parse_from_rfc3339(raw)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| {

@@ -7,10 +7,15 @@
 //! and running it twice meanwhile would do the action twice. A succeeded or `unknown_outcome`
 //! one runs again only when asked by its status (`"allow": "succeeded"`…): its action may
 //! have been done already, and doing it again is the caller's deliberate choice.
+//!
+//! After an outage, the failures since a time run again in bulk: each one no run followed yet
+//! (the first execution keeps its latest re-run's id, set in the statement that records the
+//! re-run — only if none was, for the bulk, so that two bulk calls at once take each failure
+//! once).
 
 use super::{Submission, checked_wait, submit};
-use crate::auth::{Caller, EXECUTE};
-use crate::error::ApiError;
+use crate::auth::{CONFIGURE, Caller, EXECUTE};
+use crate::error::{ApiError, ApiJson};
 use crate::routes::parse_id;
 use crate::state::AppState;
 use aic_proto::{AutomationId, ExecutionId};
@@ -19,7 +24,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Body of `POST /v1/executions/{id}/rerun` (optional).
@@ -73,6 +78,7 @@ pub async fn rerun(
         source: Some(format!("rerun:{first}")),
         idempotency_key: None,
         wait,
+        rerun_of: Some((first, false)),
     };
     submit(&state, &caller, &client, submission, &http_headers).await
 }
@@ -98,4 +104,114 @@ fn allowed(status: String, allow: Option<&str>) -> Result<(), ApiError> {
             format!("the execution is {status}: only a finished one runs again"),
         )),
     }
+}
+
+/// Body of `POST /v1/executions/rerun`: which failures to run again.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRerunInput {
+    /// Failures enqueued at or after this time (RFC 3339, e.g. `2026-12-05T00:00:00Z`).
+    pub since: String,
+    /// Only this automation's.
+    pub automation_id: Option<AutomationId>,
+    /// At most this many, oldest first (1 to 200, default 50); `more` says whether others are
+    /// left for the next call.
+    pub limit: Option<i64>,
+}
+
+/// What a bulk re-run did.
+#[derive(Serialize, JsonSchema)]
+pub struct BulkRerun {
+    /// Each failure taken, oldest first.
+    pub reruns: Vec<RerunItem>,
+    /// Failures of the filter not run again yet: call again.
+    pub more: bool,
+}
+
+/// One failure run again, or why not.
+#[derive(Serialize, JsonSchema)]
+pub struct RerunItem {
+    /// The failed execution.
+    pub execution_id: ExecutionId,
+    /// Its re-run, queued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerun_id: Option<ExecutionId>,
+    /// Why it was not run again (its values no longer fit the live version's parameters…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::error::ErrorDetail>,
+}
+
+/// Failures of running automations not run again yet: each automation's oldest since the time
+/// (through the ledger's index), merged, oldest first.
+const FAILURES: &str = "SELECT x.id, x.automation_id, x.parameters FROM automations a \
+    CROSS JOIN LATERAL ( \
+      SELECT e.id, e.automation_id, e.parameters, e.enqueued_at FROM executions e \
+      WHERE e.tenant_id = $1 AND e.automation_id = a.id AND e.enqueued_at >= $2 \
+        AND e.status = 'failed' AND e.rerun_id IS NULL \
+      ORDER BY e.enqueued_at, e.id LIMIT $4) x \
+    WHERE a.tenant_id = $1 AND ($3::uuid IS NULL OR a.id = $3) \
+      AND a.status = 'running' AND a.published_version_id IS NOT NULL \
+    ORDER BY x.enqueued_at, x.id LIMIT $4";
+
+/// `POST /v1/executions/rerun`: runs the failures since a time again, each once (admins and
+/// editors). A paused or unpublished automation's failures wait until it runs again; one whose
+/// values no longer fit is reported and left; a broker that does not confirm stops the batch.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant))]
+pub async fn rerun_failures(
+    caller: Caller,
+    State(state): State<AppState>,
+    http_headers: axum::http::HeaderMap,
+    ApiJson(input): ApiJson<BulkRerunInput>,
+) -> Result<Json<BulkRerun>, ApiError> {
+    caller.require(CONFIGURE)?;
+    let since = super::across::since(&input.since)?;
+    let limit = crate::routes::page::limit(input.limit)?;
+    let client = state.pool.get().await?;
+    let automation = input.automation_id.map(|a| a.0);
+    let rows = client
+        .query(
+            FAILURES,
+            &[&caller.tenant.0, &since, &automation, &(limit + 1)],
+        )
+        .await?;
+    let more = rows.len() > limit as usize;
+    let mut reruns = Vec::new();
+    for row in rows.iter().take(limit as usize) {
+        let first = ExecutionId(row.get(0));
+        let submission = Submission {
+            automation: AutomationId(row.get(1)),
+            execution: ExecutionId::default(),
+            parameters: match row.get::<_, Value>(2) {
+                Value::Object(values) => values,
+                _ => serde_json::Map::new(),
+            },
+            source: Some(format!("rerun:{first}")),
+            idempotency_key: None,
+            wait: None,
+            rerun_of: Some((first, true)),
+        };
+        let done = submit(&state, &caller, &client, submission, &http_headers).await;
+        let (rerun_id, error) = match done {
+            Ok((_, Json(queued))) => (Some(queued.execution_id), None),
+            // The database or the broker failing: what is done stays done, the rest waits.
+            Err(e) if e.is_server_error() => {
+                if reruns.is_empty() {
+                    return Err(e);
+                }
+                reruns.push(RerunItem {
+                    execution_id: first,
+                    rerun_id: None,
+                    error: Some(e.detail()),
+                });
+                return Ok(Json(BulkRerun { reruns, more: true }));
+            }
+            Err(e) => (None, Some(e.detail())),
+        };
+        reruns.push(RerunItem {
+            execution_id: first,
+            rerun_id,
+            error,
+        });
+    }
+    Ok(Json(BulkRerun { reruns, more }))
 }

@@ -1,0 +1,264 @@
+//! Enqueueing one execution, for `POST /v1/automations/{id}/executions` and the re-runs: the
+//! automation checked runnable and the values checked against its parameters, the execution
+//! recorded (with its outbox row, `crate::resend`) or found already known, the request published
+//! and confirmed — or, unconfirmed, undone unless taken over — and the answer, with the result
+//! when it came within the caller's wait.
+
+use super::Enqueued;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+use aic_proto::{AutomationDefinition, AutomationId, ExecutionId, ExecutionRequestV1};
+use axum::Json;
+use axum::http::StatusCode;
+use chrono::Utc;
+use serde_json::{Map, Value};
+
+/// An execution to enqueue.
+pub(super) struct Submission {
+    pub(super) automation: AutomationId,
+    pub(super) execution: ExecutionId,
+    pub(super) parameters: Map<String, Value>,
+    pub(super) source: Option<String>,
+    pub(super) idempotency_key: Option<String>,
+    /// How long the caller waits for the result, if at all.
+    pub(super) wait: Option<std::time::Duration>,
+    /// The execution this one runs again, and whether only if nothing ran it again before.
+    pub(super) rerun_of: Option<(ExecutionId, bool)>,
+}
+
+/// Enqueues `s` for the caller: checks the automation runs and the values fit its parameters,
+/// records the execution (or finds it already known), publishes the request and answers once
+/// the broker confirmed it — with the result when it came within the caller's wait.
+pub(super) async fn submit(
+    state: &AppState,
+    caller: &Caller,
+    client: &deadpool_postgres::Object,
+    s: Submission,
+    http_headers: &axum::http::HeaderMap,
+) -> Result<(StatusCode, Json<Enqueued>), ApiError> {
+    let (automation, execution) = (s.automation, s.execution);
+    caller.may_reach(client, automation.0).await?;
+    let definition = runnable_definition(client, caller, automation).await?;
+    // Early feedback for HTTP callers; the worker checks again, authoritatively.
+    aic_core::params::build_body(&definition.parameters, &s.parameters)
+        .map_err(|e| ApiError::invalid(format!("parameters.{}", e.parameter), e.message))?;
+    // The outbox row says the request is still to be confirmed published (`crate::resend`,
+    // should this process stop before the confirm).
+    if !record(client, caller, &s).await? {
+        if s.rerun_of.is_some_and(|(_, once)| once) {
+            return Err(ApiError::conflict(
+                "already_rerun",
+                "the execution was run again meanwhile",
+            ));
+        }
+        let known = already_known(client, caller, execution, &s.idempotency_key).await?;
+        return Ok((StatusCode::ACCEPTED, Json(known)));
+    }
+    let body = serde_json::to_vec(&ExecutionRequestV1 {
+        version: aic_proto::MESSAGE_VERSION,
+        execution_id: execution,
+        tenant_id: caller.tenant,
+        automation_id: automation,
+        parameters: s.parameters,
+        requested_at: Some(Utc::now()),
+        source: s.source,
+    })
+    .map_err(|e| ApiError::internal("request", &e))?;
+    // Register before publishing, so a fast result cannot arrive before its waiter.
+    let reply_queue = state.replies.queue();
+    // No reply queue yet (start-up, or a broker reconnect in progress): answer 202 as usual.
+    let waiter = s
+        .wait
+        .filter(|_| !reply_queue.is_empty())
+        .map(|_| state.replies.wait_for(&execution.to_string()));
+    let reply_to = waiter.is_some().then_some(reply_queue.as_str());
+    if let Err(e) = publish_request(state, execution, &body, http_headers, reply_to).await {
+        let first = s.rerun_of.map(|(id, _)| id.0);
+        not_enqueued(state, client, (execution, first), &e).await?;
+        // Taken over: the request is queued after all.
+        return Ok(answer(state, execution, None).await);
+    }
+    tracing::info!(execution = %execution, "execution enqueued");
+    // Left behind, the row would only have the request published again, harmlessly.
+    if let Err(e) = client
+        .execute(
+            "DELETE FROM execution_outbox WHERE execution_id = $1",
+            &[&execution.0],
+        )
+        .await
+    {
+        tracing::warn!(error = %aic_core::with_causes(&e), execution = %execution, "could not clear a confirmed request's outbox row");
+    }
+    Ok(answer(state, execution, waiter.zip(s.wait)).await)
+}
+
+/// Records `s` as queued, with its outbox row (`crate::resend`), in one statement: `false` when
+/// it is already known — its id, or the tenant's idempotency key, taken (any unique violation
+/// means so) — or, for a bulk re-run, when something ran its execution again before. A re-run
+/// links the execution it runs again to it in the same statement.
+async fn record(
+    client: &deadpool_postgres::Object,
+    caller: &Caller,
+    s: &Submission,
+) -> Result<bool, ApiError> {
+    let (first, once) = s
+        .rerun_of
+        .map_or((None, false), |(id, once)| (Some(id.0), once));
+    let inserted = client
+        .execute(
+            "WITH l AS (UPDATE executions SET rerun_id = $1 WHERE tenant_id = $2 AND id = $7 \
+               AND (NOT $8 OR rerun_id IS NULL) RETURNING id), \
+             e AS (INSERT INTO executions (id, tenant_id, automation_id, status, parameters, source, idempotency_key) \
+               SELECT $1, $2, $3, 'queued', $4, $5, $6 WHERE $7::uuid IS NULL OR EXISTS (SELECT 1 FROM l) \
+               ON CONFLICT DO NOTHING RETURNING id) \
+             INSERT INTO execution_outbox (execution_id) SELECT id FROM e",
+            &[&s.execution.0, &caller.tenant.0, &s.automation.0, &Value::Object(s.parameters.clone()), &s.source, &s.idempotency_key, &first, &once],
+        )
+        .await?;
+    Ok(inserted == 1)
+}
+
+/// Undoes an enqueue the broker did not confirm (`e`): the reply waiter and the queued row go,
+/// so the client can retry with the same id, and the caller is told to retry later (`Err`).
+/// Unless the request was taken over meanwhile — its outbox row claimed by a control plane that
+/// published it again ([`crate::resend`], past its grace), or its execution begun by a worker
+/// (the broker had it, only the confirm was lost): then it stays, and is answered as queued
+/// (`Ok`), not as "nothing was enqueued".
+async fn not_enqueued(
+    state: &AppState,
+    client: &deadpool_postgres::Object,
+    (execution, first): (ExecutionId, Option<uuid::Uuid>),
+    e: &aic_core::amqp::PublishError,
+) -> Result<(), ApiError> {
+    state.replies.forget(&execution.to_string());
+    tracing::error!(error = %e, execution = %execution, "execution request not confirmed");
+    // A re-run undone no longer links the execution it ran again (which a bulk re-run may
+    // then take again).
+    let undone: i64 = client
+        .query_one(
+            "WITH o AS (DELETE FROM execution_outbox WHERE execution_id = $1 RETURNING execution_id), \
+             d AS (DELETE FROM executions WHERE id IN (SELECT execution_id FROM o) AND status = 'queued' RETURNING id), \
+             u AS (UPDATE executions SET rerun_id = NULL WHERE id = $2 AND rerun_id = $1 AND EXISTS (SELECT 1 FROM d)) \
+             SELECT count(*) FROM d",
+            &[&execution.0, &first],
+        )
+        .await?
+        .get(0);
+    if undone == 1 {
+        return Err(ApiError::unavailable(
+            "the message broker did not confirm the request; nothing was enqueued, retry later",
+        ));
+    }
+    tracing::warn!(execution = %execution, "the request's publish was not confirmed, but it was taken over (published again, or begun): answered as queued");
+    Ok(())
+}
+
+/// The answer to an enqueued execution: its result if it came within the caller's wait (200),
+/// else its id to follow (202).
+async fn answer(
+    state: &AppState,
+    execution: ExecutionId,
+    waiting: Option<(tokio::sync::oneshot::Receiver<Value>, std::time::Duration)>,
+) -> (StatusCode, Json<Enqueued>) {
+    let mut answer = Enqueued {
+        execution_id: execution,
+        status: "queued".into(),
+        status_url: format!("/v1/executions/{execution}"),
+        result: None,
+    };
+    if let Some((rx, budget)) = waiting {
+        match tokio::time::timeout(budget, rx).await {
+            Ok(Ok(result)) => {
+                answer.status = result["status"].as_str().unwrap_or("failed").to_string();
+                answer.result = Some(result);
+                return (StatusCode::OK, Json(answer));
+            }
+            // Past the budget the caller gets the id; the result still arrives as usual.
+            _ => state.replies.forget(&execution.to_string()),
+        }
+    }
+    (StatusCode::ACCEPTED, Json(answer))
+}
+
+/// The published definition of the caller's automation, refused when there is none or the
+/// automation is paused.
+async fn runnable_definition(
+    client: &deadpool_postgres::Object,
+    caller: &Caller,
+    automation: AutomationId,
+) -> Result<AutomationDefinition, ApiError> {
+    let row = client
+        .query_opt(
+            "SELECT a.status, v.definition FROM automations a \
+             LEFT JOIN automation_versions v ON v.id = a.published_version_id \
+             WHERE a.tenant_id = $1 AND a.id = $2",
+            &[&caller.tenant.0, &automation.0],
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("automation"))?;
+    let status: String = row.get(0);
+    let Some(definition) = row.get::<_, Option<Value>>(1) else {
+        return Err(ApiError::conflict(
+            "automation_not_published",
+            "the automation has no published version; publish it first",
+        ));
+    };
+    let definition: AutomationDefinition = serde_json::from_value(definition)
+        .map_err(|e| ApiError::internal("stored definition", &e))?;
+    if status == "paused" {
+        return Err(ApiError::conflict(
+            "automation_paused",
+            "the automation is paused",
+        ));
+    }
+    Ok(definition)
+}
+
+/// The execution an enqueue found already recorded (its id, or the tenant's idempotency key,
+/// taken): answered as it stands, and not run again.
+async fn already_known(
+    client: &deadpool_postgres::Object,
+    caller: &Caller,
+    execution: ExecutionId,
+    idempotency_key: &Option<String>,
+) -> Result<Enqueued, ApiError> {
+    let existing = client
+        .query_opt(
+            "SELECT id, status, result FROM executions WHERE tenant_id = $1 AND (id = $2 OR idempotency_key = $3) \
+             ORDER BY (idempotency_key IS NOT DISTINCT FROM $3) DESC LIMIT 1",
+            &[&caller.tenant.0, &execution.0, idempotency_key],
+        )
+        .await?
+        .ok_or_else(|| ApiError::conflict("execution_id_taken", "this execution id is already used"))?;
+    let first = ExecutionId(existing.get(0));
+    Ok(Enqueued {
+        execution_id: first,
+        status: existing.get(1),
+        status_url: format!("/v1/executions/{first}"),
+        result: existing.get(2),
+    })
+}
+
+/// Publishes an execution request (`body`) as `proto/AMQP.md` says, carrying the caller's trace, with
+/// `reply_to` when the caller waits for the result; `Ok` once the broker confirmed it.
+async fn publish_request(
+    state: &AppState,
+    execution: ExecutionId,
+    body: &[u8],
+    http_headers: &axum::http::HeaderMap,
+    reply_to: Option<&str>,
+) -> Result<(), aic_core::amqp::PublishError> {
+    let mut properties = crate::resend::properties(execution);
+    // The caller's trace goes on in the worker (W3C trace context, `proto/AMQP.md`).
+    let trace = aic_core::telemetry::request_headers(http_headers, &tracing::Span::current());
+    if !trace.inner().is_empty() {
+        properties = properties.with_headers(trace);
+    }
+    if let Some(queue) = reply_to {
+        properties = properties
+            .with_reply_to(queue.into())
+            .with_correlation_id(execution.to_string().into());
+    }
+    crate::resend::publish(&state.broker, &state.names, body, properties).await
+}
