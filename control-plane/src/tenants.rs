@@ -19,20 +19,32 @@ pub struct IssuedToken {
     pub token: String,
 }
 
-/// Creates a tenant with an admin token.
+/// Creates a tenant with an admin token (`aic-control-plane create-tenant`), its
+/// `token.issued` event the first of the tenant's audit trail, by the command.
 pub async fn create_tenant(pool: &Pool, name: &str) -> anyhow::Result<IssuedToken> {
     let name = name.trim();
     anyhow::ensure!(!name.is_empty(), "tenant name must not be blank");
-    let client = pool.get().await?;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
     let tenant = TenantId::new();
-    let inserted = client
+    let inserted = tx
         .execute(
             "INSERT INTO tenants (id, name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
             &[&tenant.0, &name],
         )
         .await?;
     anyhow::ensure!(inserted == 1, "a tenant named '{name}' already exists");
-    issue(pool, tenant, Role::Admin, "initial admin").await
+    let new = NewToken {
+        tenant,
+        role: Role::Admin,
+        name: "initial admin",
+        created_by: None,
+        expires_at: None,
+        scope: None,
+    };
+    let issued = issue_by_operator(&tx, &new, "create-tenant", name).await?;
+    tx.commit().await?;
+    Ok(issued)
 }
 
 /// Issues a token for a tenant found by name (`aic-control-plane create-token`), limited to
@@ -67,25 +79,30 @@ pub async fn create_token(
         expires_at: None,
         scope: scope.as_deref(),
     };
-    let (id, token) = match insert_token(&tx, &new).await? {
+    let issued = issue_by_operator(&tx, &new, "create-token", tenant).await?;
+    tx.commit().await?;
+    Ok(issued)
+}
+
+/// Writes `new` (of the tenant named `tenant`) with its `token.issued` event by the operator's
+/// `command`, in `tx`, which the caller commits.
+async fn issue_by_operator(
+    tx: &deadpool_postgres::Transaction<'_>,
+    new: &NewToken<'_>,
+    command: &str,
+    tenant: &str,
+) -> anyhow::Result<IssuedToken> {
+    let (id, token) = match insert_token(tx, new).await? {
         Ok(issued) => issued,
         Err(missing) => anyhow::bail!("there is no automation {missing} in tenant '{tenant}'"),
     };
-    let target = crate::audit::Target { id, name: label };
-    crate::audit::by_operator(
-        &tx,
-        new.tenant,
-        "create-token",
-        crate::audit::Action::TokenIssued,
-        target,
-        new.issued_detail(),
-    )
-    .await?;
-    tx.commit().await?;
+    let target = crate::audit::Target { id, name: new.name };
+    let action = crate::audit::Action::TokenIssued;
+    crate::audit::by_operator(tx, new.tenant, command, action, target, new.issued_detail()).await?;
     Ok(IssuedToken {
         tenant_id: new.tenant,
         token_id: id,
-        role: role.as_str(),
+        role: new.role.as_str(),
         token,
     })
 }

@@ -123,6 +123,7 @@ async fn every_change_leaves_one_event_and_none_holds_a_secret() {
     let (connection, eve) = change_everything(&env).await;
     let trail = events(&env, "?limit=200").await;
     let mut expected = vec![
+        "token.issued",
         "connection.created",
         "connection.tested",
         "connection.updated",
@@ -232,9 +233,19 @@ async fn the_trail_pages_without_a_gap_and_is_the_admins_alone() {
         assert_eq!(status, 201);
     }
     let whole = events(&env, "").await;
-    assert_eq!(actions(&whole), ["token.issued"; 7]);
+    assert_eq!(actions(&whole), ["token.issued"; 8]);
     assert_eq!(whole[0]["target_name"], "bot 6", "newest first");
     assert_eq!(whole[0]["detail"]["role"], "service");
+    // The trail starts with the tenant's first admin token, issued by `create-tenant`.
+    let initial = (
+        whole[7]["target_name"].as_str(),
+        whole[7]["actor_name"].as_str(),
+        whole[7]["detail"]["role"].as_str(),
+    );
+    assert_eq!(
+        initial,
+        (Some("initial admin"), Some("create-tenant"), Some("admin"))
+    );
     let mut paged = Vec::new();
     let mut query = "?limit=3".to_string();
     loop {
@@ -301,7 +312,13 @@ async fn the_trail_is_the_admins_alone_and_refuses_what_it_cannot_filter() {
     let (_, theirs) = env
         .call_as(&other.token, Method::GET, "/v1/audit-events", None)
         .await;
-    assert_eq!(theirs["events"], json!([]), "{theirs}");
+    let theirs = theirs["events"].as_array().expect("events");
+    let only = theirs
+        .iter()
+        .map(|e| e["target_id"].as_str())
+        .collect::<Vec<_>>();
+    let own = other.token_id.to_string();
+    assert_eq!(only, [Some(own.as_str())], "their own first token alone");
 
     let rewritten = env
         .pool
@@ -336,7 +353,11 @@ async fn retention_deletes_only_what_is_older_than_it_keeps() {
         )
         .await
         .expect("old event");
-    assert_eq!(events(&env, "").await.len(), 2);
+    assert_eq!(
+        events(&env, "").await.len(),
+        3,
+        "the initial admin, the bot, the old one"
+    );
     assert!(
         aic_control_plane::retention::prune_audit(&env.pool, 0)
             .await
@@ -347,7 +368,7 @@ async fn retention_deletes_only_what_is_older_than_it_keeps() {
         .expect("prune");
     assert_eq!(deleted, 1);
     let kept = events(&env, "").await;
-    assert_eq!(kept.len(), 1);
+    assert_eq!(kept.len(), 2);
     assert_eq!(kept[0]["target_name"], "bot");
     env.stop().await;
 }
@@ -380,7 +401,7 @@ async fn a_retention_set_on_the_control_plane_prunes_on_its_own() {
             .await
             .expect("old event");
         let started = std::time::Instant::now();
-        while events(&env, "").await.len() > 1 {
+        while events(&env, "").await.len() > 2 {
             assert!(
                 started.elapsed() < std::time::Duration::from_secs(5),
                 "round {round}: not pruned"
