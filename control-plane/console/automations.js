@@ -234,7 +234,7 @@ views.runs = async (filters = {}) => {
     const ran = done.reruns.filter((r) => r.rerun_id).length;
     const refused = done.reruns.filter((r) => r.error).map((r) => `${r.execution_id}: ${r.error.message}`);
     await views.runs(filters);
-    flash(`${ran} run again${refused.length ? `; not: ${refused.join('; ')}` : ''}${done.more ? '; more are left: run again' : ''}`);
+    flash(`${ran} run again${refused.length ? `; not: ${refused.join('; ')}` : ''}${done.next ? '; more are left: run again' : ''}`);
   }) }, 'Run the failures again') : null;
   render(h('h2', {}, 'Runs'), h('p', { class: 'hint' }, 'Every automation\'s executions, newest first.'),
     h('div', { class: 'bar' }, status, hours, again), ...await runTable(fetch, named));

@@ -176,7 +176,7 @@ async fn an_unfinished_or_unreachable_execution_is_not_run_again() {
 }
 
 /// `POST /v1/executions/rerun` with `body`: the ids it ran again (failed one, its re-run), the
-/// refusals, and `more`.
+/// refusals, and whether others are left (a `next`).
 async fn rerun_failures(env: &TestEnv, body: Value) -> (Vec<(String, String)>, Vec<Value>, bool) {
     let (status, answer) = env
         .call(Method::POST, "/v1/executions/rerun", Some(body))
@@ -193,7 +193,7 @@ async fn rerun_failures(env: &TestEnv, body: Value) -> (Vec<(String, String)>, V
             None => refused.push(item.clone()),
         }
     }
-    (ran, refused, answer["more"].as_bool().expect("more"))
+    (ran, refused, answer["next"].is_string())
 }
 
 #[tokio::test]
@@ -279,5 +279,45 @@ async fn the_failures_since_a_time_run_again_each_once() {
     for refusal in a.1.iter().chain(&b.1) {
         assert_eq!(refusal["error"]["code"], "already_rerun", "{refusal}");
     }
+
+    // Failures whose values no longer fit the live version are listed with their error and
+    // left; `next` goes on past them.
+    let unfit: Vec<uuid::Uuid> = (0..2).map(|_| uuid::Uuid::now_v7()).collect();
+    let lead_id: uuid::Uuid = lead.parse().expect("uuid");
+    for (i, id) in unfit.iter().enumerate() {
+        env.query_one(
+            "INSERT INTO executions (id, tenant_id, automation_id, status, parameters, \
+               enqueued_at, finished_at) \
+             VALUES ($1, $2, $3, 'failed', '{}', now() - make_interval(hours => 2 - $4), now()) \
+             RETURNING 1",
+            &[id, &env.tenant.0, &lead_id, &(i as i32)],
+        )
+        .await;
+    }
+    let one = json!({"since": since, "limit": 1});
+    let (status, answer) = env
+        .call(Method::POST, "/v1/executions/rerun", Some(one.clone()))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let item = &answer["reruns"][0];
+    assert_eq!(item["execution_id"], unfit[0].to_string(), "{answer}");
+    assert_eq!(item["error"]["field"], "parameters.LastName", "{answer}");
+    let next = answer["next"].as_str().expect("more are left").to_string();
+    let (_, again) = env
+        .call(Method::POST, "/v1/executions/rerun", Some(one))
+        .await;
+    assert_eq!(
+        again["reruns"][0]["execution_id"], item["execution_id"],
+        "left, it comes first again"
+    );
+    let on = json!({"since": since, "limit": 1, "after": next});
+    let (_, past) = env
+        .call(Method::POST, "/v1/executions/rerun", Some(on))
+        .await;
+    assert_eq!(
+        past["reruns"][0]["execution_id"],
+        unfit[1].to_string(),
+        "{past}"
+    );
     env.stop().await;
 }

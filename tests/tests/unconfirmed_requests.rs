@@ -7,7 +7,7 @@
 use aic_proto::topology::Names;
 use aic_tests::harness::TestEnv;
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -142,6 +142,38 @@ async fn an_unconfirmed_enqueue_is_undone_unless_it_was_taken_over() {
     // The control plane's next publish reopens its channel and declares the exchange again.
     let (status, body) = enqueue(Uuid::now_v7()).await;
     assert_eq!(status, 202, "{body}");
+
+    // A bulk re-run unconfirmed likewise: the failure it would have run again is not linked to
+    // the undone re-run, so the next call takes it.
+    let failed = Uuid::now_v7();
+    let automation_id: Uuid = automation.parse().expect("uuid");
+    env.query_one(
+        "INSERT INTO executions (id, tenant_id, automation_id, status, parameters, finished_at) \
+         VALUES ($1, $2, $3, 'failed', '{\"LastName\": \"Lost\", \"Company\": \"Confirm\"}', now()) \
+         RETURNING 1",
+        &[&failed, &env.tenant.0, &automation_id],
+    )
+    .await;
+    let bulk = json!({"since": "2026-01-01T00:00:00Z"});
+    refuse().await;
+    let (status, body) = env
+        .call(Method::POST, "/v1/executions/rerun", Some(bulk.clone()))
+        .await;
+    assert_eq!(status, 503, "{body}");
+    let (_, first) = env
+        .call(Method::GET, &format!("/v1/executions/{failed}"), None)
+        .await;
+    assert_eq!(first["rerun_id"], Value::Null, "{first}");
+    let (status, body) = env
+        .call(Method::POST, "/v1/executions/rerun", Some(bulk))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["reruns"][0]["execution_id"],
+        failed.to_string(),
+        "{body}"
+    );
+    assert!(body["reruns"][0]["rerun_id"].is_string(), "{body}");
 
     env.pool
         .get()

@@ -44,11 +44,13 @@ pub fn split<T>(
 ) -> (Vec<T>, Option<String>) {
     let more = records.len() > limit as usize;
     records.truncate(limit as usize);
-    let next = records.last().filter(|_| more).map(|r| {
-        let (at, id) = key(r);
-        format!("{}_{id}", at.to_rfc3339_opts(SecondsFormat::Micros, true))
-    });
+    let next = records.last().filter(|_| more).map(|r| next(key(r)));
     (records, next)
+}
+
+/// The `next` that continues after `cursor`.
+pub fn next((at, id): Cursor) -> String {
+    format!("{}_{id}", at.to_rfc3339_opts(SecondsFormat::Micros, true))
 }
 
 #[cfg(test)]

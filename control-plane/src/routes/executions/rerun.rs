@@ -16,7 +16,7 @@
 use super::{Submission, checked_wait, submit};
 use crate::auth::{CONFIGURE, Caller, EXECUTE};
 use crate::error::{ApiError, ApiJson};
-use crate::routes::parse_id;
+use crate::routes::{page, parse_id};
 use crate::state::AppState;
 use aic_proto::{AutomationId, ExecutionId};
 use axum::Json;
@@ -58,29 +58,40 @@ pub async fn rerun(
     let client = state.pool.get().await?;
     let row = client
         .query_opt(
-            "SELECT automation_id, status, parameters FROM executions \
+            "SELECT id, automation_id, parameters, status FROM executions \
              WHERE tenant_id = $1 AND id = $2",
             &[&caller.tenant.0, &first.0],
         )
         .await?
         .ok_or_else(|| ApiError::not_found("execution"))?;
-    let automation = AutomationId(row.get(0));
-    caller.may_reach(&client, automation.0).await?;
-    allowed(row.get(1), input.allow.as_deref())?;
-    let parameters = match row.get::<_, Value>(2) {
-        Value::Object(values) => values,
-        _ => serde_json::Map::new(),
-    };
-    let submission = Submission {
-        automation,
-        execution: input.execution_id.unwrap_or_default(),
-        parameters,
+    caller.may_reach(&client, row.get(1)).await?;
+    allowed(row.get(3), input.allow.as_deref())?;
+    let execution = input.execution_id.unwrap_or_default();
+    let submission = rerun_of(&row, execution, wait, false);
+    submit(&state, &caller, &client, submission, &http_headers).await
+}
+
+/// The execution `execution` running again the one of `row` (its id, automation and parameter
+/// values), linked to it — with `once`, only if nothing ran it again before.
+fn rerun_of(
+    row: &tokio_postgres::Row,
+    execution: ExecutionId,
+    wait: Option<std::time::Duration>,
+    once: bool,
+) -> Submission {
+    let first = ExecutionId(row.get(0));
+    Submission {
+        automation: AutomationId(row.get(1)),
+        execution,
+        parameters: match row.get::<_, Value>(2) {
+            Value::Object(values) => values,
+            _ => serde_json::Map::new(),
+        },
         source: Some(format!("rerun:{first}")),
         idempotency_key: None,
         wait,
-        rerun_of: Some((first, false)),
-    };
-    submit(&state, &caller, &client, submission, &http_headers).await
+        rerun_of: Some((first, once)),
+    }
 }
 
 /// The statuses of an execution whose action may have been done.
@@ -114,9 +125,11 @@ pub struct BulkRerunInput {
     pub since: String,
     /// Only this automation's.
     pub automation_id: Option<AutomationId>,
-    /// At most this many, oldest first (1 to 200, default 50); `more` says whether others are
-    /// left for the next call.
+    /// At most this many, oldest first (1 to 200, default 50).
     pub limit: Option<i64>,
+    /// The `next` of the call before: go on past the failures it listed, those it could not
+    /// run again included. Without it, from the oldest failure not run again yet.
+    pub after: Option<String>,
 }
 
 /// What a bulk re-run did.
@@ -124,8 +137,9 @@ pub struct BulkRerunInput {
 pub struct BulkRerun {
     /// Each failure taken, oldest first.
     pub reruns: Vec<RerunItem>,
-    /// Failures of the filter not run again yet: call again.
-    pub more: bool,
+    /// Pass as `after` to go on with the failures left; absent when none is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// One failure run again, or why not.
@@ -141,13 +155,14 @@ pub struct RerunItem {
     pub error: Option<crate::error::ErrorDetail>,
 }
 
-/// Failures of running automations not run again yet: each automation's oldest since the time
-/// (through the ledger's index), merged, oldest first.
-const FAILURES: &str = "SELECT x.id, x.automation_id, x.parameters FROM automations a \
-    CROSS JOIN LATERAL ( \
+/// Failures of running automations not run again yet, after the cursor: each automation's
+/// oldest since the time (through the ledger's index), merged, oldest first.
+const FAILURES: &str = "SELECT x.id, x.automation_id, x.parameters, x.enqueued_at \
+    FROM automations a CROSS JOIN LATERAL ( \
       SELECT e.id, e.automation_id, e.parameters, e.enqueued_at FROM executions e \
       WHERE e.tenant_id = $1 AND e.automation_id = a.id AND e.enqueued_at >= $2 \
         AND e.status = 'failed' AND e.rerun_id IS NULL \
+        AND ($5::timestamptz IS NULL OR (e.enqueued_at, e.id) > ($5, $6)) \
       ORDER BY e.enqueued_at, e.id LIMIT $4) x \
     WHERE a.tenant_id = $1 AND ($3::uuid IS NULL OR a.id = $3) \
       AND a.status = 'running' AND a.published_version_id IS NOT NULL \
@@ -155,7 +170,8 @@ const FAILURES: &str = "SELECT x.id, x.automation_id, x.parameters FROM automati
 
 /// `POST /v1/executions/rerun`: runs the failures since a time again, each once (admins and
 /// editors). A paused or unpublished automation's failures wait until it runs again; one whose
-/// values no longer fit is reported and left; a broker that does not confirm stops the batch.
+/// values no longer fit is listed with its error and left; a broker that does not confirm
+/// stops the batch (`next` then goes on from the failure it stopped at).
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant))]
 pub async fn rerun_failures(
     caller: Caller,
@@ -165,53 +181,58 @@ pub async fn rerun_failures(
 ) -> Result<Json<BulkRerun>, ApiError> {
     caller.require(CONFIGURE)?;
     let since = super::across::since(&input.since)?;
-    let limit = crate::routes::page::limit(input.limit)?;
+    let limit = page::limit(input.limit)?;
+    let after = page::after(input.after.as_deref())?;
     let client = state.pool.get().await?;
     let automation = input.automation_id.map(|a| a.0);
+    let (at, id) = (after.map(|a| a.0), after.map(|a| a.1));
     let rows = client
         .query(
             FAILURES,
-            &[&caller.tenant.0, &since, &automation, &(limit + 1)],
+            &[
+                &caller.tenant.0,
+                &since,
+                &automation,
+                &(limit + 1),
+                &at,
+                &id,
+            ],
         )
         .await?;
-    let more = rows.len() > limit as usize;
+    let (rows, mut next) = page::split(rows, limit, |r| (r.get(3), r.get(0)));
     let mut reruns = Vec::new();
-    for row in rows.iter().take(limit as usize) {
+    for row in &rows {
         let first = ExecutionId(row.get(0));
-        let submission = Submission {
-            automation: AutomationId(row.get(1)),
-            execution: ExecutionId::default(),
-            parameters: match row.get::<_, Value>(2) {
-                Value::Object(values) => values,
-                _ => serde_json::Map::new(),
-            },
-            source: Some(format!("rerun:{first}")),
-            idempotency_key: None,
-            wait: None,
-            rerun_of: Some((first, true)),
-        };
-        let done = submit(&state, &caller, &client, submission, &http_headers).await;
-        let (rerun_id, error) = match done {
-            Ok((_, Json(queued))) => (Some(queued.execution_id), None),
-            // The database or the broker failing: what is done stays done, the rest waits.
-            Err(e) if e.is_server_error() => {
-                if reruns.is_empty() {
-                    return Err(e);
+        let submission = rerun_of(row, ExecutionId::default(), None, true);
+        let (rerun_id, error) =
+            match submit(&state, &caller, &client, submission, &http_headers).await {
+                Ok((_, Json(queued))) => (Some(queued.execution_id), None),
+                // The database or the broker failing: what is done stays done; the rest, this
+                // failure first, waits for the next call.
+                Err(e) if e.is_server_error() => {
+                    if reruns.is_empty() {
+                        return Err(e);
+                    }
+                    next = after_listed(&rows[..reruns.len()]);
+                    reruns.push(RerunItem {
+                        execution_id: first,
+                        rerun_id: None,
+                        error: Some(e.detail()),
+                    });
+                    return Ok(Json(BulkRerun { reruns, next }));
                 }
-                reruns.push(RerunItem {
-                    execution_id: first,
-                    rerun_id: None,
-                    error: Some(e.detail()),
-                });
-                return Ok(Json(BulkRerun { reruns, more: true }));
-            }
-            Err(e) => (None, Some(e.detail())),
-        };
+                Err(e) => (None, Some(e.detail())),
+            };
         reruns.push(RerunItem {
             execution_id: first,
             rerun_id,
             error,
         });
     }
-    Ok(Json(BulkRerun { reruns, more }))
+    Ok(Json(BulkRerun { reruns, next }))
+}
+
+/// The cursor after the last of `rows` (none when there is none).
+fn after_listed(rows: &[tokio_postgres::Row]) -> Option<String> {
+    rows.last().map(|r| page::next((r.get(3), r.get(0))))
 }
