@@ -4,8 +4,8 @@
 //! kill, a node lost — leaves an execution `queued` that no message will ever run, and a client
 //! retrying with the same id or idempotency key is told it is queued, for ever. Every control
 //! plane therefore looks, every [`EVERY`], for outbox rows older than [`GRACE`] and publishes
-//! their requests again from the execution's row (without the caller's trace or reply queue,
-//! gone with it). A request that was in fact delivered (confirm lost, or a long queue) runs
+//! their requests again from the execution's row, with the caller's trace context kept in the
+//! outbox row (not its reply queue, gone with the stopped control plane). A request that was in fact delivered (confirm lost, or a long queue) runs
 //! once all the same: the worker's ledger answers a second copy from the first. An execution
 //! a worker already began needs nothing: its row is just dropped. Rows are claimed with
 //! `SKIP LOCKED`, so control planes sweeping at once publish each request once.
@@ -39,7 +39,7 @@ pub async fn once(
     let rows = tx
         .query(
             "SELECT o.execution_id, e.status, e.tenant_id, e.automation_id, e.parameters, \
-               e.source, e.enqueued_at \
+               e.source, e.enqueued_at, o.traceparent, o.tracestate \
              FROM execution_outbox o LEFT JOIN executions e ON e.id = o.execution_id \
              WHERE o.since < now() - make_interval(secs => $1) \
              ORDER BY o.since LIMIT $2 FOR UPDATE OF o SKIP LOCKED",
@@ -62,7 +62,8 @@ pub async fn once(
                 requested_at: Some(row.get(6)),
                 source: row.get(5),
             };
-            if let Err(e) = publish_again(broker, names, &request).await {
+            let trace = aic_core::telemetry::trace_headers(row.get(7), row.get(8));
+            if let Err(e) = publish_again(broker, names, &request, trace).await {
                 // What went before is done: kept, not published a third time.
                 tx.commit().await?;
                 return Err(e);
@@ -81,14 +82,20 @@ pub async fn once(
     Ok(resent)
 }
 
-/// Publishes `request` as the API does ([`publish`]), without a trace or a reply queue.
+/// Publishes `request` as the API does ([`publish`]), with the caller's `trace` (kept in the
+/// outbox row) but no reply queue.
 async fn publish_again(
     broker: &Broker,
     names: &Names,
     request: &ExecutionRequestV1,
+    trace: lapin::types::FieldTable,
 ) -> anyhow::Result<()> {
     let body = serde_json::to_vec(request)?;
-    publish(broker, names, &body, properties(request.execution_id)).await?;
+    let mut properties = properties(request.execution_id);
+    if !trace.inner().is_empty() {
+        properties = properties.with_headers(trace);
+    }
+    publish(broker, names, &body, properties).await?;
     Ok(())
 }
 

@@ -176,6 +176,29 @@ pub fn hand_on(span: &tracing::Span, headers: &mut FieldTable) {
     TraceContextPropagator::new().inject_context(&cx, &mut HeadersMut(headers));
 }
 
+/// The trace context `headers` carry (`traceparent`, `tracestate`), as text to keep beside a
+/// request until it is published again ([`trace_headers`]).
+pub fn trace_text(headers: &FieldTable) -> (Option<String>, Option<String>) {
+    let h = Headers(headers);
+    let text = |name| h.get(name).map(str::to_string);
+    (text("traceparent"), text("tracestate"))
+}
+
+/// The headers carrying a trace context kept as text ([`trace_text`]): none without a
+/// `traceparent`.
+pub fn trace_headers(traceparent: Option<&str>, tracestate: Option<&str>) -> FieldTable {
+    let mut headers = FieldTable::default();
+    let Some(parent) = traceparent else {
+        return headers;
+    };
+    for (name, value) in [("traceparent", Some(parent)), ("tracestate", tracestate)] {
+        if let Some(value) = value {
+            headers.insert(name.into(), AMQPValue::LongString(LongString::from(value)));
+        }
+    }
+    headers
+}
+
 /// The trace context headers an enqueued request carries: the HTTP caller's own (`traceparent`,
 /// `tracestate`), passed through as they came so that its trace goes on in the worker; else the
 /// context of `span` (which writes nothing while no trace is exported).
@@ -208,6 +231,18 @@ pub fn request_headers(http: &reqwest::header::HeaderMap, span: &tracing::Span) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trace_kept_as_text_is_carried_again() {
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let headers = trace_headers(Some(parent), Some("vendor=1"));
+        assert_eq!(
+            trace_text(&headers),
+            (Some(parent.to_string()), Some("vendor=1".to_string()))
+        );
+        assert!(trace_headers(None, Some("vendor=1")).inner().is_empty());
+        assert_eq!(trace_text(&FieldTable::default()), (None, None));
+    }
 
     #[test]
     fn a_message_without_trace_context_injects_nothing_and_extracts_nothing() {

@@ -11,7 +11,10 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use uuid::Uuid;
 
-/// Records an execution of `automation` as an enqueue does, `status`, its outbox row written
+/// The trace context of the caller whose request was left behind.
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/// Records an execution of `automation` as an enqueue does (with its caller's trace), `status`, its outbox row written
 /// `age` ago, and publishes nothing; its id.
 async fn left_behind(env: &TestEnv, automation: &str, status: &str, age: &str) -> String {
     let id = Uuid::now_v7();
@@ -25,9 +28,10 @@ async fn left_behind(env: &TestEnv, automation: &str, status: &str, age: &str) -
             &format!(
                 "WITH e AS (INSERT INTO executions (id, tenant_id, automation_id, status, parameters, source) \
                  VALUES ($1, $2, $3, $4, $5, 'flow:checkout') RETURNING id) \
-                 INSERT INTO execution_outbox (execution_id, since) SELECT id, now() - interval '{age}' FROM e"
+                 INSERT INTO execution_outbox (execution_id, since, traceparent) \
+                 SELECT id, now() - interval '{age}', $6 FROM e"
             ),
-            &[&id, &env.tenant.0, &automation, &status, &parameters],
+            &[&id, &env.tenant.0, &automation, &status, &parameters, &TRACEPARENT],
         )
         .await
         .expect("left behind");
@@ -62,10 +66,22 @@ async fn a_request_recorded_but_never_published_is_published_again_and_runs() {
     let broker = aic_core::amqp::Broker::connect(&env.amqp().amqp_url, "test-resend", &names)
         .await
         .expect("broker");
+    let mut copies = env.listen(&names.executions_exchange, "execute").await;
     let sent = aic_control_plane::resend::once(&env.pool, &broker, &names, Duration::from_secs(30))
         .await
         .expect("a round");
     assert_eq!(sent, 1, "the orphan alone");
+    // Published again with its caller's trace, so the run still shows in the caller's trace.
+    let copy = copies
+        .next(Duration::from_secs(10))
+        .await
+        .expect("the request");
+    let headers = copy.properties.headers().clone().unwrap_or_default();
+    let parent = match headers.inner().get("traceparent") {
+        Some(lapin::types::AMQPValue::LongString(p)) => p.as_bytes().to_vec(),
+        _ => Vec::new(),
+    };
+    assert_eq!(parent, TRACEPARENT.as_bytes(), "{headers:?}");
     let result = env.wait_final(&orphan).await;
     assert_eq!(result["status"], "succeeded", "{result}");
     assert_eq!(result["source"], "flow:checkout", "{result}");
@@ -121,12 +137,22 @@ async fn an_unconfirmed_enqueue_is_undone_unless_it_was_taken_over() {
             .await
             .expect("the exchange deleted");
     };
+    // Enqueues as a flow whose trace is TRACEPARENT.
+    let http = reqwest::Client::new();
     let enqueue = |id: Uuid| {
-        let path = format!("/v1/automations/{automation}/executions");
+        let url = format!("{}/v1/automations/{automation}/executions", env.api);
         let body =
             json!({"execution_id": id, "parameters": {"LastName": "Lost", "Company": "Confirm"}});
-        let env = &env;
-        async move { env.call(Method::POST, &path, Some(body)).await }
+        let call = http
+            .post(url)
+            .bearer_auth(&env.admin_token)
+            .header("traceparent", TRACEPARENT)
+            .json(&body);
+        async move {
+            let answer = call.send().await.expect("control plane answers");
+            let status = answer.status();
+            (status, answer.json::<Value>().await.expect("json"))
+        }
     };
 
     let undone = Uuid::now_v7();
@@ -180,7 +206,9 @@ async fn an_unconfirmed_enqueue_is_undone_unless_it_was_taken_over() {
         .await
         .expect("db")
         .batch_execute(
-            "CREATE FUNCTION taken_over() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+            "CREATE TABLE seen (traceparent text); \
+             CREATE FUNCTION taken_over() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+               INSERT INTO seen VALUES (NEW.traceparent); \
                DELETE FROM execution_outbox WHERE execution_id = NEW.execution_id; RETURN NULL; \
              END $$; \
              CREATE TRIGGER taken_over AFTER INSERT ON execution_outbox \
@@ -191,6 +219,15 @@ async fn an_unconfirmed_enqueue_is_undone_unless_it_was_taken_over() {
     let kept = Uuid::now_v7();
     refuse().await;
     let (status, body) = enqueue(kept).await;
+    let kept_trace: Option<String> = env
+        .query_one("SELECT traceparent FROM seen", &[])
+        .await
+        .get(0);
+    assert_eq!(
+        kept_trace.as_deref(),
+        Some(TRACEPARENT),
+        "the caller's trace, kept for a publish again"
+    );
     assert_eq!(
         (status.as_u16(), body["status"].as_str()),
         (202, Some("queued")),

@@ -45,7 +45,10 @@ pub(super) async fn submit(
         .map_err(|e| ApiError::invalid(format!("parameters.{}", e.parameter), e.message))?;
     // The outbox row says the request is still to be confirmed published (`crate::resend`,
     // should this process stop before the confirm).
-    if !record(client, caller, &s).await? {
+    // The caller's trace goes on in the worker (W3C trace context, `proto/AMQP.md`), and is
+    // kept with the outbox row for a control plane that publishes the request again.
+    let trace = aic_core::telemetry::request_headers(http_headers, &tracing::Span::current());
+    if !record(client, caller, &s, &trace).await? {
         if s.rerun_of.is_some_and(|(_, once)| once) {
             return Err(ApiError::conflict(
                 "already_rerun",
@@ -73,7 +76,7 @@ pub(super) async fn submit(
         .filter(|_| !reply_queue.is_empty())
         .map(|_| state.replies.wait_for(&execution.to_string()));
     let reply_to = waiter.is_some().then_some(reply_queue.as_str());
-    if let Err(e) = publish_request(state, execution, &body, http_headers, reply_to).await {
+    if let Err(e) = publish_request(state, execution, &body, trace, reply_to).await {
         let first = s.rerun_of.map(|(id, _)| id.0);
         not_enqueued(state, client, (execution, first), &e).await?;
         // Taken over: the request is queued after all.
@@ -101,7 +104,9 @@ async fn record(
     client: &deadpool_postgres::Object,
     caller: &Caller,
     s: &Submission,
+    trace: &lapin::types::FieldTable,
 ) -> Result<bool, ApiError> {
+    let (traceparent, tracestate) = aic_core::telemetry::trace_text(trace);
     let (first, once) = s
         .rerun_of
         .map_or((None, false), |(id, once)| (Some(id.0), once));
@@ -112,8 +117,8 @@ async fn record(
              e AS (INSERT INTO executions (id, tenant_id, automation_id, status, parameters, source, idempotency_key) \
                SELECT $1, $2, $3, 'queued', $4, $5, $6 WHERE $7::uuid IS NULL OR EXISTS (SELECT 1 FROM l) \
                ON CONFLICT DO NOTHING RETURNING id) \
-             INSERT INTO execution_outbox (execution_id) SELECT id FROM e",
-            &[&s.execution.0, &caller.tenant.0, &s.automation.0, &Value::Object(s.parameters.clone()), &s.source, &s.idempotency_key, &first, &once],
+             INSERT INTO execution_outbox (execution_id, traceparent, tracestate) SELECT id, $9, $10 FROM e",
+            &[&s.execution.0, &caller.tenant.0, &s.automation.0, &Value::Object(s.parameters.clone()), &s.source, &s.idempotency_key, &first, &once, &traceparent, &tracestate],
         )
         .await?;
     Ok(inserted == 1)
@@ -240,18 +245,16 @@ async fn already_known(
     })
 }
 
-/// Publishes an execution request (`body`) as `proto/AMQP.md` says, carrying the caller's trace, with
+/// Publishes an execution request (`body`) as `proto/AMQP.md` says, carrying `trace`, with
 /// `reply_to` when the caller waits for the result; `Ok` once the broker confirmed it.
 async fn publish_request(
     state: &AppState,
     execution: ExecutionId,
     body: &[u8],
-    http_headers: &axum::http::HeaderMap,
+    trace: lapin::types::FieldTable,
     reply_to: Option<&str>,
 ) -> Result<(), aic_core::amqp::PublishError> {
     let mut properties = crate::resend::properties(execution);
-    // The caller's trace goes on in the worker (W3C trace context, `proto/AMQP.md`).
-    let trace = aic_core::telemetry::request_headers(http_headers, &tracing::Span::current());
     if !trace.inner().is_empty() {
         properties = properties.with_headers(trace);
     }
