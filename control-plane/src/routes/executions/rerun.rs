@@ -106,8 +106,13 @@ fn allowed(status: String, allow: Option<&str>) -> Result<(), ApiError> {
         "succeeded" | "unknown_outcome" => Err(ApiError::conflict(
             "execution_may_have_acted",
             format!(
-                "the execution {status}: running it again may do its action twice; send \
-                 {{\"allow\": \"{status}\"}} to run it again all the same"
+                "{}: running it again may do its action twice; send {{\"allow\": \"{status}\"}} \
+                 to run it again all the same",
+                if status == "succeeded" {
+                    "the execution succeeded"
+                } else {
+                    "whether the execution did its action is unknown"
+                }
             ),
         )),
         _ => Err(ApiError::conflict(
