@@ -1,21 +1,12 @@
 //! The audit trail: every change of a connection, an automation or a token leaves one event
 //! naming who did it, what it was done to and what changed — never a secret's value; a change
 //! refused or changing nothing leaves none; admins read it newest first, filtered and paged,
-//! and nothing rewrites it.
+//! and nothing rewrites it (its retention: `audit_retention.rs`).
 
 use aic_control_plane::auth::Role;
 use aic_tests::harness::{Options, TestEnv};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-/// The trail as the admin reads it with `query`: its events.
-async fn events(env: &TestEnv, query: &str) -> Vec<Value> {
-    let (status, page) = env
-        .call(Method::GET, &format!("/v1/audit-events{query}"), None)
-        .await;
-    assert_eq!(status, 200, "{query}: {page}");
-    page["events"].as_array().expect("events").clone()
-}
 
 fn actions(events: &[Value]) -> Vec<&str> {
     events
@@ -121,7 +112,7 @@ async fn automation_life(env: &TestEnv, eve: &str, id: &str) -> String {
 async fn every_change_leaves_one_event_and_none_holds_a_secret() {
     let env = TestEnv::start_with(Options::api_only()).await;
     let (connection, eve) = change_everything(&env).await;
-    let trail = events(&env, "?limit=200").await;
+    let trail = env.audit_events("?limit=200").await;
     let mut expected = vec![
         "token.issued",
         "connection.created",
@@ -149,11 +140,14 @@ async fn every_change_leaves_one_event_and_none_holds_a_secret() {
     }
 
     // Filters: one record, one action, one kind, one actor.
-    let on_connection = events(&env, &format!("?target_id={connection}")).await;
+    let on_connection = env.audit_events(&format!("?target_id={connection}")).await;
     assert_eq!(on_connection.len(), 5, "{on_connection:?}");
-    assert_eq!(events(&env, "?action=automation.published").await.len(), 2);
-    assert_eq!(events(&env, "?target_kind=connection").await.len(), 5);
-    let by_eve = events(&env, &format!("?actor_id={eve}")).await;
+    assert_eq!(
+        env.audit_events("?action=automation.published").await.len(),
+        2
+    );
+    assert_eq!(env.audit_events("?target_kind=connection").await.len(), 5);
+    let by_eve = env.audit_events(&format!("?actor_id={eve}")).await;
     assert_eq!(
         actions(&by_eve),
         [
@@ -169,7 +163,7 @@ async fn every_change_leaves_one_event_and_none_holds_a_secret() {
 async fn an_event_names_who_did_what_and_how() {
     let env = TestEnv::start_with(Options::api_only()).await;
     change_everything(&env).await;
-    let trail = events(&env, "?limit=200").await;
+    let trail = env.audit_events("?limit=200").await;
     let find = |action: &str| trail.iter().find(|e| e["action"] == action).expect(action);
     let created = find("connection.created");
     assert_eq!(
@@ -232,7 +226,7 @@ async fn the_trail_pages_without_a_gap_and_is_the_admins_alone() {
         let (status, _) = env.call(Method::POST, "/v1/tokens", Some(body)).await;
         assert_eq!(status, 201);
     }
-    let whole = events(&env, "").await;
+    let whole = env.audit_events("").await;
     assert_eq!(actions(&whole), ["token.issued"; 8]);
     assert_eq!(whole[0]["target_name"], "bot 6", "newest first");
     assert_eq!(whole[0]["detail"]["role"], "service");
@@ -332,84 +326,5 @@ async fn the_trail_is_the_admins_alone_and_refuses_what_it_cannot_filter() {
         format!("{rewritten:?}").contains("append-only"),
         "{rewritten:?}"
     );
-    env.stop().await;
-}
-
-#[tokio::test]
-async fn retention_deletes_only_what_is_older_than_it_keeps() {
-    let env = TestEnv::start_with(Options::api_only()).await;
-    let body = json!({"name": "bot", "role": "service"});
-    let (status, _) = env.call(Method::POST, "/v1/tokens", Some(body)).await;
-    assert_eq!(status, 201);
-    // An event of last year (an insert: nothing rewrites an event).
-    env.pool
-        .get()
-        .await
-        .expect("db")
-        .execute(
-            "INSERT INTO audit_events (id, tenant_id, at, action, target_kind, target_id, target_name) \
-             VALUES (gen_random_uuid(), $1, now() - interval '400 days', 'token.issued', 'token', gen_random_uuid(), 'old')",
-            &[&env.tenant.0],
-        )
-        .await
-        .expect("old event");
-    assert_eq!(
-        events(&env, "").await.len(),
-        3,
-        "the initial admin, the bot, the old one"
-    );
-    assert!(
-        aic_control_plane::retention::prune_audit(&env.pool, 0)
-            .await
-            .is_err()
-    );
-    let deleted = aic_control_plane::retention::prune_audit(&env.pool, 365)
-        .await
-        .expect("prune");
-    assert_eq!(deleted, 1);
-    let kept = events(&env, "").await;
-    assert_eq!(kept.len(), 2);
-    assert_eq!(kept[0]["target_name"], "bot");
-    env.stop().await;
-}
-
-/// A control plane given a retention (`AIC_AUDIT_KEEP_DAYS`) prunes by itself, again and again.
-#[tokio::test]
-async fn a_retention_set_on_the_control_plane_prunes_on_its_own() {
-    let env = TestEnv::start_with(Options::api_only()).await;
-    let body = json!({"name": "bot", "role": "service"});
-    let (status, _) = env.call(Method::POST, "/v1/tokens", Some(body)).await;
-    assert_eq!(status, 201);
-    let every = std::time::Duration::from_millis(100);
-    let retention = aic_control_plane::retention::Retention {
-        audit_days: Some(30),
-        executions_days: None,
-    };
-    let retention = tokio::spawn(aic_control_plane::retention::retain(
-        env.pool.clone(),
-        retention,
-        every,
-    ));
-    let client = env.pool.get().await.expect("db");
-    for round in 0..2 {
-        client
-            .execute(
-                "INSERT INTO audit_events (id, tenant_id, at, action, target_kind, target_id, target_name) \
-                 VALUES (gen_random_uuid(), $1, now() - interval '31 days', 'token.issued', 'token', gen_random_uuid(), 'old')",
-                &[&env.tenant.0],
-            )
-            .await
-            .expect("old event");
-        let started = std::time::Instant::now();
-        while events(&env, "").await.len() > 2 {
-            assert!(
-                started.elapsed() < std::time::Duration::from_secs(5),
-                "round {round}: not pruned"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        assert_eq!(events(&env, "").await[0]["target_name"], "bot");
-    }
-    retention.abort();
     env.stop().await;
 }

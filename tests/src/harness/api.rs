@@ -74,6 +74,15 @@ impl TestEnv {
         err
     }
 
+    /// The audit trail as the admin reads it with `query` (`?action=…`, or empty): its events.
+    pub async fn audit_events(&self, query: &str) -> Vec<Value> {
+        let (status, page) = self
+            .call(Method::GET, &format!("/v1/audit-events{query}"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{query}: {page}");
+        page["events"].as_array().expect("events").clone()
+    }
+
     /// Tests a connection (`POST /v1/connections/{id}/test`): the answer, after checking the
     /// call itself succeeded (a refused credential is `ok: false` in a 200, not an HTTP error).
     pub async fn test_connection(&self, id: &str) -> Value {
