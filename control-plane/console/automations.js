@@ -219,25 +219,35 @@ async function runPanel(id) {
 
 // Every automation's runs, newest first: what ran, and what failed, whichever automation it was.
 views.runs = async (filters = {}) => {
+  const refilter = (key) => (e) => open('runs', { ...filters, [key]: e.target.value });
   const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'unknown_outcome'];
-  const status = select([['', 'Any status'], ...STATUSES.map((s) => [s, s.replace(/_/g, ' ')])], filters.status || '',
-    (e) => open('runs', { ...filters, status: e.target.value }));
+  const status = select([['', 'Any status'], ...STATUSES.map((s) => [s, s.replace(/_/g, ' ')])], filters.status || '', refilter('status'));
   const SINCE = [['', 'Any time'], ['1', 'Last hour'], ['24', 'Last 24 hours'], ['168', 'Last 7 days']];
-  const hours = select(SINCE, filters.hours || '', (e) => open('runs', { ...filters, hours: e.target.value }));
+  const hours = select(SINCE, filters.hours || '', refilter('hours'));
   const since = filters.hours ? new Date(Date.now() - filters.hours * 3600e3).toISOString() : undefined;
   const automations = await api.get('/v1/automations');
   const named = new Map(automations.map((a) => [a.id, a.name]));
-  const fetch = (after) => api.get(`/v1/executions${query({ status: filters.status, since, limit: 50, after })}`);
-  // Once a failure's cause is mended: every failure of the window that no run followed yet.
-  const again = since ? h('button', { 'data-write': true, onclick: () => attempt(async () => {
-    const done = await api.post('/v1/executions/rerun', { since, limit: 200 });
-    const ran = done.reruns.filter((r) => r.rerun_id).length;
-    const refused = done.reruns.filter((r) => r.error).map((r) => `${r.execution_id}: ${r.error.message}`);
+  const automation = select([['', 'Every automation'], ...automations.map((a) => [a.id, a.name])], filters.automation || '', refilter('automation'));
+  const listed = filters.automation ? path('/v1/automations/{}/executions', filters.automation) : '/v1/executions';
+  const fetch = (after) => api.get(listed + query({ status: filters.status, since, limit: 50, after }));
+  // Once a failure's cause is mended: every failure of the window that no run followed yet, a
+  // batch at a time (at most ten), those that cannot run again reported.
+  const again = since ? h('button', { 'data-write': true, onclick: () => confirm('Run again every failure of this window that was not run again yet?') && attempt(async () => {
+    let ran = 0;
+    const refused = [];
+    let next;
+    for (let batch = 0; batch < 10; batch += 1) {
+      const done = await api.post('/v1/executions/rerun', { since, automation_id: filters.automation || undefined, limit: 200, after: next });
+      ran += done.reruns.filter((r) => r.rerun_id).length;
+      refused.push(...done.reruns.filter((r) => r.error).map((r) => `${r.execution_id}: ${r.error.message}`));
+      next = done.next;
+      if (!next) break;
+    }
     await views.runs(filters);
-    flash(`${ran} run again${refused.length ? `; not: ${refused.join('; ')}` : ''}${done.next ? '; more are left: run again' : ''}`);
+    flash(`${ran} run again${refused.length ? `; not: ${refused.join('; ')}` : ''}${next ? '; more are left: run again' : ''}`);
   }) }, 'Run the failures again') : null;
   render(h('h2', {}, 'Runs'), h('p', { class: 'hint' }, 'Every automation\'s executions, newest first.'),
-    h('div', { class: 'bar' }, status, hours, again), ...await runTable(fetch, named));
+    h('div', { class: 'bar' }, automation, status, hours, again), ...await runTable(fetch, named));
 };
 
 async function deployedPanel(id) {

@@ -75,7 +75,24 @@ async fn the_run_history_pages_newest_first_and_filters_by_status() {
         .await;
     assert_eq!(page(&succeeded).0.len(), 4, "{succeeded}");
 
+    let (_, later) = env
+        .call(
+            Method::GET,
+            &format!("{history}?since=2099-01-01T00:00:00Z"),
+            None,
+        )
+        .await;
+    assert_eq!(page(&later), (vec![], None), "none since a later time");
+    let (_, recent) = env
+        .call(
+            Method::GET,
+            &format!("{history}?since=2026-01-01T00:00:00Z&status=failed"),
+            None,
+        )
+        .await;
+    assert_eq!(page(&recent).0, vec![ran[2].clone()], "{recent}");
     for (query, field) in [
+        ("since=yesterday", "since"),
         ("limit=0", "limit"),
         ("limit=201", "limit"),
         ("status=done", "status"),

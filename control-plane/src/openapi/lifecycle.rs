@@ -151,22 +151,18 @@ pub(super) fn query_parameters(
         "status",
         "`queued`, `running`, `succeeded`, `failed` or `unknown_outcome`",
     );
+    const SINCE: (&str, &str) = (
+        "since",
+        "only those enqueued at or after this time (RFC 3339, e.g. `2026-12-05T00:00:00Z`)",
+    );
     const LIMIT: (&str, &str) = ("limit", "executions per page, 1 to 200 (default 50)");
     const AFTER: (&str, &str) = ("after", "the `next` of the page before");
     match (method, path) {
         ("get", "/v1/apps") => &[DOMAIN, Q],
         ("get", "/v1/templates") => &[APP, DOMAIN, Q],
         ("get", "/v1/automations") => &[APP, DOMAIN, ("status", "`running` or `paused`"), Q],
-        ("get", "/v1/automations/{id}/executions") => &[STATUS, LIMIT, AFTER],
-        ("get", "/v1/executions") => &[
-            STATUS,
-            (
-                "since",
-                "only those enqueued at or after this time (RFC 3339, e.g. `2026-12-05T00:00:00Z`)",
-            ),
-            LIMIT,
-            AFTER,
-        ],
+        ("get", "/v1/automations/{id}/executions") => &[STATUS, SINCE, LIMIT, AFTER],
+        ("get", "/v1/executions") => &[STATUS, SINCE, LIMIT, AFTER],
         ("get", "/v1/automations/{id}/fields") => &[
             (
                 "object",

@@ -1,5 +1,5 @@
-//! An automation's run history: its executions, newest first, filtered by status and paged by
-//! a cursor — what an admin reads to see whether an integration works.
+//! An automation's run history: its executions, newest first, filtered by status and time and
+//! paged by a cursor — what an admin reads to see whether an integration works.
 //!
 //! The ledger's index on (tenant, automation, enqueued time) serves it; pages as
 //! [`crate::routes::page`] says, by enqueued time.
@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 pub struct HistoryQuery {
     /// `queued`, `running`, `succeeded`, `failed` or `unknown_outcome`.
     pub status: Option<String>,
+    /// Only executions enqueued at or after this time (RFC 3339, e.g. `2026-12-05T00:00:00Z`).
+    pub since: Option<String>,
     /// Executions per page, 1 to 200 (default 50).
     pub limit: Option<i64>,
     /// The `next` of the page before.
@@ -45,7 +47,7 @@ pub(super) const STATUSES: [&str; 5] = [
     "unknown_outcome",
 ];
 
-/// `GET /v1/automations/{id}/executions?status=&limit=&after=`. A deleted automation's
+/// `GET /v1/automations/{id}/executions?status=&since=&limit=&after=`. A deleted automation's
 /// executions stay readable; an automation that never existed is not found.
 pub async fn list(
     caller: Caller,
@@ -56,6 +58,7 @@ pub async fn list(
     caller.require(READ)?;
     let automation: AutomationId = parse_id(&id, "automation")?;
     one_of("status", q.status.as_deref(), &STATUSES)?;
+    let since = q.since.as_deref().map(super::across::since).transpose()?;
     let limit = page::limit(q.limit)?;
     let after = page::after(q.after.as_deref())?;
     let client = state.pool.get().await?;
@@ -65,6 +68,7 @@ pub async fn list(
                 "SELECT {COLUMNS} FROM executions WHERE tenant_id = $1 AND automation_id = $2 \
                  AND ($3::text IS NULL OR status = $3) \
                  AND ($4::timestamptz IS NULL OR (enqueued_at, id) < ($4, $5)) \
+                 AND ($7::timestamptz IS NULL OR enqueued_at >= $7) \
                  ORDER BY enqueued_at DESC, id DESC LIMIT $6"
             ),
             &[
@@ -74,6 +78,7 @@ pub async fn list(
                 &after.map(|a| a.0),
                 &after.map(|a| a.1),
                 &(limit + 1),
+                &since,
             ],
         )
         .await?;
