@@ -69,27 +69,19 @@ pub async fn list(
     let limit = page::limit(q.limit)?;
     let after = page::after(q.after.as_deref())?;
     let mut client = state.pool.get().await?;
-    let tx = client.build_transaction().read_only(true).start().await?;
-    tx.batch_execute(&format!(
-        "SET LOCAL statement_timeout = {}",
-        LONGEST.as_millis()
-    ))
-    .await?;
-    let rows = tx
-        .query(
-            &statement(),
-            &[
-                &caller.tenant.0,
-                &q.status,
-                &since,
-                &after.map(|a| a.0),
-                &after.map(|a| a.1),
-                &(limit + 1),
-            ],
-        )
-        .await
-        .map_err(|e| too_long(e, q.status.as_deref()))?;
-    tx.commit().await?;
+    let what = match q.status.as_deref() {
+        Some(status) => format!("a page of {status} executions across every automation"),
+        None => "a page of executions across every automation".to_string(),
+    };
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+        &caller.tenant.0,
+        &q.status,
+        &since,
+        &after.map(|a| a.0),
+        &after.map(|a| a.1),
+        &(limit + 1),
+    ];
+    let rows = bounded(&mut client, &statement(), &params, &what).await?;
     let (executions, next) = page::split(rows.iter().map(view).collect(), limit, |e| {
         (e.enqueued_at, e.id.0)
     });
@@ -99,20 +91,33 @@ pub async fn list(
 /// Longest a page may take: a rare status over a long ledger reads much of it.
 const LONGEST: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The listing's error: a page that took longer than [`LONGEST`] is refused naming `since`.
-fn too_long(e: tokio_postgres::Error, status: Option<&str>) -> ApiError {
-    if e.code() != Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) {
-        return e.into();
-    }
-    let what = status.map_or("executions".to_string(), |s| format!("{s} executions"));
-    ApiError::invalid(
-        "since",
-        format!(
-            "finding a page of {what} across every automation took longer than {} s: narrow it \
-             with since (or list one automation's, /v1/automations/{{id}}/executions)",
-            LONGEST.as_secs()
-        ),
-    )
+/// Runs `statement` in a read-only transaction PostgreSQL cancels past [`LONGEST`]: finding
+/// `what` (a page, the failures to run again) that takes longer is refused naming `since`,
+/// rather than left to run.
+pub(super) async fn bounded(
+    client: &mut deadpool_postgres::Object,
+    statement: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    what: &str,
+) -> Result<Vec<tokio_postgres::Row>, ApiError> {
+    let tx = client.build_transaction().read_only(true).start().await?;
+    let limit = format!("SET LOCAL statement_timeout = {}", LONGEST.as_millis());
+    tx.batch_execute(&limit).await?;
+    let rows = tx.query(statement, params).await.map_err(|e| {
+        if e.code() != Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) {
+            return ApiError::from(e);
+        }
+        ApiError::invalid(
+            "since",
+            format!(
+                "finding {what} took longer than {} s: narrow it with a later since (or one \
+                 automation's)",
+                LONGEST.as_secs()
+            ),
+        )
+    })?;
+    tx.commit().await?;
+    Ok(rows)
 }
 
 /// The `since` parameter.

@@ -174,7 +174,8 @@ const FAILURES: &str = "SELECT x.id, x.automation_id, x.parameters, x.enqueued_a
     ORDER BY x.enqueued_at, x.id LIMIT $4";
 
 /// `POST /v1/executions/rerun`: runs the failures since a time again, each once (admins and
-/// editors). A paused or unpublished automation's failures wait until it runs again; one whose
+/// editors). Finding them reads each automation's executions since the time: a search longer
+/// than the listing's bound is refused naming `since`. A paused or unpublished automation's failures wait until it runs again; one whose
 /// values no longer fit is listed with its error and left; a broker that does not confirm
 /// stops the batch (`next` then goes on from the failure it stopped at).
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant))]
@@ -188,22 +189,19 @@ pub async fn rerun_failures(
     let since = super::across::since(&input.since)?;
     let limit = page::limit(input.limit)?;
     let after = page::after(input.after.as_deref())?;
-    let client = state.pool.get().await?;
+    let mut client = state.pool.get().await?;
     let automation = input.automation_id.map(|a| a.0);
     let (at, id) = (after.map(|a| a.0), after.map(|a| a.1));
-    let rows = client
-        .query(
-            FAILURES,
-            &[
-                &caller.tenant.0,
-                &since,
-                &automation,
-                &(limit + 1),
-                &at,
-                &id,
-            ],
-        )
-        .await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+        &caller.tenant.0,
+        &since,
+        &automation,
+        &(limit + 1),
+        &at,
+        &id,
+    ];
+    let what = "the failures to run again";
+    let rows = super::across::bounded(&mut client, FAILURES, &params, what).await?;
     let (rows, mut next) = page::split(rows, limit, |r| (r.get(3), r.get(0)));
     let mut reruns = Vec::new();
     for row in &rows {
