@@ -5,24 +5,25 @@ use aic_tests::harness::{Options, TestEnv};
 use reqwest::Method;
 use serde_json::json;
 
+/// Writes an event of `days_ago` days ago (an insert: nothing rewrites an event).
+async fn old_event(env: &TestEnv, days_ago: i32) {
+    env.query_one(
+        "INSERT INTO audit_events (id, tenant_id, at, action, target_kind, target_id, target_name) \
+         VALUES (gen_random_uuid(), $1, now() - make_interval(days => $2), 'token.issued', 'token', \
+           gen_random_uuid(), 'old') RETURNING 1",
+        &[&env.tenant.0, &days_ago],
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn retention_deletes_only_what_is_older_than_it_keeps() {
     let env = TestEnv::start_with(Options::api_only()).await;
     let body = json!({"name": "bot", "role": "service"});
     let (status, _) = env.call(Method::POST, "/v1/tokens", Some(body)).await;
     assert_eq!(status, 201);
-    // An event of last year (an insert: nothing rewrites an event).
-    env.pool
-        .get()
-        .await
-        .expect("db")
-        .execute(
-            "INSERT INTO audit_events (id, tenant_id, at, action, target_kind, target_id, target_name) \
-             VALUES (gen_random_uuid(), $1, now() - interval '400 days', 'token.issued', 'token', gen_random_uuid(), 'old')",
-            &[&env.tenant.0],
-        )
-        .await
-        .expect("old event");
+    // An event of last year.
+    old_event(&env, 400).await;
     assert_eq!(
         env.audit_events("").await.len(),
         3,
@@ -60,16 +61,8 @@ async fn a_retention_set_on_the_control_plane_prunes_on_its_own() {
         retention,
         every,
     ));
-    let client = env.pool.get().await.expect("db");
     for round in 0..2 {
-        client
-            .execute(
-                "INSERT INTO audit_events (id, tenant_id, at, action, target_kind, target_id, target_name) \
-                 VALUES (gen_random_uuid(), $1, now() - interval '31 days', 'token.issued', 'token', gen_random_uuid(), 'old')",
-                &[&env.tenant.0],
-            )
-            .await
-            .expect("old event");
+        old_event(&env, 31).await;
         let started = std::time::Instant::now();
         while env.audit_events("").await.len() > 2 {
             assert!(

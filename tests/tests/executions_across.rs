@@ -198,26 +198,14 @@ async fn only_readers_list_the_tenants_executions_and_bad_filters_are_named() {
     }
     // A page the database takes too long to find (here, the ledger locked) is refused, naming
     // what narrows it, rather than left to hang.
-    let mut client = env.pool.get().await.expect("db");
-    let lock = client.transaction().await.expect("transaction");
-    lock.batch_execute("LOCK TABLE executions IN ACCESS EXCLUSIVE MODE")
-        .await
-        .expect("locked");
-    let refused = env.assert_refused(
-        Method::GET,
-        "/v1/executions?status=unknown_outcome",
-        None,
-        (422, "validation_failed", Some("since")),
-    );
-    let err = tokio::time::timeout(std::time::Duration::from_secs(30), refused)
-        .await
-        .expect("refused within seconds, not left waiting on the database");
+    let err = env
+        .refused_while_ledger_locked(Method::GET, "/v1/executions?status=unknown_outcome", None)
+        .await;
     let message = err["error"]["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("unknown_outcome executions") && message.contains("longer than 5 s"),
         "{err}"
     );
-    drop(lock);
     env.assert_refused(
         Method::GET,
         "/v1/executions?automation=x",

@@ -175,23 +175,12 @@ async fn an_unfinished_or_unreachable_execution_is_not_run_again() {
 
     // Finding the failures bounded like a page of the listing: with the ledger locked, refused
     // within seconds naming `since`, not left waiting.
-    let mut client = env.pool.get().await.expect("db");
-    let lock = client.transaction().await.expect("transaction");
-    lock.batch_execute("LOCK TABLE executions IN ACCESS EXCLUSIVE MODE")
-        .await
-        .expect("locked");
-    let refused = env.assert_refused(
-        Method::POST,
-        "/v1/executions/rerun",
-        Some(json!({"since": "2026-01-01T00:00:00Z"})),
-        (422, "validation_failed", Some("since")),
-    );
-    let err = tokio::time::timeout(std::time::Duration::from_secs(30), refused)
-        .await
-        .expect("refused within seconds");
+    let bulk = json!({"since": "2026-01-01T00:00:00Z"});
+    let err = env
+        .refused_while_ledger_locked(Method::POST, "/v1/executions/rerun", Some(bulk))
+        .await;
     let message = err["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("the failures to run again"), "{err}");
-    drop(lock);
     env.stop().await;
 }
 

@@ -83,6 +83,33 @@ impl TestEnv {
         page["events"].as_array().expect("events").clone()
     }
 
+    /// Calls the API while the execution ledger is locked (`LOCK TABLE executions`), as a
+    /// search the database is slow to answer, and checks the call is refused within 30 s naming
+    /// `since`, not left waiting; returns the error body.
+    pub async fn refused_while_ledger_locked(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let mut client = self.pool.get().await.expect("a database connection");
+        let lock = client.transaction().await.expect("a transaction");
+        lock.batch_execute("LOCK TABLE executions IN ACCESS EXCLUSIVE MODE")
+            .await
+            .expect("the ledger locked");
+        let refused = self.assert_refused(
+            method,
+            path,
+            body,
+            (422, "validation_failed", Some("since")),
+        );
+        let err = tokio::time::timeout(Duration::from_secs(30), refused)
+            .await
+            .expect("refused within seconds, not left waiting on the database");
+        drop(lock);
+        err
+    }
+
     /// Tests a connection (`POST /v1/connections/{id}/test`): the answer, after checking the
     /// call itself succeeded (a refused credential is `ok: false` in a 200, not an HTTP error).
     pub async fn test_connection(&self, id: &str) -> Value {
