@@ -5,7 +5,7 @@
 //! status and those a vendor's cool-down holds: what needs an admin (every control plane
 //! reports the same counts, so dashboards take the `max`, not the `sum`).
 
-use aic_core::metrics::{LATENCY_BUCKETS, histogram, register, render};
+use aic_core::metrics::{LATENCY_BUCKETS, gauges, histogram, register, render};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, header};
 use axum::middleware::Next;
@@ -62,21 +62,13 @@ impl HttpMetrics {
             &["route", "method"],
             &LATENCY_BUCKETS,
         );
-        let name = "aic_connections";
-        let connections = register(
+        let connections = gauges(
             &registry,
-            name,
-            IntGaugeVec::new(
-                Opts::new(
-                    name,
-                    "Connections of every tenant, by status (read at each scrape).",
-                ),
-                &["status"],
-            ),
+            "aic_connections",
+            "Connections of every tenant, by status (read at each scrape).",
+            "status",
+            &STATUSES,
         );
-        for status in STATUSES {
-            connections.with_label_values(&[status]).set(0);
-        }
         let name = "aic_connections_cooling_down";
         let cooling_down = register(
             &registry,
@@ -86,21 +78,13 @@ impl HttpMetrics {
                 "Connections a vendor's cool-down holds now, whole or in part (read at each scrape).",
             ),
         );
-        let name = "aic_processes";
-        let processes = register(
+        let processes = gauges(
             &registry,
-            name,
-            IntGaugeVec::new(
-                Opts::new(
-                    name,
-                    "Running workers and control planes, as each reports itself (read at each scrape).",
-                ),
-                &["kind"],
-            ),
+            "aic_processes",
+            "Running workers and control planes, as each reports itself (read at each scrape).",
+            "kind",
+            &KINDS,
         );
-        for kind in KINDS {
-            processes.with_label_values(&[kind]).set(0);
-        }
         let name = "aic_processes_without_active_key";
         let without_key = register(
             &registry,

@@ -3,7 +3,7 @@
 //! `control-plane/src/metrics.rs`).
 
 use prometheus::core::Collector;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, Registry, TextEncoder};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// Buckets of a time that runs from a millisecond to a synchronous wait's 30 s.
 pub const LATENCY_BUCKETS: [f64; 14] = [
@@ -41,6 +41,26 @@ pub fn histogram(
             labels,
         ),
     )
+}
+
+/// Registers a gauge `name`, one series per value of `label`; each of `values` is there from
+/// the start, at 0, so that a dashboard or an alert sees a zero rather than no series.
+pub fn gauges(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[&str],
+) -> IntGaugeVec {
+    let gauges = register(
+        registry,
+        name,
+        IntGaugeVec::new(Opts::new(name, help), &[label]),
+    );
+    for value in values {
+        gauges.with_label_values(&[value]).set(0);
+    }
+    gauges
 }
 
 /// The Prometheus text exposition of `registry`.

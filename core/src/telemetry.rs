@@ -203,28 +203,17 @@ pub fn trace_headers(traceparent: Option<&str>, tracestate: Option<&str>) -> Fie
 /// `tracestate`), passed through as they came so that its trace goes on in the worker; else the
 /// context of `span` (which writes nothing while no trace is exported).
 pub fn request_headers(http: &reqwest::header::HeaderMap, span: &tracing::Span) -> FieldTable {
-    let mut headers = FieldTable::default();
     let valid = |name: &str| {
         http.get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
             .filter(|v| !v.is_empty() && v.len() <= 512)
     };
-    match valid("traceparent") {
-        Some(parent) => {
-            headers.insert(
-                "traceparent".into(),
-                AMQPValue::LongString(LongString::from(parent)),
-            );
-            if let Some(state) = valid("tracestate") {
-                headers.insert(
-                    "tracestate".into(),
-                    AMQPValue::LongString(LongString::from(state)),
-                );
-            }
-        }
-        None => hand_on(span, &mut headers),
+    if valid("traceparent").is_some() {
+        return trace_headers(valid("traceparent"), valid("tracestate"));
     }
+    let mut headers = FieldTable::default();
+    hand_on(span, &mut headers);
     headers
 }
 

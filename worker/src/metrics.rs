@@ -6,7 +6,7 @@
 //! increase, so the first dead letter or unknown outcome of a worker's life would not alert.
 
 use aic_core::catalog::Catalog;
-use aic_core::metrics::{LATENCY_BUCKETS, histogram, register, render};
+use aic_core::metrics::{LATENCY_BUCKETS, gauges, histogram, register, render};
 use aic_proto::ExecutionStatus;
 use prometheus::{
     Histogram, HistogramOpts, HistogramTimer, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -264,17 +264,12 @@ impl Metrics {
             "aic_queue_consumers",
             "Consumers attached to the executions queue, as RabbitMQ reports them.",
         );
-        let name = "aic_queue_messages";
-        let queue_messages = register(
+        let queue_messages = gauges(
             &registry,
-            name,
-            IntGaugeVec::new(
-                Opts::new(
-                    name,
-                    "Messages in the broker's queues, by role, as RabbitMQ reports them.",
-                ),
-                &["queue"],
-            ),
+            "aic_queue_messages",
+            "Messages in the broker's queues, by role, as RabbitMQ reports them.",
+            "queue",
+            &[],
         );
         Self {
             registry,

@@ -141,6 +141,18 @@ pub fn found_in(needle: Option<&str>, haystacks: &[&str]) -> bool {
     })
 }
 
+/// A `since` parameter: an RFC 3339 time (the listings', the bulk re-run's).
+pub fn since(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, crate::error::ApiError> {
+    chrono::DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| {
+            crate::error::ApiError::invalid(
+                "since",
+                format!("since must be an RFC 3339 time such as 2026-12-05T00:00:00Z ({e})"),
+            )
+        })
+}
+
 /// A filter's value that must be one of `allowed`, else a 422 naming `field`.
 pub fn one_of(
     field: &str,

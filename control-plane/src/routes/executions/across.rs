@@ -17,7 +17,6 @@ use crate::routes::{one_of, page};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
-use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -65,7 +64,7 @@ pub async fn list(
 ) -> Result<Json<ExecutionPage>, ApiError> {
     caller.require(READ)?;
     one_of("status", q.status.as_deref(), &STATUSES)?;
-    let since = q.since.as_deref().map(since).transpose()?;
+    let since = q.since.as_deref().map(crate::routes::since).transpose()?;
     let limit = page::limit(q.limit)?;
     let after = page::after(q.after.as_deref())?;
     let mut client = state.pool.get().await?;
@@ -118,16 +117,4 @@ pub(super) async fn bounded(
     })?;
     tx.commit().await?;
     Ok(rows)
-}
-
-/// The `since` parameter.
-pub(super) fn since(raw: &str) -> Result<DateTime<Utc>, ApiError> {
-    DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| {
-            ApiError::invalid(
-                "since",
-                format!("since must be an RFC 3339 time such as 2026-12-05T00:00:00Z ({e})"),
-            )
-        })
 }

@@ -58,7 +58,7 @@ pub async fn list(
     caller.require(READ)?;
     let automation: AutomationId = parse_id(&id, "automation")?;
     one_of("status", q.status.as_deref(), &STATUSES)?;
-    let since = q.since.as_deref().map(super::across::since).transpose()?;
+    let since = q.since.as_deref().map(crate::routes::since).transpose()?;
     let limit = page::limit(q.limit)?;
     let after = page::after(q.after.as_deref())?;
     let client = state.pool.get().await?;

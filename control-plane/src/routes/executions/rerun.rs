@@ -102,8 +102,8 @@ const MAY_HAVE_ACTED: [&str; 2] = ["succeeded", "unknown_outcome"];
 fn allowed(status: String, allow: Option<&str>) -> Result<(), ApiError> {
     match status.as_str() {
         "failed" => Ok(()),
-        "succeeded" | "unknown_outcome" if allow == Some(status.as_str()) => Ok(()),
-        "succeeded" | "unknown_outcome" => Err(ApiError::conflict(
+        acted if MAY_HAVE_ACTED.contains(&acted) && allow == Some(acted) => Ok(()),
+        acted if MAY_HAVE_ACTED.contains(&acted) => Err(ApiError::conflict(
             "execution_may_have_acted",
             format!(
                 "{}: running it again may do its action twice; send {{\"allow\": \"{status}\"}} \
@@ -186,7 +186,7 @@ pub async fn rerun_failures(
     ApiJson(input): ApiJson<BulkRerunInput>,
 ) -> Result<Json<BulkRerun>, ApiError> {
     caller.require(CONFIGURE)?;
-    let since = super::across::since(&input.since)?;
+    let since = crate::routes::since(&input.since)?;
     let limit = page::limit(input.limit)?;
     let after = page::after(input.after.as_deref())?;
     let mut client = state.pool.get().await?;
