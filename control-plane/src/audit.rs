@@ -1,5 +1,5 @@
 //! The audit trail: who changed which connection, automation, token or deployable item, when,
-//! and how. Each
+//! and how — and who ran a finished execution again, which may do its action twice. Each
 //! change writes its event in its own transaction, so that a change never lands without its
 //! record nor a record without its change. An event names its actor and target by id and by
 //! name as they were, since either may be gone when it is read; its detail names the fields
@@ -42,6 +42,8 @@ pub enum Action {
     AutomationTested,
     /// A new version made live.
     AutomationPublished,
+    /// One of its finished executions run again (`POST /v1/executions/…/rerun`).
+    ExecutionRerun,
     /// A version renamed.
     VersionRenamed,
     /// An older version made live again.
@@ -62,7 +64,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for the list's filter.
-    pub const ALL: [Action; 21] = [
+    pub const ALL: [Action; 22] = [
         Self::ConnectionCreated,
         Self::ConnectionUpdated,
         Self::ConnectionReauthorised,
@@ -76,6 +78,7 @@ impl Action {
         Self::AutomationDeleted,
         Self::AutomationTested,
         Self::AutomationPublished,
+        Self::ExecutionRerun,
         Self::VersionRenamed,
         Self::VersionRestored,
         Self::VersionsDeleted,
@@ -102,6 +105,7 @@ impl Action {
             Self::AutomationDeleted => "automation.deleted",
             Self::AutomationTested => "automation.tested",
             Self::AutomationPublished => "automation.published",
+            Self::ExecutionRerun => "automation.execution_rerun",
             Self::VersionRenamed => "automation.version_renamed",
             Self::VersionRestored => "automation.version_restored",
             Self::VersionsDeleted => "automation.versions_deleted",

@@ -71,6 +71,16 @@ async fn a_finished_execution_runs_again_with_its_values() {
         )
         .await;
     assert_eq!(runs.get::<_, i64>(0), 2, "the first re-run and this one");
+    // An id another execution holds answers as that one, and links nothing.
+    let (status, taken) = rerun(&env, &first, Some(json!({"execution_id": second}))).await;
+    assert_eq!(
+        (status, taken["execution_id"].as_str()),
+        (202, Some(second.as_str()))
+    );
+    let (_, linked) = env
+        .call(Method::GET, &format!("/v1/executions/{first}"), None)
+        .await;
+    assert_eq!(linked["rerun_id"], mine.as_str(), "still its latest re-run");
 
     // The vendor applied the create but its answer was lost: in doubt, it runs again only
     // when asked by that status — and then does its action a second time.
@@ -84,15 +94,39 @@ async fn a_finished_execution_runs_again_with_its_values() {
     assert_eq!(refused["error"]["code"], "execution_may_have_acted");
     let (status, again) = rerun(&env, &doubtful, Some(json!({"allow": "unknown_outcome"}))).await;
     assert_eq!(status, 202, "{again}");
-    let done = env
-        .wait_final(again["execution_id"].as_str().expect("id"))
-        .await;
+    let allowed = again["execution_id"].as_str().expect("id");
+    let done = env.wait_final(allowed).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let (status, refused) = rerun(&env, done["id"].as_str().expect("id"), None).await;
     assert_eq!(
         (status, refused["error"]["code"].as_str()),
         (409, Some("execution_may_have_acted"))
     );
+
+    // Each re-run is in the audit trail, newest first: who ran which execution again, and the
+    // status they allowed; the one sent twice once, the refused ones not at all.
+    let events = env.audit_events("?action=automation.execution_rerun").await;
+    let details: Vec<&Value> = events.iter().map(|e| &e["detail"]).collect();
+    assert_eq!(
+        details,
+        [
+            &json!({"execution_id": doubtful, "rerun_id": allowed, "allow": "unknown_outcome"}),
+            &json!({"execution_id": first, "rerun_id": mine}),
+            &json!({"execution_id": first, "rerun_id": second}),
+        ]
+    );
+    for event in &events {
+        assert_eq!(
+            (
+                &event["target_kind"],
+                &event["target_id"],
+                &event["actor_role"]
+            ),
+            (&json!("automation"), &json!(lead), &json!("admin")),
+            "{event}"
+        );
+        assert_eq!(event["target_name"], "Create lead", "{event}");
+    }
     env.stop().await;
 }
 
@@ -288,6 +322,23 @@ async fn the_failures_since_a_time_run_again_each_once() {
     for refusal in a.1.iter().chain(&b.1) {
         assert_eq!(refusal["error"]["code"], "already_rerun", "{refusal}");
     }
+    // Each re-run is audited once; the loser's refusals are not.
+    let mut audited: Vec<(String, String)> = env
+        .audit_events("?action=automation.execution_rerun")
+        .await
+        .iter()
+        .map(|e| {
+            let pair = |k: &str| e["detail"][k].as_str().expect("an id").to_string();
+            (pair("execution_id"), pair("rerun_id"))
+        })
+        .collect();
+    let mut done: Vec<(String, String)> = [(failed[1].clone(), r1.clone())]
+        .into_iter()
+        .chain(ran.iter().chain(&a.0).chain(&b.0).cloned())
+        .collect();
+    audited.sort();
+    done.sort();
+    assert_eq!(audited, done);
 
     // Failures whose values no longer fit the live version are listed with their error and
     // left; `next` goes on past them.

@@ -190,6 +190,12 @@ async fn an_unconfirmed_enqueue_is_undone_unless_it_was_taken_over() {
         .call(Method::GET, &format!("/v1/executions/{failed}"), None)
         .await;
     assert_eq!(first["rerun_id"], Value::Null, "{first}");
+    let audited = || env.audit_events("?action=automation.execution_rerun");
+    assert_eq!(
+        audited().await,
+        Vec::<Value>::new(),
+        "no trail of what was undone"
+    );
     let (status, body) = env
         .call(Method::POST, "/v1/executions/rerun", Some(bulk))
         .await;
@@ -199,7 +205,14 @@ async fn an_unconfirmed_enqueue_is_undone_unless_it_was_taken_over() {
         failed.to_string(),
         "{body}"
     );
-    assert!(body["reruns"][0]["rerun_id"].is_string(), "{body}");
+    let rerun = &body["reruns"][0]["rerun_id"];
+    assert!(rerun.is_string(), "{body}");
+    let trail: Vec<Value> = audited()
+        .await
+        .into_iter()
+        .map(|e| e["detail"].clone())
+        .collect();
+    assert_eq!(trail, [json!({"execution_id": failed, "rerun_id": rerun})]);
 
     env.pool
         .get()

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use submit::{Submission, submit};
+use submit::{RerunOf, Submission, submit};
 
 /// Body of `POST /v1/automations/{id}/executions`.
 #[derive(Deserialize, JsonSchema)]
@@ -127,8 +127,8 @@ pub async fn enqueue(
         wait: checked_wait(input.wait_ms)?,
         rerun_of: None,
     };
-    let client = state.pool.get().await?;
-    submit(&state, &caller, &client, submission, &http_headers).await
+    let mut client = state.pool.get().await?;
+    submit(&state, &caller, &mut client, submission, &http_headers).await
 }
 
 /// Refuses an idempotency key that is blank or longer than 200 characters.

@@ -6,14 +6,16 @@
 //! the ledger. Only a finished execution runs again: one queued or running may still succeed,
 //! and running it twice meanwhile would do the action twice. A succeeded or `unknown_outcome`
 //! one runs again only when asked by its status (`"allow": "succeeded"`…): its action may
-//! have been done already, and doing it again is the caller's deliberate choice.
+//! have been done already, and doing it again is the caller's deliberate choice — which the
+//! audit trail keeps, as it keeps every re-run (`automation.execution_rerun`: who ran which
+//! execution again, as what, from which status), written with the re-run's record.
 //!
 //! After an outage, the failures since a time run again in bulk: each one no run followed yet
 //! (the first execution keeps its latest re-run's id, set in the statement that records the
 //! re-run — only if none was, for the bulk, so that two bulk calls at once take each failure
 //! once).
 
-use super::{Submission, checked_wait, submit};
+use super::{RerunOf, Submission, checked_wait, submit};
 use crate::auth::{CONFIGURE, Caller, EXECUTE};
 use crate::error::{ApiError, ApiJson};
 use crate::routes::{page, parse_id};
@@ -55,11 +57,11 @@ pub async fn rerun(
     let input: RerunInput = crate::routes::optional_body(&body)?;
     crate::routes::one_of("allow", input.allow.as_deref(), &MAY_HAVE_ACTED)?;
     let wait = checked_wait(input.wait_ms)?;
-    let client = state.pool.get().await?;
+    let mut client = state.pool.get().await?;
     let row = client
         .query_opt(
-            "SELECT id, automation_id, parameters, status FROM executions \
-             WHERE tenant_id = $1 AND id = $2",
+            "SELECT e.id, e.automation_id, e.parameters, e.status, a.name FROM executions e \
+             LEFT JOIN automations a ON a.id = e.automation_id WHERE e.tenant_id = $1 AND e.id = $2",
             &[&caller.tenant.0, &first.0],
         )
         .await?
@@ -67,17 +69,18 @@ pub async fn rerun(
     caller.may_reach(&client, row.get(1)).await?;
     allowed(row.get(3), input.allow.as_deref())?;
     let execution = input.execution_id.unwrap_or_default();
-    let submission = rerun_of(&row, execution, wait, false);
-    submit(&state, &caller, &client, submission, &http_headers).await
+    let submission = rerun_of(&row, execution, wait, (false, input.allow));
+    submit(&state, &caller, &mut client, submission, &http_headers).await
 }
 
-/// The execution `execution` running again the one of `row` (its id, automation and parameter
-/// values), linked to it — with `once`, only if nothing ran it again before.
+/// The execution `execution` running again the one of `row` (its id, automation, parameter
+/// values and, fifth, the automation's name), linked to it — with `once`, only if nothing ran
+/// it again before — as the caller allowed (`allowed`: the status it may run again from).
 fn rerun_of(
     row: &tokio_postgres::Row,
     execution: ExecutionId,
     wait: Option<std::time::Duration>,
-    once: bool,
+    (once, allowed): (bool, Option<String>),
 ) -> Submission {
     let first = ExecutionId(row.get(0));
     Submission {
@@ -90,7 +93,12 @@ fn rerun_of(
         source: Some(format!("rerun:{first}")),
         idempotency_key: None,
         wait,
-        rerun_of: Some((first, once)),
+        rerun_of: Some(RerunOf {
+            first,
+            automation_name: row.get::<_, Option<String>>(4).unwrap_or_default(),
+            once,
+            allowed,
+        }),
     }
 }
 
@@ -162,7 +170,7 @@ pub struct RerunItem {
 
 /// Failures of running automations not run again yet, after the cursor: each automation's
 /// oldest since the time (through the ledger's index), merged, oldest first.
-const FAILURES: &str = "SELECT x.id, x.automation_id, x.parameters, x.enqueued_at \
+const FAILURES: &str = "SELECT x.id, x.automation_id, x.parameters, x.enqueued_at, a.name \
     FROM automations a CROSS JOIN LATERAL ( \
       SELECT e.id, e.automation_id, e.parameters, e.enqueued_at FROM executions e \
       WHERE e.tenant_id = $1 AND e.automation_id = a.id AND e.enqueued_at >= $2 \
@@ -206,9 +214,9 @@ pub async fn rerun_failures(
     let mut reruns = Vec::new();
     for row in &rows {
         let first = ExecutionId(row.get(0));
-        let submission = rerun_of(row, ExecutionId::default(), None, true);
+        let submission = rerun_of(row, ExecutionId::default(), None, (true, None));
         let (rerun_id, error) =
-            match submit(&state, &caller, &client, submission, &http_headers).await {
+            match submit(&state, &caller, &mut client, submission, &http_headers).await {
                 Ok((_, Json(queued))) => (Some(queued.execution_id), None),
                 // The database or the broker failing: what is done stays done; the rest, this
                 // failure first, waits for the next call.

@@ -5,6 +5,7 @@
 //! when it came within the caller's wait.
 
 use super::Enqueued;
+use crate::audit::{self, Action};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -23,8 +24,20 @@ pub(super) struct Submission {
     pub(super) idempotency_key: Option<String>,
     /// How long the caller waits for the result, if at all.
     pub(super) wait: Option<std::time::Duration>,
-    /// The execution this one runs again, and whether only if nothing ran it again before.
-    pub(super) rerun_of: Option<(ExecutionId, bool)>,
+    /// The execution this one runs again.
+    pub(super) rerun_of: Option<RerunOf>,
+}
+
+/// What a re-run runs again, and how it was asked for.
+pub(super) struct RerunOf {
+    /// The finished execution run again.
+    pub(super) first: ExecutionId,
+    /// Its automation's name, for the audit trail.
+    pub(super) automation_name: String,
+    /// Only if nothing ran it again before (the bulk re-run).
+    pub(super) once: bool,
+    /// The status the caller allowed it to run again from (`succeeded`, `unknown_outcome`).
+    pub(super) allowed: Option<String>,
 }
 
 /// Enqueues `s` for the caller: checks the automation runs and the values fit its parameters,
@@ -33,7 +46,7 @@ pub(super) struct Submission {
 pub(super) async fn submit(
     state: &AppState,
     caller: &Caller,
-    client: &deadpool_postgres::Object,
+    client: &mut deadpool_postgres::Object,
     s: Submission,
     http_headers: &axum::http::HeaderMap,
 ) -> Result<(StatusCode, Json<Enqueued>), ApiError> {
@@ -49,7 +62,7 @@ pub(super) async fn submit(
     // kept with the outbox row for a control plane that publishes the request again.
     let trace = aic_core::telemetry::request_headers(http_headers, &tracing::Span::current());
     if !record(client, caller, &s, &trace).await? {
-        if s.rerun_of.is_some_and(|(_, once)| once) {
+        if s.rerun_of.as_ref().is_some_and(|r| r.once) {
             return Err(ApiError::conflict(
                 "already_rerun",
                 "the execution was run again meanwhile",
@@ -77,7 +90,7 @@ pub(super) async fn submit(
         .map(|_| state.replies.wait_for(&execution.to_string()));
     let reply_to = waiter.is_some().then_some(reply_queue.as_str());
     if let Err(e) = publish_request(state, execution, &body, trace, reply_to).await {
-        let first = s.rerun_of.map(|(id, _)| id.0);
+        let first = s.rerun_of.map(|r| r.first.0);
         not_enqueued(state, client, (execution, first), &e).await?;
         // Taken over: the request is queued after all.
         return Ok(answer(state, execution, None).await);
@@ -98,29 +111,54 @@ pub(super) async fn submit(
 
 /// Records `s` as queued, with its outbox row (`crate::resend`), in one statement: `false` when
 /// it is already known — its id, or the tenant's idempotency key, taken (any unique violation
-/// means so) — or, for a bulk re-run, when something ran its execution again before. A re-run
-/// links the execution it runs again to it in the same statement.
+/// means so).
 async fn record(
-    client: &deadpool_postgres::Object,
+    client: &mut deadpool_postgres::Object,
     caller: &Caller,
     s: &Submission,
     trace: &lapin::types::FieldTable,
 ) -> Result<bool, ApiError> {
     let (traceparent, tracestate) = aic_core::telemetry::trace_text(trace);
-    let (first, once) = s
-        .rerun_of
-        .map_or((None, false), |(id, once)| (Some(id.0), once));
-    let inserted = client
+    let values = Value::Object(s.parameters.clone());
+    let Some(rerun) = &s.rerun_of else {
+        let inserted = client
+            .execute(
+                "WITH e AS (INSERT INTO executions (id, tenant_id, automation_id, status, parameters, source, idempotency_key) \
+                   VALUES ($1, $2, $3, 'queued', $4, $5, $6) ON CONFLICT DO NOTHING RETURNING id) \
+                 INSERT INTO execution_outbox (execution_id, traceparent, tracestate) SELECT id, $7, $8 FROM e",
+                &[&s.execution.0, &caller.tenant.0, &s.automation.0, &values, &s.source, &s.idempotency_key, &traceparent, &tracestate],
+            )
+            .await?;
+        return Ok(inserted == 1);
+    };
+    // A re-run also links the execution it runs again to it (unless its id was taken: then
+    // it is not this re-run) — with `once`, only if nothing ran it again before — and is
+    // audited, all in one transaction.
+    let tx = client.transaction().await?;
+    let inserted = tx
         .execute(
             "WITH l AS (UPDATE executions SET rerun_id = $1 WHERE tenant_id = $2 AND id = $7 \
-               AND (NOT $8 OR rerun_id IS NULL) RETURNING id), \
-             e AS (INSERT INTO executions (id, tenant_id, automation_id, status, parameters, source, idempotency_key) \
-               SELECT $1, $2, $3, 'queued', $4, $5, $6 WHERE $7::uuid IS NULL OR EXISTS (SELECT 1 FROM l) \
+               AND (NOT $8 OR rerun_id IS NULL) AND NOT EXISTS (SELECT 1 FROM executions WHERE id = $1) \
+               RETURNING id), \
+             e AS (INSERT INTO executions (id, tenant_id, automation_id, status, parameters, source) \
+               SELECT $1, $2, $3, 'queued', $4, $5 WHERE EXISTS (SELECT 1 FROM l) \
                ON CONFLICT DO NOTHING RETURNING id) \
-             INSERT INTO execution_outbox (execution_id, traceparent, tracestate) SELECT id, $9, $10 FROM e",
-            &[&s.execution.0, &caller.tenant.0, &s.automation.0, &Value::Object(s.parameters.clone()), &s.source, &s.idempotency_key, &first, &once, &traceparent, &tracestate],
+             INSERT INTO execution_outbox (execution_id, traceparent, tracestate) SELECT id, $6, $9 FROM e",
+            &[&s.execution.0, &caller.tenant.0, &s.automation.0, &values, &s.source, &traceparent, &rerun.first.0, &rerun.once, &tracestate],
         )
         .await?;
+    if inserted == 1 {
+        let mut detail = serde_json::json!({"execution_id": rerun.first, "rerun_id": s.execution});
+        if let Some(status) = &rerun.allowed {
+            detail["allow"] = status.as_str().into();
+        }
+        let target = audit::Target {
+            id: s.automation.0,
+            name: &rerun.automation_name,
+        };
+        audit::record(&tx, caller, Action::ExecutionRerun, target, detail).await?;
+    }
+    tx.commit().await?;
     Ok(inserted == 1)
 }
 
@@ -139,14 +177,17 @@ async fn not_enqueued(
     state.replies.forget(&execution.to_string());
     tracing::error!(error = %e, execution = %execution, "execution request not confirmed");
     // A re-run undone no longer links the execution it ran again (which a bulk re-run may
-    // then take again).
+    // then take again), nor stays in the audit trail: it did not happen.
     let undone: i64 = client
         .query_one(
             "WITH o AS (DELETE FROM execution_outbox WHERE execution_id = $1 RETURNING execution_id), \
-             d AS (DELETE FROM executions WHERE id IN (SELECT execution_id FROM o) AND status = 'queued' RETURNING id), \
-             u AS (UPDATE executions SET rerun_id = NULL WHERE id = $2 AND rerun_id = $1 AND EXISTS (SELECT 1 FROM d)) \
+             d AS (DELETE FROM executions WHERE id IN (SELECT execution_id FROM o) AND status = 'queued' \
+               RETURNING id, tenant_id, automation_id), \
+             u AS (UPDATE executions SET rerun_id = NULL WHERE id = $2 AND rerun_id = $1 AND EXISTS (SELECT 1 FROM d)), \
+             a AS (DELETE FROM audit_events a USING d WHERE $2::uuid IS NOT NULL AND a.tenant_id = d.tenant_id \
+               AND a.target_id = d.automation_id AND a.action = $3 AND a.detail->>'rerun_id' = d.id::text) \
              SELECT count(*) FROM d",
-            &[&execution.0, &first],
+            &[&execution.0, &first, &Action::ExecutionRerun.as_str()],
         )
         .await?
         .get(0);
