@@ -198,8 +198,10 @@ async function runTable(fetch, named) {
       const error = e.result && e.result.error;
       // The execution's whole record (its id, times and result as published), on request.
       const detail = h('tr', { hidden: true }, h('td', { colspan: columns },
-        h('pre', {}, JSON.stringify({ id: e.id, automation_id: e.automation_id, finished_at: e.finished_at, result: e.result }, null, 2))));
-      table.append(h('tr', {}, h('td', {}, when(e.enqueued_at)), named ? h('td', {}, automation(e)) : null, h('td', {}, tag(e.status)),
+        h('pre', {}, JSON.stringify({ id: e.id, automation_id: e.automation_id, finished_at: e.finished_at, rerun_id: e.rerun_id, result: e.result }, null, 2))));
+      // A run already run again says so (its latest re-run in the details).
+      table.append(h('tr', {}, h('td', {}, when(e.enqueued_at)), named ? h('td', {}, automation(e)) : null,
+        h('td', {}, tag(e.status), e.rerun_id ? ' run again' : ''),
         h('td', {}, `${e.attempts}`), h('td', {}, e.source || '—'), h('td', {}, error ? `${error.code}: ${error.message}` : ''),
         h('td', {}, h('button', { onclick: () => { detail.hidden = !detail.hidden; } }, 'Details'), rerunButton(e))), detail);
     }

@@ -65,19 +65,28 @@ views.tokens = async () => {
 
 views.audit = async (filters = {}) => {
   const kind = select([['', 'Every record'], ...['connection', 'automation', 'token', 'deployable'].map((k) => [k, k])],
-    filters.target_kind || '', (e) => open('audit', { ...filters, target_kind: e.target.value }));
+    filters.target_kind || '', (e) => open('audit', { ...filters, target_kind: e.target.value, target_id: undefined }));
   const rows = h('tbody');
   const more = h('button', {}, 'More');
   const add = (page) => {
     for (const e of page.events) {
+      // An action or a record opens its events alone.
+      const only = (narrow, label) => h('button', { class: 'link', onclick: () => open('audit', { ...filters, ...narrow }) }, label);
       rows.append(h('tr', {}, h('td', {}, when(e.at)), h('td', {}, e.actor_name ? `${e.actor_name} (${e.actor_role})` : '—'),
-        h('td', {}, e.action), h('td', {}, `${e.target_kind}: ${e.target_name}`), h('td', {}, h('pre', {}, JSON.stringify(e.detail)))));
+        h('td', {}, only({ action: e.action }, e.action)),
+        h('td', {}, only({ target_kind: e.target_kind, target_id: e.target_id }, `${e.target_kind}: ${e.target_name}`)),
+        h('td', {}, h('pre', {}, JSON.stringify(e.detail)))));
     }
     more.hidden = !page.next;
     more.onclick = () => attempt(async () => add(await api.get(`/v1/audit-events${query({ ...filters, limit: 50, after: page.next })}`)));
   };
   const first = await api.get(`/v1/audit-events${query({ ...filters, limit: 50 })}`);
-  render(h('h2', {}, 'Audit trail'), h('div', { class: 'bar' }, kind),
+  // The action and record chosen, each with a way back to every event.
+  const record = filters.target_id && `${filters.target_kind || 'record'}: ${first.events[0]?.target_name || filters.target_id}`;
+  const narrowed = [['action', filters.action], ['target_id', record]]
+    .filter(([, label]) => label)
+    .map(([key, label]) => h('button', { onclick: () => open('audit', { ...filters, [key]: undefined }) }, `${label} ×`));
+  render(h('h2', {}, 'Audit trail'), h('div', { class: 'bar' }, kind, ...narrowed),
     h('table', {}, h('thead', {}, h('tr', {}, ['When', 'Who', 'What', 'On', 'Changed'].map((c) => h('th', {}, c)))), rows), more);
   add(first);
 };
