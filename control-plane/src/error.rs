@@ -221,11 +221,58 @@ where
             }
         }
         // axum's own extractor: the content type, and a type error naming its field.
-        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes.clone()));
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Self(v)),
+            // Read again, on this rare path, to name the field in its own member too.
+            Err(rejection @ JsonRejection::JsonDataError(_)) => Err(json_body::<T>(&bytes)
+                .err()
+                .unwrap_or_else(|| json_rejection(rejection))),
             Err(rejection) => Err(json_rejection(rejection)),
         }
+    }
+}
+
+/// `bytes` read as JSON into `T`; a 422 `invalid_body` naming the field at fault when not.
+pub fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        with_field(
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                described(&e),
+            ),
+            &e,
+        )
+    })
+}
+
+/// `e`'s message, after the path to the field it is about.
+fn described<E: std::fmt::Display>(e: &serde_path_to_error::Error<E>) -> String {
+    match e.path().to_string().as_str() {
+        "." => e.inner().to_string(),
+        path => format!("{path}: {}", e.inner()),
+    }
+}
+
+/// `err` naming the field `e` is about: its path (`parameters[2].max_length`), down to the
+/// field serde names in its message alone (unknown or missing: "unknown field `colour`, …").
+fn with_field<E: std::fmt::Display>(err: ApiError, e: &serde_path_to_error::Error<E>) -> ApiError {
+    let inner = e.inner().to_string();
+    let named = ["unknown field `", "missing field `"]
+        .iter()
+        .find_map(|lead| inner.strip_prefix(lead))
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(name, _)| name);
+    // The path may end with the unknown field already (a query's or a map's key), or not.
+    match (e.path().to_string().as_str(), named) {
+        (".", None) => err,
+        (".", Some(name)) => err.at(name),
+        (path, Some(name)) if path != name && !path.ends_with(&format!(".{name}")) => {
+            err.at(format!("{path}.{name}"))
+        }
+        (path, _) => err.at(path),
     }
 }
 
@@ -243,16 +290,19 @@ where
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        state: &S,
+        _: &S,
     ) -> Result<Self, Self::Rejection> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(v)) => Ok(Self(v)),
-            Err(r) => Err(ApiError::new(
+        // As axum's `Query` reads it, the parameter at fault named in `field` too.
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de).map(Self).map_err(|e| {
+            let err = ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_query",
-                r.body_text(),
-            )),
-        }
+                described(&e),
+            );
+            with_field(err, &e)
+        })
     }
 }
 
@@ -267,4 +317,52 @@ fn body_rejection(status: StatusCode, message: String) -> ApiError {
         StatusCode::UNPROCESSABLE_ENTITY
     };
     ApiError::new(status, "invalid_body", message)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        name: String,
+        inner: Vec<Inner>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        k: u8,
+        n: Option<u32>,
+    }
+
+    fn field(body: &str) -> Option<String> {
+        super::json_body::<Outer>(body.as_bytes())
+            .expect_err("refused")
+            .field
+    }
+
+    #[test]
+    fn a_body_error_names_its_field_by_path() {
+        let cases = [
+            (
+                r#"{"name": "a", "inner": [{"k": 1}, {"k": 1, "n": "x"}]}"#,
+                "inner[1].n",
+            ),
+            (
+                r#"{"name": "a", "inner": [{"k": 1, "colour": 1}]}"#,
+                "inner[0].colour",
+            ),
+            (r#"{"name": "a", "inner": [{"n": 1}]}"#, "inner[0].k"),
+            (r#"{"name": "a", "inner": [], "colour": 1}"#, "colour"),
+            (r#"{"inner": []}"#, "name"),
+        ];
+        for (body, path) in cases {
+            assert_eq!(field(body).as_deref(), Some(path), "{body}");
+        }
+        assert_eq!(field("1"), None, "not about a field");
+    }
 }

@@ -128,7 +128,12 @@ async fn bad_edits_are_refused_naming_the_field() {
             Some("name"),
         ),
         (json!({"name": "Other lead"}), 409, "name_taken", None),
-        (json!({"status": "stopped"}), 422, "invalid_body", None),
+        (
+            json!({"status": "stopped"}),
+            422,
+            "invalid_body",
+            Some("status"),
+        ),
         (
             json!({"parameters": no_last_name}),
             422,
@@ -153,7 +158,19 @@ async fn bad_edits_are_refused_naming_the_field() {
             "validation_failed",
             Some("external_id_field"),
         ),
-        (json!({"colour": "red"}), 422, "invalid_body", None),
+        (
+            json!({"colour": "red"}),
+            422,
+            "invalid_body",
+            Some("colour"),
+        ),
+        // A field deep in the body is named by its path.
+        (
+            json!({"parameters": [{"name": "LastName", "type": "string", "target": "LastName", "max_length": "long"}]}),
+            422,
+            "invalid_body",
+            Some("parameters[0].max_length"),
+        ),
     ];
     for (body, status, code, field) in cases {
         env.assert_refused(Method::PATCH, &path, Some(body), (status, code, field))

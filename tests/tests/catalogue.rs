@@ -104,7 +104,7 @@ async fn templates_are_listed_by_app_and_searched_and_a_mistaken_filter_is_named
             Method::GET,
             "/v1/apps?domian=sales",
             None,
-            (422, "invalid_query", None),
+            (422, "invalid_query", Some("domian")),
         )
         .await;
     assert!(

@@ -140,7 +140,7 @@ async fn connection_edits_are_checked_field_by_field() {
             "validation_failed",
             Some("domain"),
         ),
-        (json!({"app": "jira"}), 422, "invalid_body", None),
+        (json!({"app": "jira"}), 422, "invalid_body", Some("app")),
     ];
     for (body, status, code, field) in cases {
         env.assert_refused(Method::PATCH, &path, Some(body), (status, code, field))

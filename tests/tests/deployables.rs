@@ -245,7 +245,7 @@ async fn a_registration_names_what_is_wrong_with_it() {
         Method::POST,
         "/v1/deployables",
         Some(missing),
-        (422, "invalid_body", None),
+        (422, "invalid_body", Some("link")),
     )
     .await;
     env.stop().await;

@@ -87,7 +87,11 @@ async fn a_mistaken_filter_is_named_not_ignored() {
             "validation_failed",
             Some("app"),
         ),
-        ("/v1/automations?stauts=paused", "invalid_query", None),
+        (
+            "/v1/automations?stauts=paused",
+            "invalid_query",
+            Some("stauts"),
+        ),
         (
             "/v1/connections?status=broken",
             "validation_failed",
@@ -98,7 +102,11 @@ async fn a_mistaken_filter_is_named_not_ignored() {
             "validation_failed",
             Some("app"),
         ),
-        ("/v1/connections?colour=red", "invalid_query", None),
+        (
+            "/v1/connections?colour=red",
+            "invalid_query",
+            Some("colour"),
+        ),
     ];
     for (path, code, field) in cases {
         env.assert_refused(Method::GET, path, None, (422, code, field))

@@ -284,7 +284,7 @@ async fn a_mistaken_token_request_names_its_field() {
                 Method::POST,
                 "/v1/tokens",
                 Some(body),
-                (422, "invalid_body", None),
+                (422, "invalid_body", Some(needle)),
             )
             .await;
         assert!(err.to_string().contains(needle), "{err}");

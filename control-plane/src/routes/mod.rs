@@ -211,7 +211,7 @@ pub fn optional_body<T: serde::de::DeserializeOwned + Default>(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| crate::error::ApiError::invalid("body", e.to_string()))
+    crate::error::json_body(body)
 }
 
 /// A record's name, trimmed: 1 to 200 characters, else a 422 naming the `name` field.
