@@ -292,8 +292,20 @@ where
         parts: &mut axum::http::request::Parts,
         _: &S,
     ) -> Result<Self, Self::Rejection> {
-        // As axum's `Query` reads it, the parameter at fault named in `field` too.
         let query = parts.uri.query().unwrap_or_default();
+        // PostgreSQL cannot store or compare a NUL character (`%00`): refused by name here, not
+        // failed on in a query later.
+        let pairs = url::form_urlencoded::parse(query.as_bytes());
+        if let Some((name, _)) = pairs
+            .into_iter()
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            let message = format!("{name} contains a NUL character (%00), which no filter takes");
+            return Err(
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", message).at(name),
+            );
+        }
+        // As axum's `Query` reads it, the parameter at fault named in `field` too.
         let de = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(de).map(Self).map_err(|e| {
             let err = ApiError::new(

@@ -107,6 +107,13 @@ async fn a_mistaken_filter_is_named_not_ignored() {
             "invalid_query",
             Some("colour"),
         ),
+        // A NUL character no filter takes (PostgreSQL cannot compare it), refused by name.
+        ("/v1/connections?q=a%00b", "invalid_query", Some("q")),
+        (
+            "/v1/deployables?system=%00",
+            "invalid_query",
+            Some("system"),
+        ),
     ];
     for (path, code, field) in cases {
         env.assert_refused(Method::GET, path, None, (422, code, field))
