@@ -19,6 +19,13 @@ struct Op {
     ok: (&'static str, Value),
 }
 
+/// The operations whose body may be left out (`crate::routes::optional_body`): their defaults.
+const OPTIONAL_BODIES: [(&str, &str); 3] = [
+    ("post", "/v1/automations/{id}/publish"),
+    ("post", "/v1/automations/{id}/duplicate"),
+    ("post", "/v1/executions/{id}/rerun"),
+];
+
 fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
     g.subschema_for::<T>().to_value()
 }
@@ -27,11 +34,13 @@ fn array<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
     json!({"type": "array", "items": schema::<T>(g)})
 }
 
+mod accepts;
 mod governance;
 mod lifecycle;
 
+use accepts::{catalogued, query_parameters};
 use governance::governance_operations;
-use lifecycle::{lifecycle_operations, query_parameters};
+use lifecycle::lifecycle_operations;
 
 fn operations(g: &mut SchemaGenerator) -> Vec<Op> {
     let mut ops = core_operations(g);
@@ -253,6 +262,8 @@ pub fn document() -> Value {
     settings.meta_schema = None;
     let mut g = settings.into_generator();
     let error = schema::<ErrorBody>(&mut g);
+    // The catalogue is built in: its apps, domains and templates are the only ones accepted.
+    let catalog = aic_core::catalog::Catalog::load().expect("the built-in catalogue loads");
     let mut paths = Map::new();
     for op in operations(&mut g) {
         let success = match op.ok.0 {
@@ -286,15 +297,14 @@ pub fn document() -> Value {
             .map(|(p, t)| json!({"name": p, "in": "path", "required": true, "schema": {"type": t}}))
             .collect();
         let mut params = params;
-        params.extend(query_parameters(op.method, op.path).iter().map(|(name, what)| {
-            json!({"name": name, "in": "query", "required": false, "description": what, "schema": {"type": "string"}})
-        }));
+        params.extend(query_parameters(&catalog, op.method, op.path));
         if !params.is_empty() {
             o["parameters"] = Value::Array(params);
         }
         if let Some(body) = op.body {
+            let required = !OPTIONAL_BODIES.contains(&(op.method, op.path));
             o["requestBody"] =
-                json!({"required": true, "content": {"application/json": {"schema": body}}});
+                json!({"required": required, "content": {"application/json": {"schema": body}}});
         }
         let entry = paths.entry(op.path).or_insert_with(|| json!({}));
         entry[op.method] = o;
@@ -308,7 +318,7 @@ pub fn document() -> Value {
         },
         "paths": paths,
         "components": {
-            "schemas": g.take_definitions(true),
+            "schemas": catalogued(g.take_definitions(true), &catalog),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
         },
         "security": [{"bearer": []}]
@@ -322,44 +332,4 @@ pub async fn serve() -> Json<Value> {
 }
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn every_reference_in_the_document_resolves() {
-        let doc = super::document();
-        let text = doc.to_string();
-        let schemas = doc["components"]["schemas"]
-            .as_object()
-            .expect("components");
-        for (i, _) in text.match_indices("#/components/schemas/") {
-            let name: String = text[i + 21..].chars().take_while(|c| *c != '"').collect();
-            assert!(schemas.contains_key(&name), "dangling $ref to {name}");
-        }
-        assert!(doc["paths"]["/v1/automations/{id}/executions"]["post"]["requestBody"].is_object());
-        let restore = &doc["paths"]["/v1/automations/{id}/versions/{number}/restore"]["post"];
-        assert_eq!(
-            restore["parameters"][1]["schema"]["type"], "integer",
-            "{restore}"
-        );
-        let delete = &doc["paths"]["/v1/automations/{id}"]["delete"]["responses"]["204"];
-        assert!(delete.get("content").is_none(), "{delete}");
-        let audit = &doc["paths"]["/v1/audit-events"]["get"];
-        assert_eq!(
-            audit["parameters"].as_array().map(Vec::len),
-            Some(6),
-            "{audit}"
-        );
-        assert_eq!(audit["description"], "Roles: admin.");
-        assert!(doc["paths"]["/v1/tokens/{id}"]["delete"].is_object());
-        for (method, path) in [
-            ("post", "/v1/connections/{id}/test"),
-            ("post", "/v1/automations/{id}/test"),
-            ("get", "/v1/automations/{id}/fields"),
-        ] {
-            let held = &doc["paths"][path][method]["responses"]["429"];
-            assert!(
-                held["headers"]["Retry-After"].is_object(),
-                "{method} {path}"
-            );
-        }
-    }
-}
+mod tests;

@@ -37,7 +37,8 @@ pub struct CreateAutomation {
     pub template: String,
     /// The connection to run on (same app as the template).
     pub connection_id: ConnectionId,
-    /// Unique name within the tenant (the tile title).
+    /// Unique name within the tenant (the tile title; 1 to 200 characters).
+    #[schemars(length(min = 1, max = 200), pattern(r"\S"))]
     pub name: String,
     /// Description shown on the tile.
     #[serde(default)]
@@ -57,7 +58,8 @@ pub struct CreateAutomation {
 #[derive(Deserialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct PublishInput {
-    /// Name of the version (default `Version N`).
+    /// Name of the version (default, and when blank, `Version N`).
+    #[schemars(length(max = 200))]
     pub version_name: Option<String>,
 }
 

@@ -31,11 +31,14 @@ pub(crate) use cooling::{after_refusal, clear as clear_cooldowns, not_held};
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionInput {
-    /// Unique name within the tenant.
+    /// Unique name within the tenant (1 to 200 characters).
+    #[schemars(length(min = 1, max = 200), pattern(r"\S"))]
     pub name: String,
     /// Catalogue app id, e.g. `salesforce`.
+    #[schemars(length(min = 1))]
     pub app: String,
     /// Instance base URL or host, e.g. `https://acme.my.salesforce.com`.
+    #[schemars(length(min = 1))]
     pub domain: String,
     /// One of the app's auth types, e.g. `oauth2_client_credentials`.
     pub auth_type: String,
@@ -46,6 +49,7 @@ pub struct ConnectionInput {
     /// The most vendor calls in flight at once on this connection, over all workers (1 to
     /// 10,000; default: the workers' `AIC_WORKER_CONNECTION_CONCURRENCY`).
     #[serde(default)]
+    #[schemars(range(min = 1, max = 10_000))]
     pub max_concurrency: Option<i32>,
 }
 

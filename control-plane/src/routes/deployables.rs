@@ -26,16 +26,21 @@ pub struct RegisterDeployable {
     /// The published automation the item runs.
     pub automation_id: AutomationId,
     /// `flow`, `bot_step`, `launcher` or `other`.
+    #[schemars(extend("enum" = KINDS))]
     pub kind: String,
     /// The system (the platform's app or environment) the item lives in, e.g. `Salesforce
     /// Lightning — production`.
+    #[schemars(length(min = 1, max = 200), pattern(r"\S"))]
     pub system: String,
     /// The platform's own id of the item, unique within its system: registering it again
     /// updates it.
+    #[schemars(length(min = 1, max = 200), pattern(r"\S"))]
     pub external_id: String,
     /// The item's name, e.g. `Onboarding: create the first lead`.
+    #[schemars(length(min = 1, max = 200), pattern(r"\S"))]
     pub name: String,
     /// Where to open it (`https://…`, at most 2,000 characters).
+    #[schemars(url, length(max = 2000))]
     pub link: String,
 }
 
@@ -82,7 +87,7 @@ pub struct DeployableFilter {
     pub q: Option<String>,
 }
 
-const KINDS: [&str; 4] = ["flow", "bot_step", "launcher", "other"];
+pub(crate) const KINDS: [&str; 4] = ["flow", "bot_step", "launcher", "other"];
 
 const SELECT: &str = "SELECT d.id, d.automation_id, a.name, d.kind, d.system, d.external_id, \
     d.name, d.link, (SELECT t.name FROM api_tokens t WHERE t.id = d.registered_by), \

@@ -33,9 +33,11 @@ pub struct EnqueueInput {
     pub source: Option<String>,
     /// Your own key for this action (per tenant, at most 200 characters): a repeated key
     /// returns the first execution instead of running the automation again.
+    #[schemars(length(min = 1, max = 200), pattern(r"\S"))]
     pub idempotency_key: Option<String>,
     /// Wait up to this many milliseconds (at most 30000) for the result: answered 200 with the
     /// result when it comes in time, else 202 as usual and the result arrives later.
+    #[schemars(range(max = 30_000))]
     pub wait_ms: Option<u64>,
 }
 

@@ -23,8 +23,10 @@ use uuid::Uuid;
 #[serde(deny_unknown_fields)]
 pub struct IssueToken {
     /// Who or what holds it, e.g. `onboarding flow` (1 to 200 characters).
+    #[schemars(length(min = 1, max = 200), pattern(r"\S"))]
     pub name: String,
     /// `admin`, `editor`, `viewer` or `service` (runs automations only: flows and bots).
+    #[schemars(extend("enum" = ROLES))]
     pub role: String,
     /// When it stops working by itself (RFC 3339, in the future); never when absent.
     pub expires_at: Option<DateTime<Utc>>,
@@ -94,8 +96,8 @@ pub struct TokenQuery {
     pub status: Option<String>,
 }
 
-const ROLES: [&str; 4] = ["admin", "editor", "viewer", "service"];
-const STATUSES: [&str; 3] = ["active", "expired", "revoked"];
+pub(crate) const ROLES: [&str; 4] = ["admin", "editor", "viewer", "service"];
+pub(crate) const STATUSES: [&str; 3] = ["active", "expired", "revoked"];
 
 const SELECT: &str = "SELECT t.id, t.name, t.role, t.created_at, c.name AS creator, \
     t.expires_at, t.last_used_at, t.revoked_at, r.name AS revoker, \

@@ -47,6 +47,7 @@ impl AutomationStatus {
 #[serde(deny_unknown_fields)]
 pub struct UpdateAutomation {
     /// New unique name within the tenant.
+    #[schemars(length(min = 1, max = 200), pattern(r"\S"))]
     pub name: Option<String>,
     /// New description.
     pub description: Option<String>,
@@ -70,6 +71,7 @@ pub struct UpdateAutomation {
 #[serde(deny_unknown_fields)]
 pub struct DuplicateInput {
     /// The copy's name (default: the original's with ` (copy)`, then ` (copy 2)`…).
+    #[schemars(length(min = 1, max = 200), pattern(r"\S"))]
     pub name: Option<String>,
 }
 

@@ -50,6 +50,7 @@ pub struct FieldList {
 
 /// One field.
 #[derive(Serialize, JsonSchema)]
+#[schemars(rename = "ObjectField")]
 pub struct FieldView {
     /// Its API name: a parameter's `target`.
     pub target: String,
@@ -67,7 +68,7 @@ pub struct FieldView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_length: Option<u32>,
     /// Its allowed values (pick-lists).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<String>,
     /// The draft's parameter mapped to it.
     #[serde(skip_serializing_if = "Option::is_none")]

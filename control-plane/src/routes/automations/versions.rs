@@ -57,6 +57,7 @@ pub struct VersionEntry {
 #[serde(deny_unknown_fields)]
 pub struct RenameVersion {
     /// New name, 1 to 200 characters.
+    #[schemars(length(min = 1, max = 200), pattern(r"\S"))]
     pub name: String,
 }
 

@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 #[serde(deny_unknown_fields)]
 pub struct UpdateConnection {
     /// New unique name within the tenant.
+    #[schemars(length(min = 1, max = 200), pattern(r"\S"))]
     pub name: Option<String>,
     /// New instance base URL or host.
     pub domain: Option<String>,

@@ -23,6 +23,9 @@ pub struct ConnectionFilter {
     pub q: Option<String>,
 }
 
+/// A connection's statuses.
+pub const STATUSES: [&str; 4] = ["untested", "connected", "failing", "needs_reauthorization"];
+
 /// `GET /v1/connections?app=&status=&q=`, oldest first.
 pub async fn list(
     caller: Caller,
@@ -30,8 +33,7 @@ pub async fn list(
     ApiQuery(filter): ApiQuery<ConnectionFilter>,
 ) -> Result<Json<Vec<ConnectionView>>, ApiError> {
     caller.require(READ)?;
-    let statuses = ["untested", "connected", "failing", "needs_reauthorization"];
-    one_of("status", filter.status.as_deref(), &statuses)?;
+    one_of("status", filter.status.as_deref(), &STATUSES)?;
     crate::routes::catalog::known_filters(&state, filter.app.as_deref(), None)?;
     let client = state.pool.get().await?;
     let rows = client

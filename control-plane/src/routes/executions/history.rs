@@ -39,7 +39,7 @@ pub struct ExecutionPage {
     pub next: Option<String>,
 }
 
-pub(super) const STATUSES: [&str; 5] = [
+pub(crate) const STATUSES: [&str; 5] = [
     "queued",
     "running",
     "succeeded",

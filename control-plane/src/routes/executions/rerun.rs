@@ -37,8 +37,10 @@ pub struct RerunInput {
     pub execution_id: Option<ExecutionId>,
     /// Run it again although it `succeeded` or ended in `unknown_outcome` (name that status):
     /// its action may be done twice.
+    #[schemars(extend("enum" = ["succeeded", "unknown_outcome", null]))]
     pub allow: Option<String>,
     /// Wait up to this many milliseconds (at most 30000) for the new result.
+    #[schemars(range(max = 30_000))]
     pub wait_ms: Option<u64>,
 }
 
@@ -135,10 +137,12 @@ fn allowed(status: String, allow: Option<&str>) -> Result<(), ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct BulkRerunInput {
     /// Failures enqueued at or after this time (RFC 3339, e.g. `2026-12-05T00:00:00Z`).
+    #[schemars(extend("format" = "date-time"))]
     pub since: String,
     /// Only this automation's.
     pub automation_id: Option<AutomationId>,
     /// At most this many, oldest first (1 to 200, default 50).
+    #[schemars(range(min = 1, max = 200))]
     pub limit: Option<i64>,
     /// The `next` of the call before: go on past the failures it listed, those it could not
     /// run again included. Without it, from the oldest failure not run again yet.

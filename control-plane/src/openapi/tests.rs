@@ -1,0 +1,87 @@
+//! The document's shape, checked.
+
+use serde_json::json;
+
+#[test]
+fn every_reference_in_the_document_resolves() {
+    let doc = super::document();
+    let text = doc.to_string();
+    let schemas = doc["components"]["schemas"]
+        .as_object()
+        .expect("components");
+    for (i, _) in text.match_indices("#/components/schemas/") {
+        let name: String = text[i + 21..].chars().take_while(|c| *c != '"').collect();
+        assert!(schemas.contains_key(&name), "dangling $ref to {name}");
+    }
+    assert!(doc["paths"]["/v1/automations/{id}/executions"]["post"]["requestBody"].is_object());
+    let restore = &doc["paths"]["/v1/automations/{id}/versions/{number}/restore"]["post"];
+    assert_eq!(
+        restore["parameters"][1]["schema"]["type"], "integer",
+        "{restore}"
+    );
+    let delete = &doc["paths"]["/v1/automations/{id}"]["delete"]["responses"]["204"];
+    assert!(delete.get("content").is_none(), "{delete}");
+    let audit = &doc["paths"]["/v1/audit-events"]["get"];
+    assert_eq!(
+        audit["parameters"].as_array().map(Vec::len),
+        Some(6),
+        "{audit}"
+    );
+    assert_eq!(audit["description"], "Roles: admin.");
+    assert!(doc["paths"]["/v1/tokens/{id}"]["delete"].is_object());
+    // What each parameter and field takes, as the handlers check it.
+    let param = |path: &str, name: &str| {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+            .map(|p| p["schema"].clone())
+            .unwrap_or_default()
+    };
+    let actions = param("/v1/audit-events", "action")["enum"].to_string();
+    assert!(
+        actions.contains("\"automation.execution_rerun\""),
+        "{actions}"
+    );
+    assert_eq!(
+        param("/v1/executions", "limit"),
+        json!({"type": "integer", "minimum": 1, "maximum": 200})
+    );
+    assert_eq!(param("/v1/executions", "since")["format"], "date-time");
+    assert!(
+        param("/v1/apps", "domain")["enum"]
+            .to_string()
+            .contains("\"sales\"")
+    );
+    let schemas = &doc["components"]["schemas"];
+    let apps = schemas["ConnectionInput"]["properties"]["app"]["enum"].to_string();
+    assert!(apps.contains("\"salesforce\""), "{apps}");
+    let templates = schemas["CreateAutomation"]["properties"]["template"]["enum"].to_string();
+    assert!(
+        templates.contains("\"salesforce.create_lead\""),
+        "{templates}"
+    );
+    assert_eq!(
+        schemas["IssueToken"]["properties"]["role"]["enum"],
+        json!(["admin", "editor", "viewer", "service"])
+    );
+    assert_eq!(
+        schemas["IssueToken"]["properties"]["name"]["maxLength"],
+        200
+    );
+    // A field the answer leaves out when empty is not required of it.
+    let field = &schemas["ObjectField"]["required"];
+    assert!(!field.to_string().contains("\"values\""), "{field}");
+    let publish = &doc["paths"]["/v1/automations/{id}/publish"]["post"]["requestBody"];
+    assert_eq!(publish["required"], false, "{publish}");
+    for (method, path) in [
+        ("post", "/v1/connections/{id}/test"),
+        ("post", "/v1/automations/{id}/test"),
+        ("get", "/v1/automations/{id}/fields"),
+    ] {
+        let held = &doc["paths"][path][method]["responses"]["429"];
+        assert!(
+            held["headers"]["Retry-After"].is_object(),
+            "{method} {path}"
+        );
+    }
+}
