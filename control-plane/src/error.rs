@@ -100,6 +100,12 @@ impl ApiError {
         )
     }
 
+    /// 422: the vendor found no such thing as the caller named in `field` (an object, a
+    /// project): the caller's to mend, so not a 502; the message says what the vendor said.
+    pub fn vendor_not_found(field: &str, failure: &aic_core::vendor::VendorFailure) -> Self {
+        Self::invalid(field, Self::vendor(failure).message)
+    }
+
     /// 429: the vendor asked for no calls on the connection until `until` (its rate limit or
     /// quota; see [`aic_core::cooldown`]), so none is made; `Retry-After` says when to try.
     pub fn throttled(until: chrono::DateTime<chrono::Utc>, reason: &str) -> Self {

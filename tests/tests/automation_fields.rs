@@ -123,7 +123,12 @@ async fn another_object_is_described_on_request_and_a_wrong_one_is_named() {
             None,
         )
         .await;
-    assert_eq!(status, 502, "{err}");
+    // No such object at the vendor: the caller's to mend, named, with the vendor's words.
+    assert_eq!(
+        (status.as_u16(), &err["error"]["field"]),
+        (422, &json!("object")),
+        "{err}"
+    );
     assert!(
         err["error"]["message"]
             .as_str()
@@ -134,7 +139,7 @@ async fn another_object_is_described_on_request_and_a_wrong_one_is_named() {
     for (query, field) in [
         ("?object=../limits", Some("object")),
         ("?object=1x", Some("object")),
-        ("?shape=x", None),
+        ("?shape=x", Some("shape")),
     ] {
         let (status, err) = env
             .call(
@@ -254,19 +259,33 @@ async fn jira_answers_from_the_catalogue_until_a_project_and_issue_type_are_name
     let screens = env.sandbox.requests_to("/createmeta/ENG/issuetypes");
     assert_eq!(screens.len(), 2, "the issue types, then the bug's screen");
 
-    for (query, status, needle) in [
+    // Each refused naming the parameter at fault, the vendor's refusals with its words.
+    for (query, field, needle) in [
         (
             "?project=NOPE&issue_type=Bug",
-            502,
+            "project",
             "No project could be found",
         ),
-        ("?project=ENG&issue_type=Saga", 502, "no issue type 'Saga'"),
-        ("?project=ENG", 422, "issue_type"),
-        ("?object=Bug", 422, "object"),
+        (
+            "?project=ENG&issue_type=Saga",
+            "issue_type",
+            "no issue type 'Saga'",
+        ),
+        (
+            "?project=E-1&issue_type=Bug",
+            "project",
+            "not a project key",
+        ),
+        ("?project=ENG", "issue_type", "issue_type"),
+        ("?object=Bug", "object", "object"),
     ] {
         let path = format!("/v1/automations/{automation}/fields{query}");
         let (got, err) = env.call(Method::GET, &path, None).await;
-        assert_eq!(got.as_u16(), status, "{query}: {err}");
+        assert_eq!(
+            (got.as_u16(), err["error"]["field"].as_str()),
+            (422, Some(field)),
+            "{query}: {err}"
+        );
         assert!(err.to_string().contains(needle), "{query}: {err}");
     }
     env.stop().await;

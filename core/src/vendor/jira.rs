@@ -205,6 +205,15 @@ fn suffix(text: &str) -> String {
     }
 }
 
+/// Whether `project` can be a Jira project's key or id (letters, digits and `_`, up to 80).
+pub fn valid_project(project: &str) -> bool {
+    !project.is_empty()
+        && project.len() <= 80
+        && project
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// The fields the create screen of `issue_type` (name or id) in `project` (key or id) takes:
 /// the project's issue types are read first, for the type's id; then its fields, page by page.
 /// A field's target is `fields.<id>`, as a template's parameters name them; what cannot be set
@@ -216,12 +225,7 @@ pub async fn create_fields(
     project: &str,
     issue_type: &str,
 ) -> Result<Vec<VendorField>, VendorFailure> {
-    if project.is_empty()
-        || project.len() > 80
-        || !project
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
+    if !valid_project(project) {
         return Err(VendorFailure::rejected(format!(
             "'{project}' is not a project key or id"
         )));

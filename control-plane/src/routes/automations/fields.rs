@@ -112,7 +112,7 @@ pub async fn list(
     if let Err(f) = &described {
         after_refusal(&state, connection, None, f).await;
     }
-    let described = described.map_err(|f| ApiError::vendor(&f))?;
+    let described = described.map_err(|f| refused(&f, &q))?;
     let fields = described
         .unwrap_or_default()
         .into_iter()
@@ -126,6 +126,25 @@ pub async fn list(
         } => format!("{project}/{issue_type}"),
     };
     Ok(Json(answer("vendor", Some(described), fields)))
+}
+
+/// A vendor's refusal of what the query named — no such object (Salesforce's, ServiceNow's
+/// 404) or project (Jira's), or no such issue type in the project (looked for among the
+/// project's) — is the caller's to mend: a 422 naming the parameter, with the vendor's words.
+/// Any other refusal is a 502, as an execution's.
+fn refused(f: &aic_core::vendor::VendorFailure, q: &FieldsQuery) -> ApiError {
+    let not_found = f
+        .vendor
+        .as_ref()
+        .is_some_and(|v| v.http_status == Some(404));
+    let ours = f.vendor.is_none() && f.code == aic_proto::ExecutionErrorCode::VendorRejected;
+    let field = match (&q.object, &q.project, &q.issue_type) {
+        (Some(_), _, _) if not_found => "object",
+        (_, Some(_), _) if not_found => "project",
+        (_, Some(_), Some(_)) if ours => "issue_type",
+        _ => return ApiError::vendor(f),
+    };
+    ApiError::vendor_not_found(field, f)
 }
 
 /// What the query asks to describe: the template's object unless another is named (`object`
@@ -144,6 +163,14 @@ fn asked<'q>(
         q.project.as_deref(),
         q.issue_type.as_deref(),
     ) {
+        (Vendor::Jira, None, Some(project), Some(_))
+            if !aic_core::vendor::jira::valid_project(project) =>
+        {
+            Err(ApiError::invalid(
+                "project",
+                format!("'{project}' is not a project key or id"),
+            ))
+        }
         (Vendor::Jira, None, Some(project), Some(issue_type)) => Ok(Some(Object::JiraIssue {
             project,
             issue_type,
