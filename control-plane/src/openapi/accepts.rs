@@ -1,6 +1,7 @@
-//! The filters each list takes in its query string, and what each accepts: the values the
-//! handlers check (their own constants), so that a client built from the document sends what
-//! the API takes.
+//! What the API accepts, as the document says it: the filters each list takes in its query
+//! string and the values each takes, and the bodies' apps and templates — the values the
+//! handlers check (their own constants, the catalogue's), so that a client built from the
+//! document sends what the API takes.
 
 use crate::audit::Action;
 use crate::routes::{audit, deployables, executions, tokens};
@@ -43,6 +44,9 @@ fn one_of<'v>(values: impl IntoIterator<Item = &'v str>) -> Takes {
     Takes::OneOf(values.into_iter().map(str::to_string).collect())
 }
 
+/// A query parameter: its name, what it does, what it takes.
+type Param = (&'static str, &'static str, Takes);
+
 /// The query parameters of `method` `path`, as the document's `parameters`; the apps and
 /// business domains those of `catalog`.
 pub(super) fn query_parameters(
@@ -50,47 +54,77 @@ pub(super) fn query_parameters(
     method: &str,
     path: &str,
 ) -> Vec<Value> {
-    use Takes::*;
-    let apps = || one_of(catalog.apps().map(|(a, _)| a.id.as_str()));
-    let app = || ("app", "only this app's (id, e.g. `salesforce`)", apps());
+    let list = match method {
+        "get" => catalogue_filters(catalog, path).unwrap_or_else(|| record_filters(path)),
+        _ => vec![],
+    };
+    list.into_iter()
+        .map(|(name, what, takes)| {
+            json!({"name": name, "in": "query", "required": false, "description": what, "schema": takes.schema()})
+        })
+        .collect()
+}
+
+/// The filters of the lists filtered by the catalogue's apps and domains.
+fn catalogue_filters(catalog: &aic_core::catalog::Catalog, path: &str) -> Option<Vec<Param>> {
+    let app = || {
+        let ids = one_of(catalog.apps().map(|(a, _)| a.id.as_str()));
+        ("app", "only this app's (id, e.g. `salesforce`)", ids)
+    };
     let domain = || {
         let what = "only this business domain's (id, see `/v1/domains`)";
         let ids = one_of(catalog.domains().iter().map(|d| d.id.as_str()));
         ("domain", what, ids)
     };
-    let q = || ("q", "search text, case- and accent-insensitive", Text);
-    let history = || {
-        let since =
-            "only those enqueued at or after this time (RFC 3339, e.g. `2026-12-05T00:00:00Z`)";
-        vec![
-            (
-                "status",
-                "one status",
-                one_of(executions::history::STATUSES),
-            ),
-            ("since", since, Time),
-            (
-                "limit",
-                "executions per page, 1 to 200 (default 50)",
-                PageSize,
-            ),
-            ("after", "the `next` of the page before", Name),
-        ]
-    };
-    let list = match (method, path) {
-        ("get", "/v1/apps") => vec![domain(), q()],
-        ("get", "/v1/templates") => vec![app(), domain(), q()],
-        ("get", "/v1/automations") => {
+    let q = (
+        "q",
+        "search text, case- and accent-insensitive",
+        Takes::Text,
+    );
+    Some(match path {
+        "/v1/apps" => vec![domain(), q],
+        "/v1/templates" => vec![app(), domain(), q],
+        "/v1/automations" => {
             let status = one_of(["running", "paused"]);
             vec![
                 app(),
                 domain(),
                 ("status", "`running` or `paused`", status),
-                q(),
+                q,
             ]
         }
-        ("get", "/v1/automations/{id}/executions") | ("get", "/v1/executions") => history(),
-        ("get", "/v1/automations/{id}/fields") => vec![
+        "/v1/connections" => {
+            let statuses = one_of(crate::routes::connections::listing::STATUSES);
+            vec![app(), ("status", "one status", statuses), q]
+        }
+        _ => return None,
+    })
+}
+
+/// The filters of the other lists: executions, fields, tokens, the audit trail, deployables.
+fn record_filters(path: &str) -> Vec<Param> {
+    use Takes::*;
+    let after = ("after", "the `next` of the page before", Name);
+    match path {
+        "/v1/automations/{id}/executions" | "/v1/executions" => vec![
+            (
+                "status",
+                "one status",
+                one_of(executions::history::STATUSES),
+            ),
+            (
+                "since",
+                "only those enqueued at or after this time (RFC 3339, e.g. `2026-12-05T00:00:00Z`)",
+                Time,
+            ),
+            (
+                "limit",
+                "executions per page, 1 to 200 (default 50)",
+                PageSize,
+            ),
+            after,
+        ],
+        "/v1/automations/{id}/fields" => vec![
             (
                 "object",
                 "another object than the template's (Salesforce sObject or ServiceNow table)",
@@ -107,11 +141,11 @@ pub(super) fn query_parameters(
                 Name,
             ),
         ],
-        ("get", "/v1/tokens") => vec![
+        "/v1/tokens" => vec![
             ("role", "one role", one_of(tokens::ROLES)),
             ("status", "one status", one_of(tokens::STATUSES)),
         ],
-        ("get", "/v1/audit-events") => vec![
+        "/v1/audit-events" => vec![
             (
                 "action",
                 "one action",
@@ -125,9 +159,9 @@ pub(super) fn query_parameters(
             ("target_id", "one record's events", Id),
             ("actor_id", "one token's doings", Id),
             ("limit", "events per page, 1 to 200 (default 50)", PageSize),
-            ("after", "the `next` of the page before", Name),
+            after,
         ],
-        ("get", "/v1/deployables") => vec![
+        "/v1/deployables" => vec![
             ("automation_id", "items running this automation", Id),
             (
                 "connection_id",
@@ -136,19 +170,10 @@ pub(super) fn query_parameters(
             ),
             ("system", "items of this system", Text),
             ("kind", "one kind of item", one_of(deployables::KINDS)),
-            q(),
+            ("q", "search text, case- and accent-insensitive", Text),
         ],
-        ("get", "/v1/connections") => {
-            let statuses = one_of(crate::routes::connections::listing::STATUSES);
-            vec![app(), ("status", "one status", statuses), q()]
-        }
         _ => vec![],
-    };
-    list.into_iter()
-        .map(|(name, what, takes)| {
-            json!({"name": name, "in": "query", "required": false, "description": what, "schema": takes.schema()})
-        })
-        .collect()
+    }
 }
 
 /// The body `schemas` naming an app or a template, each limited to the catalogue's.

@@ -109,9 +109,10 @@ pub(super) async fn submit(
     Ok(answer(state, execution, waiter.zip(s.wait)).await)
 }
 
-/// Records `s` as queued, with its outbox row (`crate::resend`), in one statement: `false` when
-/// it is already known — its id, or the tenant's idempotency key, taken (any unique violation
-/// means so).
+/// Records `s` as queued, with its outbox row (`crate::resend`), in one statement — a re-run
+/// with its link and its audit event, in one transaction: `false` when it is already known —
+/// its id, or the tenant's idempotency key, taken (any unique violation means so) — or, for a
+/// bulk re-run, when something ran its execution again before.
 async fn record(
     client: &mut deadpool_postgres::Object,
     caller: &Caller,
