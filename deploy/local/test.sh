@@ -4,6 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash deploy/local/services.sh
+# The API's fuzz test (tests/tests/api_fuzz.rs) runs schemathesis, from PyPI, at a pinned version.
+SCHEMATHESIS=4.32.5
+if [ "$(schemathesis --version 2>/dev/null)" != "schemathesis, version $SCHEMATHESIS" ]; then
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    "schemathesis==$SCHEMATHESIS"
+fi
 # The process-level tests (kill -9, SIGTERM) start the real aic-worker binary.
 cargo build --workspace --bins
 # Every test binary runs even after one fails, so that one run shows every failure.
