@@ -25,11 +25,15 @@ enum Takes {
     ApiName,
 }
 
+/// Text without a NUL character.
+const NO_NUL: &str = "^[^\\u0000]*$";
+
 impl Takes {
     fn schema(&self) -> Value {
         match self {
-            Self::Name => json!({"type": "string", "minLength": 1}),
-            Self::Text => json!({"type": "string"}),
+            // No NUL character (`%00`), which no filter takes (`crate::error::ApiQuery`).
+            Self::Name => json!({"type": "string", "minLength": 1, "pattern": NO_NUL}),
+            Self::Text => json!({"type": "string", "pattern": NO_NUL}),
             Self::OneOf(values) => json!({"type": "string", "enum": values}),
             Self::Time => json!({"type": "string", "format": "date-time"}),
             Self::PageSize => json!({"type": "integer", "minimum": 1, "maximum": 200}),
@@ -176,7 +180,8 @@ fn record_filters(path: &str) -> Vec<Param> {
     }
 }
 
-/// The body `schemas` naming an app or a template, each limited to the catalogue's.
+/// The body `schemas` naming an app, an auth type or a template, each limited to the
+/// catalogue's.
 pub(super) fn catalogued(
     mut schemas: Map<String, Value>,
     catalog: &aic_core::catalog::Catalog,
@@ -186,8 +191,21 @@ pub(super) fn catalogued(
         .apps()
         .flat_map(|(a, ts)| ts.iter().map(move |t| format!("{}.{}", a.id, t.action)))
         .collect();
+    // Each app takes some of these; which, `GET /v1/apps` says (a 422 names the others).
+    let mut auth_types: Vec<&str> = catalog
+        .apps()
+        .flat_map(|(a, _)| a.auth_types.iter().map(|t| t.id.as_str()))
+        .collect();
+    auth_types.sort_unstable();
+    auth_types.dedup();
+    let mut or_none = json!(auth_types);
+    if let Some(values) = or_none.as_array_mut() {
+        values.push(Value::Null);
+    }
     for (schema, property, values) in [
         ("ConnectionInput", "app", json!(apps)),
+        ("ConnectionInput", "auth_type", json!(auth_types)),
+        ("UpdateConnection", "auth_type", or_none),
         ("CreateAutomation", "template", json!(templates)),
     ] {
         if let Some(p) = schemas

@@ -68,6 +68,16 @@ fn every_reference_in_the_document_resolves() {
         schemas["IssueToken"]["properties"]["name"]["maxLength"],
         200
     );
+    let auth = schemas["UpdateConnection"]["properties"]["auth_type"]["enum"].to_string();
+    assert!(
+        auth.contains("\"oauth2_client_credentials\"") && auth.contains("null"),
+        "{auth}"
+    );
+    let numbers = &schemas["DeleteVersions"]["properties"]["numbers"];
+    assert_eq!(
+        (&numbers["minItems"], &numbers["maxItems"]),
+        (&json!(1), &json!(1000))
+    );
     // A field the answer leaves out when empty is not required of it.
     let field = &schemas["ObjectField"]["required"];
     assert!(!field.to_string().contains("\"values\""), "{field}");
