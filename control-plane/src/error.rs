@@ -254,11 +254,14 @@ pub fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-/// `e`'s message, after the path to the field it is about.
+/// `e`'s message, after the path to the field it is about (unless the message names it alone:
+/// "unknown field `colour`, …" at the top).
 fn described<E: std::fmt::Display>(e: &serde_path_to_error::Error<E>) -> String {
-    match e.path().to_string().as_str() {
-        "." => e.inner().to_string(),
-        path => format!("{path}: {}", e.inner()),
+    let (path, inner) = (e.path().to_string(), e.inner().to_string());
+    if path == "." || inner.starts_with(&format!("unknown field `{path}`")) {
+        inner
+    } else {
+        format!("{path}: {inner}")
     }
 }
 
@@ -382,5 +385,14 @@ mod tests {
             assert_eq!(field(body).as_deref(), Some(path), "{body}");
         }
         assert_eq!(field("1"), None, "not about a field");
+        let said = |body: &str| {
+            super::json_body::<Outer>(body.as_bytes())
+                .expect_err("refused")
+                .message
+        };
+        assert!(said(r#"{"colour": 1}"#).starts_with("unknown field `colour`"));
+        assert!(
+            said(r#"{"name": "a", "inner": [{"k": "x"}]}"#).starts_with("inner[0].k: invalid type")
+        );
     }
 }
