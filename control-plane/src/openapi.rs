@@ -37,6 +37,7 @@ fn array<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
 mod accepts;
 mod governance;
 mod lifecycle;
+mod links;
 
 use accepts::{catalogued, query_parameters};
 use governance::governance_operations;
@@ -309,6 +310,7 @@ pub fn document() -> Value {
         let entry = paths.entry(op.path).or_insert_with(|| json!({}));
         entry[op.method] = o;
     }
+    links::link(&mut paths);
     json!({
         "openapi": "3.1.0",
         "info": {

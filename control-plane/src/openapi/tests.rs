@@ -78,6 +78,22 @@ fn every_reference_in_the_document_resolves() {
         (&numbers["minItems"], &numbers["maxItems"]),
         (&json!(1), &json!(1000))
     );
+    // A record's creation links to the operations on it, a publish to its version's.
+    let made = &doc["paths"]["/v1/automations"]["post"]["responses"]["201"]["links"];
+    assert_eq!(
+        made["publishAutomation"]["parameters"]["id"],
+        "$response.body#/id"
+    );
+    assert!(made.get("restoreVersion").is_none(), "{made}");
+    let published =
+        &doc["paths"]["/v1/automations/{id}/publish"]["post"]["responses"]["201"]["links"];
+    assert_eq!(
+        published["restoreVersion"]["parameters"]["number"],
+        "$response.body#/number"
+    );
+    let enqueued =
+        &doc["paths"]["/v1/automations/{id}/executions"]["post"]["responses"]["202"]["links"];
+    assert!(enqueued["rerunExecution"].is_object(), "{enqueued}");
     // A field the answer leaves out when empty is not required of it.
     let field = &schemas["ObjectField"]["required"];
     assert!(!field.to_string().contains("\"values\""), "{field}");
