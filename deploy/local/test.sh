@@ -4,9 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash deploy/local/services.sh
-# The API's fuzz test (tests/tests/api_fuzz.rs) runs schemathesis, from PyPI, at a pinned version.
+# The API's fuzz test (tests/tests/api_fuzz.rs) runs schemathesis, from PyPI, at a pinned version
+# (as `python3 -m schemathesis.cli`: no script on PATH needed).
 SCHEMATHESIS=4.32.5
-if [ "$(schemathesis --version 2>/dev/null)" != "schemathesis, version $SCHEMATHESIS" ]; then
+installed=$(python3 -c 'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null || true)
+if [ "$installed" != "$SCHEMATHESIS" ]; then
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
     "schemathesis==$SCHEMATHESIS"
 fi

@@ -15,7 +15,8 @@ async fn no_generated_request_gets_a_server_error_or_an_undocumented_answer() {
     env.lead_automation().await;
     let seed = std::env::var("AIC_FUZZ_SEED").unwrap_or_else(|_| "20261206".into());
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/schemathesis.toml");
-    let out = tokio::process::Command::new("schemathesis")
+    let out = tokio::process::Command::new("python3")
+        .args(["-m", "schemathesis.cli"])
         .args(["--config-file", config, "--no-color", "run"])
         .arg(format!("{}/openapi.json", env.api))
         .args(["--url", &env.api, "--seed", &seed, "--workers", "1"])
