@@ -267,48 +267,9 @@ pub fn document() -> Value {
     let catalog = aic_core::catalog::Catalog::load().expect("the built-in catalogue loads");
     let mut paths = Map::new();
     for op in operations(&mut g) {
-        let success = match op.ok.0 {
-            "204" => json!({"description": "Done; no content"}),
-            _ => {
-                json!({"description": "Success", "content": {"application/json": {"schema": op.ok.1}}})
-            }
-        };
-        let mut o = json!({
-            "operationId": op.id,
-            "summary": op.summary,
-            "description": format!("Roles: {}.", op.roles),
-            "responses": {
-                op.ok.0: success,
-                "default": {"description": "Error", "content": {"application/json": {"schema": error.clone()}}}
-            }
-        });
-        if op.roles == "none" {
-            o["security"] = json!([]);
-        }
-        if calls_the_vendor(op.method, op.path) {
-            o["responses"]["429"] = json!({
-                "description": "The connection is cooling down (the vendor's rate limit or quota): no call was made",
-                "headers": {"Retry-After": {"description": "Seconds until the cool-down ends", "schema": {"type": "integer"}}},
-                "content": {"application/json": {"schema": error.clone()}}
-            });
-        }
-        let params: Vec<Value> = [("id", "string"), ("app", "string"), ("number", "integer")]
-            .iter()
-            .filter(|(p, _)| op.path.contains(&format!("{{{p}}}")))
-            .map(|(p, t)| json!({"name": p, "in": "path", "required": true, "schema": {"type": t}}))
-            .collect();
-        let mut params = params;
-        params.extend(query_parameters(&catalog, op.method, op.path));
-        if !params.is_empty() {
-            o["parameters"] = Value::Array(params);
-        }
-        if let Some(body) = op.body {
-            let required = !OPTIONAL_BODIES.contains(&(op.method, op.path));
-            o["requestBody"] =
-                json!({"required": required, "content": {"application/json": {"schema": body}}});
-        }
-        let entry = paths.entry(op.path).or_insert_with(|| json!({}));
-        entry[op.method] = o;
+        let (method, path) = (op.method, op.path);
+        let entry = paths.entry(path).or_insert_with(|| json!({}));
+        entry[method] = operation(op, &error, &catalog);
     }
     links::link(&mut paths);
     json!({
@@ -325,6 +286,50 @@ pub fn document() -> Value {
         },
         "security": [{"bearer": []}]
     })
+}
+
+/// One operation of the document: its answers (`error` for the others), parameters and body.
+fn operation(op: Op, error: &Value, catalog: &aic_core::catalog::Catalog) -> Value {
+    let success = match op.ok.0 {
+        "204" => json!({"description": "Done; no content"}),
+        _ => {
+            json!({"description": "Success", "content": {"application/json": {"schema": op.ok.1}}})
+        }
+    };
+    let mut o = json!({
+        "operationId": op.id,
+        "summary": op.summary,
+        "description": format!("Roles: {}.", op.roles),
+        "responses": {
+            op.ok.0: success,
+            "default": {"description": "Error", "content": {"application/json": {"schema": error}}}
+        }
+    });
+    if op.roles == "none" {
+        o["security"] = json!([]);
+    }
+    if calls_the_vendor(op.method, op.path) {
+        o["responses"]["429"] = json!({
+            "description": "The connection is cooling down (the vendor's rate limit or quota): no call was made",
+            "headers": {"Retry-After": {"description": "Seconds until the cool-down ends", "schema": {"type": "integer"}}},
+            "content": {"application/json": {"schema": error}}
+        });
+    }
+    let mut params: Vec<Value> = [("id", "string"), ("app", "string"), ("number", "integer")]
+        .iter()
+        .filter(|(p, _)| op.path.contains(&format!("{{{p}}}")))
+        .map(|(p, t)| json!({"name": p, "in": "path", "required": true, "schema": {"type": t}}))
+        .collect();
+    params.extend(query_parameters(catalog, op.method, op.path));
+    if !params.is_empty() {
+        o["parameters"] = Value::Array(params);
+    }
+    if let Some(body) = op.body {
+        let required = !OPTIONAL_BODIES.contains(&(op.method, op.path));
+        o["requestBody"] =
+            json!({"required": required, "content": {"application/json": {"schema": body}}});
+    }
+    o
 }
 
 /// `GET /openapi.json`.
