@@ -192,6 +192,15 @@ async fn servicenow_reads_the_tables_dictionary_with_what_it_inherits() {
     assert_eq!(field(&list, "u_region")["values"], json!(["nord", "sud"]));
     assert_eq!(field(&list, "category")["values"][0], "inquiry");
     assert!(!env.sandbox.requests_to("/sys_db_object").is_empty());
+    // A table the instance does not have is the caller's to mend, named.
+    let path = format!("/v1/automations/{automation}/fields?object=u_spaceship");
+    let (status, err) = env.call(Method::GET, &path, None).await;
+    assert_eq!(
+        (status.as_u16(), err["error"]["field"].as_str()),
+        (422, Some("object")),
+        "{err}"
+    );
+    assert!(err.to_string().contains("no table 'u_spaceship'"), "{err}");
 
     // Without its `caller` parameter, the draft leaves the instance's mandatory caller unmapped.
     let path = format!("/v1/automations/{automation}");

@@ -49,6 +49,57 @@ pub enum Object<'a> {
     },
 }
 
+/// What a describe named that the vendor does not have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Named {
+    /// The Salesforce sObject or the ServiceNow table.
+    Object,
+    /// The Jira project.
+    Project,
+    /// The issue type, among the Jira project's.
+    IssueType,
+}
+
+/// Why a vendor could not describe what was asked.
+#[derive(Clone, Debug)]
+pub enum DescribeError {
+    /// What was named is not there (the vendor's 404, or no such table or issue type among
+    /// those it lists): the asker's to mend, not a fault of the vendor or the connection.
+    Missing(Named, VendorFailure),
+    /// Any other failure: the credentials, the vendor, the network.
+    Failed(VendorFailure),
+}
+
+impl DescribeError {
+    /// The failure, whatever its kind.
+    pub fn failure(&self) -> &VendorFailure {
+        match self {
+            Self::Missing(_, f) | Self::Failed(f) => f,
+        }
+    }
+
+    /// `Missing(named)` when the vendor answered 404 to what was named.
+    pub(super) fn missing_when_absent(named: Named) -> impl FnOnce(VendorFailure) -> Self {
+        move |f| {
+            let absent = f
+                .vendor
+                .as_ref()
+                .is_some_and(|v| v.http_status == Some(404));
+            if absent {
+                Self::Missing(named, f)
+            } else {
+                Self::Failed(f)
+            }
+        }
+    }
+}
+
+impl From<VendorFailure> for DescribeError {
+    fn from(f: VendorFailure) -> Self {
+        Self::Failed(f)
+    }
+}
+
 /// Whether the vendor describes its objects' fields (else the catalogue's template does).
 pub fn describes(vendor: Vendor) -> bool {
     matches!(vendor, Vendor::Salesforce | Vendor::ServiceNow)
@@ -80,7 +131,7 @@ pub async fn describe(
     vendor: Vendor,
     token: &AccessToken,
     object: Object<'_>,
-) -> Result<Option<Vec<VendorField>>, VendorFailure> {
+) -> Result<Option<Vec<VendorField>>, DescribeError> {
     let object = match object {
         Object::JiraIssue {
             project,
@@ -92,9 +143,11 @@ pub async fn describe(
         }
         Object::Named(name) if valid_object(name) => name,
         _ => {
-            return Err(VendorFailure::rejected(format!(
-                "{object:?} is not an object of this vendor"
-            )));
+            let refusal = format!("{object:?} is not an object of this vendor");
+            return Err(DescribeError::Missing(
+                Named::Object,
+                VendorFailure::rejected(refusal),
+            ));
         }
     };
     match vendor {
@@ -103,7 +156,9 @@ pub async fn describe(
                 "/services/data/{}/sobjects/{object}/describe",
                 salesforce::API_VERSION
             );
-            let body = get(http, policy, vendor, token, &path).await?;
+            let body = get(http, policy, vendor, token, &path)
+                .await
+                .map_err(DescribeError::missing_when_absent(Named::Object))?;
             Ok(Some(salesforce_fields(&body)))
         }
         Vendor::ServiceNow => {
@@ -135,7 +190,7 @@ async fn ancestry(
     policy: &EgressPolicy,
     token: &AccessToken,
     table: &str,
-) -> Result<Vec<String>, VendorFailure> {
+) -> Result<Vec<String>, DescribeError> {
     let mut tables = vec![table.to_string()];
     while tables.len() < 8 {
         let path = format!(
@@ -146,9 +201,11 @@ async fn ancestry(
         let body = get(http, policy, Vendor::ServiceNow, token, &path).await?;
         let row = &body["result"][0];
         if row.is_null() && tables.len() == 1 {
-            return Err(VendorFailure::rejected(format!(
-                "ServiceNow has no table '{table}'"
-            )));
+            let refusal = format!("ServiceNow has no table '{table}'");
+            return Err(DescribeError::Missing(
+                Named::Object,
+                VendorFailure::rejected(refusal),
+            ));
         }
         match text(&row["super_class.name"]) {
             Some(parent) if valid_object(parent) && !tables.iter().any(|t| t == parent) => {

@@ -2,7 +2,7 @@
 //! `{"errorMessages":[…],"errors":{field: message}}` bodies, its differently-shaped login
 //! failures, and its 429/503 with `Retry-After`.
 
-use super::fields::VendorField;
+use super::fields::{DescribeError, Named, VendorField};
 use super::{AccessToken, ConnectionTarget, Credential, RetryClass, VendorFailure};
 use crate::egress::EgressPolicy;
 use aic_proto::ExecutionErrorCode;
@@ -224,14 +224,18 @@ pub async fn create_fields(
     token: &AccessToken,
     project: &str,
     issue_type: &str,
-) -> Result<Vec<VendorField>, VendorFailure> {
+) -> Result<Vec<VendorField>, DescribeError> {
     if !valid_project(project) {
-        return Err(VendorFailure::rejected(format!(
-            "'{project}' is not a project key or id"
-        )));
+        let refusal = format!("'{project}' is not a project key or id");
+        return Err(DescribeError::Missing(
+            Named::Project,
+            VendorFailure::rejected(refusal),
+        ));
     }
     let base = format!("/rest/api/3/issue/createmeta/{project}/issuetypes");
-    let types = pages(http, policy, token, &base, "issueTypes").await?;
+    let types = pages(http, policy, token, &base, "issueTypes")
+        .await
+        .map_err(DescribeError::missing_when_absent(Named::Project))?;
     let id = types
         .iter()
         .find(|t| {
@@ -242,9 +246,8 @@ pub async fn create_fields(
         })
         .and_then(|t| t["id"].as_str())
         .ok_or_else(|| {
-            VendorFailure::rejected(format!(
-                "project {project} has no issue type '{issue_type}'"
-            ))
+            let refusal = format!("project {project} has no issue type '{issue_type}'");
+            DescribeError::Missing(Named::IssueType, VendorFailure::rejected(refusal))
         })?;
     let fields = pages(http, policy, token, &format!("{base}/{id}"), "fields").await?;
     Ok(fields.iter().filter_map(create_field).collect())

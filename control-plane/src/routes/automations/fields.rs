@@ -14,7 +14,7 @@ use crate::routes::connections::{after_refusal, credential, not_held, saved};
 use crate::routes::parse_id;
 use crate::state::AppState;
 use aic_core::vendor::Vendor;
-use aic_core::vendor::fields::{self, Object, VendorField};
+use aic_core::vendor::fields::{self, DescribeError, Named, Object, VendorField};
 use aic_proto::{AutomationId, ParameterLocation, ParameterSpec, ParameterType};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -109,10 +109,10 @@ pub async fn list(
         fields::describe(&state.http, &state.egress, vendor, &token, object).await
     }
     .await;
-    if let Err(f) = &described {
-        after_refusal(&state, connection, None, f).await;
+    if let Err(e) = &described {
+        after_refusal(&state, connection, None, e.failure()).await;
     }
-    let described = described.map_err(|f| refused(&f, &q))?;
+    let described = described.map_err(|e| refused(&e))?;
     let fields = described
         .unwrap_or_default()
         .into_iter()
@@ -128,23 +128,21 @@ pub async fn list(
     Ok(Json(answer("vendor", Some(described), fields)))
 }
 
-/// A vendor's refusal of what the query named — no such object (Salesforce's, ServiceNow's
-/// 404) or project (Jira's), or no such issue type in the project (looked for among the
-/// project's) — is the caller's to mend: a 422 naming the parameter, with the vendor's words.
-/// Any other refusal is a 502, as an execution's.
-fn refused(f: &aic_core::vendor::VendorFailure, q: &FieldsQuery) -> ApiError {
-    let not_found = f
-        .vendor
-        .as_ref()
-        .is_some_and(|v| v.http_status == Some(404));
-    let ours = f.vendor.is_none() && f.code == aic_proto::ExecutionErrorCode::VendorRejected;
-    let field = match (&q.object, &q.project, &q.issue_type) {
-        (Some(_), _, _) if not_found => "object",
-        (_, Some(_), _) if not_found => "project",
-        (_, Some(_), Some(_)) if ours => "issue_type",
-        _ => return ApiError::vendor(f),
-    };
-    ApiError::vendor_not_found(field, f)
+/// A vendor's refusal of what the query named — no such object (Salesforce's, ServiceNow's),
+/// project (Jira's) or issue type in the project — is the caller's to mend: a 422 naming the
+/// parameter, with the vendor's words. Any other refusal is a 502, as an execution's.
+fn refused(e: &DescribeError) -> ApiError {
+    match e {
+        DescribeError::Missing(named, f) => {
+            let field = match named {
+                Named::Object => "object",
+                Named::Project => "project",
+                Named::IssueType => "issue_type",
+            };
+            ApiError::vendor_not_found(field, f)
+        }
+        DescribeError::Failed(f) => ApiError::vendor(f),
+    }
 }
 
 /// What the query asks to describe: the template's object unless another is named (`object`
