@@ -217,7 +217,7 @@ pub enum ParameterType {
     String,
     /// An e-mail address.
     Email,
-    /// A whole number (a numeric string is accepted and converted).
+    /// A whole number (`5.0` and numeric strings are accepted and converted; a fraction is not).
     Integer,
     /// A decimal number (a numeric string is accepted and converted).
     Number,
