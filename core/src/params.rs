@@ -214,6 +214,18 @@ fn coerce(spec: &ParameterSpec, v: &Value) -> Result<Value, ParamError> {
     Ok(out)
 }
 
+/// `v` as a whole number: a number or its text, as [`whole`] takes it.
+fn integer(v: &Value) -> Option<Number> {
+    match v {
+        Value::Number(n) => whole(n),
+        Value::String(s) => match s.trim().parse::<i64>() {
+            Ok(i) => Some(Number::from(i)),
+            Err(_) => s.trim().parse::<Number>().ok().and_then(|n| whole(&n)),
+        },
+        _ => None,
+    }
+}
+
 /// `n` when it is a whole number, written as one: `5.0` is 5, as JSON Schema counts it (a
 /// serialiser may write any number with a fraction). A fractional part is refused, and so is a
 /// float beyond 2^53, which need not be the integer its sender wrote.
@@ -236,22 +248,10 @@ fn convert(kind: ParameterType, v: &Value) -> Result<Value, &'static str> {
         (ParameterType::String, _) => return Err("a string"),
         (ParameterType::Email, Value::String(s)) if looks_like_email(s) => v.clone(),
         (ParameterType::Email, _) => return Err("an e-mail address"),
-        (ParameterType::Integer, Value::Number(n)) => match whole(n) {
+        (ParameterType::Integer, _) => match integer(v) {
             Some(n) => Value::Number(n),
             None => return Err("a whole number"),
         },
-        (ParameterType::Integer, Value::String(s)) => {
-            let s = s.trim();
-            let n = match s.parse::<i64>() {
-                Ok(i) => Some(Number::from(i)),
-                Err(_) => s.parse::<Number>().ok().and_then(|n| whole(&n)),
-            };
-            match n {
-                Some(n) => Value::Number(n),
-                None => return Err("a whole number"),
-            }
-        }
-        (ParameterType::Integer, _) => return Err("a whole number"),
         (ParameterType::Number, Value::Number(_)) => v.clone(),
         (ParameterType::Number, Value::String(s)) => {
             match s.trim().parse::<f64>().ok().and_then(Number::from_f64) {
