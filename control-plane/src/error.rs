@@ -125,6 +125,20 @@ impl ApiError {
         }
     }
 
+    /// 429: every slot of the connection's `cap` on calls at once stayed held (by executions,
+    /// or other admins' calls) for `waited`, so no call is made; `Retry-After` is a second.
+    pub fn connection_busy(cap: i32, waited: std::time::Duration) -> Self {
+        let message = format!(
+            "the connection's {cap} call(s) at once (its max_concurrency) stayed in use for {} s; \
+             no call is made to the vendor beyond its cap",
+            waited.as_secs()
+        );
+        Self {
+            retry_after: Some(1),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "connection_busy", message)
+        }
+    }
+
     /// 404.
     pub fn not_found(what: &str) -> Self {
         Self::new(

@@ -246,7 +246,7 @@ fn core_operations(g: &mut SchemaGenerator) -> Vec<Op> {
 }
 
 /// The operations that call the vendor through a saved connection, held by its cool-downs
-/// (see `routes::connections::not_held`).
+/// (see `routes::connections::not_held`) and its cap on calls at once (`take_slot`).
 fn calls_the_vendor(method: &str, path: &str) -> bool {
     matches!(
         (method, path),
@@ -310,8 +310,8 @@ fn operation(op: Op, error: &Value, catalog: &aic_core::catalog::Catalog) -> Val
     }
     if calls_the_vendor(op.method, op.path) {
         o["responses"]["429"] = json!({
-            "description": "The connection is cooling down (the vendor's rate limit or quota): no call was made",
-            "headers": {"Retry-After": {"description": "Seconds until the cool-down ends", "schema": {"type": "integer"}}},
+            "description": "The connection is cooling down (the vendor's rate limit or quota; `connection_throttled`), or every slot of its cap on calls at once stayed in use (`connection_busy`): no call was made",
+            "headers": {"Retry-After": {"description": "Seconds until the cool-down ends, or to wait before trying for a slot again", "schema": {"type": "integer"}}},
             "content": {"application/json": {"schema": error}}
         });
     }

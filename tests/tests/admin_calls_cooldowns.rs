@@ -11,29 +11,6 @@ use serde_json::{Value, json};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// Calls the API as the admin; the status, the `Retry-After` header and the body.
-async fn call_held(
-    env: &TestEnv,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Option<u64>, Value) {
-    let mut req = reqwest::Client::new()
-        .request(method, format!("{}{path}", env.api))
-        .bearer_auth(&env.admin_token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.expect("control plane answers");
-    let status = resp.status();
-    let after = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    (status, after, resp.json().await.unwrap_or_default())
-}
-
 /// Checks the call was held by a cool-down of about `seconds` from now, for `why`.
 async fn assert_held(
     env: &TestEnv,
@@ -43,7 +20,7 @@ async fn assert_held(
     seconds: u64,
     why: &str,
 ) {
-    let (status, after, err) = call_held(env, method.clone(), path, body).await;
+    let (status, after, err) = env.call_retry_after(method.clone(), path, body).await;
     assert_eq!(
         status,
         StatusCode::TOO_MANY_REQUESTS,

@@ -24,8 +24,10 @@ mod checks;
 mod cooling;
 pub mod edit;
 pub mod listing;
+mod slot;
 
 pub(crate) use cooling::{after_refusal, clear as clear_cooldowns, not_held};
+pub(crate) use slot::take as take_slot;
 
 /// Body of `POST /v1/connections` and `POST /v1/connection-tests`.
 #[derive(Deserialize, JsonSchema)]
@@ -416,7 +418,9 @@ pub async fn test_saved(
     let mut client = state.pool.get().await?;
     let (saved, auth_type) = saved(&state, &client, caller.tenant, id).await?;
     not_held(&client, id, None).await?;
+    let slot = take_slot(&state, id).await?;
     let outcome = run_test(&state, &saved, &auth_type, Some((caller.tenant, id))).await;
+    drop(slot);
     let tx = client.transaction().await?;
     let name = tx
         .query_opt(

@@ -25,6 +25,29 @@ impl TestEnv {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
+        let (status, _, body) = self.call_answering(token, method, path, body).await;
+        (status, body)
+    }
+
+    /// Calls the API with the admin token; the status, the `Retry-After` header in seconds
+    /// and the body.
+    pub async fn call_retry_after(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Option<u64>, Value) {
+        self.call_answering(&self.admin_token, method, path, body)
+            .await
+    }
+
+    async fn call_answering(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Option<u64>, Value) {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.api))
@@ -34,9 +57,15 @@ impl TestEnv {
         }
         let resp = req.send().await.expect("control plane answers");
         let status = resp.status();
+        let after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         let text = resp.text().await.unwrap_or_default();
         (
             status,
+            after,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
     }

@@ -10,7 +10,7 @@
 use super::definition_of;
 use crate::auth::{CONFIGURE, Caller};
 use crate::error::{ApiError, ApiQuery};
-use crate::routes::connections::{after_refusal, credential, not_held, saved};
+use crate::routes::connections::{after_refusal, credential, not_held, saved, take_slot};
 use crate::routes::parse_id;
 use crate::state::AppState;
 use aic_core::vendor::Vendor;
@@ -103,12 +103,14 @@ pub async fn list(
     let (opened, auth_type) = saved(&state, &client, caller.tenant, connection).await?;
     not_held(&client, connection, None).await?;
     drop(client);
+    let slot = take_slot(&state, connection).await?;
     let described = async {
         let saved = Some((caller.tenant, connection));
         let token = credential(&state, &opened, &auth_type, saved).await?;
         fields::describe(&state.http, &state.egress, vendor, &token, object).await
     }
     .await;
+    drop(slot);
     if let Err(e) = &described {
         after_refusal(&state, connection, None, e.failure()).await;
     }

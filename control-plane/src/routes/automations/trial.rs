@@ -12,7 +12,7 @@ use super::definition_of;
 use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller};
 use crate::error::{ApiError, ApiJson};
-use crate::routes::connections::{after_refusal, credential, not_held, saved};
+use crate::routes::connections::{after_refusal, credential, not_held, saved, take_slot};
 use crate::routes::parse_id;
 use crate::state::AppState;
 use aic_core::vendor::{self, Call};
@@ -75,6 +75,7 @@ pub async fn test(
     let scope = aic_core::cooldown::scope(template, &request.body);
     not_held(&client, connection, scope.as_deref()).await?;
     drop(client);
+    let slot = take_slot(&state, connection).await?;
     let output: &BTreeMap<String, String> = &template.output;
     let call = Call {
         method: request.method,
@@ -94,6 +95,7 @@ pub async fn test(
         vendor::call(&state.http, &state.egress, opened.vendor, &token, &call).await
     }
     .await;
+    drop(slot);
     if let Err(f) = &result {
         after_refusal(&state, connection, scope.as_deref(), f).await;
     }

@@ -1,0 +1,166 @@
+//! The control plane's own calls on a saved connection — a connection test, a draft's test
+//! run, the field picker — take a slot of the connection's concurrency cap as the workers'
+//! executions do: each holds a lease of one slot in `connection_leases`, which every worker
+//! counts when it renews its share, for as long as its vendor calls last. An admin testing a
+//! connection capped at one call at a time never puts a second call in flight beside a
+//! worker's.
+//!
+//! Waiting for a slot, the lease says it wants one (`wanted`), so a worker holding more than
+//! its fair part gives it back at its next renewal; none free within [`WAIT`] is a 429
+//! `connection_busy`. A connection without its own cap is capped by each worker's setting,
+//! which the control plane does not know: its call is counted in the leases (the workers' shares
+//! make room for it) without waiting. A control plane that dies holding a slot leaves a lease
+//! that expires within [`LEASE`].
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use aic_proto::ConnectionId;
+use deadpool_postgres::Pool;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// How long a call waits for a free slot.
+const WAIT: Duration = Duration::from_secs(10);
+/// How often a waiting call looks again.
+const LOOK_EVERY: Duration = Duration::from_millis(100);
+/// How long a lease lasts unless renewed (as a worker's).
+const LEASE: Duration = Duration::from_secs(10);
+/// How often a held lease is renewed.
+const RENEW_EVERY: Duration = Duration::from_secs(3);
+
+/// A slot of a connection's cap, held until dropped.
+pub(crate) struct Slot {
+    pool: Pool,
+    conn: ConnectionId,
+    holder: String,
+    renewal: JoinHandle<()>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.renewal.abort();
+        // Given back off the answer's path; should it fail, the lease expires by itself.
+        let (pool, conn, holder) = (
+            self.pool.clone(),
+            self.conn,
+            std::mem::take(&mut self.holder),
+        );
+        tokio::spawn(async move { withdraw(&pool, conn, &holder).await });
+    }
+}
+
+/// What one look found.
+enum Look {
+    /// The slot is this call's.
+    Taken,
+    /// All `cap` slots are held; this call's want is recorded.
+    Full(i32),
+    /// The connection was deleted meanwhile.
+    Gone,
+}
+
+/// Takes a slot of `conn`'s cap for a call, waiting up to [`WAIT`] for one.
+pub(crate) async fn take(state: &AppState, conn: ConnectionId) -> Result<Slot, ApiError> {
+    let holder = format!("control-plane/{}", uuid::Uuid::now_v7());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match look(&state.pool, conn, &holder).await {
+            Ok(Look::Taken) => break,
+            Ok(Look::Gone) => return Err(ApiError::not_found("connection")),
+            Ok(Look::Full(cap)) if Instant::now() >= deadline => {
+                withdraw(&state.pool, conn, &holder).await;
+                return Err(ApiError::connection_busy(cap, WAIT));
+            }
+            Ok(Look::Full(_)) => tokio::time::sleep(LOOK_EVERY).await,
+            Err(e) => {
+                withdraw(&state.pool, conn, &holder).await;
+                return Err(e);
+            }
+        }
+    }
+    let renewal = tokio::spawn(renew(state.pool.clone(), conn, holder.clone()));
+    Ok(Slot {
+        pool: state.pool.clone(),
+        conn,
+        holder,
+        renewal,
+    })
+}
+
+/// Under the connection row's lock (which serialises the workers' renewals too): takes a slot
+/// when the others leave one free, else records that this call wants one.
+async fn look(pool: &Pool, conn: ConnectionId, holder: &str) -> Result<Look, ApiError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let Some(row) = tx
+        .query_opt(
+            "SELECT max_concurrency FROM connections WHERE id = $1 FOR UPDATE",
+            &[&conn.0],
+        )
+        .await?
+    else {
+        return Ok(Look::Gone);
+    };
+    let cap: Option<i32> = row.get(0);
+    let held: i64 = tx
+        .query_one(
+            "SELECT coalesce(sum(slots), 0)::int8 FROM connection_leases \
+             WHERE connection_id = $1 AND worker_id <> $2 AND expires_at > now()",
+            &[&conn.0, &holder],
+        )
+        .await?
+        .get(0);
+    let free = cap.is_none_or(|cap| held < i64::from(cap));
+    tx.execute(
+        "INSERT INTO connection_leases (connection_id, worker_id, slots, wanted, expires_at) \
+         VALUES ($1, $2, $3, 1, now() + make_interval(secs => $4)) \
+         ON CONFLICT (connection_id, worker_id) DO UPDATE SET slots = EXCLUDED.slots, \
+         expires_at = EXCLUDED.expires_at",
+        &[&conn.0, &holder, &i32::from(free), &LEASE.as_secs_f64()],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(match cap {
+        Some(cap) if !free => Look::Full(cap),
+        _ => Look::Taken,
+    })
+}
+
+/// Keeps a held lease alive while its calls last.
+async fn renew(pool: Pool, conn: ConnectionId, holder: String) {
+    loop {
+        tokio::time::sleep(RENEW_EVERY).await;
+        let renewed = async {
+            pool.get()
+                .await?
+                .execute(
+                    "UPDATE connection_leases SET expires_at = now() + make_interval(secs => $3) \
+                     WHERE connection_id = $1 AND worker_id = $2",
+                    &[&conn.0, &holder, &LEASE.as_secs_f64()],
+                )
+                .await?;
+            anyhow::Ok(())
+        };
+        if let Err(e) = renewed.await {
+            tracing::warn!(error = %aic_core::with_causes(&*e), "could not renew a call's connection lease");
+        }
+    }
+}
+
+/// Gives the lease back (a failure is harmless: it expires).
+async fn withdraw(pool: &Pool, conn: ConnectionId, holder: &str) {
+    let deleted = async {
+        pool.get()
+            .await?
+            .execute(
+                "DELETE FROM connection_leases WHERE connection_id = $1 AND worker_id = $2",
+                &[&conn.0, &holder],
+            )
+            .await?;
+        anyhow::Ok(())
+    };
+    if let Err(e) = deleted.await {
+        tracing::debug!(error = %aic_core::with_causes(&*e), "could not give back a call's connection lease");
+    }
+}

@@ -1,0 +1,173 @@
+//! The control plane's own calls on a saved connection — a draft's test run, the field picker,
+//! a connection test — take a slot of the connection's cap on calls at once as the workers'
+//! executions do (a lease in `connection_leases`): beside a busy worker, an admin's calls never
+//! put one call more in flight at the vendor than the cap allows. A call waits for a slot
+//! while saying it wants one, and is refused (429 `connection_busy`) when none comes free.
+
+use aic_tests::harness::{Options, TestEnv};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+fn lead(i: usize) -> Value {
+    json!({"LastName": format!("L{i}"), "Company": "Acme"})
+}
+
+/// The number of leases the control plane's calls hold on the tenant's connections with
+/// `slots` slots.
+async fn calls_leasing(env: &TestEnv, slots: i32) -> i64 {
+    env.pool
+        .get()
+        .await
+        .expect("postgres")
+        .query_one(
+            "SELECT count(*) FROM connection_leases \
+             WHERE worker_id LIKE 'control-plane/%' AND slots = $1 AND wanted = 1",
+            &[&slots],
+        )
+        .await
+        .expect("leases")
+        .get(0)
+}
+
+/// Waits until the control plane's calls hold no lease (each is given back once answered).
+async fn until_given_back(env: &TestEnv) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while calls_leasing(env, 1).await + calls_leasing(env, 0).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a call's lease was not given back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_admins_calls_beside_a_busy_worker_keep_to_a_cap_of_one() {
+    let env = TestEnv::start().await;
+    let automation = env.lead_automation().await;
+    env.cap_connections(1).await;
+    env.sandbox.set_latency(Duration::from_millis(250));
+    let mut runs = Vec::new();
+    for i in 0..6 {
+        runs.push(env.enqueue(&automation, lead(i)).await);
+    }
+    // While the worker goes through them one at a time: three test runs and the field picker.
+    let test = format!("/v1/automations/{automation}/test");
+    let body = || Some(json!({"parameters": lead(99)}));
+    let fields = format!("/v1/automations/{automation}/fields");
+    let started = Instant::now();
+    let (a, b, c, d) = tokio::join!(
+        env.call(Method::POST, &test, body()),
+        env.call(Method::POST, &test, body()),
+        env.call(Method::POST, &test, body()),
+        env.call(Method::GET, &fields, None),
+    );
+    let admin = started.elapsed();
+    for (status, answer) in [a, b, c] {
+        assert_eq!(
+            (status, &answer["ok"]),
+            (StatusCode::OK, &json!(true)),
+            "{answer}"
+        );
+    }
+    assert_eq!(d.0, StatusCode::OK, "{}", d.1);
+    for id in &runs {
+        let done = env.wait_final(id).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    let most = env.sandbox.state.faults.max_in_flight();
+    println!(
+        "6 executions and 4 admin calls of 250 ms under a cap of 1: the admin's done in {admin:?}, most at once at the vendor {most}"
+    );
+    assert_eq!(most, 1, "calls at once at the vendor under a cap of 1");
+    until_given_back(&env).await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_call_waits_for_a_slot_and_is_refused_when_none_comes_free() {
+    let env = TestEnv::start_with(Options::api_only()).await;
+    let automation = env.lead_automation().await;
+    env.cap_connections(1).await;
+    let client = env.pool.get().await.expect("postgres");
+    let conn: uuid::Uuid = client
+        .query_one("SELECT id FROM connections", &[])
+        .await
+        .expect("the connection")
+        .get(0);
+    // Another worker holds the one slot: for 2 s, then for a minute.
+    let hold = |secs: f64| {
+        let client = &client;
+        async move {
+            client
+                .execute(
+                    "INSERT INTO connection_leases (connection_id, worker_id, slots, wanted, expires_at) \
+                     VALUES ($1, 'another-worker', 1, 1, now() + make_interval(secs => $2)) \
+                     ON CONFLICT (connection_id, worker_id) DO UPDATE SET expires_at = EXCLUDED.expires_at",
+                    &[&conn, &secs],
+                )
+                .await
+                .expect("a lease")
+        }
+    };
+    hold(2.0).await;
+    let conn_test = format!("/v1/connections/{conn}/test");
+    let started = Instant::now();
+    let (status, tested) = env.call(Method::POST, &conn_test, None).await;
+    let waited = started.elapsed();
+    assert_eq!(
+        (status, &tested["ok"]),
+        (StatusCode::OK, &json!(true)),
+        "{tested}"
+    );
+    assert!(
+        (Duration::from_millis(1500)..Duration::from_secs(10)).contains(&waited),
+        "the test waited {waited:?} for the slot the other lease held 2 s"
+    );
+    until_given_back(&env).await;
+
+    hold(60.0).await;
+    let before = env.sandbox.requests().len();
+    let test = format!("/v1/automations/{automation}/test");
+    let fields = format!("/v1/automations/{automation}/fields");
+    let started = Instant::now();
+    let calls = async {
+        tokio::join!(
+            env.call_retry_after(Method::POST, &test, Some(json!({"parameters": lead(1)}))),
+            env.call_retry_after(Method::GET, &fields, None),
+            env.call_retry_after(Method::POST, &conn_test, None),
+        )
+    };
+    let watch = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        calls_leasing(&env, 0).await
+    };
+    let ((a, b, c), wanting) = tokio::join!(calls, watch);
+    assert_eq!(wanting, 3, "each waiting call says it wants a slot");
+    for (status, after, err) in [a, b, c] {
+        assert_eq!(
+            (status, err["error"]["code"].as_str(), after),
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                Some("connection_busy"),
+                Some(1)
+            ),
+            "{err}"
+        );
+        let message = err["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("1 call(s) at once"), "{message}");
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        env.sandbox.requests().len(),
+        before,
+        "no call reached the vendor"
+    );
+    until_given_back(&env).await;
+    env.stop().await;
+}
