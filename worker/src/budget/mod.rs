@@ -4,7 +4,9 @@
 //!   all workers. Each worker leases a share in Postgres (`connection_leases`) for a few seconds
 //!   and renews it while in use; a share is what is left by the others' *actual* use, and a
 //!   worker holding more than its fair share gives the excess back as its calls finish, so a
-//!   busy worker cannot starve a newcomer. A crashed worker's lease simply expires.
+//!   busy worker cannot starve a newcomer. A crashed worker's lease simply expires. The
+//!   control plane's own calls on a connection (its tests, the field picker) lease a slot the
+//!   same way, one per call, and count among the others.
 //! - **Cool-down**: when a vendor says stop — a 429 with `Retry-After`, Salesforce's daily quota
 //!   spent or nearly spent — the worker records `throttled_until` on the connection, and every
 //!   worker holds that connection's calls until then. Where the vendor's limit applies to a
