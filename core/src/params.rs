@@ -214,29 +214,20 @@ fn coerce(spec: &ParameterSpec, v: &Value) -> Result<Value, ParamError> {
     Ok(out)
 }
 
-/// `v` as a whole number: a number or its text, as [`whole`] takes it.
+/// `v` as a whole number: a number or its text, as [`aic_proto::whole::number`] takes it.
 fn integer(v: &Value) -> Option<Number> {
     match v {
-        Value::Number(n) => whole(n),
+        Value::Number(n) => aic_proto::whole::number(n),
         Value::String(s) => match s.trim().parse::<i64>() {
             Ok(i) => Some(Number::from(i)),
-            Err(_) => s.trim().parse::<Number>().ok().and_then(|n| whole(&n)),
+            Err(_) => s
+                .trim()
+                .parse::<Number>()
+                .ok()
+                .and_then(|n| aic_proto::whole::number(&n)),
         },
         _ => None,
     }
-}
-
-/// `n` when it is a whole number, written as one: `5.0` is 5, as JSON Schema counts it (a
-/// serialiser may write any number with a fraction). A fractional part is refused, and so is a
-/// float beyond 2^53, which need not be the integer its sender wrote.
-fn whole(n: &Number) -> Option<Number> {
-    if n.is_i64() || n.is_u64() {
-        return Some(n.clone());
-    }
-    const EXACT: f64 = 9_007_199_254_740_992.0;
-    let f = n.as_f64()?;
-    // `as` is exact here: `f` is whole and within ±2^53.
-    (f.fract() == 0.0 && f.abs() <= EXACT).then(|| Number::from(f as i64))
 }
 
 /// `v` as a value of `kind`, converted where that loses nothing, or what was expected.

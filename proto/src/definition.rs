@@ -59,16 +59,32 @@ pub struct AutomationDefinition {
 #[serde(deny_unknown_fields)]
 pub struct RetrySpec {
     /// Vendor calls in all, including the first (1 to 10; 1 means never retry).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::option"
+    )]
     pub max_attempts: Option<u32>,
     /// Ceiling of the first retry delay, in milliseconds (10 to 60,000); doubles each retry.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::option"
+    )]
     pub base_ms: Option<u64>,
     /// Longest single delay, in milliseconds (at least `base_ms`, at most 300,000).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::option"
+    )]
     pub cap_ms: Option<u64>,
     /// Time for all attempts and waits, in milliseconds (1,000 to 900,000).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::option"
+    )]
     pub budget_ms: Option<u64>,
     /// While the connection cools down (the vendor's rate limit or quota): wait it out within
     /// the budget (`wait`, the default) or fail at once with `connection_throttled` (`fail`).
@@ -166,7 +182,11 @@ pub struct ParameterSpec {
     #[serde(default)]
     pub description: String,
     /// Longest accepted string, when the vendor field has a limit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::option"
+    )]
     pub max_length: Option<u32>,
     /// Where the value goes: the JSON body (default) or a `{placeholder}` of the path.
     #[serde(default, skip_serializing_if = "ParameterLocation::is_body")]

@@ -12,6 +12,7 @@ pub mod ids;
 mod result_json;
 pub mod text;
 pub mod topology;
+pub mod whole;
 
 pub use decode::DecodeError;
 pub use definition::{

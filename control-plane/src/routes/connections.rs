@@ -50,8 +50,8 @@ pub struct ConnectionInput {
     pub secrets: BTreeMap<String, SecretString>,
     /// The most vendor calls in flight at once on this connection, over all workers (1 to
     /// 10,000; default: the workers' `AIC_WORKER_CONNECTION_CONCURRENCY`).
-    #[serde(default)]
     #[schemars(range(min = 1, max = 10_000))]
+    #[serde(default, deserialize_with = "aic_proto::whole::option")]
     pub max_concurrency: Option<i32>,
 }
 

@@ -38,6 +38,7 @@ pub struct EnqueueInput {
     /// Wait up to this many milliseconds (at most 30000) for the result: answered 200 with the
     /// result when it comes in time, else 202 as usual and the result arrives later.
     #[schemars(range(max = 30_000))]
+    #[serde(default, deserialize_with = "aic_proto::whole::option")]
     pub wait_ms: Option<u64>,
 }
 

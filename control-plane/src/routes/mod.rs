@@ -131,6 +131,15 @@ where
     serde::Deserialize::deserialize(d).map(Some)
 }
 
+/// [`present`] for an integer field, written as any whole number (see [`aic_proto::whole`]).
+pub fn present_whole<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64> + TryFrom<u64>,
+{
+    aic_proto::whole::option(d).map(Some)
+}
+
 /// Whether `needle` (already [`aic_core::catalog::fold`]ed) is in one of `haystacks`, without
 /// case or accents.
 pub fn found_in(needle: Option<&str>, haystacks: &[&str]) -> bool {

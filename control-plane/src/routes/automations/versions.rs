@@ -67,6 +67,7 @@ pub struct RenameVersion {
 pub struct DeleteVersions {
     /// The numbers of the versions to delete (1 to 1,000 of them): all are deleted or none.
     #[schemars(length(min = 1, max = 1000), inner(range(min = 1)))]
+    #[serde(deserialize_with = "aic_proto::whole::list")]
     pub numbers: Vec<i32>,
 }
 

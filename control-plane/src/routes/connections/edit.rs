@@ -41,7 +41,7 @@ pub struct UpdateConnection {
     pub secrets: Option<BTreeMap<String, SecretString>>,
     /// The cap on vendor calls in flight over all workers (1 to 10,000); `null` returns to the
     /// workers' default.
-    #[serde(default, deserialize_with = "crate::routes::present")]
+    #[serde(default, deserialize_with = "crate::routes::present_whole")]
     #[schemars(with = "Option<i32>")]
     pub max_concurrency: Option<Option<i32>>,
 }

@@ -41,6 +41,7 @@ pub struct RerunInput {
     pub allow: Option<String>,
     /// Wait up to this many milliseconds (at most 30000) for the new result.
     #[schemars(range(max = 30_000))]
+    #[serde(default, deserialize_with = "aic_proto::whole::option")]
     pub wait_ms: Option<u64>,
 }
 
@@ -143,6 +144,7 @@ pub struct BulkRerunInput {
     pub automation_id: Option<AutomationId>,
     /// At most this many, oldest first (1 to 200, default 50).
     #[schemars(range(min = 1, max = 200))]
+    #[serde(default, deserialize_with = "aic_proto::whole::option")]
     pub limit: Option<i64>,
     /// The `next` of the call before: go on past the failures it listed, those it could not
     /// run again included. Without it, from the oldest failure not run again yet.
