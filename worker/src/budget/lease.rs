@@ -27,8 +27,11 @@ struct Locked {
     own_cap: Option<i32>,
     /// Its cool-down, until when and why, if one is recorded.
     throttle: Option<(DateTime<Utc>, String)>,
-    /// When an admin last ended its cool-downs.
+    /// When an admin last ended its cool-downs (by the database's clock).
     cleared_at: Option<DateTime<Utc>>,
+    /// The database's clock as the row was locked: cool-downs read now are known since then,
+    /// on the clock `cleared_at` is on (the worker's own may be off by any amount).
+    db_now: DateTime<Utc>,
 }
 
 impl Budgets {
@@ -94,7 +97,12 @@ impl Budgets {
         };
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let Some(locked) = Self::lock_connection(&tx, conn).await? else {
+        let locked = Self::lock_connection(&tx, conn).await?;
+        if let Some(l) = &locked {
+            let skew = (l.db_now - Utc::now()).num_milliseconds();
+            self.clock_skew_ms.store(skew, Ordering::Relaxed);
+        }
+        let Some(locked) = locked else {
             // No share to lease: none is left to call on (the connection's leases and
             // cool-downs went with its row).
             slots.count.lower(0);
@@ -134,8 +142,8 @@ impl Budgets {
     ) -> Result<Option<Locked>, tokio_postgres::Error> {
         let row = tx
             .query_opt(
-                "SELECT max_concurrency, throttled_until, throttle_reason, cooldowns_cleared_at \
-                 FROM connections WHERE id = $1 FOR UPDATE",
+                "SELECT max_concurrency, throttled_until, throttle_reason, cooldowns_cleared_at, \
+                 clock_timestamp() FROM connections WHERE id = $1 FOR UPDATE",
                 &[&conn.0],
             )
             .await?;
@@ -146,6 +154,7 @@ impl Budgets {
                 own_cap: row.get(0),
                 throttle: throttle.map(|until| (until, reason.unwrap_or_default())),
                 cleared_at: row.get(3),
+                db_now: row.get(4),
             }
         }))
     }
@@ -302,6 +311,7 @@ fn applied(slots: &Slots, grant: i64, locked: Locked, scoped: Vec<tokio_postgres
         *r = Some(Instant::now());
     }
     let now = Utc::now();
+    let since = locked.db_now;
     // Known since the admin's clearing: the vendor's say after it stands.
     let current = |h: &Held| locked.cleared_at.is_none_or(|at| h.since > at);
     if let Ok(mut t) = slots.throttle.lock() {
@@ -315,7 +325,7 @@ fn applied(slots: &Slots, grant: i64, locked: Locked, scoped: Vec<tokio_postgres
             *t = Some(Held {
                 until,
                 reason,
-                since: now,
+                since,
             });
         }
     }
@@ -330,7 +340,7 @@ fn applied(slots: &Slots, grant: i64, locked: Locked, scoped: Vec<tokio_postgres
                     Held {
                         until,
                         reason,
-                        since: now,
+                        since,
                     },
                 );
             }
@@ -340,34 +350,4 @@ fn applied(slots: &Slots, grant: i64, locked: Locked, scoped: Vec<tokio_postgres
 }
 
 #[cfg(test)]
-mod tests {
-    use super::share;
-
-    #[test]
-    fn a_lone_worker_gets_what_it_wants_within_the_cap() {
-        assert_eq!(share(10, 4, 0, 0, 0), 4);
-        assert_eq!(share(10, 40, 0, 0, 0), 10);
-    }
-
-    #[test]
-    fn busy_workers_converge_to_fair_shares_that_never_exceed_the_cap() {
-        // Worker A holds all 10; B arrives wanting 50 and gets nothing yet.
-        let b = share(10, 50, 10, 50, 1);
-        assert_eq!(b, 0);
-        // A renews: B wants slots, so A's share drops to its fair half…
-        let a = share(10, 50, b, 50, 1);
-        assert_eq!(a, 5);
-        // …and once A's calls above 5 finish, B gets the rest.
-        let b = share(10, 50, a, 50, 1);
-        assert_eq!(b, 5);
-        assert!(a + b <= 10);
-    }
-
-    #[test]
-    fn a_small_demand_leaves_the_rest_to_a_big_one() {
-        // A wants 2, B wants 50: A takes 2, B gets 8, not a "fair" 5.
-        let a = share(10, 2, 0, 50, 1);
-        assert_eq!(a, 2);
-        assert_eq!(share(10, 50, a, 2, 1), 8);
-    }
-}
+mod tests;

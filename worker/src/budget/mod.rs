@@ -24,7 +24,7 @@ use aic_proto::ConnectionId;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use foldhash::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -53,8 +53,9 @@ const IDLE_GIVE_BACK_EVERY: Duration = Duration::from_millis(250);
 /// come free at another worker, which no local wake-up would say).
 const WAITER_RECHECK: Duration = Duration::from_millis(200);
 
-/// A cool-down this worker keeps: until when, why, and since when this worker knows of it
-/// (an admin's clearing drops those known from before it; see the lease's renewal).
+/// A cool-down this worker keeps: until when, why, and since when this worker knows of it, by
+/// the database's clock (an admin's clearing, stamped by that clock, drops those known from
+/// before it; see the lease's renewal).
 #[derive(Debug, Clone)]
 struct Held {
     until: DateTime<Utc>,
@@ -190,6 +191,9 @@ pub struct Budgets {
     conns: Mutex<HashMap<ConnectionId, Arc<Slots>>>,
     /// Wakes the renewal task when a connection has slots to give back.
     wake: Arc<Notify>,
+    /// How far the database's clock is ahead of this host's, in milliseconds, at the last
+    /// renewal: what this worker learns by itself is stamped on the database's clock too.
+    clock_skew_ms: AtomicI64,
 }
 
 impl Budgets {
@@ -204,6 +208,7 @@ impl Budgets {
             capacity: capacity.max(1),
             conns: Mutex::default(),
             wake: Arc::default(),
+            clock_skew_ms: AtomicI64::new(0),
         });
         let weak = Arc::downgrade(&b);
         let wake = b.wake.clone();
@@ -355,10 +360,11 @@ impl Budgets {
     ) {
         let slots = self.slots(conn);
         let later = |t: Option<&Held>| t.is_none_or(|h| h.until < until);
+        let skew = chrono::Duration::milliseconds(self.clock_skew_ms.load(Ordering::Relaxed));
         let held = Held {
             until,
             reason: reason.to_string(),
-            since: Utc::now(),
+            since: Utc::now() + skew,
         };
         match scope {
             None => {
