@@ -171,3 +171,26 @@ async fn a_call_waits_for_a_slot_and_is_refused_when_none_comes_free() {
     until_given_back(&env).await;
     env.stop().await;
 }
+
+/// More connection tests at once than the control plane has database connections (8 here):
+/// none holds one through the vendor's answer (taking the slot needs one of its own), so every
+/// one is answered rather than left waiting for the pool.
+#[tokio::test]
+async fn more_connection_tests_at_once_than_database_connections_are_all_answered() {
+    let env = TestEnv::start_with(Options::api_only()).await;
+    let conn = env
+        .salesforce_connection("Org", "s3cret-value", "s3cret-value")
+        .await;
+    env.sandbox.set_latency(Duration::from_millis(300));
+    let path = format!("/v1/connections/{}/test", conn["id"].as_str().expect("id"));
+    let tests = (0..12).map(|_| env.call(Method::POST, &path, None));
+    for (status, tested) in futures_util::future::join_all(tests).await {
+        assert_eq!(
+            (status, &tested["ok"]),
+            (StatusCode::OK, &json!(true)),
+            "{tested}"
+        );
+    }
+    until_given_back(&env).await;
+    env.stop().await;
+}

@@ -415,12 +415,15 @@ pub async fn test_saved(
 ) -> Result<Json<TestOutcome>, ApiError> {
     caller.require(CONFIGURE)?;
     let id: ConnectionId = parse_id(&id, "connection")?;
-    let mut client = state.pool.get().await?;
+    let client = state.pool.get().await?;
     let (saved, auth_type) = saved(&state, &client, caller.tenant, id).await?;
     not_held(&client, id, None).await?;
+    // No database connection held through the vendor's answer: taking the slot needs one.
+    drop(client);
     let slot = take_slot(&state, id).await?;
     let outcome = run_test(&state, &saved, &auth_type, Some((caller.tenant, id))).await;
     drop(slot);
+    let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
     let name = tx
         .query_opt(
