@@ -245,8 +245,8 @@ fn core_operations(g: &mut SchemaGenerator) -> Vec<Op> {
     ]
 }
 
-/// The operations that call the vendor through a saved connection, held by its cool-downs
-/// (see `routes::connections::not_held`) and its cap on calls at once (`take_slot`).
+/// The operations that call the vendor through a saved connection, held by its cool-downs and
+/// its cap on calls at once (see `routes::connections::clear_to_call`).
 fn calls_the_vendor(method: &str, path: &str) -> bool {
     matches!(
         (method, path),

@@ -48,15 +48,6 @@ impl<'de, T: TryFrom<i64> + TryFrom<u64>> Deserialize<'de> for Whole<T> {
     }
 }
 
-/// An integer field.
-pub fn plain<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: TryFrom<i64> + TryFrom<u64>,
-{
-    Whole::deserialize(d).map(|w| w.0)
-}
-
 /// An optional integer field (with `#[serde(default)]`).
 pub fn option<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where

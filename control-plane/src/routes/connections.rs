@@ -26,8 +26,9 @@ pub mod listing;
 mod slot;
 mod testing;
 
-pub(crate) use cooling::{after_refusal, clear as clear_cooldowns, not_held};
-pub(crate) use slot::take as take_slot;
+use cooling::not_held;
+pub(crate) use cooling::{after_refusal, clear as clear_cooldowns};
+pub(crate) use slot::clear_to_call;
 pub use testing::{TestOutcome, test_saved, test_unsaved};
 pub(crate) use testing::{credential, saved};
 

@@ -10,7 +10,7 @@
 use super::definition_of;
 use crate::auth::{CONFIGURE, Caller};
 use crate::error::{ApiError, ApiQuery};
-use crate::routes::connections::{after_refusal, credential, not_held, saved, take_slot};
+use crate::routes::connections::{after_refusal, clear_to_call, credential, saved};
 use crate::routes::parse_id;
 use crate::state::AppState;
 use aic_core::vendor::Vendor;
@@ -101,9 +101,7 @@ pub async fn list(
     };
     let connection = definition.connection_id;
     let (opened, auth_type) = saved(&state, &client, caller.tenant, connection).await?;
-    not_held(&client, connection, None).await?;
-    drop(client);
-    let slot = take_slot(&state, connection).await?;
+    let slot = clear_to_call(&state, client, connection, None).await?;
     let described = async {
         let saved = Some((caller.tenant, connection));
         let token = credential(&state, &opened, &auth_type, saved).await?;

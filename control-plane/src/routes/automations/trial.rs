@@ -12,7 +12,7 @@ use super::definition_of;
 use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller};
 use crate::error::{ApiError, ApiJson};
-use crate::routes::connections::{after_refusal, credential, not_held, saved, take_slot};
+use crate::routes::connections::{after_refusal, clear_to_call, credential, saved};
 use crate::routes::parse_id;
 use crate::state::AppState;
 use aic_core::vendor::{self, Call};
@@ -73,9 +73,7 @@ pub async fn test(
     let connection = definition.connection_id;
     let (opened, auth_type) = saved(&state, &client, caller.tenant, connection).await?;
     let scope = aic_core::cooldown::scope(template, &request.body);
-    not_held(&client, connection, scope.as_deref()).await?;
-    drop(client);
-    let slot = take_slot(&state, connection).await?;
+    let slot = clear_to_call(&state, client, connection, scope.as_deref()).await?;
     let output: &BTreeMap<String, String> = &template.output;
     let call = Call {
         method: request.method,

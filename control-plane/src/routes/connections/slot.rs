@@ -60,8 +60,23 @@ enum Look {
     Gone,
 }
 
+/// Clears an admin's call on `conn` in `scope` (`None`: the connection as a whole) to go: a
+/// cool-down refuses it (see [`super::not_held`]), else it takes a slot of the cap. `client`,
+/// which the check reads with, is given back first: taking the slot needs a connection of its
+/// own, and none is held through the vendor's answer.
+pub(crate) async fn clear_to_call(
+    state: &AppState,
+    client: deadpool_postgres::Object,
+    conn: ConnectionId,
+    scope: Option<&str>,
+) -> Result<Slot, ApiError> {
+    super::not_held(&client, conn, scope).await?;
+    drop(client);
+    take(state, conn).await
+}
+
 /// Takes a slot of `conn`'s cap for a call, waiting up to [`WAIT`] for one.
-pub(crate) async fn take(state: &AppState, conn: ConnectionId) -> Result<Slot, ApiError> {
+async fn take(state: &AppState, conn: ConnectionId) -> Result<Slot, ApiError> {
     let holder = format!("control-plane/{}", uuid::Uuid::now_v7());
     let deadline = Instant::now() + WAIT;
     loop {

@@ -1,9 +1,7 @@
 //! Testing a connection against its vendor, saved or not, and what a call on a saved one
 //! needs: its secrets opened and a credential for it.
 
-use super::{
-    ConnectionInput, Validated, aad, after_refusal, check_dns, not_held, take_slot, validate,
-};
+use super::{ConnectionInput, Validated, aad, after_refusal, check_dns, clear_to_call, validate};
 use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller};
 use crate::error::{ApiError, ApiJson};
@@ -172,10 +170,7 @@ pub async fn test_saved(
     let id: ConnectionId = parse_id(&id, "connection")?;
     let client = state.pool.get().await?;
     let (saved, auth_type) = saved(&state, &client, caller.tenant, id).await?;
-    not_held(&client, id, None).await?;
-    // No database connection held through the vendor's answer: taking the slot needs one.
-    drop(client);
-    let slot = take_slot(&state, id).await?;
+    let slot = clear_to_call(&state, client, id, None).await?;
     let outcome = run_test(&state, &saved, &auth_type, Some((caller.tenant, id))).await;
     drop(slot);
     let mut client = state.pool.get().await?;
