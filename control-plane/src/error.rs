@@ -125,11 +125,17 @@ impl ApiError {
         }
     }
 
-    /// 429: every slot of the connection's `cap` on calls at once stayed held (by executions,
-    /// or other admins' calls) for `waited`, so no call is made; `Retry-After` is a second.
-    pub fn connection_busy(cap: i32, waited: std::time::Duration) -> Self {
+    /// 429: every slot of the connection's `cap` on calls at once (its own `max_concurrency`
+    /// when `own`, else the workers' setting) stayed held (by executions, or other admins'
+    /// calls) for `waited`, so no call is made; `Retry-After` is a second.
+    pub fn connection_busy(cap: i32, own: bool, waited: std::time::Duration) -> Self {
+        let whose = if own {
+            "its max_concurrency"
+        } else {
+            "the workers' AIC_WORKER_CONNECTION_CONCURRENCY, as it has no max_concurrency"
+        };
         let message = format!(
-            "the connection's {cap} call(s) at once (its max_concurrency) stayed in use for {} s; \
+            "the connection's {cap} call(s) at once ({whose}) stayed in use for {} s; \
              no call is made to the vendor beyond its cap",
             waited.as_secs()
         );

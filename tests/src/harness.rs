@@ -117,6 +117,9 @@ pub struct Options {
     pub vendor_timeout_secs: u64,
     /// Idle connections the worker keeps per vendor host.
     pub vendor_idle_connections: usize,
+    /// The worker's `AIC_WORKER_CONNECTION_CONCURRENCY`: the cap of a connection without its
+    /// own.
+    pub connection_concurrency: u32,
     /// Speak cleartext HTTP/2 to the sandbox, with this many calls per connection.
     pub vendor_http2_streams: Option<usize>,
     /// A private RabbitMQ instead of the shared one.
@@ -158,6 +161,7 @@ impl Default for Options {
             workers: 1,
             vendor_timeout_secs: 10,
             vendor_idle_connections: aic_core::vendor::IDLE_CONNECTIONS_PER_HOST,
+            connection_concurrency: 50,
             vendor_http2_streams: None,
             amqp_url: None,
             pg_admin_url: None,
@@ -388,7 +392,7 @@ impl Settings {
             retry_budget_ms: 120_000,
             retry_inline_max_ms: opts.retry_inline_max_ms,
             cooldown_recheck_ms: opts.cooldown_recheck_ms,
-            connection_concurrency: 50,
+            connection_concurrency: opts.connection_concurrency,
             quota_reserve_percent: 2.0,
             shutdown_grace_secs: 10,
             log_json: false,

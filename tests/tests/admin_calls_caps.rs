@@ -1,8 +1,9 @@
 //! The control plane's own calls on a saved connection — a draft's test run, the field picker,
 //! a connection test — take a slot of the connection's cap on calls at once as the workers'
 //! executions do (a lease in `connection_leases`): beside a busy worker, an admin's calls never
-//! put one call more in flight at the vendor than the cap allows. A call waits for a slot
-//! while saying it wants one, and is refused (429 `connection_busy`) when none comes free.
+//! put one call more in flight at the vendor than the cap allows — the connection's own, or
+//! without one the workers' setting. A call waits for a slot while saying it wants one, and is
+//! refused (429 `connection_busy`) when none comes free.
 
 use aic_tests::harness::{Options, TestEnv};
 use reqwest::{Method, StatusCode};
@@ -47,10 +48,31 @@ async fn an_admins_calls_beside_a_busy_worker_keep_to_a_cap_of_one() {
     let env = TestEnv::start().await;
     let automation = env.lead_automation().await;
     env.cap_connections(1).await;
+    beside_a_busy_worker(&env, &automation, "a cap of 1").await;
+    env.stop().await;
+}
+
+/// The cap of a connection without its own is the workers' setting, which the control plane
+/// learns from their leases.
+#[tokio::test]
+async fn without_its_own_cap_an_admins_calls_keep_to_the_workers_setting() {
+    let env = TestEnv::start_with(Options {
+        connection_concurrency: 1,
+        ..Options::default()
+    })
+    .await;
+    let automation = env.lead_automation().await;
+    beside_a_busy_worker(&env, &automation, "the workers' setting of 1").await;
+    env.stop().await;
+}
+
+/// Six executions of 250 ms for the worker and, while it goes through them, three test runs
+/// and the field picker: all succeed, and the vendor never has 2 calls at once.
+async fn beside_a_busy_worker(env: &TestEnv, automation: &str, cap: &str) {
     env.sandbox.set_latency(Duration::from_millis(250));
     let mut runs = Vec::new();
     for i in 0..6 {
-        runs.push(env.enqueue(&automation, lead(i)).await);
+        runs.push(env.enqueue(automation, lead(i)).await);
     }
     // While the worker goes through them one at a time: three test runs and the field picker.
     let test = format!("/v1/automations/{automation}/test");
@@ -78,11 +100,10 @@ async fn an_admins_calls_beside_a_busy_worker_keep_to_a_cap_of_one() {
     }
     let most = env.sandbox.state.faults.max_in_flight();
     println!(
-        "6 executions and 4 admin calls of 250 ms under a cap of 1: the admin's done in {admin:?}, most at once at the vendor {most}"
+        "6 executions and 4 admin calls of 250 ms under {cap}: the admin's done in {admin:?}, most at once at the vendor {most}"
     );
-    assert_eq!(most, 1, "calls at once at the vendor under a cap of 1");
-    until_given_back(&env).await;
-    env.stop().await;
+    assert_eq!(most, 1, "calls at once at the vendor under {cap}");
+    until_given_back(env).await;
 }
 
 #[tokio::test]
@@ -162,6 +183,60 @@ async fn a_call_waits_for_a_slot_and_is_refused_when_none_comes_free() {
         started.elapsed() >= Duration::from_secs(10),
         "{:?}",
         started.elapsed()
+    );
+    assert_eq!(
+        env.sandbox.requests().len(),
+        before,
+        "no call reached the vendor"
+    );
+    until_given_back(&env).await;
+    env.stop().await;
+}
+
+/// A connection without its own cap, a worker's lease recording its setting of 1 and holding
+/// the slot: the connection test waits, then is refused naming the workers' setting.
+#[tokio::test]
+async fn without_its_own_cap_a_call_is_refused_naming_the_workers_setting() {
+    let env = TestEnv::start_with(Options::api_only()).await;
+    let conn = env
+        .salesforce_connection("Org", "s3cret-value", "s3cret-value")
+        .await;
+    let conn = conn["id"].as_str().expect("id").to_owned();
+    let path = format!("/v1/connections/{conn}/test");
+    // No worker holds a lease: nothing to keep to, the call goes at once.
+    let (status, tested) = env.call(Method::POST, &path, None).await;
+    assert_eq!(
+        (status, &tested["ok"]),
+        (StatusCode::OK, &json!(true)),
+        "{tested}"
+    );
+    until_given_back(&env).await;
+    env.pool
+        .get()
+        .await
+        .expect("postgres")
+        .execute(
+            "INSERT INTO connection_leases (connection_id, worker_id, slots, wanted, cap, expires_at) \
+             VALUES ($1::text::uuid, 'a-worker', 1, 1, 1, now() + interval '1 minute')",
+            &[&conn],
+        )
+        .await
+        .expect("a worker's lease");
+    let before = env.sandbox.requests().len();
+    let (status, after, err) = env.call_retry_after(Method::POST, &path, None).await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str(), after),
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("connection_busy"),
+            Some(1)
+        ),
+        "{err}"
+    );
+    let message = err["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("1 call(s) at once (the workers' AIC_WORKER_CONNECTION_CONCURRENCY"),
+        "{message}"
     );
     assert_eq!(
         env.sandbox.requests().len(),

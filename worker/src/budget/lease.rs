@@ -128,7 +128,7 @@ impl Budgets {
         // cap holds while shares shrink. A larger share takes effect only once committed.
         let in_use = slots.count.lower(grant as usize) as i64;
         let recorded = grant.max(in_use);
-        self.record(&tx, conn, recorded, wanted).await?;
+        self.record(&tx, conn, recorded, wanted, cap).await?;
         tx.commit().await?;
         applied(slots, grant, locked, scoped);
         Ok(Renewed::Done)
@@ -190,24 +190,28 @@ impl Budgets {
         Ok((others.get(0), others.get(1), others.get(2), others.get(3)))
     }
 
-    /// Records this worker's lease of `conn`: `slots` held and `wanted`, for one [`LEASE`].
+    /// Records this worker's lease of `conn`: `slots` held and `wanted`, for one [`LEASE`],
+    /// and the `cap` it keeps to (which the control plane's calls on a connection without its
+    /// own keep to as well).
     async fn record(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
         conn: ConnectionId,
         slots: i64,
         wanted: i64,
+        cap: i64,
     ) -> Result<u64, tokio_postgres::Error> {
         tx.execute(
-            "INSERT INTO connection_leases (connection_id, worker_id, slots, wanted, expires_at) \
-             VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5)) \
+            "INSERT INTO connection_leases (connection_id, worker_id, slots, wanted, cap, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6)) \
              ON CONFLICT (connection_id, worker_id) DO UPDATE SET slots = EXCLUDED.slots, \
-             wanted = EXCLUDED.wanted, expires_at = EXCLUDED.expires_at",
+             wanted = EXCLUDED.wanted, cap = EXCLUDED.cap, expires_at = EXCLUDED.expires_at",
             &[
                 &conn.0,
                 &self.worker,
                 &(slots as i32),
                 &(wanted as i32),
+                &(cap as i32),
                 &LEASE.as_secs_f64(),
             ],
         )

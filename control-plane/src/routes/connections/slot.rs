@@ -7,10 +7,10 @@
 //!
 //! Waiting for a slot, the lease says it wants one (`wanted`), so a worker holding more than
 //! its fair part gives it back at its next renewal; none free within [`WAIT`] is a 429
-//! `connection_busy`. A connection without its own cap is capped by each worker's setting,
-//! which the control plane does not know: its call is counted in the leases (the workers' shares
-//! make room for it) without waiting. A control plane that dies holding a slot leaves a lease
-//! that expires within [`LEASE`].
+//! `connection_busy`. A connection without its own cap is capped by the workers'
+//! `AIC_WORKER_CONNECTION_CONCURRENCY`, which each records in its lease: the control plane keeps
+//! to the one recorded there, and when no worker holds a lease, its call takes a slot at once.
+//! A control plane that dies holding a slot leaves a lease that expires within [`LEASE`].
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -54,8 +54,9 @@ impl Drop for Slot {
 enum Look {
     /// The slot is this call's.
     Taken,
-    /// All `cap` slots are held; this call's want is recorded.
-    Full(i32),
+    /// All `cap` slots are held (the connection's own cap, or the workers' setting); this
+    /// call's want is recorded.
+    Full { cap: i32, own: bool },
     /// The connection was deleted meanwhile.
     Gone,
 }
@@ -83,11 +84,11 @@ async fn take(state: &AppState, conn: ConnectionId) -> Result<Slot, ApiError> {
         match look(&state.pool, conn, &holder).await {
             Ok(Look::Taken) => break,
             Ok(Look::Gone) => return Err(ApiError::not_found("connection")),
-            Ok(Look::Full(cap)) if Instant::now() >= deadline => {
+            Ok(Look::Full { cap, own }) if Instant::now() >= deadline => {
                 withdraw(&state.pool, conn, &holder).await;
-                return Err(ApiError::connection_busy(cap, WAIT));
+                return Err(ApiError::connection_busy(cap, own, WAIT));
             }
-            Ok(Look::Full(_)) => tokio::time::sleep(LOOK_EVERY).await,
+            Ok(Look::Full { .. }) => tokio::time::sleep(LOOK_EVERY).await,
             Err(e) => {
                 withdraw(&state.pool, conn, &holder).await;
                 return Err(e);
@@ -117,15 +118,19 @@ async fn look(pool: &Pool, conn: ConnectionId, holder: &str) -> Result<Look, Api
     else {
         return Ok(Look::Gone);
     };
-    let cap: Option<i32> = row.get(0);
-    let held: i64 = tx
+    let own_cap: Option<i32> = row.get(0);
+    let others = tx
         .query_one(
-            "SELECT coalesce(sum(slots), 0)::int8 FROM connection_leases \
+            "SELECT coalesce(sum(slots), 0)::int8, min(cap) FROM connection_leases \
              WHERE connection_id = $1 AND worker_id <> $2 AND expires_at > now()",
             &[&conn.0, &holder],
         )
-        .await?
-        .get(0);
+        .await?;
+    let held: i64 = others.get(0);
+    // Without its own cap, the connection's is the workers' setting, which those holding
+    // leases on it recorded (the smallest, should the fleet's settings differ); none holding
+    // one, nothing competes with this call.
+    let cap = own_cap.or(others.get(1));
     let free = cap.is_none_or(|cap| held < i64::from(cap));
     tx.execute(
         "INSERT INTO connection_leases (connection_id, worker_id, slots, wanted, expires_at) \
@@ -137,7 +142,10 @@ async fn look(pool: &Pool, conn: ConnectionId, holder: &str) -> Result<Look, Api
     .await?;
     tx.commit().await?;
     Ok(match cap {
-        Some(cap) if !free => Look::Full(cap),
+        Some(cap) if !free => Look::Full {
+            cap,
+            own: own_cap.is_some(),
+        },
         _ => Look::Taken,
     })
 }
