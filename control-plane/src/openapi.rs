@@ -256,6 +256,22 @@ fn calls_the_vendor(method: &str, path: &str) -> bool {
     )
 }
 
+/// The operations that answer a second success beside their main one, with the same body: its
+/// status and what it means.
+fn other_success(method: &str, path: &str) -> Option<(&'static str, &'static str)> {
+    match (method, path) {
+        ("post", "/v1/automations/{id}/executions" | "/v1/executions/{id}/rerun") => Some((
+            "200",
+            "The execution finished within `wait_ms`: its final status and its result",
+        )),
+        ("post", "/v1/deployables") => Some((
+            "200",
+            "The item was registered before (the same system, kind and external id): updated",
+        )),
+        _ => None,
+    }
+}
+
 /// Builds the document.
 pub fn document() -> Value {
     let mut settings = SchemaSettings::draft2020_12();
@@ -290,11 +306,15 @@ pub fn document() -> Value {
 
 /// One operation of the document: its answers (`error` for the others), parameters and body.
 fn operation(op: Op, error: &Value, catalog: &aic_core::catalog::Catalog) -> Value {
+    let described = match op.ok.0 {
+        "201" => "Created",
+        "202" => "Queued (or not finished within `wait_ms`): follow `status_url`",
+        _ => "Success",
+    };
+    let body = json!({"application/json": {"schema": op.ok.1}});
     let success = match op.ok.0 {
         "204" => json!({"description": "Done; no content"}),
-        _ => {
-            json!({"description": "Success", "content": {"application/json": {"schema": op.ok.1}}})
-        }
+        _ => json!({"description": described, "content": body}),
     };
     let mut o = json!({
         "operationId": op.id,
@@ -305,6 +325,9 @@ fn operation(op: Op, error: &Value, catalog: &aic_core::catalog::Catalog) -> Val
             "default": {"description": "Error", "content": {"application/json": {"schema": error}}}
         }
     });
+    if let Some((status, description)) = other_success(op.method, op.path) {
+        o["responses"][status] = json!({"description": description, "content": body});
+    }
     if op.roles == "none" {
         o["security"] = json!([]);
     }

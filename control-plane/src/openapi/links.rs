@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 
 /// The operations that make a record: their method and path, where their answer holds its id,
 /// and the path under which the others take it as `{id}`.
-const MAKES: [(&str, &str, &str, &str); 6] = [
+const MAKES: [(&str, &str, &str, &str); 7] = [
     (
         "post",
         "/v1/connections",
@@ -27,6 +27,12 @@ const MAKES: [(&str, &str, &str, &str); 6] = [
     (
         "post",
         "/v1/automations/{id}/executions",
+        "$response.body#/execution_id",
+        "/v1/executions/{id}",
+    ),
+    (
+        "post",
+        "/v1/executions/{id}/rerun",
         "$response.body#/execution_id",
         "/v1/executions/{id}",
     ),
@@ -75,7 +81,7 @@ fn operations(paths: &Map<String, Value>, keep: impl Fn(&str) -> bool) -> Vec<St
         .collect()
 }
 
-/// Links the success answer of `method` `path` to each of `targets`, with `parameters`.
+/// Links the success answers of `method` `path` to each of `targets`, with `parameters`.
 fn add(
     paths: &mut Map<String, Value>,
     (method, path): (&str, &str),
@@ -90,12 +96,6 @@ fn add(
     else {
         return;
     };
-    let Some((_, success)) = responses
-        .iter_mut()
-        .find(|(status, _)| status.starts_with('2'))
-    else {
-        return;
-    };
     let links: Map<String, Value> = targets
         .iter()
         .map(|target| {
@@ -105,5 +105,8 @@ fn add(
             )
         })
         .collect();
-    success["links"] = Value::Object(links);
+    // Every success carries the record (an execution's: queued, or finished within the wait).
+    for (_, success) in responses.iter_mut().filter(|(s, _)| s.starts_with('2')) {
+        success["links"] = Value::Object(links.clone());
+    }
 }

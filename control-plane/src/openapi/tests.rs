@@ -91,9 +91,18 @@ fn every_reference_in_the_document_resolves() {
         published["restoreVersion"]["parameters"]["number"],
         "$response.body#/number"
     );
-    let enqueued =
-        &doc["paths"]["/v1/automations/{id}/executions"]["post"]["responses"]["202"]["links"];
-    assert!(enqueued["rerunExecution"].is_object(), "{enqueued}");
+    for status in ["200", "202"] {
+        for path in [
+            "/v1/automations/{id}/executions",
+            "/v1/executions/{id}/rerun",
+        ] {
+            let enqueued = &doc["paths"][path]["post"]["responses"][status]["links"];
+            assert!(
+                enqueued["rerunExecution"].is_object(),
+                "{path} {status}: {enqueued}"
+            );
+        }
+    }
     // A field the answer leaves out when empty is not required of it.
     let field = &schemas["ObjectField"]["required"];
     assert!(!field.to_string().contains("\"values\""), "{field}");
