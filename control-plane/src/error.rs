@@ -2,8 +2,6 @@
 //! when there is one, and the HTTP status. Infrastructure failures become an opaque 500 that is
 //! logged with its cause and never echoed.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
@@ -42,7 +40,7 @@ pub struct ErrorDetail {
 
 impl ApiError {
     /// An error of `status` and `code` saying `message`, about no field in particular.
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -67,7 +65,7 @@ impl ApiError {
     }
 
     /// The same, naming the request field at fault.
-    fn at(self, field: impl Into<String>) -> Self {
+    pub(crate) fn at(self, field: impl Into<String>) -> Self {
         Self {
             field: Some(field.into()),
             ..self
@@ -213,52 +211,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// `Json<T>` whose rejections use [`ApiError`]'s shape and name the offending field.
-#[derive(Debug)]
-pub struct ApiJson<T>(pub T);
-
-impl<S, T> FromRequest<S> for ApiJson<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let (parts, body) = req.into_parts();
-        let bytes =
-            axum::body::Bytes::from_request(Request::from_parts(parts.clone(), body), state)
-                .await
-                .map_err(|r| body_rejection(r.status(), r.body_text()))?;
-        // PostgreSQL cannot store a NUL character: say where it is instead of failing later.
-        // JSON can only spell it `\u0000`, so the body is searched for that before anything is
-        // walked.
-        if aic_proto::text::may_hold_nul(&bytes) {
-            let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-            if let Some(path) = aic_proto::text::nul_path(&value, "") {
-                let message =
-                    format!("{path} contains a NUL character (\\u0000), which cannot be stored");
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_body",
-                    message,
-                )
-                .at(path));
-            }
-        }
-        // axum's own extractor: the content type, and a type error naming its field.
-        let req = Request::from_parts(parts, axum::body::Body::from(bytes.clone()));
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Self(v)),
-            // Read again, on this rare path, to name the field in its own member too.
-            Err(rejection @ JsonRejection::JsonDataError(_)) => Err(json_body::<T>(&bytes)
-                .err()
-                .unwrap_or_else(|| json_rejection(rejection))),
-            Err(rejection) => Err(json_rejection(rejection)),
-        }
-    }
-}
-
 /// `bytes` read as JSON into `T`; a 422 `invalid_body` naming the field at fault when not.
 pub fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -276,7 +228,7 @@ pub fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 /// `e`'s message, after the path to the field it is about (unless the message names it alone:
 /// "unknown field `colour`, …" at the top).
-fn described<E: std::fmt::Display>(e: &serde_path_to_error::Error<E>) -> String {
+pub(crate) fn described<E: std::fmt::Display>(e: &serde_path_to_error::Error<E>) -> String {
     let (path, inner) = (e.path().to_string(), e.inner().to_string());
     if path == "." || inner.starts_with(&format!("unknown field `{path}`")) {
         inner
@@ -287,7 +239,10 @@ fn described<E: std::fmt::Display>(e: &serde_path_to_error::Error<E>) -> String 
 
 /// `err` naming the field `e` is about: its path (`parameters[2].max_length`), down to the
 /// field serde names in its message alone (unknown or missing: "unknown field `colour`, …").
-fn with_field<E: std::fmt::Display>(err: ApiError, e: &serde_path_to_error::Error<E>) -> ApiError {
+pub(crate) fn with_field<E: std::fmt::Display>(
+    err: ApiError,
+    e: &serde_path_to_error::Error<E>,
+) -> ApiError {
     let inner = e.inner().to_string();
     let named = ["unknown field `", "missing field `"]
         .iter()
@@ -303,61 +258,6 @@ fn with_field<E: std::fmt::Display>(err: ApiError, e: &serde_path_to_error::Erro
         }
         (path, _) => err.at(path),
     }
-}
-
-/// `Query<T>` whose rejections use [`ApiError`]'s shape: an unknown filter or a value of the
-/// wrong type is a 422 `invalid_query` saying which, not a plain-text 400.
-#[derive(Debug)]
-pub struct ApiQuery<T>(pub T);
-
-impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _: &S,
-    ) -> Result<Self, Self::Rejection> {
-        let query = parts.uri.query().unwrap_or_default();
-        // PostgreSQL cannot store or compare a NUL character (`%00`): refused by name here, not
-        // failed on in a query later.
-        let pairs = url::form_urlencoded::parse(query.as_bytes());
-        if let Some((name, _)) = pairs
-            .into_iter()
-            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
-        {
-            let message = format!("{name} contains a NUL character (%00), which no filter takes");
-            return Err(
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", message).at(name),
-            );
-        }
-        // As axum's `Query` reads it, the parameter at fault named in `field` too.
-        let de = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize(de).map(Self).map_err(|e| {
-            let err = ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_query",
-                described(&e),
-            );
-            with_field(err, &e)
-        })
-    }
-}
-
-fn json_rejection(r: JsonRejection) -> ApiError {
-    body_rejection(r.status(), r.body_text())
-}
-
-fn body_rejection(status: StatusCode, message: String) -> ApiError {
-    let status = if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
-        status
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    ApiError::new(status, "invalid_body", message)
 }
 
 #[cfg(test)]

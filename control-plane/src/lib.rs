@@ -12,6 +12,7 @@ pub mod config;
 pub mod console;
 pub mod dlq;
 pub mod error;
+pub mod extract;
 pub mod keys;
 pub mod metrics;
 pub mod migrate;

@@ -19,7 +19,7 @@ struct Op {
     ok: (&'static str, Value),
 }
 
-/// The operations whose body may be left out (`crate::routes::optional_body`): their defaults.
+/// The operations whose body may be left out (`crate::extract::OptionalJson`): their defaults.
 const OPTIONAL_BODIES: [(&str, &str); 3] = [
     ("post", "/v1/automations/{id}/publish"),
     ("post", "/v1/automations/{id}/duplicate"),

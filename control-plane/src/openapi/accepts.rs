@@ -31,7 +31,7 @@ const NO_NUL: &str = "^[^\\u0000]*$";
 impl Takes {
     fn schema(&self) -> Value {
         match self {
-            // No NUL character (`%00`), which no filter takes (`crate::error::ApiQuery`).
+            // No NUL character (`%00`), which no filter takes (`crate::extract::ApiQuery`).
             Self::Name => json!({"type": "string", "minLength": 1, "pattern": NO_NUL}),
             Self::Text => json!({"type": "string", "pattern": NO_NUL}),
             Self::OneOf(values) => json!({"type": "string", "enum": values}),

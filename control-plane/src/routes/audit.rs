@@ -3,7 +3,8 @@
 
 use crate::audit::Action;
 use crate::auth::{Caller, Role};
-use crate::error::{ApiError, ApiQuery};
+use crate::error::ApiError;
+use crate::extract::ApiQuery;
 use crate::routes::{one_of, page};
 use crate::state::AppState;
 use axum::Json;

@@ -4,7 +4,8 @@
 use super::parse_id;
 use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller, READ};
-use crate::error::{ApiError, ApiJson};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, OptionalJson};
 use crate::state::AppState;
 use aic_core::catalog::Template;
 use aic_proto::topology::{DEFINITION_PUBLISHED_ROUTING_KEY, DEFINITION_PUBLISHED_TYPE};
@@ -13,7 +14,6 @@ use aic_proto::{
     RetrySpec, TenantId, VersionId,
 };
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use checks::{check_connection_app, check_external_id_field, check_parameters, template_named};
@@ -239,11 +239,10 @@ pub async fn publish(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: Bytes,
+    OptionalJson(input): OptionalJson<PublishInput>,
 ) -> Result<(StatusCode, Json<VersionView>), ApiError> {
     caller.require(CONFIGURE)?;
     let id: AutomationId = parse_id(&id, "automation")?;
-    let input: PublishInput = crate::routes::optional_body(&body)?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
     let row = draft_row(&tx, caller.tenant, id, true).await?;

@@ -1,7 +1,8 @@
 //! The catalogue: apps ("All integrations") and their automation templates.
 
 use crate::auth::{ANY, Caller};
-use crate::error::{ApiError, ApiQuery};
+use crate::error::ApiError;
+use crate::extract::ApiQuery;
 use crate::state::AppState;
 use aic_proto::ParameterSpec;
 use axum::Json;

@@ -3,7 +3,8 @@
 use super::parse_id;
 use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller, READ};
-use crate::error::{ApiError, ApiJson};
+use crate::error::ApiError;
+use crate::extract::ApiJson;
 use crate::state::AppState;
 use aic_proto::{ConnectionId, TenantId};
 use axum::Json;

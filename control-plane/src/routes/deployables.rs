@@ -6,7 +6,8 @@
 
 use crate::audit::{self, Action, Target};
 use crate::auth::{ANY, Caller, EXECUTE};
-use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery};
 use crate::routes::{bounded_name, checked_name, found_in, one_of, parse_id};
 use crate::state::AppState;
 use aic_proto::{AutomationId, ConnectionId};

@@ -213,16 +213,6 @@ pub fn in_use(
     )
 }
 
-/// An optional JSON body as sent: none (or only whitespace) asks for the defaults.
-pub fn optional_body<T: serde::de::DeserializeOwned + Default>(
-    body: &[u8],
-) -> Result<T, crate::error::ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    crate::error::json_body(body)
-}
-
 /// A record's name, trimmed: 1 to 200 characters, else a 422 naming the `name` field.
 pub fn checked_name(name: &str) -> Result<&str, crate::error::ApiError> {
     bounded_name("name", name)

@@ -5,7 +5,8 @@
 
 use crate::audit::{self, Action, Target};
 use crate::auth::{Caller, Role};
-use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery};
 use crate::routes::{checked_name, one_of, parse_id};
 use crate::state::AppState;
 use crate::tenants::{NewToken, insert_token};

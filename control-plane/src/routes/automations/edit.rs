@@ -10,12 +10,12 @@ use super::checks::{check_connection_app, check_external_id_field, check_paramet
 use super::{AutomationView, fetch};
 use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller};
-use crate::error::{ApiError, ApiJson};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, OptionalJson};
 use crate::routes::{checked_name, in_use, name_taken, parse_id, unique_name};
 use crate::state::AppState;
 use aic_proto::{AutomationId, ConnectionId, ParameterSpec, RetrySpec};
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use deadpool_postgres::GenericClient;
@@ -255,11 +255,10 @@ pub async fn duplicate(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: Bytes,
+    OptionalJson(input): OptionalJson<DuplicateInput>,
 ) -> Result<(StatusCode, Json<AutomationView>), ApiError> {
     caller.require(CONFIGURE)?;
     let id: AutomationId = parse_id(&id, "automation")?;
-    let input: DuplicateInput = crate::routes::optional_body(&body)?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
     let not_found = || ApiError::not_found("automation");

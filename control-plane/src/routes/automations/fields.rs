@@ -9,7 +9,8 @@
 
 use super::definition_of;
 use crate::auth::{CONFIGURE, Caller};
-use crate::error::{ApiError, ApiQuery};
+use crate::error::ApiError;
+use crate::extract::ApiQuery;
 use crate::routes::connections::{after_refusal, clear_to_call, credential, saved};
 use crate::routes::parse_id;
 use crate::state::AppState;

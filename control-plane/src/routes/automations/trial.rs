@@ -11,7 +11,8 @@
 use super::definition_of;
 use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller};
-use crate::error::{ApiError, ApiJson};
+use crate::error::ApiError;
+use crate::extract::ApiJson;
 use crate::routes::connections::{after_refusal, clear_to_call, credential, saved};
 use crate::routes::parse_id;
 use crate::state::AppState;

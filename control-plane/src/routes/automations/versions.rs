@@ -8,7 +8,8 @@
 use super::{AutomationView, fetch, go_live};
 use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller, READ};
-use crate::error::{ApiError, ApiJson};
+use crate::error::ApiError;
+use crate::extract::ApiJson;
 use crate::routes::{bounded_name, parse_id};
 use crate::state::AppState;
 use aic_proto::{

@@ -3,7 +3,8 @@
 
 use super::{ConnectionView, SELECT, view};
 use crate::auth::{Caller, READ};
-use crate::error::{ApiError, ApiQuery};
+use crate::error::ApiError;
+use crate::extract::ApiQuery;
 use crate::routes::{found_in, one_of};
 use crate::state::AppState;
 use axum::Json;

@@ -4,7 +4,8 @@
 use super::{ConnectionInput, Validated, aad, after_refusal, check_dns, clear_to_call, validate};
 use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller};
-use crate::error::{ApiError, ApiJson};
+use crate::error::ApiError;
+use crate::extract::ApiJson;
 use crate::routes::parse_id;
 use crate::state::AppState;
 use aic_core::vendor::{self, ConnectionTarget, Vendor};

@@ -12,7 +12,8 @@
 use super::history::{ExecutionPage, STATUSES};
 use super::{COLUMNS, view};
 use crate::auth::{Caller, READ};
-use crate::error::{ApiError, ApiQuery};
+use crate::error::ApiError;
+use crate::extract::ApiQuery;
 use crate::routes::{one_of, page};
 use crate::state::AppState;
 use axum::Json;

@@ -6,7 +6,8 @@
 
 use super::{COLUMNS, ExecutionView, view};
 use crate::auth::{Caller, READ};
-use crate::error::{ApiError, ApiQuery};
+use crate::error::ApiError;
+use crate::extract::ApiQuery;
 use crate::routes::{one_of, page, parse_id};
 use crate::state::AppState;
 use aic_proto::AutomationId;

@@ -17,12 +17,12 @@
 
 use super::{RerunOf, Submission, checked_wait, submit};
 use crate::auth::{CONFIGURE, Caller, EXECUTE};
-use crate::error::{ApiError, ApiJson};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, OptionalJson};
 use crate::routes::{page, parse_id};
 use crate::state::AppState;
 use aic_proto::{AutomationId, ExecutionId};
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use schemars::JsonSchema;
@@ -53,11 +53,10 @@ pub async fn rerun(
     State(state): State<AppState>,
     Path(id): Path<String>,
     http_headers: axum::http::HeaderMap,
-    body: Bytes,
+    OptionalJson(input): OptionalJson<RerunInput>,
 ) -> Result<(StatusCode, Json<super::Enqueued>), ApiError> {
     caller.require(EXECUTE)?;
     let first: ExecutionId = parse_id(&id, "execution")?;
-    let input: RerunInput = crate::routes::optional_body(&body)?;
     crate::routes::one_of("allow", input.allow.as_deref(), &MAY_HAVE_ACTED)?;
     let wait = checked_wait(input.wait_ms)?;
     let mut client = state.pool.get().await?;

@@ -1,0 +1,98 @@
+//! The operations whose body may be left out (publish, duplicate, re-run): no body at all takes
+//! the defaults, and a body sent is read as every other one is — JSON only (whitespace alone is
+//! none), its content type, and a NUL character refused naming its field rather than failing
+//! the database with a 500.
+
+use aic_tests::harness::{Options, TestEnv};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// POSTs `body` as sent, with `content_type` (none: no header): the status and the answer.
+async fn post(env: &TestEnv, path: &str, content_type: Option<&str>, body: &str) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{}{path}", env.api))
+        .bearer_auth(&env.admin_token)
+        .body(body.to_string());
+    if let Some(content_type) = content_type {
+        req = req.header("content-type", content_type);
+    }
+    let resp = req.send().await.expect("answers");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_body_left_out_takes_the_defaults_and_one_sent_is_read_as_any_other() {
+    let env = TestEnv::start_with(Options::api_only()).await;
+    let automation = env.lead_automation().await;
+    let duplicate = format!("/v1/automations/{automation}/duplicate");
+    let json = Some("application/json");
+
+    // None at all, with or without a content type: the defaults.
+    for content_type in [None, json] {
+        let (status, copy) = post(&env, &duplicate, content_type, "").await;
+        assert_eq!(status, StatusCode::CREATED.as_u16(), "{copy}");
+        assert!(
+            copy["name"].as_str().is_some_and(|n| n.contains("(copy")),
+            "{copy}"
+        );
+    }
+    let (status, copy) = post(&env, &duplicate, json, r#"{"name": "Named copy"}"#).await;
+    assert_eq!((status, &copy["name"]), (201, &Value::from("Named copy")));
+
+    let publish = format!("/v1/automations/{automation}/publish");
+    let rerun = format!("/v1/executions/{}/rerun", uuid::Uuid::now_v7());
+    let refused = [
+        (&duplicate, json, "\r\n", 422, None),
+        (&duplicate, json, r#"{"name": "#, 422, None),
+        (
+            &duplicate,
+            Some("text/plain"),
+            r#"{"name": "Plain"}"#,
+            415,
+            None,
+        ),
+        (
+            &duplicate,
+            json,
+            r#"{"name": "a\u0000b"}"#,
+            422,
+            Some("name"),
+        ),
+        (
+            &publish,
+            json,
+            r#"{"version_name": "v\u0000"}"#,
+            422,
+            Some("version_name"),
+        ),
+        (&rerun, json, r#"{"allow": "\u0000"}"#, 422, Some("allow")),
+        (&rerun, json, " ", 422, None),
+    ];
+    for (path, content_type, body, expected, field) in refused {
+        let (status, err) = post(&env, path, content_type, body).await;
+        assert_eq!(
+            (status, err["error"]["code"].as_str()),
+            (expected, Some("invalid_body")),
+            "{path} {body:?}: {err}"
+        );
+        assert_eq!(
+            err["error"]["field"].as_str(),
+            field,
+            "{path} {body:?}: {err}"
+        );
+    }
+    // Nothing refused was made: the two copies and the named one, and no version.
+    let (_, list) = env
+        .call(reqwest::Method::GET, "/v1/automations", None)
+        .await;
+    let names: Vec<&str> = list["automations"]
+        .as_array()
+        .or(list.as_array())
+        .expect("a list")
+        .iter()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    env.stop().await;
+}
