@@ -20,11 +20,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let (parts, body) = req.into_parts();
-        let bytes =
-            axum::body::Bytes::from_request(Request::from_parts(parts.clone(), body), state)
-                .await
-                .map_err(|r| body_rejection(r.status(), r.body_text()))?;
+        let (parts, bytes) = buffered(req, state).await?;
         // PostgreSQL cannot store a NUL character: say where it is instead of failing later.
         // JSON can only spell it `\u0000`, so the body is searched for that before anything is
         // walked.
@@ -54,6 +50,18 @@ where
     }
 }
 
+/// The request's body read whole (within axum's limit), and its parts, to build it again.
+async fn buffered<S: Send + Sync>(
+    req: Request,
+    state: &S,
+) -> Result<(axum::http::request::Parts, axum::body::Bytes), ApiError> {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+        .await
+        .map_err(|r| body_rejection(r.status(), r.body_text()))?;
+    Ok((parts, bytes))
+}
+
 /// An optional JSON body: none at all asks for `T`'s defaults; one sent is read as [`ApiJson`]
 /// reads it (its content type, a NUL character, the field at fault) — whitespace alone is no
 /// JSON, and is refused as any other body that is not.
@@ -68,11 +76,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let (parts, body) = req.into_parts();
-        let bytes =
-            axum::body::Bytes::from_request(Request::from_parts(parts.clone(), body), state)
-                .await
-                .map_err(|r| body_rejection(r.status(), r.body_text()))?;
+        let (parts, bytes) = buffered(req, state).await?;
         if bytes.is_empty() {
             return Ok(Self(T::default()));
         }

@@ -43,6 +43,22 @@ async fn until_given_back(env: &TestEnv) {
     }
 }
 
+/// Checks that a call was refused `connection_busy` with `Retry-After: 1`, its message saying
+/// `cap`.
+fn assert_busy((status, after, err): (StatusCode, Option<u64>, Value), cap: &str) {
+    assert_eq!(
+        (status, err["error"]["code"].as_str(), after),
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("connection_busy"),
+            Some(1)
+        ),
+        "{err}"
+    );
+    let message = err["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(cap), "{message}");
+}
+
 #[tokio::test]
 async fn an_admins_calls_beside_a_busy_worker_keep_to_a_cap_of_one() {
     let env = TestEnv::start().await;
@@ -166,18 +182,8 @@ async fn a_call_waits_for_a_slot_and_is_refused_when_none_comes_free() {
     };
     let ((a, b, c), wanting) = tokio::join!(calls, watch);
     assert_eq!(wanting, 3, "each waiting call says it wants a slot");
-    for (status, after, err) in [a, b, c] {
-        assert_eq!(
-            (status, err["error"]["code"].as_str(), after),
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                Some("connection_busy"),
-                Some(1)
-            ),
-            "{err}"
-        );
-        let message = err["error"]["message"].as_str().unwrap_or_default();
-        assert!(message.contains("1 call(s) at once"), "{message}");
+    for answer in [a, b, c] {
+        assert_busy(answer, "1 call(s) at once (its max_concurrency)");
     }
     assert!(
         started.elapsed() >= Duration::from_secs(10),
@@ -223,20 +229,9 @@ async fn without_its_own_cap_a_call_is_refused_naming_the_workers_setting() {
         .await
         .expect("a worker's lease");
     let before = env.sandbox.requests().len();
-    let (status, after, err) = env.call_retry_after(Method::POST, &path, None).await;
-    assert_eq!(
-        (status, err["error"]["code"].as_str(), after),
-        (
-            StatusCode::TOO_MANY_REQUESTS,
-            Some("connection_busy"),
-            Some(1)
-        ),
-        "{err}"
-    );
-    let message = err["error"]["message"].as_str().unwrap_or_default();
-    assert!(
-        message.contains("1 call(s) at once (the workers' AIC_WORKER_CONNECTION_CONCURRENCY"),
-        "{message}"
+    assert_busy(
+        env.call_retry_after(Method::POST, &path, None).await,
+        "1 call(s) at once (the workers' AIC_WORKER_CONNECTION_CONCURRENCY",
     );
     assert_eq!(
         env.sandbox.requests().len(),
