@@ -8,6 +8,10 @@ use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
+/// The most a request's body may hold (`routes::router` sets it for every extractor); one
+/// longer is a 413 `body_too_large`.
+pub const BODY_LIMIT: usize = 2 << 20;
+
 /// `Json<T>` whose rejections use [`ApiError`]'s shape and name the offending field.
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
@@ -132,10 +136,16 @@ fn json_rejection(r: JsonRejection) -> ApiError {
 }
 
 fn body_rejection(status: StatusCode, message: String) -> ApiError {
-    let status = if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
-        status
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    ApiError::new(status, "invalid_body", message)
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            status,
+            "body_too_large",
+            format!(
+                "the body is over the {} MiB a request may send",
+                BODY_LIMIT >> 20
+            ),
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(status, "invalid_body", message),
+        _ => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message),
+    }
 }

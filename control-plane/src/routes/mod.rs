@@ -21,6 +21,9 @@ pub fn router(state: AppState) -> Router {
     let scrape = (metrics.clone(), state.pool.clone());
     api(state)
         .route("/metrics", get(crate::metrics::serve).with_state(scrape))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::extract::BODY_LIMIT,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             crate::metrics::track,

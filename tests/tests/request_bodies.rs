@@ -1,7 +1,7 @@
-//! The operations whose body may be left out (publish, duplicate, re-run): no body at all takes
-//! the defaults, and a body sent is read as every other one is — JSON only (whitespace alone is
-//! none), its content type, and a NUL character refused naming its field rather than failing
-//! the database with a 500.
+//! Request bodies. The operations whose body may be left out (publish, duplicate, re-run): no
+//! body at all takes the defaults, and a body sent is read as every other one is — JSON only
+//! (whitespace alone is none), its content type, and a NUL character refused naming its field
+//! rather than failing the database with a 500. A body over the limit is a 413 saying so.
 
 use aic_tests::harness::{Options, TestEnv};
 use reqwest::StatusCode;
@@ -94,5 +94,28 @@ async fn a_body_left_out_takes_the_defaults_and_one_sent_is_read_as_any_other() 
         .filter_map(|a| a["name"].as_str())
         .collect();
     assert_eq!(names.len(), 4, "{names:?}");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_as_too_large() {
+    let env = TestEnv::start_with(Options::api_only()).await;
+    let automation = env.lead_automation().await;
+    let long = format!(r#"{{"name": "{}"}}"#, "n".repeat(3 << 20));
+    let just_under = format!(r#"{{"name": "{}"}}"#, "n".repeat((2 << 20) - 20));
+    let duplicate = format!("/v1/automations/{automation}/duplicate");
+    for path in ["/v1/connections", duplicate.as_str()] {
+        let (status, err) = post(&env, path, Some("application/json"), &long).await;
+        assert_eq!(
+            (status, err["error"]["code"].as_str()),
+            (413, Some("body_too_large")),
+            "{path}: {err}"
+        );
+        let message = err["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("over the 2 MiB"), "{message}");
+        // Within the limit, the body is read: here refused for what it says, not its size.
+        let (status, err) = post(&env, path, Some("application/json"), &just_under).await;
+        assert_eq!(status, 422, "{path}: {err}");
+    }
     env.stop().await;
 }
