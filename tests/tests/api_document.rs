@@ -76,9 +76,9 @@ fn assert_described(doc: &Value, method: &str, path: &str, status: u16, body: &V
     );
 }
 
-/// An execution that finishes within its `wait_ms` is answered 200 with its result, one that
-/// does not 202 — run at first and again —, and a deployable registered 201 then, registered
-/// again, 200: each as the document says.
+/// An execution that finishes within its `wait_ms` is answered 200 with its result (asked for
+/// again with its id, too), one that does not 202 — run at first and again —, and a
+/// deployable registered 201 then, registered again, 200: each as the document says.
 #[tokio::test]
 async fn every_success_an_operation_answers_is_described_with_its_body() {
     let env = TestEnv::start().await;
@@ -96,6 +96,22 @@ async fn every_success_an_operation_answers_is_described_with_its_body() {
         "{done}"
     );
     assert_described(&doc, "post", enqueue, 200, &done);
+    // The same call again (a client retrying it): answered as the first was, without a wait
+    // the usual 202 — with the result all the same.
+    let id = &done["execution_id"];
+    for (wait, expected) in [(Some(20_000), 200), (None, 202)] {
+        let mut body = json!({"parameters": lead, "execution_id": id});
+        if let Some(wait) = wait {
+            body["wait_ms"] = json!(wait);
+        }
+        let (status, again) = env.call(Method::POST, &path, Some(body)).await;
+        assert_eq!(
+            (status.as_u16(), &again["result"]),
+            (expected, &done["result"]),
+            "{again}"
+        );
+        assert_described(&doc, "post", enqueue, expected, &again);
+    }
 
     env.sandbox.set_latency(Duration::from_millis(1_500));
     let body = json!({"parameters": lead, "wait_ms": 100});

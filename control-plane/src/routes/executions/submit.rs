@@ -69,7 +69,13 @@ pub(super) async fn submit(
             ));
         }
         let known = already_known(client, caller, execution, &s.idempotency_key).await?;
-        return Ok((StatusCode::ACCEPTED, Json(known)));
+        // A caller waiting for a result it asked for before (a retried call) gets it as then.
+        let finished = !matches!(known.status.as_str(), "queued" | "running");
+        let status = match s.wait {
+            Some(_) if finished => StatusCode::OK,
+            _ => StatusCode::ACCEPTED,
+        };
+        return Ok((status, Json(known)));
     }
     let body = serde_json::to_vec(&ExecutionRequestV1 {
         version: aic_proto::MESSAGE_VERSION,
