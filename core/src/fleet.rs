@@ -18,6 +18,11 @@ pub const BEAT: Duration = Duration::from_secs(15);
 /// A process seen within this long is running.
 pub const ALIVE: Duration = Duration::from_secs(60);
 
+/// How the holder of a concurrency lease that the control plane's own call takes (an admin's
+/// connection test, test run or field picker) begins, in `connection_leases.worker_id`. The
+/// workers make room for such a call first: an admin waits for one vendor call, not a backlog.
+pub const CONTROL_PLANE_LEASE: &str = "control-plane/";
+
 /// What every process sweeps at each beat: the rows of processes gone — its own report not
 /// renewed for a day, its connections' concurrency leases (which a crashed or killed worker
 /// leaves behind: each renewal reads a connection's leases, expired ones included) expired for

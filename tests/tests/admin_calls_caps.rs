@@ -68,6 +68,52 @@ async fn an_admins_calls_beside_a_busy_worker_keep_to_a_cap_of_one() {
     env.stop().await;
 }
 
+/// A worker with a backlog of executions on a connection capped at one call at once: an admin's
+/// connection test waits for the call in flight, not for the backlog to drain — and the vendor
+/// still never has two calls at once.
+#[tokio::test]
+async fn an_admins_call_goes_before_a_workers_backlog() {
+    let env = TestEnv::start().await;
+    let automation = env.lead_automation().await;
+    env.cap_connections(1).await;
+    env.sandbox.set_latency(Duration::from_millis(250));
+    let mut runs = Vec::new();
+    // 15 s of calls, one at a time.
+    for i in 0..60 {
+        runs.push(env.enqueue(&automation, lead(i)).await);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, view) = env
+        .call(Method::GET, &format!("/v1/automations/{automation}"), None)
+        .await;
+    let conn = view["connection_id"].as_str().expect("connection");
+    let started = Instant::now();
+    let (status, tested) = env
+        .call(Method::POST, &format!("/v1/connections/{conn}/test"), None)
+        .await;
+    let waited = started.elapsed();
+    assert_eq!(
+        (status, &tested["ok"]),
+        (StatusCode::OK, &json!(true)),
+        "{tested}"
+    );
+    println!(
+        "a connection test beside a backlog of 60 executions of 250 ms under a cap of 1: answered in {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(5),
+        "the test waited {waited:?}, as for the backlog"
+    );
+    for id in &runs {
+        let done = env.wait_final(id).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    let most = env.sandbox.state.faults.max_in_flight();
+    assert_eq!(most, 1, "calls at once at the vendor under a cap of 1");
+    until_given_back(&env).await;
+    env.stop().await;
+}
+
 /// The cap of a connection without its own is the workers' setting, which the control plane
 /// learns from their leases.
 #[tokio::test]

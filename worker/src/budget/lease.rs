@@ -21,6 +21,20 @@ pub(super) enum Renewed {
     Gone,
 }
 
+/// The other live leases of a connection, as a renewal reads them.
+struct Others {
+    /// The slots they hold.
+    slots: i64,
+    /// The slots they want.
+    wanted: i64,
+    /// How many want any.
+    active: i64,
+    /// How many there are.
+    leases: i64,
+    /// How many are the control plane's calls waiting for a slot (each wants one).
+    admins_waiting: i64,
+}
+
 /// What a renewal reads of a connection's row under its lock.
 struct Locked {
     /// The connection's own cap on calls at once, if set.
@@ -110,16 +124,26 @@ impl Budgets {
         };
         let cap = i64::from(locked.own_cap.or(cap).unwrap_or(self.default_cap as i32));
         let scoped = Self::cooldowns(&tx, conn).await?;
-        let (others_slots, others_wanted, others_active, others_leases) =
-            self.others(&tx, conn).await?;
+        let others = self.others(&tx, conn).await?;
         let capacity = i64::from(self.capacity);
-        let wanted = wanted(slots, capacity, cap, others_wanted);
-        let grant = share(cap, wanted, others_slots, others_wanted, others_active);
+        // An admin's call waiting for a slot goes first: the workers share what it leaves.
+        let (workers_cap, workers_wanted) = (
+            cap - others.admins_waiting,
+            others.wanted - others.admins_waiting,
+        );
+        let wanted = wanted(slots, capacity, workers_cap, workers_wanted);
+        let grant = share(
+            workers_cap,
+            wanted,
+            others.slots,
+            workers_wanted,
+            others.active - others.admins_waiting,
+        );
         slots
             .contended
-            .store(others_wanted > others_slots, Ordering::SeqCst);
+            .store(others.wanted > others.slots, Ordering::SeqCst);
         slots.tight.store(
-            capacity > cap || (others_leases > 0 && others_wanted + capacity > cap),
+            capacity > cap || (others.leases > 0 && others.wanted + capacity > cap),
             Ordering::SeqCst,
         );
         // A smaller share takes effect before the fleet can see it, and what is in use at that
@@ -172,22 +196,29 @@ impl Budgets {
         .await
     }
 
-    /// The other workers' live leases of `conn`: their slots, the slots they want, how many
-    /// want any, and how many there are.
+    /// The other live leases of `conn`: other workers' and the control plane's calls'.
     async fn others(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
         conn: ConnectionId,
-    ) -> Result<(i64, i64, i64, i64), tokio_postgres::Error> {
-        let others = tx
+    ) -> Result<Others, tokio_postgres::Error> {
+        let row = tx
             .query_one(
                 "SELECT coalesce(sum(slots), 0)::int8, coalesce(sum(wanted), 0)::int8, \
-                 count(*) FILTER (WHERE wanted > 0), count(*) FROM connection_leases \
+                 count(*) FILTER (WHERE wanted > 0), count(*), \
+                 count(*) FILTER (WHERE slots = 0 AND wanted > 0 AND starts_with(worker_id, $3)) \
+                 FROM connection_leases \
                  WHERE connection_id = $1 AND worker_id <> $2 AND expires_at > now()",
-                &[&conn.0, &self.worker],
+                &[&conn.0, &self.worker, &aic_core::fleet::CONTROL_PLANE_LEASE],
             )
             .await?;
-        Ok((others.get(0), others.get(1), others.get(2), others.get(3)))
+        Ok(Others {
+            slots: row.get(0),
+            wanted: row.get(1),
+            active: row.get(2),
+            leases: row.get(3),
+            admins_waiting: row.get(4),
+        })
     }
 
     /// Records this worker's lease of `conn`: `slots` held and `wanted`, for one [`LEASE`],

@@ -5,8 +5,10 @@
 //! connection capped at one call at a time never puts a second call in flight beside a
 //! worker's.
 //!
-//! Waiting for a slot, the lease says it wants one (`wanted`), so a worker holding more than
-//! its fair part gives it back at its next renewal; none free within [`WAIT`] is a 429
+//! Waiting for a slot, the lease says it wants one (`wanted`), and the workers make room for it
+//! first (its holder is marked [`aic_core::fleet::CONTROL_PLANE_LEASE`]): each gives back what
+//! the call needs at its next renewal, so the call waits for a vendor call to end, not for a
+//! backlog of executions to drain; none free within [`WAIT`] is a 429
 //! `connection_busy`. A connection without its own cap is capped by the workers'
 //! `AIC_WORKER_CONNECTION_CONCURRENCY`, which each records in its lease: the control plane keeps
 //! to the one recorded there, and when no worker holds a lease, its call takes a slot at once.
@@ -78,7 +80,11 @@ pub(crate) async fn clear_to_call(
 
 /// Takes a slot of `conn`'s cap for a call, waiting up to [`WAIT`] for one.
 async fn take(state: &AppState, conn: ConnectionId) -> Result<Slot, ApiError> {
-    let holder = format!("control-plane/{}", uuid::Uuid::now_v7());
+    let holder = format!(
+        "{}{}",
+        aic_core::fleet::CONTROL_PLANE_LEASE,
+        uuid::Uuid::now_v7()
+    );
     let deadline = Instant::now() + WAIT;
     loop {
         match look(&state.pool, conn, &holder).await {
