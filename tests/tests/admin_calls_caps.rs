@@ -43,6 +43,15 @@ async fn until_given_back(env: &TestEnv) {
     }
 }
 
+/// Checks that a call (a test run, a connection test) was answered with `"ok": true`.
+fn assert_ok((status, answer): (StatusCode, Value)) {
+    assert_eq!(
+        (status, &answer["ok"]),
+        (StatusCode::OK, &json!(true)),
+        "{answer}"
+    );
+}
+
 /// Checks that a call was refused `connection_busy` with `Retry-After: 1`, its message saying
 /// `cap`.
 fn assert_busy((status, after, err): (StatusCode, Option<u64>, Value), cap: &str) {
@@ -92,11 +101,7 @@ async fn an_admins_call_goes_before_a_workers_backlog() {
         .call(Method::POST, &format!("/v1/connections/{conn}/test"), None)
         .await;
     let waited = started.elapsed();
-    assert_eq!(
-        (status, &tested["ok"]),
-        (StatusCode::OK, &json!(true)),
-        "{tested}"
-    );
+    assert_ok((status, tested));
     println!(
         "a connection test beside a backlog of 60 executions of 250 ms under a cap of 1: answered in {waited:?}"
     );
@@ -148,12 +153,8 @@ async fn beside_a_busy_worker(env: &TestEnv, automation: &str, cap: &str) {
         env.call(Method::GET, &fields, None),
     );
     let admin = started.elapsed();
-    for (status, answer) in [a, b, c] {
-        assert_eq!(
-            (status, &answer["ok"]),
-            (StatusCode::OK, &json!(true)),
-            "{answer}"
-        );
+    for answer in [a, b, c] {
+        assert_ok(answer);
     }
     assert_eq!(d.0, StatusCode::OK, "{}", d.1);
     for id in &runs {
@@ -199,11 +200,7 @@ async fn a_call_waits_for_a_slot_and_is_refused_when_none_comes_free() {
     let started = Instant::now();
     let (status, tested) = env.call(Method::POST, &conn_test, None).await;
     let waited = started.elapsed();
-    assert_eq!(
-        (status, &tested["ok"]),
-        (StatusCode::OK, &json!(true)),
-        "{tested}"
-    );
+    assert_ok((status, tested));
     assert!(
         (Duration::from_millis(1500)..Duration::from_secs(10)).contains(&waited),
         "the test waited {waited:?} for the slot the other lease held 2 s"
@@ -257,11 +254,7 @@ async fn without_its_own_cap_a_call_is_refused_naming_the_workers_setting() {
     let path = format!("/v1/connections/{conn}/test");
     // No worker holds a lease: nothing to keep to, the call goes at once.
     let (status, tested) = env.call(Method::POST, &path, None).await;
-    assert_eq!(
-        (status, &tested["ok"]),
-        (StatusCode::OK, &json!(true)),
-        "{tested}"
-    );
+    assert_ok((status, tested));
     until_given_back(&env).await;
     env.pool
         .get()
@@ -300,12 +293,8 @@ async fn more_connection_tests_at_once_than_database_connections_are_all_answere
     env.sandbox.set_latency(Duration::from_millis(300));
     let path = format!("/v1/connections/{}/test", conn["id"].as_str().expect("id"));
     let tests = (0..12).map(|_| env.call(Method::POST, &path, None));
-    for (status, tested) in futures_util::future::join_all(tests).await {
-        assert_eq!(
-            (status, &tested["ok"]),
-            (StatusCode::OK, &json!(true)),
-            "{tested}"
-        );
+    for answer in futures_util::future::join_all(tests).await {
+        assert_ok(answer);
     }
     until_given_back(&env).await;
     env.stop().await;
