@@ -54,7 +54,7 @@ where
     }
 }
 
-/// The request's body read whole (within axum's limit), and its parts, to build it again.
+/// The request's body read whole (within [`BODY_LIMIT`]), and its parts, to build it again.
 async fn buffered<S: Send + Sync>(
     req: Request,
     state: &S,

@@ -62,20 +62,7 @@ pub(super) async fn submit(
     // kept with the outbox row for a control plane that publishes the request again.
     let trace = aic_core::telemetry::request_headers(http_headers, &tracing::Span::current());
     if !record(client, caller, &s, &trace).await? {
-        if s.rerun_of.as_ref().is_some_and(|r| r.once) {
-            return Err(ApiError::conflict(
-                "already_rerun",
-                "the execution was run again meanwhile",
-            ));
-        }
-        let known = already_known(client, caller, execution, &s.idempotency_key).await?;
-        // A caller waiting for a result it asked for before (a retried call) gets it as then.
-        let finished = !matches!(known.status.as_str(), "queued" | "running");
-        let status = match s.wait {
-            Some(_) if finished => StatusCode::OK,
-            _ => StatusCode::ACCEPTED,
-        };
-        return Ok((status, Json(known)));
+        return known(client, caller, &s).await;
     }
     let body = serde_json::to_vec(&ExecutionRequestV1 {
         version: aic_proto::MESSAGE_VERSION,
@@ -266,6 +253,30 @@ async fn runnable_definition(
         ));
     }
     Ok(definition)
+}
+
+/// The answer to a submission whose execution id or idempotency key was already recorded: a
+/// re-run meant to run once refused, else the execution as it stands — finished, a 200 to a
+/// caller that waits.
+async fn known(
+    client: &deadpool_postgres::Object,
+    caller: &Caller,
+    s: &Submission,
+) -> Result<(StatusCode, Json<Enqueued>), ApiError> {
+    if s.rerun_of.as_ref().is_some_and(|r| r.once) {
+        return Err(ApiError::conflict(
+            "already_rerun",
+            "the execution was run again meanwhile",
+        ));
+    }
+    let known = already_known(client, caller, s.execution, &s.idempotency_key).await?;
+    // A caller waiting for a result it asked for before (a retried call) gets it as then.
+    let finished = !matches!(known.status.as_str(), "queued" | "running");
+    let status = match s.wait {
+        Some(_) if finished => StatusCode::OK,
+        _ => StatusCode::ACCEPTED,
+    };
+    Ok((status, Json(known)))
 }
 
 /// The execution an enqueue found already recorded (its id, or the tenant's idempotency key,
