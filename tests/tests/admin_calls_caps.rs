@@ -43,6 +43,23 @@ async fn until_given_back(env: &TestEnv) {
     }
 }
 
+/// Another worker's lease holding the one slot of `conn` for `secs`, recording the `cap` it
+/// keeps to (`None`: as a worker from before the column).
+async fn another_worker_holds(env: &TestEnv, conn: uuid::Uuid, secs: f64, cap: Option<i32>) {
+    env.pool
+        .get()
+        .await
+        .expect("postgres")
+        .execute(
+            "INSERT INTO connection_leases (connection_id, worker_id, slots, wanted, cap, expires_at) \
+             VALUES ($1, 'another-worker', 1, 1, $3, now() + make_interval(secs => $2)) \
+             ON CONFLICT (connection_id, worker_id) DO UPDATE SET expires_at = EXCLUDED.expires_at",
+            &[&conn, &secs, &cap],
+        )
+        .await
+        .expect("a worker's lease");
+}
+
 /// Checks that a call (a test run, a connection test) was answered with `"ok": true`.
 fn assert_ok((status, answer): (StatusCode, Value)) {
     assert_eq!(
@@ -181,20 +198,7 @@ async fn a_call_waits_for_a_slot_and_is_refused_when_none_comes_free() {
         .expect("the connection")
         .get(0);
     // Another worker holds the one slot: for 2 s, then for a minute.
-    let hold = |secs: f64| {
-        let client = &client;
-        async move {
-            client
-                .execute(
-                    "INSERT INTO connection_leases (connection_id, worker_id, slots, wanted, expires_at) \
-                     VALUES ($1, 'another-worker', 1, 1, now() + make_interval(secs => $2)) \
-                     ON CONFLICT (connection_id, worker_id) DO UPDATE SET expires_at = EXCLUDED.expires_at",
-                    &[&conn, &secs],
-                )
-                .await
-                .expect("a lease")
-        }
-    };
+    let hold = |secs: f64| another_worker_holds(&env, conn, secs, None);
     hold(2.0).await;
     let conn_test = format!("/v1/connections/{conn}/test");
     let started = Instant::now();
@@ -256,17 +260,8 @@ async fn without_its_own_cap_a_call_is_refused_naming_the_workers_setting() {
     let (status, tested) = env.call(Method::POST, &path, None).await;
     assert_ok((status, tested));
     until_given_back(&env).await;
-    env.pool
-        .get()
-        .await
-        .expect("postgres")
-        .execute(
-            "INSERT INTO connection_leases (connection_id, worker_id, slots, wanted, cap, expires_at) \
-             VALUES ($1::text::uuid, 'a-worker', 1, 1, 1, now() + interval '1 minute')",
-            &[&conn],
-        )
-        .await
-        .expect("a worker's lease");
+    let conn_id = conn.parse().expect("a uuid");
+    another_worker_holds(&env, conn_id, 60.0, Some(1)).await;
     let before = env.sandbox.requests().len();
     assert_busy(
         env.call_retry_after(Method::POST, &path, None).await,
