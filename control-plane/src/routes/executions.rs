@@ -7,6 +7,7 @@ pub mod across;
 pub mod history;
 pub mod rerun;
 mod submit;
+mod waiting;
 use crate::auth::{ANY, Caller, EXECUTE};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
@@ -131,8 +132,12 @@ pub async fn enqueue(
         wait: checked_wait(input.wait_ms)?,
         rerun_of: None,
     };
-    let mut client = state.pool.get().await?;
-    submit(&state, &caller, &mut client, submission, &http_headers).await
+    let submitted = {
+        let mut client = state.pool.get().await?;
+        submit(&state, &caller, &mut client, submission, &http_headers).await?
+    };
+    // Waited for with the connection given back.
+    Ok(submitted.answer(&state, &caller).await)
 }
 
 /// Refuses an idempotency key that is blank or longer than 200 characters.

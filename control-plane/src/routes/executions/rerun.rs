@@ -72,7 +72,10 @@ pub async fn rerun(
     allowed(row.get(3), input.allow.as_deref())?;
     let execution = input.execution_id.unwrap_or_default();
     let submission = rerun_of(&row, execution, wait, (false, input.allow));
-    submit(&state, &caller, &mut client, submission, &http_headers).await
+    let submitted = submit(&state, &caller, &mut client, submission, &http_headers).await?;
+    // Waited for with the connection given back.
+    drop(client);
+    Ok(submitted.answer(&state, &caller).await)
 }
 
 /// The execution `execution` running again the one of `row` (its id, automation, parameter
@@ -222,7 +225,7 @@ pub async fn rerun_failures(
         let submission = rerun_of(row, ExecutionId::default(), None, (true, None));
         let (rerun_id, error) =
             match submit(&state, &caller, &mut client, submission, &http_headers).await {
-                Ok((_, Json(queued))) => (Some(queued.execution_id), None),
+                Ok(submitted) => (Some(submitted.execution()), None),
                 // The database or the broker failing: what is done stays done; the rest, this
                 // failure first, waits for the next call.
                 Err(e) if e.is_server_error() => {

@@ -1,16 +1,16 @@
 //! Enqueueing one execution, for `POST /v1/automations/{id}/executions` and the re-runs: the
 //! automation checked runnable and the values checked against its parameters, the execution
 //! recorded (with its outbox row, `crate::resend`) or found already known, the request published
-//! and confirmed — or, unconfirmed, undone unless taken over — and the answer, with the result
-//! when it came within the caller's wait.
+//! and confirmed — or, unconfirmed, undone unless taken over — and what the answer waits for
+//! (`super::waiting`).
 
 use super::Enqueued;
+use super::waiting::{Submitted, finished};
 use crate::audit::{self, Action};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 use aic_proto::{AutomationDefinition, AutomationId, ExecutionId, ExecutionRequestV1};
-use axum::Json;
 use axum::http::StatusCode;
 use chrono::Utc;
 use serde_json::{Map, Value};
@@ -41,15 +41,16 @@ pub(super) struct RerunOf {
 }
 
 /// Enqueues `s` for the caller: checks the automation runs and the values fit its parameters,
-/// records the execution (or finds it already known), publishes the request and answers once
-/// the broker confirmed it — with the result when it came within the caller's wait.
+/// records the execution (or finds it already known) and publishes the request; `Ok` once the
+/// broker confirmed it, with what the caller's answer waits for ([`Submitted::answer`], taken
+/// once `client` is given back).
 pub(super) async fn submit(
     state: &AppState,
     caller: &Caller,
     client: &mut deadpool_postgres::Object,
     s: Submission,
     http_headers: &axum::http::HeaderMap,
-) -> Result<(StatusCode, Json<Enqueued>), ApiError> {
+) -> Result<Submitted, ApiError> {
     let (automation, execution) = (s.automation, s.execution);
     caller.may_reach(client, automation.0).await?;
     let definition = runnable_definition(client, caller, automation).await?;
@@ -86,7 +87,7 @@ pub(super) async fn submit(
         let first = s.rerun_of.map(|r| r.first.0);
         not_enqueued(state, client, (execution, first), &e).await?;
         // Taken over: the request is queued after all.
-        return Ok(answer(state, execution, None).await);
+        return Ok(Submitted::Published(execution, None));
     }
     tracing::info!(execution = %execution, "execution enqueued");
     // Left behind, the row would only have the request published again, harmlessly.
@@ -99,7 +100,7 @@ pub(super) async fn submit(
     {
         tracing::warn!(error = %aic_core::with_causes(&e), execution = %execution, "could not clear a confirmed request's outbox row");
     }
-    Ok(answer(state, execution, waiter.zip(s.wait)).await)
+    Ok(Submitted::Published(execution, waiter.zip(s.wait)))
 }
 
 /// Records `s` as queued, with its outbox row (`crate::resend`), in one statement — a re-run
@@ -194,33 +195,6 @@ async fn not_enqueued(
     Ok(())
 }
 
-/// The answer to an enqueued execution: its result if it came within the caller's wait (200),
-/// else its id to follow (202).
-async fn answer(
-    state: &AppState,
-    execution: ExecutionId,
-    waiting: Option<(tokio::sync::oneshot::Receiver<Value>, std::time::Duration)>,
-) -> (StatusCode, Json<Enqueued>) {
-    let mut answer = Enqueued {
-        execution_id: execution,
-        status: "queued".into(),
-        status_url: format!("/v1/executions/{execution}"),
-        result: None,
-    };
-    if let Some((rx, budget)) = waiting {
-        match tokio::time::timeout(budget, rx).await {
-            Ok(Ok(result)) => {
-                answer.status = result["status"].as_str().unwrap_or("failed").to_string();
-                answer.result = Some(result);
-                return (StatusCode::OK, Json(answer));
-            }
-            // Past the budget the caller gets the id; the result still arrives as usual.
-            _ => state.replies.forget(&execution.to_string()),
-        }
-    }
-    (StatusCode::ACCEPTED, Json(answer))
-}
-
 /// The published definition of the caller's automation, refused when there is none or the
 /// automation is paused.
 async fn runnable_definition(
@@ -256,13 +230,13 @@ async fn runnable_definition(
 }
 
 /// The answer to a submission whose execution id or idempotency key was already recorded: a
-/// re-run meant to run once refused, else the execution as it stands — finished, a 200 to a
-/// caller that waits.
+/// re-run meant to run once refused, else the execution as it stands — for a caller that
+/// waits, a 200 once it finished (a retried call gets what the first one got).
 async fn known(
     client: &deadpool_postgres::Object,
     caller: &Caller,
     s: &Submission,
-) -> Result<(StatusCode, Json<Enqueued>), ApiError> {
+) -> Result<Submitted, ApiError> {
     if s.rerun_of.as_ref().is_some_and(|r| r.once) {
         return Err(ApiError::conflict(
             "already_rerun",
@@ -270,13 +244,11 @@ async fn known(
         ));
     }
     let known = already_known(client, caller, s.execution, &s.idempotency_key).await?;
-    // A caller waiting for a result it asked for before (a retried call) gets it as then.
-    let finished = !matches!(known.status.as_str(), "queued" | "running");
-    let status = match s.wait {
-        Some(_) if finished => StatusCode::OK,
-        _ => StatusCode::ACCEPTED,
-    };
-    Ok((status, Json(known)))
+    Ok(match s.wait {
+        Some(_) if finished(&known.status) => Submitted::Now(StatusCode::OK, known),
+        Some(wait) => Submitted::Running(known, wait),
+        None => Submitted::Now(StatusCode::ACCEPTED, known),
+    })
 }
 
 /// The execution an enqueue found already recorded (its id, or the tenant's idempotency key,
