@@ -172,6 +172,20 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
 
+    /// 503: the message broker blocks new messages (its memory or disk alarm), so nothing was
+    /// enqueued; `Retry-After` is a few seconds.
+    pub fn broker_blocked() -> Self {
+        Self {
+            retry_after: Some(5),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "broker_blocked",
+                "the message broker is refusing new messages (a memory or disk alarm); \
+                 nothing was enqueued, retry later",
+            )
+        }
+    }
+
     /// 500, logged with its cause; the client sees only that it happened.
     pub fn internal(context: &str, cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(context, cause = %cause, "internal error");

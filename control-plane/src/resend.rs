@@ -5,12 +5,14 @@
 //! retrying with the same id or idempotency key is told it is queued, for ever. Every control
 //! plane therefore looks, every [`EVERY`], for outbox rows older than [`GRACE`] and publishes
 //! their requests again from the execution's row, with the caller's trace context kept in the
-//! outbox row (not its reply queue, gone with the stopped control plane). A request that was in fact delivered (confirm lost, or a long queue) runs
+//! outbox row (not its reply queue, gone with the stopped control plane) — or whose confirm
+//! did not come within [`CONFIRM_WAIT`] (a broker alarm). A request that was in fact delivered
+//! (confirm lost, or a long queue) runs
 //! once all the same: the worker's ledger answers a second copy from the first. An execution
 //! a worker already began needs nothing: its row is just dropped. Rows are claimed with
 //! `SKIP LOCKED`, so control planes sweeping at once publish each request once.
 
-use aic_core::amqp::Broker;
+use aic_core::amqp::{Broker, PublishError};
 use aic_proto::topology::{EXECUTE_ROUTING_KEY, EXECUTION_REQUEST_TYPE, Names};
 use aic_proto::{AutomationId, ExecutionId, ExecutionRequestV1, TenantId};
 use deadpool_postgres::Pool;
@@ -106,27 +108,36 @@ pub(crate) fn properties(execution: ExecutionId) -> lapin::BasicProperties {
         .with_message_id(execution.to_string().into())
 }
 
+/// Longest wait for the broker's confirm of a request. A broker that raised a resource alarm
+/// since the last publish reads nothing more from the connection; past this wait the request
+/// may still go out once the alarm clears, but its caller is answered.
+pub const CONFIRM_WAIT: Duration = Duration::from_secs(5);
+
 /// Publishes an execution request (`body`) to the executions exchange, as `proto/AMQP.md`
-/// says; `Ok` once the broker confirmed it.
+/// says; `Ok` once the broker confirmed it. Nothing is written while the broker blocks the
+/// connection ([`PublishError::Blocked`]); a confirm that does not come within
+/// [`CONFIRM_WAIT`] is [`PublishError::Unanswered`].
 pub(crate) async fn publish(
     broker: &Broker,
     names: &Names,
     body: &[u8],
     properties: lapin::BasicProperties,
-) -> Result<(), aic_core::amqp::PublishError> {
-    let channel = broker
-        .channel()
-        .await
-        .map_err(aic_core::amqp::PublishError::Amqp)?;
-    aic_core::amqp::publish_confirmed(
+) -> Result<(), PublishError> {
+    let channel = broker.channel().await.map_err(PublishError::Amqp)?;
+    if broker.blocked().await {
+        return Err(PublishError::Blocked);
+    }
+    let confirmed = aic_core::amqp::publish_confirmed(
         &channel,
         &names.executions_exchange,
         EXECUTE_ROUTING_KEY,
         body,
         properties,
         true,
-    )
-    .await
+    );
+    tokio::time::timeout(CONFIRM_WAIT, confirmed)
+        .await
+        .unwrap_or(Err(PublishError::Unanswered(CONFIRM_WAIT)))
 }
 
 /// Runs [`once`] every `every` for as long as the control plane runs; a failed round is logged

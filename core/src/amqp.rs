@@ -36,6 +36,13 @@ pub enum PublishError {
     /// may not have gone out.
     #[error("the publishing task ended before the broker confirmed the message")]
     Abandoned,
+    /// The broker blocks the connection's publishing (a memory or disk alarm), so nothing was
+    /// written: it would only wait in the connection's buffer until the alarm clears.
+    #[error("the broker is blocking publishers (a memory or disk alarm)")]
+    Blocked,
+    /// No confirm came within the wait: the message may still go out (and be confirmed) later.
+    #[error("the broker did not confirm the message within {0:?}")]
+    Unanswered(std::time::Duration),
 }
 
 /// The largest AMQP frame asked of the broker unless the URL says otherwise
@@ -354,6 +361,13 @@ impl Broker {
         current
             .as_ref()
             .is_some_and(|(c, ch)| c.status().connected() && ch.status().connected())
+    }
+
+    /// Whether the broker blocked the connection's publishing (`connection.blocked`: a memory
+    /// or disk alarm, until it clears).
+    pub async fn blocked(&self) -> bool {
+        let current = self.current.lock().await;
+        current.as_ref().is_some_and(|(c, _)| c.status().blocked())
     }
 
     /// Closes the connection.

@@ -215,6 +215,24 @@ impl PrivateRabbit {
         }
     }
 
+    /// Runs `rabbitmqctl` on this node with `args`, as its operator would (the node's cookie
+    /// is in its private home); panics, with what it printed, when the command fails.
+    pub fn ctl(&self, args: &[&str]) {
+        let out = Command::new("/usr/lib/rabbitmq/bin/rabbitmqctl")
+            .arg("-n")
+            .arg(&self.node)
+            .args(args)
+            .env("HOME", &self.dir)
+            .output()
+            .expect("rabbitmqctl runs");
+        assert!(
+            out.status.success(),
+            "rabbitmqctl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Stops and starts again on the same data: durable queues and persistent messages survive.
     pub async fn restart(&mut self) {
         self.stop();

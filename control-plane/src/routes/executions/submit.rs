@@ -10,6 +10,7 @@ use crate::audit::{self, Action};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
+use aic_core::amqp::PublishError;
 use aic_proto::{AutomationDefinition, AutomationId, ExecutionId, ExecutionRequestV1};
 use axum::http::StatusCode;
 use chrono::Utc;
@@ -84,6 +85,9 @@ pub(super) async fn submit(
         .map(|_| state.replies.wait_for(&execution.to_string()));
     let reply_to = waiter.is_some().then_some(reply_queue.as_str());
     if let Err(e) = publish_request(state, execution, &body, trace, reply_to).await {
+        if let PublishError::Unanswered(_) = e {
+            return Ok(unanswered(state, execution, &e));
+        }
         let first = s.rerun_of.map(|r| r.first.0);
         not_enqueued(state, client, (execution, first), &e).await?;
         // Taken over: the request is queued after all.
@@ -157,6 +161,16 @@ async fn record(
     Ok(inserted == 1)
 }
 
+/// An enqueue whose confirm did not come in time (`e`): the request may still reach the
+/// broker, from the connection's buffer, so it is not undone; its outbox row has it published
+/// again past its grace (`crate::resend`; the worker's ledger runs a second copy once), and
+/// the caller is answered that it is queued, without its result.
+fn unanswered(state: &AppState, execution: ExecutionId, e: &PublishError) -> Submitted {
+    state.replies.forget(&execution.to_string());
+    tracing::warn!(error = %e, execution = %execution, "execution request not confirmed in time; kept to be published again");
+    Submitted::Published(execution, None)
+}
+
 /// Undoes an enqueue the broker did not confirm (`e`): the reply waiter and the queued row go,
 /// so the client can retry with the same id, and the caller is told to retry later (`Err`).
 /// Unless the request was taken over meanwhile — its outbox row claimed by a control plane that
@@ -167,7 +181,7 @@ async fn not_enqueued(
     state: &AppState,
     client: &deadpool_postgres::Object,
     (execution, first): (ExecutionId, Option<uuid::Uuid>),
-    e: &aic_core::amqp::PublishError,
+    e: &PublishError,
 ) -> Result<(), ApiError> {
     state.replies.forget(&execution.to_string());
     tracing::error!(error = %e, execution = %execution, "execution request not confirmed");
@@ -187,9 +201,12 @@ async fn not_enqueued(
         .await?
         .get(0);
     if undone == 1 {
-        return Err(ApiError::unavailable(
-            "the message broker did not confirm the request; nothing was enqueued, retry later",
-        ));
+        return Err(match e {
+            PublishError::Blocked => ApiError::broker_blocked(),
+            _ => ApiError::unavailable(
+                "the message broker did not confirm the request; nothing was enqueued, retry later",
+            ),
+        });
     }
     tracing::warn!(execution = %execution, "the request's publish was not confirmed, but it was taken over (published again, or begun): answered as queued");
     Ok(())
@@ -284,7 +301,7 @@ async fn publish_request(
     body: &[u8],
     trace: lapin::types::FieldTable,
     reply_to: Option<&str>,
-) -> Result<(), aic_core::amqp::PublishError> {
+) -> Result<(), PublishError> {
     let mut properties = crate::resend::properties(execution);
     if !trace.inner().is_empty() {
         properties = properties.with_headers(trace);

@@ -1,0 +1,74 @@
+//! RabbitMQ's resource alarms (memory, disk) stop it reading from every connection that
+//! publishes, until they clear. An enqueue must be answered meanwhile — never hang, holding
+//! its caller and a database connection — and nothing it accepted may be lost.
+
+use aic_tests::harness::{Options, TestEnv};
+use aic_tests::private::PrivateRabbit;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+#[tokio::test]
+async fn while_the_broker_blocks_publishers_an_enqueue_is_answered_and_nothing_is_lost() {
+    let rabbit = PrivateRabbit::start().await;
+    let env = TestEnv::start_with(Options {
+        amqp_url: Some(rabbit.url()),
+        ..Options::default()
+    })
+    .await;
+    let lead = env.lead_automation().await;
+    let path = format!("/v1/automations/{lead}/executions");
+    let body =
+        |i: usize| json!({"parameters": {"LastName": format!("Alarm {i}"), "Company": "Blocked"}});
+    let (status, first) = env.call(Method::POST, &path, Some(body(0))).await;
+    assert_eq!(status, 202, "{first}");
+    env.wait_final(first["execution_id"].as_str().expect("id"))
+        .await;
+
+    // A memory alarm: the node's high watermark set below what it uses.
+    rabbit.ctl(&["set_vm_memory_high_watermark", "absolute", "1000000"]);
+    let (mut kept, mut refused) = (Vec::new(), Vec::new());
+    for i in 1..=4 {
+        // Behaviour, not speed: without a bound the call waits for the alarm to clear.
+        let call = env.call_retry_after(Method::POST, &path, Some(body(i)));
+        let (status, retry_after, answer) = tokio::time::timeout(Duration::from_secs(10), call)
+            .await
+            .expect("an enqueue answered while the broker blocks publishers");
+        match status.as_u16() {
+            // The publish the broker stopped reading: its confirm never came in time.
+            202 => kept.push(id(&answer)),
+            503 => {
+                assert_eq!(answer["error"]["code"], "broker_blocked", "{answer}");
+                assert!(retry_after.is_some(), "Retry-After");
+                let message = answer["error"]["message"].as_str().unwrap_or("");
+                assert!(message.contains("nothing was enqueued"), "{answer}");
+                refused.push(i);
+            }
+            other => panic!("{other}: {answer}"),
+        }
+    }
+    // Once the control plane knows of the alarm, it writes nothing more: refused at once.
+    assert!(refused.len() >= 3, "kept {kept:?}, refused {refused:?}");
+    rabbit.ctl(&["set_vm_memory_high_watermark", "0.4"]);
+
+    // What was kept runs once the alarm clears; what was refused was never recorded.
+    for execution in &kept {
+        let done = env.wait_final(execution).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    let (_, history) = env
+        .call(Method::GET, &format!("{path}?limit=50"), None)
+        .await;
+    let ran = history["executions"].as_array().map_or(0, Vec::len);
+    assert_eq!(ran, 1 + kept.len(), "{history}");
+    let (status, last) = env.call(Method::POST, &path, Some(body(9))).await;
+    assert_eq!(status, 202, "{last}");
+    let done = env.wait_final(&id(&last)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    env.stop().await;
+}
+
+/// An enqueue's execution id.
+fn id(answer: &Value) -> String {
+    answer["execution_id"].as_str().expect("id").to_string()
+}
