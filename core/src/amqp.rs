@@ -72,12 +72,41 @@ pub async fn connect(
     })?;
     uri.query.frame_max.get_or_insert(FRAME_MAX);
     let props = ConnectionProperties::default().with_connection_name(connection_name.into());
-    lapin::DefaultConnectionBuilder::new()?
+    let connection = lapin::DefaultConnectionBuilder::new()?
         .with_uri(uri)
         .with_properties(props)
         .with_tls_config(tls::config(raw)?)
         .connect()
-        .await
+        .await?;
+    let events = connection.events_listener();
+    tokio::spawn(report_blocking(events, connection_name.to_string()));
+    Ok(connection)
+}
+
+/// Logs the broker blocking a connection's publishing (a memory or disk alarm: until it clears,
+/// every publish on the connection waits) and unblocking it; ends with the connection.
+async fn report_blocking(
+    events: impl futures_util::Stream<Item = lapin::Event>,
+    connection: String,
+) {
+    use futures_util::StreamExt;
+    let mut events = std::pin::pin!(events);
+    while let Some(event) = events.next().await {
+        match event {
+            lapin::Event::ConnectionBlocked(reason) => tracing::warn!(
+                connection,
+                reason,
+                "RabbitMQ blocks this connection's publishing (a resource alarm): its publishes wait until the alarm clears"
+            ),
+            lapin::Event::ConnectionUnblocked => {
+                tracing::info!(
+                    connection,
+                    "RabbitMQ unblocked this connection's publishing"
+                )
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A server-named, exclusive queue that lives and dies with `ch`'s connection, consumed

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod harness;
+pub mod logs;
 pub mod pki;
 pub mod private;
 pub mod sandbox;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn while_the_broker_blocks_publishers_an_enqueue_is_answered_and_nothing_is_lost() {
+    let logs = aic_tests::logs::Captured::install("info");
     let rabbit = PrivateRabbit::start().await;
     let env = TestEnv::start_with(Options {
         amqp_url: Some(rabbit.url()),
@@ -61,6 +62,16 @@ async fn while_the_broker_blocks_publishers_an_enqueue_is_answered_and_nothing_i
         .await;
     let ran = history["executions"].as_array().map_or(0, Vec::len);
     assert_eq!(ran, 1 + kept.len(), "{history}");
+    // Each connection blocked says so, and why; and when it is no longer.
+    let said = logs.text();
+    let blocked = said
+        .lines()
+        .find(|l| l.contains("RabbitMQ blocks this connection's publishing"));
+    assert!(blocked.is_some_and(|l| l.contains("memory")), "{said}");
+    assert!(
+        said.contains("RabbitMQ unblocked this connection's publishing"),
+        "{said}"
+    );
     let (status, last) = env.call(Method::POST, &path, Some(body(9))).await;
     assert_eq!(status, 202, "{last}");
     let done = env.wait_final(&id(&last)).await;

@@ -3,36 +3,11 @@
 //! admin token, the credential key and the vendor's access tokens.
 
 use aic_tests::harness::TestEnv;
+use aic_tests::logs::Captured;
 use serde_json::json;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn no_secret_or_token_appears_in_any_log_line() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .try_init()
-        .expect("this test binary installs the only subscriber");
+    let captured = Captured::install("debug");
 
     let env = TestEnv::start().await;
     let secret = "client-secret-that-must-stay-hidden-77";
@@ -60,8 +35,7 @@ async fn no_secret_or_token_appears_in_any_log_line() {
     let admin_token = env.admin_token.clone();
     env.stop().await;
 
-    let logs =
-        String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    let logs = captured.text();
     assert!(
         logs.contains("execution finished"),
         "the capture works: {} bytes",
