@@ -172,17 +172,15 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
 
-    /// 503: the message broker blocks new messages (its memory or disk alarm), so nothing was
-    /// enqueued; `Retry-After` is a few seconds.
-    pub fn broker_blocked() -> Self {
+    /// 503: the message broker blocks new messages (its memory or disk alarm), so `undone`
+    /// ("nothing was enqueued"); `Retry-After` is a few seconds.
+    pub fn broker_blocked(undone: &str) -> Self {
+        let message = format!(
+            "the message broker is refusing new messages (a memory or disk alarm); {undone}, retry later"
+        );
         Self {
             retry_after: Some(5),
-            ..Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "broker_blocked",
-                "the message broker is refusing new messages (a memory or disk alarm); \
-                 nothing was enqueued, retry later",
-            )
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "broker_blocked", message)
         }
     }
 

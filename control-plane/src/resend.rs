@@ -114,30 +114,18 @@ pub(crate) fn properties(execution: ExecutionId) -> lapin::BasicProperties {
 pub const CONFIRM_WAIT: Duration = Duration::from_secs(5);
 
 /// Publishes an execution request (`body`) to the executions exchange, as `proto/AMQP.md`
-/// says; `Ok` once the broker confirmed it. Nothing is written while the broker blocks the
-/// connection ([`PublishError::Blocked`]); a confirm that does not come within
-/// [`CONFIRM_WAIT`] is [`PublishError::Unanswered`].
+/// says; `Ok` once the broker confirmed it, within [`CONFIRM_WAIT`]
+/// ([`Broker::publish_within`]: nothing written while the broker blocks publishers).
 pub(crate) async fn publish(
     broker: &Broker,
     names: &Names,
     body: &[u8],
     properties: lapin::BasicProperties,
 ) -> Result<(), PublishError> {
-    let channel = broker.channel().await.map_err(PublishError::Amqp)?;
-    if broker.blocked().await {
-        return Err(PublishError::Blocked);
-    }
-    let confirmed = aic_core::amqp::publish_confirmed(
-        &channel,
-        &names.executions_exchange,
-        EXECUTE_ROUTING_KEY,
-        body,
-        properties,
-        true,
-    );
-    tokio::time::timeout(CONFIRM_WAIT, confirmed)
+    let to = (names.executions_exchange.as_str(), EXECUTE_ROUTING_KEY);
+    broker
+        .publish_within(to, body, properties, true, CONFIRM_WAIT)
         .await
-        .unwrap_or(Err(PublishError::Unanswered(CONFIRM_WAIT)))
 }
 
 /// Runs [`once`] every `every` for as long as the control plane runs; a failed round is logged

@@ -392,9 +392,33 @@ impl Broker {
             .is_some_and(|(c, ch)| c.status().connected() && ch.status().connected())
     }
 
-    /// Whether the broker blocked the connection's publishing (`connection.blocked`: a memory
-    /// or disk alarm, until it clears).
-    pub async fn blocked(&self) -> bool {
+    /// Publishes to `(exchange, routing_key)` on the live confirm channel ([`publish_confirmed`])
+    /// and waits at most `wait` for the broker's ack. Nothing is written while the broker blocks
+    /// the connection's publishing (`connection.blocked`: a memory or disk alarm, until it
+    /// clears): [`PublishError::Blocked`]. A confirm that does not come in time — the broker
+    /// stopped reading after this was written — is [`PublishError::Unanswered`]: the message
+    /// may still go out, from the connection's buffer, once the alarm clears.
+    pub async fn publish_within(
+        &self,
+        (exchange, routing_key): (&str, &str),
+        body: &[u8],
+        properties: BasicProperties,
+        mandatory: bool,
+        wait: std::time::Duration,
+    ) -> Result<(), PublishError> {
+        let channel = self.channel().await?;
+        if self.blocked().await {
+            return Err(PublishError::Blocked);
+        }
+        let confirmed =
+            publish_confirmed(&channel, exchange, routing_key, body, properties, mandatory);
+        tokio::time::timeout(wait, confirmed)
+            .await
+            .unwrap_or(Err(PublishError::Unanswered(wait)))
+    }
+
+    /// Whether the broker blocks the connection's publishing.
+    async fn blocked(&self) -> bool {
         let current = self.current.lock().await;
         current.as_ref().is_some_and(|(c, _)| c.status().blocked())
     }

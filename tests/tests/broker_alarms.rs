@@ -30,11 +30,8 @@ async fn while_the_broker_blocks_publishers_an_enqueue_is_answered_and_nothing_i
     rabbit.ctl(&["set_vm_memory_high_watermark", "absolute", "1000000"]);
     let (mut kept, mut refused) = (Vec::new(), Vec::new());
     for i in 1..=4 {
-        // Behaviour, not speed: without a bound the call waits for the alarm to clear.
         let call = env.call_retry_after(Method::POST, &path, Some(body(i)));
-        let (status, retry_after, answer) = tokio::time::timeout(Duration::from_secs(10), call)
-            .await
-            .expect("an enqueue answered while the broker blocks publishers");
+        let (status, retry_after, answer) = answered(call).await;
         match status.as_u16() {
             // The publish the broker stopped reading: its confirm never came in time.
             202 => kept.push(id(&answer)),
@@ -50,6 +47,23 @@ async fn while_the_broker_blocks_publishers_an_enqueue_is_answered_and_nothing_i
     }
     // Once the control plane knows of the alarm, it writes nothing more: refused at once.
     assert!(refused.len() >= 3, "kept {kept:?}, refused {refused:?}");
+    // A version going live is announced on the broker before it commits: refused as well.
+    let automation = format!("/v1/automations/{lead}");
+    let publish = format!("{automation}/publish");
+    let (status, answer) = answered(env.call(Method::POST, &publish, None)).await;
+    assert_eq!(
+        (status.as_u16(), answer["error"]["code"].as_str()),
+        (503, Some("broker_blocked")),
+        "{answer}"
+    );
+    assert!(
+        answer.to_string().contains("nothing was published"),
+        "{answer}"
+    );
+    let (_, versions) = env
+        .call(Method::GET, &format!("{automation}/versions"), None)
+        .await;
+    assert_eq!(versions.as_array().map(Vec::len), Some(1), "{versions}");
     rabbit.ctl(&["set_vm_memory_high_watermark", "0.4"]);
 
     // What was kept runs once the alarm clears; what was refused was never recorded.
@@ -72,6 +86,8 @@ async fn while_the_broker_blocks_publishers_an_enqueue_is_answered_and_nothing_i
         said.contains("RabbitMQ unblocked this connection's publishing"),
         "{said}"
     );
+    let (status, published) = env.call(Method::POST, &publish, None).await;
+    assert_eq!(status, 201, "{published}");
     let (status, last) = env.call(Method::POST, &path, Some(body(9))).await;
     assert_eq!(status, 202, "{last}");
     let done = env.wait_final(&id(&last)).await;
@@ -82,4 +98,12 @@ async fn while_the_broker_blocks_publishers_an_enqueue_is_answered_and_nothing_i
 /// An enqueue's execution id.
 fn id(answer: &Value) -> String {
     answer["execution_id"].as_str().expect("id").to_string()
+}
+
+/// What `call` answered, within 10 s. Behaviour, not speed: without a bound a call waits for
+/// the alarm to clear.
+async fn answered<T>(call: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("answered while the broker blocks publishers")
 }

@@ -8,7 +8,6 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, OptionalJson};
 use crate::state::AppState;
 use aic_core::catalog::Template;
-use aic_proto::topology::{DEFINITION_PUBLISHED_ROUTING_KEY, DEFINITION_PUBLISHED_TYPE};
 use aic_proto::{
     AutomationDefinition, AutomationId, ConnectionId, DefinitionPublishedV1, ParameterSpec,
     RetrySpec, TenantId, VersionId,
@@ -18,6 +17,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use checks::{check_connection_app, check_external_id_field, check_parameters, template_named};
 use chrono::{DateTime, Utc};
+use live::go_live;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -26,6 +26,7 @@ mod checks;
 pub mod edit;
 pub mod fields;
 pub mod listing;
+mod live;
 pub mod trial;
 pub mod versions;
 
@@ -380,46 +381,4 @@ fn definition_of<'c>(
             .map_err(|e| ApiError::internal("stored retry policy", &e))?,
     };
     Ok((definition, template))
-}
-
-/// Makes a version live, for a publish or a restore (`action`): its audit event in the caller's
-/// transaction, then its definition event, confirmed by the broker before the caller commits.
-async fn go_live(
-    state: &AppState,
-    tx: &deadpool_postgres::Transaction<'_>,
-    caller: &Caller,
-    action: Action,
-    name: &str,
-    event: &DefinitionPublishedV1,
-) -> Result<(), ApiError> {
-    let target = Target {
-        id: event.automation_id.0,
-        name,
-    };
-    let detail = json!({"version": event.version_number, "version_name": event.version_name});
-    audit::record(tx, caller, action, target, detail).await?;
-    announce(state, event).await
-}
-
-/// Announces a published version to the workers, confirmed by the broker: refused (and the
-/// caller's transaction rolled back) when the broker is unavailable or does not confirm.
-async fn announce(state: &AppState, event: &DefinitionPublishedV1) -> Result<(), ApiError> {
-    let body = serde_json::to_vec(event).map_err(|e| ApiError::internal("event", &e))?;
-    let channel = state.broker.channel().await.map_err(|e| {
-        tracing::error!(error = %e, "RabbitMQ unavailable");
-        ApiError::unavailable("the message broker is unavailable; nothing was changed, retry later")
-    })?;
-    aic_core::amqp::publish_confirmed(
-        &channel,
-        &state.names.definitions_exchange,
-        DEFINITION_PUBLISHED_ROUTING_KEY,
-        &body,
-        aic_core::amqp::json_properties(DEFINITION_PUBLISHED_TYPE),
-        false,
-    )
-    .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "definition event not confirmed; publish rolled back");
-        ApiError::unavailable("the message broker did not confirm the definition event; nothing was published, retry later")
-    })
 }

@@ -5,7 +5,8 @@
 //! and resets the draft to it. The live version cannot be deleted; any other can, and an
 //! execution that ran it keeps naming its id in the ledger. Numbers are never given twice.
 
-use super::{AutomationView, fetch, go_live};
+use super::live::go_live;
+use super::{AutomationView, fetch};
 use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller, READ};
 use crate::error::ApiError;

@@ -202,7 +202,7 @@ async fn not_enqueued(
         .get(0);
     if undone == 1 {
         return Err(match e {
-            PublishError::Blocked => ApiError::broker_blocked(),
+            PublishError::Blocked => ApiError::broker_blocked("nothing was enqueued"),
             _ => ApiError::unavailable(
                 "the message broker did not confirm the request; nothing was enqueued, retry later",
             ),
