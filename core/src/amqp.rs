@@ -337,6 +337,8 @@ pub struct Broker {
     name: String,
     names: Names,
     current: tokio::sync::Mutex<Option<(Connection, Channel)>>,
+    /// The current connection's status, readable without waiting for a reconnect.
+    status: std::sync::Mutex<lapin::ConnectionStatus>,
 }
 
 impl Broker {
@@ -351,6 +353,7 @@ impl Broker {
             name: name.into(),
             names: names.clone(),
             current: tokio::sync::Mutex::new(None),
+            status: std::sync::Mutex::default(),
         };
         b.channel().await?;
         Ok(b)
@@ -367,6 +370,7 @@ impl Broker {
         let conn = connect(&self.url, &self.name).await?;
         let ch = confirm_channel(&conn).await?;
         declare_topology(&ch, &self.names).await?;
+        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = conn.status().clone();
         *current = Some((conn, ch.clone()));
         tracing::info!(connection = %self.name, "connected to RabbitMQ");
         Ok(ch)
@@ -407,7 +411,7 @@ impl Broker {
         wait: std::time::Duration,
     ) -> Result<(), PublishError> {
         let channel = self.channel().await?;
-        if self.blocked().await {
+        if self.blocked() {
             return Err(PublishError::Blocked);
         }
         let confirmed =
@@ -417,10 +421,12 @@ impl Broker {
             .unwrap_or(Err(PublishError::Unanswered(wait)))
     }
 
-    /// Whether the broker blocks the connection's publishing.
-    async fn blocked(&self) -> bool {
-        let current = self.current.lock().await;
-        current.as_ref().is_some_and(|(c, _)| c.status().blocked())
+    /// Whether the broker blocks the connection's publishing (a memory or disk alarm raised
+    /// since the connection last published: RabbitMQ says so only to a publisher).
+    /// Never waits: a reconnect in progress holds the connection, not its status.
+    pub fn blocked(&self) -> bool {
+        let status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        status.connected() && status.blocked()
     }
 
     /// Closes the connection.

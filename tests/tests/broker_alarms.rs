@@ -107,3 +107,64 @@ async fn answered<T>(call: impl std::future::Future<Output = T>) -> T {
         .await
         .expect("answered while the broker blocks publishers")
 }
+
+/// An execution whose result the worker publishes while the alarm is raised waits with it —
+/// the worker's `aic_broker_blocked` says so — and its result goes out once the alarm clears,
+/// its action done once.
+#[tokio::test]
+async fn an_execution_in_flight_when_the_alarm_rises_finishes_once_it_clears() {
+    let rabbit = PrivateRabbit::start().await;
+    let env = TestEnv::start_with(Options {
+        amqp_url: Some(rabbit.url()),
+        ..Options::default()
+    })
+    .await;
+    let lead = env.lead_automation().await;
+    let mut results = env.listen(&env.names.results_exchange, "#").await;
+    env.sandbox.set_latency(Duration::from_millis(2000));
+    let execution = env
+        .enqueue(&lead, json!({"LastName": "In flight", "Company": "Alarm"}))
+        .await;
+    // Raised during the vendor's call: the result's publish meets it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rabbit.ctl(&["set_vm_memory_high_watermark", "absolute", "1000000"]);
+    let blocked = |m: &str| m.lines().any(|l| l == "aic_broker_blocked 1");
+    let mut metrics = env.metrics().await;
+    for _ in 0..100 {
+        if blocked(&metrics) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        metrics = env.metrics().await;
+    }
+    assert!(
+        blocked(&metrics),
+        "the worker's metrics never said it was blocked"
+    );
+    assert!(
+        results.next(Duration::from_millis(500)).await.is_none(),
+        "a result went out in the alarm"
+    );
+
+    rabbit.ctl(&["set_vm_memory_high_watermark", "0.4"]);
+    let result = results
+        .next_json(Duration::from_secs(15))
+        .await
+        .expect("the result, once the alarm cleared");
+    assert_eq!(result["execution_id"], execution.as_str(), "{result}");
+    assert_eq!(result["status"], "succeeded", "{result}");
+    let done = env.wait_final(&execution).await;
+    assert_eq!(done["attempts"], 1, "{done}");
+    assert_eq!(
+        env.sandbox.requests_to("/sobjects/Lead").len(),
+        1,
+        "the lead created once"
+    );
+    assert!(
+        env.metrics()
+            .await
+            .lines()
+            .any(|l| l == "aic_broker_blocked 0")
+    );
+    env.stop().await;
+}

@@ -48,6 +48,7 @@ pub fn router(state: AdminState) -> Router {
 }
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
+    s.metrics.broker_blocked.set(i64::from(s.broker.blocked()));
     match queue_depths(&s).await {
         Ok(d) => {
             for (role, messages) in [

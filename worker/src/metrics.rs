@@ -150,6 +150,9 @@ pub struct Metrics {
     /// Consumers attached to the executions queue (the workers RabbitMQ sees), read with
     /// [`Self::queue_messages`].
     pub queue_consumers: IntGauge,
+    /// 1 while RabbitMQ blocks the worker's publishing (a memory or disk alarm), read at each
+    /// scrape.
+    pub broker_blocked: IntGauge,
 }
 
 impl Metrics {
@@ -264,6 +267,10 @@ impl Metrics {
             "aic_queue_consumers",
             "Consumers attached to the executions queue, as RabbitMQ reports them.",
         );
+        let broker_blocked = gauge(
+            "aic_broker_blocked",
+            "1 while RabbitMQ blocks this worker's publishing (a memory or disk alarm): its results and retries wait.",
+        );
         let queue_messages = gauges(
             &registry,
             "aic_queue_messages",
@@ -292,6 +299,7 @@ impl Metrics {
             in_flight,
             queue_messages,
             queue_consumers,
+            broker_blocked,
         }
     }
 
