@@ -76,7 +76,10 @@ async fn while_the_broker_blocks_publishers_an_enqueue_is_answered_and_nothing_i
         .await;
     let ran = history["executions"].as_array().map_or(0, Vec::len);
     assert_eq!(ran, 1 + kept.len(), "{history}");
-    // Each connection blocked says so, and why; and when it is no longer.
+    let (status, published) = env.call(Method::POST, &publish, None).await;
+    assert_eq!(status, 201, "{published}");
+    // Each connection blocked said so, and why; and when it no longer was (this publish went
+    // out once it knew).
     let said = logs.text();
     let blocked = said
         .lines()
@@ -86,8 +89,6 @@ async fn while_the_broker_blocks_publishers_an_enqueue_is_answered_and_nothing_i
         said.contains("RabbitMQ unblocked this connection's publishing"),
         "{said}"
     );
-    let (status, published) = env.call(Method::POST, &publish, None).await;
-    assert_eq!(status, 201, "{published}");
     let (status, last) = env.call(Method::POST, &path, Some(body(9))).await;
     assert_eq!(status, 202, "{last}");
     let done = env.wait_final(&id(&last)).await;
@@ -128,17 +129,8 @@ async fn an_execution_in_flight_when_the_alarm_rises_finishes_once_it_clears() {
     // Raised during the vendor's call: the result's publish meets it.
     tokio::time::sleep(Duration::from_millis(500)).await;
     rabbit.ctl(&["set_vm_memory_high_watermark", "absolute", "1000000"]);
-    let blocked = |m: &str| m.lines().any(|l| l == "aic_broker_blocked 1");
-    let mut metrics = env.metrics().await;
-    for _ in 0..100 {
-        if blocked(&metrics) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        metrics = env.metrics().await;
-    }
     assert!(
-        blocked(&metrics),
+        gauge_reads(&env, "aic_broker_blocked 1").await,
         "the worker's metrics never said it was blocked"
     );
     assert!(
@@ -160,11 +152,86 @@ async fn an_execution_in_flight_when_the_alarm_rises_finishes_once_it_clears() {
         1,
         "the lead created once"
     );
+    // The broker may route the result it had read before it blocked the connection a moment
+    // before the worker reads its notice that the alarm cleared.
     assert!(
-        env.metrics()
-            .await
-            .lines()
-            .any(|l| l == "aic_broker_blocked 0")
+        gauge_reads(&env, "aic_broker_blocked 0").await,
+        "the worker's metrics still say it is blocked"
     );
     env.stop().await;
+}
+
+/// A worker stopped (SIGTERM) while the alarm holds its result still stops within its grace,
+/// leaving the execution to the next worker, which answers it from the ledger once the alarm
+/// clears: its action done once.
+#[tokio::test]
+async fn a_worker_stopped_in_an_alarm_stops_within_its_grace() {
+    let rabbit = PrivateRabbit::start().await;
+    let env = TestEnv::start_with(Options {
+        amqp_url: Some(rabbit.url()),
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let mut worker = env.spawn_worker_process_with(8, &[("AIC_WORKER_SHUTDOWN_GRACE_SECS", "2")]);
+    let lead = env.lead_automation().await;
+    let mut results = env.listen(&env.names.results_exchange, "#").await;
+    env.sandbox.set_latency(Duration::from_millis(1000));
+    let execution = env
+        .enqueue(&lead, json!({"LastName": "Stopped", "Company": "Alarm"}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    rabbit.ctl(&["set_vm_memory_high_watermark", "absolute", "1000000"]);
+    // The call answered and recorded; its result's publish meets the alarm.
+    let done = env.wait_final(&execution).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let took = stopped(&mut worker).await;
+    let took = took.expect("the worker stopped within 20 s of SIGTERM");
+    assert!(
+        took < Duration::from_secs(6),
+        "stopped after {took:?} with a grace of 2 s"
+    );
+
+    rabbit.ctl(&["set_vm_memory_high_watermark", "0.4"]);
+    let next = env.spawn_worker_process(8);
+    let result = results
+        .next_json(Duration::from_secs(30))
+        .await
+        .expect("the result, from the next worker");
+    assert_eq!(result["execution_id"], execution.as_str(), "{result}");
+    assert_eq!(result["status"], "succeeded", "{result}");
+    assert_eq!(
+        env.sandbox.requests_to("/sobjects/Lead").len(),
+        1,
+        "the lead created once"
+    );
+    aic_tests::harness::stop_worker_process(next).await;
+    env.stop().await;
+}
+
+/// How long `worker` took to exit after SIGTERM, if within 20 s; killed, and reaped, if not.
+async fn stopped(worker: &mut std::process::Child) -> Option<Duration> {
+    let stopping = std::time::Instant::now();
+    let signalled = aic_tests::harness::sigterm(worker);
+    while signalled && stopping.elapsed() < Duration::from_secs(20) {
+        if let Ok(Some(_)) = worker.try_wait() {
+            return Some(stopping.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = worker.kill();
+    let _ = worker.wait();
+    None
+}
+
+/// Whether the worker's metrics hold the line `line` within 10 s.
+async fn gauge_reads(env: &TestEnv, line: &str) -> bool {
+    for _ in 0..100 {
+        if env.metrics().await.lines().any(|l| l == line) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }

@@ -64,6 +64,9 @@ async fn process(ctx: Arc<Ctx>, delivery: Delivery, acks: AckHandle) {
     }
 }
 
+/// Longest wait for the broker's answer to the consumer's cancel on shutdown.
+const BROKER_ANSWER_WAIT: Duration = Duration::from_secs(2);
+
 /// Consumes until `shutdown` resolves, reconnecting whenever the broker goes away, then drains
 /// in-flight work for at most the grace period.
 pub async fn run(
@@ -106,10 +109,14 @@ pub async fn run(
             // those that finished.
             Ended::Lost(why) => tracing::warn!(reason = %why, "consumer lost; reconnecting"),
             Ended::Shutdown => {
-                // Stop receiving first, so nothing new starts while we drain.
-                let _ = ch
-                    .basic_cancel(s.tag.as_str().into(), BasicCancelOptions::default())
-                    .await;
+                // Stop receiving first, so nothing new starts while we drain — unless the
+                // broker blocks the connection (a resource alarm: it reads nothing until the
+                // alarm clears, so the cancel's answer would never come); bounded all the same.
+                if !broker.blocked() {
+                    let cancel =
+                        ch.basic_cancel(s.tag.as_str().into(), BasicCancelOptions::default());
+                    let _ = tokio::time::timeout(BROKER_ANSWER_WAIT, cancel).await;
+                }
                 break;
             }
         }
@@ -119,7 +126,14 @@ pub async fn run(
     ctx.stopping.store(true, Ordering::SeqCst);
     drain(tasks, s.grace).await;
     if let Some(acker) = acker {
-        acker.finish(Duration::from_secs(5)).await;
+        // Acks cannot go out while the broker blocks the connection: the deliveries return to
+        // the queue once the alarm clears, and the ledger answers them.
+        let limit = if broker.blocked() {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(5)
+        };
+        acker.finish(limit).await;
     }
     Ok(())
 }

@@ -105,10 +105,16 @@ impl Broker {
         status.connected() && status.blocked()
     }
 
-    /// Closes the connection.
+    /// Closes the connection: at most 2 s for the broker's answer, and none asked while the
+    /// broker blocks the connection (a resource alarm: it reads nothing until the alarm
+    /// clears) — the connection is dropped then, which the broker sees as its end.
     pub async fn close(&self) {
-        if let Some((conn, _)) = self.current.lock().await.take() {
-            let _ = conn.close(200, "shutdown".into()).await;
+        let blocked = self.blocked();
+        if let Some((conn, _)) = self.current.lock().await.take()
+            && !blocked
+        {
+            let closed = conn.close(200, "shutdown".into());
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), closed).await;
         }
     }
 }
