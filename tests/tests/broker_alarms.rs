@@ -26,8 +26,7 @@ async fn while_the_broker_blocks_publishers_an_enqueue_is_answered_and_nothing_i
     env.wait_final(first["execution_id"].as_str().expect("id"))
         .await;
 
-    // A memory alarm: the node's high watermark set below what it uses.
-    rabbit.ctl(&["set_vm_memory_high_watermark", "absolute", "1000000"]);
+    raise_alarm(&rabbit);
     let (mut kept, mut refused) = (Vec::new(), Vec::new());
     for i in 1..=4 {
         let call = env.call_retry_after(Method::POST, &path, Some(body(i)));
@@ -64,7 +63,7 @@ async fn while_the_broker_blocks_publishers_an_enqueue_is_answered_and_nothing_i
         .call(Method::GET, &format!("{automation}/versions"), None)
         .await;
     assert_eq!(versions.as_array().map(Vec::len), Some(1), "{versions}");
-    rabbit.ctl(&["set_vm_memory_high_watermark", "0.4"]);
+    clear_alarm(&rabbit);
 
     // What was kept runs once the alarm clears; what was refused was never recorded.
     for execution in &kept {
@@ -120,15 +119,7 @@ async fn an_execution_in_flight_when_the_alarm_rises_finishes_once_it_clears() {
         ..Options::default()
     })
     .await;
-    let lead = env.lead_automation().await;
-    let mut results = env.listen(&env.names.results_exchange, "#").await;
-    env.sandbox.set_latency(Duration::from_millis(2000));
-    let execution = env
-        .enqueue(&lead, json!({"LastName": "In flight", "Company": "Alarm"}))
-        .await;
-    // Raised during the vendor's call: the result's publish meets it.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    rabbit.ctl(&["set_vm_memory_high_watermark", "absolute", "1000000"]);
+    let (execution, mut results) = call_meeting_the_alarm(&env, &rabbit, 2000).await;
     assert!(
         gauge_reads(&env, "aic_broker_blocked 1").await,
         "the worker's metrics never said it was blocked"
@@ -138,7 +129,7 @@ async fn an_execution_in_flight_when_the_alarm_rises_finishes_once_it_clears() {
         "a result went out in the alarm"
     );
 
-    rabbit.ctl(&["set_vm_memory_high_watermark", "0.4"]);
+    clear_alarm(&rabbit);
     let result = results
         .next_json(Duration::from_secs(15))
         .await
@@ -174,14 +165,7 @@ async fn a_worker_stopped_in_an_alarm_stops_within_its_grace() {
     })
     .await;
     let mut worker = env.spawn_worker_process_with(8, &[("AIC_WORKER_SHUTDOWN_GRACE_SECS", "2")]);
-    let lead = env.lead_automation().await;
-    let mut results = env.listen(&env.names.results_exchange, "#").await;
-    env.sandbox.set_latency(Duration::from_millis(1000));
-    let execution = env
-        .enqueue(&lead, json!({"LastName": "Stopped", "Company": "Alarm"}))
-        .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    rabbit.ctl(&["set_vm_memory_high_watermark", "absolute", "1000000"]);
+    let (execution, mut results) = call_meeting_the_alarm(&env, &rabbit, 1000).await;
     // The call answered and recorded; its result's publish meets the alarm.
     let done = env.wait_final(&execution).await;
     assert_eq!(done["status"], "succeeded", "{done}");
@@ -193,7 +177,7 @@ async fn a_worker_stopped_in_an_alarm_stops_within_its_grace() {
         "stopped after {took:?} with a grace of 2 s"
     );
 
-    rabbit.ctl(&["set_vm_memory_high_watermark", "0.4"]);
+    clear_alarm(&rabbit);
     let next = env.spawn_worker_process(8);
     let result = results
         .next_json(Duration::from_secs(30))
@@ -234,4 +218,32 @@ async fn gauge_reads(env: &TestEnv, line: &str) -> bool {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
+}
+
+/// A memory alarm: the node's high watermark set below what it uses.
+fn raise_alarm(rabbit: &PrivateRabbit) {
+    rabbit.ctl(&["set_vm_memory_high_watermark", "absolute", "1000000"]);
+}
+
+/// The alarm cleared: the watermark back to RabbitMQ's default.
+fn clear_alarm(rabbit: &PrivateRabbit) {
+    rabbit.ctl(&["set_vm_memory_high_watermark", "0.4"]);
+}
+
+/// Enqueues a lead on a vendor taking `latency_ms`, and raises the alarm 300 ms into the call,
+/// so that its result's publish meets it: the execution's id, and a listener on the results.
+async fn call_meeting_the_alarm(
+    env: &TestEnv,
+    rabbit: &PrivateRabbit,
+    latency_ms: u64,
+) -> (String, aic_tests::harness::Listener) {
+    let lead = env.lead_automation().await;
+    let results = env.listen(&env.names.results_exchange, "#").await;
+    env.sandbox.set_latency(Duration::from_millis(latency_ms));
+    let execution = env
+        .enqueue(&lead, json!({"LastName": "Alarmed", "Company": "Blocked"}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    raise_alarm(rabbit);
+    (execution, results)
 }
