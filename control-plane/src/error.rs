@@ -195,8 +195,24 @@ impl ApiError {
     }
 }
 
+/// Longest an API call's statement waits for a lock held elsewhere (a migration, maintenance,
+/// a session idle in its transaction) before the call is answered 503 `database_busy`.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
+        if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+            tracing::warn!(error = %aic_core::with_causes(&e), "a statement gave up waiting for a lock");
+            let message = format!(
+                "the database kept this call waiting over {} s for a lock held elsewhere (a \
+                 migration or maintenance?); retry later",
+                LOCK_WAIT.as_secs()
+            );
+            return Self {
+                retry_after: Some(5),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "database_busy", message)
+            };
+        }
         Self::internal("postgres", &aic_core::with_causes(&e))
     }
 }

@@ -26,10 +26,11 @@ impl Application {
     pub async fn build(args: &ServeArgs) -> anyhow::Result<Self> {
         let catalog = Catalog::load()?;
         let keyring = args.credentials.keyring()?;
-        let pool = aic_core::db::pool(
+        let pool = aic_core::db::pool_with(
             &args.db.database_url,
             args.db.database_pool_size,
             Planning::PerExecution,
+            Some(crate::error::LOCK_WAIT),
         )?;
         let names = Names::new(&args.amqp.amqp_namespace);
         let broker = Arc::new(

@@ -39,6 +39,19 @@ pub enum Planning {
 
 /// Builds a lazily-connecting pool: a database that is down makes `/readyz` fail, not start-up.
 pub fn pool(url: &SecretString, size: usize, planning: Planning) -> Result<Pool, DbSetupError> {
+    pool_with(url, size, planning, None)
+}
+
+/// [`pool`], whose statements give up waiting for a lock after `lock_wait` (SQLSTATE 55P03,
+/// `lock_not_available`): a table or row held elsewhere — a migration, a maintenance command,
+/// a session left idle in its transaction — fails the statement rather than holding its caller,
+/// and the pooled connection, for as long as it is held.
+pub fn pool_with(
+    url: &SecretString,
+    size: usize,
+    planning: Planning,
+    lock_wait: Option<std::time::Duration>,
+) -> Result<Pool, DbSetupError> {
     let (config, tls) = tls::connector(url.expose_secret())?;
     // Statements are prepared once per pooled connection, and Postgres would soon settle on one
     // generic plan for each — planned while `executions` was still small, so a batch update
@@ -48,13 +61,17 @@ pub fn pool(url: &SecretString, size: usize, planning: Planning) -> Result<Pool,
     // lookups, the generic plan is made without the scans and joins that would go stale.
     // Set once per new connection rather than as the startup packet's `options`, which
     // PgBouncer and other poolers refuse ("unsupported startup parameter: options").
-    let planner = match planning {
+    let mut settings = match planning {
         Planning::PerExecution => "SET plan_cache_mode = force_custom_plan",
         Planning::KeyLookups => {
             "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off; \
              SET enable_hashjoin = off; SET enable_mergejoin = off"
         }
-    };
+    }
+    .to_string();
+    if let Some(wait) = lock_wait {
+        settings.push_str(&format!("; SET lock_timeout = {}", wait.as_millis()));
+    }
     let manager = Manager::from_config(
         config,
         tls,
@@ -71,9 +88,10 @@ pub fn pool(url: &SecretString, size: usize, planning: Planning) -> Result<Pool,
         .recycle_timeout(Some(std::time::Duration::from_secs(5)))
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .post_create(deadpool_postgres::Hook::async_fn(move |client, _| {
+            let settings = settings.clone();
             Box::pin(async move {
                 client
-                    .batch_execute(planner)
+                    .batch_execute(&settings)
                     .await
                     .map_err(deadpool_postgres::HookError::Backend)
             })
