@@ -1,6 +1,8 @@
 //! The metrics' own tests: the series each label set names, and those there from start-up.
 
+use super::actions::status_index;
 use super::*;
+use aic_proto::ExecutionStatus;
 
 #[test]
 fn an_actions_series_are_the_ones_its_labels_name() {
