@@ -172,9 +172,24 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
 
+    /// 503 for `what` ("the request") that the broker did not take (`e`), so `undone` ("nothing
+    /// was enqueued"): blocked ([`Self::broker_blocked`]), unreachable, or not confirmed.
+    pub fn not_published(e: &aic_core::amqp::PublishError, what: &str, undone: &str) -> Self {
+        use aic_core::amqp::PublishError;
+        match e {
+            PublishError::Blocked => Self::broker_blocked(undone),
+            PublishError::Amqp(_) => Self::unavailable(&format!(
+                "the message broker is unavailable; {undone}, retry later"
+            )),
+            _ => Self::unavailable(&format!(
+                "the message broker did not confirm {what}; {undone}, retry later"
+            )),
+        }
+    }
+
     /// 503: the message broker blocks new messages (its memory or disk alarm), so `undone`
     /// ("nothing was enqueued"); `Retry-After` is a few seconds.
-    pub fn broker_blocked(undone: &str) -> Self {
+    fn broker_blocked(undone: &str) -> Self {
         let message = format!(
             "the message broker is refusing new messages (a memory or disk alarm); {undone}, retry later"
         );

@@ -134,15 +134,9 @@ async fn an_execution_in_flight_when_the_alarm_rises_finishes_once_it_clears() {
         .next_json(Duration::from_secs(15))
         .await
         .expect("the result, once the alarm cleared");
-    assert_eq!(result["execution_id"], execution.as_str(), "{result}");
-    assert_eq!(result["status"], "succeeded", "{result}");
+    assert_succeeded_once(&env, &result, &execution);
     let done = env.wait_final(&execution).await;
     assert_eq!(done["attempts"], 1, "{done}");
-    assert_eq!(
-        env.sandbox.requests_to("/sobjects/Lead").len(),
-        1,
-        "the lead created once"
-    );
     // The broker may route the result it had read before it blocked the connection a moment
     // before the worker reads its notice that the alarm cleared.
     assert!(
@@ -183,13 +177,7 @@ async fn a_worker_stopped_in_an_alarm_stops_within_its_grace() {
         .next_json(Duration::from_secs(30))
         .await
         .expect("the result, from the next worker");
-    assert_eq!(result["execution_id"], execution.as_str(), "{result}");
-    assert_eq!(result["status"], "succeeded", "{result}");
-    assert_eq!(
-        env.sandbox.requests_to("/sobjects/Lead").len(),
-        1,
-        "the lead created once"
-    );
+    assert_succeeded_once(&env, &result, &execution);
     aic_tests::harness::stop_worker_process(next).await;
     env.stop().await;
 }
@@ -246,4 +234,15 @@ async fn call_meeting_the_alarm(
     tokio::time::sleep(Duration::from_millis(300)).await;
     raise_alarm(rabbit);
     (execution, results)
+}
+
+/// `result` is `execution`'s, succeeded, and the vendor saw its lead created once.
+fn assert_succeeded_once(env: &TestEnv, result: &Value, execution: &str) {
+    assert_eq!(result["execution_id"], execution, "{result}");
+    assert_eq!(result["status"], "succeeded", "{result}");
+    assert_eq!(
+        env.sandbox.requests_to("/sobjects/Lead").len(),
+        1,
+        "the lead created once"
+    );
 }

@@ -5,7 +5,6 @@ use crate::audit::{self, Action, Target};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
-use aic_core::amqp::PublishError;
 use aic_proto::DefinitionPublishedV1;
 use aic_proto::topology::{DEFINITION_PUBLISHED_ROUTING_KEY, DEFINITION_PUBLISHED_TYPE};
 use serde_json::json;
@@ -40,24 +39,12 @@ async fn announce(state: &AppState, event: &DefinitionPublishedV1) -> Result<(),
     );
     let properties = aic_core::amqp::json_properties(DEFINITION_PUBLISHED_TYPE);
     let wait = crate::resend::CONFIRM_WAIT;
-    match state
+    state
         .broker
         .publish_within(to, &body, properties, false, wait)
         .await
-    {
-        Ok(()) => Ok(()),
-        Err(PublishError::Blocked) => Err(ApiError::broker_blocked("nothing was published")),
-        Err(PublishError::Amqp(e)) => {
-            tracing::error!(error = %e, "RabbitMQ unavailable");
-            Err(ApiError::unavailable(
-                "the message broker is unavailable; nothing was changed, retry later",
-            ))
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "definition event not confirmed; publish rolled back");
-            Err(ApiError::unavailable(
-                "the message broker did not confirm the definition event; nothing was published, retry later",
-            ))
-        }
-    }
+        .map_err(|e| {
+            tracing::error!(error = %e, "definition event not published; publish rolled back");
+            ApiError::not_published(&e, "the definition event", "nothing was published")
+        })
 }

@@ -201,12 +201,11 @@ async fn not_enqueued(
         .await?
         .get(0);
     if undone == 1 {
-        return Err(match e {
-            PublishError::Blocked => ApiError::broker_blocked("nothing was enqueued"),
-            _ => ApiError::unavailable(
-                "the message broker did not confirm the request; nothing was enqueued, retry later",
-            ),
-        });
+        return Err(ApiError::not_published(
+            e,
+            "the request",
+            "nothing was enqueued",
+        ));
     }
     tracing::warn!(execution = %execution, "the request's publish was not confirmed, but it was taken over (published again, or begun): answered as queued");
     Ok(())
