@@ -78,9 +78,30 @@ pub struct ServeArgs {
     /// answered with the first execution.
     #[arg(long, env = "AIC_EXECUTIONS_KEEP_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
     pub executions_keep_days: Option<u32>,
+    /// Seconds a connection may take to send a request's head — an idle kept-alive one is
+    /// closed past them — and a request its body, from the end of its head (408 past them).
+    #[arg(long, env = "AIC_HTTP_READ_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub http_read_timeout_secs: u64,
+    /// Seconds the requests in flight at a stop (SIGTERM) have to be answered; a caller
+    /// waiting for its result (`wait_ms`) is answered 202 at once. Keep it below the pod's
+    /// termination grace.
+    #[arg(long, env = "AIC_SHUTDOWN_GRACE_SECS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub shutdown_grace_secs: u64,
 }
 
 impl ServeArgs {
+    /// How long a connection may keep the API waiting.
+    pub fn http_bounds(&self) -> aic_core::http::Bounds {
+        let read = std::time::Duration::from_secs(self.http_read_timeout_secs);
+        aic_core::http::Bounds {
+            head: read,
+            body: read,
+            drain: std::time::Duration::from_secs(self.shutdown_grace_secs),
+        }
+    }
+
     /// What it keeps.
     pub fn retention(&self) -> crate::retention::Retention {
         crate::retention::Retention {
@@ -221,6 +242,38 @@ mod tests {
         );
         for flag in ["--audit-keep-days", "--executions-keep-days"] {
             let e = serve(&[flag, "0"]).expect_err("0 days").to_string();
+            assert!(e.contains(flag), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_http_bounds_default_to_half_a_minute_and_a_grace_within_the_pods() {
+        let bounds = |cli: Cli| match cli.command {
+            Command::Serve(args) => args.http_bounds(),
+            _ => panic!("not serve"),
+        };
+        let default = bounds(serve(&[]).expect("parses"));
+        assert_eq!(
+            (
+                default.head.as_secs(),
+                default.body.as_secs(),
+                default.drain.as_secs()
+            ),
+            (30, 30, 20)
+        );
+        let set = serve(&[
+            "--http-read-timeout-secs",
+            "5",
+            "--shutdown-grace-secs",
+            "3",
+        ]);
+        let set = bounds(set.expect("parses"));
+        assert_eq!(
+            (set.head.as_secs(), set.body.as_secs(), set.drain.as_secs()),
+            (5, 5, 3)
+        );
+        for flag in ["--http-read-timeout-secs", "--shutdown-grace-secs"] {
+            let e = serve(&[flag, "0"]).expect_err("0 s").to_string();
             assert!(e.contains(flag), "{e}");
         }
     }

@@ -62,8 +62,19 @@ async fn buffered<S: Send + Sync>(
     let (parts, body) = req.into_parts();
     let bytes = axum::body::Bytes::from_request(Request::from_parts(parts.clone(), body), state)
         .await
-        .map_err(|r| body_rejection(r.status(), r.body_text()))?;
+        .map_err(|r| match timed_out(&r) {
+            Some(late) => ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", late),
+            None => body_rejection(r.status(), r.body_text()),
+        })?;
     Ok((parts, bytes))
+}
+
+/// What the server said of a body that did not arrive in time (`aic_core::http`), if that is
+/// why it could not be read.
+fn timed_out(rejection: &(dyn std::error::Error + 'static)) -> Option<String> {
+    std::iter::successors(Some(rejection), |e| e.source())
+        .find(|e| e.is::<aic_core::http::BodyTimedOut>())
+        .map(ToString::to_string)
 }
 
 /// An optional JSON body: none at all asks for `T`'s defaults; one sent is read as [`ApiJson`]

@@ -2,7 +2,8 @@
 //! wants to wait registers its execution id here, the request carries `reply_to` and the id as
 //! `correlation_id`, and the worker's result is handed to the waiting request. No polling.
 //! The queue is re-created after a broker reconnect; a wait that straddles one falls back to
-//! the usual `202`.
+//! the usual `202`, as does every wait once the control plane is stopping (its stop would
+//! otherwise wait out each caller's budget).
 
 use aic_core::amqp::Broker;
 use futures_util::StreamExt;
@@ -10,13 +11,14 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 /// Waiters by execution id.
 #[derive(Debug, Default)]
 pub struct Replies {
     queue: Mutex<String>,
     waiters: Mutex<HashMap<String, oneshot::Sender<Value>>>,
+    stopping: watch::Sender<bool>,
 }
 
 impl Replies {
@@ -83,5 +85,15 @@ impl Replies {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(execution);
+    }
+
+    /// Ends every wait, now and to come: the control plane is stopping.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves once [`Self::stop`] was called: a waiter gives up then.
+    pub async fn stopping(&self) {
+        let _ = self.stopping.subscribe().wait_for(|s| *s).await;
     }
 }

@@ -18,6 +18,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     retention: crate::retention::Retention,
+    bounds: aic_core::http::Bounds,
 }
 
 impl Application {
@@ -64,6 +65,7 @@ impl Application {
             listener,
             state,
             retention: args.retention(),
+            bounds: args.http_bounds(),
         })
     }
 
@@ -77,7 +79,8 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    /// Serves until `shutdown` resolves, then answers the requests in flight within the
+    /// shutdown grace (`AIC_SHUTDOWN_GRACE_SECS`).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -98,15 +101,19 @@ impl Application {
             self.state.names.clone(),
             crate::resend::EVERY,
         ));
-        let result = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let replies = self.state.replies.clone();
+        let stop = async move {
+            shutdown.await;
+            // Callers waiting for results are answered (202) rather than waited out.
+            replies.stop();
+        };
+        aic_core::http::serve(self.listener, app, self.bounds, stop).await;
         resend.abort();
         fleet.stop().await;
         if let Some(task) = retention {
             task.abort();
         }
         self.state.broker.close().await;
-        result
+        Ok(())
     }
 }

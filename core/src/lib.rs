@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod db;
 pub mod egress;
 pub mod fleet;
+pub mod http;
 pub mod metrics;
 pub mod params;
 pub mod pointer;

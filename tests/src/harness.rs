@@ -4,8 +4,6 @@
 
 use crate::sandbox::Sandbox;
 use aic_control_plane::config::ServeArgs;
-use aic_control_plane::startup::Application;
-use aic_core::config::{AmqpArgs, CredentialArgs, DatabaseArgs, EgressArgs};
 use aic_proto::TenantId;
 use aic_proto::topology::Names;
 use aic_worker::config::WorkerArgs;
@@ -21,10 +19,13 @@ mod api;
 mod broker;
 mod cleanup;
 mod requests;
+mod settings;
 mod workers;
 pub use broker::{Listener, dead_letter_header};
 use cleanup::{Cleanup, Declared};
 pub use requests::{assert_failed_with, reply_properties};
+pub use settings::RunningApi;
+use settings::Settings;
 pub use workers::{RunningWorker, binary, sigterm, stop_worker, stop_worker_process};
 
 /// Postgres server URL the tests create their databases on.
@@ -194,6 +195,7 @@ pub struct TestEnv {
     pub amqp: Connection,
     http: reqwest::Client,
     worker_args: WorkerArgs,
+    serve_args: ServeArgs,
     worker_binary: std::path::PathBuf,
     worker_warnings: bool,
     stops: Vec<(oneshot::Sender<()>, JoinHandle<()>)>,
@@ -278,7 +280,8 @@ impl TestEnv {
         }
         .expect("sandbox starts");
         let settings = Settings::new(db_url, &amqp_base, &namespace, &sandbox.url());
-        let (api, pool, control_plane) = control_plane(&settings).await;
+        let serve_args = settings.serve();
+        let (api, pool, control_plane) = settings::control_plane(&serve_args).await;
         let mut stops = vec![control_plane];
         let mut worker_admin = None;
         let worker_args = settings.worker(&opts);
@@ -305,6 +308,7 @@ impl TestEnv {
             amqp: conn,
             http: reqwest::Client::new(),
             worker_args,
+            serve_args,
             worker_binary,
             worker_warnings: opts.worker_warnings,
             stops,
@@ -336,106 +340,4 @@ pub fn assert_no_secret(haystack: &str, secret: &SecretString) {
         !haystack.contains(secret.expose_secret()),
         "a secret leaked into: {haystack}"
     );
-}
-
-/// What the environment's services share: its database, its namespace on the broker, a fresh
-/// credentials key, and egress to the sandbox only.
-struct Settings {
-    db: DatabaseArgs,
-    amqp: AmqpArgs,
-    credentials: CredentialArgs,
-    egress: EgressArgs,
-}
-
-impl Settings {
-    fn new(db_url: SecretString, amqp_url: &str, namespace: &str, sandbox: &str) -> Self {
-        Self {
-            db: DatabaseArgs {
-                database_url: db_url,
-                database_pool_size: 8,
-            },
-            amqp: AmqpArgs {
-                amqp_url: SecretString::from(amqp_url.to_string()),
-                amqp_namespace: namespace.to_string(),
-            },
-            credentials: CredentialArgs {
-                credential_keys: SecretString::from(
-                    aic_core::credentials::Keyring::generate_entry("test"),
-                ),
-                credential_active_key: None,
-            },
-            egress: EgressArgs {
-                egress_allow_hosts: vec!["127.0.0.1".into()],
-                // Atlassian's fixed OAuth and gateway hosts are served by the sandbox too.
-                vendor_endpoint_overrides: vec![
-                    format!("https://auth.atlassian.com={sandbox}"),
-                    format!("https://api.atlassian.com={sandbox}"),
-                ],
-            },
-        }
-    }
-
-    /// A worker's settings: `opts`' own, and short retries and grace for tests.
-    fn worker(&self, opts: &Options) -> WorkerArgs {
-        WorkerArgs {
-            admin_listen: "127.0.0.1:0".parse().expect("addr"),
-            prefetch: opts.prefetch,
-            vendor_timeout_secs: opts.vendor_timeout_secs,
-            vendor_idle_connections: opts.vendor_idle_connections,
-            vendor_http2_streams: opts
-                .vendor_http2_streams
-                .unwrap_or(aic_core::vendor::HTTP2_STREAMS_PER_CONNECTION),
-            vendor_http2_prior_knowledge: opts.vendor_http2_streams.is_some(),
-            max_attempts: 3,
-            retry_base_ms: 10,
-            retry_cap_ms: opts.retry_cap_ms,
-            retry_budget_ms: 120_000,
-            retry_inline_max_ms: opts.retry_inline_max_ms,
-            cooldown_recheck_ms: opts.cooldown_recheck_ms,
-            connection_concurrency: opts.connection_concurrency,
-            quota_reserve_percent: 2.0,
-            shutdown_grace_secs: 10,
-            log_json: false,
-            threads: 1,
-            db: self.db.clone(),
-            amqp: self.amqp.clone(),
-            credentials: self.credentials.clone(),
-            egress: self.egress.clone(),
-        }
-    }
-}
-
-/// Starts the control plane in this process: its API's base URL, its database pool, and what
-/// stops it.
-async fn control_plane(
-    settings: &Settings,
-) -> (
-    String,
-    deadpool_postgres::Pool,
-    (oneshot::Sender<()>, JoinHandle<()>),
-) {
-    let serve = ServeArgs {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        log_json: false,
-        db: settings.db.clone(),
-        amqp: settings.amqp.clone(),
-        credentials: settings.credentials.clone(),
-        egress: settings.egress.clone(),
-        audit_keep_days: None,
-        executions_keep_days: None,
-    };
-    let app = Application::build(&serve)
-        .await
-        .expect("control plane builds (RabbitMQ must be running)");
-    let api = format!("http://{}", app.local_addr().expect("bound"));
-    let pool = app.state().pool.clone();
-    let (tx, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        let _ = app
-            .run_until_stopped(async {
-                let _ = rx.await;
-            })
-            .await;
-    });
-    (api, pool, (tx, handle))
 }

@@ -19,6 +19,14 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+/// How long a connection to the admin server (`/metrics`, the probes) may keep it waiting;
+/// its requests carry no body worth the name, and it stops with the worker.
+const ADMIN_BOUNDS: aic_core::http::Bounds = aic_core::http::Bounds {
+    head: Duration::from_secs(30),
+    body: Duration::from_secs(30),
+    drain: Duration::ZERO,
+};
+
 /// The worker's two pools of Postgres connections: the ledger's batched statements get
 /// connections of their own, planned once for key lookups; the rest serve everything else.
 fn pools(db: &DatabaseArgs) -> anyhow::Result<(Pool, Pool)> {
@@ -125,11 +133,14 @@ impl Worker {
             build = crate::config::BUILD,
             "worker admin server listening"
         );
-        let admin = tokio::spawn(async move {
-            if let Err(e) = axum::serve(self.admin, admin::router(admin_state)).await {
-                tracing::error!(error = %e, "admin server stopped");
-            }
-        });
+        // Scrapes and probes get the API's bounds: a connection left idle or half-sent is
+        // closed rather than kept. The server is aborted with the worker.
+        let admin = tokio::spawn(aic_core::http::serve(
+            self.admin,
+            admin::router(admin_state),
+            ADMIN_BOUNDS,
+            std::future::pending(),
+        ));
         let version = crate::config::VERSION.clone();
         let fleet =
             aic_core::fleet::report(self.ctx.pool.clone(), "worker", version, &self.ctx.keyring);

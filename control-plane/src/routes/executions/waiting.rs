@@ -76,21 +76,26 @@ async fn published(
         result: None,
     };
     if let Some((rx, budget)) = waiting {
-        match tokio::time::timeout(budget, rx).await {
-            Ok(Ok(result)) => {
+        let came = tokio::select! {
+            came = tokio::time::timeout(budget, rx) => came.ok().and_then(Result::ok),
+            () = state.replies.stopping() => None,
+        };
+        match came {
+            Some(result) => {
                 answer.status = result["status"].as_str().unwrap_or("failed").to_string();
                 answer.result = Some(result);
                 return (StatusCode::OK, Json(answer));
             }
-            // Past the budget the caller gets the id; the result still arrives as usual.
-            _ => state.replies.forget(&execution.to_string()),
+            // Past the budget, or at a stop, the caller gets the id; the result still arrives
+            // as usual.
+            None => state.replies.forget(&execution.to_string()),
         }
     }
     (StatusCode::ACCEPTED, Json(answer))
 }
 
-/// Reads a known execution's status from the ledger until it finished or `wait` ran out: 200
-/// with its result, else 202 with the status it last had. A database that fails meanwhile
+/// Reads a known execution's status from the ledger until it finished or `wait` ran out (or
+/// the control plane stops): 200 with its result, else 202 with the status it last had. A database that fails meanwhile
 /// ends the wait with the 202 (the caller follows the execution as usual).
 async fn finished_within(
     state: &AppState,
@@ -104,7 +109,10 @@ async fn finished_within(
         .checked_duration_since(Instant::now())
         .filter(|l| !l.is_zero())
     {
-        tokio::time::sleep(pause.min(left)).await;
+        tokio::select! {
+            () = tokio::time::sleep(pause.min(left)) => {}
+            () = state.replies.stopping() => break,
+        }
         pause = (pause * 2).min(LONGEST_READ);
         match status(state, caller, known.execution_id).await {
             Ok(Some((status, result))) => {
