@@ -346,6 +346,22 @@ fn manifests_set_only_variables_their_binary_reads_and_agree_with_it() {
                     assert!(set.contains_key(key), "{file}: {args:?} lacks {key}");
                 }
             }
+            if args.get(1) == Some(&"serve") {
+                let grace: i64 = set["AIC_SHUTDOWN_GRACE_SECS"].parse().expect("secs");
+                let pause: i64 = match c["lifecycle"]["preStop"]["exec"]["command"].as_vec() {
+                    Some(cmd) if cmd[0].as_str() == Some("sleep") => {
+                        cmd[1].as_str().expect("seconds").parse().expect("secs")
+                    }
+                    _ => 0,
+                };
+                let pod_grace = pod["terminationGracePeriodSeconds"]
+                    .as_i64()
+                    .expect("grace");
+                assert!(
+                    pause > 0 && pod_grace >= pause + grace + 5,
+                    "{file}: the pod is killed {pod_grace} s after its stop, before its pause ({pause} s) while the endpoints go, its {grace} s grace and its closing"
+                );
+            }
             if args[0] == "aic-worker" {
                 let grace: i64 = set["AIC_WORKER_SHUTDOWN_GRACE_SECS"].parse().expect("secs");
                 let pod_grace = pod["terminationGracePeriodSeconds"]
