@@ -6,7 +6,7 @@ use crate::acks::{AckHandle, Acks, Settle};
 use crate::executor::{self, Ctx, Disposition};
 use crate::metrics::Step;
 use aic_core::amqp::Broker;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
@@ -40,7 +40,11 @@ async fn process(ctx: Arc<Ctx>, delivery: Delivery, acks: AckHandle) {
     let mut delay = Duration::from_millis(100);
     let disposition = loop {
         // Boxed: the task's own future stays small (`a_delivery_task_is_smaller_still`).
-        match Box::pin(executor::handle(&ctx, &delivery)).await {
+        let handled = match guarded(Box::pin(executor::handle(&ctx, &delivery))).await {
+            Ok(handled) => handled,
+            Err(panic) => break Box::pin(crate::refuse::panicked(&ctx, &delivery, &panic)).await,
+        };
+        match handled {
             Disposition::Requeue(reason) if !ctx.stopping.load(Ordering::SeqCst) => {
                 ctx.metrics.retried(Step::Delivery);
                 tracing::warn!(
@@ -62,6 +66,16 @@ async fn process(ctx: Arc<Ctx>, delivery: Delivery, acks: AckHandle) {
             acks.settle(delivery.delivery_tag, Settle::Requeue);
         }
     }
+}
+
+/// `work`'s outcome, or what it panicked with: a defect met processing one delivery ends that
+/// delivery (`crate::refuse::panicked`), not silently its task — which left the delivery
+/// unacknowledged, its prefetch slot and its caller held until the channel closed.
+async fn guarded<T>(work: impl Future<Output = T>) -> Result<T, String> {
+    std::panic::AssertUnwindSafe(work)
+        .catch_unwind()
+        .await
+        .map_err(|panic| aic_core::panic_message(&*panic))
 }
 
 /// Longest wait for the broker's answer to the consumer's cancel on shutdown.
@@ -260,6 +274,31 @@ mod tests {
         assert!(
             size <= 1536,
             "a delivery's task future is {size} bytes; box what grew it"
+        );
+    }
+
+    /// A panic met processing a delivery comes back as its message, whatever its payload; a
+    /// delivery processed as usual comes back as it ended.
+    #[tokio::test]
+    async fn a_panic_processing_a_delivery_is_caught_with_its_message() {
+        assert_eq!(guarded(async { 7 }).await, Ok(7));
+        let fixed = guarded(async { panic!("a fixed message") }).await;
+        assert_eq!(fixed, Err::<(), _>("a fixed message".to_string()));
+        let at = 3;
+        let formatted = guarded(async move {
+            let values: Vec<u8> = Vec::new();
+            values[at]
+        })
+        .await;
+        let message = formatted.expect_err("index out of bounds");
+        assert!(
+            message.contains("the len is 0 but the index is 3"),
+            "{message}"
+        );
+        let payload = guarded(async { std::panic::panic_any(42_u8) }).await;
+        assert_eq!(
+            payload,
+            Err::<(), _>("a panic without a message".to_string())
         );
     }
 }

@@ -23,14 +23,15 @@ pub const LEDGER_STATEMENTS: [&str; 3] = ["begin", "mark", "finish"];
 /// Buckets of `aic_ledger_batch_executions`: up to the largest batch (256).
 const BATCH_SIZE_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 /// Reasons of `aic_dead_letters_total`: the decoder's, an execution id owned by another
-/// tenant, and a request the execution ledger refuses to record.
-pub const DEAD_LETTER_REASONS: [&str; 6] = [
+/// tenant, a request the execution ledger refuses to record, and one whose processing panicked.
+pub const DEAD_LETTER_REASONS: [&str; 7] = [
     "invalid_json",
     "missing_version",
     "unknown_version",
     "invalid_message",
     "execution_id_conflict",
     "ledger_refused",
+    "worker_panicked",
 ];
 
 /// An infrastructure step the worker retries in place (`crate::retry::in_place`, or a whole

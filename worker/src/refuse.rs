@@ -17,12 +17,6 @@ use serde_json::Value;
 pub(crate) async fn reject(ctx: &Ctx, delivery: &Delivery, e: &DecodeError) -> Disposition {
     let disposition = dead_letter(ctx, delivery, e.reason(), &e.to_string()).await;
     if matches!(disposition, Disposition::Ack) {
-        let peek: Value = serde_json::from_slice(&delivery.data).unwrap_or(Value::Null);
-        let id = |k: &str| {
-            peek.get(k)
-                .and_then(Value::as_str)
-                .and_then(|s| s.parse::<uuid::Uuid>().ok())
-        };
         let code = match e {
             DecodeError::NotJson(_) => ExecutionErrorCode::InvalidJson,
             DecodeError::MissingVersion | DecodeError::UnknownVersion(_) => {
@@ -30,14 +24,41 @@ pub(crate) async fn reject(ctx: &Ctx, delivery: &Delivery, e: &DecodeError) -> D
             }
             DecodeError::Invalid(_) => ExecutionErrorCode::InvalidMessage,
         };
-        let ids = (
-            id("execution_id").map(Into::into),
-            id("tenant_id").map(TenantId),
-            id("automation_id").map(Into::into),
-        );
-        answer(ctx, delivery, ids, code, e.to_string()).await;
+        answer(ctx, delivery, peeked(delivery), code, e.to_string()).await;
     }
     disposition
+}
+
+/// A delivery whose processing panicked — a defect of the worker's, which may well meet it on
+/// every redelivery: dead-lettered as `worker_panicked` with the panic's message, where
+/// operators can replay it once the worker is fixed, and answered as an internal failure. Its
+/// ledger row stays as the panic left it (a replay settles it as a redelivery does).
+pub(crate) async fn panicked(ctx: &Ctx, delivery: &Delivery, panic: &str) -> Disposition {
+    tracing::error!(panic, "processing a delivery panicked; dead-lettering it");
+    let detail = format!("the worker failed unexpectedly processing this request: {panic}");
+    let disposition = dead_letter(ctx, delivery, "worker_panicked", &detail).await;
+    if matches!(disposition, Disposition::Ack) {
+        let message = "the worker failed unexpectedly processing this request; it is in the \
+                       dead-letter queue (reason worker_panicked)";
+        let code = ExecutionErrorCode::Internal;
+        answer(ctx, delivery, peeked(delivery), code, message.into()).await;
+    }
+    disposition
+}
+
+/// The ids a message's body holds where they can be read, whatever else it holds.
+fn peeked(delivery: &Delivery) -> (Option<ExecutionId>, Option<TenantId>, Option<AutomationId>) {
+    let peek: Value = serde_json::from_slice(&delivery.data).unwrap_or(Value::Null);
+    let id = |k: &str| {
+        peek.get(k)
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<uuid::Uuid>().ok())
+    };
+    (
+        id("execution_id").map(Into::into),
+        id("tenant_id").map(TenantId),
+        id("automation_id").map(Into::into),
+    )
 }
 
 /// A request the execution ledger refuses to record (its values break a rule of the

@@ -21,6 +21,7 @@ pub fn router(state: AppState) -> Router {
     let scrape = (metrics.clone(), state.pool.clone());
     api(state)
         .route("/metrics", get(crate::metrics::serve).with_state(scrape))
+        .layer(answer_panics())
         .layer(axum::extract::DefaultBodyLimit::max(
             crate::extract::BODY_LIMIT,
         ))
@@ -28,6 +29,20 @@ pub fn router(state: AppState) -> Router {
             metrics,
             crate::metrics::track,
         ))
+}
+
+/// A handler that panics (a defect) is answered as every internal failure is — an opaque 500,
+/// its cause logged — and counted as one, rather than its connection dropped unanswered.
+pub(crate) fn answer_panics() -> tower_http::catch_panic::CatchPanicLayer<
+    fn(Box<dyn std::any::Any + Send>) -> axum::response::Response,
+> {
+    tower_http::catch_panic::CatchPanicLayer::custom(|panic| {
+        let message = aic_core::panic_message(&*panic);
+        axum::response::IntoResponse::into_response(crate::error::ApiError::internal(
+            "a request's handler panicked",
+            &message,
+        ))
+    })
 }
 
 fn api(state: AppState) -> Router {
@@ -235,6 +250,32 @@ pub fn bounded_name<'n>(field: &str, name: &'n str) -> Result<&'n str, crate::er
 
 #[cfg(test)]
 mod tests {
+    /// A panicking handler is answered 500 in the API's shape, and the next request is served.
+    #[tokio::test]
+    async fn a_handler_that_panics_is_answered_as_an_internal_failure() {
+        use axum::routing::get;
+        use tower_service::Service;
+        async fn boom() -> &'static str {
+            panic!("a defect at 3")
+        }
+        let mut router: axum::Router = axum::Router::new()
+            .route("/boom", get(boom))
+            .route("/fine", get(|| async { "fine" }))
+            .layer(super::answer_panics());
+        let request = |path: &str| {
+            let request = axum::http::Request::get(path).body(axum::body::Body::empty());
+            request.expect("request")
+        };
+        let answer = router.call(request("/boom")).await.expect("infallible");
+        assert_eq!(answer.status(), 500);
+        let body = axum::body::to_bytes(answer.into_body(), 1 << 16).await;
+        let body: serde_json::Value = serde_json::from_slice(&body.expect("body")).expect("json");
+        assert_eq!(body["error"]["code"], "internal", "{body}");
+        assert!(!body.to_string().contains("a defect"), "{body}");
+        let fine = router.call(request("/fine")).await.expect("infallible");
+        assert_eq!(fine.status(), 200);
+    }
+
     #[test]
     fn a_refusal_names_at_most_five_users() {
         let users: Vec<String> = (1..=7).map(|i| format!("A{i}")).collect();
