@@ -79,6 +79,7 @@ pub async fn serve(
         .await
         .is_err()
     {
+        while connections.try_join_next().is_some() {}
         tracing::warn!(
             connections = connections.len(),
             drain_secs = bounds.drain.as_secs_f64(),
