@@ -228,8 +228,25 @@ impl From<tokio_postgres::Error> for ApiError {
                 ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "database_busy", message)
             };
         }
+        if connection_lost(&e) {
+            tracing::warn!(error = %aic_core::with_causes(&e), "the database connection was lost during a call");
+            return Self::unavailable("the database is unavailable; retry later");
+        }
         Self::internal("postgres", &aic_core::with_causes(&e))
     }
+}
+
+/// Whether `e` says the connection, not the statement, failed: closed or cut under it (the
+/// server gone, restarted, or unreachable past the connection's TCP bounds), or refused by a
+/// server shutting down or starting — as unavailable as a pool with no connection to give.
+fn connection_lost(e: &tokio_postgres::Error) -> bool {
+    let refused_by_server = e.code().is_some_and(|c| {
+        let code = c.code();
+        code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+    });
+    let io = std::iter::successors(std::error::Error::source(e), |c| c.source())
+        .any(|c| c.is::<std::io::Error>());
+    e.is_closed() || refused_by_server || (e.as_db_error().is_none() && io)
 }
 
 impl From<deadpool_postgres::PoolError> for ApiError {

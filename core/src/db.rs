@@ -2,6 +2,7 @@
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use secrecy::{ExposeSecret, SecretString};
+use std::time::Duration;
 
 pub mod tls;
 
@@ -37,6 +38,41 @@ pub enum Planning {
     KeyLookups,
 }
 
+/// How soon a connection to a PostgreSQL that stopped answering — its host gone, a failover
+/// that moved its address, a network cut — fails rather than holds its statement. By default
+/// TCP retransmits unacknowledged data for about 15 minutes (`tcp_retries2`) and probes an idle
+/// connection only after 2 hours, so a pooled connection to a vanished server held every
+/// statement given to it, and its caller, that long (measured: a call not answered within 60 s
+/// of the cut). Now a statement sent and not acknowledged within [`UNACKNOWLEDGED`], or a
+/// connection waiting on an answer whose peer misses [`KEEPALIVE_PROBES`] probes
+/// [`KEEPALIVE_INTERVAL`] apart after [`KEEPALIVE_IDLE`] of silence, fails; the services then
+/// answer or retry as for any database error. A URL's own `tcp_user_timeout` or `keepalives_*`
+/// settings are kept.
+fn detect_dead_peers(config: &mut tokio_postgres::Config, url: &str) {
+    let set_by_url = |name: &str| url.contains(&format!("{name}="));
+    if !set_by_url("tcp_user_timeout") {
+        config.tcp_user_timeout(UNACKNOWLEDGED);
+    }
+    if !set_by_url("keepalives_idle") {
+        config.keepalives_idle(KEEPALIVE_IDLE);
+    }
+    if !set_by_url("keepalives_interval") {
+        config.keepalives_interval(KEEPALIVE_INTERVAL);
+    }
+    if !set_by_url("keepalives_retries") {
+        config.keepalives_retries(KEEPALIVE_PROBES);
+    }
+}
+
+/// See [`detect_dead_peers`].
+pub const UNACKNOWLEDGED: Duration = Duration::from_secs(15);
+/// See [`detect_dead_peers`].
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+/// See [`detect_dead_peers`].
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// See [`detect_dead_peers`].
+pub const KEEPALIVE_PROBES: u32 = 3;
+
 /// Builds a lazily-connecting pool: a database that is down makes `/readyz` fail, not start-up.
 pub fn pool(url: &SecretString, size: usize, planning: Planning) -> Result<Pool, DbSetupError> {
     pool_with(url, size, planning, None)
@@ -52,7 +88,8 @@ pub fn pool_with(
     planning: Planning,
     lock_wait: Option<std::time::Duration>,
 ) -> Result<Pool, DbSetupError> {
-    let (config, tls) = tls::connector(url.expose_secret())?;
+    let (mut config, tls) = tls::connector(url.expose_secret())?;
+    detect_dead_peers(&mut config, url.expose_secret());
     // Statements are prepared once per pooled connection, and Postgres would soon settle on one
     // generic plan for each — planned while `executions` was still small, so a batch update
     // joined to it by a sequential scan stays a sequential scan as the table grows to millions
@@ -102,7 +139,8 @@ pub fn pool_with(
 /// One connection of its own (a migration's), TLS as the URL asks; its connection task runs
 /// until the client is dropped.
 pub async fn connect(url: &SecretString) -> Result<tokio_postgres::Client, DbSetupError> {
-    let (config, tls) = tls::connector(url.expose_secret())?;
+    let (mut config, tls) = tls::connector(url.expose_secret())?;
+    detect_dead_peers(&mut config, url.expose_secret());
     let (client, connection) = config
         .connect(tls)
         .await
@@ -133,4 +171,27 @@ pub async fn ping(pool: &Pool) -> bool {
         tracing::warn!(error = %why, "PostgreSQL does not answer");
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_peer_is_detected_within_seconds_unless_the_url_says_otherwise() {
+        let url = "postgres://aic@db.internal/aic";
+        let (mut config, _) = tls::connector(url).expect("parses");
+        detect_dead_peers(&mut config, url);
+        assert_eq!(config.get_tcp_user_timeout(), Some(&UNACKNOWLEDGED));
+        assert_eq!(config.get_keepalives_idle(), KEEPALIVE_IDLE);
+        assert_eq!(config.get_keepalives_interval(), Some(KEEPALIVE_INTERVAL));
+        assert_eq!(config.get_keepalives_retries(), Some(KEEPALIVE_PROBES));
+        // 0 is the OS's own timeout, as in libpq.
+        let url = "postgres://aic@db.internal/aic?tcp_user_timeout=0&keepalives_idle=60";
+        let (mut config, _) = tls::connector(url).expect("parses");
+        detect_dead_peers(&mut config, url);
+        assert_eq!(config.get_tcp_user_timeout(), None);
+        assert_eq!(config.get_keepalives_idle(), Duration::from_secs(60));
+        assert_eq!(config.get_keepalives_interval(), Some(KEEPALIVE_INTERVAL));
+    }
 }

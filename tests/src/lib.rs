@@ -8,6 +8,7 @@
 
 pub mod harness;
 pub mod logs;
+pub mod partition;
 pub mod pki;
 pub mod private;
 pub mod sandbox;

@@ -21,7 +21,7 @@ fn free_port() -> u16 {
     }
 }
 
-fn temp_dir(prefix: &str) -> PathBuf {
+pub(crate) fn temp_dir(prefix: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
     let _ = std::fs::create_dir_all(&dir);
     dir
@@ -260,9 +260,9 @@ pub struct PrivatePostgres {
     dir: PathBuf,
 }
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+pub(crate) const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
-fn as_postgres(args: &[&str]) -> bool {
+pub(crate) fn as_postgres(args: &[&str]) -> bool {
     Command::new("runuser")
         .args(["-u", "postgres", "--"])
         .args(args)
