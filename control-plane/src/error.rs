@@ -178,7 +178,7 @@ impl ApiError {
         use aic_core::amqp::PublishError;
         match e {
             PublishError::Blocked => Self::broker_blocked(undone),
-            PublishError::Amqp(_) => Self::unavailable(&format!(
+            PublishError::Amqp(_) | PublishError::Unreachable(_) => Self::unavailable(&format!(
                 "the message broker is unavailable; {undone}, retry later"
             )),
             _ => Self::unavailable(&format!(

@@ -43,6 +43,10 @@ pub enum PublishError {
     /// written: it would only wait in the connection's buffer until the alarm clears.
     #[error("the broker is blocking publishers (a memory or disk alarm)")]
     Blocked,
+    /// No connection could be had within the wait (a reconnect under way that does not end:
+    /// the broker accepts connections and does not answer them): nothing was written.
+    #[error("the broker could not be reached within {0:?}")]
+    Unreachable(std::time::Duration),
     /// No confirm came within the wait: the message may still go out (and be confirmed) later.
     #[error("the broker did not confirm the message within {0:?}")]
     Unanswered(std::time::Duration),
@@ -54,13 +58,15 @@ pub enum PublishError {
 /// 2 MiB. Our messages are a few KiB; a larger one is split into frames.
 pub const FRAME_MAX: u32 = 32 * 1024;
 
-/// Connects with a connection name that shows in the management UI; over TLS for `amqps://`,
-/// with the CA and client certificate files the URL names ([`tls`]).
-pub async fn connect(
-    url: &SecretString,
-    connection_name: &str,
-) -> Result<Connection, lapin::Error> {
-    let raw = url.expose_secret();
+/// The heartbeat asked of the broker, in seconds, unless the URL says otherwise
+/// (`?heartbeat=`): a connection that hears nothing for twice as long is closed. At
+/// RabbitMQ's default of 60 s a broker that stopped answering without closing anything (a
+/// stalled host, a cut link) went unnoticed for two minutes, every publish on the connection
+/// waiting on it.
+pub const HEARTBEAT_SECS: u16 = 15;
+
+/// The URL's URI, with [`FRAME_MAX`] and [`HEARTBEAT_SECS`] where it sets neither.
+fn parsed(raw: &str) -> Result<lapin::uri::AMQPUri, std::io::Error> {
     let mut uri: lapin::uri::AMQPUri = raw.parse().map_err(|e: String| {
         // Some of the parser's messages quote the whole URL, password included.
         let why = if e.contains(raw) {
@@ -74,6 +80,18 @@ pub async fn connect(
         )
     })?;
     uri.query.frame_max.get_or_insert(FRAME_MAX);
+    uri.query.heartbeat.get_or_insert(HEARTBEAT_SECS);
+    Ok(uri)
+}
+
+/// Connects with a connection name that shows in the management UI; over TLS for `amqps://`,
+/// with the CA and client certificate files the URL names ([`tls`]).
+pub async fn connect(
+    url: &SecretString,
+    connection_name: &str,
+) -> Result<Connection, lapin::Error> {
+    let raw = url.expose_secret();
+    let uri = parsed(raw)?;
     let props = ConnectionProperties::default().with_connection_name(connection_name.into());
     let connection = lapin::DefaultConnectionBuilder::new()?
         .with_uri(uri)
@@ -329,5 +347,20 @@ pub async fn publish_confirmed_to(
         Confirmation::NotRequested => Err(PublishError::NotConfirmed),
         Confirmation::Ack(Some(_)) => Err(PublishError::Unroutable),
         Confirmation::Nack(_) => Err(PublishError::Nacked),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_url_gets_small_frames_and_frequent_heartbeats_unless_it_says_otherwise() {
+        let uri = super::parsed("amqp://guest:guest@127.0.0.1:5672/%2f").expect("parses");
+        let query = (uri.query.frame_max, uri.query.heartbeat);
+        assert_eq!(query, (Some(super::FRAME_MAX), Some(super::HEARTBEAT_SECS)));
+        let uri = super::parsed("amqp://h/%2f?heartbeat=60&frame_max=131072").expect("parses");
+        assert_eq!(
+            (uri.query.frame_max, uri.query.heartbeat),
+            (Some(131072), Some(60))
+        );
     }
 }

@@ -140,7 +140,7 @@ async fn queue_depths(s: &AdminState) -> Result<Depths, String> {
 
 async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
     let postgres = aic_core::db::ping(&s.pool).await;
-    let rabbitmq = s.broker.is_up().await;
+    let rabbitmq = s.broker.is_up();
     let consuming = s.consuming.load(Ordering::SeqCst);
     let ready = postgres && rabbitmq && consuming;
     let body = serde_json::json!({"postgres": postgres, "rabbitmq": rabbitmq, "consuming": consuming, "ready": ready});

@@ -14,7 +14,7 @@ pub async fn healthz() -> Json<Value> {
 /// Ready only when Postgres and RabbitMQ both answer.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let postgres = aic_core::db::ping(&state.pool).await;
-    let rabbitmq = state.broker.is_up().await;
+    let rabbitmq = state.broker.is_up();
     let code = if postgres && rabbitmq {
         StatusCode::OK
     } else {

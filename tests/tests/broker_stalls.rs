@@ -1,0 +1,74 @@
+//! A RabbitMQ that stops answering without closing anything — a stalled host, a load balancer
+//! with no node behind it: its connections accept bytes and say nothing, and a new one never
+//! gets past its handshake. The API must answer meanwhile, not wait for the broker.
+
+use aic_tests::harness::{Options, TestEnv};
+use aic_tests::private::PrivateRabbit;
+use reqwest::Method;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn while_the_broker_stalls_the_api_answers_and_enqueues_again_once_it_is_back() {
+    let rabbit = PrivateRabbit::start().await;
+    // Heartbeats 2 s apart: the stalled connection is known dead within seconds.
+    let env = TestEnv::start_with(Options {
+        amqp_url: Some(format!("{}?heartbeat=2", rabbit.url())),
+        ..Options::api_only()
+    })
+    .await;
+    let lead = env.lead_automation().await;
+    let path = format!("/v1/automations/{lead}/executions");
+    let body = json!({"parameters": {"LastName": "Stall", "Company": "Broker"}});
+    let (status, queued) = env.call(Method::POST, &path, Some(body.clone())).await;
+    assert_eq!(status, 202, "{queued}");
+
+    let frozen = rabbit.frozen();
+    // Past the heartbeats' bound: the connection is dead, and the control plane reconnecting.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    for _ in 0..2 {
+        let started = Instant::now();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(30),
+            env.call(Method::POST, &path, Some(body.clone())),
+        )
+        .await;
+        // Behaviour, not speed: without a bound the call waits for the stalled handshake.
+        let (status, refused) = answer.expect("an enqueue answered within 30 s of the stall");
+        assert_eq!(
+            (status.as_u16(), refused["error"]["code"].as_str()),
+            (503, Some("unavailable")),
+            "{refused}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let ready = tokio::time::timeout(Duration::from_secs(5), async {
+        let answer = reqwest::get(format!("{}/readyz", env.api))
+            .await
+            .expect("readyz");
+        (answer.status(), answer.text().await.unwrap_or_default())
+    })
+    .await
+    .expect("/readyz answered within 5 s of the stall");
+    assert_eq!(ready.0, 503, "{}", ready.1);
+    assert!(ready.1.contains("\"rabbitmq\":false"), "{}", ready.1);
+
+    drop(frozen);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, answer) = env.call(Method::POST, &path, Some(body.clone())).await;
+        if status == 202 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {status} a minute after: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    env.stop().await;
+}
