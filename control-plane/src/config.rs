@@ -47,6 +47,10 @@ pub enum Command {
     },
 }
 
+/// `AIC_SHUTDOWN_GRACE_SECS` unless set: within the pod's 30 s termination grace, after its
+/// 5 s pause (`deploy/kubernetes/control-plane.yaml`).
+pub const SHUTDOWN_GRACE_SECS: u64 = 20;
+
 /// `serve`.
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
@@ -80,13 +84,13 @@ pub struct ServeArgs {
     pub executions_keep_days: Option<u32>,
     /// Seconds a connection may take to send a request's head — an idle kept-alive one is
     /// closed past them — and a request its body, from the end of its head (408 past them).
-    #[arg(long, env = "AIC_HTTP_READ_TIMEOUT_SECS", default_value_t = 30,
+    #[arg(long, env = "AIC_HTTP_READ_TIMEOUT_SECS", default_value_t = aic_core::http::READ_TIMEOUT.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub http_read_timeout_secs: u64,
     /// Seconds the requests in flight at a stop (SIGTERM) have to be answered; a caller
     /// waiting for its result (`wait_ms`) is answered 202 at once. Keep it below the pod's
     /// termination grace.
-    #[arg(long, env = "AIC_SHUTDOWN_GRACE_SECS", default_value_t = 20,
+    #[arg(long, env = "AIC_SHUTDOWN_GRACE_SECS", default_value_t = SHUTDOWN_GRACE_SECS,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub shutdown_grace_secs: u64,
 }

@@ -58,6 +58,10 @@ pub enum PublishError {
 /// 2 MiB. Our messages are a few KiB; a larger one is split into frames.
 pub const FRAME_MAX: u32 = 32 * 1024;
 
+/// Longest wait, at shutdown, for the broker's answer to a consumer's cancel or a connection's
+/// close: past it the process goes on stopping, and the broker sees the connection end.
+pub const BROKER_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The heartbeat asked of the broker, in seconds, unless the URL says otherwise
 /// (`?heartbeat=`): a connection that hears nothing for twice as long is closed. At
 /// RabbitMQ's default of 60 s a broker that stopped answering without closing anything (a

@@ -19,6 +19,10 @@ use tokio::task::JoinSet;
 use tokio::time::Sleep;
 use tower_service::Service;
 
+/// The time a connection has to send a request's head, and a request its body, unless set
+/// otherwise (the control plane's `AIC_HTTP_READ_TIMEOUT_SECS`).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long a connection may keep the server waiting.
 #[derive(Clone, Copy, Debug)]
 pub struct Bounds {

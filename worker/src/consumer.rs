@@ -78,9 +78,6 @@ async fn guarded<T>(work: impl Future<Output = T>) -> Result<T, String> {
         .map_err(|panic| aic_core::panic_message(&*panic))
 }
 
-/// Longest wait for the broker's answer to the consumer's cancel on shutdown.
-const BROKER_ANSWER_WAIT: Duration = Duration::from_secs(2);
-
 /// Consumes until `shutdown` resolves, reconnecting whenever the broker goes away, then drains
 /// in-flight work for at most the grace period.
 pub async fn run(
@@ -129,7 +126,8 @@ pub async fn run(
                 if !broker.blocked() {
                     let cancel =
                         ch.basic_cancel(s.tag.as_str().into(), BasicCancelOptions::default());
-                    let _ = tokio::time::timeout(BROKER_ANSWER_WAIT, cancel).await;
+                    let wait = aic_core::amqp::BROKER_ANSWER_WAIT;
+                    let _ = tokio::time::timeout(wait, cancel).await;
                 }
                 break;
             }

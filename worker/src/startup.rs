@@ -22,8 +22,8 @@ use tokio::net::TcpListener;
 /// How long a connection to the admin server (`/metrics`, the probes) may keep it waiting;
 /// its requests carry no body worth the name, and it stops with the worker.
 const ADMIN_BOUNDS: aic_core::http::Bounds = aic_core::http::Bounds {
-    head: Duration::from_secs(30),
-    body: Duration::from_secs(30),
+    head: aic_core::http::READ_TIMEOUT,
+    body: aic_core::http::READ_TIMEOUT,
     drain: Duration::ZERO,
 };
 

@@ -139,7 +139,7 @@ impl Broker {
             && !blocked
         {
             let closed = conn.close(200, "shutdown".into());
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), closed).await;
+            let _ = tokio::time::timeout(super::BROKER_ANSWER_WAIT, closed).await;
         }
     }
 }

@@ -63,8 +63,8 @@ impl Settings {
             egress: self.egress.clone(),
             audit_keep_days: None,
             executions_keep_days: None,
-            http_read_timeout_secs: 30,
-            shutdown_grace_secs: 20,
+            http_read_timeout_secs: aic_core::http::READ_TIMEOUT.as_secs(),
+            shutdown_grace_secs: aic_control_plane::config::SHUTDOWN_GRACE_SECS,
         }
     }
 
