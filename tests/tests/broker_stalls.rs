@@ -1,6 +1,8 @@
 //! A RabbitMQ that stops answering without closing anything — a stalled host, a load balancer
 //! with no node behind it: its connections accept bytes and say nothing, and a new one never
-//! gets past its handshake. The API must answer meanwhile, not wait for the broker.
+//! gets past its handshake. The API must answer meanwhile, not wait for the broker; a
+//! worker must know it is cut off, and once the broker is back finish every execution it
+//! held, none sent twice.
 
 use aic_tests::harness::{Options, TestEnv};
 use aic_tests::private::PrivateRabbit;
@@ -60,5 +62,49 @@ async fn while_the_broker_stalls_the_api_answers_and_enqueues_again_once_it_is_b
     drop(frozen);
     let again = (Method::POST, path.as_str(), Some(body));
     env.call_until(202, Duration::from_secs(60), again).await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn while_the_broker_stalls_the_worker_holds_its_work_and_finishes_it_once_it_is_back() {
+    let rabbit = PrivateRabbit::start().await;
+    let env = TestEnv::start_with(Options {
+        amqp_url: Some(format!("{}?heartbeat=2", rabbit.url())),
+        prefetch: 8,
+        ..Options::default()
+    })
+    .await;
+    let lead = env.lead_automation().await;
+    env.sandbox.set_latency(Duration::from_millis(50));
+    let mut ids = Vec::new();
+    for i in 0..120 {
+        let parameters = json!({"LastName": format!("Stall{i}"), "Company": "C"});
+        ids.push(env.enqueue(&lead, parameters).await);
+    }
+    env.wait_for_vendor_calls("/sobjects/Lead/", 24).await;
+
+    let frozen = rabbit.frozen();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let admin = env.worker_admin.expect("a worker runs");
+    let ready = tokio::time::timeout(Duration::from_secs(5), async {
+        let answer = reqwest::get(format!("http://{admin}/readyz"))
+            .await
+            .expect("readyz");
+        (answer.status(), answer.text().await.unwrap_or_default())
+    })
+    .await
+    .expect("the worker's /readyz answered within 5 s of the stall");
+    assert_eq!(ready.0, 503, "{}", ready.1);
+    assert!(ready.1.contains("\"rabbitmq\":false"), "{}", ready.1);
+    let held = env.sandbox.requests_to("/sobjects/Lead/").len();
+    drop(frozen);
+
+    let counts = env.final_statuses(&ids).await;
+    let creates = env.sandbox.requests_to("/sobjects/Lead/").len();
+    println!(
+        "broker stalled 8 s mid-run: {held} creates before it was back; enqueued 120, {counts:?}, vendor creates {creates}"
+    );
+    assert_eq!(counts.get("succeeded"), Some(&120), "{counts:?}");
+    assert_eq!(creates, 120, "no lead sent twice");
     env.stop().await;
 }

@@ -2,31 +2,11 @@
 //! sent to the vendor twice, and the services resume on their own. Each test runs its own
 //! private RabbitMQ or PostgreSQL, so stopping it disturbs no other test.
 
-use aic_tests::harness::{Options, TestEnv};
+use aic_tests::harness::{Options, TestEnv, infrastructure_retries};
 use aic_tests::private::{PrivatePostgres, PrivateRabbit};
 use reqwest::Method;
 use serde_json::json;
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
-
-async fn wait_for_creates(env: &TestEnv, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while env.sandbox.requests_to("/sobjects/Lead/").len() < n {
-        assert!(Instant::now() < deadline, "the run did not get going");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn tally(env: &TestEnv, ids: &[String]) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    for id in ids {
-        let done = env.wait_final(id).await;
-        *counts
-            .entry(done["status"].as_str().unwrap_or("?").to_string())
-            .or_default() += 1;
-    }
-    counts
-}
 
 #[tokio::test]
 async fn a_rabbitmq_restart_mid_run_loses_nothing_and_the_services_resume_on_their_own() {
@@ -49,7 +29,7 @@ async fn a_rabbitmq_restart_mid_run_loses_nothing_and_the_services_resume_on_the
             .await,
         );
     }
-    wait_for_creates(&env, 30).await;
+    env.wait_for_vendor_calls("/sobjects/Lead/", 30).await;
     let restart = Instant::now();
     rabbit.restart().await;
     let down_for = restart.elapsed();
@@ -75,7 +55,7 @@ async fn a_rabbitmq_restart_mid_run_loses_nothing_and_the_services_resume_on_the
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    let counts = tally(&env, &ids).await;
+    let counts = env.final_statuses(&ids).await;
     let creates = env.sandbox.requests_to("/sobjects/Lead/").len();
     let succeeded = counts.get("succeeded").copied().unwrap_or(0);
     println!(
@@ -112,11 +92,11 @@ async fn a_postgres_restart_mid_run_loses_nothing_and_crashes_nothing() {
                 .await,
         );
     }
-    wait_for_creates(&env, 40).await;
+    env.wait_for_vendor_calls("/sobjects/Lead/", 40).await;
     pg.stop();
     tokio::time::sleep(Duration::from_secs(3)).await;
     pg.start_again().await;
-    let counts = tally(&env, &ids).await;
+    let counts = env.final_statuses(&ids).await;
     let creates = env.sandbox.requests_to("/sobjects/Lead/").len();
     let succeeded = counts.get("succeeded").copied().unwrap_or(0);
     let unknown = counts.get("unknown_outcome").copied().unwrap_or(0);
@@ -140,12 +120,7 @@ async fn a_postgres_restart_mid_run_loses_nothing_and_crashes_nothing() {
         "the worker is still alive and serving metrics"
     );
     // The executions in flight waited the outage out in the worker, and said so.
-    let retried: Vec<(&str, f64)> = metrics
-        .lines()
-        .filter_map(|l| l.strip_prefix("aic_infrastructure_retries_total{step=\""))
-        .filter_map(|l| l.split_once("\"} "))
-        .map(|(step, n)| (step, n.parse().expect("a count")))
-        .collect();
+    let retried = infrastructure_retries(&metrics);
     println!("retried in place, by step: {retried:?}");
     assert!(
         retried.iter().map(|(_, n)| n).sum::<f64>() > 0.0,

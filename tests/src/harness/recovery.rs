@@ -1,8 +1,10 @@
-//! Calls made while a service comes back: asked again until they answer as they should.
+//! Runs through an outage: calls asked again until a service answers as it should, the run
+//! seen under way, its executions' final states and the retries the workers counted.
 
 use super::TestEnv;
 use reqwest::Method;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 impl TestEnv {
@@ -27,4 +29,37 @@ impl TestEnv {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
+
+    /// Waits until the vendor stand-in has taken `n` requests to `path` (a run under way);
+    /// panics past 30 s.
+    pub async fn wait_for_vendor_calls(&self, path: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.sandbox.requests_to(path).len() < n {
+            assert!(Instant::now() < deadline, "the run did not get going");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// How many of the executions `ids` reached each final status (each waited for as
+    /// [`TestEnv::wait_final`] does).
+    pub async fn final_statuses(&self, ids: &[String]) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for id in ids {
+            let done = self.wait_final(id).await;
+            *counts
+                .entry(done["status"].as_str().unwrap_or("?").to_string())
+                .or_default() += 1;
+        }
+        counts
+    }
+}
+
+/// The worker's `aic_infrastructure_retries_total` in its metrics text, by step.
+pub fn infrastructure_retries(metrics: &str) -> Vec<(String, f64)> {
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("aic_infrastructure_retries_total{step=\""))
+        .filter_map(|l| l.split_once("\"} "))
+        .map(|(step, n)| (step.to_string(), n.parse().expect("a count")))
+        .collect()
 }
