@@ -13,20 +13,12 @@ pub mod egress;
 pub mod fleet;
 pub mod http;
 pub mod metrics;
+pub mod panics;
 pub mod params;
 pub mod pointer;
 pub mod shutdown;
 pub mod telemetry;
 pub mod vendor;
-
-/// What a caught panic said: its message, whether fixed (`panic!("…")`) or formatted.
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
-}
 
 /// An error and its causes, `: `-separated: tokio-postgres says "db error" or "error performing
 /// TLS handshake" and leaves what the server said, or why the certificate was refused, to

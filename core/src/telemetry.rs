@@ -71,8 +71,8 @@ fn tracer_provider(service: &'static str) -> Result<SdkTracerProvider, String> {
         .build())
 }
 
-/// Installs the global subscriber. `RUST_LOG` filters (default `info`); `json` selects JSON
-/// lines. Keep the returned guard for the life of the process.
+/// Installs the global subscriber, and panics reported through it. `RUST_LOG` filters (default
+/// `info`); `json` selects JSON lines. Keep the returned guard for the life of the process.
 pub fn init(service: &'static str, json: bool) -> Telemetry {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (provider, trace_error) = if traces_configured() {
@@ -118,6 +118,7 @@ pub fn init(service: &'static str, json: bool) -> Telemetry {
             .try_init()
     };
     if result.is_ok() {
+        crate::panics::report_through_tracing();
         tracing::info!(
             service,
             traces = provider.is_some(),

@@ -75,7 +75,7 @@ async fn guarded<T>(work: impl Future<Output = T>) -> Result<T, String> {
     std::panic::AssertUnwindSafe(work)
         .catch_unwind()
         .await
-        .map_err(|panic| aic_core::panic_message(&*panic))
+        .map_err(|panic| aic_core::panics::message(&*panic))
 }
 
 /// Consumes until `shutdown` resolves, reconnecting whenever the broker goes away, then drains

@@ -37,7 +37,7 @@ pub(crate) fn answer_panics() -> tower_http::catch_panic::CatchPanicLayer<
     fn(Box<dyn std::any::Any + Send>) -> axum::response::Response,
 > {
     tower_http::catch_panic::CatchPanicLayer::custom(|panic| {
-        let message = aic_core::panic_message(&*panic);
+        let message = aic_core::panics::message(&*panic);
         axum::response::IntoResponse::into_response(crate::error::ApiError::internal(
             "a request's handler panicked",
             &message,
