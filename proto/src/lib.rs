@@ -27,3 +27,9 @@ pub use ids::{AutomationId, ConnectionId, ExecutionId, TenantId, VersionId};
 
 /// The only message version this build speaks; a message carrying another is refused.
 pub const MESSAGE_VERSION: u32 = 1;
+
+/// The largest execution request a worker reads, in bytes: 4 MiB, twice what the control
+/// plane's API takes in a body, so that every request it enqueues fits. A larger one is not
+/// run — its values would go into the ledger, to the vendor and into every copy of it — but
+/// dead-lettered as `request_too_large` and answered `invalid_message` (`AMQP.md`).
+pub const MAX_REQUEST_BYTES: usize = 4 << 20;

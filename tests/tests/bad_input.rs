@@ -320,6 +320,50 @@ async fn a_nul_character_is_refused_by_name_and_fails_only_its_own_execution() {
     env.stop().await;
 }
 
+/// A request larger than the contract's 4 MiB is not run: dead-lettered as it came, answered
+/// saying its size, never recorded in the ledger nor sent to the vendor; the requests around it
+/// run as usual.
+#[tokio::test]
+async fn a_request_larger_than_the_contract_allows_is_dead_lettered_and_answered() {
+    let env = TestEnv::start().await;
+    let automation = env.lead_automation().await;
+    let huge = "x".repeat(aic_proto::MAX_REQUEST_BYTES);
+    let (failed, succeeded) = env
+        .one_bad_among_good(
+            &automation,
+            json!({"LastName": huge, "Company": "Acme"}),
+            10,
+        )
+        .await;
+    let limit = aic_proto::MAX_REQUEST_BYTES.to_string();
+    assert_failed_with(failed.clone(), "invalid_message", &["bytes", &limit]);
+    assert!(succeeded >= 10, "{succeeded} of 10 succeeded");
+    let dead = env.next_dead_letter().await;
+    assert_eq!(
+        dead_letter_header(&dead, DEAD_LETTER_REASON_HEADER),
+        "request_too_large"
+    );
+    assert!(dead.delivery.data.len() > aic_proto::MAX_REQUEST_BYTES);
+    let id = failed.as_ref().map(|f| f["execution_id"].clone());
+    let id: uuid::Uuid = id.and_then(|v| v.as_str()?.parse().ok()).expect("its id");
+    let rows = env
+        .pool
+        .get()
+        .await
+        .expect("db")
+        .query("SELECT 1 FROM executions WHERE id = $1", &[&id])
+        .await
+        .expect("query");
+    assert!(rows.is_empty(), "nothing of it recorded in the ledger");
+    assert_eq!(env.sandbox.requests_to("/sobjects/").len(), 10);
+    let metrics = env.metrics().await;
+    assert!(
+        metrics.contains(r#"aic_dead_letters_total{reason="request_too_large"} 1"#),
+        "{metrics}"
+    );
+    env.stop().await;
+}
+
 /// A request for a paused automation (sent straight over AMQP: the API refuses it) fails with
 /// `automation_paused`, and neither its result nor its ledger row names a version: none ran,
 /// though begin had recorded the published one while the row was running.

@@ -14,7 +14,7 @@ use crate::metrics::{Metrics, Step};
 use crate::outcome::Outcome;
 use crate::perform::perform;
 use crate::publish;
-use crate::refuse::{dead_letter, ledger_refused, reject, result_refused};
+use crate::refuse::{dead_letter, ledger_refused, reject, result_refused, too_large};
 use crate::retry::{RetryPolicy, in_place};
 use crate::tokens::TokenCache;
 use aic_core::credentials::Keyring;
@@ -80,6 +80,9 @@ pub enum Disposition {
 /// Handles one delivery.
 pub async fn handle(ctx: &Ctx, delivery: &Delivery) -> Disposition {
     let started = Instant::now();
+    if delivery.data.len() > aic_proto::MAX_REQUEST_BYTES {
+        return Box::pin(too_large(ctx, delivery)).await;
+    }
     let req = match aic_proto::decode::decode::<ExecutionRequestV1>(&delivery.data) {
         Ok(r) => r,
         Err(e) => return Box::pin(reject(ctx, delivery, &e)).await,

@@ -29,6 +29,23 @@ pub(crate) async fn reject(ctx: &Ctx, delivery: &Delivery, e: &DecodeError) -> D
     disposition
 }
 
+/// A request larger than the contract allows ([`aic_proto::MAX_REQUEST_BYTES`]), not read
+/// any further: dead-lettered as `request_too_large`, where operators can see who sent it, and
+/// answered `invalid_message` saying its size and the limit.
+pub(crate) async fn too_large(ctx: &Ctx, delivery: &Delivery) -> Disposition {
+    let detail = format!(
+        "the request is {} bytes, more than the {} an execution request may be",
+        delivery.data.len(),
+        aic_proto::MAX_REQUEST_BYTES
+    );
+    let disposition = dead_letter(ctx, delivery, "request_too_large", &detail).await;
+    if matches!(disposition, Disposition::Ack) {
+        let code = ExecutionErrorCode::InvalidMessage;
+        answer(ctx, delivery, peeked(delivery), code, detail).await;
+    }
+    disposition
+}
+
 /// A delivery whose processing panicked — a defect of the worker's, which may well meet it on
 /// every redelivery: dead-lettered as `worker_panicked` with the panic's message, where
 /// operators can replay it once the worker is fixed, and answered as an internal failure. Its
@@ -46,18 +63,21 @@ pub(crate) async fn panicked(ctx: &Ctx, delivery: &Delivery, panic: &str) -> Dis
     disposition
 }
 
-/// The ids a message's body holds where they can be read, whatever else it holds.
+/// The ids a message's body holds where they can be read, whatever else it holds. The rest is
+/// skipped, not built into values: a body may be megabytes of parameters.
 fn peeked(delivery: &Delivery) -> (Option<ExecutionId>, Option<TenantId>, Option<AutomationId>) {
-    let peek: Value = serde_json::from_slice(&delivery.data).unwrap_or(Value::Null);
-    let id = |k: &str| {
-        peek.get(k)
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse::<uuid::Uuid>().ok())
-    };
+    #[derive(serde::Deserialize, Default)]
+    struct Ids {
+        execution_id: Option<Value>,
+        tenant_id: Option<Value>,
+        automation_id: Option<Value>,
+    }
+    let ids: Ids = serde_json::from_slice(&delivery.data).unwrap_or_default();
+    let id = |v: Option<Value>| v.and_then(|v| v.as_str()?.parse::<uuid::Uuid>().ok());
     (
-        id("execution_id").map(Into::into),
-        id("tenant_id").map(TenantId),
-        id("automation_id").map(Into::into),
+        id(ids.execution_id).map(Into::into),
+        id(ids.tenant_id).map(TenantId),
+        id(ids.automation_id).map(Into::into),
     )
 }
 
