@@ -93,6 +93,12 @@ pub struct ServeArgs {
     #[arg(long, env = "AIC_SHUTDOWN_GRACE_SECS", default_value_t = SHUTDOWN_GRACE_SECS,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub shutdown_grace_secs: u64,
+    /// Connections the API keeps open at once; at the limit a new one waits (in the listen
+    /// backlog, unanswered) until one closes. Keep it below the process's file limit
+    /// (`ulimit -n`), less the database pool's and the broker's connections.
+    #[arg(long, env = "AIC_HTTP_MAX_CONNECTIONS", default_value_t = aic_core::http::MAX_CONNECTIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub http_max_connections: usize,
 }
 
 impl ServeArgs {
@@ -103,6 +109,7 @@ impl ServeArgs {
             head: read,
             body: read,
             drain: std::time::Duration::from_secs(self.shutdown_grace_secs),
+            connections: self.http_max_connections,
         }
     }
 
@@ -251,7 +258,8 @@ mod tests {
     }
 
     #[test]
-    fn the_http_bounds_default_to_half_a_minute_and_a_grace_within_the_pods() {
+    fn the_http_bounds_default_to_half_a_minute_a_grace_within_the_pods_and_ten_thousand_connections()
+     {
         let bounds = |cli: Cli| match cli.command {
             Command::Serve(args) => args.http_bounds(),
             _ => panic!("not serve"),
@@ -261,22 +269,34 @@ mod tests {
             (
                 default.head.as_secs(),
                 default.body.as_secs(),
-                default.drain.as_secs()
+                default.drain.as_secs(),
+                default.connections
             ),
-            (30, 30, 20)
+            (30, 30, 20, 10_000)
         );
         let set = serve(&[
             "--http-read-timeout-secs",
             "5",
             "--shutdown-grace-secs",
             "3",
+            "--http-max-connections",
+            "64",
         ]);
         let set = bounds(set.expect("parses"));
         assert_eq!(
-            (set.head.as_secs(), set.body.as_secs(), set.drain.as_secs()),
-            (5, 5, 3)
+            (
+                set.head.as_secs(),
+                set.body.as_secs(),
+                set.drain.as_secs(),
+                set.connections
+            ),
+            (5, 5, 3, 64)
         );
-        for flag in ["--http-read-timeout-secs", "--shutdown-grace-secs"] {
+        for flag in [
+            "--http-read-timeout-secs",
+            "--shutdown-grace-secs",
+            "--http-max-connections",
+        ] {
             let e = serve(&[flag, "0"]).expect_err("0 s").to_string();
             assert!(e.contains(flag), "{e}");
         }

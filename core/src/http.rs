@@ -2,7 +2,9 @@
 //! `axum::serve` does not set: hyper times out a request's head only given a timer, so without
 //! one a connection that sends half a head, or nothing after its last request, is kept for
 //! good — and with it a task and a file descriptor; a body sent a byte at a time holds its
-//! handler as long as it trickles; and a stop waits for as long as any request is being read.
+//! handler as long as it trickles; a stop waits for as long as any request is being read; and
+//! nothing bounds how many connections are open at once, each a file descriptor the process
+//! also needs for its database and broker connections.
 
 use axum::Router;
 use bytes::Bytes;
@@ -23,7 +25,11 @@ use tower_service::Service;
 /// otherwise (the control plane's `AIC_HTTP_READ_TIMEOUT_SECS`).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long a connection may keep the server waiting.
+/// The most connections the control plane's API keeps open at once, unless set otherwise
+/// (`AIC_HTTP_MAX_CONNECTIONS`).
+pub const MAX_CONNECTIONS: usize = 10_000;
+
+/// How long a connection may keep the server waiting, and how many it keeps.
 #[derive(Clone, Copy, Debug)]
 pub struct Bounds {
     /// To send a request's head: the first one from when it is accepted, each later one from
@@ -34,6 +40,10 @@ pub struct Bounds {
     /// For the requests in flight when the stop comes to be answered; past it the connections
     /// still open are closed.
     pub drain: Duration,
+    /// Connections open at once. At the limit no more is accepted until one closes: a new one
+    /// waits in the listen backlog (its requests unanswered, not refused) rather than take a
+    /// file descriptor the process may need for its database and broker.
+    pub connections: usize,
 }
 
 /// Serves `router` on `listener` until `stop` resolves, then answers the requests in flight
@@ -50,11 +60,17 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let mut stop = std::pin::pin!(stop);
+    let mut full = false;
     loop {
+        let room = connections.len() < bounds.connections;
+        if room == full {
+            full = !room;
+            at_limit(full, bounds.connections);
+        }
         tokio::select! {
             () = &mut stop => break,
             Some(_) = connections.join_next() => {}
-            accepted = listener.accept() => match accepted {
+            accepted = listener.accept(), if room => match accepted {
                 Ok((stream, _)) => {
                     // Answers are small and written whole: sent at once, not held for an ack.
                     let _ = stream.set_nodelay(true);
@@ -91,6 +107,18 @@ pub async fn serve(
         );
     }
     connections.shutdown().await;
+}
+
+/// Says that the server stopped accepting at its connection limit, or accepts again.
+fn at_limit(full: bool, limit: usize) {
+    if full {
+        tracing::warn!(
+            limit,
+            "at the limit of connections open at once (AIC_HTTP_MAX_CONNECTIONS): new ones wait until one closes"
+        );
+    } else {
+        tracing::info!(limit, "below the limit of connections again: accepting");
+    }
 }
 
 /// The error a body that did not arrive in time ends with: the handler reading it finds it

@@ -1,5 +1,6 @@
 //! What a connection to the API may hold, and for how long: half a request's head, an idle
-//! kept-alive connection, a body sent a byte at a time, and a stop with requests in flight.
+//! kept-alive connection, a body sent a byte at a time, a stop with requests in flight; and how
+//! many connections it keeps at once.
 
 use aic_tests::harness::{Options, TestEnv};
 use serde_json::json;
@@ -94,6 +95,39 @@ async fn a_connection_that_sends_half_a_head_or_idles_is_closed() {
         .await
         .expect("answered");
     assert_eq!(healthz.status(), 200);
+    env.stop().await;
+}
+
+/// At its limit of connections the API accepts no more: a new one waits, unanswered, until
+/// one of those open closes, and is then served.
+#[tokio::test]
+async fn at_its_connection_limit_a_new_connection_waits_for_one_to_close() {
+    let env = TestEnv::start_with(Options::api_only()).await;
+    let own = env
+        .start_control_plane(|a| a.http_max_connections = 2)
+        .await;
+    let first = connect(&own.api).await;
+    let _second = connect(&own.api).await;
+    let mut third = connect(&own.api).await;
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: aic\r\n\r\n")
+        .await
+        .expect("sent");
+    let mut answer = [0u8; 12];
+    let held = tokio::time::timeout(Duration::from_millis(800), third.read(&mut answer)).await;
+    assert!(held.is_err(), "answered beyond the limit: {held:?}");
+    drop(first);
+    let served = tokio::time::timeout(Duration::from_secs(5), third.read_exact(&mut answer))
+        .await
+        .expect("served within 5 s of a connection closing")
+        .expect("read");
+    assert_eq!(served, 12);
+    assert_eq!(
+        &answer,
+        b"HTTP/1.1 200",
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
     env.stop().await;
 }
 

@@ -20,11 +20,14 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// How long a connection to the admin server (`/metrics`, the probes) may keep it waiting;
-/// its requests carry no body worth the name, and it stops with the worker.
+/// its requests carry no body worth the name, and it stops with the worker. Its callers are
+/// Prometheus and the kubelet: a few connections at a time; a flood of others holds the
+/// probes, not the worker's file descriptors.
 const ADMIN_BOUNDS: aic_core::http::Bounds = aic_core::http::Bounds {
     head: aic_core::http::READ_TIMEOUT,
     body: aic_core::http::READ_TIMEOUT,
     drain: Duration::ZERO,
+    connections: 256,
 };
 
 /// The worker's two pools of Postgres connections: the ledger's batched statements get

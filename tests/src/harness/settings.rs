@@ -65,6 +65,7 @@ impl Settings {
             executions_keep_days: None,
             http_read_timeout_secs: aic_core::http::READ_TIMEOUT.as_secs(),
             shutdown_grace_secs: aic_control_plane::config::SHUTDOWN_GRACE_SECS,
+            http_max_connections: aic_core::http::MAX_CONNECTIONS,
         }
     }
 
