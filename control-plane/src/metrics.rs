@@ -3,7 +3,8 @@
 //! status, and how long it took. Labels are bounded: an unknown path is `unmatched`, an unusual
 //! method `other`. And, read from PostgreSQL at each scrape, every tenant's connections by
 //! status and those a vendor's cool-down holds: what needs an admin (every control plane
-//! reports the same counts, so dashboards take the `max`, not the `sum`).
+//! reports the same counts, so dashboards take the `max`, not the `sum`). And the connections
+//! open to the API, against its limit.
 
 use aic_core::metrics::{LATENCY_BUCKETS, gauges, histogram, register, render};
 use axum::extract::{MatchedPath, Request, State};
@@ -33,6 +34,10 @@ pub struct HttpMetrics {
     without_key: IntGauge,
     /// This control plane's active credential key id.
     active_key: String,
+    /// Connections to the API open now.
+    pub open_connections: IntGauge,
+    /// The most connections the API keeps open at once (`AIC_HTTP_MAX_CONNECTIONS`).
+    pub connection_limit: IntGauge,
 }
 
 /// The fleet's kinds of process.
@@ -95,7 +100,25 @@ impl HttpMetrics {
                  credentials sealed under it (read at each scrape).",
             ),
         );
+        let name = "aic_http_connections_open";
+        let open_connections = register(
+            &registry,
+            name,
+            IntGauge::new(name, "Connections to the API open now."),
+        );
+        let name = "aic_http_connections_limit";
+        let connection_limit = register(
+            &registry,
+            name,
+            IntGauge::new(
+                name,
+                "The most connections the API keeps open at once (AIC_HTTP_MAX_CONNECTIONS); \
+                 at it, new ones wait.",
+            ),
+        );
         Self {
+            open_connections,
+            connection_limit,
             registry,
             requests,
             duration,

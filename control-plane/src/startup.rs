@@ -85,7 +85,10 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let app = crate::routes::router(self.state.clone());
+        let metrics = crate::metrics::HttpMetrics::new(self.state.keyring.active_id());
+        metrics.connection_limit.set(self.bounds.connections as i64);
+        let open = metrics.open_connections.clone();
+        let app = crate::routes::router(self.state.clone(), Arc::new(metrics));
         tracing::info!(addr = %self.listener.local_addr()?, "control plane listening");
         let retention = self.retention.any().then(|| {
             let pool = self.state.pool.clone();
@@ -107,7 +110,7 @@ impl Application {
             // Callers waiting for results are answered (202) rather than waited out.
             replies.stop();
         };
-        aic_core::http::serve(self.listener, app, self.bounds, stop).await;
+        aic_core::http::serve(self.listener, app, self.bounds, Some(open), stop).await;
         resend.abort();
         fleet.stop().await;
         if let Some(task) = retention {

@@ -47,11 +47,13 @@ pub struct Bounds {
 }
 
 /// Serves `router` on `listener` until `stop` resolves, then answers the requests in flight
-/// (closing idle connections at once) within `bounds.drain`, and closes what is left.
+/// (closing idle connections at once) within `bounds.drain`, and closes what is left. `open`,
+/// when given, follows how many connections are open.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     bounds: Bounds,
+    open: Option<prometheus::IntGauge>,
     stop: impl Future<Output = ()>,
 ) {
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -62,6 +64,9 @@ pub async fn serve(
     let mut stop = std::pin::pin!(stop);
     let mut full = false;
     loop {
+        if let Some(open) = &open {
+            open.set(connections.len() as i64);
+        }
         let room = connections.len() < bounds.connections;
         if room == full {
             full = !room;

@@ -142,6 +142,7 @@ impl Worker {
             self.admin,
             admin::router(admin_state),
             ADMIN_BOUNDS,
+            None,
             std::future::pending(),
         ));
         let version = crate::config::VERSION.clone();

@@ -14,10 +14,8 @@ use crate::state::AppState;
 use axum::Router;
 use axum::routing::{get, patch, post};
 
-/// Builds the router: the API, and `/metrics` counting every request to it.
-pub fn router(state: AppState) -> Router {
-    let active_key = state.keyring.active_id();
-    let metrics = std::sync::Arc::new(crate::metrics::HttpMetrics::new(active_key));
+/// Builds the router: the API, and `/metrics` counting every request to it in `metrics`.
+pub fn router(state: AppState, metrics: std::sync::Arc<crate::metrics::HttpMetrics>) -> Router {
     let scrape = (metrics.clone(), state.pool.clone());
     api(state)
         .route("/metrics", get(crate::metrics::serve).with_state(scrape))

@@ -151,6 +151,16 @@ async fn every_series_the_rules_and_dashboard_read_is_exported_with_real_queue_d
         !api_text.contains(&missing),
         "an id in a label:\n{api_text}"
     );
+    // Its connections, this scrape's among them, against its limit.
+    let gauge = |name: &str| {
+        api_text
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<i64>().ok())
+    };
+    let limit = aic_core::http::MAX_CONNECTIONS as i64;
+    assert_eq!(gauge("aic_http_connections_limit "), Some(limit));
+    let open = gauge("aic_http_connections_open ");
+    assert!(open.is_some_and(|n| n >= 1), "{api_text}");
     for (name, series) in api {
         assert!(
             exported.insert(name.clone(), series).is_none(),
