@@ -24,7 +24,7 @@ mod settings;
 mod workers;
 pub use broker::{Listener, dead_letter_header};
 use cleanup::{Cleanup, Declared};
-pub use recovery::infrastructure_retries;
+pub use recovery::{Tally, infrastructure_retries, readiness};
 pub use requests::{assert_failed_with, reply_properties};
 pub use settings::RunningApi;
 use settings::Settings;

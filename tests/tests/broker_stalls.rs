@@ -4,7 +4,7 @@
 //! worker must know it is cut off, and once the broker is back finish every execution it
 //! held, none sent twice.
 
-use aic_tests::harness::{Options, TestEnv};
+use aic_tests::harness::{Options, TestEnv, readiness};
 use aic_tests::private::PrivateRabbit;
 use reqwest::Method;
 use serde_json::json;
@@ -48,16 +48,9 @@ async fn while_the_broker_stalls_the_api_answers_and_enqueues_again_once_it_is_b
             started.elapsed()
         );
     }
-    let ready = tokio::time::timeout(Duration::from_secs(5), async {
-        let answer = reqwest::get(format!("{}/readyz", env.api))
-            .await
-            .expect("readyz");
-        (answer.status(), answer.text().await.unwrap_or_default())
-    })
-    .await
-    .expect("/readyz answered within 5 s of the stall");
-    assert_eq!(ready.0, 503, "{}", ready.1);
-    assert!(ready.1.contains("\"rabbitmq\":false"), "{}", ready.1);
+    let (status, ready) = readiness(&env.api).await;
+    assert_eq!(status, 503, "{ready}");
+    assert!(ready.contains("\"rabbitmq\":false"), "{ready}");
 
     drop(frozen);
     let again = (Method::POST, path.as_str(), Some(body));
@@ -74,28 +67,14 @@ async fn while_the_broker_stalls_the_worker_holds_its_work_and_finishes_it_once_
         ..Options::default()
     })
     .await;
-    let lead = env.lead_automation().await;
-    env.sandbox.set_latency(Duration::from_millis(50));
-    let mut ids = Vec::new();
-    for i in 0..120 {
-        let parameters = json!({"LastName": format!("Stall{i}"), "Company": "C"});
-        ids.push(env.enqueue(&lead, parameters).await);
-    }
-    env.wait_for_vendor_calls("/sobjects/Lead/", 24).await;
+    let (_, ids) = env.run_under_way(120, Duration::from_millis(50)).await;
 
     let frozen = rabbit.frozen();
     tokio::time::sleep(Duration::from_secs(8)).await;
     let admin = env.worker_admin.expect("a worker runs");
-    let ready = tokio::time::timeout(Duration::from_secs(5), async {
-        let answer = reqwest::get(format!("http://{admin}/readyz"))
-            .await
-            .expect("readyz");
-        (answer.status(), answer.text().await.unwrap_or_default())
-    })
-    .await
-    .expect("the worker's /readyz answered within 5 s of the stall");
-    assert_eq!(ready.0, 503, "{}", ready.1);
-    assert!(ready.1.contains("\"rabbitmq\":false"), "{}", ready.1);
+    let (status, ready) = readiness(&format!("http://{admin}")).await;
+    assert_eq!(status, 503, "{ready}");
+    assert!(ready.contains("\"rabbitmq\":false"), "{ready}");
     let held = env.sandbox.requests_to("/sobjects/Lead/").len();
     drop(frozen);
 
