@@ -196,6 +196,9 @@ async fn subscribe(
     broker: &Broker,
     s: &ConsumeSettings,
 ) -> anyhow::Result<(lapin::Channel, lapin::Consumer)> {
+    // Declared first: a queue deleted under the running worker (its consumer cancelled by the
+    // broker) is there again to consume, not refused at every attempt.
+    broker.declare_again().await?;
     let ch = broker.new_channel().await?;
     ch.basic_qos(s.prefetch, BasicQosOptions::default()).await?;
     let consumer = ch

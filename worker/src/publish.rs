@@ -2,7 +2,7 @@
 //! `reply_to`) and dead letters (with the reason in headers). Every publish is confirmed.
 
 use crate::funnel::{Funnel, Job};
-use aic_core::amqp::{Broker, PublishError, json_properties, publish_confirmed};
+use aic_core::amqp::{Broker, PublishError, json_properties};
 use aic_proto::TenantId;
 use aic_proto::topology::{
     DEAD_LETTER_DETAIL_HEADER, DEAD_LETTER_REASON_HEADER, EXECUTE_ROUTING_KEY,
@@ -97,18 +97,10 @@ pub async fn dead_letter(
         DEAD_LETTER_DETAIL_HEADER.into(),
         AMQPValue::LongString(LongString::from(detail.as_str())),
     );
-    let ch = broker.channel().await?;
-    let ch = &ch;
     let props = original.clone().with_headers(headers).with_delivery_mode(2);
-    publish_confirmed(
-        ch,
-        &names.dead_letter_exchange,
-        "executions",
-        body,
-        props,
-        false,
-    )
-    .await
+    // Mandatory: with its queue gone, a dead letter would be dropped without a word.
+    let to = (names.dead_letter_exchange.as_str(), "executions");
+    broker.publish_routed(to, body, props).await
 }
 
 /// Where a request waits before its next attempt, read from and written to its headers.
@@ -216,19 +208,9 @@ pub async fn handoff(
     if handoff.held {
         wait_ms = wait_ms.min(recheck_ms);
     }
-    let ch = broker.channel().await?;
-    match names.delay_queue_for(wait_ms) {
-        Some((_, queue)) => publish_confirmed(&ch, "", queue, body, props, true).await,
-        None => {
-            publish_confirmed(
-                &ch,
-                &names.executions_exchange,
-                EXECUTE_ROUTING_KEY,
-                body,
-                props,
-                true,
-            )
-            .await
-        }
-    }
+    let to = match names.delay_queue_for(wait_ms) {
+        Some((_, queue)) => ("", queue),
+        None => (names.executions_exchange.as_str(), EXECUTE_ROUTING_KEY),
+    };
+    broker.publish_routed(to, body, props).await
 }

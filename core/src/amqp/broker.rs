@@ -113,11 +113,74 @@ impl Broker {
         if self.blocked() {
             return Err(PublishError::Blocked);
         }
-        let confirmed =
-            publish_confirmed(&channel, exchange, routing_key, body, properties, mandatory);
+        let to = (exchange, routing_key);
+        let confirmed = async {
+            if mandatory {
+                self.routed(&channel, to, body, properties).await
+            } else {
+                publish_confirmed(&channel, exchange, routing_key, body, properties, false).await
+            }
+        };
         tokio::time::timeout(wait, confirmed)
             .await
             .unwrap_or(Err(PublishError::Unanswered(wait)))
+    }
+
+    /// Publishes with `mandatory` to `(exchange, routing_key)` on the live confirm channel and
+    /// waits for the broker's ack, however long. A message the broker had no queue for — one
+    /// deleted under the running services by an operator, a policy or a broker that lost its
+    /// definitions while this connection stayed up — is not lost: the topology is declared
+    /// again and the message published once more.
+    pub async fn publish_routed(
+        &self,
+        to: (&str, &str),
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), PublishError> {
+        let channel = self.channel().await?;
+        self.routed(&channel, to, body, properties).await
+    }
+
+    async fn routed(
+        &self,
+        channel: &Channel,
+        (exchange, routing_key): (&str, &str),
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), PublishError> {
+        let first = publish_confirmed(
+            channel,
+            exchange,
+            routing_key,
+            body,
+            properties.clone(),
+            true,
+        );
+        match first.await {
+            Err(PublishError::Unroutable) => {
+                tracing::warn!(
+                    exchange,
+                    routing_key,
+                    "RabbitMQ has no queue for this message (deleted under the running services?); declaring the topology again"
+                );
+                self.declare_again().await?;
+                publish_confirmed(channel, exchange, routing_key, body, properties, true).await
+            }
+            other => other,
+        }
+    }
+
+    /// Declares the contract's exchanges, queues and bindings again, on a channel of their
+    /// own (a declare the broker refuses closes its channel, which must not be the one
+    /// publishes are confirmed on): what a consumer or a publisher that found its queue gone
+    /// needs before trying again.
+    pub async fn declare_again(&self) -> Result<(), lapin::Error> {
+        let ch = self.new_channel().await?;
+        let declared = declare_topology(&ch, &self.inner.names).await;
+        if ch.status().connected() {
+            let _ = ch.close(200, "declared".into()).await;
+        }
+        declared
     }
 
     /// Whether the broker blocks the connection's publishing (a memory or disk alarm raised
