@@ -67,7 +67,23 @@ async fn a_long_retry_after_leaves_the_worker_through_the_delay_queues() {
         3,
         "one 429, its retry, the other message"
     );
+    // Hops of 1 s over a 3 s wait, not a loop through the broker for the part of it between
+    // the 500 ms the worker waits in process and the shortest tier's 1 s.
+    let hops = deferred(&env.metrics().await, "slack");
+    assert!(
+        (1.0..=4.0).contains(&hops),
+        "{hops} hand-offs for a 3 s wait"
+    );
     env.stop().await;
+}
+
+/// `aic_execution_retries_deferred_total` of `app` in the worker's metrics text.
+fn deferred(metrics: &str, app: &str) -> f64 {
+    let series = format!("aic_execution_retries_deferred_total{{app=\"{app}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series)?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series}in\n{metrics}"))
 }
 
 /// Once a retry is handed to a delay queue, the original request — redelivered, say, after a

@@ -161,8 +161,8 @@ impl Handoff {
 
 /// Parks a copy of the request (same body and properties, `handoff` in its headers) until
 /// `handoff.not_before_ms`: in the longest delay queue that does not overshoot the wait (nor,
-/// for a copy held by a cool-down, `recheck_ms`), or, for a wait shorter than every tier,
-/// straight back on the executions queue (the worker sleeps the rest). Confirmed before it
+/// for a copy held by a cool-down, `recheck_ms`), in the shortest for a wait shorter than
+/// every tier, or, when it is due, straight back on the executions queue. Confirmed before it
 /// returns, so the caller may then ack the delivery it holds.
 pub async fn handoff(
     broker: &Broker,
@@ -208,9 +208,15 @@ pub async fn handoff(
     if handoff.held {
         wait_ms = wait_ms.min(recheck_ms);
     }
-    let to = match names.delay_queue_for(wait_ms) {
-        Some((_, queue)) => ("", queue),
-        None => (names.executions_exchange.as_str(), EXECUTE_ROUTING_KEY),
+    let shortest = names.delay_queues.first().map(|(_, q)| q.as_str());
+    let to = match (names.delay_queue_for(wait_ms), shortest) {
+        (Some((_, queue)), _) => ("", queue),
+        // Not due yet, but sooner than the shortest tier: sent straight back it would come
+        // straight back, again and again until due — a loop through the broker (hundreds of
+        // hops a second where `AIC_WORKER_RETRY_INLINE_MAX_MS` is below the shortest tier).
+        // The shortest tier overshoots by less than its length.
+        (None, Some(queue)) if wait_ms > 0 => ("", queue),
+        (None, _) => (names.executions_exchange.as_str(), EXECUTE_ROUTING_KEY),
     };
     broker.publish_routed(to, body, props).await
 }
