@@ -119,7 +119,7 @@ fn at_limit(full: bool, limit: usize) {
     if full {
         tracing::warn!(
             limit,
-            "at the limit of connections open at once (AIC_HTTP_MAX_CONNECTIONS): new ones wait until one closes"
+            "at the limit of connections open at once: new ones wait until one closes"
         );
     } else {
         tracing::info!(limit, "below the limit of connections again: accepting");
