@@ -2,9 +2,8 @@
 //! its definitions while their connections stayed up: the services declare them again and go
 //! on, and no message is dropped for want of its queue.
 //!
-//! Not tested, because RabbitMQ (3.10) does not do it: a quorum queue deleted and declared
-//! again at once (by another service) leaves the consumers of the deleted one uncancelled, so
-//! the tests let each service find its own queue gone.
+//! RabbitMQ (3.10) does not cancel the consumers of a quorum queue deleted and declared again
+//! at once (by the control plane's enqueue), nor feeds them: the worker finds itself starved.
 
 use aic_core::amqp::json_properties;
 use aic_proto::topology::{DEAD_LETTER_REASON_HEADER, EXECUTION_REQUEST_TYPE};
@@ -112,5 +111,47 @@ async fn a_worker_whose_queues_were_deleted_declares_them_again_and_drops_nothin
         deferred.is_some_and(|n| n != "0"),
         "the retry went through a delay queue:\n{metrics}"
     );
+    env.stop().await;
+}
+
+/// The executions queue deleted and at once declared again by the control plane, whose enqueue
+/// found it gone: RabbitMQ leaves the worker's consumer uncancelled, counted on the new queue,
+/// and checks messages out to it — up to its prefetch of 4 — that never reach the worker. The
+/// worker finds messages ready at two looks in a row with nothing delivered in between, consumes
+/// again on a new channel, and runs every request, those checked out to the lost consumer too.
+#[tokio::test]
+async fn a_worker_left_behind_by_its_queue_declared_again_consumes_again() {
+    let env = TestEnv::start_with(Options {
+        prefetch: 4,
+        ..Options::default()
+    })
+    .await;
+    let lead = env.lead_automation().await;
+    delete(&env, &env.names.executions_queue).await;
+    let path = format!("/v1/automations/{lead}/executions");
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let body = json!({"parameters": {"LastName": format!("Again{i}"), "Company": "C"}});
+        let (status, queued) = env.call(Method::POST, &path, Some(body)).await;
+        assert_eq!(status, 202, "{queued}");
+        ids.push(queued["execution_id"].as_str().expect("id").to_string());
+    }
+    // The worker looks every 15 s: starved at its second look with messages ready.
+    let started = Instant::now();
+    let first = ids[0].clone();
+    loop {
+        let (_, e) = env
+            .call(Method::GET, &format!("/v1/executions/{first}"), None)
+            .await;
+        if e["status"] != "queued" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(45), "still {e}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("running again after {:?}", started.elapsed());
+    let counts = env.final_statuses(&ids).await;
+    assert_eq!(counts.get("succeeded"), Some(&6), "{counts:?}");
+    assert_eq!(env.sandbox.requests_to("/sobjects/Lead/").len(), 6);
     env.stop().await;
 }

@@ -12,7 +12,7 @@ use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::task::JoinSet;
 
@@ -90,6 +90,15 @@ pub async fn run(
     let mut tasks = JoinSet::new();
     // The acker of the channel being consumed (a channel's delivery tags are its own).
     let mut acker: Option<Acks> = None;
+    let feed = Arc::new(crate::attached::Feed {
+        queue: s.queue.clone(),
+        prefetch: s.prefetch,
+        in_flight: ctx.metrics.in_flight.clone(),
+        delivered: AtomicU64::new(0),
+        consuming: consuming.clone(),
+        starved: tokio::sync::Notify::new(),
+    });
+    let watch = tokio::spawn(crate::attached::watch(broker.clone(), feed.clone()));
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(200);
     loop {
@@ -113,12 +122,26 @@ pub async fn run(
         consuming.store(true, Ordering::SeqCst);
         backoff = Duration::from_millis(200);
         tracing::info!(queue = %s.queue, tag = %s.tag, "consuming");
-        let ended = consume(&ctx, &mut consumer, &acks, &mut tasks, shutdown.as_mut()).await;
+        let ended = consume(
+            &ctx,
+            &mut consumer,
+            &acks,
+            &mut tasks,
+            (shutdown.as_mut(), &feed),
+        )
+        .await;
         consuming.store(false, Ordering::SeqCst);
         match ended {
             // In-flight deliveries of the dead channel will be redelivered; the ledger answers
             // those that finished.
             Ended::Lost(why) => tracing::warn!(reason = %why, "consumer lost; reconnecting"),
+            // Its deliveries not yet acked return to the queue with the channel; the ledger
+            // answers those that finished.
+            Ended::Starved => {
+                tracing::warn!(queue = %s.queue, "RabbitMQ has delivered nothing to this consumer for a while, with messages ready and prefetch slots free (its queue deleted and declared again?); consuming again");
+                let closed = ch.close(200, "orphaned".into());
+                let _ = tokio::time::timeout(aic_core::amqp::BROKER_ANSWER_WAIT, closed).await;
+            }
             Ended::Shutdown => {
                 // Stop receiving first, so nothing new starts while we drain — unless the
                 // broker blocks the connection (a resource alarm: it reads nothing until the
@@ -135,6 +158,7 @@ pub async fn run(
         // The channel and its consumer are dropped here, as the next session starts.
     }
     consuming.store(false, Ordering::SeqCst);
+    watch.abort();
     ctx.stopping.store(true, Ordering::SeqCst);
     drain(tasks, s.grace).await;
     if let Some(acker) = acker {
@@ -156,15 +180,22 @@ enum Ended {
     Shutdown,
     /// The consumer's stream failed or the broker closed it: consume again on a new channel.
     Lost(String),
+    /// The broker feeds the consumer nothing though messages wait ([`crate::attached`]):
+    /// close the channel and consume again on a new one.
+    Starved,
 }
 
-/// Spawns a task per delivery of `consumer` until `shutdown` resolves or the consumer is lost.
+/// Spawns a task per delivery of `consumer` until `shutdown` resolves, the consumer is lost, or
+/// the broker is found to feed it nothing (`feed.starved`).
 async fn consume(
     ctx: &Arc<Ctx>,
     consumer: &mut lapin::Consumer,
     acks: &AckHandle,
     tasks: &mut JoinSet<()>,
-    mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+    (mut shutdown, feed): (
+        std::pin::Pin<&mut impl Future<Output = ()>>,
+        &crate::attached::Feed,
+    ),
 ) -> Ended {
     loop {
         // Deliveries first: the shutdown signal (two signal streams) is then polled once per
@@ -180,12 +211,14 @@ async fn consume(
                     // most a prefetch of them wait, each its task's allocation with the future
                     // already dropped.
                     while tasks.try_join_next().is_some() {}
+                    feed.delivered.fetch_add(1, Ordering::Relaxed);
                     tasks.spawn(process(ctx.clone(), delivery, acks.clone()));
                 }
                 Some(Err(e)) => return Ended::Lost(e.to_string()),
                 None => return Ended::Lost("the broker closed the consumer".into()),
             },
             _ = &mut shutdown => return Ended::Shutdown,
+            () = feed.starved.notified() => return Ended::Starved,
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod acks;
 pub mod admin;
+pub mod attached;
 pub mod batch;
 pub mod budget;
 pub mod config;
