@@ -108,9 +108,16 @@ pub async fn run(
                 Ok(v) => v,
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot consume; RabbitMQ unavailable");
+                    // Refused, perhaps for want of the queue — deleted under the running
+                    // worker, its consumer cancelled by the broker: declared again before the
+                    // next attempt.
+                    let again = async {
+                        let _ = broker.declare_again().await;
+                        tokio::time::sleep(backoff).await;
+                    };
                     tokio::select! {
                         _ = &mut shutdown => break,
-                        _ = tokio::time::sleep(backoff) => {}
+                        () = again => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                     continue;
@@ -139,7 +146,7 @@ pub async fn run(
             // answers those that finished.
             Ended::Starved => {
                 tracing::warn!(queue = %s.queue, "RabbitMQ has delivered nothing to this consumer for a while, with messages ready and prefetch slots free (its queue deleted and declared again?); consuming again");
-                let closed = ch.close(200, "orphaned".into());
+                let closed = ch.close(200, "starved".into());
                 let _ = tokio::time::timeout(aic_core::amqp::BROKER_ANSWER_WAIT, closed).await;
             }
             Ended::Shutdown => {
@@ -229,9 +236,6 @@ async fn subscribe(
     broker: &Broker,
     s: &ConsumeSettings,
 ) -> anyhow::Result<(lapin::Channel, lapin::Consumer)> {
-    // Declared first: a queue deleted under the running worker (its consumer cancelled by the
-    // broker) is there again to consume, not refused at every attempt.
-    broker.declare_again().await?;
     let ch = broker.new_channel().await?;
     ch.basic_qos(s.prefetch, BasicQosOptions::default()).await?;
     let consumer = ch
