@@ -121,8 +121,15 @@ function select(options, value, onchange) {
     options.map(([v, label]) => h('option', { value: v, selected: v === value ? true : null }, label)));
 }
 
+let fields = 0;
+
+/** A labelled form field: the label names its input, the hint describes it (for screen readers too). */
 function field(label, input, hint) {
-  return h('div', {}, h('label', {}, label), hint ? h('div', { class: 'hint' }, hint) : null, input);
+  fields += 1;
+  if (!input.id) input.id = `field-${fields}`;
+  const help = hint ? h('div', { class: 'hint', id: `${input.id}-hint` }, hint) : null;
+  if (help) input.setAttribute('aria-describedby', help.id);
+  return h('div', {}, h('label', { for: input.id }, label), help, input);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -102,11 +102,11 @@ function parameterTable(parameters) {
   const addRow = (p) => {
     const row = {
       original: p,
-      name: h('input', { value: p.name }),
+      name: h('input', { value: p.name, 'aria-label': 'Parameter name' }),
       type: select(TYPES.map((t) => [t, t]), p.type || 'string', () => {}),
-      target: h('input', { value: p.target, list: 'vendor-fields' }),
-      required: h('input', { type: 'checkbox', checked: p.required }),
-      description: h('input', { value: p.description || '' }),
+      target: h('input', { value: p.target, list: 'vendor-fields', 'aria-label': 'Field' }),
+      required: h('input', { type: 'checkbox', checked: p.required, 'aria-label': 'Required' }),
+      description: h('input', { value: p.description || '', 'aria-label': 'Description' }),
     };
     const tr = h('tr', {}, h('td', {}, row.name), h('td', {}, row.type), h('td', {}, row.target),
       h('td', {}, row.required), h('td', {}, row.description),
@@ -135,7 +135,7 @@ function parameterTable(parameters) {
 
 function testPanel(id, parameters) {
   const example = Object.fromEntries(parameters.filter((p) => p.required).map((p) => [p.name, '']));
-  const values = h('textarea', {}, JSON.stringify(example, null, 2));
+  const values = h('textarea', { 'aria-label': 'Parameter values (JSON)' }, JSON.stringify(example, null, 2));
   const out = h('div');
   const run = () => attempt(async () => {
     let parsed;

@@ -33,12 +33,13 @@ views.deployables = async (filters = {}) => {
 views.tokens = async () => {
   const [list, automations] = await Promise.all([api.get('/v1/tokens'), api.get('/v1/automations')]);
   const named = new Map(automations.map((a) => [a.id, a.name]));
-  const name = h('input', { size: 30, placeholder: 'e.g. onboarding flow' });
+  const name = h('input', { size: 30, placeholder: 'e.g. onboarding flow', 'aria-label': 'Token name' });
   // A service token may be limited to some automations: none chosen, it runs every one.
-  const scope = h('select', { multiple: true, size: Math.min(5, Math.max(2, automations.length)), title: 'Only these automations (none chosen: every one)' },
+  const scope = h('select', { multiple: true, size: Math.min(5, Math.max(2, automations.length)), title: 'Only these automations (none chosen: every one)', 'aria-label': 'Automations it runs' },
     automations.map((a) => h('option', { value: a.id }, a.name)));
   const role = select(['service', 'viewer', 'editor', 'admin'].map((r) => [r, r]), 'service', () => { scope.disabled = role.value !== 'service'; });
-  const expires = h('input', { type: 'date' });
+  role.setAttribute('aria-label', 'Role');
+  const expires = h('input', { type: 'date', 'aria-label': 'Expires' });
   const shown = h('div');
   const issue = () => attempt(async () => {
     const body = { name: name.value, role: role.value };
