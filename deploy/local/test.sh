@@ -12,6 +12,13 @@ if [ "$installed" != "$SCHEMATHESIS" ]; then
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
     "schemathesis==$SCHEMATHESIS"
 fi
+# The admin console's tests (tests/tests/console_browser.rs) drive Debian's Chromium through
+# its ChromeDriver.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null \
+    || { $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; }
+fi
 # The process-level tests (kill -9, SIGTERM) start the real aic-worker binary.
 cargo build --workspace --bins
 # Every test binary runs even after one fails, so that one run shows every failure.

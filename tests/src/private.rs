@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 /// range could be handed to one of them before the private server binds it (one RabbitMQ node
 /// failed to start with `dist_port_already_used` that way). Skips the ports of this machine's
 /// services (RabbitMQ's 25672 among them).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     const TAKEN: [u16; 3] = [25672, 27017, 28015];
     loop {
         let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
