@@ -226,10 +226,13 @@ views.runs = async (filters = {}) => {
   const status = select([['', 'Any status'], ...STATUSES.map((s) => [s, s.replace(/_/g, ' ')])], filters.status || '', refilter('status'));
   const SINCE = [['', 'Any time'], ['1', 'Last hour'], ['24', 'Last 24 hours'], ['168', 'Last 7 days']];
   const hours = select(SINCE, filters.hours || '', refilter('hours'));
+  status.setAttribute('aria-label', 'Status');
+  hours.setAttribute('aria-label', 'Since');
   const since = filters.hours ? new Date(Date.now() - filters.hours * 3600e3).toISOString() : undefined;
   const automations = await api.get('/v1/automations');
   const named = new Map(automations.map((a) => [a.id, a.name]));
   const automation = select([['', 'Every automation'], ...automations.map((a) => [a.id, a.name])], filters.automation || '', refilter('automation'));
+  automation.setAttribute('aria-label', 'Automation');
   const listed = filters.automation ? path('/v1/automations/{}/executions', filters.automation) : '/v1/executions';
   const fetch = (after) => api.get(listed + query({ status: filters.status, since, limit: 50, after }));
   // Once a failure's cause is mended: every failure of the window that no run followed yet, a
