@@ -53,6 +53,19 @@ impl Browser {
         browser
     }
 
+    /// A browser at the console of the API at `api`, showing its sign-in form.
+    pub async fn console(api: &str) -> Self {
+        let browser = Self::start().await;
+        browser.open(&format!("{api}/console")).await;
+        browser
+    }
+
+    /// Signs in to the console with `token`.
+    pub async fn sign_in(&self, token: &str) {
+        self.fill("API token", token).await;
+        self.click("", "Sign in").await;
+    }
+
     /// Opens `url` and waits for its scripts to have run.
     pub async fn open(&self, url: &str) {
         self.client.goto(url).await.expect("the page opens");
@@ -309,4 +322,17 @@ impl Drop for Browser {
             .status();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
+}
+
+/// The console's tile titled `title`, as an XPath scope.
+pub fn tile(title: &str) -> String {
+    format!(
+        "//div[@class='tile'][h4[normalize-space()={}]]",
+        quoted(title)
+    )
+}
+
+/// A status tag (`connected`, `succeeded`, `live`…) within the XPath scope `scope`.
+pub fn status(scope: &str, status: &str) -> String {
+    format!("{scope}//span[contains(@class, 'tag') and normalize-space()='{status}']")
 }

@@ -5,35 +5,10 @@
 //! throws or the content security policy refuses anything (`Browser::close`).
 
 use aic_control_plane::auth::Role;
-use aic_tests::browser::{Browser, quoted};
+use aic_tests::browser::{Browser, status, tile};
 use aic_tests::harness::{Options, TestEnv};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-
-/// A console open at its sign-in form.
-async fn console(env: &TestEnv) -> Browser {
-    let browser = Browser::start().await;
-    browser.open(&format!("{}/console", env.api)).await;
-    browser
-}
-
-async fn sign_in(browser: &Browser, token: &str) {
-    browser.fill("API token", token).await;
-    browser.click("", "Sign in").await;
-}
-
-/// The tile titled `title`, as an XPath scope.
-fn tile(title: &str) -> String {
-    format!(
-        "//div[@class='tile'][h4[normalize-space()={}]]",
-        quoted(title)
-    )
-}
-
-/// A status tag (`connected`, `succeeded`, `live`…) within `scope`.
-fn status(scope: &str, status: &str) -> String {
-    format!("{scope}//span[contains(@class, 'tag') and normalize-space()='{status}']")
-}
 
 #[tokio::test]
 async fn an_admin_connects_salesforce_then_tests_and_publishes_an_automation() {
@@ -43,8 +18,8 @@ async fn an_admin_connects_salesforce_then_tests_and_publishes_an_automation() {
         .state
         .salesforce
         .add_client(&client_id, "right-secret");
-    let b = console(&env).await;
-    sign_in(&b, &env.admin_token).await;
+    let b = Browser::console(&env.api).await;
+    b.sign_in(&env.admin_token).await;
     let who = b
         .element("//span[@id='who']")
         .await
@@ -126,17 +101,17 @@ async fn an_admin_connects_salesforce_then_tests_and_publishes_an_automation() {
 #[tokio::test]
 async fn what_the_api_refuses_the_console_says_with_its_code_and_field() {
     let env = TestEnv::start_with(Options::api_only()).await;
-    let b = console(&env).await;
+    let b = Browser::console(&env.api).await;
     // Tokens that cannot sign in: an unknown one, a service one.
-    sign_in(&b, "aic_unknown").await;
+    b.sign_in("aic_unknown").await;
     let (said, error) = b.flash_saying("unauthenticated: ").await;
     assert!(error, "{said}");
     b.wait_for_text("The token is unknown, expired or revoked.")
         .await;
-    sign_in(&b, &env.token(Role::Service).await).await;
+    b.sign_in(&env.token(Role::Service).await).await;
     b.flash_saying("A service token only runs automations")
         .await;
-    sign_in(&b, &env.admin_token).await;
+    b.sign_in(&env.admin_token).await;
     b.element("//nav//button[normalize-space()='Tokens']").await;
 
     // A connection refused field by field, then saved under a name that is markup.
@@ -207,8 +182,8 @@ async fn a_viewer_only_reads_and_an_admin_issues_a_token_once_and_revokes_it() {
     let env = TestEnv::start_with(Options::api_only()).await;
     env.salesforce_connection("Sales org", "s3cret", "s3cret")
         .await;
-    let b = console(&env).await;
-    sign_in(&b, &env.token(Role::Viewer).await).await;
+    let b = Browser::console(&env.api).await;
+    b.sign_in(&env.token(Role::Viewer).await).await;
     b.element(&tile("Sales org")).await;
     for hidden in [
         "//button[normalize-space()='Add a new connection']",
@@ -232,7 +207,7 @@ async fn a_viewer_only_reads_and_an_admin_issues_a_token_once_and_revokes_it() {
     assert!(!b.text().await.contains("Sales org"), "signed out for good");
 
     // An admin, still signed in after a reload, issues a service token.
-    sign_in(&b, &env.admin_token).await;
+    b.sign_in(&env.admin_token).await;
     b.element("//nav//button[normalize-space()='Tokens']").await;
     b.client.refresh().await.expect("reloads");
     b.click("//nav", "Tokens").await;

@@ -1,0 +1,280 @@
+//! The admin console in a real browser, changing what exists: an editor mends a connection's
+//! credentials and runs its failure again from Runs, reworks an automation's parameter table and
+//! publishes it, renames, restores and deletes versions, pauses it, duplicates and deletes it.
+//! Each step is checked against the API, not only the page; each test fails when a script
+//! throws or the content security policy blocks anything (`Browser::close`).
+
+use aic_control_plane::auth::Role;
+use aic_tests::browser::{Browser, status, tile};
+use aic_tests::harness::TestEnv;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn get(env: &TestEnv, path: &str) -> Value {
+    let (code, body) = env.call(Method::GET, path, None).await;
+    assert_eq!(code, StatusCode::OK, "{path}: {body}");
+    body
+}
+
+#[tokio::test]
+async fn an_editor_mends_a_connection_and_runs_its_failure_again() {
+    let env = TestEnv::start().await;
+    // The secret given is not the one the org knows: the flow's run fails.
+    let connection = env
+        .salesforce_connection("Sales org", "right", "wrong")
+        .await;
+    let connection = connection["id"].as_str().expect("id");
+    let automation = env
+        .published_automation("salesforce.create_lead", connection, "Leads", None)
+        .await;
+    let failed = env
+        .enqueue(
+            &automation,
+            json!({"LastName": "Curie", "Company": "Radium"}),
+        )
+        .await;
+    let run = env.wait_final(&failed).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(
+        run["result"]["error"]["code"], "vendor_auth_failed",
+        "{run}"
+    );
+
+    let b = Browser::console(&env.api).await;
+    b.sign_in(&env.token(Role::Editor).await).await;
+    b.click("//nav", "Runs").await;
+    let row = "//tr[td/button[normalize-space()='Leads']]";
+    b.element(&status(row, "failed")).await;
+    b.wait_for_text("vendor_auth_failed: ").await;
+
+    // Re-authorised from the connection's Edit: only the secret given is replaced.
+    b.click("//nav", "Connections").await;
+    b.click(&tile("Sales org"), "Edit").await;
+    b.fill("client_secret", "right").await;
+    b.click("", "Save").await;
+    b.flash_saying("Connection saved").await;
+    b.element(&status(&tile("Sales org"), "untested")).await;
+    b.click(&tile("Sales org"), "Test").await;
+    b.flash_saying("Connected: ").await;
+    b.element(&status(&tile("Sales org"), "connected")).await;
+
+    // Runs: the failure run again, once, and marked so.
+    b.click("//nav", "Runs").await;
+    b.click(row, "Run again").await;
+    let (said, error) = b.flash_saying("Running again as ").await;
+    assert!(!error, "{said}");
+    let again = said.trim_start_matches("Running again as ").trim();
+    assert_eq!(env.wait_final(again).await["status"], "succeeded");
+    let first = get(&env, &format!("/v1/executions/{failed}")).await;
+    assert_eq!(first["rerun_id"], again, "{first}");
+    b.click("//nav", "Runs").await;
+    b.wait_for_text("failed run again").await;
+    b.element(&status(row, "succeeded")).await;
+    let leads = env.sandbox.state.salesforce.records("Lead");
+    assert_eq!(leads.len(), 1, "one lead, made by the run again");
+    assert_eq!(leads[0].1["LastName"], "Curie");
+    b.close().await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn an_editor_reworks_an_automation_through_its_versions() {
+    let env = TestEnv::start().await;
+    let automation = env.lead_automation().await;
+    let b = Browser::console(&env.api).await;
+    b.sign_in(&env.token(Role::Editor).await).await;
+    b.click("//nav", "Automations").await;
+    b.click(&tile("Create lead"), "Edit").await;
+    b.wait_for_text("Live: version 1 (Version 1)").await;
+
+    // The parameter table: a row added for the lead's status, the phone's row deleted.
+    b.click("", "+ Create").await;
+    let last = |label: &str| format!("(//input[@aria-label='{label}'])[last()]");
+    b.element(&last("Parameter name"))
+        .await
+        .send_keys("Stage")
+        .await
+        .expect("typed");
+    b.element(&last("Field"))
+        .await
+        .send_keys("Status")
+        .await
+        .expect("typed");
+    // (An input's value is a property, not an attribute XPath could read.)
+    let fields = "[...document.querySelectorAll('input[aria-label=Field]')]";
+    let phone = b
+        .eval(&format!(
+            "return {fields}.findIndex(i => i.value === 'Phone') + 1"
+        ))
+        .await;
+    assert!(phone.as_i64().unwrap_or(0) > 0, "a row maps Phone");
+    let phone = format!("(//input[@aria-label='Field'])[{phone}]/ancestor::tr");
+    b.click(&phone, "Delete").await;
+    b.click("", "Publish").await;
+    b.accept_dialog(Some("With a stage")).await;
+    b.flash_saying("Published").await;
+    b.wait_for_text("Live: version 2 (With a stage)").await;
+    let live = get(&env, &format!("/v1/automations/{automation}")).await;
+    let parameters = live["parameters"].as_array().expect("parameters");
+    let stage = parameters.iter().find(|p| p["name"] == "Stage");
+    assert_eq!(stage.expect("added")["target"], "Status", "{live}");
+    assert!(parameters.iter().all(|p| p["target"] != "Phone"), "{live}");
+    let id = env
+        .enqueue(
+            &automation,
+            json!({"LastName": "Noether", "Company": "Erlangen", "Stage": "Open"}),
+        )
+        .await;
+    assert_eq!(env.wait_final(&id).await["status"], "succeeded");
+    let leads = env.sandbox.state.salesforce.records("Lead");
+    assert_eq!(
+        leads[0].1["Status"], "Open",
+        "the new parameter reached Salesforce"
+    );
+
+    // The version history: version 1 renamed, restored, then version 2 deleted.
+    let v1 = "//tr[td[normalize-space()='1']]";
+    b.click(v1, "Rename").await;
+    b.accept_dialog(Some("Original")).await;
+    b.flash_saying("Renamed").await;
+    b.click(v1, "Restore").await;
+    b.flash_saying("Restored").await;
+    b.wait_for_text("Live: version 1 (Original)").await;
+    b.element("//tr[td[normalize-space()='2']]//input[@type='checkbox']")
+        .await
+        .click()
+        .await
+        .expect("checked");
+    b.click("", "Delete the selected versions").await;
+    b.accept_dialog(None).await;
+    b.flash_saying("Versions deleted").await;
+    let versions = get(&env, &format!("/v1/automations/{automation}/versions")).await;
+    let numbers: Vec<&Value> = versions
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|v| &v["number"])
+        .collect();
+    assert_eq!(numbers, [&json!(1)], "{versions}");
+
+    // Paused from the editor: refused at once.
+    let paused = b.field("Status").await;
+    paused
+        .find(fantoccini::Locator::Css("option[value='paused']"))
+        .await
+        .expect("the option")
+        .click()
+        .await
+        .expect("chosen");
+    b.click("", "Save as draft").await;
+    b.flash_saying("Draft saved").await;
+    let (code, body) = env
+        .call(
+            Method::POST,
+            &format!("/v1/automations/{automation}/executions"),
+            Some(json!({"parameters": {"LastName": "Meitner", "Company": "KWI"}})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "automation_paused", "{body}");
+
+    // Duplicated, then the copy deleted.
+    b.click("", "Back").await;
+    b.click(&tile("Create lead"), "Duplicate").await;
+    b.flash_saying("Duplicated").await;
+    b.wait_for_text("Never published").await;
+    b.click("", "Back").await;
+    b.click(&tile("Create lead (copy)"), "Delete").await;
+    b.accept_dialog(None).await;
+    b.flash_saying("Automation deleted").await;
+    b.element(&tile("Create lead")).await;
+    let list = get(&env, "/v1/automations").await;
+    assert_eq!(list.as_array().expect("list").len(), 1, "{list}");
+    b.close().await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn the_last_hours_failures_are_run_again_at_once_and_runs_come_a_page_at_a_time() {
+    let env = TestEnv::start().await;
+    let connection = env
+        .salesforce_connection("Sales org", "right", "wrong")
+        .await;
+    let connection = connection["id"].as_str().expect("id");
+    let automation = env
+        .published_automation("salesforce.create_lead", connection, "Leads", None)
+        .await;
+    let mut failed = Vec::new();
+    for n in 0..55 {
+        let values = json!({"LastName": format!("Lead {n}"), "Company": "Acme"});
+        failed.push(env.enqueue(&automation, values).await);
+    }
+    for id in &failed {
+        assert_eq!(env.wait_final(id).await["status"], "failed");
+    }
+    // Mended through the API: the right secret, the connection tested.
+    let path = format!("/v1/connections/{connection}");
+    let (code, body) = env
+        .call(
+            Method::PATCH,
+            &path,
+            Some(json!({"secrets": {"client_secret": "right"}})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(env.test_connection(connection).await["ok"], true);
+
+    let b = Browser::console(&env.api).await;
+    b.sign_in(&env.token(Role::Editor).await).await;
+    b.click("//nav", "Runs").await;
+    b.element("//select[@aria-label='Since']/option[@value='1']")
+        .await
+        .click()
+        .await
+        .expect("chosen");
+    b.click("", "Run the failures again").await;
+    b.accept_dialog(None).await;
+    let (said, error) = b.flash_saying(" run again").await;
+    assert!(!error && said == "55 run again", "{said}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while env.sandbox.state.salesforce.records("Lead").len() < 55 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the re-runs did not all succeed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for id in &failed {
+        let first = get(&env, &format!("/v1/executions/{id}")).await;
+        assert!(first["rerun_id"].is_string(), "{first}");
+    }
+
+    // Every run, fifty at a time: 110 in three pages.
+    b.click("//nav", "Runs").await;
+    let shown = async |b: &Browser| {
+        let rows = "return document.querySelectorAll('#main tbody tr:not([hidden])').length";
+        b.eval(rows).await.as_u64().unwrap_or(0)
+    };
+    for expected in [50, 100, 110] {
+        b.wait_until(&format!("{expected} runs listed"), async |b| {
+            shown(b).await == expected
+        })
+        .await;
+        if expected < 110 {
+            b.click("", "More").await;
+        }
+    }
+    let more = b.client.find(fantoccini::Locator::XPath(
+        "//button[normalize-space()='More']",
+    ));
+    assert!(
+        !more
+            .await
+            .expect("in the page")
+            .is_displayed()
+            .await
+            .expect("reads")
+    );
+    b.close().await;
+    env.stop().await;
+}
