@@ -13,7 +13,8 @@ function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
     if (value === null || value === undefined || value === false) continue;
-    if (key.startsWith('on')) el.addEventListener(key.slice(2), value);
+    if (key === 'onclick') el.addEventListener('click', once(el, value));
+    else if (key.startsWith('on')) el.addEventListener(key.slice(2), value);
     else if (key === 'class') el.className = value;
     else if (key === 'value') el.value = value;
     else if (key === 'checked') el.checked = Boolean(value);
@@ -24,6 +25,27 @@ function h(tag, attrs = {}, ...children) {
     el.append(child instanceof Node ? child : String(child));
   }
   return el;
+}
+
+/** A click handler that does nothing more while the call it started is in flight: the element
+ * is disabled (and busy, for screen readers) until the promise the handler returned settles, so
+ * that a double-click tests an automation, issues a token or saves a connection once. */
+function once(el, handler) {
+  let busy = false;
+  return (event) => {
+    if (busy) return;
+    const result = handler(event);
+    if (!result || typeof result.then !== 'function') return;
+    busy = true;
+    el.disabled = true;
+    el.setAttribute('aria-busy', 'true');
+    const done = () => {
+      busy = false;
+      el.disabled = false;
+      el.removeAttribute('aria-busy');
+    };
+    result.then(done, done);
+  };
 }
 
 /** An API path template with each `{}` replaced by the next value, encoded. */

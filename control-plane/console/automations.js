@@ -176,8 +176,8 @@ function rerunButton(e) {
   if (e.status !== 'failed' && e.status !== 'unknown_outcome') return null;
   const again = () => {
     const doubt = e.status === 'unknown_outcome';
-    if (doubt && !confirm('Whether this run did its action is unknown: running it again may do it twice. Run it again?')) return;
-    attempt(async () => {
+    if (doubt && !confirm('Whether this run did its action is unknown: running it again may do it twice. Run it again?')) return undefined;
+    return attempt(async () => {
       const run = await api.post(path('/v1/executions/{}/rerun', e.id), doubt ? { allow: e.status } : {});
       flash(`Running again as ${run.execution_id}`);
     });
@@ -189,7 +189,9 @@ function rerunButton(e) {
 // tenant's automations by id), a column naming each one's automation, opening its editor.
 async function runTable(fetch, named) {
   const table = h('tbody');
-  const more = h('button', {}, 'More');
+  // The next page's cursor; More fetches it once however often it is clicked.
+  let next;
+  const more = h('button', { onclick: () => attempt(async () => add(await fetch(next))) }, 'More');
   const columns = named ? 7 : 6;
   const automation = (e) => (named.has(e.automation_id)
     ? h('button', { class: 'link', onclick: () => open('editor', e.automation_id) }, named.get(e.automation_id)) : 'deleted automation');
@@ -205,8 +207,8 @@ async function runTable(fetch, named) {
         h('td', {}, `${e.attempts}`), h('td', {}, e.source || '—'), h('td', {}, error ? `${error.code}: ${error.message}` : ''),
         h('td', {}, h('button', { onclick: () => { detail.hidden = !detail.hidden; } }, 'Details'), rerunButton(e))), detail);
     }
-    more.hidden = !p.next;
-    more.onclick = () => attempt(async () => add(await fetch(p.next)));
+    next = p.next;
+    more.hidden = !next;
   };
   const first = await fetch();
   const heads = ['Enqueued', ...(named ? ['Automation'] : []), 'Status', 'Attempts', 'Source', 'Error', ''];

@@ -68,7 +68,8 @@ views.audit = async (filters = {}) => {
   const kind = select([['', 'Every record'], ...['connection', 'automation', 'token', 'deployable'].map((k) => [k, k])],
     filters.target_kind || '', (e) => open('audit', { ...filters, target_kind: e.target.value, target_id: undefined }));
   const rows = h('tbody');
-  const more = h('button', {}, 'More');
+  let after;
+  const more = h('button', { onclick: () => attempt(async () => add(await api.get(`/v1/audit-events${query({ ...filters, limit: 50, after })}`))) }, 'More');
   const add = (page) => {
     for (const e of page.events) {
       // An action or a record opens its events alone.
@@ -78,8 +79,8 @@ views.audit = async (filters = {}) => {
         h('td', {}, only({ target_kind: e.target_kind, target_id: e.target_id }, `${e.target_kind}: ${e.target_name}`)),
         h('td', {}, h('pre', {}, JSON.stringify(e.detail)))));
     }
-    more.hidden = !page.next;
-    more.onclick = () => attempt(async () => add(await api.get(`/v1/audit-events${query({ ...filters, limit: 50, after: page.next })}`)));
+    after = page.next;
+    more.hidden = !after;
   };
   const first = await api.get(`/v1/audit-events${query({ ...filters, limit: 50 })}`);
   // The action and record chosen, each with a way back to every event.

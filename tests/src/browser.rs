@@ -160,6 +160,41 @@ impl Browser {
         button.click().await.expect("the button takes the click");
     }
 
+    /// Double-clicks the displayed button labelled `label` (within `scope`): both clicks in
+    /// one sequence of pointer actions, as a mouse sends them.
+    pub async fn double_click(&self, scope: &str, label: &str) {
+        use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
+        let element = self
+            .element(&format!(
+                "{scope}//button[normalize-space()={}]",
+                quoted(label)
+            ))
+            .await;
+        let (down, up) = (
+            PointerAction::Down {
+                button: MOUSE_BUTTON_LEFT,
+            },
+            PointerAction::Up {
+                button: MOUSE_BUTTON_LEFT,
+            },
+        );
+        let mouse = MouseActions::new("mouse".into())
+            .then(PointerAction::MoveToElement {
+                element,
+                duration: None,
+                x: 0.0,
+                y: 0.0,
+            })
+            .then(down.clone())
+            .then(up.clone())
+            .then(down)
+            .then(up);
+        self.client
+            .perform_actions(mouse)
+            .await
+            .expect("double-clicked");
+    }
+
     /// The input (or select, or text area) of the form field labelled `label`, emptied and
     /// given `value`.
     pub async fn fill(&self, label: &str, value: &str) {

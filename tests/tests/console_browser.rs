@@ -1,14 +1,16 @@
 //! The admin console in a real browser (a headless Chromium): an admin's whole set-up — sign
 //! in, connect Salesforce, set up, test and publish an automation, find its runs — what the API
 //! refuses shown with its code and field, names shown as text and never as markup, a viewer's
-//! read-only console, tokens issued once and revoked. Each test also fails when a script
-//! throws or the content security policy refuses anything (`Browser::close`).
+//! read-only console, tokens issued once and revoked, a double-click that acts once. Each test
+//! also fails when a script throws or the content security policy refuses anything
+//! (`Browser::close`).
 
 use aic_control_plane::auth::Role;
 use aic_tests::browser::{Browser, status, tile};
 use aic_tests::harness::{Options, TestEnv};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use std::time::Duration;
 
 #[tokio::test]
 async fn an_admin_connects_salesforce_then_tests_and_publishes_an_automation() {
@@ -255,6 +257,47 @@ async fn a_viewer_only_reads_and_an_admin_issues_a_token_once_and_revokes_it() {
         text.contains("token: Onboarding flow") && !text.contains("token.issued")
     })
     .await;
+    b.close().await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_double_click_tests_an_automation_once_and_issues_one_token() {
+    let env = TestEnv::start_with(Options::api_only()).await;
+    env.lead_automation().await;
+    // The vendor answers in 400 ms: the first click's call is in flight at the second click.
+    env.sandbox.set_latency(Duration::from_millis(400));
+    let b = Browser::console(&env.api).await;
+    b.sign_in(&env.admin_token).await;
+    b.click("//nav", "Automations").await;
+    b.click(&tile("Create lead"), "Edit").await;
+    let values = b.field("Parameter values (JSON)").await;
+    values.clear().await.expect("clears");
+    values
+        .send_keys(r#"{"LastName": "Twice", "Company": "Acme"}"#)
+        .await
+        .expect("typed");
+    b.double_click("", "Test automation").await;
+    b.element(&status("//div[h3='Test automation']", "succeeded"))
+        .await;
+    // A second call would have been sent at once and answered by now.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let leads = env.sandbox.state.salesforce.records("Lead");
+    assert_eq!(leads.len(), 1, "one test run, one lead: {leads:?}");
+
+    b.click("//nav", "Tokens").await;
+    b.fill("Token name", "Issued once").await;
+    b.double_click("", "Issue").await;
+    b.flash_saying("Token issued").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (code, tokens) = env.call(Method::GET, "/v1/tokens", None).await;
+    assert_eq!(code, StatusCode::OK, "{tokens}");
+    let issued = tokens.as_array().expect("list").iter();
+    assert_eq!(
+        issued.filter(|t| t["name"] == "Issued once").count(),
+        1,
+        "{tokens}"
+    );
     b.close().await;
     env.stop().await;
 }
