@@ -15,9 +15,10 @@ fi
 # The admin console's tests (tests/tests/console_browser.rs) drive Debian's Chromium through
 # its ChromeDriver.
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null \
-    || { $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; }
+  apt=(env DEBIAN_FRONTEND=noninteractive apt-get -qq)
+  [ "$(id -u)" -eq 0 ] || apt=(sudo "${apt[@]}")
+  browser=(install -y --no-install-recommends chromium chromium-driver)
+  "${apt[@]}" "${browser[@]}" >/dev/null || { "${apt[@]}" update && "${apt[@]}" "${browser[@]}" >/dev/null; }
 fi
 # The process-level tests (kill -9, SIGTERM) start the real aic-worker binary.
 cargo build --workspace --bins

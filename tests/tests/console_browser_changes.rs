@@ -16,17 +16,23 @@ async fn get(env: &TestEnv, path: &str) -> Value {
     body
 }
 
-#[tokio::test]
-async fn an_editor_mends_a_connection_and_runs_its_failure_again() {
-    let env = TestEnv::start().await;
-    // The secret given is not the one the org knows: the flow's run fails.
+/// A connection "Sales org" given a secret the org does not know, and a published automation
+/// "Leads" on it, whose runs fail until the secret is mended: their ids.
+async fn failing_leads(env: &TestEnv) -> (String, String) {
     let connection = env
         .salesforce_connection("Sales org", "right", "wrong")
         .await;
-    let connection = connection["id"].as_str().expect("id");
+    let connection = connection["id"].as_str().expect("id").to_string();
     let automation = env
-        .published_automation("salesforce.create_lead", connection, "Leads", None)
+        .published_automation("salesforce.create_lead", &connection, "Leads", None)
         .await;
+    (connection, automation)
+}
+
+#[tokio::test]
+async fn an_editor_mends_a_connection_and_runs_its_failure_again() {
+    let env = TestEnv::start().await;
+    let (_, automation) = failing_leads(&env).await;
     let failed = env
         .enqueue(
             &automation,
@@ -197,13 +203,8 @@ async fn an_editor_reworks_an_automation_through_its_versions() {
 #[tokio::test]
 async fn the_last_hours_failures_are_run_again_at_once_and_runs_come_a_page_at_a_time() {
     let env = TestEnv::start().await;
-    let connection = env
-        .salesforce_connection("Sales org", "right", "wrong")
-        .await;
-    let connection = connection["id"].as_str().expect("id");
-    let automation = env
-        .published_automation("salesforce.create_lead", connection, "Leads", None)
-        .await;
+    let (connection, automation) = failing_leads(&env).await;
+    let connection = connection.as_str();
     let mut failed = Vec::new();
     for n in 0..55 {
         let values = json!({"LastName": format!("Lead {n}"), "Company": "Acme"});
