@@ -202,12 +202,42 @@ async function start() {
   document.body.dataset.role = me.token.role;
   document.getElementById('who').textContent = `${me.token.name} (${me.token.role}) · ${me.tenant_name}`;
   document.getElementById('nav').hidden = false;
-  open('connections');
+  show(...route(location.hash));
   return true;
 }
 
+// The page's address names the view and its arguments — `#/editor/<id>`,
+// `#/runs?status=failed&hours=24` — so that a reload stays on it, Back and Forward move
+// between views, and a link opens one (after signing in, in a new tab).
+
+/** `#/name/arg…?filter=value…` of a view and its arguments (strings, then a filters object). */
+function address(name, args) {
+  const filters = args.length && typeof args[args.length - 1] === 'object' ? args[args.length - 1] : {};
+  const parts = args.filter((a) => typeof a === 'string').map(encodeURIComponent);
+  return `#/${[name, ...parts].join('/')}${query(filters)}`;
+}
+
+/** The view and arguments an address names; the connections for one that names none. */
+function route(hash) {
+  const [where, search] = hash.replace(/^#\/?/, '').split('?');
+  const [name, ...parts] = where.split('/').filter(Boolean).map(decodeURIComponent);
+  if (!Object.hasOwn(views, name || '')) return ['connections', []];
+  const filters = Object.fromEntries(new URLSearchParams(search || ''));
+  return [name, Object.keys(filters).length ? [...parts, filters] : parts];
+}
+
+/** Opens a view, its address becoming a new entry of the tab's history. */
 function open(name, ...args) {
-  for (const b of document.querySelectorAll('#nav button[data-view]')) b.classList.toggle('active', b.dataset.view === name);
+  const target = address(name, args);
+  if (location.hash !== target) history.pushState(null, '', target);
+  show(name, args);
+}
+
+function show(name, args) {
+  // A link to an admin's page, opened with another role's token: the connections instead.
+  if (document.querySelector(`#nav button[data-view="${name}"][data-admin]`) && document.body.dataset.role !== 'admin') return show('connections', []);
+  const section = name === 'editor' ? 'automations' : name;
+  for (const b of document.querySelectorAll('#nav button[data-view]')) b.classList.toggle('active', b.dataset.view === section);
   attempt(() => views[name](...args));
 }
 
@@ -346,6 +376,8 @@ async function editConnection(c) {
 document.addEventListener('DOMContentLoaded', () => {
   for (const b of document.querySelectorAll('#nav button[data-view]')) b.addEventListener('click', () => open(b.dataset.view));
   document.getElementById('sign-out').addEventListener('click', () => signOut('Signed out.'));
+  // Back, Forward, or an address typed in: the view it names, once signed in.
+  window.addEventListener('popstate', () => { if (document.body.dataset.role) show(...route(location.hash)); });
   if (api.token) {
     start().then((ok) => ok || signOut());
   } else {

@@ -301,3 +301,72 @@ async fn a_double_click_tests_an_automation_once_and_issues_one_token() {
     b.close().await;
     env.stop().await;
 }
+
+#[tokio::test]
+async fn the_address_names_the_page_so_reloads_back_and_links_return_to_it() {
+    let env = TestEnv::start_with(Options::api_only()).await;
+    let automation = env.lead_automation().await;
+    let b = Browser::console(&env.api).await;
+    b.sign_in(&env.admin_token).await;
+    b.click("//nav", "Automations").await;
+    b.click(&tile("Create lead"), "Edit").await;
+    let editor = "Live: version 1 (Version 1)";
+    b.wait_for_text(editor).await;
+    let url = b.client.current_url().await.expect("url");
+    assert_eq!(
+        url.fragment(),
+        Some(format!("/editor/{automation}").as_str())
+    );
+    b.client.refresh().await.expect("reloads");
+    b.wait_for_text(editor).await;
+
+    // Runs, filtered: the filter in the address, kept by a reload.
+    b.click("//nav", "Runs").await;
+    b.element("//select[@aria-label='Status']/option[@value='failed']")
+        .await
+        .click()
+        .await
+        .expect("chosen");
+    b.wait_until("the filter in the address", async |b| {
+        let url = b.client.current_url().await.expect("url");
+        url.fragment() == Some("/runs?status=failed")
+    })
+    .await;
+    b.client.refresh().await.expect("reloads");
+    b.wait_until("the filter chosen again", async |b| {
+        let chosen = "return document.querySelector('select[aria-label=Status]')?.value";
+        b.eval(chosen).await == "failed"
+    })
+    .await;
+
+    // Back: Runs unfiltered, the editor, the list; Forward: the editor again.
+    b.client.back().await.expect("back");
+    b.element("//select[@aria-label='Status']/option[@value=''][@selected]")
+        .await;
+    b.client.back().await.expect("back");
+    b.wait_for_text(editor).await;
+    b.client.back().await.expect("back");
+    b.element(&format!(
+        "{}//button[normalize-space()='Duplicate']",
+        tile("Create lead")
+    ))
+    .await;
+    b.client.forward().await.expect("forward");
+    b.wait_for_text(editor).await;
+    b.close().await;
+
+    // A link, in a browser of its own: signed in, it opens the page it names; a viewer's
+    // link to an admin's page opens the connections.
+    let other = Browser::start().await;
+    let link = format!("{}/console#/editor/{automation}", env.api);
+    other.open(&link).await;
+    other.sign_in(&env.admin_token).await;
+    other.wait_for_text(editor).await;
+    other.close().await;
+    let viewer = Browser::start().await;
+    viewer.open(&format!("{}/console#/tokens", env.api)).await;
+    viewer.sign_in(&env.token(Role::Viewer).await).await;
+    viewer.element(&tile("Sales org")).await;
+    viewer.close().await;
+    env.stop().await;
+}
