@@ -62,6 +62,13 @@ function query(filters) {
   return s ? `?${s}` : '';
 }
 
+// Each view shown has a number. An answer to a call made before the view it belonged to was
+// left is dropped (the call threw Superseded, which attempt() lets go without a word): a slow
+// page answering late does not replace the one the admin went on to, nor flash on it.
+let showing = 0;
+
+class Superseded extends Error {}
+
 class ApiError extends Error {
   constructor(status, body) {
     const e = (body && body.error) || {};
@@ -75,6 +82,7 @@ class ApiError extends Error {
 const api = {
   token: sessionStorage.getItem('aic.token') || '',
   async call(method, url, body) {
+    const asked = showing;
     const headers = { Authorization: `Bearer ${this.token}` };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     const res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
@@ -83,6 +91,7 @@ const api = {
     let data = null;
     try { data = text ? JSON.parse(text) : null; } catch { data = { error: { message: text } }; }
     if (res.status === 401) signOut('The token is unknown, expired or revoked.');
+    if (asked !== showing) throw new Superseded();
     if (!res.ok) throw new ApiError(res.status, data);
     return data;
   },
@@ -116,7 +125,7 @@ async function attempt(action, done) {
     if (done) flash(done);
     return result;
   } catch (err) {
-    failure(err);
+    if (!(err instanceof Superseded)) failure(err);
     return undefined;
   }
 }
@@ -236,6 +245,7 @@ function open(name, ...args) {
 function show(name, args) {
   // A link to an admin's page, opened with another role's token: the connections instead.
   if (document.querySelector(`#nav button[data-view="${name}"][data-admin]`) && document.body.dataset.role !== 'admin') return show('connections', []);
+  showing += 1;
   const section = name === 'editor' ? 'automations' : name;
   for (const b of document.querySelectorAll('#nav button[data-view]')) b.classList.toggle('active', b.dataset.view === section);
   attempt(() => views[name](...args));

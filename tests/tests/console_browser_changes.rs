@@ -1,12 +1,13 @@
 //! The admin console in a real browser, changing what exists: an editor mends a connection's
 //! credentials and runs its failure again from Runs, reworks an automation's parameter table and
-//! publishes it, renames, restores and deletes versions, pauses it, duplicates and deletes it.
-//! Each step is checked against the API, not only the page; each test fails when a script
+//! publishes it, renames, restores and deletes versions, pauses it, duplicates and deletes it;
+//! a page answering late is not shown over the one opened after it. Each step is checked
+//! against the API, not only the page; each test fails when a script
 //! throws or the content security policy blocks anything (`Browser::close`).
 
 use aic_control_plane::auth::Role;
 use aic_tests::browser::{Browser, status, tile};
-use aic_tests::harness::TestEnv;
+use aic_tests::harness::{Options, TestEnv};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -276,6 +277,51 @@ async fn the_last_hours_failures_are_run_again_at_once_and_runs_come_a_page_at_a
             .await
             .expect("reads")
     );
+    b.close().await;
+    env.stop().await;
+}
+
+/// How many of the database's sessions wait on a lock.
+async fn waiting_on_locks(env: &TestEnv) -> i64 {
+    let client = env.pool.get().await.expect("a connection");
+    let sql = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+               AND datname = current_database()";
+    client.query_one(sql, &[]).await.expect("counted").get(0)
+}
+
+#[tokio::test]
+async fn a_page_answering_late_does_not_replace_the_one_opened_after_it() {
+    let env = TestEnv::start_with(Options::api_only()).await;
+    let b = Browser::console(&env.api).await;
+    b.sign_in(&env.admin_token).await;
+    b.wait_for_text("No connection yet").await;
+    // The run history waits on the ledger, locked, while the admin goes on to the tokens.
+    let mut client = env.pool.get().await.expect("a connection");
+    let lock = client.transaction().await.expect("a transaction");
+    lock.batch_execute("LOCK TABLE executions IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("the ledger locked");
+    b.click("//nav", "Runs").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while waiting_on_locks(&env).await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the runs never asked for the ledger"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    b.click("//nav", "Tokens").await;
+    b.element("//h2[normalize-space()='API tokens']").await;
+    lock.commit().await.expect("the ledger free again");
+    while waiting_on_locks(&env).await > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The runs' answer is on its way to the page, which must not show it.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    b.element("//h2[normalize-space()='API tokens']").await;
+    assert!(!b.text().await.contains("Every automation's executions"));
+    let url = b.client.current_url().await.expect("url");
+    assert_eq!(url.fragment(), Some("/tokens"));
     b.close().await;
     env.stop().await;
 }
