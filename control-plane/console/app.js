@@ -169,6 +169,7 @@ function field(label, input, hint) {
 const views = {};
 
 function signOut(message) {
+  unsaved = null;
   api.token = '';
   delete document.body.dataset.role;
   document.getElementById('who').textContent = '';
@@ -235,14 +236,43 @@ function route(hash) {
   return [name, Object.keys(filters).length ? [...parts, filters] : parts];
 }
 
+// A form with changes not saved yet — what it holds, for the question — until it is saved or
+// left: leaving it (another view, Back, Sign out, a reload) asks first.
+let unsaved = null;
+// The address of the view shown, to go back to when the admin stays.
+let here = '';
+
+/** Marks `what` unsaved as soon as anything in `node` changes; `node`. */
+function watch(node, what) {
+  const mark = () => { unsaved = what; };
+  node.addEventListener('input', mark);
+  node.addEventListener('change', mark);
+  return node;
+}
+
+/** A form's save answered (anything but attempt()'s undefined): nothing is left unsaved. */
+function kept(result) {
+  if (result !== undefined) unsaved = null;
+  return result;
+}
+
+/** Whether the view may be left: nothing unsaved, or the admin chose to drop it. */
+function leave() {
+  if (unsaved && !confirm(`Leave without saving ${unsaved}?`)) return false;
+  unsaved = null;
+  return true;
+}
+
 /** Opens a view, its address becoming a new entry of the tab's history. */
 function open(name, ...args) {
+  if (!leave()) return;
   const target = address(name, args);
   if (location.hash !== target) history.pushState(null, '', target);
   show(name, args);
 }
 
 function show(name, args) {
+  here = location.hash;
   // A link to an admin's page, opened with another role's token: the connections instead.
   if (document.querySelector(`#nav button[data-view="${name}"][data-admin]`) && document.body.dataset.role !== 'admin') return show('connections', []);
   showing += 1;
@@ -255,9 +285,15 @@ function show(name, args) {
 
 document.addEventListener('DOMContentLoaded', () => {
   for (const b of document.querySelectorAll('#nav button[data-view]')) b.addEventListener('click', () => open(b.dataset.view));
-  document.getElementById('sign-out').addEventListener('click', () => signOut('Signed out.'));
-  // Back, Forward, or an address typed in: the view it names, once signed in.
-  window.addEventListener('popstate', () => { if (document.body.dataset.role) show(...route(location.hash)); });
+  document.getElementById('sign-out').addEventListener('click', () => leave() && signOut('Signed out.'));
+  // Back, Forward, or an address typed in: the view it names, once signed in; the address of
+  // the view shown again when the admin stays on its unsaved form.
+  window.addEventListener('popstate', () => {
+    if (!document.body.dataset.role) return;
+    if (leave()) show(...route(location.hash));
+    else history.pushState(null, '', here);
+  });
+  window.addEventListener('beforeunload', (e) => { if (unsaved) e.preventDefault(); });
   if (api.token) {
     start().then((ok) => ok || signOut());
   } else {

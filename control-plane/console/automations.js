@@ -52,11 +52,11 @@ async function setUpAutomation(template) {
   const description = h('input', { size: 60, value: template.description });
   const create = () => attempt(() => api.post('/v1/automations', {
     template: template.id, connection_id: connection.value, name: name.value, description: description.value,
-  }), 'Draft saved').then((a) => a && open('editor', a.id));
-  render(h('h2', {}, `Set up ${template.name}`), h('div', { class: 'panel' },
+  }), 'Draft saved').then(kept).then((a) => a && open('editor', a.id));
+  render(h('h2', {}, `Set up ${template.name}`), watch(h('div', { class: 'panel' },
     field('Connection', connection), field('Unique name', name, 'The tile\'s title.'), field('Description', description),
     h('div', { class: 'bar' }, h('button', { 'data-write': true, class: 'primary', onclick: create }, 'Create draft'),
-      h('button', { onclick: () => open('automations', 'all') }, 'Cancel'))));
+      h('button', { onclick: () => open('automations', 'all') }, 'Cancel'))), `the draft of "${template.name}"`));
 }
 
 views.editor = async (id) => {
@@ -71,7 +71,7 @@ views.editor = async (id) => {
   const save = () => attempt(() => api.patch(path('/v1/automations/{}', id), {
     name: name.value, description: description.value, status: status.value,
     connection_id: connection.value, parameters: table.specs(),
-  }), 'Draft saved');
+  }), 'Draft saved').then(kept);
   const publish = async () => {
     if (await save() === undefined) return;
     const version = prompt('Version name (empty: "Version N")', '');
@@ -80,13 +80,14 @@ views.editor = async (id) => {
     open('editor', id);
   };
   const live = a.published_version ? `Live: version ${a.published_version.number} (${a.published_version.name}), published ${when(a.published_version.published_at)}` : 'Never published';
+  const draft = `the draft of "${a.name}"`;
   render(h('h2', {}, a.name), h('div', { class: 'bar' }, tag(a.status), h('span', { class: 'meta' }, `${a.template} · ${live}`)),
-    h('div', { class: 'panel' }, h('h3', {}, 'General settings'),
+    watch(h('div', { class: 'panel' }, h('h3', {}, 'General settings'),
       field('Connection', connection), field('Unique name', name), field('Description', description),
-      field('Status', status, 'Paused: every execution is refused until it runs again (at once, not at the next publish).')),
-    h('div', { class: 'panel' }, h('h3', {}, 'Parameters'), table.node,
+      field('Status', status, 'Paused: every execution is refused until it runs again (at once, not at the next publish).')), draft),
+    watch(h('div', { class: 'panel' }, h('h3', {}, 'Parameters'), table.node,
       h('div', { class: 'bar' }, h('button', { 'data-write': true, onclick: table.add }, '+ Create'),
-        h('button', { 'data-write': true, onclick: () => attempt(() => table.loadFields(id)) }, 'Fields from the app'))),
+        h('button', { 'data-write': true, onclick: () => attempt(() => table.loadFields(id)) }, 'Fields from the app'))), draft),
     h('div', { class: 'bar' }, h('button', { 'data-write': true, onclick: save }, 'Save as draft'),
       h('button', { 'data-write': true, class: 'primary', onclick: publish }, 'Publish'),
       h('button', { onclick: () => open('automations', 'mine') }, 'Back')),
@@ -110,15 +111,17 @@ function parameterTable(parameters) {
     };
     const tr = h('tr', {}, h('td', {}, row.name), h('td', {}, row.type), h('td', {}, row.target),
       h('td', {}, row.required), h('td', {}, row.description),
-      h('td', {}, h('button', { 'data-write': true, class: 'danger', onclick: () => { rows.splice(rows.indexOf(row), 1); tr.remove(); } }, 'Delete')));
+      h('td', {}, h('button', { 'data-write': true, class: 'danger', onclick: () => { rows.splice(rows.indexOf(row), 1); tr.remove(); changed(); } }, 'Delete')));
     rows.push(row);
     body.append(tr);
   };
+  // A row added or deleted is a change, as a cell edited is (for watch()).
+  const changed = () => body.dispatchEvent(new Event('change', { bubbles: true }));
   parameters.forEach(addRow);
   return {
     node: h('div', {}, options, warning, h('table', {}, h('thead', {}, h('tr', {},
       ['Parameter name', 'Type', 'Field', 'Required', 'Description', ''].map((c) => h('th', {}, c)))), body)),
-    add: () => addRow({ name: '', type: 'string', target: '', required: false, description: '' }),
+    add: () => { addRow({ name: '', type: 'string', target: '', required: false, description: '' }); changed(); },
     specs: () => rows.map((r) => ({
       ...r.original, name: r.name.value, type: r.type.value, target: r.target.value,
       required: r.required.checked, description: r.description.value,

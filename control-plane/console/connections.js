@@ -95,7 +95,7 @@ function setUpConnection(app) {
   const body = () => ({ name: name.value, app: app.id, domain: domainInput.value, auth_type: authId, secrets: secrets.values() });
   chooseAuth(authId);
   render(h('h2', {}, `Set up ${app.name}`), h('div', { class: 'split' },
-    h('div', { class: 'panel' },
+    watch(h('div', { class: 'panel' },
       field('Connection name', name), field('Domain', domainInput, app.domain_help), field('Authentication type', auth), form,
       h('div', { class: 'bar' },
         h('button', { 'data-write': true, onclick: () => attempt(async () => {
@@ -103,8 +103,8 @@ function setUpConnection(app) {
           flash(`${t.ok ? 'Connected' : 'Failed'}: ${t.message}`, t.ok ? 'info' : 'error');
         }) }, 'Test connection'),
         h('button', { 'data-write': true, class: 'primary', onclick: () => attempt(() => api.post('/v1/connections', body()), 'Connection saved')
-          .then((c) => c && open('connections', 'mine')) }, 'Save'),
-        h('button', { onclick: () => open('connections', 'all') }, 'Cancel'))),
+          .then(kept).then((c) => c && open('connections', 'mine')) }, 'Save'),
+        h('button', { onclick: () => open('connections', 'all') }, 'Cancel'))), `the connection to ${app.name}`),
     panel));
 }
 
@@ -119,14 +119,14 @@ async function editConnection(c) {
     const given = secrets.values();
     if (Object.keys(given).length) body.secrets = given;
     return attempt(() => api.patch(path('/v1/connections/{}', c.id), body), 'Connection saved')
-      .then((saved) => saved && open('connections', 'mine'));
+      .then(kept).then((saved) => saved && open('connections', 'mine'));
   };
   render(h('h2', {}, `Edit ${c.name}`), h('div', { class: 'split' },
-    h('div', { class: 'panel' }, field('Connection name', name),
+    watch(h('div', { class: 'panel' }, field('Connection name', name),
       field('Most vendor calls in flight', cap, 'Empty: the workers\' default.'),
       h('h3', {}, 'Re-authorise'), h('p', { class: 'hint' }, 'Only the fields given are replaced; the connection is tested again from untested.'),
       secrets.nodes,
       h('div', { class: 'bar' }, h('button', { 'data-write': true, class: 'primary', onclick: save }, 'Save'),
-        h('button', { onclick: () => open('connections', 'mine') }, 'Cancel'))),
+        h('button', { onclick: () => open('connections', 'mine') }, 'Cancel'))), `the changes to ${c.name}`),
     h('div', { class: 'panel' }, authType ? [h('h3', {}, authType.name), h('p', {}, authType.instructions)] : null)));
 }

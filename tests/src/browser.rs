@@ -239,16 +239,34 @@ impl Browser {
         (shown.text().await.expect("text"), error)
     }
 
-    /// Accepts the page's `confirm` or `prompt`, answering a prompt with `answer`.
-    pub async fn accept_dialog(&self, answer: Option<&str>) {
-        self.wait_until("a dialog", async |b| {
-            b.client.get_alert_text().await.is_ok()
-        })
-        .await;
+    /// Accepts the page's `confirm` or `prompt`, answering a prompt with `answer`; what it
+    /// asked.
+    pub async fn accept_dialog(&self, answer: Option<&str>) -> String {
+        let asked = self.dialog().await;
         if let Some(text) = answer {
             self.client.send_alert_text(text).await.expect("typed");
         }
         self.client.accept_alert().await.expect("accepted");
+        asked
+    }
+
+    /// Dismisses the page's `confirm` or `prompt` (its Cancel); what it asked.
+    pub async fn dismiss_dialog(&self) -> String {
+        let asked = self.dialog().await;
+        self.client.dismiss_alert().await.expect("dismissed");
+        asked
+    }
+
+    /// The text of the dialog the page opened, waited for.
+    async fn dialog(&self) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(asked) = self.client.get_alert_text().await {
+                return asked;
+            }
+            assert!(Instant::now() < deadline, "waited {WAIT:?} for a dialog");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// What the page's scripts reported as errors — uncaught exceptions, refusals by the

@@ -1,9 +1,9 @@
 //! The admin console in a real browser, changing what exists: an editor mends a connection's
 //! credentials and runs its failure again from Runs, reworks an automation's parameter table and
 //! publishes it, renames, restores and deletes versions, pauses it, duplicates and deletes it;
-//! a page answering late is not shown over the one opened after it. Each step is checked
-//! against the API, not only the page; each test fails when a script
-//! throws or the content security policy blocks anything (`Browser::close`).
+//! a page answering late is not shown over the one opened after it; leaving unsaved changes
+//! asks first. Each step is checked against the API, not only the page; each test fails when a
+//! script throws or the content security policy blocks anything (`Browser::close`).
 
 use aic_control_plane::auth::Role;
 use aic_tests::browser::{Browser, status, tile};
@@ -322,6 +322,65 @@ async fn a_page_answering_late_does_not_replace_the_one_opened_after_it() {
     assert!(!b.text().await.contains("Every automation's executions"));
     let url = b.client.current_url().await.expect("url");
     assert_eq!(url.fragment(), Some("/tokens"));
+    b.close().await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn leaving_a_draft_with_changes_not_saved_asks_first() {
+    let env = TestEnv::start_with(Options::api_only()).await;
+    let automation = env.lead_automation().await;
+    let b = Browser::console(&env.api).await;
+    b.sign_in(&env.admin_token).await;
+    b.click("//nav", "Automations").await;
+    b.click(&tile("Create lead"), "Edit").await;
+    let editor = format!("/editor/{automation}");
+    let at = async |b: &Browser| {
+        let url = b.client.current_url().await.expect("url");
+        url.fragment().unwrap_or_default().to_string()
+    };
+    b.fill("Unique name", "Leads from the web").await;
+
+    // Runs, then Back: each asks; the admin stays, the edit and the address kept.
+    b.click("//nav", "Runs").await;
+    let asked = b.dismiss_dialog().await;
+    assert_eq!(asked, r#"Leave without saving the draft of "Create lead"?"#);
+    b.client.back().await.expect("back");
+    b.dismiss_dialog().await;
+    let name = b
+        .eval("return document.querySelector('h2').textContent")
+        .await;
+    assert_eq!(name, "Create lead", "still the editor");
+    let typed = b
+        .field("Unique name")
+        .await
+        .prop("value")
+        .await
+        .expect("reads");
+    assert_eq!(typed.as_deref(), Some("Leads from the web"));
+    assert_eq!(at(&b).await, editor);
+    // The admin leaves: the edit is dropped, the draft as it was.
+    b.click("//nav", "Runs").await;
+    b.accept_dialog(None).await;
+    b.wait_for_text("Every automation's executions").await;
+    let draft = get(&env, &format!("/v1/automations/{automation}")).await;
+    assert_eq!(draft["name"], "Create lead");
+
+    // Saved, it leaves without a word; a row added is a change too.
+    b.client.back().await.expect("back");
+    b.fill("Unique name", "Leads from the web").await;
+    b.click("", "Save as draft").await;
+    b.flash_saying("Draft saved").await;
+    b.click("//nav", "Runs").await;
+    b.wait_for_text("Every automation's executions").await;
+    let draft = get(&env, &format!("/v1/automations/{automation}")).await;
+    assert_eq!(draft["name"], "Leads from the web");
+    b.client.back().await.expect("back");
+    b.click("", "+ Create").await;
+    b.click("", "Back").await;
+    let asked = b.accept_dialog(None).await;
+    assert!(asked.contains("the draft of"), "{asked}");
+    b.element(&tile("Leads from the web")).await;
     b.close().await;
     env.stop().await;
 }
