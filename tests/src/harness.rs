@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 mod api;
 mod broker;
 mod cleanup;
+mod fixtures;
 mod recovery;
 mod requests;
 mod settings;
