@@ -117,15 +117,18 @@ function failure(err) {
   flash(`${code}${err.message}${where}`, 'error');
 }
 
-/** Runs an action, showing what went wrong instead of failing silently. */
-async function attempt(action, done) {
+/** Runs an action, showing what went wrong instead of failing silently (then running
+ * `failed`, when given). */
+async function attempt(action, done, failed) {
   if (document.querySelector('#flash .error')) document.getElementById('flash').replaceChildren();
   try {
     const result = await action();
     if (done) flash(done);
     return result;
   } catch (err) {
-    if (!(err instanceof Superseded)) failure(err);
+    if (err instanceof Superseded) return undefined;
+    failure(err);
+    if (failed) failed();
     return undefined;
   }
 }
@@ -152,12 +155,12 @@ function select(options, value, onchange) {
     options.map(([v, label]) => h('option', { value: v, selected: v === value ? true : null }, label)));
 }
 
-let fields = 0;
+let fieldIds = 0;
 
 /** A labelled form field: the label names its input, the hint describes it (for screen readers too). */
 function field(label, input, hint) {
-  fields += 1;
-  if (!input.id) input.id = `field-${fields}`;
+  fieldIds += 1;
+  if (!input.id) input.id = `field-${fieldIds}`;
   const help = hint ? h('div', { class: 'hint', id: `${input.id}-hint` }, hint) : null;
   if (help) input.setAttribute('aria-describedby', help.id);
   return h('div', {}, h('label', { for: input.id }, label), help, input);
@@ -227,10 +230,17 @@ function address(name, args) {
   return `#/${[name, ...parts].join('/')}${query(filters)}`;
 }
 
-/** The view and arguments an address names; the connections for one that names none. */
+/** The view and arguments an address names; the connections for one that names none, or that
+ * is not an address (a `%` typed in that starts no character). */
 function route(hash) {
   const [where, search] = hash.replace(/^#\/?/, '').split('?');
-  const [name, ...parts] = where.split('/').filter(Boolean).map(decodeURIComponent);
+  let name;
+  let parts;
+  try {
+    [name, ...parts] = where.split('/').filter(Boolean).map(decodeURIComponent);
+  } catch {
+    return ['connections', []];
+  }
   if (!Object.hasOwn(views, name || '')) return ['connections', []];
   const filters = Object.fromEntries(new URLSearchParams(search || ''));
   return [name, Object.keys(filters).length ? [...parts, filters] : parts];
@@ -278,7 +288,10 @@ function show(name, args) {
   showing += 1;
   const section = name === 'editor' ? 'automations' : name;
   for (const b of document.querySelectorAll('#nav button[data-view]')) b.classList.toggle('active', b.dataset.view === section);
-  attempt(() => views[name](...args));
+  // A view that cannot be shown (a link to an automation since deleted, say) says why above
+  // and leaves nothing of the page before it.
+  attempt(() => views[name](...args), undefined, () => render(h('p', {}, 'This page cannot be shown. ',
+    h('button', { onclick: () => open('connections') }, 'Back to the connections'))));
 }
 
 // ---------------------------------------------------------------------------------------------

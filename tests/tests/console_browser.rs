@@ -368,5 +368,20 @@ async fn the_address_names_the_page_so_reloads_back_and_links_return_to_it() {
     viewer.sign_in(&env.token(Role::Viewer).await).await;
     viewer.element(&tile("Sales org")).await;
     viewer.close().await;
+
+    // An address that is not one shows the connections; one naming what is gone says so.
+    let gone = Browser::start().await;
+    gone.open(&format!("{}/console#/editor/%E0%A4%A", env.api))
+        .await;
+    gone.sign_in(&env.admin_token).await;
+    gone.element(&tile("Sales org")).await;
+    let deleted = uuid::Uuid::new_v4();
+    gone.open(&format!("{}/console#/editor/{deleted}", env.api))
+        .await;
+    let (said, error) = gone.flash_saying("not_found: ").await;
+    assert!(error, "{said}");
+    gone.click("", "Back to the connections").await;
+    gone.element(&tile("Sales org")).await;
+    gone.close().await;
     env.stop().await;
 }
