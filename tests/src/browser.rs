@@ -66,6 +66,18 @@ impl Browser {
         self.click("", "Sign in").await;
     }
 
+    /// Opens the editor of the automation titled `name`, from the Automations page.
+    pub async fn edit_automation(&self, name: &str) {
+        self.click("//nav", "Automations").await;
+        self.click(&tile(name), "Edit").await;
+    }
+
+    /// The part of the page's address after `#`: the console's view and its arguments.
+    pub async fn fragment(&self) -> String {
+        let url = self.client.current_url().await.expect("the page's address");
+        url.fragment().unwrap_or_default().to_string()
+    }
+
     /// Opens `url` and waits for its scripts to have run.
     pub async fn open(&self, url: &str) {
         self.client.goto(url).await.expect("the page opens");

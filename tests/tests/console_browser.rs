@@ -158,8 +158,7 @@ async fn what_the_api_refuses_the_console_says_with_its_code_and_field() {
         .to_string();
     env.published_automation("salesforce.create_lead", &connection, "Leads", None)
         .await;
-    b.click("//nav", "Automations").await;
-    b.click(&tile("Leads"), "Edit").await;
+    b.edit_automation("Leads").await;
     let values = b.field("Parameter values (JSON)").await;
     values.clear().await.expect("clears");
     values.send_keys("{LastName: 1").await.expect("typed");
@@ -269,8 +268,7 @@ async fn a_double_click_tests_an_automation_once_and_issues_one_token() {
     env.sandbox.set_latency(Duration::from_millis(400));
     let b = Browser::console(&env.api).await;
     b.sign_in(&env.admin_token).await;
-    b.click("//nav", "Automations").await;
-    b.click(&tile("Create lead"), "Edit").await;
+    b.edit_automation("Create lead").await;
     let values = b.field("Parameter values (JSON)").await;
     values.clear().await.expect("clears");
     values
@@ -308,15 +306,10 @@ async fn the_address_names_the_page_so_reloads_back_and_links_return_to_it() {
     let automation = env.lead_automation().await;
     let b = Browser::console(&env.api).await;
     b.sign_in(&env.admin_token).await;
-    b.click("//nav", "Automations").await;
-    b.click(&tile("Create lead"), "Edit").await;
+    b.edit_automation("Create lead").await;
     let editor = "Live: version 1 (Version 1)";
     b.wait_for_text(editor).await;
-    let url = b.client.current_url().await.expect("url");
-    assert_eq!(
-        url.fragment(),
-        Some(format!("/editor/{automation}").as_str())
-    );
+    assert_eq!(b.fragment().await, format!("/editor/{automation}"));
     b.client.refresh().await.expect("reloads");
     b.wait_for_text(editor).await;
 
@@ -328,8 +321,7 @@ async fn the_address_names_the_page_so_reloads_back_and_links_return_to_it() {
         .await
         .expect("chosen");
     b.wait_until("the filter in the address", async |b| {
-        let url = b.client.current_url().await.expect("url");
-        url.fragment() == Some("/runs?status=failed")
+        b.fragment().await == "/runs?status=failed"
     })
     .await;
     b.client.refresh().await.expect("reloads");

@@ -90,8 +90,7 @@ async fn an_editor_reworks_an_automation_through_its_versions() {
     let automation = env.lead_automation().await;
     let b = Browser::console(&env.api).await;
     b.sign_in(&env.token(Role::Editor).await).await;
-    b.click("//nav", "Automations").await;
-    b.click(&tile("Create lead"), "Edit").await;
+    b.edit_automation("Create lead").await;
     b.wait_for_text("Live: version 1 (Version 1)").await;
 
     // The parameter table: a row added for the lead's status, the phone's row deleted.
@@ -320,8 +319,7 @@ async fn a_page_answering_late_does_not_replace_the_one_opened_after_it() {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     b.element("//h2[normalize-space()='API tokens']").await;
     assert!(!b.text().await.contains("Every automation's executions"));
-    let url = b.client.current_url().await.expect("url");
-    assert_eq!(url.fragment(), Some("/tokens"));
+    assert_eq!(b.fragment().await, "/tokens");
     b.close().await;
     env.stop().await;
 }
@@ -332,13 +330,8 @@ async fn leaving_a_draft_with_changes_not_saved_asks_first() {
     let automation = env.lead_automation().await;
     let b = Browser::console(&env.api).await;
     b.sign_in(&env.admin_token).await;
-    b.click("//nav", "Automations").await;
-    b.click(&tile("Create lead"), "Edit").await;
+    b.edit_automation("Create lead").await;
     let editor = format!("/editor/{automation}");
-    let at = async |b: &Browser| {
-        let url = b.client.current_url().await.expect("url");
-        url.fragment().unwrap_or_default().to_string()
-    };
     b.fill("Unique name", "Leads from the web").await;
 
     // Runs, then Back: each asks; the admin stays, the edit and the address kept.
@@ -358,7 +351,7 @@ async fn leaving_a_draft_with_changes_not_saved_asks_first() {
         .await
         .expect("reads");
     assert_eq!(typed.as_deref(), Some("Leads from the web"));
-    assert_eq!(at(&b).await, editor);
+    assert_eq!(b.fragment().await, editor);
     // The admin leaves: the edit is dropped, the draft as it was.
     b.click("//nav", "Runs").await;
     b.accept_dialog(None).await;
