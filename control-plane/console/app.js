@@ -286,7 +286,7 @@ function show(name, args) {
   // A link to an admin's page, opened with another role's token: the connections instead.
   if (document.querySelector(`#nav button[data-view="${name}"][data-admin]`) && document.body.dataset.role !== 'admin') return show('connections', []);
   showing += 1;
-  const section = name === 'editor' ? 'automations' : name;
+  const section = { editor: 'automations', 'automation-setup': 'automations', 'connection-setup': 'connections', connection: 'connections' }[name] || name;
   for (const b of document.querySelectorAll('#nav button[data-view]')) b.classList.toggle('active', b.dataset.view === section);
   // A view that cannot be shown (a link to an automation since deleted, say) says why above
   // and leaves nothing of the page before it.

@@ -23,7 +23,7 @@ views.automations = async (tab = 'mine', filters = {}) => {
     render(h('h2', {}, 'Automations'), nav, h('div', { class: 'bar' }, app, domain, search),
       h('div', { class: 'tiles' }, templates.map((t) => h('div', { class: 'tile' },
         h('h4', {}, t.name), h('div', {}, t.description), h('div', { class: 'meta' }, `${t.app} · ${t.domain}`),
-        h('div', { class: 'actions' }, h('button', { 'data-write': true, class: 'primary', onclick: () => setUpAutomation(t) }, 'Set up'))))));
+        h('div', { class: 'actions' }, h('button', { 'data-write': true, class: 'primary', onclick: () => open('automation-setup', t.id) }, 'Set up'))))));
     return;
   }
   const status = select([['', 'Any status'], ['running', 'running'], ['paused', 'paused']], filters.status || '', refilter('status'));
@@ -41,10 +41,18 @@ views.automations = async (tab = 'mine', filters = {}) => {
           && attempt(() => api.del(path('/v1/automations/{}', a.id)), 'Automation deleted').then(() => open('automations', 'mine')) }, 'Delete'))))));
 };
 
+// A template's set-up form, at `#/automation-setup/<template>`.
+views['automation-setup'] = async (id) => {
+  const template = (await api.get('/v1/templates')).find((t) => t.id === id);
+  if (!template) throw new ApiError(404, { error: { code: 'not_found', message: `no template '${id}' in the catalogue` } });
+  await setUpAutomation(template);
+};
+
 async function setUpAutomation(template) {
   const connections = await api.get(`/v1/connections${query({ app: template.app })}`);
   if (connections.length === 0) {
-    flash(`Set up a ${template.app} connection first.`, 'error');
+    render(h('h2', {}, `Set up ${template.name}`), h('p', {}, `Set up a ${template.app} connection first: `,
+      h('button', { 'data-write': true, onclick: () => open('connections', 'all') }, 'All integrations')));
     return;
   }
   const connection = select(connections.map((c) => [c.id, `${c.name} (${c.status.replace(/_/g, ' ')})`]), connections[0].id, () => {});

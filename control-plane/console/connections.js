@@ -20,7 +20,7 @@ views.connections = async (tab = 'mine', filters = {}) => {
       h('div', { class: 'tiles' }, apps.map((app) => h('div', { class: 'tile' },
         h('h4', {}, app.name), h('div', {}, app.description),
         h('div', { class: 'meta' }, `${app.automations} automations · ${app.auth_types.map((a) => a.name).join(', ')}`),
-        h('div', { class: 'actions' }, h('button', { 'data-write': true, class: 'primary', onclick: () => setUpConnection(app) }, 'Set up'))))));
+        h('div', { class: 'actions' }, h('button', { 'data-write': true, class: 'primary', onclick: () => open('connection-setup', app.id) }, 'Set up'))))));
     return;
   }
   const status = select([['', 'Any status'], ...['connected', 'untested', 'failing', 'needs_reauthorization'].map((s) => [s, s.replace(/_/g, ' ')])],
@@ -49,7 +49,7 @@ function connectionTile(c) {
       }) }, 'Test'),
       c.throttled_until || (c.cooldowns || []).length ? h('button', { 'data-write': true, onclick: () => confirm('End the cool-downs before the vendor\'s time? Do so only if its limit was raised.')
         && attempt(() => api.del(path('/v1/connections/{}/cooldowns', c.id)), 'Cool-downs ended: executions they held run within minutes').then(() => open('connections', 'mine')) }, 'End cool-downs') : null,
-      h('button', { 'data-write': true, onclick: () => editConnection(c) }, 'Edit'),
+      h('button', { 'data-write': true, onclick: () => open('connection', c.id) }, 'Edit'),
       h('button', { 'data-write': true, class: 'danger', onclick: () => confirm(`Delete the connection "${c.name}"?`)
         && attempt(() => api.del(path('/v1/connections/{}', c.id)), 'Connection deleted').then(() => open('connections', 'mine')) }, 'Delete')));
 }
@@ -76,6 +76,16 @@ function secretInputs(authType, optional) {
   const values = () => Object.fromEntries(Object.entries(inputs).filter(([, i]) => i.value !== '').map(([k, i]) => [k, i.value]));
   return { nodes, values };
 }
+
+// An app's set-up form and a connection's edit form have addresses of their own
+// (`#/connection-setup/<app>`, `#/connection/<id>`): a reload keeps the form, Back leaves it.
+views['connection-setup'] = async (id) => {
+  const app = (await api.get('/v1/apps')).find((a) => a.id === id);
+  if (!app) throw new ApiError(404, { error: { code: 'not_found', message: `no app '${id}' in the catalogue` } });
+  setUpConnection(app);
+};
+
+views.connection = async (id) => editConnection(await api.get(path('/v1/connections/{}', id)));
 
 function setUpConnection(app) {
   const name = h('input', { size: 40, value: `${app.name}` });

@@ -1,9 +1,10 @@
 //! The admin console in a real browser (a headless Chromium): an admin's whole set-up — sign
 //! in, connect Salesforce, set up, test and publish an automation, find its runs — what the API
 //! refuses shown with its code and field, names shown as text and never as markup, a viewer's
-//! read-only console, tokens issued once and revoked, a double-click that acts once. Each test
-//! also fails when a script throws or the content security policy refuses anything
-//! (`Browser::close`).
+//! read-only console, tokens issued once and revoked, a double-click that acts once
+//! (`console_browser_changes.rs` changes what exists, `console_browser_addresses.rs` moves
+//! between pages). Each test also fails when a script throws or the content security policy
+//! refuses anything (`Browser::close`).
 
 use aic_control_plane::auth::Role;
 use aic_tests::browser::{Browser, status, tile};
@@ -297,83 +298,5 @@ async fn a_double_click_tests_an_automation_once_and_issues_one_token() {
         "{tokens}"
     );
     b.close().await;
-    env.stop().await;
-}
-
-#[tokio::test]
-async fn the_address_names_the_page_so_reloads_back_and_links_return_to_it() {
-    let env = TestEnv::start_with(Options::api_only()).await;
-    let automation = env.lead_automation().await;
-    let b = Browser::console(&env.api).await;
-    b.sign_in(&env.admin_token).await;
-    b.edit_automation("Create lead").await;
-    let editor = "Live: version 1 (Version 1)";
-    b.wait_for_text(editor).await;
-    assert_eq!(b.fragment().await, format!("/editor/{automation}"));
-    b.client.refresh().await.expect("reloads");
-    b.wait_for_text(editor).await;
-
-    // Runs, filtered: the filter in the address, kept by a reload.
-    b.click("//nav", "Runs").await;
-    b.element("//select[@aria-label='Status']/option[@value='failed']")
-        .await
-        .click()
-        .await
-        .expect("chosen");
-    b.wait_until("the filter in the address", async |b| {
-        b.fragment().await == "/runs?status=failed"
-    })
-    .await;
-    b.client.refresh().await.expect("reloads");
-    b.wait_until("the filter chosen again", async |b| {
-        let chosen = "return document.querySelector('select[aria-label=Status]')?.value";
-        b.eval(chosen).await == "failed"
-    })
-    .await;
-
-    // Back: Runs unfiltered, the editor, the list; Forward: the editor again.
-    b.client.back().await.expect("back");
-    b.element("//select[@aria-label='Status']/option[@value=''][@selected]")
-        .await;
-    b.client.back().await.expect("back");
-    b.wait_for_text(editor).await;
-    b.client.back().await.expect("back");
-    b.element(&format!(
-        "{}//button[normalize-space()='Duplicate']",
-        tile("Create lead")
-    ))
-    .await;
-    b.client.forward().await.expect("forward");
-    b.wait_for_text(editor).await;
-    b.close().await;
-
-    // A link, in a browser of its own: signed in, it opens the page it names; a viewer's
-    // link to an admin's page opens the connections.
-    let other = Browser::start().await;
-    let link = format!("{}/console#/editor/{automation}", env.api);
-    other.open(&link).await;
-    other.sign_in(&env.admin_token).await;
-    other.wait_for_text(editor).await;
-    other.close().await;
-    let viewer = Browser::start().await;
-    viewer.open(&format!("{}/console#/tokens", env.api)).await;
-    viewer.sign_in(&env.token(Role::Viewer).await).await;
-    viewer.element(&tile("Sales org")).await;
-    viewer.close().await;
-
-    // An address that is not one shows the connections; one naming what is gone says so.
-    let gone = Browser::start().await;
-    gone.open(&format!("{}/console#/editor/%E0%A4%A", env.api))
-        .await;
-    gone.sign_in(&env.admin_token).await;
-    gone.element(&tile("Sales org")).await;
-    let deleted = uuid::Uuid::new_v4();
-    gone.open(&format!("{}/console#/editor/{deleted}", env.api))
-        .await;
-    let (said, error) = gone.flash_saying("not_found: ").await;
-    assert!(error, "{said}");
-    gone.click("", "Back to the connections").await;
-    gone.element(&tile("Sales org")).await;
-    gone.close().await;
     env.stop().await;
 }
