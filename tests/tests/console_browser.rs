@@ -65,12 +65,11 @@ async fn an_admin_connects_salesforce_then_tests_and_publishes_an_automation() {
         .await;
     b.click("", "Fields from the app").await;
     b.wait_for_text("fields from the app (Lead)").await;
-    let values = b.field("Parameter values (JSON)").await;
-    values.clear().await.expect("clears");
-    values
-        .send_keys(r#"{"LastName": "Lovelace", "Company": "Analytical Engines"}"#)
-        .await
-        .expect("typed");
+    b.fill(
+        "Parameter values (JSON)",
+        r#"{"LastName": "Lovelace", "Company": "Analytical Engines"}"#,
+    )
+    .await;
     b.click("", "Test automation").await;
     b.element(&status("//div[h3='Test automation']", "succeeded"))
         .await;
@@ -160,17 +159,12 @@ async fn what_the_api_refuses_the_console_says_with_its_code_and_field() {
     env.published_automation("salesforce.create_lead", &connection, "Leads", None)
         .await;
     b.edit_automation("Leads").await;
-    let values = b.field("Parameter values (JSON)").await;
-    values.clear().await.expect("clears");
-    values.send_keys("{LastName: 1").await.expect("typed");
+    b.fill("Parameter values (JSON)", "{LastName: 1").await;
     b.click("", "Test automation").await;
     let (said, error) = b.flash_saying("not JSON").await;
     assert!(error && said.ends_with("(parameters)"), "{said}");
-    values.clear().await.expect("clears");
-    values
-        .send_keys(r#"{"LastName": "Lovelace"}"#)
-        .await
-        .expect("typed");
+    b.fill("Parameter values (JSON)", r#"{"LastName": "Lovelace"}"#)
+        .await;
     b.click("", "Test automation").await;
     let (said, error) = b.flash_saying("(parameters.Company)").await;
     assert!(error && said.starts_with("validation_failed: "), "{said}");
@@ -270,12 +264,11 @@ async fn a_double_click_tests_an_automation_once_and_issues_one_token() {
     let b = Browser::console(&env.api).await;
     b.sign_in(&env.admin_token).await;
     b.edit_automation("Create lead").await;
-    let values = b.field("Parameter values (JSON)").await;
-    values.clear().await.expect("clears");
-    values
-        .send_keys(r#"{"LastName": "Twice", "Company": "Acme"}"#)
-        .await
-        .expect("typed");
+    b.fill(
+        "Parameter values (JSON)",
+        r#"{"LastName": "Twice", "Company": "Acme"}"#,
+    )
+    .await;
     b.double_click("", "Test automation").await;
     b.element(&status("//div[h3='Test automation']", "succeeded"))
         .await;
