@@ -103,11 +103,12 @@ const api = {
 
 let flashTimer = null;
 
-/** Says what happened: a confirmation fades after a few seconds, an error stays. */
+/** Says what happened: a confirmation fades after a few seconds, an error stays (and is
+ * announced at once by a screen reader, as an alert). */
 function flash(message, kind = 'info') {
   const box = document.getElementById('flash');
   clearTimeout(flashTimer);
-  box.replaceChildren(h('div', { class: kind }, message));
+  box.replaceChildren(h('div', { class: kind, role: kind === 'error' ? 'alert' : null }, message));
   if (kind === 'info') flashTimer = setTimeout(() => box.replaceChildren(), 5000);
 }
 

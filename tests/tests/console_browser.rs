@@ -108,6 +108,7 @@ async fn what_the_api_refuses_the_console_says_with_its_code_and_field() {
     b.sign_in("aic_unknown").await;
     let (said, error) = b.flash_saying("unauthenticated: ").await;
     assert!(error, "{said}");
+    b.element("//div[@id='flash']/div[@role='alert']").await;
     b.wait_for_text("The token is unknown, expired or revoked.")
         .await;
     b.sign_in(&env.token(Role::Service).await).await;
