@@ -134,7 +134,8 @@ pub async fn run(
             &mut consumer,
             &acks,
             &mut tasks,
-            (shutdown.as_mut(), &feed),
+            shutdown.as_mut(),
+            &feed,
         )
         .await;
         consuming.store(false, Ordering::SeqCst);
@@ -199,10 +200,8 @@ async fn consume(
     consumer: &mut lapin::Consumer,
     acks: &AckHandle,
     tasks: &mut JoinSet<()>,
-    (mut shutdown, feed): (
-        std::pin::Pin<&mut impl Future<Output = ()>>,
-        &crate::attached::Feed,
-    ),
+    mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+    feed: &crate::attached::Feed,
 ) -> Ended {
     loop {
         // Deliveries first: the shutdown signal (two signal streams) is then polled once per
