@@ -183,6 +183,7 @@ function signOut(message) {
 }
 
 function signIn(message) {
+  document.getElementById('main').removeAttribute('aria-busy');
   const input = h('input', { type: 'password', size: 60, autocomplete: 'off', placeholder: 'aic_…' });
   const go = async () => {
     api.token = input.value.trim();
@@ -287,12 +288,17 @@ function show(name, args) {
   // A link to an admin's page, opened with another role's token: the connections instead.
   if (document.querySelector(`#nav button[data-view="${name}"][data-admin]`) && document.body.dataset.role !== 'admin') return show('connections', []);
   showing += 1;
+  const mine = showing;
+  // The page is busy until the view has drawn itself: a screen reader waits to read it.
+  const main = document.getElementById('main');
+  main.setAttribute('aria-busy', 'true');
   const section = { editor: 'automations', 'automation-setup': 'automations', 'connection-setup': 'connections', connection: 'connections' }[name] || name;
   for (const b of document.querySelectorAll('#nav button[data-view]')) b.classList.toggle('active', b.dataset.view === section);
   // A view that cannot be shown (a link to an automation since deleted, say) says why above
   // and leaves nothing of the page before it.
   attempt(() => views[name](...args), undefined, () => render(h('p', {}, 'This page cannot be shown. ',
-    h('button', { onclick: () => open('connections') }, 'Back to the connections'))));
+    h('button', { onclick: () => open('connections') }, 'Back to the connections'))))
+    .finally(() => mine === showing && main.removeAttribute('aria-busy'));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -141,7 +141,8 @@ impl Browser {
         self.text().await
     }
 
-    /// The displayed element `xpath` finds, waited for.
+    /// The displayed element `xpath` finds, waited for; not one of a page still being drawn
+    /// (its `main` busy), which is about to be replaced.
     pub async fn element(&self, xpath: &str) -> Element {
         let deadline = Instant::now() + WAIT;
         loop {
@@ -151,7 +152,16 @@ impl Browser {
                 .await
                 .unwrap_or_default()
             {
-                if e.is_displayed().await.unwrap_or(false) {
+                let settled = self
+                    .client
+                    .execute(
+                        "return arguments[0].closest('main[aria-busy]') === null",
+                        vec![json!(e)],
+                    )
+                    .await
+                    .ok()
+                    .and_then(|v| v.as_bool());
+                if settled == Some(true) && e.is_displayed().await.unwrap_or(false) {
                     return e;
                 }
             }
@@ -218,24 +228,11 @@ impl Browser {
     /// The input of the form field labelled `label`: through its label's `for`, or named by
     /// its `aria-label`.
     pub async fn field(&self, label: &str) -> Element {
-        let found = self
-            .element(&format!(
-                "//label[normalize-space()={0}] | //*[@aria-label={0}]",
-                quoted(label)
-            ))
-            .await;
-        if found.tag_name().await.expect("reads") != "label" {
-            return found;
-        }
-        let id = found
-            .attr("for")
-            .await
-            .expect("reads")
-            .expect("the label names its input");
-        self.client
-            .find(Locator::Id(&id))
-            .await
-            .expect("the labelled input")
+        self.element(&format!(
+            "//*[@id=//label[normalize-space()={0}]/@for] | //*[@aria-label={0}]",
+            quoted(label)
+        ))
+        .await
     }
 
     /// Waits for the console's message to say `needle`; the message, and whether it is an

@@ -8,7 +8,7 @@ use aic_control_plane::auth::Role;
 use aic_tests::browser::{Browser, tile};
 use aic_tests::harness::{Options, TestEnv};
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 async fn get(env: &TestEnv, path: &str) -> Value {
@@ -180,6 +180,9 @@ async fn a_page_answering_late_does_not_replace_the_one_opened_after_it() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Meanwhile the page is marked busy, the connections it still shows about to go.
+    let busy = "return document.getElementById('main').getAttribute('aria-busy')";
+    assert_eq!(b.eval(busy).await, json!("true"));
     b.click("//nav", "Tokens").await;
     b.element("//h2[normalize-space()='API tokens']").await;
     lock.commit().await.expect("the ledger free again");
@@ -191,6 +194,7 @@ async fn a_page_answering_late_does_not_replace_the_one_opened_after_it() {
     b.element("//h2[normalize-space()='API tokens']").await;
     assert!(!b.text().await.contains("Every automation's executions"));
     assert_eq!(b.fragment().await, "/tokens");
+    assert_eq!(b.eval(busy).await, Value::Null, "Tokens is drawn");
     b.close().await;
     env.stop().await;
 }
