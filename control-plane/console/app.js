@@ -90,7 +90,13 @@ const api = {
     const text = await res.text();
     let data = null;
     try { data = text ? JSON.parse(text) : null; } catch { data = { error: { message: text } }; }
-    if (res.status === 401) signOut('The token is unknown, expired or revoked.');
+    if (res.status === 401) {
+      // The token is no longer good (revoked, expired): the sign-in form says so, the API's
+      // code above it, and nothing more of the view that asked is drawn over the form.
+      signOut('The token is unknown, expired or revoked.');
+      failure(new ApiError(res.status, data));
+      throw new Superseded();
+    }
     if (asked !== showing) throw new Superseded();
     if (!res.ok) throw new ApiError(res.status, data);
     return data;
@@ -173,6 +179,8 @@ function field(label, input, hint) {
 const views = {};
 
 function signOut(message) {
+  // What the view shown was asking is dropped: its answers draw nothing over the form.
+  showing += 1;
   unsaved = null;
   api.token = '';
   delete document.body.dataset.role;
@@ -205,7 +213,7 @@ async function start() {
     me = await api.get('/v1/me');
   } catch (err) {
     api.token = '';
-    failure(err);
+    if (!(err instanceof Superseded)) failure(err);
     return false;
   }
   if (me.token.role === 'service') {
@@ -315,7 +323,8 @@ document.addEventListener('DOMContentLoaded', () => {
   });
   window.addEventListener('beforeunload', (e) => { if (unsaved) e.preventDefault(); });
   if (api.token) {
-    start().then((ok) => ok || signOut());
+    // A stored token refused: its sign-in form is shown; the API out of reach: a new one.
+    start().then((ok) => ok || document.querySelector('#main input[type=password]') || signIn());
   } else {
     signIn();
   }

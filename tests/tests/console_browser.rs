@@ -1,9 +1,9 @@
 //! The admin console in a real browser (a headless Chromium): an admin's whole set-up — sign
 //! in, connect Salesforce, set up, test and publish an automation, find its runs — what the API
 //! refuses shown with its code and field, names shown as text and never as markup, a viewer's
-//! read-only console, tokens issued once and revoked, a double-click that acts once
-//! (`console_browser_changes.rs` changes what exists, `console_browser_addresses.rs` moves
-//! between pages). Each test also fails when a script throws or the content security policy
+//! read-only console, tokens issued once and revoked (one while in use), a double-click that
+//! acts once (`console_browser_changes.rs` changes what exists, `console_browser_addresses.rs`
+//! moves between pages). Each test also fails when a script throws or the content security policy
 //! refuses anything (`Browser::close`).
 
 use aic_control_plane::auth::Role;
@@ -291,6 +291,40 @@ async fn a_double_click_tests_an_automation_once_and_issues_one_token() {
         1,
         "{tokens}"
     );
+    b.close().await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_revoked_while_signed_in_leaves_the_sign_in_form_and_nothing_over_it() {
+    let env = TestEnv::start_with(Options::api_only()).await;
+    let editor = aic_control_plane::tenants::issue(&env.pool, env.tenant, Role::Editor, "Eve")
+        .await
+        .expect("a token");
+    let b = Browser::console(&env.api).await;
+    b.sign_in(&editor.token).await;
+    b.wait_for_text("No connection yet").await;
+    let revoke = format!("/v1/tokens/{}", editor.token_id);
+    let (code, body) = env.call(Method::DELETE, &revoke, None).await;
+    assert_eq!(code, StatusCode::NO_CONTENT, "{body}");
+
+    // The next page's call is refused: the sign-in form says why, the API's code above it,
+    // and the page that asked draws nothing over the form.
+    b.click("//nav", "Runs").await;
+    let (said, error) = b.flash_saying("unauthenticated: ").await;
+    assert!(error, "{said}");
+    b.element("//h2[normalize-space()='Sign in']").await;
+    let page = b
+        .wait_for_text("The token is unknown, expired or revoked.")
+        .await;
+    assert!(!page.contains("This page cannot be shown"), "{page}");
+    let nav = b.eval("return document.getElementById('nav').hidden").await;
+    assert_eq!(nav, json!(true), "{page}");
+
+    // Signed in again, the page asked for is shown.
+    b.sign_in(&env.admin_token).await;
+    b.element("//h2[normalize-space()='Runs']").await;
+    assert_eq!(b.fragment().await, "/runs");
     b.close().await;
     env.stop().await;
 }
