@@ -62,9 +62,11 @@ function query(filters) {
   return s ? `?${s}` : '';
 }
 
-// Each view shown has a number. An answer to a call made before the view it belonged to was
-// left is dropped (the call threw Superseded, which attempt() lets go without a word): a slow
-// page answering late does not replace the one the admin went on to, nor flash on it.
+// Each view shown has a number. What a view read before it was left is dropped (the read threw
+// Superseded, which attempt() lets go without a word): a slow page answering late does not
+// replace the one the admin went on to, nor flash on it. A change (a save, a delete, a token
+// issued) is done on the server all the same: attempt() says how it ended over the page shown
+// now, and what would have followed it on the page left (a redraw, a move) does not happen.
 let showing = 0;
 
 class Superseded extends Error {}
@@ -97,7 +99,7 @@ const api = {
       failure(new ApiError(res.status, data));
       throw new Superseded();
     }
-    if (asked !== showing) throw new Superseded();
+    if (asked !== showing && method === 'GET') throw new Superseded();
     if (!res.ok) throw new ApiError(res.status, data);
     return data;
   },
@@ -109,13 +111,21 @@ const api = {
 
 let flashTimer = null;
 
-/** Says what happened: a confirmation fades after a few seconds, an error stays (and is
- * announced at once by a screen reader, as an alert). */
+/** Says what happened: a confirmation fades after a few seconds, an error stays until the
+ * next message (and is announced at once by a screen reader, as an alert), and one that must
+ * be read (`lasting`: a secret shown once) stays above the others until dismissed. */
 function flash(message, kind = 'info') {
-  const box = document.getElementById('flash');
   clearTimeout(flashTimer);
-  box.replaceChildren(h('div', { class: kind, role: kind === 'error' ? 'alert' : null }, message));
-  if (kind === 'info') flashTimer = setTimeout(() => box.replaceChildren(), 5000);
+  const shown = h('div', { class: kind === 'lasting' ? 'info lasting' : kind, role: kind === 'error' ? 'alert' : null }, message);
+  if (kind === 'lasting') shown.append(' ', h('button', { onclick: () => shown.remove() }, 'Dismiss'));
+  unflash(shown);
+  if (kind === 'info') flashTimer = setTimeout(unflash, 5000);
+}
+
+/** Clears the messages but those that last (then shows `shown`). */
+function unflash(...shown) {
+  const box = document.getElementById('flash');
+  box.replaceChildren(...box.querySelectorAll(':scope > .lasting'), ...shown);
 }
 
 function failure(err) {
@@ -125,19 +135,27 @@ function failure(err) {
 }
 
 /** Runs an action, showing what went wrong instead of failing silently (then running
- * `failed`, when given). */
+ * `failed`, when given). The action is given `left()`: whether the admin has left its page. */
 async function attempt(action, done, failed) {
-  if (document.querySelector('#flash .error')) document.getElementById('flash').replaceChildren();
+  const asked = showing;
+  const left = () => asked !== showing;
+  if (document.querySelector('#flash .error')) unflash();
   try {
-    const result = await action();
+    const result = await action(left);
     if (done) flash(done);
-    return result;
+    return left() ? never() : result;
   } catch (err) {
     if (err instanceof Superseded) return undefined;
     failure(err);
+    if (left()) return never();
     if (failed) failed();
     return undefined;
   }
+}
+
+/** What never settles: an action's follow-ups on a page since left. */
+function never() {
+  return new Promise(() => {});
 }
 
 function render(...nodes) {

@@ -99,7 +99,7 @@ views.editor = async (id) => {
     h('div', { class: 'bar' }, h('button', { 'data-write': true, onclick: save }, 'Save as draft'),
       h('button', { 'data-write': true, class: 'primary', onclick: publish }, 'Publish'),
       h('button', { onclick: () => open('automations', 'mine') }, 'Back')),
-    testPanel(id, a.parameters), await versionPanel(id), await runPanel(id), await deployedPanel(id));
+    testPanel(id, a.name, a.parameters), await versionPanel(id), await runPanel(id), await deployedPanel(id));
 };
 
 /** The parameter table, editable; `specs()` gives it back as the API takes it. */
@@ -144,14 +144,16 @@ function parameterTable(parameters) {
   };
 }
 
-function testPanel(id, parameters) {
+function testPanel(id, name, parameters) {
   const example = Object.fromEntries(parameters.filter((p) => p.required).map((p) => [p.name, '']));
   const values = h('textarea', { 'aria-label': 'Parameter values (JSON)' }, JSON.stringify(example, null, 2));
   const out = h('div');
-  const run = () => attempt(async () => {
+  const run = () => attempt(async (left) => {
     let parsed;
     try { parsed = JSON.parse(values.value); } catch (err) { throw new ApiError(422, { error: { message: `not JSON: ${err.message}`, field: 'parameters' } }); }
     const result = await api.post(path('/v1/automations/{}/test', id), { parameters: parsed });
+    // A real call that created a real record: said even when the editor was left meanwhile.
+    if (left()) flash(`The test of ${name} ${result.status}: ${result.request}`, result.ok ? 'info' : 'error');
     out.replaceChildren(h('div', {}, tag(result.status), ` ${result.request} · ${result.duration_ms} ms`),
       h('pre', {}, JSON.stringify(result.ok ? result.output : result.error, null, 2)));
   });
@@ -261,8 +263,8 @@ views.runs = async (filters = {}) => {
       next = done.next;
       if (!next) break;
     }
-    await views.runs(filters);
     flash(`${ran} run again${refused.length ? `; not: ${refused.join('; ')}` : ''}${next ? '; more are left: run again' : ''}`);
+    await views.runs(filters);
   }) }, 'Run the failures again') : null;
   render(h('h2', {}, 'Runs'), h('p', { class: 'hint' }, 'Every automation\'s executions, newest first.'),
     h('div', { class: 'bar' }, automation, status, hours, again), ...await runTable(fetch, named));

@@ -45,8 +45,8 @@ function connectionTile(c) {
       h('button', { 'data-write': true, onclick: () => attempt(async () => {
         const t = await api.post(path('/v1/connections/{}/test', c.id));
         flash(`${t.ok ? 'Connected' : 'Failed'}: ${t.message}`, t.ok ? 'info' : 'error');
-        if (t.ok) open('connections', 'mine');
-      }) }, 'Test'),
+        return t.ok;
+      }).then((ok) => ok && open('connections', 'mine')) }, 'Test'),
       c.throttled_until || (c.cooldowns || []).length ? h('button', { 'data-write': true, onclick: () => confirm('End the cool-downs before the vendor\'s time? Do so only if its limit was raised.')
         && attempt(() => api.del(path('/v1/connections/{}/cooldowns', c.id)), 'Cool-downs ended: executions they held run within minutes').then(() => open('connections', 'mine')) }, 'End cool-downs') : null,
       h('button', { 'data-write': true, onclick: () => open('connection', c.id) }, 'Edit'),

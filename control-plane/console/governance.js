@@ -41,12 +41,14 @@ views.tokens = async () => {
   role.setAttribute('aria-label', 'Role');
   const expires = h('input', { type: 'date', 'aria-label': 'Expires' });
   const shown = h('div');
-  const issue = () => attempt(async () => {
+  const issue = () => attempt(async (left) => {
     const body = { name: name.value, role: role.value };
     if (expires.value) body.expires_at = new Date(`${expires.value}T00:00:00`).toISOString();
     const chosen = [...scope.selectedOptions].map((o) => o.value);
     if (role.value === 'service' && chosen.length) body.automations = chosen;
     const issued = await api.post('/v1/tokens', body);
+    // Shown once: over whatever page the admin went on to, and kept until the next message.
+    if (left()) return flash([`Token "${body.name}" issued: copy it now, it is shown once. `, h('div', { class: 'secret' }, issued.token)], 'lasting');
     await views.tokens();
     flash('Token issued: copy it now, it is shown once.');
     document.getElementById('issued').replaceChildren(h('div', { class: 'secret' }, issued.token));

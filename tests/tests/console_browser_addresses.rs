@@ -159,6 +159,15 @@ async fn waiting_on_locks(env: &TestEnv) -> i64 {
     client.query_one(sql, &[]).await.expect("counted").get(0)
 }
 
+/// Waits for a call the console made to queue behind a lock the test holds.
+async fn until_waiting(env: &TestEnv) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while waiting_on_locks(env).await == 0 {
+        assert!(Instant::now() < deadline, "nothing waited on the lock");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_page_answering_late_does_not_replace_the_one_opened_after_it() {
     let env = TestEnv::start_with(Options::api_only()).await;
@@ -172,14 +181,7 @@ async fn a_page_answering_late_does_not_replace_the_one_opened_after_it() {
         .await
         .expect("the ledger locked");
     b.click("//nav", "Runs").await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while waiting_on_locks(&env).await == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the runs never asked for the ledger"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_waiting(&env).await;
     // Meanwhile the page is marked busy, the connections it still shows about to go.
     let busy = "return document.getElementById('main').getAttribute('aria-busy')";
     assert_eq!(b.eval(busy).await, json!("true"));
@@ -195,6 +197,54 @@ async fn a_page_answering_late_does_not_replace_the_one_opened_after_it() {
     assert!(!b.text().await.contains("Every automation's executions"));
     assert_eq!(b.fragment().await, "/tokens");
     assert_eq!(b.eval(busy).await, Value::Null, "Tokens is drawn");
+    b.close().await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_change_answered_after_its_page_was_left_says_how_it_ended_there() {
+    let env = TestEnv::start_with(Options::api_only()).await;
+    env.salesforce_connection("Sales org", "s3cret", "s3cret")
+        .await;
+    let b = Browser::console(&env.api).await;
+    b.sign_in(&env.admin_token).await;
+    // Each change writes to the tenant's audit trail, which waits on the tenant's row, locked
+    // while the admin goes on to another page.
+    let mut client = env.pool.get().await.expect("a connection");
+    let lock = client.transaction().await.expect("a transaction");
+    lock.batch_execute("SELECT 1 FROM tenants FOR UPDATE")
+        .await
+        .expect("the tenant locked");
+    b.click(&tile("Sales org"), "Delete").await;
+    b.accept_dialog(None).await;
+    until_waiting(&env).await;
+    b.click("//nav", "Tokens").await;
+    b.fill("Token name", "Issued while away").await;
+    b.click("", "Issue").await;
+    b.wait_until("two changes waiting", async |_| {
+        waiting_on_locks(&env).await == 2
+    })
+    .await;
+    b.click("//nav", "Runs").await;
+    b.element("//h2[normalize-space()='Runs']").await;
+    lock.commit().await.expect("the tenant free again");
+
+    // Both done on the server and said over Runs, which stays: the token's secret with it,
+    // kept on screen, and working.
+    let (said, error) = b
+        .flash_saying(r#"Token "Issued while away" issued: copy it now"#)
+        .await;
+    assert!(!error, "{said}");
+    let secret = b.element("//div[@id='flash']//div[@class='secret']").await;
+    let token = secret.text().await.expect("the secret");
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    b.flash_saying(&token).await;
+    let (code, me) = env.call_as(&token, Method::GET, "/v1/me", None).await;
+    assert_eq!(code, StatusCode::OK, "{me}");
+    let (code, gone) = env.call(Method::GET, "/v1/connections", None).await;
+    assert_eq!((code, gone), (StatusCode::OK, json!([])));
+    b.element("//h2[normalize-space()='Runs']").await;
+    assert_eq!(b.fragment().await, "/runs");
     b.close().await;
     env.stop().await;
 }
