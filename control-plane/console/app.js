@@ -175,12 +175,33 @@ function tabs(current, entries) {
     h('button', { class: name === current ? 'active' : null, onclick: go }, label)));
 }
 
-function select(options, value, onchange) {
-  return h('select', { onchange },
+function select(options, value, onchange, label) {
+  return h('select', { onchange, 'aria-label': label || null },
     options.map(([v, label]) => h('option', { value: v, selected: v === value ? true : null }, label)));
 }
 
 let fieldIds = 0;
+
+/** The business-domain filter: a menu that can be searched. Typing narrows the domains it
+ * offers; choosing one, or typing a whole name, calls `pick` with its id, an emptied field
+ * with ''; a name that is no domain's says so. */
+function domainFilter(domains, current, pick) {
+  fieldIds += 1;
+  const menu = h('datalist', { id: `domains-${fieldIds}` }, domains.map((d) => h('option', { value: d.name }, d.apps === undefined ? null : `${d.apps} apps`)));
+  const now = domains.find((d) => d.id === current);
+  const input = h('input', { type: 'search', list: menu.id, size: 28, value: now ? now.name : '', placeholder: 'Every business domain', 'aria-label': 'Business domain' });
+  const choose = () => {
+    const typed = input.value.trim().toLowerCase();
+    const chosen = typed ? domains.find((d) => d.name.toLowerCase() === typed || d.id === typed) : { id: '' };
+    if (!chosen) return flash(`No business domain is named "${input.value.trim()}": choose one the menu offers.`, 'error');
+    if (chosen.id !== (current || '')) pick(chosen.id);
+    return undefined;
+  };
+  // A choice from the menu replaces the text at once; typing is done on Enter or on leaving.
+  input.addEventListener('input', (e) => e.inputType === 'insertReplacementText' && choose());
+  input.addEventListener('change', choose);
+  return h('span', {}, input, menu);
+}
 
 /** A labelled form field: the label names its input, the hint describes it (for screen readers too). */
 function field(label, input, hint) {

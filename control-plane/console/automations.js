@@ -14,9 +14,9 @@ views.automations = async (tab = 'mine', filters = {}) => {
   ]);
   const [apps, domains] = await Promise.all([api.get('/v1/apps'), api.get('/v1/domains')]);
   const refilter = (key) => (e) => open('automations', tab, { ...filters, [key]: e.target.value });
-  const app = select([['', 'Every app'], ...apps.map((a) => [a.id, a.name])], filters.app || '', refilter('app'));
-  const domain = select([['', 'Every business domain'], ...domains.map((d) => [d.id, d.name])], filters.domain || '', refilter('domain'));
-  const search = h('input', { type: 'search', placeholder: 'Search', value: filters.q || '' });
+  const app = select([['', 'Every app'], ...apps.map((a) => [a.id, a.name])], filters.app || '', refilter('app'), 'App');
+  const domain = domainFilter(domains, filters.domain, (id) => open('automations', tab, { ...filters, domain: id }));
+  const search = h('input', { type: 'search', placeholder: 'Search', value: filters.q || '', 'aria-label': 'Search' });
   search.addEventListener('change', refilter('q'));
   if (tab === 'all') {
     const templates = await api.get(`/v1/templates${query({ app: filters.app, domain: filters.domain, q: filters.q })}`);
@@ -26,7 +26,7 @@ views.automations = async (tab = 'mine', filters = {}) => {
         h('div', { class: 'actions' }, h('button', { 'data-write': true, class: 'primary', onclick: () => open('automation-setup', t.id) }, 'Set up'))))));
     return;
   }
-  const status = select([['', 'Any status'], ['running', 'running'], ['paused', 'paused']], filters.status || '', refilter('status'));
+  const status = select([['', 'Any status'], ['running', 'running'], ['paused', 'paused']], filters.status || '', refilter('status'), 'Status');
   const list = await api.get(`/v1/automations${query(filters)}`);
   render(h('h2', {}, 'Automations'), nav, h('div', { class: 'bar' }, app, domain, status, search),
     list.length === 0 ? h('p', {}, 'No automation yet: set one up from All automations.') : null,

@@ -10,9 +10,8 @@ views.connections = async (tab = 'mine', filters = {}) => {
     ['all', 'All integrations', () => open('connections', 'all')],
   ]);
   const domains = await api.get('/v1/domains');
-  const domain = select([['', 'Every business domain'], ...domains.map((d) => [d.id, `${d.name} (${d.apps})`])],
-    filters.domain || '', (e) => open('connections', tab, { ...filters, domain: e.target.value }));
-  const search = h('input', { type: 'search', placeholder: 'Search by name or keyword', value: filters.q || '' });
+  const domain = domainFilter(domains, filters.domain, (id) => open('connections', tab, { ...filters, domain: id }));
+  const search = h('input', { type: 'search', placeholder: 'Search by name or keyword', value: filters.q || '', 'aria-label': 'Search' });
   search.addEventListener('change', () => open('connections', tab, { ...filters, q: search.value }));
   if (tab === 'all') {
     const apps = await api.get(`/v1/apps${query({ domain: filters.domain, q: filters.q })}`);
@@ -24,7 +23,7 @@ views.connections = async (tab = 'mine', filters = {}) => {
     return;
   }
   const status = select([['', 'Any status'], ...['connected', 'untested', 'failing', 'needs_reauthorization'].map((s) => [s, s.replace(/_/g, ' ')])],
-    filters.status || '', (e) => open('connections', tab, { ...filters, status: e.target.value }));
+    filters.status || '', (e) => open('connections', tab, { ...filters, status: e.target.value }), 'Status');
   const list = await api.get(`/v1/connections${query({ status: filters.status, q: filters.q })}`);
   render(h('h2', {}, 'Connections'), nav,
     h('div', { class: 'bar' }, status, search, h('button', { 'data-write': true, class: 'primary', onclick: () => open('connections', 'all') }, 'Add a new connection')),
