@@ -94,8 +94,10 @@ const api = {
     try { data = text ? JSON.parse(text) : null; } catch { data = { error: { message: text } }; }
     if (res.status === 401) {
       // The token is no longer good (revoked, expired): the sign-in form says so, the API's
-      // code above it, and nothing more of the view that asked is drawn over the form.
-      signOut('The token is unknown, expired or revoked.');
+      // code above it, and nothing more of the view that asked is drawn over the form; over
+      // unsaved changes, a sign-in above the page keeps them.
+      if (unsaved && document.body.dataset.role) signInAgain();
+      else signOut('The token is unknown, expired or revoked.');
       failure(new ApiError(res.status, data));
       throw new Superseded();
     }
@@ -154,9 +156,7 @@ async function attempt(action, done, failed) {
 }
 
 /** What never settles: an action's follow-ups on a page since left. */
-function never() {
-  return new Promise(() => {});
-}
+const never = () => new Promise(() => {});
 
 function render(...nodes) {
   document.getElementById('main').replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined && n !== false));
@@ -223,6 +223,7 @@ function signOut(message) {
   unsaved = null;
   api.token = '';
   delete document.body.dataset.role;
+  delete document.body.dataset.tenant;
   document.getElementById('who').textContent = '';
   sessionStorage.removeItem('aic.token');
   document.getElementById('nav').hidden = true;
@@ -245,8 +246,33 @@ function signIn(message) {
   input.focus();
 }
 
-/** Reads who the token is and opens the console for its role; false when it cannot. */
-async function start() {
+/** The token refused over unsaved changes: the page stays as it is, edits and all, a sign-in
+ * above it; signed in again to the same tenant, the admin saves them. */
+function signInAgain() {
+  api.token = '';
+  sessionStorage.removeItem('aic.token');
+  if (document.getElementById('sign-in-again')) return;
+  const input = h('input', { type: 'password', size: 60, autocomplete: 'off', placeholder: 'aic_…' });
+  const tenant = document.body.dataset.tenant;
+  const go = async () => {
+    api.token = input.value.trim();
+    if (!(await start(tenant))) return;
+    sessionStorage.setItem('aic.token', api.token);
+    // Another tenant's token shows its own page instead, the edits dropped.
+    if (panel.isConnected) flash('Signed in again: save what you changed.');
+    panel.remove();
+  };
+  const panel = h('div', { class: 'panel', id: 'sign-in-again' }, h('h3', {}, 'Sign in again'),
+    h('p', {}, 'The token is unknown, expired or revoked. What you changed on this page is kept: sign in again, then save it.'),
+    field('API token', input), h('div', { class: 'bar' }, h('button', { class: 'primary', onclick: go }, 'Sign in')));
+  input.addEventListener('keydown', (e) => { if (e.key === 'Enter') go(); });
+  document.getElementById('main').prepend(panel);
+  input.focus();
+}
+
+/** Reads who the token is and opens the console for its role (the page shown kept when signed
+ * in again to its `tenant`); false when it cannot. */
+async function start(tenant) {
   let me;
   try {
     me = await api.get('/v1/me');
@@ -264,6 +290,9 @@ async function start() {
   document.body.dataset.role = me.token.role;
   document.getElementById('who').textContent = `${me.token.name} (${me.token.role}) · ${me.tenant_name}`;
   document.getElementById('nav').hidden = false;
+  document.body.dataset.tenant = me.tenant_id;
+  if (tenant === me.tenant_id) return true;
+  unsaved = null;
   show(...route(location.hash));
   return true;
 }

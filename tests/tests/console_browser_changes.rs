@@ -1,6 +1,7 @@
 //! The admin console in a real browser, changing what exists: an editor mends a connection's
 //! credentials and runs its failure again from Runs, reworks an automation's parameter table and
-//! publishes it, renames, restores and deletes versions, pauses it, duplicates and deletes it.
+//! publishes it, renames, restores and deletes versions, pauses it, duplicates and deletes it;
+//! an editor whose token is revoked mid-edit signs in again and saves the edit.
 //! Each step is checked against the API, not only the page; each test fails when a script
 //! throws or the content security policy blocks anything (`Browser::close`).
 
@@ -275,6 +276,55 @@ async fn the_last_hours_failures_are_run_again_at_once_and_runs_come_a_page_at_a
             .await
             .expect("reads")
     );
+    b.close().await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn an_editor_whose_token_is_revoked_mid_edit_signs_in_again_and_keeps_the_edits() {
+    let env = TestEnv::start_with(aic_tests::harness::Options::api_only()).await;
+    let automation = env.lead_automation().await;
+    let editor = aic_control_plane::tenants::issue(&env.pool, env.tenant, Role::Editor, "Eve")
+        .await
+        .expect("a token");
+    let b = Browser::console(&env.api).await;
+    b.sign_in(&editor.token).await;
+    b.edit_automation("Create lead").await;
+    b.fill("Unique name", "Leads from the web").await;
+    let (code, body) = env
+        .call(
+            Method::DELETE,
+            &format!("/v1/tokens/{}", editor.token_id),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::NO_CONTENT, "{body}");
+
+    // The save is refused: a sign-in above the page, the edit kept under it.
+    b.click("", "Save as draft").await;
+    let (said, error) = b.flash_saying("unauthenticated: ").await;
+    assert!(error, "{said}");
+    let again = "//div[@id='sign-in-again']";
+    b.element(&format!("{again}//h3[normalize-space()='Sign in again']"))
+        .await;
+    let name = b.field("Unique name").await.prop("value").await;
+    assert_eq!(name.expect("reads").as_deref(), Some("Leads from the web"));
+    // A wrong token is refused there too; the right one lets the save through.
+    b.fill("API token", "aic_unknown").await;
+    b.click(again, "Sign in").await;
+    b.element(&format!("{again}//button[.='Sign in' and not(@aria-busy)]"))
+        .await;
+    b.element(again).await;
+    b.fill("API token", &env.admin_token).await;
+    b.click(again, "Sign in").await;
+    b.flash_saying("Signed in again: save what you changed.")
+        .await;
+    assert!(!b.text().await.contains("Sign in again"));
+    b.click("", "Save as draft").await;
+    b.flash_saying("Draft saved").await;
+    let saved = get(&env, &format!("/v1/automations/{automation}")).await;
+    assert_eq!(saved["name"], "Leads from the web", "{saved}");
+    assert_eq!(b.fragment().await, format!("/editor/{automation}"));
     b.close().await;
     env.stop().await;
 }
