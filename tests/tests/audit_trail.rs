@@ -27,9 +27,7 @@ async fn ok(env: &TestEnv, token: &str, method: Method, path: &str, body: Option
 /// and the admin the rest, with an edit that changes nothing and a refused create on the way:
 /// the connection's id and Eve's token id.
 async fn change_everything(env: &TestEnv) -> (String, String) {
-    let editor = aic_control_plane::tenants::issue(&env.pool, env.tenant, Role::Editor, "Eve")
-        .await
-        .expect("editor");
+    let editor = env.issued(Role::Editor, "Eve").await;
     let eve = editor.token.as_str();
     let conn = env
         .salesforce_connection("Org", "s3cret-A", "s3cret-A")

@@ -298,15 +298,11 @@ async fn a_double_click_tests_an_automation_once_and_issues_one_token() {
 #[tokio::test]
 async fn a_token_revoked_while_signed_in_leaves_the_sign_in_form_and_nothing_over_it() {
     let env = TestEnv::start_with(Options::api_only()).await;
-    let editor = aic_control_plane::tenants::issue(&env.pool, env.tenant, Role::Editor, "Eve")
-        .await
-        .expect("a token");
+    let editor = env.issued(Role::Editor, "Eve").await;
     let b = Browser::console(&env.api).await;
     b.sign_in(&editor.token).await;
     b.wait_for_text("No connection yet").await;
-    let revoke = format!("/v1/tokens/{}", editor.token_id);
-    let (code, body) = env.call(Method::DELETE, &revoke, None).await;
-    assert_eq!(code, StatusCode::NO_CONTENT, "{body}");
+    env.revoke(editor.token_id).await;
 
     // The next page's call is refused: the sign-in form says why, the API's code above it,
     // and the page that asked draws nothing over the form.

@@ -284,21 +284,12 @@ async fn the_last_hours_failures_are_run_again_at_once_and_runs_come_a_page_at_a
 async fn an_editor_whose_token_is_revoked_mid_edit_signs_in_again_and_keeps_the_edits() {
     let env = TestEnv::start_with(aic_tests::harness::Options::api_only()).await;
     let automation = env.lead_automation().await;
-    let editor = aic_control_plane::tenants::issue(&env.pool, env.tenant, Role::Editor, "Eve")
-        .await
-        .expect("a token");
+    let editor = env.issued(Role::Editor, "Eve").await;
     let b = Browser::console(&env.api).await;
     b.sign_in(&editor.token).await;
     b.edit_automation("Create lead").await;
     b.fill("Unique name", "Leads from the web").await;
-    let (code, body) = env
-        .call(
-            Method::DELETE,
-            &format!("/v1/tokens/{}", editor.token_id),
-            None,
-        )
-        .await;
-    assert_eq!(code, StatusCode::NO_CONTENT, "{body}");
+    env.revoke(editor.token_id).await;
 
     // The save is refused: a sign-in above the page, the edit kept under it.
     b.click("", "Save as draft").await;

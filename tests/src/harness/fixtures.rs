@@ -8,10 +8,25 @@ use serde_json::{Value, json};
 impl TestEnv {
     /// A token of another role for this tenant.
     pub async fn token(&self, role: aic_control_plane::auth::Role) -> String {
-        aic_control_plane::tenants::issue(&self.pool, self.tenant, role, "test")
+        self.issued(role, "test").await.token
+    }
+
+    /// A token of `role` named `name` for this tenant, with its id.
+    pub async fn issued(
+        &self,
+        role: aic_control_plane::auth::Role,
+        name: &str,
+    ) -> aic_control_plane::tenants::IssuedToken {
+        aic_control_plane::tenants::issue(&self.pool, self.tenant, role, name)
             .await
             .expect("token")
-            .token
+    }
+
+    /// Revokes the token `id` through the API, as an admin.
+    pub async fn revoke(&self, id: uuid::Uuid) {
+        let path = format!("/v1/tokens/{id}");
+        let (status, body) = self.call(Method::DELETE, &path, None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     }
 
     /// Registers a connected app in the sandbox and creates a connection to it.
