@@ -12,7 +12,7 @@ if [ "$installed" != "$SCHEMATHESIS" ]; then
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
     "schemathesis==$SCHEMATHESIS"
 fi
-# The admin console's tests (tests/tests/console_browser.rs) drive Debian's Chromium through
+# The admin console's tests (tests/tests/console_browser*.rs) drive Debian's Chromium through
 # its ChromeDriver.
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   apt=(env DEBIAN_FRONTEND=noninteractive apt-get -qq)
