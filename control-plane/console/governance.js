@@ -39,11 +39,14 @@ views.tokens = async () => {
     automations.map((a) => h('option', { value: a.id }, a.name)));
   const role = select(['service', 'viewer', 'editor', 'admin'].map((r) => [r, r]), 'service', () => { scope.disabled = role.value !== 'service'; });
   role.setAttribute('aria-label', 'Role');
-  const expires = h('input', { type: 'date', 'aria-label': 'Expires' });
+  // The day chosen is the token's last: it expires at that day's end, in the admin's time.
+  const now = new Date();
+  const today = [now.getFullYear(), now.getMonth() + 1, now.getDate()].map((n) => String(n).padStart(2, '0')).join('-');
+  const expires = h('input', { type: 'date', min: today, 'aria-label': 'Expires', title: 'Its last day (none: it does not expire)' });
   const shown = h('div');
   const issue = () => attempt(async (left) => {
     const body = { name: name.value, role: role.value };
-    if (expires.value) body.expires_at = new Date(`${expires.value}T00:00:00`).toISOString();
+    if (expires.value) body.expires_at = new Date(`${expires.value}T23:59:59.999`).toISOString();
     const chosen = [...scope.selectedOptions].map((o) => o.value);
     if (role.value === 'service' && chosen.length) body.automations = chosen;
     const issued = await api.post('/v1/tokens', body);

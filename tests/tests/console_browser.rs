@@ -209,8 +209,30 @@ async fn a_viewer_only_reads_and_an_admin_issues_a_token_once_and_revokes_it() {
     b.client.refresh().await.expect("reloads");
     b.click("//nav", "Tokens").await;
     b.fill("Token name", "Onboarding flow").await;
+    // Its last day today, typed as the admin's locale shows a date: it works until the day ends.
+    let typed = b
+        .eval("return new Date().toLocaleDateString(undefined, {year: 'numeric', month: '2-digit', day: '2-digit'})")
+        .await;
+    let digits: String = typed
+        .as_str()
+        .expect("a date")
+        .matches(char::is_numeric)
+        .collect();
+    b.fill("Expires", &digits).await;
     b.click("", "Issue").await;
     b.flash_saying("Token issued").await;
+    let tonight = b
+        .eval("const d = new Date(); d.setHours(23, 59, 59, 999); return d.toISOString()")
+        .await;
+    let (_, tokens) = env.call(Method::GET, "/v1/tokens", None).await;
+    let issued = tokens.as_array().expect("list").iter();
+    let issued = issued
+        .filter(|t| t["name"] == "Onboarding flow")
+        .collect::<Vec<_>>();
+    let at = |v: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().expect("a time")).expect("RFC 3339")
+    };
+    assert_eq!(at(&issued[0]["expires_at"]), at(&tonight), "{tokens}");
     let token = b
         .element("//div[@class='secret']")
         .await
