@@ -230,9 +230,14 @@ function signOut(message) {
   signIn(message);
 }
 
+/** A token's input, masked, signing in on Enter. */
+function tokenInput(go) {
+  return h('input', { type: 'password', size: 60, autocomplete: 'off', placeholder: 'aic_…', onkeydown: (e) => e.key === 'Enter' && go() });
+}
+
 function signIn(message) {
   document.getElementById('main').removeAttribute('aria-busy');
-  const input = h('input', { type: 'password', size: 60, autocomplete: 'off', placeholder: 'aic_…' });
+  const input = tokenInput(() => go());
   const go = async () => {
     api.token = input.value.trim();
     if (await start()) sessionStorage.setItem('aic.token', api.token);
@@ -242,7 +247,6 @@ function signIn(message) {
     message ? h('p', {}, message) : null,
     field('API token', input, 'An admin, editor or viewer token (create-tenant prints the first admin token). It is kept for this tab only.'),
     h('div', { class: 'bar' }, h('button', { class: 'primary', onclick: go }, 'Sign in'))));
-  input.addEventListener('keydown', (e) => { if (e.key === 'Enter') go(); });
   input.focus();
 }
 
@@ -252,7 +256,7 @@ function signInAgain() {
   api.token = '';
   sessionStorage.removeItem('aic.token');
   if (document.getElementById('sign-in-again')) return;
-  const input = h('input', { type: 'password', size: 60, autocomplete: 'off', placeholder: 'aic_…' });
+  const input = tokenInput(() => go());
   const tenant = document.body.dataset.tenant;
   const go = async () => {
     api.token = input.value.trim();
@@ -265,7 +269,6 @@ function signInAgain() {
   const panel = h('div', { class: 'panel', id: 'sign-in-again' }, h('h3', {}, 'Sign in again'),
     h('p', {}, 'The token is unknown, expired or revoked. What you changed on this page is kept: sign in again, then save it.'),
     field('API token', input), h('div', { class: 'bar' }, h('button', { class: 'primary', onclick: go }, 'Sign in')));
-  input.addEventListener('keydown', (e) => { if (e.key === 'Enter') go(); });
   document.getElementById('main').prepend(panel);
   input.focus();
 }

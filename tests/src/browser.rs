@@ -235,6 +235,14 @@ impl Browser {
         .await
     }
 
+    /// Chooses `value` in the select labelled `label`.
+    pub async fn choose(&self, label: &str, value: &str) {
+        let option = Locator::XPath(&format!("./option[@value={}]", quoted(value)));
+        let select = self.field(label).await;
+        let option = select.find(option).await.expect("the option");
+        option.click().await.expect("chosen");
+    }
+
     /// Waits for the console's message to say `needle`; the message, and whether it is an
     /// error.
     pub async fn flash_saying(&self, needle: &str) -> (String, bool) {

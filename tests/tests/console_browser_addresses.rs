@@ -32,11 +32,7 @@ async fn the_address_names_the_page_so_reloads_back_and_links_return_to_it() {
 
     // Runs, filtered: the filter in the address, kept by a reload.
     b.click("//nav", "Runs").await;
-    b.element("//select[@aria-label='Status']/option[@value='failed']")
-        .await
-        .click()
-        .await
-        .expect("chosen");
+    b.choose("Status", "failed").await;
     b.wait_until("the filter in the address", async |b| {
         b.fragment().await == "/runs?status=failed"
     })

@@ -164,14 +164,7 @@ async fn an_editor_reworks_an_automation_through_its_versions() {
     assert_eq!(numbers, [&json!(1)], "{versions}");
 
     // Paused from the editor: refused at once.
-    let paused = b.field("Status").await;
-    paused
-        .find(fantoccini::Locator::Css("option[value='paused']"))
-        .await
-        .expect("the option")
-        .click()
-        .await
-        .expect("chosen");
+    b.choose("Status", "paused").await;
     b.click("", "Save as draft").await;
     b.flash_saying("Draft saved").await;
     let (code, body) = env
@@ -228,11 +221,7 @@ async fn the_last_hours_failures_are_run_again_at_once_and_runs_come_a_page_at_a
     let b = Browser::console(&env.api).await;
     b.sign_in(&env.token(Role::Editor).await).await;
     b.click("//nav", "Runs").await;
-    b.element("//select[@aria-label='Since']/option[@value='1']")
-        .await
-        .click()
-        .await
-        .expect("chosen");
+    b.choose("Since", "1").await;
     b.click("", "Run the failures again").await;
     b.accept_dialog(None).await;
     let (said, error) = b.flash_saying(" run again").await;
