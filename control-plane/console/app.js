@@ -83,9 +83,9 @@ class ApiError extends Error {
 
 const api = {
   token: sessionStorage.getItem('aic.token') || '',
-  async call(method, url, body) {
+  async call(method, url, body, more = {}) {
     const asked = showing;
-    const headers = { Authorization: `Bearer ${this.token}` };
+    const headers = { Authorization: `Bearer ${this.token}`, ...more };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     const res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     if (res.status === 204) return null;
@@ -106,8 +106,8 @@ const api = {
     return data;
   },
   get(url) { return this.call('GET', url); },
-  post(url, body) { return this.call('POST', url, body); },
-  patch(url, body) { return this.call('PATCH', url, body); },
+  post(url, body, headers) { return this.call('POST', url, body, headers); },
+  patch(url, body, headers) { return this.call('PATCH', url, body, headers); },
   del(url) { return this.call('DELETE', url); },
 };
 

@@ -17,6 +17,7 @@ pub mod keys;
 pub mod metrics;
 pub mod migrate;
 pub mod openapi;
+pub mod precondition;
 pub mod replies;
 pub mod resend;
 pub mod retention;

@@ -38,6 +38,7 @@ mod accepts;
 mod governance;
 mod lifecycle;
 mod links;
+mod revisions;
 
 use accepts::{catalogued, query_parameters};
 use governance::governance_operations;
@@ -344,6 +345,7 @@ fn operation(op: Op, error: &Value, catalog: &aic_core::catalog::Catalog) -> Val
         .map(|(p, t)| json!({"name": p, "in": "path", "required": true, "schema": {"type": t}}))
         .collect();
     params.extend(query_parameters(catalog, op.method, op.path));
+    revisions::document(op.method, op.path, &mut o, &mut params);
     if !params.is_empty() {
         o["parameters"] = Value::Array(params);
     }

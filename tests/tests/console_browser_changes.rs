@@ -1,7 +1,8 @@
 //! The admin console in a real browser, changing what exists: an editor mends a connection's
 //! credentials and runs its failure again from Runs, reworks an automation's parameter table and
 //! publishes it, renames, restores and deletes versions, pauses it, duplicates and deletes it;
-//! an editor whose token is revoked mid-edit signs in again and saves the edit.
+//! an editor whose token is revoked mid-edit signs in again and saves the edit; an editor saving
+//! over another's change made since is refused, their edit kept.
 //! Each step is checked against the API, not only the page; each test fails when a script
 //! throws or the content security policy blocks anything (`Browser::close`).
 
@@ -305,6 +306,67 @@ async fn an_editor_whose_token_is_revoked_mid_edit_signs_in_again_and_keeps_the_
     let saved = get(&env, &format!("/v1/automations/{automation}")).await;
     assert_eq!(saved["name"], "Leads from the web", "{saved}");
     assert_eq!(b.fragment().await, format!("/editor/{automation}"));
+    b.close().await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn an_editor_saving_over_a_change_made_since_keeps_both_and_is_told_whose() {
+    let env = TestEnv::start_with(aic_tests::harness::Options::api_only()).await;
+    let automation = env.lead_automation().await;
+    let at = format!("/v1/automations/{automation}");
+    let b = Browser::console(&env.api).await;
+    b.sign_in(&env.token(Role::Editor).await).await;
+    b.edit_automation("Create lead").await;
+    b.fill("Description", "Leads from the web form").await;
+    // Meanwhile Bob pauses it (an incident at the vendor).
+    let bob = env.issued(Role::Editor, "bob").await.token;
+    let (code, body) = env
+        .call_as(&bob, Method::PATCH, &at, Some(json!({"status": "paused"})))
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+
+    // The editor's save (status "running" as read) is refused: the pause stands, the edit stays.
+    b.click("", "Save as draft").await;
+    let (said, error) = b.flash_saying("precondition_failed: ").await;
+    assert!(
+        error && said.contains("automation.updated by 'bob'"),
+        "{said}"
+    );
+    let now = get(&env, &at).await;
+    assert_eq!(
+        (now["status"].as_str(), now["description"].as_str()),
+        (Some("paused"), Some("")),
+        "{now}"
+    );
+    let kept = b.field("Description").await.prop("value").await;
+    assert_eq!(
+        kept.expect("reads").as_deref(),
+        Some("Leads from the web form")
+    );
+
+    // Opened again (the unsaved edit dropped on purpose), the pause shows and a save keeps it.
+    b.click("//nav", "Automations").await;
+    b.accept_dialog(None).await;
+    b.click(&tile("Create lead"), "Edit").await;
+    assert_eq!(
+        b.field("Status")
+            .await
+            .prop("value")
+            .await
+            .expect("reads")
+            .as_deref(),
+        Some("paused")
+    );
+    b.fill("Description", "Leads from the web form").await;
+    b.click("", "Save as draft").await;
+    b.flash_saying("Draft saved").await;
+    let now = get(&env, &at).await;
+    assert_eq!(
+        (now["status"].as_str(), now["description"].as_str()),
+        (Some("paused"), Some("Leads from the web form")),
+        "{now}"
+    );
     b.close().await;
     env.stop().await;
 }

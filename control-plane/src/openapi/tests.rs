@@ -119,4 +119,39 @@ fn every_reference_in_the_document_resolves() {
             "{method} {path}"
         );
     }
+    // An automation answers its ETag; its changes take If-Match, and say what a 412 means.
+    for (method, path, status) in [
+        ("get", "/v1/automations/{id}", "200"),
+        ("patch", "/v1/automations/{id}", "200"),
+        ("post", "/v1/automations", "201"),
+        ("post", "/v1/automations/{id}/duplicate", "201"),
+        (
+            "post",
+            "/v1/automations/{id}/versions/{number}/restore",
+            "200",
+        ),
+    ] {
+        let answer = &doc["paths"][path][method]["responses"][status];
+        assert!(answer["headers"]["ETag"].is_object(), "{method} {path}");
+    }
+    for (method, path) in [
+        ("patch", "/v1/automations/{id}"),
+        ("delete", "/v1/automations/{id}"),
+        ("post", "/v1/automations/{id}/publish"),
+        ("post", "/v1/automations/{id}/versions/{number}/restore"),
+    ] {
+        let op = &doc["paths"][path][method];
+        let header = op["parameters"].as_array().and_then(|ps| ps.last());
+        assert_eq!(
+            header.map(|p| (&p["name"], &p["in"])),
+            Some((&json!("If-Match"), &json!("header"))),
+            "{method} {path}"
+        );
+        assert!(
+            op["responses"]["412"]["content"].is_object(),
+            "{method} {path}"
+        );
+    }
+    let list = &doc["paths"]["/v1/automations"]["get"]["responses"]["200"];
+    assert!(list.get("headers").is_none(), "{list}");
 }

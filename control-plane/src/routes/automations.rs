@@ -6,6 +6,7 @@ use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller, READ};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, OptionalJson};
+use crate::precondition::IfMatch;
 use crate::state::AppState;
 use aic_core::catalog::Template;
 use aic_proto::{
@@ -108,6 +109,18 @@ pub struct AutomationView {
     pub created_at: DateTime<Utc>,
     /// Last changed.
     pub updated_at: DateTime<Utc>,
+    /// One more with every change to the automation (not to its counts): answered as the
+    /// `ETag`; send it back as `If-Match: "<revision>"` to change the automation only as it was
+    /// read (else 412 `precondition_failed`).
+    pub revision: i64,
+}
+
+/// An automation is answered with its revision as its `ETag`.
+impl axum::response::IntoResponse for AutomationView {
+    fn into_response(self) -> axum::response::Response {
+        let etag = crate::precondition::etag(self.revision);
+        ([(axum::http::header::ETAG, etag)], Json(self)).into_response()
+    }
 }
 
 /// `POST /v1/automations`: a draft from a template.
@@ -116,7 +129,7 @@ pub async fn create(
     caller: Caller,
     State(state): State<AppState>,
     ApiJson(input): ApiJson<CreateAutomation>,
-) -> Result<(StatusCode, Json<AutomationView>), ApiError> {
+) -> Result<(StatusCode, AutomationView), ApiError> {
     caller.require(CONFIGURE)?;
     let (app, action, template) = template_named(&state.catalog, &input.template)?;
     let name = crate::routes::checked_name(&input.name)?;
@@ -166,15 +179,12 @@ pub async fn create(
     let target = Target { id: id.0, name };
     audit::record(&tx, &caller, Action::AutomationCreated, target, detail).await?;
     tx.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(fetch(&state, caller.tenant, id).await?),
-    ))
+    Ok((StatusCode::CREATED, fetch(&state, caller.tenant, id).await?))
 }
 
 const SELECT: &str = "SELECT a.id, a.name, a.description, a.app || '.' || a.action, a.connection_id, a.status, \
     a.parameters, a.created_at, a.updated_at, v.id, v.number, v.name, v.published_at, a.retry, a.external_id_field, \
-    a.app, a.action, (SELECT count(*) FROM deployables d WHERE d.automation_id = a.id) \
+    a.app, a.action, (SELECT count(*) FROM deployables d WHERE d.automation_id = a.id), a.revision \
     FROM automations a LEFT JOIN automation_versions v ON v.id = a.published_version_id";
 
 fn view(row: &tokio_postgres::Row) -> AutomationView {
@@ -194,6 +204,7 @@ fn view(row: &tokio_postgres::Row) -> AutomationView {
         created_at: row.get(7),
         updated_at: row.get(8),
         deployables: row.get(17),
+        revision: row.get(18),
         published_version: version_id.map(|id| VersionView {
             id: VersionId(id),
             number: row.get(10),
@@ -224,11 +235,9 @@ pub async fn read(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<AutomationView>, ApiError> {
+) -> Result<AutomationView, ApiError> {
     caller.require(READ)?;
-    Ok(Json(
-        fetch(&state, caller.tenant, parse_id(&id, "automation")?).await?,
-    ))
+    fetch(&state, caller.tenant, parse_id(&id, "automation")?).await
 }
 
 /// `POST /v1/automations/{id}/publish`: freezes the draft into a new immutable version and
@@ -240,6 +249,7 @@ pub async fn publish(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
+    if_match: IfMatch,
     OptionalJson(input): OptionalJson<PublishInput>,
 ) -> Result<(StatusCode, Json<VersionView>), ApiError> {
     caller.require(CONFIGURE)?;
@@ -247,6 +257,9 @@ pub async fn publish(
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
     let row = draft_row(&tx, caller.tenant, id, true).await?;
+    if_match
+        .check(&tx, caller.tenant, ("automation", id.0), row.get(7))
+        .await?;
     let (definition, template) = definition_of(&state.catalog, &row)?;
     let (number, version_name) = next_version(&tx, id, input.version_name).await?;
     let version = VersionId::new();
@@ -301,16 +314,17 @@ pub async fn publish(
 }
 
 /// The tenant's automation `id` as its draft stands (`app, action, connection_id, parameters,
-/// retry, external_id_field`, as [`definition_of`] reads it, then its `name`); with `lock`, its row locked until
-/// the transaction ends (two publishes, or a publish and an edit, of one automation take turns).
+/// retry, external_id_field`, as [`definition_of`] reads it, then its `name` and `revision`); with
+/// `lock`, its row locked until the transaction ends (two publishes, or a publish and an edit,
+/// of one automation take turns).
 async fn draft_row(
     client: &impl deadpool_postgres::GenericClient,
     tenant: aic_proto::TenantId,
     id: AutomationId,
     lock: bool,
 ) -> Result<tokio_postgres::Row, ApiError> {
-    let sql = "SELECT app, action, connection_id, parameters, retry, external_id_field, name \
-               FROM automations WHERE tenant_id = $1 AND id = $2";
+    let sql = "SELECT app, action, connection_id, parameters, retry, external_id_field, name, \
+               revision FROM automations WHERE tenant_id = $1 AND id = $2";
     let sql = if lock {
         format!("{sql} FOR UPDATE")
     } else {

@@ -41,6 +41,13 @@ impl TestEnv {
             .await
     }
 
+    /// A request to the API as `token`, to send with whatever else it needs.
+    pub fn api_request(&self, token: &str, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.api))
+            .bearer_auth(token)
+    }
+
     async fn call_answering(
         &self,
         token: &str,
@@ -48,10 +55,7 @@ impl TestEnv {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Option<u64>, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.api))
-            .bearer_auth(token);
+        let mut req = self.api_request(token, method, path);
         if let Some(b) = body {
             req = req.json(&b);
         }

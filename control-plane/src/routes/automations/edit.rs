@@ -12,10 +12,10 @@ use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, OptionalJson};
+use crate::precondition::IfMatch;
 use crate::routes::{checked_name, in_use, name_taken, parse_id, unique_name};
 use crate::state::AppState;
 use aic_proto::{AutomationId, ConnectionId, ParameterSpec, RetrySpec};
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use deadpool_postgres::GenericClient;
@@ -92,14 +92,18 @@ pub async fn update(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
+    if_match: IfMatch,
     ApiJson(input): ApiJson<UpdateAutomation>,
-) -> Result<Json<AutomationView>, ApiError> {
+) -> Result<AutomationView, ApiError> {
     caller.require(CONFIGURE)?;
     let id: AutomationId = parse_id(&id, "automation")?;
     let name = input.name.as_deref().map(checked_name).transpose()?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    let before = locked(&tx, caller.tenant, id).await?;
+    let (before, revision) = locked(&tx, caller.tenant, id).await?;
+    if_match
+        .check(&tx, caller.tenant, ("automation", id.0), revision)
+        .await?;
     let mut draft = before.clone();
     edit_draft(&state, &tx, caller.tenant, &mut draft, &input).await?;
     let row = save(&tx, id, name, &input, &draft).await?;
@@ -128,7 +132,7 @@ pub async fn update(
     if let Some(status) = input.status {
         tracing::info!(status = status.as_str(), "automation status set");
     }
-    Ok(Json(fetch(&state, caller.tenant, id).await?))
+    fetch(&state, caller.tenant, id).await
 }
 
 /// Writes an edit; answers the row's name, description and status as they were (the row is
@@ -161,21 +165,23 @@ async fn save(
     .map_err(|e| unique_name(e, "an automation", name.unwrap_or_default()))
 }
 
-/// The tenant's automation `id`'s draft, its row locked until the transaction ends.
+/// The tenant's automation `id`'s draft and revision, its row locked until the transaction
+/// ends.
 async fn locked(
     tx: &deadpool_postgres::Transaction<'_>,
     tenant: aic_proto::TenantId,
     id: AutomationId,
-) -> Result<Draft, ApiError> {
+) -> Result<(Draft, i64), ApiError> {
     let row = super::draft_row(tx, tenant, id, true).await?;
-    Ok(Draft {
+    let draft = Draft {
         app: row.get(0),
         action: row.get(1),
         connection_id: ConnectionId(row.get(2)),
         parameters: row.get(3),
         retry: row.get(4),
         external_id_field: row.get(5),
-    })
+    };
+    Ok((draft, row.get(7)))
 }
 
 /// Adds to an edit's audit detail each draft field that changed, with its new value (the
@@ -256,7 +262,7 @@ pub async fn duplicate(
     State(state): State<AppState>,
     Path(id): Path<String>,
     OptionalJson(input): OptionalJson<DuplicateInput>,
-) -> Result<(StatusCode, Json<AutomationView>), ApiError> {
+) -> Result<(StatusCode, AutomationView), ApiError> {
     caller.require(CONFIGURE)?;
     let id: AutomationId = parse_id(&id, "automation")?;
     let mut client = state.pool.get().await?;
@@ -275,7 +281,7 @@ pub async fn duplicate(
         tx.commit().await?;
         tracing::info!(copy = %copy, "automation duplicated");
         let view = fetch(&state, caller.tenant, copy).await?;
-        return Ok((StatusCode::CREATED, Json(view)));
+        return Ok((StatusCode::CREATED, view));
     }
     // Nothing inserted under any name: the original may have been deleted meanwhile.
     name_of(&tx, &caller, id).await?.ok_or_else(not_found)?;
@@ -348,12 +354,16 @@ pub async fn delete(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
+    if_match: IfMatch,
 ) -> Result<StatusCode, ApiError> {
     caller.require(CONFIGURE)?;
     let id: AutomationId = parse_id(&id, "automation")?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    let _locked = locked(&tx, caller.tenant, id).await?;
+    let (_, revision) = locked(&tx, caller.tenant, id).await?;
+    if_match
+        .check(&tx, caller.tenant, ("automation", id.0), revision)
+        .await?;
     let users: Vec<String> = tx
         .query(
             "SELECT name || ' (' || system || ')' FROM deployables WHERE automation_id = $1 \

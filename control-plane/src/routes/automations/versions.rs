@@ -11,6 +11,7 @@ use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller, READ};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
+use crate::precondition::IfMatch;
 use crate::routes::{bounded_name, parse_id};
 use crate::state::AppState;
 use aic_proto::{
@@ -113,23 +114,23 @@ fn ids(automation: &str, number: &str) -> Result<(AutomationId, i32), ApiError> 
 }
 
 /// Refuses a missing automation of the tenant, so that an empty history and no automation
-/// differ; else its live version and its name.
+/// differ; else its live version, its name and its revision.
 async fn exists(
     client: &impl deadpool_postgres::GenericClient,
     tenant: aic_proto::TenantId,
     id: AutomationId,
     lock: bool,
-) -> Result<(Option<uuid::Uuid>, String), ApiError> {
+) -> Result<(Option<uuid::Uuid>, String, i64), ApiError> {
     let sql = if lock {
-        "SELECT published_version_id, name FROM automations WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
+        "SELECT published_version_id, name, revision FROM automations WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
     } else {
-        "SELECT published_version_id, name FROM automations WHERE tenant_id = $1 AND id = $2"
+        "SELECT published_version_id, name, revision FROM automations WHERE tenant_id = $1 AND id = $2"
     };
     let row = client
         .query_opt(sql, &[&tenant.0, &id.0])
         .await?
         .ok_or_else(|| ApiError::not_found("automation"))?;
-    Ok((row.get(0), row.get(1)))
+    Ok((row.get(0), row.get(1), row.get(2)))
 }
 
 /// `GET /v1/automations/{id}/versions`: the history, newest first.
@@ -165,7 +166,7 @@ pub async fn rename(
     let name = bounded_name("name", &input.name)?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    let (_, automation) = exists(&tx, caller.tenant, id, true).await?;
+    let (_, automation, _) = exists(&tx, caller.tenant, id, true).await?;
     let renamed = tx
         .execute(
             "UPDATE automation_versions SET name = $3 WHERE automation_id = $1 AND number = $2",
@@ -199,12 +200,16 @@ pub async fn restore(
     caller: Caller,
     State(state): State<AppState>,
     Path((id, number)): Path<(String, String)>,
-) -> Result<Json<AutomationView>, ApiError> {
+    if_match: IfMatch,
+) -> Result<AutomationView, ApiError> {
     caller.require(CONFIGURE)?;
     let (id, number) = ids(&id, &number)?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    let (_, automation) = exists(&tx, caller.tenant, id, true).await?;
+    let (_, automation, revision) = exists(&tx, caller.tenant, id, true).await?;
+    if_match
+        .check(&tx, caller.tenant, ("automation", id.0), revision)
+        .await?;
     let row = tx
         .query_opt(
             "SELECT id, name, published_at, definition FROM automation_versions \
@@ -238,7 +243,7 @@ pub async fn restore(
     .await?;
     tx.commit().await?;
     tracing::info!(version = %version, number, "version restored");
-    Ok(Json(fetch(&state, caller.tenant, id).await?))
+    fetch(&state, caller.tenant, id).await
 }
 
 /// Points the automation at `version` and sets its draft to `definition`'s connection,
@@ -334,7 +339,7 @@ async fn delete_numbers(
     caller.require(CONFIGURE)?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    let (live, automation) = exists(&tx, caller.tenant, id, true).await?;
+    let (live, automation, _) = exists(&tx, caller.tenant, id, true).await?;
     let found = tx
         .query(
             "SELECT number, id FROM automation_versions WHERE automation_id = $1 AND number = ANY($2)",
