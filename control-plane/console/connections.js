@@ -127,7 +127,8 @@ async function editConnection(c) {
     const body = { name: name.value, max_concurrency: cap.value === '' ? null : Number(cap.value) };
     const given = secrets.values();
     if (Object.keys(given).length) body.secrets = given;
-    return attempt(() => api.patch(path('/v1/connections/{}', c.id), body), 'Connection saved')
+    // Only over the connection as it was read here (another's rename or cap is not undone).
+    return attempt(() => api.patch(path('/v1/connections/{}', c.id), body, { 'If-Match': `"${c.revision}"` }), 'Connection saved')
       .then(kept).then((saved) => saved && open('connections', 'mine'));
   };
   render(h('h2', {}, `Edit ${c.name}`), h('div', { class: 'split' },

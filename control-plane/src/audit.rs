@@ -117,6 +117,21 @@ impl Action {
         }
     }
 
+    /// Whether the action changes its record's revision (its `ETag`, `crate::precondition`):
+    /// what admins and editors configure, not a test, a rerun or a version renamed.
+    pub fn revises(self) -> bool {
+        matches!(
+            self,
+            Self::ConnectionCreated
+                | Self::ConnectionUpdated
+                | Self::ConnectionReauthorised
+                | Self::AutomationCreated
+                | Self::AutomationUpdated
+                | Self::AutomationPublished
+                | Self::VersionRestored
+        )
+    }
+
     /// The kind of record the action is done to.
     pub fn target_kind(self) -> &'static str {
         self.as_str().split_once('.').map_or("", |(kind, _)| kind)

@@ -3,6 +3,7 @@
 //! 412 `precondition_failed` saying who changed it last and when, and nothing is written. A
 //! change without `If-Match` applies to the record as it stands, as before.
 
+use crate::audit::Action;
 use crate::error::ApiError;
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
@@ -87,7 +88,7 @@ fn parse(value: &str) -> Option<IfMatch> {
 impl IfMatch {
     /// Refuses a change to the tenant's `kind` `id` (its row locked by the caller's
     /// transaction) when `If-Match` names none of its current `revision`; the refusal says
-    /// whose change came between, from the audit trail.
+    /// whose change came between: the audit trail's last that revised it.
     pub async fn check(
         &self,
         client: &impl GenericClient,
@@ -103,11 +104,17 @@ impl IfMatch {
         if passes {
             return Ok(());
         }
+        let revising: Vec<&str> = Action::ALL
+            .into_iter()
+            .filter(|a| a.revises())
+            .map(Action::as_str)
+            .collect();
         let last = client
             .query_opt(
                 "SELECT coalesce(actor_name, actor_role), action, at FROM audit_events \
-                 WHERE tenant_id = $1 AND target_id = $2 ORDER BY at DESC, id DESC LIMIT 1",
-                &[&tenant.0, &id],
+                 WHERE tenant_id = $1 AND target_id = $2 AND action = ANY($3) \
+                 ORDER BY at DESC, id DESC LIMIT 1",
+                &[&tenant.0, &id, &revising],
             )
             .await?;
         let by = last.map_or_else(String::new, |r| {

@@ -1,7 +1,8 @@
 //! Two people changing one automation: each change sent with the `ETag` it read (`If-Match`)
 //! is made only over the automation as it was read. One made meanwhile by another — a pause, a
 //! new parameter table — is never silently undone: the late change is refused with a 412 that
-//! says whose change came between, and nothing of it is written.
+//! says whose change came between, and nothing of it is written. A connection likewise, its
+//! ETag moved by what is configured, not by the status the system finds.
 
 use aic_control_plane::auth::Role;
 use aic_tests::harness::{Options, TestEnv};
@@ -176,5 +177,63 @@ async fn without_if_match_a_change_applies_as_before_and_a_change_of_nothing_kee
             "{bad}"
         );
     }
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_moves_its_etag_with_what_is_configured_not_with_its_status() {
+    let env = TestEnv::start_with(Options::api_only()).await;
+    let connection = env
+        .salesforce_connection("Sales org", "right", "right")
+        .await;
+    let at = format!("/v1/connections/{}", connection["id"].as_str().expect("id"));
+    let admin = env.admin_token.clone();
+    let bob = env.issued(Role::Editor, "bob").await.token;
+    let (_, read, _) = send(&env, &admin, (Method::GET, &at), None, None).await;
+    let read = read.expect("a connection is answered with its ETag");
+
+    // A test changes its status (and records an audit event), not what is configured.
+    let tested = env
+        .test_connection(connection["id"].as_str().expect("id"))
+        .await;
+    assert_eq!(tested["ok"], true, "{tested}");
+    let (_, tag, now) = send(&env, &admin, (Method::GET, &at), None, None).await;
+    assert_eq!(now["status"], "connected", "{now}");
+    assert_eq!(
+        tag.as_deref(),
+        Some(read.as_str()),
+        "a status is not a change of configuration"
+    );
+
+    // Bob renames it; the admin's cap, sent over the old read, is refused: the rename stands.
+    let rename = Some(json!({"name": "Sales org (EMEA)"}));
+    let (status, renamed, body) = send(&env, &bob, (Method::PATCH, &at), Some(&read), rename).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    env.test_connection(connection["id"].as_str().expect("id")).await;
+    let stale = Some(json!({"name": "Sales org", "max_concurrency": 5}));
+    let (status, _, body) = send(&env, &admin, (Method::PATCH, &at), Some(&read), stale).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
+    let said = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        said.contains("connection.updated by 'bob'"),
+        "the last revising change, not the test: {said}"
+    );
+    let (status, _, body) = send(&env, &admin, (Method::DELETE, &at), Some(&read), None).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
+    let (_, _, now) = send(&env, &admin, (Method::GET, &at), None, None).await;
+    assert_eq!(
+        (now["name"].as_str(), &now["max_concurrency"]),
+        (Some("Sales org (EMEA)"), &Value::Null),
+        "{now}"
+    );
+    let (status, _, body) = send(
+        &env,
+        &admin,
+        (Method::DELETE, &at),
+        renamed.as_deref(),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     env.stop().await;
 }

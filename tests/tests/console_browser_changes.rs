@@ -2,7 +2,7 @@
 //! credentials and runs its failure again from Runs, reworks an automation's parameter table and
 //! publishes it, renames, restores and deletes versions, pauses it, duplicates and deletes it;
 //! an editor whose token is revoked mid-edit signs in again and saves the edit; an editor saving
-//! over another's change made since is refused, their edit kept.
+//! an automation or a connection over another's change made since is refused, the edit kept.
 //! Each step is checked against the API, not only the page; each test fails when a script
 //! throws or the content security policy blocks anything (`Browser::close`).
 
@@ -367,6 +367,45 @@ async fn an_editor_saving_over_a_change_made_since_keeps_both_and_is_told_whose(
         (Some("paused"), Some("Leads from the web form")),
         "{now}"
     );
+    b.close().await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_saved_over_a_rename_made_since_keeps_the_rename() {
+    let env = TestEnv::start_with(aic_tests::harness::Options::api_only()).await;
+    let connection = env
+        .salesforce_connection("Sales org", "right", "right")
+        .await;
+    let at = format!("/v1/connections/{}", connection["id"].as_str().expect("id"));
+    let b = Browser::console(&env.api).await;
+    b.sign_in(&env.token(Role::Editor).await).await;
+    b.click("//nav", "Connections").await;
+    b.click(&tile("Sales org"), "Edit").await;
+    b.fill("Most vendor calls in flight", "5").await;
+    let bob = env.issued(Role::Editor, "bob").await.token;
+    let rename = Some(json!({"name": "Sales org (EMEA)"}));
+    let (code, body) = env.call_as(&bob, Method::PATCH, &at, rename).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+
+    b.click("", "Save").await;
+    let (said, error) = b.flash_saying("precondition_failed: ").await;
+    assert!(
+        error && said.contains("connection.updated by 'bob'"),
+        "{said}"
+    );
+    let now = get(&env, &at).await;
+    assert_eq!(
+        (now["name"].as_str(), &now["max_concurrency"]),
+        (Some("Sales org (EMEA)"), &Value::Null),
+        "{now}"
+    );
+    let kept = b
+        .field("Most vendor calls in flight")
+        .await
+        .prop("value")
+        .await;
+    assert_eq!(kept.expect("reads").as_deref(), Some("5"));
     b.close().await;
     env.stop().await;
 }

@@ -119,7 +119,8 @@ fn every_reference_in_the_document_resolves() {
             "{method} {path}"
         );
     }
-    // An automation answers its ETag; its changes take If-Match, and say what a 412 means.
+    // An automation and a connection answer their ETag; their changes take If-Match, and say
+    // what a 412 means.
     for (method, path, status) in [
         ("get", "/v1/automations/{id}", "200"),
         ("patch", "/v1/automations/{id}", "200"),
@@ -130,6 +131,9 @@ fn every_reference_in_the_document_resolves() {
             "/v1/automations/{id}/versions/{number}/restore",
             "200",
         ),
+        ("get", "/v1/connections/{id}", "200"),
+        ("patch", "/v1/connections/{id}", "200"),
+        ("delete", "/v1/connections/{id}/cooldowns", "200"),
     ] {
         let answer = &doc["paths"][path][method]["responses"][status];
         assert!(answer["headers"]["ETag"].is_object(), "{method} {path}");
@@ -139,6 +143,8 @@ fn every_reference_in_the_document_resolves() {
         ("delete", "/v1/automations/{id}"),
         ("post", "/v1/automations/{id}/publish"),
         ("post", "/v1/automations/{id}/versions/{number}/restore"),
+        ("patch", "/v1/connections/{id}"),
+        ("delete", "/v1/connections/{id}"),
     ] {
         let op = &doc["paths"][path][method];
         let header = op["parameters"].as_array().and_then(|ps| ps.last());

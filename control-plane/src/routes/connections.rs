@@ -115,6 +115,18 @@ pub struct ConnectionView {
     /// Flows, bot steps and launchers running those automations (the tile's count of items
     /// using the connection).
     pub deployables: i64,
+    /// One more with every change to what is configured (name, domain, auth type, cap, a new
+    /// version of the secrets; not the status, cool-downs or breaker): answered as the `ETag`;
+    /// send it back as `If-Match: "<revision>"` to change the connection only as it was read.
+    pub revision: i64,
+}
+
+/// A connection is answered with its revision as its `ETag`.
+impl axum::response::IntoResponse for ConnectionView {
+    fn into_response(self) -> axum::response::Response {
+        let etag = crate::precondition::etag(self.revision);
+        ([(axum::http::header::ETAG, etag)], Json(self)).into_response()
+    }
 }
 
 use aic_core::credentials::connection_aad as aad;
@@ -125,7 +137,7 @@ pub async fn create(
     caller: Caller,
     State(state): State<AppState>,
     ApiJson(input): ApiJson<ConnectionInput>,
-) -> Result<(StatusCode, Json<ConnectionView>), ApiError> {
+) -> Result<(StatusCode, ConnectionView), ApiError> {
     caller.require(CONFIGURE)?;
     let v = validate(&state, &input)?;
     check_dns(&state, &v).await?;
@@ -166,10 +178,7 @@ pub async fn create(
     audit::record(&tx, &caller, Action::ConnectionCreated, target, detail).await?;
     tx.commit().await?;
     tracing::info!(connection = %id, "connection created");
-    Ok((
-        StatusCode::CREATED,
-        Json(fetch(&state, caller.tenant, id).await?),
-    ))
+    Ok((StatusCode::CREATED, fetch(&state, caller.tenant, id).await?))
 }
 
 const SELECT: &str = "SELECT c.id, c.name, c.app, c.domain, c.auth_type, c.status, c.status_detail, \
@@ -187,7 +196,7 @@ const SELECT: &str = "SELECT c.id, c.name, c.app, c.domain, c.auth_type, c.statu
     (SELECT count(*) FROM deployables d JOIN automations a ON a.id = d.automation_id \
        LEFT JOIN automation_versions v ON v.id = a.published_version_id \
        WHERE d.tenant_id = c.tenant_id \
-         AND (a.connection_id = c.id OR (v.definition->>'connection_id')::uuid = c.id)) \
+         AND (a.connection_id = c.id OR (v.definition->>'connection_id')::uuid = c.id)), c.revision \
     FROM connections c";
 
 fn view(state: &AppState, row: &tokio_postgres::Row) -> ConnectionView {
@@ -219,6 +228,7 @@ fn view(state: &AppState, row: &tokio_postgres::Row) -> ConnectionView {
         cooldowns: scoped_cooldowns(row.get(15)),
         creator: row.get(16),
         deployables: row.get(17),
+        revision: row.get(18),
     }
 }
 
@@ -259,9 +269,7 @@ pub async fn read(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<ConnectionView>, ApiError> {
+) -> Result<ConnectionView, ApiError> {
     caller.require(READ)?;
-    Ok(Json(
-        fetch(&state, caller.tenant, parse_id(&id, "connection")?).await?,
-    ))
+    fetch(&state, caller.tenant, parse_id(&id, "connection")?).await
 }

@@ -13,7 +13,6 @@ use crate::state::AppState;
 use aic_core::cooldown;
 use aic_core::vendor::VendorFailure;
 use aic_proto::ConnectionId;
-use axum::Json;
 use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -71,7 +70,7 @@ pub async fn clear(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<ConnectionView>, ApiError> {
+) -> Result<ConnectionView, ApiError> {
     caller.require(CONFIGURE)?;
     let id: ConnectionId = parse_id(&id, "connection")?;
     let mut client = state.pool.get().await?;
@@ -111,5 +110,5 @@ pub async fn clear(
         tracing::warn!(connection = %id, "connection's cool-downs ended by an admin");
     }
     tx.commit().await?;
-    Ok(Json(fetch(&state, caller.tenant, id).await?))
+    fetch(&state, caller.tenant, id).await
 }

@@ -12,10 +12,10 @@ use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
+use crate::precondition::IfMatch;
 use crate::routes::{in_use, parse_id};
 use crate::state::AppState;
 use aic_proto::{ConnectionId, TenantId};
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use schemars::JsonSchema;
@@ -55,6 +55,7 @@ struct Saved {
     auth_type: String,
     sealed: aic_core::credentials::Sealed,
     max_concurrency: Option<i32>,
+    revision: i64,
 }
 
 /// `PATCH /v1/connections/{id}`.
@@ -63,13 +64,18 @@ pub async fn update(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
+    if_match: IfMatch,
     ApiJson(input): ApiJson<UpdateConnection>,
-) -> Result<Json<ConnectionView>, ApiError> {
+) -> Result<ConnectionView, ApiError> {
     caller.require(CONFIGURE)?;
     let id: ConnectionId = parse_id(&id, "connection")?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
     let saved = locked(&tx, caller.tenant, id).await?;
+    let at = ("connection", id.0);
+    if_match
+        .check(&tx, caller.tenant, at, saved.revision)
+        .await?;
     let new_auth_type = input
         .auth_type
         .as_ref()
@@ -110,7 +116,7 @@ pub async fn update(
     }
     tx.commit().await?;
     tracing::info!(reauthorised, "connection updated");
-    Ok(Json(fetch(&state, caller.tenant, id).await?))
+    fetch(&state, caller.tenant, id).await
 }
 
 /// The audit detail of an edit: each field whose value changed, with its new value, and the
@@ -189,7 +195,7 @@ async fn locked(
     let row = tx
         .query_opt(
             "SELECT name, app, domain, auth_type, secret_key_id, secret_nonce, secret_ciphertext, \
-             max_concurrency FROM connections WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+             max_concurrency, revision FROM connections WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
             &[&tenant.0, &id.0],
         )
         .await?
@@ -205,6 +211,7 @@ async fn locked(
             ciphertext: row.get(6),
         },
         max_concurrency: row.get(7),
+        revision: row.get(8),
     })
 }
 
@@ -249,12 +256,17 @@ pub async fn delete(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
+    if_match: IfMatch,
 ) -> Result<StatusCode, ApiError> {
     caller.require(CONFIGURE)?;
     let id: ConnectionId = parse_id(&id, "connection")?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
     let saved = locked(&tx, caller.tenant, id).await?;
+    let at = ("connection", id.0);
+    if_match
+        .check(&tx, caller.tenant, at, saved.revision)
+        .await?;
     let users: Vec<String> = tx
         .query(
             "SELECT a.name FROM automations a \
