@@ -6,7 +6,7 @@
 -- writer, today's or tomorrow's, can forget it.
 ALTER TABLE automations ADD COLUMN revision bigint NOT NULL DEFAULT 1;
 
-CREATE FUNCTION next_revision() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION next_automation_revision() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     -- An update that changes nothing (an edit saving what was there) is no change: neither
     -- the revision nor the time of the last change moves.
@@ -21,4 +21,4 @@ END
 $$;
 
 CREATE TRIGGER automations_revision BEFORE UPDATE ON automations
-    FOR EACH ROW EXECUTE FUNCTION next_revision();
+    FOR EACH ROW EXECUTE FUNCTION next_automation_revision();

@@ -6,7 +6,7 @@
 -- for nothing.
 ALTER TABLE connections ADD COLUMN revision bigint NOT NULL DEFAULT 1;
 
-CREATE FUNCTION bump_revision() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION next_connection_revision() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     NEW.revision := OLD.revision + 1;
     RETURN NEW;
@@ -16,4 +16,4 @@ $$;
 CREATE TRIGGER connections_revision BEFORE UPDATE ON connections FOR EACH ROW
     WHEN ((NEW.name, NEW.domain, NEW.auth_type, NEW.max_concurrency, NEW.secret_version)
           IS DISTINCT FROM (OLD.name, OLD.domain, OLD.auth_type, OLD.max_concurrency, OLD.secret_version))
-    EXECUTE FUNCTION bump_revision();
+    EXECUTE FUNCTION next_connection_revision();
