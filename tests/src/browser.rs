@@ -235,6 +235,12 @@ impl Browser {
         .await
     }
 
+    /// What the form field labelled `label` holds.
+    pub async fn value(&self, label: &str) -> Option<String> {
+        let field = self.field(label).await;
+        field.prop("value").await.expect("the field's value reads")
+    }
+
     /// Chooses `value` in the select labelled `label`.
     pub async fn choose(&self, label: &str, value: &str) {
         let option = Locator::XPath(&format!("./option[@value={}]", quoted(value)));

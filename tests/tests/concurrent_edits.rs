@@ -209,7 +209,8 @@ async fn a_connection_moves_its_etag_with_what_is_configured_not_with_its_status
     let rename = Some(json!({"name": "Sales org (EMEA)"}));
     let (status, renamed, body) = send(&env, &bob, (Method::PATCH, &at), Some(&read), rename).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    env.test_connection(connection["id"].as_str().expect("id")).await;
+    env.test_connection(connection["id"].as_str().expect("id"))
+        .await;
     let stale = Some(json!({"name": "Sales org", "max_concurrency": 5}));
     let (status, _, body) = send(&env, &admin, (Method::PATCH, &at), Some(&read), stale).await;
     assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");

@@ -265,12 +265,7 @@ async fn leaving_a_draft_with_changes_not_saved_asks_first() {
         .eval("return document.querySelector('h2').textContent")
         .await;
     assert_eq!(name, "Create lead", "still the editor");
-    let typed = b
-        .field("Unique name")
-        .await
-        .prop("value")
-        .await
-        .expect("reads");
+    let typed = b.value("Unique name").await;
     assert_eq!(typed.as_deref(), Some("Leads from the web"));
     assert_eq!(b.fragment().await, editor);
     // The admin leaves: the edit is dropped, the draft as it was.

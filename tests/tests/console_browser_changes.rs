@@ -288,8 +288,8 @@ async fn an_editor_whose_token_is_revoked_mid_edit_signs_in_again_and_keeps_the_
     let again = "//div[@id='sign-in-again']";
     b.element(&format!("{again}//h3[normalize-space()='Sign in again']"))
         .await;
-    let name = b.field("Unique name").await.prop("value").await;
-    assert_eq!(name.expect("reads").as_deref(), Some("Leads from the web"));
+    let name = b.value("Unique name").await;
+    assert_eq!(name.as_deref(), Some("Leads from the web"));
     // A wrong token is refused there too; the right one lets the save through.
     b.fill("API token", "aic_unknown").await;
     b.click(again, "Sign in").await;
@@ -310,6 +310,21 @@ async fn an_editor_whose_token_is_revoked_mid_edit_signs_in_again_and_keeps_the_
     env.stop().await;
 }
 
+/// Bob, another editor, changes `at` through the API while the browser's form is open.
+async fn bob_changes(env: &TestEnv, at: &str, change: Value) {
+    let bob = env.issued(Role::Editor, "bob").await.token;
+    let (code, body) = env.call_as(&bob, Method::PATCH, at, Some(change)).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+}
+
+/// Saves with the button `save`: refused, as made over Bob's change to the `kind`.
+async fn refused_over_bobs(b: &Browser, save: &str, kind: &str) {
+    b.click("", save).await;
+    let (said, error) = b.flash_saying("precondition_failed: ").await;
+    let whose = format!("{kind}.updated by 'bob'");
+    assert!(error && said.contains(&whose), "{said}");
+}
+
 #[tokio::test]
 async fn an_editor_saving_over_a_change_made_since_keeps_both_and_is_told_whose() {
     let env = TestEnv::start_with(aic_tests::harness::Options::api_only()).await;
@@ -320,44 +335,24 @@ async fn an_editor_saving_over_a_change_made_since_keeps_both_and_is_told_whose(
     b.edit_automation("Create lead").await;
     b.fill("Description", "Leads from the web form").await;
     // Meanwhile Bob pauses it (an incident at the vendor).
-    let bob = env.issued(Role::Editor, "bob").await.token;
-    let (code, body) = env
-        .call_as(&bob, Method::PATCH, &at, Some(json!({"status": "paused"})))
-        .await;
-    assert_eq!(code, StatusCode::OK, "{body}");
+    bob_changes(&env, &at, json!({"status": "paused"})).await;
 
     // The editor's save (status "running" as read) is refused: the pause stands, the edit stays.
-    b.click("", "Save as draft").await;
-    let (said, error) = b.flash_saying("precondition_failed: ").await;
-    assert!(
-        error && said.contains("automation.updated by 'bob'"),
-        "{said}"
-    );
+    refused_over_bobs(&b, "Save as draft", "automation").await;
     let now = get(&env, &at).await;
     assert_eq!(
         (now["status"].as_str(), now["description"].as_str()),
         (Some("paused"), Some("")),
         "{now}"
     );
-    let kept = b.field("Description").await.prop("value").await;
-    assert_eq!(
-        kept.expect("reads").as_deref(),
-        Some("Leads from the web form")
-    );
+    let kept = b.value("Description").await;
+    assert_eq!(kept.as_deref(), Some("Leads from the web form"));
 
     // Opened again (the unsaved edit dropped on purpose), the pause shows and a save keeps it.
     b.click("//nav", "Automations").await;
     b.accept_dialog(None).await;
     b.click(&tile("Create lead"), "Edit").await;
-    assert_eq!(
-        b.field("Status")
-            .await
-            .prop("value")
-            .await
-            .expect("reads")
-            .as_deref(),
-        Some("paused")
-    );
+    assert_eq!(b.value("Status").await.as_deref(), Some("paused"));
     b.fill("Description", "Leads from the web form").await;
     b.click("", "Save as draft").await;
     b.flash_saying("Draft saved").await;
@@ -383,29 +378,17 @@ async fn a_connection_saved_over_a_rename_made_since_keeps_the_rename() {
     b.click("//nav", "Connections").await;
     b.click(&tile("Sales org"), "Edit").await;
     b.fill("Most vendor calls in flight", "5").await;
-    let bob = env.issued(Role::Editor, "bob").await.token;
-    let rename = Some(json!({"name": "Sales org (EMEA)"}));
-    let (code, body) = env.call_as(&bob, Method::PATCH, &at, rename).await;
-    assert_eq!(code, StatusCode::OK, "{body}");
+    bob_changes(&env, &at, json!({"name": "Sales org (EMEA)"})).await;
 
-    b.click("", "Save").await;
-    let (said, error) = b.flash_saying("precondition_failed: ").await;
-    assert!(
-        error && said.contains("connection.updated by 'bob'"),
-        "{said}"
-    );
+    refused_over_bobs(&b, "Save", "connection").await;
     let now = get(&env, &at).await;
     assert_eq!(
         (now["name"].as_str(), &now["max_concurrency"]),
         (Some("Sales org (EMEA)"), &Value::Null),
         "{now}"
     );
-    let kept = b
-        .field("Most vendor calls in flight")
-        .await
-        .prop("value")
-        .await;
-    assert_eq!(kept.expect("reads").as_deref(), Some("5"));
+    let kept = b.value("Most vendor calls in flight").await;
+    assert_eq!(kept.as_deref(), Some("5"));
     b.close().await;
     env.stop().await;
 }
