@@ -176,7 +176,8 @@ async function versionPanel(id) {
     h('td', {}, v.connection ? tag(v.connection.status) : '—'), h('td', {}, when(v.published_at)),
     h('td', {},
       h('button', { 'data-write': true, onclick: () => { const n = prompt('New name', v.name); if (n) attempt(() => api.patch(path('/v1/automations/{}/versions/{}', id, v.number), { name: n }), 'Renamed').then(again); } }, 'Rename'),
-      v.live ? null : h('button', { 'data-write': true, onclick: () => attempt(() => api.post(path('/v1/automations/{}/versions/{}/restore', id, v.number)), 'Restored').then(again) }, 'Restore'),
+      v.live ? null : h('button', { 'data-write': true, onclick: () => confirm(`Restore version ${v.number} (${v.name})? It goes live at once, and the draft becomes it.`)
+        && attempt(() => api.post(path('/v1/automations/{}/versions/{}/restore', id, v.number)), 'Restored').then(again) }, 'Restore'),
       v.live ? null : h('button', { 'data-write': true, class: 'danger', onclick: () => confirm(`Delete version ${v.number}?`) && attempt(() => api.del(path('/v1/automations/{}/versions/{}', id, v.number)), 'Deleted').then(again) }, 'Delete'))));
   const bulk = () => chosen.size && confirm(`Delete ${chosen.size} versions?`)
     && attempt(() => api.post(path('/v1/automations/{}/versions/delete', id), { numbers: [...chosen] }), 'Versions deleted').then(again);

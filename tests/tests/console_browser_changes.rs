@@ -144,7 +144,17 @@ async fn an_editor_reworks_an_automation_through_its_versions() {
     b.click(v1, "Rename").await;
     b.accept_dialog(Some("Original")).await;
     b.flash_saying("Renamed").await;
+    // Restoring puts a version live at once: asked first, and nothing done when declined.
     b.click(v1, "Restore").await;
+    let asked = b.dismiss_dialog().await;
+    assert!(
+        asked.starts_with("Restore version 1 (Original)? It goes live at once"),
+        "{asked}"
+    );
+    let live = get(&env, &format!("/v1/automations/{automation}")).await;
+    assert_eq!(live["published_version"]["number"], 2, "{live}");
+    b.click(v1, "Restore").await;
+    b.accept_dialog(None).await;
     b.flash_saying("Restored").await;
     b.wait_for_text("Live: version 1 (Original)").await;
     b.element("//tr[td[normalize-space()='2']]//input[@type='checkbox']")
