@@ -238,3 +238,94 @@ async fn a_connection_moves_its_etag_with_what_is_configured_not_with_its_status
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     env.stop().await;
 }
+
+/// How many of the test database's sessions wait on a lock.
+async fn waiting_on_locks(env: &TestEnv) -> i64 {
+    let client = env.pool.get().await.expect("a connection");
+    let sql = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+               AND datname = current_database()";
+    client.query_one(sql, &[]).await.expect("counted").get(0)
+}
+
+/// Waits for `n` sessions to queue behind the locks the test holds.
+async fn until_waiting(env: &TestEnv, n: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while waiting_on_locks(env).await < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fewer than {n} waited on the locks"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// An edit of the automation at `at` (read at `read`) whose commit a pause by another writer
+/// follows at once: its status, ETag and body.
+async fn edit_then_paused(
+    env: &TestEnv,
+    (at, id): (&str, &str),
+    read: Option<&str>,
+    round: usize,
+) -> (StatusCode, Option<String>, Value) {
+    // The edit's audit event waits on the tenant's row, locked here, its own row lock held; a
+    // pause queues behind that, to commit the moment the edit does.
+    let mut locker = env.pool.get().await.expect("a connection");
+    let lock = locker.transaction().await.expect("a transaction");
+    lock.batch_execute("SELECT 1 FROM tenants FOR UPDATE")
+        .await
+        .expect("the tenant locked");
+    let describe = Some(json!({"description": format!("Round {round}")}));
+    let edit = send(env, &env.admin_token, (Method::PATCH, at), read, describe);
+    let pause = async {
+        until_waiting(env, 1).await;
+        let other = env.pool.get().await.expect("a connection");
+        let uuid = uuid::Uuid::parse_str(id).expect("a uuid");
+        // Its commit visible at once, not after its own flush: it lands between the edit's
+        // commit and anything read from another connection after it.
+        let sql = format!(
+            "BEGIN; SET LOCAL synchronous_commit = off; \
+             UPDATE automations SET status = 'paused' WHERE id = '{uuid}'; COMMIT"
+        );
+        let paused = other.batch_execute(&sql);
+        let release = async {
+            until_waiting(env, 2).await;
+            lock.rollback().await.expect("released");
+        };
+        let (paused, ()) = tokio::join!(paused, release);
+        paused.expect("paused");
+    };
+    let (answer, ()) = tokio::join!(edit, pause);
+    answer
+}
+
+#[tokio::test]
+async fn a_change_answers_the_revision_it_made_not_one_committed_right_after_it() {
+    let env = TestEnv::start_with(Options::api_only()).await;
+    let id = env.lead_automation().await;
+    let at = format!("/v1/automations/{id}");
+    let admin = env.admin_token.clone();
+    // A race each round (the pause lands before a read made after the edit's commit about
+    // half the time): rounds enough that an answer read after the commit shows.
+    for round in 1..=8 {
+        let running = Some(json!({"status": "running"}));
+        let (_, read, a) = send(&env, &admin, (Method::PATCH, &at), None, running).await;
+        let revision = a["revision"].as_i64().expect("revision");
+        let (status, tag, body) = edit_then_paused(&env, (&at, &id), read.as_deref(), round).await;
+
+        // The edit answers itself: running, its description, one revision on — not the pause.
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let own = (Some("running"), Some(revision + 1));
+        let answered = (body["status"].as_str(), body["revision"].as_i64());
+        assert_eq!(answered, own, "round {round}: {body}");
+        assert_eq!(tag, Some(format!("\"{}\"", revision + 1)));
+        // So its ETag, sent back with the form as the editor shows it, cannot undo the pause.
+        let resume = Some(json!({"status": "running"}));
+        let (status, _, body) =
+            send(&env, &admin, (Method::PATCH, &at), tag.as_deref(), resume).await;
+        assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
+        let (_, _, now) = send(&env, &admin, (Method::GET, &at), None, None).await;
+        let paused = (now["status"].as_str(), now["revision"].as_i64());
+        assert_eq!(paused, (Some("paused"), Some(revision + 2)), "{now}");
+    }
+    env.stop().await;
+}

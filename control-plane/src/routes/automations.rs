@@ -178,8 +178,9 @@ pub async fn create(
     let detail = json!({"template": input.template, "connection_id": input.connection_id});
     let target = Target { id: id.0, name };
     audit::record(&tx, &caller, Action::AutomationCreated, target, detail).await?;
+    let created = fetch(&tx, caller.tenant, id).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, fetch(&state, caller.tenant, id).await?))
+    Ok((StatusCode::CREATED, created))
 }
 
 const SELECT: &str = "SELECT a.id, a.name, a.description, a.app || '.' || a.action, a.connection_id, a.status, \
@@ -214,12 +215,14 @@ fn view(row: &tokio_postgres::Row) -> AutomationView {
     }
 }
 
+/// The tenant's automation `id` as `client` sees it: a change reads it in its own transaction,
+/// so that the revision it answers is the one it made, not a later change's committed between
+/// (whose ETag, sent back with this change's values, would undo that change unseen).
 async fn fetch(
-    state: &AppState,
+    client: &impl deadpool_postgres::GenericClient,
     tenant: TenantId,
     id: AutomationId,
 ) -> Result<AutomationView, ApiError> {
-    let client = state.pool.get().await?;
     let row = client
         .query_opt(
             &format!("{SELECT} WHERE a.tenant_id = $1 AND a.id = $2"),
@@ -237,7 +240,8 @@ pub async fn read(
     Path(id): Path<String>,
 ) -> Result<AutomationView, ApiError> {
     caller.require(READ)?;
-    fetch(&state, caller.tenant, parse_id(&id, "automation")?).await
+    let client = state.pool.get().await?;
+    fetch(&client, caller.tenant, parse_id(&id, "automation")?).await
 }
 
 /// `POST /v1/automations/{id}/publish`: freezes the draft into a new immutable version and

@@ -176,9 +176,10 @@ pub async fn create(
         name: input.name.trim(),
     };
     audit::record(&tx, &caller, Action::ConnectionCreated, target, detail).await?;
+    let created = fetch(&state, &tx, caller.tenant, id).await?;
     tx.commit().await?;
     tracing::info!(connection = %id, "connection created");
-    Ok((StatusCode::CREATED, fetch(&state, caller.tenant, id).await?))
+    Ok((StatusCode::CREATED, created))
 }
 
 const SELECT: &str = "SELECT c.id, c.name, c.app, c.domain, c.auth_type, c.status, c.status_detail, \
@@ -248,12 +249,14 @@ fn scoped_cooldowns(v: serde_json::Value) -> Vec<ScopedCooldown> {
         .collect()
 }
 
+/// The tenant's connection `id` as `client` sees it; a change reads it in its own transaction,
+/// for the revision it made (see `automations::fetch`).
 async fn fetch(
     state: &AppState,
+    client: &impl deadpool_postgres::GenericClient,
     tenant: TenantId,
     id: ConnectionId,
 ) -> Result<ConnectionView, ApiError> {
-    let client = state.pool.get().await?;
     let row = client
         .query_opt(
             &format!("{SELECT} WHERE c.tenant_id = $1 AND c.id = $2"),
@@ -271,5 +274,6 @@ pub async fn read(
     Path(id): Path<String>,
 ) -> Result<ConnectionView, ApiError> {
     caller.require(READ)?;
-    fetch(&state, caller.tenant, parse_id(&id, "connection")?).await
+    let client = state.pool.get().await?;
+    fetch(&state, &client, caller.tenant, parse_id(&id, "connection")?).await
 }

@@ -128,11 +128,12 @@ pub async fn update(
         let detail = serde_json::Value::Object(detail);
         audit::record(&tx, &caller, Action::AutomationUpdated, target, detail).await?;
     }
+    let updated = fetch(&tx, caller.tenant, id).await?;
     tx.commit().await?;
     if let Some(status) = input.status {
         tracing::info!(status = status.as_str(), "automation status set");
     }
-    fetch(&state, caller.tenant, id).await
+    Ok(updated)
 }
 
 /// Writes an edit; answers the row's name, description and status as they were (the row is
@@ -278,9 +279,9 @@ pub async fn duplicate(
         let target = Target { id: copy.0, name };
         let detail = json!({"from": id, "from_name": original});
         audit::record(&tx, &caller, Action::AutomationDuplicated, target, detail).await?;
+        let view = fetch(&tx, caller.tenant, copy).await?;
         tx.commit().await?;
         tracing::info!(copy = %copy, "automation duplicated");
-        let view = fetch(&state, caller.tenant, copy).await?;
         return Ok((StatusCode::CREATED, view));
     }
     // Nothing inserted under any name: the original may have been deleted meanwhile.

@@ -241,9 +241,10 @@ pub async fn restore(
         &event,
     )
     .await?;
+    let restored = fetch(&tx, caller.tenant, id).await?;
     tx.commit().await?;
     tracing::info!(version = %version, number, "version restored");
-    fetch(&state, caller.tenant, id).await
+    Ok(restored)
 }
 
 /// Points the automation at `version` and sets its draft to `definition`'s connection,

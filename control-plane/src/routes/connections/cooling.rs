@@ -109,6 +109,7 @@ pub async fn clear(
         audit::record(&tx, &caller, Action::CooldownsCleared, target, detail).await?;
         tracing::warn!(connection = %id, "connection's cool-downs ended by an admin");
     }
+    let cleared = fetch(&state, &tx, caller.tenant, id).await?;
     tx.commit().await?;
-    fetch(&state, caller.tenant, id).await
+    Ok(cleared)
 }

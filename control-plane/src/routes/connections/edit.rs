@@ -114,9 +114,10 @@ pub async fn update(
         };
         audit::record(&tx, &caller, action, target, detail).await?;
     }
+    let updated = fetch(&state, &tx, caller.tenant, id).await?;
     tx.commit().await?;
     tracing::info!(reauthorised, "connection updated");
-    fetch(&state, caller.tenant, id).await
+    Ok(updated)
 }
 
 /// The audit detail of an edit: each field whose value changed, with its new value, and the
