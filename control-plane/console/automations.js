@@ -1,7 +1,7 @@
 // The console's Automations page: "All automations" (the catalogue's templates), "My
 // automations", and the editor — general settings, the parameter table with the app's fields,
 // the test run, publishing, the version history, the runs and the deployables — and Runs, every
-// automation's executions. Loaded after app.js, whose helpers it uses.
+// automation's executions. Loaded after app.js and navigation.js, whose helpers it uses.
 'use strict';
 
 const TYPES = ['string', 'email', 'integer', 'number', 'boolean', 'date', 'date_time', 'string_list', 'json'];

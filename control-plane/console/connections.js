@@ -1,7 +1,7 @@
 // The console's Connections page: "All integrations" (the catalogue's apps by business domain
 // and search, each app's set-up form with its fields' help and the vendor's instructions, a test
 // before saving) and "My connections" (status, holds, creator, deployed items; test, edit or
-// re-authorise, delete). Loaded after app.js, whose helpers it uses.
+// re-authorise, delete). Loaded after app.js and navigation.js, whose helpers it uses.
 'use strict';
 
 views.connections = async (tab = 'mine', filters = {}) => {

@@ -1,5 +1,5 @@
 // The console's governance pages: deployables, API tokens and the audit trail. Loaded after
-// app.js, whose helpers it uses.
+// app.js and navigation.js, whose helpers it uses.
 'use strict';
 
 

@@ -27,6 +27,11 @@ pub const FILES: &[(&str, &str, &str)] = &[
         include_str!("../console/app.js"),
     ),
     (
+        "navigation.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../console/navigation.js"),
+    ),
+    (
         "connections.js",
         "text/javascript; charset=utf-8",
         include_str!("../console/connections.js"),

@@ -49,6 +49,7 @@ async fn the_console_is_served_with_a_policy_that_loads_only_itself() {
     for (path, kind) in [
         ("/console", "text/html; charset=utf-8"),
         ("/console/app.js", "text/javascript; charset=utf-8"),
+        ("/console/navigation.js", "text/javascript; charset=utf-8"),
         ("/console/connections.js", "text/javascript; charset=utf-8"),
         ("/console/automations.js", "text/javascript; charset=utf-8"),
         ("/console/governance.js", "text/javascript; charset=utf-8"),
