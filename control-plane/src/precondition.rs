@@ -120,11 +120,9 @@ impl IfMatch {
         let by = last.map_or_else(String::new, |r| {
             let at: chrono::DateTime<chrono::Utc> = r.get(2);
             let at = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-            format!(
-                " (last: {} by '{}' at {at})",
-                r.get::<_, &str>(1),
-                r.get::<_, &str>(0)
-            )
+            let who: Option<&str> = r.get(0);
+            let who = who.unwrap_or("an unnamed actor");
+            format!(" (last: {} by '{who}' at {at})", r.get::<_, &str>(1))
         });
         Err(ApiError::new(
             StatusCode::PRECONDITION_FAILED,
