@@ -239,26 +239,6 @@ async fn a_connection_moves_its_etag_with_what_is_configured_not_with_its_status
     env.stop().await;
 }
 
-/// How many of the test database's sessions wait on a lock.
-async fn waiting_on_locks(env: &TestEnv) -> i64 {
-    let client = env.pool.get().await.expect("a connection");
-    let sql = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-               AND datname = current_database()";
-    client.query_one(sql, &[]).await.expect("counted").get(0)
-}
-
-/// Waits for `n` sessions to queue behind the locks the test holds.
-async fn until_waiting(env: &TestEnv, n: i64) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while waiting_on_locks(env).await < n {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "fewer than {n} waited on the locks"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
-
 /// An edit of the automation at `at` (read at `read`) whose commit a pause by another writer
 /// follows at once: its status, ETag and body.
 async fn edit_then_paused(
@@ -277,7 +257,7 @@ async fn edit_then_paused(
     let describe = Some(json!({"description": format!("Round {round}")}));
     let edit = send(env, &env.admin_token, (Method::PATCH, at), read, describe);
     let pause = async {
-        until_waiting(env, 1).await;
+        env.until_waiting(1).await;
         let other = env.pool.get().await.expect("a connection");
         let uuid = uuid::Uuid::parse_str(id).expect("a uuid");
         // Its commit visible at once, not after its own flush: it lands between the edit's
@@ -288,7 +268,7 @@ async fn edit_then_paused(
         );
         let paused = other.batch_execute(&sql);
         let release = async {
-            until_waiting(env, 2).await;
+            env.until_waiting(2).await;
             lock.rollback().await.expect("released");
         };
         let (paused, ()) = tokio::join!(paused, release);

@@ -9,7 +9,7 @@ use aic_tests::browser::{Browser, tile};
 use aic_tests::harness::{Options, TestEnv};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 async fn get(env: &TestEnv, path: &str) -> Value {
     let (code, body) = env.call(Method::GET, path, None).await;
@@ -147,23 +147,6 @@ async fn the_forms_have_addresses_too() {
     env.stop().await;
 }
 
-/// How many of the database's sessions wait on a lock.
-async fn waiting_on_locks(env: &TestEnv) -> i64 {
-    let client = env.pool.get().await.expect("a connection");
-    let sql = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-               AND datname = current_database()";
-    client.query_one(sql, &[]).await.expect("counted").get(0)
-}
-
-/// Waits for a call the console made to queue behind a lock the test holds.
-async fn until_waiting(env: &TestEnv) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while waiting_on_locks(env).await == 0 {
-        assert!(Instant::now() < deadline, "nothing waited on the lock");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_page_answering_late_does_not_replace_the_one_opened_after_it() {
     let env = TestEnv::start_with(Options::api_only()).await;
@@ -177,14 +160,14 @@ async fn a_page_answering_late_does_not_replace_the_one_opened_after_it() {
         .await
         .expect("the ledger locked");
     b.click("//nav", "Runs").await;
-    until_waiting(&env).await;
+    env.until_waiting(1).await;
     // Meanwhile the page is marked busy, the connections it still shows about to go.
     let busy = "return document.getElementById('main').getAttribute('aria-busy')";
     assert_eq!(b.eval(busy).await, json!("true"));
     b.click("//nav", "Tokens").await;
     b.element("//h2[normalize-space()='API tokens']").await;
     lock.commit().await.expect("the ledger free again");
-    while waiting_on_locks(&env).await > 0 {
+    while env.waiting_on_locks().await > 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The runs' answer is on its way to the page, which must not show it.
@@ -213,12 +196,12 @@ async fn a_change_answered_after_its_page_was_left_says_how_it_ended_there() {
         .expect("the tenant locked");
     b.click(&tile("Sales org"), "Delete").await;
     b.accept_dialog(None).await;
-    until_waiting(&env).await;
+    env.until_waiting(1).await;
     b.click("//nav", "Tokens").await;
     b.fill("Token name", "Issued while away").await;
     b.click("", "Issue").await;
     b.wait_until("two changes waiting", async |_| {
-        waiting_on_locks(&env).await == 2
+        env.waiting_on_locks().await == 2
     })
     .await;
     b.click("//nav", "Runs").await;

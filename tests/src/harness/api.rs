@@ -248,6 +248,25 @@ impl TestEnv {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// How many of the environment's database sessions wait on a lock.
+    pub async fn waiting_on_locks(&self) -> i64 {
+        let sql = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                   AND datname = current_database()";
+        self.query_one(sql, &[]).await.get(0)
+    }
+
+    /// Waits (up to 5 s) for `n` sessions to queue behind the locks the test holds.
+    pub async fn until_waiting(&self, n: i64) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.waiting_on_locks().await < n {
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {n} waited on the locks"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Reads the worker's `/metrics`.
     pub async fn metrics(&self) -> String {
         super::workers::metrics_at(&self.http, self.worker_admin.expect("a worker runs")).await
