@@ -156,6 +156,10 @@ async function attempt(action, done, failed) {
   }
 }
 
+/** The header that makes a change only over `record` as it was read (its revision as the
+ * ETag): one made meanwhile by someone else is refused (412), not undone. */
+const asRead = (record) => ({ 'If-Match': `"${record.revision}"` });
+
 /** What never settles: an action's follow-ups on a page since left. */
 const never = () => new Promise(() => {});
 

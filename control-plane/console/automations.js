@@ -76,18 +76,18 @@ views.editor = async (id) => {
   const description = h('input', { size: 60, value: a.description });
   const status = select([['running', 'running'], ['paused', 'paused']], a.status, () => {});
   const table = parameterTable(a.parameters);
-  // Saved only over the automation as it was read here: a change made meanwhile by someone
-  // else (a pause, a new parameter) is refused, not undone, and these edits stay to redo.
-  let asRead = { 'If-Match': `"${a.revision}"` };
+  // Saved only over the automation as last read or saved here: a change made meanwhile by
+  // someone else (a pause, a new parameter) is refused, not undone, and these edits stay.
+  let read = a;
   const save = () => attempt(() => api.patch(path('/v1/automations/{}', id), {
     name: name.value, description: description.value, status: status.value,
     connection_id: connection.value, parameters: table.specs(),
-  }, asRead), 'Draft saved').then((saved) => { if (saved) asRead = { 'If-Match': `"${saved.revision}"` }; return kept(saved); });
+  }, asRead(read)), 'Draft saved').then((saved) => { if (saved) read = saved; return kept(saved); });
   const publish = async () => {
     if (await save() === undefined) return;
     const version = prompt('Version name (empty: "Version N")', '');
     if (version === null) return;
-    await attempt(() => api.post(path('/v1/automations/{}/publish', id), version ? { version_name: version } : {}, asRead), 'Published');
+    await attempt(() => api.post(path('/v1/automations/{}/publish', id), version ? { version_name: version } : {}, asRead(read)), 'Published');
     open('editor', id);
   };
   const live = a.published_version ? `Live: version ${a.published_version.number} (${a.published_version.name}), published ${when(a.published_version.published_at)}` : 'Never published';

@@ -128,7 +128,7 @@ async function editConnection(c) {
     const given = secrets.values();
     if (Object.keys(given).length) body.secrets = given;
     // Only over the connection as it was read here (another's rename or cap is not undone).
-    return attempt(() => api.patch(path('/v1/connections/{}', c.id), body, { 'If-Match': `"${c.revision}"` }), 'Connection saved')
+    return attempt(() => api.patch(path('/v1/connections/{}', c.id), body, asRead(c)), 'Connection saved')
       .then(kept).then((saved) => saved && open('connections', 'mine'));
   };
   render(h('h2', {}, `Edit ${c.name}`), h('div', { class: 'split' },

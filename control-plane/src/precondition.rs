@@ -8,11 +8,18 @@ use crate::error::ApiError;
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use deadpool_postgres::GenericClient;
 
 /// A record's revision as its entity tag, `"7"`, as the `ETag` header carries it.
 pub fn etag(revision: i64) -> String {
     format!("\"{revision}\"")
+}
+
+/// `body` answered with `revision` as its `ETag`: a record's answer (`IntoResponse` of
+/// `AutomationView` and `ConnectionView`).
+pub fn tagged(revision: i64, body: impl IntoResponse) -> Response {
+    ([(axum::http::header::ETAG, etag(revision))], body).into_response()
 }
 
 /// The request's `If-Match`.

@@ -118,8 +118,7 @@ pub struct AutomationView {
 /// An automation is answered with its revision as its `ETag`.
 impl axum::response::IntoResponse for AutomationView {
     fn into_response(self) -> axum::response::Response {
-        let etag = crate::precondition::etag(self.revision);
-        ([(axum::http::header::ETAG, etag)], Json(self)).into_response()
+        crate::precondition::tagged(self.revision, Json(self))
     }
 }
 

@@ -124,8 +124,7 @@ pub struct ConnectionView {
 /// A connection is answered with its revision as its `ETag`.
 impl axum::response::IntoResponse for ConnectionView {
     fn into_response(self) -> axum::response::Response {
-        let etag = crate::precondition::etag(self.revision);
-        ([(axum::http::header::ETAG, etag)], Json(self)).into_response()
+        crate::precondition::tagged(self.revision, Json(self))
     }
 }
 

@@ -48,6 +48,23 @@ impl TestEnv {
             .bearer_auth(token)
     }
 
+    /// Sends `req` with `body` as JSON, when given: the status, the headers and the body (JSON,
+    /// else its text as a string).
+    pub async fn exchange(
+        req: reqwest::RequestBuilder,
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let req = match body {
+            Some(b) => req.json(&b),
+            None => req,
+        };
+        let resp = req.send().await.expect("control plane answers");
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let text = resp.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, headers, body)
+    }
+
     async fn call_answering(
         &self,
         token: &str,
@@ -55,23 +72,13 @@ impl TestEnv {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Option<u64>, Value) {
-        let mut req = self.api_request(token, method, path);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("control plane answers");
-        let status = resp.status();
-        let after = resp
-            .headers()
+        let req = self.api_request(token, method, path);
+        let (status, headers, body) = Self::exchange(req, body).await;
+        let after = headers
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
-        let text = resp.text().await.unwrap_or_default();
-        (
-            status,
-            after,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, after, body)
     }
 
     /// The automation's draft parameter table with its parameter `from` renamed `to`.
