@@ -201,3 +201,53 @@ async fn parked_executions_run_soon_after_an_admin_ends_the_cool_down() {
     assert_eq!(env.sandbox.requests_to("/sobjects/Lead/").len(), 3);
     env.stop().await;
 }
+
+/// A create whose answer was lost, found by its dedupe handle not to have landed, is sent again;
+/// when the vendor answers that resend with a long `Retry-After`, the execution is retried
+/// like any other call (through a delay queue, after the wait) instead of failing with an
+/// answer that asked to be retried.
+#[tokio::test]
+async fn a_resend_after_a_lost_answer_is_retried_later_when_the_vendor_says_so() {
+    let env = TestEnv::start_with(Options {
+        retry_cap_ms: 60_000,
+        retry_inline_max_ms: 500,
+        ..Options::default()
+    })
+    .await;
+    let incident = env.incident_automation().await;
+    // The create is lost before it applied; the lookup by correlation id goes through and
+    // finds nothing; the resend is refused for 2 s; the retry after it creates the incident.
+    env.sandbox.state.faults.push([
+        Fault::ResetAfterRequest,
+        Fault::Pass,
+        Fault::RateLimited { retry_after: 2 },
+    ]);
+    let started = Instant::now();
+    let done = env
+        .run(
+            &incident,
+            json!({"short_description": "resent, then later"}),
+        )
+        .await;
+    let took = started.elapsed();
+    let creates = env
+        .sandbox
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/api/now/table/incident")
+        .count();
+    println!("lost, looked up, resent into a 429 (Retry-After 2 s): {done} after {took:?}");
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["result"]["attempts"], 3, "{done}");
+    assert!(
+        took >= Duration::from_millis(1_950),
+        "ran before Retry-After: {took:?}"
+    );
+    assert_eq!(creates, 3, "the lost create, the refused resend, its retry");
+    assert_eq!(env.sandbox.state.servicenow.records().len(), 1);
+    assert!(
+        deferred(&env.metrics().await, "servicenow") >= 1.0,
+        "the retry left through a delay queue"
+    );
+    env.stop().await;
+}

@@ -213,22 +213,26 @@ async fn execute(
         body: &p.body,
         output: &r.output,
     };
-    let span = vendor_span(&target, &def.action, &call);
-    let (mut result, mut attempts, defer) = Box::pin(invoke::invoke(ctx, &target, &call, policy))
-        .instrument(span.clone())
-        .await;
-    span.record("attempts", attempts);
-    if result.is_err() {
-        span.record("otel.status_code", "ERROR");
+    let round = std::time::Instant::now();
+    let (mut result, mut attempts, mut defer) =
+        Box::pin(call_vendor(ctx, &target, &call, &def.action, policy)).await;
+    // The answer to this create was lost: the dedupe handle tells whether it landed; if it did
+    // not, it is sent again under what is left of the policy, and that answer is taken as any
+    // other (a retry it asks for included).
+    if matches!(&result, Err(f) if f.class == aic_core::vendor::RetryClass::UnknownOutcome)
+        && def.dedupe.is_some()
+    {
+        match landed().await {
+            Landed::Yes(output) => return Ok(deduplicated(output, attempts)),
+            Landed::No => {
+                let left = policy.resume(attempts, round.elapsed());
+                let again = Box::pin(call_vendor(ctx, &target, &call, &def.action, left)).await;
+                (result, defer) = (again.0, again.2);
+                attempts += again.1;
+            }
+            Landed::Unknown(_) => {}
+        }
     }
-    Box::pin(crate::gate::after_call(
-        ctx,
-        r.connection.id,
-        p.scope.as_deref(),
-        policy.cap,
-        &result,
-    ))
-    .await;
     if let (Err(f), Some(wait)) = (&result, defer) {
         return Ok(Outcome {
             defer: Some(Defer {
@@ -239,20 +243,6 @@ async fn execute(
             }),
             ..from_failure(f.clone(), attempts)
         });
-    }
-    // The answer to this create was lost: the dedupe handle tells whether it landed.
-    if matches!(&result, Err(f) if f.class == aic_core::vendor::RetryClass::UnknownOutcome)
-        && def.dedupe.is_some()
-    {
-        match landed().await {
-            Landed::Yes(output) => return Ok(deduplicated(output, attempts)),
-            Landed::No => {
-                let (again, more, _) = Box::pin(invoke::invoke(ctx, &target, &call, policy)).await;
-                result = again;
-                attempts += more;
-            }
-            Landed::Unknown(_) => {}
-        }
     }
     Ok(match result {
         Ok(success) if !crate::gate::success_changes(ctx, &r.connection) => {
@@ -319,6 +309,32 @@ fn held(hold: crate::gate::Hold, first_ms: i64) -> Outcome {
         }),
         ..failed(ExecutionErrorCode::ConnectionThrottled, why, None)
     }
+}
+
+/// One round of vendor calls (`call` for `action`) under `policy`, in its client span, the
+/// connection's gate told of the answer (a cool-down it asks for): the result, the calls made,
+/// and the wait of a retry left to a delay queue.
+async fn call_vendor(
+    ctx: &Ctx,
+    target: &invoke::Target<'_>,
+    call: &Call<'_>,
+    action: &str,
+    policy: crate::retry::RetryPolicy,
+) -> (
+    Result<aic_core::vendor::CallSuccess, VendorFailure>,
+    u32,
+    Option<std::time::Duration>,
+) {
+    let span = vendor_span(target, action, call);
+    let (result, attempts, defer) = invoke::invoke(ctx, target, call, policy)
+        .instrument(span.clone())
+        .await;
+    span.record("attempts", attempts);
+    if result.is_err() {
+        span.record("otel.status_code", "ERROR");
+    }
+    crate::gate::after_call(ctx, target.key.0, target.scope, policy.cap, &result).await;
+    (result, attempts, defer)
 }
 
 /// The client span a vendor call (with its retries) runs in.
