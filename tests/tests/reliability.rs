@@ -1,4 +1,4 @@
-//! Execution semantics under pressure: idempotency keys, synchronous waits, the dead-letter
+//! Execution semantics under pressure: synchronous waits, the dead-letter
 //! queue and its replay, poison among good messages, an execution id reused by another tenant,
 //! an older copy of a request handed to a delay queue, and a graceful shutdown during load.
 
@@ -8,45 +8,6 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use reqwest::Method;
 use serde_json::json;
 use std::time::{Duration, Instant};
-
-#[tokio::test]
-async fn a_repeated_idempotency_key_returns_the_first_execution() {
-    let env = TestEnv::start().await;
-    let lead = env.lead_automation().await;
-    let path = format!("/v1/automations/{lead}/executions");
-    let (s1, first) = env.call(Method::POST, &path, Some(json!({"parameters": {"LastName": "A", "Company": "B"}, "idempotency_key": "order-42"}))).await;
-    let (s2, again) = env.call(Method::POST, &path, Some(json!({"parameters": {"LastName": "Other", "Company": "C"}, "idempotency_key": "order-42"}))).await;
-    assert_eq!((s1.as_u16(), s2.as_u16()), (202, 202));
-    assert_eq!(first["execution_id"], again["execution_id"], "{again}");
-    env.wait_final(first["execution_id"].as_str().expect("id"))
-        .await;
-    let (_, third) = env.call(Method::POST, &path, Some(json!({"parameters": {"LastName": "A", "Company": "B"}, "idempotency_key": "order-42"}))).await;
-    assert_eq!(
-        (third["execution_id"].clone(), third["status"].as_str()),
-        (first["execution_id"].clone(), Some("succeeded"))
-    );
-    assert_eq!(
-        third["result"]["status"], "succeeded",
-        "the first execution's result comes back"
-    );
-    assert_eq!(
-        env.sandbox.requests_to("/sobjects/Lead/").len(),
-        1,
-        "one lead, however often the key is sent"
-    );
-    let (status, err) = env
-        .call(
-            Method::POST,
-            &path,
-            Some(json!({"parameters": {}, "idempotency_key": ""})),
-        )
-        .await;
-    assert_eq!(
-        (status.as_u16(), err["error"]["field"].as_str()),
-        (422, Some("idempotency_key"))
-    );
-    env.stop().await;
-}
 
 #[tokio::test]
 async fn a_caller_can_wait_for_the_result_within_a_budget() {

@@ -29,12 +29,14 @@ pub struct EnqueueInput {
     /// Parameter values by parameter name.
     #[serde(default)]
     pub parameters: Map<String, Value>,
-    /// Client-chosen id: re-sending the same id never runs the automation twice.
+    /// Client-chosen id: re-sending the same request with it never runs the automation twice
+    /// (another automation or other values under it are refused: 422 `execution_id_reused`).
     pub execution_id: Option<ExecutionId>,
     /// Free-text origin for audit, e.g. `flow:onboarding`.
     pub source: Option<String>,
-    /// Your own key for this action (per tenant, at most 200 characters): a repeated key
-    /// returns the first execution instead of running the automation again.
+    /// Your own key for this action (per tenant, at most 200 characters): the same request
+    /// sent again with it returns the first execution instead of running the automation again
+    /// (another automation or other values under it are refused: 422 `idempotency_key_reused`).
     #[schemars(length(min = 1, max = 200), pattern(r"\S"))]
     pub idempotency_key: Option<String>,
     /// Wait up to this many milliseconds (at most 30000) for the result: answered 200 with the

@@ -259,7 +259,7 @@ async fn known(
             "the execution was run again meanwhile",
         ));
     }
-    let known = already_known(client, caller, s.execution, &s.idempotency_key).await?;
+    let known = already_known(client, caller, s).await?;
     Ok(match s.wait {
         Some(_) if finished(&known.status) => Submitted::Now(StatusCode::OK, known),
         Some(wait) => Submitted::Running(known, wait),
@@ -268,21 +268,30 @@ async fn known(
 }
 
 /// The execution an enqueue found already recorded (its id, or the tenant's idempotency key,
-/// taken): answered as it stands, and not run again.
+/// taken): answered as it stands, and not run again — when it was asked for with the same
+/// automation and values. A key or an id answers only the request it was first sent with:
+/// another request under it is refused (422, naming the field), not answered with the first
+/// request's execution as if it were its own.
 async fn already_known(
     client: &deadpool_postgres::Object,
     caller: &Caller,
-    execution: ExecutionId,
-    idempotency_key: &Option<String>,
+    s: &Submission,
 ) -> Result<Enqueued, ApiError> {
+    let values = Value::Object(s.parameters.clone());
     let existing = client
         .query_opt(
-            "SELECT id, status, result FROM executions WHERE tenant_id = $1 AND (id = $2 OR idempotency_key = $3) \
-             ORDER BY (idempotency_key IS NOT DISTINCT FROM $3) DESC LIMIT 1",
-            &[&caller.tenant.0, &execution.0, idempotency_key],
+            "SELECT id, status, result, automation_id = $4, parameters = $5, (idempotency_key = $3) IS TRUE \
+             FROM executions WHERE tenant_id = $1 AND (id = $2 OR idempotency_key = $3) \
+             ORDER BY (idempotency_key = $3) IS TRUE DESC LIMIT 1",
+            &[&caller.tenant.0, &s.execution.0, &s.idempotency_key, &s.automation.0, &values],
         )
         .await?
         .ok_or_else(|| ApiError::conflict("execution_id_taken", "this execution id is already used"))?;
+    let (same_automation, same_values, by_key): (bool, bool, bool) =
+        (existing.get(3), existing.get(4), existing.get(5));
+    if !(same_automation && same_values) {
+        return Err(reused(by_key, same_automation));
+    }
     let first = ExecutionId(existing.get(0));
     Ok(Enqueued {
         execution_id: first,
@@ -290,6 +299,35 @@ async fn already_known(
         status_url: format!("/v1/executions/{first}"),
         result: existing.get(2),
     })
+}
+
+/// 422: an idempotency key (`by_key`) or an execution id sent again with another request than
+/// the one it was first sent with (another automation, unless `same_automation`, or other
+/// values) — a client's mistake that, answered with the first execution, would pass that
+/// execution off as this request's.
+fn reused(by_key: bool, same_automation: bool) -> ApiError {
+    let (field, code, what) = if by_key {
+        (
+            "idempotency_key",
+            "idempotency_key_reused",
+            "this idempotency key",
+        )
+    } else {
+        ("execution_id", "execution_id_reused", "this execution id")
+    };
+    let differs = if same_automation {
+        "other parameter values"
+    } else {
+        "another automation"
+    };
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        code,
+        format!(
+            "{what} was first sent with {differs}: it answers only the request it was first sent with (send that request again for its execution, or a new {field} for a new one)"
+        ),
+    )
+    .at(field)
 }
 
 /// Publishes an execution request (`body`) as `proto/AMQP.md` says, carrying `trace`, with

@@ -1,0 +1,105 @@
+//! An enqueue over HTTP sent again — by its client-chosen `execution_id` or by an
+//! `idempotency_key` of the caller's — returns the first execution and runs nothing again, for
+//! the same request only: another automation or other values under a known id or key are
+//! refused, naming the field, and never answered with another request's execution.
+
+use aic_tests::harness::TestEnv;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// Asserts `answer` is the 422 `code` naming `field`, its message saying what `differs`.
+fn refused(answer: &(u16, Value), code: &str, field: &str, differs: &str) {
+    let (status, body) = answer;
+    let error = &body["error"];
+    assert_eq!(
+        (*status, error["code"].as_str(), error["field"].as_str()),
+        (422, Some(code), Some(field)),
+        "{body}"
+    );
+    let message = error["message"].as_str().unwrap_or("");
+    assert!(message.contains(differs), "{body}");
+}
+
+#[tokio::test]
+async fn a_repeated_key_or_id_returns_the_first_execution_of_that_request_only() {
+    let env = TestEnv::start().await;
+    let lead = env.lead_automation().await;
+    let api = &env;
+    let post = |automation: &str, body: Value| {
+        let path = format!("/v1/automations/{automation}/executions");
+        async move {
+            let (status, answer) = api.call(Method::POST, &path, Some(body)).await;
+            (status.as_u16(), answer)
+        }
+    };
+    let keyed = |values: Value| json!({"parameters": values, "idempotency_key": "order-42"});
+    let ab = json!({"LastName": "A", "Company": "B"});
+    let (s1, first) = post(&lead, keyed(ab.clone())).await;
+    // The same values written in another order are the same request.
+    let (s2, again) = post(&lead, keyed(json!({"Company": "B", "LastName": "A"}))).await;
+    assert_eq!((s1, s2), (202, 202), "{first} {again}");
+    assert_eq!(first["execution_id"], again["execution_id"], "{again}");
+
+    // Another request under the key is refused, not answered with the first one's execution.
+    let other = post(&lead, keyed(json!({"LastName": "Other", "Company": "C"}))).await;
+    refused(
+        &other,
+        "idempotency_key_reused",
+        "idempotency_key",
+        "other parameter values",
+    );
+    let (_, read) = env
+        .call(Method::GET, &format!("/v1/automations/{lead}"), None)
+        .await;
+    let conn = read["connection_id"].as_str().expect("connection");
+    let elsewhere = env
+        .published_automation("salesforce.create_lead", conn, "Lead elsewhere", None)
+        .await;
+    let other = post(&elsewhere, keyed(ab.clone())).await;
+    refused(
+        &other,
+        "idempotency_key_reused",
+        "idempotency_key",
+        "another automation",
+    );
+    // So is a client-chosen execution id sent again with another automation.
+    let by_id = json!({"parameters": ab, "execution_id": first["execution_id"]});
+    let other = post(&elsewhere, by_id.clone()).await;
+    refused(
+        &other,
+        "execution_id_reused",
+        "execution_id",
+        "another automation",
+    );
+
+    // Once finished, the same request gets the first execution with its result, by key or id.
+    env.wait_final(first["execution_id"].as_str().expect("id"))
+        .await;
+    let (status, third) = post(&lead, keyed(ab.clone())).await;
+    assert_eq!(
+        (status, &third["execution_id"], third["status"].as_str()),
+        (202, &first["execution_id"], Some("succeeded")),
+        "{third}"
+    );
+    assert_eq!(
+        third["result"]["status"], "succeeded",
+        "the first execution's result comes back"
+    );
+    let (status, by_id) = post(&lead, by_id).await;
+    assert_eq!(
+        (status, &by_id["execution_id"]),
+        (202, &first["execution_id"]),
+        "{by_id}"
+    );
+    assert_eq!(
+        env.sandbox.requests_to("/sobjects/Lead/").len(),
+        1,
+        "one lead, however often the key is sent"
+    );
+    let blank = post(&lead, json!({"parameters": {}, "idempotency_key": ""})).await;
+    assert_eq!(
+        (blank.0, blank.1["error"]["field"].as_str()),
+        (422, Some("idempotency_key"))
+    );
+    env.stop().await;
+}
