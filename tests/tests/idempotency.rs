@@ -1,7 +1,8 @@
 //! An enqueue over HTTP sent again — by its client-chosen `execution_id` or by an
 //! `idempotency_key` of the caller's — returns the first execution and runs nothing again, for
-//! the same request only: another automation or other values under a known id or key are
-//! refused, naming the field, and never answered with another request's execution.
+//! the same request only (even once its automation is paused): another automation or other
+//! values under a known id or key are refused, naming the field, and never answered with
+//! another request's execution.
 
 use aic_tests::harness::TestEnv;
 use reqwest::Method;
@@ -101,5 +102,61 @@ async fn a_repeated_key_or_id_returns_the_first_execution_of_that_request_only()
         (blank.0, blank.1["error"]["field"].as_str()),
         (422, Some("idempotency_key"))
     );
+    env.stop().await;
+}
+
+/// A request accepted, then sent again after its automation was paused (a bot retrying a
+/// call whose answer it lost, while an admin pauses the automation for an incident at the
+/// vendor), is answered with its execution — it may have run — not refused as if it were new;
+/// a new request is refused.
+#[tokio::test]
+async fn a_request_sent_again_after_its_automation_was_paused_gets_its_execution() {
+    let env = TestEnv::start().await;
+    let lead = env.lead_automation().await;
+    let path = format!("/v1/automations/{lead}/executions");
+    let request = json!({"parameters": {"LastName": "Before", "Company": "Pause"},
+        "idempotency_key": "bot-turn-9", "wait_ms": 10_000});
+    let (status, first) = env.call(Method::POST, &path, Some(request.clone())).await;
+    assert_eq!(
+        (status.as_u16(), first["status"].as_str()),
+        (200, Some("succeeded")),
+        "{first}"
+    );
+    let (status, paused) = env
+        .call(
+            Method::PATCH,
+            &format!("/v1/automations/{lead}"),
+            Some(json!({"status": "paused"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{paused}");
+
+    let (status, again) = env.call(Method::POST, &path, Some(request)).await;
+    assert_eq!(
+        (
+            status.as_u16(),
+            &again["execution_id"],
+            again["result"]["status"].as_str()
+        ),
+        (200, &first["execution_id"], Some("succeeded")),
+        "{again}"
+    );
+    let by_id = json!({"parameters": {"LastName": "Before", "Company": "Pause"},
+        "execution_id": first["execution_id"]});
+    let (status, by_id) = env.call(Method::POST, &path, Some(by_id)).await;
+    assert_eq!(
+        (status.as_u16(), &by_id["execution_id"]),
+        (202, &first["execution_id"]),
+        "{by_id}"
+    );
+    let new = json!({"parameters": {"LastName": "After", "Company": "Pause"},
+        "idempotency_key": "bot-turn-10"});
+    let (status, refused) = env.call(Method::POST, &path, Some(new)).await;
+    assert_eq!(
+        (status.as_u16(), refused["error"]["code"].as_str()),
+        (409, Some("automation_paused")),
+        "{refused}"
+    );
+    assert_eq!(env.sandbox.requests_to("/sobjects/Lead/").len(), 1);
     env.stop().await;
 }

@@ -41,7 +41,8 @@ pub(super) struct RerunOf {
     pub(super) allowed: Option<String>,
 }
 
-/// Enqueues `s` for the caller: checks the automation runs and the values fit its parameters,
+/// Enqueues `s` for the caller: checks the automation runs and the values fit its parameters
+/// (a request sent again is answered with its execution even when they no longer do),
 /// records the execution (or finds it already known) and publishes the request; `Ok` once the
 /// broker confirmed it, with what the caller's answer waits for ([`Submitted::answer`], taken
 /// once `client` is given back).
@@ -54,10 +55,14 @@ pub(super) async fn submit(
 ) -> Result<Submitted, ApiError> {
     let (automation, execution) = (s.automation, s.execution);
     caller.may_reach(client, automation.0).await?;
-    let definition = runnable_definition(client, caller, automation).await?;
-    // Early feedback for HTTP callers; the worker checks again, authoritatively.
-    aic_core::params::build_body(&definition.parameters, &s.parameters)
-        .map_err(|e| ApiError::invalid(format!("parameters.{}", e.parameter), e.message))?;
+    if let Err(refused) = runnable(client, caller, &s).await {
+        // A request sent again gets its first answer whatever changed since (the automation
+        // paused, or published with other parameters): it was accepted then, and may have run.
+        return match already_known(client, caller, &s).await? {
+            Some(first) => Ok(answered(first, s.wait)),
+            None => Err(refused),
+        };
+    }
     // The outbox row says the request is still to be confirmed published (`crate::resend`,
     // should this process stop before the confirm).
     // The caller's trace goes on in the worker (W3C trace context, `proto/AMQP.md`), and is
@@ -211,6 +216,19 @@ async fn not_enqueued(
     Ok(())
 }
 
+/// Whether `s` may run: its automation published and running, its values fitting the published
+/// parameters (early feedback for HTTP callers; the worker checks again, authoritatively).
+async fn runnable(
+    client: &deadpool_postgres::Object,
+    caller: &Caller,
+    s: &Submission,
+) -> Result<(), ApiError> {
+    let definition = runnable_definition(client, caller, s.automation).await?;
+    aic_core::params::build_body(&definition.parameters, &s.parameters)
+        .map_err(|e| ApiError::invalid(format!("parameters.{}", e.parameter), e.message))?;
+    Ok(())
+}
+
 /// The published definition of the caller's automation, refused when there is none or the
 /// automation is paused.
 async fn runnable_definition(
@@ -246,8 +264,7 @@ async fn runnable_definition(
 }
 
 /// The answer to a submission whose execution id or idempotency key was already recorded: a
-/// re-run meant to run once refused, else the execution as it stands — for a caller that
-/// waits, a 200 once it finished (a retried call gets what the first one got).
+/// re-run meant to run once refused, else the execution as it stands ([`answered`]).
 async fn known(
     client: &deadpool_postgres::Object,
     caller: &Caller,
@@ -259,26 +276,34 @@ async fn known(
             "the execution was run again meanwhile",
         ));
     }
-    let known = already_known(client, caller, s).await?;
-    Ok(match s.wait {
+    let known = already_known(client, caller, s).await?.ok_or_else(|| {
+        ApiError::conflict("execution_id_taken", "this execution id is already used")
+    })?;
+    Ok(answered(known, s.wait))
+}
+
+/// The answer to a request sent again, with its first execution (`known`): for a caller that
+/// waits, a 200 once it finished (a retried call gets what the first one got).
+fn answered(known: Enqueued, wait: Option<std::time::Duration>) -> Submitted {
+    match wait {
         Some(_) if finished(&known.status) => Submitted::Now(StatusCode::OK, known),
         Some(wait) => Submitted::Running(known, wait),
         None => Submitted::Now(StatusCode::ACCEPTED, known),
-    })
+    }
 }
 
-/// The execution an enqueue found already recorded (its id, or the tenant's idempotency key,
-/// taken): answered as it stands, and not run again — when it was asked for with the same
-/// automation and values. A key or an id answers only the request it was first sent with:
+/// The execution recorded under the id or the tenant's idempotency key of `s`, if any (an id
+/// taken in another tenant is none): answered as it stands, and not run again — when it was
+/// asked for with the same automation and values. A key or an id answers only the request it was first sent with:
 /// another request under it is refused (422, naming the field), not answered with the first
 /// request's execution as if it were its own.
 async fn already_known(
     client: &deadpool_postgres::Object,
     caller: &Caller,
     s: &Submission,
-) -> Result<Enqueued, ApiError> {
+) -> Result<Option<Enqueued>, ApiError> {
     let values = Value::Object(s.parameters.clone());
-    let existing = client
+    let Some(existing) = client
         .query_opt(
             "SELECT id, status, result, automation_id = $4, parameters = $5, (idempotency_key = $3) IS TRUE \
              FROM executions WHERE tenant_id = $1 AND (id = $2 OR idempotency_key = $3) \
@@ -286,19 +311,21 @@ async fn already_known(
             &[&caller.tenant.0, &s.execution.0, &s.idempotency_key, &s.automation.0, &values],
         )
         .await?
-        .ok_or_else(|| ApiError::conflict("execution_id_taken", "this execution id is already used"))?;
+    else {
+        return Ok(None);
+    };
     let (same_automation, same_values, by_key): (bool, bool, bool) =
         (existing.get(3), existing.get(4), existing.get(5));
     if !(same_automation && same_values) {
         return Err(reused(by_key, same_automation));
     }
     let first = ExecutionId(existing.get(0));
-    Ok(Enqueued {
+    Ok(Some(Enqueued {
         execution_id: first,
         status: existing.get(1),
         status_url: format!("/v1/executions/{first}"),
         result: existing.get(2),
-    })
+    }))
 }
 
 /// 422: an idempotency key (`by_key`) or an execution id sent again with another request than
