@@ -3,8 +3,9 @@
 //! automation runs on it.
 
 use aic_tests::harness::{Options, TestEnv};
-use reqwest::Method;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use std::time::{Duration, Instant};
 
 /// The connection's secret version and sealed ciphertext, straight from the database.
 async fn sealed(env: &TestEnv, id: &str) -> (i32, Vec<u8>) {
@@ -257,5 +258,104 @@ async fn a_connection_is_deleted_only_once_nothing_runs_on_it() {
     let (_, still) = env.call(Method::GET, &lead_path, None).await;
     assert_eq!(still["published_version"]["number"], 2, "{still}");
     assert_eq!(delete_first().await.0, 404);
+    env.stop().await;
+}
+
+/// Runs `held`, which stops at a lock `lock` holds, then `then` once it waits; releases the
+/// lock once `then` waits too (or is done without waiting): the two answers.
+async fn race<A, B>(
+    env: &TestEnv,
+    lock: deadpool_postgres::Transaction<'_>,
+    held: A,
+    then: B,
+) -> ((StatusCode, Value), (StatusCode, Value))
+where
+    A: std::future::Future<Output = (StatusCode, Value)>,
+    B: std::future::Future<Output = (StatusCode, Value)>,
+{
+    let second = async {
+        env.until_waiting(1).await;
+        let release = async {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while env.waiting_on_locks().await < 2 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            lock.rollback().await.expect("released");
+        };
+        let (answer, ()) = tokio::join!(then, release);
+        answer
+    };
+    tokio::join!(held, second)
+}
+
+/// An automation created on a connection while an admin deletes that connection: whichever
+/// goes first wins whole — the automation created and the deletion refused as in use, or the
+/// deletion done and the creation refused for want of the connection — never a 500 from a
+/// creation that checked the connection, then found it gone when it wrote.
+#[tokio::test]
+async fn a_connection_deleted_while_an_automation_is_created_on_it_leaves_one_answer_whole() {
+    let env = TestEnv::start_with(Options::api_only()).await;
+    let other = env
+        .salesforce_connection("Other", "s3cret-value", "s3cret-value")
+        .await;
+    for creation_first in [true, false] {
+        let doomed = env
+            .salesforce_connection(
+                &format!("Doomed {creation_first}"),
+                "s3cret-value",
+                "s3cret-value",
+            )
+            .await;
+        let doomed = doomed["id"].as_str().expect("id");
+        let name = format!("Race {creation_first}");
+        let mut locker = env.pool.get().await.expect("a connection");
+        let lock = locker.transaction().await.expect("a transaction");
+        if creation_first {
+            // Another automation of that name, uncommitted: the creation checks the
+            // connection, then waits at the name.
+            let sql = "INSERT INTO automations (id, tenant_id, connection_id, app, action, name, \
+                       parameters) VALUES (gen_random_uuid(), $1, $2::text::uuid, 'salesforce', \
+                       'create_lead', $3, '[]')";
+            let other = other["id"].as_str().expect("id");
+            lock.execute(sql, &[&env.tenant.0, &other, &name]).await
+        } else {
+            // The tenant's row: the deletion, the connection deleted, waits at its audit event.
+            lock.execute("SELECT 1 FROM tenants FOR UPDATE", &[]).await
+        }
+        .expect("held");
+        let body =
+            json!({"template": "salesforce.create_lead", "connection_id": doomed, "name": name});
+        let create = env.call(Method::POST, "/v1/automations", Some(body));
+        let at = format!("/v1/connections/{doomed}");
+        let delete = env.call(Method::DELETE, &at, None);
+        let ((created_status, created), (deleted_status, deleted)) = if creation_first {
+            race(&env, lock, create, delete).await
+        } else {
+            let (deleted, created) = race(&env, lock, delete, create).await;
+            (created, deleted)
+        };
+        let (_, list) = env.call(Method::GET, "/v1/automations", None).await;
+        let on_doomed = list
+            .as_array()
+            .expect("automations")
+            .iter()
+            .filter(|a| a["connection_id"] == doomed)
+            .count();
+        let (read, _) = env.call(Method::GET, &at, None).await;
+        let answers = (created_status.as_u16(), deleted_status.as_u16());
+        println!(
+            "creation first: {creation_first}: {answers:?}, {}; {deleted}",
+            created["error"]
+        );
+        if creation_first {
+            assert_eq!(answers, (201, 409), "{created} / {deleted}");
+            assert_eq!(deleted["error"]["code"], "connection_in_use", "{deleted}");
+            assert_eq!((on_doomed, read.as_u16()), (1, 200));
+        } else {
+            assert_eq!(answers, (422, 204), "{created} / {deleted}");
+            assert_eq!(created["error"]["field"], "connection_id", "{created}");
+            assert_eq!((on_doomed, read.as_u16()), (0, 404));
+        }
+    }
     env.stop().await;
 }

@@ -143,7 +143,12 @@ pub(super) fn template_named<'c>(
     Ok((app, action, template))
 }
 
-/// Refuses a connection that is not the tenant's, or is to another app than `app`.
+/// Refuses a connection that is not the tenant's, or is to another app than `app`. The row is
+/// share-locked until the caller's transaction ends, as the reference it then writes would
+/// lock it: a deletion of the connection under way (which locks it to update) is waited for
+/// and found here — refused as "no such connection" — and one that comes after it waits for
+/// this transaction, then finds the automation using the connection and refuses itself. The
+/// connection cannot go between this check and the write, which would fail on the reference.
 pub(super) async fn check_connection_app(
     client: &impl deadpool_postgres::GenericClient,
     tenant: TenantId,
@@ -152,7 +157,7 @@ pub(super) async fn check_connection_app(
 ) -> Result<(), ApiError> {
     let conn_app: String = client
         .query_opt(
-            "SELECT app FROM connections WHERE tenant_id = $1 AND id = $2",
+            "SELECT app FROM connections WHERE tenant_id = $1 AND id = $2 FOR KEY SHARE",
             &[&tenant.0, &connection.0],
         )
         .await?
