@@ -5,7 +5,7 @@
 use aic_tests::harness::{Options, TestEnv};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The connection's secret version and sealed ciphertext, straight from the database.
 async fn sealed(env: &TestEnv, id: &str) -> (i32, Vec<u8>) {
@@ -276,10 +276,7 @@ where
     let second = async {
         env.until_waiting(1).await;
         let release = async {
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while env.waiting_on_locks().await < 2 && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            env.waiting_within(2, Duration::from_secs(2)).await;
             lock.rollback().await.expect("released");
         };
         let (answer, ()) = tokio::join!(then, release);

@@ -264,14 +264,21 @@ impl TestEnv {
 
     /// Waits (up to 5 s) for `n` sessions to queue behind the locks the test holds.
     pub async fn until_waiting(&self, n: i64) {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let waited = self.waiting_within(n, Duration::from_secs(5)).await;
+        assert!(waited, "fewer than {n} waited on the locks");
+    }
+
+    /// Whether `n` sessions queue behind the locks the test holds within `within` (for a
+    /// session that may as well finish without waiting).
+    pub async fn waiting_within(&self, n: i64, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
         while self.waiting_on_locks().await < n {
-            assert!(
-                Instant::now() < deadline,
-                "fewer than {n} waited on the locks"
-            );
+            if Instant::now() >= deadline {
+                return false;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        true
     }
 
     /// Reads the worker's `/metrics`.
