@@ -64,6 +64,29 @@ async fn a_servicenow_create_whose_answer_was_lost_is_found_not_repeated() {
     env.stop().await;
 }
 
+/// A lost answer's lookup by correlation id that fails for a moment (a 503) is retried like
+/// any call, not taken for "no way to tell": the create is found missing and sent again.
+#[tokio::test]
+async fn a_dedupe_lookup_that_fails_for_a_moment_is_retried_before_giving_up() {
+    let env = TestEnv::start().await;
+    let incident = env.incident_automation().await;
+    env.sandbox
+        .state
+        .faults
+        .push([Fault::ResetAfterRequest, Fault::ServerError(503)]);
+    let done = env
+        .run(&incident, json!({"short_description": "lookup blip"}))
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(
+        done["result"]["attempts"], 2,
+        "the lost create and its resend: {done}"
+    );
+    assert_eq!(posts(&env), 2);
+    assert_eq!(env.sandbox.state.servicenow.records().len(), 1);
+    env.stop().await;
+}
+
 /// Runs one execution over AMQP, then rewinds its ledger row to what a worker crash between the
 /// vendor call and the record leaves (running, vendor call started), and has the broker deliver
 /// it again as it does after a crash: the copy taken off the executions queue by a consumer that

@@ -20,7 +20,8 @@ pub enum Landed {
     Unknown(String),
 }
 
-/// Looks the execution's record up at the vendor.
+/// Looks the execution's record up at the vendor, retrying a lookup that fails for a moment
+/// under `policy`.
 pub async fn check(
     ctx: &Ctx,
     t: &Target<'_>,
@@ -28,6 +29,7 @@ pub async fn check(
     path: &str,
     id: ExecutionId,
     output: &BTreeMap<String, String>,
+    policy: crate::retry::RetryPolicy,
 ) -> Landed {
     match dedupe {
         Some(Dedupe::ServicenowCorrelationId) => {}
@@ -41,7 +43,7 @@ pub async fn check(
             );
         }
     }
-    let lookup = async {
+    let lookup = || async {
         let token = invoke::token(ctx, t).await?;
         vendor::servicenow::find_by_correlation(
             &ctx.http,
@@ -52,7 +54,13 @@ pub async fn check(
         )
         .await
     };
-    match lookup.await {
+    // A lookup is safe to repeat: one failing for a moment (a 503, a broken connection) is
+    // retried as the call would be, within the execution's policy, before it says "unknown".
+    let (found, _) = crate::retry::run(policy, lookup, |f, delay| {
+        tracing::info!(execution = %id, class = f.class.as_str(), delay_ms = delay.as_millis() as u64, reason = %f.message, "retrying the dedupe lookup");
+    })
+    .await;
+    match found {
         Ok(Some(record)) => {
             tracing::info!(execution = %id, "a create in doubt had landed; answered from the vendor's record");
             Landed::Yes(vendor::map_output(&json!({"result": record}), output))

@@ -163,6 +163,7 @@ async fn execute(
         Err(outcome) => return Ok(outcome),
     };
     let target = p.target(req, r);
+    let (policy, first_ms, since_first) = retry_policy(ctx, def, handoff);
     // Whether this execution's create already landed at the vendor (by its dedupe handle).
     let landed = || {
         Box::pin(crate::dedupe::check(
@@ -172,6 +173,7 @@ async fn execute(
             &p.path,
             req.execution_id,
             &r.output,
+            policy,
         ))
     };
     // A previous delivery may have sent this create: ask the vendor before sending again.
@@ -180,7 +182,6 @@ async fn execute(
     {
         return Ok(sent);
     }
-    let (policy, first_ms, since_first) = retry_policy(ctx, def, handoff);
     // Held until the vendor interaction is over.
     let mut mark = mark;
     let _slot = match Box::pin(crate::gate::admit_marked(
