@@ -84,6 +84,21 @@ async fn a_dedupe_lookup_that_fails_for_a_moment_is_retried_before_giving_up() {
     );
     assert_eq!(posts(&env), 2);
     assert_eq!(env.sandbox.state.servicenow.records().len(), 1);
+
+    // A lookup that keeps failing leaves the create in doubt, and the outcome says why.
+    let mut faults = vec![Fault::ResetAfterRequest];
+    faults.extend([Fault::ServerError(503); 20]);
+    env.sandbox.state.faults.push(faults);
+    let done = env
+        .run(&incident, json!({"short_description": "lookup down"}))
+        .await;
+    assert_eq!(done["status"], "unknown_outcome", "{done}");
+    let message = done["result"]["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("the dedupe lookup failed (transient"),
+        "{done}"
+    );
+    assert_eq!(posts(&env), 3, "not sent again while in doubt");
     env.stop().await;
 }
 
@@ -195,18 +210,6 @@ async fn upserting_lead(env: &TestEnv) -> String {
     id
 }
 
-fn upserts(env: &TestEnv, execution: &str) -> usize {
-    env.sandbox
-        .requests()
-        .iter()
-        .filter(|r| {
-            r.method == "PATCH"
-                && r.path
-                    .ends_with(&format!("/sobjects/Lead/AIC_Execution_Id__c/{execution}"))
-        })
-        .count()
-}
-
 #[tokio::test]
 async fn a_salesforce_upsert_on_an_external_id_is_re_sent_safely_after_a_lost_answer() {
     let env = TestEnv::start().await;
@@ -230,144 +233,16 @@ async fn a_salesforce_upsert_on_an_external_id_is_re_sent_safely_after_a_lost_an
         .collect();
     println!(
         "upsert with a lost answer: {} calls, {} record(s), result {}",
-        upserts(&env, id),
+        env.sandbox.lead_upserts(id),
         holding.len(),
         done["result"]
     );
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["result"]["deduplicated"], true, "{done}");
-    assert_eq!(upserts(&env, id), 2, "sent again, safely");
+    assert_eq!(env.sandbox.lead_upserts(id), 2, "sent again, safely");
     assert_eq!(holding.len(), 1, "one record, not two");
     assert_eq!(done["result"]["output"]["id"], holding[0].0.as_str());
     assert_eq!(records.len(), 2, "the plain one and this one");
-    env.stop().await;
-}
-
-/// Whether the ledger's row of `execution` holds the vendor-call mark.
-async fn marked(env: &TestEnv, execution: &str) -> bool {
-    let id: uuid::Uuid = execution.parse().expect("execution id");
-    env.pool
-        .get()
-        .await
-        .expect("db")
-        .query_one(
-            "SELECT vendor_call_started_at IS NOT NULL FROM executions WHERE id = $1",
-            &[&id],
-        )
-        .await
-        .expect("the execution's row")
-        .get(0)
-}
-
-/// Ledger statements of `kind` the worker has run (its `/metrics`).
-async fn statements(env: &TestEnv, kind: &str) -> u64 {
-    let metrics = env.metrics().await;
-    let prefix = format!("aic_ledger_batch_executions_sum{{statement=\"{kind}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
-}
-
-/// A request's first delivery is marked by the statement that begins it, and goes to the vendor
-/// with no statement of its own for the mark when the connection has a slot free at once. The
-/// first call on a connection asks the fleet for its share first: it waits with the mark taken
-/// back, and a create is marked again before it leaves (an upsert is not: any delivery finding
-/// it unfinished sends it again, mark or no mark).
-#[tokio::test]
-async fn a_first_delivery_is_marked_by_begin_and_needs_no_mark_statement_when_a_slot_is_free() {
-    let env = TestEnv::start().await;
-    let upsert = upserting_lead(&env).await;
-    let plain = env.lead_automation().await;
-    let succeeded = |done: &Value| {
-        assert_eq!(done["status"], "succeeded", "{done}");
-        done["id"].as_str().expect("id").to_string()
-    };
-    // The first call on each connection (each automation has its own).
-    let first = succeeded(
-        &env.run(&plain, json!({"LastName": "First", "Company": "Acme"}))
-            .await,
-    );
-    assert_eq!(statements(&env, "mark").await, 2, "taken back, then set");
-    assert!(marked(&env, &first).await);
-    let first_upsert = succeeded(
-        &env.run(&upsert, json!({"LastName": "First up", "Company": "Acme"}))
-            .await,
-    );
-    assert_eq!(statements(&env, "mark").await, 3, "taken back only");
-    assert!(!marked(&env, &first_upsert).await);
-    // Slots free at once: begin's mark stands, and no mark statement runs.
-    let created = succeeded(
-        &env.run(&plain, json!({"LastName": "Created", "Company": "Acme"}))
-            .await,
-    );
-    let upserted = succeeded(
-        &env.run(&upsert, json!({"LastName": "Upserted", "Company": "Acme"}))
-            .await,
-    );
-    assert_eq!(statements(&env, "mark").await, 3, "no mark statement");
-    assert_eq!(statements(&env, "begin").await, 4);
-    for id in [&created, &upserted] {
-        assert!(marked(&env, id).await, "{id}");
-    }
-    assert_eq!(upserts(&env, &upserted), 1);
-    env.stop().await;
-}
-
-/// A first delivery that has to wait for a slot of the connection (its cap of one is taken by
-/// a slow call) waits with the mark taken back: a crash then leaves it to be sent, not reported
-/// in doubt. It is marked again before its own call.
-#[tokio::test]
-async fn a_first_delivery_waiting_for_a_slot_waits_unmarked() {
-    let env = TestEnv::start().await;
-    let lead = env.lead_automation().await;
-    env.cap_connections(1).await;
-    env.sandbox.set_latency(Duration::from_millis(1500));
-    let holder = env
-        .enqueue(&lead, json!({"LastName": "Holder", "Company": "Acme"}))
-        .await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while env.sandbox.requests_to("/sobjects/Lead/").is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first call did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let waiter = env
-        .enqueue(&lead, json!({"LastName": "Waiter", "Company": "Acme"}))
-        .await;
-    let id: uuid::Uuid = waiter.parse().expect("id");
-    let client = env.pool.get().await.expect("db");
-    let mut waited_unmarked = false;
-    while env.sandbox.requests_to("/sobjects/Lead/").len() == 1 {
-        let row = client
-            .query_opt(
-                "SELECT status, vendor_call_started_at IS NOT NULL FROM executions WHERE id = $1",
-                &[&id],
-            )
-            .await
-            .expect("the waiter's row");
-        if let Some(row) = row
-            && row.get::<_, String>(0) == "running"
-            && !row.get::<_, bool>(1)
-        {
-            waited_unmarked = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert!(
-        waited_unmarked,
-        "the waiter was marked while the other call held the slot"
-    );
-    for id in [&holder, &waiter] {
-        let done = env.wait_final(id).await;
-        assert_eq!(done["status"], "succeeded", "{done}");
-        assert!(marked(&env, id).await, "marked before its call: {done}");
-    }
-    assert_eq!(env.sandbox.requests_to("/sobjects/Lead/").len(), 2);
     env.stop().await;
 }
 

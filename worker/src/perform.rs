@@ -231,7 +231,12 @@ async fn execute(
                 (result, defer) = (again.0, again.2);
                 attempts += again.1;
             }
-            Landed::Unknown(_) => {}
+            // Still in doubt: the outcome says why the vendor could not tell.
+            Landed::Unknown(why) => {
+                if let Err(f) = &mut result {
+                    f.message = format!("{}; {why}", f.message);
+                }
+            }
         }
     }
     if let (Err(f), Some(wait)) = (&result, defer) {

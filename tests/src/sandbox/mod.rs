@@ -153,6 +153,16 @@ impl Sandbox {
             .collect()
     }
 
+    /// The Salesforce upserts of the Lead keyed by `execution` on the external id field
+    /// `AIC_Execution_Id__c` received so far.
+    pub fn lead_upserts(&self, execution: &str) -> usize {
+        let path = format!("/sobjects/Lead/AIC_Execution_Id__c/{execution}");
+        self.requests()
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.path.ends_with(&path))
+            .count()
+    }
+
     /// Adds latency before every vendor answer.
     pub fn set_latency(&self, latency: Duration) {
         self.state.faults.set_latency(latency);
