@@ -9,14 +9,6 @@ use lapin::options::{BasicGetOptions, BasicNackOptions};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-fn posts(env: &TestEnv) -> usize {
-    env.sandbox
-        .requests()
-        .iter()
-        .filter(|r| r.method == "POST" && r.path == "/api/now/table/incident")
-        .count()
-}
-
 #[tokio::test]
 async fn a_servicenow_create_whose_answer_was_lost_is_found_not_repeated() {
     let env = TestEnv::start().await;
@@ -37,7 +29,7 @@ async fn a_servicenow_create_whose_answer_was_lost_is_found_not_repeated() {
             .starts_with("INC"),
         "{done}"
     );
-    assert_eq!(posts(&env), 1, "not created twice");
+    assert_eq!(env.sandbox.incident_creates(), 1, "not created twice");
     let records = env.sandbox.state.servicenow.records();
     assert_eq!(records.len(), 1);
     assert_eq!(
@@ -59,7 +51,7 @@ async fn a_servicenow_create_whose_answer_was_lost_is_found_not_repeated() {
         "{done}"
     );
     assert_eq!(done["result"]["attempts"], 2);
-    assert_eq!(posts(&env), 3);
+    assert_eq!(env.sandbox.incident_creates(), 3);
     assert_eq!(env.sandbox.state.servicenow.records().len(), 2);
     env.stop().await;
 }
@@ -82,7 +74,7 @@ async fn a_dedupe_lookup_that_fails_for_a_moment_is_retried_before_giving_up() {
         done["result"]["attempts"], 2,
         "the lost create and its resend: {done}"
     );
-    assert_eq!(posts(&env), 2);
+    assert_eq!(env.sandbox.incident_creates(), 2);
     assert_eq!(env.sandbox.state.servicenow.records().len(), 1);
 
     // A lookup that keeps failing leaves the create in doubt, and the outcome says why.
@@ -98,7 +90,11 @@ async fn a_dedupe_lookup_that_fails_for_a_moment_is_retried_before_giving_up() {
         message.contains("the dedupe lookup failed (transient"),
         "{done}"
     );
-    assert_eq!(posts(&env), 3, "not sent again while in doubt");
+    assert_eq!(
+        env.sandbox.incident_creates(),
+        3,
+        "not sent again while in doubt"
+    );
     env.stop().await;
 }
 
@@ -177,7 +173,7 @@ async fn after_a_crash_the_redelivered_create_is_resolved_by_the_dedupe_handle_o
         "the same record"
     );
     assert_eq!(second["attempts"], 0);
-    assert_eq!(posts(&env), 1);
+    assert_eq!(env.sandbox.incident_creates(), 1);
 
     // Salesforce create has no dedupe handle: in doubt, not re-sent.
     let lead = env.lead_automation().await;

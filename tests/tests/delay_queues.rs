@@ -230,12 +230,7 @@ async fn a_resend_after_a_lost_answer_is_retried_later_when_the_vendor_says_so()
         )
         .await;
     let took = started.elapsed();
-    let creates = env
-        .sandbox
-        .requests()
-        .iter()
-        .filter(|r| r.method == "POST" && r.path == "/api/now/table/incident")
-        .count();
+    let creates = env.sandbox.incident_creates();
     println!("lost, looked up, resent into a 429 (Retry-After 2 s): {done} after {took:?}");
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["result"]["attempts"], 3, "{done}");

@@ -153,6 +153,15 @@ impl Sandbox {
             .collect()
     }
 
+    /// The ServiceNow incidents asked to be created so far (`POST`s: not the lookups by
+    /// correlation id, which `GET` the same path).
+    pub fn incident_creates(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == "/api/now/table/incident")
+            .count()
+    }
+
     /// The Salesforce upserts of the Lead keyed by `execution` on the external id field
     /// `AIC_Execution_Id__c` received so far.
     pub fn lead_upserts(&self, execution: &str) -> usize {
