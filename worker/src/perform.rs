@@ -214,7 +214,6 @@ async fn execute(
         body: &p.body,
         output: &r.output,
     };
-    let round = std::time::Instant::now();
     let (mut result, mut attempts, mut defer) =
         Box::pin(call_vendor(ctx, &target, &call, &def.action, policy)).await;
     // The answer to this create was lost: the dedupe handle tells whether it landed; if it did
@@ -226,7 +225,12 @@ async fn execute(
         match landed().await {
             Landed::Yes(output) => return Ok(deduplicated(output, attempts)),
             Landed::No => {
-                let left = policy.resume(attempts, round.elapsed());
+                // What this round took: the time since the first attempt, less what the policy
+                // had already counted (`since_first`), read only on this rare path.
+                let now = Utc::now().timestamp_millis();
+                let spent =
+                    std::time::Duration::from_millis(u64::try_from(now - first_ms).unwrap_or(0));
+                let left = policy.resume(attempts, spent.saturating_sub(since_first));
                 let again = Box::pin(call_vendor(ctx, &target, &call, &def.action, left)).await;
                 (result, defer) = (again.0, again.2);
                 attempts += again.1;
