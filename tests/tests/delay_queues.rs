@@ -246,3 +246,65 @@ async fn a_resend_after_a_lost_answer_is_retried_later_when_the_vendor_says_so()
     );
     env.stop().await;
 }
+
+/// A create whose answer was lost, and whose lookup by correlation id the vendor asks to wait
+/// for longer than the worker sleeps in process, is looked up again later through a delay
+/// queue — its vendor-call mark kept, so the copy asks before it sends: a create that had
+/// landed is answered from the vendor's record, one that had not is sent again. Neither ends
+/// `unknown_outcome`, and none is made twice. The landed one's copy is refused too, and hands
+/// its own lookup on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_the_vendor_asks_to_wait_for_is_made_later_not_given_up() {
+    let env = TestEnv::start_with(Options {
+        retry_cap_ms: 60_000,
+        retry_inline_max_ms: 500,
+        ..Options::default()
+    })
+    .await;
+    let incident = env.incident_automation().await;
+    let cases = [
+        (Fault::ResetAfterApply, true, 2u32),
+        (Fault::ResetAfterRequest, false, 1),
+    ];
+    for (lost, landed, refusals) in cases {
+        let before = env.sandbox.incident_creates();
+        let refused = std::iter::repeat_n(Fault::RateLimited { retry_after: 2 }, refusals as usize);
+        env.sandbox
+            .state
+            .faults
+            .push(std::iter::once(lost).chain(refused));
+        let started = Instant::now();
+        let done = env
+            .run(
+                &incident,
+                json!({"short_description": format!("landed: {landed}")}),
+            )
+            .await;
+        let took = started.elapsed();
+        let creates = env.sandbox.incident_creates() - before;
+        println!(
+            "lost ({lost:?}), its lookup refused {refusals} times for 2 s: {done} after {took:?}, {creates} creates"
+        );
+        assert_eq!(done["status"], "succeeded", "{done}");
+        assert_eq!(
+            done["result"]["deduplicated"].as_bool().unwrap_or(false),
+            landed,
+            "{done}"
+        );
+        assert!(
+            took >= Duration::from_millis(1_950) * refusals,
+            "looked up again before Retry-After: {took:?}"
+        );
+        assert_eq!(creates, if landed { 1 } else { 2 }, "{done}");
+    }
+    assert_eq!(
+        env.sandbox.state.servicenow.records().len(),
+        2,
+        "one incident each"
+    );
+    assert!(
+        deferred(&env.metrics().await, "servicenow") >= 3.0,
+        "each lookup left through a delay queue"
+    );
+    env.stop().await;
+}

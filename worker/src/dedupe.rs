@@ -1,10 +1,11 @@
 //! Whether a create whose answer was lost has landed at the vendor, asked through the vendor's
 //! dedupe handle. Without a handle the answer is "unknown", and the execution finishes as
-//! `unknown_outcome` rather than risk a duplicate.
+//! `unknown_outcome` rather than risk a duplicate; a lookup the vendor asks to wait for longer
+//! than the worker sleeps in process is made later, through a delay queue.
 
 use crate::executor::Ctx;
 use crate::invoke::{self, Target};
-use aic_core::vendor::{self, RetryClass};
+use aic_core::vendor::{self, RetryClass, VendorFailure};
 use aic_proto::{Dedupe, ExecutionId};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -18,6 +19,9 @@ pub enum Landed {
     No,
     /// No way to tell (no handle, or the lookup failed): why.
     Unknown(String),
+    /// Not yet: the lookup's retry is due in this long, later than the worker waits in process
+    /// (the vendor's `Retry-After`, say); the failure it retries.
+    Later(std::time::Duration, VendorFailure),
 }
 
 /// Looks the execution's record up at the vendor, retrying a lookup that fails for a moment
@@ -56,7 +60,7 @@ pub async fn check(
     };
     // A lookup is safe to repeat: one failing for a moment (a 503, a broken connection) is
     // retried as the call would be, within the execution's policy, before it says "unknown".
-    let (found, _) = crate::retry::run(policy, lookup, |f, delay| {
+    let (found, later) = crate::retry::run(policy, lookup, |f, delay| {
         tracing::info!(execution = %id, class = f.class.as_str(), delay_ms = delay.as_millis() as u64, reason = %f.message, "retrying the dedupe lookup");
     })
     .await;
@@ -66,6 +70,7 @@ pub async fn check(
             Landed::Yes(vendor::map_output(&json!({"result": record}), output))
         }
         Ok(None) => Landed::No,
+        Err(f) if let Some(wait) = later => Landed::Later(wait, f),
         Err(f) => Landed::Unknown(format!(
             "the dedupe lookup failed ({}: {}), so it was not re-sent",
             if f.class == RetryClass::Retryable {

@@ -325,10 +325,12 @@ async fn hand_off(
         .await
         .is_none()
         || in_place(&ctx.stopping, &ctx.metrics, Step::RecordHandOff, || {
-            Box::pin(
-                ctx.ledger
-                    .defer(&ctx.pool, req.execution_id.0, next.seq, next.attempts),
-            )
+            Box::pin(ctx.ledger.defer(
+                &ctx.pool,
+                req.execution_id.0,
+                (next.seq, next.attempts),
+                defer.in_doubt,
+            ))
         })
         .await
         .is_none()

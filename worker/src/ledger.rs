@@ -291,21 +291,24 @@ impl Ledger {
     }
 
     /// Records that the execution's next retry was handed to a delay queue as copy number
-    /// `seq`: the failed call is known not to have landed (it was retryable), so the vendor-call
-    /// mark is cleared, and older copies of the request will be dropped.
+    /// `seq`, and older copies of the request will be dropped. The failed call is known not to
+    /// have landed (it was retryable), so the vendor-call mark is cleared — unless `in_doubt`:
+    /// what is retried is the lookup of a create that may have landed, which the copy makes
+    /// again, before it sends.
     pub async fn defer(
         &self,
         pool: &Pool,
         id: Uuid,
-        seq: i32,
-        attempts: u32,
+        (seq, attempts): (i32, u32),
+        in_doubt: bool,
     ) -> Result<(), LedgerError> {
         pool.get()
             .await?
             .execute(
-                "UPDATE executions SET vendor_call_started_at = NULL, retry_seq = greatest(retry_seq, $2), attempts = $3 \
+                "UPDATE executions SET vendor_call_started_at = CASE WHEN $4 THEN vendor_call_started_at END, \
+                 retry_seq = greatest(retry_seq, $2), attempts = $3 \
                  WHERE id = $1 AND status = 'running'",
-                &[&id, &seq, &(attempts as i32)],
+                &[&id, &seq, &(attempts as i32), &in_doubt],
             )
             .await?;
         Ok(())

@@ -30,6 +30,9 @@ pub(crate) struct Defer {
     /// The wait is the connection's cool-down, which may end early (an admin ends it): the
     /// copy comes back now and then to look again.
     pub(crate) held: bool,
+    /// What is retried is the lookup of a create that may have landed: the vendor-call mark
+    /// stays, so the copy asks the vendor again before it sends anything.
+    pub(crate) in_doubt: bool,
 }
 
 /// A failure with our own code (and the parameter at fault, when one is).

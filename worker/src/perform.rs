@@ -95,8 +95,9 @@ impl Prepared {
 }
 
 /// The outcome of a create a previous delivery sent at `at` without recording what came of it,
-/// from what its dedupe handle found at the vendor: `None` when it did not land (send it).
-fn sent_before(landed: Landed, at: chrono::DateTime<Utc>) -> Option<Outcome> {
+/// from what its dedupe handle found at the vendor: `None` when it did not land (send it). A
+/// lookup due later is handed to a delay queue (the first attempt at `first_ms`), in doubt.
+fn sent_before(landed: Landed, at: chrono::DateTime<Utc>, first_ms: i64) -> Option<Outcome> {
     match landed {
         Landed::Yes(output) => Some(deduplicated(output, 0)),
         Landed::No => None,
@@ -106,6 +107,29 @@ fn sent_before(landed: Landed, at: chrono::DateTime<Utc>) -> Option<Outcome> {
             ),
             0,
         )),
+        Landed::Later(wait, mut f) => {
+            f.message = format!("the dedupe lookup was refused for now: {}", f.message);
+            Some(in_doubt_later(f, 0, wait, first_ms))
+        }
+    }
+}
+
+/// A failure whose retry leaves through a delay queue in `wait` while the create may have
+/// landed: the copy looks it up again (its vendor-call mark kept) before it sends.
+fn in_doubt_later(
+    f: VendorFailure,
+    attempts: u32,
+    wait: std::time::Duration,
+    first_ms: i64,
+) -> Outcome {
+    Outcome {
+        defer: Some(Defer {
+            wait,
+            first_ms,
+            held: false,
+            in_doubt: true,
+        }),
+        ..from_failure(f, attempts)
     }
 }
 
@@ -178,7 +202,7 @@ async fn execute(
     };
     // A previous delivery may have sent this create: ask the vendor before sending again.
     if let Mark::InDoubt(at) = mark
-        && let Some(sent) = sent_before(landed().await, at)
+        && let Some(sent) = sent_before(landed().await, at, first_ms)
     {
         return Ok(sent);
     }
@@ -241,6 +265,17 @@ async fn execute(
                     f.message = format!("{}; {why}", f.message);
                 }
             }
+            // The vendor asks to be asked later: so it is, by a copy still in doubt.
+            Landed::Later(wait, lookup) => {
+                if let Err(f) = &result {
+                    let mut f = f.clone();
+                    f.message = format!(
+                        "{}; the dedupe lookup was refused for now ({}), so it is made again later",
+                        f.message, lookup.message
+                    );
+                    return Ok(in_doubt_later(f, attempts, wait, first_ms));
+                }
+            }
         }
     }
     if let (Err(f), Some(wait)) = (&result, defer) {
@@ -250,6 +285,7 @@ async fn execute(
                 first_ms,
                 // The vendor's own wait, which `after_call` made the connection's cool-down.
                 held: f.retry_after.is_some(),
+                in_doubt: false,
             }),
             ..from_failure(f.clone(), attempts)
         });
@@ -316,6 +352,7 @@ fn held(hold: crate::gate::Hold, first_ms: i64) -> Outcome {
             wait,
             first_ms,
             held,
+            in_doubt: false,
         }),
         ..failed(ExecutionErrorCode::ConnectionThrottled, why, None)
     }
