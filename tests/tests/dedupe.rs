@@ -98,6 +98,55 @@ async fn a_dedupe_lookup_that_fails_for_a_moment_is_retried_before_giving_up() {
     env.stop().await;
 }
 
+/// A lost answer's lookup the vendor refuses for its token (expired between the create and the
+/// lookup) is made again with a refreshed token, as a call would be, rather than leaving the
+/// create in doubt: the create had landed, so the execution is answered from the record.
+#[tokio::test]
+async fn a_dedupe_lookup_refused_for_its_token_is_made_again_with_a_fresh_one() {
+    let env = TestEnv::start().await;
+    env.sandbox
+        .state
+        .servicenow
+        .add_user("aic.integration", "sn-password");
+    env.sandbox
+        .state
+        .servicenow
+        .add_client("sn-client", "sn-client-secret");
+    let oauth = env
+        .connection("SN oauth", "servicenow", "oauth2_password", json!({"client_id": "sn-client", "client_secret": "sn-client-secret", "username": "aic.integration", "password": "sn-password"}))
+        .await;
+    let incident = env
+        .published_automation(
+            "servicenow.create_incident",
+            oauth["id"].as_str().expect("id"),
+            "Incident",
+            None,
+        )
+        .await;
+    let first = env
+        .run(&incident, json!({"short_description": "warm"}))
+        .await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    let grants = env.sandbox.requests_to("/oauth_token.do").len();
+    // The create lands and its answer is lost; the lookup's token is refused.
+    env.sandbox
+        .state
+        .faults
+        .push([Fault::ResetAfterApply, Fault::TokenRefused]);
+    let done = env
+        .run(&incident, json!({"short_description": "token expired"}))
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["result"]["deduplicated"], true, "{done}");
+    assert_eq!(env.sandbox.incident_creates(), 2, "not created twice");
+    assert_eq!(
+        env.sandbox.requests_to("/oauth_token.do").len(),
+        grants + 1,
+        "one token refresh"
+    );
+    env.stop().await;
+}
+
 /// Runs one execution over AMQP, then rewinds its ledger row to what a worker crash between the
 /// vendor call and the record leaves (running, vendor call started), and has the broker deliver
 /// it again as it does after a crash: the copy taken off the executions queue by a consumer that

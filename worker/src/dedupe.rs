@@ -47,19 +47,22 @@ pub async fn check(
             );
         }
     }
-    let lookup = || async {
-        let token = invoke::token(ctx, t).await?;
-        vendor::servicenow::find_by_correlation(
-            &ctx.http,
-            &ctx.egress,
-            &token,
-            path,
-            &id.to_string(),
-        )
-        .await
+    let correlation = &id.to_string();
+    let lookup = || {
+        invoke::with_token(ctx, t, |token| async move {
+            vendor::servicenow::find_by_correlation(
+                &ctx.http,
+                &ctx.egress,
+                &token,
+                path,
+                correlation,
+            )
+            .await
+        })
     };
     // A lookup is safe to repeat: one failing for a moment (a 503, a broken connection) is
-    // retried as the call would be, within the execution's policy, before it says "unknown".
+    // retried as the call would be, within the execution's policy, and one refused for its
+    // token is made again with a fresh one, before it says "unknown".
     let (found, later) = crate::retry::run(policy, lookup, |f, delay| {
         tracing::info!(execution = %id, class = f.class.as_str(), delay_ms = delay.as_millis() as u64, reason = %f.message, "retrying the dedupe lookup");
     })

@@ -1,5 +1,6 @@
 //! One execution's vendor interaction: a cached token, the call, one refresh on a refused
-//! token, and retries of transient failures under the policy.
+//! token (for any request made with the token: [`with_token`]), and retries of transient
+//! failures under the policy.
 
 use crate::executor::Ctx;
 use crate::tokens::TokenKey;
@@ -143,21 +144,35 @@ async fn attempt(
     call: &Call<'_>,
     attempts: &AtomicU32,
 ) -> Result<CallSuccess, VendorFailure> {
+    with_token(ctx, t, |token| async move {
+        call_once(ctx, t, &token, call, attempts).await
+    })
+    .await
+}
+
+/// Runs `op` (a vendor request) with the connection's cached token; if the vendor refuses that
+/// token, refreshes it once and runs `op` once more.
+pub(crate) async fn with_token<T, Fut>(
+    ctx: &Ctx,
+    t: &Target<'_>,
+    mut op: impl FnMut(Arc<AccessToken>) -> Fut,
+) -> Result<T, VendorFailure>
+where
+    Fut: std::future::Future<Output = Result<T, VendorFailure>>,
+{
     let first = token(ctx, t).await?;
-    match call_once(ctx, t, &first, call, attempts).await {
+    match op(first.clone()).await {
         Err(f) if f.class == RetryClass::RefreshAuth => {
             ctx.tokens.invalidate(t.key, &first).await;
             let fresh = token(ctx, t).await?;
-            call_once(ctx, t, &fresh, call, attempts)
-                .await
-                .map_err(|mut f| {
-                    if f.class == RetryClass::RefreshAuth {
-                        // A brand-new token refused too: the credentials lost their access.
-                        f.class = RetryClass::Permanent;
-                        f.code = ExecutionErrorCode::VendorAuthFailed;
-                    }
-                    f
-                })
+            op(fresh).await.map_err(|mut f| {
+                if f.class == RetryClass::RefreshAuth {
+                    // A brand-new token refused too: the credentials lost their access.
+                    f.class = RetryClass::Permanent;
+                    f.code = ExecutionErrorCode::VendorAuthFailed;
+                }
+                f
+            })
         }
         other => other,
     }

@@ -31,6 +31,8 @@ pub enum Fault {
     ResetAfterApply,
     /// Read the request, then stay silent for this long.
     Hang(Duration),
+    /// Answer 401, as a vendor answers a token that expired or was revoked (vendor-shaped body).
+    TokenRefused,
     /// Answer this call as usual: holds a place in the script for a call that must go through
     /// (a lookup between two faulted creates, say).
     Pass,
@@ -176,6 +178,7 @@ pub async fn apply(State(faults): State<Arc<Faults>>, req: Request, next: Next) 
             &path,
             StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
         ),
+        Fault::TokenRefused => body_for(&path, StatusCode::UNAUTHORIZED),
         Fault::RateLimited { retry_after } => {
             let mut resp = body_for(&path, StatusCode::TOO_MANY_REQUESTS);
             if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
