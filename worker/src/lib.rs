@@ -12,6 +12,7 @@ pub mod budget;
 pub mod config;
 pub mod consumer;
 pub mod dedupe;
+mod delays;
 pub mod executor;
 pub mod funnel;
 pub mod gate;
