@@ -4,7 +4,8 @@
 
 use aic_tests::harness::{Options, TestEnv};
 use aic_tests::sandbox::faults::Fault;
-use serde_json::json;
+use reqwest::Method;
+use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 /// A Slack automation whose first call is answered 429 with `Retry-After: retry_after` seconds,
@@ -79,11 +80,15 @@ async fn a_long_retry_after_leaves_the_worker_through_the_delay_queues() {
 
 /// `aic_execution_retries_deferred_total` of `app` in the worker's metrics text.
 fn deferred(metrics: &str, app: &str) -> f64 {
+    deferred_yet(metrics, app).unwrap_or_else(|| panic!("no deferral of {app} in\n{metrics}"))
+}
+
+/// The same, `None` before the first.
+fn deferred_yet(metrics: &str, app: &str) -> Option<f64> {
     let series = format!("aic_execution_retries_deferred_total{{app=\"{app}\"}} ");
     metrics
         .lines()
         .find_map(|l| l.strip_prefix(&series)?.parse().ok())
-        .unwrap_or_else(|| panic!("no {series}in\n{metrics}"))
 }
 
 /// Once a retry is handed to a delay queue, the original request — redelivered, say, after a
@@ -305,6 +310,115 @@ async fn a_lookup_the_vendor_asks_to_wait_for_is_made_later_not_given_up() {
     assert!(
         deferred(&env.metrics().await, "servicenow") >= 3.0,
         "each lookup left through a delay queue"
+    );
+    env.stop().await;
+}
+
+/// A create whose answer was lost is still looked up when its automation is paused, or its
+/// connection needs re-authorising, while its lookup waits in a delay queue: the pause or the
+/// connection's state keeps it from being sent again, not from being found. One that had
+/// landed is answered from the vendor's record; one that had not fails as paused; one that
+/// cannot be looked up is in doubt — never `failed` while the incident may exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_in_doubt_is_looked_up_whatever_happened_to_its_automation_meanwhile() {
+    let env = TestEnv::start_with(Options {
+        retry_cap_ms: 60_000,
+        retry_inline_max_ms: 500,
+        ..Options::default()
+    })
+    .await;
+    let incident = env.incident_automation().await;
+    let path = format!("/v1/automations/{incident}");
+    let db = env.pool.get().await.expect("db");
+    let automation = uuid::Uuid::parse_str(&incident).expect("uuid");
+    let set_status = |status: &'static str| {
+        let (env, path) = (&env, &path);
+        async move {
+            let (code, body) = env
+                .call(Method::PATCH, path, Some(json!({"status": status})))
+                .await;
+            assert_eq!(code, 200, "{body}");
+        }
+    };
+    let cases = [
+        ("landed, then paused", Fault::ResetAfterApply, "paused"),
+        (
+            "not landed, then paused",
+            Fault::ResetAfterRequest,
+            "paused",
+        ),
+        (
+            "landed, then its connection refused",
+            Fault::ResetAfterApply,
+            "reauthorise",
+        ),
+    ];
+    let mut expected = Vec::new();
+    for (n, (what, lost, meanwhile)) in cases.into_iter().enumerate() {
+        set_status("running").await;
+        let before = env.sandbox.incident_creates();
+        env.sandbox
+            .state
+            .faults
+            .push([lost, Fault::RateLimited { retry_after: 2 }]);
+        let id = env
+            .enqueue(&incident, json!({"short_description": what}))
+            .await;
+        // Once its lookup waits in a delay queue:
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while deferred_yet(&env.metrics().await, "servicenow").unwrap_or(0.0) < (n + 1) as f64 {
+            assert!(Instant::now() < deadline, "{what}: never deferred");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        match meanwhile {
+            "paused" => set_status("paused").await,
+            _ => {
+                db.execute(
+                    "UPDATE connections SET status = 'needs_reauthorization' \
+                     WHERE id = (SELECT connection_id FROM automations WHERE id = $1)",
+                    &[&automation],
+                )
+                .await
+                .expect("connection refused");
+            }
+        }
+        let done = env.wait_final(&id).await;
+        let creates = env.sandbox.incident_creates() - before;
+        println!("{what}: {done}, {creates} creates");
+        let error = &done["result"]["error"];
+        expected.push((
+            what,
+            done["status"].clone(),
+            done["result"]["deduplicated"].as_bool().unwrap_or(false),
+            error["code"].clone(),
+            creates,
+        ));
+    }
+    assert_eq!(
+        expected,
+        [
+            (
+                "landed, then paused",
+                json!("succeeded"),
+                true,
+                Value::Null,
+                1
+            ),
+            (
+                "not landed, then paused",
+                json!("failed"),
+                false,
+                json!("automation_paused"),
+                1
+            ),
+            (
+                "landed, then its connection refused",
+                json!("unknown_outcome"),
+                false,
+                json!("unknown_outcome"),
+                1
+            ),
+        ]
     );
     env.stop().await;
 }

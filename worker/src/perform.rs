@@ -27,15 +27,41 @@ pub(crate) async fn perform(
     mark: Mark,
     handoff: publish::Handoff,
 ) -> Result<Outcome, LedgerError> {
-    let resolved = match resolved {
-        Ok(r) => r,
-        Err(refusal) => return Ok(failed(refusal.code, refusal.message, None)),
+    let (resolved, paused) = match resolved {
+        Ok(r) => (r, None),
+        // Paused while a create a previous delivery sent is in doubt: it is looked up all the
+        // same (a read), and the pause answered only if it had not landed.
+        Err(Refusal {
+            paused: Some(r),
+            code,
+            message,
+        }) if matches!(mark, Mark::InDoubt(_)) => (*r, Some(Box::new(failed(code, message, None)))),
+        Err(refusal) => {
+            let refused = failed(refusal.code, refusal.message, None);
+            return Ok(in_doubt_or(mark, refused));
+        }
     };
-    let mut outcome = execute(ctx, req, &resolved, mark, handoff).await?;
+    let mut outcome = execute(ctx, req, &resolved, (mark, paused), handoff).await?;
     outcome.attempts += handoff.attempts;
     outcome.version = Some(resolved.version_id);
     outcome.series = Some(resolved.series.clone());
     Ok(outcome)
+}
+
+/// `outcome`, reached on this delivery before anything was sent or looked up — unless a previous
+/// delivery may have sent the request: then the record may exist, and the outcome is in doubt
+/// (saying why it could not be looked up), never `failed`.
+fn in_doubt_or(mark: Mark, outcome: Outcome) -> Outcome {
+    match (mark, &outcome.error) {
+        (Mark::InDoubt(at), Some(e)) => outcome::unknown(
+            format!(
+                "a previous delivery sent the vendor request at {at} and recorded no outcome, and it could not be looked up: {}",
+                e.message
+            ),
+            outcome.attempts,
+        ),
+        _ => outcome,
+    }
 }
 
 /// Fails an execution before anything is built or sent: its connection needs re-authorising, or
@@ -170,21 +196,23 @@ fn prepare(ctx: &Ctx, req: &ExecutionRequestV1, r: &Resolved) -> Result<Prepared
 }
 
 /// The vendor side of an execution whose definition resolved, from the connection's checks to
-/// the outcome of the call. `Err` only when the ledger could not mark the vendor call.
+/// the outcome of the call; with `paused`, the answer of a paused automation, given once a create
+/// in doubt is found not to have landed. `Err` only when the ledger could not mark the vendor
+/// call.
 async fn execute(
     ctx: &Ctx,
     req: &ExecutionRequestV1,
     r: &Resolved,
-    mark: Mark,
+    (mark, paused): (Mark, Option<Box<Outcome>>),
     handoff: publish::Handoff,
 ) -> Result<Outcome, LedgerError> {
     let def = &r.definition;
     if let Some(refused) = refused_connection(r) {
-        return Ok(refused);
+        return Ok(in_doubt_or(mark, refused));
     }
     let p = match prepare(ctx, req, r) {
         Ok(p) => p,
-        Err(outcome) => return Ok(outcome),
+        Err(outcome) => return Ok(in_doubt_or(mark, outcome)),
     };
     let target = p.target(req, r);
     let (policy, first_ms, since_first) = retry_policy(ctx, def, handoff);
@@ -205,6 +233,9 @@ async fn execute(
         && let Some(sent) = sent_before(landed().await, at, first_ms)
     {
         return Ok(sent);
+    }
+    if let Some(paused) = paused {
+        return Ok(*paused);
     }
     // Held until the vendor interaction is over.
     let mut mark = mark;

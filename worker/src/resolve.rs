@@ -63,6 +63,9 @@ pub struct Refusal {
     pub code: ExecutionErrorCode,
     /// Explanation.
     pub message: String,
+    /// A paused automation's definition and connection, as it would run: a create a previous
+    /// delivery may have sent is still looked up (a read) before the pause is answered.
+    pub paused: Option<Box<Resolved>>,
 }
 
 /// The columns resolution reads, after the ledger's own; `a` is `NULL` when the automation does
@@ -187,7 +190,13 @@ pub fn from_row(
     req: &ExecutionRequestV1,
     definitions: &Definitions,
 ) -> Result<Resolved, Refusal> {
-    let refuse = |code, message: String| Err(Refusal { code, message });
+    let refuse = |code, message: String| {
+        Err(Refusal {
+            code,
+            message,
+            paused: None,
+        })
+    };
     if row.get::<_, Option<uuid::Uuid>>(at).is_none() {
         return refuse(
             ExecutionErrorCode::UnknownAutomation,
@@ -205,22 +214,35 @@ pub fn from_row(
         );
     };
     if status == "paused" {
-        return refuse(
-            ExecutionErrorCode::AutomationPaused,
-            format!("automation {} is paused", req.automation_id),
-        );
+        return Err(Refusal {
+            code: ExecutionErrorCode::AutomationPaused,
+            message: format!("automation {} is paused", req.automation_id),
+            paused: published(row, at, version, definitions).ok().map(Box::new),
+        });
     }
+    published(row, at, version, definitions)
+}
+
+/// The published `version` of the automation at column `at` and its connection.
+#[inline(always)]
+fn published(
+    row: &Row,
+    at: usize,
+    version: uuid::Uuid,
+    definitions: &Definitions,
+) -> Result<Resolved, Refusal> {
+    let refuse = |message: &str| {
+        Err(Refusal {
+            code: ExecutionErrorCode::Internal,
+            message: message.into(),
+            paused: None,
+        })
+    };
     let Some((definition, output, series)) = definitions.get(version) else {
-        return refuse(
-            ExecutionErrorCode::Internal,
-            "the published definition could not be read".into(),
-        );
+        return refuse("the published definition could not be read");
     };
     let Some(conn_id) = row.get::<_, Option<uuid::Uuid>>(at + 3) else {
-        return refuse(
-            ExecutionErrorCode::Internal,
-            "the automation's connection no longer exists".into(),
-        );
+        return refuse("the automation's connection no longer exists");
     };
     Ok(Resolved {
         version_id: VersionId(version),
