@@ -26,6 +26,19 @@ async fn rate_limited_once(prefetch: u16, retry_after: u64) -> (TestEnv, String)
     (env, send)
 }
 
+/// A ServiceNow Create Incident automation on a worker that waits at most 500 ms in process
+/// and honours Retry-After up to a minute.
+async fn incident_waiting_briefly() -> (TestEnv, String) {
+    let env = TestEnv::start_with(Options {
+        retry_cap_ms: 60_000,
+        retry_inline_max_ms: 500,
+        ..Options::default()
+    })
+    .await;
+    let incident = env.incident_automation().await;
+    (env, incident)
+}
+
 /// A retry due later than the worker sleeps in-process leaves through the delay queues: its
 /// prefetch slot is freed at once (with a prefetch of 1, a second execution finishes meanwhile)
 /// and the retry runs no earlier than the vendor's Retry-After, after several hops.
@@ -213,13 +226,7 @@ async fn parked_executions_run_soon_after_an_admin_ends_the_cool_down() {
 /// answer that asked to be retried.
 #[tokio::test]
 async fn a_resend_after_a_lost_answer_is_retried_later_when_the_vendor_says_so() {
-    let env = TestEnv::start_with(Options {
-        retry_cap_ms: 60_000,
-        retry_inline_max_ms: 500,
-        ..Options::default()
-    })
-    .await;
-    let incident = env.incident_automation().await;
+    let (env, incident) = incident_waiting_briefly().await;
     // The create is lost before it applied; the lookup by correlation id goes through and
     // finds nothing; the resend is refused for 2 s; the retry after it creates the incident.
     env.sandbox.state.faults.push([
@@ -260,13 +267,7 @@ async fn a_resend_after_a_lost_answer_is_retried_later_when_the_vendor_says_so()
 /// its own lookup on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lookup_the_vendor_asks_to_wait_for_is_made_later_not_given_up() {
-    let env = TestEnv::start_with(Options {
-        retry_cap_ms: 60_000,
-        retry_inline_max_ms: 500,
-        ..Options::default()
-    })
-    .await;
-    let incident = env.incident_automation().await;
+    let (env, incident) = incident_waiting_briefly().await;
     let cases = [
         (Fault::ResetAfterApply, true, 2u32),
         (Fault::ResetAfterRequest, false, 1),
@@ -321,13 +322,7 @@ async fn a_lookup_the_vendor_asks_to_wait_for_is_made_later_not_given_up() {
 /// cannot be looked up is in doubt — never `failed` while the incident may exist.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_in_doubt_is_looked_up_whatever_happened_to_its_automation_meanwhile() {
-    let env = TestEnv::start_with(Options {
-        retry_cap_ms: 60_000,
-        retry_inline_max_ms: 500,
-        ..Options::default()
-    })
-    .await;
-    let incident = env.incident_automation().await;
+    let (env, incident) = incident_waiting_briefly().await;
     let path = format!("/v1/automations/{incident}");
     let db = env.pool.get().await.expect("db");
     let automation = uuid::Uuid::parse_str(&incident).expect("uuid");

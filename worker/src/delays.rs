@@ -31,14 +31,7 @@ pub(crate) async fn wait_out_delay(
         // again, and parks it anew while it holds.
         return None;
     }
-    let hop = Box::pin(publish::handoff(
-        &ctx.broker,
-        &ctx.names,
-        (&delivery.properties, &delivery.data),
-        handoff,
-        now,
-        ctx.held_recheck.as_millis() as u64,
-    ));
+    let hop = Box::pin(copy(ctx, delivery, handoff, now));
     Some(match hop.await {
         Ok(()) => Disposition::Ack,
         Err(e) => Disposition::Requeue(format!("delay hop not confirmed: {e}")),
@@ -138,14 +131,24 @@ async fn park(
     step: Step,
 ) -> Option<()> {
     in_place(&ctx.stopping, &ctx.metrics, step, || {
-        Box::pin(publish::handoff(
-            &ctx.broker,
-            &ctx.names,
-            (&delivery.properties, &delivery.data),
-            next,
-            now_ms,
-            ctx.held_recheck.as_millis() as u64,
-        ))
+        Box::pin(copy(ctx, delivery, next, now_ms))
     })
     .await
+}
+
+/// Publishes a copy of the delivery to the delay queue its hand-off `next` is due from, once.
+fn copy<'a>(
+    ctx: &'a Ctx,
+    delivery: &'a Delivery,
+    next: publish::Handoff,
+    now_ms: i64,
+) -> impl std::future::Future<Output = Result<(), aic_core::amqp::PublishError>> + 'a {
+    publish::handoff(
+        &ctx.broker,
+        &ctx.names,
+        (&delivery.properties, &delivery.data),
+        next,
+        now_ms,
+        ctx.held_recheck.as_millis() as u64,
+    )
 }
