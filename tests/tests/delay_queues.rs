@@ -312,6 +312,27 @@ async fn a_lookup_the_vendor_asks_to_wait_for_is_made_later_not_given_up() {
         deferred(&env.metrics().await, "servicenow") >= 3.0,
         "each lookup left through a delay queue"
     );
+    // The lookups' refusals held the connection, as a refused create's would.
+    let automation = uuid::Uuid::parse_str(&incident).expect("uuid");
+    let reason: Option<String> = env
+        .pool
+        .get()
+        .await
+        .expect("db")
+        .query_one(
+            "SELECT throttle_reason FROM connections \
+             WHERE id = (SELECT connection_id FROM automations WHERE id = $1)",
+            &[&automation],
+        )
+        .await
+        .expect("the connection")
+        .get(0);
+    assert!(
+        reason
+            .as_deref()
+            .is_some_and(|r| r.contains("HTTP 429, Retry-After 2 s")),
+        "{reason:?}"
+    );
     env.stop().await;
 }
 

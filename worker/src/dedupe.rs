@@ -64,9 +64,14 @@ pub async fn check(
     // retried as the call would be, within the execution's policy, and one refused for its
     // token is made again with a fresh one, before it says "unknown".
     let (found, later) = crate::retry::run(policy, lookup, |f, delay| {
+        invoke::hold_while_waiting(ctx, t, f, delay);
         tracing::info!(execution = %id, class = f.class.as_str(), delay_ms = delay.as_millis() as u64, reason = %f.message, "retrying the dedupe lookup");
     })
     .await;
+    // A refusal that says when to come back holds the connection, as a refused call's would.
+    if let Err(f) = &found {
+        crate::gate::after_refusal(ctx, t.key.0, t.scope, policy.cap, f).await;
+    }
     match found {
         Ok(Some(record)) => {
             tracing::info!(execution = %id, "a create in doubt had landed; answered from the vendor's record");

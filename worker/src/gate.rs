@@ -163,9 +163,34 @@ pub async fn after_call(
 ) {
     let now = Utc::now();
     if let Some(c) = aic_core::cooldown::called_for(result, scope, cap, ctx.quota_reserve, now) {
-        let until = now + chrono::Duration::from_std(c.wait).unwrap_or_default();
-        ctx.budgets.throttle(conn, c.scope, until, &c.reason).await;
+        hold_connection(ctx, conn, c, now).await;
     }
+}
+
+/// The same for a request made beside the call (a create's dedupe lookup), given up on or left
+/// to a delay queue with `f`: a vendor's refusal that says when to come back holds the
+/// connection as a refused call would.
+pub async fn after_refusal(
+    ctx: &Ctx,
+    conn: ConnectionId,
+    scope: Option<&str>,
+    cap: Duration,
+    f: &VendorFailure,
+) {
+    if let Some(c) = aic_core::cooldown::refused(f, scope, cap) {
+        hold_connection(ctx, conn, c, Utc::now()).await;
+    }
+}
+
+/// Holds `conn` (or the cool-down's scope of it) for `c`'s wait from `now`, across the fleet.
+async fn hold_connection(
+    ctx: &Ctx,
+    conn: ConnectionId,
+    c: aic_core::cooldown::CoolDown<'_>,
+    now: chrono::DateTime<Utc>,
+) {
+    let until = now + chrono::Duration::from_std(c.wait).unwrap_or_default();
+    ctx.budgets.throttle(conn, c.scope, until, &c.reason).await;
 }
 
 /// A connection whose credentials the vendor refused says so in its status, so admins see it

@@ -193,18 +193,28 @@ pub async fn invoke(
     let attempts = AtomicU32::new(0);
     let (result, deferred) = crate::retry::run(policy, || attempt(ctx, t, call, &attempts), |f, delay| {
         t.series.retries.inc();
-        // The vendor said when it will take more: every worker holds this connection till then.
-        // (For as long as this execution itself waits: the vendor's wait within the cap.)
-        if let Some(after) = f.retry_after {
-            let budgets = ctx.budgets.clone();
-            let conn = t.key.0;
-            let scope = t.scope.map(str::to_string);
-            let why = aic_core::cooldown::rate_limited(f, after, t.scope);
-            let until = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-            tokio::spawn(async move { budgets.throttle(conn, scope.as_deref(), until, &why).await });
-        }
+        hold_while_waiting(ctx, t, f, delay);
         tracing::info!(class = f.class.as_str(), delay_ms = delay.as_millis() as u64, reason = %f.message, "retrying vendor call");
     })
     .await;
     (result, attempts.load(Ordering::Relaxed), deferred)
+}
+
+/// A request on `t` refused with a `Retry-After`, retried in process after `delay`: the vendor
+/// said when it will take more, so every worker holds the connection till then (for as long as
+/// this execution itself waits: the vendor's wait within the cap).
+pub(crate) fn hold_while_waiting(
+    ctx: &Ctx,
+    t: &Target<'_>,
+    f: &VendorFailure,
+    delay: std::time::Duration,
+) {
+    if let Some(after) = f.retry_after {
+        let budgets = ctx.budgets.clone();
+        let conn = t.key.0;
+        let scope = t.scope.map(str::to_string);
+        let why = aic_core::cooldown::rate_limited(f, after, t.scope);
+        let until = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+        tokio::spawn(async move { budgets.throttle(conn, scope.as_deref(), until, &why).await });
+    }
 }
