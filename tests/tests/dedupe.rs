@@ -104,24 +104,9 @@ async fn a_dedupe_lookup_that_fails_for_a_moment_is_retried_before_giving_up() {
 #[tokio::test]
 async fn a_dedupe_lookup_refused_for_its_token_is_made_again_with_a_fresh_one() {
     let env = TestEnv::start().await;
-    env.sandbox
-        .state
-        .servicenow
-        .add_user("aic.integration", "sn-password");
-    env.sandbox
-        .state
-        .servicenow
-        .add_client("sn-client", "sn-client-secret");
-    let oauth = env
-        .connection("SN oauth", "servicenow", "oauth2_password", json!({"client_id": "sn-client", "client_secret": "sn-client-secret", "username": "aic.integration", "password": "sn-password"}))
-        .await;
+    let oauth = env.servicenow_oauth_connection().await;
     let incident = env
-        .published_automation(
-            "servicenow.create_incident",
-            oauth["id"].as_str().expect("id"),
-            "Incident",
-            None,
-        )
+        .published_automation("servicenow.create_incident", &oauth, "Incident", None)
         .await;
     let first = env
         .run(&incident, json!({"short_description": "warm"}))

@@ -91,7 +91,6 @@ async fn servicenow_incidents_and_records_on_a_chosen_table() {
     let env = TestEnv::start().await;
     let i = &env.sandbox.state.servicenow;
     i.add_user("aic.integration", "sn-password");
-    i.add_client("sn-client", "sn-client-secret");
     let basic = env
         .connection(
             "SN basic",
@@ -120,16 +119,9 @@ async fn servicenow_incidents_and_records_on_a_chosen_table() {
     assert!(sent.headers["accept"].contains("application/json"));
     assert_eq!(sent.json()["caller_id"], "abel.tuter");
 
-    let oauth = env
-        .connection("SN oauth", "servicenow", "oauth2_password", json!({"client_id": "sn-client", "client_secret": "sn-client-secret", "username": "aic.integration", "password": "sn-password"}))
-        .await;
+    let oauth = env.servicenow_oauth_connection().await;
     let record = env
-        .published_automation(
-            "servicenow.create_record",
-            oauth["id"].as_str().expect("id"),
-            "Record",
-            None,
-        )
+        .published_automation("servicenow.create_record", &oauth, "Record", None)
         .await;
     let done = env.run(&record, json!({"table": "sc_request", "fields": {"short_description": "New laptop", "priority": 3}})).await;
     assert_eq!(done["status"], "succeeded", "{done}");

@@ -130,6 +130,23 @@ impl TestEnv {
         conn["id"].as_str().expect("id").to_string()
     }
 
+    /// A ServiceNow connection by OAuth's password grant (its user and client added to the
+    /// sandbox's instance); returns the connection's id.
+    pub async fn servicenow_oauth_connection(&self) -> String {
+        let instance = &self.sandbox.state.servicenow;
+        instance.add_user("aic.integration", "sn-password");
+        instance.add_client("sn-client", "sn-client-secret");
+        let conn = self
+            .connection(
+                "SN oauth",
+                "servicenow",
+                "oauth2_password",
+                json!({"client_id": "sn-client", "client_secret": "sn-client-secret", "username": "aic.integration", "password": "sn-password"}),
+            )
+            .await;
+        conn["id"].as_str().expect("id").to_string()
+    }
+
     /// A ServiceNow connection (Basic, a user added to the sandbox's instance) with a published
     /// Create Incident automation; returns the automation's id.
     pub async fn incident_automation(&self) -> String {
