@@ -1,12 +1,16 @@
 //! Whether a create whose answer was lost has landed at the vendor, asked through the vendor's
 //! dedupe handle. Without a handle the answer is "unknown", and the execution finishes as
 //! `unknown_outcome` rather than risk a duplicate; a lookup the vendor asks to wait for longer
-//! than the worker sleeps in process is made later, through a delay queue.
+//! than the worker sleeps in process is made later, through a delay queue. And what an
+//! execution in doubt comes to: found, sent again, in doubt, or looked up later.
 
 use crate::executor::Ctx;
 use crate::invoke::{self, Target};
+use crate::ledger::Mark;
+use crate::outcome::{self, Defer, Outcome, deduplicated, from_failure};
 use aic_core::vendor::{self, RetryClass, VendorFailure};
 use aic_proto::{Dedupe, ExecutionId};
+use chrono::Utc;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
@@ -88,5 +92,64 @@ pub async fn check(
             },
             f.message
         )),
+    }
+}
+
+/// `outcome`, reached on this delivery before anything was sent or looked up — unless a previous
+/// delivery may have sent the request: then the record may exist, and the outcome is in doubt
+/// (saying why it could not be looked up), never `failed`.
+pub(crate) fn in_doubt_or(mark: Mark, outcome: Outcome) -> Outcome {
+    match (mark, &outcome.error) {
+        (Mark::InDoubt(at), Some(e)) => outcome::unknown(
+            format!(
+                "a previous delivery sent the vendor request at {at} and recorded no outcome, and it could not be looked up: {}",
+                e.message
+            ),
+            outcome.attempts,
+        ),
+        _ => outcome,
+    }
+}
+
+/// The outcome of a create a previous delivery sent at `at` without recording what came of it,
+/// from what its dedupe handle found at the vendor: `None` when it did not land (send it). A
+/// lookup due later is handed to a delay queue (the first attempt at `first_ms`), in doubt.
+pub(crate) fn sent_before(
+    landed: Landed,
+    at: chrono::DateTime<Utc>,
+    first_ms: i64,
+) -> Option<Outcome> {
+    match landed {
+        Landed::Yes(output) => Some(deduplicated(output, 0)),
+        Landed::No => None,
+        Landed::Unknown(why) => Some(outcome::unknown(
+            format!(
+                "a previous delivery sent the vendor request at {at} and recorded no outcome; {why}"
+            ),
+            0,
+        )),
+        Landed::Later(wait, mut f) => {
+            f.message = format!("the dedupe lookup was refused for now: {}", f.message);
+            Some(in_doubt_later(f, 0, wait, first_ms))
+        }
+    }
+}
+
+/// A failure whose retry leaves through a delay queue in `wait` while the create may have
+/// landed: the copy looks it up again (its vendor-call mark kept) before it sends.
+pub(crate) fn in_doubt_later(
+    f: VendorFailure,
+    attempts: u32,
+    wait: std::time::Duration,
+    first_ms: i64,
+) -> Outcome {
+    Outcome {
+        defer: Some(Defer {
+            wait,
+            first_ms,
+            held: false,
+            in_doubt: true,
+        }),
+        ..from_failure(f, attempts)
     }
 }

@@ -7,10 +7,10 @@
 //! fns, the same steps cost ~0.5 k instructions more per execution (callgrind, thirty-ninth
 //! session in `BENCHMARKS.md`).
 
-use crate::dedupe::Landed;
+use crate::dedupe::{self, Landed};
 use crate::executor::Ctx;
 use crate::ledger::{LedgerError, Mark};
-use crate::outcome::{self, Defer, Outcome, deduplicated, failed, from_failure, succeeded};
+use crate::outcome::{Defer, Outcome, deduplicated, failed, from_failure, succeeded};
 use crate::resolve::{Refusal, Resolved};
 use crate::{invoke, publish};
 use aic_core::vendor::{Call, Vendor, VendorFailure};
@@ -38,7 +38,7 @@ pub(crate) async fn perform(
         }) if matches!(mark, Mark::InDoubt(_)) => (*r, Some(Box::new(failed(code, message, None)))),
         Err(refusal) => {
             let refused = failed(refusal.code, refusal.message, None);
-            return Ok(in_doubt_or(mark, refused));
+            return Ok(dedupe::in_doubt_or(mark, refused));
         }
     };
     let mut outcome = execute(ctx, req, &resolved, (mark, paused), handoff).await?;
@@ -46,22 +46,6 @@ pub(crate) async fn perform(
     outcome.version = Some(resolved.version_id);
     outcome.series = Some(resolved.series.clone());
     Ok(outcome)
-}
-
-/// `outcome`, reached on this delivery before anything was sent or looked up — unless a previous
-/// delivery may have sent the request: then the record may exist, and the outcome is in doubt
-/// (saying why it could not be looked up), never `failed`.
-fn in_doubt_or(mark: Mark, outcome: Outcome) -> Outcome {
-    match (mark, &outcome.error) {
-        (Mark::InDoubt(at), Some(e)) => outcome::unknown(
-            format!(
-                "a previous delivery sent the vendor request at {at} and recorded no outcome, and it could not be looked up: {}",
-                e.message
-            ),
-            outcome.attempts,
-        ),
-        _ => outcome,
-    }
 }
 
 /// Fails an execution before anything is built or sent: its connection needs re-authorising, or
@@ -120,45 +104,6 @@ impl Prepared {
     }
 }
 
-/// The outcome of a create a previous delivery sent at `at` without recording what came of it,
-/// from what its dedupe handle found at the vendor: `None` when it did not land (send it). A
-/// lookup due later is handed to a delay queue (the first attempt at `first_ms`), in doubt.
-fn sent_before(landed: Landed, at: chrono::DateTime<Utc>, first_ms: i64) -> Option<Outcome> {
-    match landed {
-        Landed::Yes(output) => Some(deduplicated(output, 0)),
-        Landed::No => None,
-        Landed::Unknown(why) => Some(outcome::unknown(
-            format!(
-                "a previous delivery sent the vendor request at {at} and recorded no outcome; {why}"
-            ),
-            0,
-        )),
-        Landed::Later(wait, mut f) => {
-            f.message = format!("the dedupe lookup was refused for now: {}", f.message);
-            Some(in_doubt_later(f, 0, wait, first_ms))
-        }
-    }
-}
-
-/// A failure whose retry leaves through a delay queue in `wait` while the create may have
-/// landed: the copy looks it up again (its vendor-call mark kept) before it sends.
-fn in_doubt_later(
-    f: VendorFailure,
-    attempts: u32,
-    wait: std::time::Duration,
-    first_ms: i64,
-) -> Outcome {
-    Outcome {
-        defer: Some(Defer {
-            wait,
-            first_ms,
-            held: false,
-            in_doubt: true,
-        }),
-        ..from_failure(f, attempts)
-    }
-}
-
 /// Builds the request from the definition and the request's parameters, keyed by the execution
 /// where the action deduplicates. `Err` is the execution's outcome: a parameter refused, an app
 /// without connector, an instance egress does not allow.
@@ -208,17 +153,17 @@ async fn execute(
 ) -> Result<Outcome, LedgerError> {
     let def = &r.definition;
     if let Some(refused) = refused_connection(r) {
-        return Ok(in_doubt_or(mark, refused));
+        return Ok(dedupe::in_doubt_or(mark, refused));
     }
     let p = match prepare(ctx, req, r) {
         Ok(p) => p,
-        Err(outcome) => return Ok(in_doubt_or(mark, outcome)),
+        Err(outcome) => return Ok(dedupe::in_doubt_or(mark, outcome)),
     };
     let target = p.target(req, r);
     let (policy, first_ms, since_first) = retry_policy(ctx, def, handoff);
     // Whether this execution's create already landed at the vendor (by its dedupe handle).
     let landed = || {
-        Box::pin(crate::dedupe::check(
+        Box::pin(dedupe::check(
             ctx,
             &target,
             def.dedupe.as_ref(),
@@ -230,7 +175,7 @@ async fn execute(
     };
     // A previous delivery may have sent this create: ask the vendor before sending again.
     if let Mark::InDoubt(at) = mark
-        && let Some(sent) = sent_before(landed().await, at, first_ms)
+        && let Some(sent) = dedupe::sent_before(landed().await, at, first_ms)
     {
         return Ok(sent);
     }
@@ -304,7 +249,7 @@ async fn execute(
                         "{}; the dedupe lookup was refused for now ({}), so it is made again later",
                         f.message, lookup.message
                     );
-                    return Ok(in_doubt_later(f, attempts, wait, first_ms));
+                    return Ok(dedupe::in_doubt_later(f, attempts, wait, first_ms));
                 }
             }
         }
