@@ -101,10 +101,7 @@ pub async fn check(
 pub(crate) fn in_doubt_or(mark: Mark, outcome: Outcome) -> Outcome {
     match (mark, &outcome.error) {
         (Mark::InDoubt(at), Some(e)) => outcome::unknown(
-            format!(
-                "a previous delivery sent the vendor request at {at} and recorded no outcome, and it could not be looked up: {}",
-                e.message
-            ),
+            sent_unrecorded(at, format_args!("it could not be looked up: {}", e.message)),
             outcome.attempts,
         ),
         _ => outcome,
@@ -123,9 +120,7 @@ pub(crate) fn sent_before(
         Landed::Yes(output) => Some(deduplicated(output, 0)),
         Landed::No => None,
         Landed::Unknown(why) => Some(outcome::unknown(
-            format!(
-                "a previous delivery sent the vendor request at {at} and recorded no outcome; {why}"
-            ),
+            sent_unrecorded(at, format_args!("{why}")),
             0,
         )),
         Landed::Later(wait, mut f) => {
@@ -152,4 +147,10 @@ pub(crate) fn in_doubt_later(
         }),
         ..from_failure(f, attempts)
     }
+}
+
+/// The in-doubt message of a request a previous delivery sent at `at` without recording an
+/// outcome, and then `why` it stays in doubt.
+fn sent_unrecorded(at: chrono::DateTime<Utc>, why: std::fmt::Arguments<'_>) -> String {
+    format!("a previous delivery sent the vendor request at {at} and recorded no outcome; {why}")
 }
