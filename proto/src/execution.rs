@@ -155,6 +155,9 @@ pub enum ExecutionErrorCode {
     UnknownOutcome,
     /// An internal failure of the platform (details are in the worker's logs).
     Internal,
+    /// The `execution_id` was first published with another request (another automation or
+    /// other parameter values): it answers only that request. Sent to the reply queue only.
+    ExecutionIdReused,
 }
 
 impl ExecutionErrorCode {
@@ -177,6 +180,7 @@ impl ExecutionErrorCode {
             Self::ConnectionThrottled => "connection_throttled",
             Self::UnknownOutcome => "unknown_outcome",
             Self::Internal => "internal",
+            Self::ExecutionIdReused => "execution_id_reused",
         }
     }
 }
@@ -216,7 +220,7 @@ mod tests {
             .skip(1)
             .map(|rest| rest.split('"').next().unwrap_or_default())
             .collect();
-        assert_eq!(spelled.len(), 16, "{schema}");
+        assert_eq!(spelled.len(), 17, "{schema}");
         for s in spelled {
             let code: ExecutionErrorCode =
                 serde_json::from_value(serde_json::Value::from(s)).expect(s);

@@ -2,11 +2,13 @@
 //! `idempotency_key` of the caller's — returns the first execution and runs nothing again, for
 //! the same request only (even once its automation is paused): another automation or other
 //! values under a known id or key are refused, naming the field, and never answered with
-//! another request's execution.
+//! another request's execution. Over AMQP the same holds of an `execution_id`.
 
-use aic_tests::harness::TestEnv;
+use aic_proto::topology::{DEAD_LETTER_DETAIL_HEADER, DEAD_LETTER_REASON_HEADER};
+use aic_tests::harness::{TestEnv, assert_failed_with, dead_letter_header};
 use reqwest::Method;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 /// Asserts `answer` is the 422 `code` naming `field`, its message saying what `differs`.
 fn refused(answer: &(u16, Value), code: &str, field: &str, differs: &str) {
@@ -158,5 +160,103 @@ async fn a_request_sent_again_after_its_automation_was_paused_gets_its_execution
         "{refused}"
     );
     assert_eq!(env.sandbox.requests_to("/sobjects/Lead/").len(), 1);
+    env.stop().await;
+}
+
+/// An execution id published again over AMQP with another request — other values, another
+/// automation — whether its execution has finished or is still at the vendor, is not run and
+/// not answered with the first request's result as if it were its own: it is dead-lettered as
+/// `execution_id_reused` and answered `failed` on its reply queue only (the results exchange
+/// carries the execution's own outcome); the ledger row stays the first request's.
+#[tokio::test]
+async fn an_execution_id_published_again_with_another_request_is_refused_not_answered() {
+    let env = TestEnv::start().await;
+    let lead = env.lead_automation().await;
+    let mut replies = env.listen("", "").await;
+    let mut results = env
+        .listen(&env.names.results_exchange, &format!("{}.#", env.tenant))
+        .await;
+    let request = |id: &str, automation: &str, last_name: &str| {
+        json!({"version": 1, "execution_id": id, "tenant_id": env.tenant.to_string(),
+            "automation_id": automation, "parameters": {"LastName": last_name, "Company": "Reuse"}})
+        .to_string()
+    };
+    let (id, body) = env.request(&lead, json!({"LastName": "First", "Company": "Reuse"}));
+    let first = env.ask(&mut replies, &body).await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    // The same request again is answered with its execution's result.
+    let again = env.ask(&mut replies, &body).await;
+    assert_eq!(again["output"], first["output"], "{again}");
+
+    let refused = |answer: Value, differs: &str| {
+        assert_failed_with(Some(answer), "execution_id_reused", &[differs, &id]);
+    };
+    let other_values = request(&id, &lead, "Second");
+    refused(
+        env.ask(&mut replies, other_values.as_bytes()).await,
+        "other parameter values",
+    );
+    let (_, read) = env
+        .call(Method::GET, &format!("/v1/automations/{lead}"), None)
+        .await;
+    let conn = read["connection_id"].as_str().expect("connection");
+    let elsewhere = env
+        .published_automation("salesforce.create_lead", conn, "Lead elsewhere", None)
+        .await;
+    let other_automation = request(&id, &elsewhere, "First");
+    refused(
+        env.ask(&mut replies, other_automation.as_bytes()).await,
+        "another automation",
+    );
+
+    // Under way at a slow vendor, it is refused at once, not made to wait for the first.
+    env.sandbox.set_latency(Duration::from_secs(3));
+    let (slow, body) = env.request(&lead, json!({"LastName": "Slow", "Company": "Reuse"}));
+    env.publish_raw(
+        body.as_slice(),
+        aic_tests::harness::reply_properties(&replies.queue),
+    )
+    .await;
+    while env.sandbox.requests_to("/sobjects/Lead/").len() < 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = std::time::Instant::now();
+    let meanwhile = env
+        .ask(&mut replies, request(&slow, &lead, "Other").as_bytes())
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(2), "{meanwhile}");
+    assert_failed_with(Some(meanwhile), "execution_id_reused", &[&slow]);
+    let slow_result = replies.next_json(Duration::from_secs(10)).await;
+    let slow_result = slow_result.expect("the first request's own result");
+    assert_eq!(slow_result["status"], "succeeded", "{slow_result}");
+
+    for _ in 0..3 {
+        let dead = env.next_dead_letter().await;
+        assert_eq!(
+            dead_letter_header(&dead, DEAD_LETTER_REASON_HEADER),
+            "execution_id_reused"
+        );
+        assert!(dead_letter_header(&dead, DEAD_LETTER_DETAIL_HEADER).contains("first published"));
+    }
+    // The results exchange carried each execution's own outcomes, never the refusals.
+    let mut seen = Vec::new();
+    while let Some(r) = results.next_json(Duration::from_millis(500)).await {
+        seen.push(r["status"].as_str().unwrap_or("").to_string());
+    }
+    assert_eq!(seen, ["succeeded", "succeeded", "succeeded"], "{seen:?}");
+    for (id, last_name) in [(&id, "First"), (&slow, "Slow")] {
+        let row = env
+            .query_one(
+                "SELECT status, parameters->>'LastName', automation_id::text FROM executions WHERE id = $1::text::uuid",
+                &[id],
+            )
+            .await;
+        let (status, name, automation): (String, String, String) =
+            (row.get(0), row.get(1), row.get(2));
+        assert_eq!((status.as_str(), name.as_str()), ("succeeded", last_name));
+        assert_eq!(automation, lead);
+    }
+    let sent = env.sandbox.requests_to("/sobjects/Lead/");
+    assert_eq!(sent.len(), 2, "only the first requests reached the vendor");
     env.stop().await;
 }

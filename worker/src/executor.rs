@@ -14,7 +14,7 @@ use crate::metrics::{Metrics, Step};
 use crate::outcome::Outcome;
 use crate::perform::perform;
 use crate::publish;
-use crate::refuse::{dead_letter, ledger_refused, reject, result_refused, too_large};
+use crate::refuse::{dead_letter, ledger_refused, reject, result_refused, reused, too_large};
 use crate::retry::{RetryPolicy, in_place};
 use crate::tokens::TokenCache;
 use aic_core::credentials::Keyring;
@@ -194,7 +194,8 @@ fn noted(status: ExecutionStatus, attempts: u32) -> &'static str {
 }
 
 /// What becomes of a delivery the ledger's begin found not to run: an older copy, one running
-/// elsewhere, another tenant's id, or an execution finished before.
+/// elsewhere, another tenant's id, an id sent before with another request, or an execution
+/// finished before.
 async fn not_run(
     ctx: &Ctx,
     delivery: &Delivery,
@@ -218,6 +219,7 @@ async fn not_run(
             );
             dead_letter(ctx, delivery, "execution_id_conflict", &detail).await
         }
+        NotRun::Reused(differs) => reused(ctx, delivery, req, differs).await,
         NotRun::Finished(stored) => answer_from_ledger(ctx, delivery, req, &stored).await,
     }
 }

@@ -92,6 +92,9 @@ pub enum NotRun {
     RunningElsewhere,
     /// The id belongs to another tenant.
     ForeignTenant,
+    /// The id was first sent with another request of this tenant's: what differs ("another
+    /// automation", "other parameter values").
+    Reused(&'static str),
     /// An older copy of a request since handed to a delay queue (the original redelivered
     /// after a crash): the newer copy runs it, this one is dropped.
     Superseded,
@@ -246,7 +249,7 @@ impl Ledger {
             .await
             .map_err(LedgerError::from)?;
         let Some(row) = row else {
-            return Ok(Begin::Not(NotRun::ForeignTenant));
+            return Ok(Begin::Not(sql::holder(&self.pool, req).await?));
         };
         let status: String = row.get(1);
         let result: Option<Value> = row.get(2);

@@ -23,15 +23,16 @@ pub const LEDGER_STATEMENTS: [&str; 3] = ["begin", "mark", "finish"];
 /// Buckets of `aic_ledger_batch_executions`: up to the largest batch (256).
 const BATCH_SIZE_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 /// Reasons of `aic_dead_letters_total`: a request too large to read, the decoder's, an
-/// execution id owned by another tenant, a request the execution ledger refuses to record, and
-/// one whose processing panicked.
-pub const DEAD_LETTER_REASONS: [&str; 8] = [
+/// execution id owned by another tenant or sent before with another request, a request the
+/// execution ledger refuses to record, and one whose processing panicked.
+pub const DEAD_LETTER_REASONS: [&str; 9] = [
     "request_too_large",
     "invalid_json",
     "missing_version",
     "unknown_version",
     "invalid_message",
     "execution_id_conflict",
+    "execution_id_reused",
     "ledger_refused",
     "worker_panicked",
 ];

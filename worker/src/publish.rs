@@ -26,20 +26,6 @@ pub async fn result(
     headers: FieldTable,
     body: Arc<[u8]>,
 ) -> Result<(), PublishError> {
-    let mut props = json_properties(EXECUTION_RESULT_TYPE);
-    if !headers.inner().is_empty() {
-        props = props.with_headers(headers);
-    }
-    if let Some(id) = &message_id {
-        props = props.with_message_id(id.as_str().into());
-    }
-    let correlation = request
-        .correlation_id()
-        .clone()
-        .or_else(|| message_id.as_deref().map(ShortString::from));
-    if let Some(c) = &correlation {
-        props = props.with_correlation_id(c.clone());
-    }
     let key = Names::result_routing_key(tenant.as_ref(), status);
     funnel
         .publish(Job {
@@ -47,9 +33,54 @@ pub async fn result(
             key: key.into(),
             reply_to: request.reply_to().clone(),
             body,
-            properties: props,
+            properties: result_properties(request, message_id, headers),
         })
         .await
+}
+
+/// Publishes a result body to the request's `reply_to` only, if it has one.
+pub async fn reply(
+    funnel: &Funnel,
+    request: &BasicProperties,
+    message_id: Option<String>,
+    body: Arc<[u8]>,
+) -> Result<(), PublishError> {
+    let Some(reply_to) = request.reply_to().clone() else {
+        return Ok(());
+    };
+    funnel
+        .publish(Job {
+            exchange: "".into(),
+            key: reply_to,
+            reply_to: None,
+            body,
+            properties: result_properties(request, message_id, FieldTable::default()),
+        })
+        .await
+}
+
+/// A result's properties: its type, `headers`, the execution id as message id, and the
+/// request's correlation id (the execution id where it has none).
+fn result_properties(
+    request: &BasicProperties,
+    message_id: Option<String>,
+    headers: FieldTable,
+) -> BasicProperties {
+    let mut props = json_properties(EXECUTION_RESULT_TYPE);
+    if !headers.inner().is_empty() {
+        props = props.with_headers(headers);
+    }
+    let correlation = request
+        .correlation_id()
+        .clone()
+        .or_else(|| message_id.as_deref().map(ShortString::from));
+    if let Some(id) = message_id {
+        props = props.with_message_id(id.into());
+    }
+    if let Some(c) = correlation {
+        props = props.with_correlation_id(c);
+    }
+    props
 }
 
 /// Publishes an execution's result (as the ledger stored it) for the delivery that asked,

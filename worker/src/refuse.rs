@@ -93,12 +93,45 @@ pub(crate) async fn ledger_refused(
     let detail = format!("the execution ledger refused to record this request: {why}");
     let disposition = dead_letter(ctx, delivery, "ledger_refused", &detail).await;
     if matches!(disposition, Disposition::Ack) {
-        let ids = (
-            Some(req.execution_id),
-            Some(req.tenant_id),
-            Some(req.automation_id),
-        );
-        answer(ctx, delivery, ids, ExecutionErrorCode::Internal, detail).await;
+        answer(
+            ctx,
+            delivery,
+            ids_of(req),
+            ExecutionErrorCode::Internal,
+            detail,
+        )
+        .await;
+    }
+    disposition
+}
+
+/// A request under an execution id first sent with another request of the tenant's (`differs`:
+/// another automation, other values): not run, and not answered with the first request's
+/// result as if it were its own. Dead-lettered as `execution_id_reused`, and answered on its
+/// reply queue only — on the results exchange the failure would read as the outcome of the
+/// execution that holds the id.
+pub(crate) async fn reused(
+    ctx: &Ctx,
+    delivery: &Delivery,
+    req: &ExecutionRequestV1,
+    differs: &str,
+) -> Disposition {
+    let detail = format!(
+        "execution id {} was first published with {differs}: it answers only the request it \
+         was first published with (publish that request again for its result, or a new \
+         execution_id for a new execution)",
+        req.execution_id
+    );
+    let disposition = dead_letter(ctx, delivery, "execution_id_reused", &detail).await;
+    if matches!(disposition, Disposition::Ack) {
+        let ids = ids_of(req);
+        let result = failure(ids, ExecutionErrorCode::ExecutionIdReused, detail);
+        let body = serde_json::to_vec(&result).unwrap_or_default();
+        let mid = Some(req.execution_id.to_string());
+        if let Err(err) = publish::reply(&ctx.funnel, &delivery.properties, mid, body.into()).await
+        {
+            tracing::warn!(error = %err, "could not answer a request under a reused execution id");
+        }
     }
     disposition
 }
@@ -163,18 +196,52 @@ pub(crate) async fn result_refused(
 async fn answer(
     ctx: &Ctx,
     delivery: &Delivery,
-    (execution_id, tenant, automation_id): (
-        Option<ExecutionId>,
-        Option<TenantId>,
-        Option<AutomationId>,
-    ),
+    ids: Ids,
     code: ExecutionErrorCode,
     message: String,
 ) {
+    let tenant = ids.1;
     if delivery.properties.reply_to().is_none() && tenant.is_none() {
         return;
     }
-    let result = ExecutionResultV1 {
+    let result = failure(ids, code, message);
+    let body = serde_json::to_vec(&result).unwrap_or_default();
+    let mid = result.execution_id.map(|i| i.to_string());
+    if let Err(err) = publish::result(
+        &ctx.funnel,
+        &ctx.names,
+        &delivery.properties,
+        tenant,
+        "failed",
+        mid,
+        lapin::types::FieldTable::default(),
+        body.into(),
+    )
+    .await
+    {
+        tracing::warn!(error = %err, "could not publish the failure result of a message that cannot run");
+    }
+}
+
+/// The ids a readable request names, for its failure result.
+fn ids_of(req: &ExecutionRequestV1) -> Ids {
+    (
+        Some(req.execution_id),
+        Some(req.tenant_id),
+        Some(req.automation_id),
+    )
+}
+
+/// An execution id, a tenant and an automation, as far as a message gives them.
+type Ids = (Option<ExecutionId>, Option<TenantId>, Option<AutomationId>);
+
+/// The failure result of a message that cannot run.
+fn failure(
+    (execution_id, tenant, automation_id): Ids,
+    code: ExecutionErrorCode,
+    message: String,
+) -> ExecutionResultV1 {
+    ExecutionResultV1 {
         version: aic_proto::MESSAGE_VERSION,
         execution_id,
         tenant_id: tenant,
@@ -191,22 +258,6 @@ async fn answer(
         attempts: 0,
         deduplicated: false,
         finished_at: Utc::now(),
-    };
-    let body = serde_json::to_vec(&result).unwrap_or_default();
-    let mid = result.execution_id.map(|i| i.to_string());
-    if let Err(err) = publish::result(
-        &ctx.funnel,
-        &ctx.names,
-        &delivery.properties,
-        tenant,
-        "failed",
-        mid,
-        lapin::types::FieldTable::default(),
-        body.into(),
-    )
-    .await
-    {
-        tracing::warn!(error = %err, "could not publish the failure result of a message that cannot run");
     }
 }
 

@@ -1,15 +1,18 @@
 //! The ledger's batched statements, and how a batch of each runs: each takes its inputs as
 //! arrays (`unnest`), one row per execution, and finds its rows by primary key.
 
-use super::{BeginInput, FinishInput, LedgerError};
+use super::{BeginInput, FinishInput, LedgerError, NotRun};
 use crate::batch::{Blame, Failure};
 use crate::resolve;
+use aic_proto::ExecutionRequestV1;
 use deadpool_postgres::Pool;
 use foldhash::{HashMap, HashMapExt, HashSet};
 use serde_json::Value;
 use uuid::Uuid;
 
-/// Begins each delivery: inserts its row, or counts one more delivery of it. The parameters
+/// Begins each delivery: inserts its row, or counts one more delivery of it — of the same
+/// request only: a row of another tenant, automation or parameter values is neither counted
+/// nor returned (an execution id sent again with another request). The parameters
 /// come as JSON text, cast to jsonb as the results are in [`FINISH_SQL`]. A row it starts
 /// (inserted, or `queued` by the API) records the version it runs — the one the
 /// joins of [`resolve::JOINS`] resolve in the same snapshot —, so that a running execution
@@ -28,6 +31,8 @@ const BEGIN_SQL: &str = "WITH input AS ( \
          vendor_call_started_at = CASE WHEN executions.status = 'queued' THEN now() ELSE executions.vendor_call_started_at END, \
          version_id = CASE WHEN executions.status = 'queued' THEN EXCLUDED.version_id ELSE executions.version_id END \
        WHERE executions.tenant_id = EXCLUDED.tenant_id \
+         AND executions.automation_id = EXCLUDED.automation_id \
+         AND executions.parameters = EXCLUDED.parameters \
        RETURNING id, tenant_id, automation_id, status, result, vendor_call_started_at, retry_seq, deliveries, started_at) \
      SELECT b.id, b.status, b.result, b.vendor_call_started_at, b.retry_seq, b.deliveries, b.started_at, ";
 
@@ -91,6 +96,25 @@ pub(super) async fn begin_batch(
     let mut by_id: HashMap<Uuid, tokio_postgres::Row> =
         rows.into_iter().map(|r| (r.get::<_, Uuid>(0), r)).collect();
     Ok(ids.iter().map(|id| by_id.remove(id)).collect())
+}
+
+/// Why begin returned no row for `req`: its execution id is held by another tenant's
+/// execution, or by another request of this tenant's. A row gone meanwhile (deleted past the
+/// retention) is an error: the delivery, given back, runs as a new execution.
+pub(super) async fn holder(pool: &Pool, req: &ExecutionRequestV1) -> Result<NotRun, LedgerError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT tenant_id = $2, automation_id = $3 FROM executions WHERE id = $1",
+            &[&req.execution_id.0, &req.tenant_id.0, &req.automation_id.0],
+        )
+        .await?
+        .ok_or_else(|| LedgerError::Batch("the execution's row was deleted meanwhile".into()))?;
+    Ok(match (row.get(0), row.get(1)) {
+        (false, _) => NotRun::ForeignTenant,
+        (true, false) => NotRun::Reused("another automation"),
+        (true, true) => NotRun::Reused("other parameter values"),
+    })
 }
 
 /// One mark batch: sets (or takes back) the vendor-call mark of each execution.
