@@ -51,6 +51,9 @@ async fn a_repeated_key_or_id_returns_the_first_execution_of_that_request_only()
         "idempotency_key",
         "other parameter values",
     );
+    let holder = first["execution_id"].as_str().expect("id");
+    let message = other.1["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains(holder), "names the execution: {message}");
     let (_, read) = env
         .call(Method::GET, &format!("/v1/automations/{lead}"), None)
         .await;

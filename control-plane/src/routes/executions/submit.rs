@@ -316,10 +316,10 @@ async fn already_known(
     };
     let (same_automation, same_values, by_key): (bool, bool, bool) =
         (existing.get(3), existing.get(4), existing.get(5));
-    if !(same_automation && same_values) {
-        return Err(reused(by_key, same_automation));
-    }
     let first = ExecutionId(existing.get(0));
+    if !(same_automation && same_values) {
+        return Err(reused(by_key, same_automation, first));
+    }
     Ok(Some(Enqueued {
         execution_id: first,
         status: existing.get(1),
@@ -330,9 +330,9 @@ async fn already_known(
 
 /// 422: an idempotency key (`by_key`) or an execution id sent again with another request than
 /// the one it was first sent with (another automation, unless `same_automation`, or other
-/// values) — a client's mistake that, answered with the first execution, would pass that
-/// execution off as this request's.
-fn reused(by_key: bool, same_automation: bool) -> ApiError {
+/// values) — a client's mistake that, answered with the first execution (`first`, named), would
+/// pass that execution off as this request's.
+fn reused(by_key: bool, same_automation: bool, first: ExecutionId) -> ApiError {
     let (field, code, what) = if by_key {
         (
             "idempotency_key",
@@ -351,7 +351,7 @@ fn reused(by_key: bool, same_automation: bool) -> ApiError {
         StatusCode::UNPROCESSABLE_ENTITY,
         code,
         format!(
-            "{what} was first sent with {differs}: it answers only the request it was first sent with (send that request again for its execution, or a new {field} for a new one)"
+            "{what} was first sent with {differs} (execution {first}): it answers only the request it was first sent with (send that request again for its execution, or a new {field} for a new one)"
         ),
     )
     .at(field)
