@@ -87,7 +87,9 @@ views.editor = async (id) => {
     if (await save() === undefined) return;
     const version = prompt('Version name (empty: "Version N")', '');
     if (version === null) return;
-    await attempt(() => api.post(path('/v1/automations/{}/publish', id), version ? { version_name: version } : {}, asRead(read)), 'Published');
+    const published = await attempt(() => api.post(path('/v1/automations/{}/publish', id), version ? { version_name: version } : {}, asRead(read)));
+    // An unchanged draft publishes nothing: the live version comes back.
+    if (published) flash(published.number === a.published_version?.number ? `Nothing to publish: the draft is unchanged since version ${published.number}, which stays live` : 'Published');
     open('editor', id);
   };
   const live = a.published_version ? `Live: version ${a.published_version.number} (${a.published_version.name}), published ${when(a.published_version.published_at)}` : 'Never published';

@@ -265,6 +265,10 @@ fn other_success(method: &str, path: &str) -> Option<(&'static str, &'static str
             "200",
             "The execution finished within `wait_ms`: its final status and its result",
         )),
+        ("post", "/v1/automations/{id}/publish") => Some((
+            "200",
+            "The draft is unchanged since the live version: nothing published, the live version answered",
+        )),
         ("post", "/v1/deployables") => Some((
             "200",
             "The item was registered before (the same system, kind and external id): updated",

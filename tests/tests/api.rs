@@ -318,14 +318,22 @@ async fn published_versions_are_immutable_and_numbered() {
     })
     .await;
     let automation = env.lead_automation().await;
+    let params = env
+        .parameters_renamed(&automation, "Title", "JobTitle")
+        .await;
+    let path = format!("/v1/automations/{automation}");
+    let (status, edited) = env
+        .call(Method::PATCH, &path, Some(json!({"parameters": params})))
+        .await;
+    assert_eq!(status, 200, "{edited}");
     let (status, v2) = env
         .call(
             Method::POST,
-            &format!("/v1/automations/{automation}/publish"),
+            &format!("{path}/publish"),
             Some(json!({"version_name": "Second"})),
         )
         .await;
-    assert_eq!(status, 201);
+    assert_eq!(status, 201, "{v2}");
     assert_eq!(
         (v2["number"].as_i64(), v2["name"].as_str()),
         (Some(2), Some("Second"))

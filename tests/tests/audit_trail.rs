@@ -53,7 +53,7 @@ async fn change_everything(env: &TestEnv) -> (String, String) {
 }
 
 /// An automation on connection `id` created by `eve` (once refused: its name is taken), tested,
-/// published, paused, published again, its versions renamed, restored and deleted, duplicated
+/// published, paused and edited, published again, its versions renamed, restored and deleted, duplicated
 /// and the copy deleted: its path.
 async fn automation_life(env: &TestEnv, eve: &str, id: &str) -> String {
     let admin = env.admin_token.as_str();
@@ -72,7 +72,9 @@ async fn automation_life(env: &TestEnv, eve: &str, id: &str) -> String {
     assert_eq!(status, 409);
     let a = format!("/v1/automations/{}", lead["id"].as_str().expect("id"));
     let run = json!({"parameters": {"LastName": "Lovelace", "Company": "Engines"}});
-    let pause = json!({"status": "paused", "description": "EU leads"});
+    // Its draft changed too, so that the second publish has something to publish.
+    let pause =
+        json!({"status": "paused", "description": "EU leads", "retry": {"on_throttle": "fail"}});
     let steps = [
         (admin, Method::POST, format!("{a}/test"), Some(run)),
         (admin, Method::POST, format!("{a}/publish"), None),
@@ -198,7 +200,7 @@ async fn an_event_names_who_did_what_and_how() {
         ),
         (
             "automation.updated",
-            json!({"description": "EU leads", "status": "paused"}),
+            json!({"description": "EU leads", "status": "paused", "retry": {"on_throttle": "fail"}}),
         ),
         ("automation.versions_deleted", json!({"versions": [2]})),
         (

@@ -1,6 +1,6 @@
 //! An automation's version history through the API: listed with who published what on which
 //! connection, renamed, restored (and run), and deleted one by one or several at once — never
-//! the live one, and a number is never given twice.
+//! the live one, and a number is never given twice; an unchanged draft makes no new one.
 
 use aic_tests::harness::TestEnv;
 use reqwest::Method;
@@ -180,6 +180,12 @@ async fn versions_are_deleted_but_never_the_live_one_nor_a_number_twice() {
         .call(Method::DELETE, &format!("{path}/versions/2"), None)
         .await;
     assert_eq!(deleted.0, 204, "{}", deleted.1);
+    // Version 2's table again, after its version was deleted: a new version.
+    let params = env
+        .parameters_renamed(&automation, "Title", "JobTitle")
+        .await;
+    env.call(Method::PATCH, &path, Some(json!({"parameters": params})))
+        .await;
     let (_, v3) = env
         .call(Method::POST, &format!("{path}/publish"), None)
         .await;
@@ -220,5 +226,64 @@ async fn versions_are_deleted_but_never_the_live_one_nor_a_number_twice() {
         .call(Method::GET, &format!("/v1/executions/{id}"), None)
         .await;
     assert_eq!(kept["version_id"], v2, "{kept}");
+    env.stop().await;
+}
+
+/// Publishing a draft unchanged since the live version makes no identical version: answered
+/// 200 with the live version, nothing announced or audited; naming it otherwise is refused
+/// (409 `draft_unchanged`, pointing at a rename). A change — even back to an older version's
+/// table — is a new version.
+#[tokio::test]
+async fn an_unchanged_draft_publishes_no_new_version() {
+    let env = TestEnv::start().await;
+    let (automation, path, _, v2) = two_versions(&env).await;
+    let publishing = format!("{path}/publish");
+    let publish = |body: Value| env.call(Method::POST, &publishing, Some(body));
+    let mut events = env
+        .listen(&env.names.definitions_exchange, "definition.published")
+        .await;
+    let audited = env.audit_events("?action=automation.published").await.len();
+
+    for body in [json!({}), json!({"version_name": "Job titles"})] {
+        let (status, again) = publish(body).await;
+        assert_eq!(
+            (status.as_u16(), &again["id"], again["number"].as_i64()),
+            (200, &v2, Some(2)),
+            "{again}"
+        );
+    }
+    let (status, named) = publish(json!({"version_name": "Renamed"})).await;
+    assert_eq!(
+        (status.as_u16(), named["error"]["code"].as_str()),
+        (409, Some("draft_unchanged")),
+        "{named}"
+    );
+    let message = named["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("version 2") && message.contains("rename"),
+        "{named}"
+    );
+    assert_eq!(history(&env, &path).await.len(), 2, "no identical version");
+    assert!(
+        events.next(Duration::from_millis(500)).await.is_none(),
+        "nothing announced"
+    );
+    let now = env.audit_events("?action=automation.published").await;
+    assert_eq!(now.len(), audited, "nothing audited");
+
+    let params = env
+        .parameters_renamed(&automation, "JobTitle", "Title")
+        .await;
+    let (status, edited) = env
+        .call(Method::PATCH, &path, Some(json!({"parameters": params})))
+        .await;
+    assert_eq!(status, 200, "{edited}");
+    let (status, v3) = publish(json!({})).await;
+    assert_eq!(
+        (status.as_u16(), v3["number"].as_i64()),
+        (201, Some(3)),
+        "{v3}"
+    );
+    assert!(events.next(Duration::from_secs(10)).await.is_some());
     env.stop().await;
 }

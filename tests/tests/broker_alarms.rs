@@ -49,6 +49,9 @@ async fn while_the_broker_blocks_publishers_an_enqueue_is_answered_and_nothing_i
     // A version going live is announced on the broker before it commits: refused as well.
     let automation = format!("/v1/automations/{lead}");
     let publish = format!("{automation}/publish");
+    let edit = json!({"retry": {"on_throttle": "fail"}});
+    let (status, edited) = env.call(Method::PATCH, &automation, Some(edit)).await;
+    assert_eq!(status, 200, "{edited}");
     let (status, answer) = answered(env.call(Method::POST, &publish, None)).await;
     assert_eq!(
         (status.as_u16(), answer["error"]["code"].as_str()),

@@ -52,8 +52,8 @@ async fn a_change_sent_over_an_older_read_is_refused_and_changes_nothing() {
     assert_eq!(body["status"], "paused");
 
     // The admin saves the editor as read an hour ago: running, a new description.
-    let stale =
-        json!({"status": "running", "description": "Late edit", "parameters": a["parameters"]});
+    let stale = json!({"status": "running", "description": "Late edit",
+        "parameters": a["parameters"], "retry": {"on_throttle": "fail"}});
     let (status, _, body) = send(
         &env,
         &admin,

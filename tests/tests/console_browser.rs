@@ -82,6 +82,11 @@ async fn an_admin_connects_salesforce_then_tests_and_publishes_an_automation() {
     b.wait_for_text("Live: version 1 (First release)").await;
     b.element(&status("//tr[td[normalize-space()='1']]", "live"))
         .await;
+    // Published again unchanged: nothing new, and the console says so.
+    b.click("", "Publish").await;
+    b.accept_dialog(Some("")).await;
+    b.flash_saying("Nothing to publish: the draft is unchanged since version 1")
+        .await;
 
     // A flow runs it; Runs shows the run under the automation's name, its record on request.
     let (code, list) = env.call(Method::GET, "/v1/automations", None).await;

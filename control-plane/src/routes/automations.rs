@@ -244,7 +244,8 @@ pub async fn read(
 }
 
 /// `POST /v1/automations/{id}/publish`: freezes the draft into a new immutable version and
-/// announces it. The event is confirmed by the broker before the transaction commits, so a
+/// announces it — unless it would freeze into the live version's very definition: then nothing
+/// is published, and the live version is answered (200). The event is confirmed by the broker before the transaction commits, so a
 /// committed version always has its event; a rare event for a version that then failed to
 /// commit is harmless, since workers resolve versions from Postgres.
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant, automation = %id))]
@@ -264,12 +265,16 @@ pub async fn publish(
         .check(&tx, caller.tenant, ("automation", id.0), row.get(7))
         .await?;
     let (definition, template) = definition_of(&state.catalog, &row)?;
-    let (number, version_name) = next_version(&tx, id, input.version_name).await?;
-    let version = VersionId::new();
     let def_json =
         serde_json::to_value(&definition).map_err(|e| ApiError::internal("definition", &e))?;
     let output =
         serde_json::to_value(&template.output).map_err(|e| ApiError::internal("output", &e))?;
+    if let Some(live) = live::unchanged(&tx, id, (&def_json, &output)).await? {
+        live::named_alike(&live, input.version_name.as_deref())?;
+        return Ok((StatusCode::OK, Json(live)));
+    }
+    let (number, version_name) = next_version(&tx, id, input.version_name).await?;
+    let version = VersionId::new();
     let published_at: DateTime<Utc> = tx
         .query_one(
             "INSERT INTO automation_versions (id, automation_id, tenant_id, number, name, definition, output, published_by) \
