@@ -69,6 +69,16 @@ pub const BROKER_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_se
 /// waiting on it.
 pub const HEARTBEAT_SECS: u16 = 15;
 
+/// How long a connection's handshake may take: as long as an open connection may stay silent
+/// (twice its heartbeat), or twice [`HEARTBEAT_SECS`] when the URL turns heartbeats off.
+fn handshake_wait(uri: &lapin::uri::AMQPUri) -> std::time::Duration {
+    let heartbeat = match uri.query.heartbeat {
+        Some(0) | None => HEARTBEAT_SECS,
+        Some(secs) => secs,
+    };
+    std::time::Duration::from_secs(2 * u64::from(heartbeat))
+}
+
 /// The URL's URI, with [`FRAME_MAX`] and [`HEARTBEAT_SECS`] where it sets neither.
 fn parsed(raw: &str) -> Result<lapin::uri::AMQPUri, std::io::Error> {
     let mut uri: lapin::uri::AMQPUri = raw.parse().map_err(|e: String| {
@@ -90,19 +100,35 @@ fn parsed(raw: &str) -> Result<lapin::uri::AMQPUri, std::io::Error> {
 
 /// Connects with a connection name that shows in the management UI; over TLS for `amqps://`,
 /// with the CA and client certificate files the URL names ([`tls`]).
+///
+/// The handshake is given up after [`handshake_wait`]: lapin sets no bound of its own, and a
+/// broker address that accepts connections and never answers — a stalled node, a proxy holding
+/// the connection — would hold the caller, and every reconnect waiting on it, for good, even
+/// once a broker answers there again. (lapin's I/O thread for the abandoned attempt lives on
+/// until that socket ends.)
 pub async fn connect(
     url: &SecretString,
     connection_name: &str,
 ) -> Result<Connection, lapin::Error> {
     let raw = url.expose_secret();
     let uri = parsed(raw)?;
+    let wait = handshake_wait(&uri);
     let props = ConnectionProperties::default().with_connection_name(connection_name.into());
-    let connection = lapin::DefaultConnectionBuilder::new()?
+    let builder = lapin::DefaultConnectionBuilder::new()?
         .with_uri(uri)
         .with_properties(props)
-        .with_tls_config(tls::config(raw)?)
-        .connect()
-        .await?;
+        .with_tls_config(tls::config(raw)?);
+    let connection = tokio::time::timeout(wait, builder.connect())
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "RabbitMQ accepted the connection but did not complete the AMQP handshake within {} s",
+                    wait.as_secs()
+                ),
+            )
+        })??;
     let events = connection.events_listener();
     tokio::spawn(report_blocking(events, connection_name.to_string()));
     Ok(connection)
@@ -366,5 +392,10 @@ mod tests {
             (uri.query.frame_max, uri.query.heartbeat),
             (Some(131072), Some(60))
         );
+        assert_eq!(super::handshake_wait(&uri).as_secs(), 120);
+        let off = super::parsed("amqp://h/%2f?heartbeat=0").expect("parses");
+        let default = super::parsed("amqp://h/%2f").expect("parses");
+        let waits = [&off, &default].map(|u| super::handshake_wait(u).as_secs());
+        assert_eq!(waits, [30, 30], "twice the default heartbeat");
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod browser;
 pub mod harness;
+pub mod holding;
 pub mod logs;
 pub mod partition;
 pub mod pki;

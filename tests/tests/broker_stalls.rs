@@ -2,9 +2,10 @@
 //! with no node behind it: its connections accept bytes and say nothing, and a new one never
 //! gets past its handshake. The API must answer meanwhile, not wait for the broker; a
 //! worker must know it is cut off, and once the broker is back finish every execution it
-//! held, none sent twice.
+//! held, none sent twice — and a handshake never answered is given up, not waited on for ever.
 
 use aic_tests::harness::{Options, TestEnv, readiness};
+use aic_tests::holding::HoldingProxy;
 use aic_tests::private::PrivateRabbit;
 use reqwest::Method;
 use serde_json::json;
@@ -85,5 +86,56 @@ async fn while_the_broker_stalls_the_worker_holds_its_work_and_finishes_it_once_
     );
     assert_eq!(counts.get("succeeded"), Some(&120), "{counts:?}");
     assert_eq!(creates, 120, "no lead sent twice");
+    env.stop().await;
+}
+
+/// A reconnect whose handshake the broker's address accepts and never answers — a proxy
+/// holding the connection with no node behind it, a node stalled for good while another took
+/// its address — is given up after the handshake's bound (twice the heartbeat) and made again:
+/// the worker consumes once a broker answers there again, rather than wait on that handshake
+/// for ever.
+#[tokio::test]
+async fn a_reconnect_never_answered_is_given_up_and_made_again() {
+    let mut url = reqwest::Url::parse(&aic_tests::harness::amqp_url()).expect("the broker's URL");
+    let host = url.host_str().expect("a host").to_string();
+    let target = tokio::net::lookup_host((host, url.port().unwrap_or(5672)))
+        .await
+        .expect("the broker's address")
+        .next()
+        .expect("an address");
+    let proxy = HoldingProxy::start(target).await;
+    url.set_port(Some(proxy.addr.port())).expect("a port");
+    url.set_query(Some("heartbeat=2"));
+    let env = TestEnv::start_with(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let worker = env
+        .start_worker(|a| a.amqp.amqp_url = url.to_string().into())
+        .await;
+    let lead = env.lead_automation().await;
+    let values = json!({"LastName": "Held", "Company": "Proxy"});
+    let done = env.run(&lead, values.clone()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+
+    proxy.hold_new(true);
+    proxy.cut();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while proxy.held() == 0 {
+        assert!(Instant::now() < deadline, "the worker did not reconnect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    proxy.hold_new(false);
+    let started = Instant::now();
+    let done = env.run(&lead, values).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    println!(
+        "reconnect held by the broker's address: consuming again {:?} after it answered",
+        started.elapsed()
+    );
+    let (status, ready) = readiness(&format!("http://{}", worker.admin)).await;
+    assert_eq!(status, 200, "{ready}");
+    worker.shutdown().await;
     env.stop().await;
 }
