@@ -90,6 +90,13 @@ pub async fn list(
 
 /// Republishes dead letters matching `filter` to the executions exchange (confirmed), then
 /// removes them from the DLQ. Returns how many were replayed.
+///
+/// A confirm not come within [`crate::resend::CONFIRM_WAIT`] — the broker blocks publishing
+/// (a memory or disk alarm: it reads nothing more from the connection until the alarm clears)
+/// or does not answer — ends the replay with an error saying how many were replayed: the rest
+/// stay in the DLQ, given back when the connection ends. The message whose confirm did not
+/// come may still go out once the broker reads again; replayed twice, it is answered from the
+/// execution ledger, not run twice.
 pub async fn replay(
     conn: &Connection,
     names: &Names,
@@ -109,6 +116,9 @@ pub async fn replay(
         if !filter(&describe(&d.properties, &d.data)) {
             continue;
         }
+        if conn.status().blocked() {
+            anyhow::bail!(withheld(conn, replayed));
+        }
         // A fresh start: the dead-letter headers would only confuse the next reader.
         let mut headers = d.properties.headers().clone().unwrap_or_default();
         let mut clean = FieldTable::default();
@@ -126,18 +136,35 @@ pub async fn replay(
         clean.insert(REPLAYED_HEADER.into(), AMQPValue::Boolean(true));
         headers = clean;
         let props = d.properties.clone().with_headers(headers);
-        aic_core::amqp::publish_confirmed(
+        let confirmed = aic_core::amqp::publish_confirmed(
             &publish,
             &names.executions_exchange,
             EXECUTE_ROUTING_KEY,
             &d.data,
             props,
             true,
-        )
-        .await?;
+        );
+        match tokio::time::timeout(crate::resend::CONFIRM_WAIT, confirmed).await {
+            Ok(confirmed) => confirmed?,
+            Err(_) => anyhow::bail!(withheld(conn, replayed)),
+        }
         d.acker.ack(BasicAckOptions::default()).await?;
         replayed += 1;
     }
     get.close(200, "replayed".into()).await?;
     Ok(replayed)
+}
+
+/// Why a replay stopped before the DLQ's end, `replayed` messages in.
+fn withheld(conn: &Connection, replayed: usize) -> String {
+    let why = if conn.status().blocked() {
+        "RabbitMQ blocks publishing (a memory or disk alarm)".to_string()
+    } else {
+        let wait = crate::resend::CONFIRM_WAIT.as_secs();
+        format!("RabbitMQ did not confirm a replayed message within {wait} s")
+    };
+    format!(
+        "{why}: {replayed} replayed; the rest stay in the dead-letter queue — replay them once \
+         the broker takes messages again"
+    )
 }

@@ -185,6 +185,69 @@ async fn a_worker_stopped_in_an_alarm_stops_within_its_grace() {
     env.stop().await;
 }
 
+/// `dlq-replay` meeting an alarm stops within seconds, saying why, rather than wait for as long
+/// as the alarm lasts on a confirm the broker withholds; what it did not replay stays in the
+/// dead-letter queue, and is replayed once the alarm clears.
+#[tokio::test]
+async fn a_dead_letter_replay_meeting_an_alarm_stops_and_says_why() {
+    let rabbit = PrivateRabbit::start().await;
+    let env = TestEnv::start_with(Options {
+        amqp_url: Some(rabbit.url()),
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    // Dead-lettered by hand (no worker runs).
+    let ch = aic_core::amqp::confirm_channel(&env.amqp)
+        .await
+        .expect("channel");
+    for i in 0..3 {
+        let body = format!("dead letter {i}");
+        aic_core::amqp::publish_confirmed(
+            &ch,
+            &env.names.dead_letter_exchange,
+            "executions",
+            body.as_bytes(),
+            aic_core::amqp::json_properties("test"),
+            true,
+        )
+        .await
+        .expect("dead-lettered");
+    }
+    let listed = || aic_control_plane::dlq::list(&env.amqp, &env.names, 10);
+    assert_eq!(listed().await.expect("listed").len(), 3);
+
+    raise_alarm(&rabbit);
+    let url = secrecy::SecretString::from(rabbit.url());
+    let conn = aic_core::amqp::connect(&url, "test-replay")
+        .await
+        .expect("connects");
+    let replay = aic_control_plane::dlq::replay(&conn, &env.names, |_| true);
+    let replayed = tokio::time::timeout(Duration::from_secs(30), replay).await;
+    let err = replayed
+        .expect("answered within 30 s")
+        .expect_err("stopped");
+    let said = format!("{err:#}");
+    assert!(
+        said.contains("alarm") && said.contains("0 replayed"),
+        "{said}"
+    );
+    clear_alarm(&rabbit);
+    drop(conn);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while listed().await.expect("listed").len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dead letters given back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let replayed = aic_control_plane::dlq::replay(&env.amqp, &env.names, |_| true).await;
+    assert_eq!(replayed.expect("replayed once the alarm cleared"), 3);
+    env.stop().await;
+}
+
 /// How long `worker` took to exit after SIGTERM, if within 20 s; killed, and reaped, if not.
 async fn stopped(worker: &mut std::process::Child) -> Option<Duration> {
     let stopping = std::time::Instant::now();
