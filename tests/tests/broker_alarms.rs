@@ -155,12 +155,7 @@ async fn an_execution_in_flight_when_the_alarm_rises_finishes_once_it_clears() {
 #[tokio::test]
 async fn a_worker_stopped_in_an_alarm_stops_within_its_grace() {
     let rabbit = PrivateRabbit::start().await;
-    let env = TestEnv::start_with(Options {
-        amqp_url: Some(rabbit.url()),
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let env = without_worker(&rabbit).await;
     let mut worker = env.spawn_worker_process_with(8, &[("AIC_WORKER_SHUTDOWN_GRACE_SECS", "2")]);
     let (execution, mut results) = call_meeting_the_alarm(&env, &rabbit, 1000).await;
     // The call answered and recorded; its result's publish meets the alarm.
@@ -191,12 +186,7 @@ async fn a_worker_stopped_in_an_alarm_stops_within_its_grace() {
 #[tokio::test]
 async fn a_dead_letter_replay_meeting_an_alarm_stops_and_says_why() {
     let rabbit = PrivateRabbit::start().await;
-    let env = TestEnv::start_with(Options {
-        amqp_url: Some(rabbit.url()),
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let env = without_worker(&rabbit).await;
     // Dead-lettered by hand (no worker runs).
     let ch = aic_core::amqp::confirm_channel(&env.amqp)
         .await
@@ -261,6 +251,16 @@ async fn stopped(worker: &mut std::process::Child) -> Option<Duration> {
     let _ = worker.kill();
     let _ = worker.wait();
     None
+}
+
+/// An environment on `rabbit`, no worker started.
+async fn without_worker(rabbit: &PrivateRabbit) -> TestEnv {
+    TestEnv::start_with(Options {
+        amqp_url: Some(rabbit.url()),
+        worker: false,
+        ..Options::default()
+    })
+    .await
 }
 
 /// Whether the worker's metrics hold the line `line` within 10 s.

@@ -54,13 +54,7 @@ async fn a_repeated_key_or_id_returns_the_first_execution_of_that_request_only()
     let holder = first["execution_id"].as_str().expect("id");
     let message = other.1["error"]["message"].as_str().unwrap_or("");
     assert!(message.contains(holder), "names the execution: {message}");
-    let (_, read) = env
-        .call(Method::GET, &format!("/v1/automations/{lead}"), None)
-        .await;
-    let conn = read["connection_id"].as_str().expect("connection");
-    let elsewhere = env
-        .published_automation("salesforce.create_lead", conn, "Lead elsewhere", None)
-        .await;
+    let elsewhere = env.lead_beside(&lead, "Lead elsewhere").await;
     let other = post(&elsewhere, keyed(ab.clone())).await;
     refused(
         &other,
@@ -199,13 +193,7 @@ async fn an_execution_id_published_again_with_another_request_is_refused_not_ans
         env.ask(&mut replies, other_values.as_bytes()).await,
         "other parameter values",
     );
-    let (_, read) = env
-        .call(Method::GET, &format!("/v1/automations/{lead}"), None)
-        .await;
-    let conn = read["connection_id"].as_str().expect("connection");
-    let elsewhere = env
-        .published_automation("salesforce.create_lead", conn, "Lead elsewhere", None)
-        .await;
+    let elsewhere = env.lead_beside(&lead, "Lead elsewhere").await;
     let other_automation = request(&id, &elsewhere, "First");
     refused(
         env.ask(&mut replies, other_automation.as_bytes()).await,

@@ -178,13 +178,7 @@ async fn an_unfinished_or_unreachable_execution_is_not_run_again() {
 
     // A token limited to another automation reaches neither the execution nor its re-run; a
     // viewer runs nothing.
-    let (_, first) = env
-        .call(Method::GET, &format!("/v1/automations/{lead}"), None)
-        .await;
-    let connection = first["connection_id"].as_str().expect("connection");
-    let other = env
-        .published_automation("salesforce.create_lead", connection, "Other", None)
-        .await;
+    let other = env.lead_beside(&lead, "Other").await;
     let (status, limited) = env
         .call(
             Method::POST,
@@ -261,13 +255,7 @@ async fn the_failures_since_a_time_run_again_each_once() {
         &[&old],
     )
     .await;
-    let (_, first) = env
-        .call(Method::GET, &format!("/v1/automations/{lead}"), None)
-        .await;
-    let connection = first["connection_id"].as_str().expect("connection");
-    let paused = env
-        .published_automation("salesforce.create_lead", connection, "Paused", None)
-        .await;
+    let paused = env.lead_beside(&lead, "Paused").await;
     let held = env.enqueue(&paused, blank.clone()).await;
     env.wait_final(&held).await;
     let (status, _) = env

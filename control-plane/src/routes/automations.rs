@@ -245,9 +245,10 @@ pub async fn read(
 
 /// `POST /v1/automations/{id}/publish`: freezes the draft into a new immutable version and
 /// announces it — unless it would freeze into the live version's very definition: then nothing
-/// is published, and the live version is answered (200). The event is confirmed by the broker before the transaction commits, so a
-/// committed version always has its event; a rare event for a version that then failed to
-/// commit is harmless, since workers resolve versions from Postgres.
+/// is published, and the live version is answered (200). The event is confirmed by the broker
+/// before the transaction commits, so a committed version always has its event; a rare event
+/// for a version that then failed to commit is harmless, since workers resolve versions from
+/// Postgres.
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant, automation = %id))]
 pub async fn publish(
     caller: Caller,
@@ -270,7 +271,7 @@ pub async fn publish(
     let output =
         serde_json::to_value(&template.output).map_err(|e| ApiError::internal("output", &e))?;
     if let Some(live) = live::unchanged(&tx, id, (&def_json, &output)).await? {
-        live::named_alike(&live, input.version_name.as_deref())?;
+        live::named_alike(id, &live, input.version_name.as_deref())?;
         return Ok((StatusCode::OK, Json(live)));
     }
     let (number, version_name) = next_version(&tx, id, input.version_name).await?;

@@ -86,6 +86,17 @@ impl TestEnv {
         self.automation(body).await
     }
 
+    /// Another published Create Lead, named `name`, on the connection of the automation
+    /// `lead`; returns its id.
+    pub async fn lead_beside(&self, lead: &str, name: &str) -> String {
+        let path = format!("/v1/automations/{lead}");
+        let (status, read) = self.call(Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::OK, "{read}");
+        let connection = read["connection_id"].as_str().expect("a connection");
+        self.published_automation("salesforce.create_lead", connection, name, None)
+            .await
+    }
+
     /// Creates an automation from a full `POST /v1/automations` body and publishes it; returns
     /// its id.
     pub async fn automation(&self, body: Value) -> String {

@@ -51,8 +51,8 @@ async fn announce(state: &AppState, event: &DefinitionPublishedV1) -> Result<(),
         })
 }
 
-/// The live version of automation `id`, when it holds the very definition and output
-/// (`frozen`) the draft would be published as: another version would be identical to it.
+/// The live version of automation `id`, when it holds the very definition and output the
+/// draft would be published as: another version would be identical to it.
 pub(super) async fn unchanged(
     tx: &deadpool_postgres::Transaction<'_>,
     id: AutomationId,
@@ -76,13 +76,17 @@ pub(super) async fn unchanged(
 
 /// Refuses a publish of an unchanged draft under a name other than the live version's: it
 /// publishes nothing, so the name would be dropped (409 `draft_unchanged`).
-pub(super) fn named_alike(live: &VersionView, asked: Option<&str>) -> Result<(), ApiError> {
+pub(super) fn named_alike(
+    id: AutomationId,
+    live: &VersionView,
+    asked: Option<&str>,
+) -> Result<(), ApiError> {
     match asked.map(str::trim) {
         Some(name) if !name.is_empty() && name != live.name => Err(ApiError::conflict(
             "draft_unchanged",
             format!(
                 "the draft is unchanged since version {} (\"{}\"), which is live: nothing to \
-                 publish; rename that version to name it (PATCH /v1/automations/{{id}}/versions/{})",
+                 publish; rename that version to name it (PATCH /v1/automations/{id}/versions/{})",
                 live.number, live.name, live.number
             ),
         )),
