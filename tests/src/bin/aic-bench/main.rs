@@ -146,22 +146,54 @@ async fn main() -> ExitCode {
     let machine = machine::describe();
     let (env, workload) = set_up(&args, &worker).await;
     // Stopped (SIGTERM, Ctrl-C), the run drops its rows — their workers are killed with them —
-    // and removes what it set up, which a process killed by the signal itself would leave.
-    let interrupted = tokio::select! {
-        rows = rows::measure(&args, &env, &workload) => Ok(rows),
-        () = aic_core::shutdown::signal() => {
-            // Before the rows are dropped: their tasks, left to end with the process, may fail
-            // loudly as their queues go. This teardown is deliberate, and says so once.
-            std::panic::set_hook(Box::new(|_| {}));
-            Err(())
+    // and removes what it set up, which a process killed by the signal itself would leave. So
+    // it does when RabbitMQ closes the benchmark's own connection (a broker fault), which the
+    // rows cannot go on without.
+    // A row meeting the closed connection first fails (a panic of its own task): said only
+    // while the connection is open, a defect's then, not the broker's.
+    let client = env.amqp.status().clone();
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |panic| {
+        if client.connected() {
+            report(panic)
         }
+    }));
+    let measured = std::panic::AssertUnwindSafe(rows::measure(&args, &env, &workload));
+    let interrupted = tokio::select! {
+        biased;
+        () = aic_core::shutdown::signal() => {
+            quiet();
+            Err(None)
+        }
+        why = client_lost(&env.amqp) => {
+            quiet();
+            Err(Some(why))
+        }
+        rows = futures_util::FutureExt::catch_unwind(measured) => match rows {
+            Ok(rows) => Ok(rows),
+            Err(_) if !env.amqp.status().connected() => {
+                quiet();
+                Err(Some(String::new()))
+            }
+            Err(panic) => std::panic::resume_unwind(panic),
+        },
     };
-    let Ok(mut rows) = interrupted else {
-        eprintln!(
-            "aic-bench: interrupted: no report written; its workers were stopped, and its database and queues are removed"
-        );
-        env.stop().await;
-        return ExitCode::from(130);
+    let mut rows = match interrupted {
+        Ok(rows) => rows,
+        Err(why) => {
+            let (said, code) = match &why {
+                None => ("interrupted".to_string(), ExitCode::from(130)),
+                Some(why) => (
+                    format!("RabbitMQ closed the benchmark's own connection{why}; run it again"),
+                    ExitCode::FAILURE,
+                ),
+            };
+            eprintln!(
+                "aic-bench: {said}: no report written; its workers were stopped, and its database and queues are removed"
+            );
+            env.stop().await;
+            return code;
+        }
     };
     let written = write_reports(&args, &mut rows, &machine, &worker, started_at);
     env.stop().await;
@@ -170,6 +202,24 @@ async fn main() -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Before a run's rows are dropped midway: their tasks, left to end with the process, may fail
+/// loudly as their queues go. This teardown is deliberate, and says so once.
+fn quiet() {
+    std::panic::set_hook(Box::new(|_| {}));
+}
+
+/// Resolves when the benchmark client's connection fails, with why (` (…)`).
+async fn client_lost(conn: &lapin::Connection) -> String {
+    use futures_util::StreamExt;
+    let mut events = std::pin::pin!(conn.events_listener());
+    while let Some(event) = events.next().await {
+        if let lapin::Event::Error(e) = event {
+            return format!(" ({e})");
+        }
+    }
+    std::future::pending().await
 }
 
 /// Prints the table and writes it as JSON (and the latencies, if asked); says whether every
