@@ -145,40 +145,7 @@ async fn main() -> ExitCode {
     // start, and an edit made while the rows run must not mark their figures `-dirty`.
     let machine = machine::describe();
     let (env, workload) = set_up(&args, &worker).await;
-    // Stopped (SIGTERM, Ctrl-C), the run drops its rows — their workers are killed with them —
-    // and removes what it set up, which a process killed by the signal itself would leave. So
-    // it does when RabbitMQ closes the benchmark's own connection (a broker fault), which the
-    // rows cannot go on without.
-    // A row meeting the closed connection first fails (a panic of its own task): said only
-    // while the connection is open, a defect's then, not the broker's.
-    let client = env.amqp.status().clone();
-    let report = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |panic| {
-        if client.connected() {
-            report(panic)
-        }
-    }));
-    let measured = std::panic::AssertUnwindSafe(rows::measure(&args, &env, &workload));
-    let interrupted = tokio::select! {
-        biased;
-        () = aic_core::shutdown::signal() => {
-            quiet();
-            Err(None)
-        }
-        why = client_lost(&env.amqp) => {
-            quiet();
-            Err(Some(why))
-        }
-        rows = futures_util::FutureExt::catch_unwind(measured) => match rows {
-            Ok(rows) => Ok(rows),
-            Err(_) if !env.amqp.status().connected() => {
-                quiet();
-                Err(Some(String::new()))
-            }
-            Err(panic) => std::panic::resume_unwind(panic),
-        },
-    };
-    let mut rows = match interrupted {
+    let mut rows = match measured(&args, &env, &workload).await {
         Ok(rows) => rows,
         Err(why) => {
             let (said, code) = match &why {
@@ -201,6 +168,47 @@ async fn main() -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// The rows, measured; or why not: stopped by a signal (`Err(None)`: SIGTERM, Ctrl-C), or
+/// RabbitMQ closed the benchmark's own connection (a broker fault), which the rows cannot go on
+/// without (`Err(Some(why))`). Either way the rows are dropped — their workers are killed with
+/// them — for the caller to remove what the run set up, which a process killed by the signal
+/// itself would leave.
+async fn measured(
+    args: &Args,
+    env: &TestEnv,
+    workload: &Workload,
+) -> Result<Vec<report::Row>, Option<String>> {
+    // A row meeting the closed connection first fails (a panic of its own task): said only
+    // while the connection is open, a defect's then, not the broker's.
+    let client = env.amqp.status().clone();
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |panic| {
+        if client.connected() {
+            report(panic)
+        }
+    }));
+    let rows = std::panic::AssertUnwindSafe(rows::measure(args, env, workload));
+    tokio::select! {
+        biased;
+        () = aic_core::shutdown::signal() => {
+            quiet();
+            Err(None)
+        }
+        why = client_lost(&env.amqp) => {
+            quiet();
+            Err(Some(why))
+        }
+        rows = futures_util::FutureExt::catch_unwind(rows) => match rows {
+            Ok(rows) => Ok(rows),
+            Err(_) if !env.amqp.status().connected() => {
+                quiet();
+                Err(Some(String::new()))
+            }
+            Err(panic) => std::panic::resume_unwind(panic),
+        },
     }
 }
 
