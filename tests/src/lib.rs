@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod browser;
+pub mod dns;
 pub mod harness;
 pub mod holding;
 pub mod logs;

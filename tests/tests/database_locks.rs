@@ -1,10 +1,13 @@
 //! A lock held elsewhere on the database — a migration, a maintenance command, a session left
 //! idle in its transaction — must not hold the API's calls, and their pooled connections, for
-//! as long as it is held.
+//! as long as it is held; nor may the API hold a lock while it waits on something slow outside
+//! the database (a name's resolution).
 
+use aic_tests::dns::{ControlPlaneProcess, StubDns};
 use aic_tests::harness::{Options, TestEnv};
-use reqwest::Method;
-use serde_json::json;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 #[tokio::test]
@@ -57,5 +60,96 @@ async fn a_call_waiting_for_a_lock_held_elsewhere_is_answered_and_others_go_on()
     let (_, history) = env.call(Method::GET, &path, None).await;
     let runs = history["executions"].as_array().map_or(0, Vec::len);
     assert_eq!(runs, 1, "the refused call recorded nothing: {history}");
+    env.stop().await;
+}
+
+/// `PATCH /v1/connections/{id}` with `body` on the control plane `cp`, as the admin.
+async fn edit(
+    env: &TestEnv,
+    cp: &ControlPlaneProcess,
+    id: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let url = format!("{}/v1/connections/{id}", cp.api);
+    let req = reqwest::Client::new()
+        .patch(url)
+        .bearer_auth(&env.admin_token);
+    let (status, _, answer) = TestEnv::exchange(req, Some(body)).await;
+    (status, answer)
+}
+
+#[tokio::test]
+async fn a_connection_edit_holds_no_lock_on_it_while_its_domain_resolves() {
+    let env = TestEnv::start_with(Options::api_only()).await;
+    let dns = StubDns::start().await;
+    let cp = env.control_plane_resolving_with(&dns).await;
+    let conn = env
+        .salesforce_connection("Slow DNS", "s3cret", "s3cret")
+        .await;
+    let id = conn["id"].as_str().expect("id");
+    let public = Ipv4Addr::new(93, 184, 216, 34);
+    let slow = "slow.my.salesforce.com";
+    dns.answer(slow, Some(public), Duration::from_secs(3));
+
+    // An edit moving the connection to a domain whose resolution takes 3 s; meanwhile another
+    // admin renames it: answered while the first still waits on the resolver.
+    let moving = edit(&env, &cp, id, json!({"domain": slow}));
+    let renaming = async {
+        dns.until_asked(slow).await;
+        let answer = edit(&env, &cp, id, json!({"name": "Renamed"})).await;
+        (answer, dns.asked(slow))
+    };
+    let (moved, (renamed, asked)) = tokio::join!(moving, renaming);
+    assert_eq!(renamed.0, 200, "{}", renamed.1);
+    assert_eq!(moved.0, 200, "{}", moved.1);
+    assert!(
+        renamed.1["revision"].as_i64() < moved.1["revision"].as_i64(),
+        "the rename waited for the move's resolution: revision {} then {}",
+        renamed.1["revision"],
+        moved.1["revision"]
+    );
+    assert!(asked >= 1, "{asked}");
+    // Both edits hold: the move kept the rename made while it resolved.
+    assert_eq!(moved.1["name"], "Renamed", "{}", moved.1);
+    assert_eq!(moved.1["domain"], format!("https://{slow}"), "{}", moved.1);
+
+    // New secrets on the domain as saved, resolved first; meanwhile another edit moves the
+    // connection to a domain that, by the time the first takes the lock, resolves to the
+    // metadata address: the first is refused on the domain it would save, not the one it
+    // resolved.
+    let other = "other.my.salesforce.com";
+    dns.answer(slow, Some(public), Duration::from_secs(2));
+    dns.answer(other, Some(public), Duration::ZERO);
+    let secrets = json!({"secrets": {"client_secret": "n3w"}});
+    let reauthorising = edit(&env, &cp, id, secrets);
+    let moving = async {
+        let before = dns.asked(slow);
+        while dns.asked(slow) == before {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let moved = edit(&env, &cp, id, json!({"domain": other})).await;
+        dns.answer(
+            other,
+            Some(Ipv4Addr::new(169, 254, 169, 254)),
+            Duration::ZERO,
+        );
+        moved
+    };
+    let (reauthorised, moved) = tokio::join!(reauthorising, moving);
+    assert_eq!(moved.0, 200, "{}", moved.1);
+    assert_eq!(
+        (
+            reauthorised.0.as_u16(),
+            reauthorised.1["error"]["field"].as_str()
+        ),
+        (422, Some("domain")),
+        "{}",
+        reauthorised.1
+    );
+    let said = reauthorised.1["error"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(said.contains(other) && said.contains("metadata"), "{said}");
+    drop(cp);
     env.stop().await;
 }

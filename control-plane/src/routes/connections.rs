@@ -139,7 +139,7 @@ pub async fn create(
 ) -> Result<(StatusCode, ConnectionView), ApiError> {
     caller.require(CONFIGURE)?;
     let v = validate(&state, &input)?;
-    check_dns(&state, &v).await?;
+    check_dns(&state, &v.instance).await?;
     let id = ConnectionId::new();
     let sealed = state.keyring.seal(&v.secrets, &aad(caller.tenant, id));
     let mut client = state.pool.get().await?;

@@ -6,7 +6,7 @@ use aic_control_plane::config::ServeArgs;
 use aic_control_plane::startup::Application;
 use aic_core::config::{AmqpArgs, CredentialArgs, DatabaseArgs, EgressArgs};
 use aic_worker::config::WorkerArgs;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -142,6 +142,40 @@ impl Drop for RunningApi {
 }
 
 impl TestEnv {
+    /// The environment variables a control plane process runs on this environment with (its
+    /// listen address apart).
+    pub fn control_plane_env(&self) -> Vec<(&'static str, String)> {
+        let a = &self.serve_args;
+        let mut env = vec![
+            (
+                "AIC_DATABASE_URL",
+                a.db.database_url.expose_secret().to_string(),
+            ),
+            (
+                "AIC_DATABASE_POOL_SIZE",
+                a.db.database_pool_size.to_string(),
+            ),
+            ("AIC_AMQP_URL", a.amqp.amqp_url.expose_secret().to_string()),
+            ("AIC_AMQP_NAMESPACE", a.amqp.amqp_namespace.clone()),
+            (
+                "AIC_CREDENTIAL_KEYS",
+                a.credentials.credential_keys.expose_secret().to_string(),
+            ),
+            (
+                "AIC_EGRESS_ALLOW_HOSTS",
+                a.egress.egress_allow_hosts.join(","),
+            ),
+            (
+                "AIC_VENDOR_ENDPOINT_OVERRIDES",
+                a.egress.vendor_endpoint_overrides.join(","),
+            ),
+        ];
+        if let Some(key) = &a.credentials.credential_active_key {
+            env.push(("AIC_CREDENTIAL_ACTIVE_KEY", key.clone()));
+        }
+        env
+    }
+
     /// Starts one more control plane on this environment (its database, its broker
     /// namespace), with its settings adjusted by `tweak`.
     pub async fn start_control_plane(&self, tweak: impl FnOnce(&mut ServeArgs)) -> RunningApi {

@@ -7,6 +7,7 @@ use crate::state::AppState;
 use aic_core::catalog::{App, AuthTypeSpec};
 use aic_core::credentials::SecretFields;
 use aic_core::vendor::Vendor;
+use aic_proto::{ConnectionId, TenantId};
 use url::Url;
 
 /// A connection's input, checked: its connector, its instance's URL and its secrets.
@@ -108,10 +109,52 @@ fn check_secrets(auth: &AuthTypeSpec, secrets: &SecretFields) -> Result<(), ApiE
 }
 
 /// Resolves the domain now: a host that resolves to a private address is refused at set-up.
-pub(super) async fn check_dns(state: &AppState, v: &Validated) -> Result<(), ApiError> {
+pub(super) async fn check_dns(state: &AppState, instance: &Url) -> Result<(), ApiError> {
     state
         .egress
-        .check_resolution(&v.instance)
+        .check_resolution(instance)
         .await
         .map_err(|e| ApiError::invalid("domain", e.to_string()))
+}
+
+/// A domain's resolution made before the connection's row is locked, and its outcome.
+pub(super) struct Resolved {
+    pub instance: Url,
+    pub outcome: Result<(), ApiError>,
+}
+
+/// Resolves the domain an edit re-authorises connection `at` on — `domain`, or the saved one
+/// when it brings `new_secrets` — before its row is locked: a
+/// slow resolver (its timeout times its attempts) would otherwise hold every write on the
+/// connection — the workers' status writes, another admin's edit — for as long. `None` when
+/// the edit does not re-authorise as the row reads now, or its domain does not pass the other
+/// checks (the edit reports those in its order, under the lock).
+pub(super) async fn resolved_early(
+    state: &AppState,
+    client: &tokio_postgres::Client,
+    (tenant, id): (TenantId, ConnectionId),
+    domain: Option<&str>,
+    new_secrets: bool,
+) -> Result<Option<Resolved>, ApiError> {
+    let row = client
+        .query_opt(
+            "SELECT app, domain FROM connections WHERE tenant_id = $1 AND id = $2",
+            &[&tenant.0, &id.0],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let (app, saved): (String, String) = (row.get(0), row.get(1));
+    let domain = domain.unwrap_or(&saved);
+    if !new_secrets && domain == saved {
+        return Ok(None);
+    }
+    let patterns = match state.catalog.app(&app) {
+        Some(app) => &app.host_patterns,
+        None => return Ok(None),
+    };
+    let Ok(instance) = state.egress.app_instance_url(domain, patterns) else {
+        return Ok(None);
+    };
+    let outcome = check_dns(state, &instance).await;
+    Ok(Some(Resolved { instance, outcome }))
 }

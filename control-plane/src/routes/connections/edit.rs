@@ -6,7 +6,7 @@
 //! `untested`, its failure count and auth breaker cleared — the way out of
 //! `needs_reauthorization`, whose executions fail fast until then.
 
-use super::checks::{check_dns, validate};
+use super::checks::{check_dns, resolved_early, validate};
 use super::{ConnectionInput, ConnectionView, aad, fetch};
 use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller};
@@ -70,6 +70,15 @@ pub async fn update(
     caller.require(CONFIGURE)?;
     let id: ConnectionId = parse_id(&id, "connection")?;
     let mut client = state.pool.get().await?;
+    let new_secrets = input.secrets.is_some();
+    let early = resolved_early(
+        &state,
+        &client,
+        (caller.tenant, id),
+        input.domain.as_deref(),
+        new_secrets,
+    )
+    .await?;
     let tx = client.transaction().await?;
     let saved = locked(&tx, caller.tenant, id).await?;
     let at = ("connection", id.0);
@@ -93,7 +102,11 @@ pub async fn update(
     let merged = merge(&state, caller.tenant, id, &saved, input)?;
     let checked = validate(&state, &merged)?;
     if reauthorised {
-        check_dns(&state, &checked).await?;
+        // Resolved again under the lock only if a concurrent edit moved the domain meanwhile.
+        match early.filter(|r| r.instance == checked.instance) {
+            Some(r) => r.outcome?,
+            None => check_dns(&state, &checked.instance).await?,
+        }
     }
     let domain = checked.instance.as_str().trim_end_matches('/');
     let sealed = reauthorised.then(|| {

@@ -102,7 +102,7 @@ pub async fn test_unsaved(
 ) -> Result<Json<TestOutcome>, ApiError> {
     caller.require(CONFIGURE)?;
     let v = validate(&state, &input)?;
-    check_dns(&state, &v).await?;
+    check_dns(&state, &v.instance).await?;
     if v.vendor.rotates_refresh_token(&input.auth_type) {
         // Testing would spend the refresh token with nowhere to keep its successor.
         return Err(ApiError::invalid(
