@@ -132,3 +132,64 @@ async fn a_spent_refresh_token_makes_the_connection_need_reauthorisation() {
     assert_eq!(saved["status"], "needs_reauthorization");
     env.stop().await;
 }
+
+#[tokio::test]
+async fn a_reauthorisation_made_while_a_refresh_is_answered_is_kept() {
+    let env = TestEnv::start().await;
+    let site = &env.sandbox.state.jira;
+    site.add_oauth_app("atl-client", "atl-secret", "rt-first-grant");
+    site.add_oauth_app("atl-client", "atl-secret", "rt-granted-again");
+    let conn = env
+        .connection("Jira OAuth", "jira", "oauth2_3lo", json!({"client_id": "atl-client", "client_secret": "atl-secret", "refresh_token": "rt-first-grant", "cloud_id": "c1"}))
+        .await;
+    let conn_id = conn["id"].as_str().expect("id");
+    let issue = env
+        .published_automation("jira.create_issue", conn_id, "Issue", None)
+        .await;
+    let params =
+        |summary: &str| json!({"project": "ENG", "issue_type": "Task", "summary": summary});
+
+    // The first execution's refresh takes 2 s; meanwhile an admin grants the app again and
+    // saves the new refresh token.
+    site.refresh_latency_ms.store(2_000, Ordering::SeqCst);
+    let first = env.enqueue(&issue, params("first")).await;
+    while site.refreshes.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let path = format!("/v1/connections/{conn_id}");
+    let body = json!({"secrets": {"refresh_token": "rt-granted-again"}});
+    let (status, saved) = env.call(Method::PATCH, &path, Some(body)).await;
+    assert_eq!(status, 200, "{saved}");
+    let done = env.wait_final(&first).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let status = || async {
+        let (_, read) = env.call(Method::GET, &path, None).await;
+        read["status"].as_str().unwrap_or_default().to_string()
+    };
+    // A success on the former credentials proves nothing of the new ones.
+    assert_eq!(status().await, "untested");
+    site.refresh_latency_ms.store(0, Ordering::SeqCst);
+
+    // The next refresh presents the token the admin saved, not the first grant's rotated one.
+    let done = env.run(&issue, params("second")).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let refreshes = env.sandbox.requests_to("/oauth/token");
+    let presented: Vec<String> = refreshes
+        .iter()
+        .map(|r| {
+            let body: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+            match body["refresh_token"].as_str() {
+                Some(t @ ("rt-first-grant" | "rt-granted-again")) => t.to_string(),
+                _ => "another (a rotated one)".to_string(),
+            }
+        })
+        .collect();
+    assert_eq!(
+        presented,
+        ["rt-first-grant", "rt-granted-again"],
+        "the refresh tokens presented"
+    );
+    assert_eq!(site.refused_refreshes.load(Ordering::SeqCst), 0);
+    assert_eq!(status().await, "connected");
+    env.stop().await;
+}

@@ -196,7 +196,9 @@ async fn hold_connection(
 /// A connection whose credentials the vendor refused says so in its status, so admins see it
 /// and, once it needs re-authorisation, executions on it fail fast without a vendor call.
 /// Refusals in a row also count towards the breaker: at the third, executions on the
-/// connection fail fast for a minute instead of presenting refused credentials again.
+/// connection fail fast for a minute instead of presenting refused credentials again. A
+/// refusal of credentials since replaced (an admin re-authorised while the call was under way)
+/// is not held against the new ones.
 pub async fn record_auth_failure(ctx: &Ctx, r: &Resolved, f: &VendorFailure) {
     let status = match f.code {
         ExecutionErrorCode::ConnectionNeedsReauthorization => "needs_reauthorization",
@@ -210,11 +212,12 @@ pub async fn record_auth_failure(ctx: &Ctx, r: &Resolved, f: &VendorFailure) {
                  auth_failures = auth_failures + 1, \
                  breaker_open_until = CASE WHEN $2 = 'failing' AND auth_failures + 1 >= 3 \
                    THEN now() + interval '60 seconds' ELSE breaker_open_until END \
-                 WHERE id = $1",
+                 WHERE id = $1 AND secret_version = $4",
                 &[
                     &r.connection.id.0,
                     &status,
                     &aic_proto::text::without_nul(&f.message),
+                    &r.connection.secret_version,
                 ],
             )
             .await
@@ -275,7 +278,8 @@ pub fn success_changes(ctx: &Ctx, c: &ConnectionRow) -> bool {
 /// The credentials work: the refusal count and the breaker start over, and a connection that
 /// was `untested` (new, or given new credentials) or `failing` is `connected`. One that needs
 /// re-authorisation stays so: a call that still succeeds on a cached token proves the token,
-/// not the grant the vendor revoked.
+/// not the grant the vendor revoked. Nor does a success on credentials since replaced prove
+/// the new ones.
 pub async fn close_breaker(ctx: &Ctx, r: &Resolved) {
     let closed = async {
         ctx.pool
@@ -285,9 +289,9 @@ pub async fn close_breaker(ctx: &Ctx, r: &Resolved) {
                 "UPDATE connections SET auth_failures = 0, breaker_open_until = NULL, \
                  status = CASE WHEN status IN ('failing', 'untested') THEN 'connected' ELSE status END, \
                  status_detail = CASE WHEN status IN ('failing', 'untested') THEN NULL ELSE status_detail END, \
-                 status_checked_at = now() WHERE id = $1 \
+                 status_checked_at = now() WHERE id = $1 AND secret_version = $2 \
                  AND (auth_failures > 0 OR breaker_open_until IS NOT NULL OR status IN ('failing', 'untested'))",
-                &[&r.connection.id.0],
+                &[&r.connection.id.0, &r.connection.secret_version],
             )
             .await?;
         anyhow::Ok(())

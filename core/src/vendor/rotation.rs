@@ -1,7 +1,9 @@
 //! Refreshes that spend the refresh token (rotation, e.g. Atlassian 3LO): one at a time per
 //! connection across the whole fleet — a Postgres advisory lock held for one transaction —
 //! always with the latest stored refresh token, and the rotated one sealed and saved before the
-//! lock is released, so no two processes ever present the same refresh token.
+//! lock is released, so no two processes ever present the same refresh token. An admin's
+//! re-authorisation made while the vendor answers (it takes the connection's row, not this
+//! lock) stands: the rotated token of the credentials it replaced is not written over it.
 //!
 //! One window remains, and it is the vendor's: if the vendor rotated the token and the commit
 //! then fails, the new token is lost and the connection will need re-authorisation.
@@ -62,7 +64,8 @@ pub async fn refresh(
     .map_err(coordination_failure)?;
     let row = tx
         .query_one(
-            "SELECT secret_key_id, secret_nonce, secret_ciphertext FROM connections WHERE id = $1 AND tenant_id = $2",
+            "SELECT secret_key_id, secret_nonce, secret_ciphertext, secret_version FROM connections \
+             WHERE id = $1 AND tenant_id = $2",
             &[&c.connection.0, &c.tenant.0],
         )
         .await
@@ -72,6 +75,7 @@ pub async fn refresh(
         nonce: row.get(1),
         ciphertext: row.get(2),
     };
+    let version: i32 = row.get(3);
     let aad = connection_aad(c.tenant, c.connection);
     let latest = keyring.open(&sealed, &aad).map_err(coordination_failure)?;
     let target = ConnectionTarget {
@@ -83,12 +87,27 @@ pub async fn refresh(
     let token = super::authenticate(http, policy, &target).await?;
     if let Some(rotated) = &token.rotated_refresh_token {
         let resealed = keyring.seal(&latest.with("refresh_token", rotated.clone()), &aad);
-        tx.execute(
-            "UPDATE connections SET secret_key_id = $2, secret_nonce = $3, secret_ciphertext = $4, updated_at = now() WHERE id = $1",
-            &[&c.connection.0, &resealed.key_id, &resealed.nonce, &resealed.ciphertext],
-        )
-        .await
-        .map_err(coordination_failure)?;
+        let kept = tx
+            .execute(
+                "UPDATE connections SET secret_key_id = $2, secret_nonce = $3, secret_ciphertext = $4, \
+                 updated_at = now() WHERE id = $1 AND secret_version = $5",
+                &[
+                    &c.connection.0,
+                    &resealed.key_id,
+                    &resealed.nonce,
+                    &resealed.ciphertext,
+                    &version,
+                ],
+            )
+            .await
+            .map_err(coordination_failure)?;
+        if kept == 0 {
+            tracing::warn!(
+                connection = %c.connection,
+                "the connection was re-authorised (or deleted) while its token was refreshed: the new \
+                 credentials stand, the former ones' rotated refresh token is dropped"
+            );
+        }
     }
     tx.commit().await.map_err(coordination_failure)?;
     Ok(token)

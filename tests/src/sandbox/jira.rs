@@ -26,6 +26,9 @@ pub struct Site {
     pub refreshes: AtomicU64,
     /// Refresh grants refused because the refresh token was spent or unknown.
     pub refused_refreshes: AtomicU64,
+    /// How long a refresh grant takes to be answered, in milliseconds (a slow authorisation
+    /// server).
+    pub refresh_latency_ms: AtomicU64,
     issues: Mutex<HashMap<String, (String, Value)>>,
     next_id: AtomicU64,
     /// Project keys that exist.
@@ -52,6 +55,7 @@ impl Default for Site {
             access_tokens: Mutex::default(),
             refreshes: AtomicU64::new(0),
             refused_refreshes: AtomicU64::new(0),
+            refresh_latency_ms: AtomicU64::new(0),
             issues: Mutex::default(),
             next_id: AtomicU64::new(10000),
             projects: Mutex::new(vec!["ENG".into(), "OPS".into()]),

@@ -26,6 +26,8 @@ pub(super) async fn oauth_token(
 ) -> Response {
     let site = &s.jira;
     site.refreshes.fetch_add(1, Ordering::SeqCst);
+    let latency = site.refresh_latency_ms.load(Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
     let refuse = |status: StatusCode, error: &str, description: &str| {
         (
             status,

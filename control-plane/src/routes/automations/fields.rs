@@ -101,7 +101,8 @@ pub async fn list(
         return Ok(Json(answer("catalogue", None, fields)));
     };
     let connection = definition.connection_id;
-    let (opened, auth_type) = saved(&state, &client, caller.tenant, connection).await?;
+    let saved = saved(&state, &client, caller.tenant, connection).await?;
+    let (opened, auth_type) = (saved.checked, saved.auth_type);
     let slot = clear_to_call(&state, client, connection, None).await?;
     let described = async {
         let saved = Some((caller.tenant, connection));

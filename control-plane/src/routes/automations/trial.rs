@@ -72,7 +72,8 @@ pub async fn test(
     let request = aic_core::params::request(&definition, &input.parameters, ExecutionId::new())
         .map_err(|e| ApiError::invalid(format!("parameters.{}", e.parameter), e.message))?;
     let connection = definition.connection_id;
-    let (opened, auth_type) = saved(&state, &client, caller.tenant, connection).await?;
+    let saved = saved(&state, &client, caller.tenant, connection).await?;
+    let (opened, auth_type) = (saved.checked, saved.auth_type);
     let scope = aic_core::cooldown::scope(template, &request.body);
     let slot = clear_to_call(&state, client, connection, scope.as_deref()).await?;
     let output: &BTreeMap<String, String> = &template.output;

@@ -116,17 +116,27 @@ pub async fn test_unsaved(
     Ok(Json(run_test(&state, &v, &input.auth_type, None).await))
 }
 
-/// A saved connection as a call needs it, secrets opened, and its auth type.
+/// A saved connection as a call needs it.
+pub(crate) struct Opened {
+    /// Its connector, instance and secrets, opened.
+    pub checked: Validated,
+    /// Its auth type.
+    pub auth_type: String,
+    /// The version of the secrets opened (one more with each re-authorisation).
+    pub secret_version: i32,
+}
+
+/// A saved connection as a call needs it, secrets opened.
 pub(crate) async fn saved(
     state: &AppState,
     client: &deadpool_postgres::Client,
     tenant: TenantId,
     id: ConnectionId,
-) -> Result<(Validated, String), ApiError> {
+) -> Result<Opened, ApiError> {
     let row = client
         .query_opt(
-            "SELECT app, domain, auth_type, secret_key_id, secret_nonce, secret_ciphertext \
-             FROM connections WHERE tenant_id = $1 AND id = $2",
+            "SELECT app, domain, auth_type, secret_key_id, secret_nonce, secret_ciphertext, \
+             secret_version FROM connections WHERE tenant_id = $1 AND id = $2",
             &[&tenant.0, &id.0],
         )
         .await?
@@ -152,12 +162,15 @@ pub(crate) async fn saved(
         .egress
         .app_instance_url(&domain, &patterns)
         .map_err(|e| ApiError::invalid("domain", e.to_string()))?;
-    let validated = Validated {
-        vendor,
-        instance,
-        secrets,
-    };
-    Ok((validated, row.get(2)))
+    Ok(Opened {
+        checked: Validated {
+            vendor,
+            instance,
+            secrets,
+        },
+        auth_type: row.get(2),
+        secret_version: row.get(6),
+    })
 }
 
 /// `POST /v1/connections/{id}/test`: tests a saved connection and records its status.
@@ -170,9 +183,15 @@ pub async fn test_saved(
     caller.require(CONFIGURE)?;
     let id: ConnectionId = parse_id(&id, "connection")?;
     let client = state.pool.get().await?;
-    let (saved, auth_type) = saved(&state, &client, caller.tenant, id).await?;
+    let saved = saved(&state, &client, caller.tenant, id).await?;
     let slot = clear_to_call(&state, client, id, None).await?;
-    let outcome = run_test(&state, &saved, &auth_type, Some((caller.tenant, id))).await;
+    let outcome = run_test(
+        &state,
+        &saved.checked,
+        &saved.auth_type,
+        Some((caller.tenant, id)),
+    )
+    .await;
     drop(slot);
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
@@ -181,18 +200,18 @@ pub async fn test_saved(
             "UPDATE connections SET status = $3, status_detail = $4, status_checked_at = now(), \
              auth_failures = CASE WHEN $3 = 'connected' THEN 0 ELSE auth_failures END, \
              breaker_open_until = CASE WHEN $3 = 'connected' THEN NULL ELSE breaker_open_until END \
-             WHERE tenant_id = $1 AND id = $2 RETURNING name",
+             WHERE tenant_id = $1 AND id = $2 AND secret_version = $5 RETURNING name",
             &[
                 &caller.tenant.0,
                 &id.0,
                 &outcome.status,
                 &(!outcome.ok).then_some(&outcome.message),
+                &saved.secret_version,
             ],
         )
         .await?;
-    // Deleted while the vendor answered: nothing left to record the outcome on.
     let Some(name) = name else {
-        return Err(ApiError::not_found("connection"));
+        return Err(unrecorded(&tx, caller.tenant, id).await);
     };
     let target = Target {
         id: id.0,
@@ -202,4 +221,29 @@ pub async fn test_saved(
     audit::record(&tx, &caller, Action::ConnectionTested, target, detail).await?;
     tx.commit().await?;
     Ok(Json(outcome))
+}
+
+/// Why a test's outcome was not recorded: the connection was deleted while the vendor
+/// answered (404), or re-authorised (409 `connection_reauthorised`: the outcome is of the
+/// credentials replaced, and says nothing of the new ones).
+async fn unrecorded(
+    tx: &deadpool_postgres::Transaction<'_>,
+    tenant: TenantId,
+    id: ConnectionId,
+) -> ApiError {
+    let there = tx
+        .query_opt(
+            "SELECT 1 FROM connections WHERE tenant_id = $1 AND id = $2",
+            &[&tenant.0, &id.0],
+        )
+        .await;
+    match there {
+        Ok(Some(_)) => ApiError::conflict(
+            "connection_reauthorised",
+            "the connection was re-authorised while it was tested: the outcome was of the \
+             credentials replaced; test it again",
+        ),
+        Ok(None) => ApiError::not_found("connection"),
+        Err(e) => e.into(),
+    }
 }
