@@ -34,11 +34,14 @@ struct Zone {
 impl StubDns {
     /// Listens on a free loopback address; a name it is not told of is answered NXDOMAIN.
     pub async fn start() -> Self {
+        let mut tries = 0;
         let (socket, ip) = loop {
             let n = uuid::Uuid::new_v4().as_u128();
             let ip = Ipv4Addr::new(127, 53, (n >> 8) as u8, (n as u8).clamp(2, 254));
-            if let Ok(s) = UdpSocket::bind((ip, 53)).await {
-                break (s, ip);
+            match UdpSocket::bind((ip, 53)).await {
+                Ok(s) => break (s, ip),
+                Err(e) if tries == 20 => panic!("no port 53 to listen on (root needed): {e}"),
+                Err(_) => tries += 1,
             }
         };
         let dir = crate::private::temp_dir("aic-dns");

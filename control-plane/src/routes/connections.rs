@@ -30,8 +30,8 @@ mod testing;
 use cooling::not_held;
 pub(crate) use cooling::{after_refusal, clear as clear_cooldowns};
 pub(crate) use slot::clear_to_call;
+pub(crate) use testing::{Opened, credential, saved};
 pub use testing::{TestOutcome, test_saved, test_unsaved};
-pub(crate) use testing::{credential, saved};
 
 /// Body of `POST /v1/connections` and `POST /v1/connection-tests`.
 #[derive(Deserialize, JsonSchema)]

@@ -11,7 +11,7 @@ use super::definition_of;
 use crate::auth::{CONFIGURE, Caller};
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
-use crate::routes::connections::{after_refusal, clear_to_call, credential, saved};
+use crate::routes::connections::{Opened, after_refusal, clear_to_call, credential, saved};
 use crate::routes::parse_id;
 use crate::state::AppState;
 use aic_core::vendor::Vendor;
@@ -101,8 +101,11 @@ pub async fn list(
         return Ok(Json(answer("catalogue", None, fields)));
     };
     let connection = definition.connection_id;
-    let saved = saved(&state, &client, caller.tenant, connection).await?;
-    let (opened, auth_type) = (saved.checked, saved.auth_type);
+    let Opened {
+        checked: opened,
+        auth_type,
+        ..
+    } = saved(&state, &client, caller.tenant, connection).await?;
     let slot = clear_to_call(&state, client, connection, None).await?;
     let described = async {
         let saved = Some((caller.tenant, connection));

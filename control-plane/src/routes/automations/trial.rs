@@ -13,7 +13,7 @@ use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
-use crate::routes::connections::{after_refusal, clear_to_call, credential, saved};
+use crate::routes::connections::{Opened, after_refusal, clear_to_call, credential, saved};
 use crate::routes::parse_id;
 use crate::state::AppState;
 use aic_core::vendor::{self, Call};
@@ -72,8 +72,11 @@ pub async fn test(
     let request = aic_core::params::request(&definition, &input.parameters, ExecutionId::new())
         .map_err(|e| ApiError::invalid(format!("parameters.{}", e.parameter), e.message))?;
     let connection = definition.connection_id;
-    let saved = saved(&state, &client, caller.tenant, connection).await?;
-    let (opened, auth_type) = (saved.checked, saved.auth_type);
+    let Opened {
+        checked: opened,
+        auth_type,
+        ..
+    } = saved(&state, &client, caller.tenant, connection).await?;
     let scope = aic_core::cooldown::scope(template, &request.body);
     let slot = clear_to_call(&state, client, connection, scope.as_deref()).await?;
     let output: &BTreeMap<String, String> = &template.output;

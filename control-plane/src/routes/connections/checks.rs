@@ -123,12 +123,12 @@ pub(super) struct Resolved {
     pub outcome: Result<(), ApiError>,
 }
 
-/// Resolves the domain an edit re-authorises connection `at` on — `domain`, or the saved one
-/// when it brings `new_secrets` — before its row is locked: a
-/// slow resolver (its timeout times its attempts) would otherwise hold every write on the
-/// connection — the workers' status writes, another admin's edit — for as long. `None` when
-/// the edit does not re-authorise as the row reads now, or its domain does not pass the other
-/// checks (the edit reports those in its order, under the lock).
+/// Resolves the domain an edit re-authorises connection `id` on — `domain`, or the saved one
+/// when it brings `new_secrets` — before its row is locked: a slow resolver (its timeout times
+/// its attempts) would otherwise hold every write on the connection — the workers' status
+/// writes and lease renewals, another admin's edit — for as long. `None` when the edit does not
+/// re-authorise as the row reads now, or its domain does not pass the other checks (the edit
+/// reports those in its order, under the lock).
 pub(super) async fn resolved_early(
     state: &AppState,
     client: &tokio_postgres::Client,
