@@ -89,10 +89,11 @@ async fn a_connection_edit_holds_no_lock_on_it_while_its_domain_resolves() {
     let id = conn["id"].as_str().expect("id");
     let public = Ipv4Addr::new(93, 184, 216, 34);
     let slow = "slow.my.salesforce.com";
-    dns.answer(slow, Some(public), Duration::from_secs(3));
+    dns.answer(slow, Some(public), Duration::from_secs(4));
 
-    // An edit moving the connection to a domain whose resolution takes 3 s; meanwhile another
-    // admin renames it: answered while the first still waits on the resolver.
+    // An edit moving the connection to a domain whose resolution takes 4 s (far longer than an
+    // edit takes, even on a loaded machine); meanwhile another admin renames it: answered while
+    // the first still waits on the resolver.
     let moving = edit(&env, &cp, id, json!({"domain": slow}));
     let renaming = async {
         dns.until_asked(slow).await;
@@ -118,7 +119,7 @@ async fn a_connection_edit_holds_no_lock_on_it_while_its_domain_resolves() {
     // metadata address: the first is refused on the domain it would save, not the one it
     // resolved.
     let other = "other.my.salesforce.com";
-    dns.answer(slow, Some(public), Duration::from_secs(2));
+    dns.answer(slow, Some(public), Duration::from_secs(4));
     dns.answer(other, Some(public), Duration::ZERO);
     let secrets = json!({"secrets": {"client_secret": "n3w"}});
     let reauthorising = edit(&env, &cp, id, secrets);
