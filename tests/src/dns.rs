@@ -69,11 +69,14 @@ impl StubDns {
         zone.asked.iter().filter(|n| n.as_str() == name).count()
     }
 
-    /// Waits (up to 10 s) for a query for `name`.
-    pub async fn until_asked(&self, name: &str) {
+    /// Waits (up to 10 s) until `name` has been asked for `times` times in all.
+    pub async fn until_asked(&self, name: &str, times: usize) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self.asked(name) == 0 {
-            assert!(Instant::now() < deadline, "nobody asked for {name}");
+        while self.asked(name) < times {
+            assert!(
+                Instant::now() < deadline,
+                "{name} not asked for {times} times"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }

@@ -7,7 +7,6 @@ use aic_tests::harness::TestEnv;
 use reqwest::Method;
 use serde_json::json;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 async fn status(env: &TestEnv, id: &str) -> String {
     let (_, read) = env
@@ -136,9 +135,7 @@ async fn revoked_grant(env: &TestEnv) -> String {
 /// Once a refresh of connection `id` is under way at the sandbox, saves the new grant's token.
 async fn granted_again_while_refreshing(env: &TestEnv, id: &str) {
     let site = &env.sandbox.state.jira;
-    while site.refreshes.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    site.until_refreshes(1).await;
     let body = json!({"secrets": {"refresh_token": "rt-granted-again"}});
     let (code, saved) = env
         .call(Method::PATCH, &format!("/v1/connections/{id}"), Some(body))

@@ -153,9 +153,7 @@ async fn a_reauthorisation_made_while_a_refresh_is_answered_is_kept() {
     // saves the new refresh token.
     site.refresh_latency_ms.store(2_000, Ordering::SeqCst);
     let first = env.enqueue(&issue, params("first")).await;
-    while site.refreshes.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    site.until_refreshes(1).await;
     let path = format!("/v1/connections/{conn_id}");
     let body = json!({"secrets": {"refresh_token": "rt-granted-again"}});
     let (status, saved) = env.call(Method::PATCH, &path, Some(body)).await;

@@ -99,6 +99,32 @@ impl Settings {
     }
 }
 
+/// The environment variables of what a service process shares with the environment: its
+/// database, broker namespace, credential keys and egress.
+pub(super) fn shared_env(
+    db: &DatabaseArgs,
+    amqp: &AmqpArgs,
+    credentials: &CredentialArgs,
+    egress: &EgressArgs,
+) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "AIC_DATABASE_URL",
+            db.database_url.expose_secret().to_string(),
+        ),
+        ("AIC_AMQP_URL", amqp.amqp_url.expose_secret().to_string()),
+        ("AIC_AMQP_NAMESPACE", amqp.amqp_namespace.clone()),
+        (
+            "AIC_CREDENTIAL_KEYS",
+            credentials.credential_keys.expose_secret().to_string(),
+        ),
+        (
+            "AIC_EGRESS_ALLOW_HOSTS",
+            egress.egress_allow_hosts.join(","),
+        ),
+    ]
+}
+
 /// Starts the control plane in this process: its API's base URL, its database pool, and what
 /// stops it.
 pub(super) async fn control_plane(
@@ -146,30 +172,17 @@ impl TestEnv {
     /// listen address apart).
     pub fn control_plane_env(&self) -> Vec<(&'static str, String)> {
         let a = &self.serve_args;
-        let mut env = vec![
-            (
-                "AIC_DATABASE_URL",
-                a.db.database_url.expose_secret().to_string(),
-            ),
+        let mut env = shared_env(&a.db, &a.amqp, &a.credentials, &a.egress);
+        env.extend([
             (
                 "AIC_DATABASE_POOL_SIZE",
                 a.db.database_pool_size.to_string(),
-            ),
-            ("AIC_AMQP_URL", a.amqp.amqp_url.expose_secret().to_string()),
-            ("AIC_AMQP_NAMESPACE", a.amqp.amqp_namespace.clone()),
-            (
-                "AIC_CREDENTIAL_KEYS",
-                a.credentials.credential_keys.expose_secret().to_string(),
-            ),
-            (
-                "AIC_EGRESS_ALLOW_HOSTS",
-                a.egress.egress_allow_hosts.join(","),
             ),
             (
                 "AIC_VENDOR_ENDPOINT_OVERRIDES",
                 a.egress.vendor_endpoint_overrides.join(","),
             ),
-        ];
+        ]);
         if let Some(key) = &a.credentials.credential_active_key {
             env.push(("AIC_CREDENTIAL_ACTIVE_KEY", key.clone()));
         }

@@ -3,7 +3,6 @@
 use super::TestEnv;
 use aic_worker::config::WorkerArgs;
 use aic_worker::startup::Worker;
-use secrecy::ExposeSecret;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -71,17 +70,12 @@ impl TestEnv {
     ) -> std::process::Child {
         let a = &self.worker_args;
         std::process::Command::new(&self.worker_binary)
-            .env("AIC_DATABASE_URL", a.db.database_url.expose_secret())
-            .env("AIC_AMQP_URL", a.amqp.amqp_url.expose_secret())
-            .env("AIC_AMQP_NAMESPACE", &a.amqp.amqp_namespace)
-            .env(
-                "AIC_CREDENTIAL_KEYS",
-                a.credentials.credential_keys.expose_secret(),
-            )
-            .env(
-                "AIC_EGRESS_ALLOW_HOSTS",
-                a.egress.egress_allow_hosts.join(","),
-            )
+            .envs(super::settings::shared_env(
+                &a.db,
+                &a.amqp,
+                &a.credentials,
+                &a.egress,
+            ))
             .env("AIC_WORKER_ADMIN_LISTEN", "127.0.0.1:0")
             .env("AIC_WORKER_PREFETCH", prefetch.to_string())
             .env("AIC_WORKER_RETRY_BASE_MS", "10")

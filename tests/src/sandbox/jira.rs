@@ -84,6 +84,18 @@ impl Site {
         lock(&self.refresh_tokens).insert(refresh_token.into(), true);
     }
 
+    /// Waits (up to 10 s) until `n` refresh grants have been received in all.
+    pub async fn until_refreshes(&self, n: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.refreshes.load(Ordering::SeqCst) < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "fewer than {n} refresh grants came"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// Expires every access token issued through OAuth.
     pub fn expire_tokens(&self) {
         lock(&self.access_tokens)
