@@ -126,43 +126,46 @@ pub fn rate_limited(f: &VendorFailure, after: Duration, scope: Option<&str>) -> 
 }
 
 /// Records a cool-down of `conn` (of `scope` alone, when given) until `until`, for the whole
-/// fleet; a later one already recorded stands.
+/// fleet; a later one already recorded stands. `domain` is the connection's domain the refused
+/// call went to: the vendor's limit is that instance's, so once an admin moved the connection
+/// to another (ending its cool-downs) a refusal from the former is not recorded — `false`, as
+/// for a connection deleted meanwhile. The record locks the connection's row (for share where
+/// it writes a scope's row; to write it otherwise, so that two records never both wait to
+/// upgrade a shared lock): it waits out a move under way, then sees its domain.
 pub async fn record(
     client: &tokio_postgres::Client,
     conn: ConnectionId,
+    domain: &str,
     scope: Option<&str>,
     until: DateTime<Utc>,
     reason: &str,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<bool, tokio_postgres::Error> {
     let reason = aic_proto::text::without_nul(reason);
-    match scope {
+    let row = match scope {
         None => {
             client
-                .execute(
-                    "UPDATE connections SET throttled_until = $2, throttle_reason = $3 \
-                     WHERE id = $1 AND (throttled_until IS NULL OR throttled_until < $2)",
-                    &[&conn.0, &until, &reason],
+                .query_one(
+                    "WITH c AS (SELECT id FROM connections WHERE id = $1 AND domain = $4 FOR NO KEY UPDATE),                      w AS (UPDATE connections SET throttled_until = $2, throttle_reason = $3                      WHERE id IN (SELECT id FROM c)                      AND (throttled_until IS NULL OR throttled_until < $2))                      SELECT count(*) FROM c",
+                    &[&conn.0, &until, &reason, &domain],
                 )
                 .await?
         }
         Some(scope) => {
             client
-                .execute(
-                    "INSERT INTO connection_cooldowns (connection_id, scope, until, reason) \
-                     VALUES ($1, $4, $2, $3) ON CONFLICT (connection_id, scope) DO UPDATE \
-                     SET until = EXCLUDED.until, reason = EXCLUDED.reason \
-                     WHERE connection_cooldowns.until < EXCLUDED.until",
+                .query_one(
+                    "WITH c AS (SELECT id FROM connections WHERE id = $1 AND domain = $5 FOR SHARE),                      w AS (INSERT INTO connection_cooldowns (connection_id, scope, until, reason)                      SELECT id, $4, $2, $3 FROM c ON CONFLICT (connection_id, scope) DO UPDATE                      SET until = EXCLUDED.until, reason = EXCLUDED.reason                      WHERE connection_cooldowns.until < EXCLUDED.until)                      SELECT count(*) FROM c",
                     &[
                         &conn.0,
                         &until,
                         &reason,
                         &aic_proto::text::without_nul(scope),
+                        &domain,
                     ],
                 )
                 .await?
         }
     };
-    Ok(())
+    Ok(row.get::<_, i64>(0) > 0)
 }
 
 /// The cool-down holding a call on `conn` in `scope` now, until when and why: the

@@ -1,10 +1,12 @@
 //! The control plane's own calls on a saved connection — a draft's test run, a connection test,
 //! the field picker — keep to the vendor's "stop" as the workers do: none goes out while a
 //! cool-down holds the connection (a 429 saying until when and why, with `Retry-After`), and a
-//! vendor's refusal of one is recorded for the whole fleet. An admin may end them early.
+//! vendor's refusal of one is recorded for the whole fleet. An admin may end them early, and
+//! moving the connection to another instance ends them with the former's limits.
 
 use aic_control_plane::auth::Role;
 use aic_tests::harness::{Options, TestEnv};
+use aic_tests::sandbox::Sandbox;
 use aic_tests::sandbox::faults::Fault;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -286,4 +288,124 @@ async fn end_cool_downs(env: &TestEnv, conn: &str) -> Instant {
         "0"
     );
     Instant::now()
+}
+
+/// A connection moved to another instance (another workspace, org or site) leaves the former's
+/// cool-downs behind — the connection's and its channels', in the database and in the workers'
+/// memory — and a refusal from the former still under way when it moves holds nothing.
+#[tokio::test]
+async fn moving_a_connection_to_another_instance_ends_the_former_ones_cool_downs() {
+    let env = TestEnv::start_with(Options::default()).await;
+    let other = Sandbox::start("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("a second sandbox");
+    for s in [&env.sandbox, &other] {
+        s.state.slack.add_token("xoxb-moved");
+    }
+    let body = json!({"bot_token": "xoxb-moved"});
+    let conn = env.connection("Moved", "slack", "bot_token", body).await;
+    let conn = conn["id"].as_str().expect("id").to_string();
+    let fails = env
+        .automation(
+            json!({"template": "slack.send_message", "connection_id": conn,
+            "name": "Once", "retry": {"on_throttle": "fail", "max_attempts": 1, "cap_ms": 60000}}),
+        )
+        .await;
+    let general = json!({"channel": "#general", "text": "hello"});
+
+    // The first instance holds #general (a worker's call refused: the worker holds it) and the
+    // whole connection (a connection test refused).
+    let limited = || {
+        env.sandbox
+            .state
+            .faults
+            .push([Fault::RateLimited { retry_after: 60 }])
+    };
+    limited();
+    let refused = env.run(&fails, general.clone()).await;
+    assert_eq!(refused["result"]["attempts"], 1, "{refused}");
+    let held = env.run(&fails, general.clone()).await;
+    assert_eq!(
+        held["result"]["error"]["code"], "connection_throttled",
+        "{held}"
+    );
+    limited();
+    let (_, tested) = env
+        .call(Method::POST, &format!("/v1/connections/{conn}/test"), None)
+        .await;
+    assert_eq!(tested["vendor_code"], "ratelimited", "{tested}");
+
+    let moved = move_to(&env, &conn, &other).await;
+    assert!(moved["throttled_until"].is_null(), "{moved}");
+    assert_eq!(moved["cooldowns"], json!([]), "{moved}");
+    let trail = last_reauthorisation(&env).await;
+    assert_eq!(
+        trail["cooldowns_ended"]["scopes"],
+        json!(["channel:#general"]),
+        "{trail}"
+    );
+    assert!(
+        trail["cooldowns_ended"]["throttled_until"].is_string(),
+        "{trail}"
+    );
+    // The worker drops its own hold of #general (at its next lease renewal, as the admin's
+    // clearing stamps it: see the test above; here, idle, as it gives its lease back).
+    let followed = runs_again(&env, &fails, &general, Instant::now()).await;
+    println!("the worker left the former instance's cool-downs after {followed:?}");
+    assert_eq!(other.requests_to("chat.postMessage").len(), 1);
+
+    // A call under way on the second instance when the connection moves back, refused after
+    // the move: nothing recorded, nothing held.
+    other.set_latency(Duration::from_secs(2));
+    other
+        .state
+        .faults
+        .push([Fault::RateLimited { retry_after: 60 }]);
+    let late = env.enqueue(&fails, general.clone()).await;
+    until_called(&other, "chat.postMessage", 2).await;
+    move_to(&env, &conn, &env.sandbox).await;
+    let late = env.wait_final(&late).await;
+    assert_eq!(late["status"], "failed", "{late}");
+    let (_, view) = env
+        .call(Method::GET, &format!("/v1/connections/{conn}"), None)
+        .await;
+    assert!(view["throttled_until"].is_null(), "{view}");
+    assert_eq!(view["cooldowns"], json!([]), "{view}");
+    let sent = env.run(&fails, general).await;
+    assert_eq!(
+        sent["status"], "succeeded",
+        "held by the former's refusal: {sent}"
+    );
+    env.stop().await;
+}
+
+/// Moves `conn` to `to`'s instance; the connection as answered.
+async fn move_to(env: &TestEnv, conn: &str, to: &Sandbox) -> Value {
+    let path = format!("/v1/connections/{conn}");
+    let (status, moved) = env
+        .call(Method::PATCH, &path, Some(json!({"domain": to.url()})))
+        .await;
+    assert_eq!(status, 200, "{moved}");
+    moved
+}
+
+/// The detail of the latest `connection.reauthorised` audit event.
+async fn last_reauthorisation(env: &TestEnv) -> Value {
+    let (_, events) = env
+        .call(
+            Method::GET,
+            "/v1/audit-events?action=connection.reauthorised",
+            None,
+        )
+        .await;
+    events["events"][0]["detail"].clone()
+}
+
+/// Waits until `sandbox` has taken `n` requests to `path`; panics past 10 s.
+async fn until_called(sandbox: &Sandbox, path: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sandbox.requests_to(path).len() < n {
+        assert!(Instant::now() < deadline, "no call reached {path}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

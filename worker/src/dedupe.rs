@@ -74,7 +74,7 @@ pub async fn check(
     .await;
     // A refusal that says when to come back holds the connection, as a refused call's would.
     if let Err(f) = &found {
-        crate::gate::after_refusal(ctx, t.key.0, t.scope, policy.cap, f).await;
+        crate::gate::after_refusal(ctx, t, policy.cap, f).await;
     }
     match found {
         Ok(Some(record)) => {

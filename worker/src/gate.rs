@@ -4,6 +4,7 @@
 
 use crate::budget::{Admission, Permit};
 use crate::executor::Ctx;
+use crate::invoke::Target;
 use crate::ledger::Mark;
 use crate::resolve::{ConnectionRow, Resolved};
 use crate::retry::RetryPolicy;
@@ -151,46 +152,43 @@ pub async fn admit_marked(
     admit(ctx, conn, scope, policy, since_first).await
 }
 
-/// Starts a cool-down when the vendor's answer calls for one (see
+/// Starts a cool-down when the vendor's answer to the call on `t` calls for one (see
 /// [`aic_core::cooldown::called_for`]; a `Retry-After` counts up to `cap`, as for the
 /// execution's own retries).
 pub async fn after_call(
     ctx: &Ctx,
-    conn: ConnectionId,
-    scope: Option<&str>,
+    t: &Target<'_>,
     cap: Duration,
     result: &Result<CallSuccess, VendorFailure>,
 ) {
     let now = Utc::now();
-    if let Some(c) = aic_core::cooldown::called_for(result, scope, cap, ctx.quota_reserve, now) {
-        hold_connection(ctx, conn, c, now).await;
+    if let Some(c) = aic_core::cooldown::called_for(result, t.scope, cap, ctx.quota_reserve, now) {
+        hold_connection(ctx, t, c, now).await;
     }
 }
 
 /// The same for a request made beside the call (a create's dedupe lookup), given up on or left
 /// to a delay queue with `f`: a vendor's refusal that says when to come back holds the
 /// connection as a refused call would.
-pub async fn after_refusal(
-    ctx: &Ctx,
-    conn: ConnectionId,
-    scope: Option<&str>,
-    cap: Duration,
-    f: &VendorFailure,
-) {
-    if let Some(c) = aic_core::cooldown::refused(f, scope, cap) {
-        hold_connection(ctx, conn, c, Utc::now()).await;
+pub async fn after_refusal(ctx: &Ctx, t: &Target<'_>, cap: Duration, f: &VendorFailure) {
+    if let Some(c) = aic_core::cooldown::refused(f, t.scope, cap) {
+        hold_connection(ctx, t, c, Utc::now()).await;
     }
 }
 
-/// Holds `conn` (or the cool-down's scope of it) for `c`'s wait from `now`, across the fleet.
+/// Holds `t`'s connection (or the cool-down's scope of it) for `c`'s wait from `now`, across
+/// the fleet, while it stays on the domain called.
 async fn hold_connection(
     ctx: &Ctx,
-    conn: ConnectionId,
+    t: &Target<'_>,
     c: aic_core::cooldown::CoolDown<'_>,
     now: chrono::DateTime<Utc>,
 ) {
     let until = now + chrono::Duration::from_std(c.wait).unwrap_or_default();
-    ctx.budgets.throttle(conn, c.scope, until, &c.reason).await;
+    let conn = t.key.0;
+    ctx.budgets
+        .throttle(conn, t.domain, c.scope, until, &c.reason)
+        .await;
 }
 
 /// A connection whose credentials the vendor refused says so in its status, so admins see it

@@ -27,6 +27,9 @@ pub struct Target<'a> {
     pub key: TokenKey,
     /// Instance base URL.
     pub instance: &'a Url,
+    /// The connection's domain as read, whence `instance` (a cool-down the vendor asks for
+    /// holds the connection only while it stays on that domain).
+    pub domain: &'a str,
     /// Auth type.
     pub auth_type: &'a str,
     /// The connection's secrets, still sealed: opened only when a token must be fetched.
@@ -212,9 +215,14 @@ pub(crate) fn hold_while_waiting(
     if let Some(after) = f.retry_after {
         let budgets = ctx.budgets.clone();
         let conn = t.key.0;
+        let domain = t.domain.to_string();
         let scope = t.scope.map(str::to_string);
         let why = aic_core::cooldown::rate_limited(f, after, t.scope);
         let until = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-        tokio::spawn(async move { budgets.throttle(conn, scope.as_deref(), until, &why).await });
+        tokio::spawn(async move {
+            budgets
+                .throttle(conn, &domain, scope.as_deref(), until, &why)
+                .await
+        });
     }
 }

@@ -96,6 +96,7 @@ impl Prepared {
             series: &r.series,
             key: (r.connection.id, r.connection.secret_version),
             instance: &self.instance,
+            domain: &r.connection.domain,
             auth_type: &r.connection.auth_type,
             sealed: &r.connection.sealed,
             tenant: req.tenant_id,
@@ -356,7 +357,7 @@ async fn call_vendor(
     if result.is_err() {
         span.record("otel.status_code", "ERROR");
     }
-    crate::gate::after_call(ctx, target.key.0, target.scope, policy.cap, &result).await;
+    crate::gate::after_call(ctx, target, policy.cap, &result).await;
     (result, attempts, defer)
 }
 

@@ -30,8 +30,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 mod count;
+mod held;
 mod lease;
 
+use held::{Held, hold, throttled, unhold};
 use lease::Renewed;
 
 /// How long a lease lasts unless renewed.
@@ -52,16 +54,6 @@ const IDLE_GIVE_BACK_EVERY: Duration = Duration::from_millis(250);
 /// An execution waiting in the worker for a slot looks again this often (a share may have
 /// come free at another worker, which no local wake-up would say).
 const WAITER_RECHECK: Duration = Duration::from_millis(200);
-
-/// A cool-down this worker keeps: until when, why, and since when this worker knows of it, by
-/// the database's clock (an admin's clearing, stamped by that clock, drops those known from
-/// before it; see the lease's renewal).
-#[derive(Debug, Clone)]
-struct Held {
-    until: DateTime<Utc>,
-    reason: String,
-    since: DateTime<Utc>,
-}
 
 /// One connection's local state.
 #[derive(Debug, Default)]
@@ -350,67 +342,46 @@ impl Budgets {
     }
 
     /// Holds every worker's calls on `conn` until `until`, saying why (kept in the
-    /// connection's status) — or, with a `scope`, only the calls in that scope.
+    /// connection's status) — or, with a `scope`, only the calls in that scope. `domain` is the
+    /// connection's domain the refused call went to: a refusal from an instance the connection
+    /// has been moved away from meanwhile holds nothing (see [`aic_core::cooldown::record`]).
     pub async fn throttle(
         &self,
         conn: ConnectionId,
+        domain: &str,
         scope: Option<&str>,
         until: DateTime<Utc>,
         reason: &str,
     ) {
         let slots = self.slots(conn);
-        let later = |t: Option<&Held>| t.is_none_or(|h| h.until < until);
         let skew = chrono::Duration::milliseconds(self.clock_skew_ms.load(Ordering::Relaxed));
+        let since = Utc::now() + skew;
         let held = Held {
             until,
             reason: reason.to_string(),
-            since: Utc::now() + skew,
+            since,
         };
-        match scope {
-            None => {
-                if let Ok(mut t) = slots.throttle.lock()
-                    && later(t.as_ref())
-                {
-                    *t = Some(held);
-                }
-            }
-            Some(scope) => {
-                if let Ok(mut m) = slots.scoped.lock()
-                    && later(m.get(scope))
-                {
-                    m.insert(scope.to_string(), held);
-                }
-            }
-        }
-        let updated = async {
+        // Held here at once; the fleet's record follows.
+        hold(&slots, scope, held);
+        let recorded = async {
             let client = self.pool.get().await?;
-            aic_core::cooldown::record(&client, conn, scope, until, reason).await?;
-            anyhow::Ok(())
+            let kept =
+                aic_core::cooldown::record(&client, conn, domain, scope, until, reason).await?;
+            anyhow::Ok(kept)
         };
-        if let Err(e) = updated.await {
-            tracing::warn!(error = %aic_core::with_causes(&*e), "could not record the connection's cool-down");
+        match recorded.await {
+            Ok(true) => {
+                tracing::warn!(connection = %conn, scope, %until, %reason, "connection cooling down")
+            }
+            Ok(false) => {
+                unhold(&slots, scope, since);
+                tracing::info!(connection = %conn, scope, "a refusal from the connection's former instance holds nothing: the connection was moved or deleted");
+            }
+            Err(e) => {
+                tracing::warn!(connection = %conn, scope, %until, %reason, "connection cooling down");
+                tracing::warn!(error = %aic_core::with_causes(&*e), "could not record the connection's cool-down");
+            }
         }
-        tracing::warn!(connection = %conn, scope, %until, %reason, "connection cooling down");
-    }
-}
-
-/// The cool-down in force on `slots`' connection for a call in `scope`: the connection's own,
-/// or its scope's, whichever ends later.
-fn throttled(slots: &Slots, scope: Option<&str>) -> Option<(DateTime<Utc>, String)> {
-    let now = Utc::now();
-    let live = |h: &Held| (h.until > now).then(|| (h.until, h.reason.clone()));
-    let whole = slots
-        .throttle
-        .lock()
-        .ok()
-        .and_then(|t| t.as_ref().and_then(live));
-    let part = scope.and_then(|s| {
-        let m = slots.scoped.lock().ok()?;
-        m.get(s).and_then(live)
-    });
-    match (whole, part) {
-        (Some(w), Some(p)) => Some(if p.0 > w.0 { p } else { w }),
-        (w, p) => w.or(p),
     }
 }
 

@@ -104,6 +104,7 @@ pub async fn list(
     let Opened {
         checked: opened,
         auth_type,
+        domain,
         ..
     } = saved(&state, &client, caller.tenant, connection).await?;
     let slot = clear_to_call(&state, client, connection, None).await?;
@@ -115,7 +116,7 @@ pub async fn list(
     .await;
     drop(slot);
     if let Err(e) = &described {
-        after_refusal(&state, connection, None, e.failure()).await;
+        after_refusal(&state, (connection, &domain), None, e.failure()).await;
     }
     let described = described.map_err(|e| refused(&e))?;
     let fields = described

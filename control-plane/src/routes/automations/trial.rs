@@ -75,6 +75,7 @@ pub async fn test(
     let Opened {
         checked: opened,
         auth_type,
+        domain,
         ..
     } = saved(&state, &client, caller.tenant, connection).await?;
     let scope = aic_core::cooldown::scope(template, &request.body);
@@ -100,7 +101,7 @@ pub async fn test(
     .await;
     drop(slot);
     if let Err(f) = &result {
-        after_refusal(&state, connection, scope.as_deref(), f).await;
+        after_refusal(&state, (connection, &domain), scope.as_deref(), f).await;
     }
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     tracing::info!(ok = result.is_ok(), duration_ms, "draft tested");

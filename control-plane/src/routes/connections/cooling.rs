@@ -31,11 +31,12 @@ pub(crate) async fn not_held(
 }
 
 /// Records the cool-down a vendor's refusal of a call on `conn` in `scope` calls for (a
-/// `Retry-After`, a spent quota), for every worker and the next call here. The refusal is
-/// answered whether or not the record is written; a failed write is logged.
+/// `Retry-After`, a spent quota), for every worker and the next call here — while the
+/// connection stays on the domain called (`conn`'s second half; see [`cooldown::record`]).
+/// The refusal is answered whether or not the record is written; a failed write is logged.
 pub(crate) async fn after_refusal(
     state: &AppState,
-    conn: ConnectionId,
+    (conn, domain): (ConnectionId, &str),
     scope: Option<&str>,
     failure: &VendorFailure,
 ) {
@@ -45,13 +46,16 @@ pub(crate) async fn after_refusal(
     let until = chrono::Utc::now() + chrono::Duration::from_std(c.wait).unwrap_or_default();
     let recorded = async {
         let client = state.pool.get().await?;
-        cooldown::record(&client, conn, c.scope, until, &c.reason).await?;
-        anyhow::Ok(())
+        let kept = cooldown::record(&client, conn, domain, c.scope, until, &c.reason).await?;
+        anyhow::Ok(kept)
     }
     .await;
     match recorded {
-        Ok(()) => {
+        Ok(true) => {
             tracing::warn!(connection = %conn, scope = c.scope, %until, reason = %c.reason, "connection cooling down")
+        }
+        Ok(false) => {
+            tracing::info!(connection = %conn, scope = c.scope, "a refusal from the connection's former instance holds nothing: the connection was moved or deleted")
         }
         Err(e) => {
             tracing::warn!(error = %aic_core::with_causes(&*e), "could not record the connection's cool-down")
@@ -75,16 +79,58 @@ pub async fn clear(
     let id: ConnectionId = parse_id(&id, "connection")?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    let row = tx
+    let name: String = tx
         .query_opt(
-            "SELECT name, CASE WHEN throttled_until > now() THEN throttled_until END \
-             FROM connections WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+            "SELECT name FROM connections WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
             &[&caller.tenant.0, &id.0],
         )
         .await?
-        .ok_or_else(|| ApiError::not_found("connection"))?;
-    let whole: Option<DateTime<Utc>> = row.get(1);
-    let scopes: Vec<String> = tx
+        .ok_or_else(|| ApiError::not_found("connection"))?
+        .get(0);
+    let ended = end_all(&tx, id).await?;
+    if let Some(detail) = ended.detail() {
+        let target = Target {
+            id: id.0,
+            name: &name,
+        };
+        audit::record(&tx, &caller, Action::CooldownsCleared, target, detail).await?;
+        tracing::warn!(connection = %id, "connection's cool-downs ended by an admin");
+    }
+    let cleared = fetch(&state, &tx, caller.tenant, id).await?;
+    tx.commit().await?;
+    Ok(cleared)
+}
+
+/// The cool-downs [`end_all`] ended: of the whole connection (until when it held), and the
+/// scopes held.
+pub(crate) struct Ended {
+    whole: Option<DateTime<Utc>>,
+    scopes: Vec<String>,
+}
+
+impl Ended {
+    /// What was ended, for the audit record; `None` when nothing held.
+    pub(crate) fn detail(&self) -> Option<serde_json::Value> {
+        (self.whole.is_some() || !self.scopes.is_empty())
+            .then(|| json!({"throttled_until": self.whole, "scopes": self.scopes}))
+    }
+}
+
+/// Ends every cool-down of connection `id`, whose row the caller has locked, and stamps the
+/// moment: every worker drops the holds it keeps from before it at its next lease renewal.
+pub(crate) async fn end_all(
+    tx: &deadpool_postgres::Transaction<'_>,
+    id: ConnectionId,
+) -> Result<Ended, tokio_postgres::Error> {
+    let whole: Option<DateTime<Utc>> = tx
+        .query_one(
+            "SELECT CASE WHEN throttled_until > now() THEN throttled_until END \
+             FROM connections WHERE id = $1",
+            &[&id.0],
+        )
+        .await?
+        .get(0);
+    let scopes = tx
         .query(
             "DELETE FROM connection_cooldowns WHERE connection_id = $1 RETURNING scope, until > now()",
             &[&id.0],
@@ -100,16 +146,5 @@ pub async fn clear(
         &[&id.0],
     )
     .await?;
-    if whole.is_some() || !scopes.is_empty() {
-        let detail = json!({"throttled_until": whole, "scopes": scopes});
-        let target = Target {
-            id: id.0,
-            name: row.get(0),
-        };
-        audit::record(&tx, &caller, Action::CooldownsCleared, target, detail).await?;
-        tracing::warn!(connection = %id, "connection's cool-downs ended by an admin");
-    }
-    let cleared = fetch(&state, &tx, caller.tenant, id).await?;
-    tx.commit().await?;
-    Ok(cleared)
+    Ok(Ended { whole, scopes })
 }

@@ -4,9 +4,13 @@
 //! New credentials are a new version of the secrets: sealed again, `secret_version` moved on
 //! (so that no worker keeps using a token of the old ones), and the connection starts over as
 //! `untested`, its failure count and auth breaker cleared — the way out of
-//! `needs_reauthorization`, whose executions fail fast until then.
+//! `needs_reauthorization`, whose executions fail fast until then. Moved to another domain
+//! (another org, site or instance), it also ends the cool-downs the former asked for, as
+//! `DELETE …/cooldowns` would: that instance's limits are not the new one's. A refusal still
+//! under way from the former is not recorded after the move (see [`aic_core::cooldown::record`]).
 
 use super::checks::{check_dns, resolved_early, validate};
+use super::cooling::end_all;
 use super::{ConnectionInput, ConnectionView, aad, fetch};
 use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller};
@@ -31,7 +35,8 @@ pub struct UpdateConnection {
     /// New unique name within the tenant.
     #[schemars(length(min = 1, max = 200), pattern(r"\S"))]
     pub name: Option<String>,
-    /// New instance base URL or host.
+    /// New instance base URL or host: a re-authorisation, which also ends the cool-downs the
+    /// former instance asked for.
     pub domain: Option<String>,
     /// Another of the app's auth types; needs `secrets` for it.
     pub auth_type: Option<String>,
@@ -115,7 +120,13 @@ pub async fn update(
             .seal(&checked.secrets, &aad(caller.tenant, id))
     });
     save(&tx, id, &merged, domain, sealed.as_ref()).await?;
-    let detail = changes(&saved, &merged, domain, secret_fields);
+    let mut detail = changes(&saved, &merged, domain, secret_fields);
+    if domain != saved.domain
+        && let Some(ended) = end_all(&tx, id).await?.detail()
+    {
+        // Another instance: the former's limits are not its own.
+        detail["cooldowns_ended"] = ended;
+    }
     if detail.as_object().is_some_and(|d| !d.is_empty()) {
         let action = match reauthorised {
             true => Action::ConnectionReauthorised,

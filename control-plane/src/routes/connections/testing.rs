@@ -62,20 +62,21 @@ pub(crate) async fn credential(
 }
 
 /// Tests credentials. A saved connection whose grant rotates its refresh token refreshes
-/// through the fleet-wide lock and stores the rotated token (`saved` names it).
+/// through the fleet-wide lock and stores the rotated token (`saved` names it and its domain).
 async fn run_test(
     state: &AppState,
     v: &Validated,
     auth_type: &str,
-    saved: Option<(TenantId, ConnectionId)>,
+    saved: Option<(TenantId, ConnectionId, &str)>,
 ) -> TestOutcome {
     let result = async {
-        let token = credential(state, v, auth_type, saved).await?;
+        let owner = saved.map(|(tenant, connection, _)| (tenant, connection));
+        let token = credential(state, v, auth_type, owner).await?;
         vendor::test_connection(&state.http, &state.egress, v.vendor, &token).await
     }
     .await;
-    if let (Err(f), Some((_, connection))) = (&result, saved) {
-        after_refusal(state, connection, None, f).await;
+    if let (Err(f), Some((_, connection, domain))) = (&result, saved) {
+        after_refusal(state, (connection, domain), None, f).await;
     }
     match result {
         Ok(()) => TestOutcome {
@@ -124,6 +125,9 @@ pub(crate) struct Opened {
     pub auth_type: String,
     /// The version of the secrets opened (one more with each re-authorisation).
     pub secret_version: i32,
+    /// Its domain as saved, whence the instance (a cool-down the vendor asks for holds the
+    /// connection while it stays there).
+    pub domain: String,
 }
 
 /// A saved connection as a call needs it, secrets opened.
@@ -170,6 +174,7 @@ pub(crate) async fn saved(
         },
         auth_type: row.get(2),
         secret_version: row.get(6),
+        domain,
     })
 }
 
@@ -189,7 +194,7 @@ pub async fn test_saved(
         &state,
         &saved.checked,
         &saved.auth_type,
-        Some((caller.tenant, id)),
+        Some((caller.tenant, id, &saved.domain)),
     )
     .await;
     drop(slot);
