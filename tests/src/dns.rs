@@ -173,6 +173,15 @@ impl TestEnv {
     /// Starts the control plane as a process on this environment's database and broker
     /// namespace, its name lookups answered by `dns` only; waits until it is ready.
     pub async fn control_plane_resolving_with(&self, dns: &StubDns) -> ControlPlaneProcess {
+        self.control_plane_resolving_with_env(dns, &[]).await
+    }
+
+    /// The same, with the settings `env` over this environment's (`AIC_DATABASE_POOL_SIZE`…).
+    pub async fn control_plane_resolving_with_env(
+        &self,
+        dns: &StubDns,
+        env: &[(&str, &str)],
+    ) -> ControlPlaneProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -185,6 +194,7 @@ impl TestEnv {
             .arg(Self::binary("aic-control-plane"))
             .arg("serve")
             .envs(self.control_plane_env())
+            .envs(env.iter().copied())
             .env("AIC_LISTEN", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

@@ -1,7 +1,7 @@
 //! A lock held elsewhere on the database — a migration, a maintenance command, a session left
 //! idle in its transaction — must not hold the API's calls, and their pooled connections, for
-//! as long as it is held; nor may the API hold a lock while it waits on something slow outside
-//! the database (a name's resolution).
+//! as long as it is held; nor may the API hold a lock, or a pooled connection, while it waits on
+//! something slow outside the database (a name's resolution).
 
 use aic_tests::dns::{ControlPlaneProcess, StubDns};
 use aic_tests::harness::{Options, TestEnv};
@@ -146,6 +146,52 @@ async fn a_connection_edit_holds_no_lock_on_it_while_its_domain_resolves() {
         .as_str()
         .unwrap_or_default();
     assert!(said.contains(other) && said.contains("metadata"), "{said}");
+    drop(cp);
+    env.stop().await;
+}
+
+/// Edits waiting on a slow resolver hold no database connection meanwhile: two of them, on a
+/// control plane whose pool has two, leave the API answering its other calls.
+#[tokio::test]
+async fn edits_waiting_on_a_slow_resolver_leave_the_pool_to_other_calls() {
+    let env = TestEnv::start_with(Options::api_only()).await;
+    let dns = StubDns::start().await;
+    let pool = [("AIC_DATABASE_POOL_SIZE", "2")];
+    let cp = env.control_plane_resolving_with_env(&dns, &pool).await;
+    let public = Ipv4Addr::new(93, 184, 216, 34);
+    let (first, second) = ("first.my.salesforce.com", "second.my.salesforce.com");
+    let mut ids = Vec::new();
+    for (name, to) in [("First", first), ("Second", second)] {
+        let conn = env.salesforce_connection(name, "s3cret", "s3cret").await;
+        ids.push(conn["id"].as_str().expect("id").to_string());
+        dns.answer(to, Some(public), Duration::from_secs(4));
+    }
+    let moving = async {
+        let moved = tokio::join!(
+            edit(&env, &cp, &ids[0], json!({"domain": first})),
+            edit(&env, &cp, &ids[1], json!({"domain": second})),
+        );
+        (moved, Instant::now())
+    };
+    let listing = async {
+        dns.until_asked(first, 1).await;
+        dns.until_asked(second, 1).await;
+        let url = format!("{}/v1/connections", cp.api);
+        let req = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(&env.admin_token);
+        let (status, _, listed) = TestEnv::exchange(req, None).await;
+        (status, listed, Instant::now())
+    };
+    let (((a, b), moved_at), (status, listed, listed_at)) = tokio::join!(moving, listing);
+    assert_eq!(status, 200, "{listed}");
+    assert!(
+        listed_at < moved_at,
+        "the listing waited for the edits' resolutions"
+    );
+    for (status, moved) in [a, b] {
+        assert_eq!(status, 200, "{moved}");
+    }
     drop(cp);
     env.stop().await;
 }

@@ -126,17 +126,21 @@ pub(super) struct Resolved {
 /// Resolves the domain an edit re-authorises connection `id` on — `domain`, or the saved one
 /// when it brings `new_secrets` — before its row is locked: a slow resolver (its timeout times
 /// its attempts) would otherwise hold every write on the connection — the workers' status
-/// writes and lease renewals, another admin's edit — for as long. `None` when the edit does not
+/// writes and lease renewals, another admin's edit — for as long. Nor does it hold a database
+/// connection meanwhile: a few edits waiting on a slow resolver would otherwise hold the whole
+/// pool, and every call on the API would wait for them. `None` when the edit does not
 /// re-authorise as the row reads now, or its domain does not pass the other checks (the edit
 /// reports those in its order, under the lock).
 pub(super) async fn resolved_early(
     state: &AppState,
-    client: &tokio_postgres::Client,
     (tenant, id): (TenantId, ConnectionId),
     domain: Option<&str>,
     new_secrets: bool,
 ) -> Result<Option<Resolved>, ApiError> {
-    let row = client
+    let row = state
+        .pool
+        .get()
+        .await?
         .query_opt(
             "SELECT app, domain FROM connections WHERE tenant_id = $1 AND id = $2",
             &[&tenant.0, &id.0],

@@ -74,16 +74,15 @@ pub async fn update(
 ) -> Result<ConnectionView, ApiError> {
     caller.require(CONFIGURE)?;
     let id: ConnectionId = parse_id(&id, "connection")?;
-    let mut client = state.pool.get().await?;
     let new_secrets = input.secrets.is_some();
     let early = resolved_early(
         &state,
-        &client,
         (caller.tenant, id),
         input.domain.as_deref(),
         new_secrets,
     )
     .await?;
+    let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
     let saved = locked(&tx, caller.tenant, id).await?;
     let at = ("connection", id.0);
