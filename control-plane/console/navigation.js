@@ -144,10 +144,10 @@ function leave() {
 
 /** Opens a view, its address becoming a new entry of the tab's history. */
 function open(name, ...args) {
-  if (!leave()) return;
+  if (!leave()) return Promise.resolve();
   const target = address(name, args);
   if (location.hash !== target) history.pushState(null, '', target);
-  show(name, args);
+  return show(name, args);
 }
 
 function show(name, args) {
@@ -163,7 +163,7 @@ function show(name, args) {
   for (const b of document.querySelectorAll('#nav button[data-view]')) b.classList.toggle('active', b.dataset.view === section);
   // A view that cannot be shown (a link to an automation since deleted, say) says why above
   // and leaves nothing of the page before it.
-  attempt(() => views[name](...args), undefined, () => render(h('p', {}, 'This page cannot be shown. ',
+  return attempt(() => views[name](...args), undefined, () => render(h('p', {}, 'This page cannot be shown. ',
     h('button', { onclick: () => open('connections') }, 'Back to the connections'))))
     .finally(() => mine === showing && main.removeAttribute('aria-busy'));
 }

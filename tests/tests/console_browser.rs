@@ -11,6 +11,7 @@ use aic_tests::browser::{Browser, status, tile};
 use aic_tests::harness::{Options, TestEnv};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 #[tokio::test]
@@ -348,6 +349,41 @@ async fn a_token_revoked_while_signed_in_leaves_the_sign_in_form_and_nothing_ove
     b.sign_in(&env.admin_token).await;
     b.element("//h2[normalize-space()='Runs']").await;
     assert_eq!(b.fragment().await, "/runs");
+    b.close().await;
+    env.stop().await;
+}
+
+/// A connection tested from its tile is shown as the test left it, the vendor's words above:
+/// refused, `failing`; re-authorised by another admin while it was tested, as that edit left
+/// it (`untested`), saying why nothing was recorded.
+#[tokio::test]
+async fn a_connection_tested_from_its_tile_is_shown_as_the_test_left_it() {
+    let env = TestEnv::start_with(Options::api_only()).await;
+    let site = &env.sandbox.state.jira;
+    site.add_oauth_app("atl-client", "atl-secret", "rt-granted-again");
+    let secrets = json!({"client_id": "atl-client", "client_secret": "atl-secret",
+        "refresh_token": "rt-revoked", "cloud_id": "c1"});
+    let conn = env
+        .connection("Jira site", "jira", "oauth2_3lo", secrets)
+        .await;
+    let b = Browser::console(&env.api).await;
+    b.sign_in(&env.admin_token).await;
+    b.element(&status(&tile("Jira site"), "untested")).await;
+    b.click(&tile("Jira site"), "Test").await;
+    let (said, error) = b.flash_saying("Failed: ").await;
+    assert!(error, "{said}");
+    b.element(&status(&tile("Jira site"), "failing")).await;
+
+    site.refresh_latency_ms.store(2_000, Ordering::SeqCst);
+    b.click(&tile("Jira site"), "Test").await;
+    site.until_refreshes(2).await;
+    let path = format!("/v1/connections/{}", conn["id"].as_str().expect("id"));
+    let body = json!({"secrets": {"refresh_token": "rt-granted-again"}});
+    let (code, saved) = env.call(Method::PATCH, &path, Some(body)).await;
+    assert_eq!(code, 200, "{saved}");
+    let (said, error) = b.flash_saying("connection_reauthorised: ").await;
+    assert!(error, "{said}");
+    b.element(&status(&tile("Jira site"), "untested")).await;
     b.close().await;
     env.stop().await;
 }
