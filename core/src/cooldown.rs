@@ -145,25 +145,33 @@ pub async fn record(
         None => {
             client
                 .query_one(
-                    "WITH c AS (SELECT id FROM connections WHERE id = $1 AND domain = $4 FOR NO KEY UPDATE),                      w AS (UPDATE connections SET throttled_until = $2, throttle_reason = $3                      WHERE id IN (SELECT id FROM c)                      AND (throttled_until IS NULL OR throttled_until < $2))                      SELECT count(*) FROM c",
+                    "WITH c AS (SELECT id FROM connections WHERE id = $1 AND domain = $4 \
+                     FOR NO KEY UPDATE), \
+                     w AS (UPDATE connections SET throttled_until = $2, throttle_reason = $3 \
+                     WHERE id IN (SELECT id FROM c) \
+                     AND (throttled_until IS NULL OR throttled_until < $2)) \
+                     SELECT count(*) FROM c",
                     &[&conn.0, &until, &reason, &domain],
                 )
                 .await?
         }
-        Some(scope) => {
-            client
-                .query_one(
-                    "WITH c AS (SELECT id FROM connections WHERE id = $1 AND domain = $5 FOR SHARE),                      w AS (INSERT INTO connection_cooldowns (connection_id, scope, until, reason)                      SELECT id, $4, $2, $3 FROM c ON CONFLICT (connection_id, scope) DO UPDATE                      SET until = EXCLUDED.until, reason = EXCLUDED.reason                      WHERE connection_cooldowns.until < EXCLUDED.until)                      SELECT count(*) FROM c",
-                    &[
-                        &conn.0,
-                        &until,
-                        &reason,
-                        &aic_proto::text::without_nul(scope),
-                        &domain,
-                    ],
-                )
-                .await?
-        }
+        Some(scope) => client
+            .query_one(
+                "WITH c AS (SELECT id FROM connections WHERE id = $1 AND domain = $5 FOR SHARE), \
+                 w AS (INSERT INTO connection_cooldowns (connection_id, scope, until, reason) \
+                 SELECT id, $4, $2, $3 FROM c ON CONFLICT (connection_id, scope) DO UPDATE \
+                 SET until = EXCLUDED.until, reason = EXCLUDED.reason \
+                 WHERE connection_cooldowns.until < EXCLUDED.until) \
+                 SELECT count(*) FROM c",
+                &[
+                    &conn.0,
+                    &until,
+                    &reason,
+                    &aic_proto::text::without_nul(scope),
+                    &domain,
+                ],
+            )
+            .await?,
     };
     Ok(row.get::<_, i64>(0) > 0)
 }
