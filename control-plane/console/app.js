@@ -156,6 +156,26 @@ async function attempt(action, done, failed) {
   }
 }
 
+/** Runs an action on a list's item as `attempt` does, then shows the list again (`reopen`) —
+ * as the action left it, or, refused, as others left it meanwhile — and says what happened
+ * over it once drawn: `said(result)` on success, the refusal with its code otherwise (said
+ * before the redraw, a refusal would be cleared by it). An admin gone on to another page
+ * meanwhile stays there, and is told over it. */
+async function reopenAfter(action, said, reopen) {
+  const asked = showing;
+  if (document.querySelector('#flash .error')) unflash();
+  let outcome;
+  try {
+    const result = await action(() => asked !== showing);
+    outcome = () => said(result);
+  } catch (err) {
+    if (err instanceof Superseded) return;
+    outcome = () => failure(err);
+  }
+  if (asked === showing) await reopen();
+  outcome();
+}
+
 /** The header that makes a change only over `record` as it was read (its revision as the
  * ETag): one made meanwhile by someone else is refused (412), not undone. */
 const asRead = (record) => ({ 'If-Match': `"${record.revision}"` });

@@ -38,7 +38,7 @@ views.automations = async (tab = 'mine', filters = {}) => {
         h('button', { 'data-write': true, onclick: () => attempt(() => api.post(path('/v1/automations/{}/duplicate', a.id)), 'Duplicated')
           .then((copy) => copy && open('editor', copy.id)) }, 'Duplicate'),
         h('button', { 'data-write': true, class: 'danger', onclick: () => confirm(`Delete "${a.name}" and its versions?`)
-          && attempt(() => api.del(path('/v1/automations/{}', a.id)), 'Automation deleted').then(() => open('automations', 'mine')) }, 'Delete'))))));
+          && reopenAfter(() => api.del(path('/v1/automations/{}', a.id)), () => flash('Automation deleted'), () => open('automations', 'mine')) }, 'Delete'))))));
 };
 
 // A template's set-up form, at `#/automation-setup/<template>`.

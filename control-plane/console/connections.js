@@ -43,29 +43,23 @@ function connectionTile(c) {
     h('div', { class: 'actions' },
       h('button', { 'data-write': true, onclick: () => testConnection(c) }, 'Test'),
       c.throttled_until || (c.cooldowns || []).length ? h('button', { 'data-write': true, onclick: () => confirm('End the cool-downs before the vendor\'s time? Do so only if its limit was raised.')
-        && attempt(() => api.del(path('/v1/connections/{}/cooldowns', c.id)), 'Cool-downs ended: executions they held run within minutes').then(() => open('connections', 'mine')) }, 'End cool-downs') : null,
+        && reopenAfter(() => api.del(path('/v1/connections/{}/cooldowns', c.id)), () => flash('Cool-downs ended: executions they held run within minutes'), mine) }, 'End cool-downs') : null,
       h('button', { 'data-write': true, onclick: () => open('connection', c.id) }, 'Edit'),
       h('button', { 'data-write': true, class: 'danger', onclick: () => confirm(`Delete the connection "${c.name}"?`)
-        && attempt(() => api.del(path('/v1/connections/{}', c.id)), 'Connection deleted').then(() => open('connections', 'mine')) }, 'Delete')));
+        && reopenAfter(() => api.del(path('/v1/connections/{}', c.id)), () => flash('Connection deleted'), mine) }, 'Delete')));
+}
+
+/** My connections, drawn again. */
+function mine() {
+  return open('connections', 'mine');
 }
 
 /** Tests a saved connection, then shows the list again — the connection as the test left it
  * (connected, failing, held by the vendor's cool-down) or as an edit made meanwhile did (409
  * `connection_reauthorised`: nothing recorded) — with what the test found above it. */
-async function testConnection(c) {
-  let said = null;
-  await attempt(async () => {
-    try {
-      const t = await api.post(path('/v1/connections/{}/test', c.id));
-      said = () => flash(`${t.ok ? 'Connected' : 'Failed'}: ${t.message}`, t.ok ? 'info' : 'error');
-    } catch (err) {
-      if (err instanceof Superseded) throw err;
-      said = () => failure(err);
-    }
-  });
-  if (!said) return;
-  await open('connections', 'mine');
-  said();
+function testConnection(c) {
+  return reopenAfter(() => api.post(path('/v1/connections/{}/test', c.id)),
+    (t) => flash(`${t.ok ? 'Connected' : 'Failed'}: ${t.message}`, t.ok ? 'info' : 'error'), mine);
 }
 
 /** What holds the connection's calls now: a vendor's cool-down, of all of it or of a part

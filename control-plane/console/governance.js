@@ -66,7 +66,7 @@ views.tokens = async () => {
         h('td', {}, t.automations ? `${t.role}: ${t.automations.map((id) => named.get(id) || id).join(', ') || 'no automation left'}` : t.role), h('td', {}, tag(t.status)),
         h('td', {}, when(t.created_at)), h('td', {}, t.created_by || 'command line'), h('td', {}, when(t.last_used_at)), h('td', {}, when(t.expires_at)),
         h('td', {}, t.status === 'active' ? h('button', { class: 'danger', onclick: () => confirm(`Revoke "${t.name}"? Requests with it are refused at once.`)
-          && attempt(() => api.del(path('/v1/tokens/{}', t.id)), 'Token revoked').then(() => open('tokens')) }, 'Revoke') : null))))));
+          && reopenAfter(() => api.del(path('/v1/tokens/{}', t.id)), () => flash('Token revoked'), () => open('tokens')) }, 'Revoke') : null))))));
 };
 
 views.audit = async (filters = {}) => {

@@ -355,9 +355,10 @@ async fn a_token_revoked_while_signed_in_leaves_the_sign_in_form_and_nothing_ove
 
 /// A connection tested from its tile is shown as the test left it, the vendor's words above:
 /// refused, `failing`; re-authorised by another admin while it was tested, as that edit left
-/// it (`untested`), saying why nothing was recorded.
+/// it (`untested`), saying why nothing was recorded. Its deletion refused, the list is drawn
+/// again as others left it, the refusal above it.
 #[tokio::test]
-async fn a_connection_tested_from_its_tile_is_shown_as_the_test_left_it() {
+async fn a_connection_acted_on_from_its_tile_is_shown_as_it_was_left() {
     let env = TestEnv::start_with(Options::api_only()).await;
     let site = &env.sandbox.state.jira;
     site.add_oauth_app("atl-client", "atl-secret", "rt-granted-again");
@@ -384,6 +385,17 @@ async fn a_connection_tested_from_its_tile_is_shown_as_the_test_left_it() {
     let (said, error) = b.flash_saying("connection_reauthorised: ").await;
     assert!(error, "{said}");
     b.element(&status(&tile("Jira site"), "untested")).await;
+
+    // Meanwhile an automation was set up on it: the deletion is refused, naming it.
+    let id = conn["id"].as_str().expect("id");
+    env.published_automation("jira.create_issue", id, "Issues", None)
+        .await;
+    b.click(&tile("Jira site"), "Delete").await;
+    b.accept_dialog(None).await;
+    let (said, error) = b.flash_saying("connection_in_use: ").await;
+    assert!(error && said.contains("Issues"), "{said}");
+    let counted = format!("{}//div[contains(., '1 automations')]", tile("Jira site"));
+    b.element(&counted).await;
     b.close().await;
     env.stop().await;
 }
