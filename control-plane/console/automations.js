@@ -177,12 +177,12 @@ async function versionPanel(id) {
     h('td', {}, v.published_by || '—'), h('td', {}, v.connection ? v.connection.name : 'deleted'),
     h('td', {}, v.connection ? tag(v.connection.status) : '—'), h('td', {}, when(v.published_at)),
     h('td', {},
-      h('button', { 'data-write': true, onclick: () => { const n = prompt('New name', v.name); if (n) attempt(() => api.patch(path('/v1/automations/{}/versions/{}', id, v.number), { name: n }), 'Renamed').then(again); } }, 'Rename'),
+      h('button', { 'data-write': true, onclick: () => { const n = prompt('New name', v.name); if (n) reopenAfter(() => api.patch(path('/v1/automations/{}/versions/{}', id, v.number), { name: n }), () => flash('Renamed'), again); } }, 'Rename'),
       v.live ? null : h('button', { 'data-write': true, onclick: () => confirm(`Restore version ${v.number} (${v.name})? It goes live at once, and the draft becomes it.`)
-        && attempt(() => api.post(path('/v1/automations/{}/versions/{}/restore', id, v.number)), 'Restored').then(again) }, 'Restore'),
-      v.live ? null : h('button', { 'data-write': true, class: 'danger', onclick: () => confirm(`Delete version ${v.number}?`) && attempt(() => api.del(path('/v1/automations/{}/versions/{}', id, v.number)), 'Deleted').then(again) }, 'Delete'))));
+        && reopenAfter(() => api.post(path('/v1/automations/{}/versions/{}/restore', id, v.number)), () => flash('Restored'), again) }, 'Restore'),
+      v.live ? null : h('button', { 'data-write': true, class: 'danger', onclick: () => confirm(`Delete version ${v.number}?`) && reopenAfter(() => api.del(path('/v1/automations/{}/versions/{}', id, v.number)), () => flash('Deleted'), again) }, 'Delete'))));
   const bulk = () => chosen.size && confirm(`Delete ${chosen.size} versions?`)
-    && attempt(() => api.post(path('/v1/automations/{}/versions/delete', id), { numbers: [...chosen] }), 'Versions deleted').then(again);
+    && reopenAfter(() => api.post(path('/v1/automations/{}/versions/delete', id), { numbers: [...chosen] }), () => flash('Versions deleted'), again);
   return h('div', { class: 'panel' }, h('h3', {}, 'Version history'),
     versions.length ? h('table', {}, h('thead', {}, h('tr', {}, ['', '#', 'Version name', 'Modified by', 'Connection', 'Connection status', 'Modified', ''].map((c) => h('th', {}, c)))), h('tbody', {}, rows))
       : h('p', {}, 'Nothing published yet.'),

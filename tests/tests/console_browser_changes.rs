@@ -141,6 +141,11 @@ async fn an_editor_reworks_an_automation_through_its_versions() {
 
     // The version history: version 1 renamed, restored, then version 2 deleted.
     let v1 = "//tr[td[normalize-space()='1']]";
+    // A name refused stays said above the history drawn again.
+    b.click(v1, "Rename").await;
+    b.accept_dialog(Some(&"x".repeat(201))).await;
+    let (said, error) = b.flash_saying("(name)").await;
+    assert!(error, "{said}");
     b.click(v1, "Rename").await;
     b.accept_dialog(Some("Original")).await;
     b.flash_saying("Renamed").await;
