@@ -363,7 +363,7 @@ async fn moving_a_connection_to_another_instance_ends_the_former_ones_cool_downs
         .faults
         .push([Fault::RateLimited { retry_after: 60 }]);
     let late = env.enqueue(&fails, general.clone()).await;
-    until_called(&other, "chat.postMessage", 2).await;
+    other.until_requests_to("chat.postMessage", 2).await;
     move_to(&env, &conn, &env.sandbox).await;
     let late = env.wait_final(&late).await;
     assert_eq!(late["status"], "failed", "{late}");
@@ -400,13 +400,4 @@ async fn last_reauthorisation(env: &TestEnv) -> Value {
         )
         .await;
     events["events"][0]["detail"].clone()
-}
-
-/// Waits until `sandbox` has taken `n` requests to `path`; panics past 10 s.
-async fn until_called(sandbox: &Sandbox, path: &str, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while sandbox.requests_to(path).len() < n {
-        assert!(Instant::now() < deadline, "no call reached {path}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -367,6 +367,7 @@ async fn a_connection_acted_on_from_its_tile_is_shown_as_it_was_left() {
     let conn = env
         .connection("Jira site", "jira", "oauth2_3lo", secrets)
         .await;
+    let id = conn["id"].as_str().expect("id");
     let b = Browser::console(&env.api).await;
     b.sign_in(&env.admin_token).await;
     b.element(&status(&tile("Jira site"), "untested")).await;
@@ -378,7 +379,7 @@ async fn a_connection_acted_on_from_its_tile_is_shown_as_it_was_left() {
     site.refresh_latency_ms.store(2_000, Ordering::SeqCst);
     b.click(&tile("Jira site"), "Test").await;
     site.until_refreshes(2).await;
-    let path = format!("/v1/connections/{}", conn["id"].as_str().expect("id"));
+    let path = format!("/v1/connections/{id}");
     let body = json!({"secrets": {"refresh_token": "rt-granted-again"}});
     let (code, saved) = env.call(Method::PATCH, &path, Some(body)).await;
     assert_eq!(code, 200, "{saved}");
@@ -387,7 +388,6 @@ async fn a_connection_acted_on_from_its_tile_is_shown_as_it_was_left() {
     b.element(&status(&tile("Jira site"), "untested")).await;
 
     // Meanwhile an automation was set up on it: the deletion is refused, naming it.
-    let id = conn["id"].as_str().expect("id");
     env.published_automation("jira.create_issue", id, "Issues", None)
         .await;
     b.click(&tile("Jira site"), "Delete").await;

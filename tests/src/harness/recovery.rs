@@ -33,11 +33,7 @@ impl TestEnv {
     /// Waits until the vendor stand-in has taken `n` requests to `path` (a run under way);
     /// panics past 30 s.
     pub async fn wait_for_vendor_calls(&self, path: &str, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.sandbox.requests_to(path).len() < n {
-            assert!(Instant::now() < deadline, "the run did not get going");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.sandbox.until_requests_to(path, n).await;
     }
 
     /// Starts a run for an outage to interrupt: `n` leads of a new automation enqueued against

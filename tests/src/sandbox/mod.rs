@@ -153,6 +153,19 @@ impl Sandbox {
             .collect()
     }
 
+    /// Waits until the sandbox has taken `n` requests whose path contains `fragment` in all;
+    /// panics past 30 s.
+    pub async fn until_requests_to(&self, fragment: &str, n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.requests_to(fragment).len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "fewer than {n} requests to {fragment} came"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The ServiceNow incidents asked to be created so far (`POST`s: not the lookups by
     /// correlation id, which `GET` the same path).
     pub fn incident_creates(&self) -> usize {
