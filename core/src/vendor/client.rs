@@ -126,8 +126,9 @@ impl VendorHttp {
         &self.tokens
     }
 
-    /// Sends `request`, built on [`Self::tokens`], and reads the answer's status and body. A
-    /// token request changes nothing at the vendor: any transport failure is retryable.
+    /// Sends `request`, built on [`Self::tokens`], and reads the answer's status and body, up
+    /// to [`MAX_ANSWER_BYTES`](super::MAX_ANSWER_BYTES) as a call's. A token request changes
+    /// nothing at the vendor: any transport failure but a too large answer is retryable.
     pub async fn token_answer(
         &self,
         request: reqwest::RequestBuilder,
@@ -138,12 +139,10 @@ impl VendorHttp {
             .map_err(|e| super::transport_failure(&e, false))?;
         // A host that answers the token request over HTTP/2 has its first calls spread already.
         self.answered(resp.url(), resp.version());
-        let status = resp.status();
-        let bytes = resp
-            .bytes()
+        let answer = super::transport::whole(http::Response::from(resp))
             .await
-            .map_err(|e| super::transport_failure(&e, false))?;
-        Ok((status, bytes))
+            .map_err(|how| super::broke(how, false))?;
+        Ok((answer.status, answer.body))
     }
 
     /// The first transport: every call to a host that speaks HTTP/1.1.
@@ -270,6 +269,34 @@ mod tests {
 
     fn index(held: &Option<InFlight>) -> Option<usize> {
         held.as_ref().map(|h| h.index)
+    }
+
+    /// A token endpoint answering more than a call may read is refused as a call's answer
+    /// would be, rather than read whole into the worker's memory.
+    #[tokio::test]
+    async fn a_token_answer_is_read_no_further_than_a_calls() {
+        let len = super::super::MAX_ANSWER_BYTES + 1;
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n"
+        );
+        let port = super::super::transport::tests::answering(head, len).await;
+        let settings = HttpSettings::single(Duration::from_secs(10));
+        let http = VendorHttp::new(settings, &EgressPolicy::new(vec!["localhost".into()]))
+            .expect("client");
+        let token = http
+            .tokens()
+            .post(format!("http://localhost:{port}/services/oauth2/token"))
+            .form(&[("grant_type", "client_credentials")]);
+        let failure = match http.token_answer(token).await {
+            Ok((status, body)) => panic!("read whole: {status}, {} bytes", body.len()),
+            Err(failure) => failure,
+        };
+        assert_eq!(failure.class, super::super::RetryClass::Permanent);
+        assert!(
+            failure.message.contains("larger than the 16 MiB"),
+            "{}",
+            failure.message
+        );
     }
 
     #[test]

@@ -182,7 +182,7 @@ impl Broke {
 }
 
 /// `response` with its body read whole, up to [`MAX_ANSWER_BYTES`].
-async fn whole<B>(response: http::Response<B>) -> Result<Answer, Broke>
+pub(super) async fn whole<B>(response: http::Response<B>) -> Result<Answer, Broke>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -222,4 +222,4 @@ async fn proxied(client: &reqwest::Client, request: Request<Body>) -> Result<Ans
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -206,7 +206,7 @@ async fn a_silent_vendor_runs_out_the_time_limit() {
 }
 
 /// Answers one request with `head` and then `body_len` bytes of body.
-async fn answering(head: String, body_len: usize) -> u16 {
+pub(in crate::vendor) async fn answering(head: String, body_len: usize) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(async move {
