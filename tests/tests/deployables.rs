@@ -216,6 +216,14 @@ async fn a_registration_names_what_is_wrong_with_it() {
         (with("link", json!("ftp://walkme.example/x")), "link"),
         (with("link", json!("flows/1")), "link"),
         (
+            with("link", json!("https://walkme.example@elsewhere.example/x")),
+            "link",
+        ),
+        (
+            with("link", json!("https://admin:s3cr3t-pw@walkme.example/x")),
+            "link",
+        ),
+        (
             with(
                 "link",
                 json!(format!("https://x.example/{}", "a".repeat(2000))),
@@ -235,6 +243,7 @@ async fn a_registration_names_what_is_wrong_with_it() {
                 (422, "validation_failed", Some(field)),
             )
             .await;
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
         if field == "automation_id" && shown.contains(draft) {
             assert!(err.to_string().contains("publish it first"), "{err}");
         }

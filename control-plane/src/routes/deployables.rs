@@ -40,7 +40,7 @@ pub struct RegisterDeployable {
     /// The item's name, e.g. `Onboarding: create the first lead`.
     #[schemars(length(min = 1, max = 200), pattern(r"\S"))]
     pub name: String,
-    /// Where to open it (`https://…`, at most 2,000 characters).
+    /// Where to open it (`https://…`, at most 2,000 characters, no `user@` in it).
     #[schemars(url, length(max = 2000))]
     pub link: String,
 }
@@ -120,6 +120,14 @@ fn checked(input: &RegisterDeployable) -> Result<[&str; 5], ApiError> {
         return Err(ApiError::invalid(
             "link",
             "link must be an http(s) URL of at most 2,000 characters",
+        ));
+    }
+    // Shown to everyone who reads the item: no password in it, and no user name either, by
+    // which `https://walkme.example@elsewhere.example/` would pass for another host.
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(ApiError::invalid(
+            "link",
+            "link must not carry a user name or password (user@host)",
         ));
     }
     Ok([
