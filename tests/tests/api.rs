@@ -204,6 +204,16 @@ async fn connection_setup_errors_name_the_field() {
         ("/domain", json!("https://evil.example.com"), "domain"),
         ("/domain", json!("https://169.254.169.254"), "domain"),
         (
+            "/domain",
+            json!("https://acme.my.salesforce.com/lightning/page/home"),
+            "domain",
+        ),
+        (
+            "/domain",
+            json!("https://adm1n:pw-s3cret@acme.my.salesforce.com"),
+            "domain",
+        ),
+        (
             "/secrets",
             json!({"client_id": "a"}),
             "secrets.client_secret",
@@ -215,11 +225,23 @@ async fn connection_setup_errors_name_the_field() {
         ),
     ];
     for (pointer, value, field) in cases {
+        let copied = value.to_string().contains("/lightning");
         let mut body = base.clone();
         *body.pointer_mut(pointer).expect("pointer") = value;
         let (status, err) = env.call(Method::POST, "/v1/connections", Some(body)).await;
         assert_eq!(status, 422, "{err}");
         assert_eq!(err["error"]["field"], field, "{err}");
+        let message = err["error"]["message"].as_str().expect("message");
+        assert!(
+            !message.contains("s3cret") && !message.contains("adm1n"),
+            "{err}"
+        );
+        if copied {
+            assert!(
+                message.contains("without a path ('/lightning/page/home')"),
+                "{err}"
+            );
+        }
     }
     let (status, err) = env
         .call(Method::POST, "/v1/connections", Some(json!({"name": "n"})))
