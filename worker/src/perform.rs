@@ -17,6 +17,8 @@ use aic_core::vendor::{Call, Vendor, VendorFailure};
 use aic_proto::{ExecutionErrorCode, ExecutionRequestV1};
 use chrono::Utc;
 use serde_json::Value;
+use std::ops::ControlFlow;
+use std::time::Duration;
 use tracing::Instrument;
 
 /// Resolves, validates and invokes. `Err` only for infrastructure failures.
@@ -198,15 +200,7 @@ async fn execute(
         Ok(permit) => permit,
         Err(hold) => return Ok(held(hold, first_ms)),
     };
-    // An upsert keyed by the execution id goes without the mark: a delivery finding it would
-    // send it again anyway (`dedupe::check` answers `No` for it), and the vendor finds the
-    // record a first send made (`deduplicated`).
-    if mark != Mark::SetByBegin
-        && !matches!(
-            def.dedupe,
-            Some(aic_proto::Dedupe::SalesforceExternalId { .. })
-        )
-    {
+    if marks_call(mark, def) {
         ctx.ledger.mark_vendor_call(req, r.version_id).await?;
     }
     let call = Call {
@@ -215,64 +209,97 @@ async fn execute(
         body: &p.body,
         output: &r.output,
     };
-    let (mut result, mut attempts, mut defer) =
-        Box::pin(call_vendor(ctx, &target, &call, &def.action, policy)).await;
-    // The answer to this create was lost: the dedupe handle tells whether it landed; if it did
-    // not, it is sent again under what is left of the policy, and that answer is taken as any
-    // other (a retry it asks for included).
-    if matches!(&result, Err(f) if f.class == aic_core::vendor::RetryClass::UnknownOutcome)
+    let mut round = Box::pin(call_vendor(ctx, &target, &call, &def.action, policy)).await;
+    if matches!(&round.0, Err(f) if f.class == aic_core::vendor::RetryClass::UnknownOutcome)
         && def.dedupe.is_some()
     {
-        match landed().await {
-            Landed::Yes(output) => return Ok(deduplicated(output, attempts)),
-            Landed::No => {
-                // What this round took: the time since the first attempt, less what the policy
-                // had already counted (`since_first`), read only on this rare path.
-                let now = Utc::now().timestamp_millis();
-                let spent =
-                    std::time::Duration::from_millis(u64::try_from(now - first_ms).unwrap_or(0));
-                let left = policy.resume(attempts, spent.saturating_sub(since_first));
-                let again = Box::pin(call_vendor(ctx, &target, &call, &def.action, left)).await;
-                (result, defer) = (again.0, again.2);
-                attempts += again.1;
-            }
-            // Still in doubt: the outcome says why the vendor could not tell.
-            Landed::Unknown(why) => {
-                if let Err(f) = &mut result {
-                    f.message = format!("{}; {why}", f.message);
-                }
-            }
-            // The vendor asks to be asked later: so it is, by a copy still in doubt.
-            Landed::Later(wait, lookup) => {
-                if let Err(f) = &result {
-                    let mut f = f.clone();
-                    f.message = format!(
-                        "{}; the dedupe lookup was refused for now ({}), so it is made again later",
-                        f.message, lookup.message
-                    );
-                    return Ok(dedupe::in_doubt_later(f, attempts, wait, first_ms));
-                }
-            }
+        let landed = landed().await;
+        let timing = (policy, first_ms, since_first);
+        let sent = (&target, &call, def.action.as_str());
+        match Box::pin(after_lost_answer(ctx, sent, timing, landed, round)).await {
+            ControlFlow::Continue(again) => round = again,
+            ControlFlow::Break(outcome) => return Ok(outcome),
         }
     }
-    if let (Err(f), Some(wait)) = (&result, defer) {
-        return Ok(Outcome {
-            defer: Some(Defer {
-                wait,
-                first_ms,
-                // The vendor's own wait, which `after_call` made the connection's cool-down.
-                held: f.retry_after.is_some(),
-                in_doubt: false,
-            }),
-            ..from_failure(f.clone(), attempts)
-        });
-    }
-    Ok(match result {
-        Ok(success) if !crate::gate::success_changes(ctx, &r.connection) => {
+    let (result, attempts, defer) = round;
+    Ok(match (result, defer) {
+        (Err(f), Some(wait)) => deferred(f, wait, first_ms, attempts),
+        (Ok(success), _) if !crate::gate::success_changes(ctx, &r.connection) => {
             succeeded(success, attempts)
         }
-        result => Box::pin(settle(ctx, r, result, attempts)).await,
+        (result, _) => Box::pin(settle(ctx, r, result, attempts)).await,
     })
+}
+
+/// Whether the vendor call is marked in the ledger before it is sent: not when begin marked
+/// it already, nor for an upsert keyed by the execution id — a delivery finding the mark would
+/// send it again anyway (`dedupe::check` answers `No` for it), and the vendor finds the record
+/// a first send made (`deduplicated`).
+#[inline(always)]
+fn marks_call(mark: Mark, def: &aic_proto::AutomationDefinition) -> bool {
+    mark != Mark::SetByBegin
+        && !matches!(
+            def.dedupe,
+            Some(aic_proto::Dedupe::SalesforceExternalId { .. })
+        )
+}
+
+/// What becomes of a create whose answer was lost (`round`), once its dedupe handle told
+/// whether it `landed`: landed, its record is the outcome; not, it is sent again under what is
+/// left of the policy, and that answer is taken as any other (a retry it asks for included);
+/// still unknown, the failure says why the vendor could not tell; the lookup refused for now,
+/// a copy still in doubt asks again later.
+async fn after_lost_answer(
+    ctx: &Ctx,
+    (target, call, action): (&invoke::Target<'_>, &Call<'_>, &str),
+    (policy, first_ms, since_first): (crate::retry::RetryPolicy, i64, Duration),
+    landed: Landed,
+    round: Round,
+) -> ControlFlow<Outcome, Round> {
+    let (mut result, attempts, defer) = round;
+    match landed {
+        Landed::Yes(output) => return ControlFlow::Break(deduplicated(output, attempts)),
+        Landed::No => {
+            // What this round took: the time since the first attempt, less what the policy had
+            // already counted (`since_first`), read only on this rare path.
+            let now = Utc::now().timestamp_millis();
+            let spent = Duration::from_millis(u64::try_from(now - first_ms).unwrap_or(0));
+            let left = policy.resume(attempts, spent.saturating_sub(since_first));
+            let again = Box::pin(call_vendor(ctx, target, call, action, left)).await;
+            return ControlFlow::Continue((again.0, attempts + again.1, again.2));
+        }
+        Landed::Unknown(why) => {
+            if let Err(f) = &mut result {
+                f.message = format!("{}; {why}", f.message);
+            }
+        }
+        Landed::Later(wait, lookup) => {
+            if let Err(f) = &result {
+                let mut f = f.clone();
+                f.message = format!(
+                    "{}; the dedupe lookup was refused for now ({}), so it is made again later",
+                    f.message, lookup.message
+                );
+                return ControlFlow::Break(dedupe::in_doubt_later(f, attempts, wait, first_ms));
+            }
+        }
+    }
+    ControlFlow::Continue((result, attempts, defer))
+}
+
+/// The outcome of a failed round whose retry waits in a delay queue (`wait`, counted from the
+/// first attempt, `first_ms`): held, when it is the vendor's own wait, which `after_call` made
+/// the connection's cool-down.
+fn deferred(f: VendorFailure, wait: Duration, first_ms: i64, attempts: u32) -> Outcome {
+    Outcome {
+        defer: Some(Defer {
+            wait,
+            first_ms,
+            held: f.retry_after.is_some(),
+            in_doubt: false,
+        }),
+        ..from_failure(f, attempts)
+    }
 }
 
 /// The outcome of a vendor call that was answered (or given up on), when the connection's
@@ -304,10 +331,10 @@ fn retry_policy(
     ctx: &Ctx,
     def: &aic_proto::AutomationDefinition,
     handoff: publish::Handoff,
-) -> (crate::retry::RetryPolicy, i64, std::time::Duration) {
+) -> (crate::retry::RetryPolicy, i64, Duration) {
     let now = Utc::now().timestamp_millis();
     let first_ms = handoff.first_attempt_ms.unwrap_or(now);
-    let since_first = std::time::Duration::from_millis(u64::try_from(now - first_ms).unwrap_or(0));
+    let since_first = Duration::from_millis(u64::try_from(now - first_ms).unwrap_or(0));
     let policy = ctx
         .retry
         .with(def.retry.as_ref())
@@ -335,6 +362,14 @@ fn held(hold: crate::gate::Hold, first_ms: i64) -> Outcome {
     }
 }
 
+/// A round of vendor calls: the result, the calls made, and the wait of a retry left to a
+/// delay queue.
+type Round = (
+    Result<aic_core::vendor::CallSuccess, VendorFailure>,
+    u32,
+    Option<Duration>,
+);
+
 /// One round of vendor calls (`call` for `action`) under `policy`, in its client span, the
 /// connection's gate told of the answer (a cool-down it asks for): the result, the calls made,
 /// and the wait of a retry left to a delay queue.
@@ -344,11 +379,7 @@ async fn call_vendor(
     call: &Call<'_>,
     action: &str,
     policy: crate::retry::RetryPolicy,
-) -> (
-    Result<aic_core::vendor::CallSuccess, VendorFailure>,
-    u32,
-    Option<std::time::Duration>,
-) {
+) -> Round {
     let span = vendor_span(target, action, call);
     let (result, attempts, defer) = invoke::invoke(ctx, target, call, policy)
         .instrument(span.clone())
