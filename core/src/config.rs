@@ -18,7 +18,7 @@ pub struct DatabaseArgs {
     pub database_url: SecretString,
     /// Largest number of pooled Postgres connections (a worker keeps up to 3 of them for its
     /// ledger's batched statements, and holds at least 2).
-    #[arg(long, env = "AIC_DATABASE_POOL_SIZE", default_value_t = 16)]
+    #[arg(long, env = "AIC_DATABASE_POOL_SIZE", default_value_t = 16, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000))]
     pub database_pool_size: usize,
 }
 

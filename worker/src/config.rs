@@ -43,7 +43,7 @@ pub struct WorkerArgs {
     #[arg(long, env = "AIC_WORKER_PREFETCH", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
     pub prefetch: u16,
     /// Time limit of one vendor HTTP call, in seconds.
-    #[arg(long, env = "AIC_WORKER_VENDOR_TIMEOUT_SECS", default_value_t = 30)]
+    #[arg(long, env = "AIC_WORKER_VENDOR_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub vendor_timeout_secs: u64,
     /// Idle connections kept open to each vendor host for the next call. Fewer than the calls
     /// in flight means each wave of answers closes the surplus and the next wave opens (and
@@ -69,19 +69,21 @@ pub struct WorkerArgs {
     /// Vendor calls per execution for transient failures (including the first).
     #[arg(long, env = "AIC_WORKER_MAX_ATTEMPTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub max_attempts: u32,
-    /// First retry delay, in milliseconds (doubles each time, with jitter).
-    #[arg(long, env = "AIC_WORKER_RETRY_BASE_MS", default_value_t = 200)]
+    /// First retry delay, in milliseconds (doubles each time, with jitter); the bounds of an
+    /// automation's own `base_ms`.
+    #[arg(long, env = "AIC_WORKER_RETRY_BASE_MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub retry_base_ms: u64,
-    /// Longest single retry delay, in milliseconds (also caps a vendor's Retry-After).
-    #[arg(long, env = "AIC_WORKER_RETRY_CAP_MS", default_value_t = 300_000)]
+    /// Longest single retry delay, in milliseconds (also caps a vendor's Retry-After); at
+    /// least the base delay.
+    #[arg(long, env = "AIC_WORKER_RETRY_CAP_MS", default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(10..=300_000))]
     pub retry_cap_ms: u64,
     /// Time for all of one execution's vendor attempts and waits, in milliseconds: no retry
     /// starts that would end past it. Automations may set their own.
-    #[arg(long, env = "AIC_WORKER_RETRY_BUDGET_MS", default_value_t = 600_000)]
+    #[arg(long, env = "AIC_WORKER_RETRY_BUDGET_MS", default_value_t = 600_000, value_parser = clap::value_parser!(u64).range(1_000..=900_000))]
     pub retry_budget_ms: u64,
     /// Longest retry wait slept in the worker, in milliseconds; a retry due later is handed to
     /// a delay queue and its prefetch slot freed.
-    #[arg(long, env = "AIC_WORKER_RETRY_INLINE_MAX_MS", default_value_t = 5_000)]
+    #[arg(long, env = "AIC_WORKER_RETRY_INLINE_MAX_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub retry_inline_max_ms: u64,
     /// How long at most an execution parked to wait out its connection's cool-down stays in a
     /// delay queue before it looks at the cool-down again, in milliseconds: once an admin ends
@@ -95,8 +97,9 @@ pub struct WorkerArgs {
     #[arg(long, env = "AIC_WORKER_CONNECTION_CONCURRENCY", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub connection_concurrency: u32,
     /// When a vendor reports its quota (Salesforce `Sforce-Limit-Info`) this close to the limit,
-    /// in percent, the connection cools down for five minutes, leaving the rest to people.
-    #[arg(long, env = "AIC_WORKER_QUOTA_RESERVE_PERCENT", default_value_t = 2.0)]
+    /// in percent (0 to 50), the connection cools down for five minutes, leaving the rest to
+    /// people.
+    #[arg(long, env = "AIC_WORKER_QUOTA_RESERVE_PERCENT", default_value_t = 2.0, value_parser = percent)]
     pub quota_reserve_percent: f64,
     /// Seconds to let in-flight executions finish after SIGTERM before leaving them to
     /// redelivery.
@@ -106,7 +109,7 @@ pub struct WorkerArgs {
     /// the broker, Postgres and vendors, and one thread saves the wake-ups between threads
     /// (aic-bench: 12-20% less CPU per execution, same throughput); scale out with processes.
     /// 0 for one per core.
-    #[arg(long, env = "AIC_WORKER_THREADS", default_value_t = 1)]
+    #[arg(long, env = "AIC_WORKER_THREADS", default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1_024))]
     pub threads: usize,
     /// Log JSON lines instead of human-readable text.
     #[arg(long, env = "AIC_LOG_JSON", default_value_t = false)]
@@ -125,7 +128,27 @@ pub struct WorkerArgs {
     pub egress: EgressArgs,
 }
 
+/// A quota reserve in percent: a number from 0 to 50.
+fn percent(raw: &str) -> Result<f64, String> {
+    match raw.trim().parse::<f64>() {
+        Ok(p) if (0.0..=50.0).contains(&p) => Ok(p),
+        Ok(p) => Err(format!("{p} is not in 0..=50")),
+        Err(e) => Err(format!("not a number: {e}")),
+    }
+}
+
 impl WorkerArgs {
+    /// Settings that each parse but do not go together, named: the retry cap below its base.
+    pub fn check(&self) -> Result<(), String> {
+        if self.retry_cap_ms < self.retry_base_ms {
+            return Err(format!(
+                "AIC_WORKER_RETRY_CAP_MS ({}) must not be below AIC_WORKER_RETRY_BASE_MS ({})",
+                self.retry_cap_ms, self.retry_base_ms
+            ));
+        }
+        Ok(())
+    }
+
     /// The retry policy of automations without their own.
     pub fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy {

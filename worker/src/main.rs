@@ -7,6 +7,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(why) = cli.worker.check() {
+        eprintln!("aic-worker: {why}");
+        return ExitCode::from(2);
+    }
     let runtime = match cli.worker.threads {
         1 => tokio::runtime::Builder::new_current_thread()
             .enable_all()

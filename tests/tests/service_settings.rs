@@ -1,0 +1,108 @@
+//! The services refuse a setting out of its bounds at start (exit 2, the setting named), before
+//! they connect to anything: a worker started with a vendor time limit of 0 s would have failed
+//! every call after sending it (an unknown outcome for each create), and a control plane with
+//! a pool of no connections answered every call 503 after 5 s.
+
+use aic_tests::harness::TestEnv;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A key of the right shape: the settings checked here come before it is used.
+const KEYS: &str = "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+/// Runs `binary` (`args`) with only `env` and the keys, the database and the broker on a
+/// port nothing listens on, and answers its exit code and standard error, or why it did not
+/// stop by itself within 10 s (it took the setting and went on to connect).
+fn refused(binary: &str, args: &[&str], env: (&str, &str)) -> Result<(i32, String), String> {
+    let mut child = Command::new(TestEnv::binary(binary))
+        .args(args)
+        .env_clear()
+        .env("AIC_CREDENTIAL_KEYS", KEYS)
+        .env("AIC_DATABASE_URL", "postgres://postgres@127.0.0.1:9/none")
+        .env("AIC_AMQP_URL", "amqp://guest:guest@127.0.0.1:9/%2f")
+        .env("AIC_WORKER_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("AIC_LISTEN", "127.0.0.1:0")
+        .env(env.0, env.1)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().expect("piped"), &mut stderr)
+                .expect("stderr");
+            return Ok((status.code().unwrap_or(-1), stderr));
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{binary} took {}={} and ran on", env.0, env.1));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A binary, its arguments, the setting given and what its refusal says.
+type Case<'a> = (&'a str, &'a [&'a str], (&'a str, &'a str), &'a str);
+
+#[test]
+fn a_setting_out_of_bounds_stops_the_service_naming_it() {
+    let cases: &[Case] = &[
+        (
+            "aic-worker",
+            &[],
+            ("AIC_WORKER_VENDOR_TIMEOUT_SECS", "0"),
+            "'0' for '--vendor-timeout-secs",
+        ),
+        (
+            "aic-worker",
+            &[],
+            ("AIC_WORKER_QUOTA_RESERVE_PERCENT", "150"),
+            "'150' for '--quota-reserve-percent <QUOTA_RESERVE_PERCENT>': 150 is not in 0..=50",
+        ),
+        (
+            "aic-worker",
+            &[],
+            ("AIC_WORKER_QUOTA_RESERVE_PERCENT", "NaN"),
+            "'NaN' for '--quota-reserve-percent",
+        ),
+        (
+            "aic-worker",
+            &[],
+            ("AIC_WORKER_RETRY_BASE_MS", "0"),
+            "'0' for '--retry-base-ms",
+        ),
+        (
+            "aic-worker",
+            &[],
+            ("AIC_WORKER_RETRY_CAP_MS", "100"),
+            "AIC_WORKER_RETRY_CAP_MS (100) must not be below AIC_WORKER_RETRY_BASE_MS (200)",
+        ),
+        (
+            "aic-worker",
+            &[],
+            ("AIC_WORKER_THREADS", "100000"),
+            "'100000' for '--threads",
+        ),
+        (
+            "aic-worker",
+            &[],
+            ("AIC_DATABASE_POOL_SIZE", "0"),
+            "'0' for '--database-pool-size",
+        ),
+        (
+            "aic-control-plane",
+            &["serve"],
+            ("AIC_DATABASE_POOL_SIZE", "0"),
+            "'0' for '--database-pool-size",
+        ),
+    ];
+    for (binary, args, env, expected) in cases {
+        let (code, stderr) = refused(binary, args, *env).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(code, 2, "{binary} {env:?}: {stderr}");
+        assert!(stderr.contains(expected), "{binary} {env:?}: {stderr}");
+        assert!(!stderr.contains("AAAAAAAA"), "{stderr}");
+    }
+}
