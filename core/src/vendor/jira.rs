@@ -12,7 +12,6 @@ use reqwest::header::HeaderMap;
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use std::time::{Duration, Instant};
 
 /// Atlassian's OAuth 2.0 token service (overridable by the operator for the sandbox).
 pub const TOKEN_URL: &str = "https://auth.atlassian.com/oauth/token";
@@ -67,15 +66,13 @@ pub async fn authenticate(
                 .endpoint(&format!("{API_GATEWAY}/ex/jira/{cloud}"))
                 .map_err(VendorFailure::egress)?;
             Ok(AccessToken {
-                expires_at: token
-                    .expires_in
-                    .map(|s| Instant::now() + Duration::from_secs(s)),
                 rotated_refresh_token: token.refresh_token.map(SecretString::from),
                 ..AccessToken::new(
                     Credential::Bearer(SecretString::from(token.access_token)),
                     api_base,
                 )
-            })
+            }
+            .expiring_in(token.expires_in))
         }
         other => Err(VendorFailure::config(format!(
             "auth type '{other}' is not supported for Jira"

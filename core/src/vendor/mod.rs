@@ -110,6 +110,10 @@ pub enum Credential {
     },
 }
 
+/// Longest a fetched access token is used by its vendor's word: one said to live longer is
+/// fetched again after a day.
+pub const LONGEST_TOKEN_LIFE: Duration = Duration::from_secs(24 * 3600);
+
 /// A credential and where to call with it.
 #[derive(Clone, Debug)]
 pub struct AccessToken {
@@ -164,6 +168,17 @@ impl AccessToken {
         })?;
         value.set_sensitive(true);
         Ok(self.authorization.get_or_init(|| value).clone())
+    }
+
+    /// With the expiry a vendor gave, `expires_in` seconds from now, kept to
+    /// [`LONGEST_TOKEN_LIFE`]: a token endpoint answering a year, or `u64::MAX`, would have
+    /// overflowed the clock (a panic in the middle of a call) or never fetched one again.
+    pub fn expiring_in(self, expires_in: Option<u64>) -> Self {
+        let life = |s| Duration::from_secs(s).min(LONGEST_TOKEN_LIFE);
+        Self {
+            expires_at: expires_in.map(|s| Instant::now() + life(s)),
+            ..self
+        }
     }
 
     /// Still usable, with a margin so a call does not start with a token about to die.
@@ -361,61 +376,4 @@ pub fn map_output(body: &Value, output: &BTreeMap<String, String>) -> Map<String
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_authorization_value_is_built_once_per_token_and_marked_sensitive() {
-        let base = Url::parse("https://acme.atlassian.net").expect("url");
-        let basic = AccessToken::new(
-            Credential::Basic {
-                user: "me@acme.example".into(),
-                secret: SecretString::from("api-token".to_string()),
-            },
-            base.clone(),
-        );
-        let first = basic.authorization().expect("value");
-        assert_eq!(first, "Basic bWVAYWNtZS5leGFtcGxlOmFwaS10b2tlbg==");
-        assert!(first.is_sensitive());
-        assert!(
-            basic.authorization.get().is_some(),
-            "kept for the next calls"
-        );
-        assert_eq!(basic.authorization().expect("again"), first);
-        let bearer = AccessToken::new(
-            Credential::Bearer(SecretString::from("t0k".to_string())),
-            base.clone(),
-        );
-        assert_eq!(bearer.authorization().expect("value"), "Bearer t0k");
-        let broken = AccessToken::new(
-            Credential::Bearer(SecretString::from("a\nb".to_string())),
-            base,
-        );
-        let refused = broken.authorization().expect_err("no header can carry it");
-        assert!(!refused.message.contains("a\nb"), "{}", refused.message);
-        assert!(broken.authorization.get().is_none());
-    }
-
-    #[test]
-    fn output_fields_are_picked_by_pointer_and_absent_ones_left_out() {
-        let body = serde_json::json!({"id": "00Q1", "success": true, "errors": [],
-            "record": {"key": "ACME-7", "fields": {"n": [10, {"deep": null}]}}});
-        let output: BTreeMap<String, String> = [
-            ("id", "/id"),
-            ("key", "/record/key"),
-            ("deep", "/record/fields/n/1/deep"),
-            ("second", "/record/fields/n/0"),
-            ("missing", "/record/nope"),
-            ("whole", ""),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let mapped = map_output(&body, &output);
-        assert_eq!(
-            Value::Object(mapped),
-            serde_json::json!({"id": "00Q1", "key": "ACME-7", "deep": null, "second": 10,
-                "whole": body})
-        );
-    }
-}
+mod tests;

@@ -10,7 +10,6 @@ use reqwest::header::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
-use std::time::{Duration, Instant};
 
 #[derive(Deserialize)]
 struct TokenResponse {
@@ -136,15 +135,13 @@ async fn token_grant(
         ))
     })?;
     Ok(AccessToken {
-        expires_at: token
-            .expires_in
-            .map(|s| Instant::now() + Duration::from_secs(s)),
         renewal: token.refresh_token.map(SecretString::from),
         ..AccessToken::new(
             Credential::Bearer(SecretString::from(token.access_token)),
             target.instance.clone(),
         )
-    })
+    }
+    .expiring_in(token.expires_in))
 }
 
 /// The record of `table_path` (`/api/now/table/incident`) whose `correlation_id` is
