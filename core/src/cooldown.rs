@@ -24,6 +24,10 @@ pub const QUOTA_SPENT_COOL_DOWN: Duration = Duration::from_secs(900);
 /// The longest `Retry-After` a call outside the workers honours (the workers' default
 /// `AIC_WORKER_RETRY_CAP_MS`).
 pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
+/// The longest wait for a vendor's quota window to reset: a day, the longest window vendors
+/// count in. A reset said to be further (`X-RateLimit-Reset: 9999-12-31T23:59:59Z`) would
+/// otherwise hold the connection for millennia, and again after every admin ended it.
+pub const QUOTA_WINDOW_LONGEST: Duration = Duration::from_secs(24 * 3600);
 
 /// The part of the connection a rate limit on a call of `template` applies to, where the
 /// vendor limits the action by a value of the request (Slack: per channel): `channel:C0123`.
@@ -73,7 +77,9 @@ pub fn called_for<'a>(
         wait: s
             .quota_resets_at
             .and_then(|at| (at - now).to_std().ok())
-            .unwrap_or(QUOTA_RESERVE_COOL_DOWN),
+            .map_or(QUOTA_RESERVE_COOL_DOWN, |wait| {
+                wait.min(QUOTA_WINDOW_LONGEST)
+            }),
         reason: format!(
             "the vendor reports {used} of {limit} API requests used, within the {:.0}% kept in reserve",
             reserve * 100.0
@@ -265,5 +271,13 @@ mod tests {
         });
         let c = called_for(&untold, None, RETRY_AFTER_CAP, 0.02, now).expect("held");
         assert_eq!(c.wait, QUOTA_RESERVE_COOL_DOWN);
+        let far = chrono::DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z").expect("date");
+        let never = Ok(CallSuccess {
+            quota: Some((1000, 1000)),
+            quota_resets_at: Some(far.with_timezone(&Utc)),
+            ..CallSuccess::default()
+        });
+        let c = called_for(&never, None, RETRY_AFTER_CAP, 0.02, now).expect("held");
+        assert_eq!(c.wait, QUOTA_WINDOW_LONGEST);
     }
 }
