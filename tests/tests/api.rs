@@ -302,6 +302,12 @@ async fn each_vendors_setup_mistakes_are_named() {
             "secrets.private_key",
             "not an RSA private key in PEM format",
         ),
+        // The site's address pasted where its cloud id goes.
+        (
+            json!({"app": "jira", "auth_type": "oauth2_3lo", "secrets": {"client_id": "a", "client_secret": "b", "refresh_token": "r", "cloud_id": "https://acme.atlassian.net"}}),
+            "secrets.cloud_id",
+            "must be the site's cloud id, a UUID",
+        ),
         (
             json!({"app": "jira", "auth_type": "basic", "secrets": {"email": "a", "api_token": "t"}, "domain": "https://acme.my.salesforce.com"}),
             "domain",

@@ -127,7 +127,7 @@ async fn revoked_grant(env: &TestEnv) -> String {
     let site = &env.sandbox.state.jira;
     site.add_oauth_app("atl-client", "atl-secret", "rt-granted-again");
     let conn = env
-        .connection("Jira OAuth", "jira", "oauth2_3lo", json!({"client_id": "atl-client", "client_secret": "atl-secret", "refresh_token": "rt-revoked", "cloud_id": "c1"}))
+        .connection("Jira OAuth", "jira", "oauth2_3lo", json!({"client_id": "atl-client", "client_secret": "atl-secret", "refresh_token": "rt-revoked", "cloud_id": "11223344-aaaa-bbbb-cccc-556677889901"}))
         .await;
     conn["id"].as_str().expect("id").to_string()
 }

@@ -363,7 +363,7 @@ async fn a_connection_acted_on_from_its_tile_is_shown_as_it_was_left() {
     let site = &env.sandbox.state.jira;
     site.add_oauth_app("atl-client", "atl-secret", "rt-granted-again");
     let secrets = json!({"client_id": "atl-client", "client_secret": "atl-secret",
-        "refresh_token": "rt-revoked", "cloud_id": "c1"});
+        "refresh_token": "rt-revoked", "cloud_id": "11223344-aaaa-bbbb-cccc-556677889901"});
     let conn = env
         .connection("Jira site", "jira", "oauth2_3lo", secrets)
         .await;

@@ -85,7 +85,7 @@ async fn two_workers_refreshing_one_connection_never_spend_the_same_refresh_toke
     // Testing before saving would spend the token with nowhere to keep the next one.
     let (status, err) = env
         .call(Method::POST, "/v1/connection-tests", Some(json!({"name": "x", "app": "jira", "domain": env.sandbox.url(), "auth_type": "oauth2_3lo",
-            "secrets": {"client_id": "atl-client", "client_secret": "atl-secret", "refresh_token": "whatever", "cloud_id": "c"}})))
+            "secrets": {"client_id": "atl-client", "client_secret": "atl-secret", "refresh_token": "whatever", "cloud_id": "11223344-aaaa-bbbb-cccc-556677889902"}})))
         .await;
     assert_eq!(
         (status.as_u16(), err["error"]["field"].as_str()),
@@ -101,7 +101,7 @@ async fn a_spent_refresh_token_makes_the_connection_need_reauthorisation() {
     let site = &env.sandbox.state.jira;
     site.add_oauth_app("atl-client", "atl-secret", "rt-only");
     let conn = env
-        .connection("Jira OAuth", "jira", "oauth2_3lo", json!({"client_id": "atl-client", "client_secret": "atl-secret", "refresh_token": "rt-spent-elsewhere", "cloud_id": "c1"}))
+        .connection("Jira OAuth", "jira", "oauth2_3lo", json!({"client_id": "atl-client", "client_secret": "atl-secret", "refresh_token": "rt-spent-elsewhere", "cloud_id": "11223344-aaaa-bbbb-cccc-556677889901"}))
         .await;
     let issue = env
         .published_automation(
@@ -140,7 +140,7 @@ async fn a_reauthorisation_made_while_a_refresh_is_answered_is_kept() {
     site.add_oauth_app("atl-client", "atl-secret", "rt-first-grant");
     site.add_oauth_app("atl-client", "atl-secret", "rt-granted-again");
     let conn = env
-        .connection("Jira OAuth", "jira", "oauth2_3lo", json!({"client_id": "atl-client", "client_secret": "atl-secret", "refresh_token": "rt-first-grant", "cloud_id": "c1"}))
+        .connection("Jira OAuth", "jira", "oauth2_3lo", json!({"client_id": "atl-client", "client_secret": "atl-secret", "refresh_token": "rt-first-grant", "cloud_id": "11223344-aaaa-bbbb-cccc-556677889901"}))
         .await;
     let conn_id = conn["id"].as_str().expect("id");
     let issue = env

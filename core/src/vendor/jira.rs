@@ -27,6 +27,16 @@ struct TokenResponse {
     expires_in: Option<u64>,
 }
 
+/// Whether `raw` reads as a site's cloud id, a UUID: anything else (the site's URL pasted in
+/// its place, say) would become part of every call's path on Atlassian's gateway, each then
+/// answered 404. The refusal says what is expected, not what was given.
+pub fn check_cloud_id(raw: &str) -> Result<(), &'static str> {
+    uuid::Uuid::try_parse(raw.trim()).map(|_| ()).map_err(|_| {
+        "must be the site's cloud id, a UUID such as 1324a887-45db-1bf4-1e99-ef0ff456d421, as \
+         https://api.atlassian.com/oauth/token/accessible-resources lists it"
+    })
+}
+
 /// Basic credentials need no round-trip; OAuth 2.0 (3LO) refreshes through Atlassian's token
 /// service, which rotates the refresh token on every use.
 pub async fn authenticate(
@@ -43,6 +53,11 @@ pub async fn authenticate(
             target.instance.clone(),
         )),
         "oauth2_3lo" => {
+            // Checked before the refresh token is spent (Atlassian rotates it on every use).
+            let cloud = target.secret("cloud_id")?;
+            check_cloud_id(cloud).map_err(|why| {
+                VendorFailure::config(format!("connection secret field 'cloud_id' {why}"))
+            })?;
             let url = policy.endpoint(TOKEN_URL).map_err(VendorFailure::egress)?;
             let body = serde_json::json!({
                 "grant_type": "refresh_token",
@@ -61,7 +76,6 @@ pub async fn authenticate(
                     "Atlassian's token service answered with an unreadable body".into(),
                 )
             })?;
-            let cloud = target.secret("cloud_id")?;
             let api_base = policy
                 .endpoint(&format!("{API_GATEWAY}/ex/jira/{cloud}"))
                 .map_err(VendorFailure::egress)?;
@@ -370,5 +384,46 @@ mod tests {
         let f = classify(StatusCode::UNAUTHORIZED, br#"{"message":"Client must be authenticated to access this resource.","status-code":401}"#);
         assert_eq!(f.class, RetryClass::RefreshAuth);
         assert!(f.message.contains("Client must be authenticated"));
+    }
+
+    /// A connection saved with the site's address as its cloud id fails on it before its
+    /// refresh token is spent: the token service (nothing listens at its port) is never asked.
+    #[tokio::test]
+    async fn a_cloud_id_that_is_not_one_fails_before_the_token_is_spent() {
+        let http = super::super::VendorHttp::new(
+            super::super::HttpSettings::single(std::time::Duration::from_secs(5)),
+            &EgressPolicy::default(),
+        )
+        .expect("client");
+        let policy = EgressPolicy::new(vec!["127.0.0.1:9".into()])
+            .with_overrides(&[format!("{TOKEN_URL}=http://127.0.0.1:9/oauth/token")]);
+        let site = url::Url::parse("https://acme.atlassian.net").expect("url");
+        let fields = crate::credentials::SecretFields::new(
+            [
+                ("client_id", "c"),
+                ("client_secret", "s"),
+                ("refresh_token", "r"),
+                ("cloud_id", "https://acme.atlassian.net"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), SecretString::from(v)))
+            .collect(),
+        );
+        let target = ConnectionTarget {
+            vendor: super::super::Vendor::Jira,
+            instance: &site,
+            auth_type: "oauth2_3lo",
+            secrets: &fields,
+        };
+        let f = authenticate(&http, &policy, &target)
+            .await
+            .expect_err("refused");
+        assert!(
+            f.message.contains("'cloud_id' must be the site's cloud id"),
+            "{}",
+            f.message
+        );
+        assert!(!f.message.contains("acme.atlassian.net"), "{}", f.message);
+        assert_eq!(f.class, RetryClass::Permanent);
     }
 }

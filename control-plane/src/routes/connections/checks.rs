@@ -96,6 +96,12 @@ fn check_secrets(auth: &AuthTypeSpec, secrets: &SecretFields) -> Result<(), ApiE
             ),
         ));
     }
+    if let Some(cloud) = secrets.get("cloud_id") {
+        aic_core::vendor::jira::check_cloud_id(secrecy::ExposeSecret::expose_secret(cloud))
+            .map_err(|why| {
+                ApiError::invalid("secrets.cloud_id", format!("secret field 'cloud_id' {why}"))
+            })?;
+    }
     if let Some(pem) = secrets.get("private_key") {
         aic_core::vendor::salesforce::check_private_key(secrecy::ExposeSecret::expose_secret(pem))
             .map_err(|e| {
