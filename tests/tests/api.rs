@@ -302,6 +302,17 @@ async fn each_vendors_setup_mistakes_are_named() {
             "secrets.private_key",
             "not an RSA private key in PEM format",
         ),
+        // A token copied with the line break after it.
+        (
+            json!({"app": "slack", "auth_type": "bot_token", "secrets": {"bot_token": "xoxb-1-2-abc\n"}}),
+            "secrets.bot_token",
+            "'bot_token' begins or ends with white space",
+        ),
+        (
+            json!({"app": "jira", "auth_type": "basic", "secrets": {"email": " a@b.c", "api_token": "t"}}),
+            "secrets.email",
+            "'email' begins or ends with white space",
+        ),
         // The site's address pasted where its cloud id goes.
         (
             json!({"app": "jira", "auth_type": "oauth2_3lo", "secrets": {"client_id": "a", "client_secret": "b", "refresh_token": "r", "cloud_id": "https://acme.atlassian.net"}}),
@@ -334,7 +345,33 @@ async fn each_vendors_setup_mistakes_are_named() {
                 .contains(message),
             "{err}"
         );
+        assert!(!err.to_string().contains("xoxb-1-2-abc"), "{err}");
     }
+    // An edit's new secret is held to the same: a token pasted with its line break.
+    let slack = env
+        .connection(
+            "Slack",
+            "slack",
+            "bot_token",
+            json!({"bot_token": "xoxb-1-2-abc"}),
+        )
+        .await;
+    let path = format!("/v1/connections/{}", slack["id"].as_str().expect("id"));
+    env.assert_refused(
+        Method::PATCH,
+        &path,
+        Some(json!({"secrets": {"bot_token": "xoxb-1-2-abd\r\n"}})),
+        (422, "validation_failed", Some("secrets.bot_token")),
+    )
+    .await;
+    let (status, renamed) = env
+        .call(Method::PATCH, &path, Some(json!({"name": "Slack (ops)"})))
+        .await;
+    assert_eq!(
+        (status.as_u16(), &renamed["name"]),
+        (200, &json!("Slack (ops)")),
+        "{renamed}"
+    );
     env.stop().await;
 }
 

@@ -8,6 +8,8 @@ use aic_core::catalog::{App, AuthTypeSpec};
 use aic_core::credentials::SecretFields;
 use aic_core::vendor::Vendor;
 use aic_proto::{ConnectionId, TenantId};
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::BTreeMap;
 use url::Url;
 
 /// A connection's input, checked: its connector, its instance's URL and its secrets.
@@ -67,8 +69,32 @@ fn auth_spec<'a>(app: &'a App, auth_type: &str) -> Result<&'a AuthTypeSpec, ApiE
         })
 }
 
-/// Every secret field the auth type requires is there, no other, and a private key reads as
-/// one.
+/// Fields whose value may begin or end with white space: a password may, and a PEM key
+/// ends with a line break.
+const SPACED_FIELDS: [&str; 2] = ["password", "private_key"];
+
+/// No secret field given (but a password or a key) has white space around it: an id, token
+/// or user name copied with a line break or a space was saved as it came, and the vendor
+/// refused it as if the credentials were wrong. Only the fields given are checked: an edit
+/// leaves the saved ones as they were.
+pub(super) fn check_spacing(given: &BTreeMap<String, SecretString>) -> Result<(), ApiError> {
+    let spaced = given.iter().find(|(name, value)| {
+        let value = value.expose_secret();
+        !SPACED_FIELDS.contains(&name.as_str()) && value.trim() != value
+    });
+    match spaced {
+        Some((name, _)) => Err(ApiError::invalid(
+            format!("secrets.{name}"),
+            format!(
+                "secret field '{name}' begins or ends with white space (a line break or a space copied with it?)"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Every secret field the auth type requires is there, no other, and a cloud id and a private
+/// key read as such.
 fn check_secrets(auth: &AuthTypeSpec, secrets: &SecretFields) -> Result<(), ApiError> {
     for field in &auth.secret_fields {
         if secrets.get(field).is_none() {
