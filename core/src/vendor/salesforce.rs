@@ -170,6 +170,21 @@ pub fn classify_oauth(status: StatusCode, body: &[u8], user_grant: bool) -> Vend
     }
     let (code, description) = match serde_json::from_slice::<OAuthError>(body) {
         Ok(e) => (e.error, e.error_description),
+        // No OAuth answer at all: the domain serves no token endpoint (not an org's My
+        // Domain), which no credentials would change.
+        Err(_) if status == StatusCode::NOT_FOUND => {
+            return VendorFailure::vendor(
+                RetryClass::Permanent,
+                ExecutionErrorCode::VendorAuthFailed,
+                "Salesforce has no token endpoint at this connection's domain (HTTP 404): the \
+                 domain must be the org's My Domain URL, as Setup > My Domain shows it"
+                    .into(),
+                status,
+                "http_404".into(),
+                String::new(),
+                vec![],
+            );
+        }
         Err(_) => (format!("http_{}", status.as_u16()), String::new()),
     };
     let reauth = user_grant && code == "invalid_grant";

@@ -82,6 +82,24 @@ fn oauth_refusals_carry_the_vendor_code() {
 }
 
 #[test]
+fn a_domain_without_a_token_endpoint_is_said_to_be_the_wrong_domain() {
+    let f = classify_oauth(
+        StatusCode::NOT_FOUND,
+        b"<html><body>Page not found</body></html>",
+        false,
+    );
+    assert_eq!(f.class, RetryClass::Permanent);
+    assert_eq!(f.vendor.expect("details").code, "http_404");
+    assert!(
+        f.message
+            .contains("no token endpoint at this connection's domain")
+            && !f.message.contains("refused the connection's credentials"),
+        "{}",
+        f.message
+    );
+}
+
+#[test]
 fn a_dead_refresh_token_needs_reauthorisation_but_a_client_credentials_refusal_does_not() {
     let body = br#"{"error":"invalid_grant","error_description":"expired access/refresh token"}"#;
     assert_eq!(
