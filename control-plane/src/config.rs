@@ -72,15 +72,15 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub egress: EgressArgs,
-    /// Keep this many days of audit events, deleting older ones at start-up and every hour
-    /// (unset: kept until `prune-audit` deletes them).
-    #[arg(long, env = "AIC_AUDIT_KEEP_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+    /// Keep this many days of audit events (1 to 36,500), deleting older ones at start-up and
+    /// every hour (unset: kept until `prune-audit` deletes them).
+    #[arg(long, env = "AIC_AUDIT_KEEP_DAYS", value_parser = clap::value_parser!(u32).range(1..=36_500))]
     pub audit_keep_days: Option<u32>,
-    /// Keep this many days of finished executions (their parameter values and results),
+    /// Keep this many days (1 to 36,500) of finished executions (their parameter values and results),
     /// deleting older ones at start-up and every hour (unset: kept until `prune-executions`
     /// deletes them). Also the window in which a repeated execution id or idempotency key is
     /// answered with the first execution.
-    #[arg(long, env = "AIC_EXECUTIONS_KEEP_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "AIC_EXECUTIONS_KEEP_DAYS", value_parser = clap::value_parser!(u32).range(1..=36_500))]
     pub executions_keep_days: Option<u32>,
     /// Seconds a connection may take to send a request's head — an idle kept-alive one is
     /// closed past them — and a request its body, from the end of its head (408 past them).
@@ -211,8 +211,8 @@ pub struct ResealArgs {
 /// `prune-audit` and `prune-executions`.
 #[derive(Args, Debug, Clone)]
 pub struct PruneAuditArgs {
-    /// Keep this many days of them (at least 1).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Keep this many days of them (1 to 36,500).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=36_500))]
     pub keep_days: u32,
     #[command(flatten)]
     #[allow(missing_docs)]

@@ -98,6 +98,19 @@ fn a_setting_out_of_bounds_stops_the_service_naming_it() {
             ("AIC_DATABASE_POOL_SIZE", "0"),
             "'0' for '--database-pool-size",
         ),
+        // Past what a timestamp can go back: every hourly prune would have failed.
+        (
+            "aic-control-plane",
+            &["serve"],
+            ("AIC_AUDIT_KEEP_DAYS", "4000000000"),
+            "'4000000000' for '--audit-keep-days",
+        ),
+        (
+            "aic-control-plane",
+            &["serve"],
+            ("AIC_EXECUTIONS_KEEP_DAYS", "3000000"),
+            "'3000000' for '--executions-keep-days",
+        ),
     ];
     for (binary, args, env, expected) in cases {
         let (code, stderr) = refused(binary, args, *env).unwrap_or_else(|e| panic!("{e}"));
