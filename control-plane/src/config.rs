@@ -76,10 +76,10 @@ pub struct ServeArgs {
     /// every hour (unset: kept until `prune-audit` deletes them).
     #[arg(long, env = "AIC_AUDIT_KEEP_DAYS", value_parser = clap::value_parser!(u32).range(1..=36_500))]
     pub audit_keep_days: Option<u32>,
-    /// Keep this many days (1 to 36,500) of finished executions (their parameter values and results),
-    /// deleting older ones at start-up and every hour (unset: kept until `prune-executions`
-    /// deletes them). Also the window in which a repeated execution id or idempotency key is
-    /// answered with the first execution.
+    /// Keep this many days (1 to 36,500) of finished executions (their parameter values and
+    /// results), deleting older ones at start-up and every hour (unset: kept until
+    /// `prune-executions` deletes them). Also the window in which a repeated execution id or
+    /// idempotency key is answered with the first execution.
     #[arg(long, env = "AIC_EXECUTIONS_KEEP_DAYS", value_parser = clap::value_parser!(u32).range(1..=36_500))]
     pub executions_keep_days: Option<u32>,
     /// Seconds a connection may take to send a request's head — an idle kept-alive one is

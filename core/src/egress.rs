@@ -218,17 +218,16 @@ impl EgressPolicy {
         };
         let url = Url::parse(&with_scheme)
             .map_err(|_| EgressError::NotAUrl(without_userinfo(raw).to_string()))?;
-        let more = if !url.username().is_empty() || url.password().is_some() {
-            Some("a user name or password (user@)".to_string())
-        } else if url.query().is_some() || url.fragment().is_some() {
-            Some("a query or fragment (?… #…)".to_string())
-        } else if url.host_str().is_none() {
-            return Err(EgressError::NotAUrl(raw.to_string()));
-        } else {
-            None
-        };
-        if let Some(more) = more {
-            return Err(EgressError::NotABase(more));
+        if url.host_str().is_none() {
+            return Err(EgressError::NotAUrl(without_userinfo(raw).to_string()));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(EgressError::NotABase(
+                "a user name or password (user@)".into(),
+            ));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(EgressError::NotABase("a query or fragment (?… #…)".into()));
         }
         self.check(&url)?;
         Ok(url)

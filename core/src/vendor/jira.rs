@@ -31,10 +31,12 @@ struct TokenResponse {
 /// its place, say) would become part of every call's path on Atlassian's gateway, each then
 /// answered 404. The refusal says what is expected, not what was given.
 pub fn check_cloud_id(raw: &str) -> Result<(), &'static str> {
-    uuid::Uuid::try_parse(raw.trim()).map(|_| ()).map_err(|_| {
+    // Hyphenated, as Atlassian writes them: the parser also takes braced and `urn:` forms.
+    let hyphenated = raw.len() == 36 && uuid::Uuid::try_parse(raw).is_ok();
+    hyphenated.then_some(()).ok_or(
         "must be the site's cloud id, a UUID such as 1324a887-45db-1bf4-1e99-ef0ff456d421, as \
-         https://api.atlassian.com/oauth/token/accessible-resources lists it"
-    })
+         https://api.atlassian.com/oauth/token/accessible-resources lists it",
+    )
 }
 
 /// Basic credentials need no round-trip; OAuth 2.0 (3LO) refreshes through Atlassian's token

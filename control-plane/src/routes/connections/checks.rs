@@ -123,19 +123,17 @@ fn check_secrets(auth: &AuthTypeSpec, secrets: &SecretFields) -> Result<(), ApiE
         ));
     }
     if let Some(cloud) = secrets.get("cloud_id") {
-        aic_core::vendor::jira::check_cloud_id(secrecy::ExposeSecret::expose_secret(cloud))
-            .map_err(|why| {
-                ApiError::invalid("secrets.cloud_id", format!("secret field 'cloud_id' {why}"))
-            })?;
+        aic_core::vendor::jira::check_cloud_id(cloud.expose_secret()).map_err(|why| {
+            ApiError::invalid("secrets.cloud_id", format!("secret field 'cloud_id' {why}"))
+        })?;
     }
     if let Some(pem) = secrets.get("private_key") {
-        aic_core::vendor::salesforce::check_private_key(secrecy::ExposeSecret::expose_secret(pem))
-            .map_err(|e| {
-                ApiError::invalid(
-                    "secrets.private_key",
-                    format!("secret field 'private_key' is {e}"),
-                )
-            })?;
+        aic_core::vendor::salesforce::check_private_key(pem.expose_secret()).map_err(|e| {
+            ApiError::invalid(
+                "secrets.private_key",
+                format!("secret field 'private_key' is {e}"),
+            )
+        })?;
     }
     Ok(())
 }
