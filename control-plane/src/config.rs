@@ -41,10 +41,15 @@ pub enum Command {
     Fleet(MigrateArgs),
     /// Print a fresh credential key entry for AIC_CREDENTIAL_KEYS.
     Keygen {
-        /// Key id to print.
-        #[arg(long, default_value = "k1")]
+        /// Key id to print (1 to 64 letters, digits, '.', '_' or '-').
+        #[arg(long, default_value = "k1", value_parser = key_id)]
         id: String,
     },
+}
+
+/// A key id `keygen` may print: one `AIC_CREDENTIAL_KEYS` reads back as it was given.
+fn key_id(raw: &str) -> Result<String, String> {
+    aic_core::credentials::check_key_id(raw).map(|()| raw.to_string())
 }
 
 /// `AIC_SHUTDOWN_GRACE_SECS` unless set: within the pod's 30 s termination grace, after its

@@ -55,6 +55,21 @@ pub enum KeyringError {
     /// The active id names no listed key.
     #[error("AIC_CREDENTIAL_ACTIVE_KEY '{0}' is not among AIC_CREDENTIAL_KEYS")]
     UnknownActive(String),
+    /// Two keys under one id: the later would silently take the earlier's place, and every
+    /// row sealed with the earlier would no longer open.
+    #[error("AIC_CREDENTIAL_KEYS lists key id '{0}' twice: give each key its own id")]
+    Duplicate(String),
+}
+
+/// A key id as `keygen` makes it and `AIC_CREDENTIAL_KEYS` reads it: letters, digits, `.`, `_`
+/// and `-`, 1 to 64 of them (a `:` or `,` in it would split the entry, white space vanish).
+pub fn check_key_id(id: &str) -> Result<(), String> {
+    let fits = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    fits.then_some(())
+        .ok_or_else(|| format!("'{id}' is not a key id: 1 to 64 letters, digits, '.', '_' or '-'"))
 }
 
 /// Credentials that could not be opened.
@@ -149,7 +164,10 @@ impl Keyring {
                 return Err(KeyringError::BadKey(id));
             }
             first.get_or_insert_with(|| id.clone());
-            keys.insert(id, Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes)));
+            let key = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes));
+            if keys.insert(id.clone(), key).is_some() {
+                return Err(KeyringError::Duplicate(id));
+            }
         }
         let first = first.ok_or(KeyringError::Empty)?;
         let active = active.map(str::to_string).unwrap_or(first);
@@ -289,6 +307,26 @@ mod tests {
             parse("k1:c2hvcnQ=").unwrap_err(),
             KeyringError::BadKey("k1".into())
         );
+        // A rotation that reused the old key's id: the old key would have been dropped.
+        let twice = format!(
+            "{},{}",
+            Keyring::generate_entry("k1"),
+            Keyring::generate_entry("k1")
+        );
+        assert_eq!(
+            parse(&twice).unwrap_err(),
+            KeyringError::Duplicate("k1".into())
+        );
+    }
+
+    #[test]
+    fn key_ids_are_what_the_list_can_carry() {
+        for good in ["k1", "2026-12.prod_A"] {
+            assert_eq!(check_key_id(good), Ok(()), "{good}");
+        }
+        for bad in ["", "a:b", "a,b", " k1", "k 1", &"k".repeat(65)] {
+            assert!(check_key_id(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The services refuse a setting out of its bounds at start (exit 2, the setting named), before
 //! they connect to anything: a worker started with a vendor time limit of 0 s would have failed
 //! every call after sending it (an unknown outcome for each create), and a control plane with
-//! a pool of no connections answered every call 503 after 5 s.
+//! a pool of no connections answered every call 503 after 5 s. So do a credential key list
+//! naming one id twice, and a key id `keygen` could not print back readably.
 
 use aic_tests::harness::TestEnv;
 use std::process::{Command, Stdio};
@@ -46,6 +47,10 @@ fn refused(binary: &str, args: &[&str], env: (&str, &str)) -> Result<(i32, Strin
 
 /// A binary, its arguments, the setting given and what its refusal says.
 type Case<'a> = (&'a str, &'a [&'a str], (&'a str, &'a str), &'a str);
+
+/// Two keys of the same id: the later would have replaced the earlier, and every row sealed
+/// with the earlier would no longer open.
+const TWICE: &str = "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=,k1:BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBE=";
 
 #[test]
 fn a_setting_out_of_bounds_stops_the_service_naming_it() {
@@ -117,5 +122,38 @@ fn a_setting_out_of_bounds_stops_the_service_naming_it() {
         assert_eq!(code, 2, "{binary} {env:?}: {stderr}");
         assert!(stderr.contains(expected), "{binary} {env:?}: {stderr}");
         assert!(!stderr.contains("AAAAAAAA"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_key_id_given_twice_or_unreadable_stops_before_anything_is_opened() {
+    for binary in ["aic-worker", "aic-control-plane"] {
+        let args: &[&str] = if binary == "aic-worker" {
+            &[]
+        } else {
+            &["serve"]
+        };
+        let (code, stderr) =
+            refused(binary, args, ("AIC_CREDENTIAL_KEYS", TWICE)).unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(code, 0, "{stderr}");
+        assert!(
+            stderr.contains("AIC_CREDENTIAL_KEYS lists key id 'k1' twice"),
+            "{binary}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("AAAAAAAA") && !stderr.contains("BBBBBBBB"),
+            "{stderr}"
+        );
+    }
+    // `keygen` prints only an id the list reads back as given.
+    for id in ["a:b", "a,b", ""] {
+        let (code, stderr) = refused(
+            "aic-control-plane",
+            &["keygen", "--id", id],
+            ("AIC_LOG_JSON", "false"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(code, 2, "{id:?}: {stderr}");
+        assert!(stderr.contains("is not a key id"), "{id:?}: {stderr}");
     }
 }
