@@ -32,9 +32,28 @@ pub struct AmqpArgs {
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
     pub amqp_url: SecretString,
-    /// Prefix of every exchange and queue name (`<ns>.executions`, …).
-    #[arg(long, env = "AIC_AMQP_NAMESPACE", default_value = "aic")]
+    /// Prefix of every exchange and queue name (`<ns>.executions`, …): 1 to 64 letters,
+    /// digits, `.`, `_` or `-`, not `amq` (RabbitMQ keeps `amq.` names to itself).
+    #[arg(long, env = "AIC_AMQP_NAMESPACE", default_value = "aic", value_parser = namespace)]
     pub amqp_namespace: String,
+}
+
+/// A namespace every exchange and queue name built on it can be declared with, and typed and
+/// matched by an operator (`rabbitmqctl`, the management API's URLs, alert rules): plain
+/// characters, short enough that the longest suffix stays within RabbitMQ's 255 bytes, and
+/// not `amq.`, whose names the broker declares alone (a declaration is refused).
+fn namespace(raw: &str) -> Result<String, String> {
+    let plain = (1..=64).contains(&raw.len())
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !plain {
+        return Err("1 to 64 letters, digits, '.', '_' or '-'".into());
+    }
+    if raw == "amq" || raw.starts_with("amq.") {
+        return Err("RabbitMQ keeps names beginning 'amq.' to itself".into());
+    }
+    Ok(raw.to_string())
 }
 
 /// The keys that seal connection credentials.

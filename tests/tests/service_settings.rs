@@ -97,6 +97,19 @@ fn a_setting_out_of_bounds_stops_the_service_naming_it() {
             ("AIC_DATABASE_POOL_SIZE", "0"),
             "'0' for '--database-pool-size",
         ),
+        // A character an operator's tools would read otherwise, and names RabbitMQ keeps.
+        (
+            "aic-worker",
+            &[],
+            ("AIC_AMQP_NAMESPACE", "aic.#"),
+            "'aic.#' for '--amqp-namespace",
+        ),
+        (
+            "aic-control-plane",
+            &["serve"],
+            ("AIC_AMQP_NAMESPACE", "amq"),
+            "RabbitMQ keeps names beginning 'amq.' to itself",
+        ),
         (
             "aic-control-plane",
             &["serve"],
