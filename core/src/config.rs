@@ -43,11 +43,7 @@ pub struct AmqpArgs {
 /// characters, short enough that the longest suffix stays within RabbitMQ's 255 bytes, and
 /// not `amq.`, whose names the broker declares alone (a declaration is refused).
 fn namespace(raw: &str) -> Result<String, String> {
-    let plain = (1..=64).contains(&raw.len())
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if !plain {
+    if !crate::credentials::is_plain_name(raw) {
         return Err("1 to 64 letters, digits, '.', '_' or '-'".into());
     }
     if raw == "amq" || raw.starts_with("amq.") {

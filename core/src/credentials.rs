@@ -61,14 +61,20 @@ pub enum KeyringError {
     Duplicate(String),
 }
 
+/// 1 to 64 letters, digits, `.`, `_` or `-`: a name (a key id, an AMQP namespace) that no
+/// list, URL or tool reads otherwise.
+pub fn is_plain_name(raw: &str) -> bool {
+    (1..=64).contains(&raw.len())
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// A key id as `keygen` makes it and `AIC_CREDENTIAL_KEYS` reads it: letters, digits, `.`, `_`
 /// and `-`, 1 to 64 of them (a `:` or `,` in it would split the entry, white space vanish).
 pub fn check_key_id(id: &str) -> Result<(), String> {
-    let fits = (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    fits.then_some(())
+    is_plain_name(id)
+        .then_some(())
         .ok_or_else(|| format!("'{id}' is not a key id: 1 to 64 letters, digits, '.', '_' or '-'"))
 }
 
