@@ -198,6 +198,7 @@ fn transform(t: Option<Transform>, v: Value) -> Value {
 
 fn coerce(spec: &ParameterSpec, v: &Value) -> Result<Value, ParamError> {
     let out = convert(spec.kind, v).map_err(|expected| invalid(spec, expected, v))?;
+    within(spec, &out)?;
     if let (Some(max), Value::String(s)) = (spec.max_length, &out) {
         let len = s.chars().count();
         if len > max as usize {
@@ -212,6 +213,59 @@ fn coerce(spec: &ParameterSpec, v: &Value) -> Result<Value, ParamError> {
         }
     }
     Ok(out)
+}
+
+/// Refuses a value (`out`, converted) beyond the parameter's bounds or not among its allowed
+/// values, saying which are accepted.
+fn within(spec: &ParameterSpec, out: &Value) -> Result<(), ParamError> {
+    use std::cmp::Ordering::{Greater, Less};
+    if let Value::Number(n) = out {
+        let beyond = [
+            (&spec.minimum, Less, "at least"),
+            (&spec.maximum, Greater, "at most"),
+        ];
+        for (bound, side, words) in beyond {
+            if let Some(b) = bound
+                .as_ref()
+                .filter(|b| aic_proto::whole::cmp(n, b) == side)
+            {
+                return Err(invalid(spec, &format!("{words} {b}"), out));
+            }
+        }
+    }
+    if spec.allowed_values.is_empty() {
+        return Ok(());
+    }
+    let allowed = |s: &Value| {
+        s.as_str()
+            .is_some_and(|s| spec.allowed_values.iter().any(|a| a == s))
+    };
+    let (bad, whose) = match out {
+        Value::Array(items) => (items.iter().find(|i| !allowed(i)), "each item of "),
+        _ => (Some(out).filter(|v| !allowed(v)), ""),
+    };
+    match bad {
+        None => Ok(()),
+        Some(bad) => Err(ParamError {
+            code: ExecutionErrorCode::InvalidParameter,
+            parameter: spec.name.clone(),
+            message: format!(
+                "{whose}parameter '{}' must be one of {}, got {}",
+                spec.name,
+                quoted_list(&spec.allowed_values),
+                describe(bad)
+            ),
+        }),
+    }
+}
+
+/// `'a', 'b', 'c'`, the first ten of a longer list followed by how many there are.
+fn quoted_list(values: &[String]) -> String {
+    let shown: Vec<String> = values.iter().take(10).map(|v| format!("'{v}'")).collect();
+    match values.len() {
+        n if n > 10 => format!("{}, … ({n} in all)", shown.join(", ")),
+        _ => shown.join(", "),
+    }
 }
 
 /// `v` as a whole number: a number or its text, as [`aic_proto::whole::number`] takes it.

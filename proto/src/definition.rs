@@ -166,8 +166,10 @@ impl HttpMethod {
     }
 }
 
-/// One row of an automation's parameter table.
+/// One row of an automation's parameter table; a key it does not know is refused.
+// (A `max_lenght` taken and dropped would leave its editor believing the limit holds.)
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ParameterSpec {
     /// Name the caller uses in `parameters`.
     pub name: String,
@@ -188,6 +190,17 @@ pub struct ParameterSpec {
         deserialize_with = "crate::whole::option"
     )]
     pub max_length: Option<u32>,
+    /// Smallest value accepted, for an integer or a number (the vendor field's range, or the
+    /// editor's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum: Option<serde_json::Number>,
+    /// Largest value accepted, for an integer or a number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum: Option<serde_json::Number>,
+    /// The only values accepted, for a string or each item of a string list (a pick-list's
+    /// values, e.g. a ServiceNow urgency's `1`, `2`, `3`); any value when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_values: Vec<String>,
     /// Where the value goes: the JSON body (default) or a `{placeholder}` of the path.
     #[serde(default, skip_serializing_if = "ParameterLocation::is_body")]
     pub location: ParameterLocation,

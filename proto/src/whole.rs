@@ -22,6 +22,15 @@ pub fn number(n: &Number) -> Option<Number> {
     (f.fract() == 0.0 && f.abs() <= EXACT).then(|| Number::from(f as i64))
 }
 
+/// `a` against `b`: exactly when both are integers, as floats otherwise.
+pub fn cmp(a: &Number, b: &Number) -> std::cmp::Ordering {
+    let int = |n: &Number| (n.as_i64().map(i128::from)).or_else(|| n.as_u64().map(i128::from));
+    match (int(a), int(b)) {
+        (Some(a), Some(b)) => a.cmp(&b),
+        _ => (a.as_f64().unwrap_or(f64::NAN)).total_cmp(&b.as_f64().unwrap_or(f64::NAN)),
+    }
+}
+
 /// An integer of type `T` written as any JSON number without a fraction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Whole<T>(pub T);

@@ -120,6 +120,69 @@ async fn bad_edits_are_refused_naming_the_field() {
         .filter(|p| p["name"] != "LastName")
         .cloned()
         .collect();
+    // The draft's parameters with `extra` set on the one named, and that one's field path.
+    let with = |name: &str, extra: Value, field: &str| {
+        let mut params = first["parameters"].as_array().expect("parameters").clone();
+        let i = params.iter().position(|p| p["name"] == name).expect(name);
+        for (k, v) in extra.as_object().expect("an object") {
+            params[i][k] = v.clone();
+        }
+        (
+            json!({"parameters": params}),
+            format!("parameters[{i}].{field}"),
+        )
+    };
+    let limits = [
+        // A key the table does not know (a typo) is refused, not dropped.
+        (
+            with("Title", json!({"max_lenght": 10}), "max_lenght"),
+            "invalid_body",
+        ),
+        (
+            with("NumberOfEmployees", json!({"maximum": 1.5}), "maximum"),
+            "validation_failed",
+        ),
+        (
+            with(
+                "NumberOfEmployees",
+                json!({"minimum": 10, "maximum": 5}),
+                "maximum",
+            ),
+            "validation_failed",
+        ),
+        (
+            with("Title", json!({"minimum": 1}), "minimum"),
+            "validation_failed",
+        ),
+        (
+            with(
+                "NumberOfEmployees",
+                json!({"allowed_values": ["1"]}),
+                "allowed_values",
+            ),
+            "validation_failed",
+        ),
+        (
+            with(
+                "LeadSource",
+                json!({"allowed_values": ["Web", "Web"]}),
+                "allowed_values[1]",
+            ),
+            "validation_failed",
+        ),
+        (
+            with(
+                "Title",
+                json!({"allowed_values": ["CTO", "x".repeat(129)]}),
+                "allowed_values[1]",
+            ),
+            "validation_failed",
+        ),
+    ];
+    for ((body, field), code) in limits {
+        env.assert_refused(Method::PATCH, &path, Some(body), (422, code, Some(&field)))
+            .await;
+    }
     let cases = [
         (
             json!({"name": "  "}),

@@ -121,6 +121,14 @@ async fn parameter_errors_name_the_parameter_and_never_reach_the_vendor() {
             "Email",
             "parameter 'Email' must be an e-mail address, got the string \"not-an-address\"",
         ),
+        // Beyond the catalogue's range of the field (Salesforce's 8 digits).
+        (
+            &lead,
+            json!({"LastName": "A", "Company": "B", "NumberOfEmployees": 100_000_000}),
+            "invalid_parameter",
+            "NumberOfEmployees",
+            "parameter 'NumberOfEmployees' must be at most 99999999, got the number 100000000",
+        ),
         (
             &lead,
             json!({"LastName": "A", "Company": "B", "Colour": "red"}),

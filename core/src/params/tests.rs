@@ -9,6 +9,9 @@ fn spec(name: &str, kind: ParameterType, required: bool) -> ParameterSpec {
         required,
         description: String::new(),
         max_length: Some(10),
+        minimum: None,
+        maximum: None,
+        allowed_values: Vec::new(),
         location: ParameterLocation::Body,
         transform: None,
     }
@@ -191,4 +194,102 @@ fn a_whole_number_written_with_a_fraction_is_an_integer() {
         );
         assert!(e.message.contains("a whole number"), "{bad}: {}", e.message);
     }
+}
+
+#[test]
+fn a_number_beyond_its_bounds_is_refused_naming_the_bound() {
+    let employees = ParameterSpec {
+        minimum: Some(0.into()),
+        maximum: Some(99_999_999.into()),
+        ..spec("employees", ParameterType::Integer, true)
+    };
+    let ratio = ParameterSpec {
+        minimum: Some(Number::from_f64(0.5).expect("finite")),
+        maximum: Some(1.into()),
+        ..spec("ratio", ParameterType::Number, false)
+    };
+    let specs = [employees, ratio];
+    let refused = |values: Value| {
+        build_body(&specs, &obj(values))
+            .map(|_| ())
+            .map_err(|e| (e.code, e.parameter, e.message))
+    };
+    // The bounds themselves, and a numeric string converted, are within.
+    assert_eq!(refused(json!({"employees": 0, "ratio": 0.5})), Ok(()));
+    assert_eq!(
+        refused(json!({"employees": "99999999", "ratio": 1})),
+        Ok(())
+    );
+    for (values, parameter, message) in [
+        (
+            json!({"employees": 100_000_000}),
+            "employees",
+            "parameter 'employees' must be at most 99999999, got the number 100000000",
+        ),
+        (
+            json!({"employees": 9_223_372_036_854_775_808u64}),
+            "employees",
+            "parameter 'employees' must be at most 99999999, got the number 9223372036854775808",
+        ),
+        (
+            json!({"employees": "-1"}),
+            "employees",
+            "parameter 'employees' must be at least 0, got the number -1",
+        ),
+        (
+            json!({"employees": 1, "ratio": 0.25}),
+            "ratio",
+            "parameter 'ratio' must be at least 0.5, got the number 0.25",
+        ),
+        (
+            json!({"employees": 1, "ratio": 1.0000001}),
+            "ratio",
+            "parameter 'ratio' must be at most 1, got the number 1.0000001",
+        ),
+    ] {
+        let expected = (
+            ExecutionErrorCode::InvalidParameter,
+            parameter.to_string(),
+            message.to_string(),
+        );
+        assert_eq!(refused(values), Err(expected));
+    }
+}
+
+#[test]
+fn a_value_outside_the_allowed_ones_is_refused_listing_them() {
+    let urgency = ParameterSpec {
+        allowed_values: vec!["1".into(), "2".into(), "3".into()],
+        ..spec("urgency", ParameterType::String, false)
+    };
+    let labels = ParameterSpec {
+        max_length: None,
+        allowed_values: (1..=12).map(|i| format!("l{i}")).collect(),
+        ..spec("labels", ParameterType::StringList, false)
+    };
+    let specs = [urgency, labels];
+    let body = build_body(&specs, &obj(json!({"urgency": 2, "labels": "l1, l12"})));
+    assert_eq!(
+        body.expect("allowed"),
+        json!({"urgency": "2", "labels": ["l1", "l12"]}),
+        "a number converted to its text, each item of a list, are checked as given"
+    );
+    let e = build_body(&specs, &obj(json!({"urgency": "high"}))).unwrap_err();
+    assert_eq!(
+        (e.code, e.parameter.as_str(), e.message.as_str()),
+        (
+            ExecutionErrorCode::InvalidParameter,
+            "urgency",
+            "parameter 'urgency' must be one of '1', '2', '3', got the string \"high\""
+        )
+    );
+    let e = build_body(&specs, &obj(json!({"labels": ["l3", "L3"]}))).unwrap_err();
+    assert_eq!(
+        (e.parameter.as_str(), e.message.as_str()),
+        (
+            "labels",
+            "each item of parameter 'labels' must be one of 'l1', 'l2', 'l3', 'l4', 'l5', 'l6', \
+             'l7', 'l8', 'l9', 'l10', … (12 in all), got the string \"L3\""
+        )
+    );
 }

@@ -52,6 +52,77 @@ fn check_each(params: &[ParameterSpec]) -> Result<(), ApiError> {
                 format!("target field '{}' is mapped twice", p.target),
             ));
         }
+        check_limits(p).map_err(|(f, message)| ApiError::invalid(field(&f), message))?;
+    }
+    Ok(())
+}
+
+/// Most allowed values a parameter lists (a Salesforce pick-list holds 1,000 at most), and the
+/// longest one (its values are 255 characters at most).
+const ALLOWED_VALUES_MAX: usize = 1_000;
+const ALLOWED_VALUE_LENGTH_MAX: usize = 255;
+
+/// That a parameter's bounds apply to its type and leave some value, and that its allowed
+/// values are text it can carry: the field at fault (`minimum`, `allowed_values[2]`) and why.
+/// (The type's name as the API spells it says what the limit does not apply to.)
+fn check_limits(p: &ParameterSpec) -> Result<(), (String, String)> {
+    use aic_proto::ParameterType as T;
+    let kind = serde_json::to_value(p.kind).unwrap_or_default();
+    let kind = kind.as_str().unwrap_or("this");
+    for (name, bound) in [("minimum", &p.minimum), ("maximum", &p.maximum)] {
+        let Some(bound) = bound else { continue };
+        let refused = match p.kind {
+            T::Integer if aic_proto::whole::number(bound).is_none() => {
+                format!("{name} of an integer parameter must be a whole number, not {bound}")
+            }
+            T::Integer | T::Number => continue,
+            _ => format!("{name} applies to integer and number parameters, not to a {kind} one"),
+        };
+        return Err((name.into(), refused));
+    }
+    if let (Some(min), Some(max)) = (&p.minimum, &p.maximum)
+        && aic_proto::whole::cmp(min, max).is_gt()
+    {
+        let refused = format!("maximum ({max}) must not be below minimum ({min})");
+        return Err(("maximum".into(), refused));
+    }
+    check_allowed_values(p, kind)
+}
+
+/// That a parameter's allowed values are text it can carry, each once.
+fn check_allowed_values(p: &ParameterSpec, kind: &str) -> Result<(), (String, String)> {
+    use aic_proto::ParameterType as T;
+    if p.allowed_values.is_empty() {
+        return Ok(());
+    }
+    if !matches!(p.kind, T::String | T::StringList) {
+        let refused = format!(
+            "allowed_values applies to string and string_list parameters, not to a {kind} one"
+        );
+        return Err(("allowed_values".into(), refused));
+    }
+    if p.allowed_values.len() > ALLOWED_VALUES_MAX {
+        let refused = format!(
+            "allowed_values lists {} values; at most {ALLOWED_VALUES_MAX} are accepted",
+            p.allowed_values.len()
+        );
+        return Err(("allowed_values".into(), refused));
+    }
+    let longest = p.max_length.map_or(ALLOWED_VALUE_LENGTH_MAX, |m| {
+        (m as usize).min(ALLOWED_VALUE_LENGTH_MAX)
+    });
+    let mut seen = HashSet::new();
+    for (j, v) in p.allowed_values.iter().enumerate() {
+        let refused = if v.is_empty() {
+            "an allowed value must not be empty".to_string()
+        } else if v.chars().count() > longest {
+            format!("an allowed value is at most {longest} characters long")
+        } else if !seen.insert(v.as_str()) {
+            format!("'{v}' is listed twice")
+        } else {
+            continue;
+        };
+        return Err((format!("allowed_values[{j}]"), refused));
     }
     Ok(())
 }
@@ -170,4 +241,25 @@ pub(super) async fn check_connection_app(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_templates_own_table_passes_the_checks_a_draft_gets() {
+        // An automation created without a table takes its template's: one the checks refused
+        // would make every automation of the template impossible to create.
+        let catalog = Catalog::load().expect("the catalogue loads");
+        let mut checked = 0;
+        for (app, templates) in catalog.apps() {
+            for t in templates {
+                check_parameters(t, &t.parameters)
+                    .unwrap_or_else(|e| panic!("{}.{}: {e:?}", app.id, t.action));
+                checked += 1;
+            }
+        }
+        assert!(checked >= 9, "{checked} templates");
+    }
 }

@@ -197,7 +197,7 @@ async fn create_automation(api: &Api<'_>, connection: &str) -> anyhow::Result<Au
         {"name": "company", "type": "string", "target": "Company", "required": true, "description": "Lead's company", "max_length": 255},
         {"name": "email", "type": "email", "target": "Email", "required": true, "description": "Work e-mail"},
         {"name": "title", "type": "string", "target": "Title", "required": false, "description": "Job title"},
-        {"name": "employees", "type": "integer", "target": "NumberOfEmployees", "required": false, "description": "Head count"}
+        {"name": "employees", "type": "integer", "target": "NumberOfEmployees", "required": false, "description": "Head count", "minimum": 0, "maximum": 99999999}
     ]);
     let automation = api.call(reqwest::Method::POST, "/v1/automations", Some(json!({"template": "salesforce.create_lead", "connection_id": connection,
         "name": "Create Lead", "description": "Creates a Salesforce lead from the onboarding flow", "parameters": parameters}))).await?;
