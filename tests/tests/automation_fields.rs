@@ -115,6 +115,18 @@ async fn another_object_is_described_on_request_and_a_wrong_one_is_named() {
         "{quote}"
     );
     assert_eq!(field(&quote, "Name")["parameter"], "Name");
+    // An int's digits bound it: what a parameter mapped to it may take as its range.
+    let lead = fields(&env, id, "?object=Lead").await;
+    let employees = field(&lead, "NumberOfEmployees");
+    assert_eq!(
+        (
+            &employees["type"],
+            &employees["minimum"],
+            &employees["maximum"]
+        ),
+        (&json!("integer"), &json!(-99_999_999), &json!(99_999_999)),
+        "{employees}"
+    );
 
     let (status, err) = env
         .call(

@@ -31,6 +31,9 @@ pub struct VendorField {
     pub required: bool,
     /// Its maximum length, for text.
     pub max_length: Option<u32>,
+    /// Its range, for a whole number the vendor bounds (Salesforce's `digits`, ServiceNow's
+    /// 32-bit `integer`).
+    pub range: Option<(i64, i64)>,
     /// Its allowed values, for a pick-list.
     pub values: Vec<String>,
 }
@@ -239,11 +242,18 @@ fn salesforce_fields(describe: &Value) -> Vec<VendorField> {
                 _ => ParameterType::String,
             };
             let length = f["length"].as_u64().filter(|l| *l > 0);
+            // An `int` of n digits holds ±(10^n - 1).
+            let digits = f["digits"].as_u64().filter(|d| (1..=18).contains(d));
+            let range = digits.filter(|_| vendor_type == "int").map(|d| {
+                let most = 10i64.pow(d as u32) - 1;
+                (-most, most)
+            });
             Some(VendorField {
                 name: f["name"].as_str()?.to_string(),
                 label: f["label"].as_str().unwrap_or_default().to_string(),
                 required: f["nillable"] == false && f["defaultedOnCreate"] == false,
                 max_length: length.and_then(|l| u32::try_from(l).ok()),
+                range,
                 values: f["picklistValues"]
                     .as_array()
                     .into_iter()
@@ -290,6 +300,7 @@ fn servicenow_fields(dictionary: &Value, tables: &[String]) -> Vec<VendorField> 
             label: text(&row["column_label"]).unwrap_or(name).to_string(),
             required: text(&row["mandatory"]) == Some("true"),
             max_length: text(&row["max_length"]).and_then(|l| l.parse().ok()),
+            range: (vendor_type == "integer").then_some((i32::MIN.into(), i32::MAX.into())),
             values: Vec::new(),
             vendor_type,
             parameter_type,

@@ -316,6 +316,7 @@ fn create_field(f: &Value) -> Option<VendorField> {
         parameter_type,
         required: f["required"] == true && f["hasDefaultValue"] != true,
         max_length: None,
+        range: None,
         values: f["allowedValues"]
             .as_array()
             .into_iter()

@@ -15,7 +15,8 @@ pub(super) enum Kind {
     Text(usize),
     Email,
     Date,
-    Integer,
+    /// An `int` of so many digits (NumberOfEmployees: 8); a Java `int` on the wire.
+    Integer(u32),
     Double,
     Reference(&'static str),
     Picklist(&'static [&'static str]),
@@ -68,7 +69,7 @@ const LEAD: Schema = Schema {
         f("Title", "Title", Kind::Text(128), false),
         f("LeadSource", "Lead Source", Kind::Text(255), false),
         f("Website", "Website", Kind::Text(255), false),
-        f("NumberOfEmployees", "Employees", Kind::Integer, false),
+        f("NumberOfEmployees", "Employees", Kind::Integer(8), false),
         f("AnnualRevenue", "Annual Revenue", Kind::Double, false),
         f("Description", "Description", Kind::Text(32000), false),
         f("Status", "Status", Kind::Text(255), false),
@@ -146,18 +147,22 @@ pub(super) fn describe(sobject: &str, schema: &Schema) -> Value {
     };
     let mut fields = vec![system("Id", &format!("{sobject} ID"), "id")];
     fields.extend(schema.fields.iter().map(|f| {
+        let digits = match f.kind {
+            Kind::Integer(digits) => digits,
+            _ => 0,
+        };
         let (kind, length, values, to): (&str, usize, &[&str], Option<&str>) = match f.kind {
             Kind::Text(n) if n > 255 => ("textarea", n, &[], None),
             Kind::Text(n) => ("string", n, &[], None),
             Kind::Email => ("email", 80, &[], None),
             Kind::Date => ("date", 0, &[], None),
-            Kind::Integer => ("int", 0, &[], None),
+            Kind::Integer(_) => ("int", 0, &[], None),
             Kind::Double => ("double", 0, &[], None),
             Kind::Reference(prefix) => ("reference", 18, &[], Some(prefix)),
             Kind::Picklist(values) => ("picklist", 255, values, None),
         };
         json!({"name": f.name, "label": f.label, "type": kind, "length": length,
-            "createable": true, "updateable": true, "nillable": !f.required,
+            "digits": digits, "createable": true, "updateable": true, "nillable": !f.required,
             "defaultedOnCreate": false,
             "picklistValues": values.iter().map(|v| json!({"value": v, "label": v, "active": true, "defaultValue": false})).collect::<Vec<_>>(),
             "referenceTo": to.map(referenced).into_iter().collect::<Vec<_>>()})
@@ -277,7 +282,11 @@ fn typed(schema: &Schema, body: &Map<String, Value>) -> Result<(), Vec<Value>> {
                 .as_str()
                 .and_then(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
                 .is_none(),
-            Kind::Integer => !(v.is_i64() || v.as_str().is_some_and(|s| s.parse::<i64>().is_ok())),
+            // Beyond a Java `int` the deserializer refuses it.
+            Kind::Integer(_) => {
+                !(v.as_i64().is_some_and(|i| i32::try_from(i).is_ok())
+                    || v.as_str().is_some_and(|s| s.parse::<i32>().is_ok()))
+            }
             Kind::Double => {
                 !(v.is_number() || v.as_str().is_some_and(|s| s.parse::<f64>().is_ok()))
             }
@@ -286,7 +295,7 @@ fn typed(schema: &Schema, body: &Map<String, Value>) -> Result<(), Vec<Value>> {
         if bad {
             let kind = match field.kind {
                 Kind::Date => "date",
-                Kind::Integer => "int",
+                Kind::Integer(_) => "int",
                 Kind::Double => "double",
                 _ => "string",
             };
@@ -349,6 +358,20 @@ fn values(
                 ),
                 &[field.name],
             )),
+            Kind::Integer(digits)
+                if text
+                    .parse::<i64>()
+                    .is_ok_and(|i| i.unsigned_abs() >= 10u64.pow(digits)) =>
+            {
+                problems.push(err(
+                    "NUMBER_OUTSIDE_VALID_RANGE",
+                    format!(
+                        "{}: value outside of valid range on numeric field: {text}",
+                        field.label
+                    ),
+                    &[field.name],
+                ))
+            }
             Kind::Reference(prefix) if !(is_id(&text) && text.starts_with(prefix)) => problems
                 .push(err(
                     "MALFORMED_ID",
@@ -438,6 +461,31 @@ mod tests {
         assert_eq!(
             run("Quote", json!({"Name": "a", "OpportunityId": "xyz"})).unwrap_err()[0]["errorCode"],
             "MALFORMED_ID"
+        );
+    }
+
+    #[test]
+    fn an_int_beyond_its_digits_or_a_java_int_is_refused() {
+        let lead = |n: Value| {
+            run(
+                "Lead",
+                json!({"LastName": "a", "Company": "b", "NumberOfEmployees": n}),
+            )
+        };
+        assert!(lead(json!(99_999_999)).is_ok());
+        assert!(lead(json!("-99999999")).is_ok());
+        let e = lead(json!(100_000_000)).unwrap_err();
+        assert_eq!(
+            (&e[0]["errorCode"], &e[0]["message"], &e[0]["fields"]),
+            (
+                &json!("NUMBER_OUTSIDE_VALID_RANGE"),
+                &json!("Employees: value outside of valid range on numeric field: 100000000"),
+                &json!(["NumberOfEmployees"])
+            )
+        );
+        assert_eq!(
+            lead(json!(2_147_483_648u64)).unwrap_err()[0]["errorCode"],
+            "JSON_PARSER_ERROR"
         );
     }
 }

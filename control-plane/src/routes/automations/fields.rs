@@ -68,6 +68,12 @@ pub struct FieldView {
     /// Its maximum length.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_length: Option<u32>,
+    /// Its smallest value, for a number the vendor bounds (a parameter's `minimum`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub minimum: Option<serde_json::Number>,
+    /// Its largest value (a parameter's `maximum`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maximum: Option<serde_json::Number>,
     /// Its allowed values (pick-lists).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<String>,
@@ -239,6 +245,8 @@ fn described_field(f: VendorField, params: &[ParameterSpec]) -> FieldView {
         vendor_type: Some(f.vendor_type),
         required: f.required,
         max_length: f.max_length,
+        minimum: f.range.map(|r| r.0.into()),
+        maximum: f.range.map(|r| r.1.into()),
         values: f.values,
     }
 }
@@ -251,7 +259,9 @@ fn catalogued(p: &ParameterSpec, params: &[ParameterSpec]) -> FieldView {
         vendor_type: None,
         required: p.required,
         max_length: p.max_length,
-        values: Vec::new(),
+        minimum: p.minimum.clone(),
+        maximum: p.maximum.clone(),
+        values: p.allowed_values.clone(),
         parameter: params
             .iter()
             .find(|d| d.location == p.location && d.target == p.target)

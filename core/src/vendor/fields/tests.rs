@@ -26,7 +26,8 @@ fn a_salesforce_describe_gives_its_createable_fields_and_what_the_org_requires()
         {"name": "LastName", "label": "Last Name", "type": "string", "length": 80, "createable": true, "nillable": false, "defaultedOnCreate": false},
         {"name": "Status", "label": "Status", "type": "picklist", "length": 255, "createable": true, "nillable": false, "defaultedOnCreate": true,
          "picklistValues": [{"value": "Open", "active": true}, {"value": "Old", "active": false}]},
-        {"name": "Budget__c", "label": "Budget", "type": "currency", "length": 0, "createable": true, "nillable": true, "defaultedOnCreate": false}
+        {"name": "Budget__c", "label": "Budget", "type": "currency", "length": 0, "createable": true, "nillable": true, "defaultedOnCreate": false},
+        {"name": "NumberOfEmployees", "label": "Employees", "type": "int", "length": 0, "digits": 8, "createable": true, "nillable": true, "defaultedOnCreate": false}
     ]});
     let fields = salesforce_fields(&describe);
     let names: Vec<(&str, bool)> = fields
@@ -35,7 +36,18 @@ fn a_salesforce_describe_gives_its_createable_fields_and_what_the_org_requires()
         .collect();
     assert_eq!(
         names,
-        [("LastName", true), ("Status", false), ("Budget__c", false)]
+        [
+            ("LastName", true),
+            ("Status", false),
+            ("Budget__c", false),
+            ("NumberOfEmployees", false)
+        ]
+    );
+    let ranges: Vec<_> = fields.iter().map(|f| f.range).collect();
+    assert_eq!(
+        ranges,
+        [None, None, None, Some((-99_999_999, 99_999_999))],
+        "an int of 8 digits"
     );
     assert_eq!(fields[0].max_length, Some(80));
     assert_eq!(fields[1].values, ["Open"]);
@@ -71,6 +83,11 @@ fn servicenow_columns_come_from_the_table_and_its_parents() {
     );
     assert_eq!(fields[0].vendor_type, "reference");
     assert_eq!(fields[1].parameter_type, ParameterType::Integer);
+    assert_eq!(
+        (fields[1].range, fields[2].range),
+        (Some((-2_147_483_648, 2_147_483_647)), None),
+        "an integer column is 32 bits"
+    );
     let mut fields = fields;
     let choices = json!({"result": [
         {"name": "task", "element": "priority", "value": "5", "sequence": "5"},
