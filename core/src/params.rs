@@ -341,16 +341,28 @@ fn convert(kind: ParameterType, v: &Value) -> Result<Value, &'static str> {
     })
 }
 
+/// An address a vendor's e-mail field takes: a local part of 1 to 64 characters without white
+/// space, dots at its ends or two together, and a domain of two or more labels, each of
+/// letters (any script), digits and inner hyphens — 254 characters in all at most (RFC 5321).
 fn looks_like_email(s: &str) -> bool {
-    let Some((local, domain)) = s.split_once('@') else {
+    let Some((local, domain)) = s.rsplit_once('@') else {
         return false;
     };
-    !local.is_empty()
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !s.chars().any(char::is_whitespace)
-        && !domain.contains('@')
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    (1..=64).contains(&local.chars().count())
+        && s.chars().count() <= 254
+        && !local.contains(['@', '"'])
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && !local.chars().any(|c| c.is_whitespace() || c.is_control())
+        && domain.split('.').count() >= 2
+        && domain.split('.').all(label)
 }
 
 fn insert_path(body: &mut Map<String, Value>, path: &str, value: Value) {
