@@ -350,6 +350,15 @@ fn operation(op: Op, error: &Value, catalog: &aic_core::catalog::Catalog) -> Val
         .collect();
     params.extend(query_parameters(catalog, op.method, op.path));
     revisions::document(op.method, op.path, &mut o, &mut params);
+    if (op.method, op.path) == ("post", "/v1/automations/{id}/executions") {
+        params.push(json!({
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": false,
+            "description": "The request's idempotency key (`\"order-42\"`, or bare), as the body's `idempotency_key`; both given must agree",
+            "schema": {"type": "string"}
+        }));
+    }
     if !params.is_empty() {
         o["parameters"] = Value::Array(params);
     }

@@ -104,6 +104,73 @@ async fn a_repeated_key_or_id_returns_the_first_execution_of_that_request_only()
     env.stop().await;
 }
 
+/// The `Idempotency-Key` header that HTTP clients and flow tools send is the body's key: a
+/// retry carrying it gets the first execution, one carrying it with other values is refused,
+/// and a header that contradicts the body's key or is malformed is refused naming it.
+#[tokio::test]
+async fn the_idempotency_key_header_is_the_bodys_key() {
+    let env = TestEnv::start().await;
+    let lead = env.lead_automation().await;
+    let path = format!("/v1/automations/{lead}/executions");
+    let post = |key: &'static str, body: Value| {
+        let req = env.api_request(&env.admin_token, Method::POST, &path);
+        async move {
+            let (status, _, answer) =
+                TestEnv::exchange(req.header("Idempotency-Key", key), Some(body)).await;
+            (status.as_u16(), answer)
+        }
+    };
+    let ab = json!({"parameters": {"LastName": "A", "Company": "B"}});
+    let (s1, first) = post("\"crm-sync-7\"", ab.clone()).await;
+    let (s2, again) = post("crm-sync-7", ab.clone()).await;
+    assert_eq!((s1, s2), (202, 202), "{first} {again}");
+    assert_eq!(
+        first["execution_id"], again["execution_id"],
+        "quoted or bare, one key: {again}"
+    );
+    let in_body =
+        json!({"parameters": {"LastName": "A", "Company": "B"}, "idempotency_key": "crm-sync-7"});
+    let (_, by_body) = post("crm-sync-7", in_body).await;
+    assert_eq!(first["execution_id"], by_body["execution_id"], "{by_body}");
+    let other = post(
+        "crm-sync-7",
+        json!({"parameters": {"LastName": "Other", "Company": "B"}}),
+    )
+    .await;
+    refused(
+        &other,
+        "idempotency_key_reused",
+        "idempotency_key",
+        "other parameter values",
+    );
+    let contradicting =
+        json!({"parameters": {"LastName": "A", "Company": "B"}, "idempotency_key": "crm-sync-8"});
+    refused(
+        &post("crm-sync-7", contradicting).await,
+        "validation_failed",
+        "Idempotency-Key",
+        "differ",
+    );
+    let (status, malformed) = post("\"unclosed", ab).await;
+    assert_eq!(
+        (
+            status,
+            malformed["error"]["code"].as_str(),
+            malformed["error"]["field"].as_str()
+        ),
+        (400, Some("invalid_header"), Some("Idempotency-Key")),
+        "{malformed}"
+    );
+    env.wait_final(first["execution_id"].as_str().expect("id"))
+        .await;
+    assert_eq!(
+        env.sandbox.requests_to("/sobjects/Lead/").len(),
+        1,
+        "one lead for the key"
+    );
+    env.stop().await;
+}
+
 /// A request accepted, then sent again after its automation was paused (a bot retrying a
 /// call whose answer it lost, while an admin pauses the automation for an incident at the
 /// vendor), is answered with its execution — it may have run — not refused as if it were new;

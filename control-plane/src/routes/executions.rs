@@ -5,6 +5,7 @@ use super::parse_id;
 
 pub mod across;
 pub mod history;
+mod key;
 pub mod rerun;
 mod submit;
 mod waiting;
@@ -37,6 +38,7 @@ pub struct EnqueueInput {
     /// Your own key for this action (per tenant, at most 200 characters): the same request
     /// sent again with it returns the first execution instead of running the automation again
     /// (another automation or other values under it are refused: 422 `idempotency_key_reused`).
+    /// The `Idempotency-Key` header gives it as well; both given must agree.
     #[schemars(length(min = 1, max = 200), pattern(r"\S"))]
     pub idempotency_key: Option<String>,
     /// Wait up to this many milliseconds (at most 30000) for the result: answered 200 with the
@@ -124,13 +126,13 @@ pub async fn enqueue(
     ApiJson(input): ApiJson<EnqueueInput>,
 ) -> Result<(StatusCode, Json<Enqueued>), ApiError> {
     caller.require(EXECUTE)?;
-    checked_key(input.idempotency_key.as_deref())?;
+    let idempotency_key = key::given(&http_headers, input.idempotency_key)?;
     let submission = Submission {
         automation: parse_id(&id, "automation")?,
         execution: input.execution_id.unwrap_or_default(),
         parameters: input.parameters,
         source: input.source,
-        idempotency_key: input.idempotency_key,
+        idempotency_key,
         wait: checked_wait(input.wait_ms)?,
         rerun_of: None,
     };
@@ -140,17 +142,6 @@ pub async fn enqueue(
     };
     // Waited for with the connection given back.
     Ok(submitted.answer(&state, &caller).await)
-}
-
-/// Refuses an idempotency key that is blank or longer than 200 characters.
-fn checked_key(key: Option<&str>) -> Result<(), ApiError> {
-    if key.is_some_and(|k| k.trim().is_empty() || k.chars().count() > 200) {
-        return Err(ApiError::invalid(
-            "idempotency_key",
-            "idempotency_key must be 1 to 200 characters",
-        ));
-    }
-    Ok(())
 }
 
 /// How long an enqueue waits for the result (`wait_ms`), if at all.
