@@ -135,11 +135,16 @@ pub struct MigrateArgs {
     pub db: DatabaseArgs,
 }
 
+/// A name given on the command line, as the API takes names.
+fn cli_name(name: &str) -> Result<String, String> {
+    crate::routes::name_in("the name", name).map(str::to_string)
+}
+
 /// `create-tenant`.
 #[derive(Args, Debug, Clone)]
 pub struct CreateTenantArgs {
-    /// Unique tenant name.
-    #[arg(long)]
+    /// Unique tenant name (1 to 200 characters, no control characters).
+    #[arg(long, value_parser = cli_name)]
     pub name: String,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -155,8 +160,8 @@ pub struct CreateTokenArgs {
     /// `admin`, `editor`, `viewer` or `service`.
     #[arg(long)]
     pub role: String,
-    /// A label for the token.
-    #[arg(long, default_value = "cli")]
+    /// A label for the token (as a tenant's name).
+    #[arg(long, default_value = "cli", value_parser = cli_name)]
     pub name: String,
     /// Limit a service token to this automation (repeat for several); every automation of the
     /// tenant when absent.

@@ -192,6 +192,12 @@ async fn bad_edits_are_refused_naming_the_field() {
         ),
         (json!({"name": "Other lead"}), 409, "name_taken", None),
         (
+            json!({"name": "Lead\u{202e}daeL"}),
+            422,
+            "validation_failed",
+            Some("name"),
+        ),
+        (
             json!({"status": "stopped"}),
             422,
             "invalid_body",

@@ -170,3 +170,29 @@ fn a_key_id_given_twice_or_unreadable_stops_before_anything_is_opened() {
         assert!(stderr.contains("is not a key id"), "{id:?}: {stderr}");
     }
 }
+
+#[test]
+fn a_tenant_or_token_named_with_a_control_character_is_refused_before_the_database() {
+    // The database on a dead port: a name taken would end in a failed connection instead.
+    for args in [
+        &["create-tenant", "--name", "Acme\nAdmin: granted"][..],
+        &[
+            "create-token",
+            "--tenant",
+            "Acme",
+            "--role",
+            "admin",
+            "--name",
+            "ci\u{202e}",
+        ],
+        &["create-tenant", "--name", "  "],
+    ] {
+        let (code, stderr) = refused("aic-control-plane", args, ("AIC_LOG_JSON", "false"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("'--name <NAME>'") && stderr.contains("the name must"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
