@@ -113,6 +113,22 @@ mod tests {
     }
 
     #[test]
+    fn a_source_past_a_label_is_refused_naming_it() {
+        let ids = r#""execution_id":"0190b3a4-7b1c-7d2e-8f00-000000000001","tenant_id":"0190b3a4-7b1c-7d2e-8f00-000000000002","automation_id":"0190b3a4-7b1c-7d2e-8f00-000000000003""#;
+        let with = |source: &str| format!(r#"{{"version":1,{ids},"source":"{source}"}}"#);
+        let req = decode::<ExecutionRequestV1>(with(&"s".repeat(200)).as_bytes()).expect("a label");
+        assert_eq!(req.source.map(|s| s.len()), Some(200));
+        let e = decode::<ExecutionRequestV1>(with(&"s".repeat(201)).as_bytes()).unwrap_err();
+        assert_eq!(e.reason(), "invalid_message", "{e}");
+        assert!(
+            e.to_string().contains("source is 201 characters long"),
+            "{e}"
+        );
+        let e = decode::<ExecutionRequestV1>(with("bot\\r").as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("U+000D"), "{e}");
+    }
+
+    #[test]
     fn a_future_version_is_named_in_the_error() {
         let e = decode::<ExecutionRequestV1>(br#"{"version":7}"#).unwrap_err();
         assert_eq!(e.reason(), "unknown_version");

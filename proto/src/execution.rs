@@ -29,8 +29,14 @@ pub struct ExecutionRequestV1 {
     /// When the client enqueued the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_at: Option<DateTime<Utc>>,
-    /// Who triggered it, e.g. `flow:onboarding` or `actionbot:step-3` (free text, for audit).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Who triggered it, e.g. `flow:onboarding` or `actionbot:step-3` (free text, for audit;
+    /// at most 200 characters, no control characters).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::text::source"
+    )]
+    #[schemars(length(max = 200))]
     pub source: Option<String>,
 }
 

@@ -3,7 +3,33 @@
 //! vendor answer carrying one is stored with it replaced — never left to fail a statement that
 //! other executions' rows share.
 
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
+
+/// The most characters a request's `source` holds: a label (`flow:onboarding`), shown beside
+/// each execution — not a payload every page of executions would carry.
+pub const SOURCE_MAX: usize = 200;
+
+/// An optional `source`: at most [`SOURCE_MAX`] characters, none of them a control character
+/// (a line break in what the console and the logs show as one label).
+pub fn source<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let source = Option::<String>::deserialize(d)?;
+    if let Some(s) = &source {
+        let count = s.chars().count();
+        if count > SOURCE_MAX {
+            return Err(serde::de::Error::custom(format!(
+                "source is {count} characters long; at most {SOURCE_MAX} are accepted"
+            )));
+        }
+        if let Some(c) = s.chars().find(|c| c.is_control()) {
+            return Err(serde::de::Error::custom(format!(
+                "source must not hold control characters (U+{:04X})",
+                c as u32
+            )));
+        }
+    }
+    Ok(source)
+}
 
 /// Whether a JSON text may hold a NUL character: JSON can only spell it as the escape
 /// `\u0000`, so a text without that sequence holds none (one with it may still mean a

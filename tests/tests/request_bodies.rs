@@ -5,7 +5,7 @@
 
 use aic_tests::harness::{Options, TestEnv};
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// POSTs `body` as sent, with `content_type` (none: no header): the status and the answer.
 async fn post(env: &TestEnv, path: &str, content_type: Option<&str>, body: &str) -> (u16, Value) {
@@ -116,6 +116,41 @@ async fn a_body_over_the_limit_is_refused_as_too_large() {
         // Within the limit, the body is read: here refused for what it says, not its size.
         let (status, err) = post(&env, path, Some("application/json"), &just_under).await;
         assert_eq!(status, 422, "{path}: {err}");
+    }
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn an_executions_source_is_a_label_not_a_payload() {
+    let env = TestEnv::start_with(Options::api_only()).await;
+    let automation = env.lead_automation().await;
+    let path = format!("/v1/automations/{automation}/executions");
+    let with = |source: String| {
+        json!({"parameters": {"LastName": "A", "Company": "B"}, "source": source}).to_string()
+    };
+    let (status, answer) = post(
+        &env,
+        &path,
+        Some("application/json"),
+        &with("f".repeat(200)),
+    )
+    .await;
+    assert_eq!(status, 202, "200 characters are a label: {answer}");
+    for (source, says) in [
+        (
+            "f".repeat(500_000),
+            "source is 500000 characters long; at most 200",
+        ),
+        ("flow:a\nflow:b".to_string(), "control characters (U+000A)"),
+    ] {
+        let (status, err) = post(&env, &path, Some("application/json"), &with(source)).await;
+        assert_eq!(
+            (status, err["error"]["field"].as_str()),
+            (422, Some("source")),
+            "{err}"
+        );
+        let message = err["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{message}");
     }
     env.stop().await;
 }

@@ -33,7 +33,10 @@ pub struct EnqueueInput {
     /// Client-chosen id: re-sending the same request with it never runs the automation twice
     /// (another automation or other values under it are refused: 422 `execution_id_reused`).
     pub execution_id: Option<ExecutionId>,
-    /// Free-text origin for audit, e.g. `flow:onboarding`.
+    /// Free-text origin for audit, e.g. `flow:onboarding` (at most 200 characters, no control
+    /// characters).
+    #[serde(default, deserialize_with = "aic_proto::text::source")]
+    #[schemars(length(max = 200))]
     pub source: Option<String>,
     /// Your own key for this action (per tenant, at most 200 characters): the same request
     /// sent again with it returns the first execution instead of running the automation again
