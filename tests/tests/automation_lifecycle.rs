@@ -179,6 +179,34 @@ async fn bad_edits_are_refused_naming_the_field() {
             "validation_failed",
         ),
     ];
+    // Text past what a reader takes in.
+    // The draft's own table (its required fields kept) with custom fields to 501 rows.
+    let mut many = first["parameters"].as_array().expect("parameters").clone();
+    let more = 501 - many.len();
+    many.extend((0..more).map(|i| {
+        json!({"name": format!("p{i}"), "type": "string", "target": format!("F{i}__c"), "required": false})
+    }));
+    let limits = limits.into_iter().chain([
+        (
+            with(
+                "Title",
+                json!({"description": "d".repeat(1_001)}),
+                "description",
+            ),
+            "validation_failed",
+        ),
+        (
+            (
+                json!({"description": "d".repeat(4_001)}),
+                "description".into(),
+            ),
+            "validation_failed",
+        ),
+        (
+            (json!({"parameters": many}), "parameters".into()),
+            "validation_failed",
+        ),
+    ]);
     for ((body, field), code) in limits {
         env.assert_refused(Method::PATCH, &path, Some(body), (422, code, Some(&field)))
             .await;

@@ -132,6 +132,8 @@ pub async fn create(
     caller.require(CONFIGURE)?;
     let (app, action, template) = template_named(&state.catalog, &input.template)?;
     let name = crate::routes::checked_name(&input.name)?;
+    let most = crate::routes::DESCRIPTION_MAX;
+    crate::routes::bounded_description("description", &input.description, most)?;
     let parameters = input
         .parameters
         .unwrap_or_else(|| template.parameters.clone());

@@ -241,6 +241,28 @@ pub fn bounded_name<'n>(field: &str, name: &'n str) -> Result<&'n str, crate::er
     name_in(field, name).map_err(|why| crate::error::ApiError::invalid(field, why))
 }
 
+/// The most characters a description holds (an automation's; a parameter's holds
+/// [`PARAMETER_DESCRIPTION_MAX`]): what a reader of the console takes in, not a document.
+pub const DESCRIPTION_MAX: usize = 4_000;
+/// The most characters a parameter's description holds.
+pub const PARAMETER_DESCRIPTION_MAX: usize = 1_000;
+
+/// Refuses a description in `field` longer than `most` characters, naming it.
+pub fn bounded_description(
+    field: &str,
+    text: &str,
+    most: usize,
+) -> Result<(), crate::error::ApiError> {
+    let count = text.chars().count();
+    if count > most {
+        return Err(crate::error::ApiError::invalid(
+            field,
+            format!("{field} is {count} characters long; at most {most} are accepted"),
+        ));
+    }
+    Ok(())
+}
+
 /// `name` trimmed, or why it cannot be the name in `field` (as [`bounded_name`] checks it; the
 /// command line's names too).
 pub fn name_in<'n>(field: &str, name: &'n str) -> Result<&'n str, String> {

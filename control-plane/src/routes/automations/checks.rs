@@ -16,8 +16,22 @@ pub(super) fn check_parameters(
     check_against(template, params)
 }
 
-/// Each parameter's name and target, and that none is declared or mapped twice.
+/// The most rows a parameter table holds (a Salesforce object has up to 800 custom fields; a
+/// create sets a few dozen at most).
+const PARAMETERS_MAX: usize = 500;
+
+/// Each parameter's name, target and description, that none is declared or mapped twice, and
+/// that the table is not past [`PARAMETERS_MAX`].
 fn check_each(params: &[ParameterSpec]) -> Result<(), ApiError> {
+    if params.len() > PARAMETERS_MAX {
+        return Err(ApiError::invalid(
+            "parameters",
+            format!(
+                "the table has {} parameters; at most {PARAMETERS_MAX} are accepted",
+                params.len()
+            ),
+        ));
+    }
     let mut names = HashSet::new();
     let mut targets = HashSet::new();
     for (i, p) in params.iter().enumerate() {
@@ -53,6 +67,8 @@ fn check_each(params: &[ParameterSpec]) -> Result<(), ApiError> {
             ));
         }
         check_limits(p).map_err(|(f, message)| ApiError::invalid(field(&f), message))?;
+        let most = crate::routes::PARAMETER_DESCRIPTION_MAX;
+        crate::routes::bounded_description(&field("description"), &p.description, most)?;
     }
     Ok(())
 }

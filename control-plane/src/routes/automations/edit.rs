@@ -98,6 +98,10 @@ pub async fn update(
     caller.require(CONFIGURE)?;
     let id: AutomationId = parse_id(&id, "automation")?;
     let name = input.name.as_deref().map(checked_name).transpose()?;
+    if let Some(text) = &input.description {
+        let most = crate::routes::DESCRIPTION_MAX;
+        crate::routes::bounded_description("description", text, most)?;
+    }
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
     let (before, revision) = locked(&tx, caller.tenant, id).await?;
