@@ -313,6 +313,12 @@ async fn each_vendors_setup_mistakes_are_named() {
             "secrets.email",
             "'email' begins or ends with white space",
         ),
+        // A file pasted where a token goes.
+        (
+            json!({"app": "slack", "auth_type": "bot_token", "secrets": {"bot_token": format!("xoxb-1-2-abc{}", "x".repeat(16_373))}}),
+            "secrets.bot_token",
+            "'bot_token' is 16385 characters long; at most 16384",
+        ),
         // The site's address pasted where its cloud id goes.
         (
             json!({"app": "jira", "auth_type": "oauth2_3lo", "secrets": {"client_id": "a", "client_secret": "b", "refresh_token": "r", "cloud_id": "https://acme.atlassian.net"}}),

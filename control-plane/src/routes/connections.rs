@@ -11,7 +11,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 pub(crate) use checks::Validated;
-use checks::{check_dns, check_spacing, validate};
+use checks::{check_dns, check_given, validate};
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use secrecy::SecretString;
@@ -139,7 +139,7 @@ pub async fn create(
 ) -> Result<(StatusCode, ConnectionView), ApiError> {
     caller.require(CONFIGURE)?;
     let v = validate(&state, &input)?;
-    check_spacing(&input.secrets)?;
+    check_given(&input.secrets)?;
     check_dns(&state, &v.instance).await?;
     let id = ConnectionId::new();
     let sealed = state.keyring.seal(&v.secrets, &aad(caller.tenant, id));

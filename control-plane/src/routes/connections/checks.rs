@@ -73,11 +73,29 @@ fn auth_spec<'a>(app: &'a App, auth_type: &str) -> Result<&'a AuthTypeSpec, ApiE
 /// ends with a line break.
 const SPACED_FIELDS: [&str; 2] = ["password", "private_key"];
 
-/// No secret field given (but a password or a key) has white space around it: an id, token
-/// or user name copied with a line break or a space was saved as it came, and the vendor
-/// refused it as if the credentials were wrong. Only the fields given are checked: an edit
-/// leaves the saved ones as they were.
-pub(super) fn check_spacing(given: &BTreeMap<String, SecretString>) -> Result<(), ApiError> {
+/// The longest secret field's value: a PEM key of 4,096 bits is about 3,300 characters, the
+/// longest vendor tokens a few thousand; a file pasted by mistake is refused, not sent to the
+/// vendor with every token request.
+const SECRET_MAX: usize = 16_384;
+
+/// No secret field given is longer than [`SECRET_MAX`], and none (but a password or a key) has
+/// white space around it: an id, token or user name copied with a line break or a space was
+/// saved as it came, and the vendor refused it as if the credentials were wrong. Only the
+/// fields given are checked: an edit leaves the saved ones as they were. The value is never
+/// repeated.
+pub(super) fn check_given(given: &BTreeMap<String, SecretString>) -> Result<(), ApiError> {
+    let long = given
+        .iter()
+        .map(|(name, value)| (name, value.expose_secret().chars().count()))
+        .find(|(_, count)| *count > SECRET_MAX);
+    if let Some((name, count)) = long {
+        return Err(ApiError::invalid(
+            format!("secrets.{name}"),
+            format!(
+                "secret field '{name}' is {count} characters long; at most {SECRET_MAX} are accepted"
+            ),
+        ));
+    }
     let spaced = given.iter().find(|(name, value)| {
         let value = value.expose_secret();
         !SPACED_FIELDS.contains(&name.as_str()) && value.trim() != value

@@ -9,7 +9,7 @@
 //! `DELETE …/cooldowns` would: that instance's limits are not the new one's. A refusal still
 //! under way from the former is not recorded after the move (see [`aic_core::cooldown::record`]).
 
-use super::checks::{check_dns, check_spacing, resolved_early, validate};
+use super::checks::{check_dns, check_given, resolved_early, validate};
 use super::cooling::end_all;
 use super::{ConnectionInput, ConnectionView, aad, fetch};
 use crate::audit::{self, Action, Target};
@@ -106,7 +106,7 @@ pub async fn update(
     let given = input.secrets.clone();
     let merged = merge(&state, caller.tenant, id, &saved, input)?;
     let checked = validate(&state, &merged)?;
-    check_spacing(&given.unwrap_or_default())?;
+    check_given(&given.unwrap_or_default())?;
     if reauthorised {
         // Resolved again under the lock only if a concurrent edit moved the domain meanwhile.
         match early.filter(|r| r.instance == checked.instance) {

@@ -2,8 +2,7 @@
 //! needs: its secrets opened and a credential for it.
 
 use super::{
-    ConnectionInput, Validated, aad, after_refusal, check_dns, check_spacing, clear_to_call,
-    validate,
+    ConnectionInput, Validated, aad, after_refusal, check_dns, check_given, clear_to_call, validate,
 };
 use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller};
@@ -106,7 +105,7 @@ pub async fn test_unsaved(
 ) -> Result<Json<TestOutcome>, ApiError> {
     caller.require(CONFIGURE)?;
     let v = validate(&state, &input)?;
-    check_spacing(&input.secrets)?;
+    check_given(&input.secrets)?;
     check_dns(&state, &v.instance).await?;
     if v.vendor.rotates_refresh_token(&input.auth_type) {
         // Testing would spend the refresh token with nowhere to keep its successor.
