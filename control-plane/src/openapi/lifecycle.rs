@@ -2,7 +2,7 @@
 //! filters each list takes in its query string.
 
 use super::{Op, array, schema};
-use crate::routes::automations::{self, edit, trial, versions};
+use crate::routes::automations::{self, duplicate, edit, trial, versions};
 use crate::routes::connections;
 use schemars::generate::SchemaGenerator;
 use serde_json::Value;
@@ -87,7 +87,7 @@ pub(super) fn lifecycle_operations(g: &mut SchemaGenerator) -> Vec<Op> {
             "/v1/automations/{id}/duplicate",
             "duplicateAutomation",
             "Copy an automation into a new unpublished draft",
-            Some(schema::<edit::DuplicateInput>(g)),
+            Some(schema::<duplicate::DuplicateInput>(g)),
             ("201", schema::<automations::AutomationView>(g)),
         ),
         Op {

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 mod checks;
+pub mod duplicate;
 pub mod edit;
 pub mod fields;
 pub mod listing;

@@ -86,7 +86,7 @@ fn api(state: AppState) -> Router {
         )
         .route(
             "/v1/automations/{id}/duplicate",
-            post(automations::edit::duplicate),
+            post(automations::duplicate::duplicate),
         )
         .route(
             "/v1/automations/{id}/versions",
