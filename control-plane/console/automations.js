@@ -107,6 +107,16 @@ views.editor = async (id) => {
     testPanel(id, a.name, a.parameters), await versionPanel(id), await runPanel(id), await deployedPanel(id));
 };
 
+/** A row's spec without the limits its type does not take (the API refuses them): a row
+ * changed from integer to string loses its minimum and maximum, one changed from string its
+ * allowed values — which no cell of the table shows to clear. */
+function withinType(spec) {
+  const kept = { ...spec };
+  if (!['integer', 'number'].includes(kept.type)) { delete kept.minimum; delete kept.maximum; }
+  if (!['string', 'string_list'].includes(kept.type)) delete kept.allowed_values;
+  return kept;
+}
+
 /** The parameter table, editable; `specs()` gives it back as the API takes it. */
 function parameterTable(parameters) {
   const rows = [];
@@ -135,7 +145,7 @@ function parameterTable(parameters) {
     node: h('div', {}, options, warning, h('table', {}, h('thead', {}, h('tr', {},
       ['Parameter name', 'Type', 'Field', 'Required', 'Description', ''].map((c) => h('th', {}, c)))), body)),
     add: () => { addRow({ name: '', type: 'string', target: '', required: false, description: '' }); changed(); },
-    specs: () => rows.map((r) => ({
+    specs: () => rows.map((r) => withinType({
       ...r.original, name: r.name.value, type: r.type.value, target: r.target.value,
       required: r.required.checked, description: r.description.value,
     })),

@@ -117,6 +117,16 @@ async fn an_editor_reworks_an_automation_through_its_versions() {
     assert!(phone.as_i64().unwrap_or(0) > 0, "a row maps Phone");
     let phone = format!("(//input[@aria-label='Field'])[{phone}]/ancestor::tr");
     b.click(&phone, "Delete").await;
+    // The head count's row, bounded as a number by the catalogue, made text: its bounds go.
+    let retyped = b
+        .eval(&format!(
+            "const row = {fields}.find(i => i.value === 'NumberOfEmployees')?.closest('tr'); \
+             const type = row?.querySelector('select'); if (!type) return false; \
+             type.value = 'string'; type.dispatchEvent(new Event('change', {{bubbles: true}})); \
+             return true"
+        ))
+        .await;
+    assert_eq!(retyped, json!(true), "a row maps NumberOfEmployees");
     b.click("", "Publish").await;
     b.accept_dialog(Some("With a stage")).await;
     b.flash_saying("Published").await;
@@ -126,6 +136,19 @@ async fn an_editor_reworks_an_automation_through_its_versions() {
     let stage = parameters.iter().find(|p| p["name"] == "Stage");
     assert_eq!(stage.expect("added")["target"], "Status", "{live}");
     assert!(parameters.iter().all(|p| p["target"] != "Phone"), "{live}");
+    let employees = parameters
+        .iter()
+        .find(|p| p["target"] == "NumberOfEmployees");
+    let employees = employees.expect("kept");
+    assert_eq!(
+        (
+            &employees["type"],
+            employees.get("minimum"),
+            employees.get("maximum")
+        ),
+        (&json!("string"), None, None),
+        "{live}"
+    );
     let id = env
         .enqueue(
             &automation,
