@@ -341,6 +341,12 @@ fn convert(kind: ParameterType, v: &Value) -> Result<Value, &'static str> {
     })
 }
 
+/// Whether `s` is an e-mail address a vendor takes (as an `email` parameter is checked): also
+/// an account's address in a connection's secrets.
+pub fn is_email(s: &str) -> bool {
+    looks_like_email(s)
+}
+
 /// An address a vendor's e-mail field takes: a local part of 1 to 64 characters without white
 /// space, dots at its ends or two together, and a domain of two or more labels, each of
 /// letters (any script), digits and inner hyphens — 254 characters in all at most (RFC 5321).

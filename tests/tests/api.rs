@@ -319,6 +319,12 @@ async fn each_vendors_setup_mistakes_are_named() {
             "secrets.bot_token",
             "'bot_token' is 16385 characters long; at most 16384",
         ),
+        // The account's name, not its address.
+        (
+            json!({"app": "jira", "auth_type": "basic", "secrets": {"email": "jdoe", "api_token": "t"}}),
+            "secrets.email",
+            "'email' must be the account's e-mail address",
+        ),
         // The site's address pasted where its cloud id goes.
         (
             json!({"app": "jira", "auth_type": "oauth2_3lo", "secrets": {"client_id": "a", "client_secret": "b", "refresh_token": "r", "cloud_id": "https://acme.atlassian.net"}}),
@@ -326,7 +332,7 @@ async fn each_vendors_setup_mistakes_are_named() {
             "must be the site's cloud id, a UUID",
         ),
         (
-            json!({"app": "jira", "auth_type": "basic", "secrets": {"email": "a", "api_token": "t"}, "domain": "https://acme.my.salesforce.com"}),
+            json!({"app": "jira", "auth_type": "basic", "secrets": {"email": "a@b.io", "api_token": "t"}, "domain": "https://acme.my.salesforce.com"}),
             "domain",
             "not where this app's instances live",
         ),

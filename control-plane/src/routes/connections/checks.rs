@@ -140,6 +140,17 @@ fn check_secrets(auth: &AuthTypeSpec, secrets: &SecretFields) -> Result<(), ApiE
             ),
         ));
     }
+    // An account's address (Jira's Basic auth): a user name or a site pasted there is refused
+    // here rather than by the vendor as wrong credentials. (White space around it is
+    // `check_given`'s to name.)
+    if let Some(email) = secrets.get("email")
+        && !aic_core::params::is_email(email.expose_secret().trim())
+    {
+        return Err(ApiError::invalid(
+            "secrets.email",
+            "secret field 'email' must be the account's e-mail address (name@example.com)",
+        ));
+    }
     if let Some(cloud) = secrets.get("cloud_id") {
         aic_core::vendor::jira::check_cloud_id(cloud.expose_secret()).map_err(|why| {
             ApiError::invalid("secrets.cloud_id", format!("secret field 'cloud_id' {why}"))
