@@ -291,7 +291,7 @@ fn convert(kind: ParameterType, v: &Value) -> Result<Value, &'static str> {
         // A number where text is expected (a phone, a postcode) converts without loss.
         (ParameterType::String, Value::Number(n)) => Value::String(n.to_string()),
         (ParameterType::String, _) => return Err("a string"),
-        (ParameterType::Email, Value::String(s)) if looks_like_email(s) => v.clone(),
+        (ParameterType::Email, Value::String(s)) if is_email(s) => v.clone(),
         (ParameterType::Email, _) => return Err("an e-mail address"),
         (ParameterType::Integer, _) => match integer(v) {
             Some(n) => Value::Number(n),
@@ -341,16 +341,11 @@ fn convert(kind: ParameterType, v: &Value) -> Result<Value, &'static str> {
     })
 }
 
-/// Whether `s` is an e-mail address a vendor takes (as an `email` parameter is checked): also
-/// an account's address in a connection's secrets.
-pub fn is_email(s: &str) -> bool {
-    looks_like_email(s)
-}
-
-/// An address a vendor's e-mail field takes: a local part of 1 to 64 characters without white
+/// Whether `s` is an address a vendor's e-mail field takes (an `email` parameter's value, an
+/// account's address in a connection's secrets): a local part of 1 to 64 characters without white
 /// space, dots at its ends or two together, and a domain of two or more labels, each of
 /// letters (any script), digits and inner hyphens — 254 characters in all at most (RFC 5321).
-fn looks_like_email(s: &str) -> bool {
+pub fn is_email(s: &str) -> bool {
     let Some((local, domain)) = s.rsplit_once('@') else {
         return false;
     };
