@@ -29,11 +29,23 @@ pub async fn create_tenant(pool: &Pool, name: &str) -> anyhow::Result<IssuedToke
     let tenant = TenantId::new();
     let inserted = tx
         .execute(
-            "INSERT INTO tenants (id, name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO tenants (id, name) VALUES ($1, $2) ON CONFLICT (name_key(name)) DO NOTHING",
             &[&tenant.0, &name],
         )
         .await?;
-    anyhow::ensure!(inserted == 1, "a tenant named '{name}' already exists");
+    if inserted == 0 {
+        let existing: String = tx
+            .query_opt(
+                "SELECT name FROM tenants WHERE name_key(name) = name_key($1)",
+                &[&name],
+            )
+            .await?
+            .map_or_else(|| name.to_string(), |row| row.get(0));
+        anyhow::bail!(
+            "a tenant named '{existing}' already exists (names differing only in case, \
+             spacing, character widths or invisible characters are one name)"
+        );
+    }
     let new = NewToken {
         tenant,
         role: Role::Admin,

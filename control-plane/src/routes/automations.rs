@@ -158,7 +158,7 @@ pub async fn create(
     let inserted = tx
         .execute(
             "INSERT INTO automations (id, tenant_id, connection_id, app, action, name, description, parameters, created_by, retry, external_id_field) \
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT (tenant_id, name) DO NOTHING",
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT (tenant_id, name_key(name)) DO NOTHING",
             &[
                 &id.0,
                 &caller.tenant.0,
@@ -175,7 +175,8 @@ pub async fn create(
         )
         .await?;
     if inserted == 0 {
-        return Err(crate::routes::name_taken("an automation", name));
+        let kind = crate::routes::Named::Automation;
+        return Err(crate::routes::clashed(&tx, kind, caller.tenant, name).await);
     }
     let detail = json!({"template": input.template, "connection_id": input.connection_id});
     let target = Target { id: id.0, name };

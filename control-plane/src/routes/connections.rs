@@ -149,7 +149,7 @@ pub async fn create(
         .execute(
             "INSERT INTO connections (id, tenant_id, name, app, domain, auth_type, secret_key_id, \
              secret_nonce, secret_ciphertext, created_by, max_concurrency) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) \
-             ON CONFLICT (tenant_id, name) DO NOTHING",
+             ON CONFLICT (tenant_id, name_key(name)) DO NOTHING",
             &[
                 &id.0,
                 &caller.tenant.0,
@@ -166,7 +166,8 @@ pub async fn create(
         )
         .await?;
     if inserted == 0 {
-        return Err(crate::routes::name_taken("a connection", input.name.trim()));
+        let (kind, name) = (crate::routes::Named::Connection, input.name.trim());
+        return Err(crate::routes::clashed(&tx, kind, caller.tenant, name).await);
     }
     let detail = json!({"app": input.app, "auth_type": input.auth_type,
         "domain": v.instance.as_str().trim_end_matches('/'),

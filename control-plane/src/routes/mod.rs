@@ -7,8 +7,13 @@ pub mod connections;
 pub mod deployables;
 pub mod executions;
 pub mod health;
+mod names;
 pub mod page;
 pub mod tokens;
+
+pub use names::{
+    Named, bounded_name, checked_name, clashed, name_free, name_in, name_taken, unique_name,
+};
 
 use crate::state::AppState;
 use axum::Router;
@@ -193,24 +198,6 @@ pub fn one_of(
     }
 }
 
-/// 409 `name_taken`: `what` (`"an automation"`) named `name` already exists in the tenant.
-pub fn name_taken(what: &str, name: &str) -> crate::error::ApiError {
-    crate::error::ApiError::conflict(
-        "name_taken",
-        format!("{what} named '{name}' already exists"),
-    )
-}
-
-/// A write's database error: [`name_taken`] when the tenant's unique name refused it, else as it
-/// is.
-pub fn unique_name(e: tokio_postgres::Error, what: &str, name: &str) -> crate::error::ApiError {
-    if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
-        name_taken(what, name)
-    } else {
-        e.into()
-    }
-}
-
 /// 409 `code`: `users` (the first five named) still use what is being deleted, e.g. "3
 /// automation(s) run on this connection ('A', 'B', 'C'): move them … first".
 pub fn in_use(
@@ -227,18 +214,6 @@ pub fn in_use(
         code,
         format!("{} {what} ({}): {advice}", users.len(), named.join(", ")),
     )
-}
-
-/// A record's name, trimmed: 1 to 200 characters, else a 422 naming the `name` field.
-pub fn checked_name(name: &str) -> Result<&str, crate::error::ApiError> {
-    bounded_name("name", name)
-}
-
-/// The name in `field`, trimmed: 1 to 200 characters, none of them a control character (a line
-/// break, a bell) or a bidirectional control (U+202E before `cod.exe` shows it to a reader
-/// as `exe.doc`), else a 422 naming `field` and where the character is.
-pub fn bounded_name<'n>(field: &str, name: &'n str) -> Result<&'n str, crate::error::ApiError> {
-    name_in(field, name).map_err(|why| crate::error::ApiError::invalid(field, why))
 }
 
 /// The most characters a description holds (an automation's; a parameter's holds
@@ -263,60 +238,8 @@ pub fn bounded_description(
     Ok(())
 }
 
-/// `name` trimmed, or why it cannot be the name in `field` (as [`bounded_name`] checks it; the
-/// command line's names too).
-pub fn name_in<'n>(field: &str, name: &'n str) -> Result<&'n str, String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(format!("{field} must be 1 to 200 characters"));
-    }
-    let hidden = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
-    match name.chars().enumerate().find(|(_, c)| hidden(*c)) {
-        Some((at, c)) => Err(format!(
-            "{field} must not hold control characters (U+{:04X} at character {})",
-            c as u32,
-            at + 1
-        )),
-        None => Ok(name),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn a_name_with_a_hidden_character_is_refused_saying_where() {
-        assert_eq!(
-            super::bounded_name("system", " Teams bot ").ok(),
-            Some("Teams bot")
-        );
-        let emoji = "Ops \u{1f469}\u{200d}\u{1f4bb} bot";
-        assert_eq!(
-            super::checked_name(emoji).ok(),
-            Some(emoji),
-            "a joiner is no control"
-        );
-        for (name, says) in [
-            ("a\nb", "U+000A at character 2"),
-            ("a\u{7}", "U+0007 at character 2"),
-            ("\u{202e}cod.exe", "U+202E at character 1"),
-            ("x\u{2067}y", "U+2067 at character 2"),
-            ("a\u{85}b", "U+0085 at character 2"),
-        ] {
-            let e = super::bounded_name("system", name)
-                .expect_err(name)
-                .detail();
-            assert_eq!(e.field.as_deref(), Some("system"), "{name:?}");
-            assert!(
-                e.message.ends_with(&format!("({says})")),
-                "{name:?}: {}",
-                e.message
-            );
-        }
-    }
-
     /// A panicking handler is answered 500 in the API's shape, and the next request is served.
     #[tokio::test]
     async fn a_handler_that_panics_is_answered_as_an_internal_failure() {

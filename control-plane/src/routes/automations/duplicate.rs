@@ -6,7 +6,7 @@ use crate::audit::{self, Action, Target};
 use crate::auth::{CONFIGURE, Caller};
 use crate::error::ApiError;
 use crate::extract::OptionalJson;
-use crate::routes::{checked_name, name_taken, parse_id};
+use crate::routes::{Named, checked_name, clashed, parse_id};
 use crate::state::AppState;
 use aic_proto::AutomationId;
 use axum::extract::{Path, State};
@@ -57,7 +57,7 @@ pub async fn duplicate(
     // Nothing inserted under any name: the original may have been deleted meanwhile.
     name_of(&tx, &caller, id).await?.ok_or_else(not_found)?;
     Err(match &input.name {
-        Some(_) => name_taken("an automation", &names[0]),
+        Some(_) => clashed(&tx, Named::Automation, caller.tenant, &names[0]).await,
         None => ApiError::conflict(
             "name_taken",
             format!("'{original}' has too many copies; name this one"),
@@ -94,7 +94,7 @@ async fn insert_copy<'n>(
             .execute(
                 "INSERT INTO automations (id, tenant_id, connection_id, app, action, name, description, parameters, created_by, retry, external_id_field) \
                  SELECT $3, tenant_id, connection_id, app, action, $4, description, parameters, $5, retry, external_id_field \
-                 FROM automations WHERE tenant_id = $1 AND id = $2 ON CONFLICT (tenant_id, name) DO NOTHING",
+                 FROM automations WHERE tenant_id = $1 AND id = $2 ON CONFLICT (tenant_id, name_key(name)) DO NOTHING",
                 &[&caller.tenant.0, &id.0, &copy.0, name, &caller.token_id],
             )
             .await?;

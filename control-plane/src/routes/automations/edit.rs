@@ -14,7 +14,7 @@ use crate::auth::{CONFIGURE, Caller};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::precondition::IfMatch;
-use crate::routes::{checked_name, in_use, parse_id, unique_name};
+use crate::routes::{Named, checked_name, in_use, name_free, parse_id, unique_name};
 use crate::state::AppState;
 use aic_proto::{AutomationId, ConnectionId, ParameterSpec, RetrySpec};
 use axum::extract::{Path, State};
@@ -100,6 +100,9 @@ pub async fn update(
     if_match
         .check(&tx, caller.tenant, ("automation", id.0), revision)
         .await?;
+    if let Some(name) = name {
+        name_free(&tx, Named::Automation, caller.tenant, name, Some(id.0)).await?;
+    }
     let mut draft = before.clone();
     edit_draft(&state, &tx, caller.tenant, &mut draft, &input).await?;
     let row = save(&tx, id, name, &input, &draft).await?;
@@ -159,7 +162,7 @@ async fn save(
         ],
     )
     .await
-    .map_err(|e| unique_name(e, "an automation", name.unwrap_or_default()))
+    .map_err(|e| unique_name(e, Named::Automation, name.unwrap_or_default()))
 }
 
 /// The tenant's automation `id`'s draft and revision, its row locked until the transaction

@@ -120,6 +120,8 @@ pub async fn update(
             .keyring
             .seal(&checked.secrets, &aad(caller.tenant, id))
     });
+    let kind = crate::routes::Named::Connection;
+    crate::routes::name_free(&tx, kind, caller.tenant, merged.name.trim(), Some(id.0)).await?;
     save(&tx, id, &merged, domain, sealed.as_ref()).await?;
     let mut detail = changes(&saved, &merged, domain, secret_fields);
     if domain != saved.domain
@@ -208,7 +210,7 @@ async fn save(
         ],
     )
     .await
-    .map_err(|e| crate::routes::unique_name(e, "a connection", name))?;
+    .map_err(|e| crate::routes::unique_name(e, crate::routes::Named::Connection, name))?;
     Ok(())
 }
 
