@@ -3,7 +3,7 @@
 //! reaches the vendor.
 
 use aic_proto::{ExecutionErrorCode, ParameterLocation, ParameterSpec, ParameterType, Transform};
-use chrono::{DateTime, NaiveDate};
+use chrono::{DateTime, Datelike, NaiveDate};
 use serde_json::{Map, Number, Value, json};
 use std::collections::BTreeMap;
 
@@ -310,14 +310,19 @@ fn convert(kind: ParameterType, v: &Value) -> Result<Value, &'static str> {
             Value::Bool(s == "true")
         }
         (ParameterType::Boolean, _) => return Err("true or false"),
-        (ParameterType::Date, Value::String(s))
-            if NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() =>
-        {
-            v.clone()
-        }
+        // Sent as every vendor reads a date (`2026-02-03`), whatever padding or sign it came
+        // with (`2026-2-3`, `+2026-02-03`), and within the years four digits write.
+        (ParameterType::Date, Value::String(s)) => match NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+            Ok(d) if (1..=9999).contains(&d.year()) => {
+                Value::String(d.format("%Y-%m-%d").to_string())
+            }
+            _ => return Err("a date (YYYY-MM-DD)"),
+        },
         (ParameterType::Date, _) => return Err("a date (YYYY-MM-DD)"),
+        // RFC 3339 allows a lower-case `t` and `z` and a space between date and time; the
+        // vendors' parsers read the upper-case `T` form alone.
         (ParameterType::DateTime, Value::String(s)) if DateTime::parse_from_rfc3339(s).is_ok() => {
-            v.clone()
+            Value::String(s.to_ascii_uppercase().replacen(' ', "T", 1))
         }
         (ParameterType::DateTime, _) => return Err("a date-time (RFC 3339)"),
         (ParameterType::StringList, Value::Array(items)) if items.iter().all(Value::is_string) => {

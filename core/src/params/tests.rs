@@ -91,6 +91,45 @@ fn an_impossible_calendar_date_is_refused() {
 }
 
 #[test]
+fn dates_and_times_are_sent_as_the_vendors_read_them() {
+    let specs = [
+        spec("d", ParameterType::Date, false),
+        spec("t", ParameterType::DateTime, false),
+    ]
+    .map(|s| ParameterSpec {
+        max_length: None,
+        ..s
+    });
+    for (given, sent) in [
+        (json!({"d": "2026-02-03"}), json!({"d": "2026-02-03"})),
+        (json!({"d": "2026-2-3"}), json!({"d": "2026-02-03"})),
+        (json!({"d": "+2026-02-03"}), json!({"d": "2026-02-03"})),
+        (json!({"d": "0001-01-01"}), json!({"d": "0001-01-01"})),
+        (
+            json!({"t": "2026-02-03 10:00:00.5z"}),
+            json!({"t": "2026-02-03T10:00:00.5Z"}),
+        ),
+        (
+            json!({"t": "2026-02-03t10:00:00+01:00"}),
+            json!({"t": "2026-02-03T10:00:00+01:00"}),
+        ),
+    ] {
+        assert_eq!(
+            build_body(&specs, &obj(given.clone())).ok(),
+            Some(sent),
+            "{given}"
+        );
+    }
+    for year in ["0000-01-01", "10000-01-01", "-0001-01-01"] {
+        let e = build_body(&specs, &obj(json!({"d": year}))).unwrap_err();
+        assert_eq!(
+            e.message,
+            format!("parameter 'd' must be a date (YYYY-MM-DD), got the string \"{year}\"")
+        );
+    }
+}
+
+#[test]
 fn unknown_parameters_and_long_strings_are_refused() {
     let specs = [spec("a", ParameterType::String, false)];
     assert_eq!(
