@@ -9,10 +9,12 @@ use secrecy::SecretString;
 /// Where Postgres is.
 #[derive(Args, Clone, Debug)]
 pub struct DatabaseArgs {
-    /// PostgreSQL URL, e.g. `postgres://aic@127.0.0.1:5432/aic`.
+    /// PostgreSQL URL, e.g. `postgres://aic@127.0.0.1:5432/aic` (`--help` never shows the
+    /// environment's: it may hold a password).
     #[arg(
         long,
         env = "AIC_DATABASE_URL",
+        hide_env_values = true,
         default_value = "postgres://postgres@127.0.0.1:5432/aic"
     )]
     pub database_url: SecretString,
@@ -29,6 +31,7 @@ pub struct AmqpArgs {
     #[arg(
         long,
         env = "AIC_AMQP_URL",
+        hide_env_values = true,
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
     pub amqp_url: SecretString,

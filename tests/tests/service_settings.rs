@@ -196,3 +196,46 @@ fn a_tenant_or_token_named_with_a_control_character_is_refused_before_the_databa
         );
     }
 }
+
+#[test]
+fn help_never_shows_a_password_the_environment_holds() {
+    let (db, amqp, keys) = (
+        "pg-Pa55word",
+        "amqp-Pa55word",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    );
+    for (binary, args) in [
+        ("aic-control-plane", &["serve", "--help"][..]),
+        ("aic-control-plane", &["migrate", "--help"]),
+        ("aic-control-plane", &["prune-executions", "--help"]),
+        ("aic-control-plane", &["dlq-replay", "--help"]),
+        ("aic-worker", &["--help"]),
+        ("aic-demo", &["--help"]),
+    ] {
+        let out = Command::new(TestEnv::binary(binary))
+            .args(args)
+            .env_clear()
+            .env(
+                "AIC_DATABASE_URL",
+                format!("postgres://aic:{db}@db:5432/aic"),
+            )
+            .env("AIC_AMQP_URL", format!("amqp://aic:{amqp}@mq:5672/%2f"))
+            .env(
+                "AIC_DEMO_POSTGRES_URL",
+                format!("postgres://aic:{db}@db/postgres"),
+            )
+            .env("AIC_DEMO_AMQP_URL", format!("amqp://aic:{amqp}@mq/%2f"))
+            .env("AIC_CREDENTIAL_KEYS", format!("k1:{keys}"))
+            .output()
+            .expect("the binary runs");
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{binary} {args:?}");
+        assert!(
+            shown.contains("[env: AIC_") && shown.contains("_URL]"),
+            "{binary} {args:?} no longer names its variables: {shown}"
+        );
+        for secret in [db, amqp, keys] {
+            assert!(!shown.contains(secret), "{binary} {args:?} shows {secret}");
+        }
+    }
+}

@@ -37,6 +37,7 @@ struct Args {
     #[arg(
         long,
         env = "AIC_DEMO_POSTGRES_URL",
+        hide_env_values = true,
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     postgres_url: String,
@@ -44,6 +45,7 @@ struct Args {
     #[arg(
         long,
         env = "AIC_DEMO_AMQP_URL",
+        hide_env_values = true,
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
     amqp_url: String,
