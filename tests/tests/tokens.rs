@@ -75,6 +75,57 @@ async fn a_flows_token_is_issued_once_and_used_for_its_role_only() {
     env.stop().await;
 }
 
+/// The answer that shows a token (and every other answer of the API: configurations, results)
+/// is never kept by a browser's or a proxy's cache; the console's pages keep their own rule.
+#[tokio::test]
+async fn no_cache_keeps_an_issued_token_or_any_answer() {
+    let env = TestEnv::start_with(Options::api_only()).await;
+    let headers = |resp: &reqwest::Response| {
+        let get = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)
+        };
+        (get("cache-control"), get("x-content-type-options"))
+    };
+    let no_store = (Some("no-store".to_string()), Some("nosniff".to_string()));
+    let issued = env
+        .api_request(&env.admin_token, Method::POST, "/v1/tokens")
+        .json(&json!({"name": "flow", "role": "service"}))
+        .send()
+        .await
+        .expect("issued");
+    assert_eq!(issued.status(), 201);
+    assert_eq!(headers(&issued), no_store, "the answer holding the token");
+    for (method, path) in [
+        (Method::GET, "/v1/tokens"),
+        (Method::GET, "/v1/connections/nowhere"),
+        (Method::DELETE, "/v1/tokens"),
+        (Method::GET, "/v1/me"),
+    ] {
+        let resp = env
+            .api_request(&env.admin_token, method.clone(), path)
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(
+            headers(&resp),
+            no_store,
+            "{method} {path}: {}",
+            resp.status()
+        );
+    }
+    let page = reqwest::get(format!("{}/console", env.api))
+        .await
+        .expect("console");
+    assert_eq!(
+        headers(&page),
+        (Some("no-cache".to_string()), Some("nosniff".to_string()))
+    );
+    env.stop().await;
+}
+
 #[tokio::test]
 async fn a_revoked_token_is_refused_at_once() {
     let env = TestEnv::start_with(Options::api_only()).await;

@@ -25,6 +25,7 @@ pub fn router(state: AppState, metrics: std::sync::Arc<crate::metrics::HttpMetri
     api(state)
         .route("/metrics", get(crate::metrics::serve).with_state(scrape))
         .layer(answer_panics())
+        .layer(axum::middleware::map_response(not_stored))
         .layer(axum::extract::DefaultBodyLimit::max(
             crate::extract::BODY_LIMIT,
         ))
@@ -32,6 +33,22 @@ pub fn router(state: AppState, metrics: std::sync::Arc<crate::metrics::HttpMetri
             metrics,
             crate::metrics::track,
         ))
+}
+
+/// Every answer (but the console's files, which say how they are cached) is neither stored by
+/// a browser or a proxy — it holds a tenant's configuration, an execution's result, a token
+/// shown once (RFC 6749's `no-store` for an answer carrying a token) — nor read by a browser
+/// as another type than the one it gives.
+async fn not_stored(mut answer: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let headers = answer.headers_mut();
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    headers
+        .entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    answer
 }
 
 /// A handler that panics (a defect) is answered as every internal failure is — an opaque 500,
