@@ -138,6 +138,29 @@ const LOOKUP: &str = "WITH t AS (SELECT id, tenant_id, role, scoped, last_used_a
     AND (t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute')) \
     SELECT id, tenant_id, role, scoped FROM t";
 
+/// The token of a request's one `Authorization: Bearer <token>` header, its scheme in any case
+/// (`bearer`: HTTP's schemes are case-insensitive, and some clients write it so); none, two
+/// (which would one be?) or another scheme is a 401 saying which.
+fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
+    let mut given = headers.get_all(axum::http::header::AUTHORIZATION).iter();
+    let header = given
+        .next()
+        .ok_or_else(|| ApiError::unauthenticated("missing Authorization: Bearer <token> header"))?;
+    if given.next().is_some() {
+        return Err(ApiError::unauthenticated(
+            "Authorization given more than once: send one",
+        ));
+    }
+    header
+        .to_str()
+        .ok()
+        .and_then(|h| h.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::unauthenticated("Authorization header must be 'Bearer <token>'"))
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -145,21 +168,7 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| {
-                ApiError::unauthenticated("missing Authorization: Bearer <token> header")
-            })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthenticated("Authorization header must be 'Bearer <token>'")
-            })?;
+        let token = bearer(&parts.headers)?;
         let client = state.pool.get().await?;
         let row = client
             .query_opt(LOOKUP, &[&hash_token(token)])
@@ -178,6 +187,41 @@ impl FromRequestParts<AppState> for Caller {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case_from_one_header() {
+        use axum::http::{HeaderMap, HeaderValue, header::AUTHORIZATION};
+        let headers = |values: &[&'static str]| {
+            let mut map = HeaderMap::new();
+            for v in values {
+                map.append(AUTHORIZATION, HeaderValue::from_static(v));
+            }
+            map
+        };
+        for given in [
+            "Bearer aic_x",
+            "bearer aic_x",
+            "BEARER  aic_x ",
+            " Bearer aic_x",
+        ] {
+            assert_eq!(bearer(&headers(&[given])).ok(), Some("aic_x"), "{given:?}");
+        }
+        for (given, says) in [
+            (&[][..], "missing Authorization"),
+            (&["Bearer aic_x", "Bearer aic_y"], "more than once"),
+            (&["Basic aic_x"], "must be 'Bearer <token>'"),
+            (&["Bearer"], "must be 'Bearer <token>'"),
+            (&["Bearer   "], "must be 'Bearer <token>'"),
+            (&["Beareraic_x"], "must be 'Bearer <token>'"),
+        ] {
+            let refused = bearer(&headers(given)).expect_err("refused").detail();
+            assert!(
+                refused.message.contains(says),
+                "{given:?}: {}",
+                refused.message
+            );
+        }
+    }
 
     #[test]
     fn tokens_are_unique_and_hash_stably() {

@@ -262,6 +262,13 @@ impl IntoResponse for ApiError {
             error: self.detail(),
         };
         let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            // What a 401 must say: how to authenticate (RFC 9110, RFC 6750).
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"aic\""),
+            );
+        }
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()

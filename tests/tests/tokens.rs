@@ -132,12 +132,31 @@ async fn a_revoked_token_is_refused_at_once() {
     let (id, token) = issue(&env, "onboarding flow", "service").await;
     let (status, _) = env.call_as(&token, Method::GET, "/v1/apps", None).await;
     assert_eq!(status, 200);
+    // HTTP's schemes are case-insensitive: a client writing `bearer` is served.
+    let lower = reqwest::Client::new()
+        .get(format!("{}/v1/apps", env.api))
+        .header("authorization", format!("bearer {token}"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(lower.status(), 200);
     let path = format!("/v1/tokens/{id}");
     let (status, _) = env.call(Method::DELETE, &path, None).await;
     assert_eq!(status, 204);
     let (status, err) = env.call_as(&token, Method::GET, "/v1/apps", None).await;
     assert_eq!(status, 401, "revoked at once: {err}");
     assert_eq!(err["error"]["code"], "unauthenticated", "{err}");
+    let refused = env
+        .api_request(&token, Method::GET, "/v1/apps")
+        .send()
+        .await
+        .expect("answers");
+    let challenge = refused.headers().get("www-authenticate");
+    assert_eq!(
+        challenge.and_then(|v| v.to_str().ok()),
+        Some("Bearer realm=\"aic\""),
+        "a 401 says how to authenticate"
+    );
     let shown = env.listed_token(&id).await;
     assert_eq!(
         (shown["status"].as_str(), shown["revoked_by"].as_str()),
