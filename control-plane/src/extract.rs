@@ -66,7 +66,17 @@ async fn buffered<S: Send + Sync>(
             Some(late) => ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", late),
             None => body_rejection(r.status(), r.body_text()),
         })?;
-    Ok((parts, bytes))
+    Ok((parts, without_bom(bytes)))
+}
+
+/// `bytes` without the UTF-8 byte order mark some Windows tools put first (PowerShell's, .NET's
+/// UTF-8 writers): JSON's RFC 8259 lets a reader ignore it, and read with it the body is
+/// refused as "expected value at line 1 column 1", which says nothing of why.
+fn without_bom(bytes: axum::body::Bytes) -> axum::body::Bytes {
+    match bytes.strip_prefix(b"\xEF\xBB\xBF") {
+        Some(rest) => bytes.slice_ref(rest),
+        None => bytes,
+    }
 }
 
 /// What the server said of a body that did not arrive in time (`aic_core::http`), if that is

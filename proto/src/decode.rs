@@ -53,6 +53,9 @@ pub trait Versioned {
 /// read accepts, the `Value` read accepts as the same `T` (the reverse does not hold: a
 /// repeated key is refused by the one and kept last by the other, hence the second read).
 pub fn decode<T: DeserializeOwned + Versioned>(body: &[u8]) -> Result<T, DecodeError> {
+    // A UTF-8 byte order mark, which .NET's and PowerShell's writers put first, is no part of
+    // the JSON text (RFC 8259 lets a reader ignore it).
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     // Checked as UTF-8 once, the text's strings are not checked one by one (as `from_slice`
     // does: ~100 instructions a string, a request has a dozen).
     if !crate::text::may_hold_nul(body)
@@ -110,6 +113,16 @@ mod tests {
         let good = format!(r#"{{"version":1,{ids},"parameters":{{"LastName":"{name}"}}}}"#);
         let req = decode::<ExecutionRequestV1>(good.as_bytes()).expect("UTF-8 text decodes");
         assert_eq!(req.parameters["LastName"], name);
+        let marked = [&b"\xEF\xBB\xBF"[..], good.as_bytes()].concat();
+        let req = decode::<ExecutionRequestV1>(&marked).expect("a byte order mark first");
+        assert_eq!(req.parameters["LastName"], name);
+        let twice = [&b"\xEF\xBB\xBF"[..], &marked].concat();
+        let e = decode::<ExecutionRequestV1>(&twice).unwrap_err();
+        assert_eq!(
+            e.reason(),
+            "invalid_json",
+            "one mark, not any number: {e:?}"
+        );
     }
 
     #[test]

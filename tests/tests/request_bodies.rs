@@ -39,6 +39,10 @@ async fn a_body_left_out_takes_the_defaults_and_one_sent_is_read_as_any_other() 
     }
     let (status, copy) = post(&env, &duplicate, json, r#"{"name": "Named copy"}"#).await;
     assert_eq!((status, &copy["name"]), (201, &Value::from("Named copy")));
+    // As PowerShell's and .NET's UTF-8 writers send it: a byte order mark first.
+    let marked = "\u{feff}{\"name\": \"Marked copy\"}";
+    let (status, copy) = post(&env, &duplicate, json, marked).await;
+    assert_eq!((status, &copy["name"]), (201, &Value::from("Marked copy")));
 
     let publish = format!("/v1/automations/{automation}/publish");
     let rerun = format!("/v1/executions/{}/rerun", uuid::Uuid::now_v7());
@@ -82,7 +86,7 @@ async fn a_body_left_out_takes_the_defaults_and_one_sent_is_read_as_any_other() 
             "{path} {body:?}: {err}"
         );
     }
-    // Nothing refused was made: the two copies and the named one, and no version.
+    // Nothing refused was made: the two copies and the two named ones, and no version.
     let (_, list) = env
         .call(reqwest::Method::GET, "/v1/automations", None)
         .await;
@@ -93,7 +97,7 @@ async fn a_body_left_out_takes_the_defaults_and_one_sent_is_read_as_any_other() 
         .iter()
         .filter_map(|a| a["name"].as_str())
         .collect();
-    assert_eq!(names.len(), 4, "{names:?}");
+    assert_eq!(names.len(), 5, "{names:?}");
     env.stop().await;
 }
 
