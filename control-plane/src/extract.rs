@@ -41,6 +41,14 @@ where
                 .at(path));
             }
         }
+        if let Some(kind) = not_an_object(&bytes) {
+            let message = format!("the body must be a JSON object ({{…}}), not {kind}");
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                message,
+            ));
+        }
         // axum's own extractor: the content type, and a type error naming its field.
         let req = Request::from_parts(parts, axum::body::Body::from(bytes.clone()));
         match axum::Json::<T>::from_request(req, state).await {
@@ -52,6 +60,25 @@ where
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
+}
+
+/// What JSON other than an object `bytes` hold, if they are such JSON: every body of the API
+/// is an object, and serde would read an array into one by position (`["New name", …]` renamed
+/// an automation), an order no document promises.
+fn not_an_object(bytes: &[u8]) -> Option<&'static str> {
+    let first = bytes.iter().find(|b| !b" \t\r\n".contains(b))?;
+    let kind = match first {
+        b'{' => return None,
+        b'[' => "an array",
+        b'"' => "a string",
+        b't' | b'f' => "true or false",
+        b'n' => "null",
+        _ => "a number",
+    };
+    // Text that is no JSON at all is refused as such, where it fails.
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+        .is_ok()
+        .then_some(kind)
 }
 
 /// The request's body read whole (within [`BODY_LIMIT`]), and its parts, to build it again.

@@ -48,6 +48,9 @@ async fn a_body_left_out_takes_the_defaults_and_one_sent_is_read_as_any_other() 
     let rerun = format!("/v1/executions/{}/rerun", uuid::Uuid::now_v7());
     let refused = [
         (&duplicate, json, "\r\n", 422, None),
+        // Read by position into the body's fields, an array renamed the copy.
+        (&duplicate, json, r#"["By position"]"#, 422, None),
+        (&duplicate, json, " null", 422, None),
         (&duplicate, json, r#"{"name": "#, 422, None),
         (
             &duplicate,
@@ -86,6 +89,11 @@ async fn a_body_left_out_takes_the_defaults_and_one_sent_is_read_as_any_other() 
             "{path} {body:?}: {err}"
         );
     }
+    let (_, err) = post(&env, &duplicate, json, r#"["By position"]"#).await;
+    assert_eq!(
+        err["error"]["message"],
+        "the body must be a JSON object ({…}), not an array"
+    );
     // Nothing refused was made: the two copies and the two named ones, and no version.
     let (_, list) = env
         .call(reqwest::Method::GET, "/v1/automations", None)
