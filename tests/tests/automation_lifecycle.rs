@@ -219,6 +219,21 @@ async fn bad_edits_are_refused_naming_the_field() {
             Some("name"),
         ),
         (json!({"name": "Other lead"}), 409, "name_taken", None),
+        // What cannot be cleared is not read as left out (a 200 that changed nothing).
+        (json!({"name": null}), 422, "invalid_body", Some("name")),
+        (json!({"status": null}), 422, "invalid_body", Some("status")),
+        (
+            json!({"parameters": null}),
+            422,
+            "invalid_body",
+            Some("parameters"),
+        ),
+        (
+            json!({"connection_id": null}),
+            422,
+            "invalid_body",
+            Some("connection_id"),
+        ),
         (
             json!({"name": "Lead\u{202e}daeL"}),
             422,
@@ -285,6 +300,19 @@ async fn bad_edits_are_refused_naming_the_field() {
             .iter()
             .any(|p| p["name"] == "Title"),
         "{unchanged}"
+    );
+    // A description's `null` empties it, as JSON Merge Patch reads it.
+    let given = Some(json!({"description": "Web leads"}));
+    let (status, described) = env.call(Method::PATCH, &path, given).await;
+    assert_eq!(
+        (status.as_u16(), &described["description"]),
+        (200, &json!("Web leads"))
+    );
+    let given = Some(json!({"description": null}));
+    let (status, emptied) = env.call(Method::PATCH, &path, given).await;
+    assert_eq!(
+        (status.as_u16(), &emptied["description"]),
+        (200, &json!(""))
     );
     let viewer = env.token(Role::Viewer).await;
     let (status, _) = env

@@ -101,8 +101,16 @@ async fn connection_edits_are_checked_field_by_field() {
     let id = conn["id"].as_str().expect("id");
     let path = format!("/v1/connections/{id}");
     let before = sealed(&env, id).await;
-    let cases: [(Value, u16, &str, Option<&str>); 9] = [
+    let cases: [(Value, u16, &str, Option<&str>); 11] = [
         (json!({"name": ""}), 422, "validation_failed", Some("name")),
+        // Not read as left out, a 200 that would have changed nothing.
+        (json!({"domain": null}), 422, "invalid_body", Some("domain")),
+        (
+            json!({"secrets": null}),
+            422,
+            "invalid_body",
+            Some("secrets"),
+        ),
         (json!({"name": "Other org"}), 409, "name_taken", None),
         (
             json!({"max_concurrency": 0}),

@@ -159,6 +159,32 @@ pub fn parse_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, crate:
         .map_err(|_| crate::error::ApiError::not_found(what))
 }
 
+/// For `#[serde(default, deserialize_with = "…")]` on an edit's field that can be left out but
+/// never cleared (a name, a status, a table): `null` is refused, naming the field, rather than
+/// read as left out — a client meaning to clear it was answered 200 with nothing changed.
+pub fn not_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    let given: Option<T> = serde::Deserialize::deserialize(d)?;
+    given.map(Some).ok_or_else(|| {
+        serde::de::Error::custom(
+            "null clears nothing here: leave the field out to keep it, or give a value",
+        )
+    })
+}
+
+/// For `#[serde(default, deserialize_with = "…")]` on an edit's text that may be emptied (a
+/// description): `null` empties it, as `""` does — what JSON Merge Patch reads it as.
+pub fn null_empties<'de, D>(d: D) -> Result<Option<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let given: Option<String> = serde::Deserialize::deserialize(d)?;
+    Ok(Some(given.unwrap_or_default()))
+}
+
 /// For `#[serde(default, deserialize_with = "…")]`: a field that is present, `null` included
 /// (`Some(None)`, clear it), differs from an absent one (`None`, keep it).
 pub fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>

@@ -48,16 +48,24 @@ impl AutomationStatus {
 #[serde(deny_unknown_fields)]
 pub struct UpdateAutomation {
     /// New unique name within the tenant.
-    #[schemars(length(min = 1, max = 200), pattern(r"\S"))]
+    #[serde(default, deserialize_with = "crate::routes::not_null")]
+    #[schemars(with = "String", length(min = 1, max = 200), pattern(r"\S"))]
     pub name: Option<String>,
-    /// New description.
+    /// New description; `null` empties it, as `""` does.
+    #[serde(default, deserialize_with = "crate::routes::null_empties")]
     pub description: Option<String>,
     /// `running` or `paused`, at once.
+    #[serde(default, deserialize_with = "crate::routes::not_null")]
+    #[schemars(with = "AutomationStatus")]
     pub status: Option<AutomationStatus>,
     /// The draft's connection (same app as the template).
+    #[serde(default, deserialize_with = "crate::routes::not_null")]
+    #[schemars(with = "ConnectionId")]
     pub connection_id: Option<ConnectionId>,
     /// The draft's whole parameter table (add, edit and delete parameters by sending the table
     /// as it should be). The template's required parameters must stay.
+    #[serde(default, deserialize_with = "crate::routes::not_null")]
+    #[schemars(with = "Vec<ParameterSpec>")]
     pub parameters: Option<Vec<ParameterSpec>>,
     /// The draft's retry policy; `null` returns to the worker's defaults.
     #[serde(default, deserialize_with = "crate::routes::present")]

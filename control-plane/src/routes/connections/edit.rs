@@ -33,17 +33,23 @@ use std::collections::BTreeMap;
 #[serde(deny_unknown_fields)]
 pub struct UpdateConnection {
     /// New unique name within the tenant.
-    #[schemars(length(min = 1, max = 200), pattern(r"\S"))]
+    #[serde(default, deserialize_with = "crate::routes::not_null")]
+    #[schemars(with = "String", length(min = 1, max = 200), pattern(r"\S"))]
     pub name: Option<String>,
     /// New instance base URL or host: a re-authorisation, which also ends the cool-downs the
     /// former instance asked for.
+    #[serde(default, deserialize_with = "crate::routes::not_null")]
+    #[schemars(with = "String")]
     pub domain: Option<String>,
     /// Another of the app's auth types; needs `secrets` for it.
+    #[serde(default, deserialize_with = "crate::routes::not_null")]
+    #[schemars(with = "String")]
     pub auth_type: Option<String>,
     /// Secret fields to change, write-only: each replaces the saved field of its name and the
     /// others stay (they cannot be read back to be sent again). With another auth type, its
     /// whole set.
-    #[schemars(with = "Option<BTreeMap<String, String>>")]
+    #[serde(default, deserialize_with = "crate::routes::not_null")]
+    #[schemars(with = "BTreeMap<String, String>")]
     pub secrets: Option<BTreeMap<String, SecretString>>,
     /// The cap on vendor calls in flight over all workers (1 to 10,000); `null` returns to the
     /// workers' default.
