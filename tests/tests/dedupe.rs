@@ -271,3 +271,58 @@ async fn a_request_published_twice_at_once_is_sent_once_and_answered_alike() {
     );
     env.stop().await;
 }
+
+/// A sign-in page or a proxy answering 200 in the vendor's place is no success: a create
+/// without a dedupe handle is reported in doubt, saying what answered; one with a handle is
+/// looked up, found missing and sent again; a connection's test fails.
+#[tokio::test]
+async fn a_page_answering_in_the_vendors_place_is_no_success() {
+    let env = TestEnv::start().await;
+    let lead = env.lead_automation().await;
+    env.sandbox.state.faults.push([Fault::HtmlPage]);
+    let done = env
+        .run(&lead, json!({"LastName": "Proxied", "Company": "Acme"}))
+        .await;
+    assert_eq!(
+        (
+            done["status"].as_str(),
+            done["result"]["error"]["code"].as_str()
+        ),
+        (Some("unknown_outcome"), Some("unknown_outcome")),
+        "{done}"
+    );
+    let message = done["result"]["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("200 OK with a body that is not JSON (text/html; charset=utf-8)"),
+        "{message}"
+    );
+    let incident = env.incident_automation().await;
+    env.sandbox.state.faults.push([Fault::HtmlPage]);
+    let done = env
+        .run(&incident, json!({"short_description": "behind a proxy"}))
+        .await;
+    assert_eq!(
+        (done["status"].as_str(), done["result"]["attempts"].as_u64()),
+        (Some("succeeded"), Some(2)),
+        "{done}"
+    );
+    assert_eq!(env.sandbox.state.servicenow.records().len(), 1);
+    // Nor does such a page prove a connection's credentials in its test.
+    let (_, read) = env
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/automations/{lead}"),
+            None,
+        )
+        .await;
+    let connection = read["connection_id"].as_str().expect("connection");
+    env.sandbox.state.faults.push([Fault::HtmlPage]);
+    let test = env.test_connection(connection).await;
+    assert_eq!(
+        (test["ok"].as_bool(), test["status"].as_str()),
+        (Some(false), Some("failing")),
+        "{test}"
+    );
+    assert!(test.to_string().contains("not JSON (text/html"), "{test}");
+    env.stop().await;
+}

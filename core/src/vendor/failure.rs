@@ -132,6 +132,36 @@ pub fn transport_failure(e: &reqwest::Error, sent_write: bool) -> VendorFailure 
     broke(Broke::of(e), sent_write)
 }
 
+/// A success status whose body is not JSON, which none of the vendors' APIs answers: a proxy,
+/// a gateway or a sign-in page answered in the vendor's place (`content_type`, as it said). A
+/// write may or may not have reached the vendor behind it — an unknown outcome, resolved as any
+/// other (the vendor's dedupe handle looked up where there is one); a read (a connection's
+/// test, a describe) read nothing.
+pub fn not_the_vendors_answer(
+    status: StatusCode,
+    content_type: Option<&str>,
+    sent_write: bool,
+) -> VendorFailure {
+    let kind: String = content_type
+        .unwrap_or("no content type")
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(80)
+        .collect();
+    let what = format!(
+        "the vendor's address answered {status} with a body that is not JSON ({kind}): a proxy \
+         or a sign-in page may have answered in the vendor's place"
+    );
+    if sent_write {
+        VendorFailure::transport(
+            RetryClass::UnknownOutcome,
+            format!("{what}; the request may have been applied"),
+        )
+    } else {
+        VendorFailure::transport(RetryClass::Retryable, what)
+    }
+}
+
 /// Classifies a call that got no whole answer. Before the request was written (connect
 /// failures) retrying is safe; after, a create may have been applied, so `sent_write` makes it
 /// an unknown outcome.

@@ -31,7 +31,7 @@ use crate::credentials::SecretFields;
 use crate::egress::EgressPolicy;
 use aic_proto::HttpMethod;
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -261,6 +261,22 @@ fn interpret(
     }
 }
 
+/// Refuses a success `value` read from a `body` that is not JSON: no vendor's API answers so,
+/// something in its place did (see [`failure::not_the_vendors_answer`]).
+fn vendors_own(
+    value: &Value,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    sent_write: bool,
+) -> Result<(), VendorFailure> {
+    if value.is_null() && !body.is_empty() {
+        let kind = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        return Err(failure::not_the_vendors_answer(status, kind, sent_write));
+    }
+    Ok(())
+}
+
 /// Runs one call with a credential.
 pub async fn call(
     http: &VendorHttp,
@@ -291,6 +307,7 @@ pub async fn call(
         .and_then(|v| chrono::DateTime::parse_from_rfc3339(v.trim()).ok())
         .map(|t| t.with_timezone(&chrono::Utc));
     let mut value = interpret(vendor, status, &headers, &body)?;
+    vendors_own(&value, status, &headers, &body, true)?;
     // A Salesforce upsert that updated answers 204 without a body before API 46.0: the record
     // it found is read back for its id.
     if vendor == Vendor::Salesforce
@@ -338,7 +355,9 @@ pub async fn get(
 ) -> Result<Value, VendorFailure> {
     let (status, headers, bytes) =
         send(http, policy, token, reqwest::Method::GET, path, None).await?;
-    interpret(vendor, status, &headers, &bytes)
+    let value = interpret(vendor, status, &headers, &bytes)?;
+    vendors_own(&value, status, &headers, &bytes, false)?;
+    Ok(value)
 }
 
 /// The vendor's cheap identity call, to test a connection.
@@ -362,7 +381,8 @@ pub async fn test_connection(
     };
     let body = (method == reqwest::Method::POST).then(|| Value::Object(Map::new()));
     let (status, headers, bytes) = send(http, policy, token, method, &path, body.as_ref()).await?;
-    interpret(vendor, status, &headers, &bytes).map(|_| ())
+    let value = interpret(vendor, status, &headers, &bytes)?;
+    vendors_own(&value, status, &headers, &bytes, false)
 }
 
 /// Picks output fields out of a success body by JSON pointer.

@@ -33,6 +33,9 @@ pub enum Fault {
     Hang(Duration),
     /// Answer 401, as a vendor answers a token that expired or was revoked (vendor-shaped body).
     TokenRefused,
+    /// Answer 200 with an HTML page, without passing the call on: a proxy's or a sign-in page
+    /// in the vendor's place.
+    HtmlPage,
     /// Answer this call as usual: holds a place in the script for a call that must go through
     /// (a lookup between two faulted creates, say).
     Pass,
@@ -179,6 +182,16 @@ pub async fn apply(State(faults): State<Arc<Faults>>, req: Request, next: Next) 
             StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
         ),
         Fault::TokenRefused => body_for(&path, StatusCode::UNAUTHORIZED),
+        Fault::HtmlPage => {
+            let page =
+                "<html><body><form action=\"/login\">Sign in to continue</form></body></html>";
+            let mut resp = (StatusCode::OK, page).into_response();
+            resp.headers_mut().insert(
+                "content-type",
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            resp
+        }
         Fault::RateLimited { retry_after } => {
             let mut resp = body_for(&path, StatusCode::TOO_MANY_REQUESTS);
             if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
