@@ -319,6 +319,28 @@ async fn each_vendors_setup_mistakes_are_named() {
             "secrets.bot_token",
             "'bot_token' is 16385 characters long; at most 16384",
         ),
+        // A user's token (it would post as that person) or an app-level one (it cannot post).
+        (
+            json!({"app": "slack", "auth_type": "bot_token", "secrets": {"bot_token": "xoxp-1-2-abc"}}),
+            "secrets.bot_token",
+            "is a user token (xoxp-)",
+        ),
+        (
+            json!({"app": "slack", "auth_type": "bot_token", "secrets": {"bot_token": "xapp-1-abc"}}),
+            "secrets.bot_token",
+            "is an app-level token (xapp-)",
+        ),
+        (
+            json!({"app": "slack", "auth_type": "bot_token", "secrets": {"bot_token": "1-2-abc"}}),
+            "secrets.bot_token",
+            "is not a bot token",
+        ),
+        // Basic authentication cannot carry it.
+        (
+            json!({"app": "servicenow", "auth_type": "basic", "secrets": {"username": "ad:min", "password": "p"}}),
+            "secrets.username",
+            "must not hold ':'",
+        ),
         // The account's name, not its address.
         (
             json!({"app": "jira", "auth_type": "basic", "secrets": {"email": "jdoe", "api_token": "t"}}),
@@ -337,7 +359,7 @@ async fn each_vendors_setup_mistakes_are_named() {
             "not where this app's instances live",
         ),
         (
-            json!({"app": "slack", "auth_type": "bot_token", "secrets": {"bot_token": "t"}, "domain": "https://127.0.0.2"}),
+            json!({"app": "slack", "auth_type": "bot_token", "secrets": {"bot_token": "xoxb-t"}, "domain": "https://127.0.0.2"}),
             "domain",
             "loopback, private",
         ),
@@ -384,6 +406,46 @@ async fn each_vendors_setup_mistakes_are_named() {
         (200, &json!("Slack (ops)")),
         "{renamed}"
     );
+    // A connection saved before a check existed (here a user token, sealed as an earlier
+    // release saved it) is still renamed: only the secrets an edit gives are read for their
+    // form — the saved ones cannot be read back to be sent again.
+    let id: uuid::Uuid = slack["id"].as_str().expect("id").parse().expect("uuid");
+    let keyring = env.settings().1.keyring().expect("keyring");
+    let legacy = aic_core::credentials::SecretFields::new(
+        [(
+            "bot_token".to_string(),
+            secrecy::SecretString::from("xoxp-legacy".to_string()),
+        )]
+        .into(),
+    );
+    let aad = aic_core::credentials::connection_aad(env.tenant, aic_proto::ConnectionId(id));
+    let sealed = keyring.seal(&legacy, &aad);
+    env.pool
+        .get()
+        .await
+        .expect("db")
+        .execute(
+            "UPDATE connections SET secret_key_id = $2, secret_nonce = $3, secret_ciphertext = $4 \
+             WHERE id = $1",
+            &[&id, &sealed.key_id, &sealed.nonce, &sealed.ciphertext],
+        )
+        .await
+        .expect("sealed as before");
+    let (status, renamed) = env
+        .call(
+            Method::PATCH,
+            &path,
+            Some(json!({"name": "Slack (legacy)"})),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200, "{renamed}");
+    env.assert_refused(
+        Method::PATCH,
+        &path,
+        Some(json!({"secrets": {"bot_token": "xoxp-new"}})),
+        (422, "validation_failed", Some("secrets.bot_token")),
+    )
+    .await;
     env.stop().await;
 }
 

@@ -22,6 +22,18 @@ pub(crate) struct Validated {
 /// Checks a connection's input against the catalogue and the egress policy (the domain's
 /// resolution apart: [`check_dns`]).
 pub(super) fn validate(state: &AppState, input: &ConnectionInput) -> Result<Validated, ApiError> {
+    validate_given(state, input, &|_| true)
+}
+
+/// [`validate`] for an edit: every required field present and none unknown, in the secrets as
+/// merged, but only those given (`given` names them) read for their form — a connection saved
+/// before a check existed (one that works) is renamed or capped without its saved secrets,
+/// which cannot be read back, being refused.
+pub(super) fn validate_given(
+    state: &AppState,
+    input: &ConnectionInput,
+    given: &dyn Fn(&str) -> bool,
+) -> Result<Validated, ApiError> {
     crate::routes::checked_name(&input.name)?;
     if let Some(n) = input.max_concurrency.filter(|n| !(1..=10_000).contains(n)) {
         return Err(ApiError::invalid(
@@ -38,7 +50,7 @@ pub(super) fn validate(state: &AppState, input: &ConnectionInput) -> Result<Vali
     })?;
     let auth = auth_spec(app, &input.auth_type)?;
     let secrets = SecretFields::new(input.secrets.clone());
-    check_secrets(auth, &secrets)?;
+    check_secrets(auth, &secrets, given)?;
     let instance = state
         .egress
         .app_instance_url(&input.domain, &app.host_patterns)
@@ -111,9 +123,14 @@ pub(super) fn check_given(given: &BTreeMap<String, SecretString>) -> Result<(), 
     }
 }
 
-/// Every secret field the auth type requires is there, no other, and a cloud id and a private
-/// key read as such.
-fn check_secrets(auth: &AuthTypeSpec, secrets: &SecretFields) -> Result<(), ApiError> {
+/// Every secret field the auth type requires is there, no other, and those `given` read as what
+/// they are: an e-mail address, a bot token, a user name, a cloud id, a private key.
+fn check_secrets(
+    auth: &AuthTypeSpec,
+    secrets: &SecretFields,
+    given: &dyn Fn(&str) -> bool,
+) -> Result<(), ApiError> {
+    let fresh = |name: &str| secrets.get(name).filter(|_| given(name));
     for field in &auth.secret_fields {
         if secrets.get(field).is_none() {
             return Err(ApiError::invalid(
@@ -143,7 +160,7 @@ fn check_secrets(auth: &AuthTypeSpec, secrets: &SecretFields) -> Result<(), ApiE
     // An account's address (Jira's Basic auth): a user name or a site pasted there is refused
     // here rather than by the vendor as wrong credentials. (White space around it is
     // `check_given`'s to name.)
-    if let Some(email) = secrets.get("email")
+    if let Some(email) = fresh("email")
         && !aic_core::params::is_email(email.expose_secret().trim())
     {
         return Err(ApiError::invalid(
@@ -151,12 +168,26 @@ fn check_secrets(auth: &AuthTypeSpec, secrets: &SecretFields) -> Result<(), ApiE
             "secret field 'email' must be the account's e-mail address (name@example.com)",
         ));
     }
-    if let Some(cloud) = secrets.get("cloud_id") {
+    if let Some(token) = fresh("bot_token") {
+        check_bot_token(token.expose_secret())?;
+    }
+    // RFC 7617: a Basic user-id holding ':' cannot be told from its password; ServiceNow's and
+    // Salesforce's user names never hold one.
+    if let Some(user) = fresh("username")
+        && user.expose_secret().contains(':')
+    {
+        return Err(ApiError::invalid(
+            "secrets.username",
+            "secret field 'username' must not hold ':' (no such user name exists, and Basic \
+             authentication would read what follows it as the password)",
+        ));
+    }
+    if let Some(cloud) = fresh("cloud_id") {
         aic_core::vendor::jira::check_cloud_id(cloud.expose_secret()).map_err(|why| {
             ApiError::invalid("secrets.cloud_id", format!("secret field 'cloud_id' {why}"))
         })?;
     }
-    if let Some(pem) = secrets.get("private_key") {
+    if let Some(pem) = fresh("private_key") {
         aic_core::vendor::salesforce::check_private_key(pem.expose_secret()).map_err(|e| {
             ApiError::invalid(
                 "secrets.private_key",
@@ -165,6 +196,28 @@ fn check_secrets(auth: &AuthTypeSpec, secrets: &SecretFields) -> Result<(), ApiE
         })?;
     }
     Ok(())
+}
+
+/// A Slack bot token (`xoxb-`, or `xoxe.xoxb-` when the app rotates its tokens): a user token
+/// would post as the person who made it, an app-level one cannot post at all. Only the
+/// prefix, which says the kind and nothing secret, is repeated.
+fn check_bot_token(token: &str) -> Result<(), ApiError> {
+    let why = if token.starts_with("xoxb-") || token.starts_with("xoxe.xoxb-") {
+        return Ok(());
+    } else if token.starts_with("xoxp-") {
+        "is a user token (xoxp-): its messages would be posted as that person"
+    } else if token.starts_with("xapp-") {
+        "is an app-level token (xapp-), which cannot post messages"
+    } else {
+        "is not a bot token"
+    };
+    Err(ApiError::invalid(
+        "secrets.bot_token",
+        format!(
+            "secret field 'bot_token' {why}: give the app's Bot User OAuth Token, beginning \
+             'xoxb-' (OAuth & Permissions)"
+        ),
+    ))
 }
 
 /// Resolves the domain now: a host that resolves to a private address is refused at set-up.

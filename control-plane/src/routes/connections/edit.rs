@@ -9,7 +9,7 @@
 //! `DELETE …/cooldowns` would: that instance's limits are not the new one's. A refusal still
 //! under way from the former is not recorded after the move (see [`aic_core::cooldown::record`]).
 
-use super::checks::{check_dns, check_given, resolved_early, validate};
+use super::checks::{check_dns, check_given, resolved_early, validate_given};
 use super::cooling::end_all;
 use super::{ConnectionInput, ConnectionView, aad, fetch};
 use crate::audit::{self, Action, Target};
@@ -111,7 +111,8 @@ pub async fn update(
         input.secrets.as_ref().map(|s| s.keys().cloned().collect());
     let given = input.secrets.clone();
     let merged = merge(&state, caller.tenant, id, &saved, input)?;
-    let checked = validate(&state, &merged)?;
+    let fresh = |name: &str| given.as_ref().is_some_and(|g| g.contains_key(name));
+    let checked = validate_given(&state, &merged, &fresh)?;
     check_given(&given.unwrap_or_default())?;
     if reauthorised {
         // Resolved again under the lock only if a concurrent edit moved the domain meanwhile.
