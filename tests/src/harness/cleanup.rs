@@ -109,6 +109,21 @@ impl Removal {
     }
 }
 
+/// Runs `work` to its end on a thread and runtime of its own, so that a `Drop` can from any
+/// context, a panic's included.
+pub(super) fn run_to_end(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(work);
+    })
+    .join();
+}
+
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let removal = Removal {
@@ -122,17 +137,7 @@ impl Drop for Cleanup {
                 .map(|l| l.clone())
                 .unwrap_or_else(|p| p.into_inner().clone()),
         };
-        // Runs on its own thread and runtime so it works from any context, including a panic.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(removal.run());
-        })
-        .join();
+        run_to_end(removal.run());
     }
 }
 

@@ -39,22 +39,12 @@ impl ScratchDatabase {
 impl Drop for ScratchDatabase {
     fn drop(&mut self) {
         let name = std::mem::take(&mut self.name);
-        // On a thread and runtime of its own, so that it works from any context, a panic's too.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                let admin = SecretString::from(super::pg_admin_url());
-                if let Ok(client) = aic_core::db::connect(&admin).await {
-                    let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                    let _ = client.batch_execute(&drop).await;
-                }
-            });
-        })
-        .join();
+        super::cleanup::run_to_end(async move {
+            let admin = SecretString::from(super::pg_admin_url());
+            if let Ok(client) = aic_core::db::connect(&admin).await {
+                let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                let _ = client.batch_execute(&drop).await;
+            }
+        });
     }
 }
