@@ -139,6 +139,9 @@ mod tests {
         );
         let e = decode::<ExecutionRequestV1>(with("bot\\r").as_bytes()).unwrap_err();
         assert!(e.to_string().contains("U+000D"), "{e}");
+        // A label that reads backwards, as a name may not either.
+        let e = decode::<ExecutionRequestV1>(with("flow:\\u202egnp.exe").as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("U+202E"), "{e}");
     }
 
     #[test]

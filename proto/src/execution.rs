@@ -30,7 +30,7 @@ pub struct ExecutionRequestV1 {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_at: Option<DateTime<Utc>>,
     /// Who triggered it, e.g. `flow:onboarding` or `actionbot:step-3` (free text, for audit;
-    /// at most 200 characters, no control characters).
+    /// at most 200 characters, no control characters, line separators or bidirectional controls).
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",

@@ -10,8 +10,17 @@ use serde_json::Value;
 /// each execution — not a payload every page of executions would carry.
 pub const SOURCE_MAX: usize = 200;
 
-/// An optional `source`: at most [`SOURCE_MAX`] characters, none of them a control character
-/// (a line break in what the console and the logs show as one label).
+/// Whether `c` has no place in a one-line label (a name, a `source`): a control character (a
+/// line break forges a line in what the console, the logs and the audit trail show), a line or
+/// paragraph separator, or a bidirectional control (U+202E before `cod.exe` shows it to a
+/// reader as `exe.doc`).
+pub fn breaks_a_label(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// An optional `source`: at most [`SOURCE_MAX`] characters, none of them one that
+/// [`breaks_a_label`].
 pub fn source<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let source = Option::<String>::deserialize(d)?;
     if let Some(s) = &source {
@@ -21,7 +30,7 @@ pub fn source<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Erro
                 "source is {count} characters long; at most {SOURCE_MAX} are accepted"
             )));
         }
-        if let Some(c) = s.chars().find(|c| c.is_control()) {
+        if let Some(c) = s.chars().find(|c| breaks_a_label(*c)) {
             return Err(serde::de::Error::custom(format!(
                 "source must not hold control characters (U+{:04X})",
                 c as u32

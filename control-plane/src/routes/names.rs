@@ -25,10 +25,7 @@ pub fn name_in<'n>(field: &str, name: &'n str) -> Result<&'n str, String> {
     if name.is_empty() || name.chars().count() > 200 {
         return Err(format!("{field} must be 1 to 200 characters"));
     }
-    let hidden = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
+    let hidden = aic_proto::text::breaks_a_label;
     match name.chars().enumerate().find(|(_, c)| hidden(*c)) {
         Some((at, c)) => Err(format!(
             "{field} must not hold control characters (U+{:04X} at character {})",
