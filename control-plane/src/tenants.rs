@@ -78,10 +78,15 @@ pub async fn create_token(
     );
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    // Found as its name reads (tenants are unique so): `ACME` finds `acme`.
     let row = tx
-        .query_opt("SELECT id FROM tenants WHERE name = $1", &[&tenant])
+        .query_opt(
+            "SELECT id, name FROM tenants WHERE name_key(name) = name_key($1)",
+            &[&tenant.trim()],
+        )
         .await?
         .ok_or_else(|| anyhow::anyhow!("no tenant named '{tenant}'"))?;
+    let tenant: &str = row.get(1);
     let scope = (!automations.is_empty()).then(|| distinct(automations.iter().copied()));
     let new = NewToken {
         tenant: TenantId(row.get(0)),

@@ -217,6 +217,25 @@ async fn the_command_line_issues_limited_tokens_too() {
         json!([automation]),
         "{trail}"
     );
+    // The tenant as its name reads, whatever its case.
+    let upper = std::process::Command::new(TestEnv::binary("aic-control-plane"))
+        .args([
+            "create-token",
+            "--tenant",
+            "ACME",
+            "--name",
+            "ops",
+            "--role",
+            "viewer",
+        ])
+        .env("AIC_DATABASE_URL", db.database_url.expose_secret())
+        .output()
+        .expect("runs");
+    assert!(
+        upper.status.success(),
+        "{}",
+        String::from_utf8_lossy(&upper.stderr)
+    );
 
     let unknown = uuid::Uuid::now_v7().to_string();
     for (args, why) in [
