@@ -311,7 +311,7 @@ pub(crate) fn with_field<E: std::fmt::Display>(
     e: &serde_path_to_error::Error<E>,
 ) -> ApiError {
     let inner = e.inner().to_string();
-    let named = ["unknown field `", "missing field `"]
+    let named = ["unknown field `", "missing field `", "duplicate field `"]
         .iter()
         .find_map(|lead| inner.strip_prefix(lead))
         .and_then(|rest| rest.split_once('`'))
@@ -367,6 +367,12 @@ mod tests {
             (r#"{"name": "a", "inner": [{"n": 1}]}"#, "inner[0].k"),
             (r#"{"name": "a", "inner": [], "colour": 1}"#, "colour"),
             (r#"{"inner": []}"#, "name"),
+            // Given twice: which is meant?
+            (r#"{"name": "a", "inner": [], "name": "b"}"#, "name"),
+            (
+                r#"{"name": "a", "inner": [{"k": 1, "k": 2}]}"#,
+                "inner[0].k",
+            ),
         ];
         for (body, path) in cases {
             assert_eq!(field(body).as_deref(), Some(path), "{body}");

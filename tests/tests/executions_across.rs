@@ -206,7 +206,11 @@ async fn only_readers_list_the_tenants_executions_and_bad_filters_are_named() {
         message.contains("unknown_outcome executions") && message.contains("longer than 5 s"),
         "{err}"
     );
-    for (query, field) in [("automation=x", "automation"), ("limit=x", "limit")] {
+    for (query, field) in [
+        ("automation=x", "automation"),
+        ("limit=x", "limit"),
+        ("limit=2&limit=3", "limit"),
+    ] {
         env.assert_refused(
             Method::GET,
             &format!("/v1/executions?{query}"),
