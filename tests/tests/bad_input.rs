@@ -37,6 +37,14 @@ async fn a_message_that_is_not_json_is_dead_lettered_with_its_reason_and_the_wor
     assert_eq!(body["status"], "failed");
     assert_eq!(body["error"]["code"], "invalid_json");
 
+    // A body a client's library compressed says so, not only where the JSON broke.
+    let gzipped = reply_properties(&replies.queue).with_content_encoding("gzip".into());
+    env.publish_raw(b"\x1f\x8b\x08\x00compressed", gzipped)
+        .await;
+    let failed = replies.next_json(Duration::from_secs(10)).await;
+    assert_failed_with(failed, "invalid_json", &["content_encoding is 'gzip'"]);
+    env.next_dead_letter().await;
+
     // The worker is still consuming.
     let e = env
         .enqueue(
@@ -48,7 +56,7 @@ async fn a_message_that_is_not_json_is_dead_lettered_with_its_reason_and_the_wor
     assert!(
         env.metrics()
             .await
-            .contains(r#"aic_dead_letters_total{reason="invalid_json"} 1"#)
+            .contains(r#"aic_dead_letters_total{reason="invalid_json"} 2"#)
     );
     env.stop().await;
 }

@@ -15,7 +15,20 @@ use serde_json::Value;
 
 /// An unreadable message: dead-letter it, and answer the reply address if one can be read.
 pub(crate) async fn reject(ctx: &Ctx, delivery: &Delivery, e: &DecodeError) -> Disposition {
-    let disposition = dead_letter(ctx, delivery, e.reason(), &e.to_string()).await;
+    let mut detail = e.to_string();
+    // A body compressed by the client's library (Spring AMQP's, say) reads as no JSON at all:
+    // say why, rather than "expected value at line 1 column 1".
+    let encoding = delivery.properties.content_encoding().as_ref();
+    if let (DecodeError::NotJson(_), Some(encoding)) = (e, encoding)
+        && !["identity", "utf-8", "utf8"].contains(&encoding.as_str().to_ascii_lowercase().as_str())
+    {
+        detail.push_str(&format!(
+            " (the body's content_encoding is '{}': the worker reads the JSON text as sent, \
+             never decompressed)",
+            encoding.as_str().chars().take(40).collect::<String>()
+        ));
+    }
+    let disposition = dead_letter(ctx, delivery, e.reason(), &detail).await;
     if matches!(disposition, Disposition::Ack) {
         let code = match e {
             DecodeError::NotJson(_) => ExecutionErrorCode::InvalidJson,
@@ -24,7 +37,7 @@ pub(crate) async fn reject(ctx: &Ctx, delivery: &Delivery, e: &DecodeError) -> D
             }
             DecodeError::Invalid(_) => ExecutionErrorCode::InvalidMessage,
         };
-        answer(ctx, delivery, peeked(delivery), code, e.to_string()).await;
+        answer(ctx, delivery, peeked(delivery), code, detail).await;
     }
     disposition
 }
