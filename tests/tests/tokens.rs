@@ -339,13 +339,21 @@ async fn a_mistaken_token_request_names_its_field() {
         )
         .await;
     }
-    for (body, needle) in [
+    for (body, field, needle) in [
         (
             json!({"name": "x", "role": "viewer", "expires_at": "soon"}),
             "expires_at",
+            "'soon' is not an RFC 3339 time",
+        ),
+        // Without its offset: which time zone's midnight?
+        (
+            json!({"name": "x", "role": "viewer", "expires_at": "2099-01-01T00:00:00"}),
+            "expires_at",
+            "not an RFC 3339 time with its offset",
         ),
         (
             json!({"name": "x", "role": "viewer", "scope": "all"}),
+            "scope",
             "scope",
         ),
     ] {
@@ -354,7 +362,7 @@ async fn a_mistaken_token_request_names_its_field() {
                 Method::POST,
                 "/v1/tokens",
                 Some(body),
-                (422, "invalid_body", Some(needle)),
+                (422, "invalid_body", Some(field)),
             )
             .await;
         assert!(err.to_string().contains(needle), "{err}");

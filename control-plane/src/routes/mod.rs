@@ -214,6 +214,28 @@ pub fn found_in(needle: Option<&str>, haystacks: &[&str]) -> bool {
     })
 }
 
+/// For `#[serde(default, deserialize_with = "…")]` on an optional RFC 3339 time in a body (a
+/// token's `expires_at`): one without its offset is refused saying so, where chrono says
+/// only "premature end of input".
+pub fn time_option<'de, D>(d: D) -> Result<Option<chrono::DateTime<chrono::Utc>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let given: Option<String> = serde::Deserialize::deserialize(d)?;
+    given
+        .map(|raw| {
+            chrono::DateTime::parse_from_rfc3339(&raw)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|e| {
+                    serde::de::Error::custom(format!(
+                        "'{raw}' is not an RFC 3339 time with its offset, such as \
+                         2027-01-01T00:00:00Z ({e})"
+                    ))
+                })
+        })
+        .transpose()
+}
+
 /// A `since` parameter: an RFC 3339 time (the listings', the bulk re-run's).
 pub fn since(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, crate::error::ApiError> {
     chrono::DateTime::parse_from_rfc3339(raw)

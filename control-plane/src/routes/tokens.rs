@@ -30,6 +30,7 @@ pub struct IssueToken {
     #[schemars(extend("enum" = ROLES))]
     pub role: String,
     /// When it stops working by itself (RFC 3339, in the future); never when absent.
+    #[serde(default, deserialize_with = "crate::routes::time_option")]
     pub expires_at: Option<DateTime<Utc>>,
     /// For a `service` token: the only automations it may run (and read the executions and
     /// register the deployables of), e.g. a bot's three; every automation of the tenant when
