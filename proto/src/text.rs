@@ -19,6 +19,18 @@ pub fn breaks_a_label(c: char) -> bool {
         || matches!(c, '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
+/// Whether `c` shows nothing where it stands: white space, or an invisible character — a
+/// zero-width space or joiner, a soft hyphen, a variation selector, a Hangul or Braille blank
+/// (the characters the database's `name_key` drops, migration V24, and U+2800). A name of
+/// these alone is an empty tile.
+pub fn shows_nothing(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(c, '\u{ad}' | '\u{34f}' | '\u{61c}' | '\u{115f}' | '\u{1160}' | '\u{17b4}'
+            | '\u{17b5}' | '\u{180b}'..='\u{180f}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}' | '\u{2800}' | '\u{3164}' | '\u{fe00}'..='\u{fe0f}' | '\u{feff}'
+            | '\u{ffa0}')
+}
+
 /// An optional `source`: at most [`SOURCE_MAX`] characters, none of them one that
 /// [`breaks_a_label`].
 pub fn source<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {

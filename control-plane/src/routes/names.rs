@@ -25,6 +25,11 @@ pub fn name_in<'n>(field: &str, name: &'n str) -> Result<&'n str, String> {
     if name.is_empty() || name.chars().count() > 200 {
         return Err(format!("{field} must be 1 to 200 characters"));
     }
+    if name.chars().all(aic_proto::text::shows_nothing) {
+        return Err(format!(
+            "{field} must show at least one character (it holds only invisible ones)"
+        ));
+    }
     let hidden = aic_proto::text::breaks_a_label;
     match name.chars().enumerate().find(|(_, c)| hidden(*c)) {
         Some((at, c)) => Err(format!(
@@ -148,6 +153,14 @@ mod tests {
             super::bounded_name("system", " Teams bot ").ok(),
             Some("Teams bot")
         );
+        for blank in ["\u{200b}", "\u{3164}", "\u{2800}", "\u{ad}\u{feff}"] {
+            let e = super::checked_name(blank).expect_err(blank).detail();
+            assert!(
+                e.message.contains("only invisible"),
+                "{blank:?}: {}",
+                e.message
+            );
+        }
         let emoji = "Ops \u{1f469}\u{200d}\u{1f4bb} bot";
         assert_eq!(
             super::checked_name(emoji).ok(),
