@@ -11,9 +11,7 @@ mod names;
 pub mod page;
 pub mod tokens;
 
-pub use names::{
-    Named, bounded_name, checked_name, clashed, name_free, name_in, name_taken, unique_name,
-};
+pub use names::{Named, bounded_name, checked_name, clashed, name_free, name_in, unique_name};
 
 use crate::state::AppState;
 use axum::Router;

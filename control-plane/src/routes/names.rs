@@ -106,7 +106,7 @@ pub async fn name_free(
 
 /// 409 `name_taken`: the tenant's `kind` named `existing` already has `given` as its name, or a
 /// name `given` reads as.
-pub fn name_taken(kind: Named, given: &str, existing: &str) -> ApiError {
+fn name_taken(kind: Named, given: &str, existing: &str) -> ApiError {
     let what = kind.what();
     let message = if given == existing {
         format!("{what} named '{existing}' already exists")
@@ -128,10 +128,10 @@ pub async fn clashed(
     tenant: TenantId,
     name: &str,
 ) -> ApiError {
-    match same_name(client, kind, tenant, name, None).await {
-        Ok(Some(existing)) => name_taken(kind, name, &existing),
-        Ok(None) => name_taken(kind, name, name),
-        Err(e) => e,
+    match name_free(client, kind, tenant, name, None).await {
+        Err(refused) => refused,
+        // The clashing row gone since (deleted meanwhile): the name alone.
+        Ok(()) => name_taken(kind, name, name),
     }
 }
 
